@@ -1,0 +1,40 @@
+# packetd — `make run` sets up and runs `packetd watch`; `make test` sets up and runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test setup test-deps lint typecheck unit bench clean
+
+$(BIN)/.installed: pyproject.toml
+	sh scripts/bootstrap.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+run: setup
+	sh scripts/run.sh
+
+test-deps:
+	sh scripts/test-deps.sh
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -m "not live and not server and not root"
+
+test: setup test-deps lint typecheck
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python bench/http1_replay.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

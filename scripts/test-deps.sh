@@ -1,0 +1,21 @@
+#!/bin/sh
+# System packages the test suite talks to: tshark (the independent oracle for golden tests), tcpdump (the
+# replay comparison), nginx and curl (live HTTP tests), libpcap. Installed once; CI runs on a clean machine.
+set -eu
+pkgs="tshark tcpdump nginx-light curl libpcap0.8 iproute2 procps"
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "test-deps: missing$missing (install them as root); tests that need them will be skipped" >&2
+    exit 0
+fi
+echo "test-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends $missing >/dev/null
+# Debian starts nginx on port 80 when it is installed: the tests run their own instance on their own port.
+if command -v service >/dev/null 2>&1; then service nginx stop >/dev/null 2>&1 || true; fi

@@ -1,0 +1,1 @@
+"""Capture sources: pcap/pcapng files and pipes, Linux AF_PACKET rings, libpcap (I/O layer)."""

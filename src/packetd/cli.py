@@ -1,0 +1,468 @@
+"""The `packetd` command: `watch`, `ifaces`, `version`.
+
+User mistakes (a bad flag, an unreadable file, no privilege to capture) end with one line on stderr that
+names the problem and what is allowed, and a non-zero exit status — never a traceback. stdout carries
+roundtrip records (or text lines) and nothing else; logs, warnings and the summary go to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import click
+
+from packetd import __version__
+from packetd.capture import bpf
+from packetd.capture.pcapfile import CaptureFile, CaptureFormatError
+from packetd.capture.source import TICK, Source
+from packetd.engine import Engine, EngineConfig, Rule, RuleError, check_rules, default_rules, parse_rule
+from packetd.export.jsonl import dumps
+from packetd.export.rotating import RotatingFile
+from packetd.export.text import TextFormatter
+from packetd.flow.table import FlowConfig
+from packetd.pairing.roundtrip import Roundtrip
+from packetd.pipeline.filters import DisplayFilter
+from packetd.pipeline.summary import Summary
+from packetd.protocols.base import Kind
+from packetd.protocols.http1.decoder import HttpOptions
+from packetd.protocols.registry import REGISTRY
+from packetd.units import format_duration, parse_duration
+
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+SUMMARY_ROWS = 25  # endpoints listed in the exit summary; the rest are counted
+
+
+def _fail(message: str, status: int = EXIT_RUNTIME) -> NoReturn:
+    click.echo(f"packetd: {message}", err=True)
+    sys.exit(status)
+
+
+def _warn(message: str) -> None:
+    click.echo(f"packetd: warning: {message}", err=True)
+
+
+class _DurationType(click.ParamType):
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = _DurationType()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """packetd: passive L7 network observability — requests paired with responses, straight off the wire."""
+
+
+@main.command()
+def version() -> None:
+    """Print version information."""
+    click.echo(f"Version: {__version__}")
+    click.echo(f"GitHash: {_git_hash()}")
+    click.echo(f"Python: {sys.version.split()[0]}")
+    try:
+        from packetd.capture import libpcap
+
+        click.echo(f"Libpcap: {libpcap.load().pcap_lib_version().decode()}")
+    except Exception:  # libpcap is optional for file analysis
+        click.echo("Libpcap: not found")
+
+
+def _git_hash() -> str:
+    env = os.environ.get("PACKETD_GIT_HASH")
+    if env:
+        return env
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(
+            ["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+@main.command()
+def ifaces() -> None:
+    """List network interfaces that have an address (as `- name: [addr/prefix ...]`)."""
+    try:
+        from packetd.capture import libpcap
+
+        found = libpcap.interfaces()
+    except Exception as exc:
+        _fail(f"cannot list interfaces: {exc}")
+    for name, addrs in found:
+        click.echo(f"- {name}: [{' '.join(addrs)}]")
+
+
+@dataclass
+class WatchOptions:
+    protos: tuple[str, ...] = ()
+    ifaces: str = "any"
+    pcap_file: str | None = None
+    ipv: str | None = None
+    no_promisc: bool = False
+    roundtrips_file: str | None = None
+    roundtrips_size: int = 100
+    roundtrips_backups: int = 10
+    fmt: str | None = None
+    count: int = 0
+    duration_ns: int = 0
+    errors: bool = False
+    slower_than_ns: int = 0
+    kinds: tuple[str, ...] = ()
+    engine: str = "auto"
+    user: str | None = None
+    block_num: int = 16
+    capture_body: int = 0
+    conn_expired_ns: int = 300 * 1_000_000_000
+    color: bool | None = None
+    kernel_drop_acks: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@main.command(context_settings={"max_content_width": 110})
+@click.option("--proto", "protos", multiple=True, metavar="'NAME;PORTS[;HOST]'",
+              help="Watch NAME on PORTS (comma-separated), optionally only HOST. Repeatable. "
+              "Default: every protocol on its default ports.")
+@click.option("--ifaces", default="any", show_default=True, help="Interfaces: 'any' or a regex of names.")
+@click.option("--pcap-file", default=None, metavar="FILE", help="Read a pcap/pcapng file ('-' for stdin) instead of interfaces.")
+@click.option("--ipv", type=click.Choice(["v4", "v6"]), default=None, help="Only IPv4 or only IPv6.")
+@click.option("--no-promisc", is_flag=True, help="Do not put interfaces in promiscuous mode.")
+@click.option("--console", is_flag=True, help="Write roundtrips to stdout (the default; kept for compatibility).")
+@click.option("--roundtrips.file", "roundtrips_file", default=None, metavar="PATH", help="Write roundtrips to a rotating file instead of stdout.")
+@click.option("--roundtrips.size", "roundtrips_size", type=click.IntRange(1, 1 << 20), default=100, show_default=True, help="Rotate the roundtrip file at this many MB.")
+@click.option("--roundtrips.backups", "roundtrips_backups", type=click.IntRange(0, 10000), default=10, show_default=True, help="Rotated roundtrip files to keep.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default=None, help="Output format (default: text on a terminal, JSON lines otherwise).")
+@click.option("--count", type=click.IntRange(min=0), default=0, help="Stop after N records are shown.")
+@click.option("--duration", type=DURATION, default=None, help="Stop after D (e.g. 30s); for a file, D of capture time.")
+@click.option("--errors", is_flag=True, help="Only show records with an error status.")
+@click.option("--slower-than", "slower_than", type=DURATION, default=None, metavar="D", help="Only show roundtrips slower than D (e.g. 100ms).")
+@click.option("--kind", "kinds", type=click.Choice(list(Kind.ALL)), multiple=True, help="Only show these record kinds (repeatable; default all).")
+@click.option("--engine", type=click.Choice(["auto", "afpacket", "pcap"]), default="auto", show_default=True, help="Live capture engine.")
+@click.option("--user", default=None, metavar="NAME", help="Drop root privileges to NAME once capture sockets are open.")
+@click.option("--block-num", type=click.IntRange(1, 1024), default=16, show_default=True, help="AF_PACKET ring blocks of 512 KiB.")
+@click.option("--capture-body", type=click.IntRange(0, 16 << 20), default=0, metavar="BYTES", help="Keep up to BYTES of textual HTTP bodies (0: off).")
+@click.option("--conn-expired", type=DURATION, default="5m", show_default=True, help="Forget connections idle for this long.")
+@click.option("--color/--no-color", default=None, help="Colour text output (default: on a terminal, unless NO_COLOR is set).")
+@click.option("--kernel-drop-acks", is_flag=True, help="Drop payload-less TCP ACKs in the kernel filter (less CPU on bulk transfers).")
+def watch(**kw: Any) -> None:
+    """Capture and print roundtrips as they happen (live, or from a capture file)."""
+    opts = WatchOptions(
+        protos=kw["protos"],
+        ifaces=kw["ifaces"],
+        pcap_file=kw["pcap_file"],
+        ipv=kw["ipv"],
+        no_promisc=kw["no_promisc"],
+        roundtrips_file=kw["roundtrips_file"],
+        roundtrips_size=kw["roundtrips_size"],
+        roundtrips_backups=kw["roundtrips_backups"],
+        fmt=kw["fmt"],
+        count=kw["count"],
+        duration_ns=kw["duration"] or 0,
+        errors=kw["errors"],
+        slower_than_ns=kw["slower_than"] or 0,
+        kinds=kw["kinds"],
+        engine=kw["engine"],
+        user=kw["user"],
+        block_num=kw["block_num"],
+        capture_body=kw["capture_body"],
+        conn_expired_ns=kw["conn_expired"],
+        color=kw["color"],
+        kernel_drop_acks=kw["kernel_drop_acks"],
+    )
+    sys.exit(run_watch(opts))
+
+
+# -- rules ------------------------------------------------------------------------------------------------------
+def build_rules(protos: Iterable[str]) -> list[Rule]:
+    rules = []
+    for text in protos:
+        try:
+            rule = parse_rule(text)
+        except RuleError as exc:
+            _fail(str(exc), EXIT_USAGE)
+        if rule.host is not None and rule.addresses is None:
+            rule = Rule(protocol=rule.protocol, ports=rule.ports, host=rule.host, addresses=_resolve(rule.host, text))
+        rules.append(rule)
+    if not rules:
+        rules = default_rules()
+    try:
+        check_rules(rules)
+    except RuleError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    return rules
+
+
+def _resolve(host: str, text: str) -> frozenset[bytes]:
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        _fail(f"cannot resolve host '{host}' in --proto '{text}': {exc}", EXIT_USAGE)
+    out = set()
+    for family, _t, _p, _c, sockaddr in infos:
+        out.add(socket.inet_pton(family, str(sockaddr[0])))
+    return frozenset(out)
+
+
+def bpf_for(rules: Iterable[Rule]) -> str:
+    return bpf.filter_expression((REGISTRY[r.protocol].transports, r.ports, r.host) for r in rules)
+
+
+# -- sources --------------------------------------------------------------------------------------------------
+def open_live(opts: WatchOptions, rules: list[Rule]) -> Source:
+    expression = bpf_for(rules)
+    if opts.kernel_drop_acks:
+        expression = bpf.payload_only_clause(expression)
+    engine = opts.engine
+    if engine == "auto":
+        engine = "afpacket" if sys.platform.startswith("linux") else "pcap"
+    try:
+        if engine == "afpacket":
+            from packetd.capture.afpacket import AfPacketSource
+
+            return AfPacketSource(opts.ifaces, expression, promisc=not opts.no_promisc, block_num=opts.block_num)
+        from packetd.capture.libpcap import PcapLiveSource, interfaces
+
+        if opts.ifaces in ("", "any"):
+            names = ["any"] if sys.platform.startswith("linux") else [n for n, _ in interfaces()]
+        else:
+            import re
+
+            names = [n for n, _ in interfaces() if re.search(opts.ifaces, n)]
+            if not names:
+                _fail(f"no interface matches --ifaces '{opts.ifaces}'", EXIT_USAGE)
+        return PcapLiveSource(names, expression, promisc=not opts.no_promisc)
+    except PermissionError:
+        from packetd.capture.privileges import PRIVILEGE_HINT
+
+        _fail(PRIVILEGE_HINT)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except Exception as exc:  # libpcap missing, interface gone: a clear line, not a traceback
+        _fail(f"cannot start live capture: {exc}")
+
+
+# -- output ---------------------------------------------------------------------------------------------------
+class Output:
+    """Where records go: stdout (text or JSON lines) or the rotating file."""
+
+    def __init__(self, opts: WatchOptions, live: bool) -> None:
+        self.live = live
+        self._file: RotatingFile | None = None
+        stdout_tty = sys.stdout.isatty()
+        fmt = opts.fmt or ("text" if stdout_tty and not opts.roundtrips_file else "json")
+        self.fmt = fmt
+        color = opts.color if opts.color is not None else (stdout_tty and "NO_COLOR" not in os.environ)
+        self._text = TextFormatter(color=bool(color))
+        if opts.roundtrips_file:
+            try:
+                self._file = RotatingFile(opts.roundtrips_file, opts.roundtrips_size * 1024 * 1024, opts.roundtrips_backups)
+            except OSError as exc:
+                _fail(f"cannot write --roundtrips.file {opts.roundtrips_file}: {exc.strerror}", EXIT_USAGE)
+        self._out = sys.stdout.buffer
+
+    def write(self, rt: Roundtrip) -> None:
+        if self.fmt == "json":
+            line = dumps(rt)
+        else:
+            line = (self._text.format(rt) + "\n").encode()
+        if self._file is not None:
+            self._file.write_line(line)
+        else:
+            self._out.write(line)
+            if self.live:
+                self._out.flush()
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+        else:
+            self._out.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        else:
+            self._out.flush()
+
+
+# -- the watch loop ---------------------------------------------------------------------------------------------
+def run_watch(opts: WatchOptions) -> int:
+    rules = build_rules(opts.protos)
+    ip_versions = frozenset({4, 6}) if opts.ipv is None else frozenset({int(opts.ipv[1])})
+    options: dict[str, Any] = {"http": HttpOptions(capture_body=opts.capture_body)}
+    config = EngineConfig(
+        rules=tuple(rules),
+        ip_versions=ip_versions,
+        flow=FlowConfig(idle_timeout_ns=max(opts.conn_expired_ns, 1_000_000_000)),
+        options=options,
+    )
+    live = opts.pcap_file is None
+    source: Source | CaptureFile
+    if live:
+        source = open_live(opts, rules)
+        if opts.user:
+            from packetd.capture.privileges import PrivilegeError, drop_privileges
+
+            try:
+                drop_privileges(opts.user)
+            except PrivilegeError as exc:
+                source.close()
+                _fail(str(exc), EXIT_USAGE)
+    else:
+        assert opts.pcap_file is not None
+        try:
+            source = CaptureFile(opts.pcap_file)
+        except CaptureFormatError as exc:
+            _fail(str(exc), EXIT_USAGE)
+    output = Output(opts, live)
+    summary = Summary()
+    display = DisplayFilter(
+        errors_only=opts.errors,
+        slower_than_ns=opts.slower_than_ns,
+        kinds=frozenset(opts.kinds) if opts.kinds else frozenset(Kind.ALL),
+    )
+    shown = 0
+    stop = False
+    limit = opts.count
+    accept = display.accept
+    write = output.write
+
+    def sink(rt: Roundtrip) -> None:
+        nonlocal shown, stop
+        summary.add(rt)
+        if stop or not accept(rt):
+            return
+        write(rt)
+        shown += 1
+        if limit and shown >= limit:
+            stop = True
+
+    engine = Engine(config, sink)
+    frame = engine.frame
+    started = time.monotonic()
+    interrupted = False
+    if live:
+        desc = ", ".join(f"{r.protocol}:{','.join(map(str, r.ports))}" for r in rules)
+        click.echo(f"packetd: capturing on {source.name} ({desc}); Ctrl-C to stop", err=True)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if live:
+            deadline = time.monotonic() + opts.duration_ns / 1e9 if opts.duration_ns else None
+            for ts, lt, data in source:
+                if lt == TICK:
+                    engine.tick(ts)
+                    output.flush()
+                else:
+                    frame(ts, lt, data)
+                if stop or (deadline is not None and time.monotonic() >= deadline):
+                    break
+        elif opts.duration_ns:
+            first = -1
+            for ts, lt, data in source:
+                if first < 0:
+                    first = ts
+                elif ts - first > opts.duration_ns:
+                    break
+                frame(ts, lt, data)
+                if stop:
+                    break
+        else:
+            for ts, lt, data in source:
+                frame(ts, lt, data)
+                if stop:
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
+    try:
+        if live and hasattr(source, "drain"):
+            time.sleep(0.12)  # let the kernel retire the block holding the last packets
+            for ts, lt, data in source.drain():
+                frame(ts, lt, data)
+        engine.finish()
+        output.close()
+    except BrokenPipeError:
+        _quiet_stdout()
+    except KeyboardInterrupt:
+        interrupted = True
+    kernel = source.stats()
+    if isinstance(source, CaptureFile):
+        for w in source.warnings:
+            _warn(w)
+    source.close()
+    _print_summary(engine, summary, kernel, time.monotonic() - started, interrupted)
+    return 0
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _quiet_stdout() -> None:
+    # the reader went away (`| head`): stop writing, and keep Python from complaining at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _print_summary(
+    engine: Engine, summary: Summary, kernel: dict[str, tuple[int, int]], elapsed: float, interrupted: bool
+) -> None:
+    err: Callable[[str], None] = lambda s: click.echo(s, err=True)  # noqa: E731
+    net = engine.net.stats
+    flows = engine.flows.stats
+    drops = sum(d for _, d in kernel.values())
+    kinds = summary.kinds
+    resets = sum(s.resets for s in engine.protocol_stats.values())
+    sync = sum(s.sync_lost for s in engine.protocol_stats.values())
+    orphans = sum(s.pairing.orphans for s in engine.protocol_stats.values())
+    encrypted = sum(s.encrypted for s in engine.protocol_stats.values())
+    err("")
+    err(
+        f"packetd: {net.frames} packets in {elapsed:.1f}s, {drops} dropped by the kernel"
+        + (f" ({', '.join(f'{k}: {d}' for k, (_, d) in kernel.items())})" if len(kernel) > 1 else "")
+        + f"; {flows.created} connections ({flows.midstream} joined mid-stream, {encrypted} encrypted)"
+    )
+    err(
+        f"packetd: {kinds[Kind.ROUNDTRIP]} roundtrips, {kinds[Kind.HANDSHAKE]} handshakes, "
+        f"{kinds[Kind.ONEWAY]} one-way, {kinds[Kind.UNANSWERED]} unanswered; "
+        f"{orphans} orphan responses, {resets} decode resets, {flows.gaps} gaps ({flows.gap_bytes} bytes), "
+        f"{sync} resyncs, {flows.duplicates} retransmissions"
+    )
+    rows = summary.rows()
+    if rows:
+        header = f"{'SERVER':<22} {'PROTO':<6} {'OPERATION':<10} {'PATH':<32} {'COUNT':>7} {'ERRORS':>6} {'P50':>9} {'P90':>9} {'P99':>9}"
+        err(header)
+        for (server, proto, op, path), st in rows[:SUMMARY_ROWS]:
+            lat = st.latency
+            p = [format_duration(lat.percentile(q)) if lat.count else "-" for q in (0.5, 0.9, 0.99)]
+            err(f"{server:<22} {proto:<6} {op[:10]:<10} {path[:32]:<32} {st.count:>7} {st.errors:>6} {p[0]:>9} {p[1]:>9} {p[2]:>9}")
+        if len(rows) > SUMMARY_ROWS:
+            err(f"... and {len(rows) - SUMMARY_ROWS} more endpoints")
+        if summary.folded:
+            err(f"({summary.folded} records from endpoints beyond the first {len(summary.endpoints) - 1} folded into '(other)')")
+    if interrupted:
+        err("packetd: interrupted")
+
+
+if __name__ == "__main__":
+    main()

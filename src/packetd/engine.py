@@ -1,0 +1,156 @@
+"""The engine: frames in, roundtrip records out — net → flow → protocols → pairing, composed.
+
+Pure and deterministic (ARCHITECTURE.md): no clock, no I/O. `watch` and `agent` feed it frames from a
+capture source and hand it a sink for records; the same capture file always gives the same records.
+
+It also owns the protocol rules (`--proto 'name;ports[;host]'`, reference §1.2) and their validation,
+since the rules decide which connections are decoded and by which protocol.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import field
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from packetd._values import value
+from packetd.flow.table import Endpoint, FlowConfig, FlowTable, StreamHandler
+from packetd.net.packet import PROTO_TCP, PacketDecoder
+from packetd.pairing.roundtrip import Roundtrip
+from packetd.pairing.session import ProtocolStats, Session
+from packetd.protocols.registry import REGISTRY, Registry
+
+RULE_EXAMPLE = "'http;80,8080;127.0.0.1'"
+
+
+class RuleError(ValueError):
+    """A protocol rule the user wrote is not valid; the message says what and what is allowed."""
+
+
+@value
+class Rule:
+    """Watch `protocol` on `ports` (either end), optionally only to/from `host`."""
+
+    protocol: str
+    ports: tuple[int, ...]
+    host: str | None = None
+    addresses: frozenset[bytes] | None = None  # `host` resolved to packed addresses (None: any host)
+
+
+def parse_rule(text: str, registry: Registry = REGISTRY) -> Rule:
+    """Parse `protocol;ports[;host]` (reference §1.2); raise RuleError with the reference's messages."""
+    parts = text.split(";")
+    if len(parts) < 2:
+        raise RuleError(f"invalid --proto input '{text}', expected 'protocol;ports[;host]' ({RULE_EXAMPLE})")
+    if len(parts) > 3:
+        raise RuleError(f"invalid --proto input '{text}': too many ';' parts, expected 'protocol;ports[;host]'")
+    name = parts[0].strip()
+    if registry.get(name) is None:
+        raise RuleError(f"unsupported protocol ({name}) in '{text}'; known protocols: {', '.join(registry.names())}")
+    ports: list[int] = []
+    for raw in parts[1].split(","):
+        p = raw.strip()
+        if not p.isdigit() or int(p) > 65535:
+            raise RuleError(f"invalid port '{raw}' in protocol '{text}', port must be between 0-65535")
+        ports.append(int(p))
+    host = parts[2].strip() if len(parts) == 3 and parts[2].strip() else None
+    addresses = None
+    if host is not None:
+        try:
+            addresses = frozenset({ipaddress.ip_address(host).packed})
+        except ValueError:
+            addresses = None  # a host name: the caller resolves it (I/O) with resolve_rule_host
+    return Rule(protocol=name, ports=tuple(dict.fromkeys(ports)), host=host, addresses=addresses)
+
+
+def default_rules(registry: Registry = REGISTRY) -> list[Rule]:
+    """Every registered protocol on its default ports (what `watch` does without --proto)."""
+    return [Rule(protocol=s.name, ports=s.default_ports) for s in registry.specs() if s.default_ports]
+
+
+def check_rules(rules: Iterable[Rule], registry: Registry = REGISTRY) -> None:
+    """Two protocol families cannot share a port (HTTP/2 and gRPC are one family and may)."""
+    owner: dict[tuple[str, int], str] = {}
+    for rule in rules:
+        spec = registry[rule.protocol]
+        for transport in spec.transports:
+            for port in rule.ports:
+                other = owner.setdefault((transport, port), rule.protocol)
+                if registry[other].family != spec.family:
+                    raise RuleError(
+                        f"port {port}/{transport} is claimed by both {other} and {rule.protocol}; "
+                        "give each protocol its own ports"
+                    )
+
+
+@value
+class EngineConfig:
+    rules: tuple[Rule, ...]
+    ip_versions: frozenset[int] = frozenset({4, 6})
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    options: Mapping[str, Any] = field(default_factory=dict)  # protocol name → its options object
+
+
+RecordSink = Callable[[Roundtrip], None]
+
+
+class Engine:
+    """Frames to records (see module docstring)."""
+
+    def __init__(self, config: EngineConfig, sink: RecordSink, registry: Registry = REGISTRY) -> None:
+        check_rules(config.rules, registry)
+        self.config = config
+        self.registry = registry
+        self._sink = sink
+        self.protocol_stats: dict[str, ProtocolStats] = {}
+        self.net = PacketDecoder(config.ip_versions)
+        table_rules = []
+        for rule in config.rules:
+            spec = registry[rule.protocol]
+            if rule.host is not None and rule.addresses is None:
+                raise RuleError(f"host '{rule.host}' in rule for {rule.protocol} was not resolved to an address")
+            for transport in sorted(spec.transports):
+                table_rules.append((rule.protocol, transport, frozenset(rule.ports), rule.addresses))
+        self.flows = FlowTable(table_rules, self._new_session, config.flow)
+        decode = self.net.decode
+        segment = self.flows.segment
+
+        def frame(ts_ns: int, linktype: int, data: memoryview) -> None:
+            seg = decode(ts_ns, linktype, data)
+            if seg is not None:
+                segment(seg)
+
+        self.frame = frame
+
+    def tick(self, now_ns: int) -> None:
+        """Advance packet time without a packet (idle expiry and hole timeouts in live capture)."""
+        self.flows.tick(now_ns)
+
+    def finish(self, ts_ns: int | None = None) -> None:
+        """End of the capture: flush every flow (close-delimited bodies complete, pending → unanswered)."""
+        self.flows.finish(ts_ns)
+
+    def stats_for(self, protocol: str) -> ProtocolStats:
+        stats = self.protocol_stats.get(protocol)
+        if stats is None:
+            stats = self.protocol_stats[protocol] = ProtocolStats()
+        return stats
+
+    def options_for(self, protocol: str) -> Any:
+        return self.config.options.get(protocol)
+
+    def _new_session(
+        self, protocol: str, client: Endpoint, server: Endpoint, midstream: bool, transport: int
+    ) -> StreamHandler:
+        return Session(
+            self.registry[protocol],
+            self.registry,
+            client,
+            server,
+            self._sink,
+            self.stats_for,
+            self.options_for,
+            midstream,
+            "tcp" if transport == PROTO_TCP else "udp",
+        )

@@ -1,0 +1,1 @@
+"""Flows: the flow table, TCP stream tracking, idle expiry (pure, no I/O)."""

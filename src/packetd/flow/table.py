@@ -1,0 +1,533 @@
+"""The flow table and TCP stream tracking: segments in, ordered bytes, gaps and EOFs out.
+
+Hand-written because no library reassembles TCP passively, from both directions, with bounded memory and
+explicit gaps; this is the layer the Go implementation lacked (reference §4.4, §18.4).
+
+A flow is one connection: both directions, each a `TcpStream`, direction 0 being the client's. The table
+maps each direction's packed 4-tuple to (flow, direction), so a packet costs one dict lookup.
+
+Client and server: the SYN sender is the client (a SYN-ACK sender the server); without a SYN, the side
+whose port matches a rule is the server (both match: the lower port). Decoders may correct this from
+content (`SwapRoles`); the flow layer does not care.
+
+TCP, per direction (all sequence arithmetic modulo 2**32, so wrap-around is exact):
+
+    seq == next_seq        deliver; then deliver any buffered segments that became contiguous
+    seq ahead of next_seq  buffer (out of order), bounded by MAX_OOO_BYTES / MAX_OOO_SEGMENTS
+    seq behind next_seq    retransmission or duplicate: drop it, or trim the overlap and deliver the rest
+
+A hole (missing bytes before buffered data) is declared a gap, passed on as `gap(nbytes)`, and skipped
+when: the buffer overflows; the peer acknowledges bytes beyond the hole (the receiver has them, so no
+retransmission will ever show them to us: the capture lost them); the hole is older than HOLE_TIMEOUT_NS
+of packet time; or the connection ends. A FIN ends a direction once every byte before it was delivered or
+declared lost; RST ends both at once. Idle flows expire after `idle_timeout_ns` of packet time; the table
+is bounded (`max_flows`), evicting the least recently active of the oldest flows when full.
+
+Recently closed connections are remembered for CLOSED_LINGER_NS so that a late retransmission does not
+start a new, bogus "mid-stream" connection; a SYN always starts a new one.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Protocol
+
+from packetd._values import value
+from packetd.net.packet import ACK, FIN, PROTO_TCP, RST, SYN, Segment
+
+MASK = 0xFFFFFFFF
+HALF = 0x80000000
+MAX_OOO_BYTES = 256 * 1024  # per direction: four times a default Linux initial receive window
+MAX_OOO_SEGMENTS = 256  # per direction: bounds the overlap scan in _drain
+HOLE_TIMEOUT_NS = 2_000_000_000  # a real loss is retransmitted within an RTO (Linux: 200 ms - 2 min; typ. < 1 s)
+SWEEP_INTERVAL_NS = 5_000_000_000  # packet time between idle/hole sweeps (an O(flows) walk)
+CLOSED_LINGER_NS = 10_000_000_000  # how long a closed tuple swallows late segments
+MAX_CLOSED = 65536  # remembered closed tuples (two per connection)
+EVICTION_SAMPLE = 16  # flows looked at to choose an eviction victim
+
+
+class StreamHandler(Protocol):
+    """What the flow layer drives (a `pairing.session.Session`)."""
+
+    def data(self, direction: int, data: memoryview, ts_ns: int) -> None: ...
+    def gap(self, direction: int, nbytes: int, ts_ns: int) -> None: ...
+    def eof(self, direction: int, ts_ns: int) -> None: ...
+    def close(self, ts_ns: int) -> None: ...
+
+
+# (server port, transport) → which protocol; returns a handler factory or None when no rule matches
+Endpoint = tuple[str, int]
+HandlerFactory = Callable[[str, Endpoint, Endpoint, bool, int], StreamHandler]  # + transport (6/17)
+
+
+@value
+class FlowConfig:
+    max_flows: int = 65536  # bounded table: ~2 KiB per idle flow, ~128 MiB worst case
+    idle_timeout_ns: int = 300 * 1_000_000_000  # connExpired, reference §2.2 (default 5m)
+
+
+class FlowStats:
+    __slots__ = (
+        "active",
+        "closed",
+        "created",
+        "duplicates",
+        "evicted",
+        "expired",
+        "gap_bytes",
+        "gaps",
+        "hole_timeouts",
+        "late_segments",
+        "midstream",
+        "no_flow",
+        "out_of_order",
+        "ooo_overflows",
+        "unmatched",
+    )
+
+    def __init__(self) -> None:
+        self.created = 0
+        self.closed = 0  # ended by FIN/RST
+        self.expired = 0  # idle longer than the timeout
+        self.evicted = 0  # pushed out because the table was full
+        self.active = 0
+        self.midstream = 0  # joined after the handshake
+        self.duplicates = 0  # retransmitted or twice-captured segments dropped
+        self.out_of_order = 0  # segments buffered ahead of a hole
+        self.ooo_overflows = 0  # holes skipped because the reorder buffer was full
+        self.hole_timeouts = 0  # holes skipped because they were older than HOLE_TIMEOUT_NS
+        self.gaps = 0  # holes passed to decoders as gaps
+        self.gap_bytes = 0
+        self.late_segments = 0  # segments of recently closed connections
+        self.no_flow = 0  # segments without payload or SYN for an unknown connection
+        self.unmatched = 0  # segments on no rule's port (filtered in user space)
+
+
+class TcpStream:
+    """One direction of a TCP connection."""
+
+    __slots__ = ("bytes", "eof", "fin_seq", "hole_ns", "next_seq", "ooo", "ooo_bytes", "packets", "retrans", "syn_seq")
+
+    def __init__(self) -> None:
+        self.next_seq = -1  # next expected sequence number; -1 until the first SYN or data
+        self.syn_seq = -1
+        self.fin_seq = -1
+        self.eof = False
+        self.ooo: dict[int, bytes] | None = None  # seq → payload, ahead of a hole
+        self.ooo_bytes = 0
+        self.hole_ns = -1  # packet time when the current hole was first noticed
+        self.packets = 0
+        self.bytes = 0
+        self.retrans = 0
+
+
+class Flow:
+    """One connection (TCP) or conversation (UDP)."""
+
+    __slots__ = ("client", "first_ns", "handler", "id", "keys", "last_ns", "midstream", "protocol", "server", "streams", "transport")
+
+    def __init__(
+        self, fid: int, keys: tuple[bytes, bytes], client: Endpoint, server: Endpoint, transport: int, ts: int
+    ) -> None:
+        self.id = fid
+        self.keys = keys  # (client→server key, server→client key)
+        self.client = client
+        self.server = server
+        self.transport = transport
+        self.first_ns = ts
+        self.last_ns = ts
+        self.midstream = False
+        self.protocol = ""
+        self.streams = (TcpStream(), TcpStream())
+        self.handler: StreamHandler | None = None
+
+
+class _Rules:
+    """Port (and optional host) → protocol name, per transport."""
+
+    def __init__(self, rules: list[tuple[str, str, frozenset[int], frozenset[bytes] | None]]) -> None:
+        # (protocol, transport, ports, hosts) — hosts are packed addresses, None: any
+        self.any_host: dict[tuple[int, int], str] = {}
+        self.with_host: dict[tuple[int, int], list[tuple[frozenset[bytes], str]]] = {}
+        for protocol, transport, ports, hosts in rules:
+            t = PROTO_TCP if transport == "tcp" else 17
+            for port in ports:
+                if hosts is None:
+                    self.any_host.setdefault((t, port), protocol)
+                else:
+                    self.with_host.setdefault((t, port), []).append((hosts, protocol))
+
+    def match(self, transport: int, port: int, src: bytes, dst: bytes) -> str | None:
+        name = self.any_host.get((transport, port))
+        if name is not None:
+            return name
+        for hosts, proto in self.with_host.get((transport, port), ()):
+            if src in hosts or dst in hosts:
+                return proto
+        return None
+
+
+def _ip(packed: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
+
+
+class FlowTable:
+    """Flows of both transports, their lifetimes and TCP ordering (see module docstring)."""
+
+    def __init__(
+        self,
+        rules: list[tuple[str, str, frozenset[int], frozenset[bytes] | None]],
+        new_handler: HandlerFactory,
+        config: FlowConfig | None = None,
+    ) -> None:
+        self.config = config or FlowConfig()
+        self.stats = FlowStats()
+        self._rules = _Rules(rules)
+        self._new_handler = new_handler
+        self._tcp: dict[bytes, tuple[Flow, int]] = {}
+        self._udp: dict[bytes, tuple[Flow, int]] = {}
+        self._flows: dict[int, Flow] = {}  # by id, oldest first
+        self._closed: dict[bytes, int] = {}  # recently closed tuple → close time
+        self._next_id = 0
+        self._next_sweep = -1
+        self.now_ns = 0
+
+    # -- entry points ----------------------------------------------------------------------------------------
+    def segment(self, seg: Segment) -> None:
+        ts = seg.ts_ns
+        if ts > self.now_ns:
+            self.now_ns = ts
+            if ts >= self._next_sweep:
+                self._sweep(ts)
+        if seg.transport == PROTO_TCP:
+            self._tcp_segment(seg)
+        else:
+            self._udp_datagram(seg)
+
+    def tick(self, now_ns: int) -> None:
+        """Packet time moves on without a packet (live capture, idle link)."""
+        if now_ns > self.now_ns:
+            self.now_ns = now_ns
+            if now_ns >= self._next_sweep:
+                self._sweep(now_ns)
+
+    def finish(self, ts_ns: int | None = None) -> None:
+        """End of capture: every flow's streams end, holes become gaps, pending requests unanswered."""
+        ts = self.now_ns if ts_ns is None else ts_ns
+        for flow in list(self._flows.values()):
+            self._end(flow, ts, "")
+        self._closed.clear()
+
+    def flows(self) -> list[Flow]:
+        return list(self._flows.values())
+
+    # -- TCP -------------------------------------------------------------------------------------------------
+    def _tcp_segment(self, seg: Segment) -> None:
+        entry = self._tcp.get(seg.key)
+        flags = seg.flags
+        payload = seg.payload
+        n = len(payload)
+        ts = seg.ts_ns
+        if entry is None:
+            if not (n or flags & SYN):
+                self.stats.no_flow += 1
+                return
+            if self._closed and not flags & SYN and seg.key in self._closed:
+                self.stats.late_segments += 1
+                return
+            entry = self._create_tcp(seg)
+            if entry is None:
+                return
+        flow, d = entry
+        flow.last_ns = ts
+        st = flow.streams[d]
+        st.packets += 1
+        seq = seg.seq
+        if flags & SYN:
+            if st.syn_seq >= 0 and seq != st.syn_seq or st.syn_seq < 0 and st.next_seq >= 0 and not flags & ACK:
+                # a new connection on a reused tuple (the old one ended unseen)
+                self._end(flow, ts, "closed")
+                self._tcp_segment(seg)
+                return
+            st.syn_seq = seq
+            seq = (seq + 1) & MASK
+            if st.next_seq < 0:
+                st.next_seq = seq
+        if n:
+            st.bytes += n
+            nxt = st.next_seq
+            if nxt < 0:
+                st.next_seq = nxt = seq
+            off = (seq - nxt) & MASK
+            if off == 0:
+                st.next_seq = (seq + n) & MASK
+                handler = flow.handler
+                if handler is not None:
+                    handler.data(d, payload, ts)
+                if st.ooo:
+                    self._drain(flow, d, st, ts)
+                elif st.hole_ns >= 0:
+                    st.hole_ns = -1
+            elif off < HALF:
+                self._buffer(flow, d, st, seq, payload, ts)
+            else:
+                behind = 0x100000000 - off
+                if behind >= n:
+                    st.retrans += 1
+                    self.stats.duplicates += 1
+                else:
+                    st.retrans += 1
+                    st.next_seq = (seq + n) & MASK
+                    if flow.handler is not None:
+                        flow.handler.data(d, payload[behind:], ts)
+                    if st.ooo:
+                        self._drain(flow, d, st, ts)
+        if flags & ACK:
+            peer = flow.streams[d ^ 1]
+            pn = peer.next_seq
+            if pn >= 0:
+                ahead = (seg.ack - pn) & MASK
+                if 0 < ahead < HALF:
+                    # the receiver acknowledges bytes we have not delivered: they are lost to us
+                    self._acked_hole(flow, d ^ 1, peer, seg.ack, ts)
+        if flags & (FIN | RST):
+            if flags & RST:
+                self._end(flow, ts, "closed")
+                return
+            st.fin_seq = (seq + n) & MASK
+        if st.hole_ns >= 0 and ts - st.hole_ns > HOLE_TIMEOUT_NS:
+            self.stats.hole_timeouts += 1
+            self._skip_hole(flow, d, st, ts)
+        if st.fin_seq >= 0 and not st.eof and st.next_seq == st.fin_seq:
+            self._eof(flow, d, st, ts)
+
+    def _create_tcp(self, seg: Segment) -> tuple[Flow, int] | None:
+        flags = seg.flags
+        rules = self._rules
+        if flags & SYN:
+            client_is_src = not flags & ACK
+            server_port, client_port = (seg.dport, seg.sport) if client_is_src else (seg.sport, seg.dport)
+            protocol = rules.match(PROTO_TCP, server_port, seg.src, seg.dst) or rules.match(
+                PROTO_TCP, client_port, seg.src, seg.dst
+            )
+        else:
+            pd = rules.match(PROTO_TCP, seg.dport, seg.src, seg.dst)
+            ps = rules.match(PROTO_TCP, seg.sport, seg.src, seg.dst)
+            if pd is not None and (ps is None or seg.dport <= seg.sport):
+                client_is_src, protocol = True, pd
+            else:
+                client_is_src, protocol = False, ps
+        if protocol is None:
+            self.stats.unmatched += 1
+            return None
+        return self._create(seg, PROTO_TCP, protocol, client_is_src, midstream=not flags & SYN)
+
+    def _create(self, seg: Segment, transport: int, protocol: str, client_is_src: bool, midstream: bool) -> tuple[Flow, int]:
+        if len(self._flows) >= self.config.max_flows:
+            self._evict(seg.ts_ns)
+        rev = seg.dst + seg.src + seg.key[-2:] + seg.key[-4:-2]
+        src_ep = (_ip(seg.src), seg.sport)
+        dst_ep = (_ip(seg.dst), seg.dport)
+        if client_is_src:
+            keys, client, server, d = (seg.key, rev), src_ep, dst_ep, 0
+        else:
+            keys, client, server, d = (rev, seg.key), dst_ep, src_ep, 1
+        self._next_id += 1
+        flow = Flow(self._next_id, keys, client, server, transport, seg.ts_ns)
+        flow.midstream = midstream
+        flow.protocol = protocol
+        flow.handler = self._new_handler(protocol, client, server, midstream, transport)
+        table = self._tcp if transport == PROTO_TCP else self._udp
+        table[keys[0]] = (flow, 0)
+        table[keys[1]] = (flow, 1)
+        self._flows[flow.id] = flow
+        self.stats.created += 1
+        self.stats.active += 1
+        if midstream:
+            self.stats.midstream += 1
+        return flow, d
+
+    def _buffer(self, flow: Flow, d: int, st: TcpStream, seq: int, payload: memoryview, ts: int) -> None:
+        ooo = st.ooo
+        if ooo is None:
+            ooo = st.ooo = {}
+        old = ooo.get(seq)
+        if old is not None and len(old) >= len(payload):
+            st.retrans += 1
+            self.stats.duplicates += 1
+            return
+        if old is not None:
+            st.ooo_bytes -= len(old)
+        ooo[seq] = payload.tobytes()
+        st.ooo_bytes += len(payload)
+        self.stats.out_of_order += 1
+        if st.hole_ns < 0:
+            st.hole_ns = ts
+        if st.ooo_bytes > MAX_OOO_BYTES or len(ooo) > MAX_OOO_SEGMENTS:
+            self.stats.ooo_overflows += 1
+            self._skip_hole(flow, d, st, ts)
+
+    def _drain(self, flow: Flow, d: int, st: TcpStream, ts: int) -> None:
+        """Deliver buffered segments that the stream has reached."""
+        ooo = st.ooo
+        assert ooo is not None
+        handler = flow.handler
+        while ooo:
+            nxt = st.next_seq
+            data = ooo.pop(nxt, None)
+            if data is not None:
+                st.ooo_bytes -= len(data)
+                st.next_seq = (nxt + len(data)) & MASK
+                if handler is not None:
+                    handler.data(d, memoryview(data), ts)
+                continue
+            # no segment starts exactly here: one may overlap it (repacketised retransmission)
+            progressed = False
+            for s in list(ooo):
+                off = (nxt - s) & MASK
+                if off < HALF:  # starts at or before next_seq
+                    b = ooo.pop(s)
+                    st.ooo_bytes -= len(b)
+                    if off < len(b):
+                        st.next_seq = (s + len(b)) & MASK
+                        if handler is not None:
+                            handler.data(d, memoryview(b)[off:], ts)
+                        progressed = True
+                        break
+            if not progressed:
+                break
+        st.hole_ns = ts if ooo else -1
+
+    def _skip_hole(self, flow: Flow, d: int, st: TcpStream, ts: int, upto: int = -1) -> None:
+        """Declare the bytes between next_seq and the nearest buffered segment (or `upto`) lost."""
+        nxt = st.next_seq
+        if st.ooo:
+            target = min(st.ooo, key=lambda s: (s - nxt) & MASK)
+            if upto >= 0 and 0 < (upto - nxt) & MASK < (target - nxt) & MASK:
+                target = upto
+        elif upto >= 0:
+            target = upto
+        else:
+            st.hole_ns = -1
+            return
+        missing = (target - nxt) & MASK
+        if missing == 0 or missing >= HALF:
+            st.hole_ns = -1 if not st.ooo else st.hole_ns
+            return
+        self.stats.gaps += 1
+        self.stats.gap_bytes += missing
+        st.next_seq = target
+        if flow.handler is not None:
+            flow.handler.gap(d, missing, ts)
+        if st.ooo:
+            self._drain(flow, d, st, ts)
+        else:
+            st.hole_ns = -1
+        if st.fin_seq >= 0 and not st.eof and st.next_seq == st.fin_seq:
+            self._eof(flow, d, st, ts)
+
+    def _acked_hole(self, flow: Flow, d: int, st: TcpStream, ack: int, ts: int) -> None:
+        if st.ooo:
+            nearest = min(st.ooo, key=lambda s: (s - st.next_seq) & MASK)
+            if (ack - nearest) & MASK < HALF:  # the receiver has everything up to the buffered data
+                self._skip_hole(flow, d, st, ts)
+                return
+        # tail loss, or a hole only partly acknowledged: give retransmissions HOLE_TIMEOUT_NS, then skip
+        if st.hole_ns < 0:
+            st.hole_ns = ts
+        elif ts - st.hole_ns > HOLE_TIMEOUT_NS:
+            self.stats.hole_timeouts += 1
+            fin = st.fin_seq
+            upto = ack if fin < 0 or (fin - ack) & MASK < HALF else fin
+            self._skip_hole(flow, d, st, ts, upto)
+
+    def _eof(self, flow: Flow, d: int, st: TcpStream, ts: int) -> None:
+        st.eof = True
+        if flow.handler is not None:
+            flow.handler.eof(d, ts)
+        if flow.streams[d ^ 1].eof:
+            self._remove(flow, ts, linger=True)
+            self.stats.closed += 1
+
+    def _end(self, flow: Flow, ts: int, reason: str) -> None:
+        """The connection ends now (RST, expiry, eviction, end of capture): flush holes, EOF, close.
+
+        `reason` names the FlowStats counter to increment ("closed", "expired", "evicted"; "" for none).
+        """
+        for d, st in enumerate(flow.streams):
+            while st.ooo:
+                self._skip_hole(flow, d, st, ts)
+            if not st.eof:
+                st.eof = True
+                if flow.handler is not None:
+                    flow.handler.eof(d, ts)
+        if flow.id in self._flows:
+            self._remove(flow, ts, linger=True)
+            if reason:
+                setattr(self.stats, reason, getattr(self.stats, reason) + 1)
+
+    def _remove(self, flow: Flow, ts: int, linger: bool) -> None:
+        if flow.handler is not None:
+            flow.handler.close(ts)
+        table = self._tcp if flow.transport == PROTO_TCP else self._udp
+        for key in flow.keys:
+            table.pop(key, None)
+            if linger and flow.transport == PROTO_TCP:
+                if len(self._closed) >= MAX_CLOSED:
+                    del self._closed[next(iter(self._closed))]
+                self._closed[key] = ts
+        del self._flows[flow.id]
+        self.stats.active -= 1
+
+    # -- UDP -------------------------------------------------------------------------------------------------
+    def _udp_datagram(self, seg: Segment) -> None:
+        entry = self._udp.get(seg.key)
+        if entry is None:
+            pd = self._rules.match(17, seg.dport, seg.src, seg.dst)
+            ps = self._rules.match(17, seg.sport, seg.src, seg.dst)
+            if pd is not None and (ps is None or seg.dport <= seg.sport):
+                entry = self._create(seg, 17, pd, True, midstream=False)
+            elif ps is not None:
+                entry = self._create(seg, 17, ps, False, midstream=False)
+            else:
+                self.stats.unmatched += 1
+                return
+        flow, d = entry
+        flow.last_ns = seg.ts_ns
+        st = flow.streams[d]
+        st.packets += 1
+        st.bytes += len(seg.payload)
+        if flow.handler is not None and len(seg.payload):
+            flow.handler.data(d, seg.payload, seg.ts_ns)
+
+    # -- housekeeping ----------------------------------------------------------------------------------------
+    def _sweep(self, now: int) -> None:
+        self._next_sweep = now + SWEEP_INTERVAL_NS
+        idle = self.config.idle_timeout_ns
+        for flow in list(self._flows.values()):
+            if now - flow.last_ns > idle:
+                self._end(flow, now, "expired")
+                continue
+            for d, st in enumerate(flow.streams):
+                if st.hole_ns >= 0 and now - st.hole_ns > HOLE_TIMEOUT_NS:
+                    self.stats.hole_timeouts += 1
+                    self._skip_hole(flow, d, st, now)
+                    if flow.id not in self._flows:
+                        break
+        closed = self._closed
+        while closed:
+            key = next(iter(closed))
+            if now - closed[key] <= CLOSED_LINGER_NS:
+                break
+            del closed[key]
+
+    def _evict(self, now: int) -> None:
+        """Make room: the least recently active among the oldest EVICTION_SAMPLE flows goes."""
+        sample = []
+        for flow in self._flows.values():
+            sample.append(flow)
+            if len(sample) >= EVICTION_SAMPLE:
+                break
+        victim = min(sample, key=lambda f: f.last_ns)
+        self._end(victim, now, "evicted")

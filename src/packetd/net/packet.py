@@ -1,0 +1,331 @@
+"""L2-L4 decoding: a captured frame in, a TCP segment or UDP datagram out.
+
+Hand-written (no scapy/dpkt): this runs once per packet, and a general dissector builds objects for every
+layer where we need six integers and a memoryview. The path for Ethernet/IPv4/TCP is a handful of
+`unpack_from` calls on the frame's memoryview; the payload is a slice of it, never a copy.
+
+Link types (tcpdump.org/linktypes.html):
+
+    1   EN10MB      dst(6) src(6) [0x8100/0x88a8/0x9100 tci(2)]* ethertype(2)
+    113 LINUX_SLL   pkttype(2) hatype(2) halen(2) addr(8) protocol(2)
+    276 LINUX_SLL2  protocol(2) reserved(2) ifindex(4) hatype(2) pkttype(1) halen(1) addr(8)
+    0   NULL        address family, 4 bytes in the *capturing host's* byte order
+    108 LOOP        address family, 4 bytes big-endian
+    101 RAW, 12/14 (DLT_RAW on Linux/OpenBSD), 228 IPV4, 229 IPV6: the IP header comes first
+
+IPv4 (RFC 791): options skipped via IHL; fragments reassembled (bounded, `Reassembler`); the payload is
+cut to Total Length so Ethernet padding never reaches a decoder. IPv6 (RFC 8200): hop-by-hop, routing,
+destination-options and fragment headers are walked; AH is skipped; ESP and anything else end the walk.
+
+Duplicates: on Linux a loopback packet is seen twice by a socket that is not bound to `lo` (outgoing and
+incoming copy); in SLL/SLL2 files (`tcpdump -i any`) the outgoing copy on a loopback device
+(hatype ARPHRD_LOOPBACK) is dropped here so every packet is decoded once.
+"""
+
+from __future__ import annotations
+
+import struct
+
+
+from packetd.net.reassembly import Reassembler
+
+# link types
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW_DLT12 = 12  # DLT_RAW on most BSDs and Linux
+LINKTYPE_RAW_DLT14 = 14  # DLT_RAW on OpenBSD
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+SUPPORTED_LINKTYPES = frozenset(
+    {
+        LINKTYPE_NULL,
+        LINKTYPE_ETHERNET,
+        LINKTYPE_RAW_DLT12,
+        LINKTYPE_RAW_DLT14,
+        LINKTYPE_RAW,
+        LINKTYPE_LOOP,
+        LINKTYPE_LINUX_SLL,
+        LINKTYPE_IPV4,
+        LINKTYPE_IPV6,
+        LINKTYPE_LINUX_SLL2,
+    }
+)
+_RAW_TYPES = frozenset({LINKTYPE_RAW, LINKTYPE_RAW_DLT12, LINKTYPE_RAW_DLT14, LINKTYPE_IPV4, LINKTYPE_IPV6})
+
+ETH_IPV4 = 0x0800
+ETH_IPV6 = 0x86DD
+_VLAN_TAGS = frozenset({0x8100, 0x88A8, 0x9100})
+_PACKET_OUTGOING = 4
+_ARPHRD_LOOPBACK = 772
+_AF_INET6 = frozenset({10, 24, 28, 30})  # Linux, OpenBSD/NetBSD, FreeBSD, macOS
+
+PROTO_TCP = 6
+PROTO_UDP = 17
+
+# TCP flags
+FIN = 0x01
+SYN = 0x02
+RST = 0x04
+PSH = 0x08
+ACK = 0x10
+
+_IPV6_SKIP = frozenset({0, 43, 60})  # hop-by-hop, routing, destination options: (next, len8) headers
+_IPV6_FRAG = 44
+_IPV6_AH = 51
+
+_TCP = struct.Struct("!HHIIBB")  # sport dport seq ack offset flags
+_UDP = struct.Struct("!HHH")  # sport dport length
+_U16 = struct.Struct("!H")
+_U32_NATIVE_LE = struct.Struct("<I")
+_U32_BE = struct.Struct("!I")
+_IPV4_FRAG = struct.Struct("!HHH")  # total length, id, flags+offset (at ip+2)
+
+
+class Segment:
+    """A transport-layer unit: one TCP segment or one UDP datagram."""
+
+    __slots__ = ("ack", "dport", "dst", "flags", "key", "payload", "seq", "sport", "src", "transport", "ts_ns")
+
+    def __init__(
+        self,
+        ts_ns: int,
+        transport: int,
+        src: bytes,
+        dst: bytes,
+        sport: int,
+        dport: int,
+        seq: int,
+        ack: int,
+        flags: int,
+        payload: memoryview,
+        key: bytes,
+    ) -> None:
+        self.ts_ns = ts_ns
+        self.transport = transport  # PROTO_TCP or PROTO_UDP
+        self.src = src  # packed address, 4 or 16 bytes
+        self.dst = dst
+        self.sport = sport
+        self.dport = dport
+        self.seq = seq
+        self.ack = ack
+        self.flags = flags
+        self.payload = payload
+        self.key = key  # src + dst + sport + dport, packed: the direction's flow key
+
+    def __repr__(self) -> str:
+        return (
+            f"Segment(ts={self.ts_ns}, proto={self.transport}, {self.src.hex()}:{self.sport} -> "
+            f"{self.dst.hex()}:{self.dport}, seq={self.seq}, flags={self.flags:#x}, len={len(self.payload)})"
+        )
+
+
+class NetStats:
+    """Per-reason counters of frames that did not become segments."""
+
+    __slots__ = (
+        "bad_linktype",
+        "filtered_ip_version",
+        "fragments",
+        "frames",
+        "loopback_duplicates",
+        "malformed",
+        "non_ip",
+        "other_transport",
+        "reassembled",
+        "segments",
+    )
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.segments = 0
+        self.non_ip = 0  # ARP, LLDP, ...
+        self.other_transport = 0  # ICMP, SCTP, ESP, ...
+        self.malformed = 0  # headers shorter than they claim
+        self.bad_linktype = 0
+        self.fragments = 0
+        self.reassembled = 0
+        self.filtered_ip_version = 0  # dropped by --ipv
+        self.loopback_duplicates = 0
+
+
+class PacketDecoder:
+    """Frames to segments, with counters for everything that is not a segment."""
+
+    def __init__(self, ip_versions: frozenset[int] = frozenset({4, 6})) -> None:
+        self.stats = NetStats()
+        self._v4 = 4 in ip_versions
+        self._v6 = 6 in ip_versions
+        self.reassembler = Reassembler()
+
+    def decode(self, ts_ns: int, linktype: int, data: memoryview) -> Segment | None:
+        """The segment in `data`, or None (counted in `stats`)."""
+        stats = self.stats
+        stats.frames += 1
+        n = len(data)
+        try:
+            if linktype == LINKTYPE_ETHERNET:
+                ethertype = data[12] << 8 | data[13]
+                off = 14
+                while ethertype in _VLAN_TAGS:
+                    ethertype = data[off + 2] << 8 | data[off + 3]
+                    off += 4
+            elif linktype == LINKTYPE_LINUX_SLL:
+                if (data[0] << 8 | data[1]) == _PACKET_OUTGOING and (data[2] << 8 | data[3]) == _ARPHRD_LOOPBACK:
+                    stats.loopback_duplicates += 1
+                    return None
+                ethertype = data[14] << 8 | data[15]
+                off = 16
+                while ethertype in _VLAN_TAGS:
+                    ethertype = data[off + 2] << 8 | data[off + 3]
+                    off += 4
+            elif linktype == LINKTYPE_LINUX_SLL2:
+                if data[10] == _PACKET_OUTGOING and (data[8] << 8 | data[9]) == _ARPHRD_LOOPBACK:
+                    stats.loopback_duplicates += 1
+                    return None
+                ethertype = data[0] << 8 | data[1]
+                off = 20
+                while ethertype in _VLAN_TAGS:
+                    ethertype = data[off + 2] << 8 | data[off + 3]
+                    off += 4
+            elif linktype in _RAW_TYPES:
+                off = 0
+                v = data[0] >> 4
+                ethertype = ETH_IPV4 if v == 4 else ETH_IPV6 if v == 6 else 0
+            elif linktype == LINKTYPE_NULL or linktype == LINKTYPE_LOOP:
+                if linktype == LINKTYPE_LOOP:
+                    af = _U32_BE.unpack_from(data, 0)[0]
+                else:
+                    af = _U32_NATIVE_LE.unpack_from(data, 0)[0]
+                    if af > 0xFFFF:  # written by a big-endian host
+                        af = _U32_BE.unpack_from(data, 0)[0]
+                off = 4
+                ethertype = ETH_IPV4 if af == 2 else ETH_IPV6 if af in _AF_INET6 else 0
+            else:
+                stats.bad_linktype += 1
+                return None
+            if ethertype == ETH_IPV4:
+                if not self._v4:
+                    stats.filtered_ip_version += 1
+                    return None
+                return self._ipv4(ts_ns, data, off, n)
+            if ethertype == ETH_IPV6:
+                if not self._v6:
+                    stats.filtered_ip_version += 1
+                    return None
+                return self._ipv6(ts_ns, data, off, n)
+            stats.non_ip += 1
+            return None
+        except (IndexError, struct.error):
+            stats.malformed += 1
+            return None
+
+    def _ipv4(self, ts_ns: int, data: memoryview, ip: int, n: int) -> Segment | None:
+        vihl = data[ip]
+        ihl = (vihl & 0x0F) << 2
+        total, ident, frag = _IPV4_FRAG.unpack_from(data, ip + 2)
+        end = ip + total
+        if vihl >> 4 != 4 or ihl < 20 or total < ihl or end > n:
+            if end > n and total >= ihl >= 20 and vihl >> 4 == 4:
+                end = n  # snapped (caplen < wire length): decode what was captured
+            else:
+                self.stats.malformed += 1
+                return None
+        proto = data[ip + 9]
+        if frag & 0x3FFF:  # MF set or non-zero offset
+            self.stats.fragments += 1
+            whole = self.reassembler.add_v4(
+                ts_ns, bytes(data[ip + 12 : ip + 20]), proto, ident, (frag & 0x1FFF) << 3, bool(frag & 0x2000),
+                data[ip + ihl : end],
+            )
+            if whole is None:
+                return None
+            self.stats.reassembled += 1
+            mv = memoryview(whole)
+            return self._l4(ts_ns, proto, bytes(data[ip + 12 : ip + 16]), bytes(data[ip + 16 : ip + 20]), mv, 0, len(whole))
+        l4 = ip + ihl
+        if proto == PROTO_TCP:
+            sport, dport, seq, ack, doff, flags = _TCP.unpack_from(data, l4)
+            start = l4 + ((doff >> 4) << 2)
+            if start > end or doff < 0x50:
+                self.stats.malformed += 1
+                return None
+            self.stats.segments += 1
+            return Segment(
+                ts_ns, PROTO_TCP, data[ip + 12 : ip + 16].tobytes(), data[ip + 16 : ip + 20].tobytes(),
+                sport, dport, seq, ack, flags, data[start:end],
+                data[ip + 12 : ip + 20].tobytes() + data[l4 : l4 + 4].tobytes(),
+            )
+        return self._l4(ts_ns, proto, data[ip + 12 : ip + 16].tobytes(), data[ip + 16 : ip + 20].tobytes(), data, l4, end)
+
+    def _ipv6(self, ts_ns: int, data: memoryview, ip: int, n: int) -> Segment | None:
+        if data[ip] >> 4 != 6:
+            self.stats.malformed += 1
+            return None
+        plen = _U16.unpack_from(data, ip + 4)[0]
+        nxt = data[ip + 6]
+        end = ip + 40 + plen
+        if end > n:
+            end = n  # snapped, or a jumbogram (payload length 0): decode what was captured
+        src = data[ip + 8 : ip + 24].tobytes()
+        dst = data[ip + 24 : ip + 40].tobytes()
+        off = ip + 40
+        while True:
+            if nxt == PROTO_TCP or nxt == PROTO_UDP:
+                return self._l4(ts_ns, nxt, src, dst, data, off, end)
+            if nxt in _IPV6_SKIP:
+                nxt, hlen = data[off], (data[off + 1] + 1) << 3
+                off += hlen
+            elif nxt == _IPV6_AH:
+                nxt, hlen = data[off], (data[off + 1] + 2) << 2
+                off += hlen
+            elif nxt == _IPV6_FRAG:
+                self.stats.fragments += 1
+                fo = _U16.unpack_from(data, off + 2)[0]
+                ident = _U32_BE.unpack_from(data, off + 4)[0]
+                whole = self.reassembler.add_v6(
+                    ts_ns, src + dst, data[off], ident, fo & 0xFFF8, bool(fo & 1), data[off + 8 : end]
+                )
+                if whole is None:
+                    return None
+                self.stats.reassembled += 1
+                proto = data[off]
+                mv = memoryview(whole)
+                return self._l4(ts_ns, proto, src, dst, mv, 0, len(whole))
+            else:
+                self.stats.other_transport += 1
+                return None
+            if off > end:
+                self.stats.malformed += 1
+                return None
+
+    def _l4(self, ts_ns: int, proto: int, src: bytes, dst: bytes, data: memoryview, l4: int, end: int) -> Segment | None:
+        if proto == PROTO_TCP:
+            sport, dport, seq, ack, doff, flags = _TCP.unpack_from(data, l4)
+            start = l4 + ((doff >> 4) << 2)
+            if start > end or doff < 0x50:
+                self.stats.malformed += 1
+                return None
+            self.stats.segments += 1
+            return Segment(
+                ts_ns, PROTO_TCP, src, dst, sport, dport, seq, ack, flags, data[start:end],
+                src + dst + data[l4 : l4 + 4].tobytes(),
+            )
+        if proto == PROTO_UDP:
+            sport, dport, ulen = _UDP.unpack_from(data, l4)
+            if ulen < 8:
+                self.stats.malformed += 1
+                return None
+            stop = min(l4 + ulen, end)
+            self.stats.segments += 1
+            return Segment(
+                ts_ns, PROTO_UDP, src, dst, sport, dport, 0, 0, 0, data[l4 + 8 : stop],
+                src + dst + data[l4 : l4 + 4].tobytes(),
+            )
+        self.stats.other_transport += 1
+        return None
+
+

@@ -1,0 +1,166 @@
+"""Matchers pair requests with responses on one connection.
+
+* `FifoMatcher` — responses answer requests in order (HTTP/1.x, Redis, MySQL, PostgreSQL): N requests in
+  flight pair with N responses, so pipelining works.
+* `KeyedMatcher` — a response names its request (HTTP/2 stream id, Kafka correlation id, MongoDB
+  responseTo, DNS id).
+* `OneWayMatcher` — every message is a record of its own.
+
+One-way messages (`Role.ONEWAY`) never reach a matcher: the session records them at once.
+
+Each matcher is bounded (a request whose answer never comes cannot hold memory forever); an evicted request
+becomes an `unanswered` record and is counted, a response with no request is counted as an orphan and
+dropped: a record is never invented.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from packetd.protocols.base import Direction, Flag, Kind, Message
+
+MAX_PENDING = 1024  # requests in flight per connection; deeper pipelines than this are not real traffic
+
+Emit = Callable[[str, Message | None, Message | None, int], None]  # (kind, request, response, flags)
+
+
+class PairingStats:
+    """Counters a matcher keeps; the session aggregates them per protocol."""
+
+    __slots__ = ("evicted", "orphans", "unanswered")
+
+    def __init__(self) -> None:
+        self.evicted = 0  # requests pushed out by the bound
+        self.orphans = 0  # responses with no request to answer (joined mid-stream, request lost)
+        self.unanswered = 0  # requests that ended without a response (close, end of file, eviction, gap)
+
+
+class Matcher(Protocol):
+    def request(self, msg: Message) -> None: ...
+    def response(self, msg: Message) -> None: ...
+    def sync_lost(self, direction: Direction) -> None: ...
+    def pop_oldest(self) -> Message | None: ...
+    def close(self) -> None: ...
+
+
+class FifoMatcher:
+    """In-order pairing (see module docstring)."""
+
+    __slots__ = ("_emit", "_limit", "_pending", "_stats")
+
+    def __init__(self, emit: Emit, stats: PairingStats, limit: int = MAX_PENDING) -> None:
+        self._emit = emit
+        self._stats = stats
+        self._limit = limit
+        self._pending: deque[Message] = deque()
+
+    def request(self, msg: Message) -> None:
+        pending = self._pending
+        if len(pending) >= self._limit:
+            self._stats.evicted += 1
+            self._unanswered(pending.popleft(), 0)
+        pending.append(msg)
+
+    def response(self, msg: Message) -> None:
+        pending = self._pending
+        if not pending or msg.start_ns < pending[0].start_ns:
+            # no request, or one sent after this response began: it cannot be the answer
+            self._stats.orphans += 1
+            return
+        req = pending.popleft()
+        self._emit(req.record_kind(), req, msg, 0)
+
+    def sync_lost(self, direction: Direction) -> None:
+        # Responses lost with their framing would shift every later pairing by one: what is pending can
+        # no longer be answered truthfully. Lost requests heal by themselves (their responses find an
+        # empty queue and are orphans) unless requests were pipelined, which the causality check bounds.
+        if direction is Direction.S2C:
+            while self._pending:
+                self._unanswered(self._pending.popleft(), Flag.GAP)
+
+    def pop_oldest(self) -> Message | None:
+        return self._pending.popleft() if self._pending else None
+
+    def close(self) -> None:
+        while self._pending:
+            self._unanswered(self._pending.popleft(), 0)
+
+    def _unanswered(self, req: Message, flags: int) -> None:
+        self._stats.unanswered += 1
+        self._emit(Kind.UNANSWERED, req, None, flags)
+
+
+class KeyedMatcher:
+    """Pairing by a key both messages carry (`key_of(msg)`), bounded, oldest evicted first."""
+
+    __slots__ = ("_emit", "_key_of", "_limit", "_pending", "_stats")
+
+    def __init__(
+        self, emit: Emit, stats: PairingStats, key_of: Callable[[Message], object], limit: int = MAX_PENDING
+    ) -> None:
+        self._emit = emit
+        self._stats = stats
+        self._key_of = key_of
+        self._limit = limit
+        self._pending: dict[object, Message] = {}
+
+    def request(self, msg: Message) -> None:
+        pending = self._pending
+        key = self._key_of(msg)
+        old = pending.pop(key, None)
+        if old is not None:  # the key was reused before an answer came: the old request was not answered
+            self._unanswered(old, 0)
+        elif len(pending) >= self._limit:
+            self._stats.evicted += 1
+            self._unanswered(pending.pop(next(iter(pending))), 0)
+        pending[key] = msg
+
+    def response(self, msg: Message) -> None:
+        req = self._pending.pop(self._key_of(msg), None)
+        if req is None:
+            self._stats.orphans += 1
+            return
+        self._emit(req.record_kind(), req, msg, 0)
+
+    def sync_lost(self, direction: Direction) -> None:
+        pass  # keys survive lost bytes: a later response still names its request
+
+    def pop_oldest(self) -> Message | None:
+        if not self._pending:
+            return None
+        return self._pending.pop(next(iter(self._pending)))
+
+    def close(self) -> None:
+        for req in self._pending.values():
+            self._unanswered(req, 0)
+        self._pending.clear()
+
+    def _unanswered(self, req: Message, flags: int) -> None:
+        self._stats.unanswered += 1
+        self._emit(Kind.UNANSWERED, req, None, flags)
+
+
+class OneWayMatcher:
+    """Every message is a record of its own (protocols with no request/response structure)."""
+
+    __slots__ = ("_emit",)
+
+    def __init__(self, emit: Emit, stats: PairingStats) -> None:
+        self._emit = emit
+
+    def request(self, msg: Message) -> None:
+        self._emit(Kind.ONEWAY, msg, None, 0)
+
+    def response(self, msg: Message) -> None:
+        self._emit(Kind.ONEWAY, None, msg, 0)
+
+    def sync_lost(self, direction: Direction) -> None:
+        pass
+
+    def pop_oldest(self) -> Message | None:
+        return None
+
+    def close(self) -> None:
+        pass

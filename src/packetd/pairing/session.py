@@ -1,0 +1,308 @@
+"""A session drives one connection: its decoder, its matcher, hand-overs, resets, and record emission.
+
+The flow layer calls `data`, `gap`, `eof` and `close` with ordered bytes (it knows nothing of protocols);
+the session feeds the decoder, routes what comes out — requests and responses to the matcher, one-way
+messages straight to records, control messages to itself — and turns every pairing into a `Roundtrip`.
+
+* DecodeError: counted under the protocol and reason; the decoder is replaced by a fresh one that
+  resynchronises (`midstream=True`), and the matcher is told that framing was lost in that direction.
+  After MAX_RESETS errors with no message in between, the connection is not this protocol: decoding stops.
+* TLS: the first client bytes of a TCP connection are checked for a ClientHello; if found, a `TlsDecoder`
+  reads the hellos into an `encrypted` handshake record and decoding stops. A connection joined mid-stream
+  whose first client bytes are a TLS record is marked encrypted without a record.
+* Hand-over: an HTTP/1.1 `101` (or an HTTP/2 preface on an HTTP port) gives the connection to the protocol
+  registered for the upgrade token, with the upgrade request as its first request; when none is
+  registered the 101 answers its request and decoding stops (counted).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from packetd.pairing.matchers import FifoMatcher, KeyedMatcher, Matcher, OneWayMatcher, PairingStats
+from packetd.pairing.roundtrip import Endpoint, Roundtrip
+from packetd.protocols import tls
+from packetd.protocols.base import (
+    DecodeError,
+    Decoder,
+    DecoderContext,
+    Direction,
+    Flag,
+    HandOver,
+    Kind,
+    Message,
+    Role,
+    StopDecoding,
+    SwapRoles,
+    SyncLost,
+)
+from packetd.protocols.registry import ProtocolSpec, Registry
+
+MAX_RESETS = 8  # consecutive decode errors before a connection is given up as not this protocol
+_DIRS = (Direction.C2S, Direction.S2C)
+_REQUEST, _RESPONSE, _ONEWAY = Role.REQUEST, Role.RESPONSE, Role.ONEWAY
+
+
+class ProtocolStats:
+    """Per-protocol counters (summed over all its connections)."""
+
+    __slots__ = (
+        "decode_errors",
+        "encrypted",
+        "gap_bytes",
+        "gaps",
+        "gave_up",
+        "handovers",
+        "messages",
+        "pairing",
+        "records",
+        "sync_lost",
+        "unsupported_upgrades",
+    )
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.records: dict[str, int] = dict.fromkeys(Kind.ALL, 0)
+        self.decode_errors: dict[str, int] = {}
+        self.gaps = 0
+        self.gap_bytes = 0
+        self.sync_lost = 0
+        self.handovers = 0
+        self.unsupported_upgrades = 0
+        self.encrypted = 0
+        self.gave_up = 0
+        self.pairing = PairingStats()
+
+    @property
+    def resets(self) -> int:
+        return sum(self.decode_errors.values())
+
+
+RecordSink = Callable[[Roundtrip], None]
+
+
+class Session:
+    """Decoder + matcher of one connection (see module docstring)."""
+
+    __slots__ = (
+        "_client",
+        "_decoder",
+        "_errors_in_row",
+        "_first_flags",
+        "_flags",
+        "_flip",
+        "_matcher",
+        "_options_for",
+        "_registry",
+        "_server",
+        "_sink",
+        "_sniff",
+        "_spec",
+        "_stats",
+        "_stats_for",
+        "_tls",
+    )
+
+    def __init__(
+        self,
+        spec: ProtocolSpec,
+        registry: Registry,
+        client: Endpoint,
+        server: Endpoint,
+        sink: RecordSink,
+        stats_for: Callable[[str], ProtocolStats],
+        options_for: Callable[[str], Any],
+        midstream: bool,
+        transport: str = "tcp",
+    ) -> None:
+        self._spec = spec
+        self._registry = registry
+        self._client = client
+        self._server = server
+        self._sink = sink
+        self._stats_for = stats_for
+        self._options_for = options_for
+        self._stats = stats_for(spec.name)
+        self._flip = 0
+        self._flags = 0  # flags every later record of this connection carries (encrypted)
+        self._first_flags = Flag.MIDSTREAM if midstream else 0  # the first record of a joined connection
+        self._errors_in_row = 0
+        self._tls = False
+        self._sniff = transport == "tcp"
+        self._matcher = self._new_matcher(spec)
+        self._decoder: Decoder | None = spec.factory(
+            DecoderContext(options=options_for(spec.name), midstream=midstream)
+        )
+
+    # -- the flow layer's interface ----------------------------------------------------------------------
+    def data(self, direction: int, data: memoryview, ts_ns: int) -> None:
+        """Ordered bytes of one direction (0: from the client, 1: from the server, as the flow guessed)."""
+        if self._decoder is None:
+            return
+        d = _DIRS[direction ^ self._flip]
+        if self._sniff and d is Direction.C2S:
+            self._sniff = False
+            if tls.starts_client_hello(data):
+                self._tls = True
+                self._decoder = tls.TlsDecoder()
+            elif self._first_flags and tls.looks_like_record(data):
+                self._stop(StopDecoding(start_ns=ts_ns, end_ns=ts_ns, size=0, reason="tls", encrypted=True))
+                return
+        self._feed(d, data, ts_ns)
+
+    def gap(self, direction: int, nbytes: int, ts_ns: int) -> None:
+        """`nbytes` of this direction were never captured."""
+        self._stats.gaps += 1
+        self._stats.gap_bytes += nbytes
+        decoder = self._decoder
+        if decoder is None:
+            return
+        d = _DIRS[direction ^ self._flip]
+        try:
+            msgs = decoder.receive_gap(d, nbytes, ts_ns)
+        except DecodeError as exc:
+            self._reset(exc, d)
+            return
+        if msgs:
+            self._dispatch(msgs, d, ts_ns)
+
+    def eof(self, direction: int, ts_ns: int) -> None:
+        """This direction ended (FIN, or the end of the capture)."""
+        decoder = self._decoder
+        if decoder is None:
+            return
+        d = _DIRS[direction ^ self._flip]
+        try:
+            msgs = decoder.receive_eof(d, ts_ns)
+        except DecodeError as exc:
+            self._reset(exc, d)
+            return
+        if msgs:
+            self._dispatch(msgs, d, ts_ns)
+
+    def close(self, ts_ns: int) -> None:
+        """The connection is over: pending requests become `unanswered` records."""
+        self._matcher.close()
+
+    @property
+    def protocol(self) -> str:
+        return self._spec.name
+
+    @property
+    def decoding(self) -> bool:
+        return self._decoder is not None
+
+    # -- internals -------------------------------------------------------------------------------------------
+    def _feed(self, d: Direction, data: memoryview, ts_ns: int) -> None:
+        decoder = self._decoder
+        if decoder is None:
+            return
+        try:
+            msgs = decoder.receive(d, data, ts_ns)
+        except DecodeError as exc:
+            self._reset(exc, d)
+            return
+        if msgs:
+            self._errors_in_row = 0
+            self._dispatch(msgs, d, ts_ns)
+
+    def _dispatch(self, msgs: Sequence[Message], d: Direction, ts_ns: int) -> None:
+        stats = self._stats
+        for m in msgs:
+            role = m.ROLE
+            if role is _REQUEST:
+                stats.messages += 1
+                self._matcher.request(m)
+            elif role is _RESPONSE:
+                stats.messages += 1
+                self._matcher.response(m)
+            elif role is _ONEWAY:
+                stats.messages += 1
+                if d is Direction.C2S:
+                    self._emit(Kind.ONEWAY, m, None, 0)
+                else:
+                    self._emit(Kind.ONEWAY, None, m, 0)
+            else:
+                self._control(m, ts_ns)
+                if self._decoder is None and not isinstance(m, HandOver):
+                    return
+            stats = self._stats  # a hand-over may have changed the protocol
+
+    def _control(self, m: Message, ts_ns: int) -> None:
+        if isinstance(m, SyncLost):
+            self._stats.sync_lost += 1
+            self._matcher.sync_lost(m.direction)
+        elif isinstance(m, SwapRoles):
+            self._client, self._server = self._server, self._client
+            self._flip ^= 1
+        elif isinstance(m, StopDecoding):
+            self._stop(m)
+        elif isinstance(m, HandOver):
+            self._hand_over(m, ts_ns)
+
+    def _stop(self, m: StopDecoding) -> None:
+        self._decoder = None
+        if m.encrypted:
+            self._stats.encrypted += 1
+            self._flags |= Flag.ENCRYPTED
+
+    def _hand_over(self, m: HandOver, ts_ns: int) -> None:
+        target = self._registry.upgrade_target(m.target)
+        if target is None:
+            self._stats.unsupported_upgrades += 1
+            if m.response is not None:
+                self._stats.messages += 1
+                self._matcher.response(m.response)  # the 101 answers the upgrade request
+            self._decoder = None
+            return
+        self._stats.handovers += 1
+        request = self._matcher.pop_oldest() if m.response is not None else None
+        self._matcher.close()
+        self._spec = target
+        self._stats = self._stats_for(target.name)
+        self._matcher = self._new_matcher(target)
+        self._decoder = target.factory(
+            DecoderContext(options=self._options_for(target.name), upgrade_request=request)
+        )
+        if m.client_data:
+            self._feed(Direction.C2S, memoryview(m.client_data), ts_ns)
+        if m.server_data:
+            self._feed(Direction.S2C, memoryview(m.server_data), ts_ns)
+
+    def _reset(self, exc: DecodeError, d: Direction) -> None:
+        errors = self._stats.decode_errors
+        errors[exc.reason] = errors.get(exc.reason, 0) + 1
+        self._matcher.sync_lost(d)
+        self._errors_in_row += 1
+        if self._tls or self._errors_in_row >= MAX_RESETS:
+            self._stats.gave_up += 1
+            self._decoder = None
+            return
+        # the fresh decoder sees directions through self._flip: roles corrected so far stay corrected
+        self._decoder = self._spec.factory(
+            DecoderContext(options=self._options_for(self._spec.name), midstream=True)
+        )
+
+    def _new_matcher(self, spec: ProtocolSpec) -> Matcher:
+        pairing = self._stats_for(spec.name).pairing
+        if spec.pairing == "keyed":
+            return KeyedMatcher(self._emit, pairing, operator.attrgetter("pair_key"))
+        if spec.pairing == "oneway":
+            return OneWayMatcher(self._emit, pairing)
+        return FifoMatcher(self._emit, pairing)
+
+    def _emit(self, kind: str, request: Message | None, response: Message | None, flags: int) -> None:
+        flags |= self._flags | self._first_flags
+        self._first_flags = 0
+        self._stats.records[kind] += 1
+        self._sink(Roundtrip(
+            protocol=self._spec.name,
+            kind=kind,
+            client=self._client,
+            server=self._server,
+            request=request,
+            response=response,
+            flags=flags,
+        ))

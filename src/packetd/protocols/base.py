@@ -1,0 +1,204 @@
+"""The seams every protocol decoder plugs into: `Decoder`, `Message`, `DecodeError`, flags and context.
+
+A decoder is sans-I/O (STYLE.md): one object per connection sees both directions of ordered bytes, and
+returns complete messages. It never reads a clock or a socket; time arrives as `ts_ns`, the capture time of
+the packet that carried the bytes. Anything malformed raises `DecodeError(reason)`; the session catches it,
+counts it under the protocol and reason, and replaces the decoder with a fresh one that resynchronises on
+the next message start. Any other exception escaping a decoder is a bug.
+
+Control messages (`HandOver`, `StopDecoding`) travel in the same result lists as protocol messages: they
+tell the session to give the connection to another decoder (HTTP/1.1 `101 Switching Protocols`, an HTTP/2
+preface on an HTTP port) or to stop decoding it (TLS negotiated, an unknown upgrade).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import IntEnum
+from typing import Any, ClassVar, Protocol
+
+from packetd._values import value
+
+
+class Direction(IntEnum):
+    """Who sent the bytes: the client (towards the server) or the server (towards the client)."""
+
+    C2S = 0
+    S2C = 1
+
+
+class Role(IntEnum):
+    """How the pairing layer treats a message."""
+
+    REQUEST = 0  # expects a response
+    RESPONSE = 1  # answers the oldest (FIFO) or the same-keyed (keyed) request
+    ONEWAY = 2  # expects no answer by protocol: becomes a `oneway` record at once
+    CONTROL = 3  # not a protocol message: an instruction to the session
+
+
+class Kind:
+    """Record kinds of the record contract (ARCHITECTURE.md)."""
+
+    ROUNDTRIP = "roundtrip"
+    HANDSHAKE = "handshake"
+    ONEWAY = "oneway"
+    UNANSWERED = "unanswered"
+    ALL = (ROUNDTRIP, HANDSHAKE, ONEWAY, UNANSWERED)
+
+
+class Flag:
+    """Quality flags, a bit each. Messages and roundtrips carry the OR of their flags."""
+
+    GAP = 1  # bytes were lost in capture inside or just before this message
+    MIDSTREAM = 2  # the connection was joined after it started, or the decoder skipped bytes to resync
+    TRUNCATED = 4  # the message ended before its declared length (connection closed, end of capture)
+    RETRANSMITTED = 8  # retransmitted segments were seen for this message
+    ENCRYPTED = 16  # the connection is encrypted (TLS): nothing beyond the handshake was decoded
+
+    NAMES: ClassVar[tuple[tuple[int, str], ...]] = (
+        (1, "gap"),
+        (2, "midstream"),
+        (4, "truncated"),
+        (8, "retransmitted"),
+        (16, "encrypted"),
+    )
+
+
+_FLAG_LISTS: dict[int, list[str]] = {}
+
+
+def flag_names(flags: int) -> list[str]:
+    """The contract's list form of a flag bitmask (cached: there are only 32 combinations)."""
+    names = _FLAG_LISTS.get(flags)
+    if names is None:
+        names = [name for bit, name in Flag.NAMES if flags & bit]
+        _FLAG_LISTS[flags] = names
+    return list(names)
+
+
+class DecodeError(Exception):
+    """The peer sent something this decoder cannot frame. `reason` is a short, stable, countable label."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@value
+class TraceContext:
+    """A W3C trace context carried on the wire (`traceparent` / `tracestate`)."""
+
+    trace_id: str  # 32 lower-case hex digits
+    parent_span_id: str  # 16 lower-case hex digits
+    sampled: bool
+    tracestate: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"trace_id": self.trace_id, "parent_span_id": self.parent_span_id, "tracestate": self.tracestate}
+
+
+@value
+class Message:
+    """Base of every protocol message: first and last byte times, wire size, quality flags."""
+
+    ROLE: ClassVar[Role] = Role.REQUEST
+    start_ns: int
+    end_ns: int
+    size: int  # bytes on the wire, headers included
+    flags: int = 0
+
+    # -- semantics: protocols override what applies to them ------------------------------------------
+    def operation(self) -> str:
+        """What was asked (requests): HTTP method, Redis command, ..."""
+        return ""
+
+    def status(self) -> str:
+        """How it ended (responses): HTTP status code, "OK", an error code."""
+        return "OK"
+
+    def is_error(self) -> bool:
+        """True when the response is an error by the protocol's own rules."""
+        return False
+
+    def record_kind(self) -> str:
+        """`roundtrip` for queries, `handshake` for connection set-up exchanges."""
+        return Kind.ROUNDTRIP
+
+    def trace_context(self) -> TraceContext | None:
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        """The protocol's own fields for the record's `request` / `response` object (snake_case)."""
+        return {"size": self.size}
+
+
+@value
+class HandOver(Message):
+    """Give the connection to another protocol's decoder (HTTP/1.1 101 → h2c, an HTTP/2 preface).
+
+    `target` is an upgrade token or protocol hint ("h2c", "websocket", "http2-prior-knowledge").
+    `client_data` / `server_data` are the bytes each side sent after the switch point, to be fed to the
+    next decoder. `response` is the message that switched (the 101), if any: it answers the upgrade request
+    when no registered decoder takes the connection over.
+    """
+
+    ROLE: ClassVar[Role] = Role.CONTROL
+    target: str
+    client_data: bytes = b""
+    server_data: bytes = b""
+    response: Message | None = None
+
+
+@value
+class StopDecoding(Message):
+    """Stop decoding this connection: what follows is encrypted, tunnelled or otherwise opaque."""
+
+    ROLE: ClassVar[Role] = Role.CONTROL
+    reason: str
+    encrypted: bool = False
+
+
+@value
+class SyncLost(Message):
+    """The decoder lost message framing in `direction` (a gap it could not absorb, or a reset).
+
+    Whole messages may have vanished: the matcher must not pair what comes next with what came before
+    (an HTTP response lost in a gap would otherwise shift every later pairing by one).
+    """
+
+    ROLE: ClassVar[Role] = Role.CONTROL
+    direction: Direction
+
+
+@value
+class SwapRoles(Message):
+    """The content shows the guessed client is the server (both ports matched a rule, no SYN seen).
+
+    The decoder has already re-labelled its own state; the session swaps the endpoints and the direction
+    labels of everything it delivers from now on.
+    """
+
+    ROLE: ClassVar[Role] = Role.CONTROL
+
+
+@value
+class DecoderContext:
+    """What a decoder is told when it is created."""
+
+    options: Any = None  # the protocol's own options object (None: defaults)
+    midstream: bool = False  # the connection was joined after it started, or this is a reset after an error
+    upgrade_request: Message | None = None  # HTTP/1.1 request that asked for the upgrade being handed over
+
+
+class Decoder(Protocol):
+    """One per connection; both directions. Returns complete messages, never partial ones."""
+
+    def receive(self, direction: Direction, data: memoryview, ts_ns: int) -> Sequence[Message]: ...
+
+    def receive_gap(self, direction: Direction, nbytes: int, ts_ns: int) -> Sequence[Message]: ...
+
+    def receive_eof(self, direction: Direction, ts_ns: int) -> Sequence[Message]: ...
+
+
+NO_MESSAGES: Sequence[Message] = ()

@@ -1,0 +1,755 @@
+"""HTTP/1.0 and HTTP/1.1 decoder (RFC 9112), both directions of one connection.
+
+Theory of operation
+-------------------
+Each direction is a `_Side` with its own state: HEAD (looking for a complete start line + header block),
+BODY (Content-Length bytes left), CHUNK_SIZE / CHUNK_DATA / CHUNK_CRLF / TRAILER (chunked coding), CLOSE
+(a response delimited by the end of the connection), PAUSED (client bytes held back until the server
+answers an `Upgrade` or `CONNECT`), DEAD (the connection was handed over). The receive loop calls the
+handler of the current state, which consumes some bytes and returns the new position; every complete
+message found in a segment is returned, so pipelining costs nothing special.
+
+Only header blocks are ever buffered (bounded by MAX_HEAD). Body bytes are counted from the memoryview and
+never copied, except for the optional, capped capture of textual bodies.
+
+A response is framed with its request in hand (RFC 9112 §6.3): the methods of requests whose response has
+not been framed yet wait in a bounded queue, so HEAD responses and 2xx answers to CONNECT carry no body,
+whatever their Content-Length says. 1xx responses other than 101 are interim: they do not end the
+exchange; they are folded into the final response's `interim` field.
+
+What it deliberately ignores: header field syntax beyond what framing needs (the record parses the block
+leniently when it is serialised), content codings (bodies are counted as sent), HTTP/0.9.
+
+Resynchronisation: after a gap it cannot absorb (a gap inside a body of known length is absorbed: the
+count just moves on), a DecodeError reset, or when the capture joins a connection mid-stream, a side is
+"unsynced": it searches for the next request line (or status line) and discards what comes before it.
+
+Wire format (RFC 9112 §2.1, §3, §4, §7.1):
+
+    HTTP-message  = start-line CRLF *( field-line CRLF ) CRLF [ message-body ]
+    request-line  = method SP request-target SP HTTP-version        e.g. GET /a?b HTTP/1.1
+    status-line   = HTTP-version SP status-code SP [ reason-phrase ]  e.g. HTTP/1.1 200 OK
+    chunked-body  = *chunk last-chunk trailer-section CRLF
+    chunk         = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+    last-chunk    = 1*("0") [ chunk-ext ] CRLF
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable, Sequence
+from enum import IntEnum
+
+from packetd._values import value
+from packetd.protocols.base import (
+    NO_MESSAGES,
+    DecodeError,
+    DecoderContext,
+    Direction,
+    Flag,
+    HandOver,
+    Message,
+    StopDecoding,
+    SwapRoles,
+    SyncLost,
+)
+from packetd.protocols.http1.messages import DEFAULT_REDACTED, Request, Response
+from packetd.protocols.traceparent import parse_traceparent
+
+MAX_HEAD = 64 * 1024  # start line + header block; nginx's default large_client_header_buffers is 4 x 8 KiB
+MAX_START_LINE = 8 * 1024  # a request line longer than this is garbage, not a message waiting to complete
+MAX_CHUNK_LINE = 4 * 1024  # chunk-size line with extensions
+MAX_PENDING_METHODS = 1024  # requests whose response is not framed yet (pipelining depth bound)
+MAX_PAUSED = 256 * 1024  # client bytes held while an Upgrade/CONNECT answer is awaited
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 §3.4
+
+# token characters (RFC 9110 §5.6.2): a method is valid when deleting these leaves nothing.
+_TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_VERSIONS = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/1.0": "HTTP/1.0"}
+# Resynchronisation patterns: stricter than the synced parser (upper-case methods) to avoid false starts
+# inside bodies.
+_REQUEST_LINE = re.compile(rb"(?:^|\n)([A-Z][A-Z_-]{0,31} [^\s]{1,8000} HTTP/1\.[01]\r?\n)")
+_STATUS_LINE = re.compile(rb"(?:^|\n)(HTTP/1\.[01] [1-5]\d\d(?: [^\r\n]*)?\r?\n)")
+_TEXTUAL = (b"text/", b"json", b"xml", b"x-www-form-urlencoded", b"javascript", b"graphql")
+
+_CL = b"\r\ncontent-length:"
+_TE = b"\r\ntransfer-encoding:"
+_CONN = b"\r\nconnection:"
+_HOST = b"\r\nhost:"
+_UPGRADE = b"\r\nupgrade:"
+_TP = b"\r\ntraceparent:"
+_TS = b"\r\ntracestate:"
+_CT = b"\r\ncontent-type:"
+
+
+@value
+class HttpOptions:
+    """Decoder options (`decoder.http.*` in the agent config; `--capture-body` in watch)."""
+
+    capture_body: int = 0  # keep up to this many bytes of textual bodies (0: off), reference §6.1
+    redact: frozenset[str] = DEFAULT_REDACTED  # header names whose values are replaced
+
+
+class State(IntEnum):
+    HEAD = 0
+    BODY = 1
+    CHUNK_SIZE = 2
+    CHUNK_DATA = 3
+    CHUNK_CRLF = 4
+    TRAILER = 5
+    CLOSE = 6
+    PAUSED = 7
+    DEAD = 8
+
+
+class _Side:
+    """One direction's framing state and the message under construction."""
+
+    __slots__ = (
+        "body_bytes",
+        "buf",
+        "capture",
+        "flags",
+        "head",
+        "interim",
+        "is_request",
+        "last_ns",
+        "remaining",
+        "start_ns",
+        "state",
+        "synced",
+        "wire",
+    )
+
+    def __init__(self, is_request: bool, synced: bool) -> None:
+        self.is_request = is_request
+        self.state = State.HEAD
+        self.buf = bytearray()
+        self.synced = synced
+        self.remaining = 0
+        self.start_ns = -1
+        self.last_ns = -1  # time of the last body byte (close-delimited and truncated messages end there)
+        self.head: tuple[object, ...] = ()
+        self.wire = 0
+        self.body_bytes = 0
+        self.flags = 0
+        self.capture: bytearray | None = None
+        self.interim: list[int] = []
+
+
+def _header(block: bytes, lblock: bytes, name: bytes) -> bytes | None:
+    """Value of the first field `name` (given as b"\\r\\nname:") in a header block, stripped."""
+    i = lblock.find(name)
+    if i < 0:
+        return None
+    i += len(name)
+    return block[i : block.index(b"\r\n", i)].strip()
+
+
+def _content_length(lblock: bytes) -> int | None:
+    i = lblock.find(_CL)
+    if i < 0:
+        return None
+    i += len(_CL)
+    raw = lblock[i : lblock.index(b"\r\n", i)].strip()
+    if b"," in raw:  # a list of identical values is allowed (RFC 9112 §6.3 item 5)
+        values = {v.strip() for v in raw.split(b",")}
+        if len(values) != 1:
+            raise DecodeError("bad content-length", raw[:40].decode("latin-1"))
+        raw = values.pop()
+    if not raw.isdigit() or len(raw) > 18:
+        raise DecodeError("bad content-length", raw[:40].decode("latin-1"))
+    n = int(raw)
+    if lblock.find(_CL, i) >= 0:  # a second field must agree
+        j = lblock.find(_CL, i) + len(_CL)
+        if lblock[j : lblock.index(b"\r\n", j)].strip() != raw:
+            raise DecodeError("conflicting content-length")
+    return n
+
+
+def _chunked(lblock: bytes) -> bool | None:
+    """None: no Transfer-Encoding; True: chunked is the final coding; False: another final coding."""
+    i = lblock.find(_TE)
+    if i < 0:
+        return None
+    codings = b""
+    while i >= 0:  # several fields form one list (RFC 9110 §5.3)
+        j = i + len(_TE)
+        codings = lblock[j : lblock.index(b"\r\n", j)]
+        i = lblock.find(_TE, j)
+    return codings.rstrip().rsplit(b",", 1)[-1].strip() == b"chunked"
+
+
+def _textual(lblock: bytes) -> bool:
+    ct = _header(lblock, lblock, _CT)
+    return ct is not None and any(t in ct for t in _TEXTUAL)
+
+
+class Http1Decoder:
+    """Decoder for one HTTP/1.x connection (see module docstring)."""
+
+    def __init__(self, ctx: DecoderContext | None = None) -> None:
+        ctx = ctx or DecoderContext()
+        self._opts: HttpOptions = ctx.options if isinstance(ctx.options, HttpOptions) else HttpOptions()
+        synced = not ctx.midstream
+        self._sides = [_Side(True, synced), _Side(False, synced)]
+        # (method, upgrade token or b"") of requests whose response is not framed yet
+        self._methods: deque[tuple[bytes, bytes]] = deque()
+        self._produced = 0  # messages emitted: roles can only be swapped before the first
+        self._handover: tuple[str, Message | None] | None = None  # set when the connection switches
+
+    # -- the Decoder interface ---------------------------------------------------------------------------
+    def receive(self, direction: Direction, data: memoryview, ts_ns: int) -> Sequence[Message]:
+        out: list[Message] = []
+        self._run(self._sides[direction], data, ts_ns, out)
+        return out
+
+    def _run(self, side: _Side, data: memoryview, ts: int, out: list[Message]) -> None:
+        pos = 0
+        n = len(data)
+        handlers = _HANDLERS
+        while pos < n:
+            pos = handlers[side.state](self, side, data, pos, ts, out)
+            if side.state is State.DEAD:
+                if self._handover is not None:
+                    self._emit_handover(side, data[pos:].tobytes(), ts, out)
+                return
+
+    def receive_gap(self, direction: Direction, nbytes: int, ts_ns: int) -> Sequence[Message]:
+        side = self._sides[direction]
+        state = side.state
+        out: list[Message] = []
+        if state in (State.BODY, State.CHUNK_DATA) and nbytes <= side.remaining:
+            # the gap lies inside a body of known length: framing survives, the message is flagged
+            side.remaining -= nbytes
+            side.body_bytes += nbytes
+            side.wire += nbytes
+            side.flags |= Flag.GAP
+            if side.capture is not None:
+                side.capture = None  # a body with a hole is not worth showing
+            if side.remaining == 0 and state is State.BODY:
+                self._finish(side, ts_ns, out)
+            return out
+        if state is State.CLOSE:
+            side.body_bytes += nbytes
+            side.wire += nbytes
+            side.flags |= Flag.GAP
+            side.capture = None
+            return out
+        if state in (State.PAUSED, State.DEAD):
+            return out
+        if state is not State.HEAD:
+            # a message was in progress: emit it as far as it got, flagged, then search for the next start
+            side.flags |= Flag.GAP | Flag.TRUNCATED
+            self._finish(side, ts_ns, out)
+        if not side.is_request:
+            self._methods.clear()  # responses were lost with their framing: forget what they answered
+        side.buf.clear()
+        side.start_ns = -1
+        side.state = State.HEAD
+        side.synced = False
+        side.flags = Flag.GAP
+        out.append(SyncLost(start_ns=ts_ns, end_ns=ts_ns, size=0, direction=direction))
+        return out
+
+    def receive_eof(self, direction: Direction, ts_ns: int) -> Sequence[Message]:
+        side = self._sides[direction]
+        state = side.state
+        if state is State.CLOSE or state in _BODY_STATES:
+            out: list[Message] = []
+            if state is not State.CLOSE:
+                side.flags |= Flag.TRUNCATED  # the connection ended before the declared length
+            self._finish(side, side.last_ns if side.last_ns >= 0 else ts_ns, out)
+            return out
+        side.buf.clear()
+        return NO_MESSAGES
+
+    # -- HEAD: start line and header block -----------------------------------------------------------------
+    def _on_head(self, side: _Side, data: memoryview, pos: int, ts: int, out: list[Message]) -> int:
+        if not side.synced:
+            return self._on_unsynced(side, data, pos, ts, out)
+        buf = side.buf
+        old = len(buf)
+        if old:
+            take = data[pos : pos + MAX_HEAD - old]
+            buf += take
+            chunk: bytes | bytearray = buf
+            search_from = old - 3 if old > 3 else 0
+        else:
+            chunk = data[pos : pos + MAX_HEAD].tobytes()
+            search_from = 0
+            side.start_ns = ts
+        if side.is_request and chunk[:1] == b"P" and H2_PREFACE.startswith(bytes(chunk[:24])):
+            if len(chunk) < len(H2_PREFACE):
+                if not old:
+                    buf += chunk
+                return len(data)
+            # HTTP/2 with prior knowledge on an HTTP port: everything from the preface on is HTTP/2;
+            # the buffered start stays in side.buf, _run passes it on with the rest of the segment
+            del buf[old:]
+            self._handover = ("h2c-prior-knowledge", None)
+            for s in self._sides:
+                s.state = State.DEAD
+            return pos
+        end = self._find_head_end(chunk, search_from)
+        if end < 0:
+            if len(chunk) >= MAX_HEAD:
+                raise DecodeError("header block too large")
+            if old:
+                if b"\n" not in chunk[: MAX_START_LINE + 1]:
+                    self._check_start(side, chunk)
+            else:
+                self._check_start(side, chunk)
+                buf += chunk
+            return len(data)
+        head = bytes(chunk[:end])
+        if old:
+            buf.clear()
+        self._head_complete(side, head, ts, out)
+        return pos + end - old
+
+    def _on_unsynced(self, side: _Side, data: memoryview, pos: int, ts: int, out: list[Message]) -> int:
+        """Search for the next start line of this side's kind; keep a tail that may still become one."""
+        chunk = bytes(side.buf) + data[pos:].tobytes() if side.buf else data[pos:].tobytes()
+        side.buf.clear()
+        start = -1
+        if side.is_request and H2_PREFACE.startswith(chunk[:24]):
+            start = 0
+        else:
+            m = (_REQUEST_LINE if side.is_request else _STATUS_LINE).search(chunk)
+            if m is not None:
+                start = m.start(1)
+            elif not self._produced:
+                m = (_STATUS_LINE if side.is_request else _REQUEST_LINE).search(chunk)
+                if m is not None:
+                    self._swap_roles(out)
+                    start = m.start(1)
+        if start < 0:
+            nl = chunk.rfind(b"\n")
+            tail = chunk[nl + 1 :] if nl >= 0 else chunk
+            if len(tail) <= MAX_START_LINE:
+                side.buf += tail
+            return len(data)
+        side.synced = True
+        if not side.flags & Flag.GAP:
+            side.flags |= Flag.MIDSTREAM
+        side.start_ns = ts
+        self._run(side, memoryview(chunk)[start:], ts, out)
+        return len(data)
+
+    @staticmethod
+    def _find_head_end(chunk: bytes | bytearray, start: int) -> int:
+        """Offset just past the blank line ending the header block, or -1."""
+        end = chunk.find(b"\r\n\r\n", start)
+        if end >= 0:
+            lf = chunk.find(b"\n\n", start, end)
+            return end + 4 if lf < 0 else lf + 2
+        lf = chunk.find(b"\n\n", start)
+        return lf + 2 if lf >= 0 else -1
+
+    def _check_start(self, side: _Side, chunk: bytes | bytearray) -> None:
+        """Reject garbage early instead of buffering 64 KiB of it waiting for a blank line."""
+        eol = chunk.find(b"\n")
+        line = chunk if eol < 0 else chunk[:eol]
+        if eol < 0 and len(chunk) > MAX_START_LINE:
+            raise DecodeError("start line too long")
+        if bytes(line[:5]) == b"HTTP/"[: len(line[:5])]:
+            if side.is_request and self._produced:
+                raise DecodeError("bad request line")
+            return  # a status line (a response where a request was expected is handled when complete)
+        sp = line.find(b" ")
+        token = line if sp < 0 else line[:sp]
+        if token.translate(None, _TCHAR) or (sp < 0 and eol >= 0):
+            raise DecodeError("bad request line" if side.is_request else "bad status line")
+        if not side.is_request and self._produced:
+            raise DecodeError("bad status line")
+
+    def _swap_roles(self, out: list[Message]) -> None:
+        for s in self._sides:
+            s.is_request = not s.is_request
+        self._sides.reverse()
+        out.append(SwapRoles(start_ns=0, end_ns=0, size=0))
+
+    def _head_complete(self, side: _Side, head: bytes, ts: int, out: list[Message]) -> None:
+        eol = head.find(b"\r\n")
+        if eol < 0 or head.find(b"\n") != eol + 1 or not head.endswith(b"\r\n\r\n"):
+            # bare-LF line endings somewhere (lenient, as browsers and curl are): normalise to CRLF
+            head = head.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            eol = head.index(b"\r\n")
+        line = head[:eol]
+        block = head[eol:-2]  # b"\r\nName: v\r\n...\r\n": every field line starts with CRLF
+        lblock = block.lower()
+        if not self._produced and side.is_request == line.startswith(b"HTTP/"):
+            self._swap_roles(out)  # the guessed roles were wrong: this side sends the other kind
+        side.wire = len(head)
+        side.body_bytes = 0
+        if side.start_ns < 0:
+            side.start_ns = ts
+        if side.is_request:
+            self._request_head(side, line, block, lblock, len(head), ts, out)
+        else:
+            self._response_head(side, line, block, lblock, len(head), ts, out)
+
+    def _request_head(
+        self, side: _Side, line: bytes, block: bytes, lblock: bytes, hlen: int, ts: int, out: list[Message]
+    ) -> None:
+        sp1 = line.find(b" ")
+        sp2 = line.rfind(b" ")
+        if sp1 <= 0 or sp2 == sp1:
+            raise DecodeError("bad request line")
+        method = line[:sp1]
+        if method.translate(None, _TCHAR):
+            raise DecodeError("bad method")
+        vraw = line[sp2 + 1 :]
+        version = _VERSIONS.get(vraw)
+        if version is None:
+            version = _other_version(vraw)
+        target = line[sp1 + 1 : sp2].strip()
+        if not target:
+            raise DecodeError("bad request target")
+        chunked = _chunked(lblock)
+        if chunked is False:
+            raise DecodeError("unsupported transfer-coding in request")  # RFC 9112 §6.3 item 4: 400
+        length = _content_length(lblock) if chunked is None else None
+        conn = _header(lblock, lblock, _CONN)
+        close = _closes(version, conn)
+        upgrade = b""
+        if method == b"CONNECT":
+            upgrade = b"connect"
+        elif conn is not None and b"upgrade" in conn:
+            token = _header(lblock, lblock, _UPGRADE)
+            if token:
+                upgrade = token.split(b",")[0].strip().split(b"/")[0]
+        host = _header(block, lblock, _HOST)
+        tp = _header(lblock, lblock, _TP)
+        trace = parse_traceparent(tp, _header(block, lblock, _TS)) if tp is not None else None
+        if len(self._methods) >= MAX_PENDING_METHODS:
+            self._methods.popleft()  # bounded: the oldest unframed response will be framed as non-HEAD
+        self._methods.append((method, upgrade))
+        side.head = (
+            method.decode("latin-1"),
+            target.decode("utf-8", "replace"),
+            version,
+            host.decode("utf-8", "replace") if host is not None else None,
+            block,
+            hlen,
+            bool(chunked),
+            close,
+            trace,
+            upgrade,
+        )
+        side.capture = bytearray() if self._opts.capture_body and _textual(lblock) else None
+        if chunked:
+            side.state = State.CHUNK_SIZE
+        elif length:
+            side.state = State.BODY
+            side.remaining = length
+        else:
+            self._finish(side, ts, out)
+
+    def _response_head(
+        self, side: _Side, line: bytes, block: bytes, lblock: bytes, hlen: int, ts: int, out: list[Message]
+    ) -> None:
+        parts = line.split(b" ", 2)
+        vraw = parts[0]
+        version = _VERSIONS.get(vraw)
+        if version is None:
+            version = _other_version(vraw)
+        code_raw = parts[1] if len(parts) > 1 else b""
+        if len(code_raw) != 3 or not code_raw.isdigit() or code_raw[0] == 0x30:
+            raise DecodeError("bad status code")
+        code = int(code_raw)
+        if code < 200 and code != 101:
+            side.interim.append(code)  # interim: the exchange goes on (RFC 9110 §15.2)
+            side.start_ns = -1
+            side.wire = 0
+            return
+        method, upgrade = self._methods.popleft() if self._methods else (b"", b"")
+        reason = parts[2].decode("utf-8", "replace") if len(parts) > 2 else ""
+        conn = _header(lblock, lblock, _CONN)
+        chunked = _chunked(lblock)
+        side.head = (code, reason, version, block, hlen, bool(chunked), _closes(version, conn))
+        side.capture = bytearray() if self._opts.capture_body and _textual(lblock) else None
+        if code == 101:
+            token = _header(lblock, lblock, _UPGRADE) or upgrade
+            self._finish(side, ts, out)
+            self._handover = (token.split(b",")[0].strip().split(b"/")[0].lower().decode("latin-1"), out.pop())
+            for s in self._sides:
+                s.state = State.DEAD
+            return
+        if method == b"CONNECT" and code < 300:
+            self._finish(side, ts, out)
+            out.append(StopDecoding(start_ns=ts, end_ns=ts, size=0, reason="CONNECT tunnel"))
+            for s in self._sides:
+                s.state = State.DEAD
+            return
+        if upgrade:
+            self._resume_client(ts, out)  # the upgrade was refused: the held client bytes are HTTP again
+        if method == b"HEAD" or code in (204, 304):
+            self._finish(side, ts, out)
+        elif chunked:
+            side.state = State.CHUNK_SIZE
+        elif chunked is False:
+            side.state = State.CLOSE  # an unknown final coding: the body runs to the close (§6.3 item 4)
+        else:
+            length = _content_length(lblock)
+            if length is None:
+                side.state = State.CLOSE
+                side.last_ns = ts
+            elif length:
+                side.state = State.BODY
+                side.remaining = length
+            else:
+                self._finish(side, ts, out)
+
+    # -- bodies ----------------------------------------------------------------------------------------------
+    def _on_body(self, side: _Side, data: memoryview, pos: int, ts: int, out: list[Message]) -> int:
+        avail = len(data) - pos
+        r = side.remaining
+        if avail < r:
+            side.remaining = r - avail
+            side.body_bytes += avail
+            side.wire += avail
+            side.last_ns = ts
+            if side.capture is not None:
+                self._capture(side, data[pos:])
+            return len(data)
+        side.body_bytes += r
+        side.wire += r
+        if side.capture is not None:
+            self._capture(side, data[pos : pos + r])
+        self._finish(side, ts, out)
+        return pos + r
+
+    def _on_close(self, side: _Side, data: memoryview, pos: int, ts: int, out: list[Message]) -> int:
+        avail = len(data) - pos
+        side.body_bytes += avail
+        side.wire += avail
+        if side.capture is not None:
+            self._capture(side, data[pos:])
+        side.last_ns = ts  # the EOF that completes the body comes later; the body ended here
+        return len(data)
+
+    def _on_chunk_size(self, side: _Side, data: memoryview, pos: int, ts: int, out: list[Message]) -> int:
+        side.last_ns = ts
+        window = data[pos : pos + 64].tobytes()  # size lines are short; look further only when needed
+        eol = window.find(b"\n")
+        if eol < 0 and len(window) == 64:
+            window = data[pos : pos + MAX_CHUNK_LINE].tobytes()
+            eol = window.find(b"\n")
+        if eol < 0:
+            side.buf += window
+            if len(side.buf) > MAX_CHUNK_LINE:
+                raise DecodeError("chunk size line too long")
+            side.wire += len(window)
+            return pos + len(window)
+        line = bytes(side.buf) + window[:eol] if side.buf else window[:eol]
+        side.buf.clear()
+        side.wire += eol + 1
+        size_raw = line.split(b";", 1)[0].strip()
+        try:
+            size = int(size_raw, 16)
+        except ValueError:
+            raise DecodeError("bad chunk size", size_raw[:20].decode("latin-1")) from None
+        if size < 0 or len(size_raw) > 16 or size_raw.startswith((b"+", b"-", b"0x", b"0X")):
+            raise DecodeError("bad chunk size", size_raw[:20].decode("latin-1"))
+        if size == 0:
+            side.state = State.TRAILER
+        else:
+            side.remaining = size
+            side.state = State.CHUNK_DATA
+        return pos + eol + 1
+
+    def _on_chunk_data(self, side: _Side, data: memoryview, pos: int, ts: int, out: list[Message]) -> int:
+        avail = len(data) - pos
+        r = side.remaining
+        if avail < r:
+            side.remaining = r - avail
+            side.body_bytes += avail
+            side.wire += avail
+            if side.capture is not None:
+                self._capture(side, data[pos:])
+            return len(data)
+        side.body_bytes += r
+        side.wire += r
+        if side.capture is not None:
+            self._capture(side, data[pos : pos + r])
+        side.remaining = 0
+        side.state = State.CHUNK_CRLF
+        return pos + r
+
+    def _on_chunk_crlf(self, side: _Side, data: memoryview, pos: int, ts: int, out: list[Message]) -> int:
+        # CRLF after chunk data; may arrive split ("\r" | "\n"). side.remaining counts the CR seen.
+        b = data[pos]
+        if b == 0x0D and side.remaining == 0:
+            side.remaining = 1
+            side.wire += 1
+            return pos + 1
+        if b == 0x0A:
+            side.remaining = 0
+            side.wire += 1
+            side.state = State.CHUNK_SIZE
+            return pos + 1
+        raise DecodeError("missing CRLF after chunk data")
+
+    def _on_trailer(self, side: _Side, data: memoryview, pos: int, ts: int, out: list[Message]) -> int:
+        buf = side.buf
+        old = len(buf)
+        buf += data[pos : pos + MAX_HEAD - old]
+        if buf.startswith(b"\r\n") or buf.startswith(b"\n"):
+            end = 2 if buf[0] == 0x0D else 1
+        else:
+            end = self._find_head_end(buf, max(0, old - 3))
+            if end < 0:
+                if len(buf) >= MAX_HEAD:
+                    raise DecodeError("trailer section too large")
+                side.wire += len(buf) - old
+                return len(data)
+        consumed = end - old
+        side.wire += consumed
+        buf.clear()
+        self._finish(side, ts, out)
+        return pos + consumed
+
+    def _on_paused(self, side: _Side, data: memoryview, pos: int, ts: int, out: list[Message]) -> int:
+        if len(side.buf) + len(data) - pos > MAX_PAUSED:
+            raise DecodeError("too much data while an upgrade is pending")
+        side.buf += data[pos:]
+        return len(data)
+
+    def _on_dead(self, side: _Side, data: memoryview, pos: int, ts: int, out: list[Message]) -> int:
+        return len(data)
+
+    # -- completion, upgrades --------------------------------------------------------------------------------
+    def _capture(self, side: _Side, data: memoryview) -> None:
+        cap = side.capture
+        assert cap is not None
+        room = self._opts.capture_body - len(cap)
+        if room > 0:
+            cap += data[:room]
+
+    def _finish(self, side: _Side, ts: int, out: list[Message]) -> None:
+        """The message under construction is complete; its last byte arrived at `ts`."""
+        h = side.head
+        body = bytes(side.capture) if side.capture is not None else None
+        start = side.start_ns if side.start_ns >= 0 else ts
+        msg: Message
+        if side.is_request:
+            method, target, version, host, block, hlen, chunked, close, trace, upgrade = h
+            msg = Request(
+                start_ns=start,
+                end_ns=ts,
+                size=side.wire,
+                flags=side.flags,
+                method=method,  # type: ignore[arg-type]
+                target=target,  # type: ignore[arg-type]
+                version=version,  # type: ignore[arg-type]
+                host=host,  # type: ignore[arg-type]
+                header_block=block,  # type: ignore[arg-type]
+                header_bytes=hlen,  # type: ignore[arg-type]
+                body_bytes=side.body_bytes,
+                chunked=chunked,  # type: ignore[arg-type]
+                close=close,  # type: ignore[arg-type]
+                trace=trace,  # type: ignore[arg-type]
+                body=body,
+                redact=self._opts.redact,
+            )
+            # after an Upgrade or CONNECT request, hold the client's bytes until the server answers
+            side.state = State.PAUSED if upgrade else State.HEAD
+        else:
+            code, reason, version, block, hlen, chunked, close = h
+            msg = Response(
+                start_ns=start,
+                end_ns=ts,
+                size=side.wire,
+                flags=side.flags,
+                status_code=code,  # type: ignore[arg-type]
+                reason=reason,  # type: ignore[arg-type]
+                version=version,  # type: ignore[arg-type]
+                header_block=block,  # type: ignore[arg-type]
+                header_bytes=hlen,  # type: ignore[arg-type]
+                body_bytes=side.body_bytes,
+                chunked=chunked,  # type: ignore[arg-type]
+                close=close,  # type: ignore[arg-type]
+                interim=tuple(side.interim) if side.interim else (),
+                body=body,
+                redact=self._opts.redact,
+            )
+            side.interim.clear()
+            side.state = State.HEAD
+        side.flags = 0
+        side.start_ns = -1
+        side.capture = None
+        side.remaining = 0
+        side.last_ns = -1
+        self._produced += 1
+        out.append(msg)
+
+    def _resume_client(self, ts: int, out: list[Message]) -> None:
+        client = self._sides[0]
+        if client.state is not State.PAUSED:
+            return
+        held = bytes(client.buf)
+        client.buf.clear()
+        client.state = State.HEAD
+        if held:
+            self._run(client, memoryview(held), ts, out)
+
+    def _emit_handover(self, side: _Side, rest: bytes, ts: int, out: list[Message]) -> None:
+        """The connection switched protocols: pass on what each side sent after the switch point."""
+        assert self._handover is not None
+        target, response = self._handover
+        self._handover = None
+        client = self._sides[0]
+        if side is client:
+            client_data, server_data = bytes(side.buf) + rest, b""
+        else:
+            client_data, server_data = bytes(client.buf), rest
+        for s in self._sides:
+            s.buf.clear()
+        out.append(
+            HandOver(
+                start_ns=ts,
+                end_ns=ts,
+                size=0,
+                target=target,
+                client_data=client_data,
+                server_data=server_data,
+                response=response,
+            )
+        )
+
+
+def _other_version(vraw: bytes) -> str:
+    """An HTTP version other than 1.0/1.1 on a start line (HTTP/1.2, HTTP/2.0 from a confused client)."""
+    if len(vraw) == 8 and vraw.startswith(b"HTTP/") and vraw[5:6].isdigit() and vraw[6:7] == b"." and vraw[7:].isdigit():
+        return vraw.decode()
+    raise DecodeError("bad http version", vraw[:16].decode("latin-1"))
+
+
+def _closes(version: str, conn: bytes | None) -> bool:
+    """Whether the connection closes after this message (RFC 9112 §9.3)."""
+    if conn is not None and b"close" in conn:
+        return True
+    return version == "HTTP/1.0" and not (conn is not None and b"keep-alive" in conn)
+
+
+_BODY_STATES = frozenset({State.BODY, State.CHUNK_SIZE, State.CHUNK_DATA, State.CHUNK_CRLF, State.TRAILER})
+_Handler = Callable[[Http1Decoder, _Side, memoryview, int, int, list[Message]], int]
+_HANDLERS: dict[State, _Handler] = {
+    State.HEAD: Http1Decoder._on_head,
+    State.BODY: Http1Decoder._on_body,
+    State.CHUNK_SIZE: Http1Decoder._on_chunk_size,
+    State.CHUNK_DATA: Http1Decoder._on_chunk_data,
+    State.CHUNK_CRLF: Http1Decoder._on_chunk_crlf,
+    State.TRAILER: Http1Decoder._on_trailer,
+    State.CLOSE: Http1Decoder._on_close,
+    State.PAUSED: Http1Decoder._on_paused,
+    State.DEAD: Http1Decoder._on_dead,
+}
+
+
+def new_decoder(ctx: DecoderContext) -> Http1Decoder:
+    """Registry factory."""
+    return Http1Decoder(ctx)

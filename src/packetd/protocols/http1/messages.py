@@ -1,0 +1,163 @@
+"""HTTP/1.x request and response messages, and their record fields.
+
+Headers are kept as the raw header block (`b"\\r\\nName: value\\r\\n...\\r\\n"`) and parsed into the
+record's `headers` object only when a record is serialised: framing needs five headers, found with
+`bytes.find` on the lower-cased block; everything else is paid for only by records someone reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from packetd._values import value
+from packetd.protocols.base import Message, Role, TraceContext
+
+DEFAULT_REDACTED = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+REDACTED = "[REDACTED]"
+MAX_HEADER_VALUE = 4096  # a record keeps at most this many characters of one header value
+
+
+def parse_header_block(block: bytes, redact: frozenset[str]) -> dict[str, list[str]]:
+    """Header fields in order, lower-cased names, repeated fields kept in order, obs-fold joined."""
+    headers: dict[str, list[str]] = {}
+    last: list[str] | None = None
+    for line in block.split(b"\r\n"):
+        if not line:
+            continue
+        if line[0] in b" \t":  # obsolete line folding (RFC 9112 §5.2): continues the previous value
+            if last:
+                last[-1] = (last[-1] + " " + line.strip().decode("utf-8", "replace"))[:MAX_HEADER_VALUE]
+            continue
+        name, sep, raw = line.partition(b":")
+        if not sep:
+            continue  # not a field line; framing has already accepted the block, so skip it
+        key = name.strip().decode("latin-1").lower()
+        text = raw.strip().decode("utf-8", "replace")[:MAX_HEADER_VALUE]
+        if key in redact:
+            scheme = text.split(" ", 1)[0] if key.endswith("authorization") and " " in text else ""
+            text = f"{scheme} {REDACTED}" if scheme else REDACTED
+        last = headers.setdefault(key, [])
+        last.append(text)
+    return headers
+
+
+def split_target(target: str) -> tuple[str | None, str | None, str, str | None]:
+    """Request-target (RFC 9112 §3.2) → (scheme, authority, path, query) for all four forms."""
+    scheme = authority = None
+    rest = target
+    if target.startswith("/"):
+        pass  # origin-form
+    elif target == "*":
+        return None, None, "*", None  # asterisk-form (OPTIONS *)
+    elif "://" in target:  # absolute-form (proxies)
+        scheme, _, rest = target.partition("://")
+        slash = rest.find("/")
+        if slash < 0:
+            authority, rest = rest, "/"
+        else:
+            authority, rest = rest[:slash], rest[slash:]
+        q = authority.find("?")
+        if q >= 0:
+            authority, rest = authority[:q], "/" + authority[q:]
+    else:
+        return None, target, "", None  # authority-form (CONNECT host:port)
+    path, sep, query = rest.partition("?")
+    frag = (query if sep else path).find("#")
+    if frag >= 0:
+        if sep:
+            query = query[:frag]
+        else:
+            path = path[:frag]
+    return scheme, authority, path, (query if sep else None)
+
+
+@value
+class Request(Message):
+    """One HTTP/1.x request: request line, header block, framed body."""
+
+    ROLE: ClassVar[Role] = Role.REQUEST
+    method: str
+    target: str
+    version: str
+    host: str | None
+    header_block: bytes
+    header_bytes: int
+    body_bytes: int
+    chunked: bool
+    close: bool
+    trace: TraceContext | None = None
+    body: bytes | None = None
+    redact: frozenset[str] = DEFAULT_REDACTED
+
+    def operation(self) -> str:
+        return self.method
+
+    def trace_context(self) -> TraceContext | None:
+        return self.trace
+
+    @property
+    def path(self) -> str:
+        return split_target(self.target)[2]
+
+    def to_json(self) -> dict[str, Any]:
+        scheme, authority, path, query = split_target(self.target)
+        out: dict[str, Any] = {
+            "method": self.method,
+            "target": self.target,
+            "path": path,
+            "query": query,
+            "scheme": scheme,
+            "host": self.host if self.host is not None else authority,
+            "version": self.version,
+            "headers": parse_header_block(self.header_block, self.redact),
+            "header_bytes": self.header_bytes,
+            "body_bytes": self.body_bytes,
+            "size": self.size,
+            "chunked": self.chunked,
+            "close": self.close,
+        }
+        if self.body is not None:
+            out["body"] = self.body.decode("utf-8", "replace")
+        return out
+
+
+@value
+class Response(Message):
+    """One HTTP/1.x final response (1xx interim responses are folded into `interim`)."""
+
+    ROLE: ClassVar[Role] = Role.RESPONSE
+    status_code: int
+    reason: str
+    version: str
+    header_block: bytes
+    header_bytes: int
+    body_bytes: int
+    chunked: bool
+    close: bool
+    interim: tuple[int, ...] = ()
+    body: bytes | None = None
+    redact: frozenset[str] = DEFAULT_REDACTED
+
+    def status(self) -> str:
+        return str(self.status_code)
+
+    def is_error(self) -> bool:
+        return self.status_code >= 500
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "status_code": self.status_code,
+            "reason": self.reason,
+            "version": self.version,
+            "headers": parse_header_block(self.header_block, self.redact),
+            "header_bytes": self.header_bytes,
+            "body_bytes": self.body_bytes,
+            "size": self.size,
+            "chunked": self.chunked,
+            "close": self.close,
+        }
+        if self.interim:
+            out["interim"] = list(self.interim)
+        if self.body is not None:
+            out["body"] = self.body.decode("utf-8", "replace")
+        return out

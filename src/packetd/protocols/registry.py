@@ -1,0 +1,79 @@
+"""The protocol registry: one explicit table of every protocol packetd decodes.
+
+Importing a protocol module registers nothing (STYLE.md); this file lists them. A row says how to build the
+protocol's decoder (`factory`), which options type configures it, how its messages pair (`pairing`), which
+ports it is watched on by default, over which transports, and which upgrade tokens hand a connection to it.
+Protocols sharing a `family` share one decoder (HTTP/2 and gRPC): a port may be claimed by several
+protocols of one family, never by two families.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+from packetd._values import value
+from packetd.protocols.base import Decoder, DecoderContext
+from packetd.protocols.http1.decoder import HttpOptions
+from packetd.protocols.http1.decoder import new_decoder as http1_decoder
+
+Pairing = Literal["fifo", "keyed", "oneway"]
+
+
+@value
+class ProtocolSpec:
+    """One row of the registry."""
+
+    name: str
+    family: str
+    factory: Callable[[DecoderContext], Decoder]
+    options_type: type[Any] | None
+    pairing: Pairing
+    default_ports: tuple[int, ...]
+    transports: frozenset[str]  # "tcp", "udp"
+    upgrade_tokens: frozenset[str] = frozenset()  # HTTP/1.1 upgrade tokens this protocol takes over
+    description: str = ""
+
+
+class Registry:
+    """Lookup over the table; immutable once built."""
+
+    def __init__(self, specs: Iterable[ProtocolSpec]) -> None:
+        self._specs: dict[str, ProtocolSpec] = {}
+        self._upgrades: dict[str, ProtocolSpec] = {}
+        for spec in specs:
+            if spec.name in self._specs:
+                raise ValueError(f"protocol {spec.name!r} registered twice")
+            self._specs[spec.name] = spec
+            for token in spec.upgrade_tokens:
+                self._upgrades.setdefault(token, spec)
+
+    def get(self, name: str) -> ProtocolSpec | None:
+        return self._specs.get(name)
+
+    def __getitem__(self, name: str) -> ProtocolSpec:
+        return self._specs[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+    def specs(self) -> list[ProtocolSpec]:
+        return [self._specs[n] for n in self.names()]
+
+    def upgrade_target(self, token: str) -> ProtocolSpec | None:
+        """The protocol an HTTP/1.1 upgrade token (or prior-knowledge hint) hands a connection to."""
+        return self._upgrades.get(token)
+
+
+HTTP = ProtocolSpec(
+    name="http",
+    family="http",
+    factory=http1_decoder,
+    options_type=HttpOptions,
+    pairing="fifo",
+    default_ports=(80, 8080),
+    transports=frozenset({"tcp"}),
+    description="HTTP/1.0 and HTTP/1.1",
+)
+
+REGISTRY = Registry([HTTP])
