@@ -372,6 +372,7 @@ class Http1Decoder:
         out.append(SwapRoles(start_ns=0, end_ns=0, size=0))
 
     def _head_complete(self, side: _Side, head: bytes, ts: int, out: list[Message]) -> None:
+        wire = len(head)
         eol = head.find(b"\r\n")
         if eol < 0 or head.find(b"\n") != eol + 1 or not head.endswith(b"\r\n\r\n"):
             # bare-LF line endings somewhere (lenient, as browsers and curl are): normalise to CRLF
@@ -382,14 +383,14 @@ class Http1Decoder:
         lblock = block.lower()
         if not self._produced and side.is_request == line.startswith(b"HTTP/"):
             self._swap_roles(out)  # the guessed roles were wrong: this side sends the other kind
-        side.wire = len(head)
+        side.wire = wire
         side.body_bytes = 0
         if side.start_ns < 0:
             side.start_ns = ts
         if side.is_request:
-            self._request_head(side, line, block, lblock, len(head), ts, out)
+            self._request_head(side, line, block, lblock, wire, ts, out)
         else:
-            self._response_head(side, line, block, lblock, len(head), ts, out)
+            self._response_head(side, line, block, lblock, wire, ts, out)
 
     def _request_head(
         self, side: _Side, line: bytes, block: bytes, lblock: bytes, hlen: int, ts: int, out: list[Message]
