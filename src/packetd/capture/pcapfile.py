@@ -64,7 +64,9 @@ class _PcapParser:
         self.offset = 0
         self.stopped = False
 
-    def frames(self, mv: memoryview, off: int, end: int, base: int, final: bool, warn: list[str]) -> Iterator[Frame]:
+    def frames(
+        self, mv: memoryview, off: int, end: int, base: int, final: bool, warn: list[str]
+    ) -> Iterator[Frame]:
         unpack = self._rec.unpack_from
         mult = self._mult
         lt = self.linktype
@@ -73,7 +75,9 @@ class _PcapParser:
             sec, frac, incl, _orig = unpack(mv, off)
             nxt = off + 16 + incl
             if incl > maxrec:
-                warn.append(f"corrupt pcap record at offset {base + off}: captured length {incl} is impossible; stopped there")
+                warn.append(
+                    f"corrupt pcap record at offset {base + off}: captured length {incl} is impossible; stopped there"
+                )
                 self.offset = end
                 self.stopped = True
                 return
@@ -83,7 +87,9 @@ class _PcapParser:
             off = nxt
         self.offset = off
         if final and off < end:
-            warn.append(f"truncated pcap record at offset {base + off}: {end - off} bytes of a record left at end of file")
+            warn.append(
+                f"truncated pcap record at offset {base + off}: {end - off} bytes of a record left at end of file"
+            )
 
 
 class _Interface:
@@ -118,7 +124,9 @@ class _PcapngParser:
         self.last_ts = 0
         self.linktype = -1
 
-    def frames(self, mv: memoryview, off: int, end: int, base: int, final: bool, warn: list[str]) -> Iterator[Frame]:
+    def frames(
+        self, mv: memoryview, off: int, end: int, base: int, final: bool, warn: list[str]
+    ) -> Iterator[Frame]:
         while off + 12 <= end:
             raw_type = bytes(mv[off : off + 4])
             if raw_type == PCAPNG_SHB:
@@ -143,7 +151,9 @@ class _PcapngParser:
             if off + blen > end:
                 break
             if struct.unpack_from(order + "I", mv, off + blen - 4)[0] != blen:
-                warn.append(f"corrupt pcapng block at offset {base + off}: trailing length differs; stopped there")
+                warn.append(
+                    f"corrupt pcapng block at offset {base + off}: trailing length differs; stopped there"
+                )
                 self.stopped = True
                 self.offset = end
                 return
@@ -190,13 +200,19 @@ class _PcapngParser:
             off += blen
         self.offset = off
         if final and off < end:
-            warn.append(f"truncated pcapng block at offset {base + off}: {end - off} bytes of a block left at end of file")
+            warn.append(
+                f"truncated pcapng block at offset {base + off}: {end - off} bytes of a block left at end of file"
+            )
 
 
 def _parser_for(header: bytes, name: str) -> _PcapParser | _PcapngParser:
     if len(header) >= 24 and header[:4] in PCAP_MAGICS:
         return _PcapParser(header)
-    if len(header) >= 12 and header[:4] == PCAPNG_SHB and header[8:12] in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+    if (
+        len(header) >= 12
+        and header[:4] == PCAPNG_SHB
+        and header[8:12] in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d")
+    ):
         return _PcapngParser(header)
     raise CaptureFormatError(f"{name}: not a pcap or pcapng capture file")
 

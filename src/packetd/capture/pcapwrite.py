@@ -21,7 +21,9 @@ _REC = struct.Struct("<IIII")
 class PcapWriter:
     """Nanosecond pcap, little-endian."""
 
-    def __init__(self, out: BinaryIO, linktype: int = 1, snaplen: int = 262144, nanosecond: bool = True) -> None:
+    def __init__(
+        self, out: BinaryIO, linktype: int = 1, snaplen: int = 262144, nanosecond: bool = True
+    ) -> None:
         self._out = out
         self._ns = nanosecond
         magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
@@ -47,22 +49,51 @@ def write_pcap(path: str, frames: Iterable[tuple[int, bytes | memoryview]], link
 
 
 def ipv4_tcp(
-    src: str, dst: str, sport: int, dport: int, seq: int, ack: int, flags: int, payload: bytes = b"", ident: int = 0
+    src: str,
+    dst: str,
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    payload: bytes = b"",
+    ident: int = 0,
 ) -> bytes:
     """An IPv4/TCP packet (no link layer)."""
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0)
+    tcp = struct.pack(
+        "!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0
+    )
     total = 20 + len(tcp) + len(payload)
     ip = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, total, ident & 0xFFFF, 0x4000, 64, 6, 0, socket.inet_aton(src), socket.inet_aton(dst)
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        total,
+        ident & 0xFFFF,
+        0x4000,
+        64,
+        6,
+        0,
+        socket.inet_aton(src),
+        socket.inet_aton(dst),
     )
     return ip + tcp + payload
 
 
-def ipv6_tcp(src: str, dst: str, sport: int, dport: int, seq: int, ack: int, flags: int, payload: bytes = b"") -> bytes:
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0)
+def ipv6_tcp(
+    src: str, dst: str, sport: int, dport: int, seq: int, ack: int, flags: int, payload: bytes = b""
+) -> bytes:
+    tcp = struct.pack(
+        "!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0
+    )
     ip = struct.pack(
-        "!IHBB16s16s", 6 << 28, len(tcp) + len(payload), 6, 64,
-        socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst),
+        "!IHBB16s16s",
+        6 << 28,
+        len(tcp) + len(payload),
+        6,
+        64,
+        socket.inet_pton(socket.AF_INET6, src),
+        socket.inet_pton(socket.AF_INET6, dst),
     )
     return ip + tcp + payload
 
@@ -71,7 +102,17 @@ def ipv4_udp(src: str, dst: str, sport: int, dport: int, payload: bytes, ident: 
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0)
     total = 20 + 8 + len(payload)
     ip = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, total, ident & 0xFFFF, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst)
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        total,
+        ident & 0xFFFF,
+        0,
+        64,
+        17,
+        0,
+        socket.inet_aton(src),
+        socket.inet_aton(dst),
     )
     return ip + udp + payload
 

@@ -1,6 +1,6 @@
 """Aligned, optionally coloured text lines for a person at a terminal.
 
-    12:00:01.234567 http  10.0.0.2:51234 → 10.0.0.1:80     GET /index.html              200   1.23ms  312B/4.1K
+12:00:01.234567 http  10.0.0.2:51234 → 10.0.0.1:80     GET /index.html              200   1.23ms  312B/4.1K
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ class TextFormatter:
 
     def format(self, rt: Roundtrip) -> str:
         ts = rt.start_ns
-        clock = time.strftime("%H:%M:%S", time.gmtime(ts // 1_000_000_000)) + f".{ts % 1_000_000_000 // 1000:06d}"
+        clock = (
+            time.strftime("%H:%M:%S", time.gmtime(ts // 1_000_000_000)) + f".{ts % 1_000_000_000 // 1000:06d}"
+        )
         peers = f"{_ep(rt.client)} → {_ep(rt.server)}"
         status = rt.status if rt.status is not None else rt.kind
         dur = rt.duration_ns

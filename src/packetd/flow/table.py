@@ -40,7 +40,9 @@ MASK = 0xFFFFFFFF
 HALF = 0x80000000
 MAX_OOO_BYTES = 256 * 1024  # per direction: four times a default Linux initial receive window
 MAX_OOO_SEGMENTS = 256  # per direction: bounds the overlap scan in _drain
-HOLE_TIMEOUT_NS = 2_000_000_000  # a real loss is retransmitted within an RTO (Linux: 200 ms - 2 min; typ. < 1 s)
+HOLE_TIMEOUT_NS = (
+    2_000_000_000  # a real loss is retransmitted within an RTO (Linux: 200 ms - 2 min; typ. < 1 s)
+)
 SWEEP_INTERVAL_NS = 5_000_000_000  # packet time between idle/hole sweeps (an O(flows) walk)
 CLOSED_LINGER_NS = 10_000_000_000  # how long a closed tuple swallows late segments
 MAX_CLOSED = 65536  # remembered closed tuples (two per connection)
@@ -81,8 +83,8 @@ class FlowStats:
         "late_segments",
         "midstream",
         "no_flow",
-        "out_of_order",
         "ooo_overflows",
+        "out_of_order",
         "unmatched",
     )
 
@@ -107,7 +109,18 @@ class FlowStats:
 class TcpStream:
     """One direction of a TCP connection."""
 
-    __slots__ = ("bytes", "eof", "fin_seq", "hole_ns", "next_seq", "ooo", "ooo_bytes", "packets", "retrans", "syn_seq")
+    __slots__ = (
+        "bytes",
+        "eof",
+        "fin_seq",
+        "hole_ns",
+        "next_seq",
+        "ooo",
+        "ooo_bytes",
+        "packets",
+        "retrans",
+        "syn_seq",
+    )
 
     def __init__(self) -> None:
         self.next_seq = -1  # next expected sequence number; -1 until the first SYN or data
@@ -125,7 +138,19 @@ class TcpStream:
 class Flow:
     """One connection (TCP) or conversation (UDP)."""
 
-    __slots__ = ("client", "first_ns", "handler", "id", "keys", "last_ns", "midstream", "protocol", "server", "streams", "transport")
+    __slots__ = (
+        "client",
+        "first_ns",
+        "handler",
+        "id",
+        "keys",
+        "last_ns",
+        "midstream",
+        "protocol",
+        "server",
+        "streams",
+        "transport",
+    )
 
     def __init__(
         self, fid: int, keys: tuple[bytes, bytes], client: Endpoint, server: Endpoint, transport: int, ts: int
@@ -245,7 +270,9 @@ class FlowTable:
         st.packets += 1
         seq = seg.seq
         if flags & SYN:
-            if st.syn_seq >= 0 and seq != st.syn_seq or st.syn_seq < 0 and st.next_seq >= 0 and not flags & ACK:
+            if (st.syn_seq >= 0 and seq != st.syn_seq) or (
+                st.syn_seq < 0 and st.next_seq >= 0 and not flags & ACK
+            ):
                 # a new connection on a reused tuple (the old one ended unseen)
                 self._end(flow, ts, "closed")
                 self._tcp_segment(seg)
@@ -323,7 +350,9 @@ class FlowTable:
             return None
         return self._create(seg, PROTO_TCP, protocol, client_is_src, midstream=not flags & SYN)
 
-    def _create(self, seg: Segment, transport: int, protocol: str, client_is_src: bool, midstream: bool) -> tuple[Flow, int]:
+    def _create(
+        self, seg: Segment, transport: int, protocol: str, client_is_src: bool, midstream: bool
+    ) -> tuple[Flow, int]:
         if len(self._flows) >= self.config.max_flows:
             self._evict(seg.ts_ns)
         rev = seg.dst + seg.src + seg.key[-2:] + seg.key[-4:-2]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import struct
 
-
 from packetd.net.reassembly import Reassembler
 
 # link types
@@ -83,12 +82,27 @@ _U16 = struct.Struct("!H")
 _U32_NATIVE_LE = struct.Struct("<I")
 _U32_BE = struct.Struct("!I")
 _IPV4_FRAG = struct.Struct("!HHH")  # total length, id, flags+offset (at ip+2)
+# IPv4 header without options followed by the TCP header's first 14 bytes:
+# vihl tos total id frag ttl proto csum src dst | sport dport seq ack offset flags
+_V4TCP = struct.Struct("!BxHxxHxBxx4s4sHHIIBB")
 
 
 class Segment:
     """A transport-layer unit: one TCP segment or one UDP datagram."""
 
-    __slots__ = ("ack", "dport", "dst", "flags", "key", "payload", "seq", "sport", "src", "transport", "ts_ns")
+    __slots__ = (
+        "ack",
+        "dport",
+        "dst",
+        "flags",
+        "key",
+        "payload",
+        "seq",
+        "sport",
+        "src",
+        "transport",
+        "ts_ns",
+    )
 
     def __init__(
         self,
@@ -174,7 +188,9 @@ class PacketDecoder:
                     ethertype = data[off + 2] << 8 | data[off + 3]
                     off += 4
             elif linktype == LINKTYPE_LINUX_SLL:
-                if (data[0] << 8 | data[1]) == _PACKET_OUTGOING and (data[2] << 8 | data[3]) == _ARPHRD_LOOPBACK:
+                if (data[0] << 8 | data[1]) == _PACKET_OUTGOING and (
+                    data[2] << 8 | data[3]
+                ) == _ARPHRD_LOOPBACK:
                     stats.loopback_duplicates += 1
                     return None
                 ethertype = data[14] << 8 | data[15]
@@ -224,6 +240,42 @@ class PacketDecoder:
             return None
 
     def _ipv4(self, ts_ns: int, data: memoryview, ip: int, n: int) -> Segment | None:
+        # Fast path: a 20-byte header, TCP, not a fragment — one unpack reads IP and TCP headers together,
+        # and src, dst, sport, dport are contiguous, so the flow key is one slice.
+        try:
+            vihl, total, frag, proto, src, dst, sport, dport, seq, ack, doff, flags = _V4TCP.unpack_from(
+                data, ip
+            )
+        except struct.error:
+            vihl = -1
+        if vihl == 0x45 and proto == PROTO_TCP and not frag & 0x3FFF:
+            end = ip + total
+            if end > n or total < 40:
+                if total < 40:
+                    self.stats.malformed += 1
+                    return None
+                end = n  # snapped
+            start = ip + 20 + ((doff >> 4) << 2)
+            if start > end or doff < 0x50:
+                self.stats.malformed += 1
+                return None
+            self.stats.segments += 1
+            return Segment(
+                ts_ns,
+                PROTO_TCP,
+                src,
+                dst,
+                sport,
+                dport,
+                seq,
+                ack,
+                flags,
+                data[start:end],
+                data[ip + 12 : ip + 24].tobytes(),
+            )
+        return self._ipv4_general(ts_ns, data, ip, n)
+
+    def _ipv4_general(self, ts_ns: int, data: memoryview, ip: int, n: int) -> Segment | None:
         vihl = data[ip]
         ihl = (vihl & 0x0F) << 2
         total, ident, frag = _IPV4_FRAG.unpack_from(data, ip + 2)
@@ -238,14 +290,27 @@ class PacketDecoder:
         if frag & 0x3FFF:  # MF set or non-zero offset
             self.stats.fragments += 1
             whole = self.reassembler.add_v4(
-                ts_ns, bytes(data[ip + 12 : ip + 20]), proto, ident, (frag & 0x1FFF) << 3, bool(frag & 0x2000),
+                ts_ns,
+                bytes(data[ip + 12 : ip + 20]),
+                proto,
+                ident,
+                (frag & 0x1FFF) << 3,
+                bool(frag & 0x2000),
                 data[ip + ihl : end],
             )
             if whole is None:
                 return None
             self.stats.reassembled += 1
             mv = memoryview(whole)
-            return self._l4(ts_ns, proto, bytes(data[ip + 12 : ip + 16]), bytes(data[ip + 16 : ip + 20]), mv, 0, len(whole))
+            return self._l4(
+                ts_ns,
+                proto,
+                bytes(data[ip + 12 : ip + 16]),
+                bytes(data[ip + 16 : ip + 20]),
+                mv,
+                0,
+                len(whole),
+            )
         l4 = ip + ihl
         if proto == PROTO_TCP:
             sport, dport, seq, ack, doff, flags = _TCP.unpack_from(data, l4)
@@ -255,11 +320,21 @@ class PacketDecoder:
                 return None
             self.stats.segments += 1
             return Segment(
-                ts_ns, PROTO_TCP, data[ip + 12 : ip + 16].tobytes(), data[ip + 16 : ip + 20].tobytes(),
-                sport, dport, seq, ack, flags, data[start:end],
+                ts_ns,
+                PROTO_TCP,
+                data[ip + 12 : ip + 16].tobytes(),
+                data[ip + 16 : ip + 20].tobytes(),
+                sport,
+                dport,
+                seq,
+                ack,
+                flags,
+                data[start:end],
                 data[ip + 12 : ip + 20].tobytes() + data[l4 : l4 + 4].tobytes(),
             )
-        return self._l4(ts_ns, proto, data[ip + 12 : ip + 16].tobytes(), data[ip + 16 : ip + 20].tobytes(), data, l4, end)
+        return self._l4(
+            ts_ns, proto, data[ip + 12 : ip + 16].tobytes(), data[ip + 16 : ip + 20].tobytes(), data, l4, end
+        )
 
     def _ipv6(self, ts_ns: int, data: memoryview, ip: int, n: int) -> Segment | None:
         if data[ip] >> 4 != 6:
@@ -268,8 +343,7 @@ class PacketDecoder:
         plen = _U16.unpack_from(data, ip + 4)[0]
         nxt = data[ip + 6]
         end = ip + 40 + plen
-        if end > n:
-            end = n  # snapped, or a jumbogram (payload length 0): decode what was captured
+        end = min(end, n)  # snapped, or a jumbogram (payload length 0): decode what was captured
         src = data[ip + 8 : ip + 24].tobytes()
         dst = data[ip + 24 : ip + 40].tobytes()
         off = ip + 40
@@ -302,7 +376,9 @@ class PacketDecoder:
                 self.stats.malformed += 1
                 return None
 
-    def _l4(self, ts_ns: int, proto: int, src: bytes, dst: bytes, data: memoryview, l4: int, end: int) -> Segment | None:
+    def _l4(
+        self, ts_ns: int, proto: int, src: bytes, dst: bytes, data: memoryview, l4: int, end: int
+    ) -> Segment | None:
         if proto == PROTO_TCP:
             sport, dport, seq, ack, doff, flags = _TCP.unpack_from(data, l4)
             start = l4 + ((doff >> 4) << 2)
@@ -311,7 +387,16 @@ class PacketDecoder:
                 return None
             self.stats.segments += 1
             return Segment(
-                ts_ns, PROTO_TCP, src, dst, sport, dport, seq, ack, flags, data[start:end],
+                ts_ns,
+                PROTO_TCP,
+                src,
+                dst,
+                sport,
+                dport,
+                seq,
+                ack,
+                flags,
+                data[start:end],
                 src + dst + data[l4 : l4 + 4].tobytes(),
             )
         if proto == PROTO_UDP:
@@ -322,10 +407,17 @@ class PacketDecoder:
             stop = min(l4 + ulen, end)
             self.stats.segments += 1
             return Segment(
-                ts_ns, PROTO_UDP, src, dst, sport, dport, 0, 0, 0, data[l4 + 8 : stop],
+                ts_ns,
+                PROTO_UDP,
+                src,
+                dst,
+                sport,
+                dport,
+                0,
+                0,
+                0,
+                data[l4 + 8 : stop],
                 src + dst + data[l4 : l4 + 4].tobytes(),
             )
         self.stats.other_transport += 1
         return None
-
-

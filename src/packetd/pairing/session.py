@@ -148,9 +148,18 @@ class Session:
                 self._tls = True
                 self._decoder = tls.TlsDecoder()
             elif self._first_flags and tls.looks_like_record(data):
-                self._stop(StopDecoding(start_ns=ts_ns, end_ns=ts_ns, size=0, reason="tls", encrypted=True))
+                self._stop(
+                    StopDecoding(start_ns=ts_ns, end_ns=ts_ns, size=0, flags=0, reason="tls", encrypted=True)
+                )
                 return
-        self._feed(d, data, ts_ns)
+        try:
+            msgs = self._decoder.receive(d, data, ts_ns)
+        except DecodeError as exc:
+            self._reset(exc, d)
+            return
+        if msgs:
+            self._errors_in_row = 0
+            self._dispatch(msgs, d, ts_ns)
 
     def gap(self, direction: int, nbytes: int, ts_ns: int) -> None:
         """`nbytes` of this direction were never captured."""
@@ -297,12 +306,4 @@ class Session:
         flags |= self._flags | self._first_flags
         self._first_flags = 0
         self._stats.records[kind] += 1
-        self._sink(Roundtrip(
-            protocol=self._spec.name,
-            kind=kind,
-            client=self._client,
-            server=self._server,
-            request=request,
-            response=response,
-            flags=flags,
-        ))
+        self._sink(Roundtrip(self._spec.name, kind, self._client, self._server, request, response, flags))

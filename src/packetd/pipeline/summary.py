@@ -35,8 +35,7 @@ class LatencyHistogram:
         self.buckets[b] = self.buckets.get(b, 0) + 1
         if not self.count or ns < self.min:
             self.min = ns
-        if ns > self.max:
-            self.max = ns
+        self.max = max(self.max, ns)
         self.count += 1
 
     def percentile(self, q: float) -> float:

@@ -95,7 +95,11 @@ class TraceContext:
     tracestate: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"trace_id": self.trace_id, "parent_span_id": self.parent_span_id, "tracestate": self.tracestate}
+        return {
+            "trace_id": self.trace_id,
+            "parent_span_id": self.parent_span_id,
+            "tracestate": self.tracestate,
+        }
 
 
 @value
@@ -106,7 +110,7 @@ class Message:
     start_ns: int
     end_ns: int
     size: int  # bytes on the wire, headers included
-    flags: int = 0
+    flags: int  # Flag bits
 
     # -- semantics: protocols override what applies to them ------------------------------------------
     def operation(self) -> str:

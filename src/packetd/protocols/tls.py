@@ -37,12 +37,27 @@ MAX_HELLO = 64 * 1024  # a ClientHello with post-quantum key shares is ~1.5 KiB;
 _U16 = struct.Struct("!H")
 _VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}
 _ALERTS = {
-    10: "unexpected_message", 20: "bad_record_mac", 40: "handshake_failure", 42: "bad_certificate",
-    43: "unsupported_certificate", 45: "certificate_expired", 46: "certificate_unknown",
-    47: "illegal_parameter", 48: "unknown_ca", 50: "decode_error", 51: "decrypt_error",
-    70: "protocol_version", 71: "insufficient_security", 80: "internal_error", 86: "inappropriate_fallback",
-    90: "user_canceled", 109: "missing_extension", 110: "unsupported_extension", 112: "unrecognized_name",
-    116: "certificate_required", 120: "no_application_protocol",
+    10: "unexpected_message",
+    20: "bad_record_mac",
+    40: "handshake_failure",
+    42: "bad_certificate",
+    43: "unsupported_certificate",
+    45: "certificate_expired",
+    46: "certificate_unknown",
+    47: "illegal_parameter",
+    48: "unknown_ca",
+    50: "decode_error",
+    51: "decrypt_error",
+    70: "protocol_version",
+    71: "insufficient_security",
+    80: "internal_error",
+    86: "inappropriate_fallback",
+    90: "user_canceled",
+    109: "missing_extension",
+    110: "unsupported_extension",
+    112: "unrecognized_name",
+    116: "certificate_required",
+    120: "no_application_protocol",
 }
 
 
@@ -77,7 +92,11 @@ class ClientHello(Message):
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "tls": {"server_name": self.server_name, "alpn": list(self.alpn), "versions": list(self.versions)},
+            "tls": {
+                "server_name": self.server_name,
+                "alpn": list(self.alpn),
+                "versions": list(self.versions),
+            },
             "size": self.size,
         }
 
@@ -282,7 +301,7 @@ class TlsDecoder:
             alpn=alpn,
             alert=alert,
         )
-        return (hello, StopDecoding(start_ns=ts, end_ns=ts, size=0, reason="tls", encrypted=True))
+        return (hello, StopDecoding(start_ns=ts, end_ns=ts, size=0, flags=0, reason="tls", encrypted=True))
 
     def receive_gap(self, direction: Direction, nbytes: int, ts_ns: int) -> Sequence[Message]:
         raise DecodeError("gap in tls handshake")

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import pytest
 
-from packetd.protocols.base import DecodeError, DecoderContext, Flag, HandOver, StopDecoding, SwapRoles, SyncLost
+from packetd.protocols.base import (
+    DecodeError,
+    DecoderContext,
+    Flag,
+    HandOver,
+    StopDecoding,
+    SwapRoles,
+    SyncLost,
+)
 from packetd.protocols.http1.decoder import Http1Decoder, HttpOptions
 from packetd.protocols.http1.messages import Request, Response
 from tests.helpers.decoding import C2S, MODES, S2C, feed, project, run
@@ -33,7 +41,10 @@ def summary(msgs: list) -> list[tuple]:
     return out
 
 
-SENTINEL_SUMMARY = [("req", "GET", "/sentinel", len(SENT_REQ), 0, False), ("resp", 200, (), len(SENT_RESP), 2, False)]
+SENTINEL_SUMMARY = [
+    ("req", "GET", "/sentinel", len(SENT_REQ), 0, False),
+    ("resp", 200, (), len(SENT_RESP), 2, False),
+]
 
 GET = b"GET /index.html?q=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\n\r\n"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello"
@@ -50,7 +61,8 @@ CASES = {
     ),
     "pipelined-3-in-one-segment": (
         [(C2S, GET * 3), (S2C, OK * 3)],
-        [("req", "GET", "/index.html?q=1", len(GET), 0, False)] * 3 + [("resp", 200, (), len(OK), 5, False)] * 3,
+        [("req", "GET", "/index.html?q=1", len(GET), 0, False)] * 3
+        + [("resp", 200, (), len(OK), 5, False)] * 3,
     ),
     "chunked-with-extension-and-trailer": (
         [(C2S, GET), (S2C, CHUNKED)],
@@ -58,13 +70,19 @@ CASES = {
         [("req", "GET", "/index.html?q=1", len(GET), 0, False), ("resp", 200, (), len(CHUNKED), 23, True)],
     ),
     "head-response-carries-no-body": (
-        [(C2S, b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"), (S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")],
+        [
+            (C2S, b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            (S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"),
+        ],
         [("req", "HEAD", "/", 28, 0, False), ("resp", 200, (), 41, 0, False)],
     ),
     "204-and-304-ignore-content-length": (
         [
             (C2S, b"DELETE /x HTTP/1.1\r\n\r\nGET /y HTTP/1.1\r\n\r\n"),
-            (S2C, b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\nHTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n"),
+            (
+                S2C,
+                b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\nHTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n",
+            ),
         ],
         [
             ("req", "DELETE", "/x", 22, 0, False),
@@ -106,7 +124,11 @@ CASES = {
                 b"PROPFIND /dav/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
                 b"X_CUSTOM-1 /c HTTP/1.0\r\n\r\n",
             ),
-            (S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" * 4 + b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            (
+                S2C,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" * 4
+                + b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+            ),
         ],
         [
             ("req", "M-SEARCH", "*", 23, 0, False),
@@ -122,7 +144,10 @@ CASES = {
         [("req", "GET", "/lf", 26, 0, False), ("resp", 200, (), 35 + 3, 3, False)],
     ),
     "te-gzip-chunked-is-chunked": (
-        [(C2S, GET), (S2C, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n")],
+        [
+            (C2S, GET),
+            (S2C, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n"),
+        ],
         [("req", "GET", "/index.html?q=1", len(GET), 0, False), ("resp", 200, (), 53 + 12, 2, True)],
     ),
 }
@@ -145,7 +170,10 @@ def test_three_modes_give_identical_records() -> None:
 
 @pytest.mark.parametrize("mode", ("whole", "bytewise"))
 def test_http10_close_delimited_response_ends_at_eof(mode: str) -> None:
-    steps = [(C2S, b"GET /old HTTP/1.0\r\n\r\n"), (S2C, b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<html>body</html>")]
+    steps = [
+        (C2S, b"GET /old HTTP/1.0\r\n\r\n"),
+        (S2C, b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<html>body</html>"),
+    ]
     msgs = run(decoder, steps, mode, eof=False)
     assert summary(msgs) == [("req", "GET", "/old", 21, 0, False)]  # the body has no end yet
     msgs = run(decoder, steps, mode, eof=True)
@@ -156,7 +184,12 @@ def test_http10_close_delimited_response_ends_at_eof(mode: str) -> None:
 
 
 def test_truncated_body_at_eof_is_flagged() -> None:
-    msgs = run(decoder, [(C2S, GET), (S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")], "whole", eof=True)
+    msgs = run(
+        decoder,
+        [(C2S, GET), (S2C, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")],
+        "whole",
+        eof=True,
+    )
     resp = msgs[-1]
     assert isinstance(resp, Response) and resp.body_bytes == 5 and resp.flags & Flag.TRUNCATED
 
@@ -192,7 +225,10 @@ def test_traceparent_and_tracestate() -> None:
     ctx = msg.trace_context()
     assert ctx is not None
     assert (ctx.trace_id, ctx.parent_span_id, ctx.sampled, ctx.tracestate) == (
-        "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", True, "rojo=00f067aa0ba902b7",
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "00f067aa0ba902b7",
+        True,
+        "rojo=00f067aa0ba902b7",
     )
 
 
@@ -233,9 +269,15 @@ def test_refused_upgrade_resumes_http() -> None:
 def test_connect_tunnel_stops_decoding() -> None:
     msgs = feed(
         decoder(),
-        [(C2S, b"CONNECT example.com:443 HTTP/1.1\r\n\r\n\x16\x03\x01"), (S2C, b"HTTP/1.1 200 Connection established\r\n\r\n\x16\x03")],
+        [
+            (C2S, b"CONNECT example.com:443 HTTP/1.1\r\n\r\n\x16\x03\x01"),
+            (S2C, b"HTTP/1.1 200 Connection established\r\n\r\n\x16\x03"),
+        ],
     )
-    assert summary(msgs) == [("req", "CONNECT", "example.com:443", 36, 0, False), ("resp", 200, (), 39, 0, False)]
+    assert summary(msgs) == [
+        ("req", "CONNECT", "example.com:443", 36, 0, False),
+        ("resp", 200, (), 39, 0, False),
+    ]
     assert isinstance(msgs[-1], StopDecoding)
     assert msgs[0].to_json()["host"] == "example.com:443"
 
@@ -245,7 +287,9 @@ def test_http2_prior_knowledge_preface_is_handed_over(split: int) -> None:
     preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
     data = preface + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # + an empty SETTINGS frame
     d = decoder()
-    msgs = list(d.receive(C2S, memoryview(data[:split]), 1)) + list(d.receive(C2S, memoryview(data[split:]), 2))
+    msgs = list(d.receive(C2S, memoryview(data[:split]), 1)) + list(
+        d.receive(C2S, memoryview(data[split:]), 2)
+    )
     (ho,) = msgs
     # once the whole preface is seen the connection is handed over; later bytes go to the next decoder
     assert isinstance(ho, HandOver) and ho.target == "h2c-prior-knowledge"
@@ -261,7 +305,10 @@ def test_joined_mid_body_resyncs_on_next_request_without_inventing() -> None:
             (S2C, b"tail of an earlier response\r\n" + OK),
         ],
     )
-    assert summary(msgs) == [("req", "GET", "/index.html?q=1", len(GET), 0, False), ("resp", 200, (), len(OK), 5, False)]
+    assert summary(msgs) == [
+        ("req", "GET", "/index.html?q=1", len(GET), 0, False),
+        ("resp", 200, (), len(OK), 5, False),
+    ]
     assert all(m.flags & Flag.MIDSTREAM for m in msgs)
 
 
@@ -316,7 +363,10 @@ def test_garbage_raises_decode_error(data: bytes, reason: str) -> None:
 
 def test_body_capture_is_capped_and_textual_only() -> None:
     body = b'{"status": "ok", "items": [1, 2, 3]}'
-    resp = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    resp = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
     png = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 4\r\n\r\n\x89PNG"
     msgs = feed(decoder(capture_body=12), [(C2S, GET + GET), (S2C, resp + png)])
     assert msgs[2].to_json()["body"] == '{"status": "'
@@ -325,8 +375,17 @@ def test_body_capture_is_capped_and_textual_only() -> None:
 
 
 def test_record_fields_of_a_request() -> None:
-    (msg,) = feed(decoder(), [(C2S, b"GET http://example.com/p/a%20b?x=1#frag HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")])
+    (msg,) = feed(
+        decoder(),
+        [(C2S, b"GET http://example.com/p/a%20b?x=1#frag HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")],
+    )
     j = msg.to_json()
     assert (j["method"], j["scheme"], j["host"], j["path"], j["query"], j["version"], j["close"]) == (
-        "GET", "http", "example.com", "/p/a%20b", "x=1", "HTTP/1.0", False,
+        "GET",
+        "http",
+        "example.com",
+        "/p/a%20b",
+        "x=1",
+        "HTTP/1.0",
+        False,
     )
