@@ -1,0 +1,45 @@
+"""Write docs/roundtrips/<protocol>.json: real records from the shared corpus, pretty-printed.
+
+    .venv/bin/python scripts/regen_docs_examples.py
+
+Each example is the record packetd emits for a real capture (named in EXAMPLES), so the documentation
+cannot drift from the code: tests/test_schema.py validates every example against the schema.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from packetd.engine import Rule  # noqa: E402
+from tests.helpers.golden import CORPUS, ROOT, as_json, run_file  # noqa: E402
+
+# protocol → [(capture, rules, which records to keep: (kind, index among records of that kind))]
+EXAMPLES: dict[str, list[tuple[str, tuple[Rule, ...], str, int]]] = {
+    "http": [
+        ("http1/zeek_zeek__get.pcap", (Rule(protocol="http", ports=(80,)),), "roundtrip", 0),
+        ("http1/zeek_zeek__100-continue.pcap", (Rule(protocol="http", ports=(80,)),), "roundtrip", 0),
+        ("http1/njcx_packetbeat__http_post.pcap", (Rule(protocol="http", ports=(80,)),), "unanswered", 0),
+    ],
+}
+
+
+def main() -> None:
+    for protocol, picks in EXAMPLES.items():
+        out = []
+        for capture, rules, kind, index in picks:
+            records, _ = run_file(os.path.join(CORPUS, capture), rules)
+            chosen = [r for r in as_json(records) if r["kind"] == kind][index]
+            out.append(chosen)
+        path = os.path.join(ROOT, "docs", "roundtrips", f"{protocol}.json")
+        with open(path, "w") as f:
+            json.dump(out, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        print(f"{path}: {len(out)} examples")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Golden tests over the shared corpus of real captures (../shared/corpus/<protocol>/).
+
+`MANIFEST.tsv` gives, per file, the server ports and tshark's request/response counts (the independent
+truth); `run_file` replays a capture through the whole engine and returns the records as JSON objects; the
+expected records are checked in under tests/golden/<protocol>/<file>.jsonl, written by
+`scripts/regen_golden.py` and reviewed like code.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from packetd.capture.pcapfile import CaptureFile
+from packetd.engine import Engine, EngineConfig, Rule
+from packetd.pairing.roundtrip import Roundtrip
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CORPUS = os.path.normpath(os.path.join(ROOT, "..", "shared", "corpus"))
+GOLDEN = os.path.join(ROOT, "tests", "golden")
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    protocol: str
+    file: str
+    path: str
+    ports: tuple[int, ...]
+    tshark_requests: int
+    tshark_responses: int
+    notes: str
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.file)
+
+    @property
+    def interim_responses(self) -> int:
+        """1xx interim responses tshark counted among the responses (from the manifest notes)."""
+        m = re.search(r"incl\. (\d+) 1xx interim", self.notes)
+        return int(m.group(1)) if m else 0
+
+
+def manifest(protocol: str) -> list[ManifestRow]:
+    rows = []
+    with open(os.path.join(CORPUS, "MANIFEST.tsv"), newline="") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            if row["protocol"] != protocol:
+                continue
+            ports = tuple(int(p.split("/")[1]) for p in row["server_port"].split(","))
+            rows.append(
+                ManifestRow(
+                    protocol=protocol,
+                    file=row["file"],
+                    path=os.path.join(CORPUS, row["file"]),
+                    ports=ports,
+                    tshark_requests=int(row["tshark_requests"]),
+                    tshark_responses=int(row["tshark_responses"]),
+                    notes=row["notes"],
+                )
+            )
+    return rows
+
+
+def run_file(
+    path: str, rules: tuple[Rule, ...], options: dict[str, Any] | None = None
+) -> tuple[list[Roundtrip], Engine]:
+    records: list[Roundtrip] = []
+    engine = Engine(EngineConfig(rules=rules, options=options or {}), records.append)
+    cf = CaptureFile(path)
+    for ts, lt, data in cf:
+        engine.frame(ts, lt, data)
+    engine.finish()
+    cf.close()
+    return records, engine
+
+
+def as_json(records: list[Roundtrip]) -> list[dict[str, Any]]:
+    return [orjson.loads(orjson.dumps(r.to_json())) for r in records]
+
+
+def golden_path(row: ManifestRow) -> str:
+    return os.path.join(GOLDEN, row.protocol, row.name + ".jsonl")
+
+
+def read_golden(row: ManifestRow) -> list[dict[str, Any]]:
+    with open(golden_path(row), "rb") as f:
+        return [orjson.loads(line) for line in f if line.strip()]
+
+
+def write_golden(row: ManifestRow, records: list[dict[str, Any]]) -> None:
+    os.makedirs(os.path.dirname(golden_path(row)), exist_ok=True)
+    with open(golden_path(row), "wb") as f:
+        for rec in records:
+            f.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
