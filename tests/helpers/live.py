@@ -1,0 +1,190 @@
+"""Live-capture harness: run `packetd watch` (and tcpdump beside it) while a test makes real traffic.
+
+Everything started here is stopped here, by PID. Ports are chosen free on 127.0.0.1; servers run in their
+own temporary directories.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def can_capture() -> bool:
+    try:
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW).close()
+    except (PermissionError, AttributeError, OSError):
+        return False
+    return True
+
+
+def _wait_stderr(proc: subprocess.Popen[bytes], needle: bytes, timeout: float = 15.0) -> bytes:
+    assert proc.stderr is not None
+    seen = b""
+    deadline = time.monotonic() + timeout
+    fd = proc.stderr.fileno()
+    while needle not in seen:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"process did not print {needle!r}: {seen.decode(errors='replace')}")
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                continue
+            seen += chunk
+    return seen
+
+
+class Capture:
+    """`packetd watch` live on loopback, plus `tcpdump -i lo -w` of the same traffic."""
+
+    def __init__(self, args: list[str], tcpdump_filter: str | None, workdir: str) -> None:
+        self.out_path = os.path.join(workdir, "watch.jsonl")
+        self.err_path = os.path.join(workdir, "watch.err")
+        self.pcap_path = os.path.join(workdir, "tcpdump.pcap")
+        self._out = open(self.out_path, "wb")  # noqa: SIM115
+        self.tcpdump: subprocess.Popen[bytes] | None = None
+        if tcpdump_filter is not None:
+            self.tcpdump = subprocess.Popen(
+                ["tcpdump", "-i", "lo", "-U", "-n", "-s", "0", "-B", "65536", "--immediate-mode", "--time-stamp-precision=nano", "-w", self.pcap_path, tcpdump_filter],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            _wait_stderr(self.tcpdump, b"listening on")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "packetd", "watch", "--format", "json", *args],
+            stdout=self._out, stderr=subprocess.PIPE, cwd=ROOT,
+        )  # fmt: skip
+        self.stderr = _wait_stderr(self.proc, b"capturing on")
+
+    def stop(self) -> list[dict[str, Any]]:
+        time.sleep(0.3)  # the last packets reach the ring and the kernel retires their block
+        self.proc.send_signal(signal.SIGINT)
+        _, err = self.proc.communicate(timeout=30)
+        self.stderr += err
+        with open(self.err_path, "wb") as f:
+            f.write(self.stderr)
+        if self.tcpdump is not None:
+            self.tcpdump.send_signal(signal.SIGINT)
+            self.tcpdump.communicate(timeout=30)
+        self._out.close()
+        assert self.proc.returncode == 0, self.stderr.decode(errors="replace")
+        with open(self.out_path, "rb") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def kill(self) -> None:
+        for p in (self.proc, self.tcpdump):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+@contextlib.contextmanager
+def capture(args: list[str], tcpdump_filter: str | None = None) -> Iterator[Capture]:
+    workdir = tempfile.mkdtemp(prefix="packetd-live-")
+    cap = Capture(args, tcpdump_filter, workdir)
+    try:
+        yield cap
+    finally:
+        cap.kill()
+
+
+def replay(path: str, args: list[str]) -> tuple[list[dict[str, Any]], str]:
+    out = subprocess.run(
+        [sys.executable, "-m", "packetd", "watch", "--format", "json", "--pcap-file", path, *args],
+        capture_output=True, cwd=ROOT, check=True, timeout=120,
+    )  # fmt: skip
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()], out.stderr.decode()
+
+
+NGINX_CONF = """
+daemon off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  keepalive_requests 10000;
+  types {{ text/plain txt; application/octet-stream bin; }}
+  server {{
+    listen 127.0.0.1:{port};
+    root {dir}/www;
+    gzip on;
+    gzip_types text/plain;
+    gzip_min_length 10;
+    location = /teapot {{ return 418 "short and stout\\n"; }}
+    location = /boom {{ return 503 "unavailable\\n"; }}
+    location = /empty {{ return 204; }}
+  }}
+}}
+"""
+
+
+class Nginx:
+    """Debian's nginx with its own config, port and directory."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="packetd-nginx-")
+        os.chmod(self.dir, 0o755)  # nginx workers run as an unprivileged user
+        self.port = free_port()
+        www = os.path.join(self.dir, "www")
+        os.makedirs(www, mode=0o755)
+        with open(os.path.join(www, "index.txt"), "w") as f:
+            f.write("hello from nginx\n" * 20)
+        with open(os.path.join(www, "big.bin"), "wb") as f:
+            f.write(os.urandom(5 * 1024 * 1024 + 123))
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(dir=self.dir, port=self.port))
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.proc = subprocess.Popen(
+            [binary, "-c", conf, "-p", self.dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def nginx_available() -> bool:
+    return shutil.which("nginx") is not None or os.path.exists("/usr/sbin/nginx")

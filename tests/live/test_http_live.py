@@ -1,0 +1,289 @@
+"""Live HTTP/1.x: real servers (Debian nginx and a special-case server), real clients, captured on loopback
+through the AF_PACKET engine while tcpdump records the same traffic.
+
+The truth is the clients' own log: every request they sent and the status and body length they received.
+packetd must report exactly those requests, once each, paired, with the right method, path and status,
+and nothing else; replaying tcpdump's file with --pcap-file must give the same records.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import time
+from email.utils import formatdate
+
+import pytest
+
+from tests.helpers.live import Nginx, can_capture, capture, free_port, nginx_available, replay
+from tests.helpers.special_server import SpecialServer
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.live,
+    pytest.mark.server,
+    pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
+    pytest.mark.skipif(not nginx_available(), reason="nginx is not installed (make test-deps)"),
+]
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+class Log:
+    """What the clients sent and received."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, str, int, int]] = []  # method, path, status, body bytes received
+
+    def add(self, method: str, path: str, status: int, body: int) -> None:
+        self.entries.append((method, path, status, body))
+
+
+class _FileSock:
+    """What http.client.HTTPResponse needs of a socket: the buffered reader we already hold."""
+
+    def __init__(self, f: object) -> None:
+        self._f = f
+
+    def makefile(self, *args: object, **kwargs: object) -> object:
+        return _Shield(self._f)
+
+
+class _Shield:
+    """The socket file, minus close(): HTTPResponse closes its file after each body; we read on."""
+
+    def __init__(self, f: object) -> None:
+        self._f = f
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._f, name)
+
+    def close(self) -> None:
+        pass
+
+
+def _parse(f: object) -> http.client.HTTPResponse:
+    resp = http.client.HTTPResponse(_FileSock(f))  # type: ignore[arg-type]
+    resp.begin()
+    return resp
+
+
+def _raw_response(f: object) -> tuple[int, int]:
+    """Read one response from a socket file with http.client's parser: (status, body length)."""
+    resp = _parse(f)
+    return resp.status, len(resp.read())
+
+
+def nginx_workload(port: int, log: Log) -> None:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for method, path, headers in [
+        ("GET", "/index.txt", {"traceparent": TRACEPARENT, "tracestate": "vendor=1"}),
+        ("GET", "/index.txt", {"Accept-Encoding": "gzip"}),  # gzip on the fly: a chunked response
+        ("HEAD", "/index.txt", {}),
+        ("GET", "/teapot", {}),
+        ("GET", "/boom", {}),
+        ("GET", "/empty", {}),
+        ("GET", "/missing", {}),
+        ("GET", "/big.bin", {}),
+    ]:
+        c.request(method, path, headers=headers)
+        r = c.getresponse()
+        body = r.read()
+        log.add(method, path, r.status, len(body))
+        if path == "/index.txt" and method == "GET" and "Accept-Encoding" not in headers:
+            last_modified = r.getheader("Last-Modified")
+    c.request("GET", "/index.txt", headers={"If-Modified-Since": last_modified or formatdate(usegmt=True)})
+    r = c.getresponse()
+    log.add("GET", "/index.txt", r.status, len(r.read()))
+    c.close()
+    # true pipelining: three requests in one write, then the three responses
+    paths = ["/index.txt?p=1", "/teapot", "/index.txt?p=3"]
+    with socket.create_connection(("127.0.0.1", port)) as s, s.makefile("rb") as f:
+        s.sendall(b"".join(f"GET {p} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for p in paths))
+        for p in paths:
+            status, n = _raw_response(f)
+            log.add("GET", p.split("?")[0], status, n)
+    # HTTP/1.0 client
+    with socket.create_connection(("127.0.0.1", port)) as s, s.makefile("rb") as f:
+        s.sendall(b"GET /index.txt HTTP/1.0\r\n\r\n")
+        status, n = _raw_response(f)
+        log.add("GET", "/index.txt", status, n)
+
+
+def special_workload(port: int, log: Log) -> None:
+    body = os.urandom(3 * 1024 * 1024)
+    with socket.create_connection(("127.0.0.1", port)) as s, s.makefile("rb") as f:
+        # 100-continue: send the head, wait for the interim response, then the 3 MB body
+        s.sendall(
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+            % len(body)
+        )
+        interim = f.readline()
+        assert interim.startswith(b"HTTP/1.1 100")
+        f.readline()
+        s.sendall(body)
+        status, n = _raw_response(f)
+        log.add("POST", "/upload", status, n)
+        for method, path in [
+            ("GET", "/chunked"),
+            ("GET", "/nocontent"),
+            ("GET", "/after-204"),
+            ("GET", "/notmodified"),
+            ("HEAD", "/head"),
+            ("GET", "/last"),
+        ]:
+            s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            if method == "HEAD" or path in ("/nocontent", "/notmodified"):
+                # no body, whatever Content-Length says: read the head only
+                line = f.readline()
+                while f.readline() not in (b"\r\n", b""):
+                    pass
+                log.add(method, path, int(line.split()[1]), 0)
+                continue
+            status, n = _raw_response(f)
+            log.add(method, path, status, n)
+    # a multi-megabyte request body without Expect
+    with socket.create_connection(("127.0.0.1", port)) as s, s.makefile("rb") as f:
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        status, n = _raw_response(f)
+        log.add("POST", "/upload", status, n)
+    # HTTP/1.0 response delimited by the close
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"GET /close10 HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        log.add("GET", "/close10", int(head.split()[1]), len(rest))
+
+
+def key(rec: dict) -> tuple[str, str, int]:
+    return rec["operation"], rec["request"]["path"], int(rec["status"])
+
+
+@pytest.fixture(scope="module")
+def traffic() -> dict:
+    nginx = Nginx()
+    special = SpecialServer(free_port())
+    ports = f"{nginx.port},{special.port}"
+    log = Log()
+    try:
+        with capture(
+            # a 64 MiB ring: loopback moves the 5 MB body in a few milliseconds, faster than Python reads
+            ["--ifaces", "^lo$", "--proto", f"http;{ports}", "--block-num", "128"],
+            tcpdump_filter=f"tcp port {nginx.port} or tcp port {special.port}",
+        ) as cap:
+            nginx_workload(nginx.port, log)
+            special_workload(special.port, log)
+            records = cap.stop()
+            stderr = cap.stderr.decode(errors="replace")
+            pcap = cap.pcap_path
+    finally:
+        special.stop()
+        nginx.stop()
+    return {
+        "log": log,
+        "records": records,
+        "stderr": stderr,
+        "pcap": pcap,
+        "ports": ports,
+        "special": special.port,
+    }
+
+
+def test_the_workload_did_what_it_meant_to(traffic: dict) -> None:
+    statuses = {(m, p): s for m, p, s, _ in traffic["log"].entries}
+    assert statuses[("GET", "/big.bin")] == 200 and statuses[("HEAD", "/index.txt")] == 200
+    assert statuses[("GET", "/teapot")] == 418 and statuses[("GET", "/empty")] == 204
+    assert statuses[("GET", "/missing")] == 404 and statuses[("GET", "/notmodified")] == 304
+    assert sorted(s for m, p, s, _ in traffic["log"].entries if p == "/index.txt") == [200] * 6 + [304]
+    assert len(traffic["log"].entries) == 22
+
+
+def test_every_request_appears_once_paired_with_its_status(traffic: dict) -> None:
+    log, records = traffic["log"], traffic["records"]
+    assert sorted(key(r) for r in records) == sorted((m, p, s) for m, p, s, _ in log.entries)
+    assert {r["kind"] for r in records} == {"roundtrip"}
+    assert all(r["flags"] == [] for r in records), [r["flags"] for r in records if r["flags"]]
+
+
+def test_body_lengths_match_what_the_client_received(traffic: dict) -> None:
+    log, records = traffic["log"], traffic["records"]
+    got = sorted((*key(r), r["response"]["body_bytes"]) for r in records if r["operation"] != "HEAD")
+    want = sorted((m, p, s, n) for m, p, s, n in log.entries if m != "HEAD")
+    assert got == want
+
+
+def test_special_cases(traffic: dict) -> None:
+    by_path: dict[str, list[dict]] = {}
+    for r in traffic["records"]:
+        by_path.setdefault(r["request"]["path"], []).append(r)
+    big = by_path["/big.bin"][0]
+    assert big["response"]["body_bytes"] == 5 * 1024 * 1024 + 123
+    chunked = by_path["/chunked"][0]["response"]
+    assert chunked["chunked"] and chunked["body_bytes"] == 5 + 26  # "hello" + the alphabet
+    uploads = by_path["/upload"]
+    assert sorted(u["request"]["body_bytes"] for u in uploads) == [3 * 1024 * 1024] * 2
+    assert sorted(u["response"].get("interim", []) for u in uploads) == [[], [100]]
+    assert (
+        by_path["/close10"][0]["response"]["close"]
+        and by_path["/close10"][0]["response"]["version"] == "HTTP/1.0"
+    )
+    assert by_path["/nocontent"][0]["response"]["body_bytes"] == 0
+    assert by_path["/after-204"][0]["status"] == "200"  # framing survived the 204 with a Content-Length
+    traced = [r for r in traffic["records"] if r["trace"]]
+    assert len(traced) == 1
+    assert traced[0]["trace"] == {
+        "trace_id": TRACEPARENT[3:35],
+        "parent_span_id": TRACEPARENT[36:52],
+        "tracestate": "vendor=1",
+    }
+    errors = [key(r) for r in traffic["records"] if r["error"]]
+    assert errors == [("GET", "/boom", 503)]
+
+
+def test_latency_and_times_are_sane(traffic: dict) -> None:
+    for r in traffic["records"]:
+        assert r["duration_ns"] >= 0
+        assert r["start_time"] <= r["end_time"]
+    now = time.time()
+    first = min(r["start_time"] for r in traffic["records"])
+    assert first.startswith(time.strftime("%Y-%m-%d", time.gmtime(now)))  # capture times, not 1970
+
+
+def test_summary_reports_no_drops_and_no_resets(traffic: dict) -> None:
+    err = traffic["stderr"]
+    assert " 0 dropped by the kernel" in err
+    assert " 0 decode resets" in err and " 0 gaps" in err
+
+
+TIMES = ("start_time", "end_time", "duration_ns")
+
+
+def _ns(t: str) -> int:
+    secs = time.mktime(time.strptime(t[:19], "%Y-%m-%dT%H:%M:%S"))
+    return int(secs) * 1_000_000_000 + int(t[20:29])
+
+
+def test_tcpdump_replay_gives_the_same_records(traffic: dict) -> None:
+    replayed, _ = replay(traffic["pcap"], ["--proto", f"http;{traffic['ports']}"])
+    live = traffic["records"]
+
+    def strip(recs: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if k not in TIMES} for r in recs]
+
+    assert strip(replayed) == strip(live), _debug_diff(replayed, live)
+    # loopback packets are timestamped per capturing socket, so the two captures differ by microseconds
+    for a, b in zip(replayed, live, strict=True):
+        assert abs(_ns(a["start_time"]) - _ns(b["start_time"])) < 1_000_000
+        assert abs(_ns(a["end_time"]) - _ns(b["end_time"])) < 1_000_000
+
+
+def _debug_diff(a: list[dict], b: list[dict]) -> str:
+    out = []
+    for x, y in zip(a, b, strict=False):
+        for k in x:
+            if x[k] != y.get(k) and k not in TIMES:
+                out.append(f"{k}: {str(x[k])[:300]} != {str(y.get(k))[:300]}")
+    return "\n".join(out[:20])
