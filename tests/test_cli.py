@@ -28,7 +28,7 @@ def run(
     if uid is not None:
         cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *cmd]
     r = subprocess.run(
-        cmd, input=stdin, capture_output=True, cwd=ROOT, timeout=timeout,
+        cmd, check=False, input=stdin, capture_output=True, cwd=ROOT, timeout=timeout,
         env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")},
     )  # fmt: skip
     return subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(), r.stderr.decode())
