@@ -8,4 +8,5 @@ if $BIN/python -c 'import socket; socket.socket(socket.AF_PACKET, socket.SOCK_RA
     exec $BIN/packetd watch --ifaces '^lo$' --format text
 fi
 echo "make run: no capture privilege here; analysing samples/http-sample.pcapng" >&2
-exec $BIN/packetd watch --pcap-file samples/http-sample.pcapng --format text
+# recorded by scripts/record_sample.py; its servers listened on the ports named in the .ports file
+exec $BIN/packetd watch --pcap-file samples/http-sample.pcapng --proto "http;$(cat samples/http-sample.pcapng.ports)" --format text
