@@ -8,35 +8,54 @@ A damaged file is read up to the damage: a truncated last record or a corrupt bl
 with its byte offset, and everything before it is analysed. A file that is not a capture at all raises
 `CaptureFormatError` before any frame is produced.
 
+Memory: the pages of a mapped file count toward the process's resident set as they are touched, so a
+multi-gigabyte file would be resident by the end of the run. Every `RELEASE_EVERY` bytes the reader
+gives the pages it has passed back to the kernel (`madvise(MADV_DONTNEED)`); on a read-only file mapping
+that only drops them from our page tables (they stay in the page cache, and a frame still referenced
+after that faults its page back in from the file), so peak RSS stays bounded whatever the file size.
+Pipes are read in chunks and only the unfinished record is carried over.
+
 pcap (https://www.ietf.org/archive/id/draft-ietf-opsawg-pcap-04.html):
 
     file header  magic(4) major(2) minor(2) thiszone(4) sigfigs(4) snaplen(4) linktype(4)   24 bytes
-                 magic a1b2c3d4 = microseconds, a1b23c4d = nanoseconds; byte-swapped = other byte order
+                 magic a1b2c3d4 = microseconds, a1b23c4d = nanoseconds; byte-swapped = other byte order;
+                 linktype: low 16 bits; the upper bits carry the FCS length (which IP lengths cut off)
     record       ts_sec(4) ts_frac(4) incl_len(4) orig_len(4) data(incl_len)
 
-pcapng (draft-ietf-opsawg-pcapng): blocks of  type(4) total_len(4) body total_len(4)
+pcapng (draft-ietf-opsawg-pcapng): blocks of  type(4) total_len(4) body total_len(4), in the byte order of
+the section header that opens their section; a file may hold several sections, each with its own
+interfaces (link type, if_tsresol, if_tsoffset):
 
-    SHB  0x0A0D0D0A  byte_order_magic(4)=1A2B3C4D major(2) minor(2) section_len(8) options
+    SHB  0x0A0D0D0A  byte_order_magic(4)=1A2B3C4D major(2)=1 minor(2) section_len(8) options
     IDB  1           linktype(2) reserved(2) snaplen(4) options   (if_tsresol = 9, if_tsoffset = 14)
     EPB  6           interface(4) ts_high(4) ts_low(4) caplen(4) origlen(4) data options
     SPB  3           origlen(4) data            (no timestamp: the previous packet's is reused)
     OPB  2           interface(2) drops(2) ts_high(4) ts_low(4) caplen(4) origlen(4) data
+    other blocks (NRB, ISB, DSB, custom, ...) are skipped.
+
+if_tsresol: bit 7 clear = 10^-n seconds per unit, set = 2^-n (a timestamp is then converted exactly, rounded
+down, as Wireshark does); absent = microseconds. if_tsoffset: seconds added to every timestamp.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+import stat
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 Frame = tuple[int, int, memoryview]
+Release = Callable[[int], None]
 
 MAX_RECORD = 256 * 1024  # largest snaplen any capture tool writes (262144); bigger means corruption
 MAX_BLOCK = 16 * 1024 * 1024  # pcapng blocks larger than this are corrupt (Wireshark uses the same bound)
 READ_CHUNK = 1 << 20  # pipe reads
+RELEASE_EVERY = 16 << 20  # mapped bytes read between two madvise calls: bounds RSS at ~16 MiB of file
+_PAGE = mmap.PAGESIZE
+_MADV_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # absent on Windows: nothing is released there
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1000),
@@ -45,6 +64,24 @@ PCAP_MAGICS = {
     b"\xa1\xb2\x3c\x4d": (">", 1),
 }
 PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+_SHB_TYPE = 0x0A0D0D0A  # a palindrome: the same in both byte orders
+_BYTE_ORDER_MAGIC = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
+
+_PCAP_REC = {o: struct.Struct(o + "IIII") for o in "<>"}  # ts_sec ts_frac incl_len orig_len
+_NG_HDR = {o: struct.Struct(o + "II") for o in "<>"}  # block type, total length
+_NG_U32 = {o: struct.Struct(o + "I") for o in "<>"}
+_NG_EPB = {o: struct.Struct(o + "IIII") for o in "<>"}  # interface ts_high ts_low caplen
+_NG_OPB = {o: struct.Struct(o + "HHIII") for o in "<>"}  # interface drops ts_high ts_low caplen
+_NG_IDB = {o: struct.Struct(o + "HHI") for o in "<>"}  # linktype reserved snaplen
+_NG_OPT = {o: struct.Struct(o + "HH") for o in "<>"}  # option code, length
+_NG_I64 = {o: struct.Struct(o + "q") for o in "<>"}
+
+# minimum total lengths: header and trailer (12) plus each block's fixed fields
+_MIN_SHB = 28
+_MIN_IDB = 20
+_MIN_EPB = 32
+_MIN_OPB = 32
+_MIN_SPB = 16
 
 
 class CaptureFormatError(Exception):
@@ -54,199 +91,281 @@ class CaptureFormatError(Exception):
 class _PcapParser:
     """Classic pcap records."""
 
-    def __init__(self, header: bytes) -> None:
+    def __init__(self, header: bytes, name: str) -> None:
         order, self._mult = PCAP_MAGICS[header[:4]]
         snaplen, network = struct.unpack_from(order + "II", header, 16)
-        self.linktype = network & 0x03FFFFFF  # upper bits carry the FCS length (pcap draft §4)
+        self.name = name
+        self.linktype = network & 0xFFFF  # the upper bits carry the FCS length (pcap draft §4)
         self._max = max(MAX_RECORD, snaplen if snaplen < 0x7FFFFFFF else 0)
-        self._rec = struct.Struct(order + "IIII")
+        self._rec = _PCAP_REC[order]
         self.header_len = 24
-        self.offset = 0
+        self.offset = 0  # where the first unconsumed record starts, after `frames` returns
+        self.need = 16  # bytes from `offset` needed before the next record can be produced
         self.stopped = False
 
     def frames(
-        self, mv: memoryview, off: int, end: int, base: int, final: bool, warn: list[str]
+        self,
+        mv: memoryview,
+        off: int,
+        end: int,
+        base: int,
+        final: bool,
+        warn: list[str],
+        release: Release | None = None,
     ) -> Iterator[Frame]:
+        """Frames of the records in mv[off:end]; `base` is mv's offset in the file (for warnings)."""
         unpack = self._rec.unpack_from
         mult = self._mult
         lt = self.linktype
         maxrec = self._max
-        while off + 16 <= end:
-            sec, frac, incl, _orig = unpack(mv, off)
-            nxt = off + 16 + incl
-            if incl > maxrec:
-                warn.append(
-                    f"corrupt pcap record at offset {base + off}: captured length {incl} is impossible; stopped there"
-                )
-                self.offset = end
-                self.stopped = True
-                return
-            if nxt > end:
-                break
-            yield sec * 1_000_000_000 + frac * mult, lt, mv[off + 16 : nxt]
-            off = nxt
+        last = end - 16  # the last offset at which a whole record header fits
+        incl = 0
+        while off <= last:
+            stop = last if release is None else min(last, off + RELEASE_EVERY)
+            while off <= stop:
+                sec, frac, incl, _orig = unpack(mv, off)
+                nxt = off + 16 + incl
+                if nxt > end or incl > maxrec:
+                    break
+                yield sec * 1_000_000_000 + frac * mult, lt, mv[off + 16 : nxt]
+                off = nxt
+            else:
+                if release is not None:
+                    release(off)
+                continue
+            break
         self.offset = off
+        if off <= last and incl > maxrec:
+            warn.append(
+                f"{self.name}: corrupt pcap record at offset {base + off}: captured length {incl} "
+                f"exceeds the largest possible ({maxrec}); stopped there"
+            )
+            self.stopped = True
+            return
+        self.need = 16 + incl if off <= last else 16
         if final and off < end:
             warn.append(
-                f"truncated pcap record at offset {base + off}: {end - off} bytes of a record left at end of file"
+                f"{self.name}: truncated pcap record at offset {base + off}: the file ends "
+                f"{end - off} bytes into a record of {self.need} bytes; stopped there"
             )
 
 
 class _Interface:
-    __slots__ = ("linktype", "offset_ns", "snaplen", "to_ns")
+    """One pcapng interface: its link type and how its timestamps become nanoseconds."""
+
+    __slots__ = ("div", "linktype", "mul", "offset_ns", "shift", "snaplen")
 
     def __init__(self, linktype: int, snaplen: int, tsresol: int, offset_s: int) -> None:
         self.linktype = linktype
         self.snaplen = snaplen or 0x7FFFFFFF
         self.offset_ns = offset_s * 1_000_000_000
-        if tsresol & 0x80:  # power of two
-            shift = tsresol & 0x7F
-            self.to_ns = lambda t: (t * 1_000_000_000) >> shift
+        self.mul = 0  # ns = units * mul             (10^-n, n <= 9)
+        self.div = 0  # ns = units // div            (10^-n, n > 9)
+        self.shift = 0  # ns = units * 10^9 >> shift  (2^-n)
+        exp = tsresol & 0x7F
+        if tsresol & 0x80 and exp:
+            self.shift = exp
+        elif tsresol & 0x80:
+            self.mul = 1_000_000_000  # 2^0: whole seconds
+        elif exp <= 9:
+            self.mul = 10 ** (9 - exp)
         else:
-            exp = tsresol
-            if exp <= 9:
-                mul = 10 ** (9 - exp)
-                self.to_ns = lambda t: t * mul
-            else:
-                div = 10 ** (exp - 9)
-                self.to_ns = lambda t: t // div
+            self.div = 10 ** (exp - 9)
+
+    def ts_ns(self, units: int) -> int:
+        if self.mul:
+            return units * self.mul + self.offset_ns
+        if self.shift:
+            return ((units * 1_000_000_000) >> self.shift) + self.offset_ns
+        return units // self.div + self.offset_ns
 
 
 class _PcapngParser:
     """pcapng blocks (several sections, interfaces with their own link type and resolution)."""
 
-    def __init__(self, header: bytes) -> None:
+    def __init__(self, name: str) -> None:
+        self.name = name
         self.header_len = 0
         self.order = "<"
         self.interfaces: list[_Interface] = []
         self.offset = 0
+        self.need = 12
         self.stopped = False
         self.last_ts = 0
         self.linktype = -1
 
+    def _corrupt(self, warn: list[str], at: int, what: str) -> None:
+        warn.append(f"{self.name}: corrupt pcapng block at offset {at}: {what}; stopped there")
+        self.stopped = True
+
     def frames(
-        self, mv: memoryview, off: int, end: int, base: int, final: bool, warn: list[str]
+        self,
+        mv: memoryview,
+        off: int,
+        end: int,
+        base: int,
+        final: bool,
+        warn: list[str],
+        release: Release | None = None,
     ) -> Iterator[Frame]:
+        """Frames of the blocks in mv[off:end]; `base` is mv's offset in the file (for warnings)."""
+        order = self.order
+        hdr = _NG_HDR[order].unpack_from
+        u32 = _NG_U32[order].unpack_from
+        epb = _NG_EPB[order].unpack_from
+        interfaces = self.interfaces
+        wend = off + RELEASE_EVERY
         while off + 12 <= end:
-            raw_type = bytes(mv[off : off + 4])
-            if raw_type == PCAPNG_SHB:
-                magic = bytes(mv[off + 8 : off + 12])
-                if magic == b"\x4d\x3c\x2b\x1a":
-                    self.order = "<"
-                elif magic == b"\x1a\x2b\x3c\x4d":
-                    self.order = ">"
-                else:
-                    warn.append(f"corrupt pcapng section header at offset {base + off}; stopped there")
-                    self.stopped = True
-                    self.offset = end
+            if release is not None and off >= wend:
+                release(off)
+                wend = off + RELEASE_EVERY
+            btype, blen = hdr(mv, off)
+            if btype == _SHB_TYPE:
+                new_order = _BYTE_ORDER_MAGIC.get(bytes(mv[off + 8 : off + 12]))
+                if new_order is None:
+                    self._corrupt(warn, base + off, "section header with an unknown byte-order magic")
                     return
-                self.interfaces = []
-            order = self.order
-            btype, blen = struct.unpack_from(order + "II", mv, off)
-            if blen < 12 or blen % 4 or blen > MAX_BLOCK:
-                warn.append(f"corrupt pcapng block at offset {base + off}: length {blen}; stopped there")
-                self.stopped = True
-                self.offset = end
+                order = self.order = new_order
+                hdr = _NG_HDR[order].unpack_from
+                u32 = _NG_U32[order].unpack_from
+                epb = _NG_EPB[order].unpack_from
+                btype, blen = hdr(mv, off)
+                if blen < _MIN_SHB:
+                    self._corrupt(warn, base + off, f"section header of {blen} bytes")
+                    return
+            if blen < 12 or blen & 3 or blen > MAX_BLOCK:
+                self._corrupt(warn, base + off, f"block length {blen}")
                 return
-            if off + blen > end:
+            nxt = off + blen
+            if nxt > end:
+                self.need = blen
                 break
-            if struct.unpack_from(order + "I", mv, off + blen - 4)[0] != blen:
-                warn.append(
-                    f"corrupt pcapng block at offset {base + off}: trailing length differs; stopped there"
-                )
-                self.stopped = True
-                self.offset = end
+            if u32(mv, nxt - 4)[0] != blen:
+                self._corrupt(warn, base + off, "the trailing length differs from the leading one")
                 return
-            body = off + 8
             if btype == 6:  # enhanced packet block
-                iface, hi, lo, caplen = struct.unpack_from(order + "IIII", mv, body)
-                if iface >= len(self.interfaces) or 20 + caplen > blen - 12:
-                    warn.append(f"corrupt pcapng packet block at offset {base + off}; stopped there")
-                    self.stopped = True
-                    self.offset = end
+                iface, hi, lo, caplen = epb(mv, off + 8)
+                if blen < _MIN_EPB or iface >= len(interfaces) or caplen > blen - _MIN_EPB:
+                    self._corrupt(warn, base + off, f"packet block for interface {iface}, {caplen} bytes")
                     return
-                itf = self.interfaces[iface]
-                ts = itf.to_ns(hi << 32 | lo) + itf.offset_ns
-                self.last_ts = ts
-                yield ts, itf.linktype, mv[body + 20 : body + 20 + caplen]
+                itf = interfaces[iface]
+                ts = self.last_ts = itf.ts_ns(hi << 32 | lo)
+                yield ts, itf.linktype, mv[off + 28 : off + 28 + caplen]
             elif btype == 3:  # simple packet block: interface 0, no timestamp
-                if self.interfaces:
-                    itf = self.interfaces[0]
-                    origlen = struct.unpack_from(order + "I", mv, body)[0]
-                    caplen = min(origlen, itf.snaplen, blen - 16)
-                    yield self.last_ts, itf.linktype, mv[body + 4 : body + 4 + caplen]
+                if blen < _MIN_SPB or not interfaces:
+                    self._corrupt(warn, base + off, "simple packet block without an interface")
+                    return
+                itf = interfaces[0]
+                caplen = min(u32(mv, off + 8)[0], itf.snaplen, blen - _MIN_SPB)
+                yield self.last_ts, itf.linktype, mv[off + 12 : off + 12 + caplen]
             elif btype == 2:  # obsolete packet block
-                iface, _drops, hi, lo, caplen = struct.unpack_from(order + "HHIII", mv, body)
-                if iface < len(self.interfaces) and 20 + caplen <= blen - 12:
-                    itf = self.interfaces[iface]
-                    ts = itf.to_ns(hi << 32 | lo) + itf.offset_ns
-                    self.last_ts = ts
-                    yield ts, itf.linktype, mv[body + 20 : body + 20 + caplen]
+                iface, _drops, hi, lo, caplen = _NG_OPB[order].unpack_from(mv, off + 8)
+                if blen < _MIN_OPB or iface >= len(interfaces) or caplen > blen - _MIN_OPB:
+                    self._corrupt(warn, base + off, f"packet block for interface {iface}, {caplen} bytes")
+                    return
+                itf = interfaces[iface]
+                ts = self.last_ts = itf.ts_ns(hi << 32 | lo)
+                yield ts, itf.linktype, mv[off + 28 : off + 28 + caplen]
             elif btype == 1:  # interface description block
-                linktype, _res, snaplen = struct.unpack_from(order + "HHI", mv, body)
-                tsresol, tsoffset = 6, 0
-                opt = body + 8
-                opt_end = off + blen - 4
-                while opt + 4 <= opt_end:
-                    code, olen = struct.unpack_from(order + "HH", mv, opt)
-                    if code == 0:
-                        break
-                    if code == 9 and olen >= 1:
-                        tsresol = mv[opt + 4]
-                    elif code == 14 and olen >= 8:
-                        tsoffset = struct.unpack_from(order + "q", mv, opt + 4)[0]
-                    opt += 4 + ((olen + 3) & ~3)
-                self.interfaces.append(_Interface(linktype, snaplen, tsresol, tsoffset))
-            off += blen
+                if blen < _MIN_IDB:
+                    self._corrupt(warn, base + off, f"interface block of {blen} bytes")
+                    return
+                interfaces.append(self._interface(mv, off, blen))
+            elif btype == _SHB_TYPE:
+                major = _NG_OPT[order].unpack_from(mv, off + 12)[0]
+                if major != 1:
+                    self._corrupt(warn, base + off, f"section header version {major}")
+                    return
+                interfaces = self.interfaces = []
+            off = nxt
+        else:
+            self.need = 12
         self.offset = off
         if final and off < end:
             warn.append(
-                f"truncated pcapng block at offset {base + off}: {end - off} bytes of a block left at end of file"
+                f"{self.name}: truncated pcapng block at offset {base + off}: the file ends "
+                f"{end - off} bytes into a block of {self.need} bytes; stopped there"
             )
+
+    def _interface(self, mv: memoryview, off: int, blen: int) -> _Interface:
+        order = self.order
+        linktype, _res, snaplen = _NG_IDB[order].unpack_from(mv, off + 8)
+        opt_hdr = _NG_OPT[order].unpack_from
+        tsresol, tsoffset = 6, 0
+        opt = off + 16
+        opt_end = off + blen - 4
+        while opt + 4 <= opt_end:
+            code, olen = opt_hdr(mv, opt)
+            if code == 0 or opt + 4 + olen > opt_end:
+                break  # end of options (or an option running past the block: ignore the rest)
+            if code == 9 and olen >= 1:
+                tsresol = mv[opt + 4]
+            elif code == 14 and olen >= 8:
+                tsoffset = _NG_I64[order].unpack_from(mv, opt + 4)[0]
+            opt += 4 + ((olen + 3) & ~3)
+        return _Interface(linktype, snaplen, tsresol, tsoffset)
 
 
 def _parser_for(header: bytes, name: str) -> _PcapParser | _PcapngParser:
-    if len(header) >= 24 and header[:4] in PCAP_MAGICS:
-        return _PcapParser(header)
-    if (
-        len(header) >= 12
-        and header[:4] == PCAPNG_SHB
-        and header[8:12] in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d")
-    ):
-        return _PcapngParser(header)
+    if header[:4] in PCAP_MAGICS:
+        if len(header) < 24:
+            raise CaptureFormatError(f"{name}: truncated pcap file header ({len(header)} bytes)")
+        return _PcapParser(header, name)
+    if header[:4] == PCAPNG_SHB and header[8:12] in _BYTE_ORDER_MAGIC:
+        return _PcapngParser(name)
+    if not header:
+        raise CaptureFormatError(f"{name}: empty, not a capture")
     raise CaptureFormatError(f"{name}: not a pcap or pcapng capture file")
 
 
 class CaptureFile:
-    """A capture file or stream. Iterate for frames; `warnings` collects what went wrong on the way."""
+    """A capture file or stream. Iterate for frames; `warnings` collects what went wrong on the way.
+
+    `path` "-" reads standard input (or `stream` when given); a path that is not a regular file (a FIFO,
+    `/dev/stdin`, a process substitution) is read as a stream too. Regular files are memory-mapped.
+    """
 
     def __init__(self, path: str, stream: BinaryIO | None = None) -> None:
         self.path = path
         self.warnings: list[str] = []
         self._stream = stream
+        self._owned_stream: BinaryIO | None = None
         self._mm: mmap.mmap | None = None
+        self._released = 0
         self._fd = -1
         self.name = "stdin" if path == "-" else path
         if path == "-" and stream is None:
             self._stream = sys.stdin.buffer
-        if self._stream is not None:
-            self._head = self._read_exactly(24)
-            self._parser = _parser_for(self._head, self.name)
-        else:
+        if self._stream is None:
             try:
-                self._fd = os.open(path, os.O_RDONLY)
+                fd = os.open(path, os.O_RDONLY)
             except OSError as exc:
                 raise CaptureFormatError(f"{path}: cannot open: {exc.strerror}") from None
-            size = os.fstat(self._fd).st_size
-            if size == 0:
-                os.close(self._fd)
-                raise CaptureFormatError(f"{path}: empty file, not a capture")
-            self._mm = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
-            self._head = bytes(self._mm[:24])
-            self._parser = _parser_for(self._head, path)
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                os.close(fd)
+                raise CaptureFormatError(f"{path}: is a directory, not a capture")
+            if stat.S_ISREG(st.st_mode):
+                self._fd = fd
+                if st.st_size == 0:
+                    self.close()
+                    raise CaptureFormatError(f"{path}: empty, not a capture")
+                self._mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            else:
+                self._stream = self._owned_stream = os.fdopen(fd, "rb")
+        try:
+            if self._mm is not None:
+                self._head = bytes(self._mm[:24])
+            else:
+                self._head = self._read_exactly(24)
+            self._parser = _parser_for(self._head, self.name)
+        except CaptureFormatError:
+            self.close()
+            raise
 
     @property
     def linktypes(self) -> list[int]:
+        """The link types seen so far (pcapng declares interfaces as it goes)."""
         if isinstance(self._parser, _PcapParser):
             return [self._parser.linktype]
         return [i.linktype for i in self._parser.interfaces]
@@ -261,12 +380,21 @@ class CaptureFile:
             out += chunk
         return out
 
+    def _release(self, upto: int) -> None:
+        """Give the mapped pages before `upto` back to the kernel (see the module docstring)."""
+        aligned = upto - upto % _PAGE
+        if self._mm is not None and _MADV_DONTNEED is not None and aligned > self._released:
+            self._mm.madvise(_MADV_DONTNEED, self._released, aligned - self._released)
+            self._released = aligned
+
     def __iter__(self) -> Iterator[Frame]:
         parser = self._parser
         if self._mm is not None:
             mv = memoryview(self._mm)
+            self._released = 0
+            release = self._release if RELEASE_EVERY and _MADV_DONTNEED is not None else None
             try:
-                yield from parser.frames(mv, parser.header_len, len(mv), 0, True, self.warnings)
+                yield from parser.frames(mv, parser.header_len, len(mv), 0, True, self.warnings, release)
             finally:
                 mv.release()
             return
@@ -280,12 +408,22 @@ class CaptureFile:
         buf = self._head[parser.header_len :]
         base = parser.header_len
         while True:
-            chunk = read(READ_CHUNK)
-            final = not chunk
-            if chunk:
-                buf = buf + chunk if buf else chunk
-            mv = memoryview(buf)
-            yield from parser.frames(mv, 0, len(buf), base, final, self.warnings)
+            # read at least once, then until the unfinished record is complete (one join per round, so a
+            # large record arriving in small pipe reads is copied once, not once per read)
+            parts = [buf]
+            have = len(buf)
+            final = False
+            while True:
+                chunk = read(READ_CHUNK)
+                if not chunk:
+                    final = True
+                    break
+                parts.append(chunk)
+                have += len(chunk)
+                if have >= parser.need:
+                    break
+            buf = b"".join(parts) if len(parts) > 1 else buf
+            yield from parser.frames(memoryview(buf), 0, len(buf), base, final, self.warnings)
             if final or parser.stopped:
                 return
             consumed = parser.offset
@@ -302,6 +440,9 @@ class CaptureFile:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        if self._owned_stream is not None:
+            self._owned_stream.close()
+            self._owned_stream = None
 
     def stats(self) -> dict[str, tuple[int, int]]:
         return {}

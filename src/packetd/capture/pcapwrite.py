@@ -14,28 +14,119 @@ from typing import BinaryIO
 
 from packetd.net.packet import ACK, FIN, PSH, SYN
 
-_PCAP_HEADER = struct.Struct("<IHHiIII")
-_REC = struct.Struct("<IIII")
-
 
 class PcapWriter:
-    """Nanosecond pcap, little-endian."""
+    """Classic pcap: nanosecond or microsecond timestamps, little- or big-endian (`byteorder` "<" or ">")."""
 
     def __init__(
-        self, out: BinaryIO, linktype: int = 1, snaplen: int = 262144, nanosecond: bool = True
+        self,
+        out: BinaryIO,
+        linktype: int = 1,
+        snaplen: int = 262144,
+        nanosecond: bool = True,
+        byteorder: str = "<",
     ) -> None:
         self._out = out
         self._ns = nanosecond
+        self._rec = struct.Struct(byteorder + "IIII")
         magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
-        out.write(_PCAP_HEADER.pack(magic, 2, 4, 0, 0, snaplen, linktype))
+        out.write(struct.pack(byteorder + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype))
 
     def write(self, ts_ns: int, frame: bytes | memoryview, orig_len: int | None = None) -> None:
         sec, frac = divmod(ts_ns, 1_000_000_000)
         if not self._ns:
             frac //= 1000
         n = len(frame)
-        self._out.write(_REC.pack(sec, frac, n, orig_len if orig_len is not None else n))
+        self._out.write(self._rec.pack(sec, frac, n, orig_len if orig_len is not None else n))
         self._out.write(frame)
+
+
+def _pad4(data: bytes | memoryview) -> bytes:
+    return bytes(data) + b"\0" * (-len(data) % 4)
+
+
+class PcapngWriter:
+    """pcapng: sections, interfaces with their own link type, resolution and offset, and EPB/SPB/OPB.
+
+    `add_interface(tsresol=...)` takes the raw if_tsresol byte (6 = microseconds, 9 = nanoseconds,
+    0x80 | n = 2^-n seconds); timestamps given to `write` are in nanoseconds and converted to the
+    interface's units (rounded down), or given exactly as `ts_units`. Used by the tests to produce every
+    variant of the format from real captures, and read back with tshark as the truth.
+    """
+
+    def __init__(self, out: BinaryIO, byteorder: str = "<") -> None:
+        self._out = out
+        self._order = byteorder
+        self._ifaces: list[tuple[int, int, int]] = []  # (snaplen, tsresol, tsoffset)
+        self.section()
+
+    def _block(self, btype: int, body: bytes) -> None:
+        body = _pad4(body)
+        n = 12 + len(body)
+        o = self._order
+        self._out.write(struct.pack(o + "II", btype, n) + body + struct.pack(o + "I", n))
+
+    def _option(self, code: int, value: bytes) -> bytes:
+        return struct.pack(self._order + "HH", code, len(value)) + _pad4(value)
+
+    def section(self, byteorder: str | None = None) -> None:
+        """Start a new section (SHB); interfaces must be declared again."""
+        if byteorder is not None:
+            self._order = byteorder
+        self._ifaces = []
+        o = self._order
+        opts = self._option(4, b"packetd tests") + self._option(0, b"")  # shb_userappl, end of options
+        self._block(0x0A0D0D0A, struct.pack(o + "IHHq", 0x1A2B3C4D, 1, 0, -1) + opts)
+
+    def add_interface(
+        self, linktype: int, snaplen: int = 0, tsresol: int = 6, tsoffset: int = 0, name: str = ""
+    ) -> int:
+        o = self._order
+        opts = b""
+        if name:
+            opts += self._option(2, name.encode())
+        if tsresol != 6:
+            opts += self._option(9, bytes([tsresol]))
+        if tsoffset:
+            opts += self._option(14, struct.pack(o + "q", tsoffset))
+        if opts:
+            opts += self._option(0, b"")
+        self._block(1, struct.pack(o + "HHI", linktype, 0, snaplen) + opts)
+        self._ifaces.append((snaplen, tsresol, tsoffset))
+        return len(self._ifaces) - 1
+
+    def units(self, iface: int, ts_ns: int) -> int:
+        """`ts_ns` in the interface's timestamp units (after removing its if_tsoffset), rounded down."""
+        _, tsresol, tsoffset = self._ifaces[iface]
+        t = ts_ns - tsoffset * 1_000_000_000
+        if tsresol & 0x80:
+            return (t << (tsresol & 0x7F)) // 1_000_000_000
+        if tsresol <= 9:
+            return t // int(10 ** (9 - tsresol))
+        return t * int(10 ** (tsresol - 9))
+
+    def write(
+        self,
+        iface: int,
+        ts_ns: int,
+        frame: bytes | memoryview,
+        orig_len: int | None = None,
+        block: str = "epb",
+        ts_units: int | None = None,
+    ) -> None:
+        """One packet as an enhanced ("epb"), obsolete ("opb") or simple ("spb", interface 0) block."""
+        o = self._order
+        n = len(frame)
+        orig = orig_len if orig_len is not None else n
+        if block == "spb":
+            self._block(3, struct.pack(o + "I", orig) + _pad4(frame))
+            return
+        t = self.units(iface, ts_ns) if ts_units is None else ts_units
+        hi, lo = t >> 32, t & 0xFFFFFFFF
+        if block == "epb":
+            self._block(6, struct.pack(o + "IIIII", iface, hi, lo, n, orig) + _pad4(frame))
+        else:
+            self._block(2, struct.pack(o + "HHIIII", iface, 0, hi, lo, n, orig) + _pad4(frame))
 
 
 def write_pcap(path: str, frames: Iterable[tuple[int, bytes | memoryview]], linktype: int = 1) -> int:

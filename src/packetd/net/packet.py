@@ -13,9 +13,18 @@ Link types (tcpdump.org/linktypes.html):
     108 LOOP        address family, 4 bytes big-endian
     101 RAW, 12/14 (DLT_RAW on Linux/OpenBSD), 228 IPV4, 229 IPV6: the IP header comes first
 
+Inside Ethernet or Linux cooked frames, a PPPoE session (0x8864, PPP protocol 0x0021/0x0057) or an MPLS
+label stack (0x8847/0x8848, IP guessed from the first nibble after the bottom label) is unwrapped too.
+
 IPv4 (RFC 791): options skipped via IHL; fragments reassembled (bounded, `Reassembler`); the payload is
 cut to Total Length so Ethernet padding never reaches a decoder. IPv6 (RFC 8200): hop-by-hop, routing,
-destination-options and fragment headers are walked; AH is skipped; ESP and anything else end the walk.
+destination-options, mobility, HIP and shim6 headers are walked, fragments reassembled and the walk
+continued in the reassembled payload; AH is skipped; ESP and anything else end the walk.
+
+Snapped frames (caplen < wire length) decode what was captured: the payload is the captured part (empty
+when the capture ends inside the TCP options), so the flow layer sees the missing bytes as a gap. A Total
+Length (IPv4) or Payload Length (IPv6) of zero is what a capture taken before TCP segmentation offload (or
+an IPv6 jumbogram) carries: the packet then extends to the end of the frame, as Wireshark reads it.
 
 Duplicates: on Linux a loopback packet is seen twice by a socket that is not bound to `lo` (outgoing and
 incoming copy); in SLL/SLL2 files (`tcpdump -i any`) the outgoing copy on a loopback device
@@ -57,6 +66,12 @@ _RAW_TYPES = frozenset({LINKTYPE_RAW, LINKTYPE_RAW_DLT12, LINKTYPE_RAW_DLT14, LI
 
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
+ETH_PPPOE_SESSION = 0x8864
+ETH_MPLS = 0x8847
+ETH_MPLS_MULTICAST = 0x8848
+_ENCAPSULATIONS = frozenset({ETH_PPPOE_SESSION, ETH_MPLS, ETH_MPLS_MULTICAST})
+_PPP_IPV4 = 0x0021
+_PPP_IPV6 = 0x0057
 _VLAN_TAGS = frozenset({0x8100, 0x88A8, 0x9100})
 _PACKET_OUTGOING = 4
 _ARPHRD_LOOPBACK = 772
@@ -72,7 +87,8 @@ RST = 0x04
 PSH = 0x08
 ACK = 0x10
 
-_IPV6_SKIP = frozenset({0, 43, 60})  # hop-by-hop, routing, destination options: (next, len8) headers
+# hop-by-hop, routing, destination options, mobility, HIP, shim6: (next header, length in 8 octets - 1)
+_IPV6_SKIP = frozenset({0, 43, 60, 135, 139, 140})
 _IPV6_FRAG = 44
 _IPV6_AH = 51
 
@@ -233,11 +249,41 @@ class PacketDecoder:
                     stats.filtered_ip_version += 1
                     return None
                 return self._ipv6(ts_ns, data, off, n)
+            if ethertype in _ENCAPSULATIONS:
+                return self._encapsulated(ts_ns, ethertype, data, off, n)
             stats.non_ip += 1
             return None
         except (IndexError, struct.error):
             stats.malformed += 1
             return None
+
+    def _encapsulated(self, ts_ns: int, ethertype: int, data: memoryview, off: int, n: int) -> Segment | None:
+        """IP inside a PPPoE session or under an MPLS label stack."""
+        stats = self.stats
+        if ethertype == ETH_PPPOE_SESSION:
+            # ver/type(1) code(1) session(2) length(2) | PPP protocol(2)  (RFC 2516 §4, RFC 1661 §2)
+            ppp = data[off + 6] << 8 | data[off + 7]
+            off += 8
+            ethertype = ETH_IPV4 if ppp == _PPP_IPV4 else ETH_IPV6 if ppp == _PPP_IPV6 else 0
+        else:
+            # label(20) tc(3) bottom-of-stack(1) ttl(8) per entry (RFC 3032 §2.1)
+            while not data[off + 2] & 1:
+                off += 4
+            off += 4
+            v = data[off] >> 4
+            ethertype = ETH_IPV4 if v == 4 else ETH_IPV6 if v == 6 else 0
+        if ethertype == ETH_IPV4:
+            if not self._v4:
+                stats.filtered_ip_version += 1
+                return None
+            return self._ipv4(ts_ns, data, off, n)
+        if ethertype == ETH_IPV6:
+            if not self._v6:
+                stats.filtered_ip_version += 1
+                return None
+            return self._ipv6(ts_ns, data, off, n)
+        stats.non_ip += 1
+        return None
 
     def _ipv4(self, ts_ns: int, data: memoryview, ip: int, n: int) -> Segment | None:
         # Fast path: a 20-byte header, TCP, not a fragment — one unpack reads IP and TCP headers together,
@@ -250,15 +296,9 @@ class PacketDecoder:
             vihl = -1
         if vihl == 0x45 and proto == PROTO_TCP and not frag & 0x3FFF:
             end = ip + total
-            if end > n or total < 40:
-                if total < 40:
-                    self.stats.malformed += 1
-                    return None
-                end = n  # snapped
             start = ip + 20 + ((doff >> 4) << 2)
-            if start > end or doff < 0x50:
-                self.stats.malformed += 1
-                return None
+            if start > end or end > n or doff < 0x50:
+                return self._ipv4_general(ts_ns, data, ip, n)  # snapped, TSO, or malformed
             self.stats.segments += 1
             return Segment(
                 ts_ns,
@@ -279,19 +319,22 @@ class PacketDecoder:
         vihl = data[ip]
         ihl = (vihl & 0x0F) << 2
         total, ident, frag = _IPV4_FRAG.unpack_from(data, ip + 2)
-        end = ip + total
-        if vihl >> 4 != 4 or ihl < 20 or total < ihl or end > n:
-            if end > n and total >= ihl >= 20 and vihl >> 4 == 4:
-                end = n  # snapped (caplen < wire length): decode what was captured
-            else:
-                self.stats.malformed += 1
-                return None
+        if total == 0:
+            total = n - ip  # captured before segmentation offload: the packet is the rest of the frame
+        wire = ip + total
+        if vihl >> 4 != 4 or ihl < 20 or total < ihl:
+            self.stats.malformed += 1
+            return None
+        end = min(wire, n)  # snapped (caplen < wire length): decode what was captured
         proto = data[ip + 9]
         if frag & 0x3FFF:  # MF set or non-zero offset
             self.stats.fragments += 1
+            if end < wire:
+                self.stats.malformed += 1  # a snapped fragment can never complete its datagram
+                return None
             whole = self.reassembler.add_v4(
                 ts_ns,
-                bytes(data[ip + 12 : ip + 20]),
+                data[ip + 12 : ip + 20].tobytes(),
                 proto,
                 ident,
                 (frag & 0x1FFF) << 3,
@@ -301,21 +344,22 @@ class PacketDecoder:
             if whole is None:
                 return None
             self.stats.reassembled += 1
-            mv = memoryview(whole)
+            size = len(whole)
             return self._l4(
                 ts_ns,
                 proto,
-                bytes(data[ip + 12 : ip + 16]),
-                bytes(data[ip + 16 : ip + 20]),
-                mv,
+                data[ip + 12 : ip + 16].tobytes(),
+                data[ip + 16 : ip + 20].tobytes(),
+                memoryview(whole),
                 0,
-                len(whole),
+                size,
+                size,
             )
         l4 = ip + ihl
         if proto == PROTO_TCP:
             sport, dport, seq, ack, doff, flags = _TCP.unpack_from(data, l4)
             start = l4 + ((doff >> 4) << 2)
-            if start > end or doff < 0x50:
+            if start > wire or doff < 0x50:
                 self.stats.malformed += 1
                 return None
             self.stats.segments += 1
@@ -333,7 +377,14 @@ class PacketDecoder:
                 data[ip + 12 : ip + 20].tobytes() + data[l4 : l4 + 4].tobytes(),
             )
         return self._l4(
-            ts_ns, proto, data[ip + 12 : ip + 16].tobytes(), data[ip + 16 : ip + 20].tobytes(), data, l4, end
+            ts_ns,
+            proto,
+            data[ip + 12 : ip + 16].tobytes(),
+            data[ip + 16 : ip + 20].tobytes(),
+            data,
+            l4,
+            end,
+            wire,
         )
 
     def _ipv6(self, ts_ns: int, data: memoryview, ip: int, n: int) -> Segment | None:
@@ -341,48 +392,72 @@ class PacketDecoder:
             self.stats.malformed += 1
             return None
         plen = _U16.unpack_from(data, ip + 4)[0]
-        nxt = data[ip + 6]
-        end = ip + 40 + plen
-        end = min(end, n)  # snapped, or a jumbogram (payload length 0): decode what was captured
+        # payload length 0: a jumbogram or a capture taken before segmentation offload (see module doc)
+        wire = ip + 40 + plen if plen else n
         src = data[ip + 8 : ip + 24].tobytes()
         dst = data[ip + 24 : ip + 40].tobytes()
-        off = ip + 40
+        return self._ipv6_payload(ts_ns, data[ip + 6], src, dst, data, ip + 40, min(wire, n), wire, True)
+
+    def _ipv6_payload(
+        self,
+        ts_ns: int,
+        nxt: int,
+        src: bytes,
+        dst: bytes,
+        data: memoryview,
+        off: int,
+        end: int,
+        wire: int,
+        first: bool,
+    ) -> Segment | None:
+        """Walk the extension headers from `off` (header type `nxt`) to the transport header."""
         while True:
             if nxt == PROTO_TCP or nxt == PROTO_UDP:
-                return self._l4(ts_ns, nxt, src, dst, data, off, end)
+                return self._l4(ts_ns, nxt, src, dst, data, off, end, wire)
             if nxt in _IPV6_SKIP:
-                nxt, hlen = data[off], (data[off + 1] + 1) << 3
-                off += hlen
+                nxt, off = data[off], off + ((data[off + 1] + 1) << 3)
             elif nxt == _IPV6_AH:
-                nxt, hlen = data[off], (data[off + 1] + 2) << 2
-                off += hlen
-            elif nxt == _IPV6_FRAG:
+                nxt, off = data[off], off + ((data[off + 1] + 2) << 2)
+            elif nxt == _IPV6_FRAG and first:
                 self.stats.fragments += 1
+                if end < wire:
+                    self.stats.malformed += 1  # a snapped fragment can never complete its datagram
+                    return None
                 fo = _U16.unpack_from(data, off + 2)[0]
                 ident = _U32_BE.unpack_from(data, off + 4)[0]
-                whole = self.reassembler.add_v6(
-                    ts_ns, src + dst, data[off], ident, fo & 0xFFF8, bool(fo & 1), data[off + 8 : end]
+                got = self.reassembler.add_v6(
+                    ts_ns, src + dst, ident, fo & 0xFFF8, bool(fo & 1), data[off + 8 : end], data[off]
                 )
-                if whole is None:
+                if got is None:
                     return None
                 self.stats.reassembled += 1
-                proto = data[off]
-                mv = memoryview(whole)
-                return self._l4(ts_ns, proto, src, dst, mv, 0, len(whole))
+                nxt, whole = got
+                size = len(whole)
+                return self._ipv6_payload(ts_ns, nxt, src, dst, memoryview(whole), 0, size, size, False)
             else:
-                self.stats.other_transport += 1
+                self.stats.other_transport += 1  # ESP, ICMPv6, no next header, a nested fragment...
                 return None
             if off > end:
                 self.stats.malformed += 1
                 return None
 
     def _l4(
-        self, ts_ns: int, proto: int, src: bytes, dst: bytes, data: memoryview, l4: int, end: int
+        self,
+        ts_ns: int,
+        proto: int,
+        src: bytes,
+        dst: bytes,
+        data: memoryview,
+        l4: int,
+        end: int,
+        wire: int,
     ) -> Segment | None:
+        """The TCP segment or UDP datagram at `l4`; `end` is where the capture stops, `wire` where the IP
+        packet does (they differ in snapped frames)."""
         if proto == PROTO_TCP:
             sport, dport, seq, ack, doff, flags = _TCP.unpack_from(data, l4)
             start = l4 + ((doff >> 4) << 2)
-            if start > end or doff < 0x50:
+            if start > wire or doff < 0x50:
                 self.stats.malformed += 1
                 return None
             self.stats.segments += 1
@@ -401,7 +476,7 @@ class PacketDecoder:
             )
         if proto == PROTO_UDP:
             sport, dport, ulen = _UDP.unpack_from(data, l4)
-            if ulen < 8:
+            if ulen < 8 or l4 + 8 > wire:
                 self.stats.malformed += 1
                 return None
             stop = min(l4 + ulen, end)
