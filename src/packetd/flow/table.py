@@ -16,15 +16,23 @@ TCP, per direction (all sequence arithmetic modulo 2**32, so wrap-around is exac
     seq ahead of next_seq  buffer (out of order), bounded by MAX_OOO_BYTES / MAX_OOO_SEGMENTS
     seq behind next_seq    retransmission or duplicate: drop it, or trim the overlap and deliver the rest
 
-A hole (missing bytes before buffered data) is declared a gap, passed on as `gap(nbytes)`, and skipped
-when: the buffer overflows; the peer acknowledges bytes beyond the hole (the receiver has them, so no
-retransmission will ever show them to us: the capture lost them); the hole is older than HOLE_TIMEOUT_NS
-of packet time; or the connection ends. A FIN ends a direction once every byte before it was delivered or
-declared lost; RST ends both at once. Idle flows expire after `idle_timeout_ns` of packet time; the table
-is bounded (`max_flows`), evicting the least recently active of the oldest flows when full.
+A hole is a run of missing bytes that we know was sent: before buffered data, before a FIN, or below what
+the peer acknowledged ("tail loss": nothing after it was captured). It is declared a gap, passed on as
+`gap(nbytes)` with its exact size, and skipped when: the buffer overflows; the peer acknowledges bytes
+beyond the hole up to buffered data (the receiver has them, so no retransmission will ever show them to us:
+the capture lost them); the hole is older than HOLE_TIMEOUT_NS of packet time (an acknowledged tail loss
+waits for this too, in case the capture saw the ACK before the data); or the connection ends. A FIN ends a
+direction once every byte before it was delivered or declared lost (its sequence number is then consumed,
+so the ACK of the FIN is not a hole and nothing after it is delivered); RST ends both at once.
 
-Recently closed connections are remembered for CLOSED_LINGER_NS so that a late retransmission does not
-start a new, bogus "mid-stream" connection; a SYN always starts a new one.
+A SYN on a known tuple starts a new connection unless it repeats the SYN already seen there; a SYN without
+ACK on a connection joined mid-stream always does (the roles guessed from the ports may have been wrong, or
+the old connection ended unseen). Idle flows expire after `idle_timeout_ns` of packet time; the table is
+bounded (`max_flows`), evicting the least recently active of the oldest flows when full.
+
+Connections closed by FIN or RST are remembered for CLOSED_LINGER_NS so that a late retransmission does not
+start a new, bogus "mid-stream" connection; a SYN always starts a new one. Expired and evicted flows are
+not remembered: they were alive, and their next segment rightly joins them again mid-stream.
 """
 
 from __future__ import annotations
@@ -71,6 +79,7 @@ class FlowConfig:
 
 class FlowStats:
     __slots__ = (
+        "acked_gaps",
         "active",
         "closed",
         "created",
@@ -99,7 +108,8 @@ class FlowStats:
         self.out_of_order = 0  # segments buffered ahead of a hole
         self.ooo_overflows = 0  # holes skipped because the reorder buffer was full
         self.hole_timeouts = 0  # holes skipped because they were older than HOLE_TIMEOUT_NS
-        self.gaps = 0  # holes passed to decoders as gaps
+        self.acked_gaps = 0  # holes skipped at once because the receiver acknowledged data beyond them
+        self.gaps = 0  # holes passed to decoders as gaps (for any reason, connection end included)
         self.gap_bytes = 0
         self.late_segments = 0  # segments of recently closed connections
         self.no_flow = 0  # segments without payload or SYN for an unknown connection
@@ -110,6 +120,7 @@ class TcpStream:
     """One direction of a TCP connection."""
 
     __slots__ = (
+        "acked",
         "bytes",
         "eof",
         "fin_seq",
@@ -129,7 +140,8 @@ class TcpStream:
         self.eof = False
         self.ooo: dict[int, bytes] | None = None  # seq → payload, ahead of a hole
         self.ooo_bytes = 0
-        self.hole_ns = -1  # packet time when the current hole was first noticed
+        self.hole_ns = -1  # packet time when the current hole was first noticed (or last made progress)
+        self.acked = -1  # highest sequence number the peer acknowledged beyond next_seq (tail loss), or -1
         self.packets = 0
         self.bytes = 0
         self.retrans = 0
@@ -191,6 +203,18 @@ class _Rules:
             if src in hosts or dst in hosts:
                 return proto
         return None
+
+
+def _rearm(st: TcpStream, ts: int) -> None:
+    """After progress past a hole: restart the hole clock if bytes are still missing, else stop it."""
+    nxt = st.next_seq
+    fin_ahead = st.fin_seq >= 0 and not st.eof and 0 < (st.fin_seq - nxt) & MASK < HALF
+    acked_ahead = st.acked >= 0 and 0 < (st.acked - nxt) & MASK < HALF
+    if st.ooo or fin_ahead or acked_ahead:
+        st.hole_ns = ts
+    else:
+        st.hole_ns = -1
+        st.acked = -1
 
 
 def _ip(packed: bytes) -> str:
@@ -270,10 +294,13 @@ class FlowTable:
         st.packets += 1
         seq = seg.seq
         if flags & SYN:
-            if (st.syn_seq >= 0 and seq != st.syn_seq) or (
-                st.syn_seq < 0 and st.next_seq >= 0 and not flags & ACK
+            if (
+                seq != st.syn_seq
+                if st.syn_seq >= 0
+                else st.next_seq >= 0 or (flow.midstream and not flags & ACK)
             ):
-                # a new connection on a reused tuple (the old one ended unseen)
+                # a new connection on a reused tuple (the old one ended unseen), or a connection joined
+                # mid-stream whose start we now see: begin afresh so the SYN decides the roles
                 self._end(flow, ts, "closed")
                 self._tcp_segment(seg)
                 return
@@ -295,7 +322,7 @@ class FlowTable:
                 if st.ooo:
                     self._drain(flow, d, st, ts)
                 elif st.hole_ns >= 0:
-                    st.hole_ns = -1
+                    _rearm(st, ts)
             elif off < HALF:
                 self._buffer(flow, d, st, seq, payload, ts)
             else:
@@ -318,14 +345,17 @@ class FlowTable:
                 if 0 < ahead < HALF:
                     # the receiver acknowledges bytes we have not delivered: they are lost to us
                     self._acked_hole(flow, d ^ 1, peer, seg.ack, ts)
+                    if flow.handler is None:
+                        return  # that ended the connection
         if flags & (FIN | RST):
             if flags & RST:
                 self._end(flow, ts, "closed")
                 return
-            st.fin_seq = (seq + n) & MASK
+            if not st.eof:
+                self._fin(st, (seq + n) & MASK, ts)
         if st.hole_ns >= 0 and ts - st.hole_ns > HOLE_TIMEOUT_NS:
-            self.stats.hole_timeouts += 1
-            self._skip_hole(flow, d, st, ts)
+            if self._skip_hole(flow, d, st, ts):
+                self.stats.hole_timeouts += 1
         if st.fin_seq >= 0 and not st.eof and st.next_seq == st.fin_seq:
             self._eof(flow, d, st, ts)
 
@@ -370,6 +400,10 @@ class FlowTable:
         table = self._tcp if transport == PROTO_TCP else self._udp
         table[keys[0]] = (flow, 0)
         table[keys[1]] = (flow, 1)
+        closed = self._closed
+        if closed and transport == PROTO_TCP:
+            closed.pop(keys[0], None)
+            closed.pop(keys[1], None)
         self._flows[flow.id] = flow
         self.stats.created += 1
         self.stats.active += 1
@@ -393,9 +427,11 @@ class FlowTable:
         self.stats.out_of_order += 1
         if st.hole_ns < 0:
             st.hole_ns = ts
-        if st.ooo_bytes > MAX_OOO_BYTES or len(ooo) > MAX_OOO_SEGMENTS:
+        while st.ooo_bytes > MAX_OOO_BYTES or len(ooo) > MAX_OOO_SEGMENTS:
+            # each skip delivers at least the nearest buffered segment, so this ends within bounds
             self.stats.ooo_overflows += 1
-            self._skip_hole(flow, d, st, ts)
+            if not self._skip_hole(flow, d, st, ts) or flow.handler is None:
+                break
 
     def _drain(self, flow: Flow, d: int, st: TcpStream, ts: int) -> None:
         """Deliver buffered segments that the stream has reached."""
@@ -426,24 +462,32 @@ class FlowTable:
                         break
             if not progressed:
                 break
-        st.hole_ns = ts if ooo else -1
+        _rearm(st, ts)
 
-    def _skip_hole(self, flow: Flow, d: int, st: TcpStream, ts: int, upto: int = -1) -> None:
-        """Declare the bytes between next_seq and the nearest buffered segment (or `upto`) lost."""
+    def _skip_hole(self, flow: Flow, d: int, st: TcpStream, ts: int, final: bool = False) -> bool:
+        """Declare the next hole lost: the bytes from next_seq to the nearest buffered segment or, with nothing
+        buffered, to the FIN or the furthest acknowledged byte. Returns whether a gap was declared.
+
+        `final`: the connection is ending (`_end` ends the streams itself: no EOF from here).
+        """
         nxt = st.next_seq
-        if st.ooo:
-            target = min(st.ooo, key=lambda s: (s - nxt) & MASK)
-            if upto >= 0 and 0 < (upto - nxt) & MASK < (target - nxt) & MASK:
-                target = upto
-        elif upto >= 0:
-            target = upto
-        else:
-            st.hole_ns = -1
-            return
+        ooo = st.ooo
+        target = -1
+        if ooo:
+            target = min(ooo, key=lambda s: (s - nxt) & MASK)
+        elif st.fin_seq >= 0 and not st.eof and 0 < (st.fin_seq - nxt) & MASK < HALF:
+            target = st.fin_seq
+        elif st.acked >= 0 and 0 < (st.acked - nxt) & MASK < HALF:
+            target = st.acked
         missing = (target - nxt) & MASK
-        if missing == 0 or missing >= HALF:
-            st.hole_ns = -1 if not st.ooo else st.hole_ns
-            return
+        if target < 0 or nxt < 0 or not 0 < missing < HALF:
+            # nothing known to be missing (or a buffer that cannot be reached: dropped, never looped on)
+            if ooo:
+                st.ooo = None
+                st.ooo_bytes = 0
+            st.hole_ns = -1
+            st.acked = -1
+            return False
         self.stats.gaps += 1
         self.stats.gap_bytes += missing
         st.next_seq = target
@@ -452,30 +496,52 @@ class FlowTable:
         if st.ooo:
             self._drain(flow, d, st, ts)
         else:
-            st.hole_ns = -1
-        if st.fin_seq >= 0 and not st.eof and st.next_seq == st.fin_seq:
+            _rearm(st, ts)
+        if not final and st.fin_seq >= 0 and not st.eof and st.next_seq == st.fin_seq:
             self._eof(flow, d, st, ts)
+        return True
 
     def _acked_hole(self, flow: Flow, d: int, st: TcpStream, ack: int, ts: int) -> None:
-        if st.ooo:
+        """The peer acknowledged bytes of direction `d` beyond next_seq: the capture lost them."""
+        fin = st.fin_seq
+        if fin >= 0 and (ack - fin) & MASK < HALF:
+            ack = fin  # the ACK of the FIN itself (fin + 1) acknowledges no byte
+        if not 0 < (ack - st.next_seq) & MASK < HALF:
+            return
+        while st.ooo:
             nearest = min(st.ooo, key=lambda s: (s - st.next_seq) & MASK)
-            if (ack - nearest) & MASK < HALF:  # the receiver has everything up to the buffered data
-                self._skip_hole(flow, d, st, ts)
+            if (ack - nearest) & MASK >= HALF:
+                break
+            # the receiver has everything up to the buffered data: no retransmission will fill the hole
+            if not self._skip_hole(flow, d, st, ts):
+                break
+            self.stats.acked_gaps += 1
+            if flow.handler is None or st.eof:
                 return
-        # tail loss, or a hole only partly acknowledged: give retransmissions HOLE_TIMEOUT_NS, then skip
-        if st.hole_ns < 0:
-            st.hole_ns = ts
-        elif ts - st.hole_ns > HOLE_TIMEOUT_NS:
-            self.stats.hole_timeouts += 1
-            fin = st.fin_seq
-            upto = ack if fin < 0 or (fin - ack) & MASK < HALF else fin
-            self._skip_hole(flow, d, st, ts, upto)
+        if 0 < (ack - st.next_seq) & MASK < HALF:
+            # tail loss, or a hole only partly acknowledged: give retransmissions HOLE_TIMEOUT_NS, then skip
+            if st.acked < 0 or 0 < (ack - st.acked) & MASK < HALF:
+                st.acked = ack
+            if st.hole_ns < 0:
+                st.hole_ns = ts
+            elif ts - st.hole_ns > HOLE_TIMEOUT_NS and self._skip_hole(flow, d, st, ts):
+                self.stats.hole_timeouts += 1
+
+    def _fin(self, st: TcpStream, fin_seq: int, ts: int) -> None:
+        st.fin_seq = fin_seq
+        if st.next_seq < 0:
+            st.next_seq = fin_seq  # nothing of this direction was seen: it ends here
+        elif fin_seq != st.next_seq and st.hole_ns < 0:
+            st.hole_ns = ts  # bytes before the FIN are missing: start the hole clock
 
     def _eof(self, flow: Flow, d: int, st: TcpStream, ts: int) -> None:
         st.eof = True
+        st.next_seq = (st.fin_seq + 1) & MASK  # the FIN's own sequence number: its ACK is not a hole
+        st.hole_ns = -1
+        st.acked = -1
         if flow.handler is not None:
             flow.handler.eof(d, ts)
-        if flow.streams[d ^ 1].eof:
+        if flow.streams[d ^ 1].eof and flow.id in self._flows:
             self._remove(flow, ts, linger=True)
             self.stats.closed += 1
 
@@ -483,22 +549,26 @@ class FlowTable:
         """The connection ends now (RST, expiry, eviction, end of capture): flush holes, EOF, close.
 
         `reason` names the FlowStats counter to increment ("closed", "expired", "evicted"; "" for none).
+        Only a connection that was closed ("closed") lingers to swallow late segments.
         """
         for d, st in enumerate(flow.streams):
-            while st.ooo:
-                self._skip_hole(flow, d, st, ts)
-            if not st.eof:
-                st.eof = True
-                if flow.handler is not None:
-                    flow.handler.eof(d, ts)
+            if st.eof:
+                continue
+            while self._skip_hole(flow, d, st, ts, final=True):
+                pass
+            st.eof = True
+            if flow.handler is not None:
+                flow.handler.eof(d, ts)
         if flow.id in self._flows:
-            self._remove(flow, ts, linger=True)
+            self._remove(flow, ts, linger=reason == "closed")
             if reason:
                 setattr(self.stats, reason, getattr(self.stats, reason) + 1)
 
     def _remove(self, flow: Flow, ts: int, linger: bool) -> None:
-        if flow.handler is not None:
-            flow.handler.close(ts)
+        handler = flow.handler
+        if handler is not None:
+            flow.handler = None  # nothing reaches a closed connection's handler
+            handler.close(ts)
         table = self._tcp if flow.transport == PROTO_TCP else self._udp
         for key in flow.keys:
             table.pop(key, None)
@@ -540,9 +610,9 @@ class FlowTable:
                 continue
             for d, st in enumerate(flow.streams):
                 if st.hole_ns >= 0 and now - st.hole_ns > HOLE_TIMEOUT_NS:
-                    self.stats.hole_timeouts += 1
-                    self._skip_hole(flow, d, st, now)
-                    if flow.id not in self._flows:
+                    if self._skip_hole(flow, d, st, now):
+                        self.stats.hole_timeouts += 1
+                    if flow.handler is None:
                         break
         closed = self._closed
         while closed:
