@@ -389,3 +389,18 @@ def test_record_fields_of_a_request() -> None:
         "HTTP/1.0",
         False,
     )
+
+
+def test_endless_garbage_while_resyncing_is_bounded() -> None:
+    from packetd.protocols.http1.decoder import MAX_RESYNC_SKIP, MAX_START_LINE
+
+    d = Http1Decoder(DecoderContext(midstream=True))
+    chunk = memoryview((b"binary \x00\xff no start line here " * 2048)[:65536])
+    fed = 0
+    with pytest.raises(DecodeError) as exc:
+        while fed <= MAX_RESYNC_SKIP + 65536:
+            d.receive(C2S, chunk, fed)
+            fed += len(chunk)
+            assert len(d._sides[0].buf) <= MAX_START_LINE  # only a possible start-line tail is kept
+    assert exc.value.reason == "no message start found"
+    assert fed > MAX_RESYNC_SKIP

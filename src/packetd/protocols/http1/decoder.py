@@ -63,6 +63,9 @@ MAX_START_LINE = 8 * 1024  # a request line longer than this is garbage, not a m
 MAX_CHUNK_LINE = 4 * 1024  # chunk-size line with extensions
 MAX_PENDING_METHODS = 1024  # requests whose response is not framed yet (pipelining depth bound)
 MAX_PAUSED = 256 * 1024  # client bytes held while an Upgrade/CONNECT answer is awaited
+# bytes searched for a start line before the connection is declared not HTTP (a DecodeError; the session
+# gives up after a few): a joined download may be long, but regex-searching gigabytes of it is not free
+MAX_RESYNC_SKIP = 16 * 1024 * 1024
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 §3.4
 
 # token characters (RFC 9110 §5.6.2): a method is valid when deleting these leaves nothing.
@@ -108,6 +111,7 @@ class _Side:
         "is_request",
         "last_ns",
         "remaining",
+        "skipped",
         "start_ns",
         "state",
         "synced",
@@ -120,6 +124,7 @@ class _Side:
         self.buf = bytearray()
         self.synced = synced
         self.remaining = 0
+        self.skipped = 0  # bytes discarded while searching for a start line
         self.start_ns = -1
         self.last_ns = -1  # time of the last body byte (close-delimited and truncated messages end there)
         self.head: tuple[Any, ...] = ()
@@ -358,7 +363,11 @@ class Http1Decoder:
             tail = chunk[nl + 1 :] if nl >= 0 else chunk
             if len(tail) <= MAX_START_LINE:
                 side.buf += tail
+            side.skipped += len(chunk) - len(side.buf)
+            if side.skipped > MAX_RESYNC_SKIP:
+                raise DecodeError("no message start found")
             return len(data)
+        side.skipped = 0
         side.synced = True
         if not side.flags & Flag.GAP:
             side.flags |= Flag.MIDSTREAM
