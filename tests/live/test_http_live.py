@@ -9,6 +9,7 @@ and nothing else; replaying tcpdump's file with --pcap-file must give the same r
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import socket
 import time
@@ -287,3 +288,31 @@ def _debug_diff(a: list[dict], b: list[dict]) -> str:
             if x[k] != y.get(k) and k not in TIMES:
                 out.append(f"{k}: {str(x[k])[:300]} != {str(y.get(k))[:300]}")
     return "\n".join(out[:20])
+
+
+def test_live_records_validate_against_the_schema(traffic: dict) -> None:
+    from jsonschema import Draft202012Validator
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "roundtrip.schema.json")) as f:
+        validator = Draft202012Validator(json.load(f))
+    for rec in traffic["records"]:
+        validator.validate(rec)
+
+
+def test_libpcap_engine_captures_the_same_exchanges() -> None:
+    """The portable engine (libpcap, as on macOS/BSD) on the same loopback, through the same pipeline."""
+    nginx = Nginx()
+    try:
+        with capture(["--engine", "pcap", "--ifaces", "^lo$", "--proto", f"http;{nginx.port}"]) as cap:
+            sent = []
+            c = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10)
+            for path in ("/index.txt", "/teapot", "/missing", "/index.txt?x=1"):
+                c.request("GET", path)
+                r = c.getresponse()
+                r.read()
+                sent.append(("GET", path.split("?")[0], r.status))
+            c.close()
+            records = cap.stop()
+    finally:
+        nginx.stop()
+    assert sorted(key(r) for r in records) == sorted(sent)

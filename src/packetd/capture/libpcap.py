@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import select
 import socket
 import sys
 import time
@@ -136,6 +137,8 @@ def load() -> ctypes.CDLL:
         ]
         lib.pcap_breakloop.argtypes = [ctypes.c_void_p]
         lib.pcap_stats.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        lib.pcap_setnonblock.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p]
+        lib.pcap_get_selectable_fd.argtypes = [ctypes.c_void_p]
         lib.pcap_statustostr.restype = ctypes.c_char_p
         lib.pcap_statustostr.argtypes = [ctypes.c_int]
         lib.pcap_lib_version.restype = ctypes.c_char_p
@@ -221,8 +224,9 @@ def interfaces() -> list[tuple[str, list[str]]]:
 class PcapLiveSource:
     """Portable live capture through libpcap (non-Linux systems, or `--engine pcap` anywhere).
 
-    One handle per interface; packets are read with pcap_next_ex in immediate mode with a short timeout so
-    the loop can yield ticks and notice a stop request. Slower than the AF_PACKET ring (a ctypes call per
+    One handle per interface, non-blocking, in immediate mode; the loop drains every handle with
+    pcap_next_ex, then waits in select() on their descriptors (so it can yield ticks and be interrupted:
+    in immediate mode libpcap's own read timeout does not apply). Slower than the AF_PACKET ring (a ctypes call per
     packet), and on Linux it sees the loopback duplicates libpcap itself does not filter on `any`.
     """
 
@@ -261,25 +265,32 @@ class PcapLiveSource:
                         f"{iface}: cannot set filter: {lib.pcap_geterr(h).decode(errors='replace')}"
                     )
                 lib.pcap_freecode(ctypes.byref(prog))
+            if lib.pcap_setnonblock(h, 1, errbuf) != 0:
+                raise LibpcapError(f"{iface}: {errbuf.value.decode(errors='replace')}")
             self._handles.append((iface, h, linktype))
 
     def __iter__(self) -> Iterator[Frame]:
         lib = self._lib
         hdr = ctypes.POINTER(PcapPkthdr)()
         data = ctypes.POINTER(ctypes.c_ubyte)()
+        fds = [lib.pcap_get_selectable_fd(h) for _, h, _ in self._handles]
         while not self._stopped:
             got = False
             for _name, h, linktype in self._handles:
-                rc = lib.pcap_next_ex(h, ctypes.byref(hdr), ctypes.byref(data))
-                if rc == 1:
+                while True:
+                    rc = lib.pcap_next_ex(h, ctypes.byref(hdr), ctypes.byref(data))
+                    if rc != 1:
+                        break
                     got = True
                     h_ = hdr.contents
                     buf = ctypes.string_at(data, h_.caplen)
                     yield h_.tv_sec * 1_000_000_000 + h_.tv_usec * 1000, linktype, memoryview(buf)
-                elif rc < 0:
+                if rc < 0:
                     return
             if not got:
-                yield time.time_ns(), TICK, memoryview(b"")
+                ready, _, _ = select.select([fd for fd in fds if fd >= 0], [], [], 0.2)
+                if not ready:
+                    yield time.time_ns(), TICK, memoryview(b"")
 
     def stop(self) -> None:
         self._stopped = True
