@@ -29,13 +29,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 10.0) -> None:
+def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
             return
         time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+    raise TimeoutError(f"nothing listens on {host}:{port}")
 
 
 def can_capture() -> bool:
@@ -140,7 +140,7 @@ http {{
   keepalive_requests 10000;
   types {{ text/plain txt; application/octet-stream bin; }}
   server {{
-    listen 127.0.0.1:{port};
+    listen {host}:{port};
     root {dir}/www;
     gzip on;
     gzip_types text/plain;
@@ -156,10 +156,11 @@ http {{
 class Nginx:
     """Debian's nginx with its own config, port and directory."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", netns: str | None = None, port: int | None = None) -> None:
         self.dir = tempfile.mkdtemp(prefix="packetd-nginx-")
         os.chmod(self.dir, 0o755)  # nginx workers run as an unprivileged user
-        self.port = free_port()
+        self.port = port or free_port()
+        self.host = host
         www = os.path.join(self.dir, "www")
         os.makedirs(www, mode=0o755)
         with open(os.path.join(www, "index.txt"), "w") as f:
@@ -168,12 +169,13 @@ class Nginx:
             f.write(os.urandom(5 * 1024 * 1024 + 123))
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(dir=self.dir, port=self.port))
+            f.write(NGINX_CONF.format(dir=self.dir, port=self.port, host=host))
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        self.proc = subprocess.Popen(
-            [binary, "-c", conf, "-p", self.dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        wait_port(self.port)
+        cmd = [binary, "-c", conf, "-p", self.dir]
+        if netns is not None:
+            cmd = ["ip", "netns", "exec", netns, *cmd]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, host=host)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
