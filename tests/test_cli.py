@@ -270,3 +270,34 @@ def test_user_drops_privileges_once_the_socket_is_open() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("opt", "message"),
+    [
+        (
+            "http.capture_bdy=3",
+            "unknown decoder option http.capture_bdy (did you mean 'capture_body'?); http options: capture_body, redact",
+        ),
+        ("http.capture_body=x", "decoder option http.capture_body: 'x' is not an integer"),
+        ("smtp.x=1", "decoder options for unknown protocol 'smtp'; known protocols: http"),
+        ("capture_body", "invalid --decoder 'capture_body', expected PROTOCOL.KEY=VALUE"),
+    ],
+)
+def test_bad_decoder_options(opt: str, message: str) -> None:
+    r = run("watch", "--pcap-file", PIPELINED, "--decoder", opt)
+    assert r.returncode == 2 and r.stderr.strip().startswith(f"packetd: {message}")
+
+
+def test_decoder_options_reach_the_decoder() -> None:
+    recs = records(
+        run(
+            "watch",
+            "--pcap-file",
+            os.path.join(CORPUS, "http1", "zeek_zeek__get.pcap"),
+            "--decoder",
+            "http.capture_body=12",
+        ).stdout
+    )
+    # the response body of CHANGES.bro-aux.txt starts with its first changelog line (tshark: http.file_data)
+    assert recs[0]["response"]["body"] == "\n0.26 | 2012"

@@ -32,7 +32,7 @@ from packetd.pairing.roundtrip import Roundtrip
 from packetd.pipeline.filters import DisplayFilter
 from packetd.pipeline.summary import Summary
 from packetd.protocols.base import Kind
-from packetd.protocols.http1.decoder import HttpOptions
+from packetd.protocols.options import OptionError, parse_assignments
 from packetd.protocols.registry import REGISTRY
 from packetd.units import format_duration, parse_duration
 
@@ -130,7 +130,8 @@ class WatchOptions:
     engine: str = "auto"
     user: str | None = None
     block_num: int = 16
-    capture_body: int = 0
+    capture_body: int | None = None
+    decoder_opts: tuple[str, ...] = ()
     conn_expired_ns: int = 300 * 1_000_000_000
     color: bool | None = None
     kernel_drop_acks: bool = False
@@ -228,9 +229,16 @@ class WatchOptions:
 @click.option(
     "--capture-body",
     type=click.IntRange(0, 16 << 20),
-    default=0,
+    default=None,
     metavar="BYTES",
-    help="Keep up to BYTES of textual HTTP bodies (0: off).",
+    help="Keep up to BYTES of textual HTTP bodies (0: off); the same as --decoder http.capture_body=BYTES.",
+)
+@click.option(
+    "--decoder",
+    "decoder_opts",
+    multiple=True,
+    metavar="PROTO.KEY=VALUE",
+    help="A decoder option, e.g. http.capture_body=4096 or http.redact=authorization (repeatable).",
 )
 @click.option(
     "--conn-expired",
@@ -270,6 +278,7 @@ def watch(**kw: Any) -> None:
         user=kw["user"],
         block_num=kw["block_num"],
         capture_body=kw["capture_body"],
+        decoder_opts=kw["decoder_opts"],
         conn_expired_ns=kw["conn_expired"],
         color=kw["color"],
         kernel_drop_acks=kw["kernel_drop_acks"],
@@ -400,7 +409,13 @@ class Output:
 def run_watch(opts: WatchOptions) -> int:
     rules = build_rules(opts.protos)
     ip_versions = frozenset({4, 6}) if opts.ipv is None else frozenset({int(opts.ipv[1])})
-    options: dict[str, Any] = {"http": HttpOptions(capture_body=opts.capture_body)}
+    assignments = list(opts.decoder_opts)
+    if opts.capture_body is not None:
+        assignments.insert(0, f"http.capture_body={opts.capture_body}")
+    try:
+        options = parse_assignments(assignments)
+    except OptionError as exc:
+        _fail(str(exc), EXIT_USAGE)
     config = EngineConfig(
         rules=tuple(rules),
         ip_versions=ip_versions,
