@@ -119,7 +119,9 @@ def test_oneway_matcher() -> None:
 
 
 # -- sessions ---------------------------------------------------------------------------------------------------
-def session(registry: Registry | None = None, midstream: bool = False) -> tuple[Session, list[Roundtrip], dict[str, ProtocolStats]]:
+def session(
+    registry: Registry | None = None, midstream: bool = False
+) -> tuple[Session, list[Roundtrip], dict[str, ProtocolStats]]:
     records: list[Roundtrip] = []
     stats: dict[str, ProtocolStats] = {}
     reg = registry or Registry([HTTP])
@@ -151,7 +153,13 @@ def test_too_many_resets_gives_the_connection_up() -> None:
 def test_unsupported_upgrade_pairs_the_101_and_stops() -> None:
     s, records, stats = session()
     s.data(0, memoryview(b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"), 1)
-    s.data(1, memoryview(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x00"), 2)
+    s.data(
+        1,
+        memoryview(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x00"
+        ),
+        2,
+    )
     s.data(0, memoryview(b"\x81\x85garbage frames"), 3)
     assert [(r.operation, r.status) for r in records] == [("GET", "101")]
     assert stats["http"].unsupported_upgrades == 1 and stats["http"].resets == 0 and not s.decoding
@@ -184,8 +192,20 @@ def test_upgrade_hands_the_connection_and_the_request_over() -> None:
     )  # fmt: skip
     Recorder.seen.clear()
     s, records, stats = session(Registry([HTTP, other]))
-    s.data(0, memoryview(b"GET /up HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\r\nPRI * pre"), 1)
-    s.data(1, memoryview(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n\x00\x00\x00\x04"), 2)
+    s.data(
+        0,
+        memoryview(
+            b"GET /up HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\r\nPRI * pre"
+        ),
+        1,
+    )
+    s.data(
+        1,
+        memoryview(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n\x00\x00\x00\x04"
+        ),
+        2,
+    )
     s.data(0, memoryview(b"face"), 3)
     kinds = [k for k, _ in Recorder.seen]
     assert kinds == ["ctx", "C2S", "S2C", "C2S"]
@@ -229,5 +249,8 @@ def test_close_turns_pending_requests_into_unanswered() -> None:
     s.data(0, memoryview(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"), 1)
     s.data(1, memoryview(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), 2)
     s.close(3)
-    assert [(r.kind, r.to_json()["request"]["path"]) for r in records] == [("roundtrip", "/a"), ("unanswered", "/b")]
+    assert [(r.kind, r.to_json()["request"]["path"]) for r in records] == [
+        ("roundtrip", "/a"),
+        ("unanswered", "/b"),
+    ]
     assert stats["http"].pairing.unanswered == 1
