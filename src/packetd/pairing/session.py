@@ -103,6 +103,7 @@ class Session:
         "_stats",
         "_stats_for",
         "_tls",
+        "_transport",
     )
 
     def __init__(
@@ -130,10 +131,11 @@ class Session:
         self._first_flags = Flag.MIDSTREAM if midstream else 0  # the first record of a joined connection
         self._errors_in_row = 0
         self._tls = False
+        self._transport = transport
         self._sniff = transport == "tcp"
         self._matcher = self._new_matcher(spec)
         self._decoder: Decoder | None = spec.factory(
-            DecoderContext(options=options_for(spec.name), midstream=midstream)
+            DecoderContext(options=options_for(spec.name), midstream=midstream, transport=transport)
         )
 
     # -- the flow layer's interface ----------------------------------------------------------------------
@@ -291,7 +293,9 @@ class Session:
             return
         # the fresh decoder sees directions through self._flip: roles corrected so far stay corrected
         self._decoder = self._spec.factory(
-            DecoderContext(options=self._options_for(self._spec.name), midstream=True)
+            DecoderContext(
+                options=self._options_for(self._spec.name), midstream=True, transport=self._transport
+            )
         )
 
     def _new_matcher(self, spec: ProtocolSpec) -> Matcher:

@@ -193,6 +193,7 @@ class DecoderContext:
     options: Any = None  # the protocol's own options object (None: defaults)
     midstream: bool = False  # the connection was joined after it started, or this is a reset after an error
     upgrade_request: Message | None = None  # HTTP/1.1 request that asked for the upgrade being handed over
+    transport: str = "tcp"  # "udp": every receive() call is exactly one datagram
 
 
 class Decoder(Protocol):
