@@ -157,7 +157,7 @@ def test_bounds_hold_and_every_delivered_byte_is_in_its_place(
         st_ = h.table.flows()[0].streams[0]
         assert st_.ooo_bytes <= MAX_OOO_BYTES
         assert len(st_.ooo or ()) <= MAX_OOO_SEGMENTS
-        assert st_.ooo_bytes == sum(len(b) for b in (st_.ooo or {}).values())
+        assert st_.ooo_bytes == sum(len(b) for b, _ts in (st_.ooo or {}).values())
     h.table.finish()
     pos = 0
     for ev in h.only.events:

@@ -108,7 +108,7 @@ class FlowStats:
         self.out_of_order = 0  # segments buffered ahead of a hole
         self.ooo_overflows = 0  # holes skipped because the reorder buffer was full
         self.hole_timeouts = 0  # holes skipped because they were older than HOLE_TIMEOUT_NS
-        self.acked_gaps = 0  # holes skipped at once because the receiver acknowledged data beyond them
+        self.acked_gaps = 0  # holes skipped because the receiver acknowledged them and the sender moved on
         self.gaps = 0  # holes passed to decoders as gaps (for any reason, connection end included)
         self.gap_bytes = 0
         self.late_segments = 0  # segments of recently closed connections
@@ -138,7 +138,7 @@ class TcpStream:
         self.syn_seq = -1
         self.fin_seq = -1
         self.eof = False
-        self.ooo: dict[int, bytes] | None = None  # seq → payload, ahead of a hole
+        self.ooo: dict[int, tuple[bytes, int]] | None = None  # seq → (payload, arrival time), ahead of a hole
         self.ooo_bytes = 0
         self.hole_ns = -1  # packet time when the current hole was first noticed (or last made progress)
         self.acked = -1  # highest sequence number the peer acknowledged beyond next_seq (tail loss), or -1
@@ -267,6 +267,20 @@ class FlowTable:
         for flow in list(self._flows.values()):
             self._end(flow, ts, "")
         self._closed.clear()
+
+    def set_rules(self, rules: list[tuple[str, str, frozenset[int], frozenset[bytes] | None]]) -> None:
+        """New rules (a reload): flows whose server port the new rules still give the same protocol go
+        on untouched; the others end now (their pending requests become unanswered)."""
+        self._rules = _Rules(rules)
+        for flow in list(self._flows.values()):
+            family = socket.AF_INET6 if ":" in flow.client[0] else socket.AF_INET
+            client_ip = socket.inet_pton(family, flow.client[0])
+            server_ip = socket.inet_pton(family, flow.server[0])
+            covered = self._rules.match(
+                flow.transport, flow.server[1], client_ip, server_ip
+            ) or self._rules.match(flow.transport, flow.client[1], client_ip, server_ip)
+            if covered != flow.protocol:
+                self._end(flow, self.now_ns, "closed")
 
     def flows(self) -> list[Flow]:
         return list(self._flows.values())
@@ -416,57 +430,81 @@ class FlowTable:
         if ooo is None:
             ooo = st.ooo = {}
         old = ooo.get(seq)
-        if old is not None and len(old) >= len(payload):
+        if old is not None and len(old[0]) >= len(payload):
             st.retrans += 1
             self.stats.duplicates += 1
             return
         if old is not None:
-            st.ooo_bytes -= len(old)
-        ooo[seq] = payload.tobytes()
+            st.ooo_bytes -= len(old[0])
+        ooo[seq] = (payload.tobytes(), ts)
         st.ooo_bytes += len(payload)
         self.stats.out_of_order += 1
         if st.hole_ns < 0:
             st.hole_ns = ts
+        acked = st.acked
+        if acked >= 0 and (seq - acked) & MASK < HALF:
+            # the sender moved on past bytes the receiver acknowledged and we never saw: no retransmission
+            # will show them (waiting for this segment lets a capture show an ACK before its data)
+            while st.acked >= 0 and 0 < (st.acked - st.next_seq) & MASK < HALF:
+                if not self._skip_hole(flow, d, st, ts, limit=st.acked):
+                    break
+                self.stats.acked_gaps += 1
+                if flow.handler is None or st.eof:
+                    return
         while st.ooo_bytes > MAX_OOO_BYTES or len(ooo) > MAX_OOO_SEGMENTS:
             # each skip delivers at least the nearest buffered segment, so this ends within bounds
             self.stats.ooo_overflows += 1
             if not self._skip_hole(flow, d, st, ts) or flow.handler is None:
                 break
 
-    def _drain(self, flow: Flow, d: int, st: TcpStream, ts: int) -> None:
-        """Deliver buffered segments that the stream has reached."""
+    def _drain(self, flow: Flow, d: int, st: TcpStream, ts: int, floor: int = -1) -> None:
+        """Deliver buffered segments that the stream has reached.
+
+        A hole filled by its retransmission (`floor` < 0) makes the data behind it readable now, at `ts`. A
+        hole declared lost lets each segment keep the time it was captured (never earlier than `floor`,
+        the time of the stream's last delivery), since the receiver had it then.
+        """
         ooo = st.ooo
         assert ooo is not None
         handler = flow.handler
+        at = ts
         while ooo:
             nxt = st.next_seq
-            data = ooo.pop(nxt, None)
-            if data is not None:
+            item = ooo.pop(nxt, None)
+            if item is not None:
+                data, seg_ts = item
                 st.ooo_bytes -= len(data)
                 st.next_seq = (nxt + len(data)) & MASK
                 if handler is not None:
-                    handler.data(d, memoryview(data), ts)
+                    if floor >= 0:
+                        at = floor = max(floor, seg_ts)
+                    handler.data(d, memoryview(data), at)
                 continue
             # no segment starts exactly here: one may overlap it (repacketised retransmission)
             progressed = False
             for s in list(ooo):
                 off = (nxt - s) & MASK
                 if off < HALF:  # starts at or before next_seq
-                    b = ooo.pop(s)
-                    st.ooo_bytes -= len(b)
-                    if off < len(b):
-                        st.next_seq = (s + len(b)) & MASK
+                    data, seg_ts = ooo.pop(s)
+                    st.ooo_bytes -= len(data)
+                    if off < len(data):
+                        st.next_seq = (s + len(data)) & MASK
                         if handler is not None:
-                            handler.data(d, memoryview(b)[off:], ts)
+                            if floor >= 0:
+                                at = floor = max(floor, seg_ts)
+                            handler.data(d, memoryview(data)[off:], at)
                         progressed = True
                         break
             if not progressed:
                 break
         _rearm(st, ts)
 
-    def _skip_hole(self, flow: Flow, d: int, st: TcpStream, ts: int, final: bool = False) -> bool:
+    def _skip_hole(
+        self, flow: Flow, d: int, st: TcpStream, ts: int, final: bool = False, limit: int = -1
+    ) -> bool:
         """Declare the next hole lost: the bytes from next_seq to the nearest buffered segment or, with nothing
-        buffered, to the FIN or the furthest acknowledged byte. Returns whether a gap was declared.
+        buffered, to the FIN or the furthest acknowledged byte (no further than `limit`, when given).
+        Returns whether a gap was declared.
 
         `final`: the connection is ending (`_end` ends the streams itself: no EOF from here).
         """
@@ -479,6 +517,8 @@ class FlowTable:
             target = st.fin_seq
         elif st.acked >= 0 and 0 < (st.acked - nxt) & MASK < HALF:
             target = st.acked
+        if target >= 0 and limit >= 0 and 0 < (limit - nxt) & MASK < (target - nxt) & MASK:
+            target = limit
         missing = (target - nxt) & MASK
         if target < 0 or nxt < 0 or not 0 < missing < HALF:
             # nothing known to be missing (or a buffer that cannot be reached: dropped, never looped on)
@@ -491,10 +531,12 @@ class FlowTable:
         self.stats.gaps += 1
         self.stats.gap_bytes += missing
         st.next_seq = target
+        # the loss happened after the stream's last delivery (the hole clock restarts at each): say it then
+        at = st.hole_ns if 0 <= st.hole_ns <= ts else ts
         if flow.handler is not None:
-            flow.handler.gap(d, missing, ts)
+            flow.handler.gap(d, missing, at)
         if st.ooo:
-            self._drain(flow, d, st, ts)
+            self._drain(flow, d, st, ts, floor=at)
         else:
             _rearm(st, ts)
         if not final and st.fin_seq >= 0 and not st.eof and st.next_seq == st.fin_seq:
@@ -502,30 +544,23 @@ class FlowTable:
         return True
 
     def _acked_hole(self, flow: Flow, d: int, st: TcpStream, ack: int, ts: int) -> None:
-        """The peer acknowledged bytes of direction `d` beyond next_seq: the capture lost them."""
+        """The peer acknowledged bytes of direction `d` beyond next_seq: the receiver has bytes we lack.
+
+        Noted, not acted on yet: the capture may show the data after its ACK (reordering between the two
+        directions at the capture point). The hole is declared lost when the sender's next segment lands
+        beyond it (`_buffer`), or when it is older than HOLE_TIMEOUT_NS.
+        """
         fin = st.fin_seq
         if fin >= 0 and (ack - fin) & MASK < HALF:
             ack = fin  # the ACK of the FIN itself (fin + 1) acknowledges no byte
         if not 0 < (ack - st.next_seq) & MASK < HALF:
             return
-        while st.ooo:
-            nearest = min(st.ooo, key=lambda s: (s - st.next_seq) & MASK)
-            if (ack - nearest) & MASK >= HALF:
-                break
-            # the receiver has everything up to the buffered data: no retransmission will fill the hole
-            if not self._skip_hole(flow, d, st, ts):
-                break
-            self.stats.acked_gaps += 1
-            if flow.handler is None or st.eof:
-                return
-        if 0 < (ack - st.next_seq) & MASK < HALF:
-            # tail loss, or a hole only partly acknowledged: give retransmissions HOLE_TIMEOUT_NS, then skip
-            if st.acked < 0 or 0 < (ack - st.acked) & MASK < HALF:
-                st.acked = ack
-            if st.hole_ns < 0:
-                st.hole_ns = ts
-            elif ts - st.hole_ns > HOLE_TIMEOUT_NS and self._skip_hole(flow, d, st, ts):
-                self.stats.hole_timeouts += 1
+        if st.acked < 0 or 0 < (ack - st.acked) & MASK < HALF:
+            st.acked = ack
+        if st.hole_ns < 0:
+            st.hole_ns = ts
+        elif ts - st.hole_ns > HOLE_TIMEOUT_NS and self._skip_hole(flow, d, st, ts):
+            self.stats.hole_timeouts += 1
 
     def _fin(self, st: TcpStream, fin_seq: int, ts: int) -> None:
         st.fin_seq = fin_seq
