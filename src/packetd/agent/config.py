@@ -354,6 +354,8 @@ def _format_error(err: Mapping[str, Any], raw: Any) -> str:
     if err["type"] == "literal_error":
         msg = "expected one of " + msg.split("Input should be ", 1)[-1]
     msg = msg.removeprefix("Value error, ")
+    if not loc:
+        return msg
     shown = f" {value!r}" if value is not None else ""
     return f"'{key}':{shown} is invalid: {msg}"
 

@@ -154,8 +154,8 @@ def vm_bucket(value: float) -> int:
         return (VM_MAX_EXP - VM_MIN_EXP) * VM_BUCKETS_PER_DECADE
     idx = math.floor((math.log10(value) - VM_MIN_EXP) * VM_BUCKETS_PER_DECADE)
     lower = 10 ** (VM_MIN_EXP + idx / VM_BUCKETS_PER_DECADE)
-    if value <= lower * (1 + 1e-12) and idx > 0 and abs(value - lower) / lower < 1e-12:
-        idx -= 1  # exact lower bounds belong to the bucket below, as in VictoriaMetrics
+    if abs(value - lower) <= lower * 1e-12:
+        idx -= 1  # buckets are (lower, upper]: an exact lower bound belongs to the bucket below
     return idx
 
 
