@@ -377,3 +377,44 @@ def test_holes_are_declared_whenever_a_connection_ends(how: str) -> None:
         ("eof", 1),
         ("close",),
     ]
+
+
+# -- the other side's data acknowledges a hole: causal order between the directions ---------------------------
+def test_an_answer_to_lost_bytes_comes_after_their_gap() -> None:
+    """The server's response acknowledges a request we never saw: the decoder must see the gap first."""
+    c = Conn()
+    h = Harness().feed(*c.handshake(T0))
+    h.feed(c.data(T0 + 10, 1, 0, b"RESPONSE", ack_off=20))  # request [0, 20) lost in capture
+    assert h.only.script() == [("gap", 0, 20), ("data", 1, b"RESPONSE")]
+    h.feed(c.data(T0 + 11, 0, 0, b"x" * 20))  # its retransmission, later: already declared lost
+    assert h.only.script() == [("gap", 0, 20), ("data", 1, b"RESPONSE")]
+    assert h.nonzero() == {"created": 1, "acked_gaps": 1, "gaps": 1, "gap_bytes": 20, "duplicates": 1}
+
+
+def test_pipelined_request_after_a_lost_one_waits_for_the_answer_to_the_lost_one() -> None:
+    """Requests /1 (lost) and /2 (buffered) were pipelined; the response to /1 acknowledges /1 only: it must
+    reach the decoder before /2, or the matcher would pair it with /2."""
+    c = Conn()
+    h = Harness().feed(*c.handshake(T0))
+    h.feed(c.data(T0 + 11, 0, 10, b"/2/2/2/2/2"))  # [0, 10) — request /1 — lost
+    h.feed(c.data(T0 + 12, 1, 0, b"answer to 1", ack_off=10))
+    assert h.only.script() == [("gap", 0, 10), ("data", 1, b"answer to 1"), ("data", 0, b"/2/2/2/2/2")]
+    assert h.nonzero() == {"created": 1, "out_of_order": 1, "acked_gaps": 1, "gaps": 1, "gap_bytes": 10}
+
+
+def test_answer_acknowledging_everything_buffered() -> None:
+    c = Conn()
+    h = Harness().feed(*c.handshake(T0))
+    h.feed(c.data(T0 + 11, 0, 10, b"/2/2/2/2/2"))
+    h.feed(c.data(T0 + 12, 1, 0, b"answers", ack_off=20))  # acknowledges /1 and /2
+    assert h.only.script() == [("gap", 0, 10), ("data", 0, b"/2/2/2/2/2"), ("data", 1, b"answers")]
+
+
+def test_bare_ack_of_a_hole_does_not_force_it() -> None:
+    c = Conn()
+    h = Harness().feed(*c.handshake(T0))
+    h.feed(c.data(T0 + 11, 0, 10, b"/2/2/2/2/2"))
+    h.feed(c.data(T0 + 12, 1, 0, b"", ack_off=20))
+    h.feed(c.data(T0 + 13, 0, 0, b"/1/1/1/1/1"))  # captured after its ACK
+    assert h.only.script() == [("data", 0, b"/1/1/1/1/1/2/2/2/2/2")]
+    assert h.nonzero() == {"created": 1, "out_of_order": 1}

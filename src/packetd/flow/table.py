@@ -18,12 +18,17 @@ TCP, per direction (all sequence arithmetic modulo 2**32, so wrap-around is exac
 
 A hole is a run of missing bytes that we know was sent: before buffered data, before a FIN, or below what
 the peer acknowledged ("tail loss": nothing after it was captured). It is declared a gap, passed on as
-`gap(nbytes)` with its exact size, and skipped when: the buffer overflows; the peer acknowledges bytes
-beyond the hole up to buffered data (the receiver has them, so no retransmission will ever show them to us:
-the capture lost them); the hole is older than HOLE_TIMEOUT_NS of packet time (an acknowledged tail loss
-waits for this too, in case the capture saw the ACK before the data); or the connection ends. A FIN ends a
-direction once every byte before it was delivered or declared lost (its sequence number is then consumed,
-so the ACK of the FIN is not a hole and nothing after it is delivered); RST ends both at once.
+`gap(nbytes)` with its exact size, and skipped when: the buffer overflows; the receiver acknowledged the
+hole (it has the bytes, so no retransmission will ever show them to us: the capture lost them) and then
+either sends data of its own (which may answer them: no decoder may see an answer before the gap in what
+it answers) or sees the sender's next segment land beyond it (a bare ACK alone is not enough: a capture
+point may show an ACK before the data it acknowledges); the hole is older than HOLE_TIMEOUT_NS of packet
+time; or the connection ends. Data delivered after a hole was declared lost keeps its capture time (the
+receiver had it then); data behind a hole filled by a retransmission is delivered when the retransmission
+arrives (it was readable no earlier).
+
+A FIN ends a direction once every byte before it was delivered or declared lost (its sequence number is
+then consumed: the ACK of the FIN is not a hole, a repeated FIN is a duplicate); RST ends both at once.
 
 A SYN on a known tuple starts a new connection unless it repeats the SYN already seen there; a SYN without
 ACK on a connection joined mid-stream always does (the roles guessed from the ports may have been wrong, or
@@ -108,7 +113,8 @@ class FlowStats:
         self.out_of_order = 0  # segments buffered ahead of a hole
         self.ooo_overflows = 0  # holes skipped because the reorder buffer was full
         self.hole_timeouts = 0  # holes skipped because they were older than HOLE_TIMEOUT_NS
-        self.acked_gaps = 0  # holes skipped because the receiver acknowledged them and the sender moved on
+        self.acked_gaps = 0  # holes skipped because the receiver acknowledged them and then sent data, or
+        # the sender moved on past them
         self.gaps = 0  # holes passed to decoders as gaps (for any reason, connection end included)
         self.gap_bytes = 0
         self.late_segments = 0  # segments of recently closed connections
@@ -240,6 +246,7 @@ class FlowTable:
         self._closed: dict[bytes, int] = {}  # recently closed tuple → close time
         self._next_id = 0
         self._next_sweep = -1
+        self.on_remove: Callable[[Flow, str], None] | None = None  # (flow, "closed"|"expired"|"evicted"|"")
         self.now_ns = 0
 
     # -- entry points ----------------------------------------------------------------------------------------
@@ -322,6 +329,26 @@ class FlowTable:
             seq = (seq + 1) & MASK
             if st.next_seq < 0:
                 st.next_seq = seq
+        if flags & ACK:
+            peer = flow.streams[d ^ 1]
+            pn = peer.next_seq
+            if pn >= 0:
+                ahead = (seg.ack - pn) & MASK
+                if 0 < ahead < HALF and self._acked_hole(flow, d ^ 1, peer, seg.ack, ts, n > 0):
+                    # the other side's bytes up to the ACK were delivered or declared lost; its bytes beyond
+                    # it may answer this segment: this segment first (its ACK now acknowledges nothing
+                    # undelivered, so this does not recurse again), then them
+                    st.packets -= 1
+                    self._tcp_segment(seg)
+                    if flow.handler is not None and peer.ooo:
+                        self._drain(
+                            flow, d ^ 1, peer, ts, floor=peer.hole_ns if 0 <= peer.hole_ns <= ts else ts
+                        )
+                        if peer.fin_seq >= 0 and not peer.eof and peer.next_seq == peer.fin_seq:
+                            self._eof(flow, d ^ 1, peer, ts)
+                    return
+                if flow.handler is None:
+                    return  # that ended the connection
         if n:
             st.bytes += n
             nxt = st.next_seq
@@ -351,16 +378,6 @@ class FlowTable:
                         flow.handler.data(d, payload[behind:], ts)
                     if st.ooo:
                         self._drain(flow, d, st, ts)
-        if flags & ACK:
-            peer = flow.streams[d ^ 1]
-            pn = peer.next_seq
-            if pn >= 0:
-                ahead = (seg.ack - pn) & MASK
-                if 0 < ahead < HALF:
-                    # the receiver acknowledges bytes we have not delivered: they are lost to us
-                    self._acked_hole(flow, d ^ 1, peer, seg.ack, ts)
-                    if flow.handler is None:
-                        return  # that ended the connection
         if flags & (FIN | RST):
             if flags & RST:
                 self._end(flow, ts, "closed")
@@ -457,8 +474,8 @@ class FlowTable:
             if not self._skip_hole(flow, d, st, ts) or flow.handler is None:
                 break
 
-    def _drain(self, flow: Flow, d: int, st: TcpStream, ts: int, floor: int = -1) -> None:
-        """Deliver buffered segments that the stream has reached.
+    def _drain(self, flow: Flow, d: int, st: TcpStream, ts: int, floor: int = -1, stop: int = -1) -> None:
+        """Deliver buffered segments that the stream has reached (and, with `stop`, that begin before it).
 
         A hole filled by its retransmission (`floor` < 0) makes the data behind it readable now, at `ts`. A
         hole declared lost lets each segment keep the time it was captured (never earlier than `floor`,
@@ -470,6 +487,8 @@ class FlowTable:
         at = ts
         while ooo:
             nxt = st.next_seq
+            if stop >= 0 and (nxt - stop) & MASK < HALF:
+                break
             item = ooo.pop(nxt, None)
             if item is not None:
                 data, seg_ts = item
@@ -500,10 +519,11 @@ class FlowTable:
         _rearm(st, ts)
 
     def _skip_hole(
-        self, flow: Flow, d: int, st: TcpStream, ts: int, final: bool = False, limit: int = -1
+        self, flow: Flow, d: int, st: TcpStream, ts: int, final: bool = False, limit: int = -1, stop: int = -1
     ) -> bool:
         """Declare the next hole lost: the bytes from next_seq to the nearest buffered segment or, with nothing
-        buffered, to the FIN or the furthest acknowledged byte (no further than `limit`, when given).
+        buffered, to the FIN or the furthest acknowledged byte (no further than `limit`, when given), then
+        deliver what became contiguous (only what begins before `stop`, when given).
         Returns whether a gap was declared.
 
         `final`: the connection is ending (`_end` ends the streams itself: no EOF from here).
@@ -536,31 +556,46 @@ class FlowTable:
         if flow.handler is not None:
             flow.handler.gap(d, missing, at)
         if st.ooo:
-            self._drain(flow, d, st, ts, floor=at)
+            self._drain(flow, d, st, ts, floor=at, stop=stop)
         else:
             _rearm(st, ts)
         if not final and st.fin_seq >= 0 and not st.eof and st.next_seq == st.fin_seq:
             self._eof(flow, d, st, ts)
         return True
 
-    def _acked_hole(self, flow: Flow, d: int, st: TcpStream, ack: int, ts: int) -> None:
+    def _acked_hole(self, flow: Flow, d: int, st: TcpStream, ack: int, ts: int, answered: bool) -> bool:
         """The peer acknowledged bytes of direction `d` beyond next_seq: the receiver has bytes we lack.
 
-        Noted, not acted on yet: the capture may show the data after its ACK (reordering between the two
-        directions at the capture point). The hole is declared lost when the sender's next segment lands
-        beyond it (`_buffer`), or when it is older than HOLE_TIMEOUT_NS.
+        `answered`: the acknowledgement rides on the peer's own data, which may answer those bytes (a
+        response to a request we lost): they are declared lost now, so that no decoder sees the answer
+        before the gap in what it answers, and buffered bytes up to `ack` are delivered. Returns True when
+        buffered bytes beyond `ack` are now contiguous: they may answer the peer's data, so the caller
+        delivers that first. A bare ACK is only noted: the capture may show the data after its ACK
+        (reordering between the two directions at the capture point); the hole is declared lost when the
+        sender's next segment lands beyond it (`_buffer`), or when it is older than HOLE_TIMEOUT_NS.
         """
         fin = st.fin_seq
         if fin >= 0 and (ack - fin) & MASK < HALF:
             ack = fin  # the ACK of the FIN itself (fin + 1) acknowledges no byte
         if not 0 < (ack - st.next_seq) & MASK < HALF:
-            return
+            return False
         if st.acked < 0 or 0 < (ack - st.acked) & MASK < HALF:
             st.acked = ack
+        if answered:
+            while 0 < (ack - st.next_seq) & MASK < HALF:
+                if not self._skip_hole(flow, d, st, ts, limit=ack, stop=ack):
+                    break
+                self.stats.acked_gaps += 1
+                if flow.handler is None or st.eof:
+                    return False
+            nxt = st.next_seq
+            ooo = st.ooo
+            return ooo is not None and any((nxt - s) & MASK < HALF for s in ooo)
         if st.hole_ns < 0:
             st.hole_ns = ts
         elif ts - st.hole_ns > HOLE_TIMEOUT_NS and self._skip_hole(flow, d, st, ts):
             self.stats.hole_timeouts += 1
+        return False
 
     def _fin(self, st: TcpStream, fin_seq: int, ts: int) -> None:
         st.fin_seq = fin_seq
@@ -577,7 +612,7 @@ class FlowTable:
         if flow.handler is not None:
             flow.handler.eof(d, ts)
         if flow.streams[d ^ 1].eof and flow.id in self._flows:
-            self._remove(flow, ts, linger=True)
+            self._remove(flow, ts, linger=True, reason="closed")
             self.stats.closed += 1
 
     def _end(self, flow: Flow, ts: int, reason: str) -> None:
@@ -595,11 +630,13 @@ class FlowTable:
             if flow.handler is not None:
                 flow.handler.eof(d, ts)
         if flow.id in self._flows:
-            self._remove(flow, ts, linger=reason == "closed")
+            self._remove(flow, ts, linger=reason == "closed", reason=reason)
             if reason:
                 setattr(self.stats, reason, getattr(self.stats, reason) + 1)
 
-    def _remove(self, flow: Flow, ts: int, linger: bool) -> None:
+    def _remove(self, flow: Flow, ts: int, linger: bool, reason: str = "") -> None:
+        if self.on_remove is not None:
+            self.on_remove(flow, reason)  # last look at the flow's counters (layer-4 metrics)
         handler = flow.handler
         if handler is not None:
             flow.handler = None  # nothing reaches a closed connection's handler
