@@ -128,6 +128,7 @@ class Worker:
         engine: Engine | None = getattr(self, "engine", None)
         if engine is None:
             self.engine = Engine(engine_config, self._sink)
+            self.engine.flows.on_remove = self._flow_removed
         else:
             engine.reconfigure(engine_config)
 
@@ -178,43 +179,56 @@ class Worker:
         self.sendq.put(("data", self.index, payload))
 
     def _harvest_l4(self) -> None:
-        """Layer-4 counters (reference §4.7, counted once per connection, not per map entry)."""
-        l4 = self.config.controller.layer4_metrics
-        agg = self.pipelines.agg
+        """Layer-4 counters (reference §4.7), counted once per connection, not per map entry: live flows
+        are harvested at each flush, ended ones by `_flow_removed` when they leave the table."""
         flows = self.engine.flows
         tcp = sum(1 for f in flows.flows() if f.transport == 6)
+        agg = self.pipelines.agg
         agg.set("tcp_active_conns", (), float(tcp))
         agg.set("udp_active_conns", (), float(flows.stats.active - tcp))
-        if not l4.enabled:
+        if not self.config.controller.layer4_metrics.enabled:
             return
         seen = set()
         for flow in flows.flows():
             seen.add(flow.id)
-            last = self._l4_last.get(flow.id, (0, 0, 0, 0, 0, 0))
-            now = (
-                flow.streams[0].packets, flow.streams[0].bytes, flow.streams[0].retrans,
-                flow.streams[1].packets, flow.streams[1].bytes, flow.streams[1].retrans,
-            )  # fmt: skip
-            if now == last:
-                continue
-            self._l4_last[flow.id] = now
-            proto = "tcp" if flow.transport == 6 else "udp"
-            for d, (src, dst) in enumerate(((flow.client, flow.server), (flow.server, flow.client))):
-                labels = _l4_labels(l4.required_labels, src, dst)
-                packets, nbytes, retrans = (
-                    now[3 * d] - last[3 * d],
-                    now[3 * d + 1] - last[3 * d + 1],
-                    now[3 * d + 2] - last[3 * d + 2],
-                )
-                if packets:
-                    agg.inc(f"{proto}_received_packets_total", labels, packets)
-                if nbytes:
-                    agg.inc(f"{proto}_received_bytes_total", labels, nbytes)
-                if retrans and proto == "tcp":
-                    agg.inc("tcp_skipped_packets_total", labels, retrans)
+            self._l4_flow(flow)
         for fid in list(self._l4_last):
             if fid not in seen:
                 del self._l4_last[fid]
+
+    def _flow_removed(self, flow: Any, reason: str) -> None:
+        if reason == "expired":
+            self.pipelines.agg.inc(
+                "tcp_remove_expired_conns_total" if flow.transport == 6 else "udp_remove_expired_conns_total",
+                (),
+            )
+        if self.config.controller.layer4_metrics.enabled:
+            self._l4_flow(flow)
+            self._l4_last.pop(flow.id, None)
+
+    def _l4_flow(self, flow: Any) -> None:
+        last = self._l4_last.get(flow.id, (0, 0, 0, 0, 0, 0))
+        s0, s1 = flow.streams
+        now = (s0.packets, s0.bytes, s0.retrans, s1.packets, s1.bytes, s1.retrans)
+        if now == last:
+            return
+        self._l4_last[flow.id] = now
+        agg = self.pipelines.agg
+        required = self.config.controller.layer4_metrics.required_labels
+        proto = "tcp" if flow.transport == 6 else "udp"
+        for d, (src, dst) in enumerate(((flow.client, flow.server), (flow.server, flow.client))):
+            labels = _l4_labels(required, src, dst)
+            packets, nbytes, retrans = (
+                now[3 * d] - last[3 * d],
+                now[3 * d + 1] - last[3 * d + 1],
+                now[3 * d + 2] - last[3 * d + 2],
+            )
+            if packets:
+                agg.inc(f"{proto}_received_packets_total", labels, packets)
+            if nbytes:
+                agg.inc(f"{proto}_received_bytes_total", labels, nbytes)
+            if retrans and proto == "tcp":
+                agg.inc("tcp_skipped_packets_total", labels, retrans)
 
     def control(self) -> None:
         while self.conn.poll():
