@@ -53,7 +53,8 @@ class _WorkerHandle:
         self.proc = proc
         self.conn = conn
         self.ready = False
-        self.done = False
+        self.done = False  # the capture file was read
+        self.closed = False  # the pipe reached EOF: the process is gone
         self.stats: dict[str, Any] = {}
         self.error: str | None = None
 
@@ -109,7 +110,7 @@ class Agent:
 
     def ready(self) -> bool:
         with self._lock:
-            return bool(self.workers) and all(w.ready for w in self.workers)
+            return bool(self.workers) and all(w.ready or w.done for w in self.workers)
 
     def _consumers(self) -> dict[str, bool]:
         return {"watch": self.hub.subscribers > 0}
@@ -217,7 +218,7 @@ class Agent:
             except (OSError, BrokenPipeError):
                 pass
         deadline = time.monotonic() + WORKER_STOP_S
-        while any(w.proc.is_alive() or w.conn.poll() for w in workers) and time.monotonic() < deadline:
+        while any(not w.closed for w in workers) and time.monotonic() < deadline:
             self._pump(0.2, workers)
         for w in workers:
             if w.proc.is_alive():
@@ -234,7 +235,7 @@ class Agent:
     def _pump(self, timeout: float, workers: list[_WorkerHandle] | None = None) -> None:
         with self._lock:
             handles = list(workers if workers is not None else self.workers)
-        conns = {w.conn: w for w in handles}
+        conns = {w.conn: w for w in handles if not w.closed}
         if not conns:
             time.sleep(timeout)
             return
@@ -244,6 +245,7 @@ class Agent:
             try:
                 msg = conn.recv()
             except (EOFError, OSError):
+                w.closed = True
                 self._worker_gone(w)
                 continue
             self._handle(w, msg)
@@ -274,16 +276,12 @@ class Agent:
 
     def _worker_gone(self, w: _WorkerHandle) -> None:
         w.proc.join(1)
+        if w.done or self._stop.is_set() or w not in self.workers:
+            return  # finished (a read capture file keeps its last counters in place) or being stopped
         with self._lock:
-            if w not in self.workers:
-                return
             add_tree(self.carry, w.stats)
             w.stats = {}
             self.workers.remove(w)
-        if w.done or self._stop.is_set():
-            with self._lock:
-                self.workers.append(w)  # a read capture file stays "ready"
-            return
         if not w.ready and w.error is not None:
             # could not even start capturing (privilege, interface): nothing to serve
             log.error("capture worker %d could not start: %s", w.index, w.error)
