@@ -44,11 +44,11 @@ def _wait_port(host: str, port: int) -> None:
     raise RuntimeError(f"server on {host}:{port} did not start")
 
 
-def traffic(webroot: str) -> None:
+def traffic(root: str) -> None:
     """The traffic recorded: HTTP over IPv4 and IPv6, fragmented UDP over both."""
     servers = [
         subprocess.Popen(
-            [sys.executable, "-m", "http.server", str(HTTP_PORT), "--bind", host, "-d", webroot],
+            [sys.executable, "-m", "http.server", str(HTTP_PORT), "--bind", host, "-d", root],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -72,15 +72,29 @@ def traffic(webroot: str) -> None:
             p.wait()
 
 
+def webroot() -> str:
+    """A temporary directory with the two pages fetched (the caller removes it)."""
+    root = tempfile.mkdtemp()
+    with open(os.path.join(root, "small.txt"), "w") as f:
+        f.write("hello from packetd fixtures\n")
+    with open(os.path.join(root, "large.txt"), "w") as f:
+        f.write("".join(f"line {i:04d} of a page that needs several segments\n" for i in range(120)))
+    return root
+
+
+def wait_listening(p: subprocess.Popen[bytes]) -> None:
+    """Until tcpdump says "listening on" (its socket is open), and a little more (its filter attached)."""
+    assert p.stderr is not None
+    while b"listening on" not in p.stderr.readline():
+        pass
+    time.sleep(0.5)
+
+
 def record(outdir: str, captures: dict[str, list[str]] = CAPTURES) -> None:
     """Inside a private network namespace: record `captures` of `traffic()` into `outdir`."""
     subprocess.run(["ip", "link", "set", "lo", "up", "mtu", "1280"], check=True)
-    webroot = tempfile.mkdtemp()
+    root = webroot()
     try:
-        with open(os.path.join(webroot, "small.txt"), "w") as f:
-            f.write("hello from packetd fixtures\n")
-        with open(os.path.join(webroot, "large.txt"), "w") as f:
-            f.write("".join(f"line {i:04d} of a page that needs several segments\n" for i in range(120)))
         dumps = [
             subprocess.Popen(
                 ["tcpdump", "--immediate-mode", "-U", "-w", os.path.join(outdir, name), *args],
@@ -89,17 +103,14 @@ def record(outdir: str, captures: dict[str, list[str]] = CAPTURES) -> None:
             )
             for name, args in captures.items()
         ]
-        for p in dumps:  # tcpdump says "listening on" once its socket is open
-            assert p.stderr is not None
-            while b"listening on" not in p.stderr.readline():
-                pass
-        time.sleep(0.5)  # and its filter attached
-        traffic(webroot)
+        for p in dumps:
+            wait_listening(p)
+        traffic(root)
         for p in dumps:
             p.send_signal(signal.SIGINT)
             p.wait()
     finally:
-        shutil.rmtree(webroot)
+        shutil.rmtree(root)
 
 
 def main() -> None:
