@@ -16,6 +16,10 @@ TCP, per direction (all sequence arithmetic modulo 2**32, so wrap-around is exac
     seq ahead of next_seq  buffer (out of order), bounded by MAX_OOO_BYTES / MAX_OOO_SEGMENTS
     seq behind next_seq    retransmission or duplicate: drop it, or trim the overlap and deliver the rest
 
+next_seq starts after the SYN; a direction joined mid-stream starts at its first segment, or at the peer's
+last ACK when that is a little behind it (the receiver still waits for the bytes between, and the capture
+may show them next).
+
 A hole is a run of missing bytes that we know was sent: before buffered data, before a FIN, or below what
 the peer acknowledged ("tail loss": nothing after it was captured). It is declared a gap, passed on as
 `gap(nbytes)` with its exact size, and skipped when: the buffer overflows; the receiver acknowledged the
@@ -147,7 +151,9 @@ class TcpStream:
         self.ooo: dict[int, tuple[bytes, int]] | None = None  # seq → (payload, arrival time), ahead of a hole
         self.ooo_bytes = 0
         self.hole_ns = -1  # packet time when the current hole was first noticed (or last made progress)
-        self.acked = -1  # highest sequence number the peer acknowledged beyond next_seq (tail loss), or -1
+        # highest sequence number the peer acknowledged beyond next_seq (tail loss), or -1; before this
+        # direction's first segment (joined mid-stream), the peer's last acknowledgement: where it starts
+        self.acked = -1
         self.packets = 0
         self.bytes = 0
         self.retrans = 0
@@ -221,6 +227,19 @@ def _rearm(st: TcpStream, ts: int) -> None:
     else:
         st.hole_ns = -1
         st.acked = -1
+
+
+def _start(st: TcpStream, seq: int) -> int:
+    """The first data of a direction joined mid-stream: where does its stream go on from?
+
+    From the peer's ACK when one was seen and this segment is a little ahead of it (the receiver still
+    waits for the bytes between: a capture may show them after this segment); otherwise from here.
+    """
+    hint = st.acked
+    st.acked = -1
+    nxt = hint if hint >= 0 and 0 < (seq - hint) & MASK <= MAX_OOO_BYTES else seq
+    st.next_seq = nxt
+    return nxt
 
 
 def _ip(packed: bytes) -> str:
@@ -329,31 +348,36 @@ class FlowTable:
             seq = (seq + 1) & MASK
             if st.next_seq < 0:
                 st.next_seq = seq
+                st.acked = -1
         if flags & ACK:
             peer = flow.streams[d ^ 1]
             pn = peer.next_seq
             if pn >= 0:
                 ahead = (seg.ack - pn) & MASK
-                if 0 < ahead < HALF and self._acked_hole(flow, d ^ 1, peer, seg.ack, ts, n > 0):
-                    # the other side's bytes up to the ACK were delivered or declared lost; its bytes beyond
-                    # it may answer this segment: this segment first (its ACK now acknowledges nothing
-                    # undelivered, so this does not recurse again), then them
-                    st.packets -= 1
-                    self._tcp_segment(seg)
-                    if flow.handler is not None and peer.ooo:
-                        self._drain(
-                            flow, d ^ 1, peer, ts, floor=peer.hole_ns if 0 <= peer.hole_ns <= ts else ts
-                        )
-                        if peer.fin_seq >= 0 and not peer.eof and peer.next_seq == peer.fin_seq:
-                            self._eof(flow, d ^ 1, peer, ts)
-                    return
-                if flow.handler is None:
-                    return  # that ended the connection
+                if 0 < ahead < HALF:
+                    if self._acked_hole(flow, d ^ 1, peer, seg.ack, ts, n > 0):
+                        # the other side's bytes up to the ACK were delivered or declared lost; its bytes
+                        # beyond it may answer this segment: this segment first (its ACK now acknowledges
+                        # nothing undelivered, so this does not recurse again), then them
+                        st.packets -= 1
+                        self._tcp_segment(seg)
+                        if flow.handler is not None and peer.ooo:
+                            at = peer.hole_ns if 0 <= peer.hole_ns <= ts else ts
+                            self._drain(flow, d ^ 1, peer, ts, floor=at)
+                            if peer.fin_seq >= 0 and not peer.eof and peer.next_seq == peer.fin_seq:
+                                self._eof(flow, d ^ 1, peer, ts)
+                        return
+                    if flow.handler is None:
+                        return  # that ended the connection
+            else:
+                # nothing of the other side seen yet (joined mid-stream): its stream goes on from where
+                # this side's ACK points
+                peer.acked = seg.ack
         if n:
             st.bytes += n
             nxt = st.next_seq
             if nxt < 0:
-                st.next_seq = nxt = seq
+                nxt = _start(st, seq)
             off = (seq - nxt) & MASK
             if off == 0:
                 st.next_seq = (seq + n) & MASK
@@ -601,6 +625,7 @@ class FlowTable:
         st.fin_seq = fin_seq
         if st.next_seq < 0:
             st.next_seq = fin_seq  # nothing of this direction was seen: it ends here
+            st.acked = -1
         elif fin_seq != st.next_seq and st.hole_ns < 0:
             st.hole_ns = ts  # bytes before the FIN are missing: start the hole clock
 
