@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
-from packetd.protocols.registry import REGISTRY  # noqa: E402
+from packetd.protocols.registry import REGISTRY
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "deploy", "grafana", "packetd.json")
 DS = {"type": "prometheus", "uid": "${datasource}"}
