@@ -244,8 +244,11 @@ class _PcapngParser:
                 self._corrupt(warn, base + off, "the trailing length differs from the leading one")
                 return
             if btype == 6:  # enhanced packet block
+                if blen < _MIN_EPB:
+                    self._corrupt(warn, base + off, f"packet block of {blen} bytes")
+                    return
                 iface, hi, lo, caplen = epb(mv, off + 8)
-                if blen < _MIN_EPB or iface >= len(interfaces) or caplen > blen - _MIN_EPB:
+                if iface >= len(interfaces) or caplen > blen - _MIN_EPB:
                     self._corrupt(warn, base + off, f"packet block for interface {iface}, {caplen} bytes")
                     return
                 itf = interfaces[iface]
@@ -259,8 +262,11 @@ class _PcapngParser:
                 caplen = min(u32(mv, off + 8)[0], itf.snaplen, blen - _MIN_SPB)
                 yield self.last_ts, itf.linktype, mv[off + 12 : off + 12 + caplen]
             elif btype == 2:  # obsolete packet block
+                if blen < _MIN_OPB:
+                    self._corrupt(warn, base + off, f"packet block of {blen} bytes")
+                    return
                 iface, _drops, hi, lo, caplen = _NG_OPB[order].unpack_from(mv, off + 8)
-                if blen < _MIN_OPB or iface >= len(interfaces) or caplen > blen - _MIN_OPB:
+                if iface >= len(interfaces) or caplen > blen - _MIN_OPB:
                     self._corrupt(warn, base + off, f"packet block for interface {iface}, {caplen} bytes")
                     return
                 itf = interfaces[iface]
@@ -388,8 +394,10 @@ class CaptureFile:
             self._released = aligned
 
     def __iter__(self) -> Iterator[Frame]:
-        parser = self._parser
         if self._mm is not None:
+            # a mapped file can be read again: start afresh, so a second pass gives the same frames
+            parser = self._parser = _parser_for(self._head, self.name)
+            self.warnings.clear()
             mv = memoryview(self._mm)
             self._released = 0
             release = self._release if RELEASE_EVERY and _MADV_DONTNEED is not None else None
