@@ -387,3 +387,23 @@ def test_finish_ends_everything_once() -> None:
     assert [r.events[-3:] for r in h.handlers] == [[("eof", 0), ("eof", 1), ("close",)]] * 2
     assert h.table.flows() == []
     assert h.stats("active") == {"active": 0}
+
+
+def test_rules_reload_ends_flows_it_changes_and_their_tuples_start_afresh() -> None:
+    c = Conn()
+    h = Harness().feed(*c.handshake(T0), c.data(T0 + 10, 0, 0, b"req"))
+    h.table.set_rules([("other", "tcp", frozenset({80}), None)])
+    assert h.handlers[0].script() == [("data", 0, b"req"), ("eof", 0), ("eof", 1), ("close",)]
+    h.feed(c.data(T0 + 11, 0, 3, b"more"))  # not a late segment of a closed connection: joined anew
+    assert [(r.protocol, r.midstream, r.script()) for r in h.handlers[1:]] == [
+        ("other", True, [("data", 0, b"more")])
+    ]
+    assert h.nonzero() == {"created": 2, "midstream": 1, "closed": 1}
+
+
+def test_rules_reload_keeps_flows_it_does_not_change() -> None:
+    c = Conn()
+    h = Harness().feed(*c.handshake(T0), c.data(T0 + 10, 0, 0, b"req"))
+    h.table.set_rules([("http", "tcp", frozenset({80, 8080}), None)])
+    h.feed(c.data(T0 + 11, 0, 3, b"more"))
+    assert h.only.script() == [("data", 0, b"reqmore")]

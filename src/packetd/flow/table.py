@@ -341,7 +341,7 @@ class FlowTable:
             ):
                 # a new connection on a reused tuple (the old one ended unseen), or a connection joined
                 # mid-stream whose start we now see: begin afresh so the SYN decides the roles
-                self._end(flow, ts, "closed")
+                self._end(flow, ts, "closed", linger=True)
                 self._tcp_segment(seg)
                 return
             st.syn_seq = seq
@@ -404,7 +404,7 @@ class FlowTable:
                         self._drain(flow, d, st, ts)
         if flags & (FIN | RST):
             if flags & RST:
-                self._end(flow, ts, "closed")
+                self._end(flow, ts, "closed", linger=True)
                 return
             if not st.eof:
                 self._fin(st, (seq + n) & MASK, ts)
@@ -640,11 +640,13 @@ class FlowTable:
             self._remove(flow, ts, linger=True, reason="closed")
             self.stats.closed += 1
 
-    def _end(self, flow: Flow, ts: int, reason: str) -> None:
-        """The connection ends now (RST, expiry, eviction, end of capture): flush holes, EOF, close.
+    def _end(self, flow: Flow, ts: int, reason: str, linger: bool = False) -> None:
+        """The connection ends now (RST, expiry, eviction, a rules reload, end of capture): flush holes, EOF,
+        close.
 
         `reason` names the FlowStats counter to increment ("closed", "expired", "evicted"; "" for none).
-        Only a connection that was closed ("closed") lingers to swallow late segments.
+        `linger`: it was closed on the wire (RST, or a new SYN on its tuple): its tuple swallows late
+        segments for CLOSED_LINGER_NS. Expired, evicted and reloaded flows were alive: no linger.
         """
         for d, st in enumerate(flow.streams):
             if st.eof:
@@ -655,7 +657,7 @@ class FlowTable:
             if flow.handler is not None:
                 flow.handler.eof(d, ts)
         if flow.id in self._flows:
-            self._remove(flow, ts, linger=reason == "closed", reason=reason)
+            self._remove(flow, ts, linger=linger, reason=reason)
             if reason:
                 setattr(self.stats, reason, getattr(self.stats, reason) + 1)
 
