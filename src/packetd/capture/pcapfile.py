@@ -144,9 +144,10 @@ class _PcapParser:
             return
         self.need = 16 + incl if off <= last else 16
         if final and off < end:
+            what = f"a record of {self.need} bytes" if off <= last else "a record header"
             warn.append(
                 f"{self.name}: truncated pcap record at offset {base + off}: the file ends "
-                f"{end - off} bytes into a record of {self.need} bytes; stopped there"
+                f"{end - off} bytes into {what}; stopped there"
             )
 
 
@@ -252,7 +253,9 @@ class _PcapngParser:
                     self._corrupt(warn, base + off, f"packet block for interface {iface}, {caplen} bytes")
                     return
                 itf = interfaces[iface]
-                ts = self.last_ts = itf.ts_ns(hi << 32 | lo)
+                mul = itf.mul  # the common resolutions (µs, ns) inline; the others call ts_ns
+                ts = (hi << 32 | lo) * mul + itf.offset_ns if mul else itf.ts_ns(hi << 32 | lo)
+                self.last_ts = ts
                 yield ts, itf.linktype, mv[off + 28 : off + 28 + caplen]
             elif btype == 3:  # simple packet block: interface 0, no timestamp
                 if blen < _MIN_SPB or not interfaces:
@@ -288,9 +291,10 @@ class _PcapngParser:
             self.need = 12
         self.offset = off
         if final and off < end:
+            what = "a block header" if off + 12 > end else f"a block of {self.need} bytes"
             warn.append(
                 f"{self.name}: truncated pcapng block at offset {base + off}: the file ends "
-                f"{end - off} bytes into a block of {self.need} bytes; stopped there"
+                f"{end - off} bytes into {what}; stopped there"
             )
 
     def _interface(self, mv: memoryview, off: int, blen: int) -> _Interface:
