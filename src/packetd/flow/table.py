@@ -556,6 +556,11 @@ class FlowTable:
         """
         nxt = st.next_seq
         ooo = st.ooo
+        if ooo and nxt >= 0 and any((nxt - s) & MASK < HALF for s in ooo):
+            # contiguous data held back behind an answer (`_acked_hole`) goes first
+            self._drain(flow, d, st, ts, floor=st.hole_ns if 0 <= st.hole_ns <= ts else ts)
+            nxt = st.next_seq
+            ooo = st.ooo
         target = -1
         if ooo:
             target = min(ooo, key=lambda s: (s - nxt) & MASK)
