@@ -231,12 +231,15 @@ def _rearm(st: TcpStream, ts: int) -> None:
         st.acked = -1
 
 
-def _start(st: TcpStream, seq: int) -> int:
+def _start(st: TcpStream, seq: int, n: int) -> int:
     """The first data of a direction joined mid-stream: where does its stream go on from?
 
     From the peer's ACK when one was seen and this segment is a little ahead of it (the receiver still
-    waits for the bytes between: a capture may show them after this segment); otherwise from here.
+    waits for the bytes between: a capture may show them after this segment); otherwise from here. After
+    the direction's FIN, nowhere: the segment is placed behind (a duplicate, dropped).
     """
+    if st.eof:
+        return (seq + n) & MASK
     hint = st.acked
     st.acked = -1
     nxt = hint if hint >= 0 and 0 < (seq - hint) & MASK <= MAX_OOO_BYTES else seq
@@ -379,7 +382,7 @@ class FlowTable:
             st.bytes += n
             nxt = st.next_seq
             if nxt < 0:
-                nxt = _start(st, seq)
+                nxt = _start(st, seq, n)
             off = (seq - nxt) & MASK
             if off == 0:
                 st.next_seq = (seq + n) & MASK
@@ -638,9 +641,13 @@ class FlowTable:
 
     def _eof(self, flow: Flow, d: int, st: TcpStream, ts: int) -> None:
         st.eof = True
-        st.next_seq = (st.fin_seq + 1) & MASK  # the FIN's own sequence number: its ACK is not a hole
+        # nothing more of this direction is delivered (_start drops it), and no ACK of it is a hole (the
+        # ACK of the FIN acknowledges the FIN's own sequence number)
+        st.next_seq = -1
         st.hole_ns = -1
         st.acked = -1
+        st.ooo = None
+        st.ooo_bytes = 0
         if flow.handler is not None:
             flow.handler.eof(d, ts)
         if flow.streams[d ^ 1].eof and flow.id in self._flows:
