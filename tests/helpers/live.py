@@ -92,7 +92,9 @@ class Capture:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             _, err = self.proc.communicate()
-            raise AssertionError(f"packetd watch did not stop within 60 s of SIGINT; stderr: {(self.stderr + err).decode(errors='replace')[-3000:]}") from None
+            raise AssertionError(
+                f"packetd watch did not stop within 60 s of SIGINT; stderr: {(self.stderr + err).decode(errors='replace')[-3000:]}"
+            ) from None
         self.stderr += err
         with open(self.err_path, "wb") as f:
             f.write(self.stderr)
