@@ -31,8 +31,9 @@ time; or the connection ends. Data delivered after a hole was declared lost keep
 receiver had it then); data behind a hole filled by a retransmission is delivered when the retransmission
 arrives (it was readable no earlier).
 
-A FIN ends a direction once every byte before it was delivered or declared lost (its sequence number is
-then consumed: the ACK of the FIN is not a hole, a repeated FIN is a duplicate); RST ends both at once.
+A FIN ends a direction once every byte before it was delivered or declared lost; nothing of that direction
+is delivered after it (later data is a counted duplicate), and the ACK of the FIN (which acknowledges the
+FIN's own sequence number) is not a hole. RST ends both directions at once.
 
 A SYN on a known tuple starts a new connection unless it repeats the SYN already seen there; a SYN without
 ACK on a connection joined mid-stream always does (the roles guessed from the ports may have been wrong, or
