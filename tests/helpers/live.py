@@ -63,6 +63,13 @@ def _wait_stderr(proc: subprocess.Popen[bytes], needle: bytes, timeout: float = 
     return seen
 
 
+# `packetd watch`, with a traceback of every thread dumped to stderr on SIGUSR1 (a stuck test says where)
+WATCH_WITH_TRACEBACKS = (
+    "import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+    "sys.argv[0] = 'packetd'; from packetd.cli import main; main()"
+)
+
+
 class Capture:
     """`packetd watch` live on loopback, plus `tcpdump -i lo -w` of the same traffic."""
 
@@ -79,7 +86,7 @@ class Capture:
             )  # fmt: skip
             _wait_stderr(self.tcpdump, b"listening on")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "packetd", "watch", "--format", "json", *args],
+            [sys.executable, "-c", WATCH_WITH_TRACEBACKS, "watch", "--format", "json", *args],
             stdout=self._out, stderr=subprocess.PIPE, cwd=ROOT,
         )  # fmt: skip
         self.stderr = _wait_stderr(self.proc, b"capturing on")
@@ -90,6 +97,10 @@ class Capture:
         try:
             _, err = self.proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
+            self.proc.send_signal(
+                signal.SIGUSR1
+            )  # where is it stuck? (faulthandler, see WATCH_WITH_TRACEBACKS)
+            time.sleep(1)
             self.proc.kill()
             _, err = self.proc.communicate()
             raise AssertionError(
