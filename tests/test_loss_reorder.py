@@ -41,8 +41,6 @@ from tests.helpers.lossy import (
 
 ROWS = {row.name: row for row in manifest("http1")}
 NAMES = sorted(ROWS)
-# the captures the decoder cannot yet resynchronise in after some losses (see the xfail reason below)
-RESYNC_XFAIL = {"zeek_zeek__bro.org.pcap", "zeek_zeek__pipelined-requests.pcap"}
 
 
 @dataclass(frozen=True)
@@ -280,21 +278,7 @@ def damaged_message_end(orig: Original, s: Seg) -> int:
     return s.ts_ns
 
 
-def resync_marks(name: str) -> list[pytest.MarkDecorator]:
-    if name not in RESYNC_XFAIL:
-        return []
-    return [
-        pytest.mark.xfail(
-            strict=True,
-            reason="Http1Decoder bug: after a gap, a start line that begins a segment right after body bytes "
-            "not ending in a newline is never found (_on_unsynced prepends the kept tail, and the pattern "
-            "requires ^ or \\n before the start line), so the side never resynchronises; see "
-            "test_decoder_resyncs_on_a_start_line_after_a_body_without_newline",
-        )
-    ]
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=resync_marks(n)) for n in NAMES])
+@pytest.mark.parametrize("name", NAMES)
 def test_removed_segment_flags_what_changed_and_decoding_resynchronises(name: str, tmp_path: object) -> None:
     orig = original(name)
     path = os.path.join(str(tmp_path), "lossy.pcap")
@@ -327,14 +311,8 @@ def test_removed_segment_flags_what_changed_and_decoding_resynchronises(name: st
                 assert after[pairing(r)] > 0, f"{where}: {r.operation} {r.request.to_json()['target']} lost"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Http1Decoder._on_unsynced: the kept tail of unsynced bytes is prepended to the next segment, and "
-    "_STATUS_LINE/_REQUEST_LINE need ^ or \\n before a start line: one that begins a segment right after "
-    "a body not ending in a newline is never found",
-)
 def test_decoder_resyncs_on_a_start_line_after_a_body_without_newline() -> None:
-    """The minimal case behind the xfail above, at the decoder: the second response is never found."""
+    """After a gap, a start line that begins a segment right after bytes not ending a line is found."""
     from packetd.protocols.base import Direction
     from packetd.protocols.http1.decoder import Http1Decoder
     from packetd.protocols.http1.messages import Response

@@ -75,6 +75,9 @@ _VERSIONS = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/1.0": "HTTP/1.0"}
 # inside bodies.
 _REQUEST_LINE = re.compile(rb"(?:^|\n)([A-Z][A-Z_-]{0,31} [^\s]{1,8000} HTTP/1\.[01]\r?\n)")
 _STATUS_LINE = re.compile(rb"(?:^|\n)(HTTP/1\.[01] [1-5]\d\d(?: [^\r\n]*)?\r?\n)")
+# the same, anchored where a new segment begins: after a gap, a segment often starts a message
+_REQUEST_AT = re.compile(rb"[A-Z][A-Z_-]{0,31} [^\s]{1,8000} HTTP/1\.[01]\r?\n")
+_STATUS_AT = re.compile(rb"HTTP/1\.[01] [1-5]\d\d(?: [^\r\n]*)?\r?\n")
 _TEXTUAL = (b"text/", b"json", b"xml", b"x-www-form-urlencoded", b"javascript", b"graphql")
 
 
@@ -344,16 +347,19 @@ class Http1Decoder:
 
     def _on_unsynced(self, side: _Side, data: memoryview, pos: int, ts: int, out: list[Message]) -> int:
         """Search for the next start line of this side's kind; keep a tail that may still become one."""
+        boundary = len(side.buf)  # where this segment's bytes begin in `chunk`
         chunk = bytes(side.buf) + data[pos:].tobytes() if side.buf else data[pos:].tobytes()
         side.buf.clear()
         start = -1
         if side.is_request and H2_PREFACE.startswith(chunk[:24]):
             start = 0
+        elif boundary and (_REQUEST_AT if side.is_request else _STATUS_AT).match(chunk, boundary):
+            start = boundary  # a message starting the segment, after bytes that did not end a line
         else:
             m = (_REQUEST_LINE if side.is_request else _STATUS_LINE).search(chunk)
             if m is not None:
                 start = m.start(1)
-            elif not self._produced:
+            elif self._can_swap():
                 m = (_STATUS_LINE if side.is_request else _REQUEST_LINE).search(chunk)
                 if m is not None:
                     self._swap_roles(out)
@@ -394,15 +400,19 @@ class Http1Decoder:
         if eol < 0 and len(chunk) > MAX_START_LINE:
             raise DecodeError("start line too long")
         if bytes(line[:5]) == b"HTTP/"[: len(line[:5])]:
-            if side.is_request and self._produced:
+            if side.is_request and not self._can_swap():
                 raise DecodeError("bad request line")
             return  # a status line (a response where a request was expected is handled when complete)
         sp = line.find(b" ")
         token = line if sp < 0 else line[:sp]
         if token.translate(None, _TCHAR) or (sp < 0 and eol >= 0):
             raise DecodeError("bad request line" if side.is_request else "bad status line")
-        if not side.is_request and self._produced:
+        if not side.is_request and not self._can_swap():
             raise DecodeError("bad status line")
+
+    def _can_swap(self) -> bool:
+        """Roles may be corrected only before anything was framed: no message emitted, none in progress."""
+        return not self._produced and all(s.state is State.HEAD for s in self._sides)
 
     def _swap_roles(self, out: list[Message]) -> None:
         for s in self._sides:
@@ -419,7 +429,7 @@ class Http1Decoder:
             eol = head.index(b"\r\n")
         line = head[:eol]
         block = head[eol:-2]  # b"\r\nName: v\r\n...\r\n": every field line starts with CRLF
-        if not self._produced and side.is_request == line.startswith(b"HTTP/"):
+        if side.is_request == line.startswith(b"HTTP/") and self._can_swap():
             self._swap_roles(out)  # the guessed roles were wrong: this side sends the other kind
         side.wire = wire
         side.body_bytes = 0
