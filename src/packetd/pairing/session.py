@@ -33,6 +33,7 @@ from packetd.protocols.base import (
     HandOver,
     Kind,
     Message,
+    NoAnswer,
     Role,
     StopDecoding,
     SwapRoles,
@@ -245,6 +246,8 @@ class Session:
         if isinstance(m, SyncLost):
             self._stats.sync_lost += 1
             self._matcher.sync_lost(m.direction)
+        elif isinstance(m, NoAnswer):
+            self._matcher.no_answer(m.key)
         elif isinstance(m, SwapRoles):
             self._client, self._server = self._server, self._client
             self._flip ^= 1
@@ -309,5 +312,10 @@ class Session:
     def _emit(self, kind: str, request: Message | None, response: Message | None, flags: int) -> None:
         flags |= self._flags | self._first_flags
         self._first_flags = 0
-        self._stats.records[kind] += 1
-        self._sink(Roundtrip(self._spec.name, kind, self._client, self._server, request, response, flags))
+        msg = request if request is not None else response
+        name = msg.PROTOCOL if msg is not None and msg.PROTOCOL else self._spec.name
+        if name == self._spec.name:
+            self._stats.records[kind] += 1
+        else:  # the message decided the protocol (an HTTP/2 connection carrying gRPC)
+            self._stats_for(name).records[kind] += 1
+        self._sink(Roundtrip(name, kind, self._client, self._server, request, response, flags))

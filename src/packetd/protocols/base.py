@@ -107,6 +107,9 @@ class Message:
     """Base of every protocol message: first and last byte times, wire size, quality flags."""
 
     ROLE: ClassVar[Role] = Role.REQUEST
+    # the record's protocol when the message decides it (one decoder serving HTTP/2 and gRPC: the stream's
+    # content-type decides); "" — the protocol of the rule that matched the connection
+    PROTOCOL: ClassVar[str] = ""
     start_ns: int
     end_ns: int
     size: int  # bytes on the wire, headers included
@@ -161,6 +164,15 @@ class StopDecoding(Message):
     ROLE: ClassVar[Role] = Role.CONTROL
     reason: str
     encrypted: bool = False
+
+
+@value
+class NoAnswer(Message):
+    """The request paired under `key` will never be answered (HTTP/2 RST_STREAM, GOAWAY): record it now
+    as `unanswered` instead of holding it until the connection closes."""
+
+    ROLE: ClassVar[Role] = Role.CONTROL
+    key: object
 
 
 @value
