@@ -37,7 +37,11 @@ def main() -> None:
     try:
         c = http.client.HTTPConnection("127.0.0.1", nginx.port)
         for path in ["/index.txt", "/teapot", "/missing", "/boom", "/empty", "/index.txt?page=2"]:
-            c.request("GET", path, headers={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+            c.request(
+                "GET",
+                path,
+                headers={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+            )
             c.getresponse().read()
         c.close()
         s = http.client.HTTPConnection("127.0.0.1", special.port)

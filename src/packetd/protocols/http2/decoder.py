@@ -57,6 +57,7 @@ import base64
 import struct
 from collections.abc import Callable, Sequence
 from enum import IntEnum
+
 import hpack
 from hpack.table import HeaderTable
 
@@ -96,11 +97,15 @@ MAX_CONTROL_PAYLOAD = 4096  # bytes kept of a control frame (GOAWAY debug data b
 # nghttp2 100, Go net/http 250); the oldest stream is evicted past this (its request flagged truncated).
 MAX_STREAMS = 1024
 MAX_RESYNC_SCAN = 64 * 1024  # offsets tried for a frame boundary per segment while joining mid-connection
-MAX_RESYNC_SKIP = 16 * 1024 * 1024  # bytes skipped looking for a frame boundary before giving up (DecodeError)
+MAX_RESYNC_SKIP = (
+    16 * 1024 * 1024
+)  # bytes skipped looking for a frame boundary before giving up (DecodeError)
 MAX_INTERIM = 8  # 1xx responses kept per stream
 
 # frame types
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
+    range(10)
+)
 # flags
 END_STREAM, ACK, END_HEADERS, PADDED, PRIO = 0x1, 0x1, 0x4, 0x8, 0x20
 SETTINGS_HEADER_TABLE_SIZE = 0x1
@@ -134,7 +139,7 @@ class State(IntEnum):
     UNSYNCED = 5
 
 
-class _TolerantTable(HeaderTable):  # type: ignore[misc]
+class _TolerantTable(HeaderTable):
     """An HPACK table whose older entries may be unknown (the capture joined after they were inserted).
 
     While `unknown` is set, a dynamic index past the entries we saw inserted resolves to a placeholder and
@@ -148,7 +153,7 @@ class _TolerantTable(HeaderTable):  # type: ignore[misc]
 
     def get_by_index(self, index: int) -> tuple[bytes, bytes]:
         try:
-            return super().get_by_index(index)  # type: ignore[no-any-return]
+            return super().get_by_index(index)
         except hpack.InvalidTableIndex:
             if not self.unknown or index <= HeaderTable.STATIC_TABLE_LENGTH:
                 raise
@@ -232,9 +237,9 @@ class _Side:
         "buf",
         "data_left",
         "eof",
-        "fresh",
         "fflags",
         "flen",
+        "fresh",
         "fsid",
         "fstart",
         "ftype",
@@ -358,7 +363,7 @@ class Http2Decoder:
         side = self._sides[direction]
         side.eof = True
         out: list[Message] = []
-        if not side.is_client or self._sides[0].eof and self._sides[1].eof:
+        if not side.is_client or (self._sides[0].eof and self._sides[1].eof):
             # the server is gone: no stream can be answered any more
             for st in list(self._streams.values()):
                 self._finish(st, ts_ns, out, truncated=True)
@@ -393,7 +398,7 @@ class Http2Decoder:
         else:
             buf += data[pos:]
             return n
-        length = lt >> 8
+        length: int = lt >> 8
         ftype = lt & 0xFF
         sid &= 0x7FFFFFFF
         side.fstart = ts
@@ -908,7 +913,11 @@ class Http2Decoder:
                 settings = v
             fields.append((lname, v))
         h.headers = tuple(fields)
-        h.pseudo = {b":method": up.method.encode("latin-1"), b":scheme": b"http", b":path": up.target.encode()}
+        h.pseudo = {
+            b":method": up.method.encode("latin-1"),
+            b":scheme": b"http",
+            b":path": up.target.encode(),
+        }
         if up.host is not None:
             h.pseudo[b":authority"] = up.host.encode()
         h.grpc = _ctype_grpc(h.headers) is True
@@ -966,7 +975,7 @@ def _plausible(chunk: bytes, o: int) -> int:
         return -2
     lt, flags, sid = _HDR.unpack_from(chunk, o)
     ftype = lt & 0xFF
-    length = lt >> 8
+    length: int = lt >> 8
     if ftype > CONTINUATION or sid & 0x80000000 or flags & ~_FLAG_MASK[ftype] & 0xFF:
         return -1
     on_zero = _ON_ZERO[ftype]
