@@ -617,8 +617,6 @@ class Http2Decoder:
             raise DecodeError("hpack", str(exc)[:80]) from None
         except (ValueError, IndexError) as exc:  # malformed integer/huffman data the library did not wrap
             raise DecodeError("hpack", str(exc)[:80]) from None
-        if table.maxsize > MAX_HPACK_TABLE:
-            raise DecodeError("hpack table too large")
         pseudo: dict[bytes, bytes] = {}
         regular: list[tuple[bytes, bytes]] = []
         sensitive: list[bytes] = []
