@@ -789,3 +789,30 @@ def test_settings_header_table_size_is_honoured() -> None:
         else:
             with pytest.raises(DecodeError):
                 feed(decoder(), steps)
+
+
+def test_identical_block_bytes_decode_by_the_current_dynamic_table() -> None:
+    """Decoded blocks are reused only while the dynamic table is unchanged (MAX_BLOCK_CACHE)."""
+    # RFC 7541 §6.2.1 literal with incremental indexing, new name: 0x40, name, value (no Huffman)
+    insert_a = b"\x40\x03x-a\x01A"
+    insert_b = b"\x40\x03x-b\x01B"
+    same = b"\x82\x86\x84\xbe"  # :method GET, :scheme http, :path /, dynamic index 62 (the newest entry)
+    wire = (
+        PREFACE
+        + frame(HEADERS, END_HEADERS | END_STREAM, 1, b"\x82\x86\x84" + insert_a)
+        + frame(HEADERS, END_HEADERS | END_STREAM, 3, same)  # index 62 = x-a: A
+        + frame(HEADERS, END_HEADERS | END_STREAM, 5, same)  # again, from the cache
+        + frame(HEADERS, END_HEADERS | END_STREAM, 7, b"\x82\x86\x84" + insert_b)
+        + frame(HEADERS, END_HEADERS | END_STREAM, 9, same)  # same bytes, now index 62 = x-b: B
+    )
+    d = decoder()
+    feed(d, [(C2S, wire)])
+    out = d.receive_eof(S2C, 100)
+    got = {m.stream_id: m.headers for m in out if isinstance(m, Http2Request)}
+    assert got == {
+        1: ((b"x-a", b"A"),),
+        3: ((b"x-a", b"A"),),
+        5: ((b"x-a", b"A"),),
+        7: ((b"x-b", b"B"),),
+        9: ((b"x-b", b"B"),),
+    }

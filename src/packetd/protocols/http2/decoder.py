@@ -101,6 +101,11 @@ MAX_RESYNC_SKIP = (
     16 * 1024 * 1024
 )  # bytes skipped looking for a frame boundary before giving up (DecodeError)
 MAX_INTERIM = 8  # 1xx responses kept per stream
+# Decoded header blocks kept per direction for reuse. In steady state a client and a server send the same
+# block bytes again and again (all indexed: `:method POST`, the path, `grpc-status: 0`); while the dynamic
+# table is unchanged the same bytes decode to the same fields, and pure-Python HPACK decoding is the
+# single largest cost per call. Cleared when full.
+MAX_BLOCK_CACHE = 512
 
 # frame types
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
@@ -150,6 +155,20 @@ class _TolerantTable(HeaderTable):
         super().__init__()
         self.unknown = unknown
         self.misses = 0
+        self.gen = 0  # bumped on every change: a decoded block is reusable while it stays the same
+
+    def add(self, name: bytes, value: bytes) -> None:
+        super().add(name, value)
+        self.gen += 1
+
+    @property
+    def maxsize(self) -> int:
+        return self._maxsize
+
+    @maxsize.setter
+    def maxsize(self, newmax: int) -> None:
+        HeaderTable.maxsize.fset(self, newmax)  # type: ignore[attr-defined]
+        self.gen += 1
 
     def get_by_index(self, index: int) -> tuple[bytes, bytes]:
         try:
@@ -165,6 +184,7 @@ class _TolerantTable(HeaderTable):
         self.dynamic_entries.clear()
         self._current_size = 0
         self.unknown = True
+        self.gen += 1
 
 
 class _Half:
@@ -235,6 +255,7 @@ class _Side:
         "block_sid",
         "block_wire",
         "buf",
+        "cache",
         "data_left",
         "eof",
         "fflags",
@@ -277,6 +298,8 @@ class _Side:
         self.fresh = not synced  # just joined or resynced: a leading CONTINUATION is skipped
         self.pending_table = -1  # SETTINGS_HEADER_TABLE_SIZE this side announced, not yet acknowledged
         self.table = _TolerantTable(unknown=not synced)
+        # block bytes → (table generation, pseudo-headers, regular fields, never-indexed names)
+        self.cache: dict[bytes, tuple[int, dict[bytes, bytes], Fields, tuple[bytes, ...]]] = {}
         self.hpack = hpack.Decoder(max_header_list_size=MAX_HEADER_LIST)
         self.hpack.header_table = self.table
         self.hpack.max_allowed_table_size = 4096 if synced else MAX_HPACK_TABLE
@@ -610,30 +633,15 @@ class Http2Decoder:
 
     def _header_block(self, side: _Side, sid: int, block: bytes, ts: int, out: list[Message]) -> None:
         table = side.table
-        misses = table.misses
-        try:
-            fields = side.hpack.decode(block, raw=True)
-        except hpack.HPACKError as exc:
-            raise DecodeError("hpack", str(exc)[:80]) from None
-        except (ValueError, IndexError) as exc:  # malformed integer/huffman data the library did not wrap
-            raise DecodeError("hpack", str(exc)[:80]) from None
-        pseudo: dict[bytes, bytes] = {}
-        regular: list[tuple[bytes, bytes]] = []
-        sensitive: list[bytes] = []
-        for f in fields:
-            name, val = f[0], f[1]
-            if name[:1] == b":":
-                pseudo[name] = val
-            elif name == _UNKNOWN_NAME:
-                continue
-            else:
-                regular.append((name, val))
-            if type(f) is hpack.NeverIndexedHeaderTuple:
-                sensitive.append(name)
-        lost = table.misses != misses
+        cached = side.cache.get(block)
+        if cached is not None and cached[0] == table.gen:
+            _, pseudo, regular_t, sensitive = cached
+            lost = False
+        else:
+            pseudo, regular_t, sensitive, lost = self._decode_block(side, block)
         promised = side.block_promised
         if promised:
-            self._promise(side, promised, pseudo, tuple(regular), ts, lost, out)
+            self._promise(side, promised, pseudo, regular_t, ts, lost, out)
             return
         is_client = side.is_client
         if not self._produced and self._wrong_roles(is_client, pseudo):
@@ -656,7 +664,6 @@ class Http2Decoder:
             half.flags |= Flag.MIDSTREAM
         if sensitive:
             half.sensitive = half.sensitive | frozenset(sensitive)
-        regular_t = tuple(regular)
         if half.headers is None and (b":method" in pseudo if is_client else b":status" in pseudo):
             if not is_client:
                 status = pseudo[b":status"]
@@ -681,6 +688,45 @@ class Http2Decoder:
             half.trailers = regular_t if half.trailers is None else half.trailers + regular_t
         if side.block_end:
             self._end_half(st, half, is_client, ts, out)
+
+    @staticmethod
+    def _decode_block(
+        side: _Side, block: bytes
+    ) -> tuple[dict[bytes, bytes], Fields, tuple[bytes, ...], bool]:
+        """HPACK-decode one complete block: (pseudo-headers, regular fields, never-indexed names, lost)."""
+        table = side.table
+        misses = table.misses
+        gen = table.gen
+        try:
+            fields = side.hpack.decode(block, raw=True)
+        except hpack.HPACKError as exc:
+            raise DecodeError("hpack", str(exc)[:80]) from None
+        except (ValueError, IndexError) as exc:  # malformed integer/huffman data the library did not wrap
+            raise DecodeError("hpack", str(exc)[:80]) from None
+        pseudo: dict[bytes, bytes] = {}
+        regular: list[tuple[bytes, bytes]] = []
+        sensitive: list[bytes] = []
+        for f in fields:
+            name, val = f[0], f[1]
+            if name[:1] == b":":
+                pseudo[name] = val
+            elif name == _UNKNOWN_NAME:
+                continue
+            else:
+                regular.append((name, val))
+            if type(f) is hpack.NeverIndexedHeaderTuple:
+                sensitive.append(name)
+        lost = table.misses != misses
+        regular_t = tuple(regular)
+        sensitive_t = tuple(sensitive)
+        if (
+            not lost and table.gen == gen
+        ):  # the block left the table as it was: the same bytes will decode alike
+            cache = side.cache
+            if len(cache) >= MAX_BLOCK_CACHE:
+                cache.clear()
+            cache[block] = (gen, pseudo, regular_t, sensitive_t)
+        return pseudo, regular_t, sensitive_t, lost
 
     def _promise(
         self,
