@@ -34,9 +34,10 @@ OUT = os.path.join(HERE, "out")
 sys.path.insert(0, os.path.join(ROOT, "src"))
 sys.path.insert(0, ROOT)
 
+from tests.helpers.live import free_port, wait_port  # noqa: E402
+
 from packetd.capture.pcapfile import CaptureFile  # noqa: E402
 from packetd.engine import Engine, EngineConfig, Rule  # noqa: E402
-from tests.helpers.live import free_port, wait_port  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:
