@@ -364,8 +364,8 @@ def case_control_and_unknown_frames() -> Case:
             # PRIORITY, WINDOW_UPDATE and the empty DATA count into the stream; unknown frames are skipped
             ("req", "http2", 1, "GET", "/c", len(c1) + len(prio) + len(wu) + len(end), 0, 0, None, None),
             ("resp", "http2", 1, "200", len(s1), 0, 0, None),
-        ]
-        + sent_exp,
+            *sent_exp,
+        ],
     )
 
 
