@@ -13,6 +13,10 @@ messages straight to records, control messages to itself — and turns every pai
 * Hand-over: an HTTP/1.1 `101` (or an HTTP/2 preface on an HTTP port) gives the connection to the protocol
   registered for the upgrade token, with the upgrade request as its first request; when none is
   registered the 101 answers its request and decoding stops (counted).
+* A record's protocol is the rule's, unless its message names another (`Message.PROTOCOL`: one HTTP/2
+  connection carries both `grpc` and `http2` streams); records are counted under the protocol they carry.
+* `NoAnswer(key)`: the decoder knows the request under `key` will never be answered (HTTP/2 RST_STREAM,
+  GOAWAY): the matcher records it `unanswered` at once instead of at connection close.
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ the packet that carried the bytes. Anything malformed raises `DecodeError(reason
 counts it under the protocol and reason, and replaces the decoder with a fresh one that resynchronises on
 the next message start. Any other exception escaping a decoder is a bug.
 
-Control messages (`HandOver`, `StopDecoding`) travel in the same result lists as protocol messages: they
-tell the session to give the connection to another decoder (HTTP/1.1 `101 Switching Protocols`, an HTTP/2
-preface on an HTTP port) or to stop decoding it (TLS negotiated, an unknown upgrade).
+Control messages (`HandOver`, `StopDecoding`, `NoAnswer`, ...) travel in the same result lists as protocol
+messages: they tell the session to give the connection to another decoder (HTTP/1.1 `101 Switching
+Protocols`, an HTTP/2 preface on an HTTP port), to stop decoding it (TLS negotiated, an unknown upgrade), or
+that a request will never be answered (an HTTP/2 stream reset).
 """
 
 from __future__ import annotations
