@@ -816,3 +816,31 @@ def test_identical_block_bytes_decode_by_the_current_dynamic_table() -> None:
         7: ((b"x-b", b"B"),),
         9: ((b"x-b", b"B"),),
     }
+
+
+def test_options_from_the_command_line_and_redaction_by_option() -> None:
+    from packetd.protocols.options import parse_assignments
+
+    opts = parse_assignments(["grpc.redact=X-Secret", "http2.redact=authorization,x-key"])
+    assert opts["grpc"] == Http2Options(redact=frozenset({"x-secret"}))
+    assert opts["http2"] == Http2Options(redact=frozenset({"authorization", "x-key"}))
+    conn = Conn()
+    oc, os_ = _opening(conn)
+    c = conn.headers(True, 1, [*GRPC_REQ, ("x-secret", "hunter2"), ("cookie", "kept-now")], end_stream=True)
+    s = conn.headers(False, 1, [*GRPC_RESP, ("grpc-status", "0")], end_stream=True)
+    req, _ = _records([(C2S, oc + c), (S2C, os_ + s)], options=opts["grpc"])
+    assert req["metadata"]["x-secret"] == ["[REDACTED]"] and req["metadata"]["cookie"] == ["kept-now"]
+
+
+def test_text_lines_name_the_path_for_http2_and_the_method_for_grpc() -> None:
+    from packetd.export.text import TextFormatter
+    from packetd.pairing.roundtrip import Roundtrip
+
+    steps, _, _ = case_get_no_body()
+    req, resp = feed(decoder(), steps)
+    line = TextFormatter(color=False).format(Roundtrip("http2", "roundtrip", ("a", 1), ("b", 2), req, resp))
+    assert " GET /a " in line and " 200 " in line
+    steps, _, _ = case_grpc_trailers_only_not_found()
+    req, resp = feed(decoder(), steps)
+    line = TextFormatter(color=False).format(Roundtrip("grpc", "roundtrip", ("a", 1), ("b", 2), req, resp))
+    assert " pkg.Svc/Do " in line and " NOT_FOUND " in line

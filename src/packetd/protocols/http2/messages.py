@@ -177,6 +177,11 @@ class Http2Request(Message):
     def pair_key(self) -> int:
         return self.stream_id
 
+    @property
+    def target(self) -> str | None:
+        """What a person reads after the method (the text output): the :path."""
+        return self.path
+
     def operation(self) -> str:
         return self.method
 
@@ -267,6 +272,10 @@ class GrpcRequest(Http2Request):
     """A gRPC call's request half (content-type application/grpc)."""
 
     PROTOCOL: ClassVar[str] = "grpc"
+
+    @property
+    def target(self) -> str | None:
+        return None  # the operation already names the service and method
 
     def operation(self) -> str:
         service, method = split_grpc_path(self.path)
