@@ -844,3 +844,15 @@ def test_text_lines_name_the_path_for_http2_and_the_method_for_grpc() -> None:
     req, resp = feed(decoder(), steps)
     line = TextFormatter(color=False).format(Roundtrip("grpc", "roundtrip", ("a", 1), ("b", 2), req, resp))
     assert " pkg.Svc/Do " in line and " NOT_FOUND " in line
+
+
+def test_repeated_trailer_blocks_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(h2, "MAX_TRAILER_FIELDS", 2)
+    conn = Conn()
+    oc, os_ = _opening(conn)
+    c = conn.get(1, "/t")
+    blocks = b"".join(conn.headers(False, 1, [(f"x-t{i}", "v")]) for i in range(4))
+    s = conn.status(1, 200) + blocks + conn.headers(False, 1, [("x-last", "v")], end_stream=True)
+    (req, resp) = feed(decoder(), [(C2S, oc + c), (S2C, os_ + s)])
+    assert isinstance(resp, Http2Response)
+    assert resp.trailers == ((b"x-t0", b"v"), (b"x-t1", b"v")) and resp.flags & Flag.TRUNCATED

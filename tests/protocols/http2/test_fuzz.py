@@ -34,11 +34,15 @@ def _check_bounds(d: Http2Decoder) -> None:
         assert side.table.maxsize <= h2.MAX_HPACK_TABLE
 
 
-def _drive(d: Http2Decoder, pieces: list[tuple[Direction, bytes]]) -> list[Message]:
+def _drive(d: Http2Decoder, pieces: list[tuple[Direction, bytes | int]]) -> list[Message]:
+    """Feed pieces (an int is a capture gap of that many bytes) and both EOFs."""
     out: list[Message] = []
     try:
         for i, (direction, piece) in enumerate(pieces):
-            out.extend(d.receive(direction, memoryview(piece), i))
+            if isinstance(piece, int):
+                out.extend(d.receive_gap(direction, piece, i))
+            else:
+                out.extend(d.receive(direction, memoryview(piece), i))
             _check_bounds(d)
         out.extend(d.receive_eof(Direction.C2S, 10**9))
         out.extend(d.receive_eof(Direction.S2C, 10**9))
@@ -76,7 +80,7 @@ def test_random_frames_give_messages_or_decode_error(
 @given(st.binary(max_size=2000), st.lists(st.integers(0, 4000), max_size=8), st.booleans())
 def test_random_bytes_give_messages_or_decode_error(blob: bytes, cuts: list[int], midstream: bool) -> None:
     d = Http2Decoder(DecoderContext(midstream=midstream))
-    _drive(d, [(Direction.C2S, PREFACE)] + [(Direction(i % 2), p) for i, p in enumerate(_cut(blob, cuts))])
+    _drive(d, [(Direction.C2S, PREFACE), *((Direction(i % 2), p) for i, p in enumerate(_cut(blob, cuts)))])
 
 
 @SETTINGS
@@ -91,6 +95,25 @@ def test_any_segmentation_gives_the_same_messages(name: str, cuts: list[int]) ->
     for i, (direction, p) in enumerate(pieces):
         out.extend(d.receive(direction, memoryview(p), i))
     assert summary(out) == expected[:-2]
+
+
+@SETTINGS
+@given(
+    st.sampled_from(sorted(CASES)),
+    st.lists(st.tuples(st.integers(0, 1), st.integers(0, 10_000), st.integers(1, 500)), max_size=3),
+)
+def test_gaps_anywhere_in_a_real_conversation(name: str, gaps: list[tuple[int, int, int]]) -> None:
+    """Bytes lost anywhere: never an exception other than DecodeError, bounds kept."""
+    steps, _, _ = CASES[name]()
+    pieces: list[tuple[Direction, bytes | int]] = []
+    for direction, blob in steps:
+        for side, at, n in gaps:
+            if side == direction and blob:
+                at %= len(blob)
+                pieces += [(direction, blob[:at]), (direction, min(n, len(blob) - at))]
+                blob = blob[at + n :]
+        pieces.append((direction, blob))
+    _drive(Http2Decoder(), [(d, p) for d, p in pieces if p])
 
 
 @SETTINGS

@@ -101,6 +101,9 @@ MAX_RESYNC_SKIP = (
     16 * 1024 * 1024
 )  # bytes skipped looking for a frame boundary before giving up (DecodeError)
 MAX_INTERIM = 8  # 1xx responses kept per stream
+# Trailer fields kept per stream half. One trailer block is the protocol; more blocks (malformed, RFC 9113
+# §8.1) are appended up to this many fields, then dropped and the message flagged truncated.
+MAX_TRAILER_FIELDS = 256
 # Decoded header blocks kept per direction for reuse. In steady state a client and a server send the same
 # block bytes again and again (all indexed: `:method POST`, the path, `grpc-status: 0`); while the dynamic
 # table is unchanged the same bytes decode to the same fields, and pure-Python HPACK decoding is the
@@ -684,8 +687,12 @@ class Http2Decoder:
             # never saw; keep it as the headers (the message is flagged midstream)
             half.headers = regular_t
             half.flags |= Flag.MIDSTREAM
+        elif half.trailers is None:
+            half.trailers = regular_t
+        elif len(half.trailers) + len(regular_t) <= MAX_TRAILER_FIELDS:
+            half.trailers += regular_t
         else:
-            half.trailers = regular_t if half.trailers is None else half.trailers + regular_t
+            half.flags |= Flag.TRUNCATED
         if side.block_end:
             self._end_half(st, half, is_client, ts, out)
 
