@@ -853,6 +853,6 @@ def test_repeated_trailer_blocks_are_bounded(monkeypatch: pytest.MonkeyPatch) ->
     c = conn.get(1, "/t")
     blocks = b"".join(conn.headers(False, 1, [(f"x-t{i}", "v")]) for i in range(4))
     s = conn.status(1, 200) + blocks + conn.headers(False, 1, [("x-last", "v")], end_stream=True)
-    (req, resp) = feed(decoder(), [(C2S, oc + c), (S2C, os_ + s)])
+    (_req, resp) = feed(decoder(), [(C2S, oc + c), (S2C, os_ + s)])
     assert isinstance(resp, Http2Response)
     assert resp.trailers == ((b"x-t0", b"v"), (b"x-t1", b"v")) and resp.flags & Flag.TRUNCATED

@@ -106,13 +106,14 @@ def test_gaps_anywhere_in_a_real_conversation(name: str, gaps: list[tuple[int, i
     """Bytes lost anywhere: never an exception other than DecodeError, bounds kept."""
     steps, _, _ = CASES[name]()
     pieces: list[tuple[Direction, bytes | int]] = []
-    for direction, blob in steps:
-        for side, at, n in gaps:
-            if side == direction and blob:
-                at %= len(blob)
-                pieces += [(direction, blob[:at]), (direction, min(n, len(blob) - at))]
-                blob = blob[at + n :]
-        pieces.append((direction, blob))
+    for direction, whole in steps:
+        rest = whole
+        for side, offset, n in gaps:
+            if side == direction and rest:
+                at = offset % len(rest)
+                pieces += [(direction, rest[:at]), (direction, min(n, len(rest) - at))]
+                rest = rest[at + n :]
+        pieces.append((direction, rest))
     _drive(Http2Decoder(), [(d, p) for d, p in pieces if p])
 
 
