@@ -16,8 +16,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from tests.helpers.live import Nginx, free_port  # noqa: E402
-from tests.helpers.special_server import SpecialServer  # noqa: E402
+from tests.helpers.live import Nginx, free_port
+from tests.helpers.special_server import SpecialServer
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "samples", "http-sample.pcapng")
 

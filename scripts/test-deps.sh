@@ -1,9 +1,10 @@
 #!/bin/sh
 # System packages the test suite talks to: tshark (the independent oracle for golden tests), tcpdump (the
-# replay comparison), nginx and curl (live HTTP tests), nghttpd/nghttp/h2load (live HTTP/2 tests and the
-# gRPC/HTTP/2 load bench), libpcap. Installed once; CI runs on a clean machine.
+# replay comparison), nginx and curl (live HTTP tests), nghttpd/nghttp/h2load (live HTTP/2 tests and the gRPC
+# bench), prometheus (the agent's end-to-end tests), openssl (test certificates), libpcap. Installed once; CI
+# runs on a clean machine.
 set -eu
-pkgs="tshark tcpdump nginx-light curl nghttp2-server nghttp2-client libpcap0.8 iproute2 procps"
+pkgs="tshark tcpdump nginx-light curl nghttp2-server nghttp2-client libpcap0.8 iproute2 procps openssl prometheus"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -18,6 +19,10 @@ export DEBIAN_FRONTEND=noninteractive
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends $missing >/dev/null
-# Debian starts nginx on port 80 when it is installed: the tests run their own instance on their own port.
-if command -v service >/dev/null 2>&1; then service nginx stop >/dev/null 2>&1 || true; fi
+# Debian starts nginx (port 80) and prometheus (9090) when they are installed where an init system runs:
+# the tests run their own instances on their own ports, so stop these.
+if command -v service >/dev/null 2>&1; then
+    service nginx stop >/dev/null 2>&1 || true
+    service prometheus stop >/dev/null 2>&1 || true
+fi
 # nghttp2-server ships nghttpd without a service: nothing to stop.
