@@ -102,11 +102,12 @@ H2_NOTES: dict[str, str] = {
     ),
     "deepflowio_deepflow__http2-multi.pcap": (
         "joined mid-connection: :path and most fields are dynamic-table references made before the "
-        "capture (tshark shows <unknown> too): records flagged midstream with path null"
+        "capture (tshark shows <unknown> too): records flagged midstream with path null. The client's "
+        "ACK says the server sent 47 bytes before its captured segment: a gap just before the responses"
     ),
     "deepflowio_deepflow__grpc-unary.pcap": (
         "the response's DATA and trailers are cut off by the capture (frame 2 ends after the HEADERS): "
-        "status UNKNOWN, flagged truncated"
+        "status UNKNOWN, flagged truncated; 54 server bytes before it were never captured (gap)"
     ),
 }
 

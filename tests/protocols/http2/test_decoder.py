@@ -856,3 +856,14 @@ def test_repeated_trailer_blocks_are_bounded(monkeypatch: pytest.MonkeyPatch) ->
     (_req, resp) = feed(decoder(), [(C2S, oc + c), (S2C, os_ + s)])
     assert isinstance(resp, Http2Response)
     assert resp.trailers == ((b"x-t0", b"v"), (b"x-t1", b"v")) and resp.flags & Flag.TRUNCATED
+
+
+def test_a_gap_flags_only_the_stream_halves_still_in_progress() -> None:
+    conn = Conn()
+    oc, os_ = _opening(conn)
+    d = decoder()
+    feed(d, [(C2S, oc + conn.get(1, "/done") + conn.get(3, "/open", end=False)), (S2C, os_)])
+    d.receive_gap(C2S, 100, 5)  # lost: whatever stream 3 sent next
+    out = list(d.receive_eof(C2S, 6)) + list(d.receive_eof(S2C, 7))
+    flags = {m.stream_id: m.flags for m in out if isinstance(m, Http2Request)}
+    assert not flags[1] & Flag.GAP and flags[3] & Flag.GAP

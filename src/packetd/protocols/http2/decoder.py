@@ -381,8 +381,11 @@ class Http2Decoder:
         if state is State.DATA and side.half is not None:
             side.half.flags |= Flag.GAP
         self._lose_sync(side)
+        i = 0 if side.is_client else 1
         for st in self._streams.values():
-            st.halves[0 if side.is_client else 1].flags |= Flag.GAP
+            half = st.halves[i]
+            if not half.ended:  # its later frames may be what was lost; a finished half lost nothing
+                half.flags |= Flag.GAP
         return [SyncLost(start_ns=ts_ns, end_ns=ts_ns, size=0, flags=0, direction=direction)]
 
     def receive_eof(self, direction: Direction, ts_ns: int) -> Sequence[Message]:
