@@ -19,7 +19,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from packetd.capture import pcapfile
 from packetd.capture.pcapfile import CaptureFile, CaptureFormatError
 from packetd.capture.pcapwrite import PcapngWriter
 from tests.net import variants as v
@@ -533,3 +536,96 @@ def test_stream_yields_frames_before_the_writer_finishes(fmt: str) -> None:
             w.write(records[i][half:])
     t.join(timeout=10)
     assert [d for _, d in got] == FRAMES[:3]
+
+
+# --- robustness --------------------------------------------------------------------------------------------
+
+
+def _valid_pcapng() -> bytes:
+    out = io.BytesIO()
+    w = PcapngWriter(out)
+    a = w.add_interface(1, tsresol=9)
+    b = w.add_interface(113, tsresol=0x80 | 20, tsoffset=5)
+    for i, f in enumerate(FRAMES[:4]):
+        w.write(a if i % 2 else b, 10**18 + i, f, block="opb" if i == 2 else "epb")
+    w.write(0, 0, FRAMES[4], block="spb")
+    w.section(">")
+    c = w.add_interface(101, snaplen=64)
+    for f in FRAMES[5:]:
+        w.write(c, 2 * 10**18, f)
+    return out.getvalue()
+
+
+def _valid_pcap(order: str) -> bytes:
+    head = struct.pack(order + "IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
+    return head + b"".join(
+        struct.pack(order + "IIII", 9, i, len(f), len(f)) + f for i, f in enumerate(FRAMES)
+    )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    kind=st.sampled_from(["pcapng", "pcap<", "pcap>"]),
+    edits=st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), max_size=4),
+    cut=st.integers(0, 2000),
+)
+def test_damaged_files_never_raise(
+    kind: str, edits: list[tuple[int, int]], cut: int, tmp_path: object
+) -> None:
+    """Bytes changed anywhere and the file cut anywhere: frames and at most one warning, never an
+    exception (but CaptureFormatError when the header itself is gone); mmap and stream agree."""
+    data = bytearray(_valid_pcapng() if kind == "pcapng" else _valid_pcap(kind[-1]))
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    data = data[: max(cut, 0) if cut < len(data) else len(data)]
+    results = []
+    for mode in ("mmap", "stream"):
+        try:
+            frames, warnings = _read(bytes(data), tmp_path, mode)
+        except CaptureFormatError:
+            results.append(None)
+            continue
+        assert len(warnings) <= 1
+        results.append((frames, [w.split(": ", 1)[1] for w in warnings]))  # without the file name
+    assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("blen", [12, 16, 20, 24, 28])
+@pytest.mark.parametrize("btype", [6, 2])
+def test_short_packet_block_at_the_end(btype: int, blen: int, tmp_path: object) -> None:
+    data, _ = _pcapng_with_offsets(FRAMES[:2])
+    at = len(data)
+    data += struct.pack("<II", btype, blen) + b"\0" * (blen - 12) + struct.pack("<I", blen)
+    for mode in ("mmap", "stream"):
+        frames, warnings = _read(bytes(data), tmp_path, mode)
+        assert [d for _, _, d in frames] == FRAMES[:2]
+        assert (
+            len(warnings) == 1
+            and f"corrupt pcapng block at offset {at}: packet block of {blen}" in warnings[0]
+        )
+
+
+def test_frames_stay_valid_after_their_pages_are_released(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    """The reader gives consumed pages back (madvise); a frame kept by a consumer (a reorder buffer) still
+    reads its bytes, from the file."""
+    monkeypatch.setattr(pcapfile, "RELEASE_EVERY", 8192)
+    rng = random.Random(5)
+    frames = [bytes(rng.getrandbits(8) for _ in range(3000)) for _ in range(200)]
+    path = _tmp(tmp_path, "held.pcap")
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1))
+        for i, fr in enumerate(frames):
+            f.write(struct.pack("<IIII", 1, i, len(fr), len(fr)) + fr)
+    cf = CaptureFile(path)
+    released: list[int] = []
+    real = cf._release
+    monkeypatch.setattr(cf, "_release", lambda upto: (released.append(upto), real(upto)))
+    held = [d for _, _, d in cf]
+    assert len(released) > 50 and cf._released > len(frames) * 3000 // 2
+    assert [bytes(d) for d in held] == frames
+    del held
+    assert [bytes(d) for _, _, d in cf] == frames  # and a second pass reads the same
+    assert cf.warnings == []
+    cf.close()

@@ -168,3 +168,84 @@ def test_bounds_hold_and_every_delivered_byte_is_in_its_place(
             pos += ev[2]
     assert pos <= BIG
     assert h.table.stats.gap_bytes + sum(len(ev[2]) for ev in h.only.events if ev[0] == "data") == pos
+
+
+# -- a real conversation: consistent ACKs both ways, loss and reordering as a capture point sees them --------
+@st.composite
+def conversations(draw: st.DrawFn) -> tuple[list[bytes], list[Segment], dict[int, set[int]]]:
+    """Requests and responses (ACKs as a real stack sets them), some data segments lost, some adjacent
+    data segments of one direction swapped (never across the other side's data, which may answer them).
+
+    Returns each direction's bytes, the segments in capture order, and per direction the offsets captured.
+    """
+    from packetd.capture.pcapwrite import TcpConversation
+    from packetd.net.packet import PacketDecoder
+
+    conv = TcpConversation(
+        ("10.0.0.1", 40000), ("10.0.0.2", 80), draw(isns), draw(isns), mss=draw(st.integers(5, 40))
+    )
+    packets = list(conv.handshake())
+    data: list[bytes] = [b"", b""]
+    for i in range(draw(st.integers(1, 4))):
+        for side in (0, 1):
+            chunk = bytes([65 + i * 2 + side]) * draw(st.integers(1, 120))
+            data[side] += chunk
+            packets += list(conv.send(side, chunk))
+    packets += list(conv.close())
+    dec = PacketDecoder(frozenset({4}))
+    segs = [dec.decode(T0 + i, 228, memoryview(p)) for i, p in enumerate(packets)]
+    assert all(s is not None for s in segs)
+    segments: list[Segment] = [s for s in segs if s is not None]
+    isn = {0: segments[0].seq + 1, 1: segments[1].seq + 1}
+    direction = [0 if s.sport == 40000 else 1 for s in segments]
+    # loss: any data segment (the handshake and the close stay)
+    lost = {i for i, s in enumerate(segments) if len(s.payload) and draw(st.integers(0, 4)) == 0}
+    order = [i for i in range(len(segments)) if i not in lost]
+    # reordering: swap neighbours of one direction that no data of the other direction separates
+    for _ in range(draw(st.integers(0, 6))):
+        k = draw(st.integers(0, max(0, len(order) - 2)))
+        j = k + 1
+        while j < len(order) and not (
+            len(segments[order[j]].payload) and direction[order[j]] == direction[order[k]]
+        ):
+            if len(segments[order[j]].payload):
+                break
+            j += 1
+        if (
+            j < len(order)
+            and len(segments[order[k]].payload)
+            and direction[order[j]] == direction[order[k]]
+            and len(segments[order[j]].payload)
+        ):
+            order[k], order[j] = order[j], order[k]
+    captured: dict[int, set[int]] = {0: set(), 1: set()}
+    out = []
+    for slot, i in enumerate(order):
+        s = segments[i]
+        s.ts_ns = T0 + slot * 1000  # capture time is the slot's; a microsecond apart: nothing times out
+        off = (s.seq - isn[direction[i]]) & 0xFFFFFFFF
+        captured[direction[i]].update(range(off, off + len(s.payload)))
+        out.append(s)
+    return data, out, captured
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conversations())
+def test_conversation_with_loss_and_capture_reordering(conv: tuple) -> None:
+    data, segs, captured = conv
+    h = Harness().feed(*segs)
+    h.table.finish()
+    r = h.only
+    for d in (0, 1):
+        stream = r.stream(d)
+        # every captured byte is delivered, in its place; every other byte below the end is a gap
+        assert len(stream) <= len(data[d])
+        for off in range(len(stream)):
+            if off in captured[d]:
+                assert stream[off] == data[d][off], (d, off)
+            else:
+                assert stream[off : off + 1] == b"?", (d, off)
+        # the stream reaches the last captured byte (nothing captured is lost); a lost tail is a gap
+        # because the peer acknowledged it, or the FIN follows it
+        assert len(stream) == len(data[d])
+    assert r.script()[-1] == ("close",)

@@ -158,3 +158,29 @@ def test_mixed_link_types_in_one_file(corpus_frames: list[RawFrame], tmp_path: o
     truth = tshark_segments(path)
     assert len(truth) > 1000
     assert our_segments(path) == truth
+
+
+def test_format_variants_give_identical_segments(eth_frames: list[v.TsFrame], tmp_path: object) -> None:
+    """The same packets in pcap (both byte orders, µs and ns) and pcapng (both byte orders, editcap's and
+    ours, µs/ns/2^-30 resolutions): the same segments as tshark reads from the nanosecond pcap."""
+    frames = eth_frames[:2000]
+    d = str(tmp_path)
+    paths = [
+        v.write_pcap(os.path.join(d, f"{o}{ns}.pcap"), frames, 1, byteorder=o, nanosecond=ns)
+        for o in "<>"
+        for ns in (False, True)
+    ]
+    paths.append(v.editcap(paths[0], os.path.join(d, "e.pcapng"), "-F", "pcapng"))
+    paths.append(v.editcap(paths[3], os.path.join(d, "e_ns.pcapng"), "-F", "pcapng"))
+    for o, res in ((">", 6), ("<", 9), (">", 0x80 | 30)):
+        name = os.path.join(d, f"{o}{res}.pcapng")
+        paths.append(
+            v.write_pcapng_sections(name, [(1, frames)], lambda i, o=o, res=res: {"order": o, "tsresol": res})
+        )
+    # a coarser resolution rounds the time down, by less than its unit (1 µs at most here)
+    expected = tshark_segments(paths[1])  # nanosecond pcap: the frames' own times
+    assert len(expected) > 1500
+    for path in paths:
+        ours = our_segments(path)
+        assert [t[1:] for t in ours] == [t[1:] for t in expected], path
+        assert all(0 <= e[0] - o[0] < 1000 for o, e in zip(ours, expected, strict=True)), path
