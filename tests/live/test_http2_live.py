@@ -175,9 +175,9 @@ def test_upgrade_request_becomes_stream_1(traffic: dict[str, Any]) -> None:
 
 
 def test_concurrent_streams_on_one_connection(traffic: dict[str, Any]) -> None:
-    by_conn: dict[int, list[dict[str, Any]]] = {}
-    for r in traffic["records"]:
-        by_conn.setdefault(r["client"]["port"], []).append(r)
+    by_conn: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for r in traffic["records"]:  # one client port may be reused towards the other server
+        by_conn.setdefault((r["client"]["port"], r["server"]["port"]), []).append(r)
     sizes = sorted(len(v) for v in by_conn.values())
     assert sizes[-2:] == [NGHTTP_STREAMS, H2LOAD_REQUESTS]
     for recs in by_conn.values():

@@ -54,6 +54,7 @@ Wire format (RFC 9113 §3.4, §4.1, §6):
 from __future__ import annotations
 
 import base64
+import re
 import struct
 from collections.abc import Callable, Sequence
 from enum import IntEnum
@@ -127,6 +128,8 @@ _FLAG_MASK = (0x09, 0x2D, 0, 0, 0x01, 0x0C, 0x01, 0, 0, 0x04)
 _ON_ZERO = (False, False, False, False, True, False, True, True, None, False)  # WINDOW_UPDATE: either
 _FIXED_LEN = {PRIORITY: 5, RST_STREAM: 4, PING: 8, WINDOW_UPDATE: 4}
 
+# where a frame header may start: any 3 length bytes, a known type (0-9), any flags, the R bit clear
+_CANDIDATE = re.compile(rb"(?=[\x00-\xff]{3}[\x00-\x09][\x00-\xff][\x00-\x7f])", re.S)
 _UNKNOWN_NAME = b"\x00packetd-unknown"  # placeholder for a dynamic-table entry inserted before the capture
 _UNKNOWN = (_UNKNOWN_NAME, b"")
 
@@ -537,10 +540,10 @@ class Http2Decoder:
                 self._swap_roles(out)  # the preface came from the side guessed to be the server
             start = len(PREFACE)
         else:
-            limit = min(len(chunk), MAX_RESYNC_SCAN)
-            for o in range(limit):
-                if _plausible_chain(chunk, o):
-                    start = o
+            # candidates first, at C speed: a known frame type and the reserved bit clear
+            for m in _CANDIDATE.finditer(chunk, 0, min(len(chunk), MAX_RESYNC_SCAN + 6)):
+                if _plausible_chain(chunk, m.start()):
+                    start = m.start()
                     break
         if start < 0:
             keep = chunk[-8:]
