@@ -93,7 +93,9 @@ MAX_HEADER_LIST = 256 * 1024  # decoded size of one header list (hpack's RFC 754
 # The largest HPACK dynamic table accepted from SETTINGS or a size update: memory per direction. Real stacks
 # use 4 KiB (default) to 64 KiB.
 MAX_HPACK_TABLE = 1024 * 1024
-MAX_CONTROL_PAYLOAD = 4096  # bytes kept of a control frame (GOAWAY debug data beyond this is skipped)
+# bytes kept of a control frame: SETTINGS, PING, RST_STREAM, WINDOW_UPDATE are far smaller; only GOAWAY's
+# debug data (which no record shows) is longer, and skipped
+MAX_CONTROL_PAYLOAD = 4096
 # Open streams per connection. Servers advertise SETTINGS_MAX_CONCURRENT_STREAMS of 100-250 (grpc-go and
 # nghttp2 100, Go net/http 250); the oldest stream is evicted past this (its request flagged truncated).
 MAX_STREAMS = 1024
@@ -101,7 +103,7 @@ MAX_RESYNC_SCAN = 64 * 1024  # offsets tried for a frame boundary per segment wh
 MAX_RESYNC_SKIP = (
     16 * 1024 * 1024
 )  # bytes skipped looking for a frame boundary before giving up (DecodeError)
-MAX_INTERIM = 8  # 1xx responses kept per stream
+MAX_INTERIM = 8  # 1xx responses kept per stream (more: dropped, the response flagged truncated)
 # Trailer fields kept per stream half. One trailer block is the protocol; more blocks (malformed, RFC 9113
 # §8.1) are appended up to this many fields, then dropped and the message flagged truncated.
 MAX_TRAILER_FIELDS = 256
@@ -677,7 +679,9 @@ class Http2Decoder:
             if not is_client:
                 status = pseudo[b":status"]
                 if status[:1] == b"1" and len(status) == 3:
-                    if len(half.interim) < MAX_INTERIM and status.isdigit():
+                    if len(half.interim) >= MAX_INTERIM:
+                        half.flags |= Flag.TRUNCATED
+                    elif status.isdigit():
                         half.interim.append(int(status))
                     return
             half.headers = regular_t
