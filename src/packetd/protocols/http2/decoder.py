@@ -19,6 +19,11 @@ block makes the request `unanswered` at once (a `NoAnswer` control message), car
 DATA payload is never copied: it is counted, and on gRPC streams walked for the 5-byte prefix of each
 length-prefixed message (gRPC PROTOCOL-HTTP2.md) to count messages per direction.
 
+Speed: HPACK decoding is pure Python (the `hpack` library) and was most of the cost per call. Peers send
+the same block bytes for every call once their fields are indexed, so each direction reuses decoded blocks
+while the dynamic table's change counter is unchanged (`MAX_BLOCK_CACHE`); a block that changes the table
+is always decoded.
+
 Joining mid-connection: the frame reader searches for a chain of plausible frame headers; the HPACK
 decoders start with an empty dynamic table that is marked unknown (`_TolerantTable`). A reference to an
 entry inserted before the capture resolves to a placeholder that is dropped from the record, and the
