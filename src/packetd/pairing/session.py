@@ -4,7 +4,8 @@ The flow layer calls `data`, `gap`, `eof` and `close` with ordered bytes (it kno
 the session feeds the decoder, routes what comes out — requests and responses to the matcher, one-way
 messages straight to records, control messages to itself — and turns every pairing into a `Roundtrip`.
 
-* DecodeError: counted under the protocol and reason; the decoder is replaced by a fresh one that
+* DecodeError: counted under the protocol and reason; what the decoder completed before the error
+  (`DecodeError.messages`) is dispatched first; the decoder is replaced by a fresh one that
   resynchronises (`midstream=True`), and the matcher is told that framing was lost in that direction.
   After MAX_RESETS errors with no message in between, the connection is not this protocol: decoding stops.
 * TLS: the first client bytes of a TCP connection are checked for a ClientHello; if found, a `TlsDecoder`
@@ -162,7 +163,7 @@ class Session:
         try:
             msgs = self._decoder.receive(d, data, ts_ns)
         except DecodeError as exc:
-            self._reset(exc, d)
+            self._fail(exc, d, ts_ns)
             return
         if msgs:
             self._errors_in_row = 0
@@ -179,7 +180,7 @@ class Session:
         try:
             msgs = decoder.receive_gap(d, nbytes, ts_ns)
         except DecodeError as exc:
-            self._reset(exc, d)
+            self._fail(exc, d, ts_ns)
             return
         if msgs:
             self._dispatch(msgs, d, ts_ns)
@@ -193,7 +194,7 @@ class Session:
         try:
             msgs = decoder.receive_eof(d, ts_ns)
         except DecodeError as exc:
-            self._reset(exc, d)
+            self._fail(exc, d, ts_ns)
             return
         if msgs:
             self._dispatch(msgs, d, ts_ns)
@@ -218,7 +219,7 @@ class Session:
         try:
             msgs = decoder.receive(d, data, ts_ns)
         except DecodeError as exc:
-            self._reset(exc, d)
+            self._fail(exc, d, ts_ns)
             return
         if msgs:
             self._errors_in_row = 0
@@ -288,6 +289,17 @@ class Session:
             self._feed(Direction.C2S, memoryview(m.client_data), ts_ns)
         if m.server_data:
             self._feed(Direction.S2C, memoryview(m.server_data), ts_ns)
+
+    def _fail(self, exc: DecodeError, d: Direction, ts_ns: int) -> None:
+        """A DecodeError: first what the decoder completed before it (`exc.messages`), then the reset."""
+        if exc.messages:
+            decoder = self._decoder
+            self._dispatch(exc.messages, d, ts_ns)
+            if self._decoder is not decoder:  # a control message already replaced or stopped it
+                errors = self._stats.decode_errors
+                errors[exc.reason] = errors.get(exc.reason, 0) + 1
+                return
+        self._reset(exc, d)
 
     def _reset(self, exc: DecodeError, d: Direction) -> None:
         errors = self._stats.decode_errors

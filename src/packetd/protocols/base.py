@@ -78,12 +78,17 @@ def flag_names(flags: int) -> list[str]:
 
 
 class DecodeError(Exception):
-    """The peer sent something this decoder cannot frame. `reason` is a short, stable, countable label."""
+    """The peer sent something this decoder cannot frame. `reason` is a short, stable, countable label.
+
+    `messages`: what the decoder completed before it failed (a decoder may attach them so that a reset
+    does not lose them: HTTP/2 holds requests until their streams end); the session dispatches them first.
+    """
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+        self.messages: Sequence[Message] = ()
 
 
 @value

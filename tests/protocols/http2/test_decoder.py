@@ -867,3 +867,27 @@ def test_a_gap_flags_only_the_stream_halves_still_in_progress() -> None:
     out = list(d.receive_eof(C2S, 6)) + list(d.receive_eof(S2C, 7))
     flags = {m.stream_id: m.flags for m in out if isinstance(m, Http2Request)}
     assert not flags[1] & Flag.GAP and flags[3] & Flag.GAP
+
+
+def test_a_decode_error_hands_the_held_requests_to_the_session_first() -> None:
+    from packetd.pairing.roundtrip import Roundtrip
+    from packetd.pairing.session import ProtocolStats, Session
+    from packetd.protocols.registry import REGISTRY
+
+    records: list[Roundtrip] = []
+    stats: dict[str, ProtocolStats] = {}
+    s = Session(
+        REGISTRY["http2"], REGISTRY, ("10.0.0.1", 40000), ("10.0.0.2", 8080), records.append,
+        lambda p: stats.setdefault(p, ProtocolStats()), lambda p: None, False,
+    )  # fmt: skip
+    conn = Conn()
+    oc, os_ = _opening(conn)
+    s.data(0, memoryview(oc + conn.get(1, "/held")), 1)
+    s.data(0, memoryview(frame(PING, 0, 0, b"1234")), 2)  # malformed: a DecodeError, the decoder is replaced
+    assert stats["http2"].decode_errors == {"bad frame length": 1}
+    # the fresh decoder joins mid-connection; ':status 200' is a static entry it can read
+    s.data(1, memoryview(os_ + frame(HEADERS, END_HEADERS | END_STREAM, 1, b"\x88")), 3)
+    assert [(r.kind, r.operation, r.status, r.request.stream_id) for r in records] == [  # type: ignore[union-attr]
+        ("roundtrip", "GET", "200", 1)
+    ]
+    assert records[0].to_json()["request"]["path"] == "/held"

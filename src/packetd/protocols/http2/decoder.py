@@ -361,9 +361,20 @@ class Http2Decoder:
         pos = 0
         n = len(data)
         handlers = _HANDLERS
-        while pos < n:  # `side` stays the bytes' own side even if the roles are swapped meanwhile
-            pos = handlers[side.state](self, side, data, pos, ts_ns, out)
+        try:
+            while pos < n:  # `side` stays the bytes' own side even if the roles are swapped meanwhile
+                pos = handlers[side.state](self, side, data, pos, ts_ns, out)
+        except DecodeError as exc:
+            self._salvage(exc, ts_ns, out)
+            raise
         return out
+
+    def _salvage(self, exc: DecodeError, ts: int, out: list[Message]) -> None:
+        """The session will replace this decoder: hand it what was complete, and every open stream's request
+        (a response the next decoder reads still pairs with it by stream id) and partial response."""
+        for st in list(self._streams.values()):
+            self._finish(st, ts, out, truncated=True)
+        exc.messages = out
 
     def receive_gap(self, direction: Direction, nbytes: int, ts_ns: int) -> Sequence[Message]:
         side = self._sides[direction]
