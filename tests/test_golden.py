@@ -107,7 +107,8 @@ H2_NOTES: dict[str, str] = {
     ),
     "deepflowio_deepflow__grpc-unary.pcap": (
         "the response's DATA and trailers are cut off by the capture (frame 2 ends after the HEADERS): "
-        "status UNKNOWN, flagged truncated; 54 server bytes before it were never captured (gap)"
+        'flagged truncated, its status unknown ("", grpc_status null: not gRPC\'s UNKNOWN, which would be a '
+        "claim); 54 server bytes before it were never captured (gap)"
     ),
 }
 

@@ -1,8 +1,9 @@
 """HTTP/2 + gRPC decoder table cases, each run whole, byte by byte, and with trailing bytes that must survive.
 
 Frames are built by hand (tests/helpers/h2wire.py) and header blocks by the `hpack` library's encoder, so the
-expected sizes are lengths of bytes this file built: `size` is every frame of a stream half (9-byte frame
-headers included), `body_bytes` DATA payload without padding, gRPC counts the messages this file framed.
+expected sizes are lengths of bytes this file built: `size` is the frames carrying a message (HEADERS,
+CONTINUATION, DATA, PUSH_PROMISE; 9-byte frame headers and padding included), `body_bytes` DATA payload
+without padding, gRPC counts the messages this file framed.
 """
 
 from __future__ import annotations
@@ -361,8 +362,9 @@ def case_control_and_unknown_frames() -> Case:
         ],
         sent,
         [
-            # PRIORITY, WINDOW_UPDATE and the empty DATA count into the stream; unknown frames are skipped
-            ("req", "http2", 1, "GET", "/c", len(c1) + len(prio) + len(wu) + len(end), 0, 0, None, None),
+            # the message is its HEADERS and the empty DATA; PRIORITY and WINDOW_UPDATE are flow control
+            # and priority, unknown frames are skipped
+            ("req", "http2", 1, "GET", "/c", len(c1) + len(end), 0, 0, None, None),
             ("resp", "http2", 1, "200", len(s1), 0, 0, None),
             *sent_exp,
         ],

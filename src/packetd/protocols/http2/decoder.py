@@ -605,11 +605,7 @@ class Http2Decoder:
         elif ftype == GOAWAY:
             last, code = _GOAWAY.unpack_from(payload)
             self._on_goaway(side, last & 0x7FFFFFFF, code, ts, out)
-        elif ftype == PRIORITY or ftype == WINDOW_UPDATE:
-            st = self._streams.get(side.fsid)
-            if st is not None:
-                st.halves[0 if side.is_client else 1].wire += 9 + side.flen
-        # PING: nothing to record
+        # PRIORITY, WINDOW_UPDATE, PING: flow control and liveness, not part of any message
 
     def _header_frame(self, side: _Side, payload: memoryview, ts: int, out: list[Message]) -> None:
         ftype, flags, sid, length = side.ftype, side.fflags, side.fsid, side.flen

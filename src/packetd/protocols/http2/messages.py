@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from packetd._values import value
-from packetd.protocols.base import Message, Role, TraceContext
+from packetd.protocols.base import Flag, Message, Role, TraceContext
 from packetd.protocols.http1.messages import DEFAULT_REDACTED, MAX_HEADER_VALUE, REDACTED
 
 Fields = tuple[tuple[bytes, bytes], ...]
@@ -234,7 +234,7 @@ class Http2Response(Message):
         return self.stream_id
 
     def status(self) -> str:
-        return str(self.status_code) if self.status_code is not None else "UNKNOWN"
+        return str(self.status_code) if self.status_code is not None else ""  # unreadable (joined late)
 
     def is_error(self) -> bool:
         if self.status_code is not None and self.status_code >= 500:
@@ -257,6 +257,9 @@ class Http2Response(Message):
         if self.interim:
             out["interim"] = list(self.interim)
         return out
+
+
+_UNSURE = Flag.MIDSTREAM | Flag.GAP | Flag.TRUNCATED
 
 
 def _get(fields: Fields | None, name: bytes) -> bytes | None:
@@ -318,7 +321,15 @@ class GrpcResponse(Http2Response):
         """Status in the only header block (RFC: Trailers-Only, used for immediate errors)."""
         return self.trailers is None and _get(self.headers, b"grpc-status") is not None
 
-    def grpc_status(self) -> int:
+    def grpc_status(self) -> int | None:
+        """The call's status as its client learns it; None when the capture cannot tell.
+
+        From grpc-status in the trailers or a Trailers-Only block; else from an RST_STREAM that cut the
+        response, or from the HTTP status (grpc/doc/http-grpc-status-mapping.md). When the response is
+        flagged `midstream` (a header block referred to HPACK entries the capture never saw), `gap` or
+        `truncated` (its trailers may be what was lost), a missing grpc-status is unknown to us: None, not
+        gRPC's UNKNOWN, which would be a claim about the call.
+        """
         raw = _get(self.trailers, b"grpc-status")
         if raw is None:
             raw = _get(self.headers, b"grpc-status")  # Trailers-Only
@@ -326,16 +337,19 @@ class GrpcResponse(Http2Response):
             return int(raw)
         if self.reset is not None and self.status_code is not None and self.trailers is None:
             return grpc_status_from_reset(self.reset)
-        if raw is None and self.status_code is None:
-            return UNKNOWN
+        if raw is None and (self.status_code is None or self.flags & _UNSURE):
+            return None
         return grpc_status_from_http(self.status_code)
 
     def status(self) -> str:
         code = self.grpc_status()
+        if code is None:
+            return ""  # the response came; its status could not be read
         return GRPC_STATUS[code] if 0 <= code < len(GRPC_STATUS) else str(code)
 
     def is_error(self) -> bool:
-        return self.grpc_status() != 0
+        code = self.grpc_status()
+        return code is not None and code != 0
 
     def grpc_message(self) -> str | None:
         raw = _get(self.trailers, b"grpc-message")
@@ -352,7 +366,9 @@ class GrpcResponse(Http2Response):
             "stream_id": self.stream_id,
             "http_status": self.status_code,
             "grpc_status": code,
-            "grpc_status_name": GRPC_STATUS[code] if 0 <= code < len(GRPC_STATUS) else None,
+            "grpc_status_name": GRPC_STATUS[code]
+            if code is not None and 0 <= code < len(GRPC_STATUS)
+            else None,
             "grpc_message": self.grpc_message(),
             "trailers_only": self.trailers_only,
             "metadata": field_map(self.headers, self.redact, self.sensitive),
