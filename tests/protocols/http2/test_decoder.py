@@ -16,7 +16,7 @@ import pytest
 from packetd.protocols.base import DecodeError, DecoderContext, Flag, Message, NoAnswer, SwapRoles, SyncLost
 from packetd.protocols.http2 import decoder as h2
 from packetd.protocols.http2.decoder import Http2Decoder, Http2Options
-from packetd.protocols.http2.messages import Http2Request, Http2Response
+from packetd.protocols.http2.messages import GrpcResponse, Http2Request, Http2Response
 from tests.helpers.decoding import C2S, MODES, S2C, Step, feed, run
 from tests.helpers.h2wire import (
     ACK,
@@ -893,3 +893,44 @@ def test_a_decode_error_hands_the_held_requests_to_the_session_first() -> None:
         ("roundtrip", "GET", "200", 1)
     ]
     assert records[0].to_json()["request"]["path"] == "/held"
+
+
+def test_a_grpc_status_the_capture_cannot_read_is_not_a_claim() -> None:
+    """Joined late, `grpc-status: 0` is a dynamic-table reference the capture never saw; cut short, the
+    trailers never came: the status is unknown (""), not gRPC's UNKNOWN, and not an error."""
+    conn = Conn()
+    oc, os_ = _opening(conn)
+    first = [
+        (C2S, oc + conn.headers(True, 1, GRPC_REQ, end_stream=True)),
+        (S2C, os_ + conn.headers(False, 1, [*GRPC_RESP, ("grpc-status", "0")], end_stream=True)),
+    ]
+    feed(decoder(), first)
+    c3 = conn.headers(True, 3, GRPC_REQ, end_stream=True)
+    s3 = conn.headers(False, 3, GRPC_RESP) + conn.headers(False, 3, [("grpc-status", "0")], end_stream=True)
+    # content-type is unreadable too: the `grpc` rule that matched the connection decides
+    _, resp = feed(Http2Decoder(DecoderContext(midstream=True), "grpc"), [(C2S, c3), (S2C, s3)])
+    assert isinstance(resp, GrpcResponse)
+    assert resp.flags & Flag.MIDSTREAM and resp.trailers == ()  # the trailer block was all unknown entries
+    assert (resp.status(), resp.is_error(), resp.to_json()["grpc_status"]) == ("", False, None)
+    conn = Conn()  # a new connection, from its start
+    d = decoder()
+    feed(
+        d,
+        [
+            (C2S, oc + conn.headers(True, 5, GRPC_REQ, end_stream=True)),
+            (S2C, os_ + conn.headers(False, 5, GRPC_RESP)),
+        ],
+    )
+    _, cut = d.receive_eof(S2C, 9)
+    assert cut.flags & Flag.TRUNCATED and (cut.status(), cut.is_error()) == ("", False)
+    # a response that really ended without grpc-status is mapped as the gRPC spec says
+    conn = Conn()  # a new connection, from its start
+    d = decoder()
+    _, bare = feed(
+        d,
+        [
+            (C2S, oc + conn.headers(True, 7, GRPC_REQ, end_stream=True)),
+            (S2C, os_ + conn.headers(False, 7, GRPC_RESP, end_stream=True)),
+        ],
+    )
+    assert (bare.status(), bare.is_error()) == ("UNKNOWN", True)
