@@ -418,3 +418,18 @@ def test_bare_ack_of_a_hole_does_not_force_it() -> None:
     h.feed(c.data(T0 + 13, 0, 0, b"/1/1/1/1/1"))  # captured after its ACK
     assert h.only.script() == [("data", 0, b"/1/1/1/1/1/2/2/2/2/2")]
     assert h.nonzero() == {"created": 1, "out_of_order": 1}
+
+
+def test_answer_that_resets_the_connection_still_lets_held_data_through() -> None:
+    c = Conn()
+    h = Harness().feed(*c.handshake(T0))
+    h.feed(c.data(T0 + 11, 0, 10, b"/2/2/2/2/2"))  # request /1 ([0, 10)) lost
+    h.feed(c.data(T0 + 12, 1, 0, b"answer to 1", ack_off=10, flags=RST | ACK))
+    assert h.only.script() == [
+        ("gap", 0, 10),
+        ("data", 1, b"answer to 1"),
+        ("data", 0, b"/2/2/2/2/2"),
+        ("eof", 0),
+        ("eof", 1),
+        ("close",),
+    ]

@@ -425,3 +425,26 @@ def test_closed_tuples_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     h.feed(seg(T0 + 11, 0, 101, 1, ACK, b"late", client=client(1)))  # forgotten: joined mid-stream
     assert len(h.handlers) == 4
     assert h.stats("late_segments") == {"late_segments": 1}
+
+
+def test_nothing_is_delivered_after_a_fin() -> None:
+    c = Conn()
+    h = Harness().feed(*c.handshake(T0), c.data(T0 + 10, 0, 0, b"req", flags=FIN | ACK))
+    h.feed(c.data(T0 + 11, 0, 4, b"after the FIN"))  # bogus: the FIN took sequence number 3
+    h.feed(c.data(T0 + 12, 0, 0, b"req", flags=FIN | ACK))  # a retransmission of the FIN segment
+    h.feed(c.data(T0 + 13, 1, 0, b"resp", ack_off=4))
+    assert h.only.script() == [("data", 0, b"req"), ("eof", 0), ("data", 1, b"resp")]
+    assert h.nonzero() == {"created": 1, "duplicates": 2}
+
+
+def test_syn_with_data() -> None:
+    """TCP Fast Open: the SYN carries data, after the SYN's own sequence number."""
+    h = Harness().feed(
+        seg(T0, 0, 1000, 0, SYN, b"GET / HTTP/1.1\r\n\r\n"), seg(T0 + 1, 1, 5000, 1019, SYN | ACK)
+    )
+    h.feed(seg(T0 + 2, 1, 5001, 1019, ACK, b"HTTP/1.1 204 No Content\r\n\r\n"))
+    assert h.only.script() == [
+        ("data", 0, b"GET / HTTP/1.1\r\n\r\n"),
+        ("data", 1, b"HTTP/1.1 204 No Content\r\n\r\n"),
+    ]
+    assert h.nonzero() == {"created": 1}

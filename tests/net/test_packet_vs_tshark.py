@@ -39,6 +39,18 @@ def test_corpus_file(path: str) -> None:
     assert our_segments(path) == tshark_segments(path)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CORPUS, ids=os.path.basename)
+def test_corpus_file_other_formats(path: str, tmp_path: object) -> None:
+    """Each corpus file rewritten by editcap as pcapng and as nanosecond pcap."""
+    expected = tshark_segments(path)
+    for fmt in ("pcapng", "nsecpcap"):
+        variant = v.editcap(path, os.path.join(str(tmp_path), "v." + fmt), "-F", fmt)
+        truth = tshark_segments(variant)
+        assert truth == expected
+        assert our_segments(variant) == truth
+
+
 @pytest.mark.parametrize("path", FIXTURES, ids=os.path.basename)
 def test_recorded_fixture(path: str) -> None:
     """Real loopback captures (tcpdump -i any: SLL and SLL2; -i lo: nanosecond Ethernet) with IPv4 and

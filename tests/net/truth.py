@@ -100,6 +100,8 @@ def tshark_raw_frames(path: str) -> list[RawFrame]:
     for pkt in orjson.loads(out):
         layers = pkt["_source"]["layers"]
         frame = layers["frame"]
+        if "frame.encap_type" not in frame:
+            continue  # not a packet: tshark lists pcapng custom blocks as records too
         epoch = frame.get("frame.time_epoch")
         ts = ts_ns_from_epoch(epoch) if epoch and "frame.time" in frame else None
         raw = bytes.fromhex(layers["frame_raw"][0]) if "frame_raw" in layers else b""

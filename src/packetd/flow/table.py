@@ -31,8 +31,9 @@ time; or the connection ends. Data delivered after a hole was declared lost keep
 receiver had it then); data behind a hole filled by a retransmission is delivered when the retransmission
 arrives (it was readable no earlier).
 
-A FIN ends a direction once every byte before it was delivered or declared lost (its sequence number is
-then consumed: the ACK of the FIN is not a hole, a repeated FIN is a duplicate); RST ends both at once.
+A FIN ends a direction once every byte before it was delivered or declared lost; nothing of that direction
+is delivered after it (later data is a counted duplicate), and the ACK of the FIN (which acknowledges the
+FIN's own sequence number) is not a hole. RST ends both directions at once.
 
 A SYN on a known tuple starts a new connection unless it repeats the SYN already seen there; a SYN without
 ACK on a connection joined mid-stream always does (the roles guessed from the ports may have been wrong, or
@@ -231,12 +232,15 @@ def _rearm(st: TcpStream, ts: int) -> None:
         st.acked = -1
 
 
-def _start(st: TcpStream, seq: int) -> int:
+def _start(st: TcpStream, seq: int, n: int) -> int:
     """The first data of a direction joined mid-stream: where does its stream go on from?
 
     From the peer's ACK when one was seen and this segment is a little ahead of it (the receiver still
-    waits for the bytes between: a capture may show them after this segment); otherwise from here.
+    waits for the bytes between: a capture may show them after this segment); otherwise from here. After
+    the direction's FIN, nowhere: the segment is placed behind (a duplicate, dropped).
     """
+    if st.eof:
+        return (seq + n) & MASK
     hint = st.acked
     st.acked = -1
     nxt = hint if hint >= 0 and 0 < (seq - hint) & MASK <= MAX_OOO_BYTES else seq
@@ -379,7 +383,7 @@ class FlowTable:
             st.bytes += n
             nxt = st.next_seq
             if nxt < 0:
-                nxt = _start(st, seq)
+                nxt = _start(st, seq, n)
             off = (seq - nxt) & MASK
             if off == 0:
                 st.next_seq = (seq + n) & MASK
@@ -556,6 +560,11 @@ class FlowTable:
         """
         nxt = st.next_seq
         ooo = st.ooo
+        if ooo and nxt >= 0 and any((nxt - s) & MASK < HALF for s in ooo):
+            # contiguous data held back behind an answer (`_acked_hole`) goes first
+            self._drain(flow, d, st, ts, floor=st.hole_ns if 0 <= st.hole_ns <= ts else ts)
+            nxt = st.next_seq
+            ooo = st.ooo
         target = -1
         if ooo:
             target = min(ooo, key=lambda s: (s - nxt) & MASK)
@@ -633,9 +642,13 @@ class FlowTable:
 
     def _eof(self, flow: Flow, d: int, st: TcpStream, ts: int) -> None:
         st.eof = True
-        st.next_seq = (st.fin_seq + 1) & MASK  # the FIN's own sequence number: its ACK is not a hole
+        # nothing more of this direction is delivered (_start drops it), and no ACK of it is a hole (the
+        # ACK of the FIN acknowledges the FIN's own sequence number)
+        st.next_seq = -1
         st.hole_ns = -1
         st.acked = -1
+        st.ooo = None
+        st.ooo_bytes = 0
         if flow.handler is not None:
             flow.handler.eof(d, ts)
         if flow.streams[d ^ 1].eof and flow.id in self._flows:
