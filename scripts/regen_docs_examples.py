@@ -25,6 +25,35 @@ EXAMPLES: dict[str, list[tuple[str, tuple[Rule, ...], str, int]]] = {
         ("http1/zeek_zeek__100-continue.pcap", (Rule(protocol="http", ports=(80,)),), "roundtrip", 0),
         ("http1/njcx_packetbeat__http_post.pcap", (Rule(protocol="http", ports=(80,)),), "unanswered", 0),
     ],
+    "http2": [
+        (
+            "http2/OISF_suricata-verify__http2-bugfixes__input.pcap",
+            (Rule(protocol="http2", ports=(443,)),),
+            "roundtrip",
+            1,
+        ),
+        (
+            "http2/OISF_suricata-verify__http2-deflate__http2_deflate.pcap",
+            (Rule(protocol="http", ports=(8080,)),),
+            "roundtrip",
+            0,
+        ),
+        (
+            "http2/OISF_suricata-verify__http2-long-frame__input.pcap",
+            (Rule(protocol="http2", ports=(8443,)),),
+            "unanswered",
+            0,
+        ),
+    ],
+    "grpc": [
+        ("grpc/deepflowio_deepflow__h2c_ascii.pcap", (Rule(protocol="grpc", ports=(7070,)),), "roundtrip", 0),
+        (
+            "grpc/deepflowio_deepflow__grpc-server-stream.pcap",
+            (Rule(protocol="grpc", ports=(9001,)),),
+            "roundtrip",
+            0,
+        ),
+    ],
 }
 
 

@@ -1,9 +1,10 @@
 #!/bin/sh
 # System packages the test suite talks to: tshark (the independent oracle for golden tests), tcpdump (the
-# replay comparison), nginx and curl (live HTTP tests), prometheus (the agent's end-to-end tests), openssl
-# (test certificates), libpcap. Installed once; CI runs on a clean machine.
+# replay comparison), nginx and curl (live HTTP tests), nghttpd/nghttp/h2load (live HTTP/2 tests and the gRPC
+# bench), prometheus (the agent's end-to-end tests), openssl (test certificates), libpcap. Installed once; CI
+# runs on a clean machine.
 set -eu
-pkgs="tshark tcpdump nginx-light curl libpcap0.8 iproute2 procps openssl prometheus"
+pkgs="tshark tcpdump nginx-light curl nghttp2-server nghttp2-client libpcap0.8 iproute2 procps openssl prometheus"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -24,3 +25,4 @@ if command -v service >/dev/null 2>&1; then
     service nginx stop >/dev/null 2>&1 || true
     service prometheus stop >/dev/null 2>&1 || true
 fi
+# nghttp2-server ships nghttpd without a service: nothing to stop.

@@ -181,7 +181,7 @@ def test_each_kind_of_mistake_names_the_key_and_what_is_allowed(text: str, messa
     [
         (
             "sniffer.protocols.rules: [{protocol: htp, ports: [80]}]",
-            "'sniffer.protocols.rules[0].protocol': 'htp' is invalid: unsupported protocol; known: http",
+            "'sniffer.protocols.rules[0].protocol': 'htp' is invalid: unsupported protocol; known: grpc, http, http2",
         ),
         (
             "controller.decoder.http.capture_bdy: 1",

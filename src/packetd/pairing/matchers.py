@@ -41,6 +41,7 @@ class Matcher(Protocol):
     def request(self, msg: Message) -> None: ...
     def response(self, msg: Message) -> None: ...
     def sync_lost(self, direction: Direction) -> None: ...
+    def no_answer(self, key: object) -> None: ...
     def pop_oldest(self) -> Message | None: ...
     def close(self) -> None: ...
 
@@ -79,6 +80,9 @@ class FifoMatcher:
         if direction is Direction.S2C:
             while self._pending:
                 self._unanswered(self._pending.popleft(), Flag.GAP)
+
+    def no_answer(self, key: object) -> None:
+        pass  # in-order protocols have no key to name a request by
 
     def pop_oldest(self) -> Message | None:
         return self._pending.popleft() if self._pending else None
@@ -127,6 +131,11 @@ class KeyedMatcher:
     def sync_lost(self, direction: Direction) -> None:
         pass  # keys survive lost bytes: a later response still names its request
 
+    def no_answer(self, key: object) -> None:
+        req = self._pending.pop(key, None)
+        if req is not None:
+            self._unanswered(req, 0)
+
     def pop_oldest(self) -> Message | None:
         if not self._pending:
             return None
@@ -157,6 +166,9 @@ class OneWayMatcher:
         self._emit(Kind.ONEWAY, None, msg, 0)
 
     def sync_lost(self, direction: Direction) -> None:
+        pass
+
+    def no_answer(self, key: object) -> None:
         pass
 
     def pop_oldest(self) -> Message | None:

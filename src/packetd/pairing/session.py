@@ -4,7 +4,8 @@ The flow layer calls `data`, `gap`, `eof` and `close` with ordered bytes (it kno
 the session feeds the decoder, routes what comes out — requests and responses to the matcher, one-way
 messages straight to records, control messages to itself — and turns every pairing into a `Roundtrip`.
 
-* DecodeError: counted under the protocol and reason; the decoder is replaced by a fresh one that
+* DecodeError: counted under the protocol and reason; what the decoder completed before the error
+  (`DecodeError.messages`) is dispatched first; the decoder is replaced by a fresh one that
   resynchronises (`midstream=True`), and the matcher is told that framing was lost in that direction.
   After MAX_RESETS errors with no message in between, the connection is not this protocol: decoding stops.
 * TLS: the first client bytes of a TCP connection are checked for a ClientHello; if found, a `TlsDecoder`
@@ -13,6 +14,10 @@ messages straight to records, control messages to itself — and turns every pai
 * Hand-over: an HTTP/1.1 `101` (or an HTTP/2 preface on an HTTP port) gives the connection to the protocol
   registered for the upgrade token, with the upgrade request as its first request; when none is
   registered the 101 answers its request and decoding stops (counted).
+* A record's protocol is the rule's, unless its message names another (`Message.PROTOCOL`: one HTTP/2
+  connection carries both `grpc` and `http2` streams); records are counted under the protocol they carry.
+* `NoAnswer(key)`: the decoder knows the request under `key` will never be answered (HTTP/2 RST_STREAM,
+  GOAWAY): the matcher records it `unanswered` at once instead of at connection close.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from packetd.protocols.base import (
     HandOver,
     Kind,
     Message,
+    NoAnswer,
     Role,
     StopDecoding,
     SwapRoles,
@@ -157,7 +163,7 @@ class Session:
         try:
             msgs = self._decoder.receive(d, data, ts_ns)
         except DecodeError as exc:
-            self._reset(exc, d)
+            self._fail(exc, d, ts_ns)
             return
         if msgs:
             self._errors_in_row = 0
@@ -174,7 +180,7 @@ class Session:
         try:
             msgs = decoder.receive_gap(d, nbytes, ts_ns)
         except DecodeError as exc:
-            self._reset(exc, d)
+            self._fail(exc, d, ts_ns)
             return
         if msgs:
             self._dispatch(msgs, d, ts_ns)
@@ -188,7 +194,7 @@ class Session:
         try:
             msgs = decoder.receive_eof(d, ts_ns)
         except DecodeError as exc:
-            self._reset(exc, d)
+            self._fail(exc, d, ts_ns)
             return
         if msgs:
             self._dispatch(msgs, d, ts_ns)
@@ -213,7 +219,7 @@ class Session:
         try:
             msgs = decoder.receive(d, data, ts_ns)
         except DecodeError as exc:
-            self._reset(exc, d)
+            self._fail(exc, d, ts_ns)
             return
         if msgs:
             self._errors_in_row = 0
@@ -245,6 +251,8 @@ class Session:
         if isinstance(m, SyncLost):
             self._stats.sync_lost += 1
             self._matcher.sync_lost(m.direction)
+        elif isinstance(m, NoAnswer):
+            self._matcher.no_answer(m.key)
         elif isinstance(m, SwapRoles):
             self._client, self._server = self._server, self._client
             self._flip ^= 1
@@ -282,6 +290,17 @@ class Session:
         if m.server_data:
             self._feed(Direction.S2C, memoryview(m.server_data), ts_ns)
 
+    def _fail(self, exc: DecodeError, d: Direction, ts_ns: int) -> None:
+        """A DecodeError: first what the decoder completed before it (`exc.messages`), then the reset."""
+        if exc.messages:
+            decoder = self._decoder
+            self._dispatch(exc.messages, d, ts_ns)
+            if self._decoder is not decoder:  # a control message already replaced or stopped it
+                errors = self._stats.decode_errors
+                errors[exc.reason] = errors.get(exc.reason, 0) + 1
+                return
+        self._reset(exc, d)
+
     def _reset(self, exc: DecodeError, d: Direction) -> None:
         errors = self._stats.decode_errors
         errors[exc.reason] = errors.get(exc.reason, 0) + 1
@@ -309,5 +328,10 @@ class Session:
     def _emit(self, kind: str, request: Message | None, response: Message | None, flags: int) -> None:
         flags |= self._flags | self._first_flags
         self._first_flags = 0
-        self._stats.records[kind] += 1
-        self._sink(Roundtrip(self._spec.name, kind, self._client, self._server, request, response, flags))
+        msg = request if request is not None else response
+        name = msg.PROTOCOL if msg is not None and msg.PROTOCOL else self._spec.name
+        if name == self._spec.name:
+            self._stats.records[kind] += 1
+        else:  # the message decided the protocol (an HTTP/2 connection carrying gRPC)
+            self._stats_for(name).records[kind] += 1
+        self._sink(Roundtrip(name, kind, self._client, self._server, request, response, flags))

@@ -6,9 +6,10 @@ the packet that carried the bytes. Anything malformed raises `DecodeError(reason
 counts it under the protocol and reason, and replaces the decoder with a fresh one that resynchronises on
 the next message start. Any other exception escaping a decoder is a bug.
 
-Control messages (`HandOver`, `StopDecoding`) travel in the same result lists as protocol messages: they
-tell the session to give the connection to another decoder (HTTP/1.1 `101 Switching Protocols`, an HTTP/2
-preface on an HTTP port) or to stop decoding it (TLS negotiated, an unknown upgrade).
+Control messages (`HandOver`, `StopDecoding`, `NoAnswer`, ...) travel in the same result lists as protocol
+messages: they tell the session to give the connection to another decoder (HTTP/1.1 `101 Switching
+Protocols`, an HTTP/2 preface on an HTTP port), to stop decoding it (TLS negotiated, an unknown upgrade), or
+that a request will never be answered (an HTTP/2 stream reset).
 """
 
 from __future__ import annotations
@@ -77,12 +78,17 @@ def flag_names(flags: int) -> list[str]:
 
 
 class DecodeError(Exception):
-    """The peer sent something this decoder cannot frame. `reason` is a short, stable, countable label."""
+    """The peer sent something this decoder cannot frame. `reason` is a short, stable, countable label.
+
+    `messages`: what the decoder completed before it failed (a decoder may attach them so that a reset
+    does not lose them: HTTP/2 holds requests until their streams end); the session dispatches them first.
+    """
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+        self.messages: Sequence[Message] = ()
 
 
 @value
@@ -107,6 +113,9 @@ class Message:
     """Base of every protocol message: first and last byte times, wire size, quality flags."""
 
     ROLE: ClassVar[Role] = Role.REQUEST
+    # the record's protocol when the message decides it (one decoder serving HTTP/2 and gRPC: the stream's
+    # content-type decides); "" — the protocol of the rule that matched the connection
+    PROTOCOL: ClassVar[str] = ""
     start_ns: int
     end_ns: int
     size: int  # bytes on the wire, headers included
@@ -161,6 +170,15 @@ class StopDecoding(Message):
     ROLE: ClassVar[Role] = Role.CONTROL
     reason: str
     encrypted: bool = False
+
+
+@value
+class NoAnswer(Message):
+    """The request paired under `key` will never be answered (HTTP/2 RST_STREAM, GOAWAY): record it now
+    as `unanswered` instead of holding it until the connection closes."""
+
+    ROLE: ClassVar[Role] = Role.CONTROL
+    key: object
 
 
 @value

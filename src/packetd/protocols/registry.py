@@ -16,6 +16,7 @@ from packetd._values import value
 from packetd.protocols.base import Decoder, DecoderContext
 from packetd.protocols.http1.decoder import HttpOptions
 from packetd.protocols.http1.decoder import new_decoder as http1_decoder
+from packetd.protocols.http2.decoder import Http2Options, new_grpc_decoder, new_http2_decoder
 
 Pairing = Literal["fifo", "keyed", "oneway"]
 
@@ -76,4 +77,29 @@ HTTP = ProtocolSpec(
     description="HTTP/1.0 and HTTP/1.1",
 )
 
-REGISTRY = Registry([HTTP])
+# One decoder serves both rows (family "http2"): each stream's content-type decides whether its record is
+# `grpc` or `http2`; the row only decides streams whose content-type could not be read (joined mid-connection).
+HTTP2 = ProtocolSpec(
+    name="http2",
+    family="http2",
+    factory=new_http2_decoder,
+    options_type=Http2Options,
+    pairing="keyed",  # by stream id
+    default_ports=(50051,),
+    transports=frozenset({"tcp"}),
+    upgrade_tokens=frozenset({"h2c", "h2c-prior-knowledge"}),
+    description="HTTP/2 over cleartext (prior knowledge, Upgrade: h2c)",
+)
+
+GRPC = ProtocolSpec(
+    name="grpc",
+    family="http2",
+    factory=new_grpc_decoder,
+    options_type=Http2Options,
+    pairing="keyed",
+    default_ports=(50051,),
+    transports=frozenset({"tcp"}),
+    description="gRPC over HTTP/2 cleartext",
+)
+
+REGISTRY = Registry([HTTP, HTTP2, GRPC])

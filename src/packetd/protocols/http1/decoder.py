@@ -316,6 +316,11 @@ class Http1Decoder:
             chunk = data[pos : pos + MAX_HEAD].tobytes()
             search_from = 0
             side.start_ns = ts
+        if not side.is_request and not old and not self._produced and _h2_settings(chunk):
+            # an HTTP/2 server may send its SETTINGS before the client's preface arrives (RFC 9113 §3.4):
+            # hold them for the hand-over that the preface will cause
+            side.state = State.PAUSED
+            return self._on_paused(side, data, pos, ts, out)
         if side.is_request and chunk[:1] == b"P" and H2_PREFACE.startswith(bytes(chunk[:24])):
             if len(chunk) < len(H2_PREFACE):
                 if not old:
@@ -722,7 +727,9 @@ class Http1Decoder:
         self._handover = None
         client = self._sides[0]
         if side is client:
-            client_data, server_data = bytes(side.buf) + rest, b""
+            server = self._sides[1]
+            held = bytes(server.buf) if target == "h2c-prior-knowledge" else b""  # its early SETTINGS
+            client_data, server_data = bytes(side.buf) + rest, held
         else:
             client_data, server_data = bytes(client.buf), rest
         for s in self._sides:
@@ -739,6 +746,17 @@ class Http1Decoder:
                 response=response,
             )
         )
+
+
+def _h2_settings(chunk: bytes | bytearray) -> bool:
+    """An HTTP/2 SETTINGS frame header (type 4, no flags, stream 0, length a multiple of 6) starts `chunk`."""
+    return (
+        len(chunk) >= 9
+        and chunk[3] == 4
+        and chunk[4] == 0
+        and chunk[5:9] == b"\0\0\0\0"
+        and int.from_bytes(chunk[:3], "big") % 6 == 0
+    )
 
 
 def _other_version(vraw: bytes) -> str:

@@ -1,0 +1,210 @@
+"""Live HTTP/2 over cleartext: real servers (Debian's nghttpd, hypercorn for `Upgrade: h2c`) and real clients
+(curl, nghttp, h2load), captured on loopback through the AF_PACKET engine while tcpdump records the same
+traffic.
+
+The ports are watched with an `http` rule, as an operator would: every connection reaches the HTTP/2 decoder
+through the HTTP/1 decoder's hand-over (prior-knowledge preface, or `Upgrade: h2c` + 101). The truth is the
+clients' own output: method, path, status and body length of every request they made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+import pytest
+
+from tests.helpers.live import ROOT, can_capture, capture, free_port, replay, wait_port
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.live,
+    pytest.mark.server,
+    pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
+    pytest.mark.skipif(
+        not (
+            shutil.which("nghttpd")
+            and shutil.which("h2load")
+            and shutil.which("nghttp")
+            and shutil.which("curl")
+        ),
+        reason="nghttp2-server / nghttp2-client / curl not installed (make test-deps)",
+    ),
+]
+
+BIG = 3 * 1024 * 1024 + 7
+POST_BODY = os.urandom(10_000)
+H2LOAD_REQUESTS = 60
+NGHTTP_STREAMS = 8
+
+Entry = tuple[str, str, int]  # method, path, status
+
+
+class Log:
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self.sizes: dict[tuple[str, str, int], int] = {}  # body length the client received, per request kind
+
+
+def curl(url: str, *args: str) -> tuple[int, int, str]:
+    out = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{http_version}", *args, url],
+        capture_output=True, check=True, timeout=60, text=True,
+    ).stdout.split()  # fmt: skip
+    return int(out[0]), int(out[1]), out[2]
+
+
+def workload(ng: int, hc: int, www: str, log: Log) -> None:
+    pk = "--http2-prior-knowledge"
+    for method, port, path, args in (
+        ("GET", ng, "/index.html", [pk]),
+        ("HEAD", ng, "/index.html", [pk, "-I"]),
+        ("GET", ng, "/nope.html", [pk]),
+        ("GET", ng, "/big.bin", [pk]),  # 3 MB: many DATA frames across many segments
+        ("POST", hc, "/post", [pk, "--data-binary", "@" + os.path.join(www, "post.bin")]),
+        ("GET", hc, "/missing", [pk]),
+        ("GET", hc, "/upgraded", ["--http2"]),  # HTTP/1.1 Upgrade: h2c, answered on stream 1
+        ("GET", hc, "/empty", ["--http2"]),
+    ):
+        status, size, version = curl(f"http://127.0.0.1:{port}{path}", *args)
+        assert version == "2", (path, version)
+        log.entries.append((method, path, status))
+        log.sizes[(method, path, status)] = size
+    # many concurrent streams on one connection
+    out = subprocess.run(
+        ["h2load", "-n", str(H2LOAD_REQUESTS), "-c", "1", "-m", "20", f"http://127.0.0.1:{ng}/index.html"],
+        capture_output=True, check=True, timeout=120, text=True,
+    ).stdout  # fmt: skip
+    m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    assert m is not None and int(m.group(1)) == H2LOAD_REQUESTS, out
+    log.entries += [("GET", "/index.html", 200)] * H2LOAD_REQUESTS
+    out = subprocess.run(
+        ["nghttp", "-ns", "-m", str(NGHTTP_STREAMS), f"http://127.0.0.1:{ng}/index.html"],
+        capture_output=True, check=True, timeout=60, text=True,
+    ).stdout  # fmt: skip
+    codes = re.findall(r"^\s*\d+\s+\S+\s+\S+\s+\S+\s+(\d{3})\s+\d+\s+/index.html$", out, re.M)
+    assert len(codes) == NGHTTP_STREAMS, out
+    log.entries += [("GET", "/index.html", int(c)) for c in codes]
+
+
+@pytest.fixture(scope="module")
+def traffic() -> dict[str, Any]:
+    www = tempfile.mkdtemp(prefix="packetd-h2-")
+    with open(os.path.join(www, "index.html"), "w") as f:
+        f.write("<p>hello over h2c</p>\n" * 10)
+    with open(os.path.join(www, "big.bin"), "wb") as f:
+        f.write(os.urandom(BIG))
+    with open(os.path.join(www, "post.bin"), "wb") as f:
+        f.write(POST_BODY)
+    ng, hc = free_port(), free_port()
+    nghttpd = subprocess.Popen(
+        ["nghttpd", "--no-tls", "-d", www, str(ng)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    hypercorn = subprocess.Popen(
+        [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{hc}", "tests.helpers.asgi_app:app"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+    )  # fmt: skip
+    log = Log()
+    try:
+        wait_port(ng, timeout=30)
+        wait_port(hc, timeout=30)
+        with capture(
+            ["--ifaces", "^lo$", "--proto", f"http;{ng},{hc}", "--block-num", "128"],
+            tcpdump_filter=f"tcp port {ng} or tcp port {hc}",
+        ) as cap:
+            workload(ng, hc, www, log)
+            records = cap.stop()
+            stderr = cap.stderr.decode(errors="replace")
+            pcap = cap.pcap_path
+    finally:
+        for p in (nghttpd, hypercorn):
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        shutil.rmtree(www, ignore_errors=True)
+    return {"log": log, "records": records, "stderr": stderr, "pcap": pcap, "ports": f"{ng},{hc}", "hc": hc}
+
+
+def key(r: dict[str, Any]) -> Entry:
+    return r["operation"], r["request"]["path"], int(r["status"])
+
+
+def test_the_workload_did_what_it_meant_to(traffic: dict[str, Any]) -> None:
+    log: Log = traffic["log"]
+    assert len(log.entries) == 8 + H2LOAD_REQUESTS + NGHTTP_STREAMS
+    assert log.sizes[("GET", "/big.bin", 200)] == BIG and log.sizes[("GET", "/empty", 204)] == 0
+
+
+def test_every_request_appears_once_paired_with_its_status(traffic: dict[str, Any]) -> None:
+    records = traffic["records"]
+    assert sorted(key(r) for r in records) == sorted(traffic["log"].entries)
+    assert {(r["protocol"], r["kind"]) for r in records} == {("http2", "roundtrip")}
+    assert all(r["flags"] == [] for r in records), [r["flags"] for r in records if r["flags"]]
+
+
+def test_body_lengths_match_what_the_clients_sent_and_received(traffic: dict[str, Any]) -> None:
+    sizes = traffic["log"].sizes
+    for r in traffic["records"]:
+        k = key(r)
+        if k in sizes and r["operation"] != "HEAD":
+            assert r["response"]["body_bytes"] == sizes[k], k
+    (post,) = [r for r in traffic["records"] if r["operation"] == "POST"]
+    assert post["request"]["body_bytes"] == len(POST_BODY)
+    assert post["response"]["body_bytes"] == len(b"echo:") + len(POST_BODY)
+    (head,) = [r for r in traffic["records"] if r["operation"] == "HEAD"]
+    assert head["response"]["body_bytes"] == 0  # the HEAD response ends on its HEADERS frame
+
+
+def test_upgrade_request_becomes_stream_1(traffic: dict[str, Any]) -> None:
+    up = [r for r in traffic["records"] if r["request"]["path"] in ("/upgraded", "/empty")]
+    assert len(up) == 2
+    for r in up:
+        assert r["request"]["stream_id"] == 1 and r["response"]["stream_id"] == 1
+        assert r["request"]["headers"]["upgrade"] == ["h2c"]  # the HTTP/1.1 request's own header block
+        assert r["request"]["authority"] == f"127.0.0.1:{traffic['hc']}"
+
+
+def test_concurrent_streams_on_one_connection(traffic: dict[str, Any]) -> None:
+    by_conn: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for r in traffic["records"]:  # one client port may be reused towards the other server
+        by_conn.setdefault((r["client"]["port"], r["server"]["port"]), []).append(r)
+    sizes = sorted(len(v) for v in by_conn.values())
+    assert sizes[-2:] == [NGHTTP_STREAMS, H2LOAD_REQUESTS]
+    for recs in by_conn.values():
+        ids = [r["request"]["stream_id"] for r in recs]
+        assert len(set(ids)) == len(ids)
+
+
+def test_summary_reports_no_drops_and_no_resets(traffic: dict[str, Any]) -> None:
+    err = traffic["stderr"]
+    assert " 0 dropped by the kernel" in err
+    assert " 0 decode resets" in err and " 0 gaps" in err
+
+
+def test_tcpdump_replay_gives_the_same_records(traffic: dict[str, Any]) -> None:
+    replayed, _ = replay(traffic["pcap"], ["--proto", f"http;{traffic['ports']}"])
+    times = ("start_time", "end_time", "duration_ns")
+
+    def strip(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k not in times} for r in recs]
+
+    assert strip(replayed) == strip(traffic["records"])
+
+
+def test_live_records_validate_against_the_schema(traffic: dict[str, Any]) -> None:
+    from jsonschema import Draft202012Validator
+
+    with open(os.path.join(ROOT, "docs", "roundtrip.schema.json")) as f:
+        validator = Draft202012Validator(json.load(f))
+    for rec in traffic["records"]:
+        validator.validate(rec)
