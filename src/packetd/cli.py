@@ -500,6 +500,9 @@ def run_watch(opts: WatchOptions) -> int:
     if live:
         desc = ", ".join(f"{r.protocol}:{','.join(map(str, r.ports))}" for r in rules)
         click.echo(f"packetd: capturing on {source.name} ({desc}); Ctrl-C to stop", err=True)
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then keeps it ignored;
+    # `kill -INT` (what Ctrl-C sends) must stop watch wherever it was started
+    signal.signal(signal.SIGINT, _raise_interrupt)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         if live:
