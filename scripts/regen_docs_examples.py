@@ -24,6 +24,12 @@ EXAMPLES: dict[str, list[tuple[str, tuple[Rule, ...], str, int]]] = {
         ("http1/zeek_zeek__100-continue.pcap", (Rule(protocol="http", ports=(80,)),), "roundtrip", 0),
         ("http1/njcx_packetbeat__http_post.pcap", (Rule(protocol="http", ports=(80,)),), "unanswered", 0),
     ],
+    "dns": [
+        ("dns/njcx_packetbeat__dns_mx.pcap", (Rule(protocol="dns", ports=(53,)),), "roundtrip", 0),
+        ("dns/njcx_packetbeat__dns_not_found.pcap", (Rule(protocol="dns", ports=(53,)),), "roundtrip", 0),
+        ("dns/zeek_zeek__dns-edns-tcp-keepalive.pcap", (Rule(protocol="dns", ports=(53,)),), "roundtrip", 0),
+        ("dns/arkime_arkime__dns-udp.pcap", (Rule(protocol="dns", ports=(53,)),), "unanswered", 0),
+    ],
 }
 
 

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from packetd._values import value
 from packetd.protocols.base import Decoder, DecoderContext
+from packetd.protocols.dns.decoder import DnsOptions
+from packetd.protocols.dns.decoder import new_decoder as dns_decoder
 from packetd.protocols.http1.decoder import HttpOptions
 from packetd.protocols.http1.decoder import new_decoder as http1_decoder
 
@@ -76,4 +78,15 @@ HTTP = ProtocolSpec(
     description="HTTP/1.0 and HTTP/1.1",
 )
 
-REGISTRY = Registry([HTTP])
+DNS = ProtocolSpec(
+    name="dns",
+    family="dns",
+    factory=dns_decoder,
+    options_type=DnsOptions,
+    pairing="keyed",  # (id, first question)
+    default_ports=(53,),
+    transports=frozenset({"udp", "tcp"}),
+    description="DNS over UDP and TCP",
+)
+
+REGISTRY = Registry([HTTP, DNS])
