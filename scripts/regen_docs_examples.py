@@ -30,6 +30,13 @@ EXAMPLES: dict[str, list[tuple[str, tuple[Rule, ...], str, int]]] = {
         ("dns/zeek_zeek__dns-edns-tcp-keepalive.pcap", (Rule(protocol="dns", ports=(53,)),), "roundtrip", 0),
         ("dns/arkime_arkime__dns-udp.pcap", (Rule(protocol="dns", ports=(53,)),), "unanswered", 0),
     ],
+    "amqp": [
+        ("amqp/deepflowio_deepflow__amqp-error.pcap", (Rule(protocol="amqp", ports=(5672,)),), "handshake", 0),
+        ("amqp/njcx_packetbeat__amqp_emit_receive.pcap", (Rule(protocol="amqp", ports=(5672,)),), "roundtrip", 2),
+        ("amqp/njcx_packetbeat__amqp_channel_error.pcap", (Rule(protocol="amqp", ports=(5672,)),), "roundtrip", 2),
+        ("amqp/deepflowio_deepflow__amqp-error.pcap", (Rule(protocol="amqp", ports=(5672,)),), "oneway", 0),
+        ("amqp/deepflowio_deepflow__amqp1.pcap", (Rule(protocol="amqp", ports=(5672,)),), "oneway", 1),
+    ],
 }
 
 

@@ -17,6 +17,7 @@ from tests.helpers.golden import ManifestRow, as_json, manifest, read_golden, ru
 RULES_FOR: dict[str, Callable[[ManifestRow], tuple[Rule, ...]]] = {
     "http1": lambda row: (Rule(protocol="http", ports=row.ports),),
     "dns": lambda row: (Rule(protocol="dns", ports=row.ports),),
+    "amqp": lambda row: (Rule(protocol="amqp", ports=row.ports),),
 }
 
 # file → (roundtrip records expected, why it differs from tshark's response count)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from packetd._values import value
+from packetd.protocols.amqp.decoder import AmqpOptions
+from packetd.protocols.amqp.decoder import new_decoder as amqp_decoder
 from packetd.protocols.base import Decoder, DecoderContext
 from packetd.protocols.dns.decoder import DnsOptions
 from packetd.protocols.dns.decoder import new_decoder as dns_decoder
@@ -89,4 +91,15 @@ DNS = ProtocolSpec(
     description="DNS over UDP and TCP",
 )
 
-REGISTRY = Registry([HTTP, DNS])
+AMQP = ProtocolSpec(
+    name="amqp",
+    family="amqp",
+    factory=amqp_decoder,
+    options_type=AmqpOptions,
+    pairing="keyed",  # the decoder pairs by channel and method (or delivery tag) and names each pair
+    default_ports=(5672,),
+    transports=frozenset({"tcp"}),
+    description="AMQP 0-9-1 (RabbitMQ)",
+)
+
+REGISTRY = Registry([HTTP, DNS, AMQP])
