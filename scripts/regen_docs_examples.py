@@ -37,6 +37,11 @@ EXAMPLES: dict[str, list[tuple[str, tuple[Rule, ...], str, int]]] = {
         ("amqp/deepflowio_deepflow__amqp-error.pcap", (Rule(protocol="amqp", ports=(5672,)),), "oneway", 0),
         ("amqp/deepflowio_deepflow__amqp1.pcap", (Rule(protocol="amqp", ports=(5672,)),), "oneway", 1),
     ],
+    "mongodb": [
+        ("mongodb/deepflowio_deepflow__mongo-msg.pcap", (Rule(protocol="mongodb", ports=(3717,)),), "roundtrip", 0),
+        ("mongodb/deepflowio_deepflow__mongo.pcap", (Rule(protocol="mongodb", ports=(27017,)),), "handshake", 0),
+        ("mongodb/njcx_packetbeat__mongodb_inserts.pcap", (Rule(protocol="mongodb", ports=(27017,)),), "roundtrip", 1),
+    ],
 }
 
 

@@ -2,7 +2,7 @@
 # System packages the test suite talks to: tshark (the independent oracle for golden tests), tcpdump (the
 # replay comparison), nginx and curl (live HTTP tests), libpcap. Installed once; CI runs on a clean machine.
 set -eu
-pkgs="tshark tcpdump nginx-light curl libpcap0.8 iproute2 procps"
+pkgs="tshark tcpdump nginx-light curl libpcap0.8 iproute2 procps rabbitmq-server unbound"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -18,4 +18,7 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends $missing >/dev/null
 # Debian starts nginx on port 80 when it is installed: the tests run their own instance on their own port.
-if command -v service >/dev/null 2>&1; then service nginx stop >/dev/null 2>&1 || true; fi
+# So may rabbitmq-server (5672) and unbound (53): the live tests start their own, on free ports.
+if command -v service >/dev/null 2>&1; then
+    for svc in nginx rabbitmq-server unbound; do service "$svc" stop >/dev/null 2>&1 || true; done
+fi

@@ -20,6 +20,8 @@ from packetd.protocols.dns.decoder import DnsOptions
 from packetd.protocols.dns.decoder import new_decoder as dns_decoder
 from packetd.protocols.http1.decoder import HttpOptions
 from packetd.protocols.http1.decoder import new_decoder as http1_decoder
+from packetd.protocols.mongodb.decoder import MongoOptions
+from packetd.protocols.mongodb.decoder import new_decoder as mongodb_decoder
 
 Pairing = Literal["fifo", "keyed", "oneway"]
 
@@ -102,4 +104,15 @@ AMQP = ProtocolSpec(
     description="AMQP 0-9-1 (RabbitMQ)",
 )
 
-REGISTRY = Registry([HTTP, DNS, AMQP])
+MONGODB = ProtocolSpec(
+    name="mongodb",
+    family="mongodb",
+    factory=mongodb_decoder,
+    options_type=MongoOptions,
+    pairing="keyed",  # responseTo = requestID
+    default_ports=(27017,),
+    transports=frozenset({"tcp"}),
+    description="MongoDB wire protocol (OP_MSG, OP_COMPRESSED, legacy opcodes)",
+)
+
+REGISTRY = Registry([HTTP, DNS, AMQP, MONGODB])
