@@ -19,6 +19,7 @@ RULES_FOR: dict[str, Callable[[ManifestRow], tuple[Rule, ...]]] = {
     "dns": lambda row: (Rule(protocol="dns", ports=row.ports),),
     "amqp": lambda row: (Rule(protocol="amqp", ports=row.ports),),
     "mongodb": lambda row: (Rule(protocol="mongodb", ports=row.ports),),
+    "kafka": lambda row: (Rule(protocol="kafka", ports=row.ports),),
 }
 
 # file → (roundtrip records expected, why it differs from tshark's response count)

@@ -20,6 +20,8 @@ from packetd.protocols.dns.decoder import DnsOptions
 from packetd.protocols.dns.decoder import new_decoder as dns_decoder
 from packetd.protocols.http1.decoder import HttpOptions
 from packetd.protocols.http1.decoder import new_decoder as http1_decoder
+from packetd.protocols.kafka.decoder import KafkaOptions
+from packetd.protocols.kafka.decoder import new_decoder as kafka_decoder
 from packetd.protocols.mongodb.decoder import MongoOptions
 from packetd.protocols.mongodb.decoder import new_decoder as mongodb_decoder
 
@@ -115,4 +117,15 @@ MONGODB = ProtocolSpec(
     description="MongoDB wire protocol (OP_MSG, OP_COMPRESSED, legacy opcodes)",
 )
 
-REGISTRY = Registry([HTTP, DNS, AMQP, MONGODB])
+KAFKA = ProtocolSpec(
+    name="kafka",
+    family="kafka",
+    factory=kafka_decoder,
+    options_type=KafkaOptions,
+    pairing="keyed",  # correlation id
+    default_ports=(9092,),
+    transports=frozenset({"tcp"}),
+    description="Apache Kafka protocol (all API keys; flexible versions from the official schemas)",
+)
+
+REGISTRY = Registry([HTTP, DNS, AMQP, MONGODB, KAFKA])

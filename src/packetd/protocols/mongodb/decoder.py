@@ -609,8 +609,9 @@ def _count_docs(buf: bytes, pos: int, end: int) -> int:
     return count
 
 
+# a known opcode (little-endian int32) at offset 12 of a header; a lookahead, so that matches may overlap
 _CANDIDATE = re.compile(
-    rb"(?:\xdd\x07|\xd4\x07|\xd5\x07|\xdc\x07|\x01\x00|\xd2\x07|\xd1\x07|\xd6\x07|\xd7\x07)\x00\x00"
+    rb"(?=(?:\xdd\x07|\xd4\x07|\xd5\x07|\xdc\x07|\x01\x00|\xd2\x07|\xd1\x07|\xd6\x07|\xd7\x07)\x00\x00)"
 )
 
 
