@@ -116,7 +116,10 @@ class RabbitMQ:
             f.write("[].\n")
         with open(os.path.join(self.dir, "rabbitmq.conf"), "w") as f:
             f.write("loopback_users = none\n")
-        binary = shutil.which("rabbitmq-server") or "/usr/sbin/rabbitmq-server"
+        # the script itself, not /usr/sbin's wrapper (which su-s to the rabbitmq user in a new session, out of
+        # reach of the process-group stop): Erlang then runs as our child, in our group
+        binary = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+        self._epmd_before = _epmd_pids()
         self.proc = subprocess.Popen(
             [binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
@@ -124,11 +127,25 @@ class RabbitMQ:
 
     def stop(self) -> None:
         _stop(self.proc, group=True)
+        # Erlang starts epmd as a daemon when none runs: stop the one this server started, by PID
+        for pid in _epmd_pids() - self._epmd_before:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _epmd_pids() -> set[int]:
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() == "epmd":
+                    pids.add(int(entry))
+    return pids
+
+
 def rabbitmq_available() -> bool:
-    return shutil.which("rabbitmq-server") is not None or os.path.exists("/usr/sbin/rabbitmq-server")
+    return os.path.exists("/usr/lib/rabbitmq/bin/rabbitmq-server")
 
 
 class Secantus:
