@@ -238,7 +238,7 @@ class KafkaDecoder:
                 # the size framed the message: a body we cannot read costs its fields, not the stream
                 self._count("body_errors")
                 fields = {}
-            group_id = fields.get("GroupId")
+            group_id = _first_group(fields)
             if api_key == _PRODUCE:
                 acks = fields.get("Acks")
                 topics, headers = self._produce_topics(fields.get("TopicData", ()))
@@ -345,6 +345,20 @@ class KafkaDecoder:
                     del ids[next(iter(ids))]
                     self._counters["topic_ids_evicted"] = self._counters.get("topic_ids_evicted", 0) + 1
                 ids[tid] = name
+
+
+def _first_group(fields: dict[str, Any]) -> str | None:
+    """The request's group id: top level, or the first of its Groups (OffsetFetch >= 8, DescribeGroups...)."""
+    group = fields.get("GroupId")
+    if group is not None:
+        return str(group)
+    for v in fields.values():
+        if isinstance(v, list):
+            for item in v:
+                found = _first_group(item)
+                if found is not None:
+                    return found
+    return None
 
 
 def _collect_errors(fields: dict[str, Any], path: str, out: list[tuple[str, int]]) -> None:
