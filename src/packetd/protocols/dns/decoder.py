@@ -362,6 +362,9 @@ class _Side:
         self.flags = 0
 
 
+_NO_SIDES: tuple[_Side, _Side] = (_Side(), _Side())  # placeholders for UDP: never written
+
+
 class DnsDecoder:
     """Decoder for one DNS flow (a UDP 4-tuple or a TCP connection); see the module docstring."""
 
@@ -371,7 +374,8 @@ class DnsDecoder:
         self._max_records = opts.max_records
         self._udp = ctx.transport == "udp"
         self._transport = "udp" if self._udp else "tcp"
-        self._sides = (_Side(), _Side())
+        # per-direction TCP framing state; a UDP flow (one per query, for most stub resolvers) has none
+        self._sides = (_Side(), _Side()) if not self._udp else _NO_SIDES
         self._pending: dict[tuple[int, str, int, int], bool] = {}  # query key → retransmitted
         self._produced = False
         self._midstream = ctx.midstream
@@ -406,6 +410,8 @@ class DnsDecoder:
         return NO_MESSAGES
 
     def receive_eof(self, direction: Direction, ts_ns: int) -> Sequence[Message]:
+        if self._udp:
+            return NO_MESSAGES
         side = self._sides[direction]
         side.buf.clear()
         side.need = -1
@@ -466,7 +472,8 @@ class DnsDecoder:
             self._produced = True
             if (msg.ROLE is Answer.ROLE) == (direction is Direction.C2S):
                 # a query sent by the guessed server (both ports matched a rule): the roles were wrong
-                self._sides = (self._sides[1], self._sides[0])
+                if not self._udp:
+                    self._sides = (self._sides[1], self._sides[0])
                 out.append(SwapRoles(start_ns=0, end_ns=0, size=0, flags=0))
         key = msg.pair_key
         if isinstance(msg, Query):
