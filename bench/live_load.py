@@ -33,7 +33,9 @@ def kafka_load(n: int) -> dict[str, object]:
         bootstrap = f"127.0.0.1:{server.port}"
         with capture(["--ifaces", "^lo$", "--proto", f"kafka;{server.port}", "--block-num", "256"]) as cap:
             t0 = time.perf_counter()
+            # small batches: many Produce requests (librdkafka would otherwise put 10 000 messages in one)
             p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "statistics.interval.ms": 100,
+                          "batch.num.messages": 20,
                           "stats_cb": lambda s: stats.__setitem__("producer", json.loads(s))})  # fmt: skip
             for i in range(n):
                 p.produce("load", b"m%08d" % i + b"x" * 200, partition=0)
