@@ -29,7 +29,7 @@ pytestmark = [
 
 TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 TOPIC = "orders"
-WAITING = {"Fetch", "JoinGroup", "SyncGroup", "Heartbeat"}  # may be in flight when a client closes
+WAITING = {"Fetch", "JoinGroup", "SyncGroup", "Heartbeat", "Metadata"}  # may be in flight when a client closes
 
 
 def workload(port: int) -> dict:
