@@ -35,6 +35,7 @@ test: setup test-deps lint typecheck
 
 bench: setup
 	$(BIN)/python bench/http1_replay.py
+	$(BIN)/python bench/proto_replay.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -54,6 +54,70 @@ EXAMPLES: dict[str, list[tuple[str, tuple[Rule, ...], str, int]]] = {
             0,
         ),
     ],
+    "dns": [
+        ("dns/njcx_packetbeat__dns_mx.pcap", (Rule(protocol="dns", ports=(53,)),), "roundtrip", 0),
+        ("dns/njcx_packetbeat__dns_not_found.pcap", (Rule(protocol="dns", ports=(53,)),), "roundtrip", 0),
+        ("dns/zeek_zeek__dns-edns-tcp-keepalive.pcap", (Rule(protocol="dns", ports=(53,)),), "roundtrip", 0),
+        ("dns/arkime_arkime__dns-udp.pcap", (Rule(protocol="dns", ports=(53,)),), "unanswered", 0),
+    ],
+    "amqp": [
+        (
+            "amqp/deepflowio_deepflow__amqp-error.pcap",
+            (Rule(protocol="amqp", ports=(5672,)),),
+            "handshake",
+            0,
+        ),
+        (
+            "amqp/njcx_packetbeat__amqp_emit_receive.pcap",
+            (Rule(protocol="amqp", ports=(5672,)),),
+            "roundtrip",
+            2,
+        ),
+        (
+            "amqp/njcx_packetbeat__amqp_channel_error.pcap",
+            (Rule(protocol="amqp", ports=(5672,)),),
+            "roundtrip",
+            2,
+        ),
+        ("amqp/deepflowio_deepflow__amqp-error.pcap", (Rule(protocol="amqp", ports=(5672,)),), "oneway", 0),
+        ("amqp/deepflowio_deepflow__amqp1.pcap", (Rule(protocol="amqp", ports=(5672,)),), "oneway", 1),
+    ],
+    "mongodb": [
+        (
+            "mongodb/deepflowio_deepflow__mongo-msg.pcap",
+            (Rule(protocol="mongodb", ports=(3717,)),),
+            "roundtrip",
+            0,
+        ),
+        (
+            "mongodb/deepflowio_deepflow__mongo.pcap",
+            (Rule(protocol="mongodb", ports=(27017,)),),
+            "handshake",
+            0,
+        ),
+        (
+            "mongodb/njcx_packetbeat__mongodb_inserts.pcap",
+            (Rule(protocol="mongodb", ports=(27017,)),),
+            "roundtrip",
+            1,
+        ),
+    ],
+    "kafka": [
+        ("kafka/ntop_nDPI__kafka.pcapng", (Rule(protocol="kafka", ports=(9092,)),), "roundtrip", 10),
+        (
+            "kafka/deepflowio_deepflow__01-fetch-v12-ok.pcap",
+            (Rule(protocol="kafka", ports=(36333,)),),
+            "roundtrip",
+            0,
+        ),
+        (
+            "kafka/deepflowio_deepflow__11-join-group-v7.pcap",
+            (Rule(protocol="kafka", ports=(36333,)),),
+            "roundtrip",
+            0,
+        ),
+        ("kafka/ntop_nDPI__kafka.pcapng", (Rule(protocol="kafka", ports=(9092,)),), "unanswered", 0),
+    ],
 }
 
 

@@ -4,7 +4,7 @@
 # bench), prometheus (the agent's end-to-end tests), openssl (test certificates), libpcap. Installed once; CI
 # runs on a clean machine.
 set -eu
-pkgs="tshark tcpdump nginx-light curl nghttp2-server nghttp2-client libpcap0.8 iproute2 procps openssl prometheus"
+pkgs="tshark tcpdump nginx-light curl nghttp2-server nghttp2-client libpcap0.8 iproute2 procps openssl prometheus rabbitmq-server unbound"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -19,10 +19,9 @@ export DEBIAN_FRONTEND=noninteractive
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends $missing >/dev/null
-# Debian starts nginx (port 80) and prometheus (9090) when they are installed where an init system runs:
-# the tests run their own instances on their own ports, so stop these.
+# Debian starts nginx (80), prometheus (9090), rabbitmq-server (5672) and unbound (53) when they are
+# installed where an init system runs: the tests run their own instances on free ports, so stop these.
+# (nghttp2-server ships nghttpd without a service: nothing to stop.)
 if command -v service >/dev/null 2>&1; then
-    service nginx stop >/dev/null 2>&1 || true
-    service prometheus stop >/dev/null 2>&1 || true
+    for svc in nginx prometheus rabbitmq-server unbound; do service "$svc" stop >/dev/null 2>&1 || true; done
 fi
-# nghttp2-server ships nghttpd without a service: nothing to stop.

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from packetd.protocols.registry import REGISTRY
 from tests.helpers.golden import CORPUS, ROOT
 from tests.helpers.live import can_capture
 
@@ -64,7 +65,7 @@ def test_ifaces_lists_what_ip_addr_shows() -> None:
         ("http;80,", "invalid port '' in protocol 'http;80,', port must be between 0-65535"),
         ("http;70000", "invalid port '70000' in protocol 'http;70000', port must be between 0-65535"),
         ("http;eighty", "invalid port 'eighty'"),
-        ("htp;80", "unsupported protocol (htp) in 'htp;80'; known protocols: grpc, http, http2"),
+        ("htp;80", f"unsupported protocol (htp) in 'htp;80'; known protocols: {', '.join(REGISTRY.names())}"),
         ("http;80;no-such-host.invalid", "cannot resolve host 'no-such-host.invalid'"),
     ],
 )
@@ -280,7 +281,10 @@ def test_user_drops_privileges_once_the_socket_is_open() -> None:
             "unknown decoder option http.capture_bdy (did you mean 'capture_body'?); http options: capture_body, redact",
         ),
         ("http.capture_body=x", "decoder option http.capture_body: 'x' is not an integer"),
-        ("smtp.x=1", "decoder options for unknown protocol 'smtp'; known protocols: grpc, http, http2"),
+        (
+            "smtp.x=1",
+            f"decoder options for unknown protocol 'smtp'; known protocols: {', '.join(REGISTRY.names())}",
+        ),
         ("capture_body", "invalid --decoder 'capture_body', expected PROTOCOL.KEY=VALUE"),
     ],
 )

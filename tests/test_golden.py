@@ -28,6 +28,10 @@ RULES_FOR: dict[str, Callable[[ManifestRow], tuple[Rule, ...]]] = {
     "http1": lambda row: (Rule(protocol="http", ports=row.ports),),
     "http2": _h2_rules,
     "grpc": lambda row: (Rule(protocol="grpc", ports=row.ports),),
+    "dns": lambda row: (Rule(protocol="dns", ports=row.ports),),
+    "amqp": lambda row: (Rule(protocol="amqp", ports=row.ports),),
+    "mongodb": lambda row: (Rule(protocol="mongodb", ports=row.ports),),
+    "kafka": lambda row: (Rule(protocol="kafka", ports=row.ports),),
 }
 
 # file → (roundtrip records expected, why it differs from tshark's response count)

@@ -589,6 +589,12 @@ def _print_summary(
         f"{orphans} orphan responses, {resets} decode resets, {flows.gaps} gaps ({flows.gap_bytes} bytes), "
         f"{sync} resyncs, {flows.duplicates} retransmissions"
     )
+    for name, pstats in sorted(engine.protocol_stats.items()):
+        if pstats.counters:  # events a decoder counts instead of recording (AMQP heartbeats, consumer acks)
+            err(
+                f"packetd: {name} counters: "
+                + ", ".join(f"{k}={v}" for k, v in sorted(pstats.counters.items()))
+            )
     rows = summary.rows()
     if rows:
         header = f"{'SERVER':<22} {'PROTO':<6} {'OPERATION':<10} {'PATH':<32} {'COUNT':>7} {'ERRORS':>6} {'P50':>9} {'P90':>9} {'P99':>9}"

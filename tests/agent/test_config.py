@@ -11,6 +11,7 @@ import pytest
 from packetd.agent.config import Config, ConfigError, parse_config
 from packetd.agent.runtime import options_from, pipelines_from, rules_from, validate
 from packetd.protocols.http1.decoder import HttpOptions
+from packetd.protocols.registry import REGISTRY
 from tests.helpers.golden import ROOT
 
 
@@ -181,7 +182,7 @@ def test_each_kind_of_mistake_names_the_key_and_what_is_allowed(text: str, messa
     [
         (
             "sniffer.protocols.rules: [{protocol: htp, ports: [80]}]",
-            "'sniffer.protocols.rules[0].protocol': 'htp' is invalid: unsupported protocol; known: grpc, http, http2",
+            f"'sniffer.protocols.rules[0].protocol': 'htp' is invalid: unsupported protocol; known: {', '.join(REGISTRY.names())}",
         ),
         (
             "controller.decoder.http.capture_bdy: 1",

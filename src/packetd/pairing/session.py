@@ -55,6 +55,7 @@ class ProtocolStats:
     """Per-protocol counters (summed over all its connections)."""
 
     __slots__ = (
+        "counters",
         "decode_errors",
         "encrypted",
         "gap_bytes",
@@ -64,6 +65,7 @@ class ProtocolStats:
         "messages",
         "pairing",
         "records",
+        "shared",
         "sync_lost",
         "unsupported_upgrades",
     )
@@ -80,6 +82,8 @@ class ProtocolStats:
         self.encrypted = 0
         self.gave_up = 0
         self.pairing = PairingStats()
+        self.counters: dict[str, int] = {}  # protocol-specific events counted, not recorded (decoders add)
+        self.shared: dict[str, Any] = {}  # cross-connection decoder state (DecoderContext.shared)
 
     @property
     def resets(self) -> int:
@@ -141,7 +145,13 @@ class Session:
         self._sniff = transport == "tcp"
         self._matcher = self._new_matcher(spec)
         self._decoder: Decoder | None = spec.factory(
-            DecoderContext(options=options_for(spec.name), midstream=midstream, transport=transport)
+            DecoderContext(
+                options=options_for(spec.name),
+                midstream=midstream,
+                transport=transport,
+                counters=self._stats.counters,
+                shared=self._stats.shared,
+            )
         )
 
     # -- the flow layer's interface ----------------------------------------------------------------------
@@ -283,7 +293,12 @@ class Session:
         self._stats = self._stats_for(target.name)
         self._matcher = self._new_matcher(target)
         self._decoder = target.factory(
-            DecoderContext(options=self._options_for(target.name), upgrade_request=request)
+            DecoderContext(
+                options=self._options_for(target.name),
+                upgrade_request=request,
+                counters=self._stats.counters,
+                shared=self._stats.shared,
+            )
         )
         if m.client_data:
             self._feed(Direction.C2S, memoryview(m.client_data), ts_ns)
@@ -313,7 +328,11 @@ class Session:
         # the fresh decoder sees directions through self._flip: roles corrected so far stay corrected
         self._decoder = self._spec.factory(
             DecoderContext(
-                options=self._options_for(self._spec.name), midstream=True, transport=self._transport
+                options=self._options_for(self._spec.name),
+                midstream=True,
+                transport=self._transport,
+                counters=self._stats.counters,
+                shared=self._stats.shared,
             )
         )
 

@@ -212,6 +212,12 @@ class DecoderContext:
     midstream: bool = False  # the connection was joined after it started, or this is a reset after an error
     upgrade_request: Message | None = None  # HTTP/1.1 request that asked for the upgrade being handed over
     transport: str = "tcp"  # "udp": every receive() call is exactly one datagram
+    # the protocol's named counters (AMQP heartbeats, consumer acks by outcome): a decoder adds to them for
+    # events that are counted rather than recorded; None when the caller keeps no statistics
+    counters: dict[str, int] | None = None
+    # state shared by every connection of the protocol in one engine (Kafka topic id → name from Metadata
+    # responses); the decoder that uses it bounds it
+    shared: dict[str, Any] | None = None
 
 
 class Decoder(Protocol):

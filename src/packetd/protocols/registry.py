@@ -13,10 +13,18 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from packetd._values import value
+from packetd.protocols.amqp.decoder import AmqpOptions
+from packetd.protocols.amqp.decoder import new_decoder as amqp_decoder
 from packetd.protocols.base import Decoder, DecoderContext
+from packetd.protocols.dns.decoder import DnsOptions
+from packetd.protocols.dns.decoder import new_decoder as dns_decoder
 from packetd.protocols.http1.decoder import HttpOptions
 from packetd.protocols.http1.decoder import new_decoder as http1_decoder
 from packetd.protocols.http2.decoder import Http2Options, new_grpc_decoder, new_http2_decoder
+from packetd.protocols.kafka.decoder import KafkaOptions
+from packetd.protocols.kafka.decoder import new_decoder as kafka_decoder
+from packetd.protocols.mongodb.decoder import MongoOptions
+from packetd.protocols.mongodb.decoder import new_decoder as mongodb_decoder
 
 Pairing = Literal["fifo", "keyed", "oneway"]
 
@@ -102,4 +110,48 @@ GRPC = ProtocolSpec(
     description="gRPC over HTTP/2 cleartext",
 )
 
-REGISTRY = Registry([HTTP, HTTP2, GRPC])
+DNS = ProtocolSpec(
+    name="dns",
+    family="dns",
+    factory=dns_decoder,
+    options_type=DnsOptions,
+    pairing="keyed",  # (id, first question)
+    default_ports=(53,),
+    transports=frozenset({"udp", "tcp"}),
+    description="DNS over UDP and TCP",
+)
+
+AMQP = ProtocolSpec(
+    name="amqp",
+    family="amqp",
+    factory=amqp_decoder,
+    options_type=AmqpOptions,
+    pairing="keyed",  # the decoder pairs by channel and method (or delivery tag) and names each pair
+    default_ports=(5672,),
+    transports=frozenset({"tcp"}),
+    description="AMQP 0-9-1 (RabbitMQ)",
+)
+
+MONGODB = ProtocolSpec(
+    name="mongodb",
+    family="mongodb",
+    factory=mongodb_decoder,
+    options_type=MongoOptions,
+    pairing="keyed",  # responseTo = requestID
+    default_ports=(27017,),
+    transports=frozenset({"tcp"}),
+    description="MongoDB wire protocol (OP_MSG, OP_COMPRESSED, legacy opcodes)",
+)
+
+KAFKA = ProtocolSpec(
+    name="kafka",
+    family="kafka",
+    factory=kafka_decoder,
+    options_type=KafkaOptions,
+    pairing="keyed",  # correlation id
+    default_ports=(9092,),
+    transports=frozenset({"tcp"}),
+    description="Apache Kafka protocol (all API keys; flexible versions from the official schemas)",
+)
+
+REGISTRY = Registry([HTTP, HTTP2, GRPC, DNS, AMQP, MONGODB, KAFKA])

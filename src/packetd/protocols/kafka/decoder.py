@@ -1,0 +1,428 @@
+"""Kafka decoder (the Kafka protocol over TCP), both directions of one connection.
+
+Theory of operation
+-------------------
+Every message is an int32 size and that many bytes. Each direction buffers the size, then keeps at most
+`kafka.max_parse_bytes` of the message (headers and the start of the body: what the record needs) and
+counts the rest without copying it; several messages per segment (clients pipeline up to
+max.in.flight requests) and one message across many segments are both normal.
+
+A request header is v1 (api key, api version, correlation id, nullable client id) or v2 (the same, then a
+tagged-field section) when the API version is flexible; a response header is v0 (correlation id) or v1
+(plus tagged fields), except that ApiVersions always answers with v0 (KIP-511). Which versions are
+flexible comes from Apache Kafka's message schemas (schema_data.py, generated from the official JSON
+files), never from guesses; a response is framed with the API and version of its request, remembered by
+correlation id (bounded), and paired by the keyed matcher on the correlation id.
+
+Bodies are walked with the same schemas (schema.py): error codes wherever each API's schema puts them
+(top level and per topic/partition), group ids, topics and partitions, and for Produce and Fetch the
+record counts and bytes per topic. Topic ids (Fetch and Produce >= 13) are resolved to names from the
+Metadata responses seen on any connection of this engine (`DecoderContext.shared`, bounded). Produce with
+acks=0 expects no response: `oneway`. SaslHandshake and SaslAuthenticate are `handshake` records; SASL
+tokens are never read into a record. A `traceparent` header on the first record of a produced batch
+becomes the record's trace context.
+
+What it deliberately ignores: the raw SASL tokens that follow a SaslHandshake v0 (pre-KIP-152 clients),
+which are not Kafka-framed (they cost a reset and a resync); bodies of APIs whose schema is not shipped
+(broker-internal and KRaft APIs: name, version and ids only).
+
+Joining mid-stream (or after a gap): the client side searches for a plausible request header (known API
+key, sane version and size, a client id of printable characters), the server side for a size followed by
+the correlation id of a request in flight; at most MAX_RESYNC_SCAN bytes are searched (then DecodeError).
+
+Wire format (Kafka protocol guide; KIP-482):
+
+    request    int32 size | int16 api_key | int16 api_version | int32 correlation_id | int16 client_id len,
+               client_id | [v2: tagged fields] | body
+    response   int32 size | int32 correlation_id | [v1: tagged fields] | body
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from packetd._values import value
+from packetd.protocols.base import NO_MESSAGES, DecodeError, DecoderContext, Direction, Flag, Message
+from packetd.protocols.kafka.messages import KafkaOneway, KafkaRequest, KafkaResponse, TopicSummary
+from packetd.protocols.kafka.schema import Reader, Short, flexible_request, flexible_response, plan_for, walk
+from packetd.protocols.kafka.schema_data import API_NAMES, SCHEMAS
+from packetd.protocols.traceparent import parse_traceparent
+
+MAX_MESSAGE = 512 * 1024 * 1024  # sizes above this are not Kafka (fetch.max.bytes defaults to 50 MB)
+MAX_INFLIGHT = 1024  # requests remembered by correlation id until their response (deeper than any client)
+MAX_TOPIC_IDS = 65536  # topic id → name entries shared by all connections of one engine
+MAX_RESYNC_SCAN = 4 * 1024 * 1024  # bytes searched for a message start before giving up
+MAX_API_VERSION = 64  # the highest version of any API today is 18; a larger one is not a header
+MAX_CLIENT_ID = 1024  # a longer client id is not a header
+
+_I32 = struct.Struct(">i")
+_REQ = struct.Struct(">hhih")
+_RESP_CORR = struct.Struct(">i")
+_SIZE_CORR = struct.Struct(">ii")
+_PRODUCE, _FETCH, _METADATA = 0, 1, 3
+_GROUP_KEYS = ("GroupId",)
+
+
+@value
+class KafkaOptions:
+    """Decoder options (`--decoder kafka.KEY=VALUE`)."""
+
+    max_parse_bytes: int = 1024 * 1024  # bytes of a message kept for parsing; the rest is counted
+
+
+class _Side:
+    __slots__ = ("buf", "flags", "keep", "remaining", "scanned", "size", "start_ns", "synced")
+
+    def __init__(self, synced: bool) -> None:
+        self.synced = synced
+        self.buf = bytearray()
+        self.size = -1  # the current message's size once its prefix is read
+        self.keep = 0
+        self.remaining = 0
+        self.start_ns = -1
+        self.flags = 0
+        self.scanned = 0
+
+
+class KafkaDecoder:
+    """Decoder for one Kafka connection (see module docstring)."""
+
+    def __init__(self, ctx: DecoderContext | None = None) -> None:
+        ctx = ctx or DecoderContext()
+        self._opts = ctx.options if isinstance(ctx.options, KafkaOptions) else KafkaOptions()
+        self._counters: dict[str, int] = ctx.counters if ctx.counters is not None else {}
+        shared = ctx.shared if ctx.shared is not None else {}
+        self._topic_ids: dict[str, str] = shared.setdefault("kafka_topic_ids", {})
+        self._sides = (_Side(not ctx.midstream), _Side(not ctx.midstream))
+        self._inflight: dict[int, tuple[int, int]] = {}  # correlation id → (api key, api version)
+
+    # -- the Decoder interface ---------------------------------------------------------------------------
+    def receive(self, direction: Direction, data: memoryview, ts_ns: int) -> Sequence[Message]:
+        side = self._sides[direction]
+        if not side.synced:
+            return self._resync(direction, side, data, ts_ns)
+        out: list[Message] = []
+        pos = 0
+        n = len(data)
+        while pos < n:
+            if side.size < 0:
+                buf = side.buf
+                if not buf:
+                    side.start_ns = ts_ns
+                if not buf and n - pos >= 4:
+                    (size,) = _I32.unpack_from(data, pos)
+                    pos += 4
+                else:
+                    take = min(4 - len(buf), n - pos)
+                    buf += data[pos : pos + take]
+                    pos += take
+                    if len(buf) < 4:
+                        break
+                    (size,) = _I32.unpack_from(buf, 0)
+                    buf.clear()
+                if size < 4 or size > MAX_MESSAGE:
+                    raise DecodeError("bad message size", str(size))
+                side.size = size
+                side.remaining = size
+                side.keep = min(size, self._opts.max_parse_bytes)
+            avail = n - pos
+            if not side.buf and side.keep == side.remaining and avail >= side.remaining:
+                body = data[pos : pos + side.remaining].tobytes()
+                pos += side.remaining
+                side.remaining = 0
+            else:
+                if side.keep:
+                    take = min(side.keep, avail)
+                    side.buf += data[pos : pos + take]
+                    side.keep -= take
+                    side.remaining -= take
+                    pos += take
+                    avail -= take
+                skip = min(side.remaining - side.keep, avail)
+                side.remaining -= skip
+                pos += skip
+                if side.remaining:
+                    break
+                body = bytes(side.buf)
+                side.buf.clear()
+            self._message(direction, side, body, ts_ns, out)
+        return out
+
+    def receive_gap(self, direction: Direction, nbytes: int, ts_ns: int) -> Sequence[Message]:
+        side = self._sides[direction]
+        if side.size >= 0 and side.keep == 0 and nbytes <= side.remaining:
+            side.remaining -= nbytes  # inside the counted tail of a message: framing survives
+            side.flags |= Flag.GAP
+            return NO_MESSAGES
+        side.buf.clear()
+        side.size = -1
+        side.synced = False
+        side.scanned = 0
+        side.flags = Flag.GAP
+        return NO_MESSAGES
+
+    def receive_eof(self, direction: Direction, ts_ns: int) -> Sequence[Message]:
+        side = self._sides[direction]
+        side.buf.clear()
+        side.size = -1
+        return NO_MESSAGES
+
+    # -- resynchronisation ---------------------------------------------------------------------------------
+    def _resync(self, direction: Direction, side: _Side, data: memoryview, ts: int) -> Sequence[Message]:
+        chunk = bytes(side.buf) + data.tobytes()
+        side.buf.clear()
+        if direction is Direction.C2S:
+            start, keep = _find_request(chunk)
+        else:
+            start, keep = _find_response(chunk, self._inflight)
+        if start < 0:
+            side.scanned += keep
+            if side.scanned > MAX_RESYNC_SCAN:
+                raise DecodeError("no message start found")
+            side.buf += chunk[keep:]
+            return NO_MESSAGES
+        side.synced = True
+        side.scanned = 0
+        side.flags |= Flag.GAP if side.flags & Flag.GAP else Flag.MIDSTREAM
+        return self.receive(direction, memoryview(chunk)[start:], ts)
+
+    # -- messages --------------------------------------------------------------------------------------------
+    def _message(self, direction: Direction, side: _Side, body: bytes, ts: int, out: list[Message]) -> None:
+        size = side.size + 4
+        complete = len(body) == side.size
+        start = side.start_ns if side.start_ns >= 0 else ts
+        flags = side.flags
+        side.flags = 0
+        side.size = -1
+        side.start_ns = -1
+        if direction is Direction.C2S:
+            out.append(self._request(body, complete, start, ts, size, flags))
+        else:
+            out.append(self._response(body, complete, start, ts, size, flags))
+
+    def _request(self, body: bytes, complete: bool, start: int, end: int, size: int, flags: int) -> Message:
+        if len(body) < 8:
+            raise DecodeError("short request header")
+        api_key, version, corr = struct.unpack_from(">hhi", body, 0)
+        if api_key not in API_NAMES or not 0 <= version <= MAX_API_VERSION:
+            raise DecodeError("bad request header", f"{api_key}/{version}")
+        r = Reader(body, 8)
+        client_id = None
+        if not (api_key == 7 and version == 0):  # ControlledShutdown v0: request header v0, no client id
+            try:
+                client_id = r.string(False)  # a classic nullable string even in header v2
+            except Short:
+                raise DecodeError("short request header") from None
+        flexible = flexible_request(api_key, version)
+        if len(self._inflight) >= MAX_INFLIGHT:
+            del self._inflight[next(iter(self._inflight))]
+        self._inflight[corr] = (api_key, version)
+        group_id = acks = None
+        topics: tuple[TopicSummary, ...] = ()
+        trace = None
+        parsed = False
+        plan = plan_for(api_key, version, False)
+        if plan is not None and flexible is not None:
+            fields: dict[str, Any] = {}
+            try:
+                if flexible:
+                    r.tagged()
+                walk(plan[0], r, flexible, fields)
+                parsed = complete
+            except Short:
+                parsed = False
+            except DecodeError:
+                # the size framed the message: a body we cannot read costs its fields, not the stream
+                self._count("body_errors")
+                fields = {}
+            group_id = _first_group(fields)
+            if api_key == _PRODUCE:
+                acks = fields.get("Acks")
+                topics, headers = self._produce_topics(fields.get("TopicData", ()))
+                if headers:
+                    tp = headers.get("traceparent")
+                    if tp is not None:
+                        trace = parse_traceparent(tp, headers.get("tracestate"))
+            elif api_key == _FETCH:
+                topics = self._fetch_topics(fields.get("Topics", ()), "Partitions", "Partition")
+        cls = KafkaOneway if api_key == _PRODUCE and acks == 0 else KafkaRequest
+        if cls is KafkaOneway:
+            self._inflight.pop(corr, None)  # no response will come
+        return cls(start, end, size, flags, api_key, version, corr, client_id, group_id, acks, topics, trace,
+                   parsed, corr)  # fmt: skip
+
+    def _response(self, body: bytes, complete: bool, start: int, end: int, size: int, flags: int) -> Message:
+        if len(body) < 4:
+            raise DecodeError("short response header")
+        (corr,) = _RESP_CORR.unpack_from(body, 0)
+        api = self._inflight.pop(corr, None)
+        if api is None:
+            return KafkaResponse(start, end, size, flags, -1, corr, None, (), 0, None, (), False, corr)
+        api_key, version = api
+        flexible = flexible_response(api_key, version)
+        plan = plan_for(api_key, version, True)
+        if plan is None or flexible is None:
+            return KafkaResponse(start, end, size, flags, api_key, corr, None, (), 0, None, (), False, corr)
+        r = Reader(body, 4)
+        fields: dict[str, Any] = {}
+        parsed = complete
+        try:
+            if flexible:
+                r.tagged()
+            walk(plan[0], r, plan[1], fields)
+        except Short:
+            parsed = False
+        except DecodeError:
+            self._count("body_errors")  # e.g. an ApiVersions v0 body answering an unsupported version
+            fields = {}
+            parsed = False
+        errors: list[tuple[str, int]] = []
+        _collect_errors(fields, "", errors)
+        top = fields.get("ErrorCode")
+        topics: tuple[TopicSummary, ...] = ()
+        if api_key == _FETCH:
+            topics = self._fetch_topics(fields.get("Responses", ()), "Partitions", "PartitionIndex")
+        elif api_key == _METADATA:
+            self._learn_topic_ids(fields.get("Topics", ()))
+        return KafkaResponse(
+            start, end, size, flags, api_key, corr, top, tuple(errors), len(errors),
+            fields.get("ThrottleTimeMs"), topics, parsed, corr,
+        )  # fmt: skip
+
+    def _count(self, name: str) -> None:
+        self._counters[name] = self._counters.get(name, 0) + 1
+
+    # -- topics --------------------------------------------------------------------------------------------
+    def _produce_topics(self, items: list[dict[str, Any]]) -> tuple[tuple[TopicSummary, ...], Any]:
+        out = []
+        headers = None
+        for t in items:
+            records = nbytes = 0
+            parts = []
+            for p in t.get("PartitionData", ()):
+                parts.append(p.get("Index", -1))
+                rec = p.get("Records")
+                if rec is not None:
+                    records += rec[0]
+                    nbytes += rec[1]
+                    if headers is None and rec[2]:
+                        headers = rec[2]
+            out.append(self._topic(t.get("Name"), t.get("TopicId"), parts, records, nbytes))
+        return tuple(out), headers
+
+    def _fetch_topics(
+        self, items: list[dict[str, Any]], parts_key: str, index_key: str
+    ) -> tuple[TopicSummary, ...]:
+        out = []
+        for t in items:
+            records = nbytes = 0
+            parts = []
+            for p in t.get(parts_key, ()):
+                parts.append(p.get(index_key, -1))
+                rec = p.get("Records")
+                if rec is not None:
+                    records += rec[0]
+                    nbytes += rec[1]
+            out.append(self._topic(t.get("Topic"), t.get("TopicId"), parts, records, nbytes))
+        return tuple(out)
+
+    def _topic(
+        self, name: str | None, topic_id: str | None, parts: list[int], records: int, nbytes: int
+    ) -> TopicSummary:
+        if topic_id is not None and name is None:
+            name = self._topic_ids.get(topic_id)
+        return TopicSummary(name, topic_id, tuple(parts), records, nbytes)
+
+    def _learn_topic_ids(self, topics: list[dict[str, Any]]) -> None:
+        ids = self._topic_ids
+        for t in topics:
+            tid, name = t.get("TopicId"), t.get("Name")
+            if tid and name and tid != "0" * 32:
+                if tid not in ids and len(ids) >= MAX_TOPIC_IDS:
+                    del ids[next(iter(ids))]
+                    self._counters["topic_ids_evicted"] = self._counters.get("topic_ids_evicted", 0) + 1
+                ids[tid] = name
+
+
+def _first_group(fields: dict[str, Any]) -> str | None:
+    """The request's group id: top level, or the first of its Groups (OffsetFetch >= 8, DescribeGroups...)."""
+    group = fields.get("GroupId")
+    if group is not None:
+        return str(group)
+    for v in fields.values():
+        if isinstance(v, list):
+            for item in v:
+                found = _first_group(item)
+                if found is not None:
+                    return found
+    return None
+
+
+def _collect_errors(fields: dict[str, Any], path: str, out: list[tuple[str, int]]) -> None:
+    """Non-zero ErrorCode values, top level first, then nested in schema order."""
+    code = fields.get("ErrorCode")
+    if code:
+        out.append((path + "ErrorCode", code))
+    for key, v in fields.items():
+        if isinstance(v, list):
+            for item in v:
+                _collect_errors(item, f"{path}{key}.", out)
+        elif isinstance(v, dict):
+            _collect_errors(v, f"{path}{key}.", out)
+
+
+# api key 0-92 and version 0-64 as they sit in a request header (big-endian int16s)
+_HEADER_CANDIDATE = re.compile(rb"(?=\x00[\x00-\x5c]\x00[\x00-\x40])")  # lookahead: matches may overlap
+
+
+_PRINTABLE = bytes(range(0x20, 0x7F))
+
+
+def _find_request(chunk: bytes) -> tuple[int, int]:
+    """(offset of a plausible request start or -1, offset from which to keep bytes)."""
+    n = len(chunk)
+    keep = max(0, n - 13)
+    for m in _HEADER_CANDIDATE.finditer(chunk):
+        i = m.start() - 4
+        if i < 0:
+            continue
+        if i + 14 > n:
+            keep = min(keep, i)
+            break
+        size, api_key, version, corr, clen = struct.unpack_from(">ihhih", chunk, i)
+        if api_key not in API_NAMES or not 10 <= size <= MAX_MESSAGE or not -1 <= clen <= MAX_CLIENT_ID:
+            continue
+        schema = SCHEMAS.get(api_key)
+        if clen == 0 or clen + 10 > size or corr < 0 or (schema is not None and version > schema[0][1]):
+            continue  # clients name themselves (an empty client id is legal but rare: not worth false starts)
+        if i + 14 + max(clen, 0) > n:
+            keep = min(keep, i)  # may be a header whose client id is still to come
+            continue
+        if clen < 0 or not chunk[i + 14 : i + 14 + clen].translate(None, _PRINTABLE):
+            return i, 0
+    return -1, keep
+
+
+def _find_response(chunk: bytes, inflight: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """(offset of a size followed by the correlation id of a request in flight, or -1; keep from)."""
+    best = -1
+    for corr in list(inflight)[-64:]:  # the most recent requests: responses come in order
+        i = chunk.find(_RESP_CORR.pack(corr), 4)
+        while i >= 4:
+            (size,) = _I32.unpack_from(chunk, i - 4)
+            if 4 <= size <= MAX_MESSAGE:
+                if best < 0 or i - 4 < best:
+                    best = i - 4
+                break
+            i = chunk.find(_RESP_CORR.pack(corr), i + 1)
+    if best >= 0:
+        return best, 0
+    return -1, max(0, len(chunk) - 8)
+
+
+def new_decoder(ctx: DecoderContext) -> KafkaDecoder:
+    """Registry factory."""
+    return KafkaDecoder(ctx)
