@@ -24,6 +24,22 @@ EXAMPLES: dict[str, list[tuple[str, tuple[Rule, ...], str, int]]] = {
         ("http1/zeek_zeek__100-continue.pcap", (Rule(protocol="http", ports=(80,)),), "roundtrip", 0),
         ("http1/njcx_packetbeat__http_post.pcap", (Rule(protocol="http", ports=(80,)),), "unanswered", 0),
     ],
+    "redis": [
+        ("redis/zeek_zeek__set.pcap", (Rule(protocol="redis", ports=(6379,)),), "roundtrip", 0),
+        (
+            "redis/njcx_packetbeat__redis_session.pcap",
+            (Rule(protocol="redis", ports=(6380,)),),
+            "roundtrip",
+            2,
+        ),
+        (
+            "redis/deepflowio_deepflow__redis-debug.pcap",
+            (Rule(protocol="redis", ports=(6379,)),),
+            "roundtrip",
+            0,
+        ),
+        ("redis/zeek_zeek__pubsub.pcap", (Rule(protocol="redis", ports=(6379,)),), "oneway", 0),
+    ],
 }
 
 

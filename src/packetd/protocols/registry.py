@@ -16,6 +16,8 @@ from packetd._values import value
 from packetd.protocols.base import Decoder, DecoderContext
 from packetd.protocols.http1.decoder import HttpOptions
 from packetd.protocols.http1.decoder import new_decoder as http1_decoder
+from packetd.protocols.redis.decoder import RedisOptions
+from packetd.protocols.redis.decoder import new_decoder as redis_decoder
 
 Pairing = Literal["fifo", "keyed", "oneway"]
 
@@ -76,4 +78,15 @@ HTTP = ProtocolSpec(
     description="HTTP/1.0 and HTTP/1.1",
 )
 
-REGISTRY = Registry([HTTP])
+REDIS = ProtocolSpec(
+    name="redis",
+    family="redis",
+    factory=redis_decoder,
+    options_type=RedisOptions,
+    pairing="fifo",
+    default_ports=(6379,),
+    transports=frozenset({"tcp"}),
+    description="Redis RESP2 and RESP3",
+)
+
+REGISTRY = Registry([HTTP, REDIS])
