@@ -40,6 +40,13 @@ EXAMPLES: dict[str, list[tuple[str, tuple[Rule, ...], str, int]]] = {
         ),
         ("redis/zeek_zeek__pubsub.pcap", (Rule(protocol="redis", ports=(6379,)),), "oneway", 0),
     ],
+    "postgresql": [
+        ("postgresql/zeek_zeek__psql-select-now.pcap", (Rule(protocol="postgresql", ports=(5432,)),), "handshake", 0),
+        ("postgresql/zeek_zeek__psql-create-insert-select-delete-drop.pcap", (Rule(protocol="postgresql", ports=(5432,)),), "roundtrip", 2),
+        ("postgresql/njcx_packetbeat__pgsql_extended_query.pcap", (Rule(protocol="postgresql", ports=(5432,)),), "roundtrip", 1),
+        ("postgresql/OISF_suricata-verify__pgsql-simple-query-rollback__input.pcap", (Rule(protocol="postgresql", ports=(5432,)),), "roundtrip", 9),
+        ("postgresql/zeek_zeek__psql-create-insert-select-delete-drop.pcap", (Rule(protocol="postgresql", ports=(5432,)),), "oneway", 0),
+    ],
 }
 
 

@@ -7,6 +7,7 @@ reason; (2) the checked-in expected records (tests/golden/<protocol>/<file>.json
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -17,6 +18,7 @@ from tests.helpers.golden import ManifestRow, as_json, manifest, read_golden, ru
 RULES_FOR: dict[str, Callable[[ManifestRow], tuple[Rule, ...]]] = {
     "http1": lambda row: (Rule(protocol="http", ports=row.ports),),
     "redis": lambda row: (Rule(protocol="redis", ports=row.ports),),
+    "postgresql": lambda row: (Rule(protocol="postgresql", ports=row.ports),),
 }
 
 # file → (roundtrip records expected, why it differs from tshark's response count)
@@ -127,3 +129,64 @@ def test_redis_truncated_reply_is_the_last_and_only_one_flagged() -> None:
     flagged = [r.to_json() for r in records if "truncated" in r.to_json()["flags"]]
     # frames 35-49: 7 x 65483 + 32112 payload bytes plus the 9-byte head of frame 33 arrived of the reply
     assert [(f["operation"], f["response"]["size"]) for f in flagged] == [("GET", 9 + 7 * 65483 + 32112)]
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------------------
+# tshark counts one response per query cycle (ReadyForQuery after a simple Query or a Sync); we report one
+# roundtrip per statement result of a simple Query and per Execute. They agree unless listed here.
+POSTGRES_EXPLAINED: dict[str, tuple[int, str]] = {
+    "ntop_nDPI__pgsql.pcap": (
+        7,
+        "frame 23 carries one extended-query cycle with two Executes (Parse/Bind/Execute, "
+        "Parse/Bind/Describe/Execute, one Sync): tshark counts the cycle once, we count each Execute",
+    ),
+}
+
+POSTGRES = manifest("postgresql")
+
+
+def _note(row: ManifestRow, key: str) -> int:
+    m = re.search(rf"\b{key}=(\d+)", row.notes)
+    assert m is not None, f"{key}= missing from the manifest notes of {row.name}"
+    return int(m.group(1))
+
+
+@pytest.mark.parametrize("row", POSTGRES, ids=lambda r: r.name)
+def test_postgresql_counts_against_tshark(row: ManifestRow) -> None:
+    records, engine = run_file(row.path, RULES_FOR["postgresql"](row))
+    roundtrips = [r for r in records if r.kind == "roundtrip"]
+    expected = POSTGRES_EXPLAINED[row.name][0] if row.name in POSTGRES_EXPLAINED else row.tshark_responses
+    assert len(roundtrips) == expected
+    # start-ups: every AuthenticationOk tshark saw ends one handshake record; a StartupMessage that never
+    # got that far is an unanswered handshake request (the client went away after the password prompt)
+    handshakes = [r for r in records if r.kind == "handshake" and r.operation == "StartupMessage"]
+    assert len(handshakes) == _note(row, "AuthOk")
+    unfinished = [r for r in records if r.kind == "unanswered" and r.operation == "StartupMessage"]
+    assert len(unfinished) == _note(row, "Startup") - _note(row, "AuthOk")
+    stats = engine.protocol_stats["postgresql"]
+    assert stats.resets == 0, stats.decode_errors
+    assert stats.pairing.orphans == 0
+
+
+@pytest.mark.parametrize("row", POSTGRES, ids=lambda r: r.name)
+def test_postgresql_records_match_golden(row: ManifestRow) -> None:
+    records, _ = run_file(row.path, RULES_FOR["postgresql"](row))
+    assert as_json(records) == read_golden(row)
+
+
+def test_postgresql_gss_and_ssl_answers() -> None:
+    row = next(r for r in POSTGRES if r.name == "ntop_nDPI__pgsql.pcap")
+    records, engine = run_file(row.path, RULES_FOR["postgresql"](row))
+    # streams 2 and 4: GSSENCRequest answered 'G' (frames 45, 68): encrypted, nothing decoded
+    assert engine.protocol_stats["postgresql"].encrypted == 2
+    # stream 5: SSLRequest answered 'N' (frame 78), then SCRAM: the handshake says so
+    scram = [
+        r.to_json()
+        for r in records
+        if r.kind == "handshake" and r.to_json()["response"]["auth"] == "SCRAM-SHA-256"
+    ]
+    assert (
+        len(scram) == 1
+        and scram[0]["request"]["ssl_request"]
+        and scram[0]["response"]["encryption_answer"] == "N"
+    )

@@ -16,6 +16,8 @@ from packetd._values import value
 from packetd.protocols.base import Decoder, DecoderContext
 from packetd.protocols.http1.decoder import HttpOptions
 from packetd.protocols.http1.decoder import new_decoder as http1_decoder
+from packetd.protocols.postgresql.decoder import PostgresOptions
+from packetd.protocols.postgresql.decoder import new_decoder as postgresql_decoder
 from packetd.protocols.redis.decoder import RedisOptions
 from packetd.protocols.redis.decoder import new_decoder as redis_decoder
 
@@ -89,4 +91,15 @@ REDIS = ProtocolSpec(
     description="Redis RESP2 and RESP3",
 )
 
-REGISTRY = Registry([HTTP, REDIS])
+POSTGRESQL = ProtocolSpec(
+    name="postgresql",
+    family="postgresql",
+    factory=postgresql_decoder,
+    options_type=PostgresOptions,
+    pairing="fifo",
+    default_ports=(5432,),
+    transports=frozenset({"tcp"}),
+    description="PostgreSQL frontend/backend protocol 3",
+)
+
+REGISTRY = Registry([HTTP, REDIS, POSTGRESQL])
