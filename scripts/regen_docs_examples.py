@@ -47,6 +47,13 @@ EXAMPLES: dict[str, list[tuple[str, tuple[Rule, ...], str, int]]] = {
         ("postgresql/OISF_suricata-verify__pgsql-simple-query-rollback__input.pcap", (Rule(protocol="postgresql", ports=(5432,)),), "roundtrip", 9),
         ("postgresql/zeek_zeek__psql-create-insert-select-delete-drop.pcap", (Rule(protocol="postgresql", ports=(5432,)),), "oneway", 0),
     ],
+    "mysql": [
+        ("mysql/zeek_zeek__many-query-attrs.pcap", (Rule(protocol="mysql", ports=(3306,)),), "handshake", 0),
+        ("mysql/zeek_zeek__many-query-attrs.pcap", (Rule(protocol="mysql", ports=(3306,)),), "roundtrip", 0),
+        ("mysql/deepflowio_deepflow__mysql-statement.pcap", (Rule(protocol="mysql", ports=(30130,)),), "roundtrip", 1),
+        ("mysql/zeek_zeek__mysql__auth.pcap", (Rule(protocol="mysql", ports=(3306,)),), "handshake", 0),
+        ("mysql/zeek_zeek__mysql.pcap", (Rule(protocol="mysql", ports=(3306,)),), "oneway", 0),
+    ],
 }
 
 

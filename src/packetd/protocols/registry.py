@@ -16,6 +16,8 @@ from packetd._values import value
 from packetd.protocols.base import Decoder, DecoderContext
 from packetd.protocols.http1.decoder import HttpOptions
 from packetd.protocols.http1.decoder import new_decoder as http1_decoder
+from packetd.protocols.mysql.decoder import MysqlOptions
+from packetd.protocols.mysql.decoder import new_decoder as mysql_decoder
 from packetd.protocols.postgresql.decoder import PostgresOptions
 from packetd.protocols.postgresql.decoder import new_decoder as postgresql_decoder
 from packetd.protocols.redis.decoder import RedisOptions
@@ -102,4 +104,15 @@ POSTGRESQL = ProtocolSpec(
     description="PostgreSQL frontend/backend protocol 3",
 )
 
-REGISTRY = Registry([HTTP, REDIS, POSTGRESQL])
+MYSQL = ProtocolSpec(
+    name="mysql",
+    family="mysql",
+    factory=mysql_decoder,
+    options_type=MysqlOptions,
+    pairing="fifo",
+    default_ports=(3306,),
+    transports=frozenset({"tcp"}),
+    description="MySQL and MariaDB client/server protocol",
+)
+
+REGISTRY = Registry([HTTP, REDIS, POSTGRESQL, MYSQL])
