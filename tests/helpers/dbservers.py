@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 
 from tests.helpers.live import free_port, wait_port
 
@@ -97,8 +98,19 @@ class PostgresServer:
              "-c", "fsync=off", "-c", "ssl=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user="postgres", group="postgres", cwd=self.dir,
         )  # fmt: skip
-        wait_port(self.port, timeout=60)
-        self.psql(f"CREATE DATABASE {self.DATABASE}")
+        try:
+            wait_port(self.port, timeout=60)
+            for attempt in range(50):  # "the database system is starting up" until recovery is done
+                try:
+                    self.psql(f"CREATE DATABASE {self.DATABASE}")
+                    break
+                except subprocess.CalledProcessError:
+                    if attempt == 49:
+                        raise
+                    time.sleep(0.2)
+        except BaseException:
+            self.stop()
+            raise
 
     def psql(self, sql: str, db: str = "postgres") -> None:
         subprocess.run(
@@ -151,7 +163,11 @@ class MariaDBServer:
              "--skip-name-resolve"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        wait_port(self.port, timeout=60)
+        try:
+            wait_port(self.port, timeout=60)
+        except BaseException:
+            self.stop()
+            raise
         self.sql(
             f"CREATE DATABASE {self.DATABASE}; CREATE USER '{self.USER}'@'%' IDENTIFIED BY '{self.PASSWORD}'; "
             f"GRANT ALL ON *.* TO '{self.USER}'@'%'; FLUSH PRIVILEGES;"

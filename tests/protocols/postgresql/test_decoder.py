@@ -154,6 +154,15 @@ CASES: dict[str, tuple[list, list]] = {
          ("resp", None, None, 0, "22012", len(pg.PARSE_COMPLETE + pg.BIND_COMPLETE + DIV0)),
          ("skipped", "Execute", "SELECT ? / $1", len(pg.bind("", "", (b"1",)) + E_), 2)],
     ),
+    "error-arrives-before-the-rest-of-the-cycle-is-sent": (
+        [(C2S, P_DIV + pg.bind("", "", (b"0",)) + E_ + pg.FLUSH),
+         (S2C, pg.PARSE_COMPLETE + pg.BIND_COMPLETE + DIV0),
+         (C2S, pg.bind("", "", (b"1",)) + E_ + pg.SYNC), (S2C, pg.ready(b"I"))],
+        [("req", "Execute", "SELECT ? / $1", len(P_DIV + pg.bind("", "", (b"0",)) + E_), 3),
+         ("resp", None, None, 0, "22012", len(pg.PARSE_COMPLETE + pg.BIND_COMPLETE + DIV0)),
+         # sent after the error arrived: the server still discards it up to Sync
+         ("skipped", "Execute", "SELECT ? / $1", len(pg.bind("", "", (b"1",)) + E_), 2)],
+    ),
     "copy-in-counts-the-client-data": (
         [(C2S, pg.query("COPY t FROM STDIN")), (S2C, pg.copy_in()),
          (C2S, b"".join(COPY_ROWS) + pg.COPY_DONE), (S2C, pg.complete("COPY 3") + pg.ready())],

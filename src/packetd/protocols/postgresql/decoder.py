@@ -334,6 +334,7 @@ class PostgresDecoder:
         self._acc_flags = 0
         self._acc_statement: tuple[bytes | None, bool, str | None, str | None] | None = None
         self._cycle_reported = False
+        self._skipping = False  # an error was answered: frontend messages up to the next Sync are discarded
         # backend messages of the answer under construction
         self._r_start = -1
         self._r_size = 0
@@ -628,7 +629,17 @@ class PostgresDecoder:
         truncated = len(text) > cap or (cut and not complete)
         return (text[:cap] if len(text) > cap else text), truncated
 
-    def _push(self, item: _Item) -> None:
+    def _push(self, item: _Item, out: list[Message]) -> None:
+        if self._skipping and item.op != "Sync":
+            # after an error the server discards every message up to the next Sync, even those the
+            # client sends after the error arrived
+            if item.op == "Execute":
+                out.append(self._request(item, "Execute", skipped=True))
+            else:
+                self._acknowledge_skipped(item)
+            return
+        if item.op == "Sync":
+            self._skipping = False
         items = self._items
         if len(items) >= MAX_PENDING:
             items.popleft()  # bounded: the oldest will never be paired (counted)
@@ -641,7 +652,7 @@ class PostgresDecoder:
     ) -> None:
         item = _Item("Query", start, ts, size, flags)
         item.statement, item.truncated = self._statement(body, 0, cut)
-        self._push(item)
+        self._push(item, out)
 
     def _f_parse(
         self, body: bytes, cut: bool, size: int, start: int, ts: int, flags: int, out: list[Message]
@@ -656,7 +667,7 @@ class PostgresDecoder:
         statements[name] = (text, truncated)
         item = _Item("Parse", start, ts, size, flags)
         item.statement, item.truncated, item.stmt_name = text, truncated, name
-        self._push(item)
+        self._push(item, out)
 
     def _f_bind(
         self, body: bytes, cut: bool, size: int, start: int, ts: int, flags: int, out: list[Message]
@@ -674,7 +685,7 @@ class PostgresDecoder:
         known = self._statements.get(stmt)
         if known is not None:
             item.statement, item.truncated = known
-        self._push(item)
+        self._push(item, out)
 
     def _f_describe(
         self, body: bytes, cut: bool, size: int, start: int, ts: int, flags: int, out: list[Message]
@@ -691,7 +702,7 @@ class PostgresDecoder:
             known = self._statements.get(stmt) if stmt is not None else None
         if known is not None:
             item.statement, item.truncated = known
-        self._push(item)
+        self._push(item, out)
 
     def _f_execute(
         self, body: bytes, cut: bool, size: int, start: int, ts: int, flags: int, out: list[Message]
@@ -706,7 +717,7 @@ class PostgresDecoder:
         else:
             item.statement, item.truncated = known
             item.stmt_name = stmt
-        self._push(item)
+        self._push(item, out)
 
     def _f_close(
         self, body: bytes, cut: bool, size: int, start: int, ts: int, flags: int, out: list[Message]
@@ -719,17 +730,17 @@ class PostgresDecoder:
         else:
             item.portal = name
             self._portals.pop(name, None)
-        self._push(item)
+        self._push(item, out)
 
     def _f_sync(
         self, body: bytes, cut: bool, size: int, start: int, ts: int, flags: int, out: list[Message]
     ) -> None:
-        self._push(_Item("Sync", start, ts, size, flags))
+        self._push(_Item("Sync", start, ts, size, flags), out)
 
     def _f_function(
         self, body: bytes, cut: bool, size: int, start: int, ts: int, flags: int, out: list[Message]
     ) -> None:
-        self._push(_Item("FunctionCall", start, ts, size, flags))
+        self._push(_Item("FunctionCall", start, ts, size, flags), out)
 
     def _f_copy(
         self, body: bytes, cut: bool, size: int, start: int, ts: int, flags: int, out: list[Message]
@@ -1004,6 +1015,8 @@ class PostgresDecoder:
                 out.append(self._request(skipped, "Execute", skipped=True))
             else:
                 self._acknowledge_skipped(skipped)
+        if not items:
+            self._skipping = True  # the Sync is still to come: what the client sends until then is skipped
         self._reset_acc()
 
     def _acknowledge_skipped(self, item: _Item) -> None:
@@ -1139,6 +1152,7 @@ class PostgresDecoder:
         self._take_copy_in()
         self._aligned = False
         self._cycle_reported = False
+        self._skipping = False
         if self._cphase is not Phase.DEAD:
             self._cphase = self._sphase = Phase.READY
             self._hs = None
