@@ -1071,14 +1071,22 @@ class PostgresDecoder:
         item.results += 1
         statement: bytes | None = item.statement
         truncated = item.truncated
-        if statement is not None and (k or b";" in statement):
+        if statement is not None and not k and not truncated:
+            # the common case, one statement (perhaps with its closing ";"): no tokenizing needed
+            body = statement.strip()
+            if body.endswith(b";"):
+                body = body[:-1].rstrip()
+            if b";" not in body and b"$" not in body and b"--" not in body and b"/*" not in body:
+                statement = body
+                k = -1
+        if statement is not None and k >= 0 and (k or b";" in statement):
             pieces = split_statements(statement.decode("utf-8", "replace"), "postgresql")
             if k < len(pieces):
                 statement = pieces[k].encode()
                 truncated = truncated and k == len(pieces) - 1  # only the last piece can be cut
             elif k or pieces:
                 statement, truncated = None, False  # beyond what the cap kept
-        first = k == 0
+        first = k <= 0
         copy_msgs, copy_bytes, copy_size = self._take_copy_in()
         return Request(
             item.start, item.end, (item.size if first else 0) + copy_size, item.flags if first else 0,

@@ -219,8 +219,52 @@ def _int(raw: bytes, what: str) -> int:
         raise DecodeError(f"bad {what}", raw[:20].decode("latin-1")) from None
 
 
+_NAMES: dict[bytes, str] = {}
+MAX_NAMES = 4096  # command names remembered upper-cased (a bounded cache: names are a small set)
+
+
 def _name(raw: bytes | None) -> str:
-    return raw.decode("latin-1").upper() if raw else ""
+    if not raw:
+        return ""
+    name = _NAMES.get(raw)
+    if name is None:
+        name = raw.decode("latin-1").upper()
+        if len(_NAMES) < MAX_NAMES:
+            _NAMES[raw] = name
+    return name
+
+
+def _fast_command(b: bytes, pos: int, n: int, parts: list[bytes | None]) -> tuple[int, int]:
+    """A whole command array at b[pos] (a `*`): (end, arguments); (0, 0) when it is not all here or not
+    plain, and the general parser takes it (the same result, a line at a time)."""
+    j = b.find(b"\r\n", pos)
+    if j < 0:
+        return 0, 0
+    try:
+        nargs = int(b[pos + 1 : j])
+    except ValueError:
+        return 0, 0
+    if nargs <= 0 or nargs > 1024:
+        return 0, 0
+    p = j + 2
+    for i in range(nargs):
+        if p >= n or b[p] != _DOLLAR:
+            return 0, 0
+        j = b.find(b"\r\n", p)
+        if j < 0:
+            return 0, 0
+        try:
+            blen = int(b[p + 1 : j])
+        except ValueError:
+            return 0, 0
+        p = j + 2
+        end = p + blen
+        if blen < 0 or end + 2 > n or b[end : end + 2] != b"\r\n":
+            return 0, 0
+        if i < 3:
+            parts[i] = b[p : p + MAX_CAPTURE] if blen > MAX_CAPTURE else b[p:end]
+        p = end + 2
+    return p, nargs
 
 
 class RedisDecoder:
@@ -348,9 +392,19 @@ class RedisDecoder:
                 return
             b = found
             n = len(b)
+        fast = _fast_command
         while pos < n:
             if c.start < 0:
                 c.start = ts
+                if b[pos] == _STAR and not c.buf:
+                    # the common case: a whole command in this segment, parsed in one go
+                    end, nargs = fast(b, pos, n, c.parts)
+                    if end:
+                        c.size = end - pos
+                        c.nargs = nargs
+                        pos = end
+                        self._command(c, ts, out)
+                        continue
             j = b.find(b"\n", pos)
             if j < 0:
                 if len(c.buf) + n - pos > MAX_LINE:
@@ -530,6 +584,30 @@ class RedisDecoder:
         while pos < n:
             if s.start < 0:
                 s.start = ts
+                t = b[pos]
+                if (t == _PLUS or t == _COLON or t == _MINUS or t == _DOLLAR) and not s.buf:
+                    # the common case: a simple reply or a bulk string wholly in this segment
+                    j = b.find(b"\r\n", pos)
+                    if j > pos and b.find(b"\n", pos, j) < 0:
+                        if t != _DOLLAR:
+                            if t != _COLON:
+                                s.parts[0] = b[pos + 1 : min(j, pos + 1 + MAX_ERROR)]
+                            s.top = t
+                            s.size = j + 2 - pos
+                            pos = j + 2
+                            self._reply_complete(s, ts, out)
+                            continue
+                        try:
+                            blen = int(b[pos + 1 : j])
+                        except ValueError:
+                            blen = -2
+                        end = j + 2 + blen
+                        if blen >= 0 and end + 2 <= n and b[end : end + 2] == b"\r\n":
+                            s.top = t
+                            s.size = end + 2 - pos
+                            pos = end + 2
+                            self._reply_complete(s, ts, out)
+                            continue
             j = b.find(b"\n", pos)
             if j < 0:
                 if len(s.buf) + n - pos > MAX_LINE:
