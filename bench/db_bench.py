@@ -36,9 +36,10 @@ ROOT = os.path.join(os.path.dirname(__file__), "..")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
-from packetd.capture.pcapfile import CaptureFile
-from packetd.engine import Engine, EngineConfig, Rule
-from tests.helpers.dbservers import MariaDBServer, PostgresServer, RedisServer
+from tests.helpers.dbservers import MariaDBServer, PostgresServer, RedisServer  # noqa: E402
+
+from packetd.capture.pcapfile import CaptureFile  # noqa: E402
+from packetd.engine import Engine, EngineConfig, Rule  # noqa: E402
 
 TSHARK_FILTER = {"redis": "resp", "postgresql": "pgsql", "mysql": "mysql"}
 OUT = os.path.join(os.path.dirname(__file__), "out")
@@ -61,9 +62,13 @@ def start_capture(
             stdout=o, stderr=e, cwd=ROOT,
         )  # fmt: skip
     deadline = time.monotonic() + 30
-    while b"capturing on" not in open(err, "rb").read():
+    while True:
+        with open(err, "rb") as f:
+            text = f.read()
+        if b"capturing on" in text:
+            break
         if time.monotonic() > deadline or watch.poll() is not None:
-            raise RuntimeError(open(err).read())
+            raise RuntimeError(text.decode(errors="replace"))
         time.sleep(0.1)
     time.sleep(1.0)  # tcpdump is listening by now too
     return watch, td, pcap, out, err
@@ -207,7 +212,7 @@ def run_mysql(args: argparse.Namespace, workdir: str) -> dict:
     server = MariaDBServer()
     try:
         server.sql(f"CREATE TABLE {server.DATABASE}.kv (id INT PRIMARY KEY, v VARCHAR(64)); "
-                   f"INSERT INTO {server.DATABASE}.kv SELECT seq, md5(seq) FROM seq_1_to_1000;")  # fmt: skip
+                   f"USE {server.DATABASE}; INSERT INTO kv SELECT seq, md5(seq) FROM seq_1_to_1000;")  # fmt: skip
         watch, td, pcap, out, err = start_capture("mysql", server.port, workdir)
         t0 = time.perf_counter()
         subprocess.run(
