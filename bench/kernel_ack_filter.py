@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from tests.helpers.live import ROOT, Nginx, _wait_stderr  # noqa: E402
+from tests.helpers.live import ROOT, Nginx, _wait_stderr
 
 
 def small(host: str, port: int, n: int) -> None:

@@ -15,10 +15,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
-from packetd.capture.pcapfile import CaptureFile  # noqa: E402
-from packetd.engine import Engine, EngineConfig, Rule  # noqa: E402
-from packetd.flow.table import FlowTable  # noqa: E402
-from packetd.net.packet import PacketDecoder  # noqa: E402
+from packetd.capture.pcapfile import CaptureFile
+from packetd.engine import Engine, EngineConfig, Rule
+from packetd.flow.table import FlowTable
+from packetd.net.packet import PacketDecoder
 
 
 class Null:

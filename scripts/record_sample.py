@@ -16,8 +16,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from tests.helpers.live import Nginx, free_port  # noqa: E402
-from tests.helpers.special_server import SpecialServer  # noqa: E402
+from tests.helpers.live import Nginx, free_port
+from tests.helpers.special_server import SpecialServer
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "samples", "http-sample.pcapng")
 
@@ -37,7 +37,11 @@ def main() -> None:
     try:
         c = http.client.HTTPConnection("127.0.0.1", nginx.port)
         for path in ["/index.txt", "/teapot", "/missing", "/boom", "/empty", "/index.txt?page=2"]:
-            c.request("GET", path, headers={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+            c.request(
+                "GET",
+                path,
+                headers={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+            )
             c.getresponse().read()
         c.close()
         s = http.client.HTTPConnection("127.0.0.1", special.port)

@@ -14,8 +14,9 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from packetd.engine import Rule  # noqa: E402
-from tests.helpers.golden import CORPUS, ROOT, as_json, run_file  # noqa: E402
+from tests.helpers.golden import CORPUS, ROOT, as_json, run_file
+
+from packetd.engine import Rule
 
 # protocol → [(capture, rules, which records to keep: (kind, index among records of that kind))]
 EXAMPLES: dict[str, list[tuple[str, tuple[Rule, ...], str, int]]] = {

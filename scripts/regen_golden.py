@@ -10,8 +10,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from tests.helpers.golden import as_json, manifest, run_file, write_golden  # noqa: E402
-from tests.test_golden import RULES_FOR  # noqa: E402
+from tests.helpers.golden import as_json, manifest, run_file, write_golden
+from tests.test_golden import RULES_FOR
 
 
 def main() -> None:

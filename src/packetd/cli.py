@@ -99,6 +99,36 @@ def _git_hash() -> str:
 
 
 @main.command()
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    metavar="FILE",
+    help="Configuration file (default: packetd.yaml if present).",
+)
+def agent(config_path: str | None) -> None:
+    """Run the long-lived agent: metrics, traces and roundtrip exporters, HTTP API, reload."""
+    from packetd.agent.config import ConfigError
+    from packetd.agent.main import run_agent
+
+    try:
+        status = run_agent(
+            config_path or "packetd.yaml", explicit=config_path is not None, git_hash=_git_hash()
+        )
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    sys.exit(status)
+
+
+@main.command("config")
+def config_cmd() -> None:
+    """Print the complete, commented reference configuration of the agent."""
+    from importlib.resources import files
+
+    click.echo(files("packetd.agent").joinpath("reference.yaml").read_text(encoding="utf-8"), nl=False)
+
+
+@main.command()
 def ifaces() -> None:
     """List network interfaces that have an address (as `- name: [addr/prefix ...]`)."""
     try:

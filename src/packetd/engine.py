@@ -109,16 +109,7 @@ class Engine:
         self._sink = sink
         self.protocol_stats: dict[str, ProtocolStats] = {}
         self.net = PacketDecoder(config.ip_versions)
-        table_rules = []
-        for rule in config.rules:
-            spec = registry[rule.protocol]
-            if rule.host is not None and rule.addresses is None:
-                raise RuleError(
-                    f"host '{rule.host}' in rule for {rule.protocol} was not resolved to an address"
-                )
-            for transport in sorted(spec.transports):
-                table_rules.append((rule.protocol, transport, frozenset(rule.ports), rule.addresses))
-        self.flows = FlowTable(table_rules, self._new_session, config.flow)
+        self.flows = FlowTable(self._table_rules(config), self._new_session, config.flow)
         decode = self.net.decode
         segment = self.flows.segment
 
@@ -129,6 +120,14 @@ class Engine:
 
         self.frame = frame
 
+    def reconfigure(self, config: EngineConfig) -> None:
+        """New rules and decoder options (a reload): flows the new rules still cover go on, with their
+        decoders and pending requests; others end (their pending requests become unanswered); new
+        connections use the new options."""
+        check_rules(config.rules, self.registry)
+        self.config = config
+        self.flows.set_rules(self._table_rules(config))
+
     def tick(self, now_ns: int) -> None:
         """Advance packet time without a packet (idle expiry and hole timeouts in live capture)."""
         self.flows.tick(now_ns)
@@ -136,6 +135,20 @@ class Engine:
     def finish(self, ts_ns: int | None = None) -> None:
         """End of the capture: flush every flow (close-delimited bodies complete, pending → unanswered)."""
         self.flows.finish(ts_ns)
+
+    def _table_rules(
+        self, config: EngineConfig
+    ) -> list[tuple[str, str, frozenset[int], frozenset[bytes] | None]]:
+        table_rules = []
+        for rule in config.rules:
+            spec = self.registry[rule.protocol]
+            if rule.host is not None and rule.addresses is None:
+                raise RuleError(
+                    f"host '{rule.host}' in rule for {rule.protocol} was not resolved to an address"
+                )
+            for transport in sorted(spec.transports):
+                table_rules.append((rule.protocol, transport, frozenset(rule.ports), rule.addresses))
+        return table_rules
 
     def stats_for(self, protocol: str) -> ProtocolStats:
         stats = self.protocol_stats.get(protocol)

@@ -69,27 +69,77 @@ def test_hole_times_out_on_tick_without_packets() -> None:
     assert h.only.script() == [("data", 0, DATA[:10]), ("gap", 0, 15), ("data", 0, DATA[25:])]
 
 
-def test_hole_acked_past_is_skipped_at_once() -> None:
+def test_hole_acked_past_is_skipped_when_the_sender_moves_on() -> None:
     c, h = start()
     h.feed(c.data(T0 + 12, 1, 0, b"", ack_off=40))  # the server has everything: the capture lost [10, 25)
-    assert h.only.script() == [("data", 0, DATA[:10]), ("gap", 0, 15), ("data", 0, DATA[25:])]
-    assert h.nonzero() == {"created": 1, "out_of_order": 1, "acked_gaps": 1, "gaps": 1, "gap_bytes": 15}
+    assert h.only.script() == [("data", 0, DATA[:10])]  # (the data may still follow its ACK in the capture)
+    h.feed(c.data(T0 + 13, 0, 40, b"next"))  # the client sends on: [10, 25) will never be seen
+    assert h.only.script() == [("data", 0, DATA[:10]), ("gap", 0, 15), ("data", 0, DATA[25:] + b"next")]
+    assert h.nonzero() == {"created": 1, "out_of_order": 2, "acked_gaps": 1, "gaps": 1, "gap_bytes": 15}
 
 
-def test_two_holes_acked_past_at_once() -> None:
+def test_ack_captured_before_the_data_it_acknowledges_is_not_a_gap() -> None:
+    """A mirror port may show the receiver's ACK before the segment it acknowledges; the data follows."""
+    c, h = start()
+    h.feed(c.data(T0 + 12, 1, 0, b"", ack_off=40))
+    h.feed(lost(c, T0 + 13))
+    h.feed(c.data(T0 + 14, 0, 40, b"next"))
+    assert h.only.script() == [("data", 0, DATA + b"next")]
+    assert h.nonzero() == {"created": 1, "out_of_order": 1}
+
+
+def test_delivery_times_after_a_lost_hole_are_capture_times() -> None:
+    """Data behind a hole that was lost in capture keeps its capture time; behind a hole filled by a
+    retransmission, it becomes readable when the retransmission arrives."""
+
+    class Timed(list[tuple[str, int, int]]):
+        pass
+
+    times = Timed()
+    c, h = start()
+    rec = h.only
+    orig_data, orig_gap = rec.data, rec.gap
+    rec.data = lambda d, data, ts: (times.append(("data", len(data), ts)), orig_data(d, data, ts))[1]  # type: ignore[method-assign]
+    rec.gap = lambda d, n, ts: (times.append(("gap", n, ts)), orig_gap(d, n, ts))[1]  # type: ignore[method-assign]
+    h.feed(c.data(T0 + 500, 1, 0, b"", ack_off=40), c.data(T0 + 900, 0, 40, b"next"))
+    # [25, 40) was captured at T0 + 11; the hole was noticed then; "next" came at T0 + 900
+    assert times == [("gap", 15, T0 + 11), ("data", 15, T0 + 11), ("data", 4, T0 + 900)]
+    times.clear()
+    c2, h2 = start()
+    rec2 = h2.only
+    orig2 = rec2.data
+    rec2.data = lambda d, data, ts: (times.append(("data", len(data), ts)), orig2(d, data, ts))[1]  # type: ignore[method-assign]
+    h2.feed(lost(c2, T0 + 700))  # the retransmission: [10, 40) is readable from T0 + 700 on
+    assert times == [("data", 15, T0 + 700), ("data", 15, T0 + 700)]
+
+
+def test_two_holes_acked_past_then_the_sender_moves_on() -> None:
     c = Conn()
     h = Harness().feed(*c.handshake(T0))
     for off in (0, 10, 20, 30):  # [5,10), [15,20), [25,30) and [35,40) lost
         h.feed(c.data(T0 + 10 + off, 0, off, DATA[off : off + 5]))
-    h.feed(c.data(T0 + 100, 1, 0, b"", ack_off=35))  # acknowledges up to the last buffered segment's end
+    h.feed(c.data(T0 + 100, 1, 0, b"", ack_off=40))  # acknowledges everything, [35, 40) included
+    h.feed(c.data(T0 + 101, 0, 40, b"more"))
     want = [("data", 0, DATA[0:5])]
     for off in (10, 20, 30):
         want += [("gap", 0, 5), ("data", 0, DATA[off : off + 5])]
+    want += [("gap", 0, 5), ("data", 0, b"more")]
     assert h.only.script() == want
-    assert h.nonzero() == {"created": 1, "out_of_order": 3, "acked_gaps": 3, "gaps": 3, "gap_bytes": 15}
-    # [35, 40) is a tail loss the server did not acknowledge: nothing known, nothing declared
-    h.table.finish()
-    assert h.only.script() == [*want, ("eof", 0), ("eof", 1), ("close",)]
+    assert h.nonzero() == {"created": 1, "out_of_order": 4, "acked_gaps": 4, "gaps": 4, "gap_bytes": 20}
+
+
+def test_holes_beyond_the_acknowledged_point_wait() -> None:
+    c = Conn()
+    h = Harness().feed(*c.handshake(T0))
+    for off in (0, 10, 20):  # [5,10), [15,20) lost
+        h.feed(c.data(T0 + 10 + off, 0, off, DATA[off : off + 5]))
+    h.feed(c.data(T0 + 100, 1, 0, b"", ack_off=12))  # acknowledges [5, 12) only
+    h.feed(c.data(T0 + 101, 0, 30, DATA[30:35]))
+    # [5, 10) is acknowledged (lost), [15, 20) is not: it may still be retransmitted
+    assert h.only.script() == [("data", 0, DATA[0:5]), ("gap", 0, 5), ("data", 0, DATA[10:15])]
+    h.feed(c.data(T0 + 102, 0, 15, DATA[15:20]))
+    assert h.only.script() == [("data", 0, DATA[0:5]), ("gap", 0, 5), ("data", 0, DATA[10:25])]
+    assert h.nonzero() == {"created": 1, "out_of_order": 3, "acked_gaps": 1, "gaps": 1, "gap_bytes": 5}
 
 
 def test_ack_into_the_hole_waits_then_skips_the_whole_hole() -> None:
@@ -251,6 +301,21 @@ def test_fin_with_data_buffered_and_acked() -> None:
     c, h = start()
     h.feed(c.data(T0 + 12, 0, 40, b"end", flags=FIN | ACK))  # buffered behind the hole, with the FIN
     h.feed(c.data(T0 + 13, 1, 0, b"", ack_off=44))  # the server acknowledges the FIN
+    assert h.only.script() == [("data", 0, DATA[:10])]  # the client will send nothing more: wait it out
+    h.table.tick(T0 + SWEEP_INTERVAL_NS)
+    assert h.only.script() == [
+        ("data", 0, DATA[:10]),
+        ("gap", 0, 15),
+        ("data", 0, DATA[25:] + b"end"),
+        ("eof", 0),
+    ]
+    assert h.nonzero() == {"created": 1, "out_of_order": 2, "hole_timeouts": 1, "gaps": 1, "gap_bytes": 15}
+
+
+def test_fin_after_the_ack_of_a_hole() -> None:
+    c, h = start()
+    h.feed(c.data(T0 + 12, 1, 0, b"", ack_off=40))  # the server acknowledges [10, 40)
+    h.feed(c.data(T0 + 13, 0, 40, b"end", flags=FIN | ACK))  # the client sends on, and closes
     assert h.only.script() == [
         ("data", 0, DATA[:10]),
         ("gap", 0, 15),
@@ -308,6 +373,62 @@ def test_holes_are_declared_whenever_a_connection_ends(how: str) -> None:
         ("data", 0, DATA[:10]),
         ("gap", 0, 15),
         ("data", 0, DATA[25:]),
+        ("eof", 0),
+        ("eof", 1),
+        ("close",),
+    ]
+
+
+# -- the other side's data acknowledges a hole: causal order between the directions ---------------------------
+def test_an_answer_to_lost_bytes_comes_after_their_gap() -> None:
+    """The server's response acknowledges a request we never saw: the decoder must see the gap first."""
+    c = Conn()
+    h = Harness().feed(*c.handshake(T0))
+    h.feed(c.data(T0 + 10, 1, 0, b"RESPONSE", ack_off=20))  # request [0, 20) lost in capture
+    assert h.only.script() == [("gap", 0, 20), ("data", 1, b"RESPONSE")]
+    h.feed(c.data(T0 + 11, 0, 0, b"x" * 20))  # its retransmission, later: already declared lost
+    assert h.only.script() == [("gap", 0, 20), ("data", 1, b"RESPONSE")]
+    assert h.nonzero() == {"created": 1, "acked_gaps": 1, "gaps": 1, "gap_bytes": 20, "duplicates": 1}
+
+
+def test_pipelined_request_after_a_lost_one_waits_for_the_answer_to_the_lost_one() -> None:
+    """Requests /1 (lost) and /2 (buffered) were pipelined; the response to /1 acknowledges /1 only: it must
+    reach the decoder before /2, or the matcher would pair it with /2."""
+    c = Conn()
+    h = Harness().feed(*c.handshake(T0))
+    h.feed(c.data(T0 + 11, 0, 10, b"/2/2/2/2/2"))  # [0, 10) — request /1 — lost
+    h.feed(c.data(T0 + 12, 1, 0, b"answer to 1", ack_off=10))
+    assert h.only.script() == [("gap", 0, 10), ("data", 1, b"answer to 1"), ("data", 0, b"/2/2/2/2/2")]
+    assert h.nonzero() == {"created": 1, "out_of_order": 1, "acked_gaps": 1, "gaps": 1, "gap_bytes": 10}
+
+
+def test_answer_acknowledging_everything_buffered() -> None:
+    c = Conn()
+    h = Harness().feed(*c.handshake(T0))
+    h.feed(c.data(T0 + 11, 0, 10, b"/2/2/2/2/2"))
+    h.feed(c.data(T0 + 12, 1, 0, b"answers", ack_off=20))  # acknowledges /1 and /2
+    assert h.only.script() == [("gap", 0, 10), ("data", 0, b"/2/2/2/2/2"), ("data", 1, b"answers")]
+
+
+def test_bare_ack_of_a_hole_does_not_force_it() -> None:
+    c = Conn()
+    h = Harness().feed(*c.handshake(T0))
+    h.feed(c.data(T0 + 11, 0, 10, b"/2/2/2/2/2"))
+    h.feed(c.data(T0 + 12, 1, 0, b"", ack_off=20))
+    h.feed(c.data(T0 + 13, 0, 0, b"/1/1/1/1/1"))  # captured after its ACK
+    assert h.only.script() == [("data", 0, b"/1/1/1/1/1/2/2/2/2/2")]
+    assert h.nonzero() == {"created": 1, "out_of_order": 1}
+
+
+def test_answer_that_resets_the_connection_still_lets_held_data_through() -> None:
+    c = Conn()
+    h = Harness().feed(*c.handshake(T0))
+    h.feed(c.data(T0 + 11, 0, 10, b"/2/2/2/2/2"))  # request /1 ([0, 10)) lost
+    h.feed(c.data(T0 + 12, 1, 0, b"answer to 1", ack_off=10, flags=RST | ACK))
+    assert h.only.script() == [
+        ("gap", 0, 10),
+        ("data", 1, b"answer to 1"),
+        ("data", 0, b"/2/2/2/2/2"),
         ("eof", 0),
         ("eof", 1),
         ("close",),

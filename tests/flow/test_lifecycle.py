@@ -387,3 +387,64 @@ def test_finish_ends_everything_once() -> None:
     assert [r.events[-3:] for r in h.handlers] == [[("eof", 0), ("eof", 1), ("close",)]] * 2
     assert h.table.flows() == []
     assert h.stats("active") == {"active": 0}
+
+
+def test_rules_reload_ends_flows_it_changes_and_their_tuples_start_afresh() -> None:
+    c = Conn()
+    h = Harness().feed(*c.handshake(T0), c.data(T0 + 10, 0, 0, b"req"))
+    h.table.set_rules([("other", "tcp", frozenset({80}), None)])
+    assert h.handlers[0].script() == [("data", 0, b"req"), ("eof", 0), ("eof", 1), ("close",)]
+    h.feed(c.data(T0 + 11, 0, 3, b"more"))  # not a late segment of a closed connection: joined anew
+    assert [(r.protocol, r.midstream, r.script()) for r in h.handlers[1:]] == [
+        ("other", True, [("data", 0, b"more")])
+    ]
+    assert h.nonzero() == {"created": 2, "midstream": 1, "closed": 1}
+
+
+def test_rules_reload_keeps_flows_it_does_not_change() -> None:
+    c = Conn()
+    h = Harness().feed(*c.handshake(T0), c.data(T0 + 10, 0, 0, b"req"))
+    h.table.set_rules([("http", "tcp", frozenset({80, 8080}), None)])
+    h.feed(c.data(T0 + 11, 0, 3, b"more"))
+    assert h.only.script() == [("data", 0, b"reqmore")]
+
+
+def test_closed_tuples_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from packetd.flow import table
+
+    monkeypatch.setattr(table, "MAX_CLOSED", 4)  # two connections' worth
+    h = Harness()
+    for port in (1, 2, 3):  # three connections reset: the first one's tuples are forgotten first
+        h.feed(
+            seg(T0 + port, 0, 100, 0, SYN, client=client(port)),
+            seg(T0 + port, 1, 0, 0, RST, client=client(port)),
+        )
+    assert h.nonzero() == {"created": 3, "closed": 3, "linger_overflows": 2}
+    assert len(h.table._closed) == 4
+    h.feed(seg(T0 + 10, 0, 101, 1, ACK, b"late", client=client(3)))  # remembered: swallowed
+    h.feed(seg(T0 + 11, 0, 101, 1, ACK, b"late", client=client(1)))  # forgotten: joined mid-stream
+    assert len(h.handlers) == 4
+    assert h.stats("late_segments") == {"late_segments": 1}
+
+
+def test_nothing_is_delivered_after_a_fin() -> None:
+    c = Conn()
+    h = Harness().feed(*c.handshake(T0), c.data(T0 + 10, 0, 0, b"req", flags=FIN | ACK))
+    h.feed(c.data(T0 + 11, 0, 4, b"after the FIN"))  # bogus: the FIN took sequence number 3
+    h.feed(c.data(T0 + 12, 0, 0, b"req", flags=FIN | ACK))  # a retransmission of the FIN segment
+    h.feed(c.data(T0 + 13, 1, 0, b"resp", ack_off=4))
+    assert h.only.script() == [("data", 0, b"req"), ("eof", 0), ("data", 1, b"resp")]
+    assert h.nonzero() == {"created": 1, "duplicates": 2}
+
+
+def test_syn_with_data() -> None:
+    """TCP Fast Open: the SYN carries data, after the SYN's own sequence number."""
+    h = Harness().feed(
+        seg(T0, 0, 1000, 0, SYN, b"GET / HTTP/1.1\r\n\r\n"), seg(T0 + 1, 1, 5000, 1019, SYN | ACK)
+    )
+    h.feed(seg(T0 + 2, 1, 5001, 1019, ACK, b"HTTP/1.1 204 No Content\r\n\r\n"))
+    assert h.only.script() == [
+        ("data", 0, b"GET / HTTP/1.1\r\n\r\n"),
+        ("data", 1, b"HTTP/1.1 204 No Content\r\n\r\n"),
+    ]
+    assert h.nonzero() == {"created": 1}

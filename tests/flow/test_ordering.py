@@ -206,3 +206,44 @@ def test_segment_half_the_sequence_space_behind_is_old() -> None:
     h.feed(seg(T0 + 12, 0, c.at(0, 3) + 2**31 - 1, c.at(1, 0), ACK, b"yy"))  # ahead: buffered
     assert h.only.script() == [("data", 0, b"abc")]
     assert h.nonzero() == {"created": 1, "duplicates": 1, "out_of_order": 1}
+
+
+# -- joined mid-stream: where a direction starts ---------------------------------------------------------------
+def test_midstream_start_from_the_peer_ack_allows_reordering() -> None:
+    """The client's request acknowledges the server's stream up to 5000: the server's first two segments,
+    captured in reverse, are both placed."""
+    h = Harness()
+    h.feed(seg(T0, 0, 100, 5000, ACK, b"GET / HTTP/1.1\r\n\r\n"))
+    h.feed(seg(T0 + 1, 1, 5010, 118, ACK, b"second"), seg(T0 + 2, 1, 5000, 118, ACK, b"first-part"))
+    assert h.only.script() == [("data", 0, b"GET / HTTP/1.1\r\n\r\n"), ("data", 1, b"first-partsecond")]
+    assert h.nonzero() == {"created": 1, "midstream": 1, "out_of_order": 1}
+
+
+def test_midstream_start_at_the_peer_ack() -> None:
+    h = Harness().feed(seg(T0, 0, 100, 5000, ACK, b"req"), seg(T0 + 1, 1, 5000, 103, ACK, b"resp"))
+    assert h.only.script() == [("data", 0, b"req"), ("data", 1, b"resp")]
+    assert h.nonzero() == {"created": 1, "midstream": 1}
+
+
+def test_midstream_ack_far_behind_is_not_a_start() -> None:
+    from packetd.flow.table import MAX_OOO_BYTES
+
+    h = Harness().feed(seg(T0, 0, 100, 5000, ACK, b"req"))
+    h.feed(seg(T0 + 1, 1, 5000 + MAX_OOO_BYTES + 1, 103, ACK, b"resp"))
+    assert h.only.script() == [("data", 0, b"req"), ("data", 1, b"resp")]
+
+
+def test_midstream_ack_ahead_of_the_first_segment_is_not_a_start() -> None:
+    """A first segment below the peer's ACK is a retransmission of acknowledged bytes: still, it is all we
+    have of the stream's start, and it is delivered."""
+    h = Harness().feed(seg(T0, 0, 100, 5010, ACK, b"req"), seg(T0 + 1, 1, 5000, 103, ACK, b"0123456789"))
+    assert h.only.script() == [("data", 0, b"req"), ("data", 1, b"0123456789")]
+
+
+def test_midstream_bytes_before_the_first_segment_never_seen() -> None:
+    from packetd.flow.table import SWEEP_INTERVAL_NS
+
+    h = Harness().feed(seg(T0, 0, 100, 5000, ACK, b"req"), seg(T0 + 1, 1, 5010, 103, ACK, b"resp"))
+    assert h.only.script() == [("data", 0, b"req")]
+    h.table.tick(T0 + SWEEP_INTERVAL_NS)
+    assert h.only.script() == [("data", 0, b"req"), ("gap", 1, 10), ("data", 1, b"resp")]

@@ -87,7 +87,14 @@ class Capture:
     def stop(self) -> list[dict[str, Any]]:
         time.sleep(0.3)  # the last packets reach the ring and the kernel retires their block
         self.proc.send_signal(signal.SIGINT)
-        _, err = self.proc.communicate(timeout=30)
+        try:
+            _, err = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+            raise AssertionError(
+                f"packetd watch did not stop within 60 s of SIGINT; stderr: {(self.stderr + err).decode(errors='replace')[-3000:]}"
+            ) from None
         self.stderr += err
         with open(self.err_path, "wb") as f:
             f.write(self.stderr)

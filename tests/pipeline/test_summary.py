@@ -49,7 +49,7 @@ def test_errors_counted_per_endpoint_and_display_filter() -> None:
     s = Summary()
     for status in (200, 500, 503, 404):
         s.add(_rt("/x", status, 5_000_000))
-    ((key, ep),) = s.rows()
+    ((_key, ep),) = s.rows()
     assert ep.count == 4 and ep.errors == 2  # HTTP >= 500 only
     f = DisplayFilter(errors_only=True)
     assert [f.accept(_rt("/x", c, 1)) for c in (200, 500, 404)] == [False, True, False]

@@ -173,11 +173,9 @@ class AfPacketSource:
                 sock.fileno(), BLOCK_SIZE * blocks, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
             )
             if fanout is not None:
-                sock.setsockopt(
-                    SOL_PACKET,
-                    PACKET_FANOUT,
-                    (fanout & 0xFFFF) | (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16,
-                )
+                # fanout_arg: id in the low 16 bits, mode and flags above (an unsigned int: pack it)
+                arg = (fanout & 0xFFFF) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16)
+                sock.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("I", arg))
         except BaseException:
             sock.close()
             raise

@@ -144,9 +144,10 @@ class _PcapParser:
             return
         self.need = 16 + incl if off <= last else 16
         if final and off < end:
+            what = f"a record of {self.need} bytes" if off <= last else "a record header"
             warn.append(
                 f"{self.name}: truncated pcap record at offset {base + off}: the file ends "
-                f"{end - off} bytes into a record of {self.need} bytes; stopped there"
+                f"{end - off} bytes into {what}; stopped there"
             )
 
 
@@ -244,12 +245,17 @@ class _PcapngParser:
                 self._corrupt(warn, base + off, "the trailing length differs from the leading one")
                 return
             if btype == 6:  # enhanced packet block
+                if blen < _MIN_EPB:
+                    self._corrupt(warn, base + off, f"packet block of {blen} bytes")
+                    return
                 iface, hi, lo, caplen = epb(mv, off + 8)
-                if blen < _MIN_EPB or iface >= len(interfaces) or caplen > blen - _MIN_EPB:
+                if iface >= len(interfaces) or caplen > blen - _MIN_EPB:
                     self._corrupt(warn, base + off, f"packet block for interface {iface}, {caplen} bytes")
                     return
                 itf = interfaces[iface]
-                ts = self.last_ts = itf.ts_ns(hi << 32 | lo)
+                mul = itf.mul  # the common resolutions (µs, ns) inline; the others call ts_ns
+                ts = (hi << 32 | lo) * mul + itf.offset_ns if mul else itf.ts_ns(hi << 32 | lo)
+                self.last_ts = ts
                 yield ts, itf.linktype, mv[off + 28 : off + 28 + caplen]
             elif btype == 3:  # simple packet block: interface 0, no timestamp
                 if blen < _MIN_SPB or not interfaces:
@@ -259,8 +265,11 @@ class _PcapngParser:
                 caplen = min(u32(mv, off + 8)[0], itf.snaplen, blen - _MIN_SPB)
                 yield self.last_ts, itf.linktype, mv[off + 12 : off + 12 + caplen]
             elif btype == 2:  # obsolete packet block
+                if blen < _MIN_OPB:
+                    self._corrupt(warn, base + off, f"packet block of {blen} bytes")
+                    return
                 iface, _drops, hi, lo, caplen = _NG_OPB[order].unpack_from(mv, off + 8)
-                if blen < _MIN_OPB or iface >= len(interfaces) or caplen > blen - _MIN_OPB:
+                if iface >= len(interfaces) or caplen > blen - _MIN_OPB:
                     self._corrupt(warn, base + off, f"packet block for interface {iface}, {caplen} bytes")
                     return
                 itf = interfaces[iface]
@@ -282,9 +291,10 @@ class _PcapngParser:
             self.need = 12
         self.offset = off
         if final and off < end:
+            what = "a block header" if off + 12 > end else f"a block of {self.need} bytes"
             warn.append(
                 f"{self.name}: truncated pcapng block at offset {base + off}: the file ends "
-                f"{end - off} bytes into a block of {self.need} bytes; stopped there"
+                f"{end - off} bytes into {what}; stopped there"
             )
 
     def _interface(self, mv: memoryview, off: int, blen: int) -> _Interface:
@@ -388,8 +398,10 @@ class CaptureFile:
             self._released = aligned
 
     def __iter__(self) -> Iterator[Frame]:
-        parser = self._parser
         if self._mm is not None:
+            # a mapped file can be read again: start afresh, so a second pass gives the same frames
+            parser = self._parser = _parser_for(self._head, self.name)
+            self.warnings.clear()
             mv = memoryview(self._mm)
             self._released = 0
             release = self._release if RELEASE_EVERY and _MADV_DONTNEED is not None else None

@@ -1,7 +1,7 @@
-"""Writing pcap files, and building TCP/UDP packets for them.
+"""Writing pcap and pcapng files, and building TCP/UDP packets for them.
 
 Used by the benchmark (to generate large captures) and the tests (to derive lossy or reordered captures
-from real ones, and to build precise edge cases). Packets are built with correct lengths; IP and TCP
+from real ones, to write every variant of the file formats, and to build precise edge cases). Packets are built with correct lengths; IP and TCP
 checksums are left zero (capture tools and packetd do not verify them, as with checksum offload).
 """
 

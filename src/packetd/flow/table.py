@@ -16,14 +16,24 @@ TCP, per direction (all sequence arithmetic modulo 2**32, so wrap-around is exac
     seq ahead of next_seq  buffer (out of order), bounded by MAX_OOO_BYTES / MAX_OOO_SEGMENTS
     seq behind next_seq    retransmission or duplicate: drop it, or trim the overlap and deliver the rest
 
+next_seq starts after the SYN; a direction joined mid-stream starts at its first segment, or at the peer's
+last ACK when that is a little behind it (the receiver still waits for the bytes between, and the capture
+may show them next).
+
 A hole is a run of missing bytes that we know was sent: before buffered data, before a FIN, or below what
 the peer acknowledged ("tail loss": nothing after it was captured). It is declared a gap, passed on as
-`gap(nbytes)` with its exact size, and skipped when: the buffer overflows; the peer acknowledges bytes
-beyond the hole up to buffered data (the receiver has them, so no retransmission will ever show them to us:
-the capture lost them); the hole is older than HOLE_TIMEOUT_NS of packet time (an acknowledged tail loss
-waits for this too, in case the capture saw the ACK before the data); or the connection ends. A FIN ends a
-direction once every byte before it was delivered or declared lost (its sequence number is then consumed,
-so the ACK of the FIN is not a hole and nothing after it is delivered); RST ends both at once.
+`gap(nbytes)` with its exact size, and skipped when: the buffer overflows; the receiver acknowledged the
+hole (it has the bytes, so no retransmission will ever show them to us: the capture lost them) and then
+either sends data of its own (which may answer them: no decoder may see an answer before the gap in what
+it answers) or sees the sender's next segment land beyond it (a bare ACK alone is not enough: a capture
+point may show an ACK before the data it acknowledges); the hole is older than HOLE_TIMEOUT_NS of packet
+time; or the connection ends. Data delivered after a hole was declared lost keeps its capture time (the
+receiver had it then); data behind a hole filled by a retransmission is delivered when the retransmission
+arrives (it was readable no earlier).
+
+A FIN ends a direction once every byte before it was delivered or declared lost; nothing of that direction
+is delivered after it (later data is a counted duplicate), and the ACK of the FIN (which acknowledges the
+FIN's own sequence number) is not a hole. RST ends both directions at once.
 
 A SYN on a known tuple starts a new connection unless it repeats the SYN already seen there; a SYN without
 ACK on a connection joined mid-stream always does (the roles guessed from the ports may have been wrong, or
@@ -53,7 +63,7 @@ HOLE_TIMEOUT_NS = (
 )
 SWEEP_INTERVAL_NS = 5_000_000_000  # packet time between idle/hole sweeps (an O(flows) walk)
 CLOSED_LINGER_NS = 10_000_000_000  # how long a closed tuple swallows late segments
-MAX_CLOSED = 65536  # remembered closed tuples (two per connection)
+MAX_CLOSED = 65536  # remembered closed tuples (two per connection): 10 s of 3000 closes/s; ~6 MiB
 EVICTION_SAMPLE = 16  # flows looked at to choose an eviction victim
 
 
@@ -90,6 +100,7 @@ class FlowStats:
         "gaps",
         "hole_timeouts",
         "late_segments",
+        "linger_overflows",
         "midstream",
         "no_flow",
         "ooo_overflows",
@@ -108,10 +119,12 @@ class FlowStats:
         self.out_of_order = 0  # segments buffered ahead of a hole
         self.ooo_overflows = 0  # holes skipped because the reorder buffer was full
         self.hole_timeouts = 0  # holes skipped because they were older than HOLE_TIMEOUT_NS
-        self.acked_gaps = 0  # holes skipped at once because the receiver acknowledged data beyond them
+        self.acked_gaps = 0  # holes skipped because the receiver acknowledged them and then sent data, or
+        # the sender moved on past them
         self.gaps = 0  # holes passed to decoders as gaps (for any reason, connection end included)
         self.gap_bytes = 0
         self.late_segments = 0  # segments of recently closed connections
+        self.linger_overflows = 0  # closed tuples forgotten before CLOSED_LINGER_NS: MAX_CLOSED reached
         self.no_flow = 0  # segments without payload or SYN for an unknown connection
         self.unmatched = 0  # segments on no rule's port (filtered in user space)
 
@@ -138,10 +151,12 @@ class TcpStream:
         self.syn_seq = -1
         self.fin_seq = -1
         self.eof = False
-        self.ooo: dict[int, bytes] | None = None  # seq → payload, ahead of a hole
+        self.ooo: dict[int, tuple[bytes, int]] | None = None  # seq → (payload, arrival time), ahead of a hole
         self.ooo_bytes = 0
         self.hole_ns = -1  # packet time when the current hole was first noticed (or last made progress)
-        self.acked = -1  # highest sequence number the peer acknowledged beyond next_seq (tail loss), or -1
+        # highest sequence number the peer acknowledged beyond next_seq (tail loss), or -1; before this
+        # direction's first segment (joined mid-stream), the peer's last acknowledgement: where it starts
+        self.acked = -1
         self.packets = 0
         self.bytes = 0
         self.retrans = 0
@@ -217,6 +232,22 @@ def _rearm(st: TcpStream, ts: int) -> None:
         st.acked = -1
 
 
+def _start(st: TcpStream, seq: int, n: int) -> int:
+    """The first data of a direction joined mid-stream: where does its stream go on from?
+
+    From the peer's ACK when one was seen and this segment is a little ahead of it (the receiver still
+    waits for the bytes between: a capture may show them after this segment); otherwise from here. After
+    the direction's FIN, nowhere: the segment is placed behind (a duplicate, dropped).
+    """
+    if st.eof:
+        return (seq + n) & MASK
+    hint = st.acked
+    st.acked = -1
+    nxt = hint if hint >= 0 and 0 < (seq - hint) & MASK <= MAX_OOO_BYTES else seq
+    st.next_seq = nxt
+    return nxt
+
+
 def _ip(packed: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
 
@@ -240,6 +271,7 @@ class FlowTable:
         self._closed: dict[bytes, int] = {}  # recently closed tuple → close time
         self._next_id = 0
         self._next_sweep = -1
+        self.on_remove: Callable[[Flow, str], None] | None = None  # (flow, "closed"|"expired"|"evicted"|"")
         self.now_ns = 0
 
     # -- entry points ----------------------------------------------------------------------------------------
@@ -267,6 +299,20 @@ class FlowTable:
         for flow in list(self._flows.values()):
             self._end(flow, ts, "")
         self._closed.clear()
+
+    def set_rules(self, rules: list[tuple[str, str, frozenset[int], frozenset[bytes] | None]]) -> None:
+        """New rules (a reload): flows whose server port the new rules still give the same protocol go
+        on untouched; the others end now (their pending requests become unanswered)."""
+        self._rules = _Rules(rules)
+        for flow in list(self._flows.values()):
+            family = socket.AF_INET6 if ":" in flow.client[0] else socket.AF_INET
+            client_ip = socket.inet_pton(family, flow.client[0])
+            server_ip = socket.inet_pton(family, flow.server[0])
+            covered = self._rules.match(
+                flow.transport, flow.server[1], client_ip, server_ip
+            ) or self._rules.match(flow.transport, flow.client[1], client_ip, server_ip)
+            if covered != flow.protocol:
+                self._end(flow, self.now_ns, "closed")
 
     def flows(self) -> list[Flow]:
         return list(self._flows.values())
@@ -301,18 +347,43 @@ class FlowTable:
             ):
                 # a new connection on a reused tuple (the old one ended unseen), or a connection joined
                 # mid-stream whose start we now see: begin afresh so the SYN decides the roles
-                self._end(flow, ts, "closed")
+                self._end(flow, ts, "closed", linger=True)
                 self._tcp_segment(seg)
                 return
             st.syn_seq = seq
             seq = (seq + 1) & MASK
             if st.next_seq < 0:
                 st.next_seq = seq
+                st.acked = -1
+        if flags & ACK:
+            peer = flow.streams[d ^ 1]
+            pn = peer.next_seq
+            if pn >= 0:
+                ahead = (seg.ack - pn) & MASK
+                if 0 < ahead < HALF:
+                    if self._acked_hole(flow, d ^ 1, peer, seg.ack, ts, n > 0):
+                        # the other side's bytes up to the ACK were delivered or declared lost; its bytes
+                        # beyond it may answer this segment: this segment first (its ACK now acknowledges
+                        # nothing undelivered, so this does not recurse again), then them
+                        st.packets -= 1
+                        self._tcp_segment(seg)
+                        if flow.handler is not None and peer.ooo:
+                            at = peer.hole_ns if 0 <= peer.hole_ns <= ts else ts
+                            self._drain(flow, d ^ 1, peer, ts, floor=at)
+                            if peer.fin_seq >= 0 and not peer.eof and peer.next_seq == peer.fin_seq:
+                                self._eof(flow, d ^ 1, peer, ts)
+                        return
+                    if flow.handler is None:
+                        return  # that ended the connection
+            else:
+                # nothing of the other side seen yet (joined mid-stream): its stream goes on from where
+                # this side's ACK points
+                peer.acked = seg.ack
         if n:
             st.bytes += n
             nxt = st.next_seq
             if nxt < 0:
-                st.next_seq = nxt = seq
+                nxt = _start(st, seq, n)
             off = (seq - nxt) & MASK
             if off == 0:
                 st.next_seq = (seq + n) & MASK
@@ -337,19 +408,9 @@ class FlowTable:
                         flow.handler.data(d, payload[behind:], ts)
                     if st.ooo:
                         self._drain(flow, d, st, ts)
-        if flags & ACK:
-            peer = flow.streams[d ^ 1]
-            pn = peer.next_seq
-            if pn >= 0:
-                ahead = (seg.ack - pn) & MASK
-                if 0 < ahead < HALF:
-                    # the receiver acknowledges bytes we have not delivered: they are lost to us
-                    self._acked_hole(flow, d ^ 1, peer, seg.ack, ts)
-                    if flow.handler is None:
-                        return  # that ended the connection
         if flags & (FIN | RST):
             if flags & RST:
-                self._end(flow, ts, "closed")
+                self._end(flow, ts, "closed", linger=True)
                 return
             if not st.eof:
                 self._fin(st, (seq + n) & MASK, ts)
@@ -416,62 +477,94 @@ class FlowTable:
         if ooo is None:
             ooo = st.ooo = {}
         old = ooo.get(seq)
-        if old is not None and len(old) >= len(payload):
+        if old is not None and len(old[0]) >= len(payload):
             st.retrans += 1
             self.stats.duplicates += 1
             return
         if old is not None:
-            st.ooo_bytes -= len(old)
-        ooo[seq] = payload.tobytes()
+            st.ooo_bytes -= len(old[0])
+        ooo[seq] = (payload.tobytes(), ts)
         st.ooo_bytes += len(payload)
         self.stats.out_of_order += 1
         if st.hole_ns < 0:
             st.hole_ns = ts
+        acked = st.acked
+        if acked >= 0 and (seq - acked) & MASK < HALF:
+            # the sender moved on past bytes the receiver acknowledged and we never saw: no retransmission
+            # will show them (waiting for this segment lets a capture show an ACK before its data)
+            while st.acked >= 0 and 0 < (st.acked - st.next_seq) & MASK < HALF:
+                if not self._skip_hole(flow, d, st, ts, limit=st.acked):
+                    break
+                self.stats.acked_gaps += 1
+                if flow.handler is None or st.eof:
+                    return
         while st.ooo_bytes > MAX_OOO_BYTES or len(ooo) > MAX_OOO_SEGMENTS:
             # each skip delivers at least the nearest buffered segment, so this ends within bounds
             self.stats.ooo_overflows += 1
             if not self._skip_hole(flow, d, st, ts) or flow.handler is None:
                 break
 
-    def _drain(self, flow: Flow, d: int, st: TcpStream, ts: int) -> None:
-        """Deliver buffered segments that the stream has reached."""
+    def _drain(self, flow: Flow, d: int, st: TcpStream, ts: int, floor: int = -1, stop: int = -1) -> None:
+        """Deliver buffered segments that the stream has reached (and, with `stop`, that begin before it).
+
+        A hole filled by its retransmission (`floor` < 0) makes the data behind it readable now, at `ts`. A
+        hole declared lost lets each segment keep the time it was captured (never earlier than `floor`,
+        the time of the stream's last delivery), since the receiver had it then.
+        """
         ooo = st.ooo
         assert ooo is not None
         handler = flow.handler
+        at = ts
         while ooo:
             nxt = st.next_seq
-            data = ooo.pop(nxt, None)
-            if data is not None:
+            if stop >= 0 and (nxt - stop) & MASK < HALF:
+                break
+            item = ooo.pop(nxt, None)
+            if item is not None:
+                data, seg_ts = item
                 st.ooo_bytes -= len(data)
                 st.next_seq = (nxt + len(data)) & MASK
                 if handler is not None:
-                    handler.data(d, memoryview(data), ts)
+                    if floor >= 0:
+                        at = floor = max(floor, seg_ts)
+                    handler.data(d, memoryview(data), at)
                 continue
             # no segment starts exactly here: one may overlap it (repacketised retransmission)
             progressed = False
             for s in list(ooo):
                 off = (nxt - s) & MASK
                 if off < HALF:  # starts at or before next_seq
-                    b = ooo.pop(s)
-                    st.ooo_bytes -= len(b)
-                    if off < len(b):
-                        st.next_seq = (s + len(b)) & MASK
+                    data, seg_ts = ooo.pop(s)
+                    st.ooo_bytes -= len(data)
+                    if off < len(data):
+                        st.next_seq = (s + len(data)) & MASK
                         if handler is not None:
-                            handler.data(d, memoryview(b)[off:], ts)
+                            if floor >= 0:
+                                at = floor = max(floor, seg_ts)
+                            handler.data(d, memoryview(data)[off:], at)
                         progressed = True
                         break
             if not progressed:
                 break
         _rearm(st, ts)
 
-    def _skip_hole(self, flow: Flow, d: int, st: TcpStream, ts: int, final: bool = False) -> bool:
+    def _skip_hole(
+        self, flow: Flow, d: int, st: TcpStream, ts: int, final: bool = False, limit: int = -1, stop: int = -1
+    ) -> bool:
         """Declare the next hole lost: the bytes from next_seq to the nearest buffered segment or, with nothing
-        buffered, to the FIN or the furthest acknowledged byte. Returns whether a gap was declared.
+        buffered, to the FIN or the furthest acknowledged byte (no further than `limit`, when given), then
+        deliver what became contiguous (only what begins before `stop`, when given).
+        Returns whether a gap was declared.
 
         `final`: the connection is ending (`_end` ends the streams itself: no EOF from here).
         """
         nxt = st.next_seq
         ooo = st.ooo
+        if ooo and nxt >= 0 and any((nxt - s) & MASK < HALF for s in ooo):
+            # contiguous data held back behind an answer (`_acked_hole`) goes first
+            self._drain(flow, d, st, ts, floor=st.hole_ns if 0 <= st.hole_ns <= ts else ts)
+            nxt = st.next_seq
+            ooo = st.ooo
         target = -1
         if ooo:
             target = min(ooo, key=lambda s: (s - nxt) & MASK)
@@ -479,6 +572,8 @@ class FlowTable:
             target = st.fin_seq
         elif st.acked >= 0 and 0 < (st.acked - nxt) & MASK < HALF:
             target = st.acked
+        if target >= 0 and limit >= 0 and 0 < (limit - nxt) & MASK < (target - nxt) & MASK:
+            target = limit
         missing = (target - nxt) & MASK
         if target < 0 or nxt < 0 or not 0 < missing < HALF:
             # nothing known to be missing (or a buffer that cannot be reached: dropped, never looped on)
@@ -491,65 +586,82 @@ class FlowTable:
         self.stats.gaps += 1
         self.stats.gap_bytes += missing
         st.next_seq = target
+        # the loss happened after the stream's last delivery (the hole clock restarts at each): say it then
+        at = st.hole_ns if 0 <= st.hole_ns <= ts else ts
         if flow.handler is not None:
-            flow.handler.gap(d, missing, ts)
+            flow.handler.gap(d, missing, at)
         if st.ooo:
-            self._drain(flow, d, st, ts)
+            self._drain(flow, d, st, ts, floor=at, stop=stop)
         else:
             _rearm(st, ts)
         if not final and st.fin_seq >= 0 and not st.eof and st.next_seq == st.fin_seq:
             self._eof(flow, d, st, ts)
         return True
 
-    def _acked_hole(self, flow: Flow, d: int, st: TcpStream, ack: int, ts: int) -> None:
-        """The peer acknowledged bytes of direction `d` beyond next_seq: the capture lost them."""
+    def _acked_hole(self, flow: Flow, d: int, st: TcpStream, ack: int, ts: int, answered: bool) -> bool:
+        """The peer acknowledged bytes of direction `d` beyond next_seq: the receiver has bytes we lack.
+
+        `answered`: the acknowledgement rides on the peer's own data, which may answer those bytes (a
+        response to a request we lost): they are declared lost now, so that no decoder sees the answer
+        before the gap in what it answers, and buffered bytes up to `ack` are delivered. Returns True when
+        buffered bytes beyond `ack` are now contiguous: they may answer the peer's data, so the caller
+        delivers that first. A bare ACK is only noted: the capture may show the data after its ACK
+        (reordering between the two directions at the capture point); the hole is declared lost when the
+        sender's next segment lands beyond it (`_buffer`), or when it is older than HOLE_TIMEOUT_NS.
+        """
         fin = st.fin_seq
         if fin >= 0 and (ack - fin) & MASK < HALF:
             ack = fin  # the ACK of the FIN itself (fin + 1) acknowledges no byte
         if not 0 < (ack - st.next_seq) & MASK < HALF:
-            return
-        while st.ooo:
-            nearest = min(st.ooo, key=lambda s: (s - st.next_seq) & MASK)
-            if (ack - nearest) & MASK >= HALF:
-                break
-            # the receiver has everything up to the buffered data: no retransmission will fill the hole
-            if not self._skip_hole(flow, d, st, ts):
-                break
-            self.stats.acked_gaps += 1
-            if flow.handler is None or st.eof:
-                return
-        if 0 < (ack - st.next_seq) & MASK < HALF:
-            # tail loss, or a hole only partly acknowledged: give retransmissions HOLE_TIMEOUT_NS, then skip
-            if st.acked < 0 or 0 < (ack - st.acked) & MASK < HALF:
-                st.acked = ack
-            if st.hole_ns < 0:
-                st.hole_ns = ts
-            elif ts - st.hole_ns > HOLE_TIMEOUT_NS and self._skip_hole(flow, d, st, ts):
-                self.stats.hole_timeouts += 1
+            return False
+        if st.acked < 0 or 0 < (ack - st.acked) & MASK < HALF:
+            st.acked = ack
+        if answered:
+            while 0 < (ack - st.next_seq) & MASK < HALF:
+                if not self._skip_hole(flow, d, st, ts, limit=ack, stop=ack):
+                    break
+                self.stats.acked_gaps += 1
+                if flow.handler is None or st.eof:
+                    return False
+            nxt = st.next_seq
+            ooo = st.ooo
+            return ooo is not None and any((nxt - s) & MASK < HALF for s in ooo)
+        if st.hole_ns < 0:
+            st.hole_ns = ts
+        elif ts - st.hole_ns > HOLE_TIMEOUT_NS and self._skip_hole(flow, d, st, ts):
+            self.stats.hole_timeouts += 1
+        return False
 
     def _fin(self, st: TcpStream, fin_seq: int, ts: int) -> None:
         st.fin_seq = fin_seq
         if st.next_seq < 0:
             st.next_seq = fin_seq  # nothing of this direction was seen: it ends here
+            st.acked = -1
         elif fin_seq != st.next_seq and st.hole_ns < 0:
             st.hole_ns = ts  # bytes before the FIN are missing: start the hole clock
 
     def _eof(self, flow: Flow, d: int, st: TcpStream, ts: int) -> None:
         st.eof = True
-        st.next_seq = (st.fin_seq + 1) & MASK  # the FIN's own sequence number: its ACK is not a hole
+        # nothing more of this direction is delivered (_start drops it), and no ACK of it is a hole (the
+        # ACK of the FIN acknowledges the FIN's own sequence number)
+        st.next_seq = -1
         st.hole_ns = -1
         st.acked = -1
+        st.ooo = None
+        st.ooo_bytes = 0
         if flow.handler is not None:
             flow.handler.eof(d, ts)
         if flow.streams[d ^ 1].eof and flow.id in self._flows:
-            self._remove(flow, ts, linger=True)
+            self._remove(flow, ts, linger=True, reason="closed")
             self.stats.closed += 1
 
-    def _end(self, flow: Flow, ts: int, reason: str) -> None:
-        """The connection ends now (RST, expiry, eviction, end of capture): flush holes, EOF, close.
+    def _end(self, flow: Flow, ts: int, reason: str, linger: bool = False) -> None:
+        """The connection ends now (RST, expiry, eviction, a rules reload, end of capture): flush holes, EOF,
+        close.
 
         `reason` names the FlowStats counter to increment ("closed", "expired", "evicted"; "" for none).
-        Only a connection that was closed ("closed") lingers to swallow late segments.
+        `linger`: it was closed on the wire (RST, or a new SYN on its tuple): its tuple swallows late
+        segments for CLOSED_LINGER_NS. Expired, evicted and reloaded flows were alive: no linger.
         """
         for d, st in enumerate(flow.streams):
             if st.eof:
@@ -560,11 +672,13 @@ class FlowTable:
             if flow.handler is not None:
                 flow.handler.eof(d, ts)
         if flow.id in self._flows:
-            self._remove(flow, ts, linger=reason == "closed")
+            self._remove(flow, ts, linger=linger, reason=reason)
             if reason:
                 setattr(self.stats, reason, getattr(self.stats, reason) + 1)
 
-    def _remove(self, flow: Flow, ts: int, linger: bool) -> None:
+    def _remove(self, flow: Flow, ts: int, linger: bool, reason: str = "") -> None:
+        if self.on_remove is not None:
+            self.on_remove(flow, reason)  # last look at the flow's counters (layer-4 metrics)
         handler = flow.handler
         if handler is not None:
             flow.handler = None  # nothing reaches a closed connection's handler
@@ -573,9 +687,12 @@ class FlowTable:
         for key in flow.keys:
             table.pop(key, None)
             if linger and flow.transport == PROTO_TCP:
-                if len(self._closed) >= MAX_CLOSED:
-                    del self._closed[next(iter(self._closed))]
-                self._closed[key] = ts
+                closed = self._closed
+                closed.pop(key, None)  # kept in closing order: the sweep stops at the first one still fresh
+                if len(closed) >= MAX_CLOSED:
+                    self.stats.linger_overflows += 1
+                    del closed[next(iter(closed))]
+                closed[key] = ts
         del self._flows[flow.id]
         self.stats.active -= 1
 

@@ -18,8 +18,8 @@ label stack (0x8847/0x8848, IP guessed from the first nibble after the bottom la
 
 IPv4 (RFC 791): options skipped via IHL; fragments reassembled (bounded, `Reassembler`); the payload is
 cut to Total Length so Ethernet padding never reaches a decoder. IPv6 (RFC 8200): hop-by-hop, routing,
-destination-options, mobility, HIP and shim6 headers are walked, fragments reassembled and the walk
-continued in the reassembled payload; AH is skipped; ESP and anything else end the walk.
+destination-options and shim6 headers are walked, fragments reassembled and the walk continued in the
+reassembled payload; AH is skipped (in IPv4 too); ESP, mobility, HIP and anything else end the walk.
 
 Snapped frames (caplen < wire length) decode what was captured: the payload is the captured part (empty
 when the capture ends inside the TCP options), so the flow layer sees the missing bytes as a gap. A Total
@@ -75,7 +75,9 @@ _PPP_IPV6 = 0x0057
 _VLAN_TAGS = frozenset({0x8100, 0x88A8, 0x9100})
 _PACKET_OUTGOING = 4
 _ARPHRD_LOOPBACK = 772
-_AF_INET6 = frozenset({10, 24, 28, 30})  # Linux, OpenBSD/NetBSD, FreeBSD, macOS
+# AF_INET6 of OpenBSD/NetBSD, FreeBSD, macOS: NULL and LOOP are BSD formats (Linux never writes them, and
+# its AF_INET6 = 10 is not IPv6 on a BSD; Wireshark does not read 10 as IPv6 either)
+_AF_INET6 = frozenset({24, 28, 30})
 
 PROTO_TCP = 6
 PROTO_UDP = 17
@@ -87,10 +89,12 @@ RST = 0x04
 PSH = 0x08
 ACK = 0x10
 
-# hop-by-hop, routing, destination options, mobility, HIP, shim6: (next header, length in 8 octets - 1)
-_IPV6_SKIP = frozenset({0, 43, 60, 135, 139, 140})
+# hop-by-hop, routing, destination options, shim6: (next header, length in 8 octets - 1). Mobility (135)
+# and HIP (139) have the same shape but carry no upper layer (RFC 6275 §6.1.1, RFC 7401 §5.1: next
+# header 59), so they end the walk like ESP.
+_IPV6_SKIP = frozenset({0, 43, 60, 140})
 _IPV6_FRAG = 44
-_IPV6_AH = 51
+_IP_AH = 51  # authentication header, in IPv4 and IPv6 alike
 
 _TCP = struct.Struct("!HHIIBB")  # sport dport seq ack offset flags
 _UDP = struct.Struct("!HHH")  # sport dport length
@@ -154,7 +158,12 @@ class Segment:
 
 
 class NetStats:
-    """Per-reason counters of frames that did not become segments."""
+    """Per-reason counters of frames that did not become segments.
+
+    Every frame is counted once: frames == segments + non_ip + other_transport + malformed + bad_linktype
+    + filtered_ip_version + loopback_duplicates + (fragments - reassembled), since the fragment that
+    completes a datagram becomes whatever the datagram is.
+    """
 
     __slots__ = (
         "bad_linktype",
@@ -328,10 +337,10 @@ class PacketDecoder:
         end = min(wire, n)  # snapped (caplen < wire length): decode what was captured
         proto = data[ip + 9]
         if frag & 0x3FFF:  # MF set or non-zero offset
-            self.stats.fragments += 1
             if end < wire:
                 self.stats.malformed += 1  # a snapped fragment can never complete its datagram
                 return None
+            self.stats.fragments += 1
             whole = self.reassembler.add_v4(
                 ts_ns,
                 data[ip + 12 : ip + 20].tobytes(),
@@ -356,6 +365,8 @@ class PacketDecoder:
                 size,
             )
         l4 = ip + ihl
+        if proto == _IP_AH:  # IPsec AH in transport mode (RFC 4302 §2): authenticates, hides nothing
+            proto, l4 = data[l4], l4 + ((data[l4 + 1] + 2) << 2)
         if proto == PROTO_TCP:
             sport, dport, seq, ack, doff, flags = _TCP.unpack_from(data, l4)
             start = l4 + ((doff >> 4) << 2)
@@ -416,15 +427,15 @@ class PacketDecoder:
                 return self._l4(ts_ns, nxt, src, dst, data, off, end, wire)
             if nxt in _IPV6_SKIP:
                 nxt, off = data[off], off + ((data[off + 1] + 1) << 3)
-            elif nxt == _IPV6_AH:
+            elif nxt == _IP_AH:
                 nxt, off = data[off], off + ((data[off + 1] + 2) << 2)
             elif nxt == _IPV6_FRAG and first:
-                self.stats.fragments += 1
-                if end < wire:
+                if end < wire or off + 8 > end:
                     self.stats.malformed += 1  # a snapped fragment can never complete its datagram
                     return None
                 fo = _U16.unpack_from(data, off + 2)[0]
                 ident = _U32_BE.unpack_from(data, off + 4)[0]
+                self.stats.fragments += 1
                 got = self.reassembler.add_v6(
                     ts_ns, src + dst, ident, fo & 0xFFF8, bool(fo & 1), data[off + 8 : end], data[off]
                 )
@@ -437,7 +448,7 @@ class PacketDecoder:
             else:
                 self.stats.other_transport += 1  # ESP, ICMPv6, no next header, a nested fragment...
                 return None
-            if off > end:
+            if off > wire:
                 self.stats.malformed += 1
                 return None
 

@@ -1,0 +1,1 @@
+"""The long-running agent: config, process model, metrics, traces, exporters, HTTP API (I/O layer)."""

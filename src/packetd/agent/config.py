@@ -1,0 +1,393 @@
+"""The agent's configuration: one YAML file, every key of the Go implementation (reference §2.2) plus ours.
+
+Keys may be written nested or dotted (`sniffer.ifaces: any`), mixed freely; every section is optional and
+has documented defaults (`packetd config` prints them all). Validation is done by pydantic models with
+`extra="forbid"`: an unknown key, a wrong type or an out-of-range value stops start-up with a message that
+names the key, the bad value and what is allowed, with a "did you mean" for typos. Keys the Go
+implementation's sample files carry but ignore (`decoder.protocols`, `metricsStorage.enabled`) are dropped
+with a warning.
+
+Defaults differ from the Go implementation where its defaults were bugs (reference §18.25): the log level
+is info (not debug), the log file is packetd.log, the server listens on :9091 with a 1m timeout and is
+enabled in agent mode, the roundtrip file is packetd.roundtrips; connExpired below 1m is an error, not a
+silent 5m.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from packetd.units import parse_duration
+
+# Keys the Go implementation's own sample files carry but never read (reference §2.2): warn, do not fail.
+IGNORED_KEYS = {("decoder", "protocols"), ("metricsStorage", "enabled")}
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key, the value and what is allowed."""
+
+
+def _duration(value: object) -> int:
+    """A duration in ns: a Go-style string ("5m", "1m30s"), or a number of seconds (reference §2.1)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m or 1h")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return int(value * 1_000_000_000)
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise ValueError("expected a duration such as 30s, 5m or 1h")
+
+
+Duration = Annotated[int, BeforeValidator(_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class LoggerConfig(_Section):
+    stdout: bool = Field(
+        True, description="log to the console (stderr); false: to the rotating file `filename`"
+    )
+    level: Literal["debug", "info", "warn", "error"] = "info"
+    filename: str = "packetd.log"
+    max_size: int = Field(100, alias="maxSize", ge=1, description="MB before rotation")
+    max_age: int = Field(7, alias="maxAge", ge=1, description="days to keep rotated files")
+    max_backups: int = Field(10, alias="maxBackups", ge=0)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _lower(cls, v: object) -> object:
+        return v.lower() if isinstance(v, str) else v
+
+
+class RuleConfig(_Section):
+    name: str = ""
+    protocol: str
+    ports: list[Annotated[int, Field(ge=0, le=65535)]]
+    host: str = ""
+
+
+class ProtocolsConfig(_Section):
+    rules: list[RuleConfig] = []
+
+
+class SnifferConfig(_Section):
+    file: str = Field("", description="read this capture file once instead of interfaces, then keep serving")
+    ifaces: str = Field("any", description="'any' or a regex of interface names")
+    engine: Literal["", "pcap", "afpacket", "libpcap"] = Field(
+        "",
+        description="'' / 'pcap': AF_PACKET ring on Linux, libpcap elsewhere; 'libpcap': libpcap everywhere",
+    )
+    ip_version: Literal["", "v4", "v6"] = Field("", alias="ipVersion")
+    no_promisc: bool = Field(False, alias="noPromisc")
+    block_num: int = Field(
+        16, alias="blockNum", ge=16, le=1024, description="ring blocks of 512 KiB per worker"
+    )
+    workers: int = Field(1, ge=1, le=64, description="capture processes in one PACKET_FANOUT_HASH group")
+    protocols: ProtocolsConfig = ProtocolsConfig()
+
+
+class ServerConfig(_Section):
+    enabled: bool = True
+    address: str = ":9091"
+    timeout: Duration = Field(60_000_000_000, description="read/write timeout of a request (not of /watch)")
+    pprof: bool = Field(False, description="accepted for compatibility; a Go feature, ignored")
+    admin_token: str = Field(
+        "",
+        alias="adminToken",
+        description="bearer token for admin routes from non-loopback clients; '' = loopback only",
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        _host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("expected HOST:PORT or :PORT, e.g. :9091 or 127.0.0.1:9091")
+        return v
+
+
+L4_LABELS = ("source.host", "source.port", "destination.host", "destination.port")
+
+
+class Layer4Config(_Section):
+    enabled: bool = False
+    required_labels: list[Literal["source.host", "source.port", "destination.host", "destination.port"]] = (
+        Field([], alias="requiredLabels")
+    )
+
+
+class ControllerConfig(_Section):
+    layer4_metrics: Layer4Config = Field(Layer4Config(), alias="layer4Metrics")
+    conn_expired: Duration = Field(300_000_000_000, alias="connExpired")
+    auto_reload: bool = Field(False, alias="autoReload", description="reload when the config file changes")
+    decoder: dict[str, dict[str, Any]] = Field(
+        {}, description="per protocol decoder options, e.g. decoder.http.capture_body: 4096"
+    )
+
+    @field_validator("conn_expired")
+    @classmethod
+    def _min_expiry(cls, v: int) -> int:
+        if v < 1_000_000_000:
+            raise ValueError("must be at least 1s")
+        return v
+
+
+class MetricsStorageConfig(_Section):
+    expired: Duration = Field(300_000_000_000, description="series idle longer than this are dropped")
+    vm_histogram: bool = Field(False, alias="vmHistogram", description="VictoriaMetrics vmrange histograms")
+    series_limit: int = Field(
+        10_000,
+        alias="seriesLimit",
+        ge=1,
+        description="series per metric; beyond it new label sets fold into __overflow__",
+    )
+
+
+class ProcessorConfig(_Section):
+    name: Literal["roundtripstometrics", "roundtripstotraces", "roundtripsfilter"]
+    config: dict[str, Any] = {}
+
+
+class PipelineConfig(_Section):
+    name: str
+    processors: list[str]
+
+    @field_validator("name")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        if v.split("/", 1)[0] not in ("metrics", "traces", "roundtrips"):
+            raise ValueError(
+                "must start with metrics/, traces/ or roundtrips/ (the output the pipeline feeds)"
+            )
+        return v
+
+
+class TracesExporterConfig(_Section):
+    enabled: bool = False
+    endpoint: str = "http://localhost:4318/v1/traces"
+    batch: int = Field(100, ge=1, le=100_000)
+    interval: Duration = 3_000_000_000
+    timeout: Duration = 15_000_000_000
+    header: dict[str, str] = {}
+    gzip: bool = True
+    queue_size: int = Field(
+        10_000, alias="queueSize", ge=1, description="spans held while the backend is slow or down"
+    )
+
+
+class MetricsExporterConfig(_Section):
+    enabled: bool = False
+    endpoint: str = "http://localhost:9090/api/v1/write"
+    interval: Duration = 60_000_000_000
+    timeout: Duration = 15_000_000_000
+    header: dict[str, str] = {}
+    queue_size: int = Field(
+        10, alias="queueSize", ge=1, description="snapshots held while the backend is down"
+    )
+
+
+class RoundtripsExporterConfig(_Section):
+    enabled: bool = False
+    console: bool = False
+    filename: str = "packetd.roundtrips"
+    max_size: int = Field(100, alias="maxSize", ge=1)
+    max_backups: int = Field(10, alias="maxBackups", ge=0)
+    max_age: int = Field(7, alias="maxAge", ge=1)
+
+
+class ExporterConfig(_Section):
+    traces: TracesExporterConfig = TracesExporterConfig()
+    metrics: MetricsExporterConfig = MetricsExporterConfig()
+    roundtrips: RoundtripsExporterConfig = RoundtripsExporterConfig()
+
+    @field_validator("traces", "metrics")
+    @classmethod
+    def _endpoint(
+        cls, v: TracesExporterConfig | MetricsExporterConfig
+    ) -> TracesExporterConfig | MetricsExporterConfig:
+        if not re.match(r"^https?://[^/\s]+", v.endpoint):
+            raise ValueError(f"endpoint '{v.endpoint}' is not an http(s) URL")
+        return v
+
+
+class Config(_Section):
+    logger: LoggerConfig = LoggerConfig()
+    sniffer: SnifferConfig = SnifferConfig()
+    server: ServerConfig = ServerConfig()
+    controller: ControllerConfig = ControllerConfig()
+    metrics_storage: MetricsStorageConfig = Field(MetricsStorageConfig(), alias="metricsStorage")
+    processor: list[ProcessorConfig] = []
+    pipeline: list[PipelineConfig] = []
+    exporter: ExporterConfig = ExporterConfig()
+
+    @model_validator(mode="after")
+    def _pipelines_name_processors(self) -> Config:
+        defined = {p.name for p in self.processor}
+        for pipe in self.pipeline:
+            for name in pipe.processors:
+                if name not in defined:
+                    raise ValueError(
+                        f"pipeline '{pipe.name}' uses processor '{name}', which the processor section does not "
+                        f"define (defined: {', '.join(sorted(defined)) or 'none'})"
+                    )
+        return self
+
+
+# -- loading ------------------------------------------------------------------------------------------------------
+def expand_dotted(tree: Any, path: str = "") -> Any:
+    """`{"a.b": 1, "a": {"c": 2}}` → `{"a": {"b": 1, "c": 2}}`, recursively; a conflict is an error."""
+    if isinstance(tree, list):
+        return [expand_dotted(v, path) for v in tree]
+    if not isinstance(tree, dict):
+        return tree
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"key {key!r} at '{path or '<top>'}' is not a string")
+        parts = key.split(".")
+        node = out
+        where = path
+        for part in parts[:-1]:
+            where = f"{where}.{part}" if where else part
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"'{where}' is both a value and a section")
+            node = nxt
+        leaf = parts[-1]
+        full = f"{where}.{leaf}" if where else leaf
+        value = expand_dotted(value, full)  # noqa: PLW2901 - the expanded form replaces the raw one
+        if leaf in node and isinstance(node[leaf], dict) and isinstance(value, dict):
+            node[leaf] = _merge(node[leaf], value, full)
+        elif leaf in node:
+            raise ConfigError(f"'{full}' is set twice")
+        else:
+            node[leaf] = value
+    return out
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any], path: str) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        if k in out and isinstance(out[k], dict) and isinstance(v, dict):
+            out[k] = _merge(out[k], v, f"{path}.{k}")
+        elif k in out:
+            raise ConfigError(f"'{path}.{k}' is set twice")
+        else:
+            out[k] = v
+    return out
+
+
+def _drop_ignored(tree: dict[str, Any], warnings: list[str]) -> None:
+    for section, key in IGNORED_KEYS:
+        node = tree.get(section)
+        if section == "decoder":
+            node = tree.get("decoder")
+            if isinstance(node, dict) and key in node:
+                del node[key]
+                if not node:
+                    del tree["decoder"]
+                warnings.append(f"'{section}.{key}' is ignored (the Go implementation never read it either)")
+            continue
+        if isinstance(node, dict) and key in node:
+            del node[key]
+            warnings.append(f"'{section}.{key}' is ignored (the Go implementation never read it either)")
+    ctl = tree.get("controller")
+    if isinstance(ctl, dict) and isinstance(ctl.get("decoder"), dict) and "protocols" in ctl["decoder"]:
+        del ctl["decoder"]["protocols"]
+        warnings.append("'controller.decoder.protocols' is ignored (rules live in sniffer.protocols.rules)")
+
+
+def _allowed_keys(model: type[BaseModel]) -> list[str]:
+    return sorted((f.alias or name) for name, f in model.model_fields.items())
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = Config
+    for part in loc[:-1]:
+        if model is None or isinstance(part, int):
+            continue
+        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        if field is None:
+            return None
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        nested = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        model = nested
+    return model
+
+
+def _format_error(err: Mapping[str, Any], raw: Any) -> str:
+    loc = tuple(err["loc"])
+    key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+    value = raw
+    for part in loc:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            value = None
+            break
+    if err["type"] == "extra_forbidden":
+        model = _model_at(loc)
+        allowed = _allowed_keys(model) if model is not None else []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"unknown key '{key}'{hint}; allowed here: {', '.join(allowed)}"
+    msg = str(err["msg"])
+    if err["type"] == "literal_error":
+        msg = "expected one of " + msg.split("Input should be ", 1)[-1]
+    msg = msg.removeprefix("Value error, ")
+    if not loc:
+        return msg
+    shown = f" {value!r}" if value is not None else ""
+    return f"'{key}':{shown} is invalid: {msg}"
+
+
+def parse_config(text: str, source: str = "config") -> tuple[Config, list[str]]:
+    """YAML text → (Config, warnings); ConfigError with every problem, one per line."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections")
+    # empty sections (`server:` with nothing under it) mean defaults, as in the Go implementation
+    tree = expand_dotted({k: v for k, v in raw.items() if v is not None})
+    tree = {k: v for k, v in tree.items() if v is not None}
+    warnings: list[str] = []
+    _drop_ignored(tree, warnings)
+    try:
+        return Config.model_validate(tree), warnings
+    except ValidationError as exc:
+        problems = [_format_error(e, tree) for e in exc.errors()]
+        raise ConfigError(
+            f"{source}: " + ("\n  ".join([f"{len(problems)} problem(s):", *problems]))
+        ) from None
+
+
+def load_config(path: str) -> tuple[Config, list[str]]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    return parse_config(text, path)

@@ -1,0 +1,116 @@
+"""From a validated `Config` to what runs: rules, decoder options, pipelines, the kernel filter.
+
+Everything here also runs when a new config is loaded for a reload: a config that fails here is rejected
+before anything changes, with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from typing import Any
+
+from packetd.agent.config import Config, ConfigError
+from packetd.capture import bpf
+from packetd.engine import Rule, RuleError, check_rules
+from packetd.pipeline.pipelines import PipelineError, Pipelines
+from packetd.protocols.options import OptionError, build_options
+from packetd.protocols.registry import REGISTRY
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower()
+
+
+def rules_from(config: Config, resolve: bool = True) -> list[Rule]:
+    rules = []
+    for i, r in enumerate(config.sniffer.protocols.rules):
+        where = f"sniffer.protocols.rules[{i}]"
+        if REGISTRY.get(r.protocol) is None:
+            raise ConfigError(
+                f"'{where}.protocol': '{r.protocol}' is invalid: unsupported protocol; known: {', '.join(REGISTRY.names())}"
+            )
+        if not r.ports:
+            continue  # the reference skips a rule without ports (§3.1)
+        addresses = None
+        if r.host:
+            try:
+                addresses = frozenset({ipaddress.ip_address(r.host).packed})
+            except ValueError:
+                if not resolve:
+                    addresses = frozenset()
+                else:
+                    try:
+                        infos = socket.getaddrinfo(r.host, None, proto=socket.IPPROTO_TCP)
+                    except OSError as exc:
+                        raise ConfigError(f"'{where}.host': '{r.host}' cannot be resolved: {exc}") from None
+                    addresses = frozenset(socket.inet_pton(fam, str(sa[0])) for fam, _t, _p, _c, sa in infos)
+        rules.append(
+            Rule(protocol=r.protocol, ports=tuple(r.ports), host=r.host or None, addresses=addresses)
+        )
+    try:
+        check_rules(rules)
+    except RuleError as exc:
+        raise ConfigError(f"'sniffer.protocols.rules': {exc}") from None
+    return rules
+
+
+def options_from(config: Config) -> dict[str, Any]:
+    settings: dict[str, dict[str, object]] = {}
+    for proto, values in config.controller.decoder.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"'controller.decoder.{proto}': expected a map of options")
+        out: dict[str, object] = {}
+        legacy_capture = values.get("enableBodyCapture")
+        for key, raw in values.items():
+            if proto == "http" and key in ("enableBodyCapture", "maxBodySize"):
+                continue  # reference §2.2 keys, mapped below
+            out[_snake(key)] = raw
+        if proto == "http" and legacy_capture:
+            out.setdefault("capture_body", values.get("maxBodySize", 102400))
+        settings[proto] = out
+    try:
+        return build_options(settings)
+    except OptionError as exc:
+        raise ConfigError(f"'controller.decoder': {exc}") from None
+
+
+def pipelines_from(config: Config) -> Pipelines:
+    try:
+        return Pipelines(
+            [(p.name, p.config) for p in config.processor],
+            [(p.name, p.processors) for p in config.pipeline],
+            traces_enabled=config.exporter.traces.enabled,
+            roundtrips_enabled=config.exporter.roundtrips.enabled,
+            vm_histogram=config.metrics_storage.vm_histogram,
+            protocols=REGISTRY.names(),
+        )
+    except PipelineError as exc:
+        raise ConfigError(f"'processor'/'pipeline': {exc}") from None
+
+
+def bpf_from(rules: list[Rule]) -> str:
+    return bpf.filter_expression((REGISTRY[r.protocol].transports, r.ports, r.host) for r in rules)
+
+
+def validate(config: Config) -> None:
+    """Everything that can be wrong beyond the schema; raises ConfigError."""
+    rules_from(config)
+    options_from(config)
+    pipelines_from(config)
+    if config.sniffer.file:
+        try:
+            with open(config.sniffer.file, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(
+                f"'sniffer.file': '{config.sniffer.file}' cannot be read: {exc.strerror}"
+            ) from None
+    elif config.sniffer.ifaces not in ("", "any"):
+        try:
+            re.compile(config.sniffer.ifaces)
+        except re.error as exc:
+            raise ConfigError(
+                f"'sniffer.ifaces': '{config.sniffer.ifaces}' is not a valid regex: {exc}"
+            ) from None

@@ -1,0 +1,200 @@
+"""Self-observability on `/metrics`: what the agent saw, dropped, decoded, exported (reference §12, and what
+§18.26 says was missing). Counters are cumulative over the agent's life: when workers are restarted (a
+reload that changes the capture), their last counters are carried over so nothing goes backwards.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from packetd import __version__
+
+
+def add_tree(into: dict[str, Any], other: dict[str, Any]) -> None:
+    """Sum nested dicts of numbers (worker counter snapshots)."""
+    for k, v in other.items():
+        if isinstance(v, dict):
+            add_tree(into.setdefault(k, {}), v)
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            into[k] = into.get(k, 0) + v
+        elif isinstance(v, list | tuple) and len(v) == 2 and all(isinstance(x, int) for x in v):
+            cur = into.get(k, (0, 0))
+            into[k] = (cur[0] + v[0], cur[1] + v[1])
+
+
+class SelfMetrics(Collector):
+    def __init__(self, source: Callable[[], dict[str, Any]], git_hash: str) -> None:
+        self._source = source  # the agent's merged view: {"workers": {...}, "exporters": [...], ...}
+        self._git_hash = git_hash
+        self._started = time.time()
+
+    def collect(self) -> Iterator[Metric]:
+        view = self._source()
+        w = view.get("workers", {})
+        info = GaugeMetricFamily(
+            "packetd_build_info",
+            "packetd build information (always 1)",
+            labels=["version", "git_hash", "python"],
+        )
+        info.add_metric([__version__, self._git_hash, platform.python_version()], 1)
+        yield info
+        yield GaugeMetricFamily(
+            "packetd_uptime_seconds", "Seconds since the agent started", value=time.time() - self._started
+        )
+        rec = CounterMetricFamily(
+            "packetd_sniffer_received_packets",
+            "Packets the kernel or libpcap delivered, per interface",
+            labels=["iface"],
+        )
+        drop = CounterMetricFamily(
+            "packetd_sniffer_dropped_packets",
+            "Packets dropped before packetd could read them, per interface",
+            labels=["iface"],
+        )
+        for iface, (received, dropped) in sorted(w.get("kernel", {}).items()):
+            rec.add_metric([iface], received)
+            drop.add_metric([iface], dropped)
+        yield rec
+        yield drop
+        net = w.get("net", {})
+        frames = CounterMetricFamily(
+            "packetd_packets", "Packets decoded, and why some were not", labels=["outcome"]
+        )
+        for key in (
+            "segments",
+            "non_ip",
+            "other_transport",
+            "malformed",
+            "bad_linktype",
+            "filtered_ip_version",
+            "loopback_duplicates",
+        ):
+            frames.add_metric([key], net.get(key, 0))
+        yield frames
+        flows = w.get("flows", {})
+        yield GaugeMetricFamily(
+            "packetd_flows_active", "Connections tracked now", value=flows.get("active", 0)
+        )
+        ev = CounterMetricFamily("packetd_flows", "Connection lifecycle events", labels=["event"])
+        for key in ("created", "closed", "expired", "evicted", "midstream"):
+            ev.add_metric([key], flows.get(key, 0))
+        yield ev
+        tcp = CounterMetricFamily("packetd_tcp_segments", "TCP segments that needed work", labels=["event"])
+        for key in ("duplicates", "out_of_order", "ooo_overflows", "hole_timeouts", "late_segments"):
+            tcp.add_metric([key], flows.get(key, 0))
+        yield tcp
+        resets = CounterMetricFamily(
+            "packetd_decode_resets", "Decoder resets after malformed input", labels=["protocol", "reason"]
+        )
+        gaps = CounterMetricFamily(
+            "packetd_decode_gaps", "Capture gaps passed to decoders", labels=["protocol"]
+        )
+        gap_bytes = CounterMetricFamily(
+            "packetd_decode_gap_bytes", "Bytes lost in capture gaps", labels=["protocol"]
+        )
+        orphans = CounterMetricFamily(
+            "packetd_orphan_responses", "Responses with no request to answer", labels=["protocol"]
+        )
+        unanswered = CounterMetricFamily(
+            "packetd_unanswered_requests", "Requests whose response never came", labels=["protocol"]
+        )
+        evicted = CounterMetricFamily(
+            "packetd_evicted_requests",
+            "Pending requests pushed out by the per-connection bound",
+            labels=["protocol"],
+        )
+        records = CounterMetricFamily("packetd_roundtrips", "Records produced", labels=["protocol", "kind"])
+        encrypted = CounterMetricFamily(
+            "packetd_encrypted_connections", "Connections found encrypted (TLS)", labels=["protocol"]
+        )
+        for proto, st in sorted(w.get("protocols", {}).items()):
+            for reason, n in sorted(st.get("decode_errors", {}).items()):
+                resets.add_metric([proto, reason], n)
+            gaps.add_metric([proto], st.get("gaps", 0))
+            gap_bytes.add_metric([proto], st.get("gap_bytes", 0))
+            orphans.add_metric([proto], st.get("orphans", 0))
+            unanswered.add_metric([proto], st.get("unanswered", 0))
+            evicted.add_metric([proto], st.get("evicted", 0))
+            encrypted.add_metric([proto], st.get("encrypted", 0))
+            for kind, n in sorted(st.get("records", {}).items()):
+                records.add_metric([proto, kind], n)
+        yield from (resets, gaps, gap_bytes, orphans, unanswered, evicted, records, encrypted)
+        filt = CounterMetricFamily(
+            "packetd_filter_roundtrips", "roundtripsfilter decisions", labels=["pipeline", "decision"]
+        )
+        for pipe, st in sorted(w.get("filters", {}).items()):
+            filt.add_metric([pipe, "kept"], st.get("kept", 0))
+            for reason, n in sorted(st.get("dropped", {}).items()):
+                filt.add_metric([pipe, reason], n)
+        yield filt
+        outbox = CounterMetricFamily(
+            "packetd_worker_outbox_dropped",
+            "Items a worker dropped because the agent fell behind",
+            labels=["what"],
+        )
+        for what, n in sorted(w.get("outbox_dropped", {}).items()):
+            outbox.add_metric([what], n)
+        yield outbox
+        q = GaugeMetricFamily(
+            "packetd_exporter_queue_length", "Items waiting in an exporter's queue", labels=["exporter"]
+        )
+        sent = CounterMetricFamily(
+            "packetd_exporter_sent", "Items an exporter delivered", labels=["exporter"]
+        )
+        failed = CounterMetricFamily(
+            "packetd_exporter_failed", "Send attempts that failed", labels=["exporter"]
+        )
+        dropped = CounterMetricFamily(
+            "packetd_exporter_dropped", "Items lost to an exporter's queue bound", labels=["exporter"]
+        )
+        for st in view.get("exporters", []):
+            q.add_metric([st.name], st.queue_length)
+            sent.add_metric([st.name], st.sent)
+            failed.add_metric([st.name], st.failed)
+            dropped.add_metric([st.name], st.dropped)
+        yield from (q, sent, failed, dropped)
+        yield CounterMetricFamily(
+            "packetd_watch_dropped",
+            "Lines /watch subscribers were too slow to take",
+            value=view.get("watch_dropped", 0),
+        )
+        yield GaugeMetricFamily(
+            "packetd_watch_subscribers", "Open /watch streams", value=view.get("watch_subscribers", 0)
+        )
+        yield CounterMetricFamily(
+            "packetd_reloads", "Configuration reloads applied", value=view.get("reloads", 0)
+        )
+        yield CounterMetricFamily(
+            "packetd_reload_failures", "Configuration reloads rejected", value=view.get("reload_failures", 0)
+        )
+        yield CounterMetricFamily(
+            "packetd_worker_restarts",
+            "Capture workers restarted after a failure",
+            value=view.get("worker_restarts", 0),
+        )
+        overflow = CounterMetricFamily(
+            "packetd_metric_series_overflow",
+            "Observations folded into __overflow__ series by the series budget",
+            labels=["metric"],
+        )
+        for metric, n in sorted(view.get("overflowed", {}).items()):
+            overflow.add_metric([metric], n)
+        yield overflow
+        yield CounterMetricFamily(
+            "packetd_metric_series_expired", "Idle metric series dropped", value=view.get("series_expired", 0)
+        )
+
+
+def self_registry(source: Callable[[], dict[str, Any]], git_hash: str) -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(SelfMetrics(source, git_hash))
+    ProcessCollector(registry=reg)
+    PlatformCollector(registry=reg)
+    return reg

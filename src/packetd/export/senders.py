@@ -1,0 +1,278 @@
+"""The agent's exporters: roundtrip lines, Prometheus remote write, OTLP/HTTP traces.
+
+Each owns a bounded queue and a thread; the pipeline only ever appends (never waits on a backend). A
+backend that is slow or down fills the queue; beyond the bound the oldest entries are dropped and
+counted. Failed sends are retried with exponential back-off; on shutdown what is queued is flushed
+(within the exporter's timeout). Counters per exporter: sent, failed (attempts), dropped, queue length.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, BinaryIO
+
+from packetd.export import remote_write
+from packetd.export.rotating import RotatingFile
+from packetd.pipeline.spans import SpanData
+
+log = logging.getLogger("packetd.export")
+
+MAX_BACKOFF_S = 30.0  # between retries of a failing backend
+
+
+class ExporterStats:
+    __slots__ = ("dropped", "failed", "name", "queue_length", "sent")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sent = 0  # items delivered (spans, snapshots, lines)
+        self.failed = 0  # send attempts that failed
+        self.dropped = 0  # items lost to the queue bound
+        self.queue_length = 0
+
+
+class RoundtripLines:
+    """JSON lines to stdout or a size-rotated file; written by the receiving thread, one write a line."""
+
+    def __init__(
+        self, console: bool, filename: str, max_mb: int, backups: int, stdout: BinaryIO | None = None
+    ) -> None:
+        self.stats = ExporterStats("roundtrips")
+        self._lock = threading.Lock()
+        self._file: RotatingFile | None = None
+        self._out = stdout
+        if not console:
+            self._file = RotatingFile(filename, max_mb * 1024 * 1024, backups)
+
+    def write(self, lines: Sequence[bytes]) -> None:
+        with self._lock:
+            if self._file is not None:
+                for line in lines:
+                    self._file.write_line(line)
+                self._file.flush()
+            elif self._out is not None:
+                self._out.write(b"".join(lines))
+                self._out.flush()
+            self.stats.sent += len(lines)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+
+
+class _Worker(threading.Thread):
+    """Periodic/batched sending with retry and back-off; subclasses say what a send is."""
+
+    def __init__(self, name: str, interval_s: float, queue_size: int) -> None:
+        super().__init__(name=f"exporter-{name}", daemon=True)
+        self.stats = ExporterStats(name)
+        self.interval_s = interval_s
+        self.queue: deque[Any] = deque()
+        self.queue_size = queue_size
+        self._wake = threading.Event()
+        self._stop_event = threading.Event()
+        self._lock = threading.Lock()
+        self._backoff = 0.0
+
+    def offer(self, items: Sequence[Any]) -> None:
+        with self._lock:
+            for item in items:
+                if len(self.queue) >= self.queue_size:
+                    self.queue.popleft()
+                    self.stats.dropped += 1
+                self.queue.append(item)
+            self.stats.queue_length = len(self.queue)
+
+    def take(self, n: int) -> list[Any]:
+        with self._lock:
+            batch = [self.queue.popleft() for _ in range(min(n, len(self.queue)))]
+            self.stats.queue_length = len(self.queue)
+            return batch
+
+    def give_back(self, batch: list[Any]) -> None:
+        """A failed batch goes back to the head of the queue (the bound still applies)."""
+        with self._lock:
+            room = self.queue_size - len(self.queue)
+            if room < len(batch):
+                self.stats.dropped += len(batch) - max(room, 0)
+                batch = batch[len(batch) - max(room, 0) :]
+            self.queue.extendleft(reversed(batch))
+            self.stats.queue_length = len(self.queue)
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self._wake.wait(self._backoff or self.interval_s)
+            self._wake.clear()
+            if self._stop_event.is_set():
+                break
+            self.cycle()
+
+    def cycle(self, final: bool = False) -> None:
+        raise NotImplementedError
+
+    def _failed(self, what: str) -> None:
+        self.stats.failed += 1
+        self._backoff = min(MAX_BACKOFF_S, max(1.0, self._backoff * 2))
+        log.warning("%s exporter: %s (retrying in %.0fs)", self.stats.name, what, self._backoff)
+
+    def _succeeded(self) -> None:
+        self._backoff = 0.0
+
+    def stop(self, flush_timeout_s: float) -> None:
+        self._stop_event.set()
+        self._wake.set()
+        self.join(timeout=2)
+        deadline = time.monotonic() + flush_timeout_s
+        while self.queue and time.monotonic() < deadline:
+            before = len(self.queue)
+            self.cycle(final=True)
+            if len(self.queue) >= before:
+                break
+
+
+class RemoteWrite(_Worker):
+    """Every `interval`, the store's snapshot is queued and sent (queue: snapshots, bounded)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        interval_s: float,
+        timeout_s: float,
+        headers: dict[str, str],
+        queue_size: int,
+        snapshot: Callable[[], list[tuple[list[tuple[str, str]], float]]],
+    ) -> None:
+        super().__init__("metrics", interval_s, queue_size)
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self.headers = {**remote_write.HEADERS, **headers}
+        self._snapshot = snapshot
+
+    def cycle(self, final: bool = False) -> None:
+        if not self._backoff or final:
+            self.offer([(int(time.time() * 1000), self._snapshot())])
+        while True:
+            batch = self.take(1)
+            if not batch:
+                return
+            ts_ms, samples = batch[0]
+            body = remote_write.encode(samples, ts_ms)
+            req = urllib.request.Request(self.endpoint, data=body, headers=self.headers, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                    resp.read()
+            except urllib.error.HTTPError as exc:
+                if 400 <= exc.code < 500 and exc.code != 429:
+                    self.stats.failed += 1
+                    self.stats.dropped += 1  # the backend refuses this data: retrying will not help
+                    log.warning("metrics exporter: %s answered %d, snapshot dropped", self.endpoint, exc.code)
+                    continue
+                self.give_back(batch)
+                self._failed(f"{self.endpoint} answered {exc.code}")
+                return
+            except (OSError, urllib.error.URLError) as exc:
+                self.give_back(batch)
+                self._failed(f"{self.endpoint}: {getattr(exc, 'reason', exc)}")
+                return
+            self.stats.sent += 1
+            self._succeeded()
+
+
+class Traces(_Worker):
+    """Spans batched to an OTLP/HTTP endpoint with the OpenTelemetry SDK's protobuf exporter."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        batch: int,
+        interval_s: float,
+        timeout_s: float,
+        headers: dict[str, str],
+        gzip: bool,
+        queue_size: int,
+    ) -> None:
+        super().__init__("traces", interval_s, queue_size)
+        from opentelemetry.exporter.otlp.proto.http import Compression
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        self.batch = batch
+        self._exporter = OTLPSpanExporter(
+            endpoint=endpoint,
+            headers=headers or None,
+            timeout=timeout_s,
+            compression=Compression.Gzip if gzip else Compression.NoCompression,
+        )
+        self._resources: dict[str, Any] = {}
+
+    def offer(self, items: Sequence[Any]) -> None:
+        super().offer(items)
+        if len(self.queue) >= self.batch:
+            self._wake.set()
+
+    def cycle(self, final: bool = False) -> None:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        while self.queue:
+            batch = self.take(self.batch)
+            spans = [self._readable(s) for s in batch]
+            try:
+                result = self._exporter.export(spans)
+            except Exception as exc:  # the SDK raises on some transport errors: never into the pipeline
+                result = SpanExportResult.FAILURE
+                log.debug("traces exporter: %s", exc)
+            if result is not SpanExportResult.SUCCESS:
+                self.give_back(batch)
+                self._failed("OTLP export failed")
+                return
+            self.stats.sent += len(batch)
+            self._succeeded()
+            if not final and len(self.queue) < self.batch:
+                return
+
+    def _readable(self, s: SpanData) -> Any:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import ReadableSpan
+        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+        from packetd import __version__
+
+        resource = self._resources.get(s.service)
+        if resource is None:
+            if len(self._resources) > 10_000:  # bounded: one per observed server
+                self._resources.clear()
+            resource = self._resources[s.service] = Resource.create(
+                {
+                    "service.name": s.service,
+                    "telemetry.sdk.name": "packetd",
+                    "telemetry.sdk.version": __version__,
+                }
+            )
+        ctx = SpanContext(s.trace_id, s.span_id, is_remote=False, trace_flags=TraceFlags(s.trace_flags))
+        parent = (
+            SpanContext(s.trace_id, s.parent_span_id, is_remote=True, trace_flags=TraceFlags(s.trace_flags))
+            if s.parent_span_id is not None
+            else None
+        )
+        status = Status(StatusCode.ERROR, s.status_description) if s.error else Status(StatusCode.UNSET)
+        return ReadableSpan(
+            name=s.name,
+            context=ctx,
+            parent=parent,
+            resource=resource,
+            attributes=s.attributes,
+            kind=SpanKind.SERVER,
+            status=status,
+            start_time=s.start_ns,
+            end_time=s.end_ns,
+        )
+
+    def stop(self, flush_timeout_s: float) -> None:
+        super().stop(flush_timeout_s)
+        self._exporter.shutdown()  # type: ignore[no-untyped-call]

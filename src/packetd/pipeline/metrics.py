@@ -1,0 +1,357 @@
+"""`roundtripstometrics`: roundtrips become counters and histograms (reference §8.2, its bugs fixed).
+
+Per roundtrip of protocol P (kinds roundtrip, unanswered and oneway; handshakes are not queries):
+
+    P_requests_total                counter
+    P_request_duration_seconds      histogram (seconds buckets)   roundtrips only
+    P_request_body_bytes            histogram (bytes buckets)     the request's body (HTTP) or size
+    P_response_body_bytes           histogram (bytes buckets)     when there is a response
+    mysql_response_affected_rows / postgresql_response_affected_rows   counters
+    mysql_response_resultset_rows / postgresql_response_rows            histograms (row buckets, not bytes)
+
+Labels: the configured `requireLabels` of the protocol, or its documented defaults (the reference added
+none by default; its docs said four). Label values come from the records' fields: `server.address`,
+`server.port`, `client.address`, `client.port`, `request.<field>`, `response.<field>`; an HTTP path is
+templated first (`/users/123` → `/users/{id}`) so that one series does not become a million.
+
+This module is pure: `Aggregator` accumulates deltas in a capture worker; the agent merges them into its
+store (agent/storage.py) which owns series budgets, expiry and exposition.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from packetd.pairing.roundtrip import Roundtrip
+from packetd.protocols.base import Kind
+
+MiB = 1024 * 1024
+SECONDS_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    20.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+)
+BYTES_BUCKETS = tuple(
+    float(b)
+    for b in (
+        10240,
+        102400,
+        256000,
+        512000,
+        MiB,
+        5 * MiB,
+        10 * MiB,
+        20 * MiB,
+        30 * MiB,
+        50 * MiB,
+        80 * MiB,
+        100 * MiB,
+        150 * MiB,
+        200 * MiB,
+        500 * MiB,
+    )
+)
+ROWS_BUCKETS = (0.0, 1.0, 10.0, 100.0, 1000.0, 10_000.0, 100_000.0, 1_000_000.0, 10_000_000.0)
+
+COMMON_LABELS = {
+    "client.address": "client_address",
+    "client.port": "client_port",
+    "server.address": "server_address",
+    "server.port": "server_port",
+}
+
+# requireLabels accepted per protocol: config key → (label name, (message, field))
+PROTOCOL_LABELS: dict[str, dict[str, tuple[str, tuple[str, str]]]] = {
+    "http": {
+        "request.method": ("method", ("request", "method")),
+        "request.path": ("path", ("request", "path")),
+        "request.remote_host": ("remote_host", ("request", "host")),
+        "response.status_code": ("status_code", ("response", "status_code")),
+    },
+}
+# what a protocol is labelled by when its requireLabels are not configured
+DEFAULT_LABELS: dict[str, tuple[str, ...]] = {
+    "http": ("server.address", "server.port", "request.method", "request.path", "response.status_code"),
+}
+GENERIC_DEFAULT = ("server.address", "server.port", "request.operation", "response.status")
+
+
+class MetricsConfigError(ValueError):
+    pass
+
+
+# -- path templating ------------------------------------------------------------------------------------------
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+_NUMBER = re.compile(r"^[+-]?\d+(?:[.,]\d+)?$")
+_HEX = re.compile(r"^(?=.*\d)[0-9a-fA-F]{8,}$")
+_OPAQUE = re.compile(r"^[A-Za-z0-9_\-=+.~%]{24,}$")
+MAX_PATH_SEGMENTS = 12  # deeper paths are cut (the rest becomes "{...}"): bounds label length and work
+
+
+class PathTemplater:
+    """`/api/v1/users/123/orders/5f1e...` → `/api/v1/users/{id}/orders/{id}`; custom rules first."""
+
+    def __init__(
+        self, rules: Sequence[tuple[str, str]] = (), default: bool = True, cache_size: int = 10_000
+    ) -> None:
+        self._rules = [(re.compile(pattern), repl) for pattern, repl in rules]
+        self._default = default
+        self._cache: dict[str, str] = {}
+        self._cache_size = cache_size  # bounded: distinct raw paths are unbounded by nature
+
+    def __call__(self, path: str) -> str:
+        out = self._cache.get(path)
+        if out is not None:
+            return out
+        out = path
+        for rx, repl in self._rules:
+            out = rx.sub(repl, out)
+        if self._default:
+            segs = out.split("/")
+            if len(segs) > MAX_PATH_SEGMENTS + 1:
+                segs = [*segs[: MAX_PATH_SEGMENTS + 1], "{...}"]
+            out = "/".join(
+                "{id}"
+                if s and (_NUMBER.match(s) or _UUID.match(s) or _HEX.match(s) or _OPAQUE.match(s))
+                else s
+                for s in segs
+            )
+        if len(self._cache) >= self._cache_size:
+            self._cache.clear()
+        self._cache[path] = out
+        return out
+
+
+# -- VictoriaMetrics vmrange buckets ----------------------------------------------------------------------------
+VM_BUCKETS_PER_DECADE = 18
+VM_MIN_EXP = -9
+VM_MAX_EXP = 18
+
+
+def vm_bucket(value: float) -> int:
+    """Bucket index of `value` in the VictoriaMetrics log histogram (18 per decade from 1e-9 to 1e18)."""
+    if value < 1e-9:
+        return -1
+    if value >= 1e18:
+        return (VM_MAX_EXP - VM_MIN_EXP) * VM_BUCKETS_PER_DECADE
+    idx = math.floor((math.log10(value) - VM_MIN_EXP) * VM_BUCKETS_PER_DECADE)
+    lower = 10 ** (VM_MIN_EXP + idx / VM_BUCKETS_PER_DECADE)
+    if abs(value - lower) <= lower * 1e-12:
+        idx -= 1  # buckets are (lower, upper]: an exact lower bound belongs to the bucket below
+    return idx
+
+
+def vm_range(idx: int) -> str:
+    if idx < 0:
+        return "0...1.000e-09"
+    if idx >= (VM_MAX_EXP - VM_MIN_EXP) * VM_BUCKETS_PER_DECADE:
+        return "1.000e+18...+Inf"
+    lo = 10 ** (VM_MIN_EXP + idx / VM_BUCKETS_PER_DECADE)
+    hi = 10 ** (VM_MIN_EXP + (idx + 1) / VM_BUCKETS_PER_DECADE)
+    return f"{lo:.3e}...{hi:.3e}"
+
+
+# -- aggregation ----------------------------------------------------------------------------------------------
+class Aggregator:
+    """Deltas since the last `take()`: counters, histograms (bucket index → count, sum, count), gauges."""
+
+    __slots__ = ("counters", "gauges", "histograms", "vm")
+
+    def __init__(self, vm: bool = False) -> None:
+        self.vm = vm
+        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self.histograms: dict[tuple[str, tuple[tuple[str, str], ...]], list[Any]] = {}
+        self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    def inc(self, name: str, labels: tuple[tuple[str, str], ...], value: float = 1.0) -> None:
+        key = (name, labels)
+        self.counters[key] = self.counters.get(key, 0.0) + value
+
+    def set(self, name: str, labels: tuple[tuple[str, str], ...], value: float) -> None:
+        self.gauges[(name, labels)] = value
+
+    def observe(
+        self, name: str, labels: tuple[tuple[str, str], ...], value: float, buckets: Sequence[float]
+    ) -> None:
+        key = (name, labels)
+        h = self.histograms.get(key)
+        if h is None:
+            # [bucket index → count, sum, count, bucket layout]
+            h = self.histograms[key] = [{}, 0.0, 0, "vm" if self.vm else buckets]
+        idx = vm_bucket(value) if self.vm else bisect.bisect_left(buckets, value)
+        counts = h[0]
+        counts[idx] = counts.get(idx, 0) + 1
+        h[1] += value
+        h[2] += 1
+
+    def take(self) -> dict[str, Any]:
+        """The deltas, and a fresh start."""
+        out = {"counters": self.counters, "histograms": self.histograms, "gauges": self.gauges}
+        self.counters, self.histograms, self.gauges = {}, {}, {}
+        return out
+
+    def __bool__(self) -> bool:
+        return bool(self.counters or self.histograms or self.gauges)
+
+
+LabelFn = Callable[[Roundtrip], tuple[tuple[str, str], ...]]
+
+
+def _value(v: object) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _endpoint_getter(side: str, part: str) -> Callable[[Roundtrip], object]:
+    pos = 0 if part == "address" else 1
+    if side == "client":
+        return lambda rt: rt.client[pos]
+    return lambda rt: rt.server[pos]
+
+
+def _operation(rt: Roundtrip) -> object:
+    return rt.operation
+
+
+def _status(rt: Roundtrip) -> object:
+    return rt.status
+
+
+def _field_getter(msg: str, field: str, templater: PathTemplater | None) -> Callable[[Roundtrip], object]:
+    def get(rt: Roundtrip) -> object:
+        m = rt.request if msg == "request" else rt.response
+        value = getattr(m, field, None) if m is not None else None
+        if templater is not None:
+            return templater(str(value or ""))
+        return value
+
+    return get
+
+
+class RoundtripsToMetrics:
+    """The processor (see module docstring). `config` is the processor's `config` map."""
+
+    def __init__(self, config: Mapping[str, Any] | None = None, protocols: Iterable[str] = ()) -> None:
+        config = dict(config or {})
+        templates = config.pop("pathTemplates", None) or []
+        default_templating = bool(config.pop("defaultPathTemplating", True))
+        config.pop("expired", None)  # accepted by the reference, unused there and here (storage expires)
+        try:
+            rules = [(str(r["regex"]), str(r["replacement"])) for r in templates]
+        except (KeyError, TypeError):
+            raise MetricsConfigError("pathTemplates: each entry needs 'regex' and 'replacement'") from None
+        self.templater = PathTemplater(rules, default_templating)
+        self._label_fns: dict[str, LabelFn] = {}
+        self._config = config
+        for proto, proto_cfg in config.items():
+            if not isinstance(proto_cfg, Mapping) or set(proto_cfg) - {"requireLabels"}:
+                raise MetricsConfigError(f"roundtripstometrics.{proto}: only 'requireLabels' is allowed")
+        for proto in protocols:
+            self._label_fns[proto] = self._build(proto)
+
+    def allowed_labels(self, proto: str) -> list[str]:
+        return [*COMMON_LABELS, *PROTOCOL_LABELS.get(proto, {}), "request.operation", "response.status"]
+
+    def _build(self, proto: str) -> LabelFn:
+        cfg = self._config.get(proto)
+        keys: Sequence[str] = list(cfg.get("requireLabels") or []) if isinstance(cfg, Mapping) else []
+        if not keys:
+            keys = DEFAULT_LABELS.get(proto, GENERIC_DEFAULT)
+        allowed = self.allowed_labels(proto)
+        getters: list[tuple[str, Callable[[Roundtrip], object]]] = []
+        for key in keys:
+            if key in COMMON_LABELS:
+                side, part = key.split(".")
+                getters.append((COMMON_LABELS[key], _endpoint_getter(side, part)))
+            elif key == "request.operation":
+                getters.append(("operation", _operation))
+            elif key == "response.status":
+                getters.append(("status", _status))
+            elif key in PROTOCOL_LABELS.get(proto, {}):
+                label, (msg, field) = PROTOCOL_LABELS[proto][key]
+                templ = self.templater if proto in ("http", "http2", "grpc") and field == "path" else None
+                getters.append((label, _field_getter(msg, field, templ)))
+            else:
+                raise MetricsConfigError(
+                    f"roundtripstometrics.{proto}.requireLabels: unknown label '{key}'; allowed: {', '.join(allowed)}"
+                )
+
+        def labels(rt: Roundtrip) -> tuple[tuple[str, str], ...]:
+            return tuple((name, _value(get(rt))) for name, get in getters)
+
+        return labels
+
+    def labels_for(self, proto: str) -> LabelFn:
+        fn = self._label_fns.get(proto)
+        if fn is None:
+            fn = self._label_fns[proto] = self._build(proto)
+        return fn
+
+    def process(self, rt: Roundtrip, agg: Aggregator) -> None:
+        if rt.kind == Kind.HANDSHAKE:
+            return
+        p = rt.protocol
+        labels = self.labels_for(p)(rt)
+        agg.inc(f"{p}_requests_total", labels)
+        req, resp = rt.request, rt.response
+        if req is not None and resp is not None:
+            agg.observe(
+                f"{p}_request_duration_seconds", labels, (resp.end_ns - req.start_ns) / 1e9, SECONDS_BUCKETS
+            )
+        if req is not None:
+            agg.observe(
+                f"{p}_request_body_bytes", labels, float(getattr(req, "body_bytes", req.size)), BYTES_BUCKETS
+            )
+        if resp is not None:
+            agg.observe(
+                f"{p}_response_body_bytes",
+                labels,
+                float(getattr(resp, "body_bytes", resp.size)),
+                BYTES_BUCKETS,
+            )
+            affected = getattr(resp, "affected_rows", None)
+            if affected:
+                agg.inc(f"{p}_response_affected_rows", labels, float(affected))
+            rows = getattr(resp, "rows", None)
+            if rows is not None and p in ("mysql", "postgresql"):
+                name = "mysql_response_resultset_rows" if p == "mysql" else "postgresql_response_rows"
+                agg.observe(name, labels, float(rows), ROWS_BUCKETS)
+
+
+METRIC_HELP = {
+    "requests_total": "Requests seen (roundtrips, unanswered requests and one-way messages)",
+    "request_duration_seconds": "From the request's first byte to the response's last byte",
+    "request_body_bytes": "Request body size (message size for protocols without a body)",
+    "response_body_bytes": "Response body size (message size for protocols without a body)",
+    "response_affected_rows": "Rows changed, as the server reported",
+    "response_resultset_rows": "Rows returned in result sets",
+    "response_rows": "Rows returned or affected, from the command tag",
+}
+
+
+def describe(name: str) -> str:
+    for suffix, text in METRIC_HELP.items():
+        if name.endswith(suffix):
+            return text
+    return name.replace("_", " ")

@@ -1,0 +1,244 @@
+"""Agent configuration: the reference file, dotted/nested keys, and a clear message for each kind of mistake."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from packetd.agent.config import Config, ConfigError, parse_config
+from packetd.agent.runtime import options_from, pipelines_from, rules_from, validate
+from packetd.protocols.http1.decoder import HttpOptions
+from tests.helpers.golden import ROOT
+
+
+def packetd(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "packetd", *args], capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")},
+    )  # fmt: skip
+
+
+def test_reference_config_is_complete_and_states_the_real_defaults() -> None:
+    text = packetd("config").stdout
+    cfg, warnings = parse_config(text)
+    assert warnings == []
+    assert cfg == Config()  # every default the reference states is the code's default
+    # and it names every key the schema has (recursively, by alias)
+
+    def keys(model: type, prefix: str = "") -> set[str]:
+        out = set()
+        for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+            key = f"{prefix}{field.alias or name}"
+            out.add(key)
+            ann = field.annotation
+            if isinstance(ann, type) and hasattr(ann, "model_fields"):
+                out |= keys(ann, key + ".")
+        return out
+
+    for key in keys(Config):
+        leaf = key.rsplit(".", 1)[-1]
+        assert f"{leaf}:" in text, f"packetd config does not document {key}"
+
+
+def test_dotted_and_nested_keys_mix() -> None:
+    cfg, _ = parse_config(
+        """
+sniffer.ifaces: eth0
+sniffer:
+  blockNum: 32
+  protocols.rules:
+    - {name: web, protocol: http, ports: [80, 8080], host: 127.0.0.1}
+controller.layer4Metrics.enabled: true
+controller:
+  connExpired: 90          # a bare number is seconds
+exporter.traces:
+  enabled: true
+  interval: 500ms
+server:                    # an empty section means its defaults
+"""
+    )
+    assert cfg.sniffer.ifaces == "eth0" and cfg.sniffer.block_num == 32
+    assert cfg.controller.layer4_metrics.enabled and cfg.controller.conn_expired == 90_000_000_000
+    assert cfg.exporter.traces.enabled and cfg.exporter.traces.interval == 500_000_000
+    assert cfg.server.address == ":9091" and cfg.server.enabled
+    (rule,) = rules_from(cfg)
+    assert rule.protocol == "http" and rule.ports == (80, 8080) and rule.host == "127.0.0.1"
+
+
+def test_a_go_implementation_config_loads_with_warnings_for_its_ignored_keys() -> None:
+    # the shape of the Go implementation's packetd.yaml and deploy ConfigMap (reference §2.4, §14)
+    cfg, warnings = parse_config(
+        """
+logger:
+  stdout: true
+  level: debug
+server:
+  enabled: true
+  address: ":9091"
+  timeout: 1m
+  pprof: true
+controller:
+  layer4Metrics.enabled: true
+  connExpired: 5m
+decoder.protocols: [http, amqp]
+sniffer:
+  ifaces: any
+  engine: pcap
+  ipVersion: ""
+  blockNum: 64
+  protocols.rules:
+    - name: "0"
+      protocol: http
+      ports: [80]
+metricsStorage:
+  expired: 5m
+  vmHistogram: true
+  enabled: true
+processor:
+  - name: roundtripstometrics
+    config:
+      http:
+        requireLabels: [server.address, server.port, client.address, request.method, request.path, response.status_code]
+  - name: roundtripstotraces
+pipeline:
+  - name: traces/common
+    processors: [roundtripstotraces]
+  - name: metrics/common
+    processors: [roundtripstometrics]
+exporter:
+  traces: {enabled: false, endpoint: "http://localhost:4318/v1/traces", batch: 10, interval: 3s}
+  metrics: {enabled: false, endpoint: "http://localhost:8428/api/v1/write", interval: 15s}
+  roundtrips: {enabled: true, console: true, maxAge: 30}
+"""
+    )
+    assert sorted(warnings) == sorted(
+        [
+            "'decoder.protocols' is ignored (the Go implementation never read it either)",
+            "'metricsStorage.enabled' is ignored (the Go implementation never read it either)",
+        ]
+    )
+    validate(cfg)
+    assert cfg.metrics_storage.vm_histogram and cfg.sniffer.block_num == 64
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "snifer.ifaces: x",
+            "unknown key 'snifer' (did you mean 'sniffer'?); allowed here: controller, exporter, logger, metricsStorage, pipeline, processor, server, sniffer",
+        ),
+        ("sniffer: {ifacs: x}", "unknown key 'sniffer.ifacs' (did you mean 'ifaces'?)"),
+        (
+            "sniffer.blockNum: 8",
+            "'sniffer.blockNum': 8 is invalid: Input should be greater than or equal to 16",
+        ),
+        ("sniffer.blockNum: lots", "'sniffer.blockNum': 'lots' is invalid: Input should be a valid integer"),
+        (
+            "logger.level: loud",
+            "'logger.level': 'loud' is invalid: expected one of 'debug', 'info', 'warn' or 'error'",
+        ),
+        (
+            "server.address: localhost",
+            "'server.address': 'localhost' is invalid: expected HOST:PORT or :PORT",
+        ),
+        (
+            "controller.connExpired: 500ms",
+            "'controller.connExpired': '500ms' is invalid: must be at least 1s",
+        ),
+        (
+            "controller.connExpired: soon",
+            "'controller.connExpired': 'soon' is invalid: invalid duration 'soon'",
+        ),
+        ("exporter.traces.endpoint: localhost:4318", "endpoint 'localhost:4318' is not an http(s) URL"),
+        ("sniffer.workers: 0", "'sniffer.workers': 0 is invalid: Input should be greater than or equal to 1"),
+        ("sniffer.ipVersion: v5", "'sniffer.ipVersion': 'v5' is invalid: expected one of '', 'v4' or 'v6'"),
+        (
+            "sniffer.protocols.rules: [{protocol: http, ports: [70000]}]",
+            "'sniffer.protocols.rules[0].ports[0]': 70000 is invalid",
+        ),
+        (
+            "pipeline: [{name: metrics/x, processors: [nope]}]",
+            "pipeline 'metrics/x' uses processor 'nope', which the processor section does not define",
+        ),
+        ("pipeline: [{name: logs/x, processors: []}]", "must start with metrics/, traces/ or roundtrips/"),
+        ("sniffer.ifaces: x\nsniffer: {ifaces: y}", "'sniffer.ifaces' is set twice"),
+        ("[1, 2]", "the top level must be a mapping of sections"),
+        ("sniffer: {ifaces: [", "not valid YAML"),
+    ],
+)
+def test_each_kind_of_mistake_names_the_key_and_what_is_allowed(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text)
+    assert message in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "sniffer.protocols.rules: [{protocol: htp, ports: [80]}]",
+            "'sniffer.protocols.rules[0].protocol': 'htp' is invalid: unsupported protocol; known: http",
+        ),
+        (
+            "controller.decoder.http.capture_bdy: 1",
+            "unknown decoder option http.capture_bdy (did you mean 'capture_body'?)",
+        ),
+        (
+            "controller.decoder.http.capture_body: lots",
+            "decoder option http.capture_body: 'lots' is not an integer",
+        ),
+        (
+            "processor: [{name: roundtripstometrics, config: {http: {requireLabels: [request.verb]}}}]",
+            "unknown label 'request.verb'; allowed: client.address, client.port, server.address, server.port, request.method",
+        ),
+        (
+            "processor: [{name: roundtripsfilter, config: {sampling: {ratio: 2}}}, {name: roundtripstometrics}]\npipeline: [{name: metrics/x, processors: [roundtripsfilter, roundtripstometrics]}]",
+            "ratio: 2.0 is not between 0 and 1",
+        ),
+        (
+            "processor: [{name: roundtripstotraces}]\npipeline: [{name: metrics/x, processors: [roundtripstotraces]}]",
+            "processor 'roundtripstotraces' cannot feed a metrics pipeline",
+        ),
+        ("sniffer.file: /nonexistent.pcap", "'sniffer.file': '/nonexistent.pcap' cannot be read"),
+        ("sniffer.ifaces: 'eth[0'", "'sniffer.ifaces': 'eth[0' is not a valid regex"),
+    ],
+)
+def test_semantic_mistakes_are_caught_before_anything_starts(text: str, message: str) -> None:
+    cfg, _ = parse_config(text)
+    with pytest.raises(ConfigError) as exc:
+        validate(cfg)
+    assert message in str(exc.value)
+
+
+def test_decoder_options_in_our_keys_and_the_go_keys() -> None:
+    cfg, _ = parse_config(
+        "controller.decoder.http: {enableBodyCapture: true, maxBodySize: 2048, redact: [cookie]}"
+    )
+    assert options_from(cfg)["http"] == HttpOptions(capture_body=2048, redact=frozenset({"cookie"}))
+    cfg, _ = parse_config("controller.decoder.http.captureBody: 16")
+    assert options_from(cfg)["http"] == HttpOptions(capture_body=16)
+
+
+def test_default_pipelines() -> None:
+    cfg, _ = parse_config("exporter.traces.enabled: true")
+    kinds = [kind for kind, _f, _o in pipelines_from(cfg)._runs]
+    assert kinds == ["metrics", "traces"]
+    assert [k for k, _f, _o in pipelines_from(Config())._runs] == ["metrics"]  # no span is built for nothing
+
+
+def test_agent_refuses_a_bad_config_with_exit_status_2(tmp_path: object) -> None:
+    path = os.path.join(str(tmp_path), "bad.yaml")
+    with open(path, "w") as f:
+        f.write("sniffer:\n  blockNum: 3\nlogger.lvl: info\n")
+    r = packetd("agent", "--config", path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert (
+        "'sniffer.blockNum': 3 is invalid" in r.stderr
+        and "unknown key 'logger.lvl' (did you mean 'level'?)" in r.stderr
+    )
+    r = packetd("agent", "--config", "/nonexistent/packetd.yaml")
+    assert r.returncode == 2 and "cannot read config /nonexistent/packetd.yaml" in r.stderr

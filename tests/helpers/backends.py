@@ -1,0 +1,237 @@
+"""Real back-ends for the agent's end-to-end tests: Prometheus (Debian's package) and an OTLP/HTTP receiver
+built on opentelemetry-proto's generated messages. Both can be stopped and started again on the same port
+(the exporters' retry is tested that way). Everything started here is stopped here, by PID."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tests.helpers.live import ROOT, free_port, wait_port
+
+
+class OtlpReceiver:
+    """POST /v1/traces (protobuf, optionally gzip) → spans, flattened with their resource attributes."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.spans: list[dict[str, Any]] = []
+        self.requests = 0
+        self._server: ThreadingHTTPServer | None = None
+        self.start()
+
+    def start(self) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                req = ExportTraceServiceRequest()
+                req.ParseFromString(body)
+                for rs in req.resource_spans:
+                    resource = {a.key: _value(a.value) for a in rs.resource.attributes}
+                    for ss in rs.scope_spans:
+                        for s in ss.spans:
+                            receiver.spans.append(
+                                {
+                                    "name": s.name,
+                                    "trace_id": s.trace_id.hex(),
+                                    "span_id": s.span_id.hex(),
+                                    "parent_span_id": s.parent_span_id.hex(),
+                                    "kind": s.kind,
+                                    "start": s.start_time_unix_nano,
+                                    "end": s.end_time_unix_nano,
+                                    "status": s.status.code,
+                                    "status_message": s.status.message,
+                                    "attributes": {a.key: _value(a.value) for a in s.attributes},
+                                    "resource": resource,
+                                }
+                            )
+                receiver.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/traces"
+
+
+def _value(v: Any) -> Any:
+    kind = v.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(x) for x in v.array_value.values]
+    return getattr(v, kind) if kind else None
+
+
+PROM_CONFIG = """
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: packetd
+    metrics_path: /protocol/metrics
+    static_configs:
+      - targets: ["{target}"]
+"""
+
+
+class Prometheus:
+    """Debian's prometheus, scraping the agent every second, receiving remote write."""
+
+    def __init__(self, target: str) -> None:
+        self.dir = tempfile.mkdtemp(prefix="packetd-prom-")
+        self.port = free_port()
+        self.target = target
+        with open(os.path.join(self.dir, "prometheus.yml"), "w") as f:
+            f.write(PROM_CONFIG.replace("{target}", target))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+        self._log = open(os.path.join(self.dir, "prometheus.log"), "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={os.path.join(self.dir, 'prometheus.yml')}",
+                f"--storage.tsdb.path={os.path.join(self.dir, 'data')}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-remote-write-receiver",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+        )
+        wait_port(self.port, timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("prometheus did not become ready")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        self._log.close()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def remote_write(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v1/write"
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        with urllib.request.urlopen(url, timeout=10) as r:
+            data = json.load(r)
+        assert data["status"] == "success", data
+        return list(data["data"]["result"])
+
+    def value(self, expr: str) -> float | None:
+        result = self.query(expr)
+        return float(result[0]["value"][1]) if result else None
+
+    def wait_value(self, expr: str, want: float, timeout: float = 30.0) -> float | None:
+        deadline = time.monotonic() + timeout
+        got = None
+        while time.monotonic() < deadline:
+            got = self.value(expr)
+            if got == want:
+                return got
+            time.sleep(0.5)
+        return got
+
+
+class AgentProcess:
+    """`packetd agent --config FILE` in the background; stderr kept for diagnosis."""
+
+    def __init__(self, config_text: str) -> None:
+        self.dir = tempfile.mkdtemp(prefix="packetd-agent-")
+        self.config_path = os.path.join(self.dir, "packetd.yaml")
+        self.write_config(config_text)
+        self.err_path = os.path.join(self.dir, "agent.err")
+        self.out_path = os.path.join(self.dir, "agent.out")
+        self._err = open(self.err_path, "wb")  # noqa: SIM115
+        self._out = open(self.out_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "packetd", "agent", "--config", self.config_path],
+            stdout=self._out, stderr=self._err, cwd=self.dir,
+            env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")},
+        )  # fmt: skip
+
+    def write_config(self, text: str) -> None:
+        with open(self.config_path, "w") as f:
+            f.write(text)
+
+    def wait_ready(self, port: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"agent exited {self.proc.returncode}: {self.stderr()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"agent not ready: {self.stderr()}")
+
+    def stderr(self) -> str:
+        with open(self.err_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._err.close()
+        self._out.close()
+        return self.proc.returncode
