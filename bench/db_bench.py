@@ -43,6 +43,7 @@ from packetd.engine import Engine, EngineConfig, Rule  # noqa: E402
 
 TSHARK_FILTER = {"redis": "resp", "postgresql": "pgsql", "mysql": "mysql"}
 OUT = os.path.join(os.path.dirname(__file__), "out")
+ENGINE = ["--engine", "afpacket"]  # --engine sets the live capture engine
 
 
 def start_capture(
@@ -58,7 +59,7 @@ def start_capture(
     with open(out, "wb") as o, open(err, "wb") as e:
         watch = subprocess.Popen(
             [sys.executable, "-m", "packetd", "watch", "--format", "json", "--ifaces", "^lo$", "--proto",
-             f"{proto};{port}", "--block-num", "512"],
+             f"{proto};{port}", "--block-num", "512", *ENGINE],
             stdout=o, stderr=e, cwd=ROOT,
         )  # fmt: skip
     deadline = time.monotonic() + 30
@@ -242,7 +243,9 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--keep", action="store_true", help="keep the capture under bench/out/")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--engine", default="afpacket", choices=["afpacket", "pcap"], help="live capture engine")
     args = p.parse_args()
+    ENGINE[1] = args.engine
     workdir = tempfile.mkdtemp(prefix="packetd-dbbench-")
     live = {"redis": run_redis, "postgresql": run_postgresql, "mysql": run_mysql}[args.protocol](
         args, workdir
