@@ -118,6 +118,36 @@ EXAMPLES: dict[str, list[tuple[str, tuple[Rule, ...], str, int]]] = {
         ),
         ("kafka/ntop_nDPI__kafka.pcapng", (Rule(protocol="kafka", ports=(9092,)),), "unanswered", 0),
     ],
+    "redis": [
+        ("redis/zeek_zeek__set.pcap", (Rule(protocol="redis", ports=(6379,)),), "roundtrip", 0),
+        (
+            "redis/njcx_packetbeat__redis_session.pcap",
+            (Rule(protocol="redis", ports=(6380,)),),
+            "roundtrip",
+            2,
+        ),
+        (
+            "redis/deepflowio_deepflow__redis-debug.pcap",
+            (Rule(protocol="redis", ports=(6379,)),),
+            "roundtrip",
+            0,
+        ),
+        ("redis/zeek_zeek__pubsub.pcap", (Rule(protocol="redis", ports=(6379,)),), "oneway", 0),
+    ],
+    "postgresql": [
+        ("postgresql/zeek_zeek__psql-select-now.pcap", (Rule(protocol="postgresql", ports=(5432,)),), "handshake", 0),
+        ("postgresql/zeek_zeek__psql-create-insert-select-delete-drop.pcap", (Rule(protocol="postgresql", ports=(5432,)),), "roundtrip", 2),
+        ("postgresql/njcx_packetbeat__pgsql_extended_query.pcap", (Rule(protocol="postgresql", ports=(5432,)),), "roundtrip", 1),
+        ("postgresql/OISF_suricata-verify__pgsql-simple-query-rollback__input.pcap", (Rule(protocol="postgresql", ports=(5432,)),), "roundtrip", 9),
+        ("postgresql/zeek_zeek__psql-create-insert-select-delete-drop.pcap", (Rule(protocol="postgresql", ports=(5432,)),), "oneway", 0),
+    ],
+    "mysql": [
+        ("mysql/zeek_zeek__many-query-attrs.pcap", (Rule(protocol="mysql", ports=(3306,)),), "handshake", 0),
+        ("mysql/zeek_zeek__many-query-attrs.pcap", (Rule(protocol="mysql", ports=(3306,)),), "roundtrip", 0),
+        ("mysql/deepflowio_deepflow__mysql-statement.pcap", (Rule(protocol="mysql", ports=(30130,)),), "roundtrip", 1),
+        ("mysql/zeek_zeek__mysql__auth.pcap", (Rule(protocol="mysql", ports=(3306,)),), "handshake", 0),
+        ("mysql/zeek_zeek__mysql.pcap", (Rule(protocol="mysql", ports=(3306,)),), "oneway", 0),
+    ],
 }
 
 

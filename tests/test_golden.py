@@ -7,6 +7,7 @@ reason; (2) the checked-in expected records (tests/golden/<protocol>/<file>.json
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -32,6 +33,9 @@ RULES_FOR: dict[str, Callable[[ManifestRow], tuple[Rule, ...]]] = {
     "amqp": lambda row: (Rule(protocol="amqp", ports=row.ports),),
     "mongodb": lambda row: (Rule(protocol="mongodb", ports=row.ports),),
     "kafka": lambda row: (Rule(protocol="kafka", ports=row.ports),),
+    "redis": lambda row: (Rule(protocol="redis", ports=row.ports),),
+    "postgresql": lambda row: (Rule(protocol="postgresql", ports=row.ports),),
+    "mysql": lambda row: (Rule(protocol="mysql", ports=row.ports),),
 }
 
 # file → (roundtrip records expected, why it differs from tshark's response count)
@@ -138,3 +142,175 @@ def test_http2_grpc_counts_against_tshark(row: ManifestRow) -> None:
 def test_http2_grpc_records_match_golden(row: ManifestRow) -> None:
     records, _ = run_file(row.path, RULES_FOR[row.protocol](row))
     assert as_json(records) == read_golden(row)
+
+
+# -- Redis ---------------------------------------------------------------------------------------------------
+# file → ({record kind: count expected}, why it differs from tshark's counts); other files: every tshark
+# response is the answer to one tshark request: roundtrips == tshark_responses, nothing else.
+REDIS_EXPLAINED: dict[str, tuple[dict[str, int], str]] = {
+    "zeek_zeek__pubsub.pcap": (
+        {"roundtrip": 7, "oneway": 3},
+        "tshark counts the 3 pub/sub deliveries (`message` / `pmessage` arrays) among the responses; they "
+        "answer no command: one-way records (manifest note: 7 request/response pairs + 3 pushes)",
+    ),
+    "zeek_zeek__large-requests-responses.pcap": (
+        {"roundtrip": 5},
+        "tshark 4.0 mis-parses the 239 KB multi-segment COMMAND DOCS reply into 498 responses; the corpus "
+        "README's stream parse gives 5 requests / 5 responses",
+    ),
+    "deepflowio_deepflow__redis.pcap": (
+        {"roundtrip": 10},
+        "the last reply (a 490 KB bulk string) is cut off by the end of the capture: tshark does not count "
+        "it; we report it, flagged `truncated` (its request and the bytes that did arrive are real)",
+    ),
+}
+
+REDIS = manifest("redis")
+
+
+@pytest.mark.parametrize("row", REDIS, ids=lambda r: r.name)
+def test_redis_counts_against_tshark(row: ManifestRow) -> None:
+    records, engine = run_file(row.path, RULES_FOR["redis"](row))
+    kinds: dict[str, int] = {}
+    for r in records:
+        kinds[r.kind] = kinds.get(r.kind, 0) + 1
+    expected = (
+        REDIS_EXPLAINED[row.name][0] if row.name in REDIS_EXPLAINED else {"roundtrip": row.tshark_responses}
+    )
+    assert kinds == expected
+    assert sum(1 for r in records if r.request is not None) <= row.tshark_requests
+    stats = engine.protocol_stats["redis"]
+    assert stats.resets == 0, stats.decode_errors
+    assert stats.pairing.orphans == 0
+
+
+@pytest.mark.parametrize("row", REDIS, ids=lambda r: r.name)
+def test_redis_records_match_golden(row: ManifestRow) -> None:
+    records, _ = run_file(row.path, RULES_FOR["redis"](row))
+    assert as_json(records) == read_golden(row)
+
+
+def test_redis_truncated_reply_is_the_last_and_only_one_flagged() -> None:
+    row = next(r for r in REDIS if r.name == "deepflowio_deepflow__redis.pcap")
+    records, _ = run_file(row.path, RULES_FOR["redis"](row))
+    flagged = [r.to_json() for r in records if "truncated" in r.to_json()["flags"]]
+    # frames 35-49: 7 x 65483 + 32112 payload bytes plus the 9-byte head of frame 33 arrived of the reply
+    assert [(f["operation"], f["response"]["size"]) for f in flagged] == [("GET", 9 + 7 * 65483 + 32112)]
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------------------
+# tshark counts one response per query cycle (ReadyForQuery after a simple Query or a Sync); we report one
+# roundtrip per statement result of a simple Query and per Execute. They agree unless listed here.
+POSTGRES_EXPLAINED: dict[str, tuple[int, str]] = {
+    "ntop_nDPI__pgsql.pcap": (
+        7,
+        "frame 23 carries one extended-query cycle with two Executes (Parse/Bind/Execute, "
+        "Parse/Bind/Describe/Execute, one Sync): tshark counts the cycle once, we count each Execute",
+    ),
+}
+
+POSTGRES = manifest("postgresql")
+
+
+def _note(row: ManifestRow, key: str) -> int:
+    m = re.search(rf"\b{key}=(\d+)", row.notes)
+    assert m is not None, f"{key}= missing from the manifest notes of {row.name}"
+    return int(m.group(1))
+
+
+@pytest.mark.parametrize("row", POSTGRES, ids=lambda r: r.name)
+def test_postgresql_counts_against_tshark(row: ManifestRow) -> None:
+    records, engine = run_file(row.path, RULES_FOR["postgresql"](row))
+    roundtrips = [r for r in records if r.kind == "roundtrip"]
+    expected = POSTGRES_EXPLAINED[row.name][0] if row.name in POSTGRES_EXPLAINED else row.tshark_responses
+    assert len(roundtrips) == expected
+    # start-ups: every AuthenticationOk tshark saw ends one handshake record; a StartupMessage that never
+    # got that far is an unanswered handshake request (the client went away after the password prompt)
+    handshakes = [r for r in records if r.kind == "handshake" and r.operation == "StartupMessage"]
+    assert len(handshakes) == _note(row, "AuthOk")
+    unfinished = [r for r in records if r.kind == "unanswered" and r.operation == "StartupMessage"]
+    assert len(unfinished) == _note(row, "Startup") - _note(row, "AuthOk")
+    stats = engine.protocol_stats["postgresql"]
+    assert stats.resets == 0, stats.decode_errors
+    assert stats.pairing.orphans == 0
+
+
+@pytest.mark.parametrize("row", POSTGRES, ids=lambda r: r.name)
+def test_postgresql_records_match_golden(row: ManifestRow) -> None:
+    records, _ = run_file(row.path, RULES_FOR["postgresql"](row))
+    assert as_json(records) == read_golden(row)
+
+
+def test_postgresql_gss_and_ssl_answers() -> None:
+    row = next(r for r in POSTGRES if r.name == "ntop_nDPI__pgsql.pcap")
+    records, engine = run_file(row.path, RULES_FOR["postgresql"](row))
+    # streams 2 and 4: GSSENCRequest answered 'G' (frames 45, 68): encrypted, nothing decoded
+    assert engine.protocol_stats["postgresql"].encrypted == 2
+    # stream 5: SSLRequest answered 'N' (frame 78), then SCRAM: the handshake says so
+    scram = [
+        r.to_json()
+        for r in records
+        if r.kind == "handshake" and r.to_json()["response"]["auth"] == "SCRAM-SHA-256"
+    ]
+    assert (
+        len(scram) == 1
+        and scram[0]["request"]["ssl_request"]
+        and scram[0]["response"]["encryption_answer"] == "N"
+    )
+
+
+# -- MySQL ---------------------------------------------------------------------------------------------------
+# tshark's responses are commands answered (manifest README); COM_QUIT, COM_STMT_SEND_LONG_DATA and
+# COM_STMT_CLOSE are never answered and are one-way records; the notes' `cmds=` histogram counts them and
+# `login_requests=` the logins. Every file agrees, except for this explained difference:
+MYSQL_SSL_REQUESTS: dict[str, tuple[int, str]] = {
+    "ntop_nDPI__mysql.pcapng": (
+        1,
+        "tshark counts the SSLRequest of stream 1 (frame 21, 32-byte payload with CLIENT_SSL) among the "
+        "login requests; TLS follows, so it is counted as an encrypted connection, not a handshake record",
+    ),
+}
+MYSQL = manifest("mysql")
+MYSQL_ONEWAY_CODES = (1, 24, 25)
+# `tshark -r njcx_packetbeat__mysql_long.pcap -Y mysql -T fields -E occurrence=a -e mysql.row.text`: 400 values
+MYSQL_LONG_ROWS = 400
+
+
+def _histogram(row: ManifestRow) -> dict[int, int]:
+    m = re.search(r"\bcmds=([0-9:;]+)", row.notes)
+    assert m is not None
+    return {int(k): int(v) for k, v in (kv.split(":") for kv in m.group(1).split(";") if kv)}
+
+
+@pytest.mark.parametrize("row", MYSQL, ids=lambda r: r.name)
+def test_mysql_counts_against_tshark(row: ManifestRow) -> None:
+    records, engine = run_file(row.path, RULES_FOR["mysql"](row))
+    kinds: dict[str, int] = {}
+    for r in records:
+        kinds[r.kind] = kinds.get(r.kind, 0) + 1
+    oneway_commands = sum(n for code, n in _histogram(row).items() if code in MYSQL_ONEWAY_CODES)
+    assert kinds.get("roundtrip", 0) == row.tshark_responses
+    assert sum(1 for r in records if r.kind == "oneway" and r.request is not None) == oneway_commands
+    ssl = MYSQL_SSL_REQUESTS.get(row.name, (0, ""))[0]
+    assert kinds.get("handshake", 0) == _note(row, "login_requests") - ssl
+    assert engine.protocol_stats["mysql"].encrypted == ssl
+    # commands whose answer is not in the capture (truncated connections): unanswered, never invented
+    unanswered = row.tshark_requests - row.tshark_responses - oneway_commands
+    assert kinds.get("unanswered", 0) == unanswered
+    stats = engine.protocol_stats["mysql"]
+    assert stats.resets == 0, stats.decode_errors
+    assert stats.pairing.orphans == 0
+
+
+@pytest.mark.parametrize("row", MYSQL, ids=lambda r: r.name)
+def test_mysql_records_match_golden(row: ManifestRow) -> None:
+    records, _ = run_file(row.path, RULES_FOR["mysql"](row))
+    assert as_json(records) == read_golden(row)
+
+
+def test_mysql_long_result_counts_every_row_across_sequence_id_wraps() -> None:
+    row = next(r for r in MYSQL if r.name == "njcx_packetbeat__mysql_long.pcap")
+    records, _ = run_file(row.path, RULES_FOR["mysql"](row))
+    (rt,) = records
+    # tshark: the result set's row packets (mysql.packet_number wraps past 255)
+    assert rt.to_json()["response"]["rows"] == MYSQL_LONG_ROWS

@@ -93,3 +93,13 @@ def test_records_with_body_capture_and_tls_validate(validator: Draft202012Valida
         kind = Kind.HANDSHAKE if response is not None else Kind.UNANSWERED
         rt = Roundtrip("http", kind, ("10.0.0.1", 1234), ("10.0.0.2", 80), hello, response, Flag.ENCRYPTED)
         validator.validate(rt.to_json())
+
+
+@pytest.mark.parametrize("protocol", ["redis", "postgresql", "mysql"])
+def test_database_records_are_pinned_by_their_defs(validator: Draft202012Validator, protocol: str) -> None:
+    records = [rec for name, rec in golden_records() if rec["protocol"] == protocol]
+    assert records
+    for rec in records[:50]:
+        side = "request" if rec["request"] is not None else "response"
+        assert not validator.is_valid({**rec, side: {**rec[side], "unexpected": 1}})
+        assert not validator.is_valid({**rec, side: {}})

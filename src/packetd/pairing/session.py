@@ -48,7 +48,7 @@ from packetd.protocols.registry import ProtocolSpec, Registry
 
 MAX_RESETS = 8  # consecutive decode errors before a connection is given up as not this protocol
 _DIRS = (Direction.C2S, Direction.S2C)
-_REQUEST, _RESPONSE, _ONEWAY = Role.REQUEST, Role.RESPONSE, Role.ONEWAY
+_REQUEST, _RESPONSE, _ONEWAY, _UNANSWERED = Role.REQUEST, Role.RESPONSE, Role.ONEWAY, Role.UNANSWERED
 
 
 class ProtocolStats:
@@ -82,7 +82,8 @@ class ProtocolStats:
         self.encrypted = 0
         self.gave_up = 0
         self.pairing = PairingStats()
-        self.counters: dict[str, int] = {}  # protocol-specific events counted, not recorded (decoders add)
+        # protocol-specific events counted, not recorded: decoders add to it through DecoderContext.counters
+        self.counters: dict[str, int] = {}
         self.shared: dict[str, Any] = {}  # cross-connection decoder state (DecoderContext.shared)
 
     @property
@@ -212,6 +213,7 @@ class Session:
     def close(self, ts_ns: int) -> None:
         """The connection is over: pending requests become `unanswered` records."""
         self._matcher.close()
+        self._release()
 
     @property
     def protocol(self) -> str:
@@ -251,6 +253,10 @@ class Session:
                     self._emit(Kind.ONEWAY, m, None, 0)
                 else:
                     self._emit(Kind.ONEWAY, None, m, 0)
+            elif role is _UNANSWERED:
+                stats.messages += 1
+                stats.pairing.unanswered += 1
+                self._emit(Kind.UNANSWERED, m, None, 0)
             else:
                 self._control(m, ts_ns)
                 if self._decoder is None and not isinstance(m, HandOver):
@@ -271,7 +277,17 @@ class Session:
         elif isinstance(m, HandOver):
             self._hand_over(m, ts_ns)
 
+    def _release(self) -> None:
+        """The decoder is let go: keep its counters."""
+        counters = getattr(self._decoder, "counters", None)
+        if counters and counters is not self._stats.counters:
+            total = self._stats.counters
+            for key, n in counters.items():
+                total[key] = total.get(key, 0) + n
+            counters.clear()
+
     def _stop(self, m: StopDecoding) -> None:
+        self._release()
         self._decoder = None
         if m.encrypted:
             self._stats.encrypted += 1
@@ -287,6 +303,7 @@ class Session:
             self._decoder = None
             return
         self._stats.handovers += 1
+        self._release()
         request = self._matcher.pop_oldest() if m.response is not None else None
         self._matcher.close()
         self._spec = target
@@ -320,6 +337,7 @@ class Session:
         errors = self._stats.decode_errors
         errors[exc.reason] = errors.get(exc.reason, 0) + 1
         self._matcher.sync_lost(d)
+        self._release()
         self._errors_in_row += 1
         if self._tls or self._errors_in_row >= MAX_RESETS:
             self._stats.gave_up += 1

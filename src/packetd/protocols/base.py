@@ -35,6 +35,7 @@ class Role(IntEnum):
     RESPONSE = 1  # answers the oldest (FIFO) or the same-keyed (keyed) request
     ONEWAY = 2  # expects no answer by protocol: becomes a `oneway` record at once
     CONTROL = 3  # not a protocol message: an instruction to the session
+    UNANSWERED = 4  # a request the decoder knows will never be answered (PostgreSQL: skipped after an error)
 
 
 class Kind:
@@ -221,7 +222,11 @@ class DecoderContext:
 
 
 class Decoder(Protocol):
-    """One per connection; both directions. Returns complete messages, never partial ones."""
+    """One per connection; both directions. Returns complete messages, never partial ones.
+
+    A decoder may also have a `counters: dict[str, int]` attribute (bounded tables hit, cache misses...):
+    the session adds it to the protocol's `ProtocolStats.counters` when it lets the decoder go.
+    """
 
     def receive(self, direction: Direction, data: memoryview, ts_ns: int) -> Sequence[Message]: ...
 

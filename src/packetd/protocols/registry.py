@@ -25,6 +25,12 @@ from packetd.protocols.kafka.decoder import KafkaOptions
 from packetd.protocols.kafka.decoder import new_decoder as kafka_decoder
 from packetd.protocols.mongodb.decoder import MongoOptions
 from packetd.protocols.mongodb.decoder import new_decoder as mongodb_decoder
+from packetd.protocols.mysql.decoder import MysqlOptions
+from packetd.protocols.mysql.decoder import new_decoder as mysql_decoder
+from packetd.protocols.postgresql.decoder import PostgresOptions
+from packetd.protocols.postgresql.decoder import new_decoder as postgresql_decoder
+from packetd.protocols.redis.decoder import RedisOptions
+from packetd.protocols.redis.decoder import new_decoder as redis_decoder
 
 Pairing = Literal["fifo", "keyed", "oneway"]
 
@@ -154,4 +160,37 @@ KAFKA = ProtocolSpec(
     description="Apache Kafka protocol (all API keys; flexible versions from the official schemas)",
 )
 
-REGISTRY = Registry([HTTP, HTTP2, GRPC, DNS, AMQP, MONGODB, KAFKA])
+REDIS = ProtocolSpec(
+    name="redis",
+    family="redis",
+    factory=redis_decoder,
+    options_type=RedisOptions,
+    pairing="fifo",
+    default_ports=(6379,),
+    transports=frozenset({"tcp"}),
+    description="Redis RESP2 and RESP3",
+)
+
+POSTGRESQL = ProtocolSpec(
+    name="postgresql",
+    family="postgresql",
+    factory=postgresql_decoder,
+    options_type=PostgresOptions,
+    pairing="fifo",
+    default_ports=(5432,),
+    transports=frozenset({"tcp"}),
+    description="PostgreSQL frontend/backend protocol 3",
+)
+
+MYSQL = ProtocolSpec(
+    name="mysql",
+    family="mysql",
+    factory=mysql_decoder,
+    options_type=MysqlOptions,
+    pairing="fifo",
+    default_ports=(3306,),
+    transports=frozenset({"tcp"}),
+    description="MySQL and MariaDB client/server protocol",
+)
+
+REGISTRY = Registry([HTTP, HTTP2, GRPC, REDIS, MYSQL, POSTGRESQL, KAFKA, MONGODB, AMQP, DNS])

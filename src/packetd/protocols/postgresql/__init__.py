@@ -1,0 +1,1 @@
+"""PostgreSQL (frontend/backend protocol 3): decoder, messages and options."""

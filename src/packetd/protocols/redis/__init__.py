@@ -1,0 +1,1 @@
+"""Redis (RESP2 and RESP3): decoder, messages and options."""

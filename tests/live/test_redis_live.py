@@ -1,0 +1,194 @@
+"""Live Redis: Debian's redis-server and the `redis` client from PyPI, captured on loopback through the
+AF_PACKET engine.
+
+The truth is the client's own log: every command the library packed onto the wire (its command packer is
+wrapped, so the connection set-up commands redis-py sends by itself are in it too) and every reply it read
+(errors and pub/sub deliveries). packetd must report exactly those commands, once each, paired, with
+their error prefixes, the deliveries as one-way records, and nothing else.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from typing import Any
+
+import pytest
+
+from tests.helpers.dbservers import RedisServer, redis_available
+from tests.helpers.live import can_capture, capture
+
+redis = pytest.importorskip("redis")
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.live,
+    pytest.mark.server,
+    pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
+    pytest.mark.skipif(not redis_available(), reason="redis-server is not installed (make test-deps)"),
+]
+
+BIG = 5 * 1024 * 1024 + 17
+
+
+class Log:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []  # (command, first argument) as the library packed them
+        self.errors: list[str] = []  # error replies as the library raised them
+        self.deliveries = 0  # pub/sub messages read
+        self.big_reply = 0  # bytes of the 5 MB value read back
+
+
+def connection_class(log: Log) -> type:
+    class LoggingConnection(redis.Connection):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            packer = self._command_packer
+            pack = packer.pack
+
+            def logged(*cmd: Any) -> Any:
+                # the packer splits a first argument such as "CONFIG GET" into words, as the server sees them
+                words = [w if isinstance(w, str) else bytes(w).decode("latin-1") for w in cmd[:2]]
+                words = " ".join(words).split()[:2] if words else []
+                log.sent.append((words[0].upper(), words[1].upper() if len(words) > 1 else ""))
+                return pack(*cmd)
+
+            packer.pack = logged
+
+        def read_response(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                reply = super().read_response(*args, **kwargs)
+            except redis.ResponseError as exc:
+                log.errors.append(str(exc))
+                raise
+            if isinstance(reply, list) and reply and reply[0] in (b"message", b"pmessage"):
+                log.deliveries += 1
+            return reply
+
+    return LoggingConnection
+
+
+def client(port: int, log: Log, protocol: int = 2) -> Any:
+    pool = redis.ConnectionPool(
+        host="127.0.0.1", port=port, protocol=protocol, connection_class=connection_class(log)
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+def workload(port: int, log: Log) -> None:
+    r = client(port, log)
+    r.set("greeting", "hello")
+    assert r.get("greeting") == b"hello"
+    # a pipeline of 100 commands in flight at once
+    pipe = r.pipeline(transaction=False)
+    for i in range(100):
+        pipe.set(f"k{i}", i) if i % 2 else pipe.incr("counter")
+    assert len(pipe.execute()) == 100
+    # MULTI/EXEC
+    tx = r.pipeline(transaction=True)
+    tx.set("a", 1).incr("a").get("a")
+    assert tx.execute() == [True, 2, b"2"]
+    # errors
+    with pytest.raises(redis.ResponseError):
+        r.lpush("greeting", "x")  # WRONGTYPE
+    with pytest.raises(redis.ResponseError):
+        r.execute_command("NOSUCHCOMMAND", "x")  # ERR unknown command
+    # a 5 MB value both ways
+    value = os.urandom(BIG)
+    r.set("big", value)
+    got = r.get("big")
+    assert got == value
+    log.big_reply = len(got)
+    r.execute_command("CONFIG GET", "maxmemory")
+    # pub/sub: a subscriber on its own connection, deliveries from another
+    sub = client(port, log)
+    ps = sub.pubsub()
+    ps.subscribe("news")
+    assert ps.get_message(timeout=5)["type"] == "subscribe"
+    for i in range(3):
+        r.publish("news", f"item {i}")
+    got_messages = 0
+    while got_messages < 3:
+        m = ps.get_message(timeout=5)
+        assert m is not None
+        got_messages += m["type"] == "message"
+    ps.unsubscribe("news")
+    assert ps.get_message(timeout=5)["type"] == "unsubscribe"
+    ps.close()
+    sub.close()
+    # RESP3: HELLO 3 on connect, then maps and the rest
+    r3 = client(port, log, protocol=3)
+    r3.hset("h", mapping={"f1": "v1", "f2": "v2"})
+    assert r3.hgetall("h") == {b"f1": b"v1", b"f2": b"v2"}
+    r3.close()
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def traffic() -> dict:
+    server = RedisServer()
+    log = Log()
+    try:
+        with capture(["--ifaces", "^lo$", "--proto", f"redis;{server.port}", "--block-num", "128"]) as cap:
+            workload(server.port, log)
+            records = cap.stop()
+            stderr = cap.stderr.decode(errors="replace")
+    finally:
+        server.stop()
+    return {"log": log, "records": records, "stderr": stderr}
+
+
+def test_every_command_appears_once_paired(traffic: dict) -> None:
+    log, records = traffic["log"], traffic["records"]
+    assert all(r["protocol"] == "redis" for r in records)
+    roundtrips = [r for r in records if r["kind"] == "roundtrip"]
+    assert collections.Counter(r["operation"].split()[0] for r in roundtrips) == collections.Counter(
+        name for name, _ in log.sent
+    )
+    # CLIENT and CONFIG name a subcommand with their first argument
+    containers = collections.Counter(f"{n} {a}" for n, a in log.sent if n in ("CLIENT", "CONFIG"))
+    assert (
+        collections.Counter(
+            r["operation"] for r in roundtrips if r["operation"].split()[0] in ("CLIENT", "CONFIG")
+        )
+        == containers
+    )
+    assert len(log.sent) > 120  # the workload ran: 100 pipelined, transactions, pub/sub, RESP3
+    assert not [r for r in records if r["kind"] in ("unanswered", "handshake")]
+    assert all(not r["flags"] for r in records), [r for r in records if r["flags"]]
+
+
+def test_errors_and_deliveries(traffic: dict) -> None:
+    log, records = traffic["log"], traffic["records"]
+    errors = [r for r in records if r["error"]]
+    assert len(errors) == len(log.errors)
+    assert [r["status"] for r in errors if r["status"] == "WRONGTYPE"] == [
+        e.split()[0] for e in log.errors if e.startswith("WRONGTYPE")
+    ]
+    assert sum(1 for e in errors if e["operation"] == "NOSUCHCOMMAND") == 1
+    pushes = [r for r in records if r["kind"] == "oneway"]
+    assert len(pushes) == log.deliveries == 3
+    assert all(p["response"]["kind"] == "message" for p in pushes)
+
+
+def test_big_value_and_resp3(traffic: dict) -> None:
+    log, records = traffic["log"], traffic["records"]
+    # the reply is "$<len>\r\n" + the value + CRLF: the client read `big_reply` bytes of value
+    gets = [r for r in records if r["operation"] == "GET" and r["response"]["size"] > 5_000_000]
+    assert [g["response"]["size"] for g in gets] == [len(b"$%d\r\n" % log.big_reply) + log.big_reply + 2]
+    sets = [r for r in records if r["operation"] == "SET" and r["request"]["size"] > 5_000_000]
+    assert len(sets) == 1
+    hello = [r for r in records if r["operation"] == "HELLO"]
+    assert (
+        len(hello) == sum(1 for n, _ in log.sent if n == "HELLO") == 1
+        and hello[0]["response"]["type"] == "map"
+    )
+    hgetall = [r for r in records if r["operation"] == "HGETALL"]
+    assert [(h["response"]["type"], h["response"]["elements"]) for h in hgetall] == [("map", 2)]
+    subscribe = [r for r in records if r["operation"] == "SUBSCRIBE"]
+    assert [s["response"].get("replies", 1) for s in subscribe] == [1]
+
+
+def test_no_decode_errors(traffic: dict) -> None:
+    assert "0 decode resets" in traffic["stderr"], traffic["stderr"]
+    assert "0 orphan responses" in traffic["stderr"], traffic["stderr"]
