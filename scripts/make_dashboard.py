@@ -44,7 +44,7 @@ def main() -> None:
         err = (
             f'{p}_requests_total{{status_code=~"5.."}}'
             if p in ("http", "http2")
-            else f'{p}_requests_total{{status!="OK",status!=""}}'
+            else f'{p}_requests_total{{error="true"}}'
         )
         by = "server_address, server_port"
         panels.append(

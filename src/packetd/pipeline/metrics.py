@@ -27,6 +27,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from packetd.pairing.roundtrip import Roundtrip
+from packetd.pipeline.semantics import (
+    DEFAULT_LABELS,
+    GENERIC_DEFAULT,
+    PROTOCOL_LABELS,
+    TEMPLATED,
+    affected_rows,
+)
 from packetd.protocols.base import Kind
 
 MiB = 1024 * 1024
@@ -78,20 +85,7 @@ COMMON_LABELS = {
     "server.port": "server_port",
 }
 
-# requireLabels accepted per protocol: config key → (label name, (message, field))
-PROTOCOL_LABELS: dict[str, dict[str, tuple[str, tuple[str, str]]]] = {
-    "http": {
-        "request.method": ("method", ("request", "method")),
-        "request.path": ("path", ("request", "path")),
-        "request.remote_host": ("remote_host", ("request", "host")),
-        "response.status_code": ("status_code", ("response", "status_code")),
-    },
-}
-# what a protocol is labelled by when its requireLabels are not configured
-DEFAULT_LABELS: dict[str, tuple[str, ...]] = {
-    "http": ("server.address", "server.port", "request.method", "request.path", "response.status_code"),
-}
-GENERIC_DEFAULT = ("server.address", "server.port", "request.operation", "response.status")
+# requireLabels, default labels and their getters live in pipeline/semantics.py (one place per protocol)
 
 
 class MetricsConfigError(ValueError):
@@ -238,13 +232,15 @@ def _status(rt: Roundtrip) -> object:
     return rt.status
 
 
-def _field_getter(msg: str, field: str, templater: PathTemplater | None) -> Callable[[Roundtrip], object]:
+def _error(rt: Roundtrip) -> object:
+    return rt.error
+
+
+def _templated(
+    getter: Callable[[Roundtrip], object], templater: PathTemplater
+) -> Callable[[Roundtrip], object]:
     def get(rt: Roundtrip) -> object:
-        m = rt.request if msg == "request" else rt.response
-        value = getattr(m, field, None) if m is not None else None
-        if templater is not None:
-            return templater(str(value or ""))
-        return value
+        return templater(str(getter(rt) or ""))
 
     return get
 
@@ -271,7 +267,13 @@ class RoundtripsToMetrics:
             self._label_fns[proto] = self._build(proto)
 
     def allowed_labels(self, proto: str) -> list[str]:
-        return [*COMMON_LABELS, *PROTOCOL_LABELS.get(proto, {}), "request.operation", "response.status"]
+        return [
+            *COMMON_LABELS,
+            *PROTOCOL_LABELS.get(proto, {}),
+            "request.operation",
+            "response.status",
+            "response.error",
+        ]
 
     def _build(self, proto: str) -> LabelFn:
         cfg = self._config.get(proto)
@@ -288,10 +290,13 @@ class RoundtripsToMetrics:
                 getters.append(("operation", _operation))
             elif key == "response.status":
                 getters.append(("status", _status))
+            elif key == "response.error":
+                getters.append(("error", _error))
             elif key in PROTOCOL_LABELS.get(proto, {}):
-                label, (msg, field) = PROTOCOL_LABELS[proto][key]
-                templ = self.templater if proto in ("http", "http2", "grpc") and field == "path" else None
-                getters.append((label, _field_getter(msg, field, templ)))
+                label, getter = PROTOCOL_LABELS[proto][key]
+                if (proto, label) in TEMPLATED:
+                    getter = _templated(getter, self.templater)
+                getters.append((label, getter))
             else:
                 raise MetricsConfigError(
                     f"roundtripstometrics.{proto}.requireLabels: unknown label '{key}'; allowed: {', '.join(allowed)}"
@@ -330,7 +335,7 @@ class RoundtripsToMetrics:
                 float(getattr(resp, "body_bytes", resp.size)),
                 BYTES_BUCKETS,
             )
-            affected = getattr(resp, "affected_rows", None)
+            affected = affected_rows(rt)
             if affected:
                 agg.inc(f"{p}_response_affected_rows", labels, float(affected))
             rows = getattr(resp, "rows", None)

@@ -15,11 +15,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from packetd._values import value
 from packetd.pairing.roundtrip import Roundtrip
+from packetd.pipeline.semantics import SPAN_BUILDERS
 from packetd.protocols.base import Kind
 
 AttrValue = str | int | float | bool | list[str]
@@ -67,33 +68,6 @@ def _peer_attrs(rt: Roundtrip) -> dict[str, AttrValue]:
         if rt.protocol == "dns" and getattr(rt.request, "transport", "tcp") == "udp"
         else "tcp",
     }
-
-
-def _http(rt: Roundtrip) -> tuple[str, dict[str, AttrValue]]:
-    req, resp = rt.request, rt.response
-    a: dict[str, AttrValue] = {"network.protocol.name": "http"}
-    method = rt.operation
-    if req is not None:
-        a["http.request.method"] = method
-        a["url.path"] = getattr(req, "path", "")
-        target = getattr(req, "target", "")
-        if "?" in target:
-            a["url.query"] = target.split("?", 1)[1]
-        version = getattr(req, "version", "")
-        if version.startswith("HTTP/"):
-            a["network.protocol.version"] = version[5:]
-        host = getattr(req, "host", None)
-        if host:
-            a["server.address"] = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-        a["http.request.body.size"] = getattr(req, "body_bytes", req.size)
-    if resp is not None:
-        a["http.response.status_code"] = int(getattr(resp, "status_code", 0) or 0)
-        a["http.response.body.size"] = getattr(resp, "body_bytes", resp.size)
-    return method, a
-
-
-# protocol → (span name, attributes); protocols without an entry get the generic one
-SPAN_BUILDERS: dict[str, Callable[[Roundtrip], tuple[str, dict[str, AttrValue]]]] = {"http": _http}
 
 
 def _generic(rt: Roundtrip) -> tuple[str, dict[str, AttrValue]]:

@@ -1,0 +1,144 @@
+"""Per-protocol metric labels and span attributes, from real captures of every protocol in the corpus.
+
+The truth is each record's own JSON (what the decoders report and the golden tests pin against tshark):
+the default labels and span attributes must carry exactly those values.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from packetd.engine import Rule
+from packetd.pipeline.metrics import Aggregator, RoundtripsToMetrics
+from packetd.pipeline.semantics import DEFAULT_LABELS, PROTOCOL_LABELS
+from packetd.pipeline.spans import RoundtripsToTraces
+from packetd.protocols.base import Kind
+from packetd.protocols.registry import REGISTRY
+from tests.helpers.golden import manifest, run_file
+
+CORPUS_DIR = {"http": "http1"}
+SYSTEM = {
+    "redis": ("db.system.name", "redis"),
+    "mysql": ("db.system.name", "mysql"),
+    "postgresql": ("db.system.name", "postgresql"),
+    "mongodb": ("db.system.name", "mongodb"),
+    "kafka": ("messaging.system", "kafka"),
+    "amqp": ("messaging.system", "rabbitmq"),
+    "grpc": ("rpc.system", "grpc"),
+    "http": ("network.protocol.name", "http"),
+    "http2": ("network.protocol.name", "http"),
+    "dns": ("network.protocol.name", "dns"),
+}
+
+
+def records_of(proto: str) -> list:
+    out = []
+    for row in manifest(CORPUS_DIR.get(proto, proto)):
+        recs, _ = run_file(row.path, (Rule(protocol=proto, ports=row.ports),))
+        out += [r for r in recs if r.protocol == proto]
+    return out
+
+
+@pytest.mark.parametrize("proto", REGISTRY.names())
+def test_default_labels_carry_the_records_values(proto: str) -> None:
+    records = [r for r in records_of(proto) if r.kind != Kind.HANDSHAKE]
+    assert records, f"the corpus gives no {proto} records"
+    proc = RoundtripsToMetrics({}, [proto])
+    agg = Aggregator()
+    for rt in records:
+        proc.process(rt, agg)
+    counts = {
+        labels: v for (name, labels), v in agg.take()["counters"].items() if name == f"{proto}_requests_total"
+    }
+    assert sum(counts.values()) == len(records)
+    names = [k for k, _ in next(iter(counts))]
+    keys = DEFAULT_LABELS[proto]
+    assert names[:2] == ["server_address", "server_port"] and len(names) == len(keys)
+    # every label set is what the records say (server, status, error, and the protocol's own fields)
+    want: Counter[tuple[str, ...]] = Counter()
+    for rt in records:
+        j = rt.to_json()
+        row = [j["server"]["ip"], str(j["server"]["port"])]
+        for key in keys[2:]:
+            if key == "response.status":
+                row.append(j["status"] or "")
+            elif key == "response.error":
+                row.append("true" if j["error"] else "false")
+            else:
+                _label, getter = PROTOCOL_LABELS[proto][key]
+                value = getter(rt)
+                if key == "request.path":
+                    value = proc.templater(str(value or ""))
+                row.append("" if value is None else str(value))
+        want[tuple(row)] += 1
+    got = Counter({tuple(v for _, v in labels): int(n) for labels, n in counts.items()})
+    assert got == want
+
+
+@pytest.mark.parametrize("proto", REGISTRY.names())
+def test_spans_carry_the_system_and_the_error_status(proto: str) -> None:
+    records = records_of(proto)
+    proc = RoundtripsToTraces()
+    spans = [(rt, proc.process(rt)) for rt in records]
+    spans = [(rt, s) for rt, s in spans if s is not None]
+    assert spans
+    key, value = SYSTEM[proto]
+    for rt, span in spans:
+        j = rt.to_json()
+        assert span.attributes[key] == value
+        assert span.name == (j["operation"] or proto) or proto in ("mysql", "postgresql", "redis", "mongodb")
+        assert span.error == (j["error"] or j["kind"] == "unanswered")
+        assert span.attributes["server.port"] == j["server"]["port"]
+        if j["trace"]:
+            assert f"{span.trace_id:032x}" == j["trace"]["trace_id"]
+
+
+def test_mongodb_command_is_the_command_label_not_service() -> None:
+    proc = RoundtripsToMetrics(
+        {"mongodb": {"requireLabels": ["request.command", "request.source"]}}, ["mongodb"]
+    )
+    agg = Aggregator()
+    recs = [r for r in records_of("mongodb") if r.kind == Kind.ROUNDTRIP]
+    for rt in recs:
+        proc.process(rt, agg)
+    labels = {
+        dict(lab)["command"] for (name, lab) in agg.take()["counters"] if name == "mongodb_requests_total"
+    }
+    assert labels == {r.to_json()["request"]["command"] for r in recs}
+
+
+def test_grpc_status_label_is_the_grpc_status_name() -> None:
+    recs = [r for r in records_of("grpc") if r.kind == Kind.ROUNDTRIP]
+    proc = RoundtripsToMetrics({}, ["grpc"])
+    agg = Aggregator()
+    for rt in recs:
+        proc.process(rt, agg)
+    statuses = {
+        dict(lab)["status_code"] for (name, lab) in agg.take()["counters"] if name == "grpc_requests_total"
+    }
+    assert statuses == {r.to_json()["status"] or "" for r in recs}
+    assert not any(s.isdigit() for s in statuses if s)  # not the HTTP :status (reference §18.13)
+
+
+def test_row_and_affected_row_metrics_from_database_answers() -> None:
+    for proto in ("mysql", "postgresql"):
+        recs = records_of(proto)
+        proc = RoundtripsToMetrics({}, [proto])
+        agg = Aggregator()
+        for rt in recs:
+            proc.process(rt, agg)
+        taken = agg.take()
+        rows_name = "mysql_response_resultset_rows" if proto == "mysql" else "postgresql_response_rows"
+        observed = sum(h[2] for (name, _), h in taken["histograms"].items() if name == rows_name)
+        want = sum(
+            1
+            for r in recs
+            if r.response is not None
+            and getattr(r.response, "rows", None) is not None
+            and r.kind != Kind.HANDSHAKE
+        )
+        assert observed == want
+        layouts = {str(h[3]) for (name, _), h in taken["histograms"].items() if name == rows_name}
+        assert all("1000000.0" in lay for lay in layouts)  # row buckets, not byte buckets (§18.21)
