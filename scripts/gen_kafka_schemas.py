@@ -117,9 +117,7 @@ def main() -> None:
         f.write(
             f"kafka-python {kafka.__version__}) and kafka-python's error table. Do not edit: regenerate.\n"
         )
-        f.write(
-            '"""\n\n# fmt: off\n\nfrom __future__ import annotations\n\nfrom typing import Any\n\n'
-        )
+        f.write('"""\n\n# fmt: off\n\nfrom __future__ import annotations\n\nfrom typing import Any\n\n')
         f.write("# api key -> name, for every key of the current protocol\n")
         f.write(f"API_NAMES: dict[int, str] = {names!r}\n\n")
         f.write("# error code -> name\n")
