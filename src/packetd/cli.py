@@ -478,32 +478,31 @@ def run_watch(opts: WatchOptions) -> int:
         kinds=frozenset(opts.kinds) if opts.kinds else frozenset(Kind.ALL),
     )
     shown = 0
-    stop = False
+    halt = _Halt()
     limit = opts.count
     accept = display.accept
     write = output.write
 
     def sink(rt: Roundtrip) -> None:
-        nonlocal shown, stop
+        nonlocal shown
         summary.add(rt)
-        if stop or not accept(rt):
+        if halt.now or not accept(rt):
             return
         write(rt)
         shown += 1
         if limit and shown >= limit:
-            stop = True
+            halt.now = True
 
     engine = Engine(config, sink)
     frame = engine.frame
     started = time.monotonic()
-    interrupted = False
     if live:
         desc = ", ".join(f"{r.protocol}:{','.join(map(str, r.ports))}" for r in rules)
         click.echo(f"packetd: capturing on {source.name} ({desc}); Ctrl-C to stop", err=True)
     # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then keeps it ignored;
     # `kill -INT` (what Ctrl-C sends) must stop watch wherever it was started
-    signal.signal(signal.SIGINT, _raise_interrupt)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, halt.signalled)
+    signal.signal(signal.SIGTERM, halt.signalled)
     try:
         if live:
             deadline = time.monotonic() + opts.duration_ns / 1e9 if opts.duration_ns else None
@@ -513,7 +512,7 @@ def run_watch(opts: WatchOptions) -> int:
                     output.flush()
                 else:
                     frame(ts, lt, data)
-                if stop or (deadline is not None and time.monotonic() >= deadline):
+                if halt.now or (deadline is not None and time.monotonic() >= deadline):
                     break
         elif opts.duration_ns:
             first = -1
@@ -523,20 +522,20 @@ def run_watch(opts: WatchOptions) -> int:
                 elif ts - first > opts.duration_ns:
                     break
                 frame(ts, lt, data)
-                if stop:
+                if halt.now:
                     break
         else:
             for ts, lt, data in source:
                 frame(ts, lt, data)
-                if stop:
+                if halt.now:
                     break
     except KeyboardInterrupt:
-        interrupted = True
+        pass  # a second signal: the first one was not answered in time
     except BrokenPipeError:
         _quiet_stdout()
         return 0
     try:
-        if live and hasattr(source, "drain"):
+        if live and hasattr(source, "drain") and not halt.forced:
             time.sleep(0.12)  # let the kernel retire the block holding the last packets
             for ts, lt, data in source.drain():
                 frame(ts, lt, data)
@@ -545,18 +544,38 @@ def run_watch(opts: WatchOptions) -> int:
     except BrokenPipeError:
         _quiet_stdout()
     except KeyboardInterrupt:
-        interrupted = True
+        pass
     kernel = source.stats()
     if isinstance(source, CaptureFile):
         for w in source.warnings:
             _warn(w)
     source.close()
-    _print_summary(engine, summary, kernel, time.monotonic() - started, interrupted)
+    _print_summary(engine, summary, kernel, time.monotonic() - started, halt.signals > 0)
     return 0
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+class _Halt:
+    """Why and when watch stops: a record limit, or SIGINT/SIGTERM.
+
+    The first signal only sets a flag, read between frames, so no frame is left half-processed (an
+    exception raised in the middle of one left a flow advanced past bytes its decoder never saw, and the
+    drain that follows then replayed them as retransmissions). A second signal raises KeyboardInterrupt:
+    Ctrl-C twice always stops, even when a write to a blocked pipe holds the loop up.
+    """
+
+    __slots__ = ("forced", "now", "signals")
+
+    def __init__(self) -> None:
+        self.now = False
+        self.forced = False
+        self.signals = 0
+
+    def signalled(self, signum: int, frame: Any) -> None:
+        self.signals += 1
+        self.now = True
+        if self.signals > 1:
+            self.forced = True
+            raise KeyboardInterrupt
 
 
 def _quiet_stdout() -> None:

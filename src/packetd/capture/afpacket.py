@@ -98,7 +98,7 @@ def select_interfaces(pattern: str) -> list[str]:
 
 
 class _Ring:
-    __slots__ = ("blocks", "cur", "dropped", "iface", "mm", "mv", "received", "sock")
+    __slots__ = ("blocks", "cur", "done", "dropped", "iface", "mm", "mv", "received", "sock")
 
     def __init__(self, iface: str, sock: socket.socket, mm: mmap.mmap, blocks: int) -> None:
         self.iface = iface
@@ -107,6 +107,7 @@ class _Ring:
         self.mv = memoryview(mm)
         self.blocks = blocks
         self.cur = 0
+        self.done = 0  # packets of block `cur` already handed out (a consumer may stop in mid-block)
         self.received = 0
         self.dropped = 0
 
@@ -199,6 +200,18 @@ class AfPacketSource:
         self.filter = bpf
 
     def __iter__(self) -> Iterator[Frame]:
+        return self._frames(drain=False)
+
+    def drain(self) -> Iterator[Frame]:
+        """Frames of blocks already handed to us (stop without losing what the kernel delivered).
+
+        It resumes where the last iteration stopped, in mid-block if need be: a packet is handed out once.
+        """
+        self._stopped = False
+        yield from self._frames(drain=True)
+        self._stopped = True
+
+    def _frames(self, drain: bool) -> Iterator[Frame]:
         rings = self._rings
         poller = select.poll()
         for ring in rings:
@@ -212,48 +225,37 @@ class AfPacketSource:
             for ring in rings:
                 mm = ring.mm
                 mv = ring.mv
-                while True:
+                # draining reads at most one ring's worth: traffic that keeps coming must not hold it up
+                budget = ring.blocks if drain else -1
+                while budget:
                     boff = ring.cur * BLOCK_SIZE
                     status, num, first = block_unpack(mm, boff + 8)
                     if not status & TP_STATUS_USER:
                         break
                     progressed = True
+                    budget -= 1
                     pkt = boff + first
-                    for _ in range(num):
+                    done = ring.done
+                    for _ in range(done):
+                        pkt += pkt_unpack(mm, pkt)[0]
+                    for i in range(done, num):
                         nxt, sec, nsec, snaplen, _len, _st, mac, _net = pkt_unpack(mm, pkt)
                         hatype, pkttype, _halen = sll_unpack(mm, pkt + 56)
                         if pkttype != PACKET_OUTGOING or hatype != ARPHRD_LOOPBACK:
+                            ring.done = i + 1
                             yield (
                                 sec * 1_000_000_000 + nsec,
                                 LINKTYPE_RAW,
                                 mv[pkt + mac : pkt + mac + snaplen],
                             )
                         pkt += nxt
+                    ring.done = 0
                     pack_status(mm, boff + 8, TP_STATUS_KERNEL)
                     ring.cur = (ring.cur + 1) % ring.blocks
+            if drain:
+                return
             if not progressed and not poller.poll(POLL_MS):
                 yield time.time_ns(), TICK, memoryview(b"")
-
-    def drain(self) -> Iterator[Frame]:
-        """Frames of blocks already handed to us (stop without losing what the kernel delivered)."""
-        self._stopped = False
-        for ring in self._rings:
-            mm, mv = ring.mm, ring.mv
-            for _ in range(ring.blocks):
-                boff = ring.cur * BLOCK_SIZE
-                status, num, first = _BLOCK.unpack_from(mm, boff + 8)
-                if not status & TP_STATUS_USER:
-                    break
-                pkt = boff + first
-                for _ in range(num):
-                    nxt, sec, nsec, snaplen, _len, _st, mac, _net = _PKT.unpack_from(mm, pkt)
-                    hatype, pkttype, _halen = _SLL.unpack_from(mm, pkt + 56)
-                    if pkttype != PACKET_OUTGOING or hatype != ARPHRD_LOOPBACK:
-                        yield sec * 1_000_000_000 + nsec, LINKTYPE_RAW, mv[pkt + mac : pkt + mac + snaplen]
-                    pkt += nxt
-                _STATUS.pack_into(mm, boff + 8, TP_STATUS_KERNEL)
-                ring.cur = (ring.cur + 1) % ring.blocks
-        self._stopped = True
 
     def stop(self) -> None:
         self._stopped = True
