@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import statistics
@@ -131,7 +130,7 @@ def offline(pcap: str, proto: str, port: int, runs: int) -> dict:
     # peak RSS of a fresh process doing one replay
     code = (
         "import sys, resource; sys.path[:0] = [%r, %r]; from bench.db_bench import replay; "
-        "replay(%r, %r, %d); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "replay(%r, %r, %d); print(int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]))"
     ) % (ROOT, os.path.join(ROOT, "src"), pcap, proto, port)
     rss_kb = int(
         subprocess.run(
@@ -270,7 +269,7 @@ def main() -> None:
         with open(args.json, "w") as f:
             f.write(text + "\n")
     print(
-        f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
+        f"peak RSS of this process: {int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) / 1024:.0f} MB",
         file=sys.stderr,
     )
 

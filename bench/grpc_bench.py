@@ -136,7 +136,7 @@ def replay(path: str, port: int) -> dict[str, float]:
 def run_child(path: str, port: int) -> dict[str, float]:
     code = (
         "import json,resource,sys; sys.path.insert(0, %r); import grpc_bench as b; "
-        "r=b.replay(%r, %d); r['peak_rss_mb']=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024; print(json.dumps(r))"
+        "r=b.replay(%r, %d); r['peak_rss_mb']=int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])/1024; print(json.dumps(r))"
     ) % (HERE, path, port)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)  # type: ignore[no-any-return]

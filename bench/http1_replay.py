@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
 import statistics
 import subprocess
@@ -167,7 +166,7 @@ def run_child(path: str, serialise: bool) -> dict[str, float]:
     """One replay in a fresh process, so peak RSS is this run's alone."""
     code = (
         "import json,resource,sys; sys.path.insert(0, %r); import http1_replay as b; "
-        "r=b.replay(%r, %r); r['peak_rss_mb']=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024; print(json.dumps(r))"
+        "r=b.replay(%r, %r); r['peak_rss_mb']=int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])/1024; print(json.dumps(r))"
     ) % (os.path.dirname(os.path.abspath(__file__)), path, serialise)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
@@ -212,7 +211,6 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
-    _ = resource
 
 
 if __name__ == "__main__":

@@ -263,7 +263,7 @@ def replay(proto: str, path: str) -> dict[str, float]:
 def run_child(proto: str, path: str) -> dict[str, float]:
     code = (
         "import json,resource,sys; sys.path.insert(0, %r); import proto_replay as b; "
-        "r=b.replay(%r, %r); r['peak_rss_mb']=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024; print(json.dumps(r))"
+        "r=b.replay(%r, %r); r['peak_rss_mb']=int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])/1024; print(json.dumps(r))"
     ) % (os.path.dirname(os.path.abspath(__file__)), proto, path)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return dict(json.loads(out.stdout))
