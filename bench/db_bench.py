@@ -268,8 +268,10 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             f.write(text + "\n")
+    with open("/proc/self/status") as status:
+        hwm_kb = int(status.read().split("VmHWM:")[1].split()[0])
     print(
-        f"peak RSS of this process: {int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) / 1024:.0f} MB",
+        f"peak RSS of this process: {hwm_kb / 1024:.0f} MB",
         file=sys.stderr,
     )
 
