@@ -1,13 +1,15 @@
-"""`packetd agent` end to end: live capture of real traffic, a real Prometheus scraping it and receiving
-its remote write, an OTLP receiver for its spans, /watch, reload, and back-ends that go away and return.
+"""`packetd agent` end to end: live capture of real traffic (nginx and an HTTP client, redis-server and
+redis-py), a real Prometheus scraping it and receiving its remote write, an OTLP receiver for its spans,
+/watch, reload, and back-ends that go away and return.
 
-The truth is the client's own log of what it sent and received (and tshark's byte counts for the layer-4
-metrics); every number asserted is compared with it.
+The truth is the clients' own logs of what they sent and received (and tshark's byte counts for the
+layer-4 metrics); every number asserted is compared with them.
 """
 
 from __future__ import annotations
 
 import http.client
+import inspect
 import json
 import os
 import signal
@@ -21,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.backends import AgentProcess, OtlpReceiver, Prometheus
+from tests.helpers.dbservers import RedisServer, redis_available
 from tests.helpers.live import Nginx, can_capture, free_port, nginx_available
 from tests.helpers.special_server import SpecialServer
 
@@ -34,6 +37,7 @@ pytestmark = [
     pytest.mark.skipif(
         not os.path.exists("/usr/bin/prometheus"), reason="prometheus is not installed (make test-deps)"
     ),
+    pytest.mark.skipif(not redis_available(), reason="redis-server is not installed (make test-deps)"),
 ]
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -47,7 +51,9 @@ def config(
     otlp: OtlpReceiver | None,
     workdir: str | None,
     workers: int = 1,
+    redis_port: int | None = None,
 ) -> str:
+    cache = "" if redis_port is None else f"\n    - {{name: cache, protocol: redis, ports: [{redis_port}]}}"
     text = f"""
 logger.level: info
 sniffer:
@@ -55,7 +61,7 @@ sniffer:
   blockNum: 128
   workers: {workers}
   protocols.rules:
-    - {{name: web, protocol: http, ports: [{", ".join(map(str, ports))}]}}
+    - {{name: web, protocol: http, ports: [{", ".join(map(str, ports))}]}}{cache}
 server.address: "127.0.0.1:{server_port}"
 controller.layer4Metrics:
   enabled: true
@@ -111,6 +117,35 @@ def traffic(
         c.close()
 
 
+def redis_traffic(port: int) -> Counter[tuple[str, bool]]:
+    """SETs, GETs and INCRBYs of a string (an error reply) through redis-py; (command, failed) -> count.
+
+    No client name/version and RESP2: the library then sends nothing of its own on connect, so what it
+    was asked to send is all it sent (the live Redis test checks that on the wire).
+    """
+    import redis
+
+    # redis-py 5-7 name themselves with lib_name/lib_version, 8 with driver_info (the old pair deprecated)
+    params = inspect.signature(redis.Redis).parameters
+    quiet: dict[str, Any] = (
+        {"driver_info": None} if "driver_info" in params else {"lib_name": None, "lib_version": None}
+    )
+    client = redis.Redis(port=port, protocol=2, **quiet)
+    sent: Counter[tuple[str, bool]] = Counter()
+    for i in range(12):
+        client.set(f"k{i}", "v" * i)
+        sent["SET", False] += 1
+    for i in range(8):
+        assert client.get(f"k{i}") == b"v" * i
+        sent["GET", False] += 1
+    for i in range(1, 4):
+        with pytest.raises(redis.ResponseError):
+            client.incrby(f"k{i}", 1)  # what client.incr() sends too
+        sent["INCRBY", True] += 1
+    client.close()
+    return sent
+
+
 def scrape(port: int) -> str:
     return get(port, "/protocol/metrics")[1].decode()
 
@@ -138,17 +173,20 @@ def wait_for(fn: Any, want: Any, timeout: float = 30.0) -> Any:
 @pytest.fixture(scope="module")
 def stack() -> Any:
     nginx = Nginx()
+    rds = RedisServer()
     api_port = free_port()
     prom = Prometheus(target=f"127.0.0.1:{api_port}")
     otlp = OtlpReceiver()
-    agent = AgentProcess(config(api_port, [nginx.port], prom, otlp, prom.dir))
+    agent = AgentProcess(config(api_port, [nginx.port], prom, otlp, prom.dir, redis_port=rds.port))
     pcap = os.path.join(prom.dir, "truth.pcap")
     tcpdump = subprocess.Popen(
-        ["tcpdump", "-i", "lo", "-U", "--immediate-mode", "-B", "65536", "-w", pcap, f"tcp port {nginx.port}"],
+        ["tcpdump", "-i", "lo", "-U", "--immediate-mode", "-B", "65536", "-w", pcap,
+         f"tcp port {nginx.port} or tcp port {rds.port}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     state: dict[str, Any] = {
         "nginx": nginx,
+        "redis": rds,
         "prom": prom,
         "otlp": otlp,
         "agent": agent,
@@ -175,6 +213,7 @@ def stack() -> Any:
         traffic(nginx.port, plan, state["log"], connections=3)
         watcher.join(timeout=40)
         state["watched"] = watched
+        state["redis_log"] = redis_traffic(rds.port)
         yield state
     finally:
         tcpdump.send_signal(signal.SIGINT)
@@ -182,6 +221,7 @@ def stack() -> Any:
         agent.stop()
         otlp.stop()
         prom.cleanup()
+        rds.stop()
         nginx.stop()
 
 
@@ -196,6 +236,26 @@ def test_scraped_request_counts_equal_what_the_client_sent(stack: Any) -> None:
     assert got == {k: float(v) for k, v in want.items()} == {"200": 22.0, "404": 5.0, "503": 3.0}
 
 
+def test_scraped_redis_commands_and_errors_equal_what_redis_py_sent(stack: Any) -> None:
+    prom, sent = stack["prom"], stack["redis_log"]
+    total = sum(sent.values())
+    assert prom.wait_value('sum(redis_requests_total{job="packetd"})', total) == total == 23
+    by_command = {
+        r["metric"]["command"]: float(r["value"][1])
+        for r in prom.query('sum by (command) (redis_requests_total{job="packetd"})')
+    }
+    want: Counter[str] = Counter()
+    for (command, _failed), n in sent.items():
+        want[command] += n
+    assert by_command == {k: float(v) for k, v in want.items()}
+    failed = {
+        r["metric"]["command"]: float(r["value"][1])
+        for r in prom.query('sum by (command) (redis_requests_total{job="packetd",error="true"})')
+    }
+    assert failed == {c: float(n) for (c, f), n in sent.items() if f} == {"INCRBY": 3.0}
+    assert prom.wait_value('sum(redis_requests_total{job=""})', total) == total  # remote write too
+
+
 def test_remote_written_counts_match_too(stack: Any) -> None:
     prom, log = stack["prom"], stack["log"]
     # remote-written series carry no job label: {job=""} selects them and not the scraped ones
@@ -204,9 +264,18 @@ def test_remote_written_counts_match_too(stack: Any) -> None:
 
 
 def test_spans_match_the_traffic(stack: Any) -> None:
-    otlp, log = stack["otlp"], stack["log"]
-    assert wait_for(lambda: len(otlp.spans), len(log)) == len(log)
-    spans = otlp.spans
+    otlp, log, sent = stack["otlp"], stack["log"], stack["redis_log"]
+    want = len(log) + sum(sent.values())
+    assert wait_for(lambda: len(otlp.spans), want) == want
+    web = f"http:127.0.0.1:{stack['nginx'].port}"
+    spans = [s for s in otlp.spans if s["resource"]["service.name"] == web]
+    cache = [
+        s for s in otlp.spans if s["resource"]["service.name"] == f"redis:127.0.0.1:{stack['redis'].port}"
+    ]
+    assert len(spans) + len(cache) == want
+    assert Counter((s["attributes"]["db.operation.name"], s["status"] == 2) for s in cache) == sent
+    assert {s["kind"] for s in cache} == {2}  # SERVER: the span stands for the observed redis-server
+    assert {s["attributes"]["db.system.name"] for s in cache} == {"redis"}
     assert Counter(s["attributes"]["url.path"] for s in spans) == Counter(e["path"] for e in log)
     assert Counter(s["attributes"]["http.response.status_code"] for s in spans) == Counter(
         e["status"] for e in log
@@ -218,7 +287,6 @@ def test_spans_match_the_traffic(stack: Any) -> None:
     assert len(traced) == 2 and all(s["parent_span_id"] == PARENT for s in traced)
     untraced = [s for s in spans if s["trace_id"] != TRACE_ID]
     assert all(s["parent_span_id"] == "" for s in untraced)  # a new trace: no phantom parent
-    assert {s["resource"]["service.name"] for s in spans} == {f"http:127.0.0.1:{stack['nginx'].port}"}
     # capture times sit inside the client's own send/receive window (same host clock; 50 ms slack)
     window_start = min(e["sent"] for e in log) - 50_000_000
     window_end = max(e["received"] for e in log) + 50_000_000
@@ -245,16 +313,19 @@ def test_roundtrip_log_has_every_exchange(stack: Any) -> None:
     while time.monotonic() < deadline:
         with open(path) as f:
             records = [json.loads(line) for line in f]
-        if len(records) >= 30:
+        if len(records) >= 30 + 23:
             break
         time.sleep(0.3)
-    assert Counter((r["request"]["path"], int(r["status"])) for r in records) == Counter(
+    web = [r for r in records if r["protocol"] == "http"]
+    cache = [r for r in records if r["protocol"] == "redis"]
+    assert len(web) + len(cache) == len(records)
+    assert Counter((r["request"]["path"], int(r["status"])) for r in web) == Counter(
         (e["path"], e["status"]) for e in stack["log"]
     )
+    assert Counter((r["request"]["command"], r["error"]) for r in cache) == stack["redis_log"]
 
 
 def test_layer4_bytes_equal_tshark_on_the_same_traffic(stack: Any) -> None:
-    port = stack["nginx"].port
     out = subprocess.run(
         ["tshark", "-n", "-r", stack["pcap"], "-T", "fields", "-e", "tcp.dstport", "-e", "tcp.len"],
         capture_output=True, text=True, check=True,
@@ -262,18 +333,22 @@ def test_layer4_bytes_equal_tshark_on_the_same_traffic(stack: Any) -> None:
     truth: Counter[str] = Counter()
     for line in out.splitlines():
         dport, length = line.split("\t")
-        truth["to_server" if int(dport) == port else "to_client"] += int(length)
+        truth[dport] += int(length)
     text = scrape(stack["api"])
-    assert counter_sum(text, "tcp_received_bytes_total", dst_port=str(port)) == truth["to_server"]
-    assert counter_sum(text, "tcp_received_bytes_total") - truth["to_server"] == truth["to_client"]
+    for port in (stack["nginx"].port, stack["redis"].port):
+        assert truth[str(port)] > 0
+        assert counter_sum(text, "tcp_received_bytes_total", dst_port=str(port)) == truth[str(port)]
+    assert counter_sum(text, "tcp_received_bytes_total") == sum(truth.values())
 
 
 def test_reload_adds_a_rule_rejects_a_broken_config_and_keeps_counting(stack: Any) -> None:
     agent, api, nginx = stack["agent"], stack["api"], stack["nginx"]
     special = SpecialServer(free_port())
     try:
-        workdir = stack["prom"].dir
-        agent.write_config(config(api, [nginx.port, special.port], stack["prom"], stack["otlp"], workdir))
+        workdir, rport = stack["prom"].dir, stack["redis"].port
+        agent.write_config(
+            config(api, [nginx.port, special.port], stack["prom"], stack["otlp"], workdir, redis_port=rport)
+        )
         agent.proc.send_signal(signal.SIGHUP)
         assert (
             wait_for(lambda: counter_sum(get(api, "/metrics")[1].decode(), "packetd_reloads_total"), 1.0)
@@ -298,7 +373,9 @@ def test_reload_adds_a_rule_rejects_a_broken_config_and_keeps_counting(stack: An
             == 2.0
         )
         # POST /-/reload applies a good config and answers with the outcome
-        agent.write_config(config(api, [nginx.port, special.port], stack["prom"], stack["otlp"], workdir))
+        agent.write_config(
+            config(api, [nginx.port, special.port], stack["prom"], stack["otlp"], workdir, redis_port=rport)
+        )
         status, body = post(api, "/-/reload")
         assert status == 200 and b"applied" in body
         agent.write_config("sniffer:\n  blockNum: 1\n")
