@@ -74,6 +74,7 @@ class StreamHandler(Protocol):
     def gap(self, direction: int, nbytes: int, ts_ns: int) -> None: ...
     def eof(self, direction: int, ts_ns: int) -> None: ...
     def close(self, ts_ns: int) -> None: ...
+    def settled(self) -> bool: ...  # every request answered (asked of UDP conversations after an answer)
 
 
 # (server port, transport) → which protocol; returns a handler factory or None when no rule matches
@@ -85,6 +86,9 @@ HandlerFactory = Callable[[str, Endpoint, Endpoint, bool, int], StreamHandler]  
 class FlowConfig:
     max_flows: int = 65536  # bounded table: ~2 KiB per idle flow, ~128 MiB worst case
     idle_timeout_ns: int = 300 * 1_000_000_000  # connExpired, reference §2.2 (default 5m)
+    # UDP conversations have no close: an unanswered query is given up long before 5 minutes (resolvers
+    # retry after 1-5 s), and a table full of them costs every packet (eviction, garbage collection)
+    udp_idle_timeout_ns: int = 30 * 1_000_000_000
 
 
 class FlowStats:
@@ -714,15 +718,22 @@ class FlowTable:
         st = flow.streams[d]
         st.packets += 1
         st.bytes += len(seg.payload)
-        if flow.handler is not None and len(seg.payload):
-            flow.handler.data(d, seg.payload, seg.ts_ns)
+        handler = flow.handler
+        if handler is not None and len(seg.payload):
+            handler.data(d, seg.payload, seg.ts_ns)
+            # an answer that leaves nothing pending ends the conversation (a stub resolver's socket asks
+            # once): the flow goes now instead of idling for minutes; a later datagram starts a new one
+            if d == 1 and handler.settled():
+                self._remove(flow, seg.ts_ns, linger=False, reason="closed")
+                self.stats.closed += 1
 
     # -- housekeeping ----------------------------------------------------------------------------------------
     def _sweep(self, now: int) -> None:
         self._next_sweep = now + SWEEP_INTERVAL_NS
         idle = self.config.idle_timeout_ns
+        udp_idle = min(idle, self.config.udp_idle_timeout_ns)
         for flow in list(self._flows.values()):
-            if now - flow.last_ns > idle:
+            if now - flow.last_ns > (idle if flow.transport == PROTO_TCP else udp_idle):
                 self._end(flow, now, "expired")
                 continue
             for d, st in enumerate(flow.streams):

@@ -44,6 +44,7 @@ class Matcher(Protocol):
     def no_answer(self, key: object) -> None: ...
     def pop_oldest(self) -> Message | None: ...
     def close(self) -> None: ...
+    def settled(self) -> bool: ...  # every request answered: nothing more is expected
 
 
 class FifoMatcher:
@@ -86,6 +87,9 @@ class FifoMatcher:
 
     def pop_oldest(self) -> Message | None:
         return self._pending.popleft() if self._pending else None
+
+    def settled(self) -> bool:
+        return not self._pending
 
     def close(self) -> None:
         while self._pending:
@@ -141,6 +145,9 @@ class KeyedMatcher:
             return None
         return self._pending.pop(next(iter(self._pending)))
 
+    def settled(self) -> bool:
+        return not self._pending
+
     def close(self) -> None:
         for req in self._pending.values():
             self._unanswered(req, 0)
@@ -176,3 +183,6 @@ class OneWayMatcher:
 
     def close(self) -> None:
         pass
+
+    def settled(self) -> bool:
+        return False  # no request/response structure: nothing says the conversation is over

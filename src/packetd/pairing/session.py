@@ -215,6 +215,10 @@ class Session:
         self._matcher.close()
         self._release()
 
+    def settled(self) -> bool:
+        """Every request was answered (a UDP conversation's flow may then go: see FlowTable)."""
+        return self._decoder is None or self._matcher.settled()
+
     @property
     def protocol(self) -> str:
         return self._spec.name
