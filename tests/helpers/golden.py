@@ -21,7 +21,25 @@ from packetd.engine import Engine, EngineConfig, Rule
 from packetd.pairing.roundtrip import Roundtrip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CORPUS = os.path.normpath(os.path.join(ROOT, "..", "shared", "corpus"))
+
+
+def _corpus() -> str:
+    """../shared/corpus beside the checkout; $PACKETD_CORPUS, or the nearest ancestor's shared/corpus, for a
+    clone made elsewhere (a CI work folder, a scratch copy)."""
+    env = os.environ.get("PACKETD_CORPUS")
+    if env:
+        return env
+    here = ROOT
+    while True:
+        candidate = os.path.join(os.path.dirname(here), "shared", "corpus")
+        if os.path.isfile(os.path.join(candidate, "MANIFEST.tsv")):
+            return os.path.normpath(candidate)
+        if os.path.dirname(here) == here:
+            return os.path.normpath(os.path.join(ROOT, "..", "shared", "corpus"))  # the error names it
+        here = os.path.dirname(here)
+
+
+CORPUS = _corpus()
 GOLDEN = os.path.join(ROOT, "tests", "golden")
 
 
