@@ -273,6 +273,34 @@ def test_user_drops_privileges_once_the_socket_is_open() -> None:
             proc.wait()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_one_signal_stops_a_watch_waiting_on_a_quiet_pipe(sig: int) -> None:
+    """`tcpdump -w - | packetd watch --pcap-file -` with no traffic: the read blocks; one Ctrl-C ends it."""
+    sample = os.path.join(ROOT, "samples", "http-sample.pcapng")
+    with open(sample, "rb") as f:
+        head = f.read(28 + 100)  # the section header and some of what follows, then silence
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "packetd", "watch", "--pcap-file", "-", "--format", "json"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")},
+    )  # fmt: skip
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(head)
+        proc.stdin.flush()
+        time.sleep(2.0)  # started, and blocked in the read
+        assert proc.poll() is None
+        proc.send_signal(sig)
+        proc.wait(timeout=5)  # stdin still open: the read itself must give way
+        _, err = proc.communicate()
+        assert proc.returncode == 0 and b"packets in" in err and b"interrupted" in err
+        assert b"Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.mark.parametrize(
     ("opt", "message"),
     [

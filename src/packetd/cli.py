@@ -478,7 +478,7 @@ def run_watch(opts: WatchOptions) -> int:
         kinds=frozenset(opts.kinds) if opts.kinds else frozenset(Kind.ALL),
     )
     shown = 0
-    halt = _Halt()
+    halt = _Halt(at_once=not live)
     limit = opts.count
     accept = display.accept
     write = output.write
@@ -557,15 +557,18 @@ def run_watch(opts: WatchOptions) -> int:
 class _Halt:
     """Why and when watch stops: a record limit, or SIGINT/SIGTERM.
 
-    The first signal only sets a flag, read between frames, so no frame is left half-processed (an
-    exception raised in the middle of one left a flow advanced past bytes its decoder never saw, and the
-    drain that follows then replayed them as retransmissions). A second signal raises KeyboardInterrupt:
-    Ctrl-C twice always stops, even when a write to a blocked pipe holds the loop up.
+    Live, the first signal only sets a flag, read between frames (the source yields at least every 200 ms),
+    so no frame is left half-processed: an exception raised in the middle of one left a flow advanced past
+    bytes its decoder never saw, and the drain that follows then replayed them as retransmissions. A second
+    signal raises KeyboardInterrupt: Ctrl-C twice always stops, even when a write to a blocked pipe holds
+    the loop up. Reading a file or a pipe, where nothing is drained afterwards and a read from a quiet pipe
+    may block for ever, the first signal raises at once.
     """
 
-    __slots__ = ("forced", "now", "signals")
+    __slots__ = ("at_once", "forced", "now", "signals")
 
-    def __init__(self) -> None:
+    def __init__(self, at_once: bool) -> None:
+        self.at_once = at_once
         self.now = False
         self.forced = False
         self.signals = 0
@@ -573,7 +576,7 @@ class _Halt:
     def signalled(self, signum: int, frame: Any) -> None:
         self.signals += 1
         self.now = True
-        if self.signals > 1:
+        if self.signals > 1 or self.at_once:
             self.forced = True
             raise KeyboardInterrupt
 
