@@ -486,12 +486,13 @@ def run_watch(opts: WatchOptions) -> int:
     def sink(rt: Roundtrip) -> None:
         nonlocal shown
         summary.add(rt)
-        if halt.now or not accept(rt):
+        # after a signal, records still flow: what the kernel already delivered is drained and shown
+        if halt.full or not accept(rt):
             return
         write(rt)
         shown += 1
         if limit and shown >= limit:
-            halt.now = True
+            halt.now = halt.full = True
 
     engine = Engine(config, sink)
     frame = engine.frame
@@ -565,11 +566,12 @@ class _Halt:
     may block for ever, the first signal raises at once.
     """
 
-    __slots__ = ("at_once", "forced", "now", "signals")
+    __slots__ = ("at_once", "forced", "full", "now", "signals")
 
     def __init__(self, at_once: bool) -> None:
         self.at_once = at_once
-        self.now = False
+        self.now = False  # stop reading
+        self.full = False  # --count records were shown: show no more
         self.forced = False
         self.signals = 0
 
