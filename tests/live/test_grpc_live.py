@@ -189,7 +189,16 @@ def test_tcpdump_replay_gives_the_same_records(traffic: dict[str, Any]) -> None:
     def strip(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{k: v for k, v in r.items() if k not in times} for r in recs]
 
-    assert strip(replayed) == strip(traffic["records"])
+    # The deadline's two packets (the server's DEADLINE_EXCEEDED, the client's RST_STREAM) leave two
+    # processes within microseconds, on two cores: two capture sockets may receive them in either order,
+    # so the Slow call may end differently in the two captures (test_deadline_exceeded checks both ends).
+    # Everything else is the same, record for record, in the same order.
+    def others(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in strip(recs) if r["operation"] != "demo.Echo/Slow"]
+
+    assert others(replayed) == others(traffic["records"])
+    slow = [r for r in replayed if r["operation"] == "demo.Echo/Slow"]
+    assert len(slow) == 1 and slow[0]["kind"] in ("roundtrip", "unanswered")
 
 
 def test_live_records_validate_against_the_schema(traffic: dict[str, Any]) -> None:
