@@ -35,10 +35,10 @@ ROOT = os.path.join(os.path.dirname(__file__), "..")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
+from bench.common import in_fresh_process, timed_replay  # noqa: E402
 from tests.helpers.dbservers import MariaDBServer, PostgresServer, RedisServer  # noqa: E402
 
-from packetd.capture.pcapfile import CaptureFile  # noqa: E402
-from packetd.engine import Engine, EngineConfig, Rule  # noqa: E402
+from packetd.engine import Rule  # noqa: E402
 
 TSHARK_FILTER = {"redis": "resp", "postgresql": "pgsql", "mysql": "mysql"}
 OUT = os.path.join(os.path.dirname(__file__), "out")
@@ -107,17 +107,8 @@ def replay(pcap: str, proto: str, port: int) -> tuple[float, int, int]:
     def sink(_rt: object) -> None:
         count[0] += 1
 
-    engine = Engine(EngineConfig(rules=(Rule(protocol=proto, ports=(port,)),)), sink)
-    t0 = time.perf_counter()
-    cf = CaptureFile(pcap)
-    packets = 0
-    frame = engine.frame
-    for ts, lt, data in cf:
-        frame(ts, lt, data)
-        packets += 1
-    engine.finish()
-    cf.close()
-    return time.perf_counter() - t0, packets, count[0]
+    _, packets, elapsed = timed_replay(pcap, Rule(protocol=proto, ports=(port,)), sink)
+    return elapsed, packets, count[0]
 
 
 def offline(pcap: str, proto: str, port: int, runs: int) -> dict:
@@ -127,16 +118,7 @@ def offline(pcap: str, proto: str, port: int, runs: int) -> dict:
         t, packets, roundtrips = replay(pcap, proto, port)
         times.append(t)
     t = statistics.median(times)
-    # peak RSS of a fresh process doing one replay
-    code = (
-        "import sys, resource; sys.path[:0] = [%r, %r]; from bench.db_bench import replay; "
-        "replay(%r, %r, %d); print(int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]))"
-    ) % (ROOT, os.path.join(ROOT, "src"), pcap, proto, port)
-    rss_kb = int(
-        subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, check=True, text=True, cwd=ROOT
-        ).stdout.split()[-1]
-    )
+    _, rss_mb = in_fresh_process("db_bench", "replay", pcap, proto, port)  # peak RSS of one replay
     result = {
         "file_mb": round(os.path.getsize(pcap) / 1e6, 1),
         "packets": packets,
@@ -144,7 +126,7 @@ def offline(pcap: str, proto: str, port: int, runs: int) -> dict:
         "seconds": round(t, 2),
         "packets_per_s": round(packets / t),
         "roundtrips_per_s": round(roundtrips / t),
-        "peak_rss_mb": round(rss_kb / 1024, 1),
+        "peak_rss_mb": round(rss_mb, 1),
     }
     if shutil.which("tshark"):
         t0 = time.perf_counter()

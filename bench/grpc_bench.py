@@ -34,10 +34,10 @@ OUT = os.path.join(HERE, "out")
 sys.path.insert(0, os.path.join(ROOT, "src"))
 sys.path.insert(0, ROOT)
 
+from bench.common import in_fresh_process, timed_replay  # noqa: E402
 from tests.helpers.live import free_port, wait_port  # noqa: E402
 
-from packetd.capture.pcapfile import CaptureFile  # noqa: E402
-from packetd.engine import Engine, EngineConfig, Rule  # noqa: E402
+from packetd.engine import Rule  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:
@@ -113,17 +113,7 @@ def replay(path: str, port: int) -> dict[str, float]:
         nonlocal count
         count += 1
 
-    engine = Engine(EngineConfig(rules=(Rule(protocol="grpc", ports=(port,)),)), sink)
-    frame = engine.frame
-    cf = CaptureFile(path)
-    t0 = time.perf_counter()
-    packets = 0
-    for ts, lt, data in cf:
-        frame(ts, lt, data)
-        packets += 1
-    engine.finish()
-    elapsed = time.perf_counter() - t0
-    cf.close()
+    _, packets, elapsed = timed_replay(path, Rule(protocol="grpc", ports=(port,)), sink)
     return {
         "packets": packets,
         "roundtrips": count,
@@ -134,12 +124,8 @@ def replay(path: str, port: int) -> dict[str, float]:
 
 
 def run_child(path: str, port: int) -> dict[str, float]:
-    code = (
-        "import json,resource,sys; sys.path.insert(0, %r); import grpc_bench as b; "
-        "r=b.replay(%r, %d); r['peak_rss_mb']=int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])/1024; print(json.dumps(r))"
-    ) % (HERE, path, port)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
+    result, rss = in_fresh_process("grpc_bench", "replay", path, port)
+    return {**result, "peak_rss_mb": rss}
 
 
 def run_tshark(path: str, port: int) -> float:

@@ -25,11 +25,12 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from packetd.capture.pcapfile import CaptureFile
+from bench.common import in_fresh_process, timed_replay
+
 from packetd.capture.pcapwrite import PcapWriter, TcpConversation, ethernet
-from packetd.engine import Engine, EngineConfig, Rule
+from packetd.engine import Rule
 from packetd.export.jsonl import dumps
 
 OUT = os.path.join(os.path.dirname(__file__), "out")
@@ -142,17 +143,7 @@ def replay(path: str, serialise: bool) -> dict[str, float]:
         if serialise:
             out_bytes += len(dumps(rt))  # type: ignore[arg-type]
 
-    engine = Engine(EngineConfig(rules=(Rule(protocol="http", ports=(80,)),)), sink)
-    frame = engine.frame
-    cf = CaptureFile(path)
-    t0 = time.perf_counter()
-    packets = 0
-    for ts, lt, data in cf:
-        frame(ts, lt, data)
-        packets += 1
-    engine.finish()
-    elapsed = time.perf_counter() - t0
-    cf.close()
+    _, packets, elapsed = timed_replay(path, Rule(protocol="http", ports=(80,)), sink)
     return {
         "packets": packets,
         "roundtrips": count,
@@ -164,12 +155,8 @@ def replay(path: str, serialise: bool) -> dict[str, float]:
 
 def run_child(path: str, serialise: bool) -> dict[str, float]:
     """One replay in a fresh process, so peak RSS is this run's alone."""
-    code = (
-        "import json,resource,sys; sys.path.insert(0, %r); import http1_replay as b; "
-        "r=b.replay(%r, %r); r['peak_rss_mb']=int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])/1024; print(json.dumps(r))"
-    ) % (os.path.dirname(os.path.abspath(__file__)), path, serialise)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
+    result, rss = in_fresh_process("http1_replay", "replay", path, serialise)
+    return {**result, "peak_rss_mb": rss}
 
 
 def run_tshark(path: str) -> float:

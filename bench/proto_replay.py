@@ -27,10 +27,12 @@ from collections.abc import Callable
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "src"))
+sys.path.insert(0, ROOT)
 
-from packetd.capture.pcapfile import CaptureFile  # noqa: E402
+from bench.common import in_fresh_process, timed_replay  # noqa: E402
+
 from packetd.capture.pcapwrite import PcapWriter, TcpConversation, ethernet, ipv4_udp  # noqa: E402
-from packetd.engine import Engine, EngineConfig, Rule  # noqa: E402
+from packetd.engine import Rule  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 PORTS = {"dns": 53, "amqp": 5672, "mongodb": 27017, "kafka": 9092}
@@ -244,29 +246,15 @@ def replay(proto: str, path: str) -> dict[str, float]:
         nonlocal count
         count += 1
 
-    engine = Engine(EngineConfig(rules=(Rule(protocol=proto, ports=(PORTS[proto],)),)), sink)
-    frame = engine.frame
-    cf = CaptureFile(path)
-    t0 = time.perf_counter()
-    packets = 0
-    for ts, lt, data in cf:
-        frame(ts, lt, data)
-        packets += 1
-    engine.finish()
-    elapsed = time.perf_counter() - t0
-    cf.close()
+    engine, packets, elapsed = timed_replay(path, Rule(protocol=proto, ports=(PORTS[proto],)), sink)
     stats = engine.protocol_stats[proto]
     return {"packets": packets, "records": count, "seconds": elapsed, "pps": packets / elapsed,
             "rps": count / elapsed, "resets": stats.resets, "orphans": stats.pairing.orphans}  # fmt: skip
 
 
 def run_child(proto: str, path: str) -> dict[str, float]:
-    code = (
-        "import json,resource,sys; sys.path.insert(0, %r); import proto_replay as b; "
-        "r=b.replay(%r, %r); r['peak_rss_mb']=int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])/1024; print(json.dumps(r))"
-    ) % (os.path.dirname(os.path.abspath(__file__)), proto, path)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return dict(json.loads(out.stdout))
+    result, rss = in_fresh_process("proto_replay", "replay", proto, path)
+    return {**result, "peak_rss_mb": rss}
 
 
 def run_tshark(proto: str, path: str) -> float:
