@@ -171,14 +171,7 @@ class Session:
                     StopDecoding(start_ns=ts_ns, end_ns=ts_ns, size=0, flags=0, reason="tls", encrypted=True)
                 )
                 return
-        try:
-            msgs = self._decoder.receive(d, data, ts_ns)
-        except DecodeError as exc:
-            self._fail(exc, d, ts_ns)
-            return
-        if msgs:
-            self._errors_in_row = 0
-            self._dispatch(msgs, d, ts_ns)
+        self._feed(d, data, ts_ns)
 
     def gap(self, direction: int, nbytes: int, ts_ns: int) -> None:
         """`nbytes` of this direction were never captured."""

@@ -229,16 +229,7 @@ class Http1Decoder:
     # -- the Decoder interface ---------------------------------------------------------------------------
     def receive(self, direction: Direction, data: memoryview, ts_ns: int) -> Sequence[Message]:
         out: list[Message] = []
-        side = self._sides[direction]
-        pos = 0
-        n = len(data)
-        handlers = _HANDLERS
-        while pos < n:
-            pos = handlers[side.state](self, side, data, pos, ts_ns, out)
-            if side.state is State.DEAD:
-                if self._handover is not None:
-                    self._emit_handover(side, data[pos:].tobytes(), ts_ns, out)
-                break
+        self._run(self._sides[direction], data, ts_ns, out)
         return out
 
     def _run(self, side: _Side, data: memoryview, ts: int, out: list[Message]) -> None:
