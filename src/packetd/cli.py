@@ -566,20 +566,23 @@ class _Halt:
     may block for ever, the first signal raises at once.
     """
 
-    __slots__ = ("at_once", "forced", "full", "now", "signals")
+    __slots__ = ("at_once", "full", "now", "signals")
 
     def __init__(self, at_once: bool) -> None:
         self.at_once = at_once
-        self.now = False  # stop reading
+        self.now = False  # stop reading (read between frames: a plain attribute)
         self.full = False  # --count records were shown: show no more
-        self.forced = False
         self.signals = 0
+
+    @property
+    def forced(self) -> bool:
+        """A signal raised KeyboardInterrupt: stop without draining."""
+        return self.signals > 1 or (self.at_once and self.signals > 0)
 
     def signalled(self, signum: int, frame: Any) -> None:
         self.signals += 1
         self.now = True
-        if self.signals > 1 or self.at_once:
-            self.forced = True
+        if self.forced:
             raise KeyboardInterrupt
 
 
