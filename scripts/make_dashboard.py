@@ -20,6 +20,17 @@ OUT = os.path.join(os.path.dirname(__file__), "..", "deploy", "grafana", "packet
 DS = {"type": "prometheus", "uid": "${datasource}"}
 
 
+def row(pid: int, title: str, y: int) -> dict:
+    """A full-width row header."""
+    return {
+        "id": pid,
+        "type": "row",
+        "title": title,
+        "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+        "collapsed": False,
+    }
+
+
 def panel(pid: int, title: str, exprs: list[tuple[str, str]], x: int, y: int, unit: str) -> dict:
     return {
         "id": pid,
@@ -47,15 +58,7 @@ def main() -> None:
             else f'{p}_requests_total{{error="true"}}'
         )
         by = "server_address, server_port"
-        panels.append(
-            {
-                "id": pid,
-                "type": "row",
-                "title": p,
-                "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
-                "collapsed": False,
-            }
-        )
+        panels.append(row(pid, p, y))
         pid += 1
         y += 1
         panels.append(
@@ -95,15 +98,7 @@ def main() -> None:
         panels.append(panel(pid, f"{p}: latency percentiles per server", lat, 16, y, "s"))
         pid += 1
         y += 8
-    panels.append(
-        {
-            "id": pid,
-            "type": "row",
-            "title": "packetd itself",
-            "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
-            "collapsed": False,
-        }
-    )
+    panels.append(row(pid, "packetd itself", y))
     pid += 1
     y += 1
     panels.append(
