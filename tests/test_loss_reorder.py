@@ -29,6 +29,7 @@ from tests.helpers.golden import ManifestRow, manifest, run_file
 from tests.helpers.lossy import (
     Conn,
     Seg,
+    by_conn,
     conn_of,
     pairing,
     project,
@@ -69,13 +70,6 @@ def original(name: str) -> Original:
         engine.flows.stats.gap_bytes,
         engine.protocol_stats["http"].pairing.orphans,
     )
-
-
-def by_conn(records: list[Roundtrip]) -> dict[Conn, list[dict]]:
-    out: dict[Conn, list[dict]] = {}
-    for r in records:
-        out.setdefault(conn_of(r), []).append(project(r))
-    return out
 
 
 def replay(

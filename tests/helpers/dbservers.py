@@ -16,17 +16,7 @@ import subprocess
 import tempfile
 import time
 
-from tests.helpers.live import free_port, wait_port
-
-
-def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+from tests.helpers.live import free_port, stop_process, wait_port
 
 
 def _owned_dir(prefix: str, user: str) -> str:
@@ -55,7 +45,7 @@ class RedisServer:
         wait_port(self.port)
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc, timeout=30)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -126,7 +116,7 @@ class PostgresServer:
 
     def stop(self) -> None:
         # SIGINT is the postmaster's "fast shutdown"
-        _stop(self.proc, signal.SIGINT)
+        stop_process(self.proc, signal.SIGINT, timeout=30)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -180,5 +170,5 @@ class MariaDBServer:
         )  # fmt: skip
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc, timeout=30)
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -5,6 +5,8 @@ A case is a list of steps `(direction, bytes)`. "whole" feeds each step in one c
 byte in its own call; "trailing" appends the first half of a sentinel exchange to the last step of each
 direction and feeds the second half afterwards: the case's messages must come out unchanged, followed by
 the sentinel's, which proves the decoder kept the bytes that followed the case.
+
+`open_session` builds a real Session (decoder + matcher) for the tests that check pairing and its counters.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from packetd.pairing.roundtrip import Endpoint, Roundtrip
+from packetd.pairing.session import ProtocolStats, Session
 from packetd.protocols.base import Decoder, Direction, Message, Role
+from packetd.protocols.registry import ProtocolSpec, Registry
 
 C2S = Direction.C2S
 S2C = Direction.S2C
@@ -66,3 +71,16 @@ def run(
         out.extend(decoder.receive_eof(C2S, 99_999))
         out.extend(decoder.receive_eof(S2C, 99_999))
     return out
+
+
+def open_session(
+    spec: ProtocolSpec, registry: Registry, client: Endpoint, server: Endpoint, midstream: bool = False
+) -> tuple[Session, list[Roundtrip], dict[str, ProtocolStats]]:
+    """A Session for one connection, as the flow layer builds it; its records and per-protocol stats kept."""
+    records: list[Roundtrip] = []
+    stats: dict[str, ProtocolStats] = {}
+    s = Session(
+        spec, registry, client, server, records.append,
+        lambda name: stats.setdefault(name, ProtocolStats()), lambda name: None, midstream,
+    )  # fmt: skip
+    return s, records, stats

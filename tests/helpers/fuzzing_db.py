@@ -3,7 +3,8 @@
 `drive` feeds a decoder what the flow layer would (segments of either direction, gaps, EOFs) and behaves
 like the session: a DecodeError replaces the decoder with a fresh mid-stream one. Anything other than a
 message list or a DecodeError escaping the decoder fails the test; `bound` is checked after every call to
-prove the decoder's buffers stay bounded.
+prove the decoder's buffers stay bounded. `whole_and_segmented` decodes a real exchange in one piece and cut
+at random places, for the tests that both give the same records.
 """
 
 from __future__ import annotations
@@ -32,6 +33,23 @@ def segmented(data: bytes) -> st.SearchStrategy[list[bytes]]:
     return st.lists(st.integers(min_value=0, max_value=max(len(data), 1)), max_size=24).map(
         lambda cuts: split(data, cuts)
     )
+
+
+def whole_and_segmented(
+    factory: Callable[[], Decoder], steps: Sequence[tuple[Direction, bytes]], data: st.DataObject
+) -> tuple[list[Message], list[Message]]:
+    """The messages of `steps` fed one step at a time, and those of a fresh decoder fed each step cut into
+    segments drawn from `data`."""
+    whole = factory()
+    expected: list[Message] = []
+    for d, b in steps:
+        expected.extend(whole.receive(d, memoryview(b), 1))
+    cut = factory()
+    got: list[Message] = []
+    for d, b in steps:
+        for seg in data.draw(segmented(b)):
+            got.extend(cut.receive(d, memoryview(seg), 1))
+    return expected, got
 
 
 def events() -> st.SearchStrategy[list[Event]]:

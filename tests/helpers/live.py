@@ -38,6 +38,28 @@ def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None
     raise TimeoutError(f"nothing listens on {host}:{port}")
 
 
+def stop_process(
+    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20.0, group: bool = False
+) -> None:
+    """Send `sig` (to the process group if `group`), wait up to `timeout` s, then SIGKILL: by PID, never by name."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            if group:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+        proc.wait()
+
+
 def can_capture() -> bool:
     try:
         socket.socket(socket.AF_PACKET, socket.SOCK_RAW).close()
@@ -142,6 +164,25 @@ def replay(path: str, args: list[str]) -> tuple[list[dict[str, Any]], str]:
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()], out.stderr.decode()
 
 
+TIMES = ("start_time", "end_time", "duration_ns")
+
+
+def without_times(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records without their timestamps: two captures of the same packets (packetd's live capture and
+    tcpdump's file) timestamp them on different sockets."""
+    return [{k: v for k, v in r.items() if k not in TIMES} for r in records]
+
+
+def validate_against_schema(records: list[dict[str, Any]]) -> None:
+    """Every record validates against docs/roundtrip.schema.json (the public contract)."""
+    from jsonschema import Draft202012Validator
+
+    with open(os.path.join(ROOT, "docs", "roundtrip.schema.json")) as f:
+        validator = Draft202012Validator(json.load(f))
+    for rec in records:
+        validator.validate(rec)
+
+
 NGINX_CONF = """
 daemon off;
 worker_processes 1;
@@ -196,13 +237,7 @@ class Nginx:
         wait_port(self.port, host=host)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGQUIT, timeout=10)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -108,6 +108,14 @@ def conn_of(rec: Roundtrip) -> Conn:
     return (rec.client[0], rec.client[1], rec.server[0], rec.server[1])
 
 
+def by_conn(records: list[Roundtrip]) -> dict[Conn, list[dict[str, Any]]]:
+    """Each connection's records, projected, in their order: what loss or reordering may not change."""
+    out: dict[Conn, list[dict[str, Any]]] = {}
+    for r in records:
+        out.setdefault(conn_of(r), []).append(project(r))
+    return out
+
+
 def pairing(rec: Roundtrip) -> tuple[Conn, str, str, str | None]:
     """What a record claims: on this connection, this request was answered with this status."""
     req = rec.request

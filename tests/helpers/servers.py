@@ -14,27 +14,7 @@ import sys
 import tempfile
 import time
 
-from tests.helpers.live import free_port, wait_port
-
-
-def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, group: bool = False) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        if group:
-            os.killpg(proc.pid, sig)
-        else:
-            proc.send_signal(sig)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            if group:
-                os.killpg(proc.pid, signal.SIGKILL)
-            else:
-                proc.kill()
-        proc.wait()
-
+from tests.helpers.live import free_port, stop_process, wait_port
 
 UNBOUND_CONF = """server:
   interface: 127.0.0.1@{port}
@@ -81,7 +61,7 @@ class Unbound:
         wait_port(self.port)  # TCP listener up; UDP is bound in the same start-up step
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -126,7 +106,7 @@ class RabbitMQ:
         wait_port(self.port, timeout=90.0)
 
     def stop(self) -> None:
-        _stop(self.proc, group=True)
+        stop_process(self.proc, group=True)
         # Erlang starts epmd as a daemon when none runs: stop the one this server started, by PID
         for pid in _epmd_pids() - self._epmd_before:
             with contextlib.suppress(ProcessLookupError):
@@ -161,7 +141,7 @@ class Secantus:
         wait_port(self.port, timeout=60.0)
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
 
 
 def secantus_available() -> bool:
@@ -190,7 +170,7 @@ class Tansu:
         time.sleep(0.5)
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -8,7 +8,6 @@ method, status and those message counts, and nothing else.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -16,7 +15,16 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.live import ROOT, can_capture, capture, free_port, replay, wait_port
+from tests.helpers.live import (
+    ROOT,
+    can_capture,
+    capture,
+    free_port,
+    replay,
+    validate_against_schema,
+    wait_port,
+    without_times,
+)
 
 grpc = pytest.importorskip("grpc")
 
@@ -184,17 +192,13 @@ def test_summary_reports_no_drops_and_no_resets(traffic: dict[str, Any]) -> None
 
 def test_tcpdump_replay_gives_the_same_records(traffic: dict[str, Any]) -> None:
     replayed, _ = replay(traffic["pcap"], ["--proto", f"grpc;{traffic['port']}"])
-    times = ("start_time", "end_time", "duration_ns")
-
-    def strip(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{k: v for k, v in r.items() if k not in times} for r in recs]
 
     # The deadline's two packets (the server's DEADLINE_EXCEEDED, the client's RST_STREAM) leave two
     # processes within microseconds, on two cores: two capture sockets may receive them in either order,
     # so the Slow call may end differently in the two captures (test_deadline_exceeded checks both ends).
     # Everything else is the same, record for record, in the same order.
     def others(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [r for r in strip(recs) if r["operation"] != "demo.Echo/Slow"]
+        return [r for r in without_times(recs) if r["operation"] != "demo.Echo/Slow"]
 
     assert others(replayed) == others(traffic["records"])
     slow = [r for r in replayed if r["operation"] == "demo.Echo/Slow"]
@@ -202,9 +206,4 @@ def test_tcpdump_replay_gives_the_same_records(traffic: dict[str, Any]) -> None:
 
 
 def test_live_records_validate_against_the_schema(traffic: dict[str, Any]) -> None:
-    from jsonschema import Draft202012Validator
-
-    with open(os.path.join(ROOT, "docs", "roundtrip.schema.json")) as f:
-        validator = Draft202012Validator(json.load(f))
-    for rec in traffic["records"]:
-        validator.validate(rec)
+    validate_against_schema(traffic["records"])

@@ -9,11 +9,9 @@ clients' own output: method, path, status and body length of every request they 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,7 +19,17 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.live import ROOT, can_capture, capture, free_port, replay, wait_port
+from tests.helpers.live import (
+    ROOT,
+    can_capture,
+    capture,
+    free_port,
+    replay,
+    stop_process,
+    validate_against_schema,
+    wait_port,
+    without_times,
+)
 
 pytestmark = [
     pytest.mark.root,
@@ -125,12 +133,7 @@ def traffic() -> dict[str, Any]:
             pcap = cap.pcap_path
     finally:
         for p in (nghttpd, hypercorn):
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            stop_process(p, timeout=10)
         shutil.rmtree(www, ignore_errors=True)
     return {"log": log, "records": records, "stderr": stderr, "pcap": pcap, "ports": f"{ng},{hc}", "hc": hc}
 
@@ -193,18 +196,8 @@ def test_summary_reports_no_drops_and_no_resets(traffic: dict[str, Any]) -> None
 
 def test_tcpdump_replay_gives_the_same_records(traffic: dict[str, Any]) -> None:
     replayed, _ = replay(traffic["pcap"], ["--proto", f"http;{traffic['ports']}"])
-    times = ("start_time", "end_time", "duration_ns")
-
-    def strip(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{k: v for k, v in r.items() if k not in times} for r in recs]
-
-    assert strip(replayed) == strip(traffic["records"])
+    assert without_times(replayed) == without_times(traffic["records"])
 
 
 def test_live_records_validate_against_the_schema(traffic: dict[str, Any]) -> None:
-    from jsonschema import Draft202012Validator
-
-    with open(os.path.join(ROOT, "docs", "roundtrip.schema.json")) as f:
-        validator = Draft202012Validator(json.load(f))
-    for rec in traffic["records"]:
-        validator.validate(rec)
+    validate_against_schema(traffic["records"])

@@ -9,7 +9,6 @@ and nothing else; replaying tcpdump's file with --pcap-file must give the same r
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import socket
 import time
@@ -17,7 +16,17 @@ from email.utils import formatdate
 
 import pytest
 
-from tests.helpers.live import Nginx, can_capture, capture, free_port, nginx_available, replay
+from tests.helpers.live import (
+    TIMES,
+    Nginx,
+    can_capture,
+    capture,
+    free_port,
+    nginx_available,
+    replay,
+    validate_against_schema,
+    without_times,
+)
 from tests.helpers.special_server import SpecialServer
 
 pytestmark = [
@@ -259,9 +268,6 @@ def test_summary_reports_no_drops_and_no_resets(traffic: dict) -> None:
     assert " 0 decode resets" in err and " 0 gaps" in err
 
 
-TIMES = ("start_time", "end_time", "duration_ns")
-
-
 def _ns(t: str) -> int:
     secs = time.mktime(time.strptime(t[:19], "%Y-%m-%dT%H:%M:%S"))
     return int(secs) * 1_000_000_000 + int(t[20:29])
@@ -270,11 +276,7 @@ def _ns(t: str) -> int:
 def test_tcpdump_replay_gives_the_same_records(traffic: dict) -> None:
     replayed, _ = replay(traffic["pcap"], ["--proto", f"http;{traffic['ports']}"])
     live = traffic["records"]
-
-    def strip(recs: list[dict]) -> list[dict]:
-        return [{k: v for k, v in r.items() if k not in TIMES} for r in recs]
-
-    assert strip(replayed) == strip(live), _debug_diff(replayed, live)
+    assert without_times(replayed) == without_times(live), _debug_diff(replayed, live)
     # loopback packets are timestamped per capturing socket, so the two captures differ by microseconds
     for a, b in zip(replayed, live, strict=True):
         assert abs(_ns(a["start_time"]) - _ns(b["start_time"])) < 1_000_000
@@ -291,12 +293,7 @@ def _debug_diff(a: list[dict], b: list[dict]) -> str:
 
 
 def test_live_records_validate_against_the_schema(traffic: dict) -> None:
-    from jsonschema import Draft202012Validator
-
-    with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "roundtrip.schema.json")) as f:
-        validator = Draft202012Validator(json.load(f))
-    for rec in traffic["records"]:
-        validator.validate(rec)
+    validate_against_schema(traffic["records"])
 
 
 def test_libpcap_engine_captures_the_same_exchanges() -> None:

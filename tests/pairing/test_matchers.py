@@ -11,6 +11,7 @@ from packetd.pairing.roundtrip import Roundtrip
 from packetd.pairing.session import MAX_RESETS, ProtocolStats, Session
 from packetd.protocols.base import DecoderContext, Direction, Flag, Kind, Message, Role
 from packetd.protocols.registry import HTTP, ProtocolSpec, Registry
+from tests.helpers.decoding import open_session
 from tests.helpers.tlsgen import handshake
 
 
@@ -122,14 +123,8 @@ def test_oneway_matcher() -> None:
 def session(
     registry: Registry | None = None, midstream: bool = False
 ) -> tuple[Session, list[Roundtrip], dict[str, ProtocolStats]]:
-    records: list[Roundtrip] = []
-    stats: dict[str, ProtocolStats] = {}
     reg = registry or Registry([HTTP])
-    s = Session(
-        reg["http"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 80), records.append,
-        lambda n: stats.setdefault(n, ProtocolStats()), lambda n: None, midstream,
-    )  # fmt: skip
-    return s, records, stats
+    return open_session(reg["http"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 80), midstream)
 
 
 def test_decode_error_resets_counts_and_resyncs() -> None:

@@ -8,17 +8,12 @@ from packetd.pairing.session import ProtocolStats, Session
 from packetd.protocols.base import Kind
 from packetd.protocols.registry import POSTGRESQL, Registry
 from tests.helpers import pgwire as pg
+from tests.helpers.decoding import open_session
 
 
 def session() -> tuple[Session, list[Roundtrip], dict[str, ProtocolStats]]:
-    records: list[Roundtrip] = []
-    stats: dict[str, ProtocolStats] = {}
     reg = Registry([POSTGRESQL])
-    s = Session(
-        reg["postgresql"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 5432), records.append,
-        lambda n: stats.setdefault(n, ProtocolStats()), lambda n: None, False,
-    )  # fmt: skip
-    return s, records, stats
+    return open_session(reg["postgresql"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 5432))
 
 
 def test_a_skipped_execute_is_an_unanswered_record_at_once_and_pairing_stays_aligned() -> None:

@@ -12,12 +12,12 @@ import pika.spec
 import pytest
 
 from packetd.pairing.roundtrip import Roundtrip
-from packetd.pairing.session import ProtocolStats, Session
+from packetd.pairing.session import ProtocolStats
 from packetd.protocols.amqp.decoder import MAX_RESYNC_SCAN, AmqpDecoder
 from packetd.protocols.amqp.messages import AmqpMethod
 from packetd.protocols.base import DecodeError, DecoderContext, Flag
 from packetd.protocols.registry import AMQP, REGISTRY
-from tests.helpers.decoding import C2S, MODES, S2C, Step, run
+from tests.helpers.decoding import C2S, MODES, S2C, Step, open_session, run
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 PASSWORD = "s3cr3t-passw0rd"
@@ -236,20 +236,9 @@ CASES: dict[str, tuple[list[Step], list[tuple[str, str, str | None]]]] = {
 }
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.records: list[Roundtrip] = []
-        self.stats: dict[str, ProtocolStats] = {}
-
-    def stats_for(self, name: str) -> ProtocolStats:
-        return self.stats.setdefault(name, ProtocolStats())
-
-
 def session_records(steps: list[Step], mode: str = "whole") -> tuple[list[Roundtrip], ProtocolStats]:
     """Feed the steps through a real Session (decoder + keyed matcher), as the flow layer would."""
-    sink = Sink()
-    s = Session(AMQP, REGISTRY, ("10.0.0.1", 40000), ("10.0.0.2", 5672), sink.records.append,
-                sink.stats_for, lambda _name: None, midstream=False)  # fmt: skip
+    s, records, stats = open_session(AMQP, REGISTRY, ("10.0.0.1", 40000), ("10.0.0.2", 5672))
     ts = 1000
     for d, data in steps:
         pieces = [data[i : i + 1] for i in range(len(data))] if mode == "bytewise" else [data]
@@ -257,7 +246,7 @@ def session_records(steps: list[Step], mode: str = "whole") -> tuple[list[Roundt
             ts += 1
             s.data(d, memoryview(piece), ts)
     s.close(ts + 1)
-    return sink.records, sink.stats_for("amqp")
+    return records, stats["amqp"]
 
 
 def summary(records: list[Roundtrip]) -> list[tuple[str, str, str | None]]:

@@ -17,7 +17,8 @@ from packetd.protocols.base import DecodeError, DecoderContext, Flag, Message, N
 from packetd.protocols.http2 import decoder as h2
 from packetd.protocols.http2.decoder import Http2Decoder, Http2Options
 from packetd.protocols.http2.messages import GrpcResponse, Http2Request, Http2Response
-from tests.helpers.decoding import C2S, MODES, S2C, Step, feed, run
+from packetd.protocols.registry import REGISTRY
+from tests.helpers.decoding import C2S, MODES, S2C, Step, feed, open_session, run
 from tests.helpers.h2wire import (
     ACK,
     CONTINUATION,
@@ -546,16 +547,7 @@ def test_status_mapping_without_grpc_status() -> None:
 
 
 def test_reset_without_response_is_unanswered_through_the_session() -> None:
-    from packetd.pairing.roundtrip import Roundtrip
-    from packetd.pairing.session import ProtocolStats, Session
-    from packetd.protocols.registry import REGISTRY
-
-    records: list[Roundtrip] = []
-    stats: dict[str, ProtocolStats] = {}
-    s = Session(
-        REGISTRY["grpc"], REGISTRY, ("10.0.0.1", 40000), ("10.0.0.2", 50051), records.append,
-        lambda p: stats.setdefault(p, ProtocolStats()), lambda p: None, False,
-    )  # fmt: skip
+    s, records, stats = open_session(REGISTRY["grpc"], REGISTRY, ("10.0.0.1", 40000), ("10.0.0.2", 50051))
     conn = Conn()
     oc, os_ = _opening(conn)
     c = conn.headers(True, 1, GRPC_REQ) + data(1, grpc_msg(b"q"), end=True)
@@ -575,16 +567,7 @@ def test_reset_without_response_is_unanswered_through_the_session() -> None:
 
 
 def test_one_connection_carries_grpc_and_http2_records() -> None:
-    from packetd.pairing.roundtrip import Roundtrip
-    from packetd.pairing.session import ProtocolStats, Session
-    from packetd.protocols.registry import REGISTRY
-
-    records: list[Roundtrip] = []
-    stats: dict[str, ProtocolStats] = {}
-    s = Session(
-        REGISTRY["http2"], REGISTRY, ("10.0.0.1", 40000), ("10.0.0.2", 8080), records.append,
-        lambda p: stats.setdefault(p, ProtocolStats()), lambda p: None, False,
-    )  # fmt: skip
+    s, records, stats = open_session(REGISTRY["http2"], REGISTRY, ("10.0.0.1", 40000), ("10.0.0.2", 8080))
     conn = Conn()
     oc, os_ = _opening(conn)
     c = conn.headers(True, 1, GRPC_REQ, end_stream=True) + conn.get(3, "/health")
@@ -872,16 +855,7 @@ def test_a_gap_flags_only_the_stream_halves_still_in_progress() -> None:
 
 
 def test_a_decode_error_hands_the_held_requests_to_the_session_first() -> None:
-    from packetd.pairing.roundtrip import Roundtrip
-    from packetd.pairing.session import ProtocolStats, Session
-    from packetd.protocols.registry import REGISTRY
-
-    records: list[Roundtrip] = []
-    stats: dict[str, ProtocolStats] = {}
-    s = Session(
-        REGISTRY["http2"], REGISTRY, ("10.0.0.1", 40000), ("10.0.0.2", 8080), records.append,
-        lambda p: stats.setdefault(p, ProtocolStats()), lambda p: None, False,
-    )  # fmt: skip
+    s, records, stats = open_session(REGISTRY["http2"], REGISTRY, ("10.0.0.1", 40000), ("10.0.0.2", 8080))
     conn = Conn()
     oc, os_ = _opening(conn)
     s.data(0, memoryview(oc + conn.get(1, "/held")), 1)

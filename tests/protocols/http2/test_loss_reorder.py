@@ -16,7 +16,6 @@ import functools
 import itertools
 import os
 from collections import Counter
-from typing import Any
 
 import pytest
 
@@ -28,6 +27,7 @@ from tests.helpers.golden import ManifestRow, manifest, run_file
 from tests.helpers.lossy import (
     Conn,
     Seg,
+    by_conn,
     conn_of,
     project,
     read_frames,
@@ -59,13 +59,6 @@ def replay(
 ) -> list[Roundtrip]:
     write_modified(row.path, path, drop=drop or (), order=order)
     return run_file(path, rules(row))[0]
-
-
-def by_conn(records: list[Roundtrip]) -> dict[Conn, list[dict[str, Any]]]:
-    out: dict[Conn, list[dict[str, Any]]] = {}
-    for r in records:
-        out.setdefault(conn_of(r), []).append(project(r))
-    return out
 
 
 def claims(records: list[Roundtrip]) -> Counter[tuple[Conn, int, str, str | None, str | None]]:

@@ -17,7 +17,7 @@ from packetd.protocols.mysql.decoder import (
 )
 from tests.helpers import mywire as my
 from tests.helpers.decoding import project
-from tests.helpers.fuzzing_db import drive, events, segmented
+from tests.helpers.fuzzing_db import drive, events, whole_and_segmented
 from tests.protocols.mysql.test_decoder import CASES
 
 
@@ -59,13 +59,5 @@ def test_protocol_shaped_garbage(chunks: list) -> None:
 @given(st.sampled_from(sorted(CASES)), st.data())
 def test_any_segmentation_gives_the_same_records(name: str, data: st.DataObject) -> None:
     pre, steps, _ = CASES[name]
-    whole = MysqlDecoder()
-    expected = []
-    for d, b in pre + steps:
-        expected.extend(whole.receive(d, memoryview(b), 1))
-    cut = MysqlDecoder()
-    got = []
-    for d, b in pre + steps:
-        for seg in data.draw(segmented(b)):
-            got.extend(cut.receive(d, memoryview(seg), 1))
+    expected, got = whole_and_segmented(MysqlDecoder, pre + steps, data)
     assert project(got) == project(expected)

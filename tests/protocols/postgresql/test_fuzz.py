@@ -15,7 +15,7 @@ from packetd.protocols.postgresql.decoder import (
 )
 from tests.helpers import pgwire as pg
 from tests.helpers.decoding import project
-from tests.helpers.fuzzing_db import drive, events, segmented
+from tests.helpers.fuzzing_db import drive, events, whole_and_segmented
 from tests.protocols.postgresql.test_decoder import CASES, HANDSHAKE_CASES, PREAMBLE
 
 
@@ -58,14 +58,5 @@ ALL = {**{k: PREAMBLE + v[0] for k, v in CASES.items()}, **{k: v[0] for k, v in 
 @settings(max_examples=200, deadline=None)
 @given(st.sampled_from(sorted(ALL)), st.data())
 def test_any_segmentation_gives_the_same_records(name: str, data: st.DataObject) -> None:
-    steps = ALL[name]
-    whole = PostgresDecoder()
-    expected = []
-    for d, b in steps:
-        expected.extend(whole.receive(d, memoryview(b), 1))
-    cut = PostgresDecoder()
-    got = []
-    for d, b in steps:
-        for seg in data.draw(segmented(b)):
-            got.extend(cut.receive(d, memoryview(seg), 1))
+    expected, got = whole_and_segmented(PostgresDecoder, ALL[name], data)
     assert project(got) == project(expected)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from packetd.protocols.base import Role
 from packetd.protocols.redis.decoder import MAX_DEPTH, MAX_LINE, MAX_PENDING, RedisDecoder, new_decoder
 from tests.helpers.decoding import project
-from tests.helpers.fuzzing_db import drive, events, segmented
+from tests.helpers.fuzzing_db import drive, events, whole_and_segmented
 from tests.protocols.redis.test_decoder import CASES
 
 
@@ -55,15 +55,7 @@ CASE = st.sampled_from(sorted(CASES))
 @given(CASE, st.data())
 def test_any_segmentation_gives_the_same_records(name: str, data: st.DataObject) -> None:
     steps, _ = CASES[name]
-    whole = RedisDecoder()
-    expected = []
-    for d, b in steps:
-        expected.extend(whole.receive(d, memoryview(b), 1))
-    cut = RedisDecoder()
-    got = []
-    for d, b in steps:
-        for seg in data.draw(segmented(b)):
-            got.extend(cut.receive(d, memoryview(seg), 1))
+    expected, got = whole_and_segmented(RedisDecoder, steps, data)
     assert project(got) == project(expected)
     assert [m.ROLE for m in got] == [m.ROLE for m in expected]
     assert all(m.ROLE is not Role.CONTROL for m in got)
