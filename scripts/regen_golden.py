@@ -10,8 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from tests.helpers.golden import as_json, manifest, run_file, write_golden
-from tests.test_golden import RULES_FOR
+from tests.helpers.golden import RULES_FOR, as_json, manifest, run_file, write_golden
 
 
 def main() -> None:

@@ -8,35 +8,10 @@ reason; (2) the checked-in expected records (tests/golden/<protocol>/<file>.json
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 import pytest
 
-from packetd.engine import Rule
-from tests.helpers.golden import ManifestRow, as_json, manifest, read_golden, run_file
-
-
-def _h2_rules(row: ManifestRow) -> tuple[Rule, ...]:
-    """Files on tshark's HTTP ports (80, 8080) reach HTTP/2 as tshark does: through the HTTP/1 decoder's
-    hand-over (`Upgrade: h2c` + 101, or the prior-knowledge preface); the others are watched as HTTP/2
-    directly (the manifest's `needs -d tcp.port==P,http2`)."""
-    if set(row.ports) <= {80, 8080}:
-        return (Rule(protocol="http", ports=row.ports),)
-    return (Rule(protocol="http2", ports=row.ports),)
-
-
-RULES_FOR: dict[str, Callable[[ManifestRow], tuple[Rule, ...]]] = {
-    "http1": lambda row: (Rule(protocol="http", ports=row.ports),),
-    "http2": _h2_rules,
-    "grpc": lambda row: (Rule(protocol="grpc", ports=row.ports),),
-    "dns": lambda row: (Rule(protocol="dns", ports=row.ports),),
-    "amqp": lambda row: (Rule(protocol="amqp", ports=row.ports),),
-    "mongodb": lambda row: (Rule(protocol="mongodb", ports=row.ports),),
-    "kafka": lambda row: (Rule(protocol="kafka", ports=row.ports),),
-    "redis": lambda row: (Rule(protocol="redis", ports=row.ports),),
-    "postgresql": lambda row: (Rule(protocol="postgresql", ports=row.ports),),
-    "mysql": lambda row: (Rule(protocol="mysql", ports=row.ports),),
-}
+from tests.helpers.golden import RULES_FOR, ManifestRow, as_json, manifest, read_golden, run_file
 
 # file → (roundtrip records expected, why it differs from tshark's response count)
 EXPLAINED: dict[str, tuple[int, str]] = {

@@ -23,7 +23,7 @@ from packetd.engine import Rule
 from packetd.net.packet import SYN
 from packetd.pairing.roundtrip import Roundtrip
 from packetd.protocols.base import Flag
-from tests.helpers.golden import ManifestRow, manifest, run_file
+from tests.helpers.golden import RULES_FOR, ManifestRow, manifest, run_file
 from tests.helpers.lossy import (
     Conn,
     Seg,
@@ -35,7 +35,6 @@ from tests.helpers.lossy import (
     tcp_segments,
     write_modified,
 )
-from tests.test_golden import RULES_FOR
 
 # tests/helpers/lossy.py rewrites pcap files only
 ROWS = {row.name: row for row in manifest("http2") + manifest("grpc") if not row.name.endswith(".pcapng")}

@@ -14,9 +14,8 @@ import subprocess
 
 import pytest
 
-from tests.helpers.golden import ManifestRow, as_json, manifest, read_golden, run_file
+from tests.helpers.golden import RULES_FOR, ManifestRow, as_json, manifest, read_golden, run_file
 from tests.net.truth import TSHARK
-from tests.test_golden import RULES_FOR
 
 ROWS = manifest("kafka")
 
