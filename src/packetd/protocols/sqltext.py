@@ -53,7 +53,7 @@ _STATEMENT_END = {
 
 
 def _replace(m: re.Match[str]) -> str:
-    if m.lastgroup in ("str", "num", "dollar", "tag"):
+    if m.lastgroup in ("str", "num", "dollar"):
         return "?"
     return m.group(0)
 

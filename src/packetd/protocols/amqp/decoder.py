@@ -508,13 +508,20 @@ class AmqpDecoder:
         """The pair key of the oldest pending `request` from `requester` on `channel` (or one that pairs nothing)."""
         q = self._pending.get((channel, requester))
         if q:
-            for i, (pk, method) in enumerate(q):
-                if method == request:
-                    del q[i]
-                    self._npending -= 1
-                    return pk
+            pk = self._take(q, request)
+            if pk is not None:
+                return pk
         self._seq += 1
         return ("orphan", self._seq)
+
+    def _take(self, q: deque[tuple[object, tuple[int, int]]], method: tuple[int, int]) -> object | None:
+        """Remove the oldest pending `method` from `q`: its pair key, or None when none is pending."""
+        for i, (pk, m) in enumerate(q):
+            if m == method:
+                del q[i]
+                self._npending -= 1
+                return pk
+        return None
 
     def _close_answers(
         self,
@@ -535,31 +542,15 @@ class AmqpDecoder:
         channels = [channel] if channel else [channel, *(c for c, d in self._pending if d == peer and c)]
         for c in channels:
             q = self._pending.get((c, peer))
-            if not q:
+            pk = self._take(q, failed) if q else None
+            if pk is None:
                 continue
-            for i, (pk, method) in enumerate(q):
-                if method == failed:
-                    del q[i]
-                    self._npending -= 1
-                    self._channel(channel).closing[peer] = True
-                    key = (10, 50) if channel == 0 else (20, 40)
-                    out.append(
-                        Response(
-                            start,
-                            end,
-                            size,
-                            flags,
-                            channel,
-                            key,
-                            args,
-                            None,
-                            None,
-                            pk,
-                            reply_code,
-                            reply_text,
-                        )
-                    )
-                    return True
+            self._channel(channel).closing[peer] = True
+            key = (10, 50) if channel == 0 else (20, 40)
+            out.append(
+                Response(start, end, size, flags, channel, key, args, None, None, pk, reply_code, reply_text)
+            )
+            return True
         return False
 
     def _confirm(
@@ -576,13 +567,7 @@ class AmqpDecoder:
         """A broker Ack/Nack answers the publish with its delivery tag, or every one up to it (`multiple`)."""
         ch = self._channels.get(channel)
         tag = args.get("delivery_tag", 0)
-        if ch is None or not ch.confirms:
-            self._seq += 1
-            out.append(
-                Response(start, end, size, flags, channel, key, args, None, None, ("orphan", self._seq))
-            )
-            return
-        unconfirmed = ch.unconfirmed
+        unconfirmed = ch.unconfirmed if ch is not None and ch.confirms else {}  # not in confirm mode: orphan
         if args.get("multiple"):
             tags = [t for t in unconfirmed if tag == 0 or t <= tag]  # tag 0 with multiple: all outstanding
         else:

@@ -45,6 +45,7 @@ Wire format (RFC 1035 §4.1):
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import struct
 from collections.abc import Callable, Sequence
@@ -487,16 +488,8 @@ class DnsDecoder:
             return
         retransmitted = pending.pop(key, False)
         if retransmitted:
-            msg = _with_flags(msg, Flag.RETRANSMITTED)
+            msg = dataclasses.replace(msg, flags=msg.flags | Flag.RETRANSMITTED)
         out.append(msg)
-
-
-def _with_flags(msg: DnsMessage, flags: int) -> DnsMessage:
-    return type(msg)(
-        msg.start_ns, msg.end_ns, msg.size, msg.flags | flags,
-        msg.id, msg.bits, msg.questions, msg.answers, msg.authority, msg.additional, msg.counts, msg.edns,
-        msg.transport, msg.pair_key,
-    )  # fmt: skip
 
 
 def new_decoder(ctx: DecoderContext) -> DnsDecoder:

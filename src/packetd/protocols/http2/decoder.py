@@ -87,6 +87,7 @@ from packetd.protocols.http2.messages import (
     GrpcResponse,
     Http2Request,
     Http2Response,
+    field_value,
 )
 from packetd.protocols.traceparent import parse_traceparent
 
@@ -324,14 +325,6 @@ def _ctype_grpc(fields: Fields | None) -> bool | None:
         for name, v in fields:
             if name == b"content-type":
                 return v.startswith(b"application/grpc")
-    return None
-
-
-def _field(fields: Fields | None, name: bytes) -> bytes | None:
-    if fields:
-        for n, v in fields:
-            if n == name:
-                return v
     return None
 
 
@@ -921,8 +914,8 @@ class Http2Decoder:
     def _request(self, st: _Stream, h: _Half, grpc: bool) -> Message:
         p = h.pseudo
         headers = h.headers or ()
-        tp = _field(headers, b"traceparent")
-        trace = parse_traceparent(tp, _field(headers, b"tracestate")) if tp is not None else None
+        tp = field_value(headers, b"traceparent")
+        trace = parse_traceparent(tp, field_value(headers, b"tracestate")) if tp is not None else None
         method = p.get(b":method")
         scheme = p.get(b":scheme")
         authority = p.get(b":authority")

@@ -262,7 +262,8 @@ class Http2Response(Message):
 _UNSURE = Flag.MIDSTREAM | Flag.GAP | Flag.TRUNCATED
 
 
-def _get(fields: Fields | None, name: bytes) -> bytes | None:
+def field_value(fields: Fields | None, name: bytes) -> bytes | None:
+    """The first value of the field `name` (lower-case bytes), or None."""
     if fields:
         for n, v in fields:
             if n == name:
@@ -286,7 +287,7 @@ class GrpcRequest(Http2Request):
 
     def to_json(self) -> dict[str, Any]:
         service, method = split_grpc_path(self.path)
-        timeout = _text(_get(self.headers, b"grpc-timeout"))
+        timeout = _text(field_value(self.headers, b"grpc-timeout"))
         return {
             "stream_id": self.stream_id,
             "service": service,
@@ -297,7 +298,7 @@ class GrpcRequest(Http2Request):
             "http_method": self.method,
             "metadata": field_map(self.headers, self.redact, self.sensitive),
             "timeout_ns": parse_grpc_timeout(timeout),
-            "encoding": _text(_get(self.headers, b"grpc-encoding")),
+            "encoding": _text(field_value(self.headers, b"grpc-encoding")),
             "messages": self.messages,
             "message_bytes": self.message_bytes,
             "compressed_messages": self.compressed,
@@ -319,7 +320,7 @@ class GrpcResponse(Http2Response):
     @property
     def trailers_only(self) -> bool:
         """Status in the only header block (RFC: Trailers-Only, used for immediate errors)."""
-        return self.trailers is None and _get(self.headers, b"grpc-status") is not None
+        return self.trailers is None and field_value(self.headers, b"grpc-status") is not None
 
     def grpc_status(self) -> int | None:
         """The call's status as its client learns it; None when the capture cannot tell.
@@ -330,9 +331,9 @@ class GrpcResponse(Http2Response):
         `truncated` (its trailers may be what was lost), a missing grpc-status is unknown to us: None, not
         gRPC's UNKNOWN, which would be a claim about the call.
         """
-        raw = _get(self.trailers, b"grpc-status")
+        raw = field_value(self.trailers, b"grpc-status")
         if raw is None:
-            raw = _get(self.headers, b"grpc-status")  # Trailers-Only
+            raw = field_value(self.headers, b"grpc-status")  # Trailers-Only
         if raw is not None and raw.isdigit() and len(raw) < 10:
             return int(raw)
         if self.reset is not None and self.status_code is not None and self.trailers is None:
@@ -352,9 +353,9 @@ class GrpcResponse(Http2Response):
         return code is not None and code != 0
 
     def grpc_message(self) -> str | None:
-        raw = _get(self.trailers, b"grpc-message")
+        raw = field_value(self.trailers, b"grpc-message")
         if raw is None:
-            raw = _get(self.headers, b"grpc-message")
+            raw = field_value(self.headers, b"grpc-message")
         if raw is None:
             return None
         return unquote(raw.decode("latin-1"), errors="replace")
@@ -373,7 +374,7 @@ class GrpcResponse(Http2Response):
             "trailers_only": self.trailers_only,
             "metadata": field_map(self.headers, self.redact, self.sensitive),
             "trailers": field_map(trailers, self.redact, self.sensitive) if trailers is not None else None,
-            "encoding": _text(_get(self.headers, b"grpc-encoding")),
+            "encoding": _text(field_value(self.headers, b"grpc-encoding")),
             "messages": self.messages,
             "message_bytes": self.message_bytes,
             "compressed_messages": self.compressed,

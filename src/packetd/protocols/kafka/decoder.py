@@ -241,13 +241,13 @@ class KafkaDecoder:
             group_id = _first_group(fields)
             if api_key == _PRODUCE:
                 acks = fields.get("Acks")
-                topics, headers = self._produce_topics(fields.get("TopicData", ()))
+                topics, headers = self._topics(fields.get("TopicData", ()), "Name", "PartitionData", "Index")
                 if headers:
                     tp = headers.get("traceparent")
                     if tp is not None:
                         trace = parse_traceparent(tp, headers.get("tracestate"))
             elif api_key == _FETCH:
-                topics = self._fetch_topics(fields.get("Topics", ()), "Partitions", "Partition")
+                topics, _ = self._topics(fields.get("Topics", ()), "Topic", "Partitions", "Partition")
         cls = KafkaOneway if api_key == _PRODUCE and acks == 0 else KafkaRequest
         if cls is KafkaOneway:
             self._inflight.pop(corr, None)  # no response will come
@@ -284,7 +284,7 @@ class KafkaDecoder:
         top = fields.get("ErrorCode")
         topics: tuple[TopicSummary, ...] = ()
         if api_key == _FETCH:
-            topics = self._fetch_topics(fields.get("Responses", ()), "Partitions", "PartitionIndex")
+            topics, _ = self._topics(fields.get("Responses", ()), "Topic", "Partitions", "PartitionIndex")
         elif api_key == _METADATA:
             self._learn_topic_ids(fields.get("Topics", ()))
         return KafkaResponse(
@@ -296,27 +296,12 @@ class KafkaDecoder:
         self._counters[name] = self._counters.get(name, 0) + 1
 
     # -- topics --------------------------------------------------------------------------------------------
-    def _produce_topics(self, items: list[dict[str, Any]]) -> tuple[tuple[TopicSummary, ...], Any]:
+    def _topics(
+        self, items: list[dict[str, Any]], name_key: str, parts_key: str, index_key: str
+    ) -> tuple[tuple[TopicSummary, ...], Any]:
+        """Produce / Fetch topics (partitions, records, record bytes), and the first record headers found."""
         out = []
         headers = None
-        for t in items:
-            records = nbytes = 0
-            parts = []
-            for p in t.get("PartitionData", ()):
-                parts.append(p.get("Index", -1))
-                rec = p.get("Records")
-                if rec is not None:
-                    records += rec[0]
-                    nbytes += rec[1]
-                    if headers is None and rec[2]:
-                        headers = rec[2]
-            out.append(self._topic(t.get("Name"), t.get("TopicId"), parts, records, nbytes))
-        return tuple(out), headers
-
-    def _fetch_topics(
-        self, items: list[dict[str, Any]], parts_key: str, index_key: str
-    ) -> tuple[TopicSummary, ...]:
-        out = []
         for t in items:
             records = nbytes = 0
             parts = []
@@ -326,15 +311,13 @@ class KafkaDecoder:
                 if rec is not None:
                     records += rec[0]
                     nbytes += rec[1]
-            out.append(self._topic(t.get("Topic"), t.get("TopicId"), parts, records, nbytes))
-        return tuple(out)
-
-    def _topic(
-        self, name: str | None, topic_id: str | None, parts: list[int], records: int, nbytes: int
-    ) -> TopicSummary:
-        if topic_id is not None and name is None:
-            name = self._topic_ids.get(topic_id)
-        return TopicSummary(name, topic_id, tuple(parts), records, nbytes)
+                    if headers is None and rec[2]:
+                        headers = rec[2]
+            name, topic_id = t.get(name_key), t.get("TopicId")
+            if topic_id is not None and name is None:
+                name = self._topic_ids.get(topic_id)
+            out.append(TopicSummary(name, topic_id, tuple(parts), records, nbytes))
+        return tuple(out), headers
 
     def _learn_topic_ids(self, topics: list[dict[str, Any]]) -> None:
         ids = self._topic_ids
@@ -343,7 +326,7 @@ class KafkaDecoder:
             if tid and name and tid != "0" * 32:
                 if tid not in ids and len(ids) >= MAX_TOPIC_IDS:
                     del ids[next(iter(ids))]
-                    self._counters["topic_ids_evicted"] = self._counters.get("topic_ids_evicted", 0) + 1
+                    self._count("topic_ids_evicted")
                 ids[tid] = name
 
 

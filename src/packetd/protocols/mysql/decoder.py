@@ -405,6 +405,7 @@ class MysqlDecoder:
 
     @staticmethod
     def _compressed(s: _Side) -> bool:
+        """`s.comp` read anew: _packets may have turned it on (mypy would take the earlier test as final)."""
         return s.comp
 
     def _dead(self, client: bool) -> bool:

@@ -417,7 +417,7 @@ class PostgresDecoder:
             elif item.op == "Sync" and self._acc_msgs:
                 out.append(self._request(item, self._acc_op))
             else:
-                self._acknowledge_skipped(item)
+                self._fold(item)
         self._items.clear()
         self._reset_acc()
         return out
@@ -634,10 +634,7 @@ class PostgresDecoder:
         if self._skipping and item.op != "Sync":
             # after an error the server discards every message up to the next Sync, even those the
             # client sends after the error arrived
-            if item.op == "Execute":
-                out.append(self._request(item, "Execute", skipped=True))
-            else:
-                self._acknowledge_skipped(item)
+            self._discard(item, out)
             return
         if item.op == "Sync":
             self._skipping = False
@@ -903,12 +900,7 @@ class PostgresDecoder:
     def _acknowledge(self, item: _Item) -> None:
         """A Parse/Bind/Describe/Close was answered: it folds into the next report."""
         self._items.popleft()
-        if self._acc_start < 0:
-            self._acc_start = item.start
-            self._acc_op = item.op
-        self._acc_size += item.size
-        self._acc_msgs += 1
-        self._acc_flags |= item.flags
+        self._fold(item)
         if item.statement is not None:
             self._acc_statement = (item.statement, item.truncated, item.stmt_name, item.portal)
 
@@ -1011,16 +1003,21 @@ class PostgresDecoder:
         out.append(self._response(ts, None, None, None, error=err))
         self._cycle_reported = True
         while items and items[0].op != "Sync":
-            skipped = items.popleft()
-            if skipped.op == "Execute":
-                out.append(self._request(skipped, "Execute", skipped=True))
-            else:
-                self._acknowledge_skipped(skipped)
+            self._discard(items.popleft(), out)
         if not items:
             self._skipping = True  # the Sync is still to come: what the client sends until then is skipped
         self._reset_acc()
 
-    def _acknowledge_skipped(self, item: _Item) -> None:
+    def _discard(self, item: _Item, out: list[Message]) -> None:
+        """A frontend message the server discarded after an error: an Execute is reported `unanswered`,
+        anything else folds into the next report."""
+        if item.op == "Execute":
+            out.append(self._request(item, "Execute", skipped=True))
+        else:
+            self._fold(item)
+
+    def _fold(self, item: _Item) -> None:
+        """Count `item`'s bytes, flags and message into the next report (its statement is not taken)."""
         if self._acc_start < 0:
             self._acc_start = item.start
             self._acc_op = item.op

@@ -267,6 +267,35 @@ def _fast_command(b: bytes, pos: int, n: int, parts: list[bytes | None]) -> tupl
     return p, nargs
 
 
+# A bulk string that runs past its segment is counted, not buffered: `skip` is what is still to come of it
+# (payload and CRLF); when it is one of the elements the record needs, `cap` collects its first `want` bytes
+# for `parts[capidx]`. The same for both directions (client arguments, server reply elements).
+def _skip_from(p: _Client | _Server, b: bytes, pos: int, blen: int, capidx: int, limit: int) -> None:
+    """The bulk string of `blen` bytes at b[pos] continues in later segments: skip it, capturing its first
+    `limit` bytes for `parts[capidx]` (capidx -1: nothing kept)."""
+    avail = len(b) - pos
+    p.skip = blen + 2 - avail
+    p.size += avail
+    if capidx >= 0:
+        want = blen if blen < limit else limit
+        p.cap = bytearray(b[pos : pos + want])
+        p.want = want - len(p.cap)
+        p.capidx = capidx
+    else:
+        p.want = 0
+        p.capidx = -1
+
+
+def _skip_gap(p: _Client | _Server, nbytes: int) -> None:
+    """A capture gap of `nbytes` falls inside the skipped bulk string: framing survives, the bytes are lost."""
+    p.skip -= nbytes
+    p.size += nbytes
+    p.flags |= Flag.GAP
+    if p.want:
+        p.want = 0
+        p.capidx = -1  # a hole inside a captured element: keep nothing of it
+
+
 class RedisDecoder:
     """Decoder for one Redis connection (see module docstring)."""
 
@@ -319,12 +348,7 @@ class RedisDecoder:
         if direction is Direction.C2S:
             c = self._c
             if c.skip >= nbytes and c.synced:
-                c.skip -= nbytes
-                c.size += nbytes
-                c.flags |= Flag.GAP
-                if c.want:
-                    c.want = 0
-                    c.capidx = -1  # a hole inside a captured element: keep nothing of it
+                _skip_gap(c, nbytes)
                 if not c.skip:
                     self._arg_done(c, ts_ns, out)
                 return out
@@ -336,12 +360,7 @@ class RedisDecoder:
             return out
         s = self._s
         if s.skip >= nbytes and s.synced:
-            s.skip -= nbytes
-            s.size += nbytes
-            s.flags |= Flag.GAP
-            if s.want:
-                s.want = 0
-                s.capidx = -1
+            _skip_gap(s, nbytes)
             if not s.skip:
                 self._bulk_done(s, ts_ns, out)
             return out
@@ -369,7 +388,7 @@ class RedisDecoder:
         c = self._c
         n = len(data)
         pos = 0
-        if c.skip:
+        if c.skip:  # the rest of a bulk string that spans segments (see _skip_from); inlined: hot
             take = c.skip if c.skip < n else n
             if c.want:
                 keep = take if take < c.want else c.want
@@ -452,17 +471,7 @@ class RedisDecoder:
                 if not c.left:
                     self._command(c, ts, out)
                 continue
-            avail = n - pos
-            c.skip = blen + 2 - avail
-            c.size += avail
-            if c.idx < 3:
-                want = blen if blen < MAX_CAPTURE else MAX_CAPTURE
-                c.cap = bytearray(b[pos : pos + want])
-                c.want = want - len(c.cap)
-                c.capidx = c.idx
-            else:
-                c.capidx = -1
-                c.want = 0
+            _skip_from(c, b, pos, blen, c.idx if c.idx < 3 else -1, MAX_CAPTURE)
             return
 
     def _resync_client(self, c: _Client, b: bytes) -> bytes | None:
@@ -563,7 +572,7 @@ class RedisDecoder:
                 return
             s.synced = True
             s.flags |= Flag.MIDSTREAM
-        if s.skip:
+        if s.skip:  # the rest of a bulk string that spans segments (see _skip_from); inlined: hot
             take = s.skip if s.skip < n else n
             if s.want:
                 keep = take if take < s.want else s.want
@@ -677,17 +686,7 @@ class RedisDecoder:
                     if self._up(s):
                         self._reply_complete(s, ts, out)
                     continue
-                avail = n - pos
-                s.skip = blen + 2 - avail
-                s.size += avail
-                if capidx >= 0:
-                    want = min(blen, MAX_ERROR)
-                    s.cap = bytearray(b[pos : pos + want])
-                    s.want = want - len(s.cap)
-                    s.capidx = capidx
-                else:
-                    s.want = 0
-                    s.capidx = -1
+                _skip_from(s, b, pos, blen, capidx, MAX_ERROR)
                 return
             if t in _LINE_TYPES:
                 if depth == 1 and s.idx < 3 and stack[0] < _ATTR:
