@@ -156,3 +156,22 @@ def test_admin_routes_are_loopback_only_unless_a_token_is_set(
             assert get(api, "/watch?timeout=1s")[0] == 200  # loopback may
     finally:
         a.stop()
+
+
+def test_an_ipv6_server_leaves_the_next_ipv4_one_alone() -> None:
+    """A reload may move server.address from [::1] to 127.0.0.1 in the same process: each server gets
+    the socket family of its own address (the family used to be set on the server class, for good)."""
+    import socket
+
+    from prometheus_client import CollectorRegistry
+
+    from packetd.agent.http import Api, HttpServer, WatchHub
+
+    api = Api(CollectorRegistry(), CollectorRegistry(), WatchHub(), lambda: (True, ""), lambda _: True,
+              lambda: True, "")  # fmt: skip
+    families = []
+    for address in ("[::1]:0", "127.0.0.1:0"):
+        server = HttpServer(address, api, 5.0)
+        families.append(server._server.socket.family)
+        server._server.server_close()
+    assert families == [socket.AF_INET6, socket.AF_INET]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import socket
 import threading
 import time
 import urllib.parse
@@ -268,6 +269,8 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], api: Api, timeout_s: float) -> None:
         self.api = api
         self.request_timeout = timeout_s
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6  # this server's own: the next one may listen on IPv4
         super().__init__(address, _Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
@@ -285,8 +288,6 @@ class HttpServer:
     def __init__(self, address: str, api: Api, timeout_s: float) -> None:
         self.address = address
         host, port = parse_address(address)
-        if ":" in host:
-            _Server.address_family = __import__("socket").AF_INET6
         self._server = _Server((host, port), api, timeout_s)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
