@@ -124,9 +124,6 @@ class ServerConfig(_Section):
         return v
 
 
-L4_LABELS = ("source.host", "source.port", "destination.host", "destination.port")
-
-
 class Layer4Config(_Section):
     enabled: bool = False
     required_labels: list[Literal["source.host", "source.port", "destination.host", "destination.port"]] = (
@@ -273,41 +270,34 @@ def expand_dotted(tree: Any, path: str = "") -> Any:
             node = nxt
         leaf = parts[-1]
         full = f"{where}.{leaf}" if where else leaf
-        value = expand_dotted(value, full)  # noqa: PLW2901 - the expanded form replaces the raw one
-        if leaf in node and isinstance(node[leaf], dict) and isinstance(value, dict):
-            node[leaf] = _merge(node[leaf], value, full)
-        elif leaf in node:
-            raise ConfigError(f"'{full}' is set twice")
-        else:
-            node[leaf] = value
+        _set(node, leaf, expand_dotted(value, full), full)
     return out
+
+
+def _set(node: dict[str, Any], key: str, value: Any, path: str) -> None:
+    """`node[key] = value`, merging two sections; a value given twice is an error."""
+    if key in node and isinstance(node[key], dict) and isinstance(value, dict):
+        node[key] = _merge(node[key], value, path)
+    elif key in node:
+        raise ConfigError(f"'{path}' is set twice")
+    else:
+        node[key] = value
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any], path: str) -> dict[str, Any]:
     out = dict(a)
     for k, v in b.items():
-        if k in out and isinstance(out[k], dict) and isinstance(v, dict):
-            out[k] = _merge(out[k], v, f"{path}.{k}")
-        elif k in out:
-            raise ConfigError(f"'{path}.{k}' is set twice")
-        else:
-            out[k] = v
+        _set(out, k, v, f"{path}.{k}")
     return out
 
 
 def _drop_ignored(tree: dict[str, Any], warnings: list[str]) -> None:
     for section, key in IGNORED_KEYS:
         node = tree.get(section)
-        if section == "decoder":
-            node = tree.get("decoder")
-            if isinstance(node, dict) and key in node:
-                del node[key]
-                if not node:
-                    del tree["decoder"]
-                warnings.append(f"'{section}.{key}' is ignored (the Go implementation never read it either)")
-            continue
         if isinstance(node, dict) and key in node:
             del node[key]
+            if section == "decoder" and not node:
+                del tree["decoder"]  # not a section of ours: nothing of it may remain
             warnings.append(f"'{section}.{key}' is ignored (the Go implementation never read it either)")
     ctl = tree.get("controller")
     if isinstance(ctl, dict) and isinstance(ctl.get("decoder"), dict) and "protocols" in ctl["decoder"]:

@@ -48,10 +48,11 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
 
 
 class _WorkerHandle:
-    def __init__(self, index: int, proc: Any, conn: Connection) -> None:
+    def __init__(self, index: int, proc: Any, conn: Connection, fanout: int | None) -> None:
         self.index = index
         self.proc = proc
         self.conn = conn
+        self.fanout = fanout  # its PACKET_FANOUT group: a restarted worker joins the same one
         self.ready = False
         self.done = False  # the capture file was read
         self.closed = False  # the pipe reached EOF: the process is gone
@@ -116,12 +117,15 @@ class Agent:
         return {"watch": self.hub.subscribers > 0}
 
     def _set_consumers(self) -> None:
-        consumers = self._consumers()
+        self._broadcast(("consumers", self._consumers()))
+
+    def _broadcast(self, msg: tuple[Any, ...]) -> None:
+        """To every worker; a worker whose pipe is gone is seen (and handled) by `_pump`."""
         with self._lock:
             for w in self.workers:
                 try:
-                    w.conn.send(("consumers", consumers))
-                except (OSError, BrokenPipeError):
+                    w.conn.send(msg)
+                except OSError:
                     pass
 
     # -- components -----------------------------------------------------------------------------------------
@@ -189,14 +193,14 @@ class Agent:
         log.info("server listening on %s (port %d)", cfg.server.address, self.http.port)
 
     def _start_workers(self, cfg: Config) -> None:
-        ctx = mp.get_context("spawn")
         n = 1 if cfg.sniffer.file else cfg.sniffer.workers
         self._generation += 1
         fanout = ((os.getpid() << 4) + self._generation) & 0xFFFF if n > 1 else None
         for i in range(n):
-            self._spawn(ctx, i, cfg, fanout)
+            self._spawn(i, cfg, fanout)
 
-    def _spawn(self, ctx: Any, index: int, cfg: Config, fanout: int | None) -> None:
+    def _spawn(self, index: int, cfg: Config, fanout: int | None) -> None:
+        ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=worker_main,
@@ -207,16 +211,12 @@ class Agent:
         proc.start()
         child.close()
         with self._lock:
-            self.workers.append(_WorkerHandle(index, proc, parent))
+            self.workers.append(_WorkerHandle(index, proc, parent, fanout))
 
     def _stop_workers(self) -> None:
         with self._lock:
             workers = list(self.workers)
-        for w in workers:
-            try:
-                w.conn.send(("stop",))
-            except (OSError, BrokenPipeError):
-                pass
+            self._broadcast(("stop",))
         deadline = time.monotonic() + WORKER_STOP_S
         while any(not w.closed for w in workers) and time.monotonic() < deadline:
             self._pump(0.2, workers)
@@ -226,10 +226,15 @@ class Agent:
                 w.proc.join(2)
         with self._lock:
             for w in workers:
-                add_tree(self.carry, w.stats)
-                w.stats = {}
-                if w in self.workers:
-                    self.workers.remove(w)
+                self._retire(w)
+
+    def _retire(self, w: _WorkerHandle) -> None:
+        """A worker leaves: its counters are carried over so that nothing goes backwards."""
+        with self._lock:
+            add_tree(self.carry, w.stats)
+            w.stats = {}
+            if w in self.workers:
+                self.workers.remove(w)
 
     # -- messages from workers -----------------------------------------------------------------------------
     def _pump(self, timeout: float, workers: list[_WorkerHandle] | None = None) -> None:
@@ -278,10 +283,7 @@ class Agent:
         w.proc.join(1)
         if w.done or self._stop.is_set() or w not in self.workers:
             return  # finished (a read capture file keeps its last counters in place) or being stopped
-        with self._lock:
-            add_tree(self.carry, w.stats)
-            w.stats = {}
-            self.workers.remove(w)
+        self._retire(w)
         if not w.ready and w.error is not None:
             # could not even start capturing (privilege, interface): nothing to serve
             log.error("capture worker %d could not start: %s", w.index, w.error)
@@ -291,12 +293,7 @@ class Agent:
         self.worker_restarts += 1
         log.warning("worker %d exited (%s); restarting", w.index, w.error or f"status {w.proc.exitcode}")
         time.sleep(RESTART_BACKOFF_S)
-        self._spawn(
-            mp.get_context("spawn"),
-            w.index,
-            self.config,
-            None if self.config.sniffer.workers == 1 else ((os.getpid() << 4) + self._generation) & 0xFFFF,
-        )
+        self._spawn(w.index, self.config, w.fanout)
 
     # -- reload ---------------------------------------------------------------------------------------------
     def request_reload(self) -> tuple[bool, str]:
@@ -335,12 +332,7 @@ class Agent:
             self._start_workers(new)
         else:
             self.config = new
-            with self._lock:
-                for w in self.workers:
-                    try:
-                        w.conn.send(("config", new))
-                    except (OSError, BrokenPipeError):
-                        pass
+            self._broadcast(("config", new))
         if old.exporter != new.exporter:
             self._stop_exporters(old)
             self._start_exporters(new)
@@ -388,8 +380,9 @@ class Agent:
                     self._reload_done.notify_all()
             if self.config.controller.auto_reload and now >= next_mtime:
                 next_mtime = now + AUTO_RELOAD_CHECK_S
-                if self._config_mtime() != self._mtime:
-                    self._mtime = self._config_mtime()
+                mtime = self._config_mtime()
+                if mtime != self._mtime:
+                    self._mtime = mtime
                     self.reload("file changed")
             if now >= next_expire:
                 next_expire = now + max(1.0, self.store.expired_ns / 2e9)

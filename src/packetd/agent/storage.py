@@ -78,9 +78,6 @@ class MetricStore(Collector):
                 h.count += n
                 self._touched[(name, labels)] = now_ns
 
-    def set_gauge(self, name: str, labels: Labels, value: float, now_ns: int) -> None:
-        self.merge({"gauges": {(name, labels): value}}, now_ns)
-
     def expire(self, now_ns: int) -> int:
         """Drop series idle for longer than `expired_ns`; returns how many."""
         dropped = 0
@@ -99,12 +96,6 @@ class MetricStore(Collector):
             self.expired_total += dropped
         return dropped
 
-    def series_count(self, name: str) -> int:
-        for table in (self._counters, self._gauges, self._hists):
-            if name in table:
-                return len(table[name])
-        return 0
-
     # -- exposition -----------------------------------------------------------------------------------------
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -115,18 +106,9 @@ class MetricStore(Collector):
                 for n, s in self._hists.items()
             }
         for name in sorted(counters):
-            series = counters[name]
-            base = name.removesuffix("_total")
-            fam = CounterMetricFamily(base, describe(name), labels=_label_names(series))
-            for labels, v in series.items():
-                fam.add_metric([v_ for _, v_ in labels], v)
-            yield fam
+            yield _family(CounterMetricFamily, name, counters[name])
         for name in sorted(gauges):
-            series = gauges[name]
-            fam_g = GaugeMetricFamily(name, describe(name), labels=_label_names(series))
-            for labels, v in series.items():
-                fam_g.add_metric([v_ for _, v_ in labels], v)
-            yield fam_g
+            yield _family(GaugeMetricFamily, name, gauges[name])
         for name in sorted(hists):
             series_h = hists[name]
             layout = next(iter(series_h.values()))[3] if series_h else ()
@@ -151,6 +133,16 @@ class MetricStore(Collector):
             for s in fam.samples:
                 out.append(([("__name__", s.name), *sorted(s.labels.items())], float(s.value)))
         return out
+
+
+def _family(
+    cls: type[CounterMetricFamily] | type[GaugeMetricFamily], name: str, series: dict[Labels, float]
+) -> Metric:
+    """A counter or gauge family (prometheus_client drops a counter's `_total` from the family name)."""
+    fam = cls(name, describe(name), labels=_label_names(series))
+    for labels, v in series.items():
+        fam.add_metric([v_ for _, v_ in labels], v)
+    return fam
 
 
 def _label_names(series: dict[Labels, Any]) -> list[str]:

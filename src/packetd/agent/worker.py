@@ -182,14 +182,15 @@ class Worker:
         """Layer-4 counters (reference §4.7), counted once per connection, not per map entry: live flows
         are harvested at each flush, ended ones by `_flow_removed` when they leave the table."""
         flows = self.engine.flows
-        tcp = sum(1 for f in flows.flows() if f.transport == 6)
+        live = flows.flows()  # a copy of the table: taken once per flush
+        tcp = sum(1 for f in live if f.transport == 6)
         agg = self.pipelines.agg
         agg.set("tcp_active_conns", (), float(tcp))
         agg.set("udp_active_conns", (), float(flows.stats.active - tcp))
         if not self.config.controller.layer4_metrics.enabled:
             return
         seen = set()
-        for flow in flows.flows():
+        for flow in live:
             seen.add(flow.id)
             self._l4_flow(flow)
         for fid in list(self._l4_last):

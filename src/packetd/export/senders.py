@@ -221,7 +221,7 @@ class Traces(_Worker):
 
         while self.queue:
             batch = self.take(self.batch)
-            spans = [self._readable(s) for s in batch]
+            spans = self._readable(batch)
             try:
                 result = self._exporter.export(spans)
             except Exception as exc:  # the SDK raises on some transport errors: never into the pipeline
@@ -236,42 +236,49 @@ class Traces(_Worker):
             if not final and len(self.queue) < self.batch:
                 return
 
-    def _readable(self, s: SpanData) -> Any:
+    def _readable(self, batch: list[SpanData]) -> list[Any]:
+        """The SDK's spans for a batch (its names are looked up once a batch, not once a span)."""
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import ReadableSpan
         from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
         from packetd import __version__
 
-        resource = self._resources.get(s.service)
-        if resource is None:
-            if len(self._resources) > 10_000:  # bounded: one per observed server
-                self._resources.clear()
-            resource = self._resources[s.service] = Resource.create(
-                {
-                    "service.name": s.service,
-                    "telemetry.sdk.name": "packetd",
-                    "telemetry.sdk.version": __version__,
-                }
+        out = []
+        for s in batch:
+            resource = self._resources.get(s.service)
+            if resource is None:
+                if len(self._resources) > 10_000:  # bounded: one per observed server
+                    self._resources.clear()
+                resource = self._resources[s.service] = Resource.create(
+                    {
+                        "service.name": s.service,
+                        "telemetry.sdk.name": "packetd",
+                        "telemetry.sdk.version": __version__,
+                    }
+                )
+            flags = TraceFlags(s.trace_flags)
+            ctx = SpanContext(s.trace_id, s.span_id, is_remote=False, trace_flags=flags)
+            parent = (
+                SpanContext(s.trace_id, s.parent_span_id, is_remote=True, trace_flags=flags)
+                if s.parent_span_id is not None
+                else None
             )
-        ctx = SpanContext(s.trace_id, s.span_id, is_remote=False, trace_flags=TraceFlags(s.trace_flags))
-        parent = (
-            SpanContext(s.trace_id, s.parent_span_id, is_remote=True, trace_flags=TraceFlags(s.trace_flags))
-            if s.parent_span_id is not None
-            else None
-        )
-        status = Status(StatusCode.ERROR, s.status_description) if s.error else Status(StatusCode.UNSET)
-        return ReadableSpan(
-            name=s.name,
-            context=ctx,
-            parent=parent,
-            resource=resource,
-            attributes=s.attributes,
-            kind=SpanKind.SERVER,
-            status=status,
-            start_time=s.start_ns,
-            end_time=s.end_ns,
-        )
+            status = Status(StatusCode.ERROR, s.status_description) if s.error else Status(StatusCode.UNSET)
+            out.append(
+                ReadableSpan(
+                    name=s.name,
+                    context=ctx,
+                    parent=parent,
+                    resource=resource,
+                    attributes=s.attributes,
+                    kind=SpanKind.SERVER,
+                    status=status,
+                    start_time=s.start_ns,
+                    end_time=s.end_ns,
+                )
+            )
+        return out
 
     def stop(self, flush_timeout_s: float) -> None:
         super().stop(flush_timeout_s)

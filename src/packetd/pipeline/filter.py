@@ -35,6 +35,22 @@ class FilterConfigError(ValueError):
     pass
 
 
+def _check_keys(cfg: Any, allowed: set[str], where: str) -> None:
+    unknown = set(cfg) - allowed
+    if unknown:
+        raise FilterConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _duration(cfg: Mapping[str, Any], key: str, where: str) -> int:
+    """`cfg[key]` as a duration in ns; 0 when not given."""
+    try:
+        return parse_duration(str(cfg[key])) if key in cfg else 0
+    except ValueError as exc:
+        raise FilterConfigError(f"{where}.{key}: {exc}") from None
+
+
 class _ServerMatch:
     """`10.0.0.0/8`, `10.1.2.3`, `:443`, `10.1.2.3:8080`, `[::1]:80`."""
 
@@ -60,11 +76,7 @@ class _ServerMatch:
 
 class _Rule:
     def __init__(self, cfg: Mapping[str, Any], where: str) -> None:
-        unknown = set(cfg) - _RULE_KEYS
-        if unknown:
-            raise FilterConfigError(
-                f"roundtripsfilter.{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_RULE_KEYS))}"
-            )
+        _check_keys(cfg, _RULE_KEYS, f"roundtripsfilter.{where}")
         self.protocols = {str(p) for p in cfg.get("protocols", []) or []}
         self.statuses = {str(s) for s in cfg.get("statuses", []) or []}
         self.kinds = {str(k) for k in cfg.get("kinds", []) or []}
@@ -93,30 +105,16 @@ class _Rule:
 class RoundtripsFilter:
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         cfg = dict(config or {})
-        unknown = set(cfg) - _ALLOWED
-        if unknown:
-            raise FilterConfigError(
-                f"roundtripsfilter: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_ALLOWED))}"
-            )
+        _check_keys(cfg, _ALLOWED, "roundtripsfilter")
         self.include = _Rule(cfg.get("include") or {}, "include")
         self.exclude = _Rule(cfg.get("exclude") or {}, "exclude")
-        try:
-            self.min_duration = parse_duration(str(cfg["minDuration"])) if "minDuration" in cfg else 0
-        except ValueError as exc:
-            raise FilterConfigError(f"roundtripsfilter.minDuration: {exc}") from None
+        self.min_duration = _duration(cfg, "minDuration", "roundtripsfilter")
         self.errors_only = bool(cfg.get("errorsOnly", False))
         sampling = cfg.get("sampling") or {}
-        unknown = set(sampling) - _SAMPLING_KEYS
-        if unknown:
-            raise FilterConfigError(
-                f"roundtripsfilter.sampling: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_SAMPLING_KEYS))}"
-            )
+        _check_keys(sampling, _SAMPLING_KEYS, "roundtripsfilter.sampling")
         self.sampling = bool(sampling)
         self.keep_errors = bool(sampling.get("keepErrors", True))
-        try:
-            self.slower_than = parse_duration(str(sampling["slowerThan"])) if "slowerThan" in sampling else 0
-        except ValueError as exc:
-            raise FilterConfigError(f"roundtripsfilter.sampling.slowerThan: {exc}") from None
+        self.slower_than = _duration(sampling, "slowerThan", "roundtripsfilter.sampling")
         ratio = float(sampling.get("ratio", 1.0))
         if not 0.0 <= ratio <= 1.0:
             raise FilterConfigError(f"roundtripsfilter.sampling.ratio: {ratio} is not between 0 and 1")

@@ -13,10 +13,6 @@ class DisplayFilter:
     slower_than_ns: int = 0
     kinds: frozenset[str] = frozenset(Kind.ALL)
 
-    @property
-    def passes_all(self) -> bool:
-        return not self.errors_only and not self.slower_than_ns and self.kinds >= frozenset(Kind.ALL)
-
     def accept(self, rt: Roundtrip) -> bool:
         if rt.kind not in self.kinds:
             return False

@@ -30,6 +30,7 @@ from packetd.pairing.roundtrip import Roundtrip
 from packetd.pipeline.semantics import (
     DEFAULT_LABELS,
     GENERIC_DEFAULT,
+    GENERIC_LABELS,
     PROTOCOL_LABELS,
     TEMPLATED,
     affected_rows,
@@ -202,9 +203,6 @@ class Aggregator:
         self.counters, self.histograms, self.gauges = {}, {}, {}
         return out
 
-    def __bool__(self) -> bool:
-        return bool(self.counters or self.histograms or self.gauges)
-
 
 LabelFn = Callable[[Roundtrip], tuple[tuple[str, str], ...]]
 
@@ -222,18 +220,6 @@ def _endpoint_getter(side: str, part: str) -> Callable[[Roundtrip], object]:
     if side == "client":
         return lambda rt: rt.client[pos]
     return lambda rt: rt.server[pos]
-
-
-def _operation(rt: Roundtrip) -> object:
-    return rt.operation
-
-
-def _status(rt: Roundtrip) -> object:
-    return rt.status
-
-
-def _error(rt: Roundtrip) -> object:
-    return rt.error
 
 
 def _templated(
@@ -267,13 +253,7 @@ class RoundtripsToMetrics:
             self._label_fns[proto] = self._build(proto)
 
     def allowed_labels(self, proto: str) -> list[str]:
-        return [
-            *COMMON_LABELS,
-            *PROTOCOL_LABELS.get(proto, {}),
-            "request.operation",
-            "response.status",
-            "response.error",
-        ]
+        return [*COMMON_LABELS, *PROTOCOL_LABELS.get(proto, {}), *GENERIC_LABELS]
 
     def _build(self, proto: str) -> LabelFn:
         cfg = self._config.get(proto)
@@ -286,12 +266,8 @@ class RoundtripsToMetrics:
             if key in COMMON_LABELS:
                 side, part = key.split(".")
                 getters.append((COMMON_LABELS[key], _endpoint_getter(side, part)))
-            elif key == "request.operation":
-                getters.append(("operation", _operation))
-            elif key == "response.status":
-                getters.append(("status", _status))
-            elif key == "response.error":
-                getters.append(("error", _error))
+            elif key in GENERIC_LABELS:
+                getters.append(GENERIC_LABELS[key])
             elif key in PROTOCOL_LABELS.get(proto, {}):
                 label, getter = PROTOCOL_LABELS[proto][key]
                 if (proto, label) in TEMPLATED:

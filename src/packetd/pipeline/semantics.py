@@ -43,6 +43,10 @@ def _status(rt: Roundtrip) -> object:
     return rt.status
 
 
+def _error(rt: Roundtrip) -> object:
+    return rt.error
+
+
 def _grpc_service(rt: Roundtrip) -> object:
     op = rt.operation
     return op.rsplit("/", 1)[0] if "/" in op else op
@@ -144,18 +148,16 @@ DEFAULT_LABELS: dict[str, tuple[str, ...]] = {
     "dns": (*SERVER, "request.qtype", "response.status", "response.error"),
 }
 GENERIC_DEFAULT = (*SERVER, "request.operation", "response.status", "response.error")
+# requireLabels every protocol accepts besides the endpoints → (label name, getter)
+GENERIC_LABELS: dict[str, tuple[str, Getter]] = {
+    "request.operation": ("operation", _operation),
+    "response.status": ("status", _status),
+    "response.error": ("error", _error),
+}
 TEMPLATED = {("http", "path"), ("http2", "path")}
 
 
 # -- spans ------------------------------------------------------------------------------------------------
-def _text(v: object) -> str | None:
-    if v is None:
-        return None
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "replace")
-    return str(v)
-
-
 def _put(attrs: dict[str, AttrValue], key: str, value: object) -> None:
     if value is None or value == "":
         return
@@ -217,12 +219,11 @@ def _grpc(rt: Roundtrip) -> tuple[str, dict[str, AttrValue]]:
     return rt.operation, a
 
 
-def _db(system: str, op_field: str | None = None) -> Callable[[Roundtrip], tuple[str, dict[str, AttrValue]]]:
+def _db(system: str) -> Callable[[Roundtrip], tuple[str, dict[str, AttrValue]]]:
     def build(rt: Roundtrip) -> tuple[str, dict[str, AttrValue]]:
         r, s = rt.request, rt.response
         a: dict[str, AttrValue] = {"db.system.name": system}
-        op = _text(getattr(r, op_field, None)) if op_field else None
-        op = op or rt.operation
+        op = rt.operation
         _put(a, "db.operation.name", op)
         _put(a, "db.query.text", getattr(r, "statement", None))
         _put(a, "db.namespace", getattr(r, "database", None) or getattr(r, "schema", None))

@@ -20,10 +20,8 @@ from typing import Any
 
 from packetd._values import value
 from packetd.pairing.roundtrip import Roundtrip
-from packetd.pipeline.semantics import SPAN_BUILDERS
-from packetd.protocols.base import Kind
-
-AttrValue = str | int | float | bool | list[str]
+from packetd.pipeline.semantics import SPAN_BUILDERS, AttrValue
+from packetd.protocols.base import Kind, flag_names
 
 
 @value
@@ -104,8 +102,6 @@ class RoundtripsToTraces:
         merged["packetd.kind"] = rt.kind
         flags = rt.all_flags
         if flags:
-            from packetd.protocols.base import flag_names
-
             merged["packetd.flags"] = flag_names(flags)
         trace_id, span_id = span_ids(rt)
         parent = None
