@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from packetd.pairing.roundtrip import Roundtrip
+from packetd.pairing.roundtrip import Roundtrip, endpoint_text
 from packetd.protocols.base import Flag, Kind, flag_names
 from packetd.units import format_duration, format_size
 
@@ -40,7 +40,7 @@ class TextFormatter:
         clock = (
             time.strftime("%H:%M:%S", time.gmtime(ts // 1_000_000_000)) + f".{ts % 1_000_000_000 // 1000:06d}"
         )
-        peers = f"{_ep(rt.client)} → {_ep(rt.server)}"
+        peers = f"{endpoint_text(rt.client)} → {endpoint_text(rt.server)}"
         status = rt.status if rt.status is not None else rt.kind
         dur = rt.duration_ns
         latency = format_duration(dur) if dur is not None else "-"
@@ -67,8 +67,3 @@ class TextFormatter:
             f"{clock} {rt.protocol:<5} {peers:<44} {summary:<40} {status:>5} {latency:>9} "
             f"{req_size:>6}/{resp_size:<6}{extra}"
         )
-
-
-def _ep(ep: tuple[str, int]) -> str:
-    ip, port = ep
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"

@@ -102,6 +102,12 @@ _last_sec = -1
 _last_prefix = ""
 
 
+def endpoint_text(ep: Endpoint) -> str:
+    """`addr:port`, the address in brackets when it is IPv6 (`[::1]:80`)."""
+    addr, port = ep
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
 def rfc3339_ns(ts_ns: int) -> str:
     """RFC 3339 UTC with nanoseconds: 2024-05-01T12:00:00.123456789Z (the per-second prefix is cached)."""
     global _last_sec, _last_prefix

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from packetd._values import value
-from packetd.pairing.roundtrip import Roundtrip
+from packetd.pairing.roundtrip import Roundtrip, endpoint_text
 from packetd.pipeline.semantics import SPAN_BUILDERS, AttrValue
 from packetd.protocols.base import Kind, flag_names
 
@@ -87,9 +87,8 @@ class RoundtripsToTraces:
         self._services = {str(k): str(v) for k, v in services.items()}
 
     def service_for(self, rt: Roundtrip) -> str:
-        addr, port = rt.server
-        key = f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
-        name = self._services.get(key) or self._services.get(addr)
+        key = endpoint_text(rt.server)
+        name = self._services.get(key) or self._services.get(rt.server[0])
         return name or f"{rt.protocol}:{key}"
 
     def process(self, rt: Roundtrip) -> SpanData | None:
