@@ -31,7 +31,7 @@ from bench.common import in_fresh_process, timed_replay
 
 from packetd.capture.pcapwrite import PcapWriter, TcpConversation, ethernet
 from packetd.engine import Rule
-from packetd.export.jsonl import dumps
+from packetd.pairing.roundtrip import dumps
 
 OUT = os.path.join(os.path.dirname(__file__), "out")
 

@@ -24,11 +24,10 @@ from packetd.capture import bpf
 from packetd.capture.pcapfile import CaptureFile, CaptureFormatError
 from packetd.capture.source import TICK, Source
 from packetd.engine import Engine, EngineConfig, Rule, RuleError, check_rules, default_rules, parse_rule
-from packetd.export.jsonl import dumps
 from packetd.export.rotating import RotatingFile
 from packetd.export.text import TextFormatter
 from packetd.flow.table import FlowConfig
-from packetd.pairing.roundtrip import Roundtrip
+from packetd.pairing.roundtrip import Roundtrip, dumps
 from packetd.pipeline.filters import DisplayFilter
 from packetd.pipeline.summary import Summary
 from packetd.protocols.base import Kind

@@ -26,9 +26,8 @@ from packetd.agent.config import Config
 from packetd.agent.runtime import bpf_from, options_from, pipelines_from, rules_from
 from packetd.capture.source import TICK
 from packetd.engine import Engine, EngineConfig
-from packetd.export.jsonl import dumps
 from packetd.flow.table import FlowConfig
-from packetd.pairing.roundtrip import Roundtrip
+from packetd.pairing.roundtrip import Roundtrip, dumps
 
 FLUSH_S = 0.5  # how often results reach the agent: metrics freshness vs. IPC overhead
 MAX_PENDING_SPANS = 50_000  # per worker, while the agent is slow

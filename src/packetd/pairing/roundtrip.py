@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
+
 from packetd._values import value
 from packetd.protocols.base import Flag, Kind, Message, TraceContext, flag_names
 
@@ -100,6 +102,12 @@ class Roundtrip:
 
 _last_sec = -1
 _last_prefix = ""
+
+
+def dumps(rt: Roundtrip) -> bytes:
+    """One record as a JSON line, newline included (the record contract; watch, the agent's roundtrip
+    exporters and /watch all write this)."""
+    return orjson.dumps(rt.to_json(), option=orjson.OPT_APPEND_NEWLINE)
 
 
 def endpoint_text(ep: Endpoint) -> str:

@@ -23,8 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from packetd.export.jsonl import dumps
-from packetd.pairing.roundtrip import Roundtrip
+from packetd.pairing.roundtrip import Roundtrip, dumps
 from packetd.pipeline.filter import FilterConfigError, RoundtripsFilter
 from packetd.pipeline.metrics import Aggregator, MetricsConfigError, RoundtripsToMetrics
 from packetd.pipeline.spans import RoundtripsToTraces, SpanData
