@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test setup test-deps lint typecheck unit bench clean
+.PHONY: run test setup test-deps lint typecheck unit bench clean fuzz
 
 $(BIN)/.installed: pyproject.toml
 	sh scripts/bootstrap.sh
@@ -39,3 +39,8 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# the long fuzz campaign (issue 14): >= 1 M mutated corpus inputs per decoder, whole and split, results in
+# fuzz-results/<decoder>.json; FUZZ_ARGS="--inputs 100000 mysql" for a shorter or narrower run
+fuzz: setup
+	nice -n 19 $(BIN)/python scripts/fuzz_campaign.py $(FUZZ_ARGS)

@@ -765,7 +765,8 @@ class PostgresDecoder:
     # -- backend -------------------------------------------------------------------------------------------
     def _ssl_answer(self, byte: int, ts: int, out: list[Message]) -> None:
         hs = self._hs
-        assert hs is not None
+        if hs is None:  # the server's side ended (EOF) after the request, and then sent more bytes
+            raise DecodeError("SSL/GSS answer without a request", chr(byte))
         if hs.r_start < 0:
             hs.r_start = ts
         hs.r_size += 1
