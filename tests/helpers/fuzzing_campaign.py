@@ -56,13 +56,14 @@ class Conversation:
     events: list[Event] = field(default_factory=list)
 
 
-MAX_SEED_BYTES = 32 * 1024  # of one seed conversation: longer streams only repeat what their start shows
+MAX_SEED_BYTES = 16 * 1024  # of one seed conversation: longer streams only repeat what their start shows
 MAX_SEED_EVENTS = 200
 MAX_SEEDS = 400  # per protocol, to keep seed extraction quick
 FLOOD_BYTES = 1 << 20  # bytes of a flood input: above every per-message buffer bound below but one
+FLOOD_RATE = 0.0005  # inputs that are floods (one costs as much as ~500 ordinary inputs)
 HELD_BOUND = 24 * 1024 * 1024  # bytes a decoder may hold after any input (MongoDB keeps up to 4 MiB bodies
 # per side, HTTP/2 a 1 MiB HPACK table per side, AMQP a 1 MiB frame per side; a leak shows far above)
-MAX_PIECES = 512  # segments one event is cut into at most: one-byte splits of a 32 KiB event cost 60 inputs
+MAX_PIECES = 128  # segments one event is cut into at most (one-byte splits of big events cost as much as 100 inputs)
 CHECK_EVERY = 50  # inputs between two held-bytes checks (the walk costs ~ as much as an input)
 
 
@@ -180,14 +181,13 @@ class Mutator:
             events = events[: r.randint(0, len(events))] + other[r.randint(0, len(other)) :]
         for _ in range(r.choice((1, 1, 2, 2, 3, 4, 6, 10))):
             self._mutate(events)
-        flood = r.random() < 0.001
-        if flood and events:
-            data = [i for i, e in enumerate(events) if e[0] == "data" and e[2]]
-            if data:
-                i = r.choice(data)
-                kind, d, b = events[i]
-                reps = max(1, FLOOD_BYTES // max(len(b), 1))
-                events[i + 1 : i + 1] = [(kind, d, b)] * min(reps, 20_000)
+        flood = r.random() < FLOOD_RATE
+        data = [i for i, e in enumerate(events) if e[0] == "data" and e[2]]
+        if flood and data:  # one event's bytes repeated to FLOOD_BYTES, in 64 KiB segments
+            i = r.choice(data)
+            kind, d, b = events[i]
+            chunk = b * max(1, 65536 // len(b))
+            events[i + 1 : i + 1] = [(kind, d, chunk)] * max(1, FLOOD_BYTES // len(chunk))
         return seed.transport, events, flood
 
     def _mutate(self, events: list[Event]) -> None:

@@ -20,6 +20,14 @@ start of the label run that led to it (as dnspython requires), so a chain of poi
 and cannot loop; a pointer that does not is a `DecodeError`, as are labels past the end, names over 255
 bytes, the reserved label types 0x40/0x80, and record data that ends early or runs past its RDLENGTH.
 
+Every opcode is decoded with the same header and four sections (RFC 1035 §4.1.1): QUERY, IQUERY (1,
+RFC 1035 §6.4: an answer record and no question), STATUS (2), NOTIFY (4, RFC 1996: the zone's SOA as the
+question), UPDATE (5, RFC 2136 §2: the sections are zone, prerequisite, update and additional, kept in
+`questions`, `answers`, `authority`, `additional`; their class ANY/NONE records have empty RDATA) and DSO
+(6, RFC 8490: TLVs after the header, not kept). A record's `operation` is the opcode name for anything but
+QUERY, the first question's type for QUERY. Pairing is the same for all: the server echoes id and the zone
+or question (unbound answers UPDATE, IQUERY and STATUS with NOTIMP and keeps the zone section).
+
 Record data is decoded for A, AAAA, CNAME, NS, PTR, DNAME, MX, SRV, SOA, TXT, SPF, CAA, HTTPS and SVCB;
 other types keep only their length. The OPT pseudo-record becomes the message's `edns` (UDP size, DO bit,
 version, option codes and lengths; option values are not kept).
@@ -67,6 +75,7 @@ MAX_MESSAGE = 65535  # a TCP length prefix cannot state more (RFC 1035 §4.2.2);
 MAX_NAME = 255  # RFC 1035 §2.3.4: a name is at most 255 octets on the wire
 MAX_PENDING_QUERIES = 1024  # unanswered (id, question) keys remembered per flow to spot retransmissions
 HEADER_SIZE = 12
+OPCODE_UPDATE = 5
 
 _HEADER = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")
@@ -304,6 +313,9 @@ def parse_message(
     sections: list[list[Record]] = [[], [], []]
     edns: Edns | None = None
     rdata = _RDATA
+    # UPDATE (RFC 2136 §2.4, §2.5): prerequisites and updates of class ANY or NONE carry no RDATA
+    # ("RRset exists", "delete an RRset", ...), whatever their type: RDLENGTH 0 is then legal, not short
+    empty_rdata_ok = (bits >> 11) & 0xF == OPCODE_UPDATE
     for section, count in ((0, an), (1, ns), (2, ar)):
         kept = sections[section]
         for _ in range(count):
@@ -320,7 +332,7 @@ def parse_message(
                     raise DecodeError("bad OPT record")  # RFC 6891 §6.1.1: one, in additional, root owner
                 edns = _edns(buf, pos, end, rclass, ttl)
             elif len(kept) < max_records:
-                decode = rdata.get(rtype)
+                decode = rdata.get(rtype) if rdlength or not empty_rdata_ok else None
                 kept.append((name, rtype, rclass, ttl, rdlength, decode(buf, pos, end) if decode else None))
             pos = end
     key = (

@@ -161,9 +161,12 @@ class DnsMessage(Message):
         return rcode
 
     def operation(self) -> str:
-        if self.questions:
+        """QUERY: the first question's type (what was asked); any other opcode: its name (UPDATE's zone
+        section holds an SOA "question" that says nothing of the update)."""
+        opcode = self.opcode
+        if opcode == 0 and self.questions:
             return type_name(self.questions[0][1])
-        return OPCODES.get(self.opcode, str(self.opcode))
+        return OPCODES.get(opcode, str(opcode))
 
     def to_json(self) -> dict[str, Any]:
         qd, an, ns, ar = self.counts
