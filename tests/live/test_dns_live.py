@@ -126,3 +126,96 @@ def test_nxdomain_truncation_and_retransmission_flags(traffic: dict) -> None:
     )
     assert alias["response"]["answers"][0]["type"] == "CNAME"  # unbound's local data does not chase it
     assert alias["response"]["answers"][0]["data"] == "www.packetd.test."
+
+
+# -- opcodes other than QUERY (issue 9 item 11) ----------------------------------------------------------
+OpEntry = tuple[int, str, str, str]  # id, transport, opcode, rcode of the answer
+
+
+def opcode_workload(port: int) -> list[OpEntry]:
+    """An UPDATE over UDP and over TCP, a NOTIFY, an IQUERY and a STATUS request, each answered by unbound
+    (NOTIMP for UPDATE, IQUERY and STATUS, which it does not implement; a NOTIFY is answered as a query)."""
+    import dns.opcode
+    import dns.update
+
+    log: list[OpEntry] = []
+
+    def note(q: dns.message.Message, r: dns.message.Message, transport: str) -> None:
+        assert r.id == q.id
+        log.append((q.id, transport, dns.opcode.to_text(q.opcode()), dns.rcode.to_text(r.rcode())))
+
+    for transport in ("udp", "tcp"):
+        u = dns.update.UpdateMessage("packetd.test.")
+        u.present("www", "A")
+        u.absent("gone")
+        u.add("new", 300, "A", "10.0.0.9")
+        u.delete("old", "A")
+        u.delete("old2", "A", "10.0.0.1")
+        send = dns.query.udp if transport == "udp" else dns.query.tcp
+        note(u, send(u, HOST, port=port, timeout=5), transport)
+    n = dns.message.make_query("packetd.test.", "SOA")
+    n.flags = dns.flags.AA
+    n.set_opcode(dns.opcode.NOTIFY)
+    note(n, dns.query.udp(n, HOST, port=port, timeout=5), "udp")
+    for opcode in (dns.opcode.IQUERY, dns.opcode.STATUS):
+        m = dns.message.Message()
+        m.flags = 0
+        m.set_opcode(opcode)
+        note(m, dns.query.udp(m, HOST, port=port, timeout=5), "udp")
+    return log
+
+
+@pytest.fixture(scope="module")
+def opcode_traffic() -> dict:
+    server = Unbound()
+    try:
+        with capture(
+            ["--ifaces", "^lo$", "--proto", f"dns;{server.port}", "--block-num", "128"],
+            tcpdump_filter=f"port {server.port}",
+        ) as cap:
+            log = opcode_workload(server.port)
+            records = cap.stop()
+            pcap = cap.pcap_path
+            tshark = _tshark_opcodes(pcap, server.port)
+    finally:
+        server.stop()
+    return {"log": log, "records": records, "tshark": tshark}
+
+
+def _tshark_opcodes(path: str, port: int) -> list[tuple[int, bool, int, int | None]]:
+    """tshark's (id, response?, opcode, rcode) for every DNS message of tcpdump's capture (the server's
+    port decoded as DNS, as packetd's rule says)."""
+    import shutil
+    import subprocess
+
+    tshark = shutil.which("tshark")
+    assert tshark is not None, "tshark is not installed (make test-deps)"
+    out = subprocess.run(
+        [tshark, "-n", "-r", path, "-d", f"udp.port=={port},dns", "-d", f"tcp.port=={port},dns", "-Y", "dns",
+         "-T", "fields", "-e", "dns.id", "-e", "dns.flags.response",
+         "-e", "dns.flags.opcode", "-e", "dns.flags.rcode"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rows = []
+    for line in out.splitlines():
+        ident, qr, opcode, rcode = line.split("\t")
+        rows.append((int(ident, 16), qr == "1", int(opcode), int(rcode) if qr == "1" else None))
+    return rows
+
+
+def test_every_opcode_is_one_roundtrip_named_by_its_opcode(opcode_traffic: dict) -> None:
+    ours = [(r["request"]["id"], r["request"]["transport"], r["operation"], r["status"], r["kind"])
+            for r in opcode_traffic["records"]]  # fmt: skip
+    assert sorted(ours) == sorted((i, t, op, rc, "roundtrip") for i, t, op, rc in opcode_traffic["log"])
+    assert {op for _, _, op, _ in opcode_traffic["log"]} == {"UPDATE", "NOTIFY", "IQUERY", "STATUS"}
+
+
+def test_opcode_records_agree_with_tshark(opcode_traffic: dict) -> None:
+    import dns.opcode
+
+    ours = []
+    for r in opcode_traffic["records"]:
+        for msg in (r["request"], r["response"]):
+            rcode = dns.rcode.from_text(msg["rcode"]) if "rcode" in msg else None
+            ours.append((msg["id"], "qr" in msg["flags"], dns.opcode.from_text(msg["opcode"]), rcode))
+    assert sorted(ours) == sorted(opcode_traffic["tshark"])
