@@ -499,7 +499,11 @@ class MongoDecoder:
             if doc is not None:
                 try:
                     q = RawBSONDocument(doc)
-                    inner = q.get("$query", q.get("query")) if collection == "$cmd" else None
+                    # a command wrapped for mongos ({$query: {cmd...}, $readPreference: ...}) is unwrapped
+                    # only when the wrapper is the first key: `query` is also an argument of findandmodify
+                    # and count, whose first key is the command name
+                    wrapper = _first_key(doc, 0) if collection == "$cmd" else ""
+                    inner = q.get(wrapper) if wrapper in ("$query", "query") else None
                     cmd = inner if isinstance(inner, RawBSONDocument) else q
                     if collection == "$cmd":
                         command = _first_key(bytes(cmd.raw), 0) or "find"
@@ -638,8 +642,18 @@ def _find_message(chunk: bytes) -> tuple[int, int]:
             if not 5 <= dlen <= length - HEADER_SIZE - 5:
                 continue
         elif opcode == 1:
-            if rto == 0 or i + HEADER_SIZE + 24 > n:
+            if rto == 0:
                 continue
+            if i + HEADER_SIZE + min(length - HEADER_SIZE, 24) > n:
+                keep = min(keep, i)  # too few bytes yet to judge this candidate: keep them, wait
+                break
+            rflags, _cursor, starting, returned = _REPLY.unpack_from(chunk, body)
+            if rflags & ~0xF or starting < 0 or returned < 0:
+                continue  # responseFlags has four defined bits (wire spec "OP_REPLY")
+            if length == HEADER_SIZE + 20:
+                if returned != 0:
+                    continue
+                return i, 0  # a reply without documents (an exhausted cursor, an empty find): 36 bytes
             (dlen,) = _I32.unpack_from(chunk, body + 20)
             if not 5 <= dlen <= length - HEADER_SIZE - 20:
                 continue
