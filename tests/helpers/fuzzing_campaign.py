@@ -44,7 +44,9 @@ from packetd.protocols.registry import REGISTRY, Registry
 from tests.helpers.fuzzing import held_bytes
 from tests.helpers.golden import CORPUS, RULES_FOR, manifest
 
-Event = tuple[str, int, Any]  # ("data", direction, bytes) | ("gap", direction, nbytes) | ("eof", direction, 0)
+Event = tuple[
+    str, int, Any
+]  # ("data", direction, bytes) | ("gap", direction, nbytes) | ("eof", direction, 0)
 
 
 @dataclass
@@ -63,7 +65,9 @@ FLOOD_BYTES = 1 << 20  # bytes of a flood input: above every per-message buffer 
 FLOOD_RATE = 0.0005  # inputs that are floods (one costs as much as ~500 ordinary inputs)
 HELD_BOUND = 24 * 1024 * 1024  # bytes a decoder may hold after any input (MongoDB keeps up to 4 MiB bodies
 # per side, HTTP/2 a 1 MiB HPACK table per side, AMQP a 1 MiB frame per side; a leak shows far above)
-MAX_PIECES = 128  # segments one event is cut into at most (one-byte splits of big events cost as much as 100 inputs)
+MAX_PIECES = (
+    128  # segments one event is cut into at most (one-byte splits of big events cost as much as 100 inputs)
+)
 CHECK_EVERY = 50  # inputs between two held-bytes checks (the walk costs ~ as much as an input)
 
 
@@ -152,7 +156,9 @@ def corpus_seeds() -> dict[str, list[Conversation]]:
     listed = {p for p, _ in paths}
     for extra in sorted(glob.glob(os.path.join(CORPUS, "*", "*.pcap*"))):
         if extra not in listed:
-            paths.append((extra, tuple(Rule(protocol=s.name, ports=s.default_ports) for s in REGISTRY.specs())))
+            paths.append(
+                (extra, tuple(Rule(protocol=s.name, ports=s.default_ports) for s in REGISTRY.specs()))
+            )
     return capture_seeds(paths)
 
 
@@ -251,7 +257,11 @@ class Mutator:
             b[r.randint(0, n) :] = other[r.randint(0, len(other)) :]
         elif op < 0.86:  # insert random or repeated bytes
             i = r.randint(0, n)
-            ins = bytes(r.getrandbits(8) for _ in range(r.randint(1, 16))) if r.random() < 0.5 else b[i : i + 64]
+            ins = (
+                bytes(r.getrandbits(8) for _ in range(r.randint(1, 16)))
+                if r.random() < 0.5
+                else b[i : i + 64]
+            )
             b[i:i] = ins
         elif op < 0.93:  # delete a range
             i = r.randrange(n)
@@ -267,7 +277,9 @@ class Mutator:
         r = self.rng
         if r.random() < 0.5:
             return None
-        return [r.choice((1, 2, 3, 5, 7, 13, 64, 536, 1448, r.randint(1, 4096))) for _ in range(r.randint(1, 4))]
+        return [
+            r.choice((1, 2, 3, 5, 7, 13, 64, 536, 1448, r.randint(1, 4096))) for _ in range(r.randint(1, 4))
+        ]
 
 
 # -- running one input ----------------------------------------------------------------------------------
@@ -412,11 +424,15 @@ def fuzz(
         if on_input is not None:
             on_input()
         try:
-            msgs, errors, held = run_input(factory, transport, events, splits, flood or index % CHECK_EVERY == 0)
+            msgs, errors, held = run_input(
+                factory, transport, events, splits, flood or index % CHECK_EVERY == 0
+            )
         except (Exception, Hang) as exc:  # the failure being hunted: anything but DecodeError
             if len(stats.failures) < keep_failures:
                 stats.failures.append(
-                    Failure(protocol, index, type(exc).__name__, _where(exc), str(exc), transport, events, splits)
+                    Failure(
+                        protocol, index, type(exc).__name__, _where(exc), str(exc), transport, events, splits
+                    )
                 )
             continue
         finally:

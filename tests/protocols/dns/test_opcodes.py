@@ -62,7 +62,9 @@ def notify() -> dns.message.Message:
     n.id = 0x1996
     n.flags = dns.flags.AA  # (flags hold the opcode bits too: set them first)
     n.set_opcode(dns.opcode.NOTIFY)
-    n.answer.append(dns.rrset.from_text(ZONE, 3600, "IN", "SOA", "ns.packetd.test. admin.packetd.test. 7 1 2 3 4"))
+    n.answer.append(
+        dns.rrset.from_text(ZONE, 3600, "IN", "SOA", "ns.packetd.test. admin.packetd.test. 7 1 2 3 4")
+    )
     return n
 
 
@@ -122,7 +124,9 @@ def our_view(msg: DnsMessage) -> dict:
     j = msg.to_json()
 
     def rrs(section: list[dict]) -> list[tuple]:
-        return [(r["name"], r["type"], r["class"], r["ttl"], _data_text(r["type"], r["data"])) for r in section]
+        return [
+            (r["name"], r["type"], r["class"], r["ttl"], _data_text(r["type"], r["data"])) for r in section
+        ]
 
     return {
         "id": j["id"],
@@ -204,7 +208,12 @@ def _capture(path: str) -> list[tuple[str, str, str, str]]:
         frames.append((ts + 1000, ethernet(ipv4_udp(SERVER[0], CLIENT[0], PORT, 41000 + i, r.to_wire()))))
         expect.append((name, "udp", operation, status))
         conv = TcpConversation((CLIENT[0], 42000 + i), SERVER, isn_client=1000, isn_server=5000, mss=1400)
-        pkts = [*conv.handshake(), *conv.send(0, tcp(q.to_wire())), *conv.send(1, tcp(r.to_wire())), *conv.close()]
+        pkts = [
+            *conv.handshake(),
+            *conv.send(0, tcp(q.to_wire())),
+            *conv.send(1, tcp(r.to_wire())),
+            *conv.close(),
+        ]
         frames += [(ts + 2000 + k * 1000, ethernet(p)) for k, p in enumerate(pkts)]
         expect.append((name, "tcp", operation, status))
         ts += 10**9
@@ -235,8 +244,21 @@ def test_records_agree_with_tshark_dissection() -> None:
         path = os.path.join(tmp, "opcodes.pcap")
         _capture(path)
         records, _ = run_file(path, (Rule(protocol="dns", ports=(PORT,)),))
-        cmd = [TSHARK, "-n", "-r", path, "-Y", "dns", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=;"]
-        for f in TSHARK_FIELDS + ["dns.count.zones", "dns.count.prerequisites", "dns.count.updates"]:
+        cmd = [
+            TSHARK,
+            "-n",
+            "-r",
+            path,
+            "-Y",
+            "dns",
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=;",
+        ]
+        for f in [*TSHARK_FIELDS, "dns.count.zones", "dns.count.prerequisites", "dns.count.updates"]:
             cmd += ["-e", f]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout  # type: ignore[arg-type]
     theirs = []
@@ -245,10 +267,12 @@ def test_records_agree_with_tshark_dissection() -> None:
         ident, qr, opcode = int(v[0], 16), v[1] == "1", int(v[2])
         rcode = int(v[3]) if qr else None
         zo, pr, up = v[13:16]
-        counts = tuple(int(x or y or 0) for x, y in zip(v[4:8], (zo, pr, up, "")))  # queries or zones, ...
+        counts = tuple(
+            int(x or y or 0) for x, y in zip(v[4:8], (zo, pr, up, ""), strict=True)
+        )  # queries or zones, ...
         names, types, classes, ttls, lens = (x.split(";") if x else [] for x in v[8:13])
         rrs = [(n + "." if n != "<Root>" else ".", int(t), int(c, 16), int(ttl), int(ln))
-               for n, t, c, ttl, ln in zip(names, types, classes, ttls, lens)]  # fmt: skip
+               for n, t, c, ttl, ln in zip(names, types, classes, ttls, lens, strict=True)]  # fmt: skip
         theirs.append((ident, qr, opcode, rcode, counts, rrs))
     ours = []
     from packetd.protocols.dns.messages import CLASSES, TYPES

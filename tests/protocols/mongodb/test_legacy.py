@@ -36,7 +36,13 @@ PORT = 27017
 
 
 def op_query(rid: int, ns: str, query: dict | SON, number_to_return: int = 0) -> bytes:
-    body = struct.pack("<i", 0) + ns.encode() + b"\0" + struct.pack("<ii", 0, number_to_return) + bson.encode(query)
+    body = (
+        struct.pack("<i", 0)
+        + ns.encode()
+        + b"\0"
+        + struct.pack("<ii", 0, number_to_return)
+        + bson.encode(query)
+    )
     return struct.pack("<iiii", 16 + len(body), rid, 0, 2004) + body
 
 
@@ -53,12 +59,24 @@ FAM_REPLY = op_reply(9102, 102, [{"ok": 1.0, "value": None}])
 COUNT = SON([("count", "orders"), ("query", SON([("status", "x")]))])
 COUNT_QUERY = op_query(103, "shop.$cmd", COUNT, -1)
 COUNT_REPLY = op_reply(9103, 103, [{"ok": 1.0, "n": 0}])
-WRAPPED = SON([("$query", SON([("findandmodify", "b"), ("query", {})])), ("$readPreference", {"mode": "primary"})])
+WRAPPED = SON(
+    [("$query", SON([("findandmodify", "b"), ("query", {})])), ("$readPreference", {"mode": "primary"})]
+)
 WRAPPED_QUERY = op_query(104, "shop.$cmd", WRAPPED, -1)
 WRAPPED_REPLY = op_reply(9104, 104, [{"ok": 1.0}])
-EXCHANGES = [(EMPTY_FIND, EMPTY_REPLY), (FAM_QUERY, FAM_REPLY), (COUNT_QUERY, COUNT_REPLY), (WRAPPED_QUERY, WRAPPED_REPLY)]
+EXCHANGES = [
+    (EMPTY_FIND, EMPTY_REPLY),
+    (FAM_QUERY, FAM_REPLY),
+    (COUNT_QUERY, COUNT_REPLY),
+    (WRAPPED_QUERY, WRAPPED_REPLY),
+]
 # requestID → (command, collection) the test sent
-SENT = {101: ("find", "orders"), 102: ("findandmodify", "a"), 103: ("count", "orders"), 104: ("findandmodify", "b")}
+SENT = {
+    101: ("find", "orders"),
+    102: ("findandmodify", "a"),
+    103: ("count", "orders"),
+    104: ("findandmodify", "b"),
+}
 
 
 @pytest.mark.parametrize("midstream", [False, True], ids=["from-start", "midstream"])
@@ -123,4 +141,6 @@ def test_capture_agrees_with_tshark() -> None:
     assert replies == {101: 0, 102: 1, 103: 1, 104: 1}
     ours = as_json(records)
     assert {r["request"]["request_id"]: r["response"]["batch_size"] for r in ours} == replies
-    assert {r["request"]["request_id"]: r["operation"] for r in ours if r["request"]["request_id"] in commands} == commands
+    assert {
+        r["request"]["request_id"]: r["operation"] for r in ours if r["request"]["request_id"] in commands
+    } == commands
