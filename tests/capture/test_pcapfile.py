@@ -585,7 +585,12 @@ def test_damaged_files_never_raise(
         except CaptureFormatError:
             results.append(None)
             continue
-        assert len(warnings) <= 1
+        # one damage warning at most; a byte changed in a header may add one line per link type it
+        # turned into one we do not decode, and one for timestamps out of range (issue 9 #16, issue 14)
+        damage = [w for w in warnings if " of link type " not in w and "clamped to that range" not in w]
+        assert len(damage) <= 1
+        kinds = [w.split(" skipped")[0].split("of link type ")[-1] for w in warnings if " of link type " in w]
+        assert len(kinds) == len(set(kinds)) and sum("clamped" in w for w in warnings) <= 1
         results.append((frames, [w.split(": ", 1)[1] for w in warnings]))  # without the file name
     assert results[0] == results[1]
 

@@ -280,6 +280,8 @@ class Worker:
                         )
             if self.config.sniffer.file:
                 self.engine.finish()
+                for warning in getattr(source, "warnings", ()):  # damage, unknown link types, clamped times
+                    log.warning("%s", warning)
         finally:
             self.flush(source, final=True)
             if self.config.sniffer.file:

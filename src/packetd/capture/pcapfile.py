@@ -47,6 +47,9 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
+from packetd.net.packet import SUPPORTED_LINKTYPES
+from packetd.pairing.roundtrip import MAX_TIME_S
+
 Frame = tuple[int, int, memoryview]
 Release = Callable[[int], None]
 
@@ -54,6 +57,17 @@ MAX_RECORD = 256 * 1024  # largest snaplen any capture tool writes (262144); big
 MAX_BLOCK = 16 * 1024 * 1024  # pcapng blocks larger than this are corrupt (Wireshark uses the same bound)
 READ_CHUNK = 1 << 20  # pipe reads
 RELEASE_EVERY = 16 << 20  # mapped bytes read between two madvise calls: bounds RSS at ~16 MiB of file
+# timestamps a record can show: RFC 3339 has four-digit years, so 1970-01-01 .. 9999-12-31T23:59:59.999999999Z;
+# a pcapng packet stamped outside (64-bit units in whole seconds, a wild if_tsoffset) is clamped to the range
+# and counted, and the file gets one warning (time.gmtime itself fails near 2^55 s)
+MIN_TS_NS = 0
+MAX_TS_NS = (MAX_TIME_S + 1) * 1_000_000_000 - 1
+# names of link types people meet in captures we do not decode (https://www.tcpdump.org/linktypes.html)
+LINKTYPE_NAMES = {6: "IEEE 802.5 Token Ring", 7: "ARCNET", 8: "SLIP", 9: "PPP", 10: "FDDI", 50: "PPP-HDLC",
+                  51: "PPPoE", 104: "Cisco HDLC", 105: "IEEE 802.11", 107: "Frame Relay", 127: "802.11 radiotap",
+                  147: "user 0", 187: "Bluetooth HCI H4", 192: "PPI", 195: "IEEE 802.15.4", 197: "ERF",
+                  201: "Bluetooth HCI H4 with PHDR", 220: "USB Linux mmapped", 249: "NETLINK", 253: "NFLOG",
+                  263: "USBPcap"}  # fmt: skip
 _PAGE = mmap.PAGESIZE
 _MADV_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # absent on Windows: nothing is released there
 
@@ -96,6 +110,8 @@ class _PcapParser:
         snaplen, network = struct.unpack_from(order + "II", header, 16)
         self.name = name
         self.linktype = network & 0xFFFF  # the upper bits carry the FCS length (pcap draft §4)
+        self.skipped: dict[int, int] = {}  # unsupported link type → frames (all of them, in a pcap)
+        self._unsupported = self.linktype not in SUPPORTED_LINKTYPES
         self._max = max(MAX_RECORD, snaplen if snaplen < 0x7FFFFFFF else 0)
         self._rec = _PCAP_REC[order]
         self.header_len = 24
@@ -120,6 +136,8 @@ class _PcapParser:
         maxrec = self._max
         last = end - 16  # the last offset at which a whole record header fits
         incl = 0
+        count = self._unsupported
+        skipped = self.skipped
         while off <= last:
             stop = last if release is None else min(last, off + RELEASE_EVERY)
             while off <= stop:
@@ -127,6 +145,8 @@ class _PcapParser:
                 nxt = off + 16 + incl
                 if nxt > end or incl > maxrec:
                     break
+                if count:
+                    skipped[lt] = skipped.get(lt, 0) + 1
                 yield sec * 1_000_000_000 + frac * mult, lt, mv[off + 16 : nxt]
                 off = nxt
             else:
@@ -154,10 +174,11 @@ class _PcapParser:
 class _Interface:
     """One pcapng interface: its link type and how its timestamps become nanoseconds."""
 
-    __slots__ = ("div", "linktype", "mul", "offset_ns", "shift", "snaplen")
+    __slots__ = ("div", "linktype", "mul", "offset_ns", "shift", "snaplen", "unsupported")
 
     def __init__(self, linktype: int, snaplen: int, tsresol: int, offset_s: int) -> None:
         self.linktype = linktype
+        self.unsupported = linktype not in SUPPORTED_LINKTYPES
         self.snaplen = snaplen or 0x7FFFFFFF
         self.offset_ns = offset_s * 1_000_000_000
         self.mul = 0  # ns = units * mul             (10^-n, n <= 9)
@@ -194,6 +215,15 @@ class _PcapngParser:
         self.stopped = False
         self.last_ts = 0
         self.linktype = -1
+        self.skipped: dict[int, int] = {}  # unsupported link type → frames
+        self.clamped = 0  # packets whose timestamp was outside [MIN_TS_NS, MAX_TS_NS]
+        self.first_clamped: tuple[int, int] = (0, 0)  # (file offset, timestamp as written, in ns)
+
+    def _clamp(self, ts: int, at: int) -> int:
+        if not self.clamped:
+            self.first_clamped = (at, ts)
+        self.clamped += 1
+        return MIN_TS_NS if ts < MIN_TS_NS else MAX_TS_NS
 
     def _corrupt(self, warn: list[str], at: int, what: str) -> None:
         warn.append(f"{self.name}: corrupt pcapng block at offset {at}: {what}; stopped there")
@@ -255,6 +285,10 @@ class _PcapngParser:
                 itf = interfaces[iface]
                 mul = itf.mul  # the common resolutions (µs, ns) inline; the others call ts_ns
                 ts = (hi << 32 | lo) * mul + itf.offset_ns if mul else itf.ts_ns(hi << 32 | lo)
+                if not MIN_TS_NS <= ts <= MAX_TS_NS:
+                    ts = self._clamp(ts, base + off)
+                if itf.unsupported:
+                    self.skipped[itf.linktype] = self.skipped.get(itf.linktype, 0) + 1
                 self.last_ts = ts
                 yield ts, itf.linktype, mv[off + 28 : off + 28 + caplen]
             elif btype == 3:  # simple packet block: interface 0, no timestamp
@@ -263,6 +297,8 @@ class _PcapngParser:
                     return
                 itf = interfaces[0]
                 caplen = min(u32(mv, off + 8)[0], itf.snaplen, blen - _MIN_SPB)
+                if itf.unsupported:
+                    self.skipped[itf.linktype] = self.skipped.get(itf.linktype, 0) + 1
                 yield self.last_ts, itf.linktype, mv[off + 12 : off + 12 + caplen]
             elif btype == 2:  # obsolete packet block
                 if blen < _MIN_OPB:
@@ -273,7 +309,12 @@ class _PcapngParser:
                     self._corrupt(warn, base + off, f"packet block for interface {iface}, {caplen} bytes")
                     return
                 itf = interfaces[iface]
-                ts = self.last_ts = itf.ts_ns(hi << 32 | lo)
+                ts = itf.ts_ns(hi << 32 | lo)
+                if not MIN_TS_NS <= ts <= MAX_TS_NS:
+                    ts = self._clamp(ts, base + off)
+                if itf.unsupported:
+                    self.skipped[itf.linktype] = self.skipped.get(itf.linktype, 0) + 1
+                self.last_ts = ts
                 yield ts, itf.linktype, mv[off + 28 : off + 28 + caplen]
             elif btype == 1:  # interface description block
                 if blen < _MIN_IDB:
@@ -337,7 +378,7 @@ class CaptureFile:
 
     def __init__(self, path: str, stream: BinaryIO | None = None) -> None:
         self.path = path
-        self.warnings: list[str] = []
+        self._warnings: list[str] = []
         self._stream = stream
         self._owned_stream: BinaryIO | None = None
         self._mm: mmap.mmap | None = None
@@ -374,6 +415,28 @@ class CaptureFile:
             raise
 
     @property
+    def warnings(self) -> list[str]:
+        """What went wrong so far: damage (with its offset), frames of link types we do not decode (one line
+        per link type, with the count), timestamps clamped into the representable range (one line)."""
+        out = list(self._warnings)
+        parser = self._parser
+        for lt, n in sorted(parser.skipped.items()):
+            name = LINKTYPE_NAMES.get(lt)
+            out.append(
+                f"{self.name}: {n} packet{'s' if n != 1 else ''} of link type {lt}"
+                f"{f' ({name})' if name else ''} skipped: not a link type packetd decodes "
+                f"({', '.join(str(t) for t in sorted(SUPPORTED_LINKTYPES))})"
+            )
+        if isinstance(parser, _PcapngParser) and parser.clamped:
+            at, ts = parser.first_clamped
+            out.append(
+                f"{self.name}: {parser.clamped} packet timestamp{'s' if parser.clamped != 1 else ''} outside "
+                f"1970-01-01..9999-12-31 (the first at offset {at}: {ts // 1_000_000_000} s since the epoch) "
+                "clamped to that range"
+            )
+        return out
+
+    @property
     def linktypes(self) -> list[int]:
         """The link types seen so far (pcapng declares interfaces as it goes)."""
         if isinstance(self._parser, _PcapParser):
@@ -401,12 +464,12 @@ class CaptureFile:
         if self._mm is not None:
             # a mapped file can be read again: start afresh, so a second pass gives the same frames
             parser = self._parser = _parser_for(self._head, self.name)
-            self.warnings.clear()
+            self._warnings.clear()
             mv = memoryview(self._mm)
             self._released = 0
             release = self._release if RELEASE_EVERY and _MADV_DONTNEED is not None else None
             try:
-                yield from parser.frames(mv, parser.header_len, len(mv), 0, True, self.warnings, release)
+                yield from parser.frames(mv, parser.header_len, len(mv), 0, True, self._warnings, release)
             finally:
                 mv.release()
             return
@@ -435,7 +498,7 @@ class CaptureFile:
                 if have >= parser.need:
                     break
             buf = b"".join(parts) if len(parts) > 1 else buf
-            yield from parser.frames(memoryview(buf), 0, len(buf), base, final, self.warnings)
+            yield from parser.frames(memoryview(buf), 0, len(buf), base, final, self._warnings)
             if final or parser.stopped:
                 return
             consumed = parser.offset

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from packetd.pairing.roundtrip import Roundtrip, endpoint_text
+from packetd.pairing.roundtrip import MAX_TIME_S, Roundtrip, endpoint_text
 from packetd.protocols.base import Flag, Kind, flag_names
 from packetd.units import format_duration, format_size
 
@@ -36,7 +36,7 @@ class TextFormatter:
         self.color = color
 
     def format(self, rt: Roundtrip) -> str:
-        ts = rt.start_ns
+        ts = min(max(rt.start_ns, 0), MAX_TIME_S * 1_000_000_000)  # gmtime fails near 2^55 s
         clock = (
             time.strftime("%H:%M:%S", time.gmtime(ts // 1_000_000_000)) + f".{ts % 1_000_000_000 // 1000:06d}"
         )

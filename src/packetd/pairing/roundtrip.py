@@ -102,6 +102,7 @@ class Roundtrip:
 
 _last_sec = -1
 _last_prefix = ""
+MAX_TIME_S = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second RFC 3339 can write
 
 
 def dumps(rt: Roundtrip) -> bytes:
@@ -120,6 +121,8 @@ def rfc3339_ns(ts_ns: int) -> str:
     """RFC 3339 UTC with nanoseconds: 2024-05-01T12:00:00.123456789Z (the per-second prefix is cached)."""
     global _last_sec, _last_prefix
     sec, ns = divmod(ts_ns, 1_000_000_000)
+    if not 0 <= sec <= MAX_TIME_S:  # RFC 3339 years are 0000-9999 (gmtime fails near 2^55 s): clamp
+        sec, ns = (0, 0) if sec < 0 else (MAX_TIME_S, 999_999_999)
     if sec != _last_sec:
         _last_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
         _last_sec = sec
