@@ -104,6 +104,7 @@ def replay(path: str) -> int:
     bad = 0
     for sig, entry in result["distinct_failures"].items():
         first = entry["first"]
+        t0 = time.process_time()
         try:
             run_input(
                 factory_for(first["protocol"]),
@@ -112,7 +113,7 @@ def replay(path: str) -> int:
                 first["splits"],
                 True,
             )
-            print(f"fixed:  {sig}")
+            print(f"passes: {sig} ({time.process_time() - t0:.2f} CPU s)")
         except Exception as exc:
             bad += 1
             print(f"STILL:  {sig}: {type(exc).__name__}: {exc}")
