@@ -73,28 +73,44 @@ def worker(args: tuple[str, int, int, float, int, str]) -> dict[str, Any]:
             entry = failures.setdefault(sig, {"count": 0, "first": {**f.to_json(), "chunk": chunk}})
             entry["count"] += 1
         chunk += 1
-        rate = totals["inputs"] / (time.monotonic() - started)
+        result = _result(protocol, seed, len(seeds), totals, started, failure_count, failures)
+        with open(os.path.join(out_dir, f"{protocol}.json"), "w") as f:  # after every chunk: a stopped
+            json.dump(result, f, indent=1)  # campaign keeps its figures so far ("complete": false)
         print(
-            f"{protocol}: {totals['inputs']} inputs, {rate:.0f}/s, {failure_count} failures "
+            f"{protocol}: {totals['inputs']} inputs, {result['rate']}/s, {failure_count} failures "
             f"({len(failures)} distinct)",
             file=sys.stderr,
             flush=True,
         )
+    result["complete"] = True
+    with open(os.path.join(out_dir, f"{protocol}.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def _result(
+    protocol: str,
+    seed: int,
+    seeds: int,
+    totals: dict[str, int],
+    started: float,
+    failure_count: int,
+    failures: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
     elapsed = time.monotonic() - started
-    result = {
+    return {
         "protocol": protocol,
         "seed": seed,
-        "seed_conversations": len(seeds),
+        "seed_conversations": seeds,
         **totals,
         "seconds": round(elapsed, 1),
+        "cpu_seconds": round(time.process_time(), 1),
         "rate": round(totals["inputs"] / elapsed),
         "failures": failure_count,
         "distinct_failures": failures,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "complete": False,
     }
-    with open(os.path.join(out_dir, f"{protocol}.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    return result
 
 
 def replay(path: str) -> int:
