@@ -328,3 +328,37 @@ def test_campaign_findings_raise_only_decode_error(name: str) -> None:
     protocol, transport, events = FOUND[name]
     for splits in (None, [1]):
         campaign.run_input(campaign.factory_for(protocol), transport, events, splits, True)
+
+
+def test_the_campaign_harness_reports_what_is_not_a_decode_error() -> None:
+    """The harness itself can fail: a decoder that raises KeyError on some input is caught by run_input,
+    and one that returns a non-message is too (so a green campaign means something)."""
+
+    class Broken:
+        def __init__(self, ctx: DecoderContext) -> None:
+            pass
+
+        def receive(self, direction: Direction, data: memoryview, ts_ns: int) -> list[Message]:
+            data = bytes(data)  # type: ignore[assignment]
+            if b"\xff" in data:
+                raise KeyError("boom")
+            if b"\xfe" in data:
+                return ["not a message"]  # type: ignore[list-item]
+            if b"\xfd" in data:
+                raise DecodeError("fine")
+            return []
+
+        def receive_gap(self, direction: Direction, nbytes: int, ts_ns: int) -> list[Message]:
+            return []
+
+        def receive_eof(self, direction: Direction, ts_ns: int) -> list[Message]:
+            return []
+
+    assert campaign.run_input(Broken, "tcp", [("data", 0, b"\xfd"), ("data", 1, b"ok")], None, True)[:2] == (
+        0,
+        1,
+    )
+    with pytest.raises(KeyError):
+        campaign.run_input(Broken, "tcp", [("data", 0, b"a\xffb")], [1], False)
+    with pytest.raises(AssertionError, match="non-message"):
+        campaign.run_input(Broken, "tcp", [("data", 1, b"\xfe")], None, False)
