@@ -320,6 +320,13 @@ FOUND: dict[str, tuple[str, str, list[campaign.Event]]] = {
         "tcp",
         [("data", 0, bytes.fromhex("0000000804d2162f")), ("eof", 1, 0), ("data", 1, b"N")],
     ),
+    # joining mid-stream: a candidate OP_REPLY header stating 21 bytes, 32 bytes in hand: struct.error in
+    # _find_message (the check for a zero-document reply read 20 fixed bytes the buffer did not have)
+    "mongodb-short-reply-candidate": (
+        "mongodb",
+        "tcp",
+        [("gap", 1, 100), ("data", 1, struct.pack("<iiii", 21, 8, 7, 1) + bytes(16))],
+    ),
 }
 
 

@@ -642,9 +642,9 @@ def _find_message(chunk: bytes) -> tuple[int, int]:
             if not 5 <= dlen <= length - HEADER_SIZE - 5:
                 continue
         elif opcode == 1:
-            if rto == 0:
-                continue
-            if i + HEADER_SIZE + min(length - HEADER_SIZE, 24) > n:
+            if rto == 0 or length < HEADER_SIZE + 20:
+                continue  # an OP_REPLY has 20 bytes of fixed fields
+            if i + HEADER_SIZE + (20 if length == HEADER_SIZE + 20 else 24) > n:
                 keep = min(keep, i)  # too few bytes yet to judge this candidate: keep them, wait
                 break
             rflags, _cursor, starting, returned = _REPLY.unpack_from(chunk, body)
