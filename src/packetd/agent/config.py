@@ -8,8 +8,8 @@ implementation's sample files carry but ignore (`decoder.protocols`, `metricsSto
 with a warning.
 
 Defaults differ from the Go implementation where its defaults were bugs (reference §18.25): the log level
-is info (not debug), the log file is packetd.log, the server listens on :9091 with a 1m timeout and is
-enabled in agent mode, the roundtrip file is packetd.roundtrips; connExpired below 1m is an error, not a
+is info (not debug), the log file is packetd.log, the server listens on 127.0.0.1:9091 (loopback; the chart
+sets :9091) with a 1m timeout and is enabled in agent mode, the roundtrip file is packetd.roundtrips; connExpired below 1m is an error, not a
 silent 5m.
 """
 
@@ -101,12 +101,15 @@ class SnifferConfig(_Section):
         16, alias="blockNum", ge=16, le=1024, description="ring blocks of 512 KiB per worker"
     )
     workers: int = Field(1, ge=1, le=64, description="capture processes in one PACKET_FANOUT_HASH group")
+    user: str = Field(
+        "", description="capture workers become this user once their socket is open ('' = stay as started)"
+    )
     protocols: ProtocolsConfig = ProtocolsConfig()
 
 
 class ServerConfig(_Section):
     enabled: bool = True
-    address: str = ":9091"
+    address: str = Field("127.0.0.1:9091", description="loopback by default; ':9091' for every interface")
     timeout: Duration = Field(60_000_000_000, description="read/write timeout of a request (not of /watch)")
     pprof: bool = Field(False, description="accepted for compatibility; a Go feature, ignored")
     admin_token: str = Field(
@@ -135,6 +138,11 @@ class ControllerConfig(_Section):
     layer4_metrics: Layer4Config = Field(Layer4Config(), alias="layer4Metrics")
     conn_expired: Duration = Field(300_000_000_000, alias="connExpired")
     auto_reload: bool = Field(False, alias="autoReload", description="reload when the config file changes")
+    drain_timeout: Duration = Field(
+        20_000_000_000,
+        alias="drainTimeout",
+        description="on SIGTERM: time to ship what is pending before the process exits regardless",
+    )
     decoder: dict[str, dict[str, Any]] = Field(
         {}, description="per protocol decoder options, e.g. decoder.http.capture_body: 4096"
     )

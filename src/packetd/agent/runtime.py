@@ -88,10 +88,28 @@ def pipelines_from(config: Config) -> Pipelines:
         )
     except PipelineError as exc:
         raise ConfigError(f"'processor'/'pipeline': {exc}") from None
+    except re.error as exc:  # a processor's regex (pathTemplates): rejected here, not in a running loop
+        pattern = exc.pattern if isinstance(exc.pattern, str) else repr(exc.pattern)
+        raise ConfigError(f"'processor': regex '{pattern}' is invalid: {exc.msg}") from None
 
 
 def bpf_from(rules: list[Rule]) -> str:
     return bpf.filter_expression((REGISTRY[r.protocol].transports, r.ports, r.host) for r in rules)
+
+
+def check_user(user: str) -> None:
+    """`sniffer.user` names an account this process can become (workers switch to it after opening)."""
+    if not user:
+        return
+    import os
+    import pwd
+
+    try:
+        uid = pwd.getpwnam(user).pw_uid
+    except KeyError:
+        raise ConfigError(f"'sniffer.user': '{user}' is invalid: no such user") from None
+    if os.geteuid() not in (0, uid):
+        raise ConfigError(f"'sniffer.user': '{user}' is invalid: only root can change user")
 
 
 def validate(config: Config) -> None:
@@ -99,6 +117,7 @@ def validate(config: Config) -> None:
     rules_from(config)
     options_from(config)
     pipelines_from(config)
+    check_user(config.sniffer.user)
     if config.sniffer.file:
         try:
             with open(config.sniffer.file, "rb"):

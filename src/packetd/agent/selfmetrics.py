@@ -174,6 +174,19 @@ class SelfMetrics(Collector):
         yield CounterMetricFamily(
             "packetd_reload_failures", "Configuration reloads rejected", value=view.get("reload_failures", 0)
         )
+        internal = CounterMetricFamily(
+            "packetd_internal_errors",
+            "Unexpected failures of the agent's own loops (logged with a traceback; the loop restarted)",
+            labels=["component"],
+        )
+        for component, n in sorted(view.get("internal_errors", {}).items()):
+            internal.add_metric([component], n)
+        yield internal
+        yield CounterMetricFamily(
+            "packetd_http_rejected_connections",
+            "HTTP API connections answered 503 because the connection limit was reached",
+            value=view.get("http_rejected", 0),
+        )
         yield CounterMetricFamily(
             "packetd_worker_restarts",
             "Capture workers restarted after a failure",

@@ -8,7 +8,13 @@ agent; when the agent falls behind, metric deltas keep accumulating in place and
 bound are dropped and counted.
 
 Messages to the agent: ("ready", index, source name, filter), ("data", index, payload), ("done", index),
-("error", index, text). From the agent: ("consumers", {...}), ("config", Config), ("stop",).
+("error", index, text). From the agent: ("consumers", {...}), ("config", Config), ("stop",); the agent's
+end of the pipe closing means stop too.
+
+Least privilege: a worker opens its capture socket (or file) first, then, when `sniffer.user` is set,
+becomes that user (capture/privileges.py, as `watch --user` does) before it reads a single packet: the
+code that parses hostile traffic never runs as root. On Linux a worker also asks the kernel to kill it
+when the agent dies (PR_SET_PDEATHSIG), so no capture process outlives its agent.
 """
 
 from __future__ import annotations
@@ -232,7 +238,11 @@ class Worker:
 
     def control(self) -> None:
         while self.conn.poll():
-            msg = self.conn.recv()
+            try:
+                msg = self.conn.recv()
+            except (EOFError, OSError):  # the agent is gone: nobody to ship to
+                self.stopping = True
+                return
             if msg[0] == "stop":
                 self.stopping = True
             elif msg[0] == "consumers":
@@ -244,6 +254,11 @@ class Worker:
     def run(self) -> None:
         bpf_expr = bpf_from(self.rules)
         source = open_source(self.config, bpf_expr, self.fanout)
+        if self.config.sniffer.user:
+            from packetd.capture.privileges import drop_privileges
+
+            drop_privileges(self.config.sniffer.user)
+        _die_with_parent()  # after the change of user, which clears the setting
         sender = threading.Thread(target=self._sender, name="sender", daemon=True)
         sender.start()
         self.conn.send(("ready", self.index, getattr(source, "name", "?"), bpf_expr))
@@ -301,6 +316,18 @@ def _l4_labels(
     return tuple(values[k] for k in required)
 
 
+def _die_with_parent() -> None:
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+
+
 def worker_main(
     index: int,
     conn: Connection,
@@ -322,6 +349,9 @@ def worker_main(
         from packetd.capture.privileges import PRIVILEGE_HINT
 
         conn.send(("error", index, PRIVILEGE_HINT))
+    except OSError as exc:  # the capture cannot be opened (no such interface, ...): said, not a traceback
+        log.error("worker %d: %s", index, exc)
+        conn.send(("error", index, f"cannot capture: {exc.strerror or exc}"))
     except Exception as exc:  # reported to the agent, which logs it and keeps serving
         log.exception("worker %d failed", index)
         conn.send(("error", index, f"{type(exc).__name__}: {exc}"))

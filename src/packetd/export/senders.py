@@ -4,6 +4,12 @@ Each owns a bounded queue and a thread; the pipeline only ever appends (never wa
 backend that is slow or down fills the queue; beyond the bound the oldest entries are dropped and
 counted. Failed sends are retried with exponential back-off; on shutdown what is queued is flushed
 (within the exporter's timeout). Counters per exporter: sent, failed (attempts), dropped, queue length.
+
+The roundtrip lines have no queue: they are written as they arrive, by the agent's loop. A file that
+cannot be written (a full or read-only disk, a closed stdout) is an exporter failure like a backend that
+is down: the batch is dropped and counted, the file is closed, and the next batch after a back-off tries
+again (reopening the file), so the rest of the agent never notices. A thread's loop that raises anything
+else is a bug: it runs under the agent's supervisor (`supervise`), which logs, counts and restarts it.
 """
 
 from __future__ import annotations
@@ -37,8 +43,15 @@ class ExporterStats:
         self.queue_length = 0
 
 
+# a supervisor's `run(component, body, stopped)`: runs an exporter thread's loop, restarting it on failure
+Supervise = Callable[[str, Callable[[], None], threading.Event], None]
+
+
 class RoundtripLines:
-    """JSON lines to stdout or a size-rotated file; written by the receiving thread, one write a line."""
+    """JSON lines to stdout or a size-rotated file; written by the receiving thread, one write a batch.
+
+    The constructor opens the file (an OSError there is the caller's: a config that cannot work).
+    """
 
     def __init__(
         self, console: bool, filename: str, max_mb: int, backups: int, stdout: BinaryIO | None = None
@@ -47,19 +60,57 @@ class RoundtripLines:
         self._lock = threading.Lock()
         self._file: RotatingFile | None = None
         self._out = stdout
+        self._where = "stdout" if console else filename
+        self._backoff = 0.0
+        self._retry_at = 0.0  # monotonic: batches before it are dropped without trying
+        self._dropped_since = 0  # lines lost since the last successful write (for the recovery line)
         if not console:
-            self._file = RotatingFile(filename, max_mb * 1024 * 1024, backups)
+            self._file = RotatingFile(filename, max_mb * 1024 * 1024, backups, buffered=False)
 
     def write(self, lines: Sequence[bytes]) -> None:
         with self._lock:
-            if self._file is not None:
-                for line in lines:
-                    self._file.write_line(line)
-                self._file.flush()
-            elif self._out is not None:
-                self._out.write(b"".join(lines))
-                self._out.flush()
-            self.stats.sent += len(lines)
+            now = time.monotonic()
+            if now < self._retry_at:
+                self.stats.dropped += len(lines)
+                self._dropped_since += len(lines)
+                return
+            written, error = self._emit(lines)
+            self.stats.sent += written
+            if error is None:
+                if self._backoff:
+                    log.info(
+                        "roundtrips exporter: writing to %s again (%d lines were dropped)",
+                        self._where,
+                        self._dropped_since,
+                    )
+                self._backoff = 0.0
+                self._dropped_since = 0
+                return
+            lost = len(lines) - written
+            self.stats.failed += 1
+            self.stats.dropped += lost
+            self._dropped_since += lost
+            self._backoff = min(MAX_BACKOFF_S, max(1.0, self._backoff * 2))
+            self._retry_at = now + self._backoff
+            log.warning(
+                "roundtrips exporter: cannot write to %s: %s; %d lines dropped (retrying in %.0fs)",
+                self._where,
+                error.strerror or error,
+                lost,
+                self._backoff,
+            )
+
+    def _emit(self, lines: Sequence[bytes]) -> tuple[int, OSError | None]:
+        if self._file is not None:
+            return self._file.write_lines(lines)
+        if self._out is None:
+            return len(lines), None
+        try:
+            self._out.write(b"".join(lines))
+            self._out.flush()
+        except OSError as exc:  # a closed or full stdout: what the buffer kept is not known to be out
+            return 0, exc
+        return len(lines), None
 
     def close(self) -> None:
         with self._lock:
@@ -80,6 +131,7 @@ class _Worker(threading.Thread):
         self._stop_event = threading.Event()
         self._lock = threading.Lock()
         self._backoff = 0.0
+        self.supervise: Supervise | None = None  # set by the agent before start()
 
     def offer(self, items: Sequence[Any]) -> None:
         with self._lock:
@@ -107,6 +159,12 @@ class _Worker(threading.Thread):
             self.stats.queue_length = len(self.queue)
 
     def run(self) -> None:
+        if self.supervise is None:
+            self._loop()
+        else:
+            self.supervise(f"exporter_{self.stats.name}", self._loop, self._stop_event)
+
+    def _loop(self) -> None:
         while not self._stop_event.is_set():
             self._wake.wait(self._backoff or self.interval_s)
             self._wake.clear()
@@ -130,11 +188,14 @@ class _Worker(threading.Thread):
         self._wake.set()
         self.join(timeout=2)
         deadline = time.monotonic() + flush_timeout_s
-        while self.queue and time.monotonic() < deadline:
-            before = len(self.queue)
-            self.cycle(final=True)
-            if len(self.queue) >= before:
-                break
+        try:
+            while self.queue and time.monotonic() < deadline:
+                before = len(self.queue)
+                self.cycle(final=True)
+                if len(self.queue) >= before:
+                    break
+        except Exception:  # a bug in the last flush must not stop the agent's shutdown or reload
+            log.exception("%s exporter: the final flush failed", self.stats.name)
 
 
 class RemoteWrite(_Worker):
@@ -221,7 +282,11 @@ class Traces(_Worker):
 
         while self.queue:
             batch = self.take(self.batch)
-            spans = self._readable(batch)
+            try:
+                spans = self._readable(batch)
+            except Exception:
+                self.stats.dropped += len(batch)  # data the SDK cannot take: retrying will not help
+                raise  # a bug: the supervisor logs it with its traceback, counts it, restarts the loop
             try:
                 result = self._exporter.export(spans)
             except Exception as exc:  # the SDK raises on some transport errors: never into the pipeline
