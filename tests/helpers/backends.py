@@ -182,7 +182,7 @@ class Prometheus:
 class AgentProcess:
     """`packetd agent --config FILE` in the background; stderr kept for diagnosis."""
 
-    def __init__(self, config_text: str) -> None:
+    def __init__(self, config_text: str, env: dict[str, str] | None = None) -> None:
         self.dir = tempfile.mkdtemp(prefix="packetd-agent-")
         self.config_path = os.path.join(self.dir, "packetd.yaml")
         self.write_config(config_text)
@@ -193,7 +193,7 @@ class AgentProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "packetd", "agent", "--config", self.config_path],
             stdout=self._out, stderr=self._err, cwd=self.dir,
-            env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")},
+            env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), **(env or {})},
         )  # fmt: skip
 
     def write_config(self, text: str) -> None:

@@ -61,6 +61,7 @@ WORKER_STOP_S = 10.0  # a worker has this long to ship its last results and exit
 WORKER_START_S = 30.0  # a reload waits this long for new workers to capture (spawning imports packetd)
 RELOAD_WAIT_S = 90.0  # POST /-/reload waits this long for the main loop's answer
 MAIN_STALL_S = 120.0  # /healthz fails when the main loop has not come round for this long
+FATAL_LINGER_S = 1.0  # after giving up: probes answer 503 (with the reason) this long before the drain
 CAPTURE_KEYS = ("file", "ifaces", "engine", "ip_version", "no_promisc", "block_num", "workers", "user")
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
@@ -573,6 +574,8 @@ class Agent:
         watchdog = threading.Timer(drain_s + 1.0, self._force_exit, args=(f"drain timeout ({drain_s:.0f}s)",))
         watchdog.daemon = True
         watchdog.start()
+        if self.supervisor.fatal is not None:
+            time.sleep(FATAL_LINGER_S)  # the probes say why before the API goes away
         log.info("stopping")
         self._stop_workers(max(0.5, min(WORKER_STOP_S, drain_s / 2)))
         self._stop_exporters(self.config, deadline)
