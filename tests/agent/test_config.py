@@ -64,7 +64,7 @@ server:                    # an empty section means its defaults
     assert cfg.sniffer.ifaces == "eth0" and cfg.sniffer.block_num == 32
     assert cfg.controller.layer4_metrics.enabled and cfg.controller.conn_expired == 90_000_000_000
     assert cfg.exporter.traces.enabled and cfg.exporter.traces.interval == 500_000_000
-    assert cfg.server.address == ":9091" and cfg.server.enabled
+    assert cfg.server.address == "127.0.0.1:9091" and cfg.server.enabled  # issue 14: loopback by default
     (rule,) = rules_from(cfg)
     assert rule.protocol == "http" and rule.ports == (80, 8080) and rule.host == "127.0.0.1"
 
