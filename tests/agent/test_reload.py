@@ -81,9 +81,7 @@ def test_invalid_reloads_are_rejected_and_the_old_config_keeps_running(file_agen
             f"'exporter.roundtrips.filename': '{a_file}/r.jsonl' cannot be opened for writing",
         ),
         (
-            file_config(api, lines, token).replace(
-                f"127.0.0.1:{api}", f"127.0.0.1:{busy.getsockname()[1]}"
-            ),
+            file_config(api, lines, token).replace(f"127.0.0.1:{api}", f"127.0.0.1:{busy.getsockname()[1]}"),
             f"'server.address': cannot listen on '127.0.0.1:{busy.getsockname()[1]}': Address already in use",
         ),
     ]

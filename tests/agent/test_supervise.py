@@ -53,7 +53,9 @@ class Faulty:
             return 0
 
     def errors(self, component: str) -> float:
-        return counter_sum(get(self.api, "/metrics")[1].decode(), "packetd_internal_errors_total", component=component)
+        return counter_sum(
+            get(self.api, "/metrics")[1].decode(), "packetd_internal_errors_total", component=component
+        )
 
     def requests(self) -> float:
         return counter_sum(get(self.api, "/protocol/metrics")[1].decode(), "http_requests_total")
@@ -103,9 +105,7 @@ def test_a_failing_main_loop_is_logged_counted_and_restarted(faulty: Faulty) -> 
     assert faulty.agent.stop() == 0
 
 
-@pytest.mark.parametrize(
-    "faulty", [("packetd.agent.http:_Server.service_actions:1:main", "")], indirect=True
-)
+@pytest.mark.parametrize("faulty", [("packetd.agent.http:_Server.service_actions:1:main", "")], indirect=True)
 def test_a_failing_http_loop_is_restarted(faulty: Faulty) -> None:
     faulty.agent.wait_ready(faulty.api)
     assert faulty.fired() == 1
@@ -255,5 +255,23 @@ def test_one_traceback_per_failure_and_every_line_formatted() -> None:
                 in_traceback = True
             else:
                 assert in_traceback, line
+    finally:
+        f.agent.stop()
+
+
+def test_a_workers_failure_goes_to_the_agents_log_file() -> None:
+    log_file = os.path.join(tempfile.mkdtemp(prefix="packetd-log-"), "agent.log")
+    f = Faulty(
+        "packetd.agent.worker:Worker.flush:1:worker", f'logger: {{stdout: false, filename: "{log_file}"}}'
+    )
+    try:
+        f.agent.wait_ready(f.api)
+        assert wait_until(lambda: f.requests() == BRO_REQUESTS)
+        assert f.agent.stop() == 0
+        with open(log_file) as lf:
+            text = lf.read()
+        assert "ERROR worker-0 worker 0 failed" in text and tracebacks(text) == 1
+        assert "worker failed: worker 0 exited (RuntimeError: injected fault)" in text
+        assert f.agent.stderr() == ""
     finally:
         f.agent.stop()

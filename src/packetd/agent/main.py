@@ -194,7 +194,9 @@ class Agent:
         t = cfg.exporter.traces
         if not t.enabled:
             return None
-        traces = Traces(t.endpoint, t.batch, t.interval / 1e9, t.timeout / 1e9, t.header, t.gzip, t.queue_size)
+        traces = Traces(
+            t.endpoint, t.batch, t.interval / 1e9, t.timeout / 1e9, t.header, t.gzip, t.queue_size
+        )
         traces.supervise = self.supervisor.run
         return traces
 
@@ -216,7 +218,9 @@ class Agent:
             return HttpServer(cfg.server.address, api, cfg.server.timeout / 1e9)
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ConfigError(f"'server.address': cannot listen on '{cfg.server.address}': {reason}") from None
+            raise ConfigError(
+                f"'server.address': cannot listen on '{cfg.server.address}': {reason}"
+            ) from None
 
     def _stage(self, old: Config | None, new: Config) -> dict[str, Any]:
         """What `new` changes, built and not yet running; ConfigError (with everything staged closed)."""
@@ -346,6 +350,8 @@ class Agent:
         try:
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
+                if self._stop.is_set():
+                    return "the agent is stopping"
                 with self._lock:
                     workers = list(self.workers)
                 failed = [w for w in workers if w.closed and not w.done]

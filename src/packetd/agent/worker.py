@@ -20,6 +20,7 @@ when the agent dies (PR_SET_PDEATHSIG), so no capture process outlives its agent
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import queue
 import signal
 import threading
@@ -339,10 +340,17 @@ def worker_main(
     """Entry point of a worker process (spawned)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the agent stops workers by message, after a flush
     signal.signal(signal.SIGTERM, lambda *_: None)
+    handler: logging.Handler = logging.StreamHandler()
+    if not config.logger.stdout:
+        # the agent's log file; the agent rotates it, and a watched handler follows it to the new file
+        handler = logging.handlers.WatchedFileHandler(config.logger.filename)
+        logging.raiseExceptions = False  # a log file it may not reopen (after sniffer.user): no raw stderr
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
         format=f"%(asctime)s %(levelname)s worker-{index} %(message)s",
+        handlers=[handler],
     )
+    logging.captureWarnings(True)
     try:
         Worker(index, conn, config, fanout, consumers).run()
     except PermissionError:
