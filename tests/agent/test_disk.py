@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.agent.test_e2e import counter_sum, get, scrape, traffic
+from tests.agent.test_e2e import counter_sum, get, scrape, traffic, wait_for
 from tests.agent.test_reload import live, live_config
 from tests.helpers.backends import AgentProcess
 from tests.helpers.live import ROOT, Nginx, free_port
@@ -77,15 +77,6 @@ def exporter(api: int, name: str) -> float:
     return counter_sum(get(api, "/metrics")[1].decode(), name, exporter="roundtrips")
 
 
-def _wait(fn: Any, want: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    got = fn()
-    while got != want and time.monotonic() < deadline:
-        time.sleep(0.3)
-        got = fn()
-    return got
-
-
 def requests_total(api: int) -> float:
     return counter_sum(scrape(api), "http_requests_total")
 
@@ -97,7 +88,7 @@ def recover(api: int, port: int, path: str, sent: list[dict[str, Any]]) -> None:
     while exporter(api, "packetd_exporter_sent_total") == before:
         assert time.monotonic() < deadline, "the roundtrip log never resumed"
         traffic(port, [("/probe", {})], sent)
-        _wait(lambda: requests_total(api), float(len(sent)))
+        wait_for(lambda: requests_total(api), float(len(sent)))
         time.sleep(0.6)
 
 
@@ -113,13 +104,13 @@ def test_a_full_then_read_only_disk_drops_and_counts_lines_and_the_agent_carries
             agent.wait_ready(api)
             time.sleep(1.0)
             traffic(nginx.port, [("/index.txt", {})] * 10, sent)
-            assert _wait(lambda: len(records(path)), 10) == 10
+            assert wait_for(lambda: len(records(path)), 10) == 10
             # full: what does not fit is dropped and counted, the partial line cut off again
             filler = fill(disk)
             traffic(nginx.port, [("/full", {})] * 20, sent)
-            assert _wait(lambda: exporter(api, "packetd_exporter_dropped_total"), 20.0) == 20.0
+            assert wait_for(lambda: exporter(api, "packetd_exporter_dropped_total"), 20.0) == 20.0
             assert exporter(api, "packetd_exporter_failed_total") >= 1
-            assert _wait(lambda: requests_total(api), 30.0) == 30.0  # metrics unaffected
+            assert wait_for(lambda: requests_total(api), 30.0) == 30.0  # metrics unaffected
             assert len(records(path)) == 10
             assert get(api, "/healthz")[0] == 200 and get(api, "/readyz")[0] == 200
             assert "cannot write to" in agent.stderr() and "No space left on device" in agent.stderr()
@@ -127,22 +118,26 @@ def test_a_full_then_read_only_disk_drops_and_counts_lines_and_the_agent_carries
             os.remove(filler)
             recover(api, nginx.port, path, sent)
             traffic(nginx.port, [("/after-full", {})] * 10, sent)
-            assert _wait(lambda: sum(r["request"]["path"] == "/after-full" for r in records(path)), 10) == 10
+            assert (
+                wait_for(lambda: sum(r["request"]["path"] == "/after-full" for r in records(path)), 10) == 10
+            )
             # read-only: the file is closed after a failure, so the file system can be remounted
             filler = fill(disk)
             traffic(nginx.port, [("/full-again", {})] * 3, sent)
-            _wait(lambda: exporter(api, "packetd_exporter_failed_total") >= 2, True)
+            wait_for(lambda: exporter(api, "packetd_exporter_failed_total") >= 2, True)
             remount(disk, "ro")
             time.sleep(2.5)  # the back-off runs out: the next batch is tried, and meets a read-only disk
             traffic(nginx.port, [("/read-only", {})] * 5, sent)
-            assert _wait(lambda: requests_total(api), float(len(sent))) == len(sent)
-            assert _wait(lambda: "Read-only file system" in agent.stderr(), True)
+            assert wait_for(lambda: requests_total(api), float(len(sent))) == len(sent)
+            assert wait_for(lambda: "Read-only file system" in agent.stderr(), True)
             remount(disk, "rw")
             os.remove(filler)
             recover(api, nginx.port, path, sent)
             traffic(nginx.port, [("/after-read-only", {})] * 10, sent)
             want = 10
-            got = _wait(lambda: sum(r["request"]["path"] == "/after-read-only" for r in records(path)), want)
+            got = wait_for(
+                lambda: sum(r["request"]["path"] == "/after-read-only" for r in records(path)), want
+            )
             assert got == want
             # the books balance: every request either reached the file or was counted as dropped
             lines = records(path)

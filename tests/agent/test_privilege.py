@@ -18,8 +18,8 @@ import pytest
 
 from packetd.agent.config import Config
 from packetd.agent.http import LISTEN_BACKLOG, MAX_CONNECTIONS
-from tests.agent.test_e2e import counter_sum, get, post, scrape, traffic
-from tests.agent.test_reload import _wait, _worker_pids, live, live_config
+from tests.agent.test_e2e import counter_sum, get, post, scrape, traffic, wait_for
+from tests.agent.test_reload import _worker_pids, live, live_config
 from tests.agent.test_supervise import BRO_REQUESTS, Faulty
 from tests.helpers.backends import AgentProcess
 from tests.helpers.live import Nginx, free_port
@@ -56,7 +56,7 @@ def test_workers_become_sniffer_user_and_still_count_after_a_capture_reload() ->
             time.sleep(1.0)
             traffic(nginx.port, [(f"/r{round_}/{n}", {}) for n in range(6)], sent, connections=3)
             want = float(len(sent))
-            assert _wait(lambda: counter_sum(scrape(api), "http_requests_total"), want) == want
+            assert wait_for(lambda: counter_sum(scrape(api), "http_requests_total"), want) == want
     finally:
         agent.stop()
         nginx.stop()
@@ -147,7 +147,7 @@ def test_third_party_log_records_go_through_the_agents_logger(to_file: bool) -> 
     f = Faulty("", extra)
     try:
         f.agent.wait_ready(f.api)
-        assert _wait(
+        assert wait_for(
             lambda: counter_sum(get(f.api, "/metrics")[1].decode(), "packetd_exporter_failed_total") >= 1,
             True,
         )

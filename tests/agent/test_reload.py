@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.agent.test_api import BRO
-from tests.agent.test_e2e import counter_sum, get, post, scrape, traffic
+from tests.agent.test_e2e import counter_sum, get, post, scrape, traffic, wait_for
 from tests.helpers.backends import AgentProcess
 from tests.helpers.live import Nginx, can_capture, free_port, nginx_available
 
@@ -137,15 +137,6 @@ def _worker_pids(agent_pid: int) -> list[int]:
     return sorted(pids)
 
 
-def _wait(fn: Any, want: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    got = fn()
-    while got != want and time.monotonic() < deadline:
-        time.sleep(0.3)
-        got = fn()
-    return got
-
-
 def live_config(api: int, port: int, workers: int, block_num: int, roundtrips: str, extra: str = "") -> str:
     return f"""
 sniffer:
@@ -200,7 +191,7 @@ def test_capture_reloads_replace_the_workers_and_count_each_roundtrip_once(worke
             targets += plan
             traffic(nginx.port, [(t, {}) for t in plan], sent, connections=4)
             want = float(len(sent))
-            assert _wait(lambda: counter_sum(scrape(api), "http_requests_total"), want) == want
+            assert wait_for(lambda: counter_sum(scrape(api), "http_requests_total"), want) == want
         time.sleep(1.5)  # nothing arrives late, twice
         assert counter_sum(scrape(api), "http_requests_total") == len(sent) == 60
         assert reloads(api) == (5.0, 0.0)
@@ -228,11 +219,11 @@ def test_a_capture_reload_that_cannot_capture_is_undone() -> None:
         assert status == 500 and b"the new capture settings do not work" in body, body
         assert b"no interface matches" in body
         assert reloads(api) == (0.0, 1.0)
-        assert _wait(lambda: get(api, "/readyz")[0], 200) == 200
+        assert wait_for(lambda: get(api, "/readyz")[0], 200) == 200
         assert len(_worker_pids(agent.proc.pid)) == 2
         time.sleep(1.0)
         traffic(nginx.port, [(f"/index.txt?n={n}", {}) for n in range(8)], sent, connections=4)
-        assert _wait(lambda: counter_sum(scrape(api), "http_requests_total"), 8.0) == 8.0
+        assert wait_for(lambda: counter_sum(scrape(api), "http_requests_total"), 8.0) == 8.0
         assert agent.proc.poll() is None
     finally:
         agent.stop()
