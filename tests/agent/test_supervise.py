@@ -88,7 +88,7 @@ def tracebacks(text: str) -> int:
     return text.count("Traceback (most recent call last)")
 
 
-@pytest.mark.parametrize("faulty", [("packetd.agent.main:Agent._step:2:main", "")], indirect=True)
+@pytest.mark.parametrize("faulty", [("packetd.agent.main:Agent._pump:2:main", "")], indirect=True)
 def test_a_failing_main_loop_is_logged_counted_and_restarted(faulty: Faulty) -> None:
     faulty.agent.wait_ready(faulty.api)
     assert wait_until(lambda: faulty.requests() == BRO_REQUESTS)
@@ -180,20 +180,23 @@ def _probe_until_exit(f: Faulty) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    ("fault", "component"),
+    ("fault", "component", "fired"),
     [
-        ("packetd.agent.main:Agent._step:1000:main", "main"),
-        ("packetd.agent.worker:Worker.flush:1000:worker", "worker"),
+        # the drain calls _pump as well: that sixth failure is logged and the drain goes on
+        ("packetd.agent.main:Agent._pump:1000:main", "main", 6),
+        ("packetd.agent.worker:Worker.flush:1000:worker", "worker", 5),
     ],
 )
-def test_a_component_that_keeps_failing_fails_the_probes_and_exits_1(fault: str, component: str) -> None:
+def test_a_component_that_keeps_failing_fails_the_probes_and_exits_1(
+    fault: str, component: str, fired: int
+) -> None:
     f = Faulty(fault)
     try:
         assert wait_until(lambda: get(f.api, "/healthz")[0] == 200)
         seen = _probe_until_exit(f)
         assert f.agent.proc.wait(timeout=60) == 1
         assert 503 in seen and seen.index(503) > seen.index(200)  # healthy, then failing, then gone
-        assert f.fired() == 5  # five failures within the window, then no restart
+        assert f.fired() == fired  # five failures within the window, then no restart
         err = f.agent.stderr()
         assert f"{component} cannot be kept running (5 failures within 60s)" in err
         assert err.count(f"{component} failed:") == 5
@@ -201,7 +204,7 @@ def test_a_component_that_keeps_failing_fails_the_probes_and_exits_1(fault: str,
         f.agent.stop()
 
 
-@pytest.mark.parametrize("faulty", [("packetd.agent.main:Agent._step:1000:main", "")], indirect=True)
+@pytest.mark.parametrize("faulty", [("packetd.agent.main:Agent._pump:1000:main", "")], indirect=True)
 def test_sigterm_stops_an_agent_whose_main_loop_keeps_failing(faulty: Faulty) -> None:
     assert wait_until(lambda: faulty.fired() >= 2)
     answer: list[tuple[int, bytes]] = []
@@ -210,11 +213,15 @@ def test_sigterm_stops_an_agent_whose_main_loop_keeps_failing(faulty: Faulty) ->
     time.sleep(0.3)
     started = time.monotonic()
     faulty.agent.proc.send_signal(signal.SIGTERM)
-    assert faulty.agent.proc.wait(timeout=30) == 0  # stopped on request, before the supervisor gave up
+    # stopped on request, before the supervisor gave up; the drain's own _pump fails too: status 1
+    assert faulty.agent.proc.wait(timeout=30) == 1
     assert time.monotonic() - started < 20.0  # controller.drainTimeout (default 20s)
     reload.join(timeout=10)
     assert answer == [(500, b"the agent is stopping\n")]  # answered, not left hanging
-    assert faulty.fired() < 5
+    err = faulty.agent.stderr()
+    assert "cannot be kept running" not in err and "stopping" in err
+    assert err.count("main failed:") == faulty.fired() - 1  # the loop's; the drain's is the last one
+    assert err.count("main: RuntimeError: injected fault") == 1
 
 
 def test_sigterm_stops_within_the_drain_timeout_while_a_backend_hangs() -> None:
@@ -242,7 +249,7 @@ def test_sigterm_stops_within_the_drain_timeout_while_a_backend_hangs() -> None:
 
 def test_one_traceback_per_failure_and_every_line_formatted() -> None:
     """The stderr of a faulty run: each line is a log record in the agent's format or part of a traceback."""
-    f = Faulty("packetd.agent.main:Agent._step:1:main")
+    f = Faulty("packetd.agent.main:Agent._pump:1:main")
     try:
         f.agent.wait_ready(f.api)
         assert f.agent.stop() == 0

@@ -40,6 +40,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any, cast
 
@@ -519,6 +520,15 @@ class Agent:
         self._commit(None, self.config, staged, time.monotonic())
         self._start_workers(self.config)
 
+    def _kill_workers(self) -> None:
+        """What `_stop_workers` could not stop (it failed itself): gone before the process exits."""
+        with self._lock:
+            workers, self.workers = list(self.workers), []
+        for w in workers:
+            if w.proc.is_alive():
+                w.proc.kill()
+                w.proc.join(2)
+
     def _on_signal(self, signum: int, frame: Any) -> None:
         if signum == signal.SIGHUP:
             self._reload_requested.set()
@@ -580,13 +590,23 @@ class Agent:
         watchdog = threading.Timer(drain_s + 1.0, self._force_exit, args=(f"drain timeout ({drain_s:.0f}s)",))
         watchdog.daemon = True
         watchdog.start()
+        with self._reload_done:
+            self._reload_done.notify_all()  # a waiting POST /-/reload is answered while the API still serves
         if self.supervisor.fatal is not None:
             time.sleep(FATAL_LINGER_S)  # the probes say why before the API goes away
         log.info("stopping")
-        self._stop_workers(max(0.5, min(WORKER_STOP_S, drain_s / 2)))
-        self._stop_exporters(self.config, deadline)
-        if self.http is not None:
-            self.http.stop()
+        steps: list[Callable[[], None]] = [
+            lambda: self._stop_workers(max(0.5, min(WORKER_STOP_S, drain_s / 2))),
+            self._kill_workers,
+            lambda: self._stop_exporters(self.config, deadline),
+            lambda: self.http.stop() if self.http is not None else None,
+        ]
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # a failing step must not skip the others, nor the exit
+                self.supervisor.note("main", exc)
+                self.exit_status = 1
         watchdog.cancel()
         if self.supervisor.fatal is not None:
             self.exit_status = 1
