@@ -84,6 +84,10 @@ def test_invalid_reloads_are_rejected_and_the_old_config_keeps_running(file_agen
             file_config(api, lines, token).replace(f"127.0.0.1:{api}", f"127.0.0.1:{busy.getsockname()[1]}"),
             f"'server.address': cannot listen on '127.0.0.1:{busy.getsockname()[1]}': Address already in use",
         ),
+        (
+            file_config(api, lines, token + f'logger: {{stdout: false, filename: "{a_file}/agent.log"}}\n'),
+            f"'logger.filename': '{a_file}/agent.log' cannot be opened for writing",
+        ),
     ]
     try:
         for n, (text, message) in enumerate(cases, start=1):
@@ -98,10 +102,16 @@ def test_invalid_reloads_are_rejected_and_the_old_config_keeps_running(file_agen
             assert _line_count(lines) == 31
         assert " DEBUG " not in agent.stderr()
         assert agent.proc.poll() is None
-        # and a good reload after them is applied
-        agent.write_config(file_config(api, lines, token))
+        # and a good reload after them is applied, all of it: the token, and the log going to a file
+        log_file = os.path.join(file_agent["work"], "agent.log")
+        agent.write_config(
+            file_config(api, lines, token + f'logger: {{stdout: false, filename: "{log_file}"}}\n')
+        )
         assert post(api, "/-/reload")[0] == 200
         assert post(api, "/-/logger", b"level=info")[0] == 401  # now the token is needed
+        with open(log_file) as f:
+            assert "reload (request) #1 applied" in f.read()
+        assert "reload (request) #1 applied" not in agent.stderr()
     finally:
         busy.close()
 

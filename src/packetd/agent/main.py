@@ -227,6 +227,8 @@ class Agent:
         """What `new` changes, built and not yet running; ConfigError (with everything staged closed)."""
         staged: dict[str, Any] = {}
         try:
+            if old is not None and _log_target(old) != _log_target(new):
+                staged["log"] = log_handler(new)
             if old is None or old.exporter.roundtrips != new.exporter.roundtrips:
                 staged["lines"] = self._make_lines(new)
             if old is None or old.exporter.metrics != new.exporter.metrics:
@@ -245,7 +247,9 @@ class Agent:
         return staged
 
     def _unstage(self, staged: dict[str, Any]) -> None:
-        lines, http = staged.get("lines"), staged.get("http")
+        lines, http, handler = staged.get("lines"), staged.get("http"), staged.get("log")
+        if handler is not None:
+            handler.close()
         if lines is not None:
             lines.close()
         if http is not None:
@@ -253,6 +257,8 @@ class Agent:
 
     def _commit(self, old: Config | None, new: Config, staged: dict[str, Any], deadline: float) -> None:
         """Swap in what was staged; the old part of each pair is stopped (and flushed) after."""
+        if "log" in staged:
+            install_log_handler(staged["log"], new.logger.level)
         if "lines" in staged:
             previous_lines, self.lines = self.lines, staged["lines"]
             if previous_lines is not None:
@@ -622,27 +628,50 @@ class _Origin(logging.Filter):
         return True
 
 
-def setup_logging(cfg: Config) -> None:
-    """One handler, on the root logger: the agent's records and every library's go through it."""
+def _log_target(cfg: Config) -> tuple[bool, str, int, int]:
+    lg = cfg.logger
+    return (lg.stdout, lg.filename, lg.max_size, lg.max_backups)
+
+
+def log_handler(cfg: Config) -> logging.Handler:
+    """The handler `logger` asks for, its file opened (ConfigError when it cannot be)."""
     if cfg.logger.stdout:
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
     else:
-        handler = logging.handlers.RotatingFileHandler(
-            cfg.logger.filename,
-            maxBytes=cfg.logger.max_size * 1024 * 1024,
-            backupCount=cfg.logger.max_backups,
-        )
+        try:
+            handler = logging.handlers.RotatingFileHandler(
+                cfg.logger.filename,
+                maxBytes=cfg.logger.max_size * 1024 * 1024,
+                backupCount=cfg.logger.max_backups,
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"'logger.filename': '{cfg.logger.filename}' cannot be opened for writing: "
+                f"{exc.strerror or exc}"
+            ) from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(origin)s%(message)s"))
     handler.addFilter(_Origin())
+    return handler
+
+
+def install_log_handler(handler: logging.Handler, level: str) -> None:
+    """One handler, on the root logger: the agent's records and every library's go through it."""
     root = logging.getLogger()
-    root.handlers.clear()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        if old is not handler:
+            old.close()
     root.addHandler(handler)
-    root.setLevel(LEVELS[cfg.logger.level])
+    root.setLevel(LEVELS[level])
     ours = logging.getLogger("packetd")
     ours.handlers.clear()
-    ours.setLevel(LEVELS[cfg.logger.level])
+    ours.setLevel(LEVELS[level])
     ours.propagate = True
     logging.captureWarnings(True)  # warnings.warn from libraries: a log record, not a raw stderr line
+
+
+def setup_logging(cfg: Config) -> None:
+    install_log_handler(log_handler(cfg), cfg.logger.level)
 
 
 def run_agent(config_path: str | None, explicit: bool, git_hash: str) -> int:
