@@ -167,7 +167,8 @@ def test_a_failing_exporter_thread_is_restarted_and_delivers_everything() -> Non
 def _probe_until_exit(f: Faulty) -> list[int]:
     """/healthz every 50 ms until the agent is gone: the statuses in order (-1: no answer)."""
     seen: list[int] = []
-    while f.agent.proc.poll() is None:
+    deadline = time.monotonic() + 90  # a crash loop that is never given up on would run forever
+    while f.agent.proc.poll() is None and time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{f.api}/healthz", timeout=2) as r:
                 seen.append(r.status)
