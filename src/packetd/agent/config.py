@@ -156,6 +156,21 @@ class MetricsStorageConfig(_Section):
         ge=1,
         description="series per metric; beyond it new label sets fold into __overflow__",
     )
+    # budgets of one scrape (agent/storage.py; measured in BENCHMARKS.md, bench/scrape_flood.py)
+    protocol_series_limit: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        {}, alias="protocolSeriesLimit", description="seriesLimit per protocol, e.g. {http: 500}"
+    )
+    label_value_limit: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        {"path": 1000},
+        alias="labelValueLimit",
+        description="distinct values per label and metric; beyond it the value is __overflow__",
+    )
+    max_label_bytes: int = Field(
+        256, alias="maxLabelBytes", ge=32, le=65536, description="longer label values are cut and marked"
+    )
+    max_scrape_mb: float = Field(
+        6.0, alias="maxScrapeMB", gt=0, le=1024, description="estimated size of /protocol/metrics"
+    )
 
 
 class ProcessorConfig(_Section):

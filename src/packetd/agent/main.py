@@ -65,7 +65,14 @@ class Agent:
         self.config_path = config_path
         self.config = config
         self.git_hash = git_hash
-        self.store = MetricStore(config.metrics_storage.series_limit, config.metrics_storage.expired)
+        ms = config.metrics_storage
+        self.store = MetricStore(
+            ms.series_limit,
+            ms.expired,
+            ms.protocol_series_limit,
+            ms.label_value_limit,
+            int(ms.max_scrape_mb * 1024 * 1024),
+        )
         self.protocol_registry = CollectorRegistry(auto_describe=False)
         self.protocol_registry.register(self.store)
         self.hub = WatchHub()
@@ -106,6 +113,8 @@ class Agent:
                 "reload_failures": self.reload_failures,
                 "worker_restarts": self.worker_restarts,
                 "overflowed": dict(self.store.overflowed),
+                "label_overflowed": dict(self.store.label_overflowed),
+                "labels_truncated": dict(self.store.truncated),
                 "series_expired": self.store.expired_total,
             }
 
@@ -338,6 +347,9 @@ class Agent:
             self._start_exporters(new)
         self.store.series_limit = new.metrics_storage.series_limit
         self.store.expired_ns = new.metrics_storage.expired
+        self.store.protocol_limits = dict(new.metrics_storage.protocol_series_limit)
+        self.store.label_limits = dict(new.metrics_storage.label_value_limit)
+        self.store.max_bytes = int(new.metrics_storage.max_scrape_mb * 1024 * 1024)
         if old.server != new.server:
             if self.http is not None:
                 self.http.stop()

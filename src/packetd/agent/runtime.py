@@ -84,6 +84,7 @@ def pipelines_from(config: Config) -> Pipelines:
             traces_enabled=config.exporter.traces.enabled,
             roundtrips_enabled=config.exporter.roundtrips.enabled,
             vm_histogram=config.metrics_storage.vm_histogram,
+            label_bytes=config.metrics_storage.max_label_bytes,
             protocols=REGISTRY.names(),
         )
     except PipelineError as exc:

@@ -25,7 +25,12 @@ from typing import Any
 
 from packetd.pairing.roundtrip import Roundtrip, dumps
 from packetd.pipeline.filter import FilterConfigError, RoundtripsFilter
-from packetd.pipeline.metrics import Aggregator, MetricsConfigError, RoundtripsToMetrics
+from packetd.pipeline.metrics import (
+    LABEL_VALUE_BYTES,
+    Aggregator,
+    MetricsConfigError,
+    RoundtripsToMetrics,
+)
 from packetd.pipeline.spans import RoundtripsToTraces, SpanData
 
 ALLOWED = {
@@ -49,6 +54,7 @@ class Pipelines:
         roundtrips_enabled: bool,
         vm_histogram: bool = False,
         protocols: Iterable[str] = (),
+        label_bytes: int = LABEL_VALUE_BYTES,
     ) -> None:
         by_name = {name: dict(cfg) for name, cfg in processors}
         chains = list(pipelines)
@@ -85,7 +91,7 @@ class Pipelines:
                         self.filters[f"{name}#{len(filters)}"] = f
                         filters.append(f)
                     elif proc == "roundtripstometrics":
-                        output = RoundtripsToMetrics(cfg, protocols)
+                        output = RoundtripsToMetrics(cfg, protocols, label_bytes)
                     else:
                         output = RoundtripsToTraces(cfg)
                 except (FilterConfigError, MetricsConfigError, ValueError) as exc:
