@@ -52,11 +52,7 @@ def main() -> None:
     y = 0
     for spec in REGISTRY.specs():
         p = spec.name
-        err = (
-            f'{p}_requests_total{{status_code=~"5.."}}'
-            if p in ("http", "http2")
-            else f'{p}_requests_total{{error="true"}}'
-        )
+        err = f'{p}_requests_total{{error="true"}}'  # every protocol has the error label (semantics.py)
         by = "server_address, server_port"
         panels.append(row(pid, p, y))
         pid += 1

@@ -229,8 +229,8 @@ def test_scraped_request_counts_equal_what_the_client_sent(stack: Any) -> None:
     prom, log = stack["prom"], stack["log"]
     assert prom.wait_value('sum(http_requests_total{job="packetd"})', len(log)) == len(log) == 30
     got = {
-        r["metric"]["status_code"]: float(r["value"][1])
-        for r in prom.query('sum by (status_code) (http_requests_total{job="packetd"})')
+        r["metric"]["status"]: float(r["value"][1])
+        for r in prom.query('sum by (status) (http_requests_total{job="packetd"})')
     }
     want = Counter(str(e["status"]) for e in log)
     assert got == {k: float(v) for k, v in want.items()} == {"200": 22.0, "404": 5.0, "503": 3.0}
@@ -426,7 +426,7 @@ def test_one_or_two_workers_report_the_same(workers: int) -> None:
             for fam in text_string_to_metric_families(scrape(api)):
                 for s in fam.samples:
                     if s.name == "http_requests_total":
-                        got[(s.labels["path"], s.labels["status_code"])] += int(s.value)
+                        got[(s.labels["path"], s.labels["status"])] += int(s.value)
             return got
 
         assert wait_for(counts, want) == want

@@ -299,7 +299,7 @@ def test_paths_are_templated_before_they_count_against_the_budget() -> None:
     assert store.label_overflowed == {} and store.overflowed == {}
     assert {lab for lab in store._counters["http_requests_total"]} == {
         (("server_address", "10.0.0.1"), ("server_port", "80"), ("method", "GET"), ("path", "/users/{id}"),
-         ("status_code", "404")),
+         ("status", "404"), ("error", "false")),
     }  # fmt: skip
 
 

@@ -15,7 +15,6 @@ import json
 import math
 import os
 import time
-from typing import Any
 
 import pytest
 
@@ -137,7 +136,11 @@ def test_a_path_flood_keeps_the_scrape_and_the_agent_bounded() -> None:
     nginx = Nginx()
     api = free_port()
     agent = AgentProcess(
-        agent_config(api, f"    - {{name: web, protocol: http, ports: [{nginx.port}]}}", "controller.connExpired: 10m\n")
+        agent_config(
+            api,
+            f"    - {{name: web, protocol: http, ports: [{nginx.port}]}}",
+            "controller.connExpired: 10m\n",
+        )
     )
     try:
         agent.wait_ready(api)
@@ -177,7 +180,9 @@ def test_a_path_flood_keeps_the_scrape_and_the_agent_bounded() -> None:
         assert counter_sum(self_text, "packetd_metric_label_truncated_total", label="path") == len(long_paths)
         # the long paths spend the byte budget (~19 KB of lines each) before the 1 000-path budget: the rest
         # of the flood folds into whole __overflow__ series, each fold counted
-        assert counter_sum(self_text, "packetd_metric_series_overflow_total", metric="http_requests_total") > 0
+        assert (
+            counter_sum(self_text, "packetd_metric_series_overflow_total", metric="http_requests_total") > 0
+        )
         peak_kib = hwm_kib(agent.proc.pid)
         # issue 14: the same flood took the main process from 68 MiB to 1.4 GiB; the DaemonSet limit is 512 Mi.
         # The store holds at most maxScrapeMB (6) of series: 64 MiB over idle holds that with room for Python's

@@ -111,7 +111,8 @@ def test_mongodb_command_is_the_command_label_not_service() -> None:
 
 def test_grpc_status_label_is_the_grpc_status_name() -> None:
     recs = [r for r in records_of("grpc") if r.kind == Kind.ROUNDTRIP]
-    proc = RoundtripsToMetrics({}, ["grpc"])
+    # the Go-compatible label (the default label set says `status`, the same value)
+    proc = RoundtripsToMetrics({"grpc": {"requireLabels": ["response.status_code"]}}, ["grpc"])
     agg = Aggregator()
     for rt in recs:
         proc.process(rt, agg)
@@ -142,3 +143,27 @@ def test_row_and_affected_row_metrics_from_database_answers() -> None:
         assert observed == want
         layouts = {str(h[3]) for (name, _), h in taken["histograms"].items() if name == rows_name}
         assert all("1000000.0" in lay for lay in layouts)  # row buckets, not byte buckets (§18.21)
+
+
+@pytest.mark.parametrize("proto", REGISTRY.names())
+def test_every_protocol_has_the_same_label_shape(proto: str) -> None:
+    """Issue 10: one `status` and one `error` label everywhere (HTTP and HTTP/2 had neither `error` nor
+    `status`, only the Go name `status_code`), so one query counts every protocol's errors."""
+    records = [r for r in records_of(proto) if r.kind != Kind.HANDSHAKE]
+    agg = Aggregator()
+    proc = RoundtripsToMetrics({}, [proto])
+    for rt in records:
+        proc.process(rt, agg)
+    label_sets = [
+        labels for (name, labels), _ in agg.take()["counters"].items() if name == f"{proto}_requests_total"
+    ]
+    assert {tuple(k for k, _ in labels)[-2:] for labels in label_sets} == {("status", "error")}
+    errors = sum(1 for rt in records if rt.error)
+    flagged = Counter(dict(labels)["error"] for labels in label_sets)
+    assert ("true" in flagged) == (errors > 0)
+    # the Go-compatible name stays selectable where the Go implementation had it
+    if "response.status_code" in PROTOCOL_LABELS[proto]:
+        go = RoundtripsToMetrics({proto: {"requireLabels": ["response.status_code"]}}, [proto])
+        go.process(records[0], agg)
+        ((_, labels),) = agg.take()["counters"]
+        assert [k for k, _ in labels] == ["status_code"]
