@@ -192,3 +192,51 @@ def test_a_path_flood_keeps_the_scrape_and_the_agent_bounded() -> None:
     finally:
         agent.stop()
         nginx.stop()
+
+
+@needs_prometheus
+@pytest.mark.skipif(not nginx_available(), reason="nginx is not installed (make test-deps)")
+def test_two_agents_remote_writing_one_server_stay_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 10: two agents that see one server wrote the same series. Now each carries its node."""
+    nginx = Nginx()
+    prom = Prometheus(target=f"127.0.0.1:{free_port()}")  # nothing to scrape: remote write only
+    agents: list[AgentProcess] = []
+    try:
+        for node in ("node-a", "node-b"):
+            monkeypatch.setenv("NODE_NAME", node)  # what the chart sets from the downward API
+            api = free_port()
+            agents.append(
+                AgentProcess(
+                    agent_config(
+                        api,
+                        f"    - {{name: web, protocol: http, ports: [{nginx.port}]}}",
+                        f'exporter.metrics: {{enabled: true, endpoint: "{prom.remote_write}", interval: 1s, '
+                        "timeout: 2s, externalLabels: {cluster: lab}}\n",
+                    )
+                )
+            )
+            agents[-1].wait_ready(api)
+        time.sleep(1.0)
+        conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10)
+        for _ in range(7):
+            conn.request("GET", "/index.txt")
+            conn.getresponse().read()
+        conn.close()
+        expr = 'sum by (instance, job, cluster) (http_requests_total{cluster="lab"})'
+
+        def per_agent() -> dict[str, float]:
+            return {
+                f"{r['metric']['job']}/{r['metric']['instance']}/{r['metric']['cluster']}": float(
+                    r["value"][1]
+                )
+                for r in prom.query(expr)
+            }
+
+        want = {"packetd/node-a/lab": 7.0, "packetd/node-b/lab": 7.0}
+        assert wait_for(per_agent, want, timeout=30) == want  # both saw all 7, each under its own name
+        assert prom.value('count(count by (instance) (http_requests_total{cluster="lab"}))') == 2.0
+    finally:
+        for agent in agents:
+            agent.stop()
+        prom.cleanup()
+        nginx.stop()

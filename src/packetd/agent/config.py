@@ -212,8 +212,21 @@ class MetricsExporterConfig(_Section):
     timeout: Duration = 15_000_000_000
     header: dict[str, str] = {}
     queue_size: int = Field(
-        10, alias="queueSize", ge=1, description="snapshots held while the backend is down"
+        10, alias="queueSize", ge=1, le=10_000, description="snapshots held while the backend is down"
     )
+    external_labels: dict[str, str] = Field(
+        {},
+        alias="externalLabels",
+        description="labels on every remote-written series (besides job=packetd, instance=node)",
+    )
+
+    @field_validator("external_labels")
+    @classmethod
+    def _label_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", name) or name.startswith("__"):
+                raise ValueError(f"'{name}' is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)")
+        return v
 
 
 class RoundtripsExporterConfig(_Section):

@@ -36,6 +36,7 @@ from packetd.agent.runtime import validate
 from packetd.agent.selfmetrics import add_tree, self_registry
 from packetd.agent.storage import MetricStore
 from packetd.agent.worker import worker_main
+from packetd.export import remote_write
 from packetd.export.senders import RemoteWrite, RoundtripLines, Traces
 
 log = logging.getLogger("packetd")
@@ -156,6 +157,7 @@ class Agent:
                 ex.metrics.header,
                 ex.metrics.queue_size,
                 self.store.snapshot,
+                remote_write.identity_labels(ex.metrics.external_labels),
             )
             self.remote.start()
         if ex.traces.enabled:
