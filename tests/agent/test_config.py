@@ -172,6 +172,7 @@ exporter:
         ("metricsStorage.maxLabelBytes: 8", "'metricsStorage.maxLabelBytes': 8 is invalid"),
         ("metricsStorage.labelValueLimit: {path: 0}", "'metricsStorage.labelValueLimit.path': 0 is invalid"),
         ("metricsStorage.maxScrapeMB: 0", "'metricsStorage.maxScrapeMB': 0 is invalid"),
+        ("metricsStorage.naming: semconv", "'metricsStorage.naming': 'semconv' is invalid: expected one of"),
     ],
 )
 def test_each_kind_of_mistake_names_the_key_and_what_is_allowed(text: str, message: str) -> None:

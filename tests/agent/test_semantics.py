@@ -167,3 +167,47 @@ def test_every_protocol_has_the_same_label_shape(proto: str) -> None:
         go.process(records[0], agg)
         ((_, labels),) = agg.take()["counters"]
         assert [k for k, _ in labels] == ["status_code"]
+
+
+def test_otel_naming_serves_http1_and_http2_from_one_metric_and_every_database_from_another() -> None:
+    """metricsStorage.naming: otel — the semconv names and attributes, checked against the corpus records."""
+    from packetd.agent.storage import MetricStore
+
+    proc = RoundtripsToMetrics({}, REGISTRY.names(), naming="otel")
+    agg = Aggregator()
+    answered: Counter[str] = Counter()
+    for proto in ("http", "http2", "grpc", "redis", "mysql", "postgresql", "mongodb", "kafka", "amqp", "dns"):
+        for rt in records_of(proto):
+            proc.process(rt, agg)
+            if rt.kind != Kind.HANDSHAKE and rt.request is not None and rt.response is not None:
+                answered[proto] += 1
+    store = MetricStore(label_limits={})
+    store.merge(agg.take(), 0)
+    hists = store._hists
+
+    def counts(metric: str, label: str) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for labels, h in hists[metric].items():
+            out[dict(labels)[label]] += h.count
+        return out
+
+    http = counts("http_server_request_duration_seconds", "network_protocol_version")
+    assert http["2"] == answered["http2"] > 0
+    assert sum(n for v, n in http.items() if v != "2") == answered["http"] > 0
+    assert counts("db_client_operation_duration_seconds", "db_system_name") == Counter(
+        {s: answered[s] for s in ("redis", "mysql", "postgresql", "mongodb")}
+    )
+    assert counts("messaging_client_operation_duration_seconds", "messaging_system") == Counter(
+        {"kafka": answered["kafka"], "rabbitmq": answered["amqp"]}
+    )
+    assert sum(counts("rpc_server_call_duration_seconds", "rpc_system_name").values()) == answered["grpc"]
+    assert sum(counts("dns_lookup_duration_seconds", "dns_question_name").values()) == answered["dns"]
+    assert not any(name.endswith("_requests_total") for name in store._counters)  # no Go names mixed in
+    # error_type is set exactly where the operation failed: for HTTP, a status of 500 or more
+    for labels in hists["http_server_request_duration_seconds"]:
+        lab = dict(labels)
+        assert (lab["error_type"] != "") == (int(lab["http_response_status_code"]) >= 500)
+    http_names = {k for labels in hists["http_server_request_duration_seconds"] for k, _ in labels}
+    assert {"http_request_method", "http_route", "http_response_status_code", "error_type"} <= http_names
+    rpc_names = {k for labels in hists["rpc_server_call_duration_seconds"] for k, _ in labels}
+    assert {"rpc_method", "rpc_response_status_code"} <= rpc_names

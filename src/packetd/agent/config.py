@@ -150,6 +150,9 @@ class ControllerConfig(_Section):
 class MetricsStorageConfig(_Section):
     expired: Duration = Field(300_000_000_000, description="series idle longer than this are dropped")
     vm_histogram: bool = Field(False, alias="vmHistogram", description="VictoriaMetrics vmrange histograms")
+    naming: Literal["packetd", "otel"] = Field(
+        "packetd", description="'packetd': the Go implementation's names; 'otel': semantic-convention names"
+    )
     series_limit: int = Field(
         10_000,
         alias="seriesLimit",
@@ -225,7 +228,9 @@ class MetricsExporterConfig(_Section):
     def _label_names(cls, v: dict[str, str]) -> dict[str, str]:
         for name in v:
             if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", name) or name.startswith("__"):
-                raise ValueError(f"'{name}' is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)")
+                raise ValueError(
+                    f"'{name}' is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
+                )
         return v
 
 

@@ -85,6 +85,7 @@ def pipelines_from(config: Config) -> Pipelines:
             roundtrips_enabled=config.exporter.roundtrips.enabled,
             vm_histogram=config.metrics_storage.vm_histogram,
             label_bytes=config.metrics_storage.max_label_bytes,
+            naming=config.metrics_storage.naming,
             protocols=REGISTRY.names(),
         )
     except PipelineError as exc:

@@ -32,6 +32,11 @@ from packetd.pipeline.semantics import (
     DEFAULT_LABELS,
     GENERIC_DEFAULT,
     GENERIC_LABELS,
+    OTEL_DURATION,
+    OTEL_HTTP_BODY,
+    OTEL_LABELS,
+    OTEL_ROWS,
+    OTEL_TEMPLATED,
     PROTOCOL_LABELS,
     TEMPLATED,
     affected_rows,
@@ -76,6 +81,7 @@ MAX_BUCKETS = 64  # per histogram: every bucket is one exposed line per series, 
 # label on ~50 lines of every scrape (issue 14: 2 000 such paths made one scrape 471 MB)
 LABEL_VALUE_BYTES = 256
 TRUNCATED = "...[truncated]"
+NAMINGS = ("packetd", "otel")  # metricsStorage.naming: the Go implementation's names, or semconv's
 
 COMMON_LABELS = {
     "client.address": "client_address",
@@ -289,7 +295,11 @@ class RoundtripsToMetrics:
         config: Mapping[str, Any] | None = None,
         protocols: Iterable[str] = (),
         label_bytes: int = LABEL_VALUE_BYTES,
+        naming: str = "packetd",
     ) -> None:
+        if naming not in NAMINGS:
+            raise MetricsConfigError(f"naming '{naming}': expected one of {', '.join(NAMINGS)}")
+        self.naming = naming
         config = dict(config or {})
         templates = config.pop("pathTemplates", None) or []
         default_templating = bool(config.pop("defaultPathTemplating", True))
@@ -301,6 +311,7 @@ class RoundtripsToMetrics:
         self.templater = PathTemplater(rules, default_templating)
         self.label_bytes = label_bytes
         self._label_fns: dict[str, LabelFn] = {}
+        self._otel_fns: dict[str, LabelFn] = {}
         self._config = config
         # protocol → (duration, bytes, rows) bucket bounds; protocols not configured use the defaults
         self._layouts: dict[str, tuple[tuple[float, ...], ...]] = {}
@@ -360,6 +371,20 @@ class RoundtripsToMetrics:
             fn = self._label_fns[proto] = self._build(proto)
         return fn
 
+    def _otel_labels(self, proto: str) -> LabelFn:
+        fn = self._otel_fns.get(proto)
+        if fn is None:
+            getters = [
+                (name, _templated(get, self.templater) if name == OTEL_TEMPLATED else get)
+                for name, get in OTEL_LABELS[proto]
+            ]
+
+            def labels(rt: Roundtrip) -> tuple[tuple[str, str], ...]:
+                return tuple((name, _value(get(rt))) for name, get in getters)
+
+            fn = self._otel_fns[proto] = labels
+        return fn
+
     def _capped(self, labels: tuple[tuple[str, str], ...], agg: Aggregator) -> tuple[tuple[str, str], ...]:
         out = []
         for name, value in labels:
@@ -373,6 +398,9 @@ class RoundtripsToMetrics:
         if rt.kind == Kind.HANDSHAKE:
             return
         p = rt.protocol
+        if self.naming == "otel" and p in OTEL_DURATION:
+            self._process_otel(rt, agg)
+            return
         labels = self.labels_for(p)(rt)
         quick = self.label_bytes // 4
         if any(len(v) > quick for _, v in labels):
@@ -396,8 +424,35 @@ class RoundtripsToMetrics:
                 name = "mysql_response_resultset_rows" if p == "mysql" else "postgresql_response_rows"
                 agg.observe(name, labels, float(rows), row_bounds)
 
+    def _process_otel(self, rt: Roundtrip, agg: Aggregator) -> None:
+        """`naming: otel`: the semconv histograms (semantics.OTEL_*); a request without an answer has no
+        duration, so it is not in them (`packetd_roundtrips_total{kind="unanswered"}` counts it)."""
+        p = rt.protocol
+        labels = self._otel_labels(p)(rt)
+        quick = self.label_bytes // 4
+        if any(len(v) > quick for _, v in labels):
+            labels = self._capped(labels, agg)
+        seconds, sizes, row_bounds = self.buckets_for(p)
+        req, resp = rt.request, rt.response
+        if req is None or resp is None:
+            return
+        agg.observe(OTEL_DURATION[p], labels, (resp.end_ns - req.start_ns) / 1e9, seconds)
+        if p in ("http", "http2"):
+            agg.observe(OTEL_HTTP_BODY[0], labels, float(getattr(req, "body_bytes", req.size)), sizes)
+            agg.observe(OTEL_HTTP_BODY[1], labels, float(getattr(resp, "body_bytes", resp.size)), sizes)
+        rows = getattr(resp, "rows", None)
+        if isinstance(rows, int) and p in ("mysql", "postgresql"):
+            agg.observe(OTEL_ROWS, labels, float(rows), row_bounds)
+
 
 METRIC_HELP = {
+    "server_request_duration_seconds": "Duration of HTTP server requests (semconv http.server.request.duration)",
+    "server_request_body_size_bytes": "Size of HTTP server request bodies (semconv http.server.request.body.size)",
+    "server_response_body_size_bytes": "Size of HTTP server response bodies (semconv http.server.response.body.size)",
+    "server_call_duration_seconds": "Duration of RPC calls (semconv rpc.server.call.duration)",
+    "client_operation_duration_seconds": "Duration of operations (semconv db/messaging.client.operation.duration)",
+    "client_response_returned_rows": "Rows returned (semconv db.client.response.returned_rows)",
+    "lookup_duration_seconds": "Duration of DNS lookups (semconv dns.lookup.duration)",
     "requests_total": "Requests seen (roundtrips, unanswered requests and one-way messages)",
     "request_duration_seconds": "From the request's first byte to the response's last byte",
     "request_body_bytes": "Request body size (message size for protocols without a body)",

@@ -55,6 +55,7 @@ class Pipelines:
         vm_histogram: bool = False,
         protocols: Iterable[str] = (),
         label_bytes: int = LABEL_VALUE_BYTES,
+        naming: str = "packetd",
     ) -> None:
         by_name = {name: dict(cfg) for name, cfg in processors}
         chains = list(pipelines)
@@ -91,7 +92,7 @@ class Pipelines:
                         self.filters[f"{name}#{len(filters)}"] = f
                         filters.append(f)
                     elif proc == "roundtripstometrics":
-                        output = RoundtripsToMetrics(cfg, protocols, label_bytes)
+                        output = RoundtripsToMetrics(cfg, protocols, label_bytes, naming)
                     else:
                         output = RoundtripsToTraces(cfg)
                 except (FilterConfigError, MetricsConfigError, ValueError) as exc:
