@@ -361,3 +361,101 @@ def test_expiry_releases_the_budget() -> None:
     agg.inc("http_requests_total", (("path", "/b"),))
     store.merge(agg.take(), 100)
     assert set(store._counters["http_requests_total"]) == {(("path", "/b"),)}  # not folded: /a is gone
+
+
+# -- OpenMetrics, exemplars, gzip (issue 10) ---------------------------------------------------------------
+def _negotiated(
+    exemplars: bool, accept: str | None, encoding: str | None
+) -> tuple[bytes, dict[str, str], list]:
+    from packetd.agent.storage import negotiate
+
+    records, _ = run_file(REDIS_PINGS, (Rule(protocol="redis", ports=(6379,)),))
+    agg = Aggregator()
+    proc = RoundtripsToMetrics({}, ["redis"], exemplars=exemplars)
+    for rt in records:
+        proc.process(rt, agg)
+    store = MetricStore()
+    store.merge(agg.take(), 0)
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(store)
+    body, headers = negotiate(reg, accept, encoding)
+    return body, headers, records
+
+
+OPENMETRICS = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"  # what Prometheus sends
+
+
+def test_openmetrics_exemplars_name_the_span_of_a_roundtrip_in_that_bucket() -> None:
+    import gzip
+
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+
+    from packetd.pipeline.spans import RoundtripsToTraces
+
+    body, headers, records = _negotiated(True, OPENMETRICS, "gzip, deflate")
+    assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert headers["Content-Encoding"] == "gzip"
+    text = gzip.decompress(body).decode()
+    spans = {}
+    tracer = RoundtripsToTraces({})
+    for rt in records:
+        span = tracer.process(rt)
+        if span is not None:
+            spans[f"{span.trace_id:032x}"] = (span, rt)
+    seen = 0
+    for fam in parse_om(text):  # the strict OpenMetrics parser: the exposition is valid OpenMetrics
+        lower = 0.0
+        for s in fam.samples:
+            if s.name == "redis_request_duration_seconds_bucket":
+                upper = float(s.labels["le"])
+                if s.exemplar is not None:
+                    span, rt = spans[s.exemplar.labels["trace_id"]]
+                    assert s.exemplar.labels["span_id"] == f"{span.span_id:016x}"
+                    assert s.exemplar.value == rt.duration_ns / 1e9 and lower < s.exemplar.value <= upper
+                    seen += 1
+                lower = 0.0 if s.labels["le"] == "+Inf" else upper
+            else:
+                assert s.exemplar is None  # only the duration histograms carry them
+    assert seen >= 2  # the PINGs spread over more than one bucket
+
+
+def test_text_format_without_traces_has_no_exemplars_and_passes_promtool() -> None:
+    import shutil
+    import subprocess
+
+    body, headers, _ = _negotiated(False, "text/plain", None)
+    assert headers == {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+    om, _, _ = _negotiated(False, OPENMETRICS, "identity")
+    assert b" # {" not in om and b"redis_request_duration_seconds_bucket" in om
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool is not installed (Debian's prometheus package)")
+    # promtool (2.42) parses the text format only; OpenMetrics is checked by the strict parser above and by
+    # a real Prometheus scraping it in the e2e tests (Prometheus asks for OpenMetrics first)
+    run = subprocess.run(["promtool", "check", "metrics"], check=False, input=body, capture_output=True)
+    assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize(
+    ("encoding", "gzipped"),
+    [("gzip", True), ("br;q=1.0, gzip;q=0.5", True), ("gzip;q=0", False), ("", False)],
+)
+def test_gzip_only_when_the_scraper_asks(encoding: str, gzipped: bool) -> None:
+    import gzip
+
+    body, headers, _ = _negotiated(False, None, encoding)
+    plain, _, _ = _negotiated(False, None, None)
+    assert ("Content-Encoding" in headers) == gzipped
+    assert (gzip.decompress(body) if gzipped else body) == plain
+
+
+def test_vmrange_histograms_are_served_as_text_even_to_an_openmetrics_scraper() -> None:
+    from packetd.agent.storage import negotiate
+
+    store = MetricStore()
+    agg = Aggregator(vm=True)
+    agg.observe("http_request_duration_seconds", (("m", "GET"),), 0.5, SECONDS_BUCKETS)
+    store.merge(agg.take(), 0)
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(store)
+    body, headers = negotiate(reg, OPENMETRICS, None)
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4") and b"vmrange=" in body

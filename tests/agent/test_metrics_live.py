@@ -240,3 +240,61 @@ def test_two_agents_remote_writing_one_server_stay_apart(monkeypatch: pytest.Mon
             agent.stop()
         prom.cleanup()
         nginx.stop()
+
+
+@pytest.mark.skipif(not nginx_available(), reason="nginx is not installed (make test-deps)")
+def test_openmetrics_scrape_with_gzip_carries_exemplars_of_exported_spans() -> None:
+    import gzip
+    import urllib.request
+
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+
+    from tests.agent.test_metrics import OPENMETRICS
+    from tests.helpers.backends import OtlpReceiver
+
+    nginx = Nginx()
+    otlp = OtlpReceiver()
+    api = free_port()
+    agent = AgentProcess(
+        agent_config(
+            api,
+            f"    - {{name: web, protocol: http, ports: [{nginx.port}]}}",
+            f'exporter.traces: {{enabled: true, endpoint: "{otlp.endpoint}", batch: 10, interval: 500ms}}\n',
+        )
+    )
+    try:
+        agent.wait_ready(api)
+        time.sleep(1.0)
+        conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10)
+        for path in ["/index.txt"] * 20 + ["/big.bin"] * 2 + ["/boom"] * 3:
+            conn.request("GET", path)
+            conn.getresponse().read()
+        conn.close()
+        assert wait_for(lambda: len(otlp.spans), 25) == 25
+        assert wait_for(lambda: counter_sum(scrape(api), "http_requests_total"), 25.0) == 25.0
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{api}/protocol/metrics",
+            headers={"Accept": OPENMETRICS, "Accept-Encoding": "gzip"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.headers["Content-Encoding"] == "gzip"
+            assert r.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+            text = gzip.decompress(r.read()).decode()
+        spans = {s["trace_id"]: s for s in otlp.spans}
+        exemplars = [
+            s.exemplar
+            for fam in parse_om(text)
+            for s in fam.samples
+            if s.name == "http_request_duration_seconds_bucket" and s.exemplar is not None
+        ]
+        assert exemplars
+        for ex in exemplars:  # each names a span the trace backend received, and that span's duration
+            span = spans[ex.labels["trace_id"]]
+            assert span["span_id"] == ex.labels["span_id"]
+            assert ex.value == pytest.approx((span["end"] - span["start"]) / 1e9, abs=1e-9)
+        plain = get(api, "/protocol/metrics")[1]
+        assert b"# {" not in plain  # the text format has no exemplars
+    finally:
+        agent.stop()
+        otlp.stop()
+        nginx.stop()

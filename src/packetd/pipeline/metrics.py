@@ -41,6 +41,7 @@ from packetd.pipeline.semantics import (
     TEMPLATED,
     affected_rows,
 )
+from packetd.pipeline.spans import span_ids
 from packetd.protocols.base import Kind
 from packetd.units import parse_duration
 
@@ -192,18 +193,26 @@ class Aggregator:
         self.gauges[(name, labels)] = value
 
     def observe(
-        self, name: str, labels: tuple[tuple[str, str], ...], value: float, buckets: Sequence[float]
+        self,
+        name: str,
+        labels: tuple[tuple[str, str], ...],
+        value: float,
+        buckets: Sequence[float],
+        exemplar: Roundtrip | None = None,
     ) -> None:
         key = (name, labels)
         h = self.histograms.get(key)
         if h is None:
-            # [bucket index → count, sum, count, bucket layout]
-            h = self.histograms[key] = [{}, 0.0, 0, "vm" if self.vm else buckets]
+            # [bucket index → count, sum, count, bucket layout, bucket index → exemplar]
+            h = self.histograms[key] = [{}, 0.0, 0, "vm" if self.vm else buckets, {}]
         idx = vm_bucket(value) if self.vm else bisect.bisect_left(buckets, value)
         counts = h[0]
         counts[idx] = counts.get(idx, 0) + 1
         h[1] += value
         h[2] += 1
+        if exemplar is not None and not self.vm and idx not in h[4]:
+            # the first roundtrip of a delta (0.5 s) per bucket: a hash per bucket and flush, not per record
+            h[4][idx] = exemplar_of(exemplar, value)
 
     def take(self) -> dict[str, Any]:
         """The deltas, and a fresh start."""
@@ -218,6 +227,15 @@ class Aggregator:
 
 
 LabelFn = Callable[[Roundtrip], tuple[tuple[str, str], ...]]
+
+
+def exemplar_of(rt: Roundtrip, value: float) -> tuple[str, str, float, float]:
+    """(trace id, span id, value, time in s): the ids the roundtrip's span has (spans.span_ids, or the
+    caller's trace id when the wire carried a traceparent), so a bucket links to the trace in the backend."""
+    trace_id, span_id = span_ids(rt)
+    ctx = rt.trace
+    trace_hex = ctx.trace_id if ctx is not None else f"{trace_id:032x}"
+    return trace_hex, f"{span_id:016x}", value, rt.end_ns / 1e9
 
 
 def _value(v: object) -> str:
@@ -296,7 +314,9 @@ class RoundtripsToMetrics:
         protocols: Iterable[str] = (),
         label_bytes: int = LABEL_VALUE_BYTES,
         naming: str = "packetd",
+        exemplars: bool = False,
     ) -> None:
+        self.exemplars = exemplars  # traces are exported: each duration bucket names a recent trace
         if naming not in NAMINGS:
             raise MetricsConfigError(f"naming '{naming}': expected one of {', '.join(NAMINGS)}")
         self.naming = naming
@@ -409,7 +429,13 @@ class RoundtripsToMetrics:
         agg.inc(f"{p}_requests_total", labels)
         req, resp = rt.request, rt.response
         if req is not None and resp is not None:
-            agg.observe(f"{p}_request_duration_seconds", labels, (resp.end_ns - req.start_ns) / 1e9, seconds)
+            agg.observe(
+                f"{p}_request_duration_seconds",
+                labels,
+                (resp.end_ns - req.start_ns) / 1e9,
+                seconds,
+                rt if self.exemplars else None,
+            )
         if req is not None:
             agg.observe(f"{p}_request_body_bytes", labels, float(getattr(req, "body_bytes", req.size)), sizes)
         if resp is not None:
@@ -436,7 +462,13 @@ class RoundtripsToMetrics:
         req, resp = rt.request, rt.response
         if req is None or resp is None:
             return
-        agg.observe(OTEL_DURATION[p], labels, (resp.end_ns - req.start_ns) / 1e9, seconds)
+        agg.observe(
+            OTEL_DURATION[p],
+            labels,
+            (resp.end_ns - req.start_ns) / 1e9,
+            seconds,
+            rt if self.exemplars else None,
+        )
         if p in ("http", "http2"):
             agg.observe(OTEL_HTTP_BODY[0], labels, float(getattr(req, "body_bytes", req.size)), sizes)
             agg.observe(OTEL_HTTP_BODY[1], labels, float(getattr(resp, "body_bytes", resp.size)), sizes)

@@ -92,7 +92,7 @@ class Pipelines:
                         self.filters[f"{name}#{len(filters)}"] = f
                         filters.append(f)
                     elif proc == "roundtripstometrics":
-                        output = RoundtripsToMetrics(cfg, protocols, label_bytes, naming)
+                        output = RoundtripsToMetrics(cfg, protocols, label_bytes, naming, traces_enabled)
                     else:
                         output = RoundtripsToTraces(cfg)
                 except (FilterConfigError, MetricsConfigError, ValueError) as exc:
