@@ -459,3 +459,16 @@ def test_vmrange_histograms_are_served_as_text_even_to_an_openmetrics_scraper() 
     reg.register(store)
     body, headers = negotiate(reg, OPENMETRICS, None)
     assert headers["Content-Type"].startswith("text/plain; version=0.0.4") and b"vmrange=" in body
+
+
+def test_a_worker_delta_is_bounded_too_and_its_folds_are_counted() -> None:
+    agg = Aggregator(max_keys=3)
+    for i in range(10):
+        agg.inc("http_requests_total", (("path", f"/p{i}"),))
+        agg.observe("http_request_duration_seconds", (("path", f"/p{i}"),), 0.001, SECONDS_BUCKETS)
+    delta = agg.take()
+    assert len(delta["counters"]) == len(delta["histograms"]) == 4  # 3 and the overflow key
+    store = MetricStore()
+    store.merge(delta, 0)
+    assert store._counters["http_requests_total"][(("path", OVERFLOW),)] == 7
+    assert store.overflowed == {"http_requests_total": 7, "http_request_duration_seconds": 7}

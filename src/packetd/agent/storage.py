@@ -35,9 +35,8 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.registry import Collector
 
-from packetd.pipeline.metrics import describe, vm_range
+from packetd.pipeline.metrics import OVERFLOW, describe, vm_range
 
-OVERFLOW = "__overflow__"
 Labels = tuple[tuple[str, str], ...]
 # Measured (BENCHMARKS.md, bench/scrape_flood.py): a scrape of this many bytes takes about 0.5 s of CPU in
 # prometheus_client, under the 1 s and 10 MB a scraper allows (Prometheus' default scrape timeout is 10 s,
@@ -134,6 +133,8 @@ class MetricStore(Collector):
         with self._lock:
             for label, n in deltas.get("truncated", {}).items():
                 self.truncated[label] = self.truncated.get(label, 0) + n
+            for metric, n in deltas.get("overflowed", {}).items():  # folded in the worker already
+                self.overflowed[metric] = self.overflowed.get(metric, 0) + n
             for (name, raw_labels), v in deltas.get("counters", {}).items():
                 table = self._counters.setdefault(name, {})
                 labels = self._admit(table, name, raw_labels, 1)

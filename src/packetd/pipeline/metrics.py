@@ -82,6 +82,10 @@ MAX_BUCKETS = 64  # per histogram: every bucket is one exposed line per series, 
 # label on ~50 lines of every scrape (issue 14: 2 000 such paths made one scrape 471 MB)
 LABEL_VALUE_BYTES = 256
 TRUNCATED = "...[truncated]"
+OVERFLOW = "__overflow__"
+# Distinct (metric, labels) keys one worker delta holds. The store admits far fewer (maxScrapeMB: ~15 000 at
+# 6 MB), so this only matters when the agent falls behind and deltas pile up in a worker during a flood
+DELTA_MAX_KEYS = 50_000
 NAMINGS = ("packetd", "otel")  # metricsStorage.naming: the Go implementation's names, or semconv's
 
 COMMON_LABELS = {
@@ -176,17 +180,28 @@ def vm_range(idx: int) -> str:
 class Aggregator:
     """Deltas since the last `take()`: counters, histograms (bucket index → count, sum, count), gauges."""
 
-    __slots__ = ("counters", "gauges", "histograms", "truncated", "vm")
+    __slots__ = ("counters", "gauges", "histograms", "max_keys", "overflowed", "truncated", "vm")
 
-    def __init__(self, vm: bool = False) -> None:
+    def __init__(self, vm: bool = False, max_keys: int = DELTA_MAX_KEYS) -> None:
         self.vm = vm
+        self.max_keys = max_keys
         self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self.histograms: dict[tuple[str, tuple[tuple[str, str], ...]], list[Any]] = {}
         self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self.truncated: dict[str, int] = {}  # label name → values cut to the length cap
+        self.overflowed: dict[str, int] = {}  # metric → observations folded by the delta's own bound
+
+    def _bounded(
+        self, table: dict[Any, Any], name: str, labels: tuple[tuple[str, str], ...]
+    ) -> tuple[Any, ...]:
+        key = (name, labels)
+        if key in table or len(table) < self.max_keys:
+            return key
+        self.overflowed[name] = self.overflowed.get(name, 0) + 1
+        return (name, tuple((k, OVERFLOW) for k, _ in labels))
 
     def inc(self, name: str, labels: tuple[tuple[str, str], ...], value: float = 1.0) -> None:
-        key = (name, labels)
+        key = self._bounded(self.counters, name, labels)
         self.counters[key] = self.counters.get(key, 0.0) + value
 
     def set(self, name: str, labels: tuple[tuple[str, str], ...], value: float) -> None:
@@ -200,7 +215,7 @@ class Aggregator:
         buckets: Sequence[float],
         exemplar: Roundtrip | None = None,
     ) -> None:
-        key = (name, labels)
+        key = self._bounded(self.histograms, name, labels)
         h = self.histograms.get(key)
         if h is None:
             # [bucket index → count, sum, count, bucket layout, bucket index → exemplar]
@@ -221,8 +236,9 @@ class Aggregator:
             "histograms": self.histograms,
             "gauges": self.gauges,
             "truncated": self.truncated,
+            "overflowed": self.overflowed,
         }
-        self.counters, self.histograms, self.gauges, self.truncated = {}, {}, {}, {}
+        self.counters, self.histograms, self.gauges, self.truncated, self.overflowed = {}, {}, {}, {}, {}
         return out
 
 
