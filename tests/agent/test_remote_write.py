@@ -9,55 +9,34 @@ arrive — every snapshot, in order, or a dropped count that makes up the differ
 from __future__ import annotations
 
 import itertools
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from packetd.export import remote_write
 from packetd.export.senders import RemoteWrite
-from tests.helpers.live import free_port
+from tests.helpers.backends import PostServer
 
 INTERVAL_S = 0.2
 
 
-class Receiver:
+class Receiver(PostServer):
+    """Remote write 1.0: snappy block + protobuf WriteRequest → (labels, value, timestamp ms) samples."""
+
+    response_code = 204
+
     def __init__(self) -> None:
-        self.port = free_port()
-        self.got: list[tuple[dict[str, str], float, int]] = []  # (labels, value, timestamp ms)
-        self._server: ThreadingHTTPServer | None = None
-        self.start()
+        self.got: list[tuple[dict[str, str], float, int]] = []
+        super().__init__()
 
-    def start(self) -> None:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                assert self.headers["Content-Encoding"] == "snappy"
-                req = remote_write.decode(self.rfile.read(int(self.headers["Content-Length"])))
-                for ts in req.timeseries:
-                    labels = {lb.name: lb.value for lb in ts.labels}
-                    names = [lb.name for lb in ts.labels]
-                    assert names == sorted(names)  # the spec: labels sorted by name
-                    receiver.got += [(labels, s.value, s.timestamp) for s in ts.samples]
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._server = None
+    def handle(self, headers: Any, body: bytes) -> None:
+        assert headers["Content-Encoding"] == "snappy"
+        for ts in remote_write.decode(body).timeseries:
+            names = [lb.name for lb in ts.labels]
+            assert names == sorted(names)  # the spec: labels sorted by name
+            labels = {lb.name: lb.value for lb in ts.labels}
+            self.got += [(labels, s.value, s.timestamp) for s in ts.samples]
 
 
 def run_outage(queue_size: int, outage_s: float) -> tuple[Receiver, RemoteWrite, int]:

@@ -21,19 +21,23 @@ from typing import Any
 from tests.helpers.live import ROOT, free_port, stop_process, wait_port
 
 
-class OtlpReceiver:
-    """POST /v1/traces (protobuf, optionally gzip) → spans, flattened with their resource attributes."""
+class PostServer:
+    """A loopback HTTP server whose POSTs go to `handle(headers, body)`; stoppable and startable again on
+    the same port (a back-end that goes away and returns). Subclasses decode what they receive."""
+
+    response_code = 200
+    response_type = "application/x-protobuf"
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
-        self.spans: list[dict[str, Any]] = []
         self.requests = 0
         self._server: ThreadingHTTPServer | None = None
         self.start()
 
-    def start(self) -> None:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    def handle(self, headers: Any, body: bytes) -> None:
+        raise NotImplementedError
 
+    def start(self) -> None:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,32 +46,10 @@ class OtlpReceiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                req = ExportTraceServiceRequest()
-                req.ParseFromString(body)
-                for rs in req.resource_spans:
-                    resource = {a.key: _value(a.value) for a in rs.resource.attributes}
-                    for ss in rs.scope_spans:
-                        for s in ss.spans:
-                            receiver.spans.append(
-                                {
-                                    "name": s.name,
-                                    "trace_id": s.trace_id.hex(),
-                                    "span_id": s.span_id.hex(),
-                                    "parent_span_id": s.parent_span_id.hex(),
-                                    "kind": s.kind,
-                                    "start": s.start_time_unix_nano,
-                                    "end": s.end_time_unix_nano,
-                                    "status": s.status.code,
-                                    "status_message": s.status.message,
-                                    "attributes": {a.key: _value(a.value) for a in s.attributes},
-                                    "resource": resource,
-                                }
-                            )
+                receiver.handle(self.headers, body)
                 receiver.requests += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_response(receiver.response_code)
+                self.send_header("Content-Type", receiver.response_type)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -80,6 +62,41 @@ class OtlpReceiver:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class OtlpReceiver(PostServer):
+    """POST /v1/traces (protobuf, optionally gzip) → spans, flattened with their resource attributes."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.spans: list[dict[str, Any]] = []
+        super().__init__(port)
+
+    def handle(self, headers: Any, body: bytes) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        if headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        req = ExportTraceServiceRequest()
+        req.ParseFromString(body)
+        for rs in req.resource_spans:
+            resource = {a.key: _value(a.value) for a in rs.resource.attributes}
+            for ss in rs.scope_spans:
+                for s in ss.spans:
+                    self.spans.append(
+                        {
+                            "name": s.name,
+                            "trace_id": s.trace_id.hex(),
+                            "span_id": s.span_id.hex(),
+                            "parent_span_id": s.parent_span_id.hex(),
+                            "kind": s.kind,
+                            "start": s.start_time_unix_nano,
+                            "end": s.end_time_unix_nano,
+                            "status": s.status.code,
+                            "status_message": s.status.message,
+                            "attributes": {a.key: _value(a.value) for a in s.attributes},
+                            "resource": resource,
+                        }
+                    )
 
     @property
     def endpoint(self) -> str:
