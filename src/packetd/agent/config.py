@@ -16,6 +16,7 @@ silent 5m.
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -210,19 +211,80 @@ class RoundtripsExporterConfig(_Section):
     max_age: int = Field(7, alias="maxAge", ge=1)
 
 
+OtlpProtocol = Literal["http/protobuf", "grpc"]  # the values of OTEL_EXPORTER_OTLP_PROTOCOL we speak
+
+
+class OtlpMetricsExporterConfig(_Section):
+    """OTLP metrics: the semconv duration histograms (pipeline/otlp_metrics.py), cumulative."""
+
+    enabled: bool = False
+    protocol: OtlpProtocol = "http/protobuf"
+    endpoint: str = Field(
+        "http://localhost:4318/v1/metrics", description="for grpc: http://HOST:4317 (https: TLS)"
+    )
+    interval: Duration = 60_000_000_000
+    timeout: Duration = 15_000_000_000
+    header: dict[str, str] = {}
+    gzip: bool = True
+    queue_size: int = Field(10, alias="queueSize", ge=1, description="snapshots held while the backend is down")
+    series_limit: int = Field(
+        10_000, alias="seriesLimit", ge=1, le=1_000_000, description="series per metric; beyond: overflow"
+    )
+    buckets: list[Annotated[float, Field(gt=0)]] = Field(
+        [], description="histogram bounds in seconds; [] = 25µs … 60s in 1-2.5-5 steps"
+    )
+
+    @field_validator("buckets")
+    @classmethod
+    def _increasing(cls, v: list[float]) -> list[float]:
+        if any(b <= a for a, b in itertools.pairwise(v)):
+            raise ValueError("bucket bounds must increase, e.g. [0.0001, 0.001, 0.01, 0.1, 1]")
+        return v
+
+
+class OtlpLogsExporterConfig(_Section):
+    """OTLP logs: one log record per roundtrip of the roundtrips/ pipelines (the record as its body)."""
+
+    enabled: bool = False
+    protocol: OtlpProtocol = "http/protobuf"
+    endpoint: str = Field("http://localhost:4318/v1/logs", description="for grpc: http://HOST:4317")
+    batch: int = Field(100, ge=1, le=100_000)
+    interval: Duration = 3_000_000_000
+    timeout: Duration = 15_000_000_000
+    header: dict[str, str] = {}
+    gzip: bool = True
+    queue_size: int = Field(
+        10_000, alias="queueSize", ge=1, description="log records held while the backend is slow or down"
+    )
+
+
 class ExporterConfig(_Section):
     traces: TracesExporterConfig = TracesExporterConfig()
     metrics: MetricsExporterConfig = MetricsExporterConfig()
     roundtrips: RoundtripsExporterConfig = RoundtripsExporterConfig()
+    otlp_metrics: OtlpMetricsExporterConfig = Field(OtlpMetricsExporterConfig(), alias="otlpMetrics")
+    otlp_logs: OtlpLogsExporterConfig = Field(OtlpLogsExporterConfig(), alias="otlpLogs")
 
-    @field_validator("traces", "metrics")
+    @field_validator("traces", "metrics", "otlp_metrics", "otlp_logs")
     @classmethod
-    def _endpoint(
-        cls, v: TracesExporterConfig | MetricsExporterConfig
-    ) -> TracesExporterConfig | MetricsExporterConfig:
+    def _endpoint(cls, v: Any) -> Any:
         if not re.match(r"^https?://[^/\s]+", v.endpoint):
             raise ValueError(f"endpoint '{v.endpoint}' is not an http(s) URL")
+        if getattr(v, "protocol", None) == "grpc" and not _grpc_exporter_installed():
+            raise ValueError(
+                "protocol grpc needs the package opentelemetry-exporter-otlp-proto-grpc "
+                "(pip install 'packetd[grpc]'); or use protocol http/protobuf"
+            )
         return v
+
+
+def _grpc_exporter_installed() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("opentelemetry.exporter.otlp.proto.grpc") is not None
+    except ImportError:  # a parent package is missing
+        return False
 
 
 class Config(_Section):

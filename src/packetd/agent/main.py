@@ -36,6 +36,7 @@ from packetd.agent.runtime import validate
 from packetd.agent.selfmetrics import add_tree, self_registry
 from packetd.agent.storage import MetricStore
 from packetd.agent.worker import worker_main
+from packetd.export.otlp import OtlpLogs, OtlpMetrics, OtlpMetricStore
 from packetd.export.senders import RemoteWrite, RoundtripLines, Traces
 
 log = logging.getLogger("packetd")
@@ -85,6 +86,9 @@ class Agent:
         self.lines: RoundtripLines | None = None
         self.remote: RemoteWrite | None = None
         self.traces: Traces | None = None
+        self.otlp_store: OtlpMetricStore | None = None
+        self.otlp_metrics: OtlpMetrics | None = None
+        self.otlp_logs: OtlpLogs | None = None
         self._mtime = self._config_mtime()
         self._generation = 0
         self.exit_status = 0
@@ -96,7 +100,14 @@ class Agent:
             add_tree(merged, self.carry)
             for w in self.workers:
                 add_tree(merged, w.stats)
-            exporters = [e.stats for e in (self.lines, self.remote, self.traces) if e is not None]
+            exporters = [
+                e.stats
+                for e in (self.lines, self.remote, self.traces, self.otlp_metrics, self.otlp_logs)
+                if e is not None
+            ]
+            overflowed = dict(self.store.overflowed)
+            if self.otlp_store is not None:
+                overflowed.update(self.otlp_store.overflowed)  # semconv names: no clash
             return {
                 "workers": merged,
                 "exporters": exporters,
@@ -105,7 +116,7 @@ class Agent:
                 "reloads": self.reloads,
                 "reload_failures": self.reload_failures,
                 "worker_restarts": self.worker_restarts,
-                "overflowed": dict(self.store.overflowed),
+                "overflowed": overflowed,
                 "series_expired": self.store.expired_total,
             }
 
@@ -155,6 +166,21 @@ class Agent:
                 t.endpoint, t.batch, t.interval / 1e9, t.timeout / 1e9, t.header, t.gzip, t.queue_size
             )
             self.traces.start()
+        om, ol = ex.otlp_metrics, ex.otlp_logs
+        if om.enabled:
+            if self.otlp_store is None or self.otlp_store.series_limit != om.series_limit:
+                self.otlp_store = OtlpMetricStore(om.series_limit)  # cumulative: kept across reloads
+            self.otlp_metrics = OtlpMetrics(
+                self.otlp_store, om.protocol, om.endpoint, om.interval / 1e9, om.timeout / 1e9,
+                om.header, om.gzip, om.queue_size,
+            )  # fmt: skip
+            self.otlp_metrics.start()
+        if ol.enabled:
+            self.otlp_logs = OtlpLogs(
+                ol.protocol, ol.endpoint, ol.batch, ol.interval / 1e9, ol.timeout / 1e9,
+                ol.header, ol.gzip, ol.queue_size,
+            )  # fmt: skip
+            self.otlp_logs.start()
 
     def _stop_exporters(self, cfg: Config) -> None:
         if self.remote is not None:
@@ -163,6 +189,12 @@ class Agent:
         if self.traces is not None:
             self.traces.stop(cfg.exporter.traces.timeout / 1e9)
             self.traces = None
+        if self.otlp_metrics is not None:
+            self.otlp_metrics.stop(cfg.exporter.otlp_metrics.timeout / 1e9)
+            self.otlp_metrics = None
+        if self.otlp_logs is not None:
+            self.otlp_logs.stop(cfg.exporter.otlp_logs.timeout / 1e9)
+            self.otlp_logs = None
         if self.lines is not None:
             self.lines.close()
             self.lines = None
@@ -265,6 +297,10 @@ class Agent:
                 self.traces.offer(payload["spans"])
             if payload["lines"] and self.lines is not None:
                 self.lines.write(payload["lines"])
+            if self.otlp_store is not None and self.otlp_metrics is not None:
+                self.otlp_store.merge(payload.get("otlp"))
+            if payload.get("logs") and self.otlp_logs is not None:
+                self.otlp_logs.offer(payload["logs"])
             if payload["watch"]:
                 self.hub.publish(payload["watch"])
             with self._lock:

@@ -1,0 +1,324 @@
+"""OpenTelemetry-native exports, for data that goes through a collector: OTLP metrics and OTLP logs.
+
+* Metrics — the capture workers aggregate semconv duration histograms (pipeline/otlp_metrics.py) and ship
+  deltas; `OtlpMetricStore` sums them into cumulative series (start time: the agent's start, or when a
+  metric's buckets last changed), at most `seriesLimit` per metric — beyond, measurements fold into the
+  series with `otel.metric.overflow=true` (the SDK's own overflow convention), counted. Every `interval`,
+  `OtlpMetrics` queues a snapshot and sends it with the SDK's OTLP metric exporter.
+* Logs — one log record per roundtrip of the roundtrips/ pipelines. The body is the record contract's JSON
+  object and the attributes its envelope (`packetd.*` for what semconv has no name for), both read back
+  from the record's JSON line — the one redacted view every output is built from, never the decoder's
+  fields. Trace and span ids are the roundtrip's span's (pipeline/pipelines.py `log_entry`), so a
+  backend links the record and the span. Timestamp: the first byte's packet time.
+
+Both are `_Worker`s (export/senders.py): a bounded queue the pipeline only appends to, a thread, retry with
+back-off, the drop counter when the bound is hit, a flush on shutdown. Transport: OTLP over HTTP
+(protobuf) or gRPC, gzip optional, through the SDK's exporters (the gRPC one is an optional package).
+
+The resource is the observer — `service.name=packetd`, `host.name`, and `k8s.node.name` when the
+downward API sets `$NODE_NAME` — since every observed server is an attribute of the data, not a process
+that reported it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from packetd import __version__
+from packetd.export.senders import _Worker
+from packetd.pipeline.otlp_metrics import DESCRIPTIONS, OVERFLOW, Attrs
+from packetd.pipeline.pipelines import LogEntry
+
+log = logging.getLogger("packetd.export")
+
+SCOPE = "packetd"
+
+
+def observer_resource() -> Any:
+    from opentelemetry.sdk.resources import Resource
+
+    attrs: dict[str, str] = {
+        "service.name": "packetd",
+        "service.version": __version__,
+        "host.name": socket.gethostname(),
+    }
+    node = os.environ.get("NODE_NAME")
+    if node:
+        attrs["k8s.node.name"] = node
+    return Resource.create(attrs)
+
+
+def _sdk_exporter(
+    signal: str, protocol: str, endpoint: str, headers: dict[str, str], timeout_s: float, gzip: bool
+) -> Any:
+    """The SDK's OTLP exporter of `signal` ("metrics" | "logs") for `protocol` ("http/protobuf" | "grpc")."""
+    if protocol == "grpc":
+        import grpc  # type: ignore[import-untyped]
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetrics
+
+        url = urllib.parse.urlsplit(endpoint)
+        cls: Any = GrpcMetrics if signal == "metrics" else GrpcLogs
+        return cls(
+            endpoint=url.netloc,
+            insecure=url.scheme == "http",
+            headers=headers or None,
+            timeout=timeout_s,
+            compression=grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression,
+        )
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetrics
+
+    cls = HttpMetrics if signal == "metrics" else HttpLogs
+    return cls(
+        endpoint=endpoint,
+        headers=headers or None,
+        timeout=timeout_s,
+        compression=Compression.Gzip if gzip else Compression.NoCompression,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+class OtlpMetricStore:
+    """Cumulative semconv histograms, summed from the workers' deltas; thread-safe (merge: the agent's
+    loop; snapshot: the exporter's thread)."""
+
+    def __init__(self, series_limit: int, start_ns: int | None = None) -> None:
+        self.series_limit = series_limit
+        self.start_ns = start_ns if start_ns is not None else time.time_ns()
+        self._series: dict[str, dict[Attrs, list[float]]] = {}
+        self._bounds: dict[str, tuple[float, ...]] = {}
+        self._start: dict[str, int] = {}
+        self.overflowed: dict[str, int] = {}  # measurements folded into overflow series, per metric
+        self._lock = threading.Lock()
+
+    def merge(self, deltas: dict[str, Any] | None) -> None:
+        if not deltas:
+            return
+        bounds = tuple(deltas["bounds"])
+        with self._lock:
+            for (metric, key), d in deltas["series"].items():
+                if self._bounds.get(metric) != bounds:  # new buckets (a reload): a new cumulative series
+                    self._bounds[metric] = bounds
+                    self._series[metric] = {}
+                    self._start[metric] = time.time_ns() if metric in self._start else self.start_ns
+                table = self._series[metric]
+                attrs = key
+                if attrs == OVERFLOW:  # folded by a worker's pending bound
+                    self.overflowed[metric] = self.overflowed.get(metric, 0) + int(d[0])
+                cum = table.get(attrs)
+                if cum is None and len(table) >= self.series_limit:
+                    self.overflowed[metric] = self.overflowed.get(metric, 0) + int(d[0])
+                    attrs = OVERFLOW
+                    cum = table.get(attrs)
+                if cum is None:
+                    table[attrs] = list(d)
+                    continue
+                cum[0] += d[0]
+                cum[1] += d[1]
+                cum[2] = min(cum[2], d[2])
+                cum[3] = max(cum[3], d[3])
+                for i in range(4, len(cum)):
+                    cum[i] += d[i]
+
+    def series_count(self, metric: str) -> int:
+        with self._lock:
+            return len(self._series.get(metric, {}))
+
+    def snapshot(self, now_ns: int, resource: Any) -> Any:
+        """The SDK's MetricsData of every series (cumulative temporality)."""
+        from opentelemetry.sdk.metrics.export import (
+            AggregationTemporality,
+            Histogram,
+            HistogramDataPoint,
+            Metric,
+            MetricsData,
+            ResourceMetrics,
+            ScopeMetrics,
+        )
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+        metrics = []
+        with self._lock:
+            for name, table in sorted(self._series.items()):
+                if not table:
+                    continue
+                bounds = self._bounds[name]
+                points = [
+                    HistogramDataPoint(
+                        attributes=dict(attrs),
+                        start_time_unix_nano=self._start[name],
+                        time_unix_nano=now_ns,
+                        count=int(c[0]),
+                        sum=c[1],
+                        bucket_counts=[int(n) for n in c[4:]],
+                        explicit_bounds=bounds,
+                        min=c[2],
+                        max=c[3],
+                    )
+                    for attrs, c in table.items()
+                ]
+                data = Histogram(
+                    data_points=points, aggregation_temporality=AggregationTemporality.CUMULATIVE
+                )
+                metrics.append(Metric(name=name, description=DESCRIPTIONS.get(name), unit="s", data=data))
+        scope = ScopeMetrics(scope=InstrumentationScope(SCOPE, __version__), metrics=metrics, schema_url="")
+        return MetricsData(
+            resource_metrics=[ResourceMetrics(resource=resource, scope_metrics=[scope], schema_url="")]
+        )
+
+
+class OtlpMetrics(_Worker):
+    """Every `interval`, a snapshot of the store is queued (bounded) and sent; kept and retried on failure."""
+
+    def __init__(
+        self,
+        store: OtlpMetricStore,
+        protocol: str,
+        endpoint: str,
+        interval_s: float,
+        timeout_s: float,
+        headers: dict[str, str],
+        gzip: bool,
+        queue_size: int,
+    ) -> None:
+        super().__init__("otlpMetrics", interval_s, queue_size)
+        self.store = store
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self._exporter = _sdk_exporter("metrics", protocol, endpoint, headers, timeout_s, gzip)
+        self._resource = observer_resource()
+
+    def cycle(self, final: bool = False) -> None:
+        from opentelemetry.sdk.metrics.export import MetricExportResult
+
+        if not self._backoff or final:
+            data = self.store.snapshot(time.time_ns(), self._resource)
+            if data.resource_metrics[0].scope_metrics[0].metrics:
+                self.offer([data])
+        while True:
+            batch = self.take(1)
+            if not batch:
+                return
+            try:
+                result = self._exporter.export(batch[0], timeout_millis=self.timeout_s * 1000)
+            except Exception as exc:  # the SDK raises on some transport errors: never into the agent
+                result = MetricExportResult.FAILURE
+                log.debug("otlpMetrics exporter: %s", exc)
+            if result is not MetricExportResult.SUCCESS:
+                self.give_back(batch)
+                self._failed(f"OTLP metrics export to {self.endpoint} failed")
+                return
+            self.stats.sent += 1
+            self._succeeded()
+
+    def stop(self, flush_timeout_s: float) -> None:
+        super().stop(flush_timeout_s)
+        self._exporter.shutdown()
+
+
+# ---------------------------------------------------------------------------------------------- logs
+def log_attributes(record: dict[str, Any]) -> dict[str, Any]:
+    """The envelope of a record (its JSON object) as log attributes: semconv names where they exist."""
+    client, server = record.get("client") or {}, record.get("server") or {}
+    attrs = {
+        "packetd.protocol": record.get("protocol"),
+        "packetd.kind": record.get("kind"),
+        "packetd.operation": record.get("operation"),
+        "packetd.status": record.get("status"),
+        "packetd.error": record.get("error"),
+        "packetd.duration_ns": record.get("duration_ns"),
+        "packetd.flags": record.get("flags") or None,
+        "server.address": server.get("ip"),
+        "server.port": server.get("port"),
+        "client.address": client.get("ip"),
+        "client.port": client.get("port"),
+    }
+    return {k: v for k, v in attrs.items() if v is not None}
+
+
+class OtlpLogs(_Worker):
+    """Log records batched to an OTLP endpoint with the SDK's log exporter."""
+
+    def __init__(
+        self,
+        protocol: str,
+        endpoint: str,
+        batch: int,
+        interval_s: float,
+        timeout_s: float,
+        headers: dict[str, str],
+        gzip: bool,
+        queue_size: int,
+    ) -> None:
+        super().__init__("otlpLogs", interval_s, queue_size)
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+        self.batch = batch
+        self.endpoint = endpoint
+        self._exporter = _sdk_exporter("logs", protocol, endpoint, headers, timeout_s, gzip)
+        self._resource = observer_resource()
+        self._scope = InstrumentationScope(SCOPE, __version__)
+
+    def offer(self, items: Sequence[Any]) -> None:
+        super().offer(items)
+        if len(self.queue) >= self.batch:
+            self._wake.set()
+
+    def cycle(self, final: bool = False) -> None:
+        from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+        while self.queue:
+            batch = self.take(self.batch)
+            try:
+                result = self._exporter.export(self.records(batch))
+            except Exception as exc:  # never into the agent
+                result = LogRecordExportResult.FAILURE
+                log.debug("otlpLogs exporter: %s", exc)
+            if result is not LogRecordExportResult.SUCCESS:
+                self.give_back(batch)
+                self._failed(f"OTLP logs export to {self.endpoint} failed")
+                return
+            self.stats.sent += len(batch)
+            self._succeeded()
+            if not final and len(self.queue) < self.batch:
+                return
+
+    def records(self, batch: list[LogEntry]) -> list[Any]:
+        """The SDK's log records: content from each entry's record line, ids from its span."""
+        from opentelemetry._logs import LogRecord, SeverityNumber
+        from opentelemetry.sdk._logs import ReadableLogRecord
+        from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+
+        now = time.time_ns()
+        out = []
+        for e in batch:
+            record = orjson.loads(e.line)
+            # the SDK reads a log record's trace id, span id and flags from the span in its context
+            span = NonRecordingSpan(SpanContext(e.trace_id, e.span_id, False, TraceFlags(e.trace_flags)))
+            rec = LogRecord(
+                timestamp=e.start_ns,
+                observed_timestamp=now,
+                context=set_span_in_context(span),
+                severity_text="ERROR" if e.error else "INFO",
+                severity_number=SeverityNumber.ERROR if e.error else SeverityNumber.INFO,
+                body=record,
+                attributes=log_attributes(record),
+                event_name="packetd.roundtrip",
+            )
+            out.append(ReadableLogRecord(rec, self._resource, self._scope))
+        return out
+
+    def stop(self, flush_timeout_s: float) -> None:
+        super().stop(flush_timeout_s)
+        self._exporter.shutdown()
