@@ -226,7 +226,9 @@ class OtlpMetricsExporterConfig(_Section):
     timeout: Duration = 15_000_000_000
     header: dict[str, str] = {}
     gzip: bool = True
-    queue_size: int = Field(10, alias="queueSize", ge=1, description="snapshots held while the backend is down")
+    queue_size: int = Field(
+        10, alias="queueSize", ge=1, description="snapshots held while the backend is down"
+    )
     series_limit: int = Field(
         10_000, alias="seriesLimit", ge=1, le=1_000_000, description="series per metric; beyond: overflow"
     )
