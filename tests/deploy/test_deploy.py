@@ -352,25 +352,26 @@ def exposed_metric_names() -> set[str]:
     return names
 
 
+PROMQL_WORDS = {
+    "sum", "rate", "histogram_quantile", "irate", "avg", "max", "min", "count", "increase", "topk",
+    "label_replace", "label_join", "or", "and", "unless", "by", "without", "on", "ignoring", "vector",
+}  # fmt: skip
+
+
 def dashboard_metric_names(dashboard: dict) -> set[str]:
+    """Every metric a query names: in a `__name__="..."` matcher or as a bare selector name."""
     names = set()
     for panel in dashboard["panels"]:
         for target in panel.get("targets", []):
-            expr = re.sub(r"\{[^}]*\}", "", target["expr"])  # label matchers
+            expr = target["expr"]
+            names |= set(re.findall(r'__name__="([^"]+)"', expr))
+            expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals (regexes, label values)
+            expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
             expr = re.sub(r"\b(by|without)\s*\([^)]*\)", "", expr)  # grouping labels
             expr = re.sub(r"\[[^\]]*\]", "", expr)  # ranges
+            expr = re.sub(r"\$\w+", "", expr)  # dashboard variables
             for tok in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr):
-                if tok not in {
-                    "sum",
-                    "rate",
-                    "histogram_quantile",
-                    "irate",
-                    "avg",
-                    "max",
-                    "min",
-                    "count",
-                    "increase",
-                }:
+                if tok not in PROMQL_WORDS:
                     names.add(tok)
     return names
 

@@ -247,12 +247,12 @@ scrape_configs:
 class Prometheus:
     """Debian's prometheus, scraping the agent every second, receiving remote write."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, config: str = PROM_CONFIG) -> None:
         self.dir = tempfile.mkdtemp(prefix="packetd-prom-")
         self.port = free_port()
         self.target = target
         with open(os.path.join(self.dir, "prometheus.yml"), "w") as f:
-            f.write(PROM_CONFIG.replace("{target}", target))
+            f.write(config.replace("{target}", target))
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
