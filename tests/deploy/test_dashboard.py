@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from packetd.protocols.registry import REGISTRY
+from tests.helpers.backends import PROM_CONFIG as BASE_PROM_CONFIG
 from tests.helpers.backends import AgentProcess, Prometheus
 from tests.helpers.dbservers import RedisServer, redis_available
 from tests.helpers.golden import ROOT
@@ -99,22 +100,19 @@ def fill(expr: str, protocols: str = "|".join(PROTOCOLS), server: str = ".*") ->
     )
 
 
-PROM_CONFIG = """
-global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: packetd
-    metrics_path: /protocol/metrics
-    static_configs:
-      - targets: ["{target}"]
-  - job_name: packetd-self        # the agent's own /metrics, one job with its protocol metrics (as the
-    metrics_path: /metrics        # chart's ServiceMonitor gives both endpoints one job)
+# the agent's own /metrics too, in the same job as its protocol metrics (the chart's ServiceMonitor gives
+# both endpoints one job)
+PROM_CONFIG = (
+    BASE_PROM_CONFIG
+    + """
+  - job_name: packetd-self
+    metrics_path: /metrics
     static_configs:
       - targets: ["{target}"]
     relabel_configs:
       - {target_label: job, replacement: packetd}
 """
+)
 
 
 @pytest.mark.root

@@ -16,7 +16,7 @@ import pytest
 
 from packetd.agent.config import ConfigError, parse_config
 from packetd.engine import Rule
-from packetd.export.otlp import OtlpLogs, OtlpMetrics, OtlpMetricStore
+from packetd.export.otlp import OtlpLogs, OtlpMetrics, OtlpMetricStore, Transport
 from packetd.pairing.roundtrip import Roundtrip, dumps
 from packetd.pipeline.otlp_metrics import DEFAULT_BOUNDS, OVERFLOW
 from packetd.pipeline.pipelines import Pipelines
@@ -77,6 +77,10 @@ def receiver(request: pytest.FixtureRequest) -> Any:
     r.stop()
 
 
+def transport(receiver: Receiver, signal: str, timeout_s: float, gzip: bool) -> Transport:
+    return Transport(receiver.protocol, receiver.endpoint(signal), timeout_s, {}, gzip)
+
+
 def run_pipelines(records: list[Roundtrip]) -> Pipelines:
     p = Pipelines(
         [], [], traces_enabled=False, roundtrips_enabled=False, otlp_metrics_bounds=(), otlp_logs=True
@@ -101,7 +105,7 @@ def test_metrics_count_every_answered_roundtrip_in_its_semconv_histogram(
     assert p.otlp is not None
     store = OtlpMetricStore(series_limit=10_000)
     store.merge(p.otlp.take())
-    exp = OtlpMetrics(store, receiver.protocol, receiver.endpoint("metrics"), 60, 5, {}, True, 10)
+    exp = OtlpMetrics(store, transport(receiver, "metrics", 5, True), 60, 10)
     exp.start()  # its thread waits out the interval: the test drives cycle()
     exp.cycle()
     exp.stop(1)
@@ -158,7 +162,7 @@ def test_one_log_record_per_roundtrip_with_the_record_as_body_and_the_spans_ids(
 ) -> None:
     p = run_pipelines(records)
     assert p.lines == []  # the roundtrip file is off: its lines are not built for nothing
-    exp = OtlpLogs(receiver.protocol, receiver.endpoint("logs"), 100_000, 60, 5, {}, True, 100_000)
+    exp = OtlpLogs(transport(receiver, "logs", 5, True), 100_000, 60, 100_000)
     exp.start()  # its thread waits out the interval: the test drives cycle()
     exp.offer(p.logs)
     exp.cycle(final=True)
@@ -191,7 +195,7 @@ def test_exporters_retry_a_refusing_receiver_and_count_what_the_queue_bound_drop
     entries = p.logs
     assert len(entries) == 40
     receiver.impl.fail = 10_000  # every attempt, including the SDK's own retries within the timeout
-    logs = OtlpLogs(receiver.protocol, receiver.endpoint("logs"), 100, 60, 0.5, {}, False, 30)
+    logs = OtlpLogs(transport(receiver, "logs", 0.5, False), 100, 60, 30)
     logs.start()  # its thread waits out the interval: the test drives cycle()
     logs.offer(entries)
     assert logs.stats.dropped == 10 and logs.stats.queue_length == 30  # the oldest 10 gave way
@@ -208,7 +212,7 @@ def test_exporters_retry_a_refusing_receiver_and_count_what_the_queue_bound_drop
     store = OtlpMetricStore(series_limit=10_000)
     store.merge(p.otlp.take())
     receiver.impl.fail = 10_000
-    metrics = OtlpMetrics(store, receiver.protocol, receiver.endpoint("metrics"), 60, 0.5, {}, False, 2)
+    metrics = OtlpMetrics(store, transport(receiver, "metrics", 0.5, False), 60, 2)
     metrics.start()  # its thread waits out the interval: the test drives cycle()
     metrics.cycle()
     assert metrics.stats.failed == 1 and metrics.stats.queue_length == 1

@@ -178,6 +178,9 @@ class PipelineConfig(_Section):
         return v
 
 
+OtlpProtocol = Literal["http/protobuf", "grpc"]  # the values of OTEL_EXPORTER_OTLP_PROTOCOL we speak
+
+
 class TracesExporterConfig(_Section):
     enabled: bool = False
     endpoint: str = "http://localhost:4318/v1/traces"
@@ -211,24 +214,15 @@ class RoundtripsExporterConfig(_Section):
     max_age: int = Field(7, alias="maxAge", ge=1)
 
 
-OtlpProtocol = Literal["http/protobuf", "grpc"]  # the values of OTEL_EXPORTER_OTLP_PROTOCOL we speak
+class OtlpMetricsExporterConfig(MetricsExporterConfig):
+    """OTLP metrics: the semconv duration histograms (pipeline/otlp_metrics.py), cumulative; the remote
+    write keys plus the OTLP ones."""
 
-
-class OtlpMetricsExporterConfig(_Section):
-    """OTLP metrics: the semconv duration histograms (pipeline/otlp_metrics.py), cumulative."""
-
-    enabled: bool = False
     protocol: OtlpProtocol = "http/protobuf"
     endpoint: str = Field(
         "http://localhost:4318/v1/metrics", description="for grpc: http://HOST:4317 (https: TLS)"
     )
-    interval: Duration = 60_000_000_000
-    timeout: Duration = 15_000_000_000
-    header: dict[str, str] = {}
     gzip: bool = True
-    queue_size: int = Field(
-        10, alias="queueSize", ge=1, description="snapshots held while the backend is down"
-    )
     series_limit: int = Field(
         10_000, alias="seriesLimit", ge=1, le=1_000_000, description="series per metric; beyond: overflow"
     )
@@ -244,20 +238,12 @@ class OtlpMetricsExporterConfig(_Section):
         return v
 
 
-class OtlpLogsExporterConfig(_Section):
-    """OTLP logs: one log record per roundtrip of the roundtrips/ pipelines (the record as its body)."""
+class OtlpLogsExporterConfig(TracesExporterConfig):
+    """OTLP logs: one log record per roundtrip of the roundtrips/ pipelines (the record as its body);
+    batched and queued like spans."""
 
-    enabled: bool = False
     protocol: OtlpProtocol = "http/protobuf"
     endpoint: str = Field("http://localhost:4318/v1/logs", description="for grpc: http://HOST:4317")
-    batch: int = Field(100, ge=1, le=100_000)
-    interval: Duration = 3_000_000_000
-    timeout: Duration = 15_000_000_000
-    header: dict[str, str] = {}
-    gzip: bool = True
-    queue_size: int = Field(
-        10_000, alias="queueSize", ge=1, description="log records held while the backend is slow or down"
-    )
 
 
 class ExporterConfig(_Section):

@@ -36,7 +36,7 @@ from packetd.agent.runtime import validate
 from packetd.agent.selfmetrics import add_tree, self_registry
 from packetd.agent.storage import MetricStore
 from packetd.agent.worker import worker_main
-from packetd.export.otlp import OtlpLogs, OtlpMetrics, OtlpMetricStore
+from packetd.export.otlp import OtlpLogs, OtlpMetrics, OtlpMetricStore, Transport
 from packetd.export.senders import RemoteWrite, RoundtripLines, Traces
 
 log = logging.getLogger("packetd")
@@ -170,16 +170,12 @@ class Agent:
         if om.enabled:
             if self.otlp_store is None or self.otlp_store.series_limit != om.series_limit:
                 self.otlp_store = OtlpMetricStore(om.series_limit)  # cumulative: kept across reloads
-            self.otlp_metrics = OtlpMetrics(
-                self.otlp_store, om.protocol, om.endpoint, om.interval / 1e9, om.timeout / 1e9,
-                om.header, om.gzip, om.queue_size,
-            )  # fmt: skip
+            transport = Transport(om.protocol, om.endpoint, om.timeout / 1e9, om.header, om.gzip)
+            self.otlp_metrics = OtlpMetrics(self.otlp_store, transport, om.interval / 1e9, om.queue_size)
             self.otlp_metrics.start()
         if ol.enabled:
-            self.otlp_logs = OtlpLogs(
-                ol.protocol, ol.endpoint, ol.batch, ol.interval / 1e9, ol.timeout / 1e9,
-                ol.header, ol.gzip, ol.queue_size,
-            )  # fmt: skip
+            transport = Transport(ol.protocol, ol.endpoint, ol.timeout / 1e9, ol.header, ol.gzip)
+            self.otlp_logs = OtlpLogs(transport, ol.batch, ol.interval / 1e9, ol.queue_size)
             self.otlp_logs.start()
 
     def _stop_exporters(self, cfg: Config) -> None:

@@ -23,17 +23,19 @@ that reported it.
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
 from packetd import __version__
+from packetd._values import value
 from packetd.export.senders import _Worker
 from packetd.pipeline.otlp_metrics import DESCRIPTIONS, OVERFLOW, Attrs
 from packetd.pipeline.pipelines import LogEntry
@@ -57,10 +59,20 @@ def observer_resource() -> Any:
     return Resource.create(attrs)
 
 
-def _sdk_exporter(
-    signal: str, protocol: str, endpoint: str, headers: dict[str, str], timeout_s: float, gzip: bool
-) -> Any:
-    """The SDK's OTLP exporter of `signal` ("metrics" | "logs") for `protocol` ("http/protobuf" | "grpc")."""
+@value
+class Transport:
+    """Where and how an OTLP exporter sends."""
+
+    protocol: str  # "http/protobuf" | "grpc"
+    endpoint: str
+    timeout_s: float
+    headers: dict[str, str]
+    gzip: bool
+
+
+def _sdk_exporter(signal: str, t: Transport) -> Any:
+    """The SDK's OTLP exporter of `signal` ("metrics" | "logs") for the transport."""
+    protocol, endpoint, headers, timeout_s, gzip = t.protocol, t.endpoint, t.headers, t.timeout_s, t.gzip
     if protocol == "grpc":
         import grpc  # type: ignore[import-untyped]
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
@@ -86,6 +98,38 @@ def _sdk_exporter(
         timeout=timeout_s,
         compression=Compression.Gzip if gzip else Compression.NoCompression,
     )
+
+
+class _OtlpWorker(_Worker):
+    """A `_Worker` whose send is one call of an SDK exporter's `export`."""
+
+    def __init__(
+        self, name: str, signal: str, transport: Transport, interval_s: float, queue_size: int
+    ) -> None:
+        super().__init__(name, interval_s, queue_size)
+        self.endpoint = transport.endpoint
+        self.timeout_s = transport.timeout_s
+        self._exporter = _sdk_exporter(signal, transport)
+        self._resource = observer_resource()
+
+    def _send(self, batch: list[Any], success: Any, build: Callable[[list[Any]], Any], **kw: Any) -> bool:
+        """`export(build(batch))`; on failure (a result, or an exception the SDK let through) the batch
+        goes back to the head of the queue and the back-off grows. Never raises into the agent."""
+        try:
+            result = self._exporter.export(build(batch), **kw)
+        except Exception as exc:
+            result = None
+            log.debug("%s exporter: %s", self.stats.name, exc)
+        if result is not success:
+            self.give_back(batch)
+            self._failed(f"OTLP export to {self.endpoint} failed")
+            return False
+        self._succeeded()
+        return True
+
+    def stop(self, flush_timeout_s: float) -> None:
+        super().stop(flush_timeout_s)
+        self._exporter.shutdown()
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -178,26 +222,14 @@ class OtlpMetricStore:
         )
 
 
-class OtlpMetrics(_Worker):
+class OtlpMetrics(_OtlpWorker):
     """Every `interval`, a snapshot of the store is queued (bounded) and sent; kept and retried on failure."""
 
     def __init__(
-        self,
-        store: OtlpMetricStore,
-        protocol: str,
-        endpoint: str,
-        interval_s: float,
-        timeout_s: float,
-        headers: dict[str, str],
-        gzip: bool,
-        queue_size: int,
+        self, store: OtlpMetricStore, transport: Transport, interval_s: float, queue_size: int
     ) -> None:
-        super().__init__("otlpMetrics", interval_s, queue_size)
+        super().__init__("otlpMetrics", "metrics", transport, interval_s, queue_size)
         self.store = store
-        self.endpoint = endpoint
-        self.timeout_s = timeout_s
-        self._exporter = _sdk_exporter("metrics", protocol, endpoint, headers, timeout_s, gzip)
-        self._resource = observer_resource()
 
     def cycle(self, final: bool = False) -> None:
         from opentelemetry.sdk.metrics.export import MetricExportResult
@@ -210,21 +242,10 @@ class OtlpMetrics(_Worker):
             batch = self.take(1)
             if not batch:
                 return
-            try:
-                result = self._exporter.export(batch[0], timeout_millis=self.timeout_s * 1000)
-            except Exception as exc:  # the SDK raises on some transport errors: never into the agent
-                result = MetricExportResult.FAILURE
-                log.debug("otlpMetrics exporter: %s", exc)
-            if result is not MetricExportResult.SUCCESS:
-                self.give_back(batch)
-                self._failed(f"OTLP metrics export to {self.endpoint} failed")
+            ms = self.timeout_s * 1000
+            if not self._send(batch, MetricExportResult.SUCCESS, operator.itemgetter(0), timeout_millis=ms):
                 return
             self.stats.sent += 1
-            self._succeeded()
-
-    def stop(self, flush_timeout_s: float) -> None:
-        super().stop(flush_timeout_s)
-        self._exporter.shutdown()
 
 
 # ---------------------------------------------------------------------------------------------- logs
@@ -247,27 +268,14 @@ def log_attributes(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in attrs.items() if v is not None}
 
 
-class OtlpLogs(_Worker):
+class OtlpLogs(_OtlpWorker):
     """Log records batched to an OTLP endpoint with the SDK's log exporter."""
 
-    def __init__(
-        self,
-        protocol: str,
-        endpoint: str,
-        batch: int,
-        interval_s: float,
-        timeout_s: float,
-        headers: dict[str, str],
-        gzip: bool,
-        queue_size: int,
-    ) -> None:
-        super().__init__("otlpLogs", interval_s, queue_size)
+    def __init__(self, transport: Transport, batch: int, interval_s: float, queue_size: int) -> None:
+        super().__init__("otlpLogs", "logs", transport, interval_s, queue_size)
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
         self.batch = batch
-        self.endpoint = endpoint
-        self._exporter = _sdk_exporter("logs", protocol, endpoint, headers, timeout_s, gzip)
-        self._resource = observer_resource()
         self._scope = InstrumentationScope(SCOPE, __version__)
 
     def offer(self, items: Sequence[Any]) -> None:
@@ -280,17 +288,9 @@ class OtlpLogs(_Worker):
 
         while self.queue:
             batch = self.take(self.batch)
-            try:
-                result = self._exporter.export(self.records(batch))
-            except Exception as exc:  # never into the agent
-                result = LogRecordExportResult.FAILURE
-                log.debug("otlpLogs exporter: %s", exc)
-            if result is not LogRecordExportResult.SUCCESS:
-                self.give_back(batch)
-                self._failed(f"OTLP logs export to {self.endpoint} failed")
+            if not self._send(batch, LogRecordExportResult.SUCCESS, self.records):
                 return
             self.stats.sent += len(batch)
-            self._succeeded()
             if not final and len(self.queue) < self.batch:
                 return
 
@@ -318,7 +318,3 @@ class OtlpLogs(_Worker):
             )
             out.append(ReadableLogRecord(rec, self._resource, self._scope))
         return out
-
-    def stop(self, flush_timeout_s: float) -> None:
-        super().stop(flush_timeout_s)
-        self._exporter.shutdown()
