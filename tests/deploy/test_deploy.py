@@ -28,7 +28,7 @@ from packetd.engine import Rule
 from packetd.pipeline.metrics import Aggregator, RoundtripsToMetrics
 from packetd.protocols.registry import REGISTRY
 from tests.deploy import helm_lint
-from tests.deploy.helm_render import render_chart
+from tests.deploy.helm_render import TemplateError, render_chart
 from tests.helpers.golden import ROOT, manifest, run_file
 
 DEPLOY = os.path.join(ROOT, "deploy")
@@ -206,33 +206,8 @@ def test_helm_port_comes_from_one_value() -> None:
 
 
 def test_helm_values_reach_the_objects() -> None:
-    values = chart_values()
-    values.update(
-        fullnameOverride="pd",
-        priorityClassName="system-node-critical",
-        podAnnotations={"example.com/team": "net"},
-        nodeSelector={"node-role.example.com/edge": "true"},
-        affinity={
-            "nodeAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": {
-                    "nodeSelectorTerms": [
-                        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}
-                    ]
-                }
-            }
-        },
-        tolerations=[{"key": "dedicated", "operator": "Equal", "value": "net", "effect": "NoSchedule"}],
-        resources={"requests": {"cpu": "50m", "memory": "64Mi"}},
-        updateStrategy={"type": "OnDelete"},
-        extraEnv=[{"name": "TZ", "value": "UTC"}],
-    )
+    values = custom_values()
     sm_values = values["serviceMonitor"]
-    sm_values.update(
-        additionalLabels={"release": "kube-prometheus-stack"},
-        relabelings=[{"targetLabel": "cluster", "replacement": "eu1", "action": "replace"}],
-        scrapeTimeout="5s",
-        interval="15s",
-    )
     jsonschema.validate(values, chart_schema())
     docs = helm_docs(values)
     for d in docs:
@@ -257,6 +232,7 @@ def test_helm_values_reach_the_objects() -> None:
     for ep in sm["spec"]["endpoints"]:
         assert ep["scrapeTimeout"] == "5s" and ep["interval"] == "15s"
         assert ep["relabelings"][-1] == sm_values["relabelings"][0]
+        assert ep["metricRelabelings"] == sm_values["metricRelabelings"]
         assert ep["relabelings"][0]["sourceLabels"] == ["__meta_kubernetes_pod_node_name"]
     # a release name that contains the chart's name is not repeated (the node-exporter convention)
     default_names = {d["metadata"]["name"] for d in helm_docs(chart_values(), release="my-packetd")}
@@ -310,19 +286,78 @@ def test_helm_chart_holds_only_chart_files() -> None:
     assert "port 9091 of its node" in notes and "port-forward ds/packetd 9091" in notes
 
 
+def custom_values() -> dict:
+    """Every optional value set (test_helm_values_reach_the_objects checks where each lands)."""
+    values = chart_values()
+    values.update(
+        fullnameOverride="pd",
+        priorityClassName="system-node-critical",
+        podAnnotations={"example.com/team": "net"},
+        nodeSelector={"node-role.example.com/edge": "true"},
+        affinity={
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}
+                    ]
+                }
+            }
+        },
+        tolerations=[{"key": "dedicated", "operator": "Equal", "value": "net", "effect": "NoSchedule"}],
+        resources={"requests": {"cpu": "50m", "memory": "64Mi"}},
+        updateStrategy={"type": "OnDelete"},
+        extraEnv=[{"name": "TZ", "value": "UTC"}],
+    )
+    values["serviceMonitor"].update(
+        additionalLabels={"release": "kube-prometheus-stack"},
+        relabelings=[{"targetLabel": "cluster", "replacement": "eu1", "action": "replace"}],
+        metricRelabelings=[{"sourceLabels": ["__name__"], "regex": "go_.*", "action": "drop"}],
+        scrapeTimeout="5s",
+        interval="15s",
+    )
+    return values
+
+
 @pytest.mark.skipif(
     not helm_lint.available(), reason="the Helm library is not installed (scripts/test-tools.sh)"
 )
 def test_helm_lint_by_the_real_helm_engine(tmp_path: pytest.TempPathFactory) -> None:
-    """Helm's own lint: schema, every template rendered by Go text/template with Sprig, YAML parsed. A copy
-    with one bad value shows the lint is not vacuous."""
+    """Helm's own lint: schema, every template rendered by Go text/template with Sprig, YAML parsed — with
+    the default values and with every optional value set. Copies with a bad value and with a template
+    slip show the lint is not vacuous."""
     messages = helm_lint.lint(CHART)
     assert [m for m in messages if m.severity in {"error", "warning"}] == []
-    broken = os.path.join(str(tmp_path), "packetd")
+    full = os.path.join(str(tmp_path), "full", "packetd")
+    shutil.copytree(CHART, full)
+    with open(os.path.join(full, "values.yaml"), "w") as f:
+        yaml.safe_dump(custom_values(), f)
+    assert [m for m in helm_lint.lint(full) if m.severity in {"error", "warning"}] == []
+    broken = os.path.join(str(tmp_path), "broken", "packetd")
     shutil.copytree(CHART, broken)
     with open(os.path.join(broken, "values.yaml"), "a") as f:
         f.write("\nnodeSelectr: {}\n")
     assert any(m.severity == "error" and m.path == "values.yaml" for m in helm_lint.lint(broken))
+    # the indentation slip a ServiceMonitor list invites: YAML no longer parses
+    helpers = os.path.join(full, "templates", "_helpers.tpl")
+    with open(helpers) as f:
+        text = f.read()
+    with open(helpers, "w") as f:
+        f.write(text.replace("{{ toYaml . | indent 2 }}", "{{ toYaml . | indent 5 }}"))
+    assert any(m.severity == "error" and m.path.startswith("templates") for m in helm_lint.lint(full))
+
+
+def test_renderer_follows_go_template_rules_and_refuses_what_it_does_not_know() -> None:
+    files = {
+        "c/templates/_h.tpl": '{{- define "c.name" -}}\n  {{ .Values.n | default "x" | trunc 3 }}  \n{{- end }}',
+        "c/templates/a.yaml": 'a: {{ include "c.name" . }}\n{{- if .Values.on }}\nb: 1\n{{- else }}\nb: 2\n{{- end }}\n'
+        "{{- range $k, $v := .Values.m }}\n{{ $k }}: {{ $v | quote }}\n{{- end }}\n",
+    }
+    out = render_chart(files, {"Values": {"n": "abcdef", "on": False, "m": {"z": 1, "y": "q"}}})
+    assert out["c/templates/a.yaml"] == 'a: abc\nb: 2\ny: "q"\nz: "1"\n'  # by hand: trims, sorted range
+    with pytest.raises(TemplateError, match="unsupported function lookup"):
+        render_chart({"c/templates/b.yaml": '{{ lookup "v1" "Pod" "" "" }}'}, {"Values": {}})
+    with pytest.raises(TemplateError, match="values do not define"):
+        render_chart({"c/templates/b.yaml": "x: {{ .Values.missing.key }}"}, {"Values": {}})
 
 
 def exposed_metric_names() -> set[str]:
