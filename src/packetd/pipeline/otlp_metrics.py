@@ -1,9 +1,9 @@
 """OpenTelemetry semantic-convention duration histograms from roundtrips, for the OTLP metrics exporter.
 
 Every answered roundtrip (kind `roundtrip`) is one measurement, in seconds, of one semconv histogram. Which
-one is decided by the convention its span attributes follow — the span builders (pipeline/semantics.py,
-through `RoundtripsToTraces`) are the one place that maps a protocol's fields to semconv names, so a
-metric and a span of one exchange say the same thing from the same redacted view:
+one is decided by the convention its span attributes follow — the span builders (pipeline/semantics.py
+SPAN_BUILDERS, which spans use too) are the one place that maps a protocol's fields to semconv names, so
+a metric and a span of one exchange say the same thing from the same redacted view:
 
     span attribute present          metric                                  its attributes (when known)
     http.request.method             http.server.request.duration            method, status, scheme, route,
@@ -31,8 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from packetd.pairing.roundtrip import Roundtrip
-from packetd.pipeline.semantics import AttrValue
-from packetd.pipeline.spans import RoundtripsToTraces
+from packetd.pipeline.semantics import SPAN_BUILDERS, AttrValue
 from packetd.protocols.base import Kind
 
 # Wire latencies: a loopback Redis GET is ~50 µs, a slow query tens of seconds. 1-2.5-5 steps from 25 µs to
@@ -145,7 +144,6 @@ class OtlpMetricsAggregator:
         if not bounds or list(bounds) != sorted(set(bounds)) or bounds[0] <= 0:
             raise ValueError("buckets: expected increasing positive numbers of seconds")
         self.bounds = tuple(float(b) for b in bounds)
-        self._spans = RoundtripsToTraces()
         self.pending: dict[tuple[str, Attrs], Delta] = {}
         self.overflowed = 0  # measurements folded into the overflow series (pending bound)
 
@@ -153,13 +151,17 @@ class OtlpMetricsAggregator:
         duration = rt.duration_ns
         if rt.kind != Kind.ROUNDTRIP or duration is None:
             return
-        span = self._spans.process(rt)
-        if span is None:
+        build = SPAN_BUILDERS.get(rt.protocol)
+        if build is None:
             return
-        metric = metric_for(span.attributes)
+        # the span's endpoint attributes (the builder's server.address, e.g. an HTTP Host, wins), without
+        # the rest of a span (ids, resource) that a metric does not use
+        attrs: dict[str, AttrValue] = {"server.address": rt.server[0], "server.port": rt.server[1]}
+        attrs.update(build(rt)[1])
+        metric = metric_for(attrs)
         if metric is None:
             return
-        key = (metric, metric_attributes(metric, rt, span.attributes))
+        key = (metric, metric_attributes(metric, rt, attrs))
         delta = self.pending.get(key)
         if delta is None:
             if len(self.pending) >= MAX_PENDING_SERIES:
