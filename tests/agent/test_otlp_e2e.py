@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.agent.test_e2e import redis_traffic, wait_for
+from tests.agent.test_e2e import counter_sum, get, redis_traffic, wait_for
 from tests.helpers.backends import AgentProcess, OtlpGrpcReceiver, OtlpReceiver
 from tests.helpers.dbservers import RedisServer, redis_available
 from tests.helpers.live import can_capture, free_port
@@ -88,6 +88,13 @@ exporter:
             (r["attributes"]["packetd.operation"], r["severity_text"] == "ERROR") for r in http_rx.logs
         )
         assert ops == sent
+        # the exporters' counters on /metrics say the same (and nothing was dropped or failed)
+        text = get(api, "/metrics")[1].decode()
+        assert counter_sum(text, "packetd_exporter_sent_total", exporter="otlpLogs") == total
+        assert counter_sum(text, "packetd_exporter_sent_total", exporter="otlpMetrics") >= 1
+        for name in ("otlpLogs", "otlpMetrics"):
+            assert counter_sum(text, "packetd_exporter_dropped_total", exporter=name) == 0
+            assert counter_sum(text, "packetd_exporter_failed_total", exporter=name) == 0
     finally:
         agent.stop()
         grpc_rx.stop()
