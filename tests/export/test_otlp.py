@@ -104,7 +104,7 @@ def test_metrics_count_every_answered_roundtrip_in_its_semconv_histogram(
     p = run_pipelines(records)
     assert p.otlp is not None
     store = OtlpMetricStore(series_limit=10_000)
-    store.merge(p.otlp.take())
+    store.merge(p.otlp.take(), time.time_ns())
     exp = OtlpMetrics(store, transport(receiver, "metrics", 5, True), 60, 10)
     exp.start()  # its thread waits out the interval: the test drives cycle()
     exp.cycle()
@@ -210,7 +210,7 @@ def test_exporters_retry_a_refusing_receiver_and_count_what_the_queue_bound_drop
 
     assert p.otlp is not None
     store = OtlpMetricStore(series_limit=10_000)
-    store.merge(p.otlp.take())
+    store.merge(p.otlp.take(), time.time_ns())
     receiver.impl.fail = 10_000
     metrics = OtlpMetrics(store, transport(receiver, "metrics", 0.5, False), 60, 2)
     metrics.start()  # its thread waits out the interval: the test drives cycle()
@@ -229,14 +229,35 @@ def test_series_beyond_the_limit_fold_into_the_overflow_series() -> None:
     store = OtlpMetricStore(series_limit=2)
     d = [1, 0.001, 0.001, 0.001] + [0] * (len(DEFAULT_BOUNDS) + 1)
     series = {("dns.lookup.duration", (("dns.question.name", f"h{i}.example"),)): list(d) for i in range(5)}
-    store.merge({"bounds": DEFAULT_BOUNDS, "series": series, "overflowed": 0})
+    store.merge({"bounds": DEFAULT_BOUNDS, "series": series, "overflowed": 0}, 1_000)
     assert store.series_count("dns.lookup.duration") == 3  # two real series and the overflow one
     assert store.overflowed == {"dns.lookup.duration": 3}
-    data = store.snapshot(time.time_ns(), None)
+    data = store.snapshot(1_000, None)
     points = data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
     overflow = [pt for pt in points if dict(OVERFLOW).items() <= dict(pt.attributes).items()]
     assert [pt.count for pt in overflow] == [3]
     assert sum(pt.count for pt in points) == 5  # nothing lost, only folded
+
+
+def test_idle_series_expire_and_come_back_as_new_cumulative_series() -> None:
+    store = OtlpMetricStore(series_limit=10, expired_ns=60 * 10**9)
+    d = [1, 0.002, 0.002, 0.002] + [0] * (len(DEFAULT_BOUNDS) + 1)
+    a, b = (("dns.question.name", "a.example"),), (("dns.question.name", "b.example"),)
+    store.merge({"bounds": DEFAULT_BOUNDS, "series": {("dns.lookup.duration", a): list(d)}}, 0)
+    store.merge({"bounds": DEFAULT_BOUNDS, "series": {("dns.lookup.duration", b): list(d)}}, 50 * 10**9)
+    store.merge({"bounds": DEFAULT_BOUNDS, "series": {("dns.lookup.duration", b): list(d)}}, 100 * 10**9)
+    data = store.snapshot(100 * 10**9, None)  # a: idle 100 s > 60 s; b: updated now
+    (metric,) = data.resource_metrics[0].scope_metrics[0].metrics
+    ((attrs, count, start),) = [
+        (dict(p.attributes), p.count, p.start_time_unix_nano) for p in metric.data.data_points
+    ]
+    assert (attrs, count, start) == (dict(b), 2, 50 * 10**9) and store.expired == 1
+    store.merge({"bounds": DEFAULT_BOUNDS, "series": {("dns.lookup.duration", a): list(d)}}, 120 * 10**9)
+    points = (
+        store.snapshot(120 * 10**9, None).resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
+    )
+    back = [p for p in points if dict(p.attributes) == dict(a)]
+    assert [(p.count, p.start_time_unix_nano) for p in back] == [(1, 120 * 10**9)]  # a new series
 
 
 @pytest.mark.parametrize(

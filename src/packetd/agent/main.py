@@ -105,9 +105,10 @@ class Agent:
                 for e in (self.lines, self.remote, self.traces, self.otlp_metrics, self.otlp_logs)
                 if e is not None
             ]
-            overflowed = dict(self.store.overflowed)
+            overflowed, expired = dict(self.store.overflowed), self.store.expired_total
             if self.otlp_store is not None:
                 overflowed.update(self.otlp_store.overflowed)  # semconv names: no clash
+                expired += self.otlp_store.expired
             return {
                 "workers": merged,
                 "exporters": exporters,
@@ -117,7 +118,7 @@ class Agent:
                 "reload_failures": self.reload_failures,
                 "worker_restarts": self.worker_restarts,
                 "overflowed": overflowed,
-                "series_expired": self.store.expired_total,
+                "series_expired": expired,
             }
 
     def ready(self) -> bool:
@@ -170,6 +171,7 @@ class Agent:
         if om.enabled:
             if self.otlp_store is None or self.otlp_store.series_limit != om.series_limit:
                 self.otlp_store = OtlpMetricStore(om.series_limit)  # cumulative: kept across reloads
+            self.otlp_store.expired_ns = cfg.metrics_storage.expired
             transport = Transport(om.protocol, om.endpoint, om.timeout / 1e9, om.header, om.gzip)
             self.otlp_metrics = OtlpMetrics(self.otlp_store, transport, om.interval / 1e9, om.queue_size)
             self.otlp_metrics.start()
@@ -294,7 +296,7 @@ class Agent:
             if payload["lines"] and self.lines is not None:
                 self.lines.write(payload["lines"])
             if self.otlp_store is not None and self.otlp_metrics is not None:
-                self.otlp_store.merge(payload.get("otlp"))
+                self.otlp_store.merge(payload.get("otlp"), now)
             if payload.get("logs") and self.otlp_logs is not None:
                 self.otlp_logs.offer(payload["logs"])
             if payload["watch"]:

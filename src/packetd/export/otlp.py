@@ -1,8 +1,8 @@
 """OpenTelemetry-native exports, for data that goes through a collector: OTLP metrics and OTLP logs.
 
 * Metrics — the capture workers aggregate semconv duration histograms (pipeline/otlp_metrics.py) and ship
-  deltas; `OtlpMetricStore` sums them into cumulative series (start time: the agent's start, or when a
-  metric's buckets last changed), at most `seriesLimit` per metric — beyond, measurements fold into the
+  deltas; `OtlpMetricStore` sums them into cumulative series (start time: a series' first measurement;
+  idle series expire after `metricsStorage.expired`), at most `seriesLimit` per metric — beyond, measurements fold into the
   series with `otel.metric.overflow=true` (the SDK's own overflow convention), counted. Every `interval`,
   `OtlpMetrics` queues a snapshot and sends it with the SDK's OTLP metric exporter.
 * Logs — one log record per roundtrip of the roundtrips/ pipelines. The body is the record contract's JSON
@@ -135,27 +135,29 @@ class _OtlpWorker(_Worker):
 # ---------------------------------------------------------------------------------------------- metrics
 class OtlpMetricStore:
     """Cumulative semconv histograms, summed from the workers' deltas; thread-safe (merge: the agent's
-    loop; snapshot: the exporter's thread)."""
+    loop; snapshot: the exporter's thread). A series idle for `expired_ns` is dropped (as the Prometheus
+    store drops its series): one that comes back starts a new cumulative series with a new start time,
+    which OTLP consumers read as a reset, so the series limit is not spent on what stopped."""
 
-    def __init__(self, series_limit: int, start_ns: int | None = None) -> None:
+    def __init__(self, series_limit: int, expired_ns: int = 300 * 1_000_000_000) -> None:
         self.series_limit = series_limit
-        self.start_ns = start_ns if start_ns is not None else time.time_ns()
+        self.expired_ns = expired_ns
+        # metric → attributes → [start ns, last update ns, count, sum, min, max, bucket counts...]
         self._series: dict[str, dict[Attrs, list[float]]] = {}
         self._bounds: dict[str, tuple[float, ...]] = {}
-        self._start: dict[str, int] = {}
         self.overflowed: dict[str, int] = {}  # measurements folded into overflow series, per metric
+        self.expired = 0  # series dropped for idleness
         self._lock = threading.Lock()
 
-    def merge(self, deltas: dict[str, Any] | None) -> None:
+    def merge(self, deltas: dict[str, Any] | None, now_ns: int) -> None:
         if not deltas:
             return
         bounds = tuple(deltas["bounds"])
         with self._lock:
             for (metric, key), d in deltas["series"].items():
-                if self._bounds.get(metric) != bounds:  # new buckets (a reload): a new cumulative series
+                if self._bounds.get(metric) != bounds:  # new buckets (a reload): new cumulative series
                     self._bounds[metric] = bounds
                     self._series[metric] = {}
-                    self._start[metric] = time.time_ns() if metric in self._start else self.start_ns
                 table = self._series[metric]
                 attrs = key
                 if attrs == OVERFLOW:  # folded by a worker's pending bound
@@ -166,14 +168,23 @@ class OtlpMetricStore:
                     attrs = OVERFLOW
                     cum = table.get(attrs)
                 if cum is None:
-                    table[attrs] = list(d)
+                    table[attrs] = [now_ns, now_ns, *d]
                     continue
-                cum[0] += d[0]
-                cum[1] += d[1]
-                cum[2] = min(cum[2], d[2])
-                cum[3] = max(cum[3], d[3])
-                for i in range(4, len(cum)):
-                    cum[i] += d[i]
+                cum[1] = now_ns
+                cum[2] += d[0]
+                cum[3] += d[1]
+                cum[4] = min(cum[4], d[2])
+                cum[5] = max(cum[5], d[3])
+                for i in range(6, len(cum)):
+                    cum[i] += d[i - 2]
+
+    def expire(self, now_ns: int) -> None:
+        with self._lock:
+            for table in self._series.values():
+                idle = [a for a, c in table.items() if now_ns - c[1] > self.expired_ns]
+                for a in idle:
+                    del table[a]
+                self.expired += len(idle)
 
     def series_count(self, metric: str) -> int:
         with self._lock:
@@ -192,6 +203,7 @@ class OtlpMetricStore:
         )
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+        self.expire(now_ns)
         metrics = []
         with self._lock:
             for name, table in sorted(self._series.items()):
@@ -201,14 +213,14 @@ class OtlpMetricStore:
                 points = [
                     HistogramDataPoint(
                         attributes=dict(attrs),
-                        start_time_unix_nano=self._start[name],
+                        start_time_unix_nano=int(c[0]),
                         time_unix_nano=now_ns,
-                        count=int(c[0]),
-                        sum=c[1],
-                        bucket_counts=[int(n) for n in c[4:]],
+                        count=int(c[2]),
+                        sum=c[3],
+                        bucket_counts=[int(n) for n in c[6:]],
                         explicit_bounds=bounds,
-                        min=c[2],
-                        max=c[3],
+                        min=c[4],
+                        max=c[5],
                     )
                     for attrs, c in table.items()
                 ]
