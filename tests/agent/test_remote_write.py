@@ -24,19 +24,19 @@ INTERVAL_S = 0.2
 class Receiver(PostServer):
     """Remote write 1.0: snappy block + protobuf WriteRequest → (labels, value, timestamp ms) samples."""
 
-    response_code = 204
-
     def __init__(self) -> None:
         self.got: list[tuple[dict[str, str], float, int]] = []
         super().__init__()
 
-    def handle(self, headers: Any, body: bytes) -> None:
+    def handle(self, path: str, headers: Any, body: bytes) -> int:
         assert headers["Content-Encoding"] == "snappy"
         for ts in remote_write.decode(body).timeseries:
             names = [lb.name for lb in ts.labels]
             assert names == sorted(names)  # the spec: labels sorted by name
             labels = {lb.name: lb.value for lb in ts.labels}
             self.got += [(labels, s.value, s.timestamp) for s in ts.samples]
+        self.requests += 1
+        return 204
 
 
 def run_outage(queue_size: int, outage_s: float) -> tuple[Receiver, RemoteWrite, int]:

@@ -87,6 +87,10 @@ def pipelines_from(config: Config) -> Pipelines:
             label_bytes=config.metrics_storage.max_label_bytes,
             naming=config.metrics_storage.naming,
             protocols=REGISTRY.names(),
+            otlp_metrics_bounds=(
+                config.exporter.otlp_metrics.buckets if config.exporter.otlp_metrics.enabled else None
+            ),
+            otlp_logs=config.exporter.otlp_logs.enabled,
         )
     except PipelineError as exc:
         raise ConfigError(f"'processor'/'pipeline': {exc}") from None

@@ -28,16 +28,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from packetd.pairing.roundtrip import Roundtrip
+from packetd.pipeline.otlp_metrics import metric_attributes, metric_for
 from packetd.pipeline.semantics import (
     DEFAULT_LABELS,
     GENERIC_DEFAULT,
     GENERIC_LABELS,
-    OTEL_DURATION,
     OTEL_HTTP_BODY,
-    OTEL_LABELS,
     OTEL_ROWS,
-    OTEL_TEMPLATED,
     PROTOCOL_LABELS,
+    SPAN_BUILDERS,
     TEMPLATED,
     affected_rows,
 )
@@ -347,7 +346,6 @@ class RoundtripsToMetrics:
         self.templater = PathTemplater(rules, default_templating)
         self.label_bytes = label_bytes
         self._label_fns: dict[str, LabelFn] = {}
-        self._otel_fns: dict[str, LabelFn] = {}
         self._config = config
         # protocol → (duration, bytes, rows) bucket bounds; protocols not configured use the defaults
         self._layouts: dict[str, tuple[tuple[float, ...], ...]] = {}
@@ -407,20 +405,6 @@ class RoundtripsToMetrics:
             fn = self._label_fns[proto] = self._build(proto)
         return fn
 
-    def _otel_labels(self, proto: str) -> LabelFn:
-        fn = self._otel_fns.get(proto)
-        if fn is None:
-            getters = [
-                (name, _templated(get, self.templater) if name == OTEL_TEMPLATED else get)
-                for name, get in OTEL_LABELS[proto]
-            ]
-
-            def labels(rt: Roundtrip) -> tuple[tuple[str, str], ...]:
-                return tuple((name, _value(get(rt))) for name, get in getters)
-
-            fn = self._otel_fns[proto] = labels
-        return fn
-
     def _capped(self, labels: tuple[tuple[str, str], ...], agg: Aggregator) -> tuple[tuple[str, str], ...]:
         out = []
         for name, value in labels:
@@ -434,7 +418,7 @@ class RoundtripsToMetrics:
         if rt.kind == Kind.HANDSHAKE:
             return
         p = rt.protocol
-        if self.naming == "otel" and p in OTEL_DURATION:
+        if self.naming == "otel" and p in SPAN_BUILDERS:
             self._process_otel(rt, agg)
             return
         labels = self.labels_for(p)(rt)
@@ -467,29 +451,32 @@ class RoundtripsToMetrics:
                 agg.observe(name, labels, float(rows), row_bounds)
 
     def _process_otel(self, rt: Roundtrip, agg: Aggregator) -> None:
-        """`naming: otel`: the semconv histograms (semantics.OTEL_*); a request without an answer has no
-        duration, so it is not in them (`packetd_roundtrips_total{kind="unanswered"}` counts it)."""
-        p = rt.protocol
-        labels = self._otel_labels(p)(rt)
+        """`naming: otel`: the semconv histograms with the attributes the OTLP metrics exporter gives them
+        (pipeline/otlp_metrics.py, from the span builders), dots as underscores and the unit as a suffix, as
+        Prometheus' OTLP translation writes them. Answered roundtrips only: a request without an answer has
+        no duration (`packetd_roundtrips_total{kind="unanswered"}` counts it)."""
+        req, resp = rt.request, rt.response
+        if rt.kind != Kind.ROUNDTRIP or req is None or resp is None:
+            return
+        attrs: dict[str, Any] = {"server.address": rt.server[0], "server.port": rt.server[1]}
+        attrs.update(SPAN_BUILDERS[rt.protocol](rt)[1])
+        metric = metric_for(attrs)
+        if metric is None:
+            return
+        labels = tuple((k.replace(".", "_"), _value(v)) for k, v in metric_attributes(metric, rt, attrs))
         quick = self.label_bytes // 4
         if any(len(v) > quick for _, v in labels):
             labels = self._capped(labels, agg)
+        p = rt.protocol
         seconds, sizes, row_bounds = self.buckets_for(p)
-        req, resp = rt.request, rt.response
-        if req is None or resp is None:
-            return
-        agg.observe(
-            OTEL_DURATION[p],
-            labels,
-            (resp.end_ns - req.start_ns) / 1e9,
-            seconds,
-            rt if self.exemplars else None,
-        )
-        if p in ("http", "http2"):
+        name = metric.replace(".", "_") + "_seconds"
+        duration = (resp.end_ns - req.start_ns) / 1e9
+        agg.observe(name, labels, duration, seconds, rt if self.exemplars else None)
+        if name.startswith("http_"):
             agg.observe(OTEL_HTTP_BODY[0], labels, float(getattr(req, "body_bytes", req.size)), sizes)
             agg.observe(OTEL_HTTP_BODY[1], labels, float(getattr(resp, "body_bytes", resp.size)), sizes)
         rows = getattr(resp, "rows", None)
-        if isinstance(rows, int) and p in ("mysql", "postgresql"):
+        if isinstance(rows, int) and name.startswith("db_"):
             agg.observe(OTEL_ROWS, labels, float(rows), row_bounds)
 
 

@@ -162,103 +162,11 @@ TEMPLATED = {("http", "path"), ("http2", "path")}
 
 
 # -- metricsStorage.naming: otel ---------------------------------------------------------------------------
-# The OpenTelemetry semantic conventions' metric per protocol family (its dots as underscores, the unit as a
-# suffix, as Prometheus' OTLP translation writes them), and the attributes each carries. HTTP/1 and HTTP/2
-# share one metric (network_protocol_version tells them apart), every database another (db_system_name).
-OTEL_DURATION = {
-    "http": "http_server_request_duration_seconds",
-    "http2": "http_server_request_duration_seconds",
-    "grpc": "rpc_server_call_duration_seconds",
-    "redis": "db_client_operation_duration_seconds",
-    "mysql": "db_client_operation_duration_seconds",
-    "postgresql": "db_client_operation_duration_seconds",
-    "mongodb": "db_client_operation_duration_seconds",
-    "kafka": "messaging_client_operation_duration_seconds",
-    "amqp": "messaging_client_operation_duration_seconds",
-    "dns": "dns_lookup_duration_seconds",
-}
+# The duration histograms and their attributes are pipeline/otlp_metrics.py's (metric_for,
+# metric_attributes: the same as the OTLP metrics exporter's, from the span builders below); these are the
+# two semconv metrics it does not produce, on the same attributes.
 OTEL_HTTP_BODY = ("http_server_request_body_size_bytes", "http_server_response_body_size_bytes")
 OTEL_ROWS = "db_client_response_returned_rows"
-
-
-def _const(value: str) -> Getter:
-    return lambda rt: value
-
-
-def _error_type(rt: Roundtrip) -> object:
-    """semconv `error.type`: set only when the operation failed — the status that says so."""
-    return rt.status if rt.error else ""
-
-
-def _http_version(rt: Roundtrip) -> object:
-    if rt.protocol == "http2":
-        return "2"
-    return str(getattr(rt.request, "version", "HTTP/1.1")).removeprefix("HTTP/")
-
-
-def _destination(rt: Roundtrip) -> object:
-    """Kafka: the topic when the request names exactly one; AMQP: the exchange, else the queue."""
-    if rt.protocol == "amqp":
-        return _amqp_arg("exchange")(rt) or _amqp_arg("queue")(rt)
-    names = [t.name for t in (getattr(rt.request, "topics", ()) or ()) if getattr(t, "name", None)]
-    return names[0] if len(names) == 1 else ""
-
-
-_OTEL_SERVER: tuple[tuple[str, Getter], ...] = (
-    ("server_address", lambda rt: rt.server[0]),
-    ("server_port", lambda rt: rt.server[1]),
-)
-_OTEL_HTTP: tuple[tuple[str, Getter], ...] = (
-    ("http_request_method", req("method")),
-    ("http_route", req("path")),  # templated by the processor: the closest the wire comes to a route
-    ("http_response_status_code", resp("status_code")),
-    ("network_protocol_name", _const("http")),
-    ("network_protocol_version", _http_version),
-    *_OTEL_SERVER,
-    ("error_type", _error_type),
-)
-
-
-def _otel_db(system: str, command: Getter) -> tuple[tuple[str, Getter], ...]:
-    return (
-        ("db_system_name", _const(system)),
-        ("db_operation_name", command),
-        ("db_namespace", req("database")),
-        ("db_response_status_code", _error_type),
-        *_OTEL_SERVER,
-        ("error_type", _error_type),
-    )
-
-
-def _otel_messaging(system: str) -> tuple[tuple[str, Getter], ...]:
-    return (
-        ("messaging_system", _const(system)),
-        ("messaging_operation_name", _operation),
-        ("messaging_destination_name", _destination),
-        *_OTEL_SERVER,
-        ("error_type", _error_type),
-    )
-
-
-OTEL_LABELS: dict[str, tuple[tuple[str, Getter], ...]] = {
-    "http": _OTEL_HTTP,
-    "http2": _OTEL_HTTP,
-    "grpc": (
-        ("rpc_system_name", _const("grpc")),
-        ("rpc_method", _operation),  # "pkg.Service/Method", as the RPC conventions want it
-        ("rpc_response_status_code", _status),
-        *_OTEL_SERVER,
-        ("error_type", _error_type),
-    ),
-    "redis": _otel_db("redis", req("command")),
-    "mysql": _otel_db("mysql", req("command")),
-    "postgresql": _otel_db("postgresql", req("op")),
-    "mongodb": _otel_db("mongodb", req("command")),
-    "kafka": _otel_messaging("kafka"),
-    "amqp": _otel_messaging("rabbitmq"),
-    "dns": (("dns_question_name", _dns_question), *_OTEL_SERVER, ("error_type", _error_type)),
-}
-OTEL_TEMPLATED = "http_route"
 
 
 # -- spans ------------------------------------------------------------------------------------------------
