@@ -53,6 +53,8 @@ from packetd.agent.selfmetrics import add_tree, self_registry
 from packetd.agent.storage import MetricStore
 from packetd.agent.supervisor import Supervisor
 from packetd.agent.worker import worker_main
+from packetd.export import remote_write
+from packetd.export.otlp import OtlpLogs, OtlpMetrics, OtlpMetricStore, Transport
 from packetd.export.senders import RemoteWrite, RoundtripLines, Traces
 
 log = logging.getLogger("packetd")
@@ -86,7 +88,14 @@ class Agent:
         self.config_path = config_path
         self.config = config
         self.git_hash = git_hash
-        self.store = MetricStore(config.metrics_storage.series_limit, config.metrics_storage.expired)
+        ms = config.metrics_storage
+        self.store = MetricStore(
+            ms.series_limit,
+            ms.expired,
+            ms.protocol_series_limit,
+            ms.label_value_limit,
+            int(ms.max_scrape_mb * 1024 * 1024),
+        )
         self.protocol_registry = CollectorRegistry(auto_describe=False)
         self.protocol_registry.register(self.store)
         self.hub = WatchHub()
@@ -109,6 +118,9 @@ class Agent:
         self.lines: RoundtripLines | None = None
         self.remote: RemoteWrite | None = None
         self.traces: Traces | None = None
+        self.otlp_store: OtlpMetricStore | None = None
+        self.otlp_metrics: OtlpMetrics | None = None
+        self.otlp_logs: OtlpLogs | None = None
         self._mtime = self._config_mtime()
         self._generation = 0
         self._respawn: list[tuple[float, int, int | None]] = []  # (when, index, fanout) after a crash
@@ -123,7 +135,16 @@ class Agent:
             add_tree(merged, self.carry)
             for w in self.workers:
                 add_tree(merged, w.stats)
-            exporters = [e.stats for e in (self.lines, self.remote, self.traces) if e is not None]
+            exporters = [
+                e.stats
+                for e in (self.lines, self.remote, self.traces, self.otlp_metrics, self.otlp_logs)
+                if e is not None
+            ]
+            overflowed, expired = dict(self.store.overflowed), self.store.expired_total
+            if self.otlp_store is not None:
+                for metric, n in self.otlp_store.overflowed.items():  # naming: otel gives the store
+                    overflowed[metric] = overflowed.get(metric, 0) + n  # the same semconv names
+                expired += self.otlp_store.expired
             return {
                 "workers": merged,
                 "exporters": exporters,
@@ -134,8 +155,10 @@ class Agent:
                 "worker_restarts": self.worker_restarts,
                 "internal_errors": dict(self.supervisor.errors),
                 "http_rejected": self.http_rejected + (self.http.rejected if self.http else 0),
-                "overflowed": dict(self.store.overflowed),
-                "series_expired": self.store.expired_total,
+                "overflowed": overflowed,
+                "label_overflowed": dict(self.store.label_overflowed),
+                "labels_truncated": dict(self.store.truncated),
+                "series_expired": expired,
             }
 
     def health(self) -> str | None:
@@ -186,10 +209,38 @@ class Agent:
         if not m.enabled:
             return None
         remote = RemoteWrite(
-            m.endpoint, m.interval / 1e9, m.timeout / 1e9, m.header, m.queue_size, self.store.snapshot
+            m.endpoint,
+            m.interval / 1e9,
+            m.timeout / 1e9,
+            m.header,
+            m.queue_size,
+            self.store.snapshot,
+            remote_write.identity_labels(m.external_labels),
         )
         remote.supervise = self.supervisor.run
         return remote
+
+    def _make_otlp_metrics(self, cfg: Config) -> tuple[OtlpMetricStore | None, OtlpMetrics | None]:
+        """The exporter and its store: the store is cumulative, kept across reloads unless resized."""
+        om = cfg.exporter.otlp_metrics
+        if not om.enabled:
+            return self.otlp_store, None
+        store = self.otlp_store
+        if store is None or store.series_limit != om.series_limit:
+            store = OtlpMetricStore(om.series_limit)
+        transport = Transport(om.protocol, om.endpoint, om.timeout / 1e9, om.header, om.gzip)
+        exporter = OtlpMetrics(store, transport, om.interval / 1e9, om.queue_size)
+        exporter.supervise = self.supervisor.run
+        return store, exporter
+
+    def _make_otlp_logs(self, cfg: Config) -> OtlpLogs | None:
+        ol = cfg.exporter.otlp_logs
+        if not ol.enabled:
+            return None
+        transport = Transport(ol.protocol, ol.endpoint, ol.timeout / 1e9, ol.header, ol.gzip)
+        exporter = OtlpLogs(transport, ol.batch, ol.interval / 1e9, ol.queue_size)
+        exporter.supervise = self.supervisor.run
+        return exporter
 
     def _make_traces(self, cfg: Config) -> Traces | None:
         t = cfg.exporter.traces
@@ -235,6 +286,10 @@ class Agent:
                 staged["remote"] = self._make_remote(new)
             if old is None or old.exporter.traces != new.exporter.traces:
                 staged["traces"] = self._make_traces(new)
+            if old is None or old.exporter.otlp_metrics != new.exporter.otlp_metrics:
+                staged["otlp_metrics"] = self._make_otlp_metrics(new)
+            if old is None or old.exporter.otlp_logs != new.exporter.otlp_logs:
+                staged["otlp_logs"] = self._make_otlp_logs(new)
             if (
                 old is None
                 or (old.server.enabled, old.server.address) != (new.server.enabled, new.server.address)
@@ -263,15 +318,21 @@ class Agent:
             previous_lines, self.lines = self.lines, staged["lines"]
             if previous_lines is not None:
                 previous_lines.close()
+        if "otlp_metrics" in staged:
+            store, staged["otlp_metrics"] = staged["otlp_metrics"]
         for name, timeout_ns in (
             ("remote", old.exporter.metrics.timeout if old else 0),
             ("traces", old.exporter.traces.timeout if old else 0),
+            ("otlp_metrics", old.exporter.otlp_metrics.timeout if old else 0),
+            ("otlp_logs", old.exporter.otlp_logs.timeout if old else 0),
         ):
             if name not in staged:
                 continue
             previous = getattr(self, name)
             if previous is not None:
                 previous.stop(max(0.0, min(timeout_ns / 1e9, deadline - time.monotonic())))
+            if name == "otlp_metrics":
+                self.otlp_store = store  # after the old exporter's last flush from the old one
             setattr(self, name, staged[name])
             if staged[name] is not None:
                 staged[name].start()
@@ -285,8 +346,14 @@ class Agent:
                 previous_http.stop()
         elif self.http is not None:
             self.http.update(new.server.timeout / 1e9, new.server.admin_token)
-        self.store.series_limit = new.metrics_storage.series_limit
-        self.store.expired_ns = new.metrics_storage.expired
+        ms = new.metrics_storage
+        self.store.series_limit = ms.series_limit
+        self.store.expired_ns = ms.expired
+        self.store.protocol_limits = dict(ms.protocol_series_limit)
+        self.store.label_limits = dict(ms.label_value_limit)
+        self.store.max_bytes = int(ms.max_scrape_mb * 1024 * 1024)
+        if self.otlp_store is not None:
+            self.otlp_store.expired_ns = ms.expired
         self.set_level(new.logger.level)
 
     def _stop_exporters(self, cfg: Config, deadline: float) -> None:
@@ -299,6 +366,12 @@ class Agent:
         if self.traces is not None:
             self.traces.stop(left(cfg.exporter.traces.timeout))
             self.traces = None
+        if self.otlp_metrics is not None:
+            self.otlp_metrics.stop(left(cfg.exporter.otlp_metrics.timeout))
+            self.otlp_metrics = None
+        if self.otlp_logs is not None:
+            self.otlp_logs.stop(left(cfg.exporter.otlp_logs.timeout))
+            self.otlp_logs = None
         if self.lines is not None:
             self.lines.close()
             self.lines = None
@@ -401,6 +474,10 @@ class Agent:
                 self.traces.offer(payload["spans"])
             if payload["lines"] and self.lines is not None:
                 self.lines.write(payload["lines"])
+            if self.otlp_store is not None and self.otlp_metrics is not None:
+                self.otlp_store.merge(payload.get("otlp"), now)
+            if payload.get("logs") and self.otlp_logs is not None:
+                self.otlp_logs.offer(payload["logs"])
             if payload["watch"]:
                 self.hub.publish(payload["watch"])
             with self._lock:

@@ -5,6 +5,7 @@
     http                the HTTP server's thread   `run()`
     exporter_metrics    the exporter's thread      `run()`
     exporter_traces     the exporter's thread      `run()`
+    exporter_otlp*      the exporter's thread      `run()`   (otlpMetrics, otlpLogs)
     worker              a capture process          the agent, after `failure()`'s back-off
     thread              any other thread           nobody: `threading.excepthook` logs and counts it
 
@@ -30,7 +31,16 @@ MAX_FAILURES = 5  # of one component within the window: a crash loop, not bad lu
 FAILURE_WINDOW_S = 60.0
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
-COMPONENTS = ("main", "http", "worker", "exporter_metrics", "exporter_traces", "thread")
+COMPONENTS = (
+    "main",
+    "http",
+    "worker",
+    "exporter_metrics",
+    "exporter_traces",
+    "exporter_otlpMetrics",
+    "exporter_otlpLogs",
+    "thread",
+)
 
 
 class Supervisor:
