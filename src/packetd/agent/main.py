@@ -69,6 +69,17 @@ CAPTURE_KEYS = ("file", "ifaces", "engine", "ip_version", "no_promisc", "block_n
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
 
+def _threaded_exporters(cfg: Config | None) -> list[tuple[str, int]]:
+    """The Agent attributes holding exporter threads, each with its flush timeout (ns) under `cfg`."""
+    ex = cfg.exporter if cfg is not None else None
+    return [
+        ("remote", ex.metrics.timeout if ex else 0),
+        ("traces", ex.traces.timeout if ex else 0),
+        ("otlp_metrics", ex.otlp_metrics.timeout if ex else 0),
+        ("otlp_logs", ex.otlp_logs.timeout if ex else 0),
+    ]
+
+
 class _WorkerHandle:
     def __init__(self, index: int, proc: Any, conn: Connection, fanout: int | None) -> None:
         self.index = index
@@ -320,12 +331,7 @@ class Agent:
                 previous_lines.close()
         if "otlp_metrics" in staged:
             store, staged["otlp_metrics"] = staged["otlp_metrics"]
-        for name, timeout_ns in (
-            ("remote", old.exporter.metrics.timeout if old else 0),
-            ("traces", old.exporter.traces.timeout if old else 0),
-            ("otlp_metrics", old.exporter.otlp_metrics.timeout if old else 0),
-            ("otlp_logs", old.exporter.otlp_logs.timeout if old else 0),
-        ):
+        for name, timeout_ns in _threaded_exporters(old):
             if name not in staged:
                 continue
             previous = getattr(self, name)
@@ -360,18 +366,11 @@ class Agent:
         def left(timeout_ns: int) -> float:
             return max(0.0, min(timeout_ns / 1e9, deadline - time.monotonic()))
 
-        if self.remote is not None:
-            self.remote.stop(left(cfg.exporter.metrics.timeout))
-            self.remote = None
-        if self.traces is not None:
-            self.traces.stop(left(cfg.exporter.traces.timeout))
-            self.traces = None
-        if self.otlp_metrics is not None:
-            self.otlp_metrics.stop(left(cfg.exporter.otlp_metrics.timeout))
-            self.otlp_metrics = None
-        if self.otlp_logs is not None:
-            self.otlp_logs.stop(left(cfg.exporter.otlp_logs.timeout))
-            self.otlp_logs = None
+        for name, timeout_ns in _threaded_exporters(cfg):
+            exporter = getattr(self, name)
+            if exporter is not None:
+                exporter.stop(left(timeout_ns))
+                setattr(self, name, None)
         if self.lines is not None:
             self.lines.close()
             self.lines = None
