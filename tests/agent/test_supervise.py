@@ -20,13 +20,15 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from tests.agent.test_api import BRO
-from tests.agent.test_e2e import counter_sum, get, post
+from tests.agent.test_e2e import counter_sum, get, post, scrape, traffic, wait_for
+from tests.agent.test_reload import _worker_pids, live, live_config
 from tests.helpers.backends import AgentProcess, OtlpReceiver
-from tests.helpers.live import ROOT, free_port
+from tests.helpers.live import ROOT, Nginx, free_port
 
 FAULTS = os.path.join(os.path.dirname(__file__), "faultinject")
 RULES = "sniffer.protocols.rules: [{name: web, protocol: http, ports: [80]}]"
@@ -283,3 +285,44 @@ def test_a_workers_failure_goes_to_the_agents_log_file() -> None:
         assert f.agent.stderr() == ""
     finally:
         f.agent.stop()
+
+
+@live
+def test_a_hung_worker_is_killed_restarted_and_counts_again() -> None:
+    from packetd.agent.main import WORKER_SILENT_S
+
+    nginx = Nginx()
+    fault_dir = tempfile.mkdtemp(prefix="packetd-fault-")
+    api = free_port()
+    lines = os.path.join(fault_dir, "roundtrips.jsonl")
+    env = {
+        "PYTHONPATH": os.pathsep.join([FAULTS, os.path.join(ROOT, "src")]),
+        "PACKETD_FAULT": "packetd.agent.worker:Worker.flush:1:worker",
+        "PACKETD_FAULT_DIR": fault_dir,
+        "PACKETD_FAULT_ACTION": "hang",
+    }
+    agent = AgentProcess(live_config(api, nginx.port, 1, 16, lines), env=env)
+    sent: list[dict[str, Any]] = []
+    try:
+        agent.wait_ready(api)
+        first = _worker_pids(agent.proc.pid)
+        assert len(first) == 1
+        # its first flush never returns: silent, then killed and replaced
+        deadline = time.monotonic() + WORKER_SILENT_S + 30
+        while time.monotonic() < deadline and _worker_pids(agent.proc.pid) in ([], first):
+            time.sleep(0.5)
+        second = _worker_pids(agent.proc.pid)
+        assert len(second) == 1 and second != first
+        agent.wait_ready(api)
+        err = agent.stderr()
+        assert "worker failed: worker 0 exited (sent nothing for" in err and "killed as hung" in err
+        text = get(api, "/metrics")[1].decode()
+        assert counter_sum(text, "packetd_internal_errors_total", component="worker") == 1
+        time.sleep(1.0)
+        traffic(nginx.port, [(f"/after-hang/{n}", {}) for n in range(6)], sent, connections=2)
+        assert wait_for(lambda: counter_sum(scrape(api), "http_requests_total"), 6.0) == 6.0
+        with open(os.path.join(fault_dir, "fired")) as f:
+            assert len(f.read().splitlines()) == 1
+    finally:
+        agent.stop()
+        nginx.stop()

@@ -64,6 +64,7 @@ WORKER_STOP_S = 10.0  # a worker has this long to ship its last results and exit
 WORKER_START_S = 30.0  # a reload waits this long for new workers to capture (spawning imports packetd)
 RELOAD_WAIT_S = 90.0  # POST /-/reload waits this long for the main loop's answer
 MAIN_STALL_S = 120.0  # /healthz fails when the main loop has not come round for this long
+WORKER_SILENT_S = 30.0  # a capturing worker ships every 0.5 s (ticks when idle): this long silent is hung
 FATAL_LINGER_S = 1.0  # after giving up: probes answer 503 (with the reason) this long before the drain
 CAPTURE_KEYS = ("file", "ifaces", "engine", "ip_version", "no_promisc", "block_num", "workers", "user")
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
@@ -92,6 +93,8 @@ class _WorkerHandle:
         self.stopping = False  # asked to stop: its exit is not a failure
         self.stats: dict[str, Any] = {}
         self.error: str | None = None
+        self.last_seen = time.monotonic()  # its last message: a hung worker is found by its silence
+        self.killed = False
 
 
 class Agent:
@@ -464,6 +467,7 @@ class Agent:
             self._handle(w, msg)
 
     def _handle(self, w: _WorkerHandle, msg: tuple[Any, ...]) -> None:
+        w.last_seen = time.monotonic()
         kind = msg[0]
         if kind == "data":
             payload = msg[2]
@@ -511,6 +515,18 @@ class Agent:
         if delay is not None:
             with self._lock:
                 self._respawn.append((time.monotonic() + delay, w.index, w.fanout))
+
+    def _kill_silent(self, now: float) -> None:
+        """A worker that captures but has shipped nothing for WORKER_SILENT_S is hung (a loop that never
+        returns): it is killed, and its end is a worker failure like any other (logged, counted, restarted)."""
+        with self._lock:
+            workers = list(self.workers)
+        for w in workers:
+            if w.ready and not (w.done or w.stopping or w.closed or w.killed):
+                if now - w.last_seen > WORKER_SILENT_S:
+                    w.killed = True
+                    w.error = f"sent nothing for {now - w.last_seen:.0f}s: killed as hung"
+                    w.proc.kill()
 
     def _respawn_due(self, now: float) -> None:
         with self._lock:
@@ -648,6 +664,7 @@ class Agent:
     def _step(self) -> None:
         self._pump(0.25)
         now = time.monotonic()
+        self._kill_silent(now)
         self._respawn_due(now)
         if self._reload_requested.is_set():
             self._reload_requested.clear()

@@ -4,7 +4,8 @@ so Python imports this module at start-up in the agent and in every capture work
 PACKETD_FAULT="module:Class.method:times:role" makes that method raise RuntimeError("injected fault") on
 its first `times` calls, counted across processes (a file in PACKETD_FAULT_DIR), in processes of `role`:
 "main" (the agent), "worker" (a spawned capture worker) or "any". Each firing appends a line to
-PACKETD_FAULT_DIR/fired, the test's own record of how many faults there were.
+PACKETD_FAULT_DIR/fired, the test's own record of how many faults there were. With
+PACKETD_FAULT_ACTION=hang the method never returns instead (a loop that is stuck, not failing).
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ def _install(spec: str, where: str) -> None:
     @functools.wraps(original)
     def faulty(*args: object, **kwargs: object) -> object:
         if fire():
+            if os.environ.get("PACKETD_FAULT_ACTION") == "hang":
+                import time
+
+                time.sleep(3600)
             raise RuntimeError("injected fault")
         return original(*args, **kwargs)
 
