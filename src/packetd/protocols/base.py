@@ -14,9 +14,10 @@ that a request will never be answered (an HTTP/2 stream reset).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from enum import IntEnum
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from packetd._values import value
 
@@ -236,3 +237,131 @@ class Decoder(Protocol):
 
 
 NO_MESSAGES: Sequence[Message] = ()
+
+# Requests in flight per connection that are tracked for pairing: the one bound of the pending queues of
+# the matchers and of the Redis, MySQL and PostgreSQL decoders (PostgreSQL counts frontend messages).
+# Redis's own documentation names 10 000 commands a reasonable pipelining depth, and psycopg/libpq,
+# redis-py and lettuce pipelines of that depth are routine. Measured memory per tracked entry
+# (tracemalloc, bench/bench_pending.py, CPython 3.11): Redis 254 B (Request record in the matcher + the
+# decoder's expectation), PostgreSQL 337 B per Execute cycle message, MySQL 245 B per command: at the bound a
+# connection holds about 2.5-3.4 MB. See BENCHMARKS.md.
+MAX_PENDING = 10_000
+
+_T = TypeVar("_T")
+
+
+class Untracked:
+    """A run of requests, in the pending order, that were not tracked because the bound was hit.
+
+    `answers` is what is still due to them (a reply each for Redis and MySQL, the ReadyForQuery that ends
+    each of their cycles for PostgreSQL); their answers are dropped as they come, so no later request is
+    paired with them. `open`: the run ends inside an answer unit (a PostgreSQL cycle not yet ended by its
+    Sync): tracking may resume only after it is closed. `codes`: what the decoder needs to frame each
+    untracked answer (MySQL: the command byte), one byte per request.
+    """
+
+    __slots__ = ("answers", "codes", "open", "requests")
+
+    def __init__(self) -> None:
+        self.answers = 0
+        self.requests = 0
+        self.open = False
+        self.codes = bytearray()
+
+
+class PendingQueue(Generic[_T]):
+    """The requests of one connection waiting for their answers, in the order the answers will come.
+
+    Overflow rule (one rule for every in-order pairing): at most `limit` requests are tracked. A request
+    that arrives while `limit` are tracked is not tracked — it is counted (`refused`) and never becomes a
+    record — but its place in the order is kept in an `Untracked` run (an integer, or a byte per request
+    where framing needs one), so that its answer is recognised and dropped (counted: `dropped`) instead of
+    being paired with the next tracked request. Dropping the oldest request instead would shift every
+    later pairing by one, silently. Tracking resumes as soon as there is room (and no run is open).
+    """
+
+    __slots__ = ("_q", "_tracked", "dropped", "limit", "refused")
+
+    def __init__(self, limit: int = MAX_PENDING) -> None:
+        self._q: deque[_T | Untracked] = deque()
+        self._tracked = 0
+        self.limit = limit
+        self.refused = 0  # requests not tracked because `limit` were
+        self.dropped = 0  # answers to untracked requests, dropped
+
+    def push(self, item: _T, answers: int = 1, code: int = -1, open_: bool = False) -> bool:
+        """Track `item` (True), or, at the bound, count it into the tail run (False). The keywords say
+        what the untracked request is owed: `answers` (0 for a PostgreSQL message inside a cycle), the
+        `code` byte its answer is framed by (-1: none needed), whether it leaves its run `open_`."""
+        q = self._q
+        tail = q[-1] if q else None
+        run = tail if isinstance(tail, Untracked) else None
+        if self._tracked < self.limit and (run is None or not run.open):
+            q.append(item)
+            self._tracked += 1
+            return True
+        if run is None:
+            run = Untracked()
+            q.append(run)
+        run.requests += 1
+        run.answers += answers
+        run.open = open_
+        if code >= 0:
+            run.codes.append(code)
+        self.refused += 1
+        return False
+
+    def tail_run(self) -> Untracked | None:
+        """The untracked run at the end of the queue, if the last request was not tracked."""
+        tail = self._q[-1] if self._q else None
+        return tail if isinstance(tail, Untracked) else None
+
+    def peek(self) -> _T | None:
+        """The oldest request when it is tracked; None when nothing is pending or its answer is owed to an
+        untracked run (see `untracked_due`)."""
+        if not self._q:
+            return None
+        head = self._q[0]
+        return None if isinstance(head, Untracked) else head
+
+    def untracked_due(self) -> Untracked | None:
+        """The untracked run whose answers come next, if any."""
+        head = self._q[0] if self._q else None
+        return head if isinstance(head, Untracked) else None
+
+    def drop_answer(self) -> None:
+        """One answer owed to the untracked run at the head came: drop it (counted)."""
+        run = self._q[0]
+        assert isinstance(run, Untracked)
+        self.dropped += 1
+        run.answers -= 1
+        if run.codes:
+            del run.codes[0]
+        if run.answers <= 0 and not run.open:
+            self._q.popleft()
+
+    def popleft(self) -> _T:
+        """Remove the oldest request (it must be tracked: check with `peek`)."""
+        item = self._q.popleft()
+        assert not isinstance(item, Untracked)
+        self._tracked -= 1
+        return item
+
+    def clear(self) -> None:
+        self._q.clear()
+        self._tracked = 0
+
+    @property
+    def tracked(self) -> int:
+        return self._tracked
+
+    def __len__(self) -> int:
+        """Tracked requests plus untracked runs: 0 when nothing more is expected."""
+        return len(self._q)
+
+    def __bool__(self) -> bool:
+        return bool(self._q)
+
+    def __iter__(self) -> Iterator[_T]:
+        """The tracked requests, oldest first."""
+        return (item for item in self._q if not isinstance(item, Untracked))

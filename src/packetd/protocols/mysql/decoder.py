@@ -51,18 +51,19 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from collections import deque
 from collections.abc import Sequence
 from enum import IntEnum
 
 from packetd._values import value
 from packetd.protocols.base import (
+    MAX_PENDING,
     NO_MESSAGES,
     DecodeError,
     DecoderContext,
     Direction,
     Flag,
     Message,
+    PendingQueue,
     StopDecoding,
     SyncLost,
 )
@@ -78,7 +79,9 @@ from packetd.protocols.mysql.messages import (
 
 MAX_PAYLOAD = 0xFFFFFF  # a payload of this length continues in the next packet
 MAX_ERROR = 256  # characters kept of an error message
-MAX_PENDING = 1024  # commands waiting for an answer (pipelining depth; the matcher's bound)
+# commands beyond MAX_PENDING in flight are not tracked but keep their command byte (framing their answers
+# needs it), one byte each; this many of them and the connection is given up (counted)
+MAX_UNTRACKED = 16 * MAX_PENDING
 MAX_STATEMENTS = 256  # prepared statements remembered per connection (id → text)
 MAX_LOGIN = 4096  # bytes kept of a login request (user, database, plugin, connection attributes)
 MAX_SERVER_KEEP = 1040  # bytes kept of a server packet: an ERR with 256 four-byte characters
@@ -321,7 +324,10 @@ class MysqlDecoder:
         self._midstream = Flag.MIDSTREAM if midstream else 0
         self._hs: _Hs | None = None if midstream else _Hs()
         self._caps: int | None = None  # negotiated capabilities (None: joined mid-stream, unknown)
-        self._pending: deque[_Cmd] = deque()
+        # commands waiting for an answer; beyond MAX_PENDING not tracked (no record, counted
+        # `pending_overflow`) and their answers framed by their command byte and dropped (`untracked_replies`)
+        self._pending: PendingQueue[_Cmd] = PendingQueue(MAX_PENDING)
+        self._ghost: _Cmd | None = None  # the untracked command whose answer is being framed
         self._statements: dict[int, tuple[bytes | None, bool]] = {}
         # events counted, not recorded: straight into the protocol's counters when the session gives them
         self.counters: dict[str, int] = ctx.counters if ctx.counters is not None else {}
@@ -383,6 +389,7 @@ class MysqlDecoder:
         self._c, self._s = _Side(False), _Side(False)
         self._c.flags = self._s.flags = Flag.GAP
         self._pending.clear()
+        self._ghost = None
         self._reset_answer()
         if compressed or self._hs is not None:
             self._cphase = self._sphase = Phase.DEAD  # compressed framing cannot be found again
@@ -559,7 +566,7 @@ class MysqlDecoder:
                 self._midstream = 0
                 return 0
             # a response can be trusted to start at a segment boundary, after a command was seen
-            if pos == 0 and n >= 5 and self._pending and self._pending[0].start <= ts and b[3] == 1:
+            if pos == 0 and n >= 5 and self._head_start() <= ts and b[3] == 1:
                 s.synced = True
                 s.flags |= Flag.MIDSTREAM
                 return 0
@@ -702,10 +709,16 @@ class MysqlDecoder:
             )
             return
         pending = self._pending
-        if len(pending) >= MAX_PENDING:
-            pending.popleft()  # bounded: the matcher evicts the same request
-            self._count("pending_overflow")
-        pending.append(cmd)
+        if not pending.push(cmd, code=code):
+            self._count("pending_overflow")  # not tracked: its answer is framed and dropped, never paired
+            run = pending.tail_run()
+            if run is not None and len(run.codes) > MAX_UNTRACKED:
+                self._count("gave_up_pending_overflow")
+                self._cphase = self._sphase = Phase.DEAD
+                out.append(
+                    StopDecoding(start_ns=ts, end_ns=ts, size=0, flags=0, reason="mysql pipeline overflow")
+                )
+            return
         out.append(
             Command(start, ts, size, flags, name, cmd.statement, cmd.truncated, cmd.stmt_id, schema, keep)
         )
@@ -858,6 +871,7 @@ class MysqlDecoder:
     ) -> None:
         pending = self._pending
         first = body[0] if body else -1
+        self._ghost_for(start)
         if not pending:
             if first == 0xFF:  # e.g. an idle timeout notice before the server closes the connection
                 code, state, message = _err(body)
@@ -873,6 +887,7 @@ class MysqlDecoder:
                 self._prep_next(ts, out)
                 return
             self._finish_prepare(self._r_end, out)  # no EOF here: this packet starts the next answer
+            self._ghost_for(start)
             if not pending:
                 self._count("orphan_packets")
                 return
@@ -883,7 +898,7 @@ class MysqlDecoder:
         self._r_flags |= flags
         self._r_seq = seq
         self._r_end = ts
-        cmd = pending[0]
+        cmd = self._cmd()
         if r is R.FIRST:
             self._first(cmd, seq, plen, body, first, ts, out)
         elif r is R.DEFS:
@@ -1037,7 +1052,7 @@ class MysqlDecoder:
 
     def _ok(self, body: bytes, ts: int, out: list[Message]) -> None:
         affected, insert_id, status, warnings = _ok(body)
-        if status & SERVER_MORE_RESULTS_EXISTS and self._pending[0].code in _RESULT_SETS:
+        if status & SERVER_MORE_RESULTS_EXISTS and self._cmd().code in _RESULT_SETS:
             self._r = R.FIRST  # a multi-statement or CALL: this OK is one statement's, more follow
             self._r_results += 1
             return
@@ -1047,7 +1062,7 @@ class MysqlDecoder:
             Result(
                 self._r_start, ts, self._r_size, self._r_flags, kind, affected, insert_id, status, warnings,
                 columns=self._r_columns, rows=self._r_rows if self._r_sets else None, results=self._r_results + 1,
-                binary=self._pending[0].code == COM_STMT_EXECUTE and bool(self._r_sets),
+                binary=self._cmd().code == COM_STMT_EXECUTE and bool(self._r_sets),
                 local_infile_bytes=infile,
             ),
             out,
@@ -1067,7 +1082,7 @@ class MysqlDecoder:
         self, ts: int, out: list[Message], kind: str, status: int | None = None, warnings: int | None = None,
         flags: int = 0,
     ) -> None:  # fmt: skip
-        cmd = self._pending[0]
+        cmd = self._cmd()
         result_set = kind == "result_set"
         self._emit(
             Result(
@@ -1080,9 +1095,36 @@ class MysqlDecoder:
             out,
         )  # fmt: skip
 
+    def _ghost_for(self, start: int) -> None:
+        """An answer starts while the oldest command owed one was not tracked: frame it by its command byte
+        (the answer is dropped at its end, see _emit)."""
+        if self._ghost is None and self._pending.peek() is None:
+            run = self._pending.untracked_due()
+            if run is not None and run.codes:
+                self._ghost = _Cmd(run.codes[0], start)
+
+    def _cmd(self) -> _Cmd:
+        """The command whose answer is being framed: the oldest tracked one, or an untracked one's stand-in."""
+        cmd = self._ghost or self._pending.peek()
+        if cmd is None:
+            raise DecodeError("answer with no command")  # not reached: _answer checks first
+        return cmd
+
+    def _head_start(self) -> int:
+        """When the oldest command waiting for an answer was sent (a huge number: none is)."""
+        head = self._pending.peek()
+        if head is not None:
+            return head.start
+        return 0 if self._pending else 1 << 62
+
     def _emit(self, result: Result, out: list[Message]) -> None:
-        self._pending.popleft()
-        out.append(result)
+        if self._ghost is not None:  # the answer to an untracked command: dropped, counted
+            self._ghost = None
+            self._pending.drop_answer()
+            self._count("untracked_replies")
+        else:
+            self._pending.popleft()
+            out.append(result)
         self._reset_answer()
 
 

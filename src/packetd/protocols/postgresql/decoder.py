@@ -50,18 +50,19 @@ from __future__ import annotations
 
 import re
 import struct
-from collections import deque
 from collections.abc import Callable, Sequence
 from enum import IntEnum
 
 from packetd._values import value
 from packetd.protocols.base import (
+    MAX_PENDING,
     NO_MESSAGES,
     DecodeError,
     DecoderContext,
     Direction,
     Flag,
     Message,
+    PendingQueue,
     StopDecoding,
     SyncLost,
 )
@@ -82,7 +83,6 @@ MAX_STARTUP = 10_000  # MAX_STARTUP_PACKET_LENGTH
 MAX_NAME = 256  # bytes kept of a statement / portal / channel name (PostgreSQL's own NAMEDATALEN is 64)
 MAX_FIELDS = 4096  # bytes kept of an ErrorResponse / NoticeResponse body
 MAX_ERROR = 256  # characters kept of an error message
-MAX_PENDING = 1024  # frontend messages waiting for an answer (pipeline depth; the matcher's bound)
 MAX_STATEMENTS = 256  # prepared statements remembered per connection (name → text)
 MAX_PORTALS = 64  # portals remembered per connection (name → statement name)
 MAX_SYNC_TRIES = 512  # candidate header positions tried per segment while resynchronising
@@ -322,7 +322,11 @@ class PostgresDecoder:
         self._aligned = not midstream
         self._midstream = Flag.MIDSTREAM if midstream else 0
         self._hs: _Handshake | None = None
-        self._items: deque[_Item] = deque()
+        # frontend messages waiting for an answer. Beyond MAX_PENDING they are not tracked (no record,
+        # counted `pending_overflow`); their place is an untracked run that owes one ReadyForQuery per cycle
+        # end (Sync, Query, FunctionCall) it holds: backend messages are dropped up to it (counted
+        # `untracked_replies`), so no later message is paired with them (PendingQueue)
+        self._items: PendingQueue[_Item] = PendingQueue(MAX_PENDING)
         self._statements: dict[str, tuple[bytes, bool]] = {}
         self._portals: dict[str, str] = {}
         # events counted, not recorded: straight into the protocol's counters when the session gives them
@@ -638,11 +642,9 @@ class PostgresDecoder:
             return
         if item.op == "Sync":
             self._skipping = False
-        items = self._items
-        if len(items) >= MAX_PENDING:
-            items.popleft()  # bounded: the oldest will never be paired (counted)
+        ends = item.op in _ENDS_CYCLE
+        if not self._items.push(item, answers=1 if ends else 0, open_=not ends):
             self._count("pending_overflow")
-        items.append(item)
         self._midstream = 0
 
     def _f_query(
@@ -803,6 +805,16 @@ class PostgresDecoder:
         handler = _BACKEND_HANDLERS.get(t)
         if handler is None:
             return  # BackendKeyData / Authentication / NegotiateProtocolVersion after start-up: ignored
+        if self._items.peek() is None and self._items.untracked_due() is not None:
+            # the answer to frontend messages that were not tracked: dropped up to their ReadyForQuery
+            if t == 0x5A:
+                self._items.drop_answer()
+                self._count("untracked_replies")
+                self._reset_acc()
+                self._reset_response()
+                self._take_copy_in()
+                self._cycle_reported = False
+            return
         if not self._items and t != 0x45:
             # an answer to nothing seen (its request was lost or came before the capture): not paired
             self._count("orphan_backend_messages")
@@ -817,12 +829,13 @@ class PostgresDecoder:
     def _align(self, t: int, ts: int) -> bool:
         """Mid-stream: is this backend message the first answer to the oldest pending frontend message?"""
         items = self._items
-        if items and items[0].start <= ts and t in _FIRST_ANSWERS.get(items[0].op, b""):
+        head = items.peek()
+        if head is not None and head.start <= ts and t in _FIRST_ANSWERS.get(head.op, b""):
             self._aligned = True
             return True
         if t == 0x5A:  # ReadyForQuery ends the cycle the oldest pending messages may belong to
-            if items and items[0].start <= ts:
-                while items:
+            if head is not None and head.start <= ts:
+                while items.peek() is not None:
                     op = items.popleft().op
                     if op in _ENDS_CYCLE:
                         break
@@ -892,10 +905,10 @@ class PostgresDecoder:
         )  # fmt: skip
 
     def _head(self, want: str, what: str) -> _Item:
-        items = self._items
-        if not items or items[0].op != want:
-            raise DecodeError(f"unexpected {what}", items[0].op if items else "nothing pending")
-        return items[0]
+        head = self._items.peek()
+        if head is None or head.op != want:
+            raise DecodeError(f"unexpected {what}", head.op if head else "nothing pending")
+        return head
 
     def _acknowledge(self, item: _Item) -> None:
         """A Parse/Bind/Describe/Close was answered: it folds into the next report."""
@@ -917,25 +930,25 @@ class PostgresDecoder:
         self._head("Describe", "ParameterDescription")
 
     def _b_row_description(self, body: bytes, ts: int, out: list[Message]) -> None:
-        items = self._items
-        if items and items[0].op == "Describe":
-            self._acknowledge(items[0])
-        elif not items or items[0].op not in ("Query", "Execute"):
-            raise DecodeError("unexpected RowDescription", items[0].op if items else "nothing pending")
+        head = self._items.peek()
+        if head is not None and head.op == "Describe":
+            self._acknowledge(head)
+        elif head is None or head.op not in ("Query", "Execute"):
+            raise DecodeError("unexpected RowDescription", head.op if head else "nothing pending")
 
     def _b_no_data(self, body: bytes, ts: int, out: list[Message]) -> None:
         self._acknowledge(self._head("Describe", "NoData"))
 
     def _b_data_row(self, body: bytes, ts: int, out: list[Message]) -> None:
-        items = self._items
-        if not items or items[0].op not in ("Execute", "Query"):
-            raise DecodeError("unexpected DataRow", items[0].op if items else "nothing pending")
+        head = self._items.peek()
+        if head is None or head.op not in ("Execute", "Query"):
+            raise DecodeError("unexpected DataRow", head.op if head else "nothing pending")
         self._rows += 1
 
     def _b_copy_start(self, body: bytes, ts: int, out: list[Message], direction: str = "in") -> None:
-        items = self._items
-        if not items or items[0].op not in ("Execute", "Query"):
-            raise DecodeError("unexpected COPY response", items[0].op if items else "nothing pending")
+        head = self._items.peek()
+        if head is None or head.op not in ("Execute", "Query"):
+            raise DecodeError("unexpected COPY response", head.op if head else "nothing pending")
         self._copy_dir = direction
 
     def _b_copy_in(self, body: bytes, ts: int, out: list[Message]) -> None:
@@ -976,7 +989,8 @@ class PostgresDecoder:
     def _b_error(self, body: bytes, ts: int, out: list[Message]) -> None:
         severity, sqlstate, message = _fields(body)
         items = self._items
-        if not items:
+        item = items.peek()
+        if item is None:
             self._r_start = -1
             self._r_size = 0
             out.append(
@@ -985,7 +999,6 @@ class PostgresDecoder:
                 )
             )
             return
-        item = items[0]
         err = (severity, sqlstate, message)
         if item.op == "Query":
             self._result(ts, out, "ErrorResponse", None, None, None, error=err)
@@ -1002,7 +1015,7 @@ class PostgresDecoder:
         out.append(self._request(item, item.op))
         out.append(self._response(ts, None, None, None, error=err))
         self._cycle_reported = True
-        while items and items[0].op != "Sync":
+        while (head := items.peek()) is not None and head.op != "Sync":
             self._discard(items.popleft(), out)
         if not items:
             self._skipping = True  # the Sync is still to come: what the client sends until then is skipped
@@ -1027,8 +1040,9 @@ class PostgresDecoder:
 
     def _b_ready(self, body: bytes, ts: int, out: list[Message]) -> None:
         items = self._items
-        if not items or items[0].op not in _ENDS_CYCLE:
-            raise DecodeError("unexpected ReadyForQuery", items[0].op if items else "nothing pending")
+        head = items.peek()
+        if head is None or head.op not in _ENDS_CYCLE:
+            raise DecodeError("unexpected ReadyForQuery", head.op if head else "nothing pending")
         item = items.popleft()
         if item.op == "Sync" and (self._acc_msgs or not self._cycle_reported):
             # a cycle without Execute (Parse/Describe/Close ... Sync), or a bare Sync
@@ -1052,9 +1066,9 @@ class PostgresDecoder:
         error: tuple[str | None, str | None, str | None] | None = None,
     ) -> None:
         items = self._items
-        if not items or items[0].op not in ("Execute", "Query"):
-            raise DecodeError(f"unexpected {what}", items[0].op if items else "nothing pending")
-        item = items[0]
+        item = items.peek()
+        if item is None or item.op not in ("Execute", "Query"):
+            raise DecodeError(f"unexpected {what}", item.op if item else "nothing pending")
         if item.op == "Execute":
             items.popleft()
             out.append(self._request(item, "Execute"))

@@ -50,17 +50,18 @@ Wire format (RESP: https://redis.io/docs/latest/develop/reference/protocol-spec/
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Sequence
 
 from packetd._values import value
 from packetd.protocols.base import (
+    MAX_PENDING,
     NO_MESSAGES,
     DecodeError,
     DecoderContext,
     Direction,
     Flag,
     Message,
+    PendingQueue,
     SwapRoles,
     SyncLost,
 )
@@ -72,7 +73,6 @@ MAX_ELEMENTS = 2**31 - 1  # declared aggregate length (Redis keeps lengths in a 
 MAX_DEPTH = 64  # nested aggregates; real replies nest a few levels (COMMAND DOCS: 6)
 MAX_CAPTURE = 128  # bytes kept of the command name, subcommand, key, pub/sub kind
 MAX_ERROR = 256  # characters kept of an error message
-MAX_PENDING = 1024  # commands whose reply is not complete yet (pipelining depth; the matcher's bound)
 MAX_SYNC_WINDOW = 64  # bytes carried between segments while searching for a command start
 
 _CR = 13
@@ -306,7 +306,11 @@ class RedisDecoder:
         self._c = _Client(synced)
         self._s = _Server(synced)
         self._midstream = Flag.MIDSTREAM if ctx.midstream else 0
-        self._expect: deque[_Expect] = deque()
+        # per command sent, what the server will answer; beyond MAX_PENDING a command is not tracked (no
+        # record, counted `pending_overflow`) and its reply is dropped (`untracked_replies`): see PendingQueue
+        self._expect: PendingQueue[_Expect] = PendingQueue(MAX_PENDING)
+        # events counted, not recorded: straight into the protocol's counters when the session gives them
+        self.counters: dict[str, int] = ctx.counters if ctx.counters is not None else {}
         self._produced = 0
         self._reply_off = False  # CLIENT REPLY OFF in force
         self._skip_next = False  # CLIENT REPLY SKIP: the next command is not answered
@@ -543,18 +547,23 @@ class RedisDecoder:
             replied = False
         flags = c.flags | self._midstream
         self._midstream = 0
-        msg: Message
+        msg: Message | None
         if replied:
-            msg = Request(c.start, ts, c.size, flags, command, nargs - 1, inline, key)
-            expect = self._expect
-            if len(expect) >= MAX_PENDING:
-                expect.popleft()  # bounded: the matcher evicts the same request
-            expect.append(_Expect(name, _SUBSCRIBES.get(name, b""), nargs - 1, c.start))
+            confirm = _SUBSCRIBES.get(name, b"")
+            # replies owed if it is not tracked: one, or one confirmation per channel named (or, without
+            # channels, per subscription held)
+            answers = (nargs - 1 or max(1, sum(self._subs))) if confirm else 1
+            if self._expect.push(_Expect(name, confirm, nargs - 1, c.start), answers):
+                msg = Request(c.start, ts, c.size, flags, command, nargs - 1, inline, key)
+            else:
+                msg = None
+                self.counters["pending_overflow"] = self.counters.get("pending_overflow", 0) + 1
         else:
             msg = UnrepliedRequest(c.start, ts, c.size, flags, command, nargs - 1, inline, key)
         if name == "RESET":
             self._reply_off = self._skip_next = False
-        out.append(msg)
+        if msg is not None:
+            out.append(msg)
         self._produced += 1
         c.start = -1
         c.size = 0
@@ -568,7 +577,8 @@ class RedisDecoder:
         pos = 0
         if not s.synced:
             # joined or lost: a reply can only be trusted to start at a segment sent after a command
-            if not self._expect or self._expect[0].start > ts or data[0] not in _SERVER_TYPES:
+            head = self._expect.peek()
+            if head is None or head.start > ts or data[0] not in _SERVER_TYPES:
                 return
             s.synced = True
             s.flags |= Flag.MIDSTREAM
@@ -778,9 +788,15 @@ class RedisDecoder:
         top = s.top
         parts = s.parts
         kind = parts[0].lower() if parts[0] is not None and (top == _STAR or top == _PUSH) else b""
-        head = self._expect[0] if self._expect else None
+        expect = self._expect
+        head = expect.peek()
+        run = expect.untracked_due() if head is None else None
+        idle = head is None and run is None  # no answer is expected: what comes is unasked
         count = s.count
         if kind:
+            if run is not None and kind in _CONFIRMS and count == 3:
+                self._drop_reply(s)  # a confirmation owed to an untracked (un)subscribe
+                return
             if head is not None and head.confirm and kind == head.confirm and count == 3:
                 self._confirmation(s, head, kind, ts, out)
                 self._reset_reply(s)
@@ -790,8 +806,8 @@ class RedisDecoder:
                 and count is not None
                 and count >= 3
                 and (
-                    (kind in _DELIVERIES and (self._subscribed() or head is None))
-                    or (kind in _CONFIRMS and head is None and count == 3)
+                    (kind in _DELIVERIES and (self._subscribed() or idle))
+                    or (kind in _CONFIRMS and idle and count == 3)
                 )
             ):
                 if kind in _CONFIRMS:
@@ -807,8 +823,11 @@ class RedisDecoder:
         ):
             self._push(s, "monitor", ts, out)
             return
+        if run is not None:
+            self._drop_reply(s)
+            return
         if head is not None:
-            self._expect.popleft()
+            expect.popleft()
             if head.command == "MONITOR" and top == _PLUS:
                 self._monitor = True
             elif head.command == "RESET" and top == _PLUS:
@@ -829,6 +848,13 @@ class RedisDecoder:
                 s.start, ts, s.size, flags, TYPE_NAMES.get(top, "null"), elements, prefix or None, message
             )
         )
+        self._produced += 1
+        self._reset_reply(s)
+
+    def _drop_reply(self, s: _Server) -> None:
+        """The reply is owed to a command that was not tracked (beyond MAX_PENDING): dropped, counted."""
+        self._expect.drop_answer()
+        self.counters["untracked_replies"] = self.counters.get("untracked_replies", 0) + 1
         self._produced += 1
         self._reset_reply(s)
 
@@ -890,7 +916,7 @@ class RedisDecoder:
         conf = self._conf
         assert conf is not None
         self._conf = None
-        if self._expect:
+        if self._expect.peek() is not None:
             self._expect.popleft()
         start, size, flags, replies = conf
         out.append(Response(start, ts, size, flags, "array", 3, None, None, replies))
