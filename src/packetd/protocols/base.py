@@ -239,12 +239,11 @@ class Decoder(Protocol):
 NO_MESSAGES: Sequence[Message] = ()
 
 # Requests in flight per connection that are tracked for pairing: the one bound of the pending queues of
-# the matchers and of the Redis, MySQL and PostgreSQL decoders (PostgreSQL counts frontend messages).
-# Redis's own documentation names 10 000 commands a reasonable pipelining depth, and psycopg/libpq,
-# redis-py and lettuce pipelines of that depth are routine. Measured memory per tracked entry
-# (tracemalloc, bench/bench_pending.py, CPython 3.11): Redis 254 B (Request record in the matcher + the
-# decoder's expectation), PostgreSQL 337 B per Execute cycle message, MySQL 245 B per command: at the bound a
-# connection holds about 2.5-3.4 MB. See BENCHMARKS.md.
+# the FIFO matcher and of the Redis, MySQL and PostgreSQL decoders (PostgreSQL counts frontend messages).
+# Redis's own documentation names 10 000 commands a reasonable pipelining depth; redis-py, lettuce and
+# psycopg/libpq pipelines reach it. Memory per tracked entry, measured with tracemalloc
+# (bench/bench_pending.py, CPython 3.11, request record + decoder state + statement text): Redis GET 177 B,
+# MySQL COM_QUERY 264 B, PostgreSQL 142 B per frontend message: 1.4-2.6 MB for a connection at the bound.
 MAX_PENDING = 10_000
 
 _T = TypeVar("_T")
