@@ -12,7 +12,8 @@ import pytest
 from packetd.protocols.base import DecodeError, DecoderContext, Flag, SwapRoles, SyncLost
 from packetd.protocols.redis.decoder import MAX_LINE, RedisDecoder, RedisOptions
 from packetd.protocols.redis.messages import Push, Request, Response, UnrepliedRequest
-from tests.helpers.decoding import C2S, MODES, S2C, feed, project, run
+from packetd.protocols.registry import REDIS, Registry
+from tests.helpers.decoding import C2S, MODES, S2C, feed, open_session, project, run
 
 
 def cmd(*words: bytes | str) -> bytes:
@@ -404,3 +405,26 @@ def test_server_garbage_raises_decode_error(data: bytes, reason: str) -> None:
     with pytest.raises(DecodeError) as exc:
         d.receive(S2C, memoryview(data if not data.startswith(b"**") else data[1:]), 2)
     assert exc.value.reason == reason
+
+
+def redis_session() -> tuple:
+    reg = Registry([REDIS])
+    return open_session(reg["redis"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 6379))
+
+
+def test_replies_complete_before_garbage_in_the_same_segment_are_kept() -> None:
+    # issue 9 item 12: the reset used to throw away the two +OK replies decoded before the garbage
+    s, records, stats = redis_session()
+    s.data(0, memoryview(cmd("SET", "a", "1") + cmd("SET", "b", "2") + cmd("SET", "c", "3")), 1)
+    s.data(1, memoryview(b"+OK\r\n+OK\r\n?garbage\r\n"), 2)
+    s.close(3)
+    assert [(r.kind, r.operation, r.status) for r in records] == [
+        ("roundtrip", "SET", "OK"),
+        ("roundtrip", "SET", "OK"),
+        ("unanswered", "SET", None),  # its reply was the garbage: framing lost, never paired
+    ]
+    assert stats["redis"].decode_errors == {"bad type byte": 1}
+    # and on the client side: the commands before the garbage are requests
+    with pytest.raises(DecodeError) as exc:
+        decoder().receive(C2S, memoryview(cmd("GET", "a") + b"*x\r\n"), 1)
+    assert summary(list(exc.value.messages)) == [("req", "GET", 1, len(cmd("GET", "a")))]

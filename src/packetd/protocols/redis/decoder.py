@@ -332,19 +332,23 @@ class RedisDecoder:
             and not self._c.buf
             and self._s.start < 0
         )
-        if direction is Direction.C2S:
-            if fresh and data[0] in _NOT_REQUEST:
-                # the guessed client sends replies: the roles were guessed wrong (both ports matched)
-                out.append(SwapRoles(start_ns=ts_ns, end_ns=ts_ns, size=0, flags=0))
-                self._server(data, ts_ns, out)
-                return out
-            self._client(data, ts_ns, out)
-        else:
-            if fresh and _COMMAND_START.match(data[:32].tobytes()):
-                out.append(SwapRoles(start_ns=ts_ns, end_ns=ts_ns, size=0, flags=0))
+        try:
+            if direction is Direction.C2S:
+                if fresh and data[0] in _NOT_REQUEST:
+                    # the guessed client sends replies: the roles were guessed wrong (both ports matched)
+                    out.append(SwapRoles(start_ns=ts_ns, end_ns=ts_ns, size=0, flags=0))
+                    self._server(data, ts_ns, out)
+                    return out
                 self._client(data, ts_ns, out)
-                return out
-            self._server(data, ts_ns, out)
+            else:
+                if fresh and _COMMAND_START.match(data[:32].tobytes()):
+                    out.append(SwapRoles(start_ns=ts_ns, end_ns=ts_ns, size=0, flags=0))
+                    self._client(data, ts_ns, out)
+                    return out
+                self._server(data, ts_ns, out)
+        except DecodeError as exc:
+            exc.messages = out  # what was complete before the garbage is not lost with the reset
+            raise
         return out
 
     def receive_gap(self, direction: Direction, nbytes: int, ts_ns: int) -> Sequence[Message]:
