@@ -23,11 +23,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
-from packetd.protocols.base import MAX_PENDING  # noqa: E402
-from packetd.protocols.registry import MYSQL, POSTGRESQL, REDIS, Registry  # noqa: E402
 from tests.helpers import mywire as my  # noqa: E402
 from tests.helpers import pgwire as pg  # noqa: E402
 from tests.helpers.decoding import open_session  # noqa: E402
+
+from packetd.protocols.base import MAX_PENDING  # noqa: E402
+from packetd.protocols.registry import MYSQL, POSTGRESQL, REDIS, Registry  # noqa: E402
 
 
 def redis(n: int) -> tuple[list[tuple[int, bytes]], int]:

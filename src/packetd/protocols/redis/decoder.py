@@ -7,8 +7,9 @@ payloads are counted straight off the segments, so a 5 MB value costs no copy, a
 the few elements the record needs (command, subcommand, key; pub/sub kind and count; error text) are kept.
 
 * Client side: a command is an array of bulk strings (`*N`, then N times `$L` + L bytes), or an inline
-  command (a text line, what `redis-cli` piped input and telnet send). Anything else from a client is a
-  protocol error for the server and a DecodeError here.
+  command: by Redis's own rule (networking.c, processInputBuffer) anything a client sends that does not
+  start with `*` is an inline command line (what `redis-cli` piped input and telnet send; the server
+  answers a nonsense one with `-ERR unknown command`). Roles are never guessed from content (see receive).
 * Server side: any RESP2/RESP3 value, parsed with an explicit stack of "elements still to come" per open
   aggregate, so a reply can be cut anywhere. Attributes (`|`) are read and ignored; streamed strings
   (`$?` + `;N` chunks) and streamed aggregates (`*?` ... `.`) are read.
@@ -62,7 +63,6 @@ from packetd.protocols.base import (
     Flag,
     Message,
     PendingQueue,
-    SwapRoles,
     SyncLost,
 )
 from packetd.protocols.redis.messages import TYPE_NAMES, Push, Request, Response, UnrepliedRequest
@@ -90,7 +90,6 @@ _LINE_TYPES = frozenset(b"+-:_,#(")
 _BULK_TYPES = frozenset(b"$!=")
 _AGGR_TYPES = frozenset(b"*~>")
 _SERVER_TYPES = frozenset(b"+-:$*_,#!=(%~|>")
-_NOT_REQUEST = frozenset(b"+-:$_,#!=(%~|>")  # a first byte no client sends
 _STREAM = -1  # stack entry of a streamed aggregate (ends with ".")
 _ATTR = 1 << 40  # stack entries above this belong to an attribute (its pairs are not elements)
 
@@ -311,7 +310,6 @@ class RedisDecoder:
         self._expect: PendingQueue[_Expect] = PendingQueue(MAX_PENDING)
         # events counted, not recorded: straight into the protocol's counters when the session gives them
         self.counters: dict[str, int] = ctx.counters if ctx.counters is not None else {}
-        self._produced = 0
         self._reply_off = False  # CLIENT REPLY OFF in force
         self._skip_next = False  # CLIENT REPLY SKIP: the next command is not answered
         self._subs = [0, 0, 0]  # channels, patterns, shard channels subscribed (followed from confirmations)
@@ -325,26 +323,14 @@ class RedisDecoder:
         if not data:
             return NO_MESSAGES
         out: list[Message] = []
-        fresh = (
-            not self._produced
-            and self._c.synced
-            and self._c.start < 0
-            and not self._c.buf
-            and self._s.start < 0
-        )
+        # Roles are never taken from content: the SYN's sender is the client, else the rule's port names
+        # the server (flow/table.py). Nothing in RESP tells them apart: a client line that does not start
+        # with `*` is an inline command (Redis's own rule, even `+OK` or `-ERR`), and a reply can have the
+        # shape of a command (an array of bulk strings); guessing from it swapped good roles.
         try:
             if direction is Direction.C2S:
-                if fresh and data[0] in _NOT_REQUEST:
-                    # the guessed client sends replies: the roles were guessed wrong (both ports matched)
-                    out.append(SwapRoles(start_ns=ts_ns, end_ns=ts_ns, size=0, flags=0))
-                    self._server(data, ts_ns, out)
-                    return out
                 self._client(data, ts_ns, out)
             else:
-                if fresh and _COMMAND_START.match(data[:32].tobytes()):
-                    out.append(SwapRoles(start_ns=ts_ns, end_ns=ts_ns, size=0, flags=0))
-                    self._client(data, ts_ns, out)
-                    return out
                 self._server(data, ts_ns, out)
         except DecodeError as exc:
             exc.messages = out  # what was complete before the garbage is not lost with the reset
@@ -568,7 +554,6 @@ class RedisDecoder:
             self._reply_off = self._skip_next = False
         if msg is not None:
             out.append(msg)
-        self._produced += 1
         c.start = -1
         c.size = 0
         c.flags = 0
@@ -852,19 +837,16 @@ class RedisDecoder:
                 s.start, ts, s.size, flags, TYPE_NAMES.get(top, "null"), elements, prefix or None, message
             )
         )
-        self._produced += 1
         self._reset_reply(s)
 
     def _drop_reply(self, s: _Server) -> None:
         """The reply is owed to a command that was not tracked (beyond MAX_PENDING): dropped, counted."""
         self._expect.drop_answer()
         self.counters["untracked_replies"] = self.counters.get("untracked_replies", 0) + 1
-        self._produced += 1
         self._reset_reply(s)
 
     def _push(self, s: _Server, kind: str, ts: int, out: list[Message]) -> None:
         out.append(Push(s.start, ts, s.size, s.flags, TYPE_NAMES.get(s.top, "array"), kind, s.count))
-        self._produced += 1
         self._reset_reply(s)
 
     @staticmethod
@@ -924,7 +906,6 @@ class RedisDecoder:
             self._expect.popleft()
         start, size, flags, replies = conf
         out.append(Response(start, ts, size, flags, "array", 3, None, None, replies))
-        self._produced += 1
 
     # -- synchronisation -----------------------------------------------------------------------------------
     def _lose_server(self, ts: int, out: list[Message]) -> None:
