@@ -46,7 +46,8 @@ def mysql(n: int) -> tuple[list[tuple[int, bytes]], int]:
 def postgresql(n: int) -> tuple[list[tuple[int, bytes]], int]:
     hello = [(0, pg.startup(user="u")), (1, pg.auth(0) + pg.ready())]
     body = b"".join(
-        pg.parse("", f"SELECT * FROM t WHERE id = {i}") + pg.bind("", "") + pg.execute() for i in range(n // 3)
+        pg.parse("", f"SELECT * FROM t WHERE id = {i}") + pg.bind("", "") + pg.execute()
+        for i in range(n // 3)
     )
     return [*hello, (0, body)], 3 * (n // 3)  # frontend messages: the unit the bound counts
 

@@ -878,6 +878,10 @@ class MysqlDecoder:
                 out.append(ServerError(start, ts, size, flags, code, state, message))
             else:
                 self._count("orphan_packets")
+                if seq == 1:
+                    # the first packet of an answer to no command seen: handed to the matcher, which counts
+                    # it as an orphan response (never a record)
+                    out.append(Result(start, ts, size, flags, "orphan"))
             return
         r = self._r
         if r is R.PREP_EOF:

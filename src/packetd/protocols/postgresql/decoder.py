@@ -170,6 +170,7 @@ _FIRST_ANSWERS = {
     "FunctionCall": b"VE",
 }
 _ENDS_CYCLE = frozenset({"Sync", "Query", "FunctionCall"})
+_RESULTS = frozenset(b"CIsV")  # CommandComplete, EmptyQueryResponse, PortalSuspended, FunctionCallResponse
 
 
 class _Item:
@@ -231,6 +232,7 @@ class _Handshake:
         "message",
         "pid",
         "protocol",
+        "r_end",
         "r_size",
         "r_start",
         "size",
@@ -259,6 +261,7 @@ class _Handshake:
         self.pid: int | None = None
         self.r_start = -1
         self.r_size = 0
+        self.r_end = -1  # the last start-up message the server sent after the StartupMessage (-1: none)
 
 
 def _cstr(body: bytes, pos: int) -> tuple[bytes, int, bool]:
@@ -340,6 +343,7 @@ class PostgresDecoder:
         self._acc_statement: tuple[bytes | None, bool, str | None, str | None] | None = None
         self._cycle_reported = False
         self._skipping = False  # an error was answered: frontend messages up to the next Sync are discarded
+        self._orphan_open = False  # backend messages of an answer to nothing pending were seen, no result yet
         # backend messages of the answer under construction
         self._r_start = -1
         self._r_size = 0
@@ -413,7 +417,16 @@ class PostgresDecoder:
                         hs.encryption,
                     )
                 )
-            # else: the start-up never finished; the request alone becomes `unanswered` at close
+            elif hs.r_end >= 0:
+                # the server answered the StartupMessage (an authentication request) and the client went
+                # away, as psql does to prompt for a password and connect again: a handshake, cut short
+                out.append(
+                    StartupResult(
+                        hs.r_start, hs.r_end, hs.r_size, Flag.TRUNCATED, hs.auth, hs.version, hs.pid,
+                        encryption=hs.encryption,
+                    )
+                )  # fmt: skip
+            # else: the start-up was never answered; the request alone becomes `unanswered` at close
         # what the server will never answer now: pending requests become `unanswered` at close
         for item in self._items:
             if item.op == "Execute" or (item.op in ("Query", "FunctionCall") and not item.results):
@@ -816,9 +829,21 @@ class PostgresDecoder:
                 self._cycle_reported = False
             return
         if not self._items and t != 0x45:
-            # an answer to nothing seen (its request was lost or came before the capture): not paired
+            # an answer to nothing seen (its request was lost or came before the capture): not paired; each
+            # orphan answer (up to its result, or its ReadyForQuery) is handed to the matcher, which counts
+            # it as an orphan response
             self._count("orphan_backend_messages")
-            self._reset_response()
+            if self._r_start < 0:
+                self._r_start = start
+            self._r_size += size
+            self._r_flags |= flags
+            if t in _RESULTS or (t == 0x5A and self._orphan_open):
+                out.append(self._response(ts, None, None, None))
+                self._orphan_open = False
+            elif t != 0x5A:
+                self._orphan_open = True
+            else:
+                self._reset_response()
             return
         if self._r_start < 0:
             self._r_start = start
@@ -868,6 +893,7 @@ class PostgresDecoder:
         if hs.r_start < 0:
             hs.r_start = start
         hs.r_size += size
+        hs.r_end = ts
         if t == 0x52:  # Authentication*
             kind = _I32.unpack_from(body, 0)[0] if len(body) >= 4 else -1
             if kind == 0:
