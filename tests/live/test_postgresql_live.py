@@ -308,3 +308,25 @@ def test_pipeline_twice_the_bound_never_shifts_the_pairing() -> None:
     assert observed[k:] == expected[-1:]  # tracked and paired again after the pipeline's cycle
     assert re.search(r"pending_overflow=\d+", stderr) and "untracked_replies=1" in stderr, stderr
     assert "0 orphan responses" in stderr and "0 decode resets" in stderr, stderr
+
+
+def test_a_start_up_abandoned_at_the_password_prompt_is_a_handshake() -> None:
+    """Issue 9 item 17: libpq with no password reads the server's SASL authentication request and closes
+    (psql then prompts and connects again). The truth is the client's error and libpq's own trace of the
+    one backend message it read; packetd reports one handshake record, not an unanswered request."""
+    server = PostgresServer()
+    try:
+        with capture(["--ifaces", "^lo$", "--proto", f"postgresql;{server.port}"]) as cap:
+            dsn = f"host=127.0.0.1 port={server.port} user={server.USER} dbname={server.DATABASE} sslmode=disable"
+            with pytest.raises(psycopg.OperationalError, match="no password supplied"):
+                psycopg.connect(dsn, application_name="no-password", connect_timeout=10)
+            records = cap.stop()
+        stderr = cap.stderr.decode(errors="replace")
+    finally:
+        server.stop()
+    (r,) = [r for r in records if r["protocol"] == "postgresql"]
+    assert (r["kind"], r["operation"], r["status"]) == ("handshake", "StartupMessage", "OK"), r
+    assert r["request"]["application_name"] == "no-password" and r["request"]["user"] == server.USER
+    # AuthenticationSASL: 'R', length, 10, "SCRAM-SHA-256\0" (+ "SCRAM-SHA-256-PLUS\0" with TLS only), "\0"
+    assert r["response"]["auth"] == "sasl" and r["response"]["size"] == 1 + 4 + 4 + len(b"SCRAM-SHA-256\0\0")
+    assert r["flags"] == ["truncated"] and "0 decode resets" in stderr, stderr
