@@ -444,3 +444,62 @@ def test_garbage_raises_decode_error(steps: list, reason: str) -> None:
     with pytest.raises(DecodeError) as exc:
         feed(decoder(), steps)
     assert exc.value.reason == reason
+
+
+def test_compressed_protocol_found_when_joined_mid_stream_with_packets_straddling_frames() -> None:
+    # issue 9 item 7: without the login, frames were read as packets; a stored frame's three zero bytes
+    # of uncompressed length read as COM_SLEEP and no answer paired
+    rs = RS_MODERN + INSERT_OK
+    for cut in (3, 30, len(RS_MODERN) - 2, len(RS_MODERN) + 5):  # header, body, terminator, next answer
+        steps = [
+            (C2S, my.compress_frames(Q_USERS)),  # zlib
+            (S2C, my.compress_frames(rs[:cut], seq=1) + my.compress_frames(rs[cut:], seq=2, stored=True)),
+        ]
+        qc = len(Q_INSERT) // 2
+        steps[1:1] = [
+            (
+                C2S,
+                my.compress_frames(Q_INSERT[:qc], seq=1, stored=True)
+                + my.compress_frames(Q_INSERT[qc:], seq=2),
+            )
+        ]
+        # joined mid-stream, a segment is where framing can be trusted to start (the resync rule): each
+        # step whole, and each step cut after its first 40 bytes (the rest of a straddle)
+        split = [(d, b[:40]) for d, b in steps] + [(d, b[40:]) for d, b in steps]
+        split = [x for pair in zip(split[: len(steps)], split[len(steps) :], strict=True) for x in pair]
+        for mode, order in (("whole", steps), ("split", split)):
+            d = MysqlDecoder(DecoderContext(midstream=True))
+            msgs = feed(d, order)
+            assert summary(msgs) == [
+                ("cmd", "COM_QUERY", "SELECT id, name FROM users WHERE email = ?", None, len(Q_USERS)),
+                ("cmd", "COM_QUERY", "INSERT INTO t (a) VALUES (?)", None, len(Q_INSERT)),
+                ("res", "result_set", "OK", 2, 2, 1, len(RS_MODERN)),
+                ("res", "ok", "OK", None, None, 1, len(INSERT_OK)),
+            ], (cut, mode)
+            assert d.counters == {"compression_detected": 1}
+
+
+def test_compressed_protocol_found_on_a_later_segment_gives_up_what_was_paired_before() -> None:
+    # the first segment seen starts inside a frame: plain packets are found in it; the next segment starts
+    # a frame: pairing is declared lost (SyncLost) and decoding goes on compressed
+    first = my.compress_frames(Q_USERS, stored=True)
+    d = MysqlDecoder(DecoderContext(midstream=True))
+    msgs = feed(
+        d,
+        [
+            (C2S, first[5:]),
+            (C2S, my.compress_frames(Q_INSERT, seq=0, stored=True)),
+            (S2C, my.compress_frames(INSERT_OK, seq=1)),
+        ],
+    )
+    assert sum(isinstance(m, SyncLost) for m in msgs) == 2
+    assert summary(msgs)[-2:] == [
+        ("cmd", "COM_QUERY", "INSERT INTO t (a) VALUES (?)", None, len(Q_INSERT)),
+        ("res", "ok", "OK", None, None, 1, len(INSERT_OK)),
+    ]
+
+
+def test_plain_packets_mid_stream_are_never_taken_for_frames() -> None:
+    d = MysqlDecoder(DecoderContext(midstream=True))
+    msgs = feed(d, [(C2S, Q_USERS), (S2C, RS_MODERN), (C2S, Q_INSERT), (S2C, INSERT_OK)])
+    assert [s[0] for s in summary(msgs)] == ["cmd", "res", "cmd", "res"] and not d.counters

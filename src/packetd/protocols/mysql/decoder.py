@@ -278,6 +278,38 @@ def _lenenc(b: bytes, pos: int) -> tuple[int, int]:
     raise DecodeError("bad length-encoded integer")
 
 
+def _frame_start(b: bytes, client: bool) -> bool:
+    """Does `b` start with a compressed-protocol frame whose first inner packet begins a command (client:
+    sequence id 0 and a command byte) or an answer (server: sequence id 1)? Used only when the login that
+    negotiated compression was not seen. A plain packet cannot pass: read as a frame, its uncompressed
+    length would be its command byte and two payload bytes (0 only for COM_SLEEP, which no client sends),
+    and a zlib stream must follow (0x78 and a header checksum) and inflate to that packet header. An inner
+    packet may run on into the next frame (they straddle), so only its header is checked."""
+    if len(b) < 8:
+        return False
+    clen = int.from_bytes(b[0:3], "little")
+    ulen = int.from_bytes(b[4:7], "little")
+    if not clen:
+        return False
+    if ulen == 0:
+        inner = b[7 : 7 + min(clen, 5)]
+    else:
+        if len(b) < 9 or b[7] != 0x78 or ((b[7] << 8) | b[8]) % 31:
+            return False
+        try:
+            inner = zlib.decompressobj().decompress(b[7 : 7 + clen], 5)
+        except zlib.error:
+            return False
+    if client:
+        return len(inner) >= 5 and inner[3] == 0 and inner[4] != 0 and inner[4] in COMMANDS
+    if len(inner) >= 4:
+        return inner[3] == 1
+    # too little of the frame to see the packet header (a frame shorter than one, or a deflate block whose
+    # Huffman tables run past the segment): nothing contradicts it; the server side is only gated by this
+    # once the client showed that the connection is compressed
+    return len(b) < 7 + clen or len(inner) == (ulen or clen)
+
+
 def _cstr(b: bytes, pos: int) -> tuple[bytes, int]:
     end = b.find(b"\x00", pos)
     if end < 0:
@@ -362,7 +394,28 @@ class MysqlDecoder:
             return out
         s = self._c if client else self._s
         b = data.tobytes()
+        if (
+            client
+            and self._caps is None
+            and not s.comp
+            and s.synced
+            and s.left < 0
+            and not s.hdr
+            and _frame_start(b, True)
+        ):
+            # joined mid-stream and synced on plain packets, but this segment starts a compressed frame: what
+            # was taken for packets were frames (a stored frame reads as COM_SLEEP); start again, compressed
+            out += self._lose_for_compression(ts_ns)
+            s = self._c
         if s.comp:
+            if not s.synced and not s.zleft and not s.zhdr:
+                # joined mid-stream: an answer is trusted to start with a segment that starts a frame, after
+                # a command was seen (as for plain packets, see _resync)
+                if not _frame_start(b, client) or (not client and self._head_start() > ts_ns):
+                    return out
+                if not client:
+                    s.synced = True
+                    s.flags |= Flag.MIDSTREAM
             self._unwrap(s, b, ts_ns, out, client)
             return out
         pos = self._packets(s, b, 0, ts_ns, out, client, False)
@@ -430,6 +483,8 @@ class MysqlDecoder:
                     pos = self._resync(s, b, pos, ts, client)
                     if pos < 0:
                         return n
+                    if s.comp and not inner:
+                        return pos  # the compressed protocol was found: the caller unwraps frames
                     continue
                 if s.hdr or n - pos < 4:
                     take = 4 - len(s.hdr)
@@ -553,9 +608,31 @@ class MysqlDecoder:
             raise DecodeError("compressed frame longer than declared")
         self._packets(s, data, 0, ts, out, client, True)
 
+    def _lose_for_compression(self, ts: int) -> list[Message]:
+        """The connection turned out to use the compressed protocol (joined mid-stream, so the login that
+        negotiated it was not seen): what was paired so far cannot be trusted; both sides read frames now."""
+        self._count("compression_detected")
+        self._pending.clear()
+        self._ghost = None
+        self._reset_answer()
+        self._c, self._s = _Side(True), _Side(False)
+        self._c.comp = self._s.comp = True
+        self._c.flags = Flag.MIDSTREAM
+        return [
+            SyncLost(start_ns=ts, end_ns=ts, size=0, flags=0, direction=Direction.C2S),
+            SyncLost(start_ns=ts, end_ns=ts, size=0, flags=0, direction=Direction.S2C),
+        ]
+
     def _resync(self, s: _Side, b: bytes, pos: int, ts: int, client: bool) -> int:
         """Where a trustworthy packet starts in b[pos:], or -1 (all of it skipped)."""
         n = len(b)
+        if client and pos == 0 and self._caps is None and not s.comp and _frame_start(b, True):
+            # joined mid-stream on a connection using the compressed protocol: frames, not packets
+            self._count("compression_detected")
+            self._c.comp = self._s.comp = True
+            s.synced = True
+            s.flags |= Flag.MIDSTREAM
+            return 0
         if not client:
             if pos == 0 and self._hs is None and not self._pending and _GREETING.match(b):
                 # joined before the greeting (the SYN was not captured): the connection phase is here
