@@ -15,8 +15,9 @@ import pytest
 from packetd.protocols.base import DecodeError, DecoderContext, Flag, Role, StopDecoding, SyncLost
 from packetd.protocols.mysql.decoder import MAX_STATEMENTS, MysqlDecoder, MysqlOptions
 from packetd.protocols.mysql.messages import Command, Login, LoginResult, OnewayCommand, Result, ServerError
+from packetd.protocols.registry import MYSQL, Registry
 from tests.helpers import mywire as my
-from tests.helpers.decoding import C2S, MODES, S2C, feed, project, run
+from tests.helpers.decoding import C2S, MODES, S2C, feed, open_session, project, run
 
 SECRET = b"scramble-secret-0123"
 FAST_AUTH = my.packet(2, b"\x01\x03")  # caching_sha2_password: fast authentication succeeded
@@ -503,3 +504,65 @@ def test_plain_packets_mid_stream_are_never_taken_for_frames() -> None:
     d = MysqlDecoder(DecoderContext(midstream=True))
     msgs = feed(d, [(C2S, Q_USERS), (S2C, RS_MODERN), (C2S, Q_INSERT), (S2C, INSERT_OK)])
     assert [s[0] for s in summary(msgs)] == ["cmd", "res", "cmd", "res"] and not d.counters
+
+
+def _rows_answer(deprecate_eof: bool, rows: int) -> bytes:
+    return my.result_set(
+        ["id", "name"], [(str(i), "n" * 40) for i in range(rows)], deprecate_eof=deprecate_eof
+    )
+
+
+@pytest.mark.parametrize("deprecate_eof", [True, False])
+def test_gap_among_the_rows_keeps_the_roundtrip_flagged_gap(deprecate_eof: bool) -> None:
+    # issue 9 item 8: bytes lost in the middle of a result set (headers included) whose closing EOF/OK is
+    # captured: one record, the rows counted up to the gap, flagged gap; it used to be unanswered
+    pre = MODERN_PRE if deprecate_eof else CLASSIC_PRE
+    rs = _rows_answer(deprecate_eof, 50)
+    head = (
+        my.packet(1, b"\x02")
+        + my.column(2, "id")
+        + my.column(3, "name")
+        + (b"" if deprecate_eof else my.eof(4))
+    )
+    row = len(my.text_row(9, "1", "n" * 40))
+    cut = len(head) + 10 * row + 7  # inside the 11th row: 10 rows seen
+    for lost in (100, 30 * row):  # a few bytes (past the row: framing lost), most of the rows
+        reg = Registry([MYSQL])
+        s, records, stats = open_session(reg["mysql"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 3306))
+        for i, (d, b) in enumerate([*pre, (C2S, Q_USERS)]):
+            s.data(d, memoryview(b), i)
+        s.data(1, memoryview(rs[:cut]), 10)
+        s.gap(1, lost, 11)
+        rest = rs[cut + lost :]
+        s.data(1, memoryview(rest[: len(rest) // 2]), 12)  # a segment ending inside a row
+        s.data(1, memoryview(rest[len(rest) // 2 :]), 13)
+        s.data(0, memoryview(Q_INSERT), 14)  # and pairing goes on
+        s.data(1, memoryview(INSERT_OK), 15)
+        s.close(16)
+        got = [
+            (r.kind, r.operation, r.response and r.response.rows, r.response and r.response.size)
+            for r in records[1:]
+        ]
+        assert got == [
+            ("roundtrip", "COM_QUERY", 10, len(rs)),
+            ("roundtrip", "COM_QUERY", None, len(INSERT_OK)),
+        ]
+        assert records[1].all_flags & Flag.GAP and not records[2].all_flags & Flag.GAP
+        assert not stats["mysql"].decode_errors and stats["mysql"].pairing.unanswered == 0
+
+
+def test_gap_among_the_rows_whose_end_never_comes_is_unanswered_at_the_next_command() -> None:
+    reg = Registry([MYSQL])
+    s, records, _stats = open_session(reg["mysql"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 3306))
+    for i, (d, b) in enumerate([*MODERN_PRE, (C2S, Q_USERS)]):
+        s.data(d, memoryview(b), i)
+    rs = _rows_answer(True, 50)
+    s.data(1, memoryview(rs[:600]), 10)
+    s.gap(1, len(rs) - 600, 11)  # the terminator too
+    s.data(0, memoryview(Q_INSERT), 14)
+    s.data(1, memoryview(INSERT_OK), 15)
+    s.close(16)
+    assert [(r.kind, r.all_flags & Flag.GAP) for r in records[1:]] == [
+        ("unanswered", Flag.GAP),
+        ("roundtrip", Flag.GAP),  # the bytes lost were just before it
+    ]

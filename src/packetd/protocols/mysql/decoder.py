@@ -278,6 +278,30 @@ def _lenenc(b: bytes, pos: int) -> tuple[int, int]:
     raise DecodeError("bad length-encoded integer")
 
 
+def _terminator_at_end(b: bytes, caps: int | None) -> int:
+    """Where the packet that ends a result set starts, when `b` ends with one; -1 otherwise. Classic EOF:
+    length 5, 0xFE, warnings, status; with CLIENT_DEPRECATE_EOF an OK packet with a 0xFE header (length
+    7 or more: two length-encoded integers, status, warnings, maybe info). Unknown capabilities: both."""
+    n = len(b)
+    if caps is None or not caps & CLIENT_DEPRECATE_EOF:
+        if n >= 9 and b[n - 9 : n - 6] == b"\x05\x00\x00" and b[n - 5] == 0xFE:
+            return n - 9
+    if caps is None or caps & CLIENT_DEPRECATE_EOF:
+        for plen in range(7, 64):  # affected rows, insert id (small here), status, warnings, short info
+            at = n - 4 - plen
+            if at < 0:
+                break
+            if int.from_bytes(b[at : at + 3], "little") == plen and b[at + 4] == 0xFE:
+                try:
+                    _, pos = _lenenc(b, at + 5)
+                    _, pos = _lenenc(b, pos)
+                except DecodeError:
+                    continue
+                if pos + 4 <= n:
+                    return at
+    return -1
+
+
 def _frame_start(b: bytes, client: bool) -> bool:
     """Does `b` start with a compressed-protocol frame whose first inner packet begins a command (client:
     sequence id 0 and a command byte) or an answer (server: sequence id 1)? Used only when the login that
@@ -360,6 +384,7 @@ class MysqlDecoder:
         # `pending_overflow`) and their answers framed by their command byte and dropped (`untracked_replies`)
         self._pending: PendingQueue[_Cmd] = PendingQueue(MAX_PENDING)
         self._ghost: _Cmd | None = None  # the untracked command whose answer is being framed
+        self._gap_rows = False  # bytes were lost inside a result set's rows: looking for its terminator
         self._statements: dict[int, tuple[bytes | None, bool]] = {}
         # events counted, not recorded: straight into the protocol's counters when the session gives them
         self.counters: dict[str, int] = ctx.counters if ctx.counters is not None else {}
@@ -394,6 +419,12 @@ class MysqlDecoder:
             return out
         s = self._c if client else self._s
         b = data.tobytes()
+        if self._gap_rows:
+            if not client:
+                self._seek_end(b, ts_ns, out)
+                return out
+            # a new command while the end of the gapped result set was never found: it was lost too
+            out.extend(self._give_up_gap(ts_ns))
         if (
             client
             and self._caps is None
@@ -435,6 +466,15 @@ class MysqlDecoder:
                 if not s.cont:
                     self._dispatch(s, ts_ns, out, client)
             return out
+        if not client and (self._gap_rows or self._rows_gap_survivable()):
+            # lost inside the rows of a result set: only rows are lost; the answer ends with a terminator
+            # that a later segment ends with (the client sends nothing until it has it)
+            seen = len(s.hdr) if s.left < 0 else s.size - s.left  # bytes of the packet the gap cut
+            self._gap_rows = True
+            self._r_flags |= Flag.GAP
+            self._r_size += nbytes + seen
+            self._s = _Side(True)
+            return NO_MESSAGES
         lost: list[Message] = [SyncLost(start_ns=ts_ns, end_ns=ts_ns, size=0, flags=0, direction=direction)]
         if client:
             lost.append(SyncLost(start_ns=ts_ns, end_ns=ts_ns, size=0, flags=0, direction=Direction.S2C))
@@ -607,6 +647,38 @@ class MysqlDecoder:
         if s.zlen and s.zout > s.zlen:
             raise DecodeError("compressed frame longer than declared")
         self._packets(s, data, 0, ts, out, client, True)
+
+    def _rows_gap_survivable(self) -> bool:
+        """A server gap falls among the rows of a result set whose columns are known (plain framing)."""
+        return (
+            self._r is R.ROWS
+            and not self._s.comp
+            and self._sphase is Phase.COMMAND
+            and self._pending.peek() is not None
+            and self._r_columns is not None
+        )
+
+    def _seek_end(self, b: bytes, ts: int, out: list[Message]) -> None:
+        """After a gap among the rows: skip (count) bytes until a segment ends with the result set's
+        terminator, then frame that terminator as usual (the record keeps the rows counted before the gap,
+        flagged gap)."""
+        at = _terminator_at_end(b, self._caps)
+        if at < 0:
+            self._r_size += len(b)
+            return
+        self._r_size += at
+        self._gap_rows = False
+        self._packets(self._s, b, at, ts, out, False, False)
+
+    def _give_up_gap(self, ts: int) -> list[Message]:
+        """The gapped result set's end never came before the next command: its pairing is lost."""
+        self._gap_rows = False
+        self._pending.clear()
+        self._ghost = None
+        self._reset_answer()
+        self._s = _Side(False)
+        self._s.flags = Flag.GAP
+        return [SyncLost(start_ns=ts, end_ns=ts, size=0, flags=0, direction=Direction.S2C)]
 
     def _lose_for_compression(self, ts: int) -> list[Message]:
         """The connection turned out to use the compressed protocol (joined mid-stream, so the login that
