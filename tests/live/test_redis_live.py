@@ -278,3 +278,51 @@ def test_pipeline_twice_the_bound_never_shifts_the_pairing() -> None:
     untracked = len(sent) - tracked
     assert f"pending_overflow={untracked}" in stderr and f"untracked_replies={untracked}" in stderr, stderr
     assert "0 orphan responses" in stderr and "0 decode resets" in stderr, stderr
+
+
+def test_resp3_attributes_from_a_real_server_are_skipped() -> None:
+    """Issue 9 item 13: redis-server emits a RESP3 attribute (`|`) before the reply of DEBUG PROTOCOL attrib
+    after HELLO 3. redis-py cannot read attributes (InvalidResponse), so the client is a raw socket; the
+    truth is the bytes it read: three replies, the second an attribute map and then a 39-byte bulk string.
+    packetd reports the three commands paired, the attribute counted in the reply's size and skipped."""
+    import socket
+    import tempfile
+    import time
+
+    from tests.helpers.live import free_port, stop_process, wait_port
+
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="packetd-redis-attr-")
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", workdir, "--enable-debug-command", "yes", "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_port(port)
+        with capture(["--ifaces", "^lo$", "--proto", f"redis;{port}"]) as cap:
+            with socket.create_connection(("127.0.0.1", port)) as c:
+                c.sendall(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
+                hello = c.recv(65536)
+                c.sendall(
+                    b"*3\r\n$5\r\nDEBUG\r\n$8\r\nPROTOCOL\r\n$6\r\nattrib\r\n*2\r\n$3\r\nGET\r\n$1\r\nx\r\n"
+                )
+                got = b""
+                for _ in range(50):
+                    got += c.recv(65536)
+                    if got.endswith(b"_\r\n"):
+                        break
+                    time.sleep(0.05)
+            records = cap.stop()
+        stderr = cap.stderr.decode(errors="replace")
+    finally:
+        stop_process(server)
+        shutil.rmtree(workdir, ignore_errors=True)
+    assert hello.startswith(b"%") and got.startswith(b"|1\r\n") and got.endswith(b"_\r\n"), got
+    attrib_reply = got[: -len(b"_\r\n")]
+    assert [(r["operation"], r["kind"], r["response"]["type"], r["response"]["size"]) for r in records] == [
+        ("HELLO", "roundtrip", "map", len(hello)),
+        ("DEBUG PROTOCOL", "roundtrip", "bulk_string", len(attrib_reply)),
+        ("GET", "roundtrip", "null", 3),
+    ]
+    assert "0 decode resets" in stderr and "0 orphan responses" in stderr, stderr

@@ -494,3 +494,31 @@ def test_replies_complete_before_garbage_in_the_same_segment_are_kept() -> None:
     with pytest.raises(DecodeError) as exc:
         decoder().receive(C2S, memoryview(cmd("GET", "a") + b"*x\r\n"), 1)
     assert summary(list(exc.value.messages)) == [("req", "GET", 1, len(cmd("GET", "a")))]
+
+
+ATTR = b"|1\r\n+ttl\r\n:3600\r\n"
+SPEC_ATTR = b"|1\r\n+key-popularity\r\n%2\r\n$1\r\na\r\n,0.1923\r\n$1\r\nb\r\n,0.0012\r\n"
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind", "elements"),
+    [
+        (SPEC_ATTR + b"*2\r\n:2039123\r\n:9543892\r\n", "array", 2),  # the RESP3 spec's example
+        (ATTR + b"+OK\r\n", "simple_string", None),
+        (ATTR + b"$3\r\nfoo\r\n", "bulk_string", None),
+        (ATTR + b"_\r\n", "null", None),
+        (b"*3\r\n:1\r\n:2\r\n" + ATTR + b":3\r\n", "array", 3),  # on an element: not an element itself
+        (b"|1\r\n$3\r\nkey\r\n%1\r\n+a\r\n*1\r\n:1\r\n+OK\r\n", "simple_string", None),  # aggregate values
+        (b"|0\r\n+OK\r\n", "simple_string", None),
+        (b"|1\r\n+k\r\n$?\r\n;1\r\nx\r\n;0\r\n+OK\r\n", "simple_string", None),  # a streamed value
+    ],
+)
+def test_resp3_attributes_are_parsed_and_skipped(reply: bytes, kind: str, elements: int | None) -> None:
+    # issue 9 item 13: the attribute belongs to the reply it precedes (its bytes counted in its size) and
+    # pairing goes on with the next reply
+    for mode in MODES[:2]:
+        out = feed(decoder(), [(C2S, cmd("GET", "a") + cmd("GET", "b")), (S2C, reply + b"+OK\r\n")], mode)
+        assert [m for m in summary(out) if m[0] == "resp"] == [
+            ("resp", kind, elements, "OK", len(reply), 1),
+            ("resp", "simple_string", None, "OK", 5, 1),
+        ]
