@@ -279,11 +279,13 @@ class PendingQueue(Generic[_T]):
     later pairing by one, silently. Tracking resumes as soon as there is room (and no run is open).
     """
 
-    __slots__ = ("_q", "_tracked", "dropped", "limit", "refused")
+    # hot path (every request and response of every in-order connection): while no run is queued, which is
+    # always short of the bound, each operation is one deque operation and one integer test
+    __slots__ = ("_q", "_runs", "dropped", "limit", "refused")
 
     def __init__(self, limit: int = MAX_PENDING) -> None:
         self._q: deque[_T | Untracked] = deque()
-        self._tracked = 0
+        self._runs = 0  # Untracked runs in the queue
         self.limit = limit
         self.refused = 0  # requests not tracked because `limit` were
         self.dropped = 0  # answers to untracked requests, dropped
@@ -293,15 +295,22 @@ class PendingQueue(Generic[_T]):
         what the untracked request is owed: `answers` (0 for a PostgreSQL message inside a cycle), the
         `code` byte its answer is framed by (-1: none needed), whether it leaves its run `open_`."""
         q = self._q
-        tail = q[-1] if q else None
-        run = tail if isinstance(tail, Untracked) else None
-        if self._tracked < self.limit and (run is None or not run.open):
-            q.append(item)
-            self._tracked += 1
-            return True
+        runs = self._runs
+        if not runs:
+            if len(q) < self.limit:
+                q.append(item)
+                return True
+            run = None
+        else:
+            tail = q[-1]
+            run = tail if isinstance(tail, Untracked) else None
+            if len(q) - runs < self.limit and (run is None or not run.open):
+                q.append(item)
+                return True
         if run is None:
             run = Untracked()
             q.append(run)
+            self._runs += 1
         run.requests += 1
         run.answers += answers
         run.open = open_
@@ -312,47 +321,57 @@ class PendingQueue(Generic[_T]):
 
     def tail_run(self) -> Untracked | None:
         """The untracked run at the end of the queue, if the last request was not tracked."""
-        tail = self._q[-1] if self._q else None
+        if not self._runs:
+            return None
+        tail = self._q[-1]
         return tail if isinstance(tail, Untracked) else None
 
     def peek(self) -> _T | None:
         """The oldest request when it is tracked; None when nothing is pending or its answer is owed to an
         untracked run (see `untracked_due`)."""
-        if not self._q:
+        q = self._q
+        if not q:
             return None
-        head = self._q[0]
-        return None if isinstance(head, Untracked) else head
+        head = q[0]
+        if self._runs and isinstance(head, Untracked):
+            return None
+        return head  # type: ignore[return-value]  # not an Untracked: no run, or checked
 
     def untracked_due(self) -> Untracked | None:
         """The untracked run whose answers come next, if any."""
+        if not self._runs:
+            return None
         head = self._q[0] if self._q else None
         return head if isinstance(head, Untracked) else None
 
     def drop_answer(self) -> None:
         """One answer owed to the untracked run at the head came: drop it (counted)."""
         run = self._q[0]
-        assert isinstance(run, Untracked)
+        if not isinstance(run, Untracked):
+            raise ValueError("drop_answer: the oldest request is tracked")
         self.dropped += 1
         run.answers -= 1
         if run.codes:
             del run.codes[0]
         if run.answers <= 0 and not run.open:
             self._q.popleft()
+            self._runs -= 1
 
     def popleft(self) -> _T:
         """Remove the oldest request (it must be tracked: check with `peek`)."""
         item = self._q.popleft()
-        assert not isinstance(item, Untracked)
-        self._tracked -= 1
-        return item
+        if self._runs and isinstance(item, Untracked):
+            self._q.appendleft(item)
+            raise ValueError("popleft: the oldest request is not tracked")
+        return item  # type: ignore[return-value]  # not an Untracked: no run, or checked
 
     def clear(self) -> None:
         self._q.clear()
-        self._tracked = 0
+        self._runs = 0
 
     @property
     def tracked(self) -> int:
-        return self._tracked
+        return len(self._q) - self._runs
 
     def __len__(self) -> int:
         """Tracked requests plus untracked runs: 0 when nothing more is expected."""
@@ -363,4 +382,6 @@ class PendingQueue(Generic[_T]):
 
     def __iter__(self) -> Iterator[_T]:
         """The tracked requests, oldest first."""
+        if not self._runs:
+            return iter(self._q)  # type: ignore[arg-type]  # no run: only requests
         return (item for item in self._q if not isinstance(item, Untracked))
