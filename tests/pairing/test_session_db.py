@@ -111,3 +111,33 @@ def test_a_start_up_the_server_answered_then_abandoned_is_a_handshake() -> None:
         and r.response.start_ns == r.response.end_ns == 2
     )  # type: ignore[union-attr]
     assert r.all_flags & Flag.TRUNCATED and stats["postgresql"].pairing.unanswered == 0
+
+
+def test_answers_complete_before_garbage_in_the_same_segment_are_kept() -> None:
+    # the same rule as Redis (issue 9 item 12) for PostgreSQL and MySQL: a reset loses only what follows
+    s, records, stats = session()
+    s.data(0, memoryview(pg.startup(user="u")), 1)
+    s.data(1, memoryview(pg.auth(0) + pg.ready()), 2)
+    s.data(0, memoryview(pg.query("SELECT 1") + pg.query("SELECT 2")), 3)
+    s.data(1, memoryview(pg.complete("SELECT 1") + pg.ready() + b"\x01garbage"), 4)
+    s.close(5)
+    assert [(r.kind, r.operation, r.status) for r in records] == [
+        (Kind.HANDSHAKE, "StartupMessage", "OK"),
+        (Kind.ROUNDTRIP, "Query", "OK"),
+        (Kind.UNANSWERED, "Query", None),
+    ]
+    assert stats["postgresql"].decode_errors == {"unknown message type": 1}
+    reg = Registry([MYSQL])
+    s, records, stats = open_session(reg["mysql"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 3306))
+    s.data(1, memoryview(my.greeting(my.MODERN)), 1)
+    s.data(0, memoryview(my.login(my.MODERN, "app", b"x" * 20, "shop")), 2)
+    s.data(1, memoryview(my.ok(2)), 3)
+    s.data(0, memoryview(my.query("SELECT 1")), 4)
+    s.data(1, memoryview(my.ok(1, affected=3) + my.packet(1, b"\x01\x02")), 5)  # an answer to nothing, odd
+    s.data(0, memoryview(my.query("SELECT 2") + my.packet(0, b"\xee")), 6)  # a command, then garbage
+    s.close(7)
+    assert [(r.kind, r.operation, r.response and r.response.affected_rows) for r in records[1:]] == [  # type: ignore[union-attr]
+        (Kind.ROUNDTRIP, "COM_QUERY", 3),
+        (Kind.UNANSWERED, "COM_QUERY", None),
+    ]
+    assert stats["mysql"].decode_errors == {"unknown command": 1}

@@ -414,15 +414,23 @@ class MysqlDecoder:
         if not data:
             return NO_MESSAGES
         out: list[Message] = []
+        try:
+            self._receive(direction, data, ts_ns, out)
+        except DecodeError as exc:
+            exc.messages = out  # what was complete before the garbage is not lost with the reset
+            raise
+        return out
+
+    def _receive(self, direction: Direction, data: memoryview, ts_ns: int, out: list[Message]) -> None:
         client = direction is Direction.C2S
         if (self._cphase if client else self._sphase) is Phase.DEAD:
-            return out
+            return
         s = self._c if client else self._s
         b = data.tobytes()
         if self._gap_rows:
             if not client:
                 self._seek_end(b, ts_ns, out)
-                return out
+                return
             # a new command while the end of the gapped result set was never found: it was lost too
             out.extend(self._give_up_gap(ts_ns))
         if (
@@ -443,16 +451,15 @@ class MysqlDecoder:
                 # joined mid-stream: an answer is trusted to start with a segment that starts a frame, after
                 # a command was seen (as for plain packets, see _resync)
                 if not _frame_start(b, client) or (not client and self._head_start() > ts_ns):
-                    return out
+                    return
                 if not client:
                     s.synced = True
                     s.flags |= Flag.MIDSTREAM
             self._unwrap(s, b, ts_ns, out, client)
-            return out
+            return
         pos = self._packets(s, b, 0, ts_ns, out, client, False)
         if pos < len(b) and self._compressed(s) and not self._dead(client):
             self._unwrap(s, b[pos:], ts_ns, out, client)  # compression began inside this segment
-        return out
 
     def receive_gap(self, direction: Direction, nbytes: int, ts_ns: int) -> Sequence[Message]:
         client = direction is Direction.C2S

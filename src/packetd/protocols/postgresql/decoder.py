@@ -68,6 +68,7 @@ from packetd.protocols.base import (
 )
 from packetd.protocols.postgresql.messages import (
     ClientNotice,
+    LostRequest,
     Request,
     Response,
     ServerNotice,
@@ -365,11 +366,18 @@ class PostgresDecoder:
         if not data:
             return NO_MESSAGES
         out: list[Message] = []
-        if direction is Direction.C2S:
-            if self._cphase is not Phase.DEAD:
-                self._read(self._c, data.tobytes(), ts_ns, out, True)
-        elif self._sphase is not Phase.DEAD:
-            self._read(self._s, data.tobytes(), ts_ns, out, False)
+        try:
+            if direction is Direction.C2S:
+                if self._cphase is not Phase.DEAD:
+                    self._read(self._c, data.tobytes(), ts_ns, out, True)
+            elif self._sphase is not Phase.DEAD:
+                self._read(self._s, data.tobytes(), ts_ns, out, False)
+        except DecodeError as exc:
+            # what was complete before the garbage is not lost with the reset, nor what was waiting for an
+            # answer: the fresh decoder cannot pair it
+            self._flush_pending(out, lost=True)
+            exc.messages = out
+            raise
         return out
 
     def receive_gap(self, direction: Direction, nbytes: int, ts_ns: int) -> Sequence[Message]:
@@ -428,16 +436,23 @@ class PostgresDecoder:
                 )  # fmt: skip
             # else: the start-up was never answered; the request alone becomes `unanswered` at close
         # what the server will never answer now: pending requests become `unanswered` at close
+        self._flush_pending(out)
+        return out
+
+    def _flush_pending(self, out: list[Message], lost: bool = False) -> None:
+        """Report the pending frontend messages that would have been reported, and forget them: requests
+        the matcher records `unanswered` at close, or (`lost`: framing is lost) `unanswered` records at
+        once, so that no answer the next decoder reads is paired with them."""
+        cls = LostRequest if lost else Request
         for item in self._items:
             if item.op == "Execute" or (item.op in ("Query", "FunctionCall") and not item.results):
-                out.append(self._request(item, item.op))
+                out.append(self._request(item, item.op, cls))
             elif item.op == "Sync" and self._acc_msgs:
-                out.append(self._request(item, self._acc_op))
+                out.append(self._request(item, self._acc_op, cls))
             else:
                 self._fold(item)
         self._items.clear()
         self._reset_acc()
-        return out
 
     # -- framing ---------------------------------------------------------------------------------------------
     def _read(self, s: _Side, b: bytes, ts: int, out: list[Message], client: bool) -> None:
@@ -1051,7 +1066,7 @@ class PostgresDecoder:
         """A frontend message the server discarded after an error: an Execute is reported `unanswered`,
         anything else folds into the next report."""
         if item.op == "Execute":
-            out.append(self._request(item, "Execute", skipped=True))
+            out.append(self._request(item, "Execute", SkippedRequest))
         else:
             self._fold(item)
 
@@ -1137,7 +1152,7 @@ class PostgresDecoder:
         self._cin_msgs = self._cin_bytes = self._cin_size = 0
         return got
 
-    def _request(self, item: _Item, op: str, skipped: bool = False) -> Request:
+    def _request(self, item: _Item, op: str, cls: type[Request] = Request) -> Request:
         """The report of `item` with the acknowledged messages folded before it."""
         acc = self._acc_start >= 0
         start = self._acc_start if acc else item.start
@@ -1145,7 +1160,6 @@ class PostgresDecoder:
         if statement is None and self._acc_statement is not None:
             statement, truncated, name, _ = self._acc_statement
         copy_msgs, copy_bytes, copy_size = self._take_copy_in()
-        cls = SkippedRequest if skipped else Request
         msg = cls(
             start, item.end, self._acc_size + item.size + copy_size, self._acc_flags | item.flags, op,
             statement, truncated, name, portal, self._acc_msgs + 1, copy_msgs, copy_bytes,

@@ -64,6 +64,14 @@ class SkippedRequest(Request):
 
 
 @value
+class LostRequest(Request):
+    """A request that was waiting for its answer when framing was lost (a reset): no later answer can be
+    paired with it, so it is an `unanswered` record at once."""
+
+    ROLE: ClassVar[Role] = Role.UNANSWERED
+
+
+@value
 class Response(Message):
     """The result of one request: a command tag, an error, a suspended portal, or the cycle's end."""
 
