@@ -14,10 +14,11 @@ from packetd.pairing.roundtrip import Roundtrip
 from packetd.pairing.session import ProtocolStats, Session
 from packetd.protocols.base import MAX_PENDING, Kind
 from packetd.protocols.redis.decoder import RedisOptions
-from packetd.protocols.registry import MYSQL, POSTGRESQL, REDIS, Registry
+from packetd.protocols.registry import POSTGRESQL, REDIS, Registry
 from tests.helpers import mywire as my
 from tests.helpers import pgwire as pg
 from tests.helpers.decoding import open_session
+from tests.pairing.test_session_db import mysql_session
 
 N = 2 * MAX_PENDING
 
@@ -102,11 +103,7 @@ def test_postgresql_pipeline_twice_the_bound_never_shifts() -> None:
 
 
 def test_mysql_pipeline_twice_the_bound_never_shifts() -> None:
-    reg = Registry([MYSQL])
-    s, records, stats = open_session(reg["mysql"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 3306))
-    s.data(1, memoryview(my.greeting(my.MODERN)), 1)
-    s.data(0, memoryview(my.login(my.MODERN, "app", b"x" * 20, "shop")), 2)
-    s.data(1, memoryview(my.ok(2)), 3)
+    s, records, stats = mysql_session()
     sql = [f"UPDATE t SET v = v + 1 LIMIT {i}" for i in range(N)]
     send(s, 0, b"".join(my.query(q) for q in sql), 1_000)
     # each answer's affected-row count is i (and every 7th is a result set): a shift shows at once

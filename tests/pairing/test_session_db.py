@@ -12,6 +12,16 @@ from tests.helpers import pgwire as pg
 from tests.helpers.decoding import open_session
 
 
+def mysql_session() -> tuple[Session, list[Roundtrip], dict[str, ProtocolStats]]:
+    """A MySQL connection past its login (greeting, HandshakeResponse, OK)."""
+    reg = Registry([MYSQL])
+    s, records, stats = open_session(reg["mysql"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 3306))
+    s.data(1, memoryview(my.greeting(my.MODERN)), 1)
+    s.data(0, memoryview(my.login(my.MODERN, "app", b"x" * 20, "shop")), 2)
+    s.data(1, memoryview(my.ok(2)), 3)
+    return s, records, stats
+
+
 def session() -> tuple[Session, list[Roundtrip], dict[str, ProtocolStats]]:
     reg = Registry([POSTGRESQL])
     return open_session(reg["postgresql"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 5432))
@@ -82,11 +92,7 @@ def test_an_answer_to_nothing_pending_is_counted_as_an_orphan_response() -> None
 
 
 def test_mysql_answers_to_nothing_pending_are_orphan_responses() -> None:
-    reg = Registry([MYSQL])
-    s, records, stats = open_session(reg["mysql"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 3306))
-    s.data(1, memoryview(my.greeting(my.MODERN)), 1)
-    s.data(0, memoryview(my.login(my.MODERN, "app", b"x" * 20, "shop")), 2)
-    s.data(1, memoryview(my.ok(2)), 3)
+    s, records, stats = mysql_session()
     s.data(1, memoryview(my.ok(1) + my.result_set(["a"], [("1",), ("2",)], deprecate_eof=True)), 4)
     st = stats["mysql"]
     assert st.pairing.orphans == 2 and not st.decode_errors
@@ -127,11 +133,7 @@ def test_answers_complete_before_garbage_in_the_same_segment_are_kept() -> None:
         (Kind.UNANSWERED, "Query", None),
     ]
     assert stats["postgresql"].decode_errors == {"unknown message type": 1}
-    reg = Registry([MYSQL])
-    s, records, stats = open_session(reg["mysql"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 3306))
-    s.data(1, memoryview(my.greeting(my.MODERN)), 1)
-    s.data(0, memoryview(my.login(my.MODERN, "app", b"x" * 20, "shop")), 2)
-    s.data(1, memoryview(my.ok(2)), 3)
+    s, records, stats = mysql_session()
     s.data(0, memoryview(my.query("SELECT 1")), 4)
     s.data(1, memoryview(my.ok(1, affected=3) + my.packet(1, b"\x01\x02")), 5)  # an answer to nothing, odd
     s.data(0, memoryview(my.query("SELECT 2") + my.packet(0, b"\xee")), 6)  # a command, then garbage
