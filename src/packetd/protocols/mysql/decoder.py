@@ -36,7 +36,14 @@ counted). COM_QUIT, COM_STMT_CLOSE and COM_STMT_SEND_LONG_DATA get no answer: `o
 Resynchronisation (joined mid-stream, after a gap or a reset): the client side looks for a packet with
 sequence id 0, a command byte, and a length that ends with the segment; the server side then waits for a
 segment that starts with a sequence-id-1 packet after a command was seen. Nothing is paired across a
-point where framing was lost.
+point where framing was lost. Joined mid-stream, a client segment that starts a compressed frame (its
+inner packet a command) shows that compression was negotiated before the capture: both sides unwrap
+frames from there. A gap among the rows of a result set keeps the answer: whole segments are skipped
+until one ends with the result set's terminator, and the record is flagged `gap`.
+
+Pipelining deeper than MAX_PENDING (protocols/base.py): the commands beyond it are not tracked (no
+record, counted) but keep their command byte, so that their answers are framed and dropped, never paired
+with a later command.
 
 Wire format (dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_basic_packets.html):
 

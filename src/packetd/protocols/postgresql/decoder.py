@@ -33,7 +33,12 @@ Resynchronisation: joined mid-stream (or after a reset), each side looks for a p
 the end of the segment). The backend side is then aligned with the pending frontend messages when its
 first message is a plausible first answer to the oldest one; otherwise its messages are discarded up to
 the next ReadyForQuery, which ends the cycle the oldest pending messages belong to. Nothing is paired
-across a point where alignment was lost.
+across a point where alignment was lost; on a reset, what was complete is kept and what was waiting for
+an answer is reported `unanswered` at once. An answer to nothing pending is counted as an orphan response.
+
+Pipelining deeper than MAX_PENDING frontend messages (protocols/base.py): the messages beyond it are not
+tracked (no record, counted); their place is kept as the number of ReadyForQuery they are owed, and
+backend messages up to those are dropped, never paired with later messages.
 
 What it deliberately ignores: parameter values (Bind), column descriptions, row contents, replication
 (CopyBoth is counted as COPY), the v3.2 protocol's longer cancel keys (accepted, never kept).

@@ -35,6 +35,11 @@ known length is absorbed and flagged), or after a reset, the client side searche
 command array (`*N\\r\\n$L\\r\\n` + a letter); the server side then waits for a segment that begins with a
 RESP type byte after a command has been seen, and pending replies are given up (SyncLost).
 
+Pipelining deeper than MAX_PENDING (protocols/base.py): the commands beyond it are not tracked (no record,
+counted `pending_overflow`) but keep their place; their replies are dropped (`untracked_replies`), never
+paired with a later command. Complete replies in a segment are kept when garbage later in it resets the
+decoder (DecodeError.messages).
+
 What it deliberately ignores: argument values (only counted; keys only with `capture_keys`), RESP3
 attribute contents, the payload of pushes.
 
