@@ -143,3 +143,18 @@ def test_answers_complete_before_garbage_in_the_same_segment_are_kept() -> None:
         (Kind.UNANSWERED, "COM_QUERY", None),
     ]
     assert stats["mysql"].decode_errors == {"unknown command": 1}
+
+
+def test_a_mysql_answer_before_the_login_is_not_a_decode_reset() -> None:
+    # issue 9 item 17: the server gives up on a client that sent no login (ERR 1043 "Bad handshake"): a
+    # one-way server message, not a reset; anything else there is counted as an orphan packet
+    reg = Registry([MYSQL])
+    s, records, stats = open_session(reg["mysql"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 3306))
+    s.data(1, memoryview(my.greeting(my.MODERN)), 1)
+    s.data(1, memoryview(my.err(1, 1043, "08S01", "Bad handshake")), 2)
+    s.close(3)
+    assert [(r.kind, r.status) for r in records] == [(Kind.ONEWAY, "1043")]
+    assert not stats["mysql"].decode_errors
+    s, records, stats = open_session(reg["mysql"], reg, ("10.0.0.1", 5556), ("10.0.0.2", 3306))
+    s.data(1, memoryview(my.greeting(my.MODERN) + my.ok(1)), 1)
+    assert not stats["mysql"].decode_errors and stats["mysql"].counters == {"orphan_packets": 1}

@@ -962,7 +962,16 @@ class MysqlDecoder:
             return
         if phase is Phase.AUTH:
             if hs.start < 0:
-                raise DecodeError("server answers a login that was not sent")
+                # an answer to a login not (yet) sent: an orphan, not garbage. An ERR here is the server
+                # giving up on the connection (a handshake timeout: "Bad handshake"): a server message
+                if first == 0xFF:
+                    code, state, message = _err(body)
+                    out.append(ServerError(start, ts, size, flags, code, state, message))
+                    self._hs = None
+                    self._cphase = self._sphase = Phase.DEAD
+                else:
+                    self._count("orphan_packets")
+                return
             if hs.r_start < 0:
                 hs.r_start = start
             hs.r_size += size
