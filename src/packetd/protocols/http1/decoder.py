@@ -61,6 +61,9 @@ from packetd.protocols.traceparent import parse_traceparent
 MAX_HEAD = 64 * 1024  # start line + header block; nginx's default large_client_header_buffers is 4 x 8 KiB
 MAX_START_LINE = 8 * 1024  # a request line longer than this is garbage, not a message waiting to complete
 MAX_CHUNK_LINE = 4 * 1024  # chunk-size line with extensions
+# a method token longer than this is not a method (the longest registered, UPDATEREDIRECTREF, has 17)
+MAX_METHOD = 64
+MAX_VERSION = 16  # characters kept of a malformed request line's version token
 MAX_PENDING_METHODS = 1024  # requests whose response is not framed yet (pipelining depth bound)
 MAX_PAUSED = 256 * 1024  # client bytes held while an Upgrade/CONNECT answer is awaited
 # bytes searched for a start line before the connection is declared not HTTP (a DecodeError; the session
@@ -71,6 +74,8 @@ H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 §3.4
 # token characters (RFC 9110 §5.6.2): a method is valid when deleting these leaves nothing.
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _VERSIONS = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/1.0": "HTTP/1.0"}
+_VERSION_TOKEN = re.compile(rb"HTTP/\d\.\d")
+_AFTER_METHOD = b" \t/"  # what may follow a method token on a lenient request line
 # Resynchronisation patterns: stricter than the synced parser (upper-case methods) to avoid false starts
 # inside bodies.
 _REQUEST_LINE = re.compile(rb"(?:^|\n)([A-Z][A-Z_-]{0,31} [^\s]{1,8000} HTTP/1\.[01]\r?\n)")
@@ -224,6 +229,11 @@ class Http1Decoder:
         # (method, upgrade token or b"") of requests whose response is not framed yet
         self._methods: deque[tuple[bytes, bytes]] = deque()
         self._produced = 0  # messages emitted: roles can only be swapped before the first
+        self._requests = self._responses = 0  # requests and final responses framed
+        # a final response that came before its request's body ended (an answer to `Expect: 100-continue`,
+        # a 413): held until the request is complete, so that the matcher sees the request first. One at
+        # most: the client cannot send another request before this one ends.
+        self._early: Message | None = None
         self._handover: tuple[str, Message | None] | None = None  # set when the connection switches
 
     # -- the Decoder interface ---------------------------------------------------------------------------
@@ -298,6 +308,11 @@ class Http1Decoder:
             return self._on_unsynced(side, data, pos, ts, out)
         buf = side.buf
         old = len(buf)
+        if not old and data[pos] in b"\r\n":
+            # an empty line between messages (a stray CRLF after a body): RFC 9112 §2.2 has servers ignore
+            # it before a request line; it belongs to no message
+            window = data[pos : pos + 64].tobytes()
+            return pos + len(window) - len(window.lstrip(b"\r\n"))
         if old:
             take = data[pos : pos + MAX_HEAD - old]
             buf += take
@@ -399,9 +414,7 @@ class Http1Decoder:
             if side.is_request and not self._can_swap():
                 raise DecodeError("bad request line")
             return  # a status line (a response where a request was expected is handled when complete)
-        sp = line.find(b" ")
-        token = line if sp < 0 else line[:sp]
-        if token.translate(None, _TCHAR) or (sp < 0 and eol >= 0):
+        if not _request_start(line, eol >= 0):
             raise DecodeError("bad request line" if side.is_request else "bad status line")
         if not side.is_request and not self._can_swap():
             raise DecodeError("bad status line")
@@ -439,20 +452,12 @@ class Http1Decoder:
     def _request_head(
         self, side: _Side, line: bytes, block: bytes, hlen: int, ts: int, out: list[Message]
     ) -> None:
-        sp1 = line.find(b" ")
-        sp2 = line.rfind(b" ")
-        if sp1 <= 0 or sp2 == sp1:
-            raise DecodeError("bad request line")
-        method = line[:sp1]
-        if method.translate(None, _TCHAR):
-            raise DecodeError("bad method")
-        vraw = line[sp2 + 1 :]
+        method, target, vraw, malformed = _request_line(line)
         version = _VERSIONS.get(vraw)
         if version is None:
-            version = _other_version(vraw)
-        target = line[sp1 + 1 : sp2].strip()
-        if not target:
-            raise DecodeError("bad request target")
+            version = _lenient_version(vraw) if malformed else _other_version(vraw)
+        if malformed:
+            side.flags |= Flag.MALFORMED
         length, chunked, conn, host, up, tp, tstate, ctype = _scan(block, self._opts.capture_body > 0)
         if chunked is False:
             raise DecodeError("unsupported transfer-coding in request")  # RFC 9112 §6.3 item 4: 400
@@ -468,13 +473,13 @@ class Http1Decoder:
         methods.append((method, upgrade))
         side.head = (
             method.decode("latin-1"),
-            target.decode("utf-8", "replace"),
+            target[:MAX_START_LINE].decode("utf-8", "replace"),
             version,
             host.decode("utf-8", "replace") if host is not None else None,
             block,
             hlen,
             bool(chunked),
-            _closes(version, conn),
+            _closes(version, conn) or not vraw,  # no version: HTTP/0.9 style, the server closes
             trace,
             upgrade,
         )
@@ -682,6 +687,7 @@ class Http1Decoder:
             )  # fmt: skip
             # after an Upgrade or CONNECT request, hold the client's bytes until the server answers
             side.state = State.PAUSED if upgrade else State.HEAD
+            self._requests += 1
         else:
             code, reason, version, block, hlen, chunked, close = h
             interim = side.interim
@@ -693,13 +699,26 @@ class Http1Decoder:
             if interim:
                 interim.clear()
             side.state = State.HEAD
+            self._responses += 1
         side.flags = 0
         side.start_ns = -1
         side.capture = None
         side.remaining = 0
         side.last_ns = -1
         self._produced += 1
-        out.append(msg)
+        early = self._early
+        if side.is_request:
+            out.append(msg)
+            if early is not None:  # the answer that came before this request's body ended
+                self._early = None
+                out.append(early)
+        elif self._responses > self._requests and self._sides[0].state in _BODY_STATES and code != 101:
+            # it answers the request whose body is still coming: hold it until that request is complete
+            if early is not None:
+                out.append(early)  # a second answer to one request: the first goes as it is
+            self._early = msg
+        else:
+            out.append(msg)
 
     def _resume_client(self, ts: int, out: list[Message]) -> None:
         client = self._sides[0]
@@ -748,6 +767,59 @@ def _h2_settings(chunk: bytes | bytearray) -> bool:
         and chunk[5:9] == b"\0\0\0\0"
         and int.from_bytes(chunk[:3], "big") % 6 == 0
     )
+
+
+def _request_start(line: bytes | bytearray, complete: bool) -> bool:
+    """Whether `line` (a request line, or its start when not `complete`) can be a request line, leniently:
+    a method token (after stray blanks), then a blank, a `/`, or the end. Binary and TLS bytes cannot."""
+    s = bytes(line).rstrip(b"\r").lstrip(b" \t")
+    rest = s.lstrip(_TCHAR)
+    mlen = len(s) - len(rest)
+    if not mlen:
+        return not s and not complete  # nothing but blanks so far: undecided
+    return mlen <= MAX_METHOD and (not rest or rest[0] in _AFTER_METHOD)
+
+
+def _request_line(line: bytes) -> tuple[bytes, bytes, bytes, bool]:
+    """(method, target, version token, malformed) of a request line (CR/LF removed).
+
+    RFC 9112 §3 first (one SP each side of the target, HTTP/x.y); otherwise leniently, as servers answer
+    what clients send: a blank missing after the method (`GET/ HTTP/1.1`) or before the version
+    (`GET /HTTP/1.1`: the target is taken as sent, there is no version, as nginx reads it), a cut version
+    (`HTTP/1.`), an empty target, blanks doubled, leading or trailing. Only a line with no method token at
+    its start (binary, TLS) raises.
+    """
+    sp1 = line.find(b" ")
+    sp2 = line.rfind(b" ")
+    if 0 < sp1 < sp2 - 1 and sp1 <= MAX_METHOD:
+        method, target, vraw = line[:sp1], line[sp1 + 1 : sp2], line[sp2 + 1 :]
+        if (
+            (vraw in _VERSIONS or _VERSION_TOKEN.fullmatch(vraw))
+            and not method.translate(None, _TCHAR)
+            and b"\t" not in target
+        ):
+            return method, target, vraw, b" " in target
+    s = line.strip(b" \t")
+    rest = s.lstrip(_TCHAR)
+    mlen = len(s) - len(rest)
+    if not mlen or mlen > MAX_METHOD or (rest and rest[0] not in _AFTER_METHOD):
+        raise DecodeError("bad method", s[:MAX_METHOD].decode("latin-1"))
+    method = s[:mlen]
+    rest = rest.lstrip(b" \t")
+    sp = max(rest.rfind(b" "), rest.rfind(b"\t"))
+    last = rest[sp + 1 :]
+    if last[:5].upper() == b"HTTP/":
+        target, vraw = (rest[:sp].rstrip(b" \t") if sp >= 0 else b""), last
+    else:
+        target, vraw = rest, b""  # no version: HTTP/0.9 style, or glued to the target
+    return method, target, vraw, True
+
+
+def _lenient_version(vraw: bytes) -> str:
+    """The version token of a malformed request line, as sent (bounded): "" when there was none."""
+    if _VERSION_TOKEN.fullmatch(vraw):
+        return vraw.decode()
+    return vraw[:MAX_VERSION].decode("latin-1")
 
 
 def _other_version(vraw: bytes) -> str:

@@ -1,0 +1,194 @@
+"""HTTP/1 on messy real-world traffic (issue 9): lenient request lines, answers that come before the request
+body, gaps inside header blocks, captures that cut a response off, CONNECT tunnels that carry a protocol we
+decode.
+
+Each case goes through a real Session (decoder + FIFO matcher), as the flow layer drives it, and the
+records are compared with what the crafted bytes say by hand.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from packetd.pairing.roundtrip import Roundtrip
+from packetd.protocols.base import DecodeError, Direction, Kind, flag_names
+from packetd.protocols.http1.decoder import Http1Decoder
+from packetd.protocols.http1.messages import Request
+from packetd.protocols.registry import HTTP, Registry
+from tests.helpers.decoding import open_session
+
+BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad"
+
+
+def session() -> tuple[object, list[Roundtrip], dict]:
+    reg = Registry([HTTP])
+    return open_session(reg["http"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 80))
+
+
+def summary(rt: Roundtrip) -> tuple:
+    req = rt.request
+    assert isinstance(req, Request)
+    return rt.kind, req.method, req.target, req.version, rt.status, flag_names(rt.all_flags)
+
+
+# (request line as sent, method, target, version) — all answered, as nginx answers them (400, 404 ...)
+MALFORMED = [
+    (b"GET/ HTTP/1.1", "GET", "/", "HTTP/1.1"),  # no blank after the method
+    (b"GET /HTTP/1.1", "GET", "/HTTP/1.1", ""),  # none before the version: nginx reads an HTTP/0.9 target
+    (b"GET / HTTP/1.", "GET", "/", "HTTP/1."),  # a cut version
+    (b"GET  HTTP/1.1", "GET", "", "HTTP/1.1"),  # an empty target
+    (b"GET HTTP/1.1", "GET", "", "HTTP/1.1"),
+    (b"GET / http/1.1", "GET", "/", "http/1.1"),
+    (b"GET / HTTP/1.1 ", "GET", "/", "HTTP/1.1"),  # a trailing blank
+    (b" GET / HTTP/1.1", "GET", "/", "HTTP/1.1"),  # a leading blank
+    (b"GET\t/ HTTP/1.1", "GET", "/", "HTTP/1.1"),
+    (b"GET /a b HTTP/1.1", "GET", "/a b", "HTTP/1.1"),  # a blank inside the target
+    (b"GET", "GET", "", ""),
+    (b"GET /", "GET", "/", ""),  # HTTP/0.9 style
+    (b"OPTIONS * HTTP/1.", "OPTIONS", "*", "HTTP/1."),
+]
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+@pytest.mark.parametrize(("line", "method", "target", "version"), MALFORMED)
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_malformed_request_line_pairs_with_its_answer(
+    line: bytes, method: str, target: str, version: str, eol: bytes, bytewise: bool
+) -> None:
+    s, records, stats = session()
+    req = line + eol + b"Host: x" + eol + eol
+    if bytewise:
+        for i in range(len(req)):
+            s.data(0, memoryview(req[i : i + 1]), 10 + i)
+    else:
+        s.data(0, memoryview(req), 10)
+    s.data(1, memoryview(BAD_REQUEST), 1000)
+    s.close(2000)
+    assert [summary(r) for r in records] == [(Kind.ROUNDTRIP, method, target, version, "400", ["malformed"])]
+    assert records[0].request is not None and records[0].request.size == len(req)
+    assert stats["http"].resets == 0 and stats["http"].pairing.orphans == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "method"),
+    [(b"get / HTTP/1.1", "get"), (b"FOO / HTTP/1.1", "FOO"), (b"M-SEARCH * HTTP/1.1", "M-SEARCH")],
+)
+def test_lower_case_and_unknown_methods_are_requests_not_malformed(line: bytes, method: str) -> None:
+    # a method is any token (RFC 9110 §9.1): syntactically these lines conform, so no flag
+    s, records, _ = session()
+    s.data(0, memoryview(line + b"\r\nHost: x\r\n\r\n"), 10)
+    s.data(1, memoryview(BAD_REQUEST), 20)
+    assert [summary(r) for r in records] == [
+        (Kind.ROUNDTRIP, method, line.split()[1].decode(), "HTTP/1.1", "400", [])
+    ]
+
+
+def test_a_conformant_request_after_a_malformed_one_is_not_flagged() -> None:
+    s, records, _ = session()
+    s.data(0, memoryview(b"GET/ HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"), 10)
+    s.data(1, memoryview(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 2), 20)
+    assert [flag_names(r.all_flags) for r in records] == [["malformed"], []]
+
+
+def test_empty_lines_before_a_request_line_are_ignored() -> None:
+    # RFC 9112 §2.2; old clients send a CRLF after a POST body
+    s, records, stats = session()
+    post = b"POST /p HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"
+    s.data(0, memoryview(post + b"\r\n" + b"GET /next HTTP/1.1\r\n\r\n"), 10)
+    s.data(1, memoryview(b"HTTP/1.1 204 No Content\r\n\r\n" * 2), 20)
+    assert [(r.operation, flag_names(r.all_flags)) for r in records] == [("POST", []), ("GET", [])]
+    assert stats["http"].resets == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", "bad request line"),  # a TLS ClientHello
+        (b"\x00\x01\x02\x03 binary\r\n\r\n", "bad method"),
+        (b"G\x00T / HTTP/1.1\r\n\r\n", "bad method"),
+        (b"<html> / HTTP/1.1\r\n\r\n", "bad method"),
+        (b"A" * 65 + b" / HTTP/1.1\r\n\r\n", "bad method"),  # longer than any method
+    ],
+)
+def test_bytes_that_cannot_be_a_request_line_stay_a_decode_error(data: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError) as exc:
+        Http1Decoder().receive(Direction.C2S, memoryview(data), 1)
+    assert exc.value.reason == reason
+
+
+# -- answers that come before the request body (item 2) ------------------------------------------------------
+UPLOAD_HEAD = b"POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n"
+CREATED = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 8\r\n\r\ncreated\n"
+
+
+def records_of(steps: list[tuple[int, bytes | None]]) -> tuple[list[Roundtrip], dict]:
+    """Feed (direction, bytes) steps, None bytes meaning that direction's EOF; then close."""
+    s, records, stats = session()
+    for ts, (d, data) in enumerate(steps, start=1):
+        if data is None:
+            s.eof(d, ts * 10)
+        else:
+            s.data(d, memoryview(data), ts * 10)
+    s.close(10_000)
+    return records, stats
+
+
+def test_final_answer_before_the_body_pairs_and_the_body_is_counted() -> None:
+    records, stats = records_of([(0, UPLOAD_HEAD), (1, CREATED), (0, b"0123456789")])
+    (rt,) = records
+    assert (rt.kind, rt.operation, rt.status, flag_names(rt.all_flags)) == (Kind.ROUNDTRIP, "POST", "201", [])
+    assert rt.request is not None and rt.request.to_json()["body_bytes"] == 10
+    assert rt.request.size == len(UPLOAD_HEAD) + 10
+    assert rt.response is not None and rt.response.to_json()["interim"] == [100]
+    assert stats["http"].pairing.orphans == 0 and stats["http"].pairing.unanswered == 0
+
+
+def test_answer_in_the_middle_of_the_body_then_the_next_request() -> None:
+    nxt = b"GET /next HTTP/1.1\r\n\r\n"
+    records, stats = records_of(
+        [
+            (0, UPLOAD_HEAD + b"0123"),
+            (1, b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"),
+            (0, b"456789" + nxt),
+            (1, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ]
+    )
+    assert [(r.kind, r.operation, r.status) for r in records] == [
+        (Kind.ROUNDTRIP, "POST", "401"),
+        (Kind.ROUNDTRIP, "GET", "200"),
+    ]
+    assert records[0].request is not None and records[0].request.to_json()["body_bytes"] == 10
+    assert stats["http"].pairing.orphans == 0
+
+
+def test_answer_to_a_body_never_sent_pairs_with_the_truncated_request() -> None:
+    # nginx refuses a too large upload with 413 at once; curl then sends no body and closes
+    records, stats = records_of(
+        [
+            (0, UPLOAD_HEAD),
+            (1, b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            (1, None),
+            (0, None),
+        ]
+    )
+    (rt,) = records
+    assert (rt.kind, rt.operation, rt.status, flag_names(rt.all_flags)) == (
+        Kind.ROUNDTRIP,
+        "POST",
+        "413",
+        ["truncated"],  # the request ended before its declared length
+    )
+    assert rt.request is not None and rt.request.to_json()["body_bytes"] == 0
+    assert stats["http"].pairing.orphans == 0
+
+
+def test_answer_before_a_chunked_body() -> None:
+    head = b"PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"
+    records, _ = records_of(
+        [(0, head), (1, CREATED), (0, b"5\r\nhello\r\n0\r\n\r\n"), (0, b"GET / HTTP/1.1\r\n\r\n")]
+    )
+    assert [(r.kind, r.operation, r.status) for r in records] == [
+        (Kind.ROUNDTRIP, "PUT", "201"),
+        (Kind.UNANSWERED, "GET", None),
+    ]
+    assert records[0].request is not None and records[0].request.to_json()["body_bytes"] == 5
