@@ -8,11 +8,15 @@ and nothing else; replaying tcpdump's file with --pcap-file must give the same r
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
+import shutil
 import socket
+import subprocess
 import time
 from email.utils import formatdate
+from pathlib import Path
 
 import pytest
 
@@ -313,3 +317,82 @@ def test_libpcap_engine_captures_the_same_exchanges() -> None:
     finally:
         nginx.stop()
     assert sorted(key(r) for r in records) == sorted(sent)
+
+
+# -- issue 9: what real clients and scanners send, and when nginx answers ---------------------------------------
+# (request bytes, method and target packetd must report, flagged malformed) — nginx answers each with a status
+LENIENT = [
+    (b"GET/ HTTP/1.1\r\nHost: x\r\n\r\n", "GET", "/", True),
+    (b"GET / HTTP/1.\r\nHost: x\r\n\r\n", "GET", "/", True),
+    (b"GET  HTTP/1.1\r\nHost: x\r\n\r\n", "GET", "", True),
+    (b"GET / HTTP/1.1 \r\nHost: x\r\n\r\n", "GET", "/", True),
+    (b"GET / HTTP/1.\n\n", "GET", "/", True),
+    (b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", "GET", "/a b", True),
+    (b" GET / HTTP/1.1\r\n\r\n", "GET", "/", True),
+    (b"get /index.txt HTTP/1.1\r\nHost: x\r\n\r\n", "get", "/index.txt", False),
+    (b"FOO /index.txt HTTP/1.1\r\nHost: x\r\n\r\n", "FOO", "/index.txt", False),
+    (b"GET /index.txt HTTP/1.1\nHost: x\n\n", "GET", "/index.txt", False),
+]
+
+
+def _exchange(port: int, data: bytes) -> bytes:
+    """Send raw bytes, read what the server answers until it closes (or goes quiet)."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(data)
+        s.settimeout(2)
+        got = b""
+        with contextlib.suppress(TimeoutError):
+            while chunk := s.recv(65536):
+                got += chunk
+        return got
+
+
+def _curl_upload(port: int, path: str, body_path: str) -> tuple[int, int]:
+    """curl uploading a file with `Expect: 100-continue`: (status, bytes it uploaded), by curl's own count."""
+    out = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_upload}", "-H", "Expect: 100-continue",
+         "--data-binary", "@" + body_path, f"http://127.0.0.1:{port}{path}"],
+        capture_output=True, check=True, timeout=30,
+    )  # fmt: skip
+    status, uploaded = out.stdout.split()
+    return int(status), int(float(uploaded))
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_lenient_request_lines_and_early_answers_against_nginx(tmp_path: Path) -> None:
+    nginx = Nginx()
+    body = tmp_path / "upload.bin"
+    body.write_bytes(os.urandom(200_000))
+    answered: list[tuple[str, str, int, bool]] = []
+    uploads: list[tuple[str, int, int]] = []
+    try:
+        with capture(["--ifaces", "^lo$", "--proto", f"http;{nginx.port}"]) as cap:
+            for data, method, target, malformed in LENIENT:
+                head = _exchange(nginx.port, data).split(b"\r\n", 1)[0]
+                assert head.startswith(b"HTTP/1.1 "), (data, head)  # nginx answered with a status line
+                answered.append((method, target, int(head.split()[1]), malformed))
+            for path in ("/created", "/small", "/private"):
+                uploads.append((path, *_curl_upload(nginx.port, path, str(body))))
+            records = cap.stop()
+    finally:
+        nginx.stop()
+    # nginx refuses most of these lines and serves the conformant ones; the upload answers came early
+    statuses = [s for *_, s, _ in answered]
+    assert statuses.count(400) >= 5 and statuses[-3:] == [400, 405, 200], statuses
+    assert [(p, s) for p, s, _ in uploads] == [("/created", 201), ("/small", 413), ("/private", 401)]
+    assert uploads[0][2] == 200_000 and uploads[1][2] == 0  # curl sent the body after 201, none after 413
+    got = sorted(
+        (r["operation"], r["request"]["target"], int(r["status"]), "malformed" in r["flags"])
+        for r in records
+        if r["request"]["path"] not in ("/created", "/small", "/private")
+    )
+    assert got == sorted(answered)
+    assert {r["kind"] for r in records} == {"roundtrip"}
+    ups = {
+        r["request"]["path"]: (int(r["status"]), r["request"]["body_bytes"], r["response"].get("interim", []))
+        for r in records
+        if r["request"]["path"] in ("/created", "/small", "/private")
+    }
+    # the request body is counted as far as curl sent it; 201 came after nginx's 100 Continue
+    assert ups == {p: (s, n, [100] if p == "/created" else []) for p, s, n in uploads}
+    validate_against_schema(records)
