@@ -28,6 +28,7 @@ from tests.helpers.live import (
     free_port,
     nginx_available,
     replay,
+    stop_process,
     validate_against_schema,
     without_times,
 )
@@ -396,3 +397,79 @@ def test_lenient_request_lines_and_early_answers_against_nginx(tmp_path: Path) -
     # the request body is counted as far as curl sent it; 201 came after nginx's 100 Continue
     assert ups == {p: (s, n, [100] if p == "/created" else []) for p, s, n in uploads}
     validate_against_schema(records)
+
+
+class _Tcpdump:
+    """tcpdump on loopback with its own snap length / packet count: a capture that cuts messages off."""
+
+    def __init__(self, path: str, port: int, *extra: str) -> None:
+        self.path = path
+        self.proc = subprocess.Popen(
+            ["tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", *extra, "-w", path, f"tcp port {port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        _wait_listening(self.proc)
+
+    def stop(self) -> None:
+        time.sleep(0.3)  # the last packets reach tcpdump's file
+        stop_process(self.proc, timeout=10)
+        self.wait()
+
+    def wait(self) -> None:
+        self.proc.wait(timeout=10)
+        assert self.proc.stderr is not None
+        self.proc.stderr.close()
+
+
+def _wait_listening(proc: subprocess.Popen[bytes]) -> None:
+    assert proc.stderr is not None
+    seen = b""
+    deadline = time.monotonic() + 15
+    while b"listening on" not in seen and time.monotonic() < deadline:
+        seen += proc.stderr.read1(4096)
+    assert b"listening on" in seen, seen
+
+
+def test_a_short_snap_length_keeps_every_roundtrip(tmp_path: Path) -> None:
+    """tcpdump -s 120 keeps 54 payload bytes of each loopback packet: request lines and status lines are
+    seen, the rest of every head and body is a gap. Each exchange the client made is still one roundtrip,
+    flagged gap (issue 9 items 3, 4); before, none came out."""
+    nginx = Nginx()
+    sent = []
+    try:
+        dump = _Tcpdump(str(tmp_path / "snap.pcap"), nginx.port, "-s", "120")
+        c = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10)
+        for path in ("/index.txt", "/teapot", "/missing", "/big.bin", "/index.txt?x=1", "/boom"):
+            c.request("GET", path, headers={"User-Agent": "packetd-test " + "x" * 100})
+            r = c.getresponse()
+            r.read()
+            sent.append(("GET", path, r.status))
+        c.close()
+        dump.stop()
+    finally:
+        nginx.stop()
+    records, _ = replay(dump.path, ["--proto", f"http;{nginx.port}"])
+    assert sorted((r["operation"], r["request"]["target"], int(r["status"])) for r in records) == sorted(sent)
+    assert {r["kind"] for r in records} == {"roundtrip"}
+    assert all("gap" in r["flags"] for r in records)
+    validate_against_schema(records)
+
+
+def test_a_capture_that_ends_inside_a_response_body_gives_a_truncated_roundtrip(tmp_path: Path) -> None:
+    """tcpdump -c stops after a few packets of a 5 MB download: the response's status line and headers are
+    in the file, most of its body is not."""
+    nginx = Nginx()
+    try:
+        dump = _Tcpdump(str(tmp_path / "cut.pcap"), nginx.port, "-c", "12")
+        c = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10)
+        c.request("GET", "/big.bin")
+        r = c.getresponse()
+        got = len(r.read())
+        c.close()
+        dump.wait()  # -c: tcpdump exits by itself once it has its packets
+    finally:
+        nginx.stop()
+    assert got == 5 * 1024 * 1024 + 123
+    records, _ = replay(dump.path, ["--proto", f"http;{nginx.port}"])
+    assert [(r["kind"], r["operation"], r["status"]) for r in records] == [("roundtrip", "GET", "200")]
+    assert "truncated" in records[0]["flags"] and records[0]["response"]["body_bytes"] < got

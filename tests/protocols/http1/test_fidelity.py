@@ -11,18 +11,31 @@ from __future__ import annotations
 import pytest
 
 from packetd.pairing.roundtrip import Roundtrip
+from packetd.pairing.session import ProtocolStats, Session
 from packetd.protocols.base import DecodeError, Direction, Kind, flag_names
 from packetd.protocols.http1.decoder import Http1Decoder
 from packetd.protocols.http1.messages import Request
 from packetd.protocols.registry import HTTP, Registry
-from tests.helpers.decoding import open_session
+from tests.helpers.live import validate_against_schema
 
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad"
 
 
-def session() -> tuple[object, list[Roundtrip], dict]:
+def session() -> tuple[Session, list[Roundtrip], dict[str, ProtocolStats]]:
+    """A Session as the flow layer builds it; every record is checked against the public schema."""
     reg = Registry([HTTP])
-    return open_session(reg["http"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 80))
+    records: list[Roundtrip] = []
+    stats: dict[str, ProtocolStats] = {}
+
+    def sink(rt: Roundtrip) -> None:
+        validate_against_schema([rt.to_json()])
+        records.append(rt)
+
+    s = Session(
+        reg["http"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 80), sink,
+        lambda name: stats.setdefault(name, ProtocolStats()), lambda name: None, False,
+    )  # fmt: skip
+    return s, records, stats
 
 
 def summary(rt: Roundtrip) -> tuple:
@@ -192,3 +205,104 @@ def test_answer_before_a_chunked_body() -> None:
         (Kind.UNANSWERED, "GET", None),
     ]
     assert records[0].request is not None and records[0].request.to_json()["body_bytes"] == 5
+
+
+# -- a gap inside a request's header block (item 3), a response the capture cut off (item 4) ---------------
+def run_steps(steps: list[tuple[str, int, bytes | int | None]]) -> tuple[list[Roundtrip], dict]:
+    """("data", d, bytes) | ("gap", d, nbytes) | ("eof", d, None) steps through a Session, then close."""
+    s, records, stats = session()
+    for ts, (what, d, arg) in enumerate(steps, start=1):
+        if what == "data":
+            assert isinstance(arg, bytes)
+            s.data(d, memoryview(arg), ts * 10)
+        elif what == "gap":
+            assert isinstance(arg, int)
+            s.gap(d, arg, ts * 10)
+        else:
+            s.eof(d, ts * 10)
+    s.close(10_000)
+    return records, stats
+
+
+def brief(rt: Roundtrip) -> tuple:
+    return rt.kind, rt.operation, rt.status, flag_names(rt.all_flags)
+
+
+def test_gap_inside_a_request_header_block_keeps_the_roundtrip() -> None:
+    records, _ = run_steps(
+        [
+            ("data", 0, b"GET /seen?q=1 HTTP/1.1\r\nHost: example.com\r\nUser-Ag"),
+            ("gap", 0, 300),
+            ("data", 1, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            ("data", 0, b"GET /next HTTP/1.1\r\n\r\n"),
+            ("data", 1, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+        ]
+    )
+    assert [brief(r) for r in records] == [
+        (Kind.ROUNDTRIP, "GET", "200", ["gap"]),
+        (Kind.ROUNDTRIP, "GET", "404", ["gap"]),  # the next message after a gap carries it (unchanged rule)
+    ]
+    first = records[0].request
+    assert first is not None
+    j = first.to_json()
+    assert (j["target"], j["host"], j["version"], j["headers"], j["size"]) == (
+        "/seen?q=1",
+        "example.com",
+        "HTTP/1.1",
+        {"host": ["example.com"]},  # the cut field line is not shown
+        len(b"GET /seen?q=1 HTTP/1.1\r\nHost: example.com\r\nUser-Ag"),
+    )
+    assert records[1].request is not None and records[1].request.to_json()["target"] == "/next"
+
+
+def test_gap_inside_the_request_line_keeps_what_was_seen() -> None:
+    records, _ = run_steps(
+        [
+            ("data", 0, b"POST /api/v1/ite"),
+            ("gap", 0, 1000),
+            ("data", 1, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
+        ]
+    )
+    assert [brief(r) for r in records] == [(Kind.ROUNDTRIP, "POST", "201", ["gap"])]
+    assert records[0].request is not None and records[0].request.to_json()["target"] == "/api/v1/ite"
+
+
+@pytest.mark.parametrize(
+    ("cut", "status"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nServ", "200"),  # inside the header block
+        (b"HTTP/1.1 404 Not Fo", "404"),  # inside the status line
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nsome of the body", "200"),  # inside the body
+    ],
+)
+def test_response_cut_off_by_the_end_of_the_capture_is_a_truncated_roundtrip(cut: bytes, status: str) -> None:
+    records, stats = run_steps(
+        [("data", 0, b"GET /x HTTP/1.1\r\n\r\n"), ("data", 1, cut), ("eof", 0, None), ("eof", 1, None)]
+    )
+    assert [brief(r) for r in records] == [(Kind.ROUNDTRIP, "GET", status, ["truncated"])]
+    assert records[0].response is not None and records[0].response.size == len(cut)
+    assert stats["http"].pairing.unanswered == 0
+
+
+def test_response_head_cut_by_a_gap_pairs_and_the_next_exchange_too() -> None:
+    records, _ = run_steps(
+        [
+            ("data", 0, b"GET /a HTTP/1.1\r\n\r\n"),
+            ("data", 1, b"HTTP/1.1 503 Service Unavailable\r\nRetry-Af"),
+            ("gap", 1, 4000),
+            ("data", 0, b"GET /b HTTP/1.1\r\n\r\n"),
+            ("data", 1, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ]
+    )
+    assert [brief(r) for r in records] == [
+        (Kind.ROUNDTRIP, "GET", "503", ["gap"]),
+        (Kind.ROUNDTRIP, "GET", "200", ["gap"]),
+    ]
+    assert records[0].error  # 503 from what was seen of the status line
+
+
+def test_bytes_that_do_not_begin_a_message_give_no_record_at_a_gap() -> None:
+    records, _ = run_steps(
+        [("data", 0, b"GET /a HTTP/1.1\r\n\r\n"), ("data", 1, b"HTTP/1.1 100 Contin"), ("eof", 1, None)]
+    )
+    assert [brief(r) for r in records] == [(Kind.UNANSWERED, "GET", None, [])]  # an interim is no answer

@@ -280,6 +280,10 @@ class Http1Decoder:
             # a message was in progress: emit it as far as it got, flagged, then search for the next start
             side.flags |= Flag.GAP | Flag.TRUNCATED
             self._finish(side, ts_ns, out)
+        elif side.buf and side.synced:
+            # the gap cut a start line or header block: what was seen of it is still the message (its
+            # answer pairs with it by order), flagged
+            self._partial_head(side, Flag.GAP, out)
         if not side.is_request:
             self._methods.clear()  # responses were lost with their framing: forget what they answered
         side.buf.clear()
@@ -298,6 +302,11 @@ class Http1Decoder:
             if state is not State.CLOSE:
                 side.flags |= Flag.TRUNCATED  # the connection ended before the declared length
             self._finish(side, side.last_ns if side.last_ns >= 0 else ts_ns, out)
+            return out
+        if state is State.HEAD and side.buf and side.synced:
+            out = []
+            self._partial_head(side, Flag.TRUNCATED, out)  # the capture or the connection ended inside it
+            side.buf.clear()
             return out
         side.buf.clear()
         return NO_MESSAGES
@@ -349,6 +358,7 @@ class Http1Decoder:
             else:
                 self._check_start(side, chunk)
                 buf += chunk
+            side.last_ns = ts  # a head cut off here (gap, end of capture) ends here
             return len(data)
         head = bytes(chunk[:end])
         if old:
@@ -418,6 +428,67 @@ class Http1Decoder:
             raise DecodeError("bad request line" if side.is_request else "bad status line")
         if not side.is_request and not self._can_swap():
             raise DecodeError("bad status line")
+
+    def _partial_head(self, side: _Side, flags: int, out: list[Message]) -> None:
+        """Emit what was seen of a start line and header block that will never complete (a gap, the end of
+        the capture): the start line's fields (as far as they go) and the complete field lines, flagged.
+        Nothing when the bytes do not begin a message; 1xx interim heads are dropped as they would be."""
+        head = bytes(side.buf).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        eol = head.find(b"\r\n")
+        line = head if eol < 0 else head[:eol]
+        last = head.rfind(b"\r\n")
+        block = head[eol:last] + b"\r\n" if eol >= 0 else b""  # the complete field lines only
+        try:
+            _length, _chunked, conn, host, *_ = _scan(block, False)
+        except DecodeError:
+            conn, host = b"", None  # a field too broken to read is left out of a record of what was seen
+        wire = len(side.buf)
+        start = side.start_ns if side.start_ns >= 0 else side.last_ns
+        end = side.last_ns if side.last_ns >= 0 else start
+        side.flags |= flags
+        if side.is_request:
+            if not _request_start(line, eol >= 0):
+                return
+            parts = line.split(b" ") if eol < 0 else None
+            if parts is not None:  # the request line itself was cut: its tokens as far as they go
+                method, target = parts[0], parts[1] if len(parts) > 1 else b""
+                vraw = parts[2] if len(parts) > 2 else b""
+                version = vraw[:MAX_VERSION].decode("latin-1")
+            else:
+                method, target, vraw, malformed = _request_line(line)
+                version = _VERSIONS.get(vraw) or _lenient_version(vraw)
+                if malformed:
+                    side.flags |= Flag.MALFORMED
+            if not method or method.translate(None, _TCHAR) or len(method) > MAX_METHOD:
+                return
+            methods = self._methods
+            if len(methods) >= MAX_PENDING_METHODS:
+                methods.popleft()
+            methods.append((method, b""))
+            side.head = (
+                method.decode("latin-1"), target[:MAX_START_LINE].decode("utf-8", "replace"), version,
+                host.decode("utf-8", "replace") if host is not None else None,
+                block, wire, False, _closes(version, conn), None, b"",
+            )  # fmt: skip
+        else:
+            parts = line.split(b" ", 2)
+            code_raw = parts[1] if len(parts) > 1 else b""
+            if not line.startswith(b"HTTP/") or len(code_raw) != 3 or not code_raw.isdigit():
+                return
+            code = int(code_raw)
+            if (code < 200 and code != 101) or code_raw[0] == 0x30:
+                return
+            if self._methods:
+                self._methods.popleft()
+            reason = parts[2].decode("utf-8", "replace") if len(parts) > 2 else ""
+            version = parts[0][:MAX_VERSION].decode("latin-1")
+            side.head = (code, reason, version, block, wire, False, _closes(version, conn))
+        side.wire = wire
+        side.body_bytes = 0
+        side.capture = None
+        side.start_ns = start
+        self._finish(side, end, out)
+        side.state = State.HEAD  # the caller decides how to go on (resynchronise, or nothing more)
 
     def _can_swap(self) -> bool:
         """Roles may be corrected only before anything was framed: no message emitted, none in progress."""
