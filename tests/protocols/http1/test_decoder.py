@@ -270,8 +270,9 @@ def test_connect_tunnel_stops_decoding() -> None:
     msgs = feed(
         decoder(),
         [
-            (C2S, b"CONNECT example.com:443 HTTP/1.1\r\n\r\n\x16\x03\x01"),
-            (S2C, b"HTTP/1.1 200 Connection established\r\n\r\n\x16\x03"),
+            # a tunnel carrying what no decoder here reads (TLS, h2c and HTTP/1 are handed over: issue 9)
+            (C2S, b"CONNECT example.com:443 HTTP/1.1\r\n\r\nSSH-2.0-OpenSSH_9.2\r\n"),
+            (S2C, b"HTTP/1.1 200 Connection established\r\n\r\nSSH-2.0-OpenSSH_9.2\r\n"),
         ],
     )
     assert summary(msgs) == [

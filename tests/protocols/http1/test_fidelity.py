@@ -13,10 +13,12 @@ import pytest
 from packetd.pairing.roundtrip import Roundtrip
 from packetd.pairing.session import ProtocolStats, Session
 from packetd.protocols.base import DecodeError, Direction, Kind, flag_names
-from packetd.protocols.http1.decoder import Http1Decoder
+from packetd.protocols.http1.decoder import H2_PREFACE, Http1Decoder
 from packetd.protocols.http1.messages import Request
-from packetd.protocols.registry import HTTP, Registry
+from packetd.protocols.registry import HTTP, HTTP2, Registry
+from tests.helpers.h2wire import Conn, settings
 from tests.helpers.live import validate_against_schema
+from tests.helpers.tlsgen import handshake
 
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad"
 
@@ -306,3 +308,93 @@ def test_bytes_that_do_not_begin_a_message_give_no_record_at_a_gap() -> None:
         [("data", 0, b"GET /a HTTP/1.1\r\n\r\n"), ("data", 1, b"HTTP/1.1 100 Contin"), ("eof", 1, None)]
     )
     assert [brief(r) for r in records] == [(Kind.UNANSWERED, "GET", None, [])]  # an interim is no answer
+
+
+# -- CONNECT tunnels hand over to what they carry (item 5) -----------------------------------------------------
+CONNECT = b"CONNECT shop.example.test:443 HTTP/1.1\r\nHost: shop.example.test:443\r\n\r\n"
+ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
+
+
+def tunnel_session() -> tuple[Session, list[Roundtrip], dict[str, ProtocolStats]]:
+    reg = Registry([HTTP, HTTP2])
+    records: list[Roundtrip] = []
+    stats: dict[str, ProtocolStats] = {}
+
+    def sink(rt: Roundtrip) -> None:
+        validate_against_schema([rt.to_json()])
+        records.append(rt)
+
+    s = Session(
+        reg["http"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 3128), sink,
+        lambda name: stats.setdefault(name, ProtocolStats()), lambda name: None, False,
+    )  # fmt: skip
+    return s, records, stats
+
+
+@pytest.mark.parametrize("early", [False, True])  # the ClientHello sent before the 200 arrived, or after
+def test_connect_tunnel_carrying_tls_gives_an_encrypted_handshake_record(early: bool) -> None:
+    hs = handshake("shop.example.test", ["h2", "http/1.1"], ["h2"])
+    s, records, stats = tunnel_session()
+    if early:
+        s.data(0, memoryview(CONNECT + hs.client_hello), 1)
+        s.data(1, memoryview(ESTABLISHED), 2)
+    else:
+        s.data(0, memoryview(CONNECT), 1)
+        s.data(1, memoryview(ESTABLISHED), 2)
+        s.data(0, memoryview(hs.client_hello[:4]), 3)  # a ClientHello split after 4 bytes
+        s.data(0, memoryview(hs.client_hello[4:]), 4)
+    s.data(1, memoryview(hs.server_hello), 5)
+    s.data(0, memoryview(b"\x17\x03\x03\x00\x05ciphr"), 6)  # application data: not decoded
+    s.close(10)
+    got = [(r.kind, r.operation, r.status, flag_names(r.all_flags)) for r in records]
+    assert got == [
+        (Kind.ROUNDTRIP, "CONNECT", "200", []),
+        (Kind.HANDSHAKE, "TLS", "OK", ["encrypted"]),
+    ]
+    j = records[1].to_json()
+    assert j["request"]["tls"]["server_name"] == "shop.example.test"
+    assert j["request"]["tls"]["alpn"] == ["h2", "http/1.1"]  # as offered (TLS 1.3 answers it encrypted)
+    assert stats["http"].encrypted == 1 and stats["http"].resets == 0
+
+
+def test_connect_tunnel_carrying_h2c_is_handed_to_http2() -> None:
+    conn = Conn()
+    s, records, stats = tunnel_session()
+    s.data(0, memoryview(CONNECT), 1)
+    s.data(1, memoryview(ESTABLISHED), 2)
+    preface = H2_PREFACE + settings(header_table_size=4096)
+    s.data(0, memoryview(preface[:10]), 3)  # the preface split across segments
+    s.data(0, memoryview(preface[10:] + conn.get(1, "/inside")), 4)
+    s.data(1, memoryview(settings(max_concurrent_streams=100) + conn.status(1, 200, end=True)), 5)
+    s.close(10)
+    got = [(r.protocol, r.kind, r.operation, r.status) for r in records]
+    assert got == [("http", Kind.ROUNDTRIP, "CONNECT", "200"), ("http2", Kind.ROUNDTRIP, "GET", "200")]
+    assert records[1].to_json()["request"]["path"] == "/inside"
+    assert stats["http"].handovers == 1
+
+
+def test_connect_tunnel_carrying_http1_is_decoded() -> None:
+    s, records, stats = tunnel_session()
+    s.data(0, memoryview(CONNECT + b"GET /a HT"), 1)  # sent before the answer, cut inside the line
+    s.data(1, memoryview(ESTABLISHED), 2)
+    s.data(0, memoryview(b"TP/1.1\r\nHost: shop\r\n\r\n"), 3)
+    s.data(1, memoryview(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), 4)
+    s.data(0, memoryview(b"POST /b HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"), 5)
+    s.data(1, memoryview(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"), 6)
+    s.close(10)
+    got = [(r.kind, r.operation, r.status, r.request.to_json()["target"]) for r in records if r.request]
+    assert got == [
+        (Kind.ROUNDTRIP, "CONNECT", "200", "shop.example.test:443"),
+        (Kind.ROUNDTRIP, "GET", "200", "/a"),
+        (Kind.ROUNDTRIP, "POST", "201", "/b"),
+    ]
+    assert stats["http"].resets == 0
+
+
+def test_connect_refused_is_not_a_tunnel() -> None:
+    s, records, _ = tunnel_session()
+    s.data(0, memoryview(CONNECT), 1)
+    s.data(1, memoryview(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"), 2)
+    s.data(0, memoryview(b"GET / HTTP/1.1\r\n\r\n"), 3)
+    s.data(1, memoryview(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), 4)
+    assert [(r.operation, r.status) for r in records] == [("CONNECT", "407"), ("GET", "200")]

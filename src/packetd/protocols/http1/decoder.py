@@ -5,7 +5,9 @@ Theory of operation
 Each direction is a `_Side` with its own state: HEAD (looking for a complete start line + header block),
 BODY (Content-Length bytes left), CHUNK_SIZE / CHUNK_DATA / CHUNK_CRLF / TRAILER (chunked coding), CLOSE
 (a response delimited by the end of the connection), PAUSED (client bytes held back until the server
-answers an `Upgrade` or `CONNECT`), DEAD (the connection was handed over). The receive loop calls the
+answers an `Upgrade` or `CONNECT`), TUNNEL (a CONNECT was answered 2xx: both sides' bytes are held until
+the client's first ones show what the tunnel carries), DEAD (the connection was handed over). The receive
+loop calls the
 handler of the current state, which consumes some bytes and returns the new position; every complete
 message found in a segment is returned, so pipelining costs nothing special.
 
@@ -43,6 +45,7 @@ from enum import IntEnum
 from typing import Any
 
 from packetd._values import value
+from packetd.protocols import tls
 from packetd.protocols.base import (
     NO_MESSAGES,
     DecodeError,
@@ -83,6 +86,7 @@ _STATUS_LINE = re.compile(rb"(?:^|\n)(HTTP/1\.[01] [1-5]\d\d(?: [^\r\n]*)?\r?\n)
 # the same, anchored where a new segment begins: after a gap, a segment often starts a message
 _REQUEST_AT = re.compile(rb"[A-Z][A-Z_-]{0,31} [^\s]{1,8000} HTTP/1\.[01]\r?\n")
 _STATUS_AT = re.compile(rb"HTTP/1\.[01] [1-5]\d\d(?: [^\r\n]*)?\r?\n")
+_METHOD_AT = re.compile(rb"[A-Z][A-Z_-]{0,31}(?: [^\s]*(?: [^\s]*)?)?$")  # a request line's start
 _TEXTUAL = (b"text/", b"json", b"xml", b"x-www-form-urlencoded", b"javascript", b"graphql")
 
 
@@ -104,6 +108,7 @@ class State(IntEnum):
     CLOSE = 6
     PAUSED = 7
     DEAD = 8
+    TUNNEL = 9
 
 
 class _Side:
@@ -240,6 +245,8 @@ class Http1Decoder:
     def receive(self, direction: Direction, data: memoryview, ts_ns: int) -> Sequence[Message]:
         out: list[Message] = []
         self._run(self._sides[direction], data, ts_ns, out)
+        if self._sides[0].state is State.TUNNEL:
+            self._tunnel(ts_ns, out)
         return out
 
     def _run(self, side: _Side, data: memoryview, ts: int, out: list[Message]) -> None:
@@ -275,6 +282,11 @@ class Http1Decoder:
             side.capture = None
             return out
         if state in (State.PAUSED, State.DEAD):
+            return out
+        if state is State.TUNNEL:
+            out.append(StopDecoding(start_ns=ts_ns, end_ns=ts_ns, size=0, flags=0, reason="CONNECT tunnel"))
+            for s in self._sides:
+                s.state = State.DEAD
             return out
         if state is not State.HEAD:
             # a message was in progress: emit it as far as it got, flagged, then search for the next start
@@ -455,7 +467,10 @@ class Http1Decoder:
                 vraw = parts[2] if len(parts) > 2 else b""
                 version = vraw[:MAX_VERSION].decode("latin-1")
             else:
-                method, target, vraw, malformed = _request_line(line)
+                try:
+                    method, target, vraw, malformed = _request_line(line)
+                except DecodeError:
+                    return  # not a request line: nothing to keep
                 version = _VERSIONS.get(vraw) or _lenient_version(vraw)
                 if malformed:
                     side.flags |= Flag.MALFORMED
@@ -593,10 +608,11 @@ class Http1Decoder:
                 s.state = State.DEAD
             return
         if method == b"CONNECT" and code < 300:
+            # the tunnel is open: what it carries is decided by the client's first bytes (`_tunnel`); the
+            # client's bytes held while the answer was awaited stay in its buffer
             self._finish(side, ts, out)
-            out.append(StopDecoding(start_ns=ts, end_ns=ts, size=0, flags=0, reason="CONNECT tunnel"))
             for s in self._sides:
-                s.state = State.DEAD
+                s.state = State.TUNNEL
             return
         if upgrade:
             self._resume_client(ts, out)  # the upgrade was refused: the held client bytes are HTTP again
@@ -733,6 +749,69 @@ class Http1Decoder:
 
     def _on_dead(self, side: _Side, data: memoryview, pos: int, ts: int, out: list[Message]) -> int:
         return len(data)
+
+    def _on_tunnel(self, side: _Side, data: memoryview, pos: int, ts: int, out: list[Message]) -> int:
+        if len(side.buf) + len(data) - pos > MAX_PAUSED:
+            # nothing recognisable came first (a server-first protocol, say): stop instead of holding more
+            out.append(StopDecoding(start_ns=ts, end_ns=ts, size=0, flags=0, reason="CONNECT tunnel"))
+            for s in self._sides:
+                s.state = State.DEAD
+                s.buf.clear()
+            return len(data)
+        side.buf += data[pos:]
+        return len(data)
+
+    def _tunnel(self, ts: int, out: list[Message]) -> None:
+        """A CONNECT tunnel is open: hand the connection to what it carries, once the client's first bytes
+        say what that is — a TLS ClientHello (an encrypted handshake record), the HTTP/2 preface (h2c),
+        HTTP/1 requests (decoded here, as before the tunnel) — or stop decoding it."""
+        client, server = self._sides
+        first = bytes(client.buf[:MAX_START_LINE])
+        if not first:
+            return
+        target = ""
+        if tls.starts_client_hello(first):
+            target = "tls"
+        elif first[:1] == b"P" and H2_PREFACE.startswith(first[:24]):
+            if len(first) < len(H2_PREFACE):
+                return  # the preface is still coming
+            target = "h2c-prior-knowledge"
+        elif len(first) < 6 and first[0] == 22:
+            return  # may still become a ClientHello
+        elif b"\n" not in first and len(first) < MAX_START_LINE and _METHOD_AT.match(first):
+            return  # may still become a request line
+        elif _REQUEST_AT.match(first):
+            # plain HTTP/1 to the tunnel's far end: decode it as this connection's own traffic
+            held = bytes(client.buf), bytes(server.buf)
+            for s in self._sides:
+                s.buf.clear()
+                s.state = State.HEAD
+                s.synced = True
+            self._run(client, memoryview(held[0]), ts, out)
+            if held[1]:
+                self._run(server, memoryview(held[1]), ts, out)
+            return
+        for s in self._sides:
+            s.state = State.DEAD
+        if not target:
+            out.append(StopDecoding(start_ns=ts, end_ns=ts, size=0, flags=0, reason="CONNECT tunnel"))
+            for s in self._sides:
+                s.buf.clear()
+            return
+        client_data, server_data = bytes(client.buf), bytes(server.buf)
+        for s in self._sides:
+            s.buf.clear()
+        out.append(
+            HandOver(
+                start_ns=ts,
+                end_ns=ts,
+                size=0,
+                flags=0,
+                target=target,
+                client_data=client_data,
+                server_data=server_data,
+            )
+        )
 
     # -- completion, upgrades --------------------------------------------------------------------------------
     def _capture(self, side: _Side, data: memoryview) -> None:
@@ -873,7 +952,8 @@ def _request_line(line: bytes) -> tuple[bytes, bytes, bytes, bool]:
     s = line.strip(b" \t")
     rest = s.lstrip(_TCHAR)
     mlen = len(s) - len(rest)
-    if not mlen or mlen > MAX_METHOD or (rest and rest[0] not in _AFTER_METHOD):
+    if not mlen or mlen > MAX_METHOD or (rest and rest[0] not in _AFTER_METHOD) or s[:5] == b"HTTP/":
+        # no method token, or a status line where a request belongs
         raise DecodeError("bad method", s[:MAX_METHOD].decode("latin-1"))
     method = s[:mlen]
     rest = rest.lstrip(b" \t")
@@ -918,6 +998,7 @@ _HANDLERS: dict[State, _Handler] = {
     State.CLOSE: Http1Decoder._on_close,
     State.PAUSED: Http1Decoder._on_paused,
     State.DEAD: Http1Decoder._on_dead,
+    State.TUNNEL: Http1Decoder._on_tunnel,
 }
 
 
