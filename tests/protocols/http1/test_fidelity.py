@@ -241,7 +241,7 @@ def test_gap_inside_a_request_header_block_keeps_the_roundtrip() -> None:
         ]
     )
     assert [brief(r) for r in records] == [
-        (Kind.ROUNDTRIP, "GET", "200", ["gap"]),
+        (Kind.ROUNDTRIP, "GET", "200", ["gap", "truncated"]),
         (Kind.ROUNDTRIP, "GET", "404", ["gap"]),  # the next message after a gap carries it (unchanged rule)
     ]
     first = records[0].request
@@ -265,7 +265,7 @@ def test_gap_inside_the_request_line_keeps_what_was_seen() -> None:
             ("data", 1, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
         ]
     )
-    assert [brief(r) for r in records] == [(Kind.ROUNDTRIP, "POST", "201", ["gap"])]
+    assert [brief(r) for r in records] == [(Kind.ROUNDTRIP, "POST", "201", ["gap", "truncated"])]
     assert records[0].request is not None and records[0].request.to_json()["target"] == "/api/v1/ite"
 
 
@@ -297,7 +297,7 @@ def test_response_head_cut_by_a_gap_pairs_and_the_next_exchange_too() -> None:
         ]
     )
     assert [brief(r) for r in records] == [
-        (Kind.ROUNDTRIP, "GET", "503", ["gap"]),
+        (Kind.ROUNDTRIP, "GET", "503", ["gap", "truncated"]),
         (Kind.ROUNDTRIP, "GET", "200", ["gap"]),
     ]
     assert records[0].error  # 503 from what was seen of the status line

@@ -294,8 +294,8 @@ class Http1Decoder:
             self._finish(side, ts_ns, out)
         elif side.buf and side.synced:
             # the gap cut a start line or header block: what was seen of it is still the message (its
-            # answer pairs with it by order), flagged
-            self._partial_head(side, Flag.GAP, out)
+            # answer pairs with it by order), flagged as a message cut short is
+            self._partial_head(side, Flag.GAP | Flag.TRUNCATED, out)
         if not side.is_request:
             self._methods.clear()  # responses were lost with their framing: forget what they answered
         side.buf.clear()
