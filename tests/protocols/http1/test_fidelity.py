@@ -23,9 +23,9 @@ from tests.helpers.tlsgen import handshake
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad"
 
 
-def session() -> tuple[Session, list[Roundtrip], dict[str, ProtocolStats]]:
+def session(reg: Registry | None = None) -> tuple[Session, list[Roundtrip], dict[str, ProtocolStats]]:
     """A Session as the flow layer builds it; every record is checked against the public schema."""
-    reg = Registry([HTTP])
+    reg = reg or Registry([HTTP])
     records: list[Roundtrip] = []
     stats: dict[str, ProtocolStats] = {}
 
@@ -316,19 +316,7 @@ ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
 
 def tunnel_session() -> tuple[Session, list[Roundtrip], dict[str, ProtocolStats]]:
-    reg = Registry([HTTP, HTTP2])
-    records: list[Roundtrip] = []
-    stats: dict[str, ProtocolStats] = {}
-
-    def sink(rt: Roundtrip) -> None:
-        validate_against_schema([rt.to_json()])
-        records.append(rt)
-
-    s = Session(
-        reg["http"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 3128), sink,
-        lambda name: stats.setdefault(name, ProtocolStats()), lambda name: None, False,
-    )  # fmt: skip
-    return s, records, stats
+    return session(Registry([HTTP, HTTP2]))
 
 
 @pytest.mark.parametrize("early", [False, True])  # the ClientHello sent before the 200 arrived, or after

@@ -17,6 +17,17 @@ def opening() -> tuple[bytes, bytes]:
     return PREFACE + settings(header_table_size=4096), settings(max_concurrent_streams=100)
 
 
+def reset_before_any_answer(conn: Conn, path: str) -> tuple[Http2Decoder, list]:
+    """A decoder that saw GET `path` on stream 1 and the client's RST_STREAM for it, nothing from the server
+    on that stream yet."""
+    oc, os_ = opening()
+    d = Http2Decoder()
+    out = list(d.receive(C2S, memoryview(oc + conn.get(1, path)), 1))
+    out += d.receive(S2C, memoryview(os_), 2)
+    out += d.receive(C2S, memoryview(frame(RST_STREAM, 0, 1, CANCEL)), 3)
+    return d, out
+
+
 def test_crossing_response_is_kept_through_the_session_with_reset_by_client() -> None:
     s, records, stats = open_session(REGISTRY["http2"], REGISTRY, ("10.0.0.1", 40000), ("10.0.0.2", 8080))
     conn = Conn()
@@ -40,11 +51,7 @@ def test_crossing_response_is_kept_through_the_session_with_reset_by_client() ->
 def test_a_response_cut_short_by_the_reset_is_kept_when_the_wait_ends() -> None:
     # the server sent HEADERS and part of the body, then read the RST and stopped: no END_STREAM comes
     conn = Conn()
-    oc, os_ = opening()
-    d = Http2Decoder()
-    out = list(d.receive(C2S, memoryview(oc + conn.get(1, "/big")), 1))
-    out += d.receive(S2C, memoryview(os_), 2)
-    out += d.receive(C2S, memoryview(frame(RST_STREAM, 0, 1, CANCEL)), 3)
+    d, out = reset_before_any_answer(conn, "/big")
     out += d.receive(S2C, memoryview(conn.status(1, 200) + data(1, b"x" * 10)), 4)
     assert [m for m in out if isinstance(m, Http2Request | Http2Response)] == []  # still waiting
     out += d.receive(S2C, memoryview(frame(PING, 0, 0, b"\0" * 8)), 3 + RESET_GRACE_NS)
@@ -55,11 +62,7 @@ def test_a_response_cut_short_by_the_reset_is_kept_when_the_wait_ends() -> None:
 
 def test_no_response_within_the_grace_time_is_unanswered() -> None:
     conn = Conn()
-    oc, os_ = opening()
-    d = Http2Decoder()
-    out = list(d.receive(C2S, memoryview(oc + conn.get(1, "/x")), 1))
-    out += d.receive(S2C, memoryview(os_), 2)
-    out += d.receive(C2S, memoryview(frame(RST_STREAM, 0, 1, CANCEL)), 3)
+    d, out = reset_before_any_answer(conn, "/x")
     out += d.receive(C2S, memoryview(frame(PING, 0, 0, b"\0" * 8)), 2 + RESET_GRACE_NS)  # not yet
     assert out == []
     out += d.receive(C2S, memoryview(frame(PING, 0, 0, b"\0" * 8)), 3 + RESET_GRACE_NS)

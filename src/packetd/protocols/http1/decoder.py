@@ -284,9 +284,7 @@ class Http1Decoder:
         if state in (State.PAUSED, State.DEAD):
             return out
         if state is State.TUNNEL:
-            out.append(StopDecoding(start_ns=ts_ns, end_ns=ts_ns, size=0, flags=0, reason="CONNECT tunnel"))
-            for s in self._sides:
-                s.state = State.DEAD
+            self._stop_tunnel(ts_ns, out)
             return out
         if state is not State.HEAD:
             # a message was in progress: emit it as far as it got, flagged, then search for the next start
@@ -753,10 +751,7 @@ class Http1Decoder:
     def _on_tunnel(self, side: _Side, data: memoryview, pos: int, ts: int, out: list[Message]) -> int:
         if len(side.buf) + len(data) - pos > MAX_PAUSED:
             # nothing recognisable came first (a server-first protocol, say): stop instead of holding more
-            out.append(StopDecoding(start_ns=ts, end_ns=ts, size=0, flags=0, reason="CONNECT tunnel"))
-            for s in self._sides:
-                s.state = State.DEAD
-                s.buf.clear()
+            self._stop_tunnel(ts, out)
             return len(data)
         side.buf += data[pos:]
         return len(data)
@@ -791,27 +786,12 @@ class Http1Decoder:
             if held[1]:
                 self._run(server, memoryview(held[1]), ts, out)
             return
+        if not target:
+            self._stop_tunnel(ts, out)
+            return
         for s in self._sides:
             s.state = State.DEAD
-        if not target:
-            out.append(StopDecoding(start_ns=ts, end_ns=ts, size=0, flags=0, reason="CONNECT tunnel"))
-            for s in self._sides:
-                s.buf.clear()
-            return
-        client_data, server_data = bytes(client.buf), bytes(server.buf)
-        for s in self._sides:
-            s.buf.clear()
-        out.append(
-            HandOver(
-                start_ns=ts,
-                end_ns=ts,
-                size=0,
-                flags=0,
-                target=target,
-                client_data=client_data,
-                server_data=server_data,
-            )
-        )
+        self._pass_on(target, bytes(client.buf), bytes(server.buf), None, ts, out)
 
     # -- completion, upgrades --------------------------------------------------------------------------------
     def _capture(self, side: _Side, data: memoryview) -> None:
@@ -892,6 +872,18 @@ class Http1Decoder:
             client_data, server_data = bytes(side.buf) + rest, held
         else:
             client_data, server_data = bytes(client.buf), rest
+        self._pass_on(target, client_data, server_data, response, ts, out)
+
+    def _pass_on(
+        self,
+        target: str,
+        client_data: bytes,
+        server_data: bytes,
+        response: Message | None,
+        ts: int,
+        out: list[Message],
+    ) -> None:
+        """Hand the connection over with the bytes each side sent after the switch point."""
         for s in self._sides:
             s.buf.clear()
         out.append(
@@ -906,6 +898,13 @@ class Http1Decoder:
                 response=response,
             )
         )
+
+    def _stop_tunnel(self, ts: int, out: list[Message]) -> None:
+        """The tunnel carries nothing decoded here (or could not be followed): stop decoding it."""
+        out.append(StopDecoding(start_ns=ts, end_ns=ts, size=0, flags=0, reason="CONNECT tunnel"))
+        for s in self._sides:
+            s.state = State.DEAD
+            s.buf.clear()
 
 
 def _h2_settings(chunk: bytes | bytearray) -> bool:
