@@ -30,6 +30,7 @@ from tests.helpers.live import (
     replay,
     stop_process,
     validate_against_schema,
+    wait_port,
     without_times,
 )
 from tests.helpers.special_server import SpecialServer
@@ -473,3 +474,95 @@ def test_a_capture_that_ends_inside_a_response_body_gives_a_truncated_roundtrip(
     records, _ = replay(dump.path, ["--proto", f"http;{nginx.port}"])
     assert [(r["kind"], r["operation"], r["status"]) for r in records] == [("roundtrip", "GET", "200")]
     assert "truncated" in records[0]["flags"] and records[0]["response"]["body_bytes"] < got
+
+
+TINYPROXY_CONF = """Port {port}
+Listen 127.0.0.1
+Timeout 30
+MaxClients 20
+Allow 127.0.0.1
+Syslog Off
+LogFile "{dir}/tinyproxy.log"
+LogLevel Warning
+"""
+
+
+@pytest.mark.skipif(shutil.which("tinyproxy") is None, reason="tinyproxy is not installed (make test-deps)")
+@pytest.mark.skipif(
+    shutil.which("nghttpd") is None, reason="nghttp2-server is not installed (make test-deps)"
+)
+def test_connect_tunnels_through_a_real_proxy_are_followed(tmp_path: Path) -> None:
+    """curl through Debian's tinyproxy with --proxytunnel: CONNECT, then HTTP/1 to nginx, HTTP/2 with prior
+    knowledge to nghttpd, and TLS to openssl s_server, each inside its tunnel. Only the proxy's port is
+    watched: what the tunnels carry is found by following them (issue 9 item 5). The truth is curl's own
+    output and the names it was given."""
+    from tests.helpers.tlsgen import cert
+
+    proxy_port, h2_port, tls_port = free_port(), free_port(), free_port()
+    (tmp_path / "tinyproxy.conf").write_text(TINYPROXY_CONF.format(port=proxy_port, dir=tmp_path))
+    crt, key = cert()
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "h2.txt").write_bytes(b"over h2c\n")
+    nginx = Nginx()
+    procs = [
+        subprocess.Popen(["tinyproxy", "-d", "-c", str(tmp_path / "tinyproxy.conf")],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen(["nghttpd", "--no-tls", "-d", str(www), "-a", "127.0.0.1", str(h2_port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{tls_port}", "-cert", crt, "-key", key,
+                          "-www", "-quiet"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL),
+    ]  # fmt: skip
+    proxy = f"http://127.0.0.1:{proxy_port}"
+    try:
+        for port in (proxy_port, h2_port, tls_port):
+            wait_port(port)
+        with capture(["--ifaces", "^lo$", "--proto", f"http;{proxy_port}"]) as cap:
+            curl = [
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-p",
+                "-x",
+                proxy,
+                "--max-time",
+                "20",
+            ]
+            h1 = subprocess.run(
+                [*curl, f"http://127.0.0.1:{nginx.port}/teapot"], capture_output=True, check=True
+            )
+            h2 = subprocess.run(
+                [*curl, "--http2-prior-knowledge", f"http://127.0.0.1:{h2_port}/h2.txt"],
+                capture_output=True,
+                check=True,
+            )
+            tls = subprocess.run(
+                [*curl, "-k", f"https://localhost:{tls_port}/"], capture_output=True, check=True
+            )
+            records = cap.stop()
+    finally:
+        for p in procs:
+            stop_process(p, timeout=10)
+        nginx.stop()
+    assert (h1.stdout, h2.stdout, tls.stdout) == (b"418", b"200", b"200")
+    got = sorted(
+        (r["protocol"], r["kind"], r["operation"], r["status"], (r["request"] or {}).get("target")
+         or (r["request"] or {}).get("path") or (r["request"] or {}).get("tls", {}).get("server_name"))
+        for r in records
+    )  # fmt: skip
+    assert got == sorted(
+        [
+            ("http", "roundtrip", "CONNECT", "200", f"127.0.0.1:{nginx.port}"),
+            ("http", "roundtrip", "GET", "418", "/teapot"),
+            ("http", "roundtrip", "CONNECT", "200", f"127.0.0.1:{h2_port}"),
+            ("http2", "roundtrip", "GET", "200", "/h2.txt"),
+            ("http", "roundtrip", "CONNECT", "200", f"localhost:{tls_port}"),
+            ("http", "handshake", "TLS", "OK", "localhost"),
+        ]
+    )
+    assert [r["flags"] for r in records if r["kind"] == "handshake"] == [["encrypted"]]
+    validate_against_schema(records)
