@@ -386,3 +386,19 @@ def test_connect_refused_is_not_a_tunnel() -> None:
     s.data(0, memoryview(b"GET / HTTP/1.1\r\n\r\n"), 3)
     s.data(1, memoryview(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), 4)
     assert [(r.operation, r.status) for r in records] == [("CONNECT", "407"), ("GET", "200")]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /m HTTP/1.1\nHost: x\r\n\r\n",  # a bare LF after the start line only
+        b"GET /m HTTP/1.1\r\nHost: x\n\r\n",
+        b"GET /m HTTP/1.1\nHost: x\n\n",
+    ],
+)
+def test_mixed_line_ends_frame_the_same_request(head: bytes) -> None:
+    s, records, _ = session()
+    s.data(0, memoryview(head), 10)
+    s.data(1, memoryview(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok"), 20)  # bare LFs from the server too
+    assert [summary(r) for r in records] == [(Kind.ROUNDTRIP, "GET", "/m", "HTTP/1.1", "200", [])]
+    assert records[0].request is not None and records[0].request.to_json()["headers"] == {"host": ["x"]}

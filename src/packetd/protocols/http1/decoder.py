@@ -516,7 +516,12 @@ class Http1Decoder:
     def _head_complete(self, side: _Side, head: bytes, ts: int, out: list[Message]) -> None:
         wire = len(head)
         eol = head.find(b"\r\n")
-        if eol < 0 or head[-4:] != b"\r\n\r\n" or head[eol + 2 : eol + 3] == b"\n":
+        if (
+            eol < 0
+            or head[-4:] != b"\r\n\r\n"
+            or head[eol + 2 : eol + 3] == b"\n"
+            or head.find(b"\n", 0, eol) >= 0  # the start line itself ends in a bare LF
+        ):
             # bare-LF line endings (lenient, as browsers and curl are): normalise to CRLF
             head = head.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
             eol = head.index(b"\r\n")
