@@ -566,3 +566,22 @@ def test_connect_tunnels_through_a_real_proxy_are_followed(tmp_path: Path) -> No
     )
     assert [r["flags"] for r in records if r["kind"] == "handshake"] == [["encrypted"]]
     validate_against_schema(records)
+
+
+def test_nginx_refusing_a_head_before_its_end_pairs_with_it() -> None:
+    """A header line longer than nginx's 8 KiB buffers: nginx answers 400 before the blank line, and the
+    client gives up; the request (truncated) pairs with that 400 (issue 9 item 2's early answers)."""
+    nginx = Nginx()
+    try:
+        with capture(["--ifaces", "^lo$", "--proto", f"http;{nginx.port}"]) as cap:
+            head = b"GET /index.txt HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n"
+            status = _exchange(nginx.port, head).split(b"\r\n", 1)[0]
+            records = cap.stop()
+    finally:
+        nginx.stop()
+    assert status.startswith(b"HTTP/1.1 400"), status
+    assert [(r["kind"], r["operation"], r["request"]["target"], r["status"]) for r in records] == [
+        ("roundtrip", "GET", "/index.txt", "400")
+    ]
+    assert "truncated" in records[0]["flags"] and records[0]["request"]["size"] == len(head)
+    validate_against_schema(records)

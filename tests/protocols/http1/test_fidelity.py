@@ -402,3 +402,33 @@ def test_mixed_line_ends_frame_the_same_request(head: bytes) -> None:
     s.data(1, memoryview(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok"), 20)  # bare LFs from the server too
     assert [summary(r) for r in records] == [(Kind.ROUNDTRIP, "GET", "/m", "HTTP/1.1", "200", [])]
     assert records[0].request is not None and records[0].request.to_json()["headers"] == {"host": ["x"]}
+
+
+def test_answer_before_the_end_of_the_request_head_pairs() -> None:
+    # nginx answers a header line longer than its buffers with 400 before the blank line arrives
+    big = b"X-Big: " + b"a" * 9000 + b"\r\n"
+    records, stats = records_of(
+        [
+            (0, b"GET /h HTTP/1.1\r\nHost: x\r\n" + big),
+            (1, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            (1, None),
+            (0, None),
+        ]
+    )
+    assert [brief(r) for r in records] == [(Kind.ROUNDTRIP, "GET", "400", ["truncated"])]
+    assert stats["http"].pairing.orphans == 0
+
+
+def test_a_pipelined_request_in_progress_does_not_hold_the_answer_to_an_earlier_one() -> None:
+    records, _ = records_of(
+        [
+            (0, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\nHo"),
+            (1, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            (0, b"st: x\r\n\r\n"),
+            (1, b"HTTP/1.1 204 No Content\r\n\r\n"),
+        ]
+    )
+    assert [(r.operation, r.status, r.request.to_json()["target"]) for r in records if r.request] == [
+        ("GET", "200", "/1"),
+        ("GET", "204", "/2"),
+    ]

@@ -235,9 +235,10 @@ class Http1Decoder:
         self._methods: deque[tuple[bytes, bytes]] = deque()
         self._produced = 0  # messages emitted: roles can only be swapped before the first
         self._requests = self._responses = 0  # requests and final responses framed
-        # a final response that came before its request's body ended (an answer to `Expect: 100-continue`,
-        # a 413): held until the request is complete, so that the matcher sees the request first. One at
-        # most: the client cannot send another request before this one ends.
+        # a final response that came before its request ended (an answer to `Expect: 100-continue`, a 413
+        # before the body, a 400 before the end of a too large head): held until the request is complete,
+        # so that the matcher sees the request first. One at most: the client cannot send another request
+        # before this one ends.
         self._early: Message | None = None
         self._handover: tuple[str, Message | None] | None = None  # set when the connection switches
 
@@ -847,13 +848,20 @@ class Http1Decoder:
             if early is not None:  # the answer that came before this request's body ended
                 self._early = None
                 out.append(early)
-        elif self._responses > self._requests and self._sides[0].state in _BODY_STATES and code != 101:
-            # it answers the request whose body is still coming: hold it until that request is complete
+        elif self._responses > self._requests and code != 101 and self._client_busy():
+            # it answers the request still coming (its body, or the rest of its head: nginx refuses a
+            # too large header before the blank line): hold it until that request is complete
             if early is not None:
                 out.append(early)  # a second answer to one request: the first goes as it is
             self._early = msg
         else:
             out.append(msg)
+
+    def _client_busy(self) -> bool:
+        """The client is in the middle of a request: its body, or a head that has begun."""
+        client = self._sides[0]
+        state = client.state
+        return state in _BODY_STATES or (state is State.HEAD and client.synced and bool(client.buf))
 
     def _resume_client(self, ts: int, out: list[Message]) -> None:
         client = self._sides[0]
