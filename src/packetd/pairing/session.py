@@ -292,6 +292,9 @@ class Session:
             self._flags |= Flag.ENCRYPTED
 
     def _hand_over(self, m: HandOver, ts_ns: int) -> None:
+        # the connection has begun (it was decoded up to a switch point): a ClientHello later is not how it
+        # started, and the next decoder's matcher may not pair TLS hellos (HTTP/2 pairs by stream id)
+        self._sniff = False
         if m.target == "tls":  # a tunnel (HTTP CONNECT) opened with a ClientHello: read the hellos, stop
             self._stats.handovers += 1
             self._release()

@@ -432,3 +432,17 @@ def test_a_pipelined_request_in_progress_does_not_hold_the_answer_to_an_earlier_
         ("GET", "200", "/1"),
         ("GET", "204", "/2"),
     ]
+
+
+def test_a_client_hello_after_a_hand_over_is_not_sniffed_as_the_connection_start() -> None:
+    # found by fuzzing the session: the guessed server sends an HTTP/2 preface first (roles swap, the
+    # connection is handed to HTTP/2), then a ClientHello as its first "client" bytes: the TLS sniff
+    # replaced the HTTP/2 decoder under its stream-id matcher, and the hello escaped as an AttributeError
+    hs = handshake("a.test", ["h2"], ["h2"])
+    s, records, stats = tunnel_session()
+    s.data(1, memoryview(b"GET / HTTP/1.1\r\nHTTP/1.1 100 Continue\r\n\r\n" + H2_PREFACE), 1)
+    assert s.protocol == "http2" and stats["http"].handovers == 1
+    s.data(1, memoryview(hs.client_hello), 2)  # raised AttributeError out of the session before
+    s.close(3)
+    assert [(r.kind, r.operation) for r in records] == [(Kind.UNANSWERED, "GET")]
+    assert stats["http2"].encrypted == 0
