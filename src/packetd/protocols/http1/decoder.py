@@ -6,10 +6,10 @@ Each direction is a `_Side` with its own state: HEAD (looking for a complete sta
 BODY (Content-Length bytes left), CHUNK_SIZE / CHUNK_DATA / CHUNK_CRLF / TRAILER (chunked coding), CLOSE
 (a response delimited by the end of the connection), PAUSED (client bytes held back until the server
 answers an `Upgrade` or `CONNECT`), TUNNEL (a CONNECT was answered 2xx: both sides' bytes are held until
-the client's first ones show what the tunnel carries), DEAD (the connection was handed over). The receive
-loop calls the
-handler of the current state, which consumes some bytes and returns the new position; every complete
-message found in a segment is returned, so pipelining costs nothing special.
+the client's first ones show what the tunnel carries: TLS, the HTTP/2 preface, or HTTP/1), DEAD (the
+connection was handed over). The receive loop calls the handler of the current state, which consumes some
+bytes and returns the new position; every complete message found in a segment is returned, so pipelining
+costs nothing special.
 
 Only header blocks are ever buffered (bounded by MAX_HEAD). Body bytes are counted from the memoryview and
 never copied, except for the optional, capped capture of textual bodies.
@@ -17,7 +17,15 @@ never copied, except for the optional, capped capture of textual bodies.
 A response is framed with its request in hand (RFC 9112 §6.3): the methods of requests whose response has
 not been framed yet wait in a bounded queue, so HEAD responses and 2xx answers to CONNECT carry no body,
 whatever their Content-Length says. 1xx responses other than 101 are interim: they do not end the
-exchange; they are folded into the final response's `interim` field.
+exchange; they are folded into the final response's `interim` field. A final response that is complete
+before its request is (servers answer `Expect: 100-continue` uploads, or refuse a too large head or body,
+before it has all arrived) is held until the request is, so the FIFO matcher sees them in order.
+
+Real traffic is messier than RFC 9112: a request line a server would answer (`GET/ HTTP/1.1`,
+`GET /HTTP/1.1`, a cut version, an empty target, stray blanks, bare LFs) is still a request, its tokens kept
+as sent and the message flagged `malformed`; only a line with no method token (binary, TLS) is a
+DecodeError. A start line and header block that a gap or the end of the capture cuts off is emitted with
+what was seen (flagged `gap`/`truncated`), so its exchange stays one roundtrip.
 
 What it deliberately ignores: header field syntax beyond what framing needs (the record parses the block
 leniently when it is serialised), content codings (bodies are counted as sent), HTTP/0.9.
