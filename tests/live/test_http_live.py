@@ -519,19 +519,7 @@ def test_connect_tunnels_through_a_real_proxy_are_followed(tmp_path: Path) -> No
         for port in (proxy_port, h2_port, tls_port):
             wait_port(port)
         with capture(["--ifaces", "^lo$", "--proto", f"http;{proxy_port}"]) as cap:
-            curl = [
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-p",
-                "-x",
-                proxy,
-                "--max-time",
-                "20",
-            ]
+            curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-p", "-x", proxy, "--max-time", "20"]  # fmt: skip
             h1 = subprocess.run(
                 [*curl, f"http://127.0.0.1:{nginx.port}/teapot"], capture_output=True, check=True
             )
