@@ -86,6 +86,7 @@ H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 §3.4
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _VERSIONS = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/1.0": "HTTP/1.0"}
 _VERSION_TOKEN = re.compile(rb"HTTP/\d\.\d")
+_CRLF = frozenset(b"\r\n")
 _AFTER_METHOD = b" \t/"  # what may follow a method token on a lenient request line
 # Resynchronisation patterns: stricter than the synced parser (upper-case methods) to avoid false starts
 # inside bodies.
@@ -248,13 +249,15 @@ class Http1Decoder:
         # so that the matcher sees the request first. One at most: the client cannot send another request
         # before this one ends.
         self._early: Message | None = None
+        self._tunnel_due = False  # a CONNECT tunnel has bytes not yet looked at (see _tunnel)
         self._handover: tuple[str, Message | None] | None = None  # set when the connection switches
 
     # -- the Decoder interface ---------------------------------------------------------------------------
     def receive(self, direction: Direction, data: memoryview, ts_ns: int) -> Sequence[Message]:
         out: list[Message] = []
         self._run(self._sides[direction], data, ts_ns, out)
-        if self._sides[0].state is State.TUNNEL:
+        if self._tunnel_due:  # tunnel bytes arrived: see what the tunnel carries (outside the handlers)
+            self._tunnel_due = False
             self._tunnel(ts_ns, out)
         return out
 
@@ -336,7 +339,7 @@ class Http1Decoder:
             return self._on_unsynced(side, data, pos, ts, out)
         buf = side.buf
         old = len(buf)
-        if not old and data[pos] in b"\r\n":
+        if not old and data[pos] in _CRLF:
             # an empty line between messages (a stray CRLF after a body): RFC 9112 §2.2 has servers ignore
             # it before a request line; it belongs to no message
             window = data[pos : pos + 64].tobytes()
@@ -524,12 +527,12 @@ class Http1Decoder:
 
     def _head_complete(self, side: _Side, head: bytes, ts: int, out: list[Message]) -> None:
         wire = len(head)
-        eol = head.find(b"\r\n")
+        eol = head.find(b"\n") - 1  # the start line's CR, when it ends in CRLF
         if (
             eol < 0
+            or head[eol] != 0x0D  # the start line ends in a bare LF
             or head[-4:] != b"\r\n\r\n"
             or head[eol + 2 : eol + 3] == b"\n"
-            or head.find(b"\n", 0, eol) >= 0  # the start line itself ends in a bare LF
         ):
             # bare-LF line endings (lenient, as browsers and curl are): normalise to CRLF
             head = head.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
@@ -550,12 +553,25 @@ class Http1Decoder:
     def _request_head(
         self, side: _Side, line: bytes, block: bytes, hlen: int, ts: int, out: list[Message]
     ) -> None:
-        method, target, vraw, malformed = _request_line(line)
+        # the conformant line, inline (the per-request path); anything else goes to the lenient parser
+        sp1 = line.find(b" ")
+        sp2 = line.rfind(b" ")
+        method, target, vraw = line[:sp1], line[sp1 + 1 : sp2], line[sp2 + 1 :]
         version = _VERSIONS.get(vraw)
-        if version is None:
-            version = _lenient_version(vraw) if malformed else _other_version(vraw)
-        if malformed:
-            side.flags |= Flag.MALFORMED
+        if (
+            version is None
+            or not 0 < sp1 < sp2 - 1
+            or sp1 > MAX_METHOD
+            or sp2 > MAX_START_LINE
+            or method.translate(None, _TCHAR)
+            or line.find(b" ", sp1 + 1) != sp2  # a blank inside the target
+        ):
+            method, target, vraw, malformed = _request_line(line)
+            version = _VERSIONS.get(vraw)
+            if version is None:
+                version = _lenient_version(vraw) if malformed else _other_version(vraw)
+            if malformed:
+                side.flags |= Flag.MALFORMED
         length, chunked, conn, host, up, tp, tstate, ctype = _scan(block, self._opts.capture_body > 0)
         if chunked is False:
             raise DecodeError("unsupported transfer-coding in request")  # RFC 9112 §6.3 item 4: 400
@@ -571,7 +587,7 @@ class Http1Decoder:
         methods.append((method, upgrade))
         side.head = (
             method.decode("latin-1"),
-            target[:MAX_START_LINE].decode("utf-8", "replace"),
+            target.decode("utf-8", "replace"),  # at most MAX_START_LINE bytes (see _request_line)
             version,
             host.decode("utf-8", "replace") if host is not None else None,
             block,
@@ -625,6 +641,7 @@ class Http1Decoder:
             self._finish(side, ts, out)
             for s in self._sides:
                 s.state = State.TUNNEL
+            self._tunnel_due = True
             return
         if upgrade:
             self._resume_client(ts, out)  # the upgrade was refused: the held client bytes are HTTP again
@@ -768,6 +785,7 @@ class Http1Decoder:
             self._stop_tunnel(ts, out)
             return len(data)
         side.buf += data[pos:]
+        self._tunnel_due = True
         return len(data)
 
     def _tunnel(self, ts: int, out: list[Message]) -> None:
@@ -963,12 +981,8 @@ def _request_line(line: bytes) -> tuple[bytes, bytes, bytes, bool]:
     sp2 = line.rfind(b" ")
     if 0 < sp1 < sp2 - 1 and sp1 <= MAX_METHOD:
         method, target, vraw = line[:sp1], line[sp1 + 1 : sp2], line[sp2 + 1 :]
-        if (
-            (vraw in _VERSIONS or _VERSION_TOKEN.fullmatch(vraw))
-            and not method.translate(None, _TCHAR)
-            and b"\t" not in target
-        ):
-            return method, target, vraw, b" " in target
+        if (vraw in _VERSIONS or _VERSION_TOKEN.fullmatch(vraw)) and not method.translate(None, _TCHAR):
+            return method, target[:MAX_START_LINE], vraw, b" " in target
     s = line.strip(b" \t")
     rest = s.lstrip(_TCHAR)
     mlen = len(s) - len(rest)
@@ -983,7 +997,7 @@ def _request_line(line: bytes) -> tuple[bytes, bytes, bytes, bool]:
         target, vraw = (rest[:sp].rstrip(b" \t") if sp >= 0 else b""), last
     else:
         target, vraw = rest, b""  # no version: HTTP/0.9 style, or glued to the target
-    return method, target, vraw, True
+    return method, target[:MAX_START_LINE], vraw, True
 
 
 def _lenient_version(vraw: bytes) -> str:
