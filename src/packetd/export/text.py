@@ -1,6 +1,8 @@
 """Aligned, optionally coloured text lines for a person at a terminal.
 
 12:00:01.234567 http  10.0.0.2:51234 → 10.0.0.1:80     GET /index.html              200   1.23ms  312B/4.1K
+
+The request summary comes from the record's JSON, the redacted view (a `?token=` value is `[REDACTED]`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ def _request_summary(rt: Roundtrip) -> str:
     if msg is None:
         return ""
     target = getattr(msg, "target", None)
+    if target:
+        # what is shown is the record's (redacted) form, never the raw target (protocols/redact.py)
+        view = msg.to_json()  # the record's `request` object
+        target = view.get("target") or view.get("path")
     text = f"{rt.operation} {target}" if target else rt.operation
     if len(text) > MAX_SUMMARY:
         text = text[: MAX_SUMMARY - 1] + "…"

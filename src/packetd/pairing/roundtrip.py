@@ -28,6 +28,9 @@ class Roundtrip:
     request: Message | None
     response: Message | None
     flags: int = 0
+    # the record's ordinal on its connection (1, 2, ...; 0: not known): four pipelined commands answered in
+    # one segment share endpoints and times, and only this tells their span ids apart (pipeline/spans.py)
+    seq: int = 0
 
     @property
     def start_ns(self) -> int:

@@ -10,34 +10,38 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from packetd._values import value
+from packetd.protocols import redact as policy
 from packetd.protocols.base import Message, Role, TraceContext
 
-DEFAULT_REDACTED = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
-REDACTED = "[REDACTED]"
+# header names and query parameters whose values are replaced (the decision: protocols/redact.py)
+DEFAULT_REDACTED = policy.DEFAULT_HEADERS
+DEFAULT_QUERY_REDACTED = policy.DEFAULT_QUERY
+REDACTED = policy.REDACTED
 MAX_HEADER_VALUE = 4096  # a record keeps at most this many characters of one header value
 
 
-def parse_header_block(block: bytes, redact: frozenset[str]) -> dict[str, list[str]]:
-    """Header fields in order, lower-cased names, repeated fields kept in order, obs-fold joined."""
-    headers: dict[str, list[str]] = {}
-    last: list[str] | None = None
+def parse_header_block(block: bytes, names: frozenset[str]) -> dict[str, list[str]]:
+    """Header fields in order, lower-cased names, repeated fields kept in order, obs-fold joined.
+
+    A value is unfolded completely before it is judged (policy.header_value), so a secret continued on
+    an obs-fold line is redacted whole.
+    """
+    fields: list[tuple[str, str]] = []
     for line in block.split(b"\r\n"):
         if not line:
             continue
         if line[0] in b" \t":  # obsolete line folding (RFC 9112 §5.2): continues the previous value
-            if last:
-                last[-1] = (last[-1] + " " + line.strip().decode("utf-8", "replace"))[:MAX_HEADER_VALUE]
+            if fields:
+                key, text = fields[-1]
+                fields[-1] = (key, (text + " " + line.strip().decode("utf-8", "replace"))[:MAX_HEADER_VALUE])
             continue
         name, sep, raw = line.partition(b":")
         if not sep:
             continue  # not a field line; framing has already accepted the block, so skip it
-        key = name.strip().decode("latin-1").lower()
-        text = raw.strip().decode("utf-8", "replace")[:MAX_HEADER_VALUE]
-        if key in redact:
-            scheme = text.split(" ", 1)[0] if key.endswith("authorization") and " " in text else ""
-            text = f"{scheme} {REDACTED}" if scheme else REDACTED
-        last = headers.setdefault(key, [])
-        last.append(text)
+        fields.append((name.strip().decode("latin-1").lower(), raw.strip().decode("utf-8", "replace")[:MAX_HEADER_VALUE]))
+    headers: dict[str, list[str]] = {}
+    for key, text in fields:
+        headers.setdefault(key, []).append(policy.header_value(key, text, names))
     return headers
 
 
@@ -88,6 +92,7 @@ class Request(Message):
     trace: TraceContext | None = None
     body: bytes | None = None
     redact: frozenset[str] = DEFAULT_REDACTED
+    redact_query: frozenset[str] = DEFAULT_QUERY_REDACTED
 
     def operation(self) -> str:
         return self.method
@@ -101,11 +106,12 @@ class Request(Message):
 
     def to_json(self) -> dict[str, Any]:
         scheme, authority, path, query = split_target(self.target)
+        params = self.redact_query
         out: dict[str, Any] = {
             "method": self.method,
-            "target": self.target,
+            "target": policy.target(self.target, params),
             "path": path,
-            "query": query,
+            "query": policy.query(query, params) if query else query,
             "scheme": scheme,
             "host": self.host if self.host is not None else authority,
             "version": self.version,

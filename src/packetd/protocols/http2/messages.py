@@ -18,7 +18,8 @@ from urllib.parse import unquote
 
 from packetd._values import value
 from packetd.protocols.base import Flag, Message, Role, TraceContext
-from packetd.protocols.http1.messages import DEFAULT_REDACTED, MAX_HEADER_VALUE, REDACTED
+from packetd.protocols import redact as policy
+from packetd.protocols.http1.messages import DEFAULT_QUERY_REDACTED, DEFAULT_REDACTED, MAX_HEADER_VALUE
 
 Fields = tuple[tuple[bytes, bytes], ...]
 
@@ -120,20 +121,16 @@ def split_grpc_path(path: str | None) -> tuple[str, str]:
 
 
 def field_map(fields: Fields, redact: frozenset[str], sensitive: frozenset[bytes]) -> dict[str, list[str]]:
-    """Header fields by name (HTTP/2 names are lower-case on the wire), repeated values kept in order."""
+    """Header fields by name (HTTP/2 names are lower-case on the wire), repeated values kept in order;
+    values judged by redact.header_value (by name, or never-indexed on the wire)."""
     out: dict[str, list[str]] = {}
     for name, raw in fields:
         key = name.decode("latin-1")
-        if key in redact or name in sensitive:
-            text = REDACTED
-            if key.endswith("authorization"):
-                scheme, sp, _ = raw.partition(b" ")
-                if sp:
-                    text = f"{scheme.decode('latin-1')} {REDACTED}"
-        elif key.endswith("-bin"):
+        if key.endswith("-bin"):
             text = raw.decode("latin-1")[:MAX_HEADER_VALUE]  # base64 binary metadata: kept, never decoded
         else:
             text = raw.decode("utf-8", "replace")[:MAX_HEADER_VALUE]
+        text = policy.header_value(key, text, redact, name in sensitive)
         lst = out.get(key)
         if lst is None:
             out[key] = [text]
@@ -172,6 +169,7 @@ class Http2Request(Message):
     compressed: int
     redact: frozenset[str] = DEFAULT_REDACTED
     sensitive: frozenset[bytes] = frozenset()
+    redact_query: frozenset[str] = DEFAULT_QUERY_REDACTED
 
     @property
     def pair_key(self) -> int:
@@ -195,7 +193,7 @@ class Http2Request(Message):
             "method": self.method,
             "scheme": self.scheme,
             "authority": self.authority,
-            "path": self.path,
+            "path": policy.target(self.path, self.redact_query),
             "headers": field_map(self.headers, self.redact, self.sensitive),
             "trailers": field_map(trailers, self.redact, self.sensitive) if trailers is not None else None,
             "header_bytes": self.header_bytes,
@@ -292,7 +290,7 @@ class GrpcRequest(Http2Request):
             "stream_id": self.stream_id,
             "service": service,
             "method": method,
-            "path": self.path,
+            "path": policy.target(self.path, self.redact_query),
             "authority": self.authority,
             "scheme": self.scheme,
             "http_method": self.method,

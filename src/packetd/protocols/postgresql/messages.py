@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from packetd._values import value
 from packetd.protocols.base import Kind, Message, Role
-from packetd.protocols.sqltext import statement_text
+from packetd.protocols.redact import statement
 
 
 @value
@@ -38,7 +38,7 @@ class Request(Message):
         out: dict[str, Any] = {
             "message": self.op,
             "statement": (
-                statement_text(self.statement, self.truncated, self.keep_literals, "postgresql")
+                statement(self.statement, self.truncated, self.keep_literals, "postgresql")
                 if self.statement is not None
                 else None
             ),

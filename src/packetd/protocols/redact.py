@@ -1,0 +1,156 @@
+"""What may leave the host: the one place that decides which captured values are replaced.
+
+Theory of operation. A decoder keeps what it saw (raw header blocks, request targets, statement bytes);
+nothing is redacted on the hot path. A value leaves the host only through a record's `to_json()` — the
+redacted view — and every output is built from that view: the JSON line (`watch`, the roundtrip file,
+`/watch`), the text line, span attributes and OTLP (pipeline/spans.py reads the record, not the message).
+The messages' `to_json()` call the functions below, so a rule changed here changes every output at once.
+
+The rules (each configurable where a decoder option is named):
+
+* HTTP header values (HTTP/1 header blocks, HTTP/2 and gRPC headers, trailers and metadata), option
+  `redact`: a field is redacted when its lower-cased name is in the set, or matches one of the set's
+  `*`-patterns (`*token*`: the name contains `token`). The default is the fixed list (Authorization,
+  Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key, X-Auth-Token) plus every name containing `token`,
+  `secret`, `password`, `api-key`, `apikey` or `auth`. The value is judged after obs-fold unfolding (RFC
+  9112 §5.2), so a continuation line is part of the secret. An authorization value keeps its scheme
+  (`Bearer [REDACTED]`) only when the first word is a registered HTTP authentication scheme (matched
+  case-insensitively, RFC 9110 §11.1), so a bare token with a space in it is never half-kept.
+  HTTP/2 fields the sender marked never-indexed (RFC 7541 §7.1.3) are redacted whatever their name.
+* Query strings (HTTP/1 request-target, HTTP/2 `:path`), option `redact_query`: the value of a parameter
+  whose (percent-decoded, lower-cased) name is in the set becomes `[REDACTED]`; names and the other values
+  stay, so a path template and a dashboard still work.
+* SQL statements (MySQL, PostgreSQL), option `keep_literals`: every literal becomes `?` (sqltext.py is the
+  lexer; `statement()` below is the decision).
+* Redis argument values, MySQL/PostgreSQL authentication data, AMQP credentials, MongoDB values and
+  Kafka SASL bytes are never kept by their decoders at all (see each protocol's messages module).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from urllib.parse import unquote_plus
+
+from packetd.protocols.sqltext import normalize
+
+REDACTED = "[REDACTED]"
+
+# the fixed names plus name patterns (issue 14): any header whose name contains one of these words
+DEFAULT_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "x-auth-token",
+        "*token*",
+        "*secret*",
+        "*password*",
+        "*api-key*",
+        "*apikey*",
+        "*auth*",
+    }
+)
+# query parameters whose values are replaced (lower case: matched case-insensitively)
+DEFAULT_QUERY = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "token",
+        "access_token",
+        "api_key",
+        "apikey",
+        "key",
+        "secret",
+        "signature",
+        "sig",
+        "awsaccesskeyid",
+        "x-amz-signature",
+        "x-goog-signature",
+    }
+)
+# HTTP authentication schemes (IANA "HTTP Authentication Scheme Registry", plus the common non-registered
+# Token/ApiKey): the only first words of an authorization value a record keeps
+AUTH_SCHEMES = frozenset(
+    {
+        "basic",
+        "bearer",
+        "digest",
+        "dpop",
+        "gnap",
+        "hoba",
+        "mutual",
+        "negotiate",
+        "ntlm",
+        "privatetoken",
+        "scram-sha-1",
+        "scram-sha-256",
+        "vapid",
+        "aws4-hmac-sha256",
+        "token",
+        "apikey",
+    }
+)
+# distinct `redact` sets seen (one per configured decoder option, so a handful); bounded all the same
+_RULE_CACHE = 64
+
+
+@functools.lru_cache(maxsize=_RULE_CACHE)
+def header_rule(names: frozenset[str]) -> Callable[[str], bool]:
+    """A predicate over lower-cased header names for one `redact` set (exact names and `*`-patterns)."""
+    exact = frozenset(n for n in names if "*" not in n)
+    parts = tuple(p for p in (n.strip("*") for n in names if "*" in n) if p)
+    # only `*word*` (contains), `word*` (prefix) and `*word` (suffix) are meaningful; all are treated as
+    # "contains", the broader reading: a redaction rule errs towards hiding
+    if not parts:
+        return exact.__contains__
+
+    def match(name: str) -> bool:
+        return name in exact or any(p in name for p in parts)
+
+    return match
+
+
+def header_value(name: str, text: str, names: frozenset[str], sensitive: bool = False) -> str:
+    """The record's form of one header field value (`name` lower-cased, `text` unfolded)."""
+    if not sensitive and not header_rule(names)(name):
+        return text
+    scheme, sp, _rest = text.strip().partition(" ")
+    if sp and scheme.lower() in AUTH_SCHEMES:
+        return f"{scheme} {REDACTED}"
+    return REDACTED
+
+
+def query(text: str, params: frozenset[str]) -> str:
+    """A query string with the values of sensitive parameters replaced (`a=1&token=x` → `a=1&token=[REDACTED]`)."""
+    if not params or not text:
+        return text
+    pieces = text.split("&")
+    changed = False
+    for i, piece in enumerate(pieces):
+        name, eq, val = piece.partition("=")
+        if eq and val and unquote_plus(name).strip().lower() in params:
+            pieces[i] = f"{name}={REDACTED}"
+            changed = True
+    return "&".join(pieces) if changed else text
+
+
+def target(text: str | None, params: frozenset[str]) -> str | None:
+    """A request-target or `:path` with its query redacted (the fragment, if any, is kept as is)."""
+    if not text or "?" not in text or not params:
+        return text
+    head, _, rest = text.partition("?")
+    q, hsh, frag = rest.partition("#")
+    return f"{head}?{query(q, params)}{hsh}{frag}"
+
+
+def statement(raw: bytes, truncated: bool, keep_literals: bool, dialect: str) -> str:
+    """The record's form of a captured SQL statement (raw bytes as cut at the decoder's cap)."""
+    text = raw.decode("utf-8", "replace")
+    if truncated:
+        # a multi-byte character cut by the cap decodes as U+FFFD: drop it
+        text = text.rstrip("\ufffd")
+    return text if keep_literals else normalize(text, dialect)
