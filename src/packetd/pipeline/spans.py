@@ -31,7 +31,6 @@ from packetd.pairing.roundtrip import Roundtrip, endpoint_text
 from packetd.pipeline.semantics import SPAN_BUILDERS, AttrValue
 from packetd.protocols.base import Kind
 
-
 SPAN_KINDS = ("server", "client")
 OPTIONAL_KINDS = (Kind.HANDSHAKE, Kind.ONEWAY)  # records turned into spans only when asked for
 
@@ -104,7 +103,9 @@ class RoundtripsToTraces:
         if kind not in SPAN_KINDS:
             raise ValueError(f"roundtripstotraces.kind: '{kind}' is not allowed; allowed: client, server")
         if isinstance(include, str) or not isinstance(include, list | tuple):
-            raise ValueError("roundtripstotraces.include: expected a list of record kinds (handshake, oneway)")
+            raise ValueError(
+                "roundtripstotraces.include: expected a list of record kinds (handshake, oneway)"
+            )
         bad = [str(k) for k in include if k not in OPTIONAL_KINDS]
         if bad:
             raise ValueError(

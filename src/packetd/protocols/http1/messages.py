@@ -38,7 +38,12 @@ def parse_header_block(block: bytes, names: frozenset[str]) -> dict[str, list[st
         name, sep, raw = line.partition(b":")
         if not sep:
             continue  # not a field line; framing has already accepted the block, so skip it
-        fields.append((name.strip().decode("latin-1").lower(), raw.strip().decode("utf-8", "replace")[:MAX_HEADER_VALUE]))
+        fields.append(
+            (
+                name.strip().decode("latin-1").lower(),
+                raw.strip().decode("utf-8", "replace")[:MAX_HEADER_VALUE],
+            )
+        )
     headers: dict[str, list[str]] = {}
     for key, text in fields:
         headers.setdefault(key, []).append(policy.header_value(key, text, names))

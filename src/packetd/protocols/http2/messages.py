@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from packetd._values import value
-from packetd.protocols.base import Flag, Message, Role, TraceContext
 from packetd.protocols import redact as policy
+from packetd.protocols.base import Flag, Message, Role, TraceContext
 from packetd.protocols.http1.messages import DEFAULT_QUERY_REDACTED, DEFAULT_REDACTED, MAX_HEADER_VALUE
 
 Fields = tuple[tuple[bytes, bytes], ...]
