@@ -1,0 +1,105 @@
+"""The redaction rules (protocols/redact.py) on crafted wire bytes: obs-fold, scheme case, name patterns,
+query parameters; and the decoder options that configure them."""
+
+from __future__ import annotations
+
+import pytest
+
+from packetd.protocols.base import Direction
+from packetd.protocols.http1.decoder import Http1Decoder, HttpOptions
+from packetd.protocols.http1.messages import parse_header_block
+from packetd.protocols.options import parse_assignments
+from packetd.protocols.redact import DEFAULT_HEADERS, DEFAULT_QUERY, header_value, query, target
+
+
+def _request_json(raw: bytes, options: HttpOptions | None = None) -> dict:
+    from packetd.protocols.base import DecoderContext
+
+    dec = Http1Decoder(DecoderContext(options=options or HttpOptions()))
+    msgs = dec.receive(Direction.C2S, memoryview(raw), 1_000)
+    assert len(msgs) == 1
+    return msgs[0].to_json()
+
+
+def test_an_authorization_continued_on_an_obs_fold_line_is_redacted_whole() -> None:
+    # RFC 9112 §5.2: the folded line continues the value; the secret is on the continuation
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic\r\n dXNlcjpodW50ZXIy\r\nX: 1\r\n\r\n"
+    headers = _request_json(raw)["headers"]
+    assert headers["authorization"] == ["Basic [REDACTED]"]
+    assert "dXNlcjpodW50ZXIy" not in repr(headers)
+    assert headers["x"] == ["1"]
+
+
+def test_a_folded_value_of_a_kept_header_is_unfolded() -> None:
+    block = b"\r\nX-Note: one\r\n\ttwo\r\n"
+    assert parse_header_block(block, DEFAULT_HEADERS) == {"x-note": ["one two"]}
+
+
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [
+        ("Bearer abc", "Bearer [REDACTED]"),
+        ("bearer abc", "bearer [REDACTED]"),
+        ("BEARER abc", "BEARER [REDACTED]"),
+        ("bAsIc dXNlcg==", "bAsIc [REDACTED]"),
+        ("Digest username=x, response=y", "Digest [REDACTED]"),
+        # not a scheme: the first word may be the secret itself
+        ("hunter2 more", "[REDACTED]"),
+        ("Company s3cr3t", "[REDACTED]"),
+        ("justatoken", "[REDACTED]"),
+    ],
+)
+def test_authorization_keeps_only_a_known_scheme_matched_case_insensitively(value: str, want: str) -> None:
+    assert header_value("authorization", value, DEFAULT_HEADERS) == want
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["x-api-key", "x-auth-token", "proxy-authorization", "x-session-token", "client-secret",
+     "x-db-password", "my-api-key", "x-apikey", "x-goog-authuser", "www-authenticate"],
+)  # fmt: skip
+def test_names_on_the_fixed_list_or_containing_a_sensitive_word_are_redacted(name: str) -> None:
+    assert header_value(name, "v4lue", DEFAULT_HEADERS) == "[REDACTED]"
+
+
+@pytest.mark.parametrize("name", ["content-type", "user-agent", "x-request-id", "accept", "host"])
+def test_ordinary_names_are_kept(name: str) -> None:
+    assert header_value(name, "v4lue", DEFAULT_HEADERS) == "v4lue"
+
+
+def test_never_indexed_fields_are_redacted_whatever_their_name() -> None:
+    assert header_value("x-plain", "v4lue", DEFAULT_HEADERS, sensitive=True) == "[REDACTED]"
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ("a=1&password=hunter2", "a=1&password=[REDACTED]"),
+        ("PASSWORD=x&Token=y&b=2", "PASSWORD=[REDACTED]&Token=[REDACTED]&b=2"),
+        ("X-Amz-Signature=abc&X-Amz-Date=20240101", "X-Amz-Signature=[REDACTED]&X-Amz-Date=20240101"),
+        ("AWSAccessKeyId=AKIA&Expires=1", "AWSAccessKeyId=[REDACTED]&Expires=1"),
+        ("api%5Fkey=s&x=1", "api%5Fkey=[REDACTED]&x=1"),  # percent-encoded name
+        ("sig=&key", "sig=&key"),  # no value: nothing to hide
+        ("keyword=kept&monkey=kept", "keyword=kept&monkey=kept"),  # whole names only
+    ],
+)
+def test_query_parameters_by_name(raw: str, want: str) -> None:
+    assert query(raw, DEFAULT_QUERY) == want
+
+
+def test_target_keeps_path_and_fragment() -> None:
+    assert target("/a/b?token=x&c=1#top", DEFAULT_QUERY) == "/a/b?token=[REDACTED]&c=1#top"
+    assert target("/a/b", DEFAULT_QUERY) == "/a/b"
+
+
+def test_the_options_configure_both_rules() -> None:
+    opts = parse_assignments(["http.redact=x-only,*private*", "http.redact_query=session"])["http"]
+    raw = (
+        b"GET /p?session=abc&token=kept HTTP/1.1\r\nHost: x\r\nX-Only: a\r\nMy-Private-Thing: b\r\n"
+        b"Authorization: Bearer kept\r\n\r\n"
+    )
+    j = _request_json(raw, opts)
+    assert j["query"] == "session=[REDACTED]&token=kept"
+    assert j["target"] == "/p?session=[REDACTED]&token=kept"
+    assert j["headers"]["x-only"] == ["[REDACTED]"] and j["headers"]["my-private-thing"] == ["[REDACTED]"]
+    assert j["headers"]["authorization"] == ["Bearer kept"]  # the user replaced the default list
