@@ -266,6 +266,11 @@ def test_postgresql_literals() -> None:
     records, spans = check(pcap, (Rule(protocol="postgresql", ports=(pg.port,)),), list(s.values()))
     texts = [sp["attributes"].get("db.query.text") for sp in spans]
     assert "CREATE USER redact_test PASSWORD ?" in texts  # the span carries the record's redacted text
+    assert [t for t in texts if t] == [
+        r.to_json()["request"]["statement"]
+        for r in records
+        if (r.to_json()["request"] or {}).get("statement")
+    ]
     ops = {sp["attributes"].get("db.operation.name") for sp in spans}
     assert {"SELECT", "CREATE"} <= ops
 
@@ -293,6 +298,11 @@ def test_mysql_literals() -> None:
     records, spans = check(pcap, (Rule(protocol="mysql", ports=(db.port,)),), list(s.values()))
     texts = [sp["attributes"].get("db.query.text") for sp in spans]
     assert "INSERT INTO t VALUES (?)" in texts
+    assert [t for t in texts if t] == [
+        r.to_json()["request"]["statement"]
+        for r in records
+        if (r.to_json()["request"] or {}).get("statement")
+    ]
     # {db.operation.name} {target}: no table is parsed out of the text, the target is the server (semconv)
     assert any(sp["name"] == f"INSERT 127.0.0.1:{db.port}" for sp in spans)
 
