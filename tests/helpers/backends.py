@@ -63,6 +63,7 @@ class OtlpReceiver:
                                     "status_message": s.status.message,
                                     "attributes": {a.key: _value(a.value) for a in s.attributes},
                                     "resource": resource,
+                                    "scope": (ss.scope.name, ss.scope.version),
                                 }
                             )
                 receiver.requests += 1

@@ -280,8 +280,15 @@ def _db(system: str) -> SpanBuilder:
         q, s = _halves(rec)
         a: dict[str, AttrValue] = {"db.system.name": system}
         text = q.get("statement") if system != "mongodb" else q.get("query")
-        # semconv db.operation.name: what the statement does (SELECT), not the wire message (COM_QUERY)
-        op = (statement_operation(text) if system in ("mysql", "postgresql") else None) or rt.operation
+        op: str | None = rt.operation
+        if system in ("mysql", "postgresql"):
+            # semconv db.operation.name: what the statement does (SELECT), not the wire message
+            # (COM_QUERY, Execute); MySQL commands that are operations themselves (COM_PING) by their name;
+            # unknown (an Execute of a statement prepared before the capture) is left unset
+            op = statement_operation(text)
+            if op is None and system == "mysql" and rt.operation.startswith("COM_"):
+                cmd = rt.operation[4:]
+                op = None if cmd in ("QUERY", "STMT_PREPARE", "STMT_EXECUTE") else cmd
         _put(a, "db.operation.name", op)
         _put(a, "packetd.db.message", q.get("command") if system == "mysql" else q.get("message"))
         _put(a, "db.query.text", text)
