@@ -155,8 +155,14 @@ def test_http_spans_scheme_user_agent_error_type_scope_and_host(monkeypatch: pyt
         resource = by_path[path]["resource"]
         assert resource["host.name"] == socket.gethostname()
         assert resource["k8s.node.name"] == "node-7"
-    # kind: client makes them CLIENT spans
-    assert {s["kind"] for s in export(spans_of(records, {"kind": "client"}))} == {CLIENT_KIND}
+    # kind: client makes them CLIENT spans of the client's service, their peer the server
+    clients = export(spans_of(records, {"kind": "client"}))
+    assert {s["kind"] for s in clients} == {CLIENT_KIND}
+    assert {s["resource"]["service.name"] for s in clients} == {"client:127.0.0.1"}
+    assert {
+        (s["attributes"]["network.peer.address"], s["attributes"]["network.peer.port"]) for s in clients
+    } == {("127.0.0.1", port)}
+    assert {s["resource"]["service.name"] for s in exported} == {f"http:127.0.0.1:{port}"}
 
 
 def test_no_k8s_node_name_without_node_name(monkeypatch: pytest.MonkeyPatch) -> None:

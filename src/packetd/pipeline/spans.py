@@ -8,8 +8,9 @@
   root of a new trace — never a phantom parent (reference §18.22).
 * Kind — SERVER by default: the span stands for the observed server handling the request (its resource's
   `service.name` is that server: a configured address:port → name map, default `<protocol>:<addr>:<port>`).
-  `kind: client` makes it a CLIENT span instead (the call as its caller made it), for back-ends whose
-  service graphs pair CLIENT with SERVER spans (README, "Traces").
+  `kind: client` makes it a CLIENT span instead (the call as its caller made it: `service.name` is then
+  the client, by the same map or `client:<addr>`, and `network.peer.*` the server), for back-ends whose
+  service graphs draw databases and uninstrumented servers from CLIENT spans (README, "Traces").
 * Records — `roundtrip` and `unanswered` records become spans; `handshake` (connection set-up) and `oneway`
   records only when `include: [handshake, oneway]` asks for them: they are not requests a trace follows.
 * Status — ERROR when the record is an error by the protocol's rules (HTTP 5xx, gRPC non-OK, database and
@@ -68,15 +69,18 @@ def span_ids(rt: Roundtrip) -> tuple[int, int]:
     return trace_id, span_id
 
 
-def _peer_attrs(rt: Roundtrip, rec: dict[str, Any]) -> dict[str, AttrValue]:
+def _peer_attrs(rt: Roundtrip, rec: dict[str, Any], client_kind: bool) -> dict[str, AttrValue]:
     req = rec.get("request") or {}
+    peer = (
+        rt.server if client_kind else rt.client
+    )  # network.peer.*: the other end, as the span's side sees it
     return {
         "server.address": rt.server[0],
         "server.port": rt.server[1],
         "client.address": rt.client[0],
         "client.port": rt.client[1],
-        "network.peer.address": rt.client[0],
-        "network.peer.port": rt.client[1],
+        "network.peer.address": peer[0],
+        "network.peer.port": peer[1],
         "network.transport": "udp" if req.get("transport") == "udp" else "tcp",
     }
 
@@ -116,6 +120,11 @@ class RoundtripsToTraces:
         self._kinds = frozenset({Kind.ROUNDTRIP, Kind.UNANSWERED, *include})
 
     def service_for(self, rt: Roundtrip) -> str:
+        """The span resource's service.name: the observed server (SERVER spans) or client (CLIENT spans),
+        by the `services` map (address:port, or address), else `<protocol>:<addr>:<port>` for a server and
+        `client:<addr>` for a client (its port is ephemeral: one service per client host)."""
+        if self.kind == "client":
+            return self._services.get(rt.client[0]) or f"client:{rt.client[0]}"
         key = endpoint_text(rt.server)
         name = self._services.get(key) or self._services.get(rt.server[0])
         return name or f"{rt.protocol}:{key}"
@@ -126,7 +135,7 @@ class RoundtripsToTraces:
         rec = rt.to_json()  # the redacted view: every attribute below comes from it
         build = SPAN_BUILDERS.get(rt.protocol, _generic)
         name, attrs = build(rt, rec)
-        merged = _peer_attrs(rt, rec)
+        merged = _peer_attrs(rt, rec, self.kind == "client")
         merged.update(attrs)
         merged["packetd.kind"] = rt.kind
         flags = rec["flags"]
