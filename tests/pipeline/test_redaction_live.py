@@ -36,6 +36,7 @@ from packetd.pairing.roundtrip import Roundtrip, dumps
 from packetd.pipeline.metrics import Aggregator, RoundtripsToMetrics
 from packetd.pipeline.semantics import PROTOCOL_LABELS
 from packetd.pipeline.spans import RoundtripsToTraces
+from packetd.pipeline.summary import Summary
 from tests.helpers.backends import OtlpReceiver
 from tests.helpers.dbservers import (
     MariaDBServer,
@@ -113,7 +114,11 @@ def outputs(records: list[Roundtrip], protocols: list[str]) -> tuple[dict[str, s
         metrics.process(r, agg)
     taken = agg.take()
     labels = [v for kind in ("counters", "histograms") for (_n, lab) in taken[kind] for _k, v in lab]
+    summary = Summary()  # watch's exit summary (stderr)
+    for r in records:
+        summary.add(r)
     return {
+        "watch summary row": json.dumps([key for key, _ in summary.rows()]),
         "JSON record": json_lines,
         "text line": text,
         "OTLP span": json.dumps(exported),

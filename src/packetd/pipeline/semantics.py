@@ -82,8 +82,9 @@ def _mongo_source(rt: Roundtrip) -> object:
     return f"{db}.{coll}" if db and coll else (db or "")
 
 
-def _url_path(rt: Roundtrip) -> object:
-    """An HTTP/2 `:path` without its query, as HTTP/1's `path` is: a query is neither a series nor safe."""
+def url_path(rt: Roundtrip) -> object:
+    """The request's path without its query (HTTP/1's `path` has none; an HTTP/2 `:path` carries one): a
+    query is neither a series nor safe to show (metric labels, the watch summary)."""
     path = getattr(rt.request, "path", None) if rt.request is not None else None
     return path.split("?", 1)[0] if isinstance(path, str) else path
 
@@ -98,13 +99,13 @@ def _dns_question(rt: Roundtrip) -> object:
 PROTOCOL_LABELS: dict[str, dict[str, tuple[str, Getter]]] = {
     "http": {
         "request.method": ("method", req("method")),
-        "request.path": ("path", req("path")),
+        "request.path": ("path", url_path),
         "request.remote_host": ("remote_host", req("host")),
         "response.status_code": ("status_code", resp("status_code")),
     },
     "http2": {
         "request.method": ("method", req("method")),
-        "request.path": ("path", _url_path),
+        "request.path": ("path", url_path),
         "request.authority": ("authority", req("authority")),
         "response.status_code": ("status_code", resp("status_code")),
     },
