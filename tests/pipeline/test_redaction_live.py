@@ -259,13 +259,16 @@ def test_postgresql_literals() -> None:
     import psycopg
 
     pg = PostgresServer()
-    s = {k: f"S3CRET-pg-{k}-{os.getpid()}" for k in ("simple", "password", "param")}
+    s = {k: f"S3CRET-pg-{k}-{os.getpid()}" for k in ("simple", "password", "param", "error")}
     try:
-        with tcpdump(pg.port) as pcap, psycopg.connect(pg.dsn()) as conn:
+        with tcpdump(pg.port) as pcap, psycopg.connect(pg.dsn(), autocommit=True) as conn:
             conn.execute(f"SELECT count(*) FROM pg_user WHERE usename = 'app' AND 'x' <> '{s['simple']}'")
             conn.execute(f"CREATE USER redact_test PASSWORD '{s['password']}'")
             # a bound parameter travels in Bind, never in the statement text
             conn.execute("SELECT %s::text", (s["param"],))
+            # the server's error message quotes the value back
+            with contextlib.suppress(psycopg.errors.InvalidTextRepresentation):
+                conn.execute(f"SELECT '{s['error']}'::integer")
     finally:
         pg.stop()
     records, spans = check(pcap, (Rule(protocol="postgresql", ports=(pg.port,)),), list(s.values()))
@@ -285,7 +288,7 @@ def test_mysql_literals() -> None:
     import pymysql
 
     db = MariaDBServer()
-    s = {k: f"S3CRET-my-{k}-{os.getpid()}" for k in ("select", "password", "insert")}
+    s = {k: f"S3CRET-my-{k}-{os.getpid()}" for k in ("select", "password", "insert", "error")}
     try:
         with tcpdump(db.port) as pcap:
             conn = pymysql.connect(
@@ -296,6 +299,9 @@ def test_mysql_literals() -> None:
                 cur.execute(f"CREATE USER 'redact'@'%' IDENTIFIED BY '{s['password']}'")
                 cur.execute("CREATE TABLE t (v TEXT)")
                 cur.execute("INSERT INTO t VALUES (%s)", (s["insert"],))  # PyMySQL quotes it into the text
+                # a syntax error's message quotes the statement back ("... near '...'")
+                with contextlib.suppress(pymysql.err.ProgrammingError):
+                    cur.execute(f"SELEC '{s['error']}'")
             conn.commit()
             conn.close()
     finally:
@@ -317,7 +323,7 @@ def test_redis_auth_and_values() -> None:
     import redis
 
     server = RedisServer()
-    s = {k: f"S3CRET-redis-{k}-{os.getpid()}" for k in ("auth", "value", "hset")}
+    s = {k: f"S3CRET-redis-{k}-{os.getpid()}" for k in ("auth", "value", "hset", "error")}
     try:
         with tcpdump(server.port) as pcap:
             client = redis.Redis(port=server.port)
@@ -325,6 +331,9 @@ def test_redis_auth_and_values() -> None:
                 client.execute_command("AUTH", "default", s["auth"])  # no password set: an error reply
             client.set("k", s["value"])
             client.hset("h", "f", s["hset"])
+            # an unknown command's error quotes its arguments back
+            with contextlib.suppress(redis.exceptions.ResponseError):
+                client.execute_command("NOSUCHCMD", s["error"])
             client.close()
     finally:
         server.stop()

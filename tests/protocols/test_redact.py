@@ -9,7 +9,14 @@ from packetd.protocols.base import Direction
 from packetd.protocols.http1.decoder import Http1Decoder, HttpOptions
 from packetd.protocols.http1.messages import parse_header_block
 from packetd.protocols.options import parse_assignments
-from packetd.protocols.redact import DEFAULT_HEADERS, DEFAULT_QUERY, header_value, query, target
+from packetd.protocols.redact import (
+    DEFAULT_HEADERS,
+    DEFAULT_QUERY,
+    header_value,
+    query,
+    server_message,
+    target,
+)
 
 
 def _request_json(raw: bytes, options: HttpOptions | None = None) -> dict:
@@ -103,3 +110,26 @@ def test_the_options_configure_both_rules() -> None:
     assert j["target"] == "/p?session=[REDACTED]&token=kept"
     assert j["headers"]["x-only"] == ["[REDACTED]"] and j["headers"]["my-private-thing"] == ["[REDACTED]"]
     assert j["headers"]["authorization"] == ["Bearer kept"]  # the user replaced the default list
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        # MariaDB's 1064 quotes the statement, which quotes the value: one span, no fragment left
+        (
+            "You have an error in your SQL syntax; check the manual ... near 'SELEC 'hunter2'' at line 1",
+            "You have an error in your SQL syntax; check the manual ... near ? at line 1",
+        ),
+        ('invalid input syntax for type integer: "hunter2"', "invalid input syntax for type integer: ?"),
+        ("ERR unknown command 'X', with args beginning with: 'hunter2' ", "ERR unknown command ? "),
+        ('E11000 dup key: { email: "a@b.c" }', "E11000 dup key: { email: ? }"),
+        ("near 'SELECT ''hunter2", "near ?"),  # odd quotes: cut inside one, the rest is hidden
+        ("x" * 240 + " near 'SELECT 'hunt", "x" * 240 + " near ?"),  # at the decoders' cap: the same
+        ("WRONGTYPE Operation against a key holding the wrong kind of value", None),
+        ("Table 'x.y' doesn't exist", "Table ? doesn't exist"),  # an apostrophe is not a quote
+        ("Can't connect", None),
+        (None, None),
+    ],
+)
+def test_server_messages_hide_what_they_quote_back(raw: str | None, want: str | None) -> None:
+    assert server_message(raw) == (raw if want is None else want)

@@ -22,6 +22,11 @@ The rules (each configurable where a decoder option is named):
   stay, so a path template and a dashboard still work.
 * SQL statements (MySQL, PostgreSQL), option `keep_literals`: every literal becomes `?` (sqltext.py is the
   lexer; `statement()` below is the decision).
+* Server error messages (MySQL, PostgreSQL, Redis, MongoDB) quote what they were sent back — MySQL's
+  `near '...'`, PostgreSQL's `invalid input syntax for type integer: "..."`, Redis's `with args beginning
+  with: '...'`, MongoDB's `dup key: { email: "..." }` — so everything from the first quote to the last
+  becomes `?` (`server_message`); the error's code and wording stay. Always, whatever `keep_literals`
+  says: the statement the user chose to keep is in the record already.
 * Redis argument values, MySQL/PostgreSQL authentication data, AMQP credentials, MongoDB values and
   Kafka SASL bytes are never kept by their decoders at all (see each protocol's messages module).
 """
@@ -29,6 +34,7 @@ The rules (each configurable where a decoder option is named):
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from urllib.parse import unquote_plus
 
@@ -154,3 +160,24 @@ def statement(raw: bytes, truncated: bool, keep_literals: bool, dialect: str) ->
         # a multi-byte character cut by the cap decodes as U+FFFD: drop it
         text = text.rstrip("\ufffd")
     return text if keep_literals else normalize(text, dialect)
+
+
+# a quote character that opens or closes a quoted run: not between two word characters (the apostrophe of
+# "doesn't" is neither)
+_QUOTE = re.compile(r"(?<!\w)['\"`]|['\"`](?!\w)")
+MESSAGE_CAP = 256  # characters the MySQL, PostgreSQL and Redis decoders keep of an error message (MAX_ERROR)
+
+
+def server_message(text: str | None) -> str | None:
+    """A server's error message with what it quotes back replaced: from the first quote to the last
+    (nested quotes included: one span, never a fragment left), `?`; when the message may have been cut
+    inside a quote (at the decoders' cap, or an odd number of quotes), from the first to the end."""
+    if not text:
+        return text
+    quotes = [m.start() for m in _QUOTE.finditer(text)]
+    if not quotes:
+        return text
+    first, last = quotes[0], quotes[-1]
+    if len(text) >= MESSAGE_CAP or len(quotes) % 2:
+        return f"{text[:first]}?"
+    return f"{text[:first]}?{text[last + 1 :]}"

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from packetd._values import value
 from packetd.protocols.base import Kind, Message, Role
-from packetd.protocols.redact import statement
+from packetd.protocols.redact import server_message, statement
 
 
 @value
@@ -99,7 +99,7 @@ class Response(Message):
             out["error"] = {
                 "severity": self.severity,
                 "sqlstate": self.sqlstate,
-                "message": self.error_message,
+                "message": server_message(self.error_message),
             }
         if self.suspended:
             out["suspended"] = True
@@ -177,7 +177,7 @@ class StartupResult(Message):
             out["error"] = {
                 "severity": self.severity,
                 "sqlstate": self.sqlstate,
-                "message": self.error_message,
+                "message": server_message(self.error_message),
             }
         return out
 
