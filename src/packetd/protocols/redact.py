@@ -102,6 +102,7 @@ AUTH_SCHEMES = frozenset(
 )
 # distinct `redact` sets seen (one per configured decoder option, so a handful); bounded all the same
 _RULE_CACHE = 64
+_NAME_CACHE = 4096  # header-name decisions remembered per rule set (real traffic uses a few dozen names)
 
 
 @functools.lru_cache(maxsize=_RULE_CACHE)
@@ -113,9 +114,16 @@ def header_rule(names: frozenset[str]) -> Callable[[str], bool]:
     # "contains", the broader reading: a redaction rule errs towards hiding
     if not parts:
         return exact.__contains__
+    seen: dict[str, bool] = {}  # decisions by name: a connection's header names repeat on every message
 
     def match(name: str) -> bool:
-        return name in exact or any(p in name for p in parts)
+        hit = seen.get(name)
+        if hit is None:
+            hit = name in exact or any(p in name for p in parts)
+            if len(seen) >= _NAME_CACHE:  # bounded: names are the peer's to choose
+                seen.clear()
+            seen[name] = hit
+        return hit
 
     return match
 

@@ -26,27 +26,33 @@ def parse_header_block(block: bytes, names: frozenset[str]) -> dict[str, list[st
     A value is unfolded completely before it is judged (policy.header_value), so a secret continued on
     an obs-fold line is redacted whole.
     """
-    fields: list[tuple[str, str]] = []
+    fields: list[list[str]] = []  # [name, value] pairs, the value growing with its obs-fold lines
     for line in block.split(b"\r\n"):
         if not line:
             continue
         if line[0] in b" \t":  # obsolete line folding (RFC 9112 §5.2): continues the previous value
             if fields:
-                key, text = fields[-1]
-                fields[-1] = (key, (text + " " + line.strip().decode("utf-8", "replace"))[:MAX_HEADER_VALUE])
+                last = fields[-1]
+                last[1] = (last[1] + " " + line.strip().decode("utf-8", "replace"))[:MAX_HEADER_VALUE]
             continue
         name, sep, raw = line.partition(b":")
         if not sep:
             continue  # not a field line; framing has already accepted the block, so skip it
         fields.append(
-            (
+            [
                 name.strip().decode("latin-1").lower(),
                 raw.strip().decode("utf-8", "replace")[:MAX_HEADER_VALUE],
-            )
+            ]
         )
     headers: dict[str, list[str]] = {}
+    judge = policy.header_rule(names)
     for key, text in fields:
-        headers.setdefault(key, []).append(policy.header_value(key, text, names))
+        value = policy.header_value(key, text, names) if judge(key) else text
+        lst = headers.get(key)
+        if lst is None:
+            headers[key] = [value]
+        else:
+            lst.append(value)
     return headers
 
 
