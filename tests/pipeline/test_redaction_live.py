@@ -18,26 +18,19 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from packetd.engine import Rule
-from packetd.export.senders import Traces
 from packetd.export.text import TextFormatter
 from packetd.pairing.roundtrip import Roundtrip, dumps
 from packetd.pipeline.metrics import Aggregator, RoundtripsToMetrics
 from packetd.pipeline.semantics import PROTOCOL_LABELS
 from packetd.pipeline.spans import RoundtripsToTraces
 from packetd.pipeline.summary import Summary
-from tests.helpers.backends import OtlpReceiver
 from tests.helpers.dbservers import (
     MariaDBServer,
     PostgresServer,
@@ -47,7 +40,7 @@ from tests.helpers.dbservers import (
     redis_available,
 )
 from tests.helpers.golden import run_file
-from tests.helpers.live import ROOT, Nginx, can_capture, free_port, nginx_available, stop_process, wait_port
+from tests.helpers.live import Nginx, nginx_available
 from tests.helpers.servers import (
     RabbitMQ,
     Secantus,
@@ -56,37 +49,9 @@ from tests.helpers.servers import (
     secantus_available,
     tansu_available,
 )
+from tests.helpers.tapped import CAPTURE_MARKS, export, grpc_server, nghttpd, tcpdump
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.live,
-    pytest.mark.server,
-    pytest.mark.skipif(not can_capture(), reason="capture on loopback needs root / CAP_NET_RAW"),
-    pytest.mark.skipif(not shutil.which("tcpdump"), reason="tcpdump is not installed (make test-deps)"),
-]
-
-
-@contextlib.contextmanager
-def tcpdump(port: int) -> Iterator[str]:
-    """tcpdump of `tcp port P` on loopback into a pcap file, stopped by PID when the block ends."""
-    workdir = tempfile.mkdtemp(prefix="packetd-redact-")
-    path = os.path.join(workdir, "capture.pcap")
-    proc = subprocess.Popen(
-        ["tcpdump", "-i", "lo", "-U", "-n", "-s", "0", "-B", "65536", "--immediate-mode", "-w", path,
-         f"tcp port {port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    seen = b""
-    deadline = time.monotonic() + 15
-    while b"listening on" not in seen and time.monotonic() < deadline:
-        seen += proc.stderr.read1(4096)  # type: ignore[attr-defined]
-    try:
-        yield path
-    finally:
-        time.sleep(0.3)  # the last packets reach tcpdump's buffer
-        stop_process(proc, signal.SIGINT)
-        proc.stderr.close()
+pytestmark = CAPTURE_MARKS
 
 
 def outputs(records: list[Roundtrip], protocols: list[str]) -> tuple[dict[str, str], list[dict[str, Any]]]:
@@ -96,15 +61,7 @@ def outputs(records: list[Roundtrip], protocols: list[str]) -> tuple[dict[str, s
     text = "\n".join(fmt.format(r) for r in records)
     proc = RoundtripsToTraces({"include": ["handshake", "oneway"]})  # every record a span
     spans = [s for s in (proc.process(r) for r in records) if s is not None]
-    receiver = OtlpReceiver()
-    try:
-        exporter = Traces(receiver.endpoint, 1000, 60.0, 10.0, {}, False, 10_000)
-        exporter.offer(spans)
-        exporter.cycle(final=True)
-        exporter._exporter.shutdown()  # type: ignore[no-untyped-call]
-        exported = list(receiver.spans)
-    finally:
-        receiver.stop()
+    exported = export(spans)
     assert len(exported) == len(spans)
     # every label each protocol offers, not only the defaults
     config = {p: {"requireLabels": list(PROTOCOL_LABELS.get(p, {}))} for p in protocols}
@@ -199,25 +156,13 @@ def test_http1_headers_and_query_strings() -> None:
 # -- HTTP/2 and gRPC --------------------------------------------------------------------------------------
 @pytest.mark.skipif(not shutil.which("nghttpd") or not shutil.which("nghttp"), reason="nghttp2 not installed")
 def test_http2_headers_and_path_query() -> None:
-    port = free_port()
-    www = tempfile.mkdtemp(prefix="packetd-redact-www-")
-    with open(os.path.join(www, "index.html"), "w") as f:
-        f.write("hello\n")
-    server = subprocess.Popen(
-        ["nghttpd", "--no-tls", "-d", www, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
     s = {k: f"S3CRET-h2-{k}-{os.getpid()}" for k in ("token", "auth", "apikey")}
-    try:
-        wait_port(port)
-        with tcpdump(port) as pcap:
-            subprocess.run(
-                ["nghttp", f"http://127.0.0.1:{port}/index.html?access_token={s['token']}&lang=en",
-                 "-H", f"authorization: Bearer {s['auth']}", "-H", f"x-api-key: {s['apikey']}"],
-                check=True, timeout=30, capture_output=True,
-            )  # fmt: skip
-    finally:
-        stop_process(server)
-        shutil.rmtree(www, ignore_errors=True)
+    with nghttpd({"index.html": "hello\n"}) as port, tcpdump(port) as pcap:
+        subprocess.run(
+            ["nghttp", f"http://127.0.0.1:{port}/index.html?access_token={s['token']}&lang=en",
+             "-H", f"authorization: Bearer {s['auth']}", "-H", f"x-api-key: {s['apikey']}"],
+            check=True, timeout=30, capture_output=True,
+        )  # fmt: skip
     records, spans = check(pcap, (Rule(protocol="http2", ports=(port,)),), list(s.values()))
     req = records[0].to_json()["request"]
     assert req["path"] == "/index.html?access_token=[REDACTED]&lang=en"
@@ -227,26 +172,17 @@ def test_http2_headers_and_path_query() -> None:
 
 def test_grpc_metadata() -> None:
     grpc = pytest.importorskip("grpc")
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "tests", "helpers", "grpc_server.py"), str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
-    )  # fmt: skip
     s = {k: f"S3CRET-grpc-{k}-{os.getpid()}" for k in ("auth", "token", "password")}
-    try:
-        wait_port(port, timeout=30)
-        with tcpdump(port) as pcap, grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-            ch.unary_unary("/demo.Echo/Unary")(
-                b"hello",
-                timeout=30,
-                metadata=(
-                    ("authorization", f"Bearer {s['auth']}"),
-                    ("x-auth-token", s["token"]),
-                    ("db-password", s["password"]),
-                ),
-            )
-    finally:
-        stop_process(server)
+    with grpc_server() as port, tcpdump(port) as pcap, grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        ch.unary_unary("/demo.Echo/Unary")(
+            b"hello",
+            timeout=30,
+            metadata=(
+                ("authorization", f"Bearer {s['auth']}"),
+                ("x-auth-token", s["token"]),
+                ("db-password", s["password"]),
+            ),
+        )
     records, spans = check(pcap, (Rule(protocol="grpc", ports=(port,)),), list(s.values()))
     meta = records[0].to_json()["request"]["metadata"]
     assert meta["x-auth-token"] == ["[REDACTED]"] and meta["authorization"] == ["Bearer [REDACTED]"]

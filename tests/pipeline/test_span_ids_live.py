@@ -9,10 +9,8 @@ apart. Replaying the same capture twice gives the same ids.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import tempfile
 from collections import Counter
 
 import pytest
@@ -21,16 +19,9 @@ from packetd.engine import Rule
 from packetd.pipeline.spans import RoundtripsToTraces
 from tests.helpers.dbservers import RedisServer, redis_available
 from tests.helpers.golden import run_file
-from tests.helpers.live import can_capture, free_port, stop_process, wait_port
-from tests.pipeline.test_redaction_live import tcpdump
+from tests.helpers.tapped import CAPTURE_MARKS, nghttpd, tcpdump
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.live,
-    pytest.mark.server,
-    pytest.mark.skipif(not can_capture(), reason="capture on loopback needs root / CAP_NET_RAW"),
-    pytest.mark.skipif(not shutil.which("tcpdump"), reason="tcpdump is not installed (make test-deps)"),
-]
+pytestmark = CAPTURE_MARKS
 
 
 def ids_of(pcap: str, rule: Rule) -> tuple[list[tuple[int, int]], list[tuple[int, int, str]]]:
@@ -75,24 +66,12 @@ def test_pipelined_redis_commands_in_one_segment_get_distinct_ids() -> None:
 
 @pytest.mark.skipif(not shutil.which("nghttpd") or not shutil.which("nghttp"), reason="nghttp2 not installed")
 def test_concurrent_http2_streams_get_distinct_ids() -> None:
-    port = free_port()
-    www = tempfile.mkdtemp(prefix="packetd-ids-www-")
-    with open(os.path.join(www, "a.txt"), "w") as f:
-        f.write("a\n")
-    server = subprocess.Popen(
-        ["nghttpd", "--no-tls", "-d", www, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_port(port)
-        with tcpdump(port) as pcap:
-            # -m 8: the same request 8 times on one connection, all streams opened at once
-            subprocess.run(
-                ["nghttp", "-n", "-m", "8", f"http://127.0.0.1:{port}/a.txt"],
-                check=True,
-                timeout=30,
-                capture_output=True,
-            )
-    finally:
-        stop_process(server)
-        shutil.rmtree(www, ignore_errors=True)
+    # -m 8: the same request 8 times on one connection, all streams opened at once
+    with nghttpd({"a.txt": "a\n"}) as port, tcpdump(port) as pcap:
+        subprocess.run(
+            ["nghttp", "-n", "-m", "8", f"http://127.0.0.1:{port}/a.txt"],
+            check=True,
+            timeout=30,
+            capture_output=True,
+        )
     assert_unique_and_reproducible(pcap, Rule(protocol="http2", ports=(port,)), repeated=2)

@@ -8,10 +8,7 @@ status the client read, the User-Agent it sent) and, for the corpus captures, th
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -22,35 +19,15 @@ import pytest
 
 from packetd import __version__
 from packetd.engine import Rule
-from packetd.export.senders import Traces
 from packetd.pairing.roundtrip import Roundtrip
 from packetd.pipeline.spans import RoundtripsToTraces, SpanData
 from packetd.protocols.base import Kind
 from tests.agent.test_semantics import records_of
-from tests.helpers.backends import OtlpReceiver
 from tests.helpers.golden import run_file
-from tests.helpers.live import ROOT, can_capture, free_port, stop_process, wait_port
-from tests.pipeline.test_redaction_live import tcpdump
+from tests.helpers.live import can_capture, free_port
+from tests.helpers.tapped import export, grpc_server, tcpdump
 
-live = [
-    pytest.mark.root,
-    pytest.mark.live,
-    pytest.mark.server,
-    pytest.mark.skipif(not can_capture(), reason="capture on loopback needs root / CAP_NET_RAW"),
-]
 SERVER_KIND, CLIENT_KIND = 2, 3  # opentelemetry-proto Span.SpanKind
-
-
-def export(spans: list[SpanData]) -> list[dict[str, Any]]:
-    receiver = OtlpReceiver()
-    try:
-        exporter = Traces(receiver.endpoint, 1000, 60.0, 10.0, {}, False, 10_000)
-        exporter.offer(spans)
-        exporter.cycle(final=True)
-        exporter._exporter.shutdown()  # type: ignore[no-untyped-call]
-        return list(receiver.spans)
-    finally:
-        receiver.stop()
 
 
 def spans_of(records: list[Roundtrip], config: dict[str, Any] | None = None) -> list[SpanData]:
@@ -59,35 +36,25 @@ def spans_of(records: list[Roundtrip], config: dict[str, Any] | None = None) -> 
 
 
 # -- gRPC status --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("_", [0], ids=["grpcio"])
 @pytest.mark.root
 @pytest.mark.live
 @pytest.mark.server
 @pytest.mark.skipif(not can_capture(), reason="capture on loopback needs root / CAP_NET_RAW")
-def test_grpc_spans_carry_the_status_the_client_saw(_: int) -> None:
+def test_grpc_spans_carry_the_status_the_client_saw() -> None:
     grpc = pytest.importorskip("grpc")
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "tests", "helpers", "grpc_server.py"), str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
-    )  # fmt: skip
     seen: dict[str, Any] = {}
-    try:
-        wait_port(port, timeout=30)
-        with tcpdump(port) as pcap, grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-            unary = ch.unary_unary("/demo.Echo/Unary")
-            unary(b"hello", timeout=30)
-            seen["Unary-ok"] = grpc.StatusCode.OK
-            try:
-                unary(b"missing", timeout=30)
-            except grpc.RpcError as e:
-                seen["Unary-missing"] = e.code()
-            try:
-                list(ch.unary_stream("/demo.Echo/Count")(b"-1", timeout=30))
-            except grpc.RpcError as e:
-                seen["Count"] = e.code()
-    finally:
-        stop_process(server)
+    with grpc_server() as port, tcpdump(port) as pcap, grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        unary = ch.unary_unary("/demo.Echo/Unary")
+        unary(b"hello", timeout=30)
+        seen["Unary-ok"] = grpc.StatusCode.OK
+        try:
+            unary(b"missing", timeout=30)
+        except grpc.RpcError as e:
+            seen["Unary-missing"] = e.code()
+        try:
+            list(ch.unary_stream("/demo.Echo/Count")(b"-1", timeout=30))
+        except grpc.RpcError as e:
+            seen["Count"] = e.code()
     records, _ = run_file(pcap, (Rule(protocol="grpc", ports=(port,)),))
     exported = export(spans_of(records))
     got = sorted(
