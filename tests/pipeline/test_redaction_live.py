@@ -20,6 +20,9 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -31,6 +34,7 @@ from packetd.pipeline.metrics import Aggregator, RoundtripsToMetrics
 from packetd.pipeline.semantics import PROTOCOL_LABELS
 from packetd.pipeline.spans import RoundtripsToTraces
 from packetd.pipeline.summary import Summary
+from packetd.protocols.options import parse_assignments
 from tests.helpers.dbservers import (
     MariaDBServer,
     PostgresServer,
@@ -40,7 +44,7 @@ from tests.helpers.dbservers import (
     redis_available,
 )
 from tests.helpers.golden import run_file
-from tests.helpers.live import Nginx, nginx_available
+from tests.helpers.live import Nginx, free_port, nginx_available
 from tests.helpers.servers import (
     RabbitMQ,
     Secantus,
@@ -98,12 +102,12 @@ def wire_of(pcap: str, rules: tuple[Rule, ...]) -> bytes:
 
 
 def check(
-    pcap: str, rules: tuple[Rule, ...], secrets: list[str]
+    pcap: str, rules: tuple[Rule, ...], secrets: list[str], options: dict[str, Any] | None = None
 ) -> tuple[list[Roundtrip], list[dict[str, Any]]]:
     wire = wire_of(pcap, rules)
     for secret in secrets:
         assert secret.encode() in wire, f"the traffic did not carry {secret!r}: the test proves nothing"
-    records, _ = run_file(pcap, rules)
+    records, _ = run_file(pcap, rules, options)
     assert records
     protocols = sorted({r.protocol for r in records})
     outs, spans = outputs(records, protocols)
@@ -151,6 +155,55 @@ def test_http1_headers_and_query_strings() -> None:
     span = next(sp for sp in spans if sp["attributes"]["url.path"] == "/index.html")
     assert span["attributes"]["url.query"] == first["request"]["query"]
     assert span["attributes"]["user_agent.original"] == "redaction-test/1"
+
+
+class _TokenServer(BaseHTTPRequestHandler):
+    """An OAuth-like token endpoint: answers every POST with a JSON body carrying a token."""
+
+    token = ""
+
+    def log_message(self, *a: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps({"access_token": self.token, "token_type": "Bearer", "expires_in": 3600}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_http1_captured_bodies_when_body_capture_is_on() -> None:
+    s = {k: f"S3CRET-body-{k}-{os.getpid()}" for k in ("form", "json", "answer")}
+    port = free_port()
+    handler = type("Handler", (_TokenServer,), {"token": s["answer"]})
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with tcpdump(port) as pcap:
+            for ctype, data in (
+                ("application/x-www-form-urlencoded", f"grant_type=password&username=a&password={s['form']}"),
+                ("application/json", json.dumps({"user": "a", "credentials": {"secret": s["json"]}})),
+            ):
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/oauth/token",
+                    data=data.encode(),
+                    headers={"Content-Type": ctype},
+                )
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    assert json.loads(r.read())["access_token"] == s["answer"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    options = parse_assignments(["http.capture_body=4096"])
+    records, _ = check(pcap, (Rule(protocol="http", ports=(port,)),), list(s.values()), options)
+    bodies = [(r.to_json()["request"]["body"], r.to_json()["response"]["body"]) for r in records]
+    assert bodies[0][0] == "grant_type=password&username=a&password=[REDACTED]"
+    assert json.loads(bodies[1][0]) == {"user": "a", "credentials": {"secret": "[REDACTED]"}}
+    assert all(json.loads(b)["access_token"] == "[REDACTED]" for _, b in bodies)
+    assert all(json.loads(b)["expires_in"] == 3600 for _, b in bodies)  # the rest is kept
 
 
 # -- HTTP/2 and gRPC --------------------------------------------------------------------------------------

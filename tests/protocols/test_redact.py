@@ -12,6 +12,7 @@ from packetd.protocols.options import parse_assignments
 from packetd.protocols.redact import (
     DEFAULT_HEADERS,
     DEFAULT_QUERY,
+    body,
     header_value,
     query,
     server_message,
@@ -133,3 +134,26 @@ def test_the_options_configure_both_rules() -> None:
 )
 def test_server_messages_hide_what_they_quote_back(raw: str | None, want: str | None) -> None:
     assert server_message(raw) == (raw if want is None else want)
+
+
+def test_credentials_in_an_absolute_form_target_and_its_authority() -> None:
+    # a request to a proxy (RFC 9112 §3.2.2) may carry userinfo; without a Host header the authority is
+    # the record's host
+    j = _request_json(b"GET http://bob:hunter2@example.com:8080/a?token=t&x=1 HTTP/1.1\r\n\r\n")
+    assert j["target"] == "http://[REDACTED]@example.com:8080/a?token=[REDACTED]&x=1"
+    assert j["host"] == "[REDACTED]@example.com:8080"
+    assert "hunter2" not in repr(j)
+    assert target("http://example.com/p@q?x=1", DEFAULT_QUERY) == "http://example.com/p@q?x=1"  # a path's @
+
+
+def test_captured_bodies_by_content_type() -> None:
+    form = "grant_type=password&password=hunter2"
+    assert (
+        body(form, "application/x-www-form-urlencoded", DEFAULT_QUERY)
+        == "grant_type=password&password=[REDACTED]"
+    )
+    js = '{"a": {"Token": 12}, "list": [1], "secret": "x\\"y", "ok": true}'
+    assert body(js, "application/json", DEFAULT_QUERY) == (
+        '{"a": {"Token": "[REDACTED]"}, "list": [1], "secret": "[REDACTED]", "ok": true}'
+    )
+    assert body("password=hunter2", "text/plain", DEFAULT_QUERY) == "password=hunter2"  # not a form

@@ -20,6 +20,11 @@ The rules (each configurable where a decoder option is named):
 * Query strings (HTTP/1 request-target, HTTP/2 `:path`), option `redact_query`: the value of a parameter
   whose (percent-decoded, lower-cased) name is in the set becomes `[REDACTED]`; names and the other values
   stay, so a path template and a dashboard still work.
+* Credentials in an authority (`http://user:pw@host/`, absolute-form targets and a Host without a
+  Host header) become `[REDACTED]@host`.
+* Captured HTTP/1 bodies (opt-in, `capture_body`): a form body is a query string to these rules; in a
+  JSON body a member named like a sensitive parameter has its (string, number or literal) value replaced,
+  at any depth (`{"access_token": "..."}` in an OAuth answer). Other bodies are kept as captured.
 * SQL statements (MySQL, PostgreSQL), option `keep_literals`: every literal becomes `?` (sqltext.py is the
   lexer; `statement()` below is the decision).
 * Server error messages (MySQL, PostgreSQL, Redis, MongoDB) quote what they were sent back — MySQL's
@@ -152,13 +157,51 @@ def query(text: str, params: frozenset[str]) -> str:
     return "&".join(pieces) if changed else text
 
 
+def userinfo(authority: str | None) -> str | None:
+    """An authority without its credentials (`user:pw@host` → `[REDACTED]@host`, RFC 3986 §3.2.1)."""
+    if not authority or "@" not in authority:
+        return authority
+    return f"{REDACTED}@{authority.rpartition('@')[2]}"
+
+
 def target(text: str | None, params: frozenset[str]) -> str | None:
-    """A request-target or `:path` with its query redacted (the fragment, if any, is kept as is)."""
-    if not text or "?" not in text or not params:
+    """A request-target or `:path` with its query redacted (the fragment, if any, is kept as is) and, in
+    absolute-form (`http://user:pw@host/...`, sent to proxies), its userinfo."""
+    if not text:
+        return text
+    if "://" in text:
+        scheme, sep, rest = text.partition("://")
+        end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+        if "@" in rest[:end]:
+            text = f"{scheme}{sep}{userinfo(rest[:end])}{rest[end:]}"
+    if "?" not in text or not params:
         return text
     head, _, rest = text.partition("?")
     q, hsh, frag = rest.partition("#")
     return f"{head}?{query(q, params)}{hsh}{frag}"
+
+
+# a JSON member whose name is a sensitive parameter, with a string, number or literal value
+_JSON_MEMBER = re.compile(r'"([A-Za-z0-9_.\-]{1,64})"(\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,{}\[\]\s"]+)')
+
+
+def body(text: str, content_type: str | None, params: frozenset[str]) -> str:
+    """A captured body (opt-in, `capture_body`) with the same parameters' values replaced: a form body
+    (application/x-www-form-urlencoded) as a query string, a JSON body by member name (at any depth)."""
+    if not params or not content_type:
+        return text
+    ctype = content_type.lower()
+    if "x-www-form-urlencoded" in ctype:
+        return query(text, params)
+    if "json" in ctype:
+
+        def member(m: re.Match[str]) -> str:
+            if m.group(1).lower() not in params:
+                return m.group(0)
+            return f'"{m.group(1)}"{m.group(2)}"{REDACTED}"'
+
+        return _JSON_MEMBER.sub(member, text)
+    return text
 
 
 def statement(raw: bytes, truncated: bool, keep_literals: bool, dialect: str) -> str:

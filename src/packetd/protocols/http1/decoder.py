@@ -689,7 +689,7 @@ class Http1Decoder:
             msg = Response(
                 start, ts, side.wire, side.flags,
                 code, reason, version, block, hlen, side.body_bytes, chunked, close,
-                tuple(interim) if interim else (), body, self._opts.redact,
+                tuple(interim) if interim else (), body, self._opts.redact, self._opts.redact_query,
             )  # fmt: skip
             if interim:
                 interim.clear()

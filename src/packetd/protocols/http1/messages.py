@@ -118,15 +118,16 @@ class Request(Message):
     def to_json(self) -> dict[str, Any]:
         scheme, authority, path, query = split_target(self.target)
         params = self.redact_query
+        headers = parse_header_block(self.header_block, self.redact)
         out: dict[str, Any] = {
             "method": self.method,
             "target": policy.target(self.target, params),
             "path": path,
             "query": policy.query(query, params) if query else query,
             "scheme": scheme,
-            "host": self.host if self.host is not None else authority,
+            "host": policy.userinfo(self.host if self.host is not None else authority),
             "version": self.version,
-            "headers": parse_header_block(self.header_block, self.redact),
+            "headers": headers,
             "header_bytes": self.header_bytes,
             "body_bytes": self.body_bytes,
             "size": self.size,
@@ -134,7 +135,9 @@ class Request(Message):
             "close": self.close,
         }
         if self.body is not None:
-            out["body"] = self.body.decode("utf-8", "replace")
+            ctype = headers.get("content-type")
+            text = self.body.decode("utf-8", "replace")
+            out["body"] = policy.body(text, ctype[0] if ctype else None, params)
         return out
 
 
@@ -154,6 +157,7 @@ class Response(Message):
     interim: tuple[int, ...] = ()
     body: bytes | None = None
     redact: frozenset[str] = DEFAULT_REDACTED
+    redact_query: frozenset[str] = DEFAULT_QUERY_REDACTED  # for a captured body (an OAuth token answer)
 
     def status(self) -> str:
         return str(self.status_code)
@@ -162,11 +166,12 @@ class Response(Message):
         return self.status_code >= 500
 
     def to_json(self) -> dict[str, Any]:
+        headers = parse_header_block(self.header_block, self.redact)
         out: dict[str, Any] = {
             "status_code": self.status_code,
             "reason": self.reason,
             "version": self.version,
-            "headers": parse_header_block(self.header_block, self.redact),
+            "headers": headers,
             "header_bytes": self.header_bytes,
             "body_bytes": self.body_bytes,
             "size": self.size,
@@ -176,5 +181,7 @@ class Response(Message):
         if self.interim:
             out["interim"] = list(self.interim)
         if self.body is not None:
-            out["body"] = self.body.decode("utf-8", "replace")
+            ctype = headers.get("content-type")
+            text = self.body.decode("utf-8", "replace")
+            out["body"] = policy.body(text, ctype[0] if ctype else None, self.redact_query)
         return out
