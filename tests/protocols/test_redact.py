@@ -157,3 +157,29 @@ def test_captured_bodies_by_content_type() -> None:
         '{"a": {"Token": "[REDACTED]"}, "list": [1], "secret": "[REDACTED]", "ok": true}'
     )
     assert body("password=hunter2", "text/plain", DEFAULT_QUERY) == "password=hunter2"  # not a form
+
+
+def test_a_host_header_with_credentials_reaches_no_output() -> None:
+    import json
+
+    from packetd.pairing.roundtrip import Roundtrip, dumps
+    from packetd.pipeline.metrics import Aggregator, RoundtripsToMetrics
+    from packetd.pipeline.semantics import PROTOCOL_LABELS
+    from packetd.pipeline.spans import RoundtripsToTraces
+    from packetd.protocols.base import DecoderContext
+
+    dec = Http1Decoder(DecoderContext(options=HttpOptions()))
+    (req,) = dec.receive(
+        Direction.C2S, memoryview(b"GET /x HTTP/1.1\r\nHost: bob:hunter2@example.com\r\n\r\n"), 1
+    )
+    (resp,) = dec.receive(Direction.S2C, memoryview(b"HTTP/1.1 204 No Content\r\n\r\n"), 2)
+    rt = Roundtrip("http", "roundtrip", ("10.0.0.1", 1), ("10.0.0.2", 80), req, resp)
+    metrics = RoundtripsToMetrics({"http": {"requireLabels": list(PROTOCOL_LABELS["http"])}}, ["http"])
+    agg = Aggregator()
+    metrics.process(rt, agg)
+    span = RoundtripsToTraces().process(rt)
+    assert span is not None
+    labels = [v for (_n, lab) in agg.take()["counters"] for _k, v in lab]
+    assert "[REDACTED]@example.com" in labels
+    for out in (dumps(rt).decode(), json.dumps(labels), json.dumps(span.attributes)):
+        assert "hunter2" not in out

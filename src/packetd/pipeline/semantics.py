@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from packetd.pairing.roundtrip import Roundtrip, endpoint_text
+from packetd.protocols import redact as policy
 
 AttrValue = str | int | float | bool | list[str]
 Getter = Callable[[Roundtrip], object]
@@ -89,6 +90,17 @@ def url_path(rt: Roundtrip) -> object:
     return path.split("?", 1)[0] if isinstance(path, str) else path
 
 
+def _authority(field: str) -> Getter:
+    """A Host / :authority without credentials (`user:pw@host` → `[REDACTED]@host`), as the record shows it."""
+    get = req(field)
+
+    def authority(rt: Roundtrip) -> object:
+        value = get(rt)
+        return policy.userinfo(value) if isinstance(value, str) else value
+
+    return authority
+
+
 def _dns_question(rt: Roundtrip) -> object:
     msg = rt.request if rt.request is not None else rt.response
     qs = getattr(msg, "questions", ())
@@ -100,13 +112,13 @@ PROTOCOL_LABELS: dict[str, dict[str, tuple[str, Getter]]] = {
     "http": {
         "request.method": ("method", req("method")),
         "request.path": ("path", url_path),
-        "request.remote_host": ("remote_host", req("host")),
+        "request.remote_host": ("remote_host", _authority("host")),
         "response.status_code": ("status_code", resp("status_code")),
     },
     "http2": {
         "request.method": ("method", req("method")),
         "request.path": ("path", url_path),
-        "request.authority": ("authority", req("authority")),
+        "request.authority": ("authority", _authority("authority")),
         "response.status_code": ("status_code", resp("status_code")),
     },
     "grpc": {

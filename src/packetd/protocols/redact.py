@@ -133,10 +133,18 @@ def header_rule(names: frozenset[str]) -> Callable[[str], bool]:
     return match
 
 
+@functools.lru_cache(maxsize=_RULE_CACHE)
+def header_changes(names: frozenset[str]) -> Callable[[str], bool]:
+    """A predicate: may header_value change a field of this name? (Callers skip the others, the common
+    case: a Host is judged for credentials, the rest by the `redact` set.)"""
+    rule = header_rule(names)
+    return lambda name: name == "host" or rule(name)
+
+
 def header_value(name: str, text: str, names: frozenset[str], sensitive: bool = False) -> str:
     """The record's form of one header field value (`name` lower-cased, `text` unfolded)."""
     if not sensitive and not header_rule(names)(name):
-        return text
+        return userinfo(text) or text if name == "host" else text
     scheme, sp, _rest = text.strip().partition(" ")
     if sp and scheme.lower() in AUTH_SCHEMES:
         return f"{scheme} {REDACTED}"

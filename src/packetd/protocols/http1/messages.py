@@ -45,9 +45,9 @@ def parse_header_block(block: bytes, names: frozenset[str]) -> dict[str, list[st
             ]
         )
     headers: dict[str, list[str]] = {}
-    judge = policy.header_rule(names)
+    changes = policy.header_changes(names)
     for key, text in fields:
-        value = policy.header_value(key, text, names) if judge(key) else text
+        value = policy.header_value(key, text, names) if changes(key) else text
         lst = headers.get(key)
         if lst is None:
             headers[key] = [value]
