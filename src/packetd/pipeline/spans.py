@@ -3,9 +3,9 @@
 * Ids — trace and span ids are derived from a hash of the roundtrip (protocol, endpoints, first and last
   byte times, operation, the record's ordinal on its connection and, for HTTP/2 and gRPC, the stream id),
   so replaying a capture gives the same spans and two exchanges on one connection never share an id
-  (pipelined commands answered in one segment have the same endpoints and times). A `traceparent` on the wire makes the span a
-  child in the caller's trace (its trace id, parent span id = the caller's span); otherwise the span is the
-  root of a new trace — never a phantom parent (reference §18.22).
+  (pipelined commands answered in one segment have the same endpoints and times). A `traceparent` on the
+  wire makes the span a child in the caller's trace (its trace id, parent span id = the caller's span);
+  otherwise the span is the root of a new trace — never a phantom parent (reference §18.22).
 * Kind — SERVER by default: the span stands for the observed server handling the request (its resource's
   `service.name` is that server: a configured address:port → name map, default `<protocol>:<addr>:<port>`).
   `kind: client` makes it a CLIENT span instead (the call as its caller made it: `service.name` is then
