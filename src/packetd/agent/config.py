@@ -16,6 +16,7 @@ silent 5m.
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -186,6 +187,9 @@ class PipelineConfig(_Section):
         return v
 
 
+OtlpProtocol = Literal["http/protobuf", "grpc"]  # the values of OTEL_EXPORTER_OTLP_PROTOCOL we speak
+
+
 class TracesExporterConfig(_Section):
     enabled: bool = False
     endpoint: str = "http://localhost:4318/v1/traces"
@@ -219,19 +223,65 @@ class RoundtripsExporterConfig(_Section):
     max_age: int = Field(7, alias="maxAge", ge=1)
 
 
+class OtlpMetricsExporterConfig(MetricsExporterConfig):
+    """OTLP metrics: the semconv duration histograms (pipeline/otlp_metrics.py), cumulative; the remote
+    write keys plus the OTLP ones."""
+
+    protocol: OtlpProtocol = "http/protobuf"
+    endpoint: str = Field(
+        "http://localhost:4318/v1/metrics", description="for grpc: http://HOST:4317 (https: TLS)"
+    )
+    gzip: bool = True
+    series_limit: int = Field(
+        10_000, alias="seriesLimit", ge=1, le=1_000_000, description="series per metric; beyond: overflow"
+    )
+    buckets: list[Annotated[float, Field(gt=0)]] = Field(
+        [], description="histogram bounds in seconds; [] = 25µs … 60s in 1-2.5-5 steps"
+    )
+
+    @field_validator("buckets")
+    @classmethod
+    def _increasing(cls, v: list[float]) -> list[float]:
+        if any(b <= a for a, b in itertools.pairwise(v)):
+            raise ValueError("bucket bounds must increase, e.g. [0.0001, 0.001, 0.01, 0.1, 1]")
+        return v
+
+
+class OtlpLogsExporterConfig(TracesExporterConfig):
+    """OTLP logs: one log record per roundtrip of the roundtrips/ pipelines (the record as its body);
+    batched and queued like spans."""
+
+    protocol: OtlpProtocol = "http/protobuf"
+    endpoint: str = Field("http://localhost:4318/v1/logs", description="for grpc: http://HOST:4317")
+
+
 class ExporterConfig(_Section):
     traces: TracesExporterConfig = TracesExporterConfig()
     metrics: MetricsExporterConfig = MetricsExporterConfig()
     roundtrips: RoundtripsExporterConfig = RoundtripsExporterConfig()
+    otlp_metrics: OtlpMetricsExporterConfig = Field(OtlpMetricsExporterConfig(), alias="otlpMetrics")
+    otlp_logs: OtlpLogsExporterConfig = Field(OtlpLogsExporterConfig(), alias="otlpLogs")
 
-    @field_validator("traces", "metrics")
+    @field_validator("traces", "metrics", "otlp_metrics", "otlp_logs")
     @classmethod
-    def _endpoint(
-        cls, v: TracesExporterConfig | MetricsExporterConfig
-    ) -> TracesExporterConfig | MetricsExporterConfig:
+    def _endpoint(cls, v: Any) -> Any:
         if not re.match(r"^https?://[^/\s]+", v.endpoint):
             raise ValueError(f"endpoint '{v.endpoint}' is not an http(s) URL")
+        if getattr(v, "protocol", None) == "grpc" and not _grpc_exporter_installed():
+            raise ValueError(
+                "protocol grpc needs the package opentelemetry-exporter-otlp-proto-grpc "
+                "(pip install 'packetd[grpc]'); or use protocol http/protobuf"
+            )
         return v
+
+
+def _grpc_exporter_installed() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("opentelemetry.exporter.otlp.proto.grpc") is not None
+    except ImportError:  # a parent package is missing
+        return False
 
 
 class Config(_Section):

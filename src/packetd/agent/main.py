@@ -36,6 +36,7 @@ from packetd.agent.runtime import default_rules_note, validate
 from packetd.agent.selfmetrics import add_tree, self_registry
 from packetd.agent.storage import MetricStore
 from packetd.agent.worker import worker_main
+from packetd.export.otlp import OtlpLogs, OtlpMetrics, OtlpMetricStore, Transport
 from packetd.export.senders import RemoteWrite, RoundtripLines, Traces
 
 log = logging.getLogger("packetd")
@@ -85,6 +86,9 @@ class Agent:
         self.lines: RoundtripLines | None = None
         self.remote: RemoteWrite | None = None
         self.traces: Traces | None = None
+        self.otlp_store: OtlpMetricStore | None = None
+        self.otlp_metrics: OtlpMetrics | None = None
+        self.otlp_logs: OtlpLogs | None = None
         self._mtime = self._config_mtime()
         self._generation = 0
         self.exit_status = 0
@@ -96,7 +100,15 @@ class Agent:
             add_tree(merged, self.carry)
             for w in self.workers:
                 add_tree(merged, w.stats)
-            exporters = [e.stats for e in (self.lines, self.remote, self.traces) if e is not None]
+            exporters = [
+                e.stats
+                for e in (self.lines, self.remote, self.traces, self.otlp_metrics, self.otlp_logs)
+                if e is not None
+            ]
+            overflowed, expired = dict(self.store.overflowed), self.store.expired_total
+            if self.otlp_store is not None:
+                overflowed.update(self.otlp_store.overflowed)  # semconv names: no clash
+                expired += self.otlp_store.expired
             return {
                 "workers": merged,
                 "exporters": exporters,
@@ -105,8 +117,8 @@ class Agent:
                 "reloads": self.reloads,
                 "reload_failures": self.reload_failures,
                 "worker_restarts": self.worker_restarts,
-                "overflowed": dict(self.store.overflowed),
-                "series_expired": self.store.expired_total,
+                "overflowed": overflowed,
+                "series_expired": expired,
             }
 
     def ready(self) -> bool:
@@ -155,6 +167,18 @@ class Agent:
                 t.endpoint, t.batch, t.interval / 1e9, t.timeout / 1e9, t.header, t.gzip, t.queue_size
             )
             self.traces.start()
+        om, ol = ex.otlp_metrics, ex.otlp_logs
+        if om.enabled:
+            if self.otlp_store is None or self.otlp_store.series_limit != om.series_limit:
+                self.otlp_store = OtlpMetricStore(om.series_limit)  # cumulative: kept across reloads
+            self.otlp_store.expired_ns = cfg.metrics_storage.expired
+            transport = Transport(om.protocol, om.endpoint, om.timeout / 1e9, om.header, om.gzip)
+            self.otlp_metrics = OtlpMetrics(self.otlp_store, transport, om.interval / 1e9, om.queue_size)
+            self.otlp_metrics.start()
+        if ol.enabled:
+            transport = Transport(ol.protocol, ol.endpoint, ol.timeout / 1e9, ol.header, ol.gzip)
+            self.otlp_logs = OtlpLogs(transport, ol.batch, ol.interval / 1e9, ol.queue_size)
+            self.otlp_logs.start()
 
     def _stop_exporters(self, cfg: Config) -> None:
         if self.remote is not None:
@@ -163,6 +187,12 @@ class Agent:
         if self.traces is not None:
             self.traces.stop(cfg.exporter.traces.timeout / 1e9)
             self.traces = None
+        if self.otlp_metrics is not None:
+            self.otlp_metrics.stop(cfg.exporter.otlp_metrics.timeout / 1e9)
+            self.otlp_metrics = None
+        if self.otlp_logs is not None:
+            self.otlp_logs.stop(cfg.exporter.otlp_logs.timeout / 1e9)
+            self.otlp_logs = None
         if self.lines is not None:
             self.lines.close()
             self.lines = None
@@ -265,6 +295,10 @@ class Agent:
                 self.traces.offer(payload["spans"])
             if payload["lines"] and self.lines is not None:
                 self.lines.write(payload["lines"])
+            if self.otlp_store is not None and self.otlp_metrics is not None:
+                self.otlp_store.merge(payload.get("otlp"), now)
+            if payload.get("logs") and self.otlp_logs is not None:
+                self.otlp_logs.offer(payload["logs"])
             if payload["watch"]:
                 self.hub.publish(payload["watch"])
             with self._lock:

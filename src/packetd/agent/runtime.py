@@ -100,6 +100,10 @@ def pipelines_from(config: Config) -> Pipelines:
             roundtrips_enabled=config.exporter.roundtrips.enabled,
             vm_histogram=config.metrics_storage.vm_histogram,
             protocols=REGISTRY.names(),
+            otlp_metrics_bounds=(
+                config.exporter.otlp_metrics.buckets if config.exporter.otlp_metrics.enabled else None
+            ),
+            otlp_logs=config.exporter.otlp_logs.enabled,
         )
     except PipelineError as exc:
         raise ConfigError(f"'processor'/'pipeline': {exc}") from None

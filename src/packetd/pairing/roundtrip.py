@@ -107,10 +107,10 @@ _last_sec = -1
 _last_prefix = ""
 
 
-def dumps(rt: Roundtrip) -> bytes:
+def dumps(rt: Roundtrip, rec: dict[str, Any] | None = None) -> bytes:
     """One record as a JSON line, newline included (the record contract; watch, the agent's roundtrip
-    exporters and /watch all write this)."""
-    return orjson.dumps(rt.to_json(), option=orjson.OPT_APPEND_NEWLINE)
+    exporters and /watch all write this); `rec`: its `to_json()` when the caller already built it."""
+    return orjson.dumps(rec if rec is not None else rt.to_json(), option=orjson.OPT_APPEND_NEWLINE)
 
 
 def endpoint_text(ep: Endpoint) -> str:

@@ -129,10 +129,12 @@ class RoundtripsToTraces:
         name = self._services.get(key) or self._services.get(rt.server[0])
         return name or f"{rt.protocol}:{key}"
 
-    def process(self, rt: Roundtrip) -> SpanData | None:
+    def process(self, rt: Roundtrip, rec: dict[str, Any] | None = None) -> SpanData | None:
+        """The span of `rt`; `rec` is its `to_json()` when the caller already built it."""
         if rt.kind not in self._kinds:
             return None
-        rec = rt.to_json()  # the redacted view: every attribute below comes from it
+        if rec is None:
+            rec = rt.to_json()  # the redacted view: every attribute below comes from it
         build = SPAN_BUILDERS.get(rt.protocol, _generic)
         name, attrs = build(rt, rec)
         merged = _peer_attrs(rt, rec, self.kind == "client")

@@ -109,6 +109,13 @@ MAX_RESYNC_SCAN = 64 * 1024  # offsets tried for a frame boundary per segment wh
 MAX_RESYNC_SKIP = (
     16 * 1024 * 1024
 )  # bytes skipped looking for a frame boundary before giving up (DecodeError)
+# A stream the client reset before any response was seen is held this long (capture time) before it is
+# declared unanswered: a capture near the client sees the RST_STREAM before a response the server had
+# already sent (both are on the wire, crossing); one round trip brings that response. 1 s covers WAN round
+# trips. A server frame for a stream the client opened after the reset ends the wait at once (the server
+# read the RST before it, and TCP keeps the server's frames in order).
+RESET_GRACE_NS = 1_000_000_000
+MAX_HELD_RESETS = 128  # such streams held per connection (cancellation bursts); the oldest is let go first
 MAX_INTERIM = 8  # 1xx responses kept per stream (more: dropped, the response flagged truncated)
 # Trailer fields kept per stream half. One trailer block is the protocol; more blocks (malformed, RFC 9113
 # §8.1) are appended up to this many fields, then dropped and the message flagged truncated.
@@ -345,6 +352,9 @@ class Http2Decoder:
         self._produced = False  # roles can only be swapped before the first message
         self._goaway: int | None = None
         self.evicted_streams = 0  # streams pushed out by MAX_STREAMS
+        # streams reset by the client before any response: sid -> (deadline, highest client stream id then)
+        self._held: dict[int, tuple[int, int]] = {}
+        self.held_resets_evicted = 0  # held streams let go early by MAX_HELD_RESETS
         up = ctx.upgrade_request
         if isinstance(up, Http1Request):
             self._adopt_upgrade(up)
@@ -356,6 +366,8 @@ class Http2Decoder:
         pos = 0
         n = len(data)
         handlers = _HANDLERS
+        if self._held:
+            self._release_held(ts_ns, out, deadline=ts_ns)
         try:
             while pos < n:  # `side` stays the bytes' own side even if the roles are swapped meanwhile
                 pos = handlers[side.state](self, side, data, pos, ts_ns, out)
@@ -672,6 +684,8 @@ class Http2Decoder:
             st = self._new_stream(sid, ts, out)
             if is_client:
                 self._max_client_sid = sid
+        if not is_client and self._held and sid % 2:
+            self._release_held(ts, out, opened=sid)
         half = st.halves[0 if is_client else 1]
         if half.start_ns < 0:
             half.start_ns = side.fstart
@@ -853,14 +867,39 @@ class Http2Decoder:
         st = self._streams.get(sid)
         if st is None:
             return
-        st.reset = code
-        st.reset_by = "client" if side.is_client else "server"
+        if st.reset_by != "client":  # a held stream keeps the client's reset (the server may answer one)
+            st.reset = code
+            st.reset_by = "client" if side.is_client else "server"
         resp = st.halves[1]
         if resp.headers is not None:
             resp.end_ns = ts
             self._finish(st, ts, out)
+        elif side.is_client and sid not in self._held:
+            # the server may have answered already, its response crossing this RST on the wire: wait for it
+            held = self._held
+            if len(held) >= MAX_HELD_RESETS:
+                self.held_resets_evicted += 1
+                oldest = self._streams.get(next(iter(held)))
+                held.pop(next(iter(held)))
+                if oldest is not None:
+                    self._finish(oldest, ts, out, no_answer=oldest.halves[1].headers is None)
+            held[sid] = (ts + RESET_GRACE_NS, self._max_client_sid)
         else:
             self._finish(st, ts, out, no_answer=True)
+
+    def _release_held(self, ts: int, out: list[Message], deadline: int = -1, opened: int = 0) -> None:
+        """End the held reset streams whose wait is over: the grace time passed (`deadline`), or the server
+        sent a frame on client stream `opened`, which the client opened after resetting them."""
+        held = self._held
+        while held:  # in reset order, so deadlines and stream ids only grow: stop at the first still waiting
+            sid = next(iter(held))
+            until, below = held[sid]
+            if not ((deadline >= 0 and until <= deadline) or (opened and below < opened)):
+                return
+            del held[sid]
+            st = self._streams.get(sid)
+            if st is not None:
+                self._finish(st, ts, out, no_answer=st.halves[1].headers is None)
 
     def _on_goaway(self, side: _Side, last: int, code: int, ts: int, out: list[Message]) -> None:
         self._goaway = code
@@ -893,6 +932,8 @@ class Http2Decoder:
     ) -> None:
         """The stream is over: emit its request (and response); free it."""
         self._streams.pop(st.sid, None)
+        if self._held:
+            self._held.pop(st.sid, None)
         req, resp = st.halves
         if self._goaway is not None and truncated and st.goaway is None and resp.headers is None:
             st.goaway = self._goaway
