@@ -27,23 +27,19 @@ def parse_header_block(block: bytes, names: frozenset[str]) -> dict[str, list[st
     an obs-fold line is redacted whole.
     """
     fields: list[list[str]] = []  # [name, value] pairs, the value growing with its obs-fold lines
-    for line in block.split(b"\r\n"):
+    # one decode of the whole block (field names are ASCII tokens; values UTF-8, bad bytes replaced)
+    for line in block.decode("utf-8", "replace").split("\r\n"):
         if not line:
             continue
-        if line[0] in b" \t":  # obsolete line folding (RFC 9112 §5.2): continues the previous value
+        if line[0] in " \t":  # obsolete line folding (RFC 9112 §5.2): continues the previous value
             if fields:
                 last = fields[-1]
-                last[1] = (last[1] + " " + line.strip().decode("utf-8", "replace"))[:MAX_HEADER_VALUE]
+                last[1] = (last[1] + " " + line.strip())[:MAX_HEADER_VALUE]
             continue
-        name, sep, raw = line.partition(b":")
+        name, sep, raw = line.partition(":")
         if not sep:
             continue  # not a field line; framing has already accepted the block, so skip it
-        fields.append(
-            [
-                name.strip().decode("latin-1").lower(),
-                raw.strip().decode("utf-8", "replace")[:MAX_HEADER_VALUE],
-            ]
-        )
+        fields.append([name.strip().lower(), raw.strip()[:MAX_HEADER_VALUE]])
     headers: dict[str, list[str]] = {}
     changes = policy.header_changes(names)
     for key, text in fields:
