@@ -183,3 +183,21 @@ def test_a_host_header_with_credentials_reaches_no_output() -> None:
     assert "[REDACTED]@example.com" in labels
     for out in (dumps(rt).decode(), json.dumps(labels), json.dumps(span.attributes)):
         assert "hunter2" not in out
+
+
+def test_a_grpc_message_hides_what_it_quotes() -> None:
+    from packetd.protocols.http2.messages import GrpcResponse
+
+    trailers = (
+        (b"grpc-status", b"5"),
+        (b"grpc-message", b"no user 'bob%40example.com' with token 'hunter2'"),
+    )
+    resp = GrpcResponse(
+        start_ns=1, end_ns=2, size=10, flags=0, stream_id=1, status_code=200, headers=(), trailers=trailers,
+        interim=(), header_bytes=5, body_bytes=0, reset=None, reset_by=None, messages=0, message_bytes=0,
+        compressed=0,
+    )  # fmt: skip
+    j = resp.to_json()
+    assert j["grpc_message"] == "no user ?" and j["grpc_status"] == 5
+    assert j["trailers"]["grpc-message"] == ["no user ?"]  # the trailer itself, too
+    assert "hunter2" not in repr(j)

@@ -27,7 +27,7 @@ The rules (each configurable where a decoder option is named):
   at any depth (`{"access_token": "..."}` in an OAuth answer). Other bodies are kept as captured.
 * SQL statements (MySQL, PostgreSQL), option `keep_literals`: every literal becomes `?` (sqltext.py is the
   lexer; `statement()` below is the decision).
-* Server error messages (MySQL, PostgreSQL, Redis, MongoDB) quote what they were sent back — MySQL's
+* Server error messages (MySQL, PostgreSQL, Redis, MongoDB, gRPC's grpc-message) quote what they were sent back — MySQL's
   `near '...'`, PostgreSQL's `invalid input syntax for type integer: "..."`, Redis's `with args beginning
   with: '...'`, MongoDB's `dup key: { email: "..." }` — so everything from the first quote to the last
   becomes `?` (`server_message`); the error's code and wording stay. Always, whatever `keep_literals`
@@ -138,13 +138,17 @@ def header_changes(names: frozenset[str]) -> Callable[[str], bool]:
     """A predicate: may header_value change a field of this name? (Callers skip the others, the common
     case: a Host is judged for credentials, the rest by the `redact` set.)"""
     rule = header_rule(names)
-    return lambda name: name == "host" or rule(name)
+    return lambda name: name in ("host", "grpc-message") or rule(name)
 
 
 def header_value(name: str, text: str, names: frozenset[str], sensitive: bool = False) -> str:
     """The record's form of one header field value (`name` lower-cased, `text` unfolded)."""
     if not sensitive and not header_rule(names)(name):
-        return userinfo(text) or text if name == "host" else text
+        if name == "host":
+            return userinfo(text) or text
+        if name == "grpc-message":  # a server's error text, as grpc_message (server_message)
+            return server_message(text) or text
+        return text
     scheme, sp, _rest = text.strip().partition(" ")
     if sp and scheme.lower() in AUTH_SCHEMES:
         return f"{scheme} {REDACTED}"

@@ -368,7 +368,7 @@ class GrpcResponse(Http2Response):
             "grpc_status_name": GRPC_STATUS[code]
             if code is not None and 0 <= code < len(GRPC_STATUS)
             else None,
-            "grpc_message": self.grpc_message(),
+            "grpc_message": policy.server_message(self.grpc_message()),
             "trailers_only": self.trailers_only,
             "metadata": field_map(self.headers, self.redact, self.sensitive),
             "trailers": field_map(trailers, self.redact, self.sensitive) if trailers is not None else None,
