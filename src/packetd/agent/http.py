@@ -30,6 +30,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from packetd.agent.storage import negotiate
 from packetd.units import parse_duration
 
 log = logging.getLogger("packetd.http")
@@ -144,9 +145,17 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.client_address[0], format % args)
 
-    def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+    def _send(
+        self,
+        code: int,
+        body: bytes,
+        ctype: str = "text/plain; charset=utf-8",
+        extra: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(code)
         self.send_header("Content-Type", ctype)
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -207,7 +216,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, generate_latest(self.server.api.self_registry), CONTENT_TYPE_LATEST)
 
     def _protocol_metrics(self, url: urllib.parse.SplitResult) -> None:
-        self._send(200, generate_latest(self.server.api.protocol_registry), CONTENT_TYPE_LATEST)
+        # format (text / OpenMetrics with exemplars) and gzip as the scraper asks: agent/storage.negotiate
+        body, headers = negotiate(
+            self.server.api.protocol_registry, self.headers.get("Accept"), self.headers.get("Accept-Encoding")
+        )
+        ctype = headers.pop("Content-Type")
+        self._send(200, body, ctype, headers)
 
     def _healthz(self, url: urllib.parse.SplitResult) -> None:
         self._send(200, b"ok\n")

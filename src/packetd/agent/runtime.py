@@ -99,6 +99,8 @@ def pipelines_from(config: Config) -> Pipelines:
             traces_enabled=config.exporter.traces.enabled,
             roundtrips_enabled=config.exporter.roundtrips.enabled,
             vm_histogram=config.metrics_storage.vm_histogram,
+            label_bytes=config.metrics_storage.max_label_bytes,
+            naming=config.metrics_storage.naming,
             protocols=REGISTRY.names(),
             otlp_metrics_bounds=(
                 config.exporter.otlp_metrics.buckets if config.exporter.otlp_metrics.enabled else None

@@ -28,7 +28,12 @@ from typing import Any
 from packetd._values import value
 from packetd.pairing.roundtrip import Roundtrip, dumps
 from packetd.pipeline.filter import FilterConfigError, RoundtripsFilter
-from packetd.pipeline.metrics import Aggregator, MetricsConfigError, RoundtripsToMetrics
+from packetd.pipeline.metrics import (
+    LABEL_VALUE_BYTES,
+    Aggregator,
+    MetricsConfigError,
+    RoundtripsToMetrics,
+)
 from packetd.pipeline.otlp_metrics import DEFAULT_BOUNDS, OtlpMetricsAggregator
 from packetd.pipeline.spans import RoundtripsToTraces, SpanData, span_ids
 
@@ -75,6 +80,8 @@ class Pipelines:
         roundtrips_enabled: bool,
         vm_histogram: bool = False,
         protocols: Iterable[str] = (),
+        label_bytes: int = LABEL_VALUE_BYTES,
+        naming: str = "packetd",
         otlp_metrics_bounds: Sequence[float] | None = None,
         otlp_logs: bool = False,
     ) -> None:
@@ -122,7 +129,7 @@ class Pipelines:
                         self.filters[f"{name}#{len(filters)}"] = f
                         filters.append(f)
                     elif proc == "roundtripstometrics":
-                        output = RoundtripsToMetrics(cfg, protocols)
+                        output = RoundtripsToMetrics(cfg, protocols, label_bytes, naming, traces_enabled)
                     else:
                         output = RoundtripsToTraces(cfg)
                 except (FilterConfigError, MetricsConfigError, ValueError) as exc:

@@ -154,21 +154,25 @@ PROTOCOL_LABELS: dict[str, dict[str, tuple[str, Getter]]] = {
 }
 
 SERVER = ("server.address", "server.port")
-# `response.error` ("true"/"false", by the protocol's own rules) lets one dashboard query count errors of
-# protocols whose statuses differ ("OK", "NOERROR", "200", SQLSTATEs, ...)
+# Every protocol's default label set has the same shape: the server, what was asked, `status` (the record's
+# status: HTTP code, gRPC status name, "OK" or the error code) and `error` ("true"/"false", by the protocol's
+# own rules: HTTP >= 500, gRPC not OK, Redis -ERR, SQLSTATE, RCODE, ...), so one query counts the errors of
+# every protocol. The Go implementation's `status_code` (HTTP, HTTP/2: the HTTP code; gRPC: now the gRPC
+# status) stays available as `response.status_code` in requireLabels (README: "Metric labels").
+STATUS = ("response.status", "response.error")
 DEFAULT_LABELS: dict[str, tuple[str, ...]] = {
-    "http": (*SERVER, "request.method", "request.path", "response.status_code"),
-    "http2": (*SERVER, "request.method", "request.path", "response.status_code"),
-    "grpc": (*SERVER, "request.service", "request.method", "response.status_code", "response.error"),
-    "redis": (*SERVER, "request.command", "response.status", "response.error"),
-    "mysql": (*SERVER, "request.command", "response.status", "response.error"),
-    "postgresql": (*SERVER, "request.command", "response.status", "response.error"),
-    "kafka": (*SERVER, "request.api", "response.status", "response.error"),
-    "mongodb": (*SERVER, "request.command", "response.status", "response.error"),
-    "amqp": (*SERVER, "request.class", "request.method", "response.status", "response.error"),
-    "dns": (*SERVER, "request.qtype", "response.status", "response.error"),
+    "http": (*SERVER, "request.method", "request.path", *STATUS),
+    "http2": (*SERVER, "request.method", "request.path", *STATUS),
+    "grpc": (*SERVER, "request.service", "request.method", *STATUS),
+    "redis": (*SERVER, "request.command", *STATUS),
+    "mysql": (*SERVER, "request.command", *STATUS),
+    "postgresql": (*SERVER, "request.command", *STATUS),
+    "kafka": (*SERVER, "request.api", *STATUS),
+    "mongodb": (*SERVER, "request.command", *STATUS),
+    "amqp": (*SERVER, "request.class", "request.method", *STATUS),
+    "dns": (*SERVER, "request.qtype", *STATUS),
 }
-GENERIC_DEFAULT = (*SERVER, "request.operation", "response.status", "response.error")
+GENERIC_DEFAULT = (*SERVER, "request.operation", *STATUS)
 # requireLabels every protocol accepts besides the endpoints → (label name, getter)
 GENERIC_LABELS: dict[str, tuple[str, Getter]] = {
     "request.operation": ("operation", _operation),
@@ -176,6 +180,14 @@ GENERIC_LABELS: dict[str, tuple[str, Getter]] = {
     "response.error": ("error", _error),
 }
 TEMPLATED = {("http", "path"), ("http2", "path")}
+
+
+# -- metricsStorage.naming: otel ---------------------------------------------------------------------------
+# The duration histograms and their attributes are pipeline/otlp_metrics.py's (metric_for,
+# metric_attributes: the same as the OTLP metrics exporter's, from the span builders below); these are the
+# two semconv metrics it does not produce, on the same attributes.
+OTEL_HTTP_BODY = ("http_server_request_body_size_bytes", "http_server_response_body_size_bytes")
+OTEL_ROWS = "db_client_response_returned_rows"
 
 
 # -- spans ------------------------------------------------------------------------------------------------
