@@ -56,6 +56,7 @@ class Flag:
     TRUNCATED = 4  # the message ended before its declared length (connection closed, end of capture)
     RETRANSMITTED = 8  # retransmitted segments were seen for this message
     ENCRYPTED = 16  # the connection is encrypted (TLS): nothing beyond the handshake was decoded
+    MALFORMED = 32  # the message broke its protocol's syntax but was still framed (HTTP/1 request lines)
 
     NAMES: ClassVar[tuple[tuple[int, str], ...]] = (
         (1, "gap"),
@@ -63,6 +64,7 @@ class Flag:
         (4, "truncated"),
         (8, "retransmitted"),
         (16, "encrypted"),
+        (32, "malformed"),
     )
 
 
@@ -70,7 +72,7 @@ _FLAG_LISTS: dict[int, list[str]] = {}
 
 
 def flag_names(flags: int) -> list[str]:
-    """The contract's list form of a flag bitmask (cached: there are only 32 combinations)."""
+    """The contract's list form of a flag bitmask (cached: there are only 64 combinations)."""
     names = _FLAG_LISTS.get(flags)
     if names is None:
         names = [name for bit, name in Flag.NAMES if flags & bit]

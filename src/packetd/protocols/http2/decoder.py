@@ -13,8 +13,11 @@ END_STREAM, on HEADERS or on DATA: body-less requests and responses (GET, 204, t
 their header block. The first header block of a half is its headers (1xx responses are interim and
 folded into `interim`), the next one its trailers. A stream becomes messages when its response half ends,
 when it is reset (RST_STREAM), when a GOAWAY says it was never processed, or when the connection ends; the
-request is held until then so that a reset can be reported on it. A reset before any response header
-block makes the request `unanswered` at once (a `NoAnswer` control message), carrying the error code.
+request is held until then so that a reset can be reported on it. A server's reset before any response
+header block makes the request `unanswered` at once (a `NoAnswer` control message), carrying the error
+code. A client's reset may cross a response the server had already sent (a capture near the client sees
+the RST first): the stream is held (bounded, `RESET_GRACE_NS` of capture time, or until the server answers a
+stream opened after the reset) so that the response still pairs, the record saying `reset_by: client`.
 
 DATA payload is never copied: it is counted, and on gRPC streams walked for the 5-byte prefix of each
 length-prefixed message (gRPC PROTOCOL-HTTP2.md) to count messages per direction.
