@@ -306,7 +306,7 @@ def test_libpcap_engine_captures_the_same_exchanges() -> None:
     """The portable engine (libpcap, as on macOS/BSD) on the same loopback, through the same pipeline."""
     nginx = Nginx()
     try:
-        with capture(["--engine", "pcap", "--ifaces", "^lo$", "--proto", f"http;{nginx.port}"]) as cap:
+        with capture(["--engine", "libpcap", "--ifaces", "^lo$", "--proto", f"http;{nginx.port}"]) as cap:
             sent = []
             c = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10)
             for path in ("/index.txt", "/teapot", "/missing", "/index.txt?x=1"):

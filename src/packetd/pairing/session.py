@@ -108,6 +108,7 @@ class Session:
         "_matcher",
         "_options_for",
         "_registry",
+        "_seq",
         "_server",
         "_sink",
         "_sniff",
@@ -142,6 +143,7 @@ class Session:
         self._flags = 0  # flags every later record of this connection carries (encrypted)
         self._first_flags = Flag.MIDSTREAM if midstream else 0  # the first record of a joined connection
         self._errors_in_row = 0
+        self._seq = 0  # records emitted on this connection: their ordinal tells apart pipelined exchanges
         self._tls = False
         self._transport = transport
         self._sniff = transport == "tcp"
@@ -382,4 +384,5 @@ class Session:
             self._stats.records[kind] += 1
         else:  # the message decided the protocol (an HTTP/2 connection carrying gRPC)
             self._stats_for(name).records[kind] += 1
-        self._sink(Roundtrip(name, kind, self._client, self._server, request, response, flags))
+        self._seq += 1
+        self._sink(Roundtrip(name, kind, self._client, self._server, request, response, flags, self._seq))

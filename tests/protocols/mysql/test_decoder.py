@@ -220,7 +220,7 @@ def test_ok_fields_are_fixed_two_byte_status_and_warnings() -> None:
     assert (err["error_code"], err["sql_state"], err["error_message"]) == (
         1146,
         "42S02",
-        "Table 'x.y' doesn't exist",
+        "Table ? doesn't exist",  # what the server quotes back is hidden (protocols/redact.py)
     )
 
 

@@ -66,7 +66,7 @@ from packetd.protocols.base import (
     SwapRoles,
     SyncLost,
 )
-from packetd.protocols.http1.messages import DEFAULT_REDACTED, Request, Response
+from packetd.protocols.http1.messages import DEFAULT_QUERY_REDACTED, DEFAULT_REDACTED, Request, Response
 from packetd.protocols.traceparent import parse_traceparent
 
 MAX_HEAD = 64 * 1024  # start line + header block; nginx's default large_client_header_buffers is 4 x 8 KiB
@@ -105,6 +105,7 @@ class HttpOptions:
 
     capture_body: int = 0  # keep up to this many bytes of textual bodies (0: off), reference §6.1
     redact: frozenset[str] = DEFAULT_REDACTED  # header names whose values are replaced
+    redact_query: frozenset[str] = DEFAULT_QUERY_REDACTED  # query parameters whose values are replaced
 
 
 class State(IntEnum):
@@ -845,7 +846,7 @@ class Http1Decoder:
             msg = Request(
                 start, ts, side.wire, side.flags,
                 method, target, version, host, block, hlen, side.body_bytes, chunked, close, trace, body,
-                self._opts.redact,
+                self._opts.redact, self._opts.redact_query,
             )  # fmt: skip
             # after an Upgrade or CONNECT request, hold the client's bytes until the server answers
             side.state = State.PAUSED if upgrade else State.HEAD
@@ -856,7 +857,7 @@ class Http1Decoder:
             msg = Response(
                 start, ts, side.wire, side.flags,
                 code, reason, version, block, hlen, side.body_bytes, chunked, close,
-                tuple(interim) if interim else (), body, self._opts.redact,
+                tuple(interim) if interim else (), body, self._opts.redact, self._opts.redact_query,
             )  # fmt: skip
             if interim:
                 interim.clear()

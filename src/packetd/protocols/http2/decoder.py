@@ -82,7 +82,7 @@ from packetd.protocols.base import (
     SwapRoles,
     SyncLost,
 )
-from packetd.protocols.http1.messages import DEFAULT_REDACTED
+from packetd.protocols.http1.messages import DEFAULT_QUERY_REDACTED, DEFAULT_REDACTED
 from packetd.protocols.http1.messages import Request as Http1Request
 from packetd.protocols.http2.messages import (
     Fields,
@@ -157,6 +157,7 @@ class Http2Options:
     """Decoder options (`--decoder http2.redact=...`, `decoder.grpc.*` in the agent config)."""
 
     redact: frozenset[str] = DEFAULT_REDACTED  # header names whose values are replaced (as in HTTP/1)
+    redact_query: frozenset[str] = DEFAULT_QUERY_REDACTED  # :path query parameters whose values are replaced
 
 
 class State(IntEnum):
@@ -345,6 +346,7 @@ class Http2Decoder:
         ctx = ctx or DecoderContext()
         opts = ctx.options if isinstance(ctx.options, Http2Options) else Http2Options()
         self._redact = opts.redact
+        self._redact_query = opts.redact_query
         self._default_grpc = default_protocol == "grpc"
         synced = not ctx.midstream
         self._sides = [_Side(True, synced), _Side(False, synced)]
@@ -976,7 +978,7 @@ class Http2Decoder:
             path.decode("utf-8", "replace") if path is not None else None,
             headers, h.trailers, h.header_bytes, h.body_bytes,
             st.reset, st.reset_by, st.goaway, st.pushed, trace,
-            h.msgs, h.msg_bytes, h.compressed, self._redact, h.sensitive,
+            h.msgs, h.msg_bytes, h.compressed, self._redact, h.sensitive, self._redact_query,
         )  # fmt: skip
 
     def _response(self, st: _Stream, h: _Half, grpc: bool, ts: int) -> Message:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from packetd._values import value
 from packetd.protocols.base import Kind, Message, Role
-from packetd.protocols.sqltext import statement_text
+from packetd.protocols.redact import server_message, statement
 
 
 @value
@@ -38,7 +38,7 @@ class Request(Message):
         out: dict[str, Any] = {
             "message": self.op,
             "statement": (
-                statement_text(self.statement, self.truncated, self.keep_literals, "postgresql")
+                statement(self.statement, self.truncated, self.keep_literals, "postgresql")
                 if self.statement is not None
                 else None
             ),
@@ -107,7 +107,7 @@ class Response(Message):
             out["error"] = {
                 "severity": self.severity,
                 "sqlstate": self.sqlstate,
-                "message": self.error_message,
+                "message": server_message(self.error_message),
             }
         if self.suspended:
             out["suspended"] = True
@@ -185,7 +185,7 @@ class StartupResult(Message):
             out["error"] = {
                 "severity": self.severity,
                 "sqlstate": self.sqlstate,
-                "message": self.error_message,
+                "message": server_message(self.error_message),
             }
         return out
 
