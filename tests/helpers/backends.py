@@ -169,6 +169,7 @@ class OtlpReceiver(PostServer):
                             "status_message": s.status.message,
                             "attributes": {a.key: _value(a.value) for a in s.attributes},
                             "resource": resource,
+                            "scope": (ss.scope.name, ss.scope.version),
                         }
                     )
         self.requests += 1

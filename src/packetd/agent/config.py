@@ -85,16 +85,25 @@ class RuleConfig(_Section):
     host: str = ""
 
 
+def _default_rules() -> list[RuleConfig]:
+    """watch's rules (every protocol on its default ports): the agent's when the config names none."""
+    from packetd.engine import default_rules
+
+    return [RuleConfig(name=r.protocol, protocol=r.protocol, ports=list(r.ports)) for r in default_rules()]
+
+
 class ProtocolsConfig(_Section):
-    rules: list[RuleConfig] = []
+    # `rules: []` written explicitly means the same as no rules: runtime.rules_from, and the log says so
+    rules: list[RuleConfig] = Field(default_factory=_default_rules)
 
 
 class SnifferConfig(_Section):
     file: str = Field("", description="read this capture file once instead of interfaces, then keep serving")
     ifaces: str = Field("any", description="'any' or a regex of interface names")
-    engine: Literal["", "pcap", "afpacket", "libpcap"] = Field(
+    engine: Literal["", "auto", "pcap", "afpacket", "libpcap"] = Field(
         "",
-        description="'' / 'pcap': AF_PACKET ring on Linux, libpcap elsewhere; 'libpcap': libpcap everywhere",
+        description="as `watch --engine`: '' / 'auto' / 'pcap': AF_PACKET ring on Linux, libpcap elsewhere; "
+        "'afpacket' or 'libpcap': that engine (capture/source.py resolve_engine)",
     )
     ip_version: Literal["", "v4", "v6"] = Field("", alias="ipVersion")
     no_promisc: bool = Field(False, alias="noPromisc")

@@ -62,6 +62,25 @@ class _Subscriber:
         self.cond = threading.Condition()
 
 
+WATCH_PARAMS = ("max_message", "timeout")
+
+
+def watch_params_problem(params: dict[str, list[str]]) -> str | None:
+    """What is wrong with /watch's query parameters, in one line; None when nothing is."""
+    unknown = sorted(set(params) - set(WATCH_PARAMS))
+    if unknown:
+        return f"unknown parameter '{unknown[0][:64]}'; allowed: {', '.join(WATCH_PARAMS)}"
+    raw = (params.get("max_message") or [str(DEFAULT_WATCH_MESSAGES)])[0]
+    if not (raw.strip().isascii() and raw.strip().isdigit()):
+        return f"max_message '{raw[:64]}' is not a whole number (1..{MAX_WATCH_MESSAGES})"
+    raw = (params.get("timeout") or ["5s"])[0]
+    try:
+        parse_duration(raw)
+    except (ValueError, OverflowError):
+        return f"timeout '{raw[:64]}' is not a duration (e.g. 500ms, 30s, 5m)"
+    return None
+
+
 class WatchHub:
     """Fan-out of roundtrip lines to /watch subscribers, bounded per subscriber."""
 
@@ -265,13 +284,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, b'{"status": "success"}\n', "application/json")
 
     def _watch(self, url: urllib.parse.SplitResult) -> None:
-        params = urllib.parse.parse_qs(url.query)
-        try:
-            max_message = int((params.get("max_message") or [str(DEFAULT_WATCH_MESSAGES)])[0])
-            timeout_s = parse_duration((params.get("timeout") or ["5s"])[0]) / 1e9
-        except ValueError as exc:
-            self._send(400, f"{exc}\n".encode())
+        params = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+        problem = watch_params_problem(params)
+        if problem is not None:  # one line naming the parameter and what is allowed, never exception text
+            self._send(400, f"/watch: {problem}\n".encode())
             return
+        max_message = int((params.get("max_message") or [str(DEFAULT_WATCH_MESSAGES)])[0])
+        timeout_s = parse_duration((params.get("timeout") or ["5s"])[0]) / 1e9
         if max_message <= 0:
             max_message = DEFAULT_WATCH_MESSAGES
         max_message = min(max_message, MAX_WATCH_MESSAGES)

@@ -48,7 +48,7 @@ from prometheus_client import CollectorRegistry
 
 from packetd.agent.config import Config, ConfigError, load_config
 from packetd.agent.http import Api, HttpServer, WatchHub
-from packetd.agent.runtime import validate
+from packetd.agent.runtime import default_rules_note, validate
 from packetd.agent.selfmetrics import add_tree, self_registry
 from packetd.agent.storage import MetricStore
 from packetd.agent.supervisor import Supervisor
@@ -578,6 +578,8 @@ class Agent:
             return self._reject(why, str(exc))
         for warning in warnings:
             log.warning("%s", warning)
+        if (note := default_rules_note(new)) is not None:
+            log.info("%s", note)
         started = time.monotonic()
         try:
             if any(getattr(old.sniffer, k) != getattr(new.sniffer, k) for k in CAPTURE_KEYS):
@@ -781,6 +783,8 @@ def run_agent(config_path: str | None, explicit: bool, git_hash: str) -> int:
     setup_logging(config)
     for w in warnings:
         log.warning("%s", w)
+    if (note := default_rules_note(config)) is not None:
+        log.info("%s", note)
     agent = Agent(config_path, config, git_hash)
     agent.start()
     return agent.run()

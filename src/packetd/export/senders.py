@@ -15,6 +15,8 @@ else is a bug: it runs under the agent's supervisor (`supervise`), which logs, c
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import urllib.error
@@ -290,6 +292,16 @@ class RemoteWrite(_Worker):
                 break
 
 
+def host_identity() -> dict[str, str]:
+    """Resource attributes naming the observing host: `host.name`, and `k8s.node.name` from `$NODE_NAME`
+    (the Kubernetes downward API sets it in the DaemonSet) when set."""
+    out = {"host.name": socket.gethostname()}
+    node = os.environ.get("NODE_NAME", "").strip()
+    if node:
+        out["k8s.node.name"] = node
+    return out
+
+
 class Traces(_Worker):
     """Spans batched to an OTLP/HTTP endpoint with the OpenTelemetry SDK's protobuf exporter."""
 
@@ -315,6 +327,7 @@ class Traces(_Worker):
             compression=Compression.Gzip if gzip else Compression.NoCompression,
         )
         self._resources: dict[str, Any] = {}
+        self._host = host_identity()
 
     def offer(self, items: Sequence[Any]) -> None:
         super().offer(items)
@@ -349,10 +362,13 @@ class Traces(_Worker):
         """The SDK's spans for a batch (its names are looked up once a batch, not once a span)."""
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import ReadableSpan
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
         from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
         from packetd import __version__
 
+        scope = InstrumentationScope("packetd", __version__)
+        kinds = {"server": SpanKind.SERVER, "client": SpanKind.CLIENT}
         out = []
         for s in batch:
             resource = self._resources.get(s.service)
@@ -364,6 +380,7 @@ class Traces(_Worker):
                         "service.name": s.service,
                         "telemetry.sdk.name": "packetd",
                         "telemetry.sdk.version": __version__,
+                        **self._host,  # which host observed it
                     }
                 )
             flags = TraceFlags(s.trace_flags)
@@ -381,8 +398,9 @@ class Traces(_Worker):
                     parent=parent,
                     resource=resource,
                     attributes=s.attributes,
-                    kind=SpanKind.SERVER,
+                    kind=kinds.get(s.kind, SpanKind.SERVER),
                     status=status,
+                    instrumentation_scope=scope,
                     start_time=s.start_ns,
                     end_time=s.end_ns,
                 )

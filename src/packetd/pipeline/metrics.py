@@ -459,7 +459,7 @@ class RoundtripsToMetrics:
         if rt.kind != Kind.ROUNDTRIP or req is None or resp is None:
             return
         attrs: dict[str, Any] = {"server.address": rt.server[0], "server.port": rt.server[1]}
-        attrs.update(SPAN_BUILDERS[rt.protocol](rt)[1])
+        attrs.update(SPAN_BUILDERS[rt.protocol](rt, rt.to_json())[1])  # from the redacted view, as spans
         metric = metric_for(attrs)
         if metric is None:
             return

@@ -141,6 +141,9 @@ class Pipelines:
             self._runs.append((kind, filters, output))
 
     def process(self, rt: Roundtrip) -> None:
+        # the record's redacted JSON, built once per roundtrip for every output that reads it (spans, OTLP
+        # metrics, lines, logs) and not at all when only the Prometheus metrics run
+        rec: dict[str, Any] | None = None
         for kind, filters, output in self._runs:
             for f in filters:
                 if not f.accept(rt):
@@ -149,13 +152,16 @@ class Pipelines:
                 if kind == "metrics":
                     output.process(rt, self.agg)
                     if self.otlp is not None:
-                        self.otlp.process(rt)
+                        rec = rec or rt.to_json()
+                        self.otlp.process(rt, rec)
                 elif kind == "traces":
-                    span = output.process(rt)
+                    rec = rec or rt.to_json()
+                    span = output.process(rt, rec)
                     if span is not None:
                         self.spans.append(span)
                 else:
-                    line = dumps(rt)
+                    rec = rec or rt.to_json()
+                    line = dumps(rt, rec)
                     if self._lines_on:
                         self.lines.append(line)
                     if self._logs_on:
