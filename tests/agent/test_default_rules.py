@@ -62,7 +62,7 @@ def _reference_agent(api: int, rules: str | None) -> AgentProcess:
     """The `packetd config` output, changed only where a test must: the capture file, the API port."""
     text = packetd("config").stdout
     text = text.replace('  file: ""', f"  file: {BRO}", 1).replace(
-        'address: ":9091"', f'address: "127.0.0.1:{api}"', 1
+        'address: "127.0.0.1:9091"', f'address: "127.0.0.1:{api}"', 1
     )
     if rules is not None:
         text = re.sub(r"    rules:\n(      - \{.*\}\n)+", f"    rules: {rules}\n", text)

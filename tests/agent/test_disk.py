@@ -167,6 +167,7 @@ def test_a_roundtrip_file_on_a_read_only_directory_is_one_line_at_start_up() -> 
             with open(config, "w") as f:
                 f.write(f'exporter.roundtrips: {{enabled: true, filename: "{path}"}}\n')
                 f.write(f'server.address: "127.0.0.1:{free_port()}"\n')
+                f.write("sniffer.protocols.rules: [{name: web, protocol: http, ports: [80]}]\n")
             r = subprocess.run(
                 [sys.executable, "-m", "packetd", "agent", "--config", config],
                 check=False, capture_output=True, text=True, timeout=60,
