@@ -9,8 +9,8 @@ with a warning.
 
 Defaults differ from the Go implementation where its defaults were bugs (reference §18.25): the log level
 is info (not debug), the log file is packetd.log, the server listens on 127.0.0.1:9091 (loopback; the chart
-sets :9091) with a 1m timeout and is enabled in agent mode, the roundtrip file is packetd.roundtrips; connExpired below 1m is an error, not a
-silent 5m.
+sets :9091) with a 1m timeout and is enabled in agent mode, the roundtrip file is packetd.roundtrips;
+connExpired below 1m is an error, not a silent 5m.
 """
 
 from __future__ import annotations
