@@ -36,8 +36,9 @@ _SHAPES: tuple[tuple[re.Pattern[str], str | None], ...] = (
     (re.compile(rf"^libpod-{_ID}(?:\.scope)?$"), "podman"),
     (re.compile(rf"^{_ID}$"), None),  # bare id: the parent segment may name the runtime
 )
+# `pod<uid>` (cgroupfs) or `kubepods[-<qos>]-pod<uid with _>.slice` (systemd; `kubelet-kubepods-…` nested)
 _POD = re.compile(
-    r"^(?:kubepods-(?:[a-z]+-)?)?pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?$"
+    r"^(?:[a-z]+-)*pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?$"
 )
 _BARE_PARENT = {"docker": "docker"}  # parent segment of a bare id → the runtime it names
 
