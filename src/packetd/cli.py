@@ -611,7 +611,10 @@ def _process_resolver(opts: WatchOptions, live: bool, display: DisplayFilter) ->
     """Process attribution: on by default live, off for a file; the process filters need it."""
     on = opts.processes if opts.processes is not None else live
     if display.by_process and not on:
-        _fail("--pid, --comm and --container need process attribution; drop --no-processes", EXIT_USAGE)
+        _fail(
+            "--pid, --comm and --container need process attribution (--processes; off for a capture file)",
+            EXIT_USAGE,
+        )
     if not on:
         return None
     if not os.path.exists("/proc/self/net/tcp"):
