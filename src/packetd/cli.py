@@ -597,6 +597,7 @@ def run_watch(opts: WatchOptions) -> int:
     source.close()
     _print_summary(engine, summary, kernel, time.monotonic() - started, halt.signals > 0)
     if resolver is not None:
+        resolver.close()
         st = resolver.stats
         click.echo(
             f"packetd: processes: {st.found} ends found, {st.not_local} not on this host, {st.closed} closed "

@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -25,6 +26,24 @@ TCP, UDP = 6, 17
 CID = "3f2b9c0e8d7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c"
 UID = "8c0f2b5e-6d4a-4b3c-9e1f-2a7b8c9d0e1f"
 is_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+_made: list[ProcessResolver] = []
+_netlink = [True]
+
+
+def _resolver(**kw: Any) -> ProcessResolver:
+    r = ProcessResolver(use_netlink=_netlink[0], **kw)
+    _made.append(r)
+    return r
+
+
+@pytest.fixture(autouse=True, params=["netlink", "tables"])
+def _both_ways(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every resolver test runs with netlink sock_diag lookups and with the /proc text tables (what a
+    namespace packetd cannot enter falls back to)."""
+    _netlink[0] = request.param == "netlink"
+    yield
+    while _made:
+        _made.pop().close()
 
 
 def _pair(
@@ -105,7 +124,7 @@ def test_both_ends_of_real_connections_match_ss(redis_server: RedisServer) -> No
         truth = ss_owners()
         conns = [k for k in truth if k[1] == ("127.0.0.1", redis_server.port)]
         assert len(conns) == 2
-        resolver = ProcessResolver()
+        resolver = _resolver()
         for client, server in conns:
             resolver.note(client, server, TCP)
         for client, server in conns:
@@ -117,6 +136,7 @@ def test_both_ends_of_real_connections_match_ss(redis_server: RedisServer) -> No
             assert sp.exe is not None and os.path.samefile(sp.exe, "/usr/bin/redis-server")
         assert {resolver.processes(*c)[0].pid for c in conns} == {os.getpid(), cli_proc.pid}  # type: ignore[union-attr]
         assert resolver.stats.passes == 1  # one batch answered all four ends
+        assert any(d is not None for d in resolver._diags.values()) == _netlink[0]
         assert resolver.stats.found == 4
     r.close()
 
@@ -128,7 +148,7 @@ def test_a_server_end_not_yet_accepted_is_asked_again() -> None:
     cli = socket.create_connection(lst.getsockname())
     client, server = _ep(cli.getsockname()), _ep(lst.getsockname())
     now = [0]
-    resolver = ProcessResolver(clock=lambda: now[0])
+    resolver = _resolver(clock=lambda: now[0])
     resolver.note(client, server, TCP)
     try:
         cp, sp = resolver.processes(client, server)
@@ -151,7 +171,7 @@ def test_never_accepted_gives_up_after_the_retry_window() -> None:
     cli = socket.create_connection(lst.getsockname())
     client, server = _ep(cli.getsockname()), _ep(lst.getsockname())
     now = [0]
-    resolver = ProcessResolver(clock=lambda: now[0])
+    resolver = _resolver(clock=lambda: now[0])
     resolver.note(client, server, TCP)
     try:
         resolver.resolve()
@@ -172,7 +192,7 @@ def test_short_connection_closed_before_lookup_is_counted_closed() -> None:
     srv.close()
     lst.close()
     time.sleep(0.05)
-    resolver = ProcessResolver()
+    resolver = _resolver()
     resolver.note(client, server, TCP)
     assert resolver.processes(client, server) == (None, None)
     assert resolver.stats.closed >= 1
@@ -182,7 +202,7 @@ def test_short_connection_closed_before_lookup_is_counted_closed() -> None:
 def test_an_end_that_is_no_local_socket() -> None:
     lst, cli, srv = _pair()
     try:
-        resolver = ProcessResolver()
+        resolver = _resolver()
         # 192.0.2.0/24 is TEST-NET-1: no socket here has it; nothing is sent anywhere
         resolver.note(("192.0.2.7", 40000), ("192.0.2.8", 80), TCP)
         assert resolver.processes(("192.0.2.7", 40000), ("192.0.2.8", 80)) == (None, None)
@@ -197,7 +217,7 @@ def test_a_socket_held_by_two_processes_is_not_guessed() -> None:
     holder = [sys.executable, "-c", "import sys; print('up', flush=True); sys.stdin.read()"]
     with child(holder, pass_fds=(srv.fileno(),)):
         client, server = _ep(cli.getsockname()), _ep(srv.getsockname())
-        resolver = ProcessResolver()
+        resolver = _resolver()
         resolver.note(client, server, TCP)
         cp, sp = resolver.processes(client, server)
         assert cp is not None and cp.pid == os.getpid()
@@ -211,7 +231,7 @@ def test_cache_hits_ttl_bounds_and_reuse() -> None:
     now = [0]
     try:
         conns = [(_ep(c.getsockname()), _ep(s.getsockname())) for _, c, s in pairs]
-        resolver = ProcessResolver(clock=lambda: now[0], ttl_ns=1000, max_ends=4, max_pending=2)
+        resolver = _resolver(clock=lambda: now[0], ttl_ns=1000, max_ends=4, max_pending=2)
         resolver.note(*conns[0], TCP)
         resolver.note(*conns[1], TCP)
         resolver.note(*conns[2], TCP)  # a third while two wait: not noted, counted
@@ -255,7 +275,7 @@ def test_a_client_in_another_network_namespace() -> None:
                 host_truth = ss_owners()
                 ns_truth = ss_owners(net["ns"])
                 (conn,) = [k for k in ns_truth if k[1] == (net["host_ip"], nginx.port)]
-                resolver = ProcessResolver()
+                resolver = _resolver()
                 resolver.note(conn[0], conn[1], TCP)
                 cp, sp = resolver.processes(conn[0], conn[1])
                 assert cp is not None and sp is not None
@@ -290,7 +310,7 @@ def test_a_server_in_its_own_cgroup_is_named_a_container(
         r.ping()
         try:
             (conn,) = [k for k in ss_owners() if k[1] == ("127.0.0.1", redis_server.port)]
-            resolver = ProcessResolver()
+            resolver = _resolver()
             resolver.note(*conn, TCP)
             cp, sp = resolver.processes(*conn)
             assert sp is not None and sp.pid == redis_server.proc.pid

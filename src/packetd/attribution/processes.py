@@ -6,20 +6,21 @@ new-connection hook: once per flow, never per packet). Noted connections wait in
 be emitted (`processes`) and on the live source's idle ticks, so a batch is whatever arrived since the
 last pass. One pass:
 
-1. Network namespaces: every distinct `/proc/<pid>/ns/net` (by inode), one pid each. Sockets of
-   containers live in their own namespace; `/proc/<pid>/net/tcp*` shows the namespace of `<pid>`, so
-   every namespace's table is read without entering it (netlink sock_diag, what `ss` uses, answers only
-   for the namespace its socket lives in: it would need a setns per namespace, and still gives no pid).
-2. The socket tables (`tcp`, `tcp6`, or `udp`, `udp6`) of each namespace, looked up by the exact
-   (local, remote) of each end (`sockets.scan`): the socket's inode, or 0 when no process holds it yet
-   (the kernel's accept queue, SYN_RECV) or any more (TIME_WAIT).
-3. inode → pid: the `socket:[inode]` links of `/proc/<pid>/fd/*`, one walk of every process (the walk of
-   step 1 is the same loop), skipped when every inode wanted was seen by an earlier walk and its link still
-   says so. `comm`, the `exe` link and the cgroup (→ container, `cgroup.parse_cgroup_file`) are read once
-   per pid and cached.
+1. Network namespaces: every distinct `/proc/<pid>/ns/net` (by inode), one pid each (sockets of
+   containers live in their own namespace).
+2. Each end's socket by its exact (local, remote), in each namespace: a netlink sock_diag request
+   (`diag`: a hash lookup in the kernel, ~20 µs) on a socket made once per namespace (entering it needs
+   CAP_SYS_ADMIN); without one, that namespace's text tables `/proc/<pid>/net/{tcp,tcp6,udp,udp6}`
+   (`sockets.scan`; the kernel walks every hash bucket to print them, milliseconds). The answer is the
+   socket's inode, or 0 when no process holds it yet (the accept queue, SYN_RECV) or any more (TIME_WAIT).
+3. inode → pid: the `socket:[inode]` links of `/proc/<pid>/fd/*`. An inode an earlier walk saw, whose
+   link still says so, is taken as it is; the others are first looked for among the last few owners
+   found (`MAX_RECENT_PIDS`: the same servers and clients make most new connections), and only then by
+   a walk of every process (the walk of step 1 is the same loop). `comm`, the `exe` link and the cgroup
+   (→ container, `cgroup.parse_cgroup_file`) are read once per pid and cached.
 
-Answers, never guesses: a socket held by two processes (after a fork), or found in two namespaces, is
-`ambiguous` and reported unknown; a loopback address is looked up only in packetd's own namespace (the
+Answers, never guesses: a socket held by two processes (after a fork; seen by a walk), or found in two
+namespaces, is `ambiguous` and reported unknown; a loopback address is looked up only in packetd's own namespace (the
 only one whose loopback it can capture). A socket seen but not yet held by a process (a server end before
 `accept`) stays pending for `RETRY_NS` and is asked again; every outcome is counted (`ResolverStats`):
 short-lived connections that closed before their lookup are `closed`, ends that are no socket of this
@@ -34,17 +35,21 @@ from __future__ import annotations
 
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from packetd.attribution import sockets
 from packetd.attribution.cgroup import parse_cgroup_file
+from packetd.attribution.diag import DiagSocket
 from packetd.attribution.sockets import Key
 from packetd.pairing.roundtrip import Endpoint, Process, Processes, Roundtrip
 
 MAX_PENDING = 4096  # connections noted, not yet resolved: one burst of new connections between two passes
 MAX_ENDS = 65536  # cached answers (two per connection): the connections of a busy host within one TTL
 MAX_PIDS = 4096  # cached process descriptions
+MAX_NAMESPACES = 1024  # sock_diag sockets kept, one per network namespace (a file descriptor each)
+MAX_RECENT_PIDS = 16  # owners of the last sockets found, searched before a walk of every process
 DEFAULT_TTL_NS = 60 * 1_000_000_000  # an answer's life: bounds how stale a reused 4-tuple's answer can be
 PID_TTL_NS = 10 * 1_000_000_000  # a pid's comm/exe/cgroup: exec and pid reuse are seen within this
 NS_REFRESH_NS = 1_000_000_000  # an end found nowhere re-walks /proc for new namespaces at most this often
@@ -93,6 +98,7 @@ class ProcessResolver:
         clock: Callable[[], int] = time.monotonic_ns,
         max_ends: int = MAX_ENDS,
         max_pending: int = MAX_PENDING,
+        use_netlink: bool = True,
     ) -> None:
         self.proc = proc
         self.ttl_ns = ttl_ns
@@ -107,6 +113,9 @@ class ProcessResolver:
         self._shared: set[int] = set()  # inodes the last walk saw held by several processes
         self._namespaces: dict[int, int] = {}  # netns inode → one pid in it
         self._own_ns = self._netns_of("self")
+        self.use_netlink = use_netlink
+        self._diags: dict[int, DiagSocket | None] = {}  # netns inode → its sock_diag socket
+        self._recent: OrderedDict[int, None] = OrderedDict()  # pids that owned the last sockets found
         self._walked_ns = 0
 
     # -- the hook ------------------------------------------------------------------------------------------
@@ -153,39 +162,26 @@ class ProcessResolver:
 
     # -- one pass ----------------------------------------------------------------------------------------
     def resolve(self) -> None:
-        """Answer every pending connection in one pass over the socket tables (module docstring)."""
+        """Answer every pending connection in one pass (module docstring)."""
         if not self._pending:
             return
         now = self.clock()
         self.stats.passes += 1
         if not self._namespaces:
             self._walk()
-        wanted: dict[Key, tuple[Endpoint, Endpoint]] = {}
-        udp_wanted: dict[Key, list[tuple[Endpoint, Endpoint]]] = {}  # one unconnected socket serves many
-        for p in self._pending.values():
-            for end in p.ends:
-                for k in sockets.socket_keys(*end):
-                    wanted[k] = end
-                if p.transport == _UDP:
-                    for k in sockets.udp_fallback_keys(end[0]):
-                        udp_wanted.setdefault(k, []).append(end)
-        tables = (("tcp", "tcp6") if any(p.transport != _UDP for p in self._pending.values()) else ()) + (
-            ("udp", "udp6") if any(p.transport == _UDP for p in self._pending.values()) else ()
-        )
-        seen, fallback = self._scan(tables, wanted, udp_wanted)
+        found = self._lookup_all()
         if self.clock() - self._walked_ns > NS_REFRESH_NS and any(
-            end not in seen and end not in fallback for p in self._pending.values() for end in p.ends
+            end not in found for p in self._pending.values() for end in p.ends
         ):
             self._walk()  # a namespace (container) may have started since the last walk: look again
-            seen, fallback = self._scan(tables, wanted, udp_wanted)
-        inodes = {i for hits in (*seen.values(), *fallback.values()) for _, _, i in hits if i}
-        if any(not self._still_owned(i) for i in inodes):
+            found = self._lookup_all()
+        missing = {i for hits in found.values() for _, _, i in hits if i and not self._still_owned(i)}
+        if missing and not self._in_recent_pids(missing):
             self._walk()
         for key, p in list(self._pending.items()):
             left = []
             for end in p.ends:
-                hits = seen.get(end) or fallback.get(end) or []
-                outcome = self._decide(end, hits)
+                outcome = self._decide(end, found.get(end, []))
                 if outcome == "retry" and now - p.noted_ns < RETRY_NS:
                     left.append(end)
                     continue
@@ -196,14 +192,102 @@ class ProcessResolver:
                     self._count(outcome if outcome != "retry" else "unowned")
                 else:
                     self.stats.found += 1
+                    self._recent[outcome] = None
+                    self._recent.move_to_end(outcome)
+                    if len(self._recent) > MAX_RECENT_PIDS:
+                        self._recent.popitem(last=False)
                 self._answer(end, proc, now)
             if left:
                 p.ends = left
             else:
                 del self._pending[key]
 
+    def _lookup_all(self) -> dict[tuple[Endpoint, Endpoint], list[_Hit]]:
+        """end → [(netns, state, inode)] of every socket found with that (local, remote): netlink
+        sock_diag where a socket could be made in the namespace, its /proc tables otherwise."""
+        found: dict[tuple[Endpoint, Endpoint], list[_Hit]] = {}
+        by_tables: list[tuple[int, int]] = []
+        ends = [(end, p.transport) for p in self._pending.values() for end in p.ends]
+        for ns, pid in list(self._namespaces.items()):
+            diag = self._diag(ns, pid)
+            if diag is None:
+                by_tables.append((ns, pid))
+                continue
+            try:
+                for end, transport in ends:
+                    if ns != self._own_ns and end[0][0].startswith(_LOOPBACK_PREFIXES):
+                        continue  # only our own loopback is captured
+                    hit = diag.lookup(transport, *end)
+                    if hit is not None:
+                        found.setdefault(end, []).append((ns, *hit))
+            except OSError:  # the namespace went away, or netlink refused: its tables, this time
+                by_tables.append((ns, pid))
+        if by_tables:
+            wanted: dict[Key, tuple[Endpoint, Endpoint]] = {}
+            udp_wanted: dict[Key, list[tuple[Endpoint, Endpoint]]] = {}  # one unconnected socket serves many
+            for end, transport in ends:
+                for k in sockets.socket_keys(*end):
+                    wanted[k] = end
+                if transport == _UDP:
+                    for k in sockets.udp_fallback_keys(end[0]):
+                        udp_wanted.setdefault(k, []).append(end)
+            transports = {t for _, t in ends}
+            tables = (("tcp", "tcp6") if transports - {_UDP} else ()) + (
+                ("udp", "udp6") if _UDP in transports else ()
+            )
+            seen, fallback = self._scan(by_tables, tables, wanted, udp_wanted)
+            for end, hits in seen.items():
+                found.setdefault(end, []).extend(hits)
+            for end, hits in fallback.items():
+                if end not in seen:
+                    found.setdefault(end, []).extend(hits)
+        return found
+
+    def _diag(self, ns: int, pid: int) -> DiagSocket | None:
+        """The sock_diag socket of a namespace (made once; None: not possible, use its tables)."""
+        if ns in self._diags:
+            return self._diags[ns]
+        diag: DiagSocket | None = None
+        if self.use_netlink and len(self._diags) < MAX_NAMESPACES:
+            try:
+                if ns == self._own_ns:
+                    diag = DiagSocket.here()
+                else:
+                    diag = DiagSocket.in_namespace(f"{self.proc}/{pid}/ns/net")
+            except OSError:  # no CAP_SYS_ADMIN, or the process (and its namespace) is gone
+                diag = None
+        self._diags[ns] = diag
+        return diag
+
+    def _in_recent_pids(self, inodes: set[int]) -> bool:
+        """Look for the owners of `inodes` among the processes that owned the last sockets found (the
+        same servers and clients make most new connections): True when all were found, saving a walk."""
+        left = set(inodes)
+        for pid in reversed(self._recent):
+            fd_dir = f"{self.proc}/{pid}/fd"
+            try:
+                fds = os.listdir(fd_dir)
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    link = os.readlink(f"{fd_dir}/{fd}")
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    inode = int(link[8:-1])
+                    if inode in left:
+                        # this process does hold the socket; a second holder outside the recent set (a
+                        # fork that inherited it) is only seen by a walk, as `ambiguous`
+                        self._owners[inode] = (pid, int(fd))
+                        left.discard(inode)
+            if not left:
+                return True
+        return False
+
     def _scan(
         self,
+        namespaces: list[tuple[int, int]],
         tables: tuple[str, ...],
         wanted: dict[Key, tuple[Endpoint, Endpoint]],
         udp_wanted: dict[Key, list[tuple[Endpoint, Endpoint]]],
@@ -212,7 +296,7 @@ class ProcessResolver:
         seen: dict[tuple[Endpoint, Endpoint], list[_Hit]] = {}
         fallback: dict[tuple[Endpoint, Endpoint], list[_Hit]] = {}
         keys = wanted.keys() | udp_wanted.keys()
-        for ns, pid in list(self._namespaces.items()):
+        for ns, pid in namespaces:
             for table in tables:
                 data = self._read(f"{self.proc}/{pid}/net/{table}")
                 if data is None:
@@ -304,6 +388,17 @@ class ProcessResolver:
                         shared.add(inode)
                     owners[inode] = (pid, int(fd))
         self._owners, self._shared, self._namespaces = owners, shared, namespaces
+        for gone in [ns for ns in self._diags if ns not in namespaces]:
+            diag = self._diags.pop(gone)
+            if diag is not None:
+                diag.close()
+
+    def close(self) -> None:
+        """Close the sock_diag sockets."""
+        for diag in self._diags.values():
+            if diag is not None:
+                diag.close()
+        self._diags.clear()
 
     def _describe(self, pid: int, now: int) -> Process | None:
         entry = self._pids.get(pid)

@@ -52,7 +52,9 @@ class TextFormatter:
         if procs is None:
             peers = f"{endpoint_text(rt.client)} → {endpoint_text(rt.server)}"
         else:
-            peers = f"{endpoint_text(rt.client)}{_owner(procs[0])} → {endpoint_text(rt.server)}{_owner(procs[1])}"
+            peers = (
+                f"{endpoint_text(rt.client)}{_owner(procs[0])} → {endpoint_text(rt.server)}{_owner(procs[1])}"
+            )
         status = rt.status if rt.status is not None else rt.kind
         dur = rt.duration_ns
         latency = format_duration(dur) if dur is not None else "-"

@@ -1,0 +1,154 @@
+"""Process attribution's cost: µs per connection looked up (uncached, batched, cached) on real local
+sockets, and the effect on live capture (watch's CPU per packet → packets/s one core sustains) with
+`--processes` against `--no-processes` under a load of new connections.
+
+    sudo nice -n 19 .venv/bin/python bench/processes.py [--conns 200] [--live-conns 1000] [--requests 5]
+
+Part 1 makes `--conns` loopback connections in this process and asks the resolver about them three ways:
+one connection per pass (every connection its own /proc pass: the worst case, a quiet host), all at once
+(one pass for the batch: a burst), and again (cache hits). The cost of a pass grows with the host's
+processes and sockets, printed beside the numbers.
+
+Part 2 runs nginx and a client that opens `--live-conns` connections of `--requests` requests each (one
+new connection per `--requests` roundtrips: attribution's worst case is many short connections), captured
+live on loopback by `packetd watch`, once with and once without attribution; watch's own CPU time
+(utime + stime of its process) divided by the packets it read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "src"))
+
+from tests.helpers.live import Nginx, capture  # noqa: E402
+
+from packetd.attribution.processes import ProcessResolver  # noqa: E402
+
+TCP = 6
+
+
+def _host() -> str:
+    pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    socks = 0
+    for t in ("tcp", "tcp6"):
+        with open(f"/proc/net/{t}") as f:
+            socks += sum(1 for _ in f) - 1
+    return f"{len(pids)} processes, {socks} TCP sockets in this namespace"
+
+
+def lookups(n: int) -> None:
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(n)
+    pairs = []
+    for _ in range(n):
+        c = socket.create_connection(lst.getsockname())
+        s, _ = lst.accept()
+        pairs.append((c, s))
+    conns = [(c.getsockname(), c.getpeername()) for c, _ in pairs]
+    print(f"host: {_host()} (+{2 * n} sockets of this benchmark)")
+
+    r = ProcessResolver()
+    t0 = time.perf_counter()
+    for c, s in conns:
+        r.note(c, s, TCP)
+        r.processes(c, s)
+    one = (time.perf_counter() - t0) / n
+    assert r.stats.found == 2 * n, r.stats
+    print(
+        f"uncached, one connection per pass: {one * 1e6:9.1f} µs per connection ({r.stats.walks} /proc walks)"
+    )
+
+    r = ProcessResolver()
+    t0 = time.perf_counter()
+    for c, s in conns:
+        r.note(c, s, TCP)
+    for c, s in conns:
+        r.processes(c, s)
+    batch = (time.perf_counter() - t0) / n
+    assert r.stats.found == 2 * n and r.stats.passes == 1, r.stats
+    print(f"uncached, {n} connections in one pass: {batch * 1e6:9.1f} µs per connection")
+
+    t0 = time.perf_counter()
+    rounds = 20
+    for _ in range(rounds):
+        for c, s in conns:
+            r.processes(c, s)
+    cached = (time.perf_counter() - t0) / (n * rounds)
+    print(f"cached:                             {cached * 1e6:9.2f} µs per record (both ends)")
+    for c, s in pairs:
+        c.close()
+        s.close()
+    lst.close()
+
+
+_CLIENT = """
+import http.client, sys
+conns, reqs, port = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+for _ in range(conns):
+    c = http.client.HTTPConnection("127.0.0.1", port)
+    for _ in range(reqs):
+        c.request("GET", "/index.txt"); c.getresponse().read()
+    c.close()
+"""
+
+
+def _cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def live(conns: int, reqs: int) -> None:
+    nginx = Nginx()
+    try:
+        for flag in ("--no-processes", "--processes"):
+            args = ["--ifaces", "^lo$", "--proto", f"http;{nginx.port}", "--block-num", "64", flag]
+            with capture(args) as cap:
+                t0 = time.perf_counter()
+                subprocess.run(
+                    [sys.executable, "-c", _CLIENT, str(conns), str(reqs), str(nginx.port)], check=True
+                )
+                wall = time.perf_counter() - t0
+                time.sleep(1.0)
+                cpu = _cpu_s(cap.proc.pid)
+                records = cap.stop()
+            err = cap.stderr.decode()
+            packets = int(re.search(r"packetd: (\d+) packets in", err).group(1))  # type: ignore[union-attr]
+            drops = int(re.search(r"(\d+) dropped by the kernel", err).group(1))  # type: ignore[union-attr]
+            found = sum(1 for r in records if (r["client"].get("process") or {}).get("comm"))
+            print(
+                f"{flag:>15}: {len(records)} records, {packets} packets, {drops} dropped, load {wall:.1f} s; "
+                f"watch CPU {cpu:.2f} s = {cpu / packets * 1e6:.1f} µs/packet "
+                f"(≈ {packets / cpu:,.0f} packets/s on one core); client end named in {found} records"
+            )
+            m = re.search(r"packetd: processes: .*", err)
+            if m:
+                print("                 " + m.group(0))
+    finally:
+        nginx.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--conns", type=int, default=200)
+    ap.add_argument("--live-conns", type=int, default=1000)
+    ap.add_argument("--requests", type=int, default=5)
+    ap.add_argument("--no-live", action="store_true")
+    a = ap.parse_args()
+    lookups(a.conns)
+    if not a.no_live:
+        live(a.live_conns, a.requests)
+
+
+if __name__ == "__main__":
+    main()
