@@ -45,50 +45,78 @@ def _host() -> str:
     return f"{len(pids)} processes, {socks} TCP sockets in this namespace"
 
 
-def lookups(n: int) -> None:
-    lst = socket.socket()
-    lst.bind(("127.0.0.1", 0))
-    lst.listen(n)
+def _connections(lst: socket.socket, n: int) -> list[tuple[socket.socket, socket.socket]]:
     pairs = []
     for _ in range(n):
         c = socket.create_connection(lst.getsockname())
         s, _ = lst.accept()
         pairs.append((c, s))
+    return pairs
+
+
+def lookups(n: int) -> None:
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(n)
+    r = ProcessResolver()
+    # warm: the first connection's pass walks every process (namespaces, owners); this process is then
+    # among the recent owners, as a server or client that keeps making connections is
+    (warm,) = _connections(lst, 1)
+    r.note(warm[0].getsockname(), warm[0].getpeername(), TCP)
+    r.processes(warm[0].getsockname(), warm[0].getpeername())
+    pairs = _connections(lst, n)  # made after the walk: new inodes, as new connections are
     conns = [(c.getsockname(), c.getpeername()) for c, _ in pairs]
     print(f"host: {_host()} (+{2 * n} sockets of this benchmark)")
 
-    r = ProcessResolver()
     t0 = time.perf_counter()
     for c, s in conns:
         r.note(c, s, TCP)
         r.processes(c, s)
     one = (time.perf_counter() - t0) / n
-    assert r.stats.found == 2 * n, r.stats
-    print(
-        f"uncached, one connection per pass: {one * 1e6:9.1f} µs per connection ({r.stats.walks} /proc walks)"
-    )
+    assert r.stats.found == 2 * (n + 1), r.stats
+    print(f"uncached, one connection per pass:  {one * 1e6:9.1f} µs per connection (walks: {r.stats.walks})")
 
-    r = ProcessResolver()
+    more = _connections(lst, n)
+    conns2 = [(c.getsockname(), c.getpeername()) for c, _ in more]
+    passes = r.stats.passes
     t0 = time.perf_counter()
-    for c, s in conns:
+    for c, s in conns2:
         r.note(c, s, TCP)
-    for c, s in conns:
+    for c, s in conns2:
         r.processes(c, s)
     batch = (time.perf_counter() - t0) / n
-    assert r.stats.found == 2 * n and r.stats.passes == 1, r.stats
-    print(f"uncached, {n} connections in one pass: {batch * 1e6:9.1f} µs per connection")
+    assert r.stats.found == 2 * (2 * n + 1) and r.stats.passes == passes + 1, r.stats
+    print(
+        f"uncached, {n} connections in one pass: {batch * 1e6:6.1f} µs per connection (walks: {r.stats.walks})"
+    )
 
-    t0 = time.perf_counter()
     rounds = 20
+    t0 = time.perf_counter()
     for _ in range(rounds):
         for c, s in conns:
             r.processes(c, s)
     cached = (time.perf_counter() - t0) / (n * rounds)
     print(f"cached:                             {cached * 1e6:9.2f} µs per record (both ends)")
-    for c, s in pairs:
-        c.close()
-        s.close()
+
+    t0 = time.perf_counter()
+    for _ in range(5):
+        r._walk()
+    print(f"one walk of every process's fds:    {(time.perf_counter() - t0) / 5 * 1e3:9.2f} ms "
+          "(a connection of a process not among the recent owners)")  # fmt: skip
+    tables = ProcessResolver(use_netlink=False)
+    t0 = time.perf_counter()
+    for c, s in conns[:20]:
+        tables.note(c, s, TCP)
+        tables.processes(c, s)
+    print(
+        f"without netlink (/proc/net/tcp*):   {(time.perf_counter() - t0) / 20 * 1e6:9.1f} µs per connection"
+    )
+    for p in (warm, *pairs, *more):
+        p[0].close()
+        p[1].close()
     lst.close()
+    r.close()
+    tables.close()
 
 
 _CLIENT = """

@@ -199,6 +199,24 @@ def test_short_connection_closed_before_lookup_is_counted_closed() -> None:
     assert resolver.stats.found == 0
 
 
+def test_a_closed_server_end_is_not_its_listener() -> None:
+    """The listener still listens after its connection closed: a lookup of the connection's server end
+    must not answer with the listener (sock_diag's exact lookup falls back to it, as a packet would)."""
+    lst, cli, srv = _pair()
+    client, server = _ep(cli.getsockname()), _ep(srv.getsockname())
+    cli.close()  # the client closes first: its end lingers in TIME_WAIT, the server's goes
+    time.sleep(0.05)
+    srv.close()
+    time.sleep(0.05)
+    try:
+        resolver = _resolver()
+        resolver.note(client, server, TCP)
+        assert resolver.processes(client, server) == (None, None)
+        assert resolver.stats.found == 0
+    finally:
+        lst.close()
+
+
 def test_an_end_that_is_no_local_socket() -> None:
     lst, cli, srv = _pair()
     try:

@@ -16,7 +16,9 @@ A netlink socket answers for the namespace it was created in. For another namesp
 enters it (`setns`, needs CAP_SYS_ADMIN) just long enough to create the socket and returns; without the
 privilege the caller falls back to that namespace's /proc/<pid>/net tables.
 
-TCP: `src` is the local end. UDP: the kernel looks the socket up as the receiver of a datagram from `src`
+TCP: `src` is the local end; the kernel's lookup is the one an arriving segment gets, so once a
+connection's socket is gone it answers with the listener of that port, which is refused (state LISTEN,
+remote port 0). UDP: the kernel looks the socket up as the receiver of a datagram from `src`
 to `dst` (`__udp4_lib_lookup`), which also finds unconnected and any-address sockets; the request is made
 that way round and the reply's local port is checked.
 """
@@ -34,6 +36,7 @@ SOCK_DIAG_BY_FAMILY = 20
 NLM_F_REQUEST = 1
 NLMSG_ERROR = 2
 CLONE_NEWNET = 0x40000000
+TCP_LISTEN = 0x0A
 _ALL_STATES = 0xFFFFFFFF
 _NO_COOKIE = 0xFFFFFFFF  # INET_DIAG_NOCOOKIE: match by addresses only
 _HDR = struct.Struct("=IHHII")
@@ -70,9 +73,10 @@ def request(transport: int, local: Endpoint, remote: Endpoint, seq: int = 1) -> 
     return _HDR.pack(_HDR.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, 0) + body
 
 
-def parse_reply(data: bytes, transport: int, local_port: int) -> tuple[int, int] | None:
+def parse_reply(data: bytes, transport: int, local_port: int, remote_port: int) -> tuple[int, int] | None:
     """(state, inode) of the socket in a reply; None when the kernel has none (ENOENT) or the reply is
-    some other socket (a UDP lookup that found a different port). Other errors raise OSError."""
+    some other socket: the listener, when a TCP connection's socket is gone (the lookup is the one an
+    arriving segment gets, and falls back to the listening socket), or a UDP socket on another port."""
     if len(data) < _HDR.size:
         raise OSError(errno.EIO, "short sock_diag reply")
     _, typ, _, _, _ = _HDR.unpack_from(data)
@@ -84,11 +88,12 @@ def parse_reply(data: bytes, transport: int, local_port: int) -> tuple[int, int]
     if typ != SOCK_DIAG_BY_FAMILY or len(data) < _MSG_LEN:
         raise OSError(errno.EIO, f"unexpected sock_diag reply type {typ}")
     state = data[_HDR.size + 1]
-    sport = _PORTS.unpack_from(data, _HDR.size + 4)[0]  # the found socket's local port
-    if transport == socket.IPPROTO_UDP and sport != local_port:
+    sport, dport = _PORTS.unpack_from(data, _HDR.size + 4)  # the found socket's local, remote port
+    if sport != local_port:
         return None
-    (inode,) = struct.unpack_from("=I", data, _MSG_INODE)
-    return state, inode
+    if transport != socket.IPPROTO_UDP and (dport != remote_port or state == TCP_LISTEN):
+        return None  # the kernel's TCP lookup falls back to the listener: not this connection's socket
+    return state, struct.unpack_from("=I", data, _MSG_INODE)[0]
 
 
 class DiagSocket:
@@ -129,7 +134,7 @@ class DiagSocket:
         """(state, inode) of the socket with this (local, remote), or None."""
         self._seq += 1
         self._sock.send(request(transport, local, remote, self._seq))
-        return parse_reply(self._sock.recv(8192), transport, local[1])
+        return parse_reply(self._sock.recv(8192), transport, local[1], remote[1])
 
     def close(self) -> None:
         self._sock.close()
