@@ -9,10 +9,11 @@ one connection per pass (every connection its own /proc pass: the worst case, a 
 (one pass for the batch: a burst), and again (cache hits). The cost of a pass grows with the host's
 processes and sockets, printed beside the numbers.
 
-Part 2 runs nginx and a client that opens `--live-conns` connections of `--requests` requests each (one
-new connection per `--requests` roundtrips: attribution's worst case is many short connections), captured
-live on loopback by `packetd watch`, once with and once without attribution; watch's own CPU time
-(utime + stime of its process) divided by the packets it read.
+Part 2 runs nginx and a client that opens `--live-conns` connections of `--requests` requests each, in
+waves of 50 that stay open `--hold` seconds (0 for connections that close at once: watch reads packets
+when the kernel retires a ring block, up to RETIRE_TOV_MS later, so such connections are gone by then),
+captured live on loopback by `packetd watch`, once with and once without attribution; watch's own CPU
+time after start-up (utime + stime of its process) divided by the packets it read.
 """
 
 from __future__ import annotations
@@ -120,13 +121,17 @@ def lookups(n: int) -> None:
 
 
 _CLIENT = """
-import http.client, sys
-conns, reqs, port = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-for _ in range(conns):
-    c = http.client.HTTPConnection("127.0.0.1", port)
+import http.client, sys, time
+conns, reqs, port, hold = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+WAVE = 50
+for _ in range(0, conns, WAVE):
+    wave = [http.client.HTTPConnection("127.0.0.1", port) for _ in range(WAVE)]
     for _ in range(reqs):
-        c.request("GET", "/index.txt"); c.getresponse().read()
-    c.close()
+        for c in wave:
+            c.request("GET", "/index.txt"); c.getresponse().read()
+    time.sleep(hold)
+    for c in wave:
+        c.close()
 """
 
 
@@ -136,28 +141,30 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def live(conns: int, reqs: int) -> None:
+def live(conns: int, reqs: int, hold: float) -> None:
     nginx = Nginx()
     try:
         for flag in ("--no-processes", "--processes"):
             args = ["--ifaces", "^lo$", "--proto", f"http;{nginx.port}", "--block-num", "64", flag]
             with capture(args) as cap:
+                base = _cpu_s(cap.proc.pid)  # start-up (imports, ring set-up) is not per packet
                 t0 = time.perf_counter()
                 subprocess.run(
-                    [sys.executable, "-c", _CLIENT, str(conns), str(reqs), str(nginx.port)], check=True
+                    [sys.executable, "-c", _CLIENT, str(conns), str(reqs), str(nginx.port), str(hold)],
+                    check=True,
                 )
                 wall = time.perf_counter() - t0
                 time.sleep(1.0)
-                cpu = _cpu_s(cap.proc.pid)
+                cpu = _cpu_s(cap.proc.pid) - base
                 records = cap.stop()
             err = cap.stderr.decode()
             packets = int(re.search(r"packetd: (\d+) packets in", err).group(1))  # type: ignore[union-attr]
             drops = int(re.search(r"(\d+) dropped by the kernel", err).group(1))  # type: ignore[union-attr]
-            found = sum(1 for r in records if (r["client"].get("process") or {}).get("comm"))
+            found = sum(1 for r in records if r["client"].get("process") and r["server"].get("process"))
             print(
                 f"{flag:>15}: {len(records)} records, {packets} packets, {drops} dropped, load {wall:.1f} s; "
                 f"watch CPU {cpu:.2f} s = {cpu / packets * 1e6:.1f} µs/packet "
-                f"(≈ {packets / cpu:,.0f} packets/s on one core); client end named in {found} records"
+                f"(≈ {packets / cpu:,.0f} packets/s on one core); both ends named in {found} records"
             )
             m = re.search(r"packetd: processes: .*", err)
             if m:
@@ -171,11 +178,12 @@ def main() -> None:
     ap.add_argument("--conns", type=int, default=200)
     ap.add_argument("--live-conns", type=int, default=1000)
     ap.add_argument("--requests", type=int, default=5)
+    ap.add_argument("--hold", type=float, default=0.3, help="seconds each wave of 50 connections stays open")
     ap.add_argument("--no-live", action="store_true")
     a = ap.parse_args()
     lookups(a.conns)
     if not a.no_live:
-        live(a.live_conns, a.requests)
+        live(a.live_conns, a.requests, a.hold)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import click
 
 from packetd import __version__
-from packetd.attribution.processes import ProcessResolver
+from packetd.attribution.processes import HeldRecords, ProcessResolver
 from packetd.capture import bpf
 from packetd.capture.pcapfile import CaptureFile, CaptureFormatError
 from packetd.capture.source import TICK, Source
@@ -521,12 +521,8 @@ def run_watch(opts: WatchOptions) -> int:
     accept = display.accept
     write = output.write
 
-    attach = resolver.attach if resolver is not None else None
-
     def sink(rt: Roundtrip) -> None:
         nonlocal shown
-        if attach is not None:
-            rt = attach(rt)
         summary.add(rt)
         # after a signal, records still flow: what the kernel already delivered is drained and shown
         if halt.full or not accept(rt):
@@ -536,7 +532,12 @@ def run_watch(opts: WatchOptions) -> int:
         if limit and shown >= limit:
             halt.now = halt.full = True
 
-    engine = Engine(config, sink, on_connection=resolver.note if resolver is not None else None)
+    held = HeldRecords(resolver, sink) if resolver is not None else None
+    engine = Engine(
+        config,
+        held if held is not None else sink,
+        on_connection=resolver.note if resolver is not None else None,
+    )
     frame = engine.frame
     started = time.monotonic()
     if live:
@@ -552,11 +553,13 @@ def run_watch(opts: WatchOptions) -> int:
             for ts, lt, data in source:
                 if lt == TICK:
                     engine.tick(ts)
-                    if resolver is not None:
-                        resolver.resolve()  # a quiet moment: connections noted since the last pass
+                    if held is not None:
+                        held.flush()  # a quiet moment: connections noted since the last pass
                     output.flush()
                 else:
                     frame(ts, lt, data)
+                    if held is not None and ts >= held.due:
+                        held.flush()
                 if halt.now or (deadline is not None and time.monotonic() >= deadline):
                     break
         elif opts.duration_ns:
@@ -585,6 +588,8 @@ def run_watch(opts: WatchOptions) -> int:
             for ts, lt, data in source.drain():
                 frame(ts, lt, data)
         engine.finish()
+        if held is not None:
+            held.flush()
         output.close()
     except BrokenPipeError:
         _quiet_stdout()

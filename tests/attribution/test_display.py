@@ -92,3 +92,56 @@ def test_process_filters_match_either_end() -> None:
     ]
     for flt, expected in cases:
         assert [flt.accept(r) for r in (both, server_only, none_found, off)] == expected, flt
+
+
+def test_held_records_wait_for_one_pass_and_keep_their_order() -> None:
+    """Records of connections not looked up yet wait; one pass answers the burst; order is kept, and a
+    record of an answered connection behind them waits too."""
+    import socket
+
+    from packetd.attribution.processes import MAX_HELD, HeldRecords, ProcessResolver
+
+    template = _replay()[0][0]
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen()
+    pairs = []
+    for _ in range(3):
+        c = socket.create_connection(lst.getsockname())
+        pairs.append((c, lst.accept()[0]))
+    conns = [(c.getsockname(), c.getpeername()) for c, _ in pairs]
+    resolver = ProcessResolver()
+    out: list[Roundtrip] = []
+    held = HeldRecords(resolver, out.append)
+    try:
+        resolver.note(*conns[0], 6)
+        resolver.processes(*conns[0])  # answered before the burst
+        passes = resolver.stats.passes
+        recs = [
+            Roundtrip(template.protocol, template.kind, c, s, template.request, template.response)
+            for c, s in (conns[1], conns[2], conns[0], conns[1])
+        ]
+        resolver.note(*conns[1], 6)
+        resolver.note(*conns[2], 6)
+        for rt in recs:
+            held(rt)
+        assert out == [] and held.due == recs[0].end_ns + 20_000_000
+        held.flush()
+        assert resolver.stats.passes == passes + 1
+        assert [(r.client, r.server) for r in out] == [(r.client, r.server) for r in recs]
+        assert all(r.processes is not None and r.processes[0] is not None and r.processes[0].pid == os.getpid()
+                   for r in out)  # fmt: skip
+        out.clear()
+        held(recs[2])  # nothing pending: straight through
+        assert len(out) == 1
+        out.clear()
+        resolver.note(*conns[1], 6)
+        for _ in range(MAX_HELD):
+            held(recs[0])
+        assert len(out) == MAX_HELD  # the bound released them
+    finally:
+        resolver.close()
+        for c, s in pairs:
+            c.close()
+            s.close()
+        lst.close()

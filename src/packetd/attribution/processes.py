@@ -140,6 +140,10 @@ class ProcessResolver:
         now = self.clock()
         return self._cached((client, server), now), self._cached((server, client), now)
 
+    def pending(self, client: Endpoint, server: Endpoint) -> bool:
+        """The connection waits for a pass."""
+        return (client, server) in self._pending or (server, client) in self._pending
+
     def attach(self, rt: Roundtrip) -> Roundtrip:
         """The record with its processes (the record is a value: a copy with `processes` set)."""
         procs = self.processes(rt.client, rt.server)
@@ -425,3 +429,45 @@ class ProcessResolver:
             del self._pids[next(iter(self._pids))]
         self._pids[pid] = (now + PID_TTL_NS, proc)
         return proc
+
+
+MAX_HELD = 1024  # records held for one pass: a burst of new connections' first records
+HOLD_NS = 20_000_000  # of packet time: how much later than it would have been a held record is shown
+_NEVER = 1 << 63
+
+
+class HeldRecords:
+    """The sink in front of the output: records of connections not looked up yet wait (in order, with
+    every record behind them) until one pass answers them all — a burst of new connections costs one pass
+    instead of one each (the owner search reads every descriptor of the owning processes, per pass).
+
+    Released when `MAX_HELD` wait, when packet time passes `due` (the watch loop compares each frame's
+    time: `HOLD_NS` after the first held record), on a tick, and at the end (`flush`).
+    """
+
+    __slots__ = ("_emit", "_held", "_resolver", "due")
+
+    def __init__(self, resolver: ProcessResolver, emit: Callable[[Roundtrip], None]) -> None:
+        self._resolver = resolver
+        self._emit = emit
+        self._held: list[Roundtrip] = []
+        self.due = _NEVER
+
+    def __call__(self, rt: Roundtrip) -> None:
+        if self._held or self._resolver.pending(rt.client, rt.server):
+            if not self._held:
+                self.due = rt.end_ns + HOLD_NS
+            self._held.append(rt)
+            if len(self._held) >= MAX_HELD:
+                self.flush()
+            return
+        self._emit(self._resolver.attach(rt))
+
+    def flush(self) -> None:
+        """One pass, then every held record, in order."""
+        held, self._held = self._held, []
+        self.due = _NEVER
+        self._resolver.resolve()
+        attach, emit = self._resolver.attach, self._emit
+        for rt in held:
+            emit(attach(rt))
