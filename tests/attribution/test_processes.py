@@ -141,15 +141,21 @@ def test_both_ends_of_real_connections_match_ss(redis_server: RedisServer) -> No
     r.close()
 
 
-def test_a_server_end_not_yet_accepted_is_asked_again() -> None:
+def _unaccepted() -> tuple[socket.socket, socket.socket, list[int], ProcessResolver]:
+    """A connection waiting in its listener's accept queue, noted by a resolver on a hand-turned clock."""
     lst = socket.socket()
     lst.bind(("127.0.0.1", 0))
     lst.listen()
     cli = socket.create_connection(lst.getsockname())
-    client, server = _ep(cli.getsockname()), _ep(lst.getsockname())
     now = [0]
     resolver = _resolver(clock=lambda: now[0])
-    resolver.note(client, server, TCP)
+    resolver.note(_ep(cli.getsockname()), _ep(lst.getsockname()), TCP)
+    return lst, cli, now, resolver
+
+
+def test_a_server_end_not_yet_accepted_is_asked_again() -> None:
+    lst, cli, _, resolver = _unaccepted()
+    client, server = _ep(cli.getsockname()), _ep(lst.getsockname())
     try:
         cp, sp = resolver.processes(client, server)
         assert cp is not None and cp.pid == os.getpid()
@@ -165,14 +171,8 @@ def test_a_server_end_not_yet_accepted_is_asked_again() -> None:
 
 
 def test_never_accepted_gives_up_after_the_retry_window() -> None:
-    lst = socket.socket()
-    lst.bind(("127.0.0.1", 0))
-    lst.listen()
-    cli = socket.create_connection(lst.getsockname())
+    lst, cli, now, resolver = _unaccepted()
     client, server = _ep(cli.getsockname()), _ep(lst.getsockname())
-    now = [0]
-    resolver = _resolver(clock=lambda: now[0])
-    resolver.note(client, server, TCP)
     try:
         resolver.resolve()
         now[0] = RETRY_NS + 1

@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from packetd.attribution import sockets
@@ -268,23 +268,16 @@ class ProcessResolver:
         same servers and clients make most new connections): True when all were found, saving a walk."""
         left = set(inodes)
         for pid in reversed(self._recent):
-            fd_dir = f"{self.proc}/{pid}/fd"
             try:
-                fds = os.listdir(fd_dir)
+                fds = os.listdir(f"{self.proc}/{pid}/fd")
             except OSError:
                 continue
-            for fd in fds:
-                try:
-                    link = os.readlink(f"{fd_dir}/{fd}")
-                except OSError:
-                    continue
-                if link.startswith("socket:["):
-                    inode = int(link[8:-1])
-                    if inode in left:
-                        # this process does hold the socket; a second holder outside the recent set (a
-                        # fork that inherited it) is only seen by a walk, as `ambiguous`
-                        self._owners[inode] = (pid, int(fd))
-                        left.discard(inode)
+            for fd, inode in self._sockets_of(pid, fds):
+                if inode in left:
+                    # this process does hold the socket; a second holder outside the recent set (a fork
+                    # that inherited it) is only seen by a walk, as `ambiguous`
+                    self._owners[inode] = (pid, fd)
+                    left.discard(inode)
             if not left:
                 return True
         return False
@@ -358,6 +351,17 @@ class ProcessResolver:
         except OSError:
             return False
 
+    def _sockets_of(self, pid: int, fds: list[str]) -> Iterator[tuple[int, int]]:
+        """(fd, socket inode) of each of `fds` of `pid` that is a socket."""
+        fd_dir = f"{self.proc}/{pid}/fd"
+        for fd in fds:
+            try:
+                link = os.readlink(f"{fd_dir}/{fd}")
+            except OSError:  # closed since the listing
+                continue
+            if link.startswith("socket:["):
+                yield int(fd), int(link[8:-1])
+
     def _walk(self) -> None:
         """Every process: its network namespace and the sockets its descriptors hold."""
         self.stats.walks += 1
@@ -380,17 +384,11 @@ class ProcessResolver:
             except OSError:  # gone, or a kernel thread's fds we may not read
                 continue
             namespaces.setdefault(ns, pid)
-            for fd in fds:
-                try:
-                    link = os.readlink(f"{fd_dir}/{fd}")
-                except OSError:
-                    continue
-                if link.startswith("socket:["):
-                    inode = int(link[8:-1])
-                    prev = owners.get(inode)
-                    if prev is not None and prev[0] != pid:
-                        shared.add(inode)
-                    owners[inode] = (pid, int(fd))
+            for fd, inode in self._sockets_of(pid, fds):
+                prev = owners.get(inode)
+                if prev is not None and prev[0] != pid:
+                    shared.add(inode)
+                owners[inode] = (pid, fd)
         self._owners, self._shared, self._namespaces = owners, shared, namespaces
         for gone in [ns for ns in self._diags if ns not in namespaces]:
             diag = self._diags.pop(gone)
