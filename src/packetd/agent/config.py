@@ -102,6 +102,11 @@ class SnifferConfig(_Section):
         16, alias="blockNum", ge=16, le=1024, description="ring blocks of 512 KiB per worker"
     )
     workers: int = Field(1, ge=1, le=64, description="capture processes in one PACKET_FANOUT_HASH group")
+    processes: bool = Field(
+        True,
+        description="name the process (pid, comm, exe, container) of each end that is a socket on this host "
+        "in the roundtrip records (live capture on Linux; never for sniffer.file)",
+    )
     protocols: ProtocolsConfig = ProtocolsConfig()
 
 
