@@ -264,10 +264,14 @@ def test_cache_hits_ttl_bounds_and_reuse() -> None:
         assert resolver.processes(*conns[2])[1] is not None
         assert resolver.stats.cache_full == 2  # four ends fit: conns[0]'s two went
         assert resolver.processes(*conns[0]) == (None, None)
-        now[0] = 2000  # past the TTL: answers expire
-        assert resolver.processes(*conns[2]) == (None, None)
-        resolver.note(*conns[2], TCP)  # a connection seen again asks again
-        assert resolver.processes(*conns[2])[0] is not None
+        now[0] = 2000  # past the TTL: a connection still open is asked again, and keeps its names
+        passes = resolver.stats.passes
+        cp, sp = resolver.processes(*conns[2])
+        assert cp is not None and sp is not None and cp.pid == sp.pid == os.getpid()
+        assert resolver.stats.passes == passes + 1
+        resolver.processes(*conns[2])
+        assert resolver.stats.passes == passes + 1  # fresh again: from the cache
+        assert resolver.processes(*conns[0]) == (None, None)  # evicted (counted): not asked again
     finally:
         for trio in pairs:
             for s in trio:

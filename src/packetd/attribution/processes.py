@@ -27,8 +27,10 @@ short-lived connections that closed before their lookup are `closed`, ends that 
 host are `not_local`.
 
 Bounds: `MAX_PENDING` connections waiting, `MAX_ENDS` answers cached (oldest evicted, counted), `MAX_PIDS`
-process descriptions; answers live `ttl_ns` (a 4-tuple is reused by a later connection: a new connection
-with the same 4-tuple drops the old answer at once).
+process descriptions. An answer lives `ttl_ns`; the next record of its connection after that asks again
+(a long-lived connection keeps its names, a socket handed to another process is seen). A new connection
+on a reused 4-tuple drops the old answer at once. An answer evicted by the bound is not asked again: its
+connection's later records say null (counted as `cache_full`).
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ class ProcessResolver:
         self.max_pending = max_pending
         self.stats = ResolverStats()
         self._pending: dict[tuple[Endpoint, Endpoint], _Pending] = {}
-        self._ends: dict[tuple[Endpoint, Endpoint], tuple[int, Process | None]] = {}  # → (expiry, answer)
+        # end → (expiry, answer, transport); an expired entry stays until its connection is asked again
+        self._ends: dict[tuple[Endpoint, Endpoint], tuple[int, Process | None, int]] = {}
         self._pids: dict[int, tuple[int, Process | None]] = {}  # pid → (expiry, description)
         self._owners: dict[int, tuple[int, int]] = {}  # socket inode → (pid, fd), from the last walk
         self._shared: set[int] = set()  # inodes the last walk saw held by several processes
@@ -132,8 +135,9 @@ class ProcessResolver:
 
     # -- answers ---------------------------------------------------------------------------------------------
     def processes(self, client: Endpoint, server: Endpoint) -> Processes:
-        """(client's process, server's process) of a connection; a pass runs first if it is pending."""
-        if (client, server) in self._pending or (server, client) in self._pending:
+        """(client's process, server's process) of a connection; a pass runs first if it is pending, or
+        if an answer outlived the TTL (the connection is asked again: a long-lived one keeps its names)."""
+        if self.pending(client, server):
             self.resolve()
         else:
             self.stats.hits += 1
@@ -141,8 +145,16 @@ class ProcessResolver:
         return self._cached((client, server), now), self._cached((server, client), now)
 
     def pending(self, client: Endpoint, server: Endpoint) -> bool:
-        """The connection waits for a pass."""
-        return (client, server) in self._pending or (server, client) in self._pending
+        """The connection waits for a pass (noted, or noted again because an answer expired)."""
+        if (client, server) in self._pending or (server, client) in self._pending:
+            return True
+        now = self.clock()
+        for end in ((client, server), (server, client)):
+            entry = self._ends.get(end)
+            if entry is not None and entry[0] < now:
+                self.note(client, server, entry[2])
+                return (client, server) in self._pending
+        return False
 
     def attach(self, rt: Roundtrip) -> Roundtrip:
         """The record with its processes (the record is a value: a copy with `processes` set)."""
@@ -151,18 +163,16 @@ class ProcessResolver:
 
     def _cached(self, end: tuple[Endpoint, Endpoint], now: int) -> Process | None:
         entry = self._ends.get(end)
-        if entry is None:
-            return None
-        if entry[0] < now:
-            del self._ends[end]
+        if entry is None or entry[0] < now:
             return None
         return entry[1]
 
-    def _answer(self, end: tuple[Endpoint, Endpoint], proc: Process | None, now: int) -> None:
+    def _answer(self, end: tuple[Endpoint, Endpoint], proc: Process | None, now: int, transport: int) -> None:
         if end not in self._ends and len(self._ends) >= self.max_ends:
             del self._ends[next(iter(self._ends))]  # the oldest answer (dicts keep insertion order)
             self.stats.cache_full += 1
-        self._ends[end] = (now + self.ttl_ns, proc)
+        self._ends.pop(end, None)  # re-inserted: the order stays oldest-first
+        self._ends[end] = (now + self.ttl_ns, proc, transport)
 
     # -- one pass ----------------------------------------------------------------------------------------
     def resolve(self) -> None:
@@ -200,7 +210,7 @@ class ProcessResolver:
                     self._recent.move_to_end(outcome)
                     if len(self._recent) > MAX_RECENT_PIDS:
                         self._recent.popitem(last=False)
-                self._answer(end, proc, now)
+                self._answer(end, proc, now, p.transport)
             if left:
                 p.ends = left
             else:
