@@ -2,9 +2,10 @@
 
 Theory of operation. The capture layer notes every new connection (`note`, called from the engine's
 new-connection hook: once per flow, never per packet). Noted connections wait in a bounded pending table;
-`resolve` answers all of them in one pass, and is called when a record of a pending connection is about to
-be emitted (`processes`) and on the live source's idle ticks, so a batch is whatever arrived since the
-last pass. One pass:
+`resolve` answers all of them in one pass. `HeldRecords`, the sink in front of the output, holds the
+records of pending connections (bounded, up to `HOLD_NS` of packet time) and runs one pass for all of
+them, and the live source's idle ticks run one too, so a batch is whatever arrived since the last pass.
+One pass:
 
 1. Network namespaces: every distinct `/proc/<pid>/ns/net` (by inode), one pid each (sockets of
    containers live in their own namespace).
@@ -20,11 +21,11 @@ last pass. One pass:
    (→ container, `cgroup.parse_cgroup_file`) are read once per pid and cached.
 
 Answers, never guesses: a socket held by two processes (after a fork; seen by a walk), or found in two
-namespaces, is `ambiguous` and reported unknown; a loopback address is looked up only in packetd's own namespace (the
-only one whose loopback it can capture). A socket seen but not yet held by a process (a server end before
-`accept`) stays pending for `RETRY_NS` and is asked again; every outcome is counted (`ResolverStats`):
-short-lived connections that closed before their lookup are `closed`, ends that are no socket of this
-host are `not_local`.
+namespaces, is `ambiguous` and reported unknown; a loopback address is looked up only in packetd's own
+namespace (the only one whose loopback it can capture). A socket seen but not yet held by a process (a
+server end before `accept`) stays pending for `RETRY_NS` and is asked again; every outcome is counted
+(`ResolverStats`): short-lived connections that closed before their lookup are `closed`, ends that are
+no socket of this host are `not_local`.
 
 Bounds: `MAX_PENDING` connections waiting, `MAX_ENDS` answers cached (oldest evicted, counted), `MAX_PIDS`
 process descriptions. An answer lives `ttl_ns`; the next record of its connection after that asks again
