@@ -37,7 +37,15 @@ def _replay() -> tuple[list[Roundtrip], list[tuple[tuple[str, int], tuple[str, i
 
 def _with(rt: Roundtrip, client: Process | None, server: Process | None) -> Roundtrip:
     return Roundtrip(
-        rt.protocol, rt.kind, rt.client, rt.server, rt.request, rt.response, rt.flags, (client, server)
+        rt.protocol,
+        rt.kind,
+        rt.client,
+        rt.server,
+        rt.request,
+        rt.response,
+        rt.flags,
+        rt.seq,
+        (client, server),
     )
 
 

@@ -76,25 +76,22 @@ def ingest_logs(req: Any, into: list[dict[str, Any]]) -> None:
                 )
 
 
-class OtlpReceiver:
-    """POST /v1/traces, /v1/metrics, /v1/logs (protobuf, optionally gzip) → spans (flattened with their
-    resource attributes), histogram points and log records. `fail` > 0 answers that many requests 503."""
+class PostServer:
+    """A loopback HTTP server whose POSTs go to `handle(path, headers, body)` (which returns the status to
+    answer); stoppable and startable again on the same port (a back-end that goes away and returns)."""
+
+    response_type = "application/x-protobuf"
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
-        self.spans: list[dict[str, Any]] = []
-        self.metrics: list[dict[str, Any]] = []
-        self.logs: list[dict[str, Any]] = []
         self.requests = 0
-        self.fail = 0
         self._server: ThreadingHTTPServer | None = None
         self.start()
 
-    def start(self) -> None:
-        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    def handle(self, path: str, headers: Any, body: bytes) -> int:
+        raise NotImplementedError
 
+    def start(self) -> None:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -103,55 +100,10 @@ class OtlpReceiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                if receiver.fail > 0:
-                    receiver.fail -= 1
-                    self.send_response(503)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                if self.path in ("/v1/metrics", "/v1/logs"):
-                    other: Any = (
-                        ExportMetricsServiceRequest()
-                        if self.path == "/v1/metrics"
-                        else ExportLogsServiceRequest()
-                    )
-                    other.ParseFromString(body)
-                    if self.path == "/v1/metrics":
-                        ingest_metrics(other, receiver.metrics)
-                    else:
-                        ingest_logs(other, receiver.logs)
-                    receiver.requests += 1
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/x-protobuf")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                req = ExportTraceServiceRequest()
-                req.ParseFromString(body)
-                for rs in req.resource_spans:
-                    resource = {a.key: _value(a.value) for a in rs.resource.attributes}
-                    for ss in rs.scope_spans:
-                        for s in ss.spans:
-                            receiver.spans.append(
-                                {
-                                    "name": s.name,
-                                    "trace_id": s.trace_id.hex(),
-                                    "span_id": s.span_id.hex(),
-                                    "parent_span_id": s.parent_span_id.hex(),
-                                    "kind": s.kind,
-                                    "start": s.start_time_unix_nano,
-                                    "end": s.end_time_unix_nano,
-                                    "status": s.status.code,
-                                    "status_message": s.status.message,
-                                    "attributes": {a.key: _value(a.value) for a in s.attributes},
-                                    "resource": resource,
-                                }
-                            )
-                receiver.requests += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
+                code = receiver.handle(self.path, self.headers, body)
+                self.send_response(code)
+                if code < 300:
+                    self.send_header("Content-Type", receiver.response_type)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -164,6 +116,64 @@ class OtlpReceiver:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class OtlpReceiver(PostServer):
+    """POST /v1/traces, /v1/metrics, /v1/logs (protobuf, optionally gzip) → spans (flattened with their
+    resource attributes), histogram points and log records. `fail` > 0 answers that many requests 503."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.spans: list[dict[str, Any]] = []
+        self.metrics: list[dict[str, Any]] = []
+        self.logs: list[dict[str, Any]] = []
+        self.fail = 0
+        super().__init__(port)
+
+    def handle(self, path: str, headers: Any, body: bytes) -> int:
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        if headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        if self.fail > 0:
+            self.fail -= 1
+            return 503
+        if path in ("/v1/metrics", "/v1/logs"):
+            other: Any = (
+                ExportMetricsServiceRequest() if path == "/v1/metrics" else ExportLogsServiceRequest()
+            )
+            other.ParseFromString(body)
+            if path == "/v1/metrics":
+                ingest_metrics(other, self.metrics)
+            else:
+                ingest_logs(other, self.logs)
+            self.requests += 1
+            return 200
+        req = ExportTraceServiceRequest()
+        req.ParseFromString(body)
+        for rs in req.resource_spans:
+            resource = {a.key: _value(a.value) for a in rs.resource.attributes}
+            for ss in rs.scope_spans:
+                for s in ss.spans:
+                    self.spans.append(
+                        {
+                            "name": s.name,
+                            "trace_id": s.trace_id.hex(),
+                            "span_id": s.span_id.hex(),
+                            "parent_span_id": s.parent_span_id.hex(),
+                            "kind": s.kind,
+                            "start": s.start_time_unix_nano,
+                            "end": s.end_time_unix_nano,
+                            "status": s.status.code,
+                            "status_message": s.status.message,
+                            "attributes": {a.key: _value(a.value) for a in s.attributes},
+                            "resource": resource,
+                            "scope": (ss.scope.name, ss.scope.version),
+                        }
+                    )
+        self.requests += 1
+        return 200
 
     @property
     def endpoint(self) -> str:

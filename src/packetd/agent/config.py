@@ -85,16 +85,25 @@ class RuleConfig(_Section):
     host: str = ""
 
 
+def _default_rules() -> list[RuleConfig]:
+    """watch's rules (every protocol on its default ports): the agent's when the config names none."""
+    from packetd.engine import default_rules
+
+    return [RuleConfig(name=r.protocol, protocol=r.protocol, ports=list(r.ports)) for r in default_rules()]
+
+
 class ProtocolsConfig(_Section):
-    rules: list[RuleConfig] = []
+    # `rules: []` written explicitly means the same as no rules: runtime.rules_from, and the log says so
+    rules: list[RuleConfig] = Field(default_factory=_default_rules)
 
 
 class SnifferConfig(_Section):
     file: str = Field("", description="read this capture file once instead of interfaces, then keep serving")
     ifaces: str = Field("any", description="'any' or a regex of interface names")
-    engine: Literal["", "pcap", "afpacket", "libpcap"] = Field(
+    engine: Literal["", "auto", "pcap", "afpacket", "libpcap"] = Field(
         "",
-        description="'' / 'pcap': AF_PACKET ring on Linux, libpcap elsewhere; 'libpcap': libpcap everywhere",
+        description="as `watch --engine`: '' / 'auto' / 'pcap': AF_PACKET ring on Linux, libpcap elsewhere; "
+        "'afpacket' or 'libpcap': that engine (capture/source.py resolve_engine)",
     )
     ip_version: Literal["", "v4", "v6"] = Field("", alias="ipVersion")
     no_promisc: bool = Field(False, alias="noPromisc")
@@ -156,11 +165,29 @@ class ControllerConfig(_Section):
 class MetricsStorageConfig(_Section):
     expired: Duration = Field(300_000_000_000, description="series idle longer than this are dropped")
     vm_histogram: bool = Field(False, alias="vmHistogram", description="VictoriaMetrics vmrange histograms")
+    naming: Literal["packetd", "otel"] = Field(
+        "packetd", description="'packetd': the Go implementation's names; 'otel': semantic-convention names"
+    )
     series_limit: int = Field(
         10_000,
         alias="seriesLimit",
         ge=1,
         description="series per metric; beyond it new label sets fold into __overflow__",
+    )
+    # budgets of one scrape (agent/storage.py; measured in BENCHMARKS.md, bench/scrape_flood.py)
+    protocol_series_limit: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        {}, alias="protocolSeriesLimit", description="seriesLimit per protocol, e.g. {http: 500}"
+    )
+    label_value_limit: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        {"path": 1000},
+        alias="labelValueLimit",
+        description="distinct values per label and metric; beyond it the value is __overflow__",
+    )
+    max_label_bytes: int = Field(
+        256, alias="maxLabelBytes", ge=32, le=65536, description="longer label values are cut and marked"
+    )
+    max_scrape_mb: float = Field(
+        6.0, alias="maxScrapeMB", gt=0, le=1024, description="estimated size of /protocol/metrics"
     )
 
 
@@ -206,8 +233,28 @@ class MetricsExporterConfig(_Section):
     timeout: Duration = 15_000_000_000
     header: dict[str, str] = {}
     queue_size: int = Field(
-        10, alias="queueSize", ge=1, description="snapshots held while the backend is down"
+        10, alias="queueSize", ge=1, le=10_000, description="snapshots held while the backend is down"
     )
+
+
+class RemoteWriteExporterConfig(MetricsExporterConfig):
+    """Prometheus remote write: the periodic exporter's keys plus the series' identity."""
+
+    external_labels: dict[str, str] = Field(
+        {},
+        alias="externalLabels",
+        description="labels on every remote-written series (besides job=packetd, instance=node)",
+    )
+
+    @field_validator("external_labels")
+    @classmethod
+    def _label_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", name) or name.startswith("__"):
+                raise ValueError(
+                    f"'{name}' is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
+                )
+        return v
 
 
 class RoundtripsExporterConfig(_Section):
@@ -253,7 +300,7 @@ class OtlpLogsExporterConfig(TracesExporterConfig):
 
 class ExporterConfig(_Section):
     traces: TracesExporterConfig = TracesExporterConfig()
-    metrics: MetricsExporterConfig = MetricsExporterConfig()
+    metrics: RemoteWriteExporterConfig = RemoteWriteExporterConfig()
     roundtrips: RoundtripsExporterConfig = RoundtripsExporterConfig()
     otlp_metrics: OtlpMetricsExporterConfig = Field(OtlpMetricsExporterConfig(), alias="otlpMetrics")
     otlp_logs: OtlpLogsExporterConfig = Field(OtlpLogsExporterConfig(), alias="otlpLogs")

@@ -32,10 +32,11 @@ from prometheus_client import CollectorRegistry
 
 from packetd.agent.config import Config, ConfigError, load_config
 from packetd.agent.http import Api, HttpServer, WatchHub
-from packetd.agent.runtime import validate
+from packetd.agent.runtime import default_rules_note, validate
 from packetd.agent.selfmetrics import add_tree, self_registry
 from packetd.agent.storage import MetricStore
 from packetd.agent.worker import worker_main
+from packetd.export import remote_write
 from packetd.export.otlp import OtlpLogs, OtlpMetrics, OtlpMetricStore, Transport
 from packetd.export.senders import RemoteWrite, RoundtripLines, Traces
 
@@ -66,7 +67,14 @@ class Agent:
         self.config_path = config_path
         self.config = config
         self.git_hash = git_hash
-        self.store = MetricStore(config.metrics_storage.series_limit, config.metrics_storage.expired)
+        ms = config.metrics_storage
+        self.store = MetricStore(
+            ms.series_limit,
+            ms.expired,
+            ms.protocol_series_limit,
+            ms.label_value_limit,
+            int(ms.max_scrape_mb * 1024 * 1024),
+        )
         self.protocol_registry = CollectorRegistry(auto_describe=False)
         self.protocol_registry.register(self.store)
         self.hub = WatchHub()
@@ -107,7 +115,8 @@ class Agent:
             ]
             overflowed, expired = dict(self.store.overflowed), self.store.expired_total
             if self.otlp_store is not None:
-                overflowed.update(self.otlp_store.overflowed)  # semconv names: no clash
+                for metric, n in self.otlp_store.overflowed.items():  # naming: otel gives the store
+                    overflowed[metric] = overflowed.get(metric, 0) + n  # the same semconv names
                 expired += self.otlp_store.expired
             return {
                 "workers": merged,
@@ -118,6 +127,8 @@ class Agent:
                 "reload_failures": self.reload_failures,
                 "worker_restarts": self.worker_restarts,
                 "overflowed": overflowed,
+                "label_overflowed": dict(self.store.label_overflowed),
+                "labels_truncated": dict(self.store.truncated),
                 "series_expired": expired,
             }
 
@@ -159,6 +170,7 @@ class Agent:
                 ex.metrics.header,
                 ex.metrics.queue_size,
                 self.store.snapshot,
+                remote_write.identity_labels(ex.metrics.external_labels),
             )
             self.remote.start()
         if ex.traces.enabled:
@@ -358,6 +370,8 @@ class Agent:
             return False, str(exc)
         for warning in warnings:
             log.warning("%s", warning)
+        if (note := default_rules_note(new)) is not None:
+            log.info("%s", note)
         old = self.config
         started = time.monotonic()
         if any(getattr(old.sniffer, k) != getattr(new.sniffer, k) for k in CAPTURE_KEYS):
@@ -372,6 +386,9 @@ class Agent:
             self._start_exporters(new)
         self.store.series_limit = new.metrics_storage.series_limit
         self.store.expired_ns = new.metrics_storage.expired
+        self.store.protocol_limits = dict(new.metrics_storage.protocol_series_limit)
+        self.store.label_limits = dict(new.metrics_storage.label_value_limit)
+        self.store.max_bytes = int(new.metrics_storage.max_scrape_mb * 1024 * 1024)
         if old.server != new.server:
             if self.http is not None:
                 self.http.stop()
@@ -460,4 +477,6 @@ def run_agent(config_path: str | None, explicit: bool, git_hash: str) -> int:
     setup_logging(config)
     for w in warnings:
         log.warning("%s", w)
+    if (note := default_rules_note(config)) is not None:
+        log.info("%s", note)
     return Agent(config_path, config, git_hash).run()

@@ -77,10 +77,11 @@ def open_source(config: Config, bpf_expr: str, fanout: int | None) -> Any:
         from packetd.capture.pcapfile import CaptureFile
 
         return CaptureFile(sn.file)
-    engine = sn.engine
     import sys
 
-    if engine in ("", "pcap", "afpacket") and sys.platform.startswith("linux"):
+    from packetd.capture.source import resolve_engine
+
+    if resolve_engine(sn.engine) == "afpacket":  # the same names and meanings as `watch --engine`
         from packetd.capture.afpacket import AfPacketSource
 
         return AfPacketSource(

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import logging
 import operator
-import os
-import socket
 import threading
 import time
 import urllib.parse
@@ -36,7 +34,7 @@ import orjson
 
 from packetd import __version__
 from packetd._values import value
-from packetd.export.senders import _Worker
+from packetd.export.senders import _Worker, host_identity
 from packetd.pipeline.otlp_metrics import DESCRIPTIONS, OVERFLOW, Attrs
 from packetd.pipeline.pipelines import LogEntry
 
@@ -48,15 +46,8 @@ SCOPE = "packetd"
 def observer_resource() -> Any:
     from opentelemetry.sdk.resources import Resource
 
-    attrs: dict[str, str] = {
-        "service.name": "packetd",
-        "service.version": __version__,
-        "host.name": socket.gethostname(),
-    }
-    node = os.environ.get("NODE_NAME")
-    if node:
-        attrs["k8s.node.name"] = node
-    return Resource.create(attrs)
+    # host.name, and k8s.node.name from $NODE_NAME: the one rule the span resources follow too
+    return Resource.create({"service.name": "packetd", "service.version": __version__, **host_identity()})
 
 
 @value

@@ -147,7 +147,8 @@ class OtlpMetricsAggregator:
         self.pending: dict[tuple[str, Attrs], Delta] = {}
         self.overflowed = 0  # measurements folded into the overflow series (pending bound)
 
-    def process(self, rt: Roundtrip) -> None:
+    def process(self, rt: Roundtrip, rec: dict[str, Any] | None = None) -> None:
+        """One measurement; `rec` is the record's `to_json()` when the caller already built it."""
         duration = rt.duration_ns
         if rt.kind != Kind.ROUNDTRIP or duration is None:
             return
@@ -157,7 +158,7 @@ class OtlpMetricsAggregator:
         # the span's endpoint attributes (the builder's server.address, e.g. an HTTP Host, wins), without
         # the rest of a span (ids, resource) that a metric does not use
         attrs: dict[str, AttrValue] = {"server.address": rt.server[0], "server.port": rt.server[1]}
-        attrs.update(build(rt)[1])
+        attrs.update(build(rt, rec if rec is not None else rt.to_json())[1])  # the redacted view, as spans
         metric = metric_for(attrs)
         if metric is None:
             return

@@ -28,7 +28,12 @@ from typing import Any
 from packetd._values import value
 from packetd.pairing.roundtrip import Roundtrip, dumps
 from packetd.pipeline.filter import FilterConfigError, RoundtripsFilter
-from packetd.pipeline.metrics import Aggregator, MetricsConfigError, RoundtripsToMetrics
+from packetd.pipeline.metrics import (
+    LABEL_VALUE_BYTES,
+    Aggregator,
+    MetricsConfigError,
+    RoundtripsToMetrics,
+)
 from packetd.pipeline.otlp_metrics import DEFAULT_BOUNDS, OtlpMetricsAggregator
 from packetd.pipeline.spans import RoundtripsToTraces, SpanData, span_ids
 
@@ -75,6 +80,8 @@ class Pipelines:
         roundtrips_enabled: bool,
         vm_histogram: bool = False,
         protocols: Iterable[str] = (),
+        label_bytes: int = LABEL_VALUE_BYTES,
+        naming: str = "packetd",
         otlp_metrics_bounds: Sequence[float] | None = None,
         otlp_logs: bool = False,
     ) -> None:
@@ -122,7 +129,7 @@ class Pipelines:
                         self.filters[f"{name}#{len(filters)}"] = f
                         filters.append(f)
                     elif proc == "roundtripstometrics":
-                        output = RoundtripsToMetrics(cfg, protocols)
+                        output = RoundtripsToMetrics(cfg, protocols, label_bytes, naming, traces_enabled)
                     else:
                         output = RoundtripsToTraces(cfg)
                 except (FilterConfigError, MetricsConfigError, ValueError) as exc:
@@ -134,6 +141,9 @@ class Pipelines:
             self._runs.append((kind, filters, output))
 
     def process(self, rt: Roundtrip) -> None:
+        # the record's redacted JSON, built once per roundtrip for every output that reads it (spans, OTLP
+        # metrics, lines, logs) and not at all when only the Prometheus metrics run
+        rec: dict[str, Any] | None = None
         for kind, filters, output in self._runs:
             for f in filters:
                 if not f.accept(rt):
@@ -142,13 +152,16 @@ class Pipelines:
                 if kind == "metrics":
                     output.process(rt, self.agg)
                     if self.otlp is not None:
-                        self.otlp.process(rt)
+                        rec = rec or rt.to_json()
+                        self.otlp.process(rt, rec)
                 elif kind == "traces":
-                    span = output.process(rt)
+                    rec = rec or rt.to_json()
+                    span = output.process(rt, rec)
                     if span is not None:
                         self.spans.append(span)
                 else:
-                    line = dumps(rt)
+                    rec = rec or rt.to_json()
+                    line = dumps(rt, rec)
                     if self._lines_on:
                         self.lines.append(line)
                     if self._logs_on:

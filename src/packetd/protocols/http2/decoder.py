@@ -13,8 +13,11 @@ END_STREAM, on HEADERS or on DATA: body-less requests and responses (GET, 204, t
 their header block. The first header block of a half is its headers (1xx responses are interim and
 folded into `interim`), the next one its trailers. A stream becomes messages when its response half ends,
 when it is reset (RST_STREAM), when a GOAWAY says it was never processed, or when the connection ends; the
-request is held until then so that a reset can be reported on it. A reset before any response header
-block makes the request `unanswered` at once (a `NoAnswer` control message), carrying the error code.
+request is held until then so that a reset can be reported on it. A server's reset before any response
+header block makes the request `unanswered` at once (a `NoAnswer` control message), carrying the error
+code. A client's reset may cross a response the server had already sent (a capture near the client sees
+the RST first): the stream is held (bounded, `RESET_GRACE_NS` of capture time, or until the server answers a
+stream opened after the reset) so that the response still pairs, the record saying `reset_by: client`.
 
 DATA payload is never copied: it is counted, and on gRPC streams walked for the 5-byte prefix of each
 length-prefixed message (gRPC PROTOCOL-HTTP2.md) to count messages per direction.
@@ -79,7 +82,7 @@ from packetd.protocols.base import (
     SwapRoles,
     SyncLost,
 )
-from packetd.protocols.http1.messages import DEFAULT_REDACTED
+from packetd.protocols.http1.messages import DEFAULT_QUERY_REDACTED, DEFAULT_REDACTED
 from packetd.protocols.http1.messages import Request as Http1Request
 from packetd.protocols.http2.messages import (
     Fields,
@@ -154,6 +157,7 @@ class Http2Options:
     """Decoder options (`--decoder http2.redact=...`, `decoder.grpc.*` in the agent config)."""
 
     redact: frozenset[str] = DEFAULT_REDACTED  # header names whose values are replaced (as in HTTP/1)
+    redact_query: frozenset[str] = DEFAULT_QUERY_REDACTED  # :path query parameters whose values are replaced
 
 
 class State(IntEnum):
@@ -342,6 +346,7 @@ class Http2Decoder:
         ctx = ctx or DecoderContext()
         opts = ctx.options if isinstance(ctx.options, Http2Options) else Http2Options()
         self._redact = opts.redact
+        self._redact_query = opts.redact_query
         self._default_grpc = default_protocol == "grpc"
         synced = not ctx.midstream
         self._sides = [_Side(True, synced), _Side(False, synced)]
@@ -973,7 +978,7 @@ class Http2Decoder:
             path.decode("utf-8", "replace") if path is not None else None,
             headers, h.trailers, h.header_bytes, h.body_bytes,
             st.reset, st.reset_by, st.goaway, st.pushed, trace,
-            h.msgs, h.msg_bytes, h.compressed, self._redact, h.sensitive,
+            h.msgs, h.msg_bytes, h.compressed, self._redact, h.sensitive, self._redact_query,
         )  # fmt: skip
 
     def _response(self, st: _Stream, h: _Half, grpc: bool, ts: int) -> Message:
