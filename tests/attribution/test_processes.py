@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -340,3 +341,53 @@ def test_a_server_in_its_own_cgroup_is_named_a_container(
             assert cp is not None and cp.container_id is None  # this test process is in no container
         finally:
             r.close()
+
+
+@pytest.mark.parametrize(
+    ("family", "listen", "connect"),
+    [(socket.AF_INET6, "::1", "::1"), (socket.AF_INET6, "::", "127.0.0.1")],
+    ids=["ipv6", "ipv4-to-dual-stack"],
+)
+def test_ipv6_and_dual_stack_ends(family: int, listen: str, connect: str) -> None:
+    lst = socket.socket(family)
+    lst.bind((listen, 0))
+    lst.listen()
+    cli = socket.create_connection((connect, lst.getsockname()[1]))
+    srv, _ = lst.accept()
+    try:
+        client, server = _ep(cli.getsockname()), _ep(cli.getpeername())  # as the capture prints them
+        resolver = _resolver()
+        resolver.note(client, server, TCP)
+        cp, sp = resolver.processes(client, server)
+        assert cp is not None and sp is not None and cp.pid == sp.pid == os.getpid()
+        assert resolver.stats.found == 2
+    finally:
+        for s in (lst, cli, srv):
+            s.close()
+
+
+def test_udp_unconnected_server_and_connected_client() -> None:
+    """A DNS-like exchange: the server's socket is bound to the any-address and unconnected, the
+    client's connected; both ends are found, each the socket fstat names."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("0.0.0.0", 0))
+    holder = [sys.executable, "-c", "import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+              f"s.connect(('127.0.0.1', {srv.getsockname()[1]})); print(s.getsockname()[1]); print('up', flush=True); "
+              "sys.stdin.read()"]  # fmt: skip
+    proc = subprocess.Popen(holder, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        assert proc.stdout.readline() == b"up\n"
+        client, server = ("127.0.0.1", port), ("127.0.0.1", srv.getsockname()[1])
+        resolver = _resolver()
+        resolver.note(client, server, UDP)
+        cp, sp = resolver.processes(client, server)
+        assert cp is not None and cp.pid == proc.pid
+        assert sp is not None and sp.pid == os.getpid()
+    finally:
+        srv.close()
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.wait(timeout=10)
