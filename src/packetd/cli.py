@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 import click
 
 from packetd import __version__
+from packetd.attribution.processes import HeldRecords, ProcessResolver
 from packetd.capture import bpf
 from packetd.capture.pcapfile import CaptureFile, CaptureFormatError
 from packetd.capture.source import TICK, Source, resolve_engine
@@ -164,6 +165,10 @@ class WatchOptions:
     conn_expired_ns: int = 300 * 1_000_000_000
     color: bool | None = None
     kernel_drop_acks: bool = False
+    processes: bool | None = None  # None: on for live capture, off for a file
+    pids: tuple[int, ...] = ()
+    comms: tuple[str, ...] = ()
+    containers: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -287,6 +292,32 @@ class WatchOptions:
     is_flag=True,
     help="Drop payload-less TCP ACKs in the kernel filter (less CPU on bulk transfers).",
 )
+@click.option(
+    "--processes/--no-processes",
+    default=None,
+    help="Name the process (pid, comm, exe, container) of each end that is a socket on this host "
+    "(default: on for live capture, off for a file: a file's processes are not this host's).",
+)
+@click.option(
+    "--pid",
+    "pids",
+    type=int,
+    multiple=True,
+    help="Only records with this process at either end (repeatable).",
+)
+@click.option(
+    "--comm",
+    "comms",
+    multiple=True,
+    help="Only records with a process of this name (comm) at either end (repeatable).",
+)
+@click.option(
+    "--container",
+    "containers",
+    multiple=True,
+    metavar="ID",
+    help="Only records with a process in a container whose id starts with ID at either end (repeatable).",
+)
 def watch(**kw: Any) -> None:
     """Capture and print roundtrips as they happen (live, or from a capture file)."""
     opts = WatchOptions(
@@ -312,6 +343,10 @@ def watch(**kw: Any) -> None:
         conn_expired_ns=kw["conn_expired"],
         color=kw["color"],
         kernel_drop_acks=kw["kernel_drop_acks"],
+        processes=kw["processes"],
+        pids=kw["pids"],
+        comms=kw["comms"],
+        containers=kw["containers"],
     )
     sys.exit(run_watch(opts))
 
@@ -468,13 +503,17 @@ def run_watch(opts: WatchOptions) -> int:
             source = CaptureFile(opts.pcap_file)
         except CaptureFormatError as exc:
             _fail(str(exc), EXIT_USAGE)
-    output = Output(opts, live)
-    summary = Summary()
     display = DisplayFilter(
         errors_only=opts.errors,
         slower_than_ns=opts.slower_than_ns,
         kinds=frozenset(opts.kinds) if opts.kinds else frozenset(Kind.ALL),
+        pids=frozenset(opts.pids),
+        comms=frozenset(opts.comms),
+        containers=opts.containers,
     )
+    resolver = _process_resolver(opts, live, display)
+    output = Output(opts, live)
+    summary = Summary()
     shown = 0
     halt = _Halt(at_once=not live)
     limit = opts.count
@@ -492,7 +531,12 @@ def run_watch(opts: WatchOptions) -> int:
         if limit and shown >= limit:
             halt.now = halt.full = True
 
-    engine = Engine(config, sink)
+    held = HeldRecords(resolver, sink) if resolver is not None else None
+    engine = Engine(
+        config,
+        held if held is not None else sink,
+        on_connection=resolver.note if resolver is not None else None,
+    )
     frame = engine.frame
     started = time.monotonic()
     if live:
@@ -508,9 +552,13 @@ def run_watch(opts: WatchOptions) -> int:
             for ts, lt, data in source:
                 if lt == TICK:
                     engine.tick(ts)
+                    if held is not None:
+                        held.flush()  # a quiet moment: connections noted since the last pass
                     output.flush()
                 else:
                     frame(ts, lt, data)
+                    if held is not None and ts >= held.due:
+                        held.flush()
                 if halt.now or (deadline is not None and time.monotonic() >= deadline):
                     break
         elif opts.duration_ns:
@@ -539,6 +587,8 @@ def run_watch(opts: WatchOptions) -> int:
             for ts, lt, data in source.drain():
                 frame(ts, lt, data)
         engine.finish()
+        if held is not None:
+            held.flush()
         output.close()
     except BrokenPipeError:
         _quiet_stdout()
@@ -550,7 +600,33 @@ def run_watch(opts: WatchOptions) -> int:
             _warn(w)
     source.close()
     _print_summary(engine, summary, kernel, time.monotonic() - started, halt.signals > 0)
+    if resolver is not None:
+        resolver.close()
+        st = resolver.stats
+        click.echo(
+            f"packetd: processes: {st.found} ends found, {st.not_local} not on this host, {st.closed} closed "
+            f"before the lookup, {st.unowned} unowned, {st.ambiguous} ambiguous; {st.passes} lookups "
+            f"({st.walks} /proc walks), {st.pending_full} not looked up (pending full), {st.cache_full} evicted",
+            err=True,
+        )
     return 0
+
+
+def _process_resolver(opts: WatchOptions, live: bool, display: DisplayFilter) -> ProcessResolver | None:
+    """Process attribution: on by default live, off for a file; the process filters need it."""
+    on = opts.processes if opts.processes is not None else live
+    if display.by_process and not on:
+        _fail(
+            "--pid, --comm and --container need process attribution (--processes; off for a capture file)",
+            EXIT_USAGE,
+        )
+    if not on:
+        return None
+    if not os.path.exists("/proc/self/net/tcp"):
+        if opts.processes or display.by_process:
+            _fail("process attribution needs Linux's /proc (no /proc/self/net/tcp here)", EXIT_USAGE)
+        return None
+    return ProcessResolver()
 
 
 class _Halt:

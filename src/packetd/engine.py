@@ -97,13 +97,23 @@ class EngineConfig:
 
 
 RecordSink = Callable[[Roundtrip], None]
+# told of every new connection (client, server, transport 6/17) once, when its flow is created: the I/O
+# layer's process attribution looks the connection's sockets up while they still exist
+ConnectionHook = Callable[[Endpoint, Endpoint, int], None]
 
 
 class Engine:
     """Frames to records (see module docstring)."""
 
-    def __init__(self, config: EngineConfig, sink: RecordSink, registry: Registry = REGISTRY) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        sink: RecordSink,
+        registry: Registry = REGISTRY,
+        on_connection: ConnectionHook | None = None,
+    ) -> None:
         check_rules(config.rules, registry)
+        self._on_connection = on_connection
         self.config = config
         self.registry = registry
         self._sink = sink
@@ -162,6 +172,8 @@ class Engine:
     def _new_session(
         self, protocol: str, client: Endpoint, server: Endpoint, midstream: bool, transport: int
     ) -> StreamHandler:
+        if self._on_connection is not None:
+            self._on_connection(client, server, transport)
         return Session(
             self.registry[protocol],
             self.registry,

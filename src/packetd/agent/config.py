@@ -114,6 +114,11 @@ class SnifferConfig(_Section):
     user: str = Field(
         "", description="capture workers become this user once their socket is open ('' = stay as started)"
     )
+    processes: bool = Field(
+        True,
+        description="name the process (pid, comm, exe, container) of each end that is a socket on this host "
+        "in the roundtrip records (live capture on Linux; never for sniffer.file)",
+    )
     protocols: ProtocolsConfig = ProtocolsConfig()
 
 

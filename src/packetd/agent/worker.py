@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import queue
 import signal
 import threading
@@ -31,6 +32,7 @@ from typing import Any
 
 from packetd.agent.config import Config
 from packetd.agent.runtime import bpf_from, options_from, pipelines_from, rules_from
+from packetd.attribution.processes import HeldRecords, ProcessResolver
 from packetd.capture.source import TICK
 from packetd.engine import Engine, EngineConfig
 from packetd.flow.table import FlowConfig
@@ -103,6 +105,14 @@ def open_source(config: Config, bpf_expr: str, fanout: int | None) -> Any:
     return PcapLiveSource(names, bpf_expr, promisc=not sn.no_promisc)
 
 
+def process_resolver(config: Config) -> ProcessResolver | None:
+    """Process attribution for live capture on Linux when `sniffer.processes` (a file's processes are not
+    this host's)."""
+    if not config.sniffer.processes or config.sniffer.file or not os.path.exists("/proc/self/net/tcp"):
+        return None
+    return ProcessResolver()
+
+
 class Worker:
     def __init__(
         self, index: int, conn: Connection, config: Config, fanout: int | None, consumers: dict[str, bool]
@@ -134,7 +144,14 @@ class Worker:
         )
         engine: Engine | None = getattr(self, "engine", None)
         if engine is None:
-            self.engine = Engine(engine_config, self._sink)
+            # process attribution is decided once, at start (a reload does not turn it on or off)
+            self.resolver = process_resolver(config)
+            self.held = HeldRecords(self.resolver, self._sink) if self.resolver is not None else None
+            self.engine = Engine(
+                engine_config,
+                self.held if self.held is not None else self._sink,
+                on_connection=self.resolver.note if self.resolver is not None else None,
+            )
             self.engine.flows.on_remove = self._flow_removed
         else:
             engine.reconfigure(engine_config)
@@ -271,14 +288,19 @@ class Worker:
         sender.start()
         self.conn.send(("ready", self.index, getattr(source, "name", "?"), bpf_expr))
         frame = self.engine.frame
+        held = self.held
         next_flush = time.monotonic() + FLUSH_S
         n = 0
         try:
             for ts, lt, data in source:
                 if lt == TICK:
                     self.engine.tick(ts)
+                    if held is not None:
+                        held.flush()  # a quiet moment: connections noted since the last pass
                 else:
                     frame(ts, lt, data)
+                    if held is not None and ts >= held.due:
+                        held.flush()
                     n += 1
                     if n & 1023:
                         continue
@@ -304,6 +326,10 @@ class Worker:
             if self.config.sniffer.file:
                 self.engine.finish()
         finally:
+            if held is not None:
+                held.flush()
+            if self.resolver is not None:
+                self.resolver.close()
             self.flush(source, final=True)
             if self.config.sniffer.file:
                 self.sendq.put(("done", self.index))
