@@ -33,7 +33,9 @@ arrives (it was readable no earlier).
 
 A FIN ends a direction once every byte before it was delivered or declared lost; nothing of that direction
 is delivered after it (later data is a counted duplicate), and the ACK of the FIN (which acknowledges the
-FIN's own sequence number) is not a hole. RST ends both directions at once.
+FIN's own sequence number) is not a hole. An RST ends both directions at once, if its sequence number
+lies in the receiver's window (RFC 5961 §3.2, `_rst_acceptable`); any other RST is counted and ignored, as
+the receiver ignores it.
 
 A SYN on a known tuple starts a new connection unless it repeats the SYN already seen there; a SYN without
 ACK on a connection joined mid-stream always does (the roles guessed from the ports may have been wrong, or
@@ -63,6 +65,11 @@ HOLE_TIMEOUT_NS = (
 )
 SWEEP_INTERVAL_NS = 5_000_000_000  # packet time between idle/hole sweeps (an O(flows) walk)
 CLOSED_LINGER_NS = 10_000_000_000  # how long a closed tuple swallows late segments
+# The receive window assumed for an RST check when the real one is unknown (the handshake, and with it the
+# window scale, was not seen; or the receiver never sent a segment): generous, since wrongly ignoring a real
+# RST keeps a dead connection until it idles out, while a blind RST guessing a sequence number lands in it
+# with a chance of 1 in 256. 16 MiB is the usual tuned net.core.rmem_max (Linux's default maximum is 6 MiB).
+UNKNOWN_RST_WINDOW = 16 * 1024 * 1024
 MAX_CLOSED = 65536  # remembered closed tuples (two per connection): 10 s of 3000 closes/s; ~6 MiB
 EVICTION_SAMPLE = 16  # flows looked at to choose an eviction victim
 
@@ -109,6 +116,7 @@ class FlowStats:
         "no_flow",
         "ooo_overflows",
         "out_of_order",
+        "rst_out_of_window",
         "unmatched",
     )
 
@@ -131,6 +139,7 @@ class FlowStats:
         self.linger_overflows = 0  # closed tuples forgotten before CLOSED_LINGER_NS: MAX_CLOSED reached
         self.no_flow = 0  # segments without payload or SYN for an unknown connection
         self.unmatched = 0  # segments on no rule's port (filtered in user space)
+        self.rst_out_of_window = 0  # RSTs ignored: sequence number outside the receive window (RFC 5961)
 
 
 class TcpStream:
@@ -148,6 +157,8 @@ class TcpStream:
         "packets",
         "retrans",
         "syn_seq",
+        "wnd",
+        "wscale",
     )
 
     def __init__(self) -> None:
@@ -164,6 +175,8 @@ class TcpStream:
         self.packets = 0
         self.bytes = 0
         self.retrans = 0
+        self.wnd = -1  # the receive window this direction's sender last advertised (unscaled); -1 unknown
+        self.wscale = -1  # the window scale shift its SYN offered; -1 none or no SYN seen
 
 
 class Flow:
@@ -250,6 +263,39 @@ def _start(st: TcpStream, seq: int, n: int) -> int:
     nxt = hint if hint >= 0 and 0 < (seq - hint) & MASK <= MAX_OOO_BYTES else seq
     st.next_seq = nxt
     return nxt
+
+
+def _rst_acceptable(flow: Flow, d: int, seq: int) -> bool:
+    """Whether an RST from direction `d` with sequence number `seq` ends the connection (RFC 5961 §3.2).
+
+    A receiver accepts an RST whose sequence number lies in its receive window [RCV.NXT, RCV.NXT +
+    RCV.WND). A passive observer approximates RCV.NXT by the next sequence number it expects from `d` (after
+    `d`'s FIN: the FIN's own, or the one after it; joined mid-stream before `d` sent anything: the
+    receiver's last ACK), and RCV.WND by the window the receiver last advertised, scaled by its shift when
+    both SYNs were seen (RFC 7323 §2.2: scaling is on only when both offered it); otherwise, or when the
+    receiver never advertised one, by UNKNOWN_RST_WINDOW. With no sequence number to compare with at all
+    (nothing of `d` and no ACK of it seen, e.g. an RST answering a SYN) the RST is accepted, as before.
+
+    RFC 5961 lets a stack answer an in-window RST that is not exactly RCV.NXT with a challenge ACK instead;
+    we accept it (the capture may have missed bytes of `d`, which would put the real RCV.NXT ahead of ours).
+    """
+    st = flow.streams[d]
+    peer = flow.streams[d ^ 1]
+    lo = st.next_seq
+    slack = 0
+    if lo < 0:
+        if st.eof and st.fin_seq >= 0:
+            lo, slack = st.fin_seq, 1
+        elif st.acked >= 0:
+            lo = st.acked
+        else:
+            return True
+    wnd = peer.wnd
+    if wnd < 0 or st.syn_seq < 0 or peer.syn_seq < 0:
+        wnd = max(wnd, UNKNOWN_RST_WINDOW)
+    elif st.wscale >= 0 and peer.wscale >= 0:
+        wnd <<= peer.wscale
+    return (seq - lo) & MASK < max(wnd, 1) + slack
 
 
 def _ip(packed: bytes) -> str:
@@ -339,10 +385,16 @@ class FlowTable:
             if entry is None:
                 return
         flow, d = entry
-        flow.last_ns = ts
         st = flow.streams[d]
-        st.packets += 1
         seq = seg.seq
+        if flags & RST and not _rst_acceptable(flow, d, seq):
+            # a blind or stale reset: the receiver drops it (RFC 5961 §3.2), so the conversation goes on
+            self.stats.rst_out_of_window += 1
+            return
+        flow.last_ns = ts
+        st.packets += 1
+        if seg.window >= 0:
+            st.wnd = seg.window
         if flags & SYN:
             if (
                 seq != st.syn_seq
@@ -355,6 +407,7 @@ class FlowTable:
                 self._tcp_segment(seg)
                 return
             st.syn_seq = seq
+            st.wscale = seg.wscale
             seq = (seq + 1) & MASK
             if st.next_seq < 0:
                 st.next_seq = seq
