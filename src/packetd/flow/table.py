@@ -49,6 +49,7 @@ not remembered: they were alive, and their next segment rightly joins them again
 
 from __future__ import annotations
 
+import heapq
 import socket
 from collections.abc import Callable
 from typing import Protocol
@@ -59,7 +60,13 @@ from packetd.net.packet import ACK, FIN, PROTO_TCP, RST, SYN, Segment
 MASK = 0xFFFFFFFF
 HALF = 0x80000000
 MAX_OOO_BYTES = 256 * 1024  # per direction: four times a default Linux initial receive window
-MAX_OOO_SEGMENTS = 256  # per direction: bounds the overlap scan in _drain
+# The segment count is bounded too, for the bookkeeping each buffered segment costs beyond its payload
+# (~160 bytes: its bytes object, the (payload, time) tuple, dict slot and heap entry; tests/flow measures it).
+# Sized from the byte budget so that segments of 64 bytes or more reach the byte bound first, and a stream
+# of one-byte segments still reorders over 4096 of them (16 times the old 256-segment cap); at worst ~0.65 MiB
+# of bookkeeping per direction, only while a hole is open.
+OOO_MIN_SEGMENT = 64
+MAX_OOO_SEGMENTS = MAX_OOO_BYTES // OOO_MIN_SEGMENT
 HOLE_TIMEOUT_NS = (
     2_000_000_000  # a real loss is retransmitted within an RTO (Linux: 200 ms - 2 min; typ. < 1 s)
 )
@@ -115,6 +122,7 @@ class FlowStats:
         "midstream",
         "no_flow",
         "ooo_overflows",
+        "ooo_segment_overflows",
         "out_of_order",
         "rst_out_of_window",
         "unmatched",
@@ -129,7 +137,8 @@ class FlowStats:
         self.midstream = 0  # joined after the handshake
         self.duplicates = 0  # retransmitted or twice-captured segments dropped
         self.out_of_order = 0  # segments buffered ahead of a hole
-        self.ooo_overflows = 0  # holes skipped because the reorder buffer was full
+        self.ooo_overflows = 0  # holes skipped because the reorder buffer was full (bytes or segments)
+        self.ooo_segment_overflows = 0  # of those, full by MAX_OOO_SEGMENTS (with fewer than MAX_OOO_BYTES)
         self.hole_timeouts = 0  # holes skipped because they were older than HOLE_TIMEOUT_NS
         self.acked_gaps = 0  # holes skipped because the receiver acknowledged them and then sent data, or
         # the sender moved on past them
@@ -153,7 +162,6 @@ class TcpStream:
         "hole_ns",
         "next_seq",
         "ooo",
-        "ooo_bytes",
         "packets",
         "retrans",
         "syn_seq",
@@ -166,8 +174,7 @@ class TcpStream:
         self.syn_seq = -1
         self.fin_seq = -1
         self.eof = False
-        self.ooo: dict[int, tuple[bytes, int]] | None = None  # seq → (payload, arrival time), ahead of a hole
-        self.ooo_bytes = 0
+        self.ooo: Reorder | None = None  # segments ahead of a hole
         self.hole_ns = -1  # packet time when the current hole was first noticed (or last made progress)
         # highest sequence number the peer acknowledged beyond next_seq (tail loss), or -1; before this
         # direction's first segment (joined mid-stream), the peer's last acknowledgement: where it starts
@@ -177,6 +184,58 @@ class TcpStream:
         self.retrans = 0
         self.wnd = -1  # the receive window this direction's sender last advertised (unscaled); -1 unknown
         self.wscale = -1  # the window scale shift its SYN offered; -1 none or no SYN seen
+
+
+class Reorder:
+    """Segments of one direction buffered ahead of a hole, and which of them starts first.
+
+    `segs` maps a segment's sequence number to (payload, capture time); `heap` holds the same starts as
+    offsets from `base` (a sequence number at or before every start), so the first one is `heap[0]` in
+    O(1) whatever arrived in whatever order (a dict scan per delivered segment made one-byte segments cost
+    O(n) each). Offsets stay exact while every start is less than 2**32 from `base`: the buffer is rebased
+    when the stream has moved on by a quarter of the sequence space (`rebase`).
+    """
+
+    __slots__ = ("base", "heap", "nbytes", "segs")
+
+    def __init__(self, base: int) -> None:
+        self.base = base
+        self.heap: list[int] = []
+        self.segs: dict[int, tuple[bytes, int]] = {}
+        self.nbytes = 0  # payload bytes held
+
+    def __len__(self) -> int:
+        return len(self.segs)
+
+    def first(self) -> int:
+        """The lowest buffered start (the buffer is not empty)."""
+        return (self.base + self.heap[0]) & MASK
+
+    def reached(self, nxt: int) -> bool:
+        """Whether a buffered segment starts at or before `nxt`."""
+        return bool(self.heap) and (nxt - self.base - self.heap[0]) & MASK < HALF
+
+    def add(self, seq: int, data: bytes, ts: int) -> None:
+        old = self.segs.get(seq)
+        if old is None:
+            heapq.heappush(self.heap, (seq - self.base) & MASK)
+        else:
+            self.nbytes -= len(old[0])
+        self.segs[seq] = (data, ts)
+        self.nbytes += len(data)
+
+    def pop_first(self) -> tuple[int, bytes, int]:
+        start = (self.base + heapq.heappop(self.heap)) & MASK
+        data, ts = self.segs.pop(start)
+        self.nbytes -= len(data)
+        return start, data, ts
+
+    def rebase(self, nxt: int) -> None:
+        """Offsets from `nxt` (every start is at or after it, less than HALF ahead) when it is far from base."""
+        if (nxt - self.base) & MASK >= HALF // 2 and not self.reached(nxt):
+            self.base = nxt
+            self.heap = [(s - nxt) & MASK for s in self.segs]
+            heapq.heapify(self.heap)
 
 
 class Flow:
@@ -532,16 +591,15 @@ class FlowTable:
     def _buffer(self, flow: Flow, d: int, st: TcpStream, seq: int, payload: memoryview, ts: int) -> None:
         ooo = st.ooo
         if ooo is None:
-            ooo = st.ooo = {}
-        old = ooo.get(seq)
+            ooo = st.ooo = Reorder(st.next_seq)
+        else:
+            ooo.rebase(st.next_seq)
+        old = ooo.segs.get(seq)
         if old is not None and len(old[0]) >= len(payload):
             st.retrans += 1
             self.stats.duplicates += 1
             return
-        if old is not None:
-            st.ooo_bytes -= len(old[0])
-        ooo[seq] = (payload.tobytes(), ts)
-        st.ooo_bytes += len(payload)
+        ooo.add(seq, payload.tobytes(), ts)
         self.stats.out_of_order += 1
         if st.hole_ns < 0:
             st.hole_ns = ts
@@ -555,9 +613,11 @@ class FlowTable:
                 self.stats.acked_gaps += 1
                 if flow.handler is None or st.eof:
                     return
-        while st.ooo_bytes > MAX_OOO_BYTES or len(ooo) > MAX_OOO_SEGMENTS:
+        while st.ooo is not None and (st.ooo.nbytes > MAX_OOO_BYTES or len(st.ooo.segs) > MAX_OOO_SEGMENTS):
             # each skip delivers at least the nearest buffered segment, so this ends within bounds
             self.stats.ooo_overflows += 1
+            if st.ooo.nbytes <= MAX_OOO_BYTES:
+                self.stats.ooo_segment_overflows += 1
             if not self._skip_hole(flow, d, st, ts) or flow.handler is None:
                 break
 
@@ -572,37 +632,24 @@ class FlowTable:
         assert ooo is not None
         handler = flow.handler
         at = ts
-        while ooo:
+        while ooo.segs:
             nxt = st.next_seq
             if stop >= 0 and (nxt - stop) & MASK < HALF:
                 break
-            item = ooo.pop(nxt, None)
-            if item is not None:
-                data, seg_ts = item
-                st.ooo_bytes -= len(data)
-                st.next_seq = (nxt + len(data)) & MASK
+            if not ooo.reached(nxt):
+                break  # the first buffered segment is still ahead: a hole
+            # it starts here, or before (a repacketised retransmission overlapping what was delivered)
+            start, data, seg_ts = ooo.pop_first()
+            off = (nxt - start) & MASK
+            if off < len(data):
+                st.next_seq = (start + len(data)) & MASK
                 if handler is not None:
                     if floor >= 0:
                         at = floor = max(floor, seg_ts)
-                    handler.data(d, memoryview(data), at)
-                continue
-            # no segment starts exactly here: one may overlap it (repacketised retransmission)
-            progressed = False
-            for s in list(ooo):
-                off = (nxt - s) & MASK
-                if off < HALF:  # starts at or before next_seq
-                    data, seg_ts = ooo.pop(s)
-                    st.ooo_bytes -= len(data)
-                    if off < len(data):
-                        st.next_seq = (s + len(data)) & MASK
-                        if handler is not None:
-                            if floor >= 0:
-                                at = floor = max(floor, seg_ts)
-                            handler.data(d, memoryview(data)[off:], at)
-                        progressed = True
-                        break
-            if not progressed:
-                break
+                    handler.data(d, memoryview(data)[off:] if off else memoryview(data), at)
+            # else wholly delivered already: dropped
+        if not ooo.segs and st.ooo is ooo:
+            st.ooo = None  # the next hole starts a buffer based at its own next_seq
         _rearm(st, ts)
 
     def _skip_hole(
@@ -617,14 +664,14 @@ class FlowTable:
         """
         nxt = st.next_seq
         ooo = st.ooo
-        if ooo and nxt >= 0 and any((nxt - s) & MASK < HALF for s in ooo):
+        if ooo and nxt >= 0 and ooo.reached(nxt):
             # contiguous data held back behind an answer (`_acked_hole`) goes first
             self._drain(flow, d, st, ts, floor=st.hole_ns if 0 <= st.hole_ns <= ts else ts)
             nxt = st.next_seq
             ooo = st.ooo
         target = -1
         if ooo:
-            target = min(ooo, key=lambda s: (s - nxt) & MASK)
+            target = ooo.first()
         elif st.fin_seq >= 0 and not st.eof and 0 < (st.fin_seq - nxt) & MASK < HALF:
             target = st.fin_seq
         elif st.acked >= 0 and 0 < (st.acked - nxt) & MASK < HALF:
@@ -634,9 +681,7 @@ class FlowTable:
         missing = (target - nxt) & MASK
         if target < 0 or nxt < 0 or not 0 < missing < HALF:
             # nothing known to be missing (or a buffer that cannot be reached: dropped, never looped on)
-            if ooo:
-                st.ooo = None
-                st.ooo_bytes = 0
+            st.ooo = None
             st.hole_ns = -1
             st.acked = -1
             return False
@@ -682,7 +727,7 @@ class FlowTable:
                     return False
             nxt = st.next_seq
             ooo = st.ooo
-            return ooo is not None and any((nxt - s) & MASK < HALF for s in ooo)
+            return ooo is not None and ooo.reached(nxt)
         if st.hole_ns < 0:
             st.hole_ns = ts
         elif ts - st.hole_ns > HOLE_TIMEOUT_NS and self._skip_hole(flow, d, st, ts):
@@ -705,7 +750,6 @@ class FlowTable:
         st.hole_ns = -1
         st.acked = -1
         st.ooo = None
-        st.ooo_bytes = 0
         if flow.handler is not None:
             flow.handler.eof(d, ts)
         if flow.streams[d ^ 1].eof and flow.id in self._flows:
