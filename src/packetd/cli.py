@@ -120,9 +120,30 @@ def agent(config_path: str | None) -> None:
 
 
 @main.command("config")
-def config_cmd() -> None:
-    """Print the complete, commented reference configuration of the agent."""
+@click.option(
+    "--check",
+    "check_path",
+    default=None,
+    metavar="FILE",
+    help="Validate FILE as `agent --config` does (exit status 2 and the problem on stderr) instead.",
+)
+def config_cmd(check_path: str | None) -> None:
+    """Print the complete, commented reference configuration of the agent (or check a config file)."""
     from importlib.resources import files
+
+    if check_path is not None:
+        from packetd.agent.config import ConfigError, load_config
+        from packetd.agent.runtime import validate
+
+        try:
+            cfg, warnings = load_config(check_path)
+            validate(cfg)
+        except ConfigError as exc:
+            _fail(str(exc), EXIT_USAGE)
+        for warning in warnings:
+            _warn(warning)
+        click.echo(f"packetd: {check_path}: valid", err=True)
+        return
 
     click.echo(files("packetd.agent").joinpath("reference.yaml").read_text(encoding="utf-8"), nl=False)
 
