@@ -26,7 +26,7 @@ from packetd.capture.source import TICK, Source
 from packetd.engine import Engine, EngineConfig, Rule, RuleError, check_rules, default_rules, parse_rule
 from packetd.export.rotating import RotatingFile
 from packetd.export.text import TextFormatter
-from packetd.flow.table import FlowConfig
+from packetd.flow.table import DEFAULT_MAX_MEMORY_MB, FlowConfig, flows_for_memory
 from packetd.pairing.roundtrip import Roundtrip, dumps
 from packetd.pipeline.filters import DisplayFilter
 from packetd.pipeline.summary import Summary
@@ -183,6 +183,7 @@ class WatchOptions:
     capture_body: int | None = None
     decoder_opts: tuple[str, ...] = ()
     conn_expired_ns: int = 300 * 1_000_000_000
+    max_memory_mb: int = DEFAULT_MAX_MEMORY_MB
     color: bool | None = None
     kernel_drop_acks: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -298,6 +299,13 @@ class WatchOptions:
     help="Forget connections idle for this long.",
 )
 @click.option(
+    "--max-memory-mb",
+    type=click.IntRange(min=4),
+    default=DEFAULT_MAX_MEMORY_MB,
+    show_default=True,
+    help="Memory budget of the connection table, MiB (4 KiB a connection); beyond it the oldest go.",
+)
+@click.option(
     "--color/--no-color",
     default=None,
     help="Colour text output (default: on a terminal, unless NO_COLOR is set).",
@@ -330,6 +338,7 @@ def watch(**kw: Any) -> None:
         capture_body=kw["capture_body"],
         decoder_opts=kw["decoder_opts"],
         conn_expired_ns=kw["conn_expired"],
+        max_memory_mb=kw["max_memory_mb"],
         color=kw["color"],
         kernel_drop_acks=kw["kernel_drop_acks"],
     )
@@ -469,7 +478,10 @@ def run_watch(opts: WatchOptions) -> int:
     config = EngineConfig(
         rules=tuple(rules),
         ip_versions=ip_versions,
-        flow=FlowConfig(idle_timeout_ns=max(opts.conn_expired_ns, 1_000_000_000)),
+        flow=FlowConfig(
+            idle_timeout_ns=max(opts.conn_expired_ns, 1_000_000_000),
+            max_flows=flows_for_memory(opts.max_memory_mb),
+        ),
         options=options,
     )
     live = opts.pcap_file is None

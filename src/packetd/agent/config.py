@@ -109,6 +109,13 @@ class SnifferConfig(_Section):
         16, alias="blockNum", ge=16, le=1024, description="ring blocks of 512 KiB per worker"
     )
     workers: int = Field(1, ge=1, le=64, description="capture processes in one PACKET_FANOUT_HASH group")
+    max_memory_mb: int = Field(
+        256,
+        alias="maxMemoryMB",
+        ge=4,
+        le=1024 * 1024,
+        description="memory budget of each worker's connection table, MiB (4 KiB a connection)",
+    )
     protocols: ProtocolsConfig = ProtocolsConfig()
 
 

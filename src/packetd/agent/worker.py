@@ -26,7 +26,7 @@ from packetd.agent.config import Config
 from packetd.agent.runtime import bpf_from, options_from, pipelines_from, rules_from
 from packetd.capture.source import TICK
 from packetd.engine import Engine, EngineConfig
-from packetd.flow.table import FlowConfig
+from packetd.flow.table import FlowConfig, flows_for_memory
 from packetd.pairing.roundtrip import Roundtrip, dumps
 
 FLUSH_S = 0.5  # how often results reach the agent: metrics freshness vs. IPC overhead
@@ -121,7 +121,10 @@ class Worker:
             ip_versions=frozenset({4, 6})
             if not config.sniffer.ip_version
             else frozenset({int(config.sniffer.ip_version[1])}),
-            flow=FlowConfig(idle_timeout_ns=config.controller.conn_expired),
+            flow=FlowConfig(
+                idle_timeout_ns=config.controller.conn_expired,
+                max_flows=flows_for_memory(config.sniffer.max_memory_mb),
+            ),
             options=options_from(config),
         )
         engine: Engine | None = getattr(self, "engine", None)

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import heapq
 import socket
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -96,9 +97,23 @@ Endpoint = tuple[str, int]
 HandlerFactory = Callable[[str, Endpoint, Endpoint, bool, int], StreamHandler]  # + transport (6/17)
 
 
+# What one tracked connection costs, for sizing the table from a memory budget: an established HTTP/1
+# connection with its decoder and matcher measures ~3.7 KiB (tracemalloc, bench/flow_memory.py); one that
+# carried no payload yet (half-open: a SYN flood, a scan) ~1.2 KiB, since its decoder is made on the first
+# byte. Budgeting every flow at the established cost keeps a table full of either within the budget.
+FLOW_BYTES = 4096
+DEFAULT_MAX_MEMORY_MB = 256  # 65 536 flows, the table's former fixed size
+MIN_FLOWS = 1024  # a budget too small to be useful still tracks this many
+
+
+def flows_for_memory(max_memory_mb: int) -> int:
+    """The flow-table bound for a memory budget in MiB (`sniffer.maxMemoryMB`, `watch --max-memory-mb`)."""
+    return max(MIN_FLOWS, max_memory_mb * 1024 * 1024 // FLOW_BYTES)
+
+
 @value
 class FlowConfig:
-    max_flows: int = 65536  # bounded table: ~2 KiB per idle flow, ~128 MiB worst case
+    max_flows: int = flows_for_memory(DEFAULT_MAX_MEMORY_MB)  # bounded table, evicting when full
     idle_timeout_ns: int = 300 * 1_000_000_000  # connExpired, reference §2.2 (default 5m)
     # UDP conversations have no close: an unanswered query is given up long before 5 minutes (resolvers
     # retry after 1-5 s), and a table full of them costs every packet (eviction, garbage collection)
@@ -377,6 +392,10 @@ class FlowTable:
         self._tcp: dict[bytes, tuple[Flow, int]] = {}
         self._udp: dict[bytes, tuple[Flow, int]] = {}
         self._flows: dict[int, Flow] = {}  # by id, oldest first
+        # ids in creation order, for eviction: a dict iterated from its front after many deletions there
+        # skips every deleted slot first (O(table) per eviction in a SYN flood); ids of removed flows stay
+        # until they reach the front, and the deque is rebuilt when they outnumber the live ones
+        self._order: deque[int] = deque()
         self._closed: dict[bytes, int] = {}  # recently closed tuple → close time
         self._next_id = 0
         self._next_sweep = -1
@@ -560,8 +579,9 @@ class FlowTable:
     def _create(
         self, seg: Segment, transport: int, protocol: str, client_is_src: bool, midstream: bool
     ) -> tuple[Flow, int]:
-        if len(self._flows) >= self.config.max_flows:
-            self._evict(seg.ts_ns)
+        while len(self._flows) >= self.config.max_flows:  # a loop: a reload may have lowered the bound
+            if not self._evict(seg.ts_ns):
+                break
         rev = seg.dst + seg.src + seg.key[-2:] + seg.key[-4:-2]
         src_ep = (_ip(seg.src), seg.sport)
         dst_ep = (_ip(seg.dst), seg.dport)
@@ -582,6 +602,10 @@ class FlowTable:
             closed.pop(keys[0], None)
             closed.pop(keys[1], None)
         self._flows[flow.id] = flow
+        order = self._order
+        order.append(flow.id)
+        if len(order) > 2 * len(self._flows) + EVICTION_SAMPLE:
+            self._order = deque(self._flows)  # rebuilt: O(flows), after as many removals
         self.stats.created += 1
         self.stats.active += 1
         if midstream:
@@ -846,12 +870,28 @@ class FlowTable:
                 break
             del closed[key]
 
-    def _evict(self, now: int) -> None:
-        """Make room: the least recently active among the oldest EVICTION_SAMPLE flows goes."""
-        sample = []
-        for flow in self._flows.values():
-            sample.append(flow)
-            if len(sample) >= EVICTION_SAMPLE:
+    def _evict(self, now: int) -> bool:
+        """Make room: among the oldest EVICTION_SAMPLE flows, one that never carried payload (half-open:
+        a flood of SYNs pushes out its own kind first, not the connections being decoded), else the least
+        recently active."""
+        flows = self._flows
+        order = self._order
+        while order and order[0] not in flows:
+            order.popleft()
+        victim: Flow | None = None
+        best = (True, 0)
+        seen = 0
+        for fid in order:
+            flow = flows.get(fid)
+            if flow is None:
+                continue
+            rank = (flow.streams[0].bytes + flow.streams[1].bytes > 0, flow.last_ns)
+            if victim is None or rank < best:
+                victim, best = flow, rank
+            seen += 1
+            if seen >= EVICTION_SAMPLE:
                 break
-        victim = min(sample, key=lambda f: f.last_ns)
+        if victim is None:
+            return False
         self._end(victim, now, "evicted")
+        return True
