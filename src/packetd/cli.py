@@ -303,7 +303,7 @@ class WatchOptions:
     type=click.IntRange(min=4),
     default=DEFAULT_MAX_MEMORY_MB,
     show_default=True,
-    help="Memory budget of the connection table, MiB (4 KiB a connection); beyond it the oldest go.",
+    help="Memory budget of the connection table, MiB (4.5 KiB a connection); beyond it the oldest go.",
 )
 @click.option(
     "--color/--no-color",

@@ -34,7 +34,7 @@ def _seg(
 
 
 def test_budget_gives_the_bound() -> None:
-    assert flows_for_memory(BUDGET_MB) == BUDGET_MB * 1024 * 1024 // FLOW_BYTES == 2048
+    assert flows_for_memory(BUDGET_MB) == BUDGET_MB * 1024 * 1024 // FLOW_BYTES == 1820
     assert flows_for_memory(1) == MIN_FLOWS
     assert FlowConfig().max_flows == flows_for_memory(256)
 

@@ -114,7 +114,7 @@ class SnifferConfig(_Section):
         alias="maxMemoryMB",
         ge=4,
         le=1024 * 1024,
-        description="memory budget of each worker's connection table, MiB (4 KiB a connection)",
+        description="memory budget of each worker's connection table, MiB (4.5 KiB a connection)",
     )
     protocols: ProtocolsConfig = ProtocolsConfig()
 

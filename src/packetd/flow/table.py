@@ -98,11 +98,12 @@ HandlerFactory = Callable[[str, Endpoint, Endpoint, bool, int], StreamHandler]  
 
 
 # What one tracked connection costs, for sizing the table from a memory budget: an established HTTP/1
-# connection with its decoder and matcher measures ~3.7 KiB (tracemalloc, bench/flow_memory.py); one that
-# carried no payload yet (half-open: a SYN flood, a scan) ~1.2 KiB, since its decoder is made on the first
-# byte. Budgeting every flow at the established cost keeps a table full of either within the budget.
-FLOW_BYTES = 4096
-DEFAULT_MAX_MEMORY_MB = 256  # 65 536 flows, the table's former fixed size
+# connection with its decoder and matcher measures ~4.5 KiB (tracemalloc, bench/flow_memory.py; 1.5 KiB of
+# it the two deques of decoder and matcher); one that carried no payload yet (half-open: a SYN flood, a
+# scan) ~1.4 KiB, since its decoder is made on the first byte. Budgeting every flow at the established cost
+# keeps a table full of either within the budget.
+FLOW_BYTES = 4608
+DEFAULT_MAX_MEMORY_MB = 256  # 58 254 flows (the former fixed 65 536 were ~290 MiB, not the "128" it said)
 MIN_FLOWS = 1024  # a budget too small to be useful still tracks this many
 
 
@@ -791,8 +792,9 @@ class FlowTable:
         for d, st in enumerate(flow.streams):
             if st.eof:
                 continue
-            while self._skip_hole(flow, d, st, ts, final=True):
-                pass
+            if st.hole_ns >= 0 or st.ooo or st.fin_seq >= 0 or st.acked >= 0:  # else nothing can be missing
+                while self._skip_hole(flow, d, st, ts, final=True):
+                    pass
             st.eof = True
             if flow.handler is not None:
                 flow.handler.eof(d, ts)
