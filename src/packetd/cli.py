@@ -647,6 +647,10 @@ def _print_summary(
         f"{kinds[Kind.ONEWAY]} one-way, {kinds[Kind.UNANSWERED]} unanswered; "
         f"{orphans} orphan responses, {resets} decode resets, {flows.gaps} gaps ({flows.gap_bytes} bytes), "
         f"{sync} resyncs, {flows.duplicates} retransmissions"
+        # what the flow layer's bounds and checks refused, only when something was
+        + (f", {flows.evicted} connections evicted (table full)" if flows.evicted else "")
+        + (f", {flows.rst_out_of_window} out-of-window RSTs ignored" if flows.rst_out_of_window else "")
+        + (f", {flows.ooo_overflows} reorder-buffer overflows" if flows.ooo_overflows else "")
     )
     for name, pstats in sorted(engine.protocol_stats.items()):
         if pstats.counters:  # events a decoder counts instead of recording (AMQP heartbeats, consumer acks)

@@ -91,6 +91,7 @@ class SelfMetrics(Collector):
             "duplicates",
             "out_of_order",
             "ooo_overflows",
+            "ooo_segment_overflows",
             "hole_timeouts",
             "late_segments",
             "rst_out_of_window",
