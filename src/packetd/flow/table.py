@@ -40,7 +40,8 @@ the receiver ignores it.
 A SYN on a known tuple starts a new connection unless it repeats the SYN already seen there; a SYN without
 ACK on a connection joined mid-stream always does (the roles guessed from the ports may have been wrong, or
 the old connection ended unseen). Idle flows expire after `idle_timeout_ns` of packet time; the table is
-bounded (`max_flows`), evicting the least recently active of the oldest flows when full.
+bounded (`max_flows`, from a memory budget: `flows_for_memory`), evicting when full a flow that never
+carried payload if one is among the oldest, else the least recently active of them.
 
 Connections closed by FIN or RST are remembered for CLOSED_LINGER_NS so that a late retransmission does not
 start a new, bogus "mid-stream" connection; a SYN always starts a new one. Expired and evicted flows are
@@ -873,13 +874,19 @@ class FlowTable:
             del closed[key]
 
     def _evict(self, now: int) -> bool:
-        """Make room: among the oldest EVICTION_SAMPLE flows, one that never carried payload (half-open:
-        a flood of SYNs pushes out its own kind first, not the connections being decoded), else the least
-        recently active."""
+        """Make room: the oldest flow if it never carried payload (half-open: a flood of SYNs pushes out its
+        own kind first, not the connections being decoded); else, among the oldest EVICTION_SAMPLE flows,
+        one that never carried payload, else the least recently active."""
         flows = self._flows
         order = self._order
         while order and order[0] not in flows:
             order.popleft()
+        if order:
+            oldest = flows[order[0]]
+            if not (oldest.streams[0].bytes or oldest.streams[1].bytes):
+                # the oldest never carried payload: no better victim (the common case in a flood, O(1))
+                self._end(oldest, now, "evicted")
+                return True
         victim: Flow | None = None
         best = (True, 0)
         seen = 0
