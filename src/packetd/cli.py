@@ -22,7 +22,7 @@ import click
 from packetd import __version__
 from packetd.capture import bpf
 from packetd.capture.pcapfile import CaptureFile, CaptureFormatError
-from packetd.capture.source import TICK, Source
+from packetd.capture.source import TICK, Source, resolve_engine
 from packetd.engine import Engine, EngineConfig, Rule, RuleError, check_rules, default_rules, parse_rule
 from packetd.export.rotating import RotatingFile
 from packetd.export.text import TextFormatter
@@ -262,10 +262,11 @@ class WatchOptions:
 )
 @click.option(
     "--engine",
-    type=click.Choice(["auto", "afpacket", "pcap"]),
+    type=click.Choice(["auto", "afpacket", "libpcap", "pcap"]),
     default="auto",
     show_default=True,
-    help="Live capture engine.",
+    help="Live capture engine: auto (= pcap, the agent's sniffer.engine names): the AF_PACKET ring on Linux, "
+    "libpcap elsewhere; afpacket or libpcap to choose one.",
 )
 @click.option(
     "--user", default=None, metavar="NAME", help="Drop root privileges to NAME once capture sockets are open."
@@ -387,9 +388,7 @@ def open_live(opts: WatchOptions, rules: list[Rule]) -> Source:
     expression = bpf_for(rules)
     if opts.kernel_drop_acks:
         expression = bpf.payload_only_clause(expression)
-    engine = opts.engine
-    if engine == "auto":
-        engine = "afpacket" if sys.platform.startswith("linux") else "pcap"
+    engine = resolve_engine(opts.engine)
     try:
         if engine == "afpacket":
             from packetd.capture.afpacket import AfPacketSource

@@ -169,6 +169,10 @@ exporter:
         ("sniffer.ifaces: x\nsniffer: {ifaces: y}", "'sniffer.ifaces' is set twice"),
         ("[1, 2]", "the top level must be a mapping of sections"),
         ("sniffer: {ifaces: [", "not valid YAML"),
+        ("metricsStorage.maxLabelBytes: 8", "'metricsStorage.maxLabelBytes': 8 is invalid"),
+        ("metricsStorage.labelValueLimit: {path: 0}", "'metricsStorage.labelValueLimit.path': 0 is invalid"),
+        ("metricsStorage.maxScrapeMB: 0", "'metricsStorage.maxScrapeMB': 0 is invalid"),
+        ("metricsStorage.naming: semconv", "'metricsStorage.naming': 'semconv' is invalid: expected one of"),
     ],
 )
 def test_each_kind_of_mistake_names_the_key_and_what_is_allowed(text: str, message: str) -> None:
@@ -206,6 +210,10 @@ def test_each_kind_of_mistake_names_the_key_and_what_is_allowed(text: str, messa
         ),
         ("sniffer.file: /nonexistent.pcap", "'sniffer.file': '/nonexistent.pcap' cannot be read"),
         ("sniffer.ifaces: 'eth[0'", "'sniffer.ifaces': 'eth[0' is not a valid regex"),
+        (
+            "processor: [{name: roundtripstometrics, config: {redis: {buckets: {duration: [1ms, 100us]}}}}]",
+            "roundtripstometrics.redis.buckets.duration: upper bounds must increase strictly",
+        ),
     ],
 )
 def test_semantic_mistakes_are_caught_before_anything_starts(text: str, message: str) -> None:

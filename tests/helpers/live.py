@@ -207,6 +207,10 @@ http {{
     location = /teapot {{ return 418 "short and stout\\n"; }}
     location = /boom {{ return 503 "unavailable\\n"; }}
     location = /empty {{ return 204; }}
+    # answered before the request body is read (issue 9: Expect: 100-continue uploads)
+    location = /created {{ return 201 "created\\n"; }}
+    location = /small {{ client_max_body_size 1k; return 201; }}
+    location = /private {{ return 401; }}
   }}
 }}
 """

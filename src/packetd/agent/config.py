@@ -16,6 +16,7 @@ silent 5m.
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
 import re
 from collections.abc import Mapping
@@ -92,16 +93,25 @@ class RuleConfig(_Section):
     host: str = ""
 
 
+def _default_rules() -> list[RuleConfig]:
+    """watch's rules (every protocol on its default ports): the agent's when the config names none."""
+    from packetd.engine import default_rules
+
+    return [RuleConfig(name=r.protocol, protocol=r.protocol, ports=list(r.ports)) for r in default_rules()]
+
+
 class ProtocolsConfig(_Section):
-    rules: list[RuleConfig] = []
+    # `rules: []` written explicitly means the same as no rules: runtime.rules_from, and the log says so
+    rules: list[RuleConfig] = Field(default_factory=_default_rules)
 
 
 class SnifferConfig(_Section):
     file: str = Field("", description="read this capture file once instead of interfaces, then keep serving")
     ifaces: str = Field("any", description="'any' or a regex of interface names")
-    engine: Literal["", "pcap", "afpacket", "libpcap"] = Field(
+    engine: Literal["", "auto", "pcap", "afpacket", "libpcap"] = Field(
         "",
-        description="'' / 'pcap': AF_PACKET ring on Linux, libpcap elsewhere; 'libpcap': libpcap everywhere",
+        description="as `watch --engine`: '' / 'auto' / 'pcap': AF_PACKET ring on Linux, libpcap elsewhere; "
+        "'afpacket' or 'libpcap': that engine (capture/source.py resolve_engine)",
     )
     ip_version: Literal["", "v4", "v6"] = Field("", alias="ipVersion")
     no_promisc: bool = Field(False, alias="noPromisc")
@@ -165,11 +175,29 @@ class ControllerConfig(_Section):
 class MetricsStorageConfig(_Section):
     expired: Duration = Field(300_000_000_000, description="series idle longer than this are dropped")
     vm_histogram: bool = Field(False, alias="vmHistogram", description="VictoriaMetrics vmrange histograms")
+    naming: Literal["packetd", "otel"] = Field(
+        "packetd", description="'packetd': the Go implementation's names; 'otel': semantic-convention names"
+    )
     series_limit: int = Field(
         10_000,
         alias="seriesLimit",
         ge=1,
         description="series per metric; beyond it new label sets fold into __overflow__",
+    )
+    # budgets of one scrape (agent/storage.py; measured in BENCHMARKS.md, bench/scrape_flood.py)
+    protocol_series_limit: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        {}, alias="protocolSeriesLimit", description="seriesLimit per protocol, e.g. {http: 500}"
+    )
+    label_value_limit: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        {"path": 1000},
+        alias="labelValueLimit",
+        description="distinct values per label and metric; beyond it the value is __overflow__",
+    )
+    max_label_bytes: int = Field(
+        256, alias="maxLabelBytes", ge=32, le=65536, description="longer label values are cut and marked"
+    )
+    max_scrape_mb: float = Field(
+        6.0, alias="maxScrapeMB", gt=0, le=1024, description="estimated size of /protocol/metrics"
     )
 
 
@@ -192,6 +220,9 @@ class PipelineConfig(_Section):
         return v
 
 
+OtlpProtocol = Literal["http/protobuf", "grpc"]  # the values of OTEL_EXPORTER_OTLP_PROTOCOL we speak
+
+
 class TracesExporterConfig(_Section):
     enabled: bool = False
     endpoint: str = "http://localhost:4318/v1/traces"
@@ -212,8 +243,28 @@ class MetricsExporterConfig(_Section):
     timeout: Duration = 15_000_000_000
     header: dict[str, str] = {}
     queue_size: int = Field(
-        10, alias="queueSize", ge=1, description="snapshots held while the backend is down"
+        10, alias="queueSize", ge=1, le=10_000, description="snapshots held while the backend is down"
     )
+
+
+class RemoteWriteExporterConfig(MetricsExporterConfig):
+    """Prometheus remote write: the periodic exporter's keys plus the series' identity."""
+
+    external_labels: dict[str, str] = Field(
+        {},
+        alias="externalLabels",
+        description="labels on every remote-written series (besides job=packetd, instance=node)",
+    )
+
+    @field_validator("external_labels")
+    @classmethod
+    def _label_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", name) or name.startswith("__"):
+                raise ValueError(
+                    f"'{name}' is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
+                )
+        return v
 
 
 class RoundtripsExporterConfig(_Section):
@@ -225,19 +276,65 @@ class RoundtripsExporterConfig(_Section):
     max_age: int = Field(7, alias="maxAge", ge=1)
 
 
+class OtlpMetricsExporterConfig(MetricsExporterConfig):
+    """OTLP metrics: the semconv duration histograms (pipeline/otlp_metrics.py), cumulative; the remote
+    write keys plus the OTLP ones."""
+
+    protocol: OtlpProtocol = "http/protobuf"
+    endpoint: str = Field(
+        "http://localhost:4318/v1/metrics", description="for grpc: http://HOST:4317 (https: TLS)"
+    )
+    gzip: bool = True
+    series_limit: int = Field(
+        10_000, alias="seriesLimit", ge=1, le=1_000_000, description="series per metric; beyond: overflow"
+    )
+    buckets: list[Annotated[float, Field(gt=0)]] = Field(
+        [], description="histogram bounds in seconds; [] = 25µs … 60s in 1-2.5-5 steps"
+    )
+
+    @field_validator("buckets")
+    @classmethod
+    def _increasing(cls, v: list[float]) -> list[float]:
+        if any(b <= a for a, b in itertools.pairwise(v)):
+            raise ValueError("bucket bounds must increase, e.g. [0.0001, 0.001, 0.01, 0.1, 1]")
+        return v
+
+
+class OtlpLogsExporterConfig(TracesExporterConfig):
+    """OTLP logs: one log record per roundtrip of the roundtrips/ pipelines (the record as its body);
+    batched and queued like spans."""
+
+    protocol: OtlpProtocol = "http/protobuf"
+    endpoint: str = Field("http://localhost:4318/v1/logs", description="for grpc: http://HOST:4317")
+
+
 class ExporterConfig(_Section):
     traces: TracesExporterConfig = TracesExporterConfig()
-    metrics: MetricsExporterConfig = MetricsExporterConfig()
+    metrics: RemoteWriteExporterConfig = RemoteWriteExporterConfig()
     roundtrips: RoundtripsExporterConfig = RoundtripsExporterConfig()
+    otlp_metrics: OtlpMetricsExporterConfig = Field(OtlpMetricsExporterConfig(), alias="otlpMetrics")
+    otlp_logs: OtlpLogsExporterConfig = Field(OtlpLogsExporterConfig(), alias="otlpLogs")
 
-    @field_validator("traces", "metrics")
+    @field_validator("traces", "metrics", "otlp_metrics", "otlp_logs")
     @classmethod
-    def _endpoint(
-        cls, v: TracesExporterConfig | MetricsExporterConfig
-    ) -> TracesExporterConfig | MetricsExporterConfig:
+    def _endpoint(cls, v: Any) -> Any:
         if not re.match(r"^https?://[^/\s]+", v.endpoint):
             raise ValueError(f"endpoint '{v.endpoint}' is not an http(s) URL")
+        if getattr(v, "protocol", None) == "grpc" and not _grpc_exporter_installed():
+            raise ValueError(
+                "protocol grpc needs the package opentelemetry-exporter-otlp-proto-grpc "
+                "(pip install 'packetd[grpc]'); or use protocol http/protobuf"
+            )
         return v
+
+
+def _grpc_exporter_installed() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("opentelemetry.exporter.otlp.proto.grpc") is not None
+    except ImportError:  # a parent package is missing
+        return False
 
 
 class Config(_Section):

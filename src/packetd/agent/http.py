@@ -30,6 +30,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from packetd.agent.storage import negotiate
 from packetd.units import parse_duration
 
 log = logging.getLogger("packetd.http")
@@ -48,6 +49,25 @@ class _Subscriber:
     def __init__(self) -> None:
         self.lines: deque[bytes] = deque()
         self.cond = threading.Condition()
+
+
+WATCH_PARAMS = ("max_message", "timeout")
+
+
+def watch_params_problem(params: dict[str, list[str]]) -> str | None:
+    """What is wrong with /watch's query parameters, in one line; None when nothing is."""
+    unknown = sorted(set(params) - set(WATCH_PARAMS))
+    if unknown:
+        return f"unknown parameter '{unknown[0][:64]}'; allowed: {', '.join(WATCH_PARAMS)}"
+    raw = (params.get("max_message") or [str(DEFAULT_WATCH_MESSAGES)])[0]
+    if not (raw.strip().isascii() and raw.strip().isdigit()):
+        return f"max_message '{raw[:64]}' is not a whole number (1..{MAX_WATCH_MESSAGES})"
+    raw = (params.get("timeout") or ["5s"])[0]
+    try:
+        parse_duration(raw)
+    except (ValueError, OverflowError):
+        return f"timeout '{raw[:64]}' is not a duration (e.g. 500ms, 30s, 5m)"
+    return None
 
 
 class WatchHub:
@@ -125,9 +145,17 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.client_address[0], format % args)
 
-    def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+    def _send(
+        self,
+        code: int,
+        body: bytes,
+        ctype: str = "text/plain; charset=utf-8",
+        extra: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(code)
         self.send_header("Content-Type", ctype)
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -188,7 +216,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, generate_latest(self.server.api.self_registry), CONTENT_TYPE_LATEST)
 
     def _protocol_metrics(self, url: urllib.parse.SplitResult) -> None:
-        self._send(200, generate_latest(self.server.api.protocol_registry), CONTENT_TYPE_LATEST)
+        # format (text / OpenMetrics with exemplars) and gzip as the scraper asks: agent/storage.negotiate
+        body, headers = negotiate(
+            self.server.api.protocol_registry, self.headers.get("Accept"), self.headers.get("Accept-Encoding")
+        )
+        ctype = headers.pop("Content-Type")
+        self._send(200, body, ctype, headers)
 
     def _healthz(self, url: urllib.parse.SplitResult) -> None:
         self._send(200, b"ok\n")
@@ -219,13 +252,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, b'{"status": "success"}\n', "application/json")
 
     def _watch(self, url: urllib.parse.SplitResult) -> None:
-        params = urllib.parse.parse_qs(url.query)
-        try:
-            max_message = int((params.get("max_message") or [str(DEFAULT_WATCH_MESSAGES)])[0])
-            timeout_s = parse_duration((params.get("timeout") or ["5s"])[0]) / 1e9
-        except ValueError as exc:
-            self._send(400, f"{exc}\n".encode())
+        params = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+        problem = watch_params_problem(params)
+        if problem is not None:  # one line naming the parameter and what is allowed, never exception text
+            self._send(400, f"/watch: {problem}\n".encode())
             return
+        max_message = int((params.get("max_message") or [str(DEFAULT_WATCH_MESSAGES)])[0])
+        timeout_s = parse_duration((params.get("timeout") or ["5s"])[0]) / 1e9
         if max_message <= 0:
             max_message = DEFAULT_WATCH_MESSAGES
         max_message = min(max_message, MAX_WATCH_MESSAGES)

@@ -32,10 +32,12 @@ from prometheus_client import CollectorRegistry
 
 from packetd.agent.config import Config, ConfigError, load_config
 from packetd.agent.http import Api, HttpServer, WatchHub
-from packetd.agent.runtime import validate
+from packetd.agent.runtime import default_rules_note, validate
 from packetd.agent.selfmetrics import add_tree, self_registry
 from packetd.agent.storage import MetricStore
 from packetd.agent.worker import worker_main
+from packetd.export import remote_write
+from packetd.export.otlp import OtlpLogs, OtlpMetrics, OtlpMetricStore, Transport
 from packetd.export.senders import RemoteWrite, RoundtripLines, Traces
 
 log = logging.getLogger("packetd")
@@ -65,7 +67,14 @@ class Agent:
         self.config_path = config_path
         self.config = config
         self.git_hash = git_hash
-        self.store = MetricStore(config.metrics_storage.series_limit, config.metrics_storage.expired)
+        ms = config.metrics_storage
+        self.store = MetricStore(
+            ms.series_limit,
+            ms.expired,
+            ms.protocol_series_limit,
+            ms.label_value_limit,
+            int(ms.max_scrape_mb * 1024 * 1024),
+        )
         self.protocol_registry = CollectorRegistry(auto_describe=False)
         self.protocol_registry.register(self.store)
         self.hub = WatchHub()
@@ -85,6 +94,9 @@ class Agent:
         self.lines: RoundtripLines | None = None
         self.remote: RemoteWrite | None = None
         self.traces: Traces | None = None
+        self.otlp_store: OtlpMetricStore | None = None
+        self.otlp_metrics: OtlpMetrics | None = None
+        self.otlp_logs: OtlpLogs | None = None
         self._mtime = self._config_mtime()
         self._generation = 0
         self.exit_status = 0
@@ -96,7 +108,16 @@ class Agent:
             add_tree(merged, self.carry)
             for w in self.workers:
                 add_tree(merged, w.stats)
-            exporters = [e.stats for e in (self.lines, self.remote, self.traces) if e is not None]
+            exporters = [
+                e.stats
+                for e in (self.lines, self.remote, self.traces, self.otlp_metrics, self.otlp_logs)
+                if e is not None
+            ]
+            overflowed, expired = dict(self.store.overflowed), self.store.expired_total
+            if self.otlp_store is not None:
+                for metric, n in self.otlp_store.overflowed.items():  # naming: otel gives the store
+                    overflowed[metric] = overflowed.get(metric, 0) + n  # the same semconv names
+                expired += self.otlp_store.expired
             return {
                 "workers": merged,
                 "exporters": exporters,
@@ -105,8 +126,10 @@ class Agent:
                 "reloads": self.reloads,
                 "reload_failures": self.reload_failures,
                 "worker_restarts": self.worker_restarts,
-                "overflowed": dict(self.store.overflowed),
-                "series_expired": self.store.expired_total,
+                "overflowed": overflowed,
+                "label_overflowed": dict(self.store.label_overflowed),
+                "labels_truncated": dict(self.store.truncated),
+                "series_expired": expired,
             }
 
     def ready(self) -> bool:
@@ -147,6 +170,7 @@ class Agent:
                 ex.metrics.header,
                 ex.metrics.queue_size,
                 self.store.snapshot,
+                remote_write.identity_labels(ex.metrics.external_labels),
             )
             self.remote.start()
         if ex.traces.enabled:
@@ -155,6 +179,18 @@ class Agent:
                 t.endpoint, t.batch, t.interval / 1e9, t.timeout / 1e9, t.header, t.gzip, t.queue_size
             )
             self.traces.start()
+        om, ol = ex.otlp_metrics, ex.otlp_logs
+        if om.enabled:
+            if self.otlp_store is None or self.otlp_store.series_limit != om.series_limit:
+                self.otlp_store = OtlpMetricStore(om.series_limit)  # cumulative: kept across reloads
+            self.otlp_store.expired_ns = cfg.metrics_storage.expired
+            transport = Transport(om.protocol, om.endpoint, om.timeout / 1e9, om.header, om.gzip)
+            self.otlp_metrics = OtlpMetrics(self.otlp_store, transport, om.interval / 1e9, om.queue_size)
+            self.otlp_metrics.start()
+        if ol.enabled:
+            transport = Transport(ol.protocol, ol.endpoint, ol.timeout / 1e9, ol.header, ol.gzip)
+            self.otlp_logs = OtlpLogs(transport, ol.batch, ol.interval / 1e9, ol.queue_size)
+            self.otlp_logs.start()
 
     def _stop_exporters(self, cfg: Config) -> None:
         if self.remote is not None:
@@ -163,6 +199,12 @@ class Agent:
         if self.traces is not None:
             self.traces.stop(cfg.exporter.traces.timeout / 1e9)
             self.traces = None
+        if self.otlp_metrics is not None:
+            self.otlp_metrics.stop(cfg.exporter.otlp_metrics.timeout / 1e9)
+            self.otlp_metrics = None
+        if self.otlp_logs is not None:
+            self.otlp_logs.stop(cfg.exporter.otlp_logs.timeout / 1e9)
+            self.otlp_logs = None
         if self.lines is not None:
             self.lines.close()
             self.lines = None
@@ -265,6 +307,10 @@ class Agent:
                 self.traces.offer(payload["spans"])
             if payload["lines"] and self.lines is not None:
                 self.lines.write(payload["lines"])
+            if self.otlp_store is not None and self.otlp_metrics is not None:
+                self.otlp_store.merge(payload.get("otlp"), now)
+            if payload.get("logs") and self.otlp_logs is not None:
+                self.otlp_logs.offer(payload["logs"])
             if payload["watch"]:
                 self.hub.publish(payload["watch"])
             with self._lock:
@@ -324,6 +370,8 @@ class Agent:
             return False, str(exc)
         for warning in warnings:
             log.warning("%s", warning)
+        if (note := default_rules_note(new)) is not None:
+            log.info("%s", note)
         old = self.config
         started = time.monotonic()
         if any(getattr(old.sniffer, k) != getattr(new.sniffer, k) for k in CAPTURE_KEYS):
@@ -338,6 +386,9 @@ class Agent:
             self._start_exporters(new)
         self.store.series_limit = new.metrics_storage.series_limit
         self.store.expired_ns = new.metrics_storage.expired
+        self.store.protocol_limits = dict(new.metrics_storage.protocol_series_limit)
+        self.store.label_limits = dict(new.metrics_storage.label_value_limit)
+        self.store.max_bytes = int(new.metrics_storage.max_scrape_mb * 1024 * 1024)
         if old.server != new.server:
             if self.http is not None:
                 self.http.stop()
@@ -426,4 +477,6 @@ def run_agent(config_path: str | None, explicit: bool, git_hash: str) -> int:
     setup_logging(config)
     for w in warnings:
         log.warning("%s", w)
+    if (note := default_rules_note(config)) is not None:
+        log.info("%s", note)
     return Agent(config_path, config, git_hash).run()

@@ -195,6 +195,14 @@ class SelfMetrics(Collector):
         for metric, n in sorted(view.get("overflowed", {}).items()):
             overflow.add_metric([metric], n)
         yield overflow
+        for name, text, key in (
+            ("packetd_metric_label_overflow", "Label values replaced by __overflow__ (labelValueLimit)", "label_overflowed"),
+            ("packetd_metric_label_truncated", "Label values cut to maxLabelBytes", "labels_truncated"),
+        ):  # fmt: skip
+            fam = CounterMetricFamily(name, text, labels=["label"])
+            for label, n in sorted(view.get(key, {}).items()):
+                fam.add_metric([label], n)
+            yield fam
         yield CounterMetricFamily(
             "packetd_metric_series_expired", "Idle metric series dropped", value=view.get("series_expired", 0)
         )

@@ -66,7 +66,7 @@ class _Outbox:
 
     def __init__(self) -> None:
         self.watch: list[bytes] = []
-        self.dropped = {"spans": 0, "lines": 0, "watch": 0}
+        self.dropped = {"spans": 0, "lines": 0, "watch": 0, "logs": 0}
 
 
 def open_source(config: Config, bpf_expr: str, fanout: int | None) -> Any:
@@ -75,10 +75,11 @@ def open_source(config: Config, bpf_expr: str, fanout: int | None) -> Any:
         from packetd.capture.pcapfile import CaptureFile
 
         return CaptureFile(sn.file)
-    engine = sn.engine
     import sys
 
-    if engine in ("", "pcap", "afpacket") and sys.platform.startswith("linux"):
+    from packetd.capture.source import resolve_engine
+
+    if resolve_engine(sn.engine) == "afpacket":  # the same names and meanings as `watch --engine`
         from packetd.capture.afpacket import AfPacketSource
 
         return AfPacketSource(
@@ -163,6 +164,10 @@ class Worker:
         if len(lines) > MAX_PENDING_LINES:
             self.outbox.dropped["lines"] += len(lines) - MAX_PENDING_LINES
             del lines[: len(lines) - MAX_PENDING_LINES]
+        logs = p.logs  # OTLP log records: the same bound as the lines they carry
+        if len(logs) > MAX_PENDING_LINES:
+            self.outbox.dropped["logs"] += len(logs) - MAX_PENDING_LINES
+            del logs[: len(logs) - MAX_PENDING_LINES]
         if self.sendq.full() and not final:
             return  # the agent is behind: keep accumulating (metrics are deltas, nothing is lost)
         self._harvest_l4()
@@ -170,6 +175,8 @@ class Worker:
             "metrics": p.agg.take(),
             "spans": spans,
             "lines": lines,
+            "logs": logs,
+            "otlp": p.otlp.take() if p.otlp is not None else None,
             "watch": self.outbox.watch,
             "stats": stats_snapshot(
                 self.engine,
@@ -177,7 +184,7 @@ class Worker:
                 {"filters": p.filter_stats(), "outbox_dropped": dict(self.outbox.dropped)},
             ),
         }
-        p.spans, p.lines, self.outbox.watch = [], [], []
+        p.spans, p.lines, p.logs, self.outbox.watch = [], [], [], []
         self.sendq.put(("data", self.index, payload))
 
     def _harvest_l4(self) -> None:

@@ -9,6 +9,8 @@ counted. Failed sends are retried with exponential back-off; on shutdown what is
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import urllib.error
@@ -138,7 +140,14 @@ class _Worker(threading.Thread):
 
 
 class RemoteWrite(_Worker):
-    """Every `interval`, the store's snapshot is queued and sent (queue: snapshots, bounded)."""
+    """Every `interval`, the store's snapshot is encoded and queued; the queue is sent oldest first.
+
+    The snapshot is taken on its own clock, whatever the backend does: during an outage every interval
+    still gets its snapshot (with its own timestamp), up to `queue_size` of them; when the backend returns
+    they are sent in order, so the gap is filled. Beyond the bound the oldest is dropped and counted, as is
+    a snapshot the backend refuses (4xx other than 429). The queue holds encoded, compressed bodies: a
+    snapshot of a full store (maxScrapeMB) is a few hundred KB that way, not tens of MB of Python tuples.
+    """
 
     def __init__(
         self,
@@ -148,23 +157,47 @@ class RemoteWrite(_Worker):
         headers: dict[str, str],
         queue_size: int,
         snapshot: Callable[[], list[tuple[list[tuple[str, str]], float]]],
+        labels: dict[str, str] | None = None,
     ) -> None:
         super().__init__("metrics", interval_s, queue_size)
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self.headers = {**remote_write.HEADERS, **headers}
+        self.labels = dict(labels or {})
         self._snapshot = snapshot
 
+    def run(self) -> None:
+        next_snapshot = time.monotonic() + self.interval_s
+        retry_at: float | None = None  # set while backing off: snapshots queue, sends wait
+        while not self._stop_event.is_set():
+            deadline = next_snapshot if retry_at is None else min(next_snapshot, retry_at)
+            self._wake.wait(max(0.0, deadline - time.monotonic()))
+            self._wake.clear()
+            if self._stop_event.is_set():
+                break
+            now = time.monotonic()
+            if now >= next_snapshot:
+                self._queue_snapshot()
+                # on schedule; after a stall (a slow send), the next interval starts now, not in the past
+                next_snapshot = max(next_snapshot + self.interval_s, now)
+            if retry_at is None or now >= retry_at:
+                retry_at = None if self._drain() else now + self._backoff
+
+    def _queue_snapshot(self) -> None:
+        ts_ms = int(time.time() * 1000)
+        self.offer([remote_write.encode(self._snapshot(), ts_ms, self.labels)])
+
     def cycle(self, final: bool = False) -> None:
-        if not self._backoff or final:
-            self.offer([(int(time.time() * 1000), self._snapshot())])
+        self._queue_snapshot()
+        self._drain()
+
+    def _drain(self) -> bool:
+        """Send the queue oldest first; False when the backend failed (the rest stays queued)."""
         while True:
             batch = self.take(1)
             if not batch:
-                return
-            ts_ms, samples = batch[0]
-            body = remote_write.encode(samples, ts_ms)
-            req = urllib.request.Request(self.endpoint, data=body, headers=self.headers, method="POST")
+                return True
+            req = urllib.request.Request(self.endpoint, data=batch[0], headers=self.headers, method="POST")
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                     resp.read()
@@ -176,13 +209,36 @@ class RemoteWrite(_Worker):
                     continue
                 self.give_back(batch)
                 self._failed(f"{self.endpoint} answered {exc.code}")
-                return
+                return False
             except (OSError, urllib.error.URLError) as exc:
                 self.give_back(batch)
                 self._failed(f"{self.endpoint}: {getattr(exc, 'reason', exc)}")
-                return
+                return False
             self.stats.sent += 1
             self._succeeded()
+
+    def stop(self, flush_timeout_s: float) -> None:
+        """The last interval's snapshot too, then what is queued, within `flush_timeout_s`."""
+        self._stop_event.set()
+        self._wake.set()
+        self.join(timeout=2)
+        self._queue_snapshot()
+        deadline = time.monotonic() + flush_timeout_s
+        while self.queue and time.monotonic() < deadline:
+            before = len(self.queue)
+            self._drain()
+            if len(self.queue) >= before:
+                break
+
+
+def host_identity() -> dict[str, str]:
+    """Resource attributes naming the observing host: `host.name`, and `k8s.node.name` from `$NODE_NAME`
+    (the Kubernetes downward API sets it in the DaemonSet) when set."""
+    out = {"host.name": socket.gethostname()}
+    node = os.environ.get("NODE_NAME", "").strip()
+    if node:
+        out["k8s.node.name"] = node
+    return out
 
 
 class Traces(_Worker):
@@ -210,6 +266,7 @@ class Traces(_Worker):
             compression=Compression.Gzip if gzip else Compression.NoCompression,
         )
         self._resources: dict[str, Any] = {}
+        self._host = host_identity()
 
     def offer(self, items: Sequence[Any]) -> None:
         super().offer(items)
@@ -240,10 +297,13 @@ class Traces(_Worker):
         """The SDK's spans for a batch (its names are looked up once a batch, not once a span)."""
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import ReadableSpan
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
         from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
         from packetd import __version__
 
+        scope = InstrumentationScope("packetd", __version__)
+        kinds = {"server": SpanKind.SERVER, "client": SpanKind.CLIENT}
         out = []
         for s in batch:
             resource = self._resources.get(s.service)
@@ -255,6 +315,7 @@ class Traces(_Worker):
                         "service.name": s.service,
                         "telemetry.sdk.name": "packetd",
                         "telemetry.sdk.version": __version__,
+                        **self._host,  # which host observed it
                     }
                 )
             flags = TraceFlags(s.trace_flags)
@@ -272,8 +333,9 @@ class Traces(_Worker):
                     parent=parent,
                     resource=resource,
                     attributes=s.attributes,
-                    kind=SpanKind.SERVER,
+                    kind=kinds.get(s.kind, SpanKind.SERVER),
                     status=status,
+                    instrumentation_scope=scope,
                     start_time=s.start_ns,
                     end_time=s.end_ns,
                 )

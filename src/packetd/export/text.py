@@ -1,6 +1,8 @@
 """Aligned, optionally coloured text lines for a person at a terminal.
 
 12:00:01.234567 http  10.0.0.2:51234 → 10.0.0.1:80     GET /index.html              200   1.23ms  312B/4.1K
+
+The request summary's target is redacted by the rule the record uses (a `?token=` value is `[REDACTED]`).
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import time
 
 from packetd.pairing.roundtrip import Roundtrip, endpoint_text
+from packetd.protocols import redact as policy
 from packetd.protocols.base import Flag, Kind, flag_names
 from packetd.units import format_duration, format_size
 
@@ -25,6 +28,9 @@ def _request_summary(rt: Roundtrip) -> str:
     if msg is None:
         return ""
     target = getattr(msg, "target", None)
+    if target:
+        # the record's (redacted) form of the target, by the rule the record uses (protocols/redact.py)
+        target = policy.target(target, getattr(msg, "redact_query", policy.DEFAULT_QUERY))
     text = f"{rt.operation} {target}" if target else rt.operation
     if len(text) > MAX_SUMMARY:
         text = text[: MAX_SUMMARY - 1] + "…"

@@ -28,6 +28,9 @@ class Roundtrip:
     request: Message | None
     response: Message | None
     flags: int = 0
+    # the record's ordinal on its connection (1, 2, ...; 0: not known): four pipelined commands answered in
+    # one segment share endpoints and times, and only this tells their span ids apart (pipeline/spans.py)
+    seq: int = 0
 
     @property
     def start_ns(self) -> int:
@@ -104,10 +107,10 @@ _last_sec = -1
 _last_prefix = ""
 
 
-def dumps(rt: Roundtrip) -> bytes:
+def dumps(rt: Roundtrip, rec: dict[str, Any] | None = None) -> bytes:
     """One record as a JSON line, newline included (the record contract; watch, the agent's roundtrip
-    exporters and /watch all write this)."""
-    return orjson.dumps(rt.to_json(), option=orjson.OPT_APPEND_NEWLINE)
+    exporters and /watch all write this); `rec`: its `to_json()` when the caller already built it."""
+    return orjson.dumps(rec if rec is not None else rt.to_json(), option=orjson.OPT_APPEND_NEWLINE)
 
 
 def endpoint_text(ep: Endpoint) -> str:

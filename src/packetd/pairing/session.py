@@ -13,7 +13,8 @@ messages straight to records, control messages to itself — and turns every pai
   whose first client bytes are a TLS record is marked encrypted without a record.
 * Hand-over: an HTTP/1.1 `101` (or an HTTP/2 preface on an HTTP port) gives the connection to the protocol
   registered for the upgrade token, with the upgrade request as its first request; when none is
-  registered the 101 answers its request and decoding stops (counted).
+  registered the 101 answers its request and decoding stops (counted). A CONNECT tunnel that opens with a
+  TLS ClientHello is handed to a `TlsDecoder` (target "tls"), as a connection that starts with one.
 * A record's protocol is the rule's, unless its message names another (`Message.PROTOCOL`: one HTTP/2
   connection carries both `grpc` and `http2` streams); records are counted under the protocol they carry.
 * `NoAnswer(key)`: the decoder knows the request under `key` will never be answered (HTTP/2 RST_STREAM,
@@ -117,6 +118,7 @@ class Session:
         "_midstream",
         "_options_for",
         "_registry",
+        "_seq",
         "_server",
         "_sink",
         "_sniff",
@@ -151,6 +153,7 @@ class Session:
         self._flags = 0  # flags every later record of this connection carries (encrypted)
         self._first_flags = Flag.MIDSTREAM if midstream else 0  # the first record of a joined connection
         self._errors_in_row = 0
+        self._seq = 0  # records emitted on this connection: their ordinal tells apart pipelined exchanges
         self._tls = False
         self._transport = transport
         self._sniff = transport == "tcp"
@@ -315,6 +318,19 @@ class Session:
             self._flags |= Flag.ENCRYPTED
 
     def _hand_over(self, m: HandOver, ts_ns: int) -> None:
+        # the connection has begun (it was decoded up to a switch point): a ClientHello later is not how it
+        # started, and the next decoder's matcher may not pair TLS hellos (HTTP/2 pairs by stream id)
+        self._sniff = False
+        if m.target == "tls":  # a tunnel (HTTP CONNECT) opened with a ClientHello: read the hellos, stop
+            self._stats.handovers += 1
+            self._release()
+            self._tls = True
+            self._decoder = tls.TlsDecoder()
+            if m.client_data:
+                self._feed(Direction.C2S, memoryview(m.client_data), ts_ns)
+            if m.server_data:
+                self._feed(Direction.S2C, memoryview(m.server_data), ts_ns)
+            return
         target = self._registry.upgrade_target(m.target)
         if target is None:
             self._stats.unsupported_upgrades += 1
@@ -392,4 +408,5 @@ class Session:
             self._stats.records[kind] += 1
         else:  # the message decided the protocol (an HTTP/2 connection carrying gRPC)
             self._stats_for(name).records[kind] += 1
-        self._sink(Roundtrip(name, kind, self._client, self._server, request, response, flags))
+        self._seq += 1
+        self._sink(Roundtrip(name, kind, self._client, self._server, request, response, flags, self._seq))
