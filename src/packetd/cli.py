@@ -27,7 +27,7 @@ from packetd.capture.source import TICK, Source, resolve_engine
 from packetd.engine import Engine, EngineConfig, Rule, RuleError, check_rules, default_rules, parse_rule
 from packetd.export.rotating import RotatingFile
 from packetd.export.text import TextFormatter
-from packetd.flow.table import FlowConfig
+from packetd.flow.table import DEFAULT_MAX_MEMORY_MB, FlowConfig, flows_for_memory
 from packetd.pairing.roundtrip import Roundtrip, dumps
 from packetd.pipeline.filters import DisplayFilter
 from packetd.pipeline.summary import Summary
@@ -121,9 +121,30 @@ def agent(config_path: str | None) -> None:
 
 
 @main.command("config")
-def config_cmd() -> None:
-    """Print the complete, commented reference configuration of the agent."""
+@click.option(
+    "--check",
+    "check_path",
+    default=None,
+    metavar="FILE",
+    help="Validate FILE as `agent --config` does (exit status 2 and the problem on stderr) instead.",
+)
+def config_cmd(check_path: str | None) -> None:
+    """Print the complete, commented reference configuration of the agent (or check a config file)."""
     from importlib.resources import files
+
+    if check_path is not None:
+        from packetd.agent.config import ConfigError, load_config
+        from packetd.agent.runtime import validate
+
+        try:
+            cfg, warnings = load_config(check_path)
+            validate(cfg)
+        except ConfigError as exc:
+            _fail(str(exc), EXIT_USAGE)
+        for warning in warnings:
+            _warn(warning)
+        click.echo(f"packetd: {check_path}: valid", err=True)
+        return
 
     click.echo(files("packetd.agent").joinpath("reference.yaml").read_text(encoding="utf-8"), nl=False)
 
@@ -163,6 +184,7 @@ class WatchOptions:
     capture_body: int | None = None
     decoder_opts: tuple[str, ...] = ()
     conn_expired_ns: int = 300 * 1_000_000_000
+    max_memory_mb: int = DEFAULT_MAX_MEMORY_MB
     color: bool | None = None
     kernel_drop_acks: bool = False
     processes: bool | None = None  # None: on for live capture, off for a file
@@ -283,6 +305,13 @@ class WatchOptions:
     help="Forget connections idle for this long.",
 )
 @click.option(
+    "--max-memory-mb",
+    type=click.IntRange(min=4),
+    default=DEFAULT_MAX_MEMORY_MB,
+    show_default=True,
+    help="Memory budget of the connection table, MiB (4.5 KiB a connection); beyond it the oldest go.",
+)
+@click.option(
     "--color/--no-color",
     default=None,
     help="Colour text output (default: on a terminal, unless NO_COLOR is set).",
@@ -341,6 +370,7 @@ def watch(**kw: Any) -> None:
         capture_body=kw["capture_body"],
         decoder_opts=kw["decoder_opts"],
         conn_expired_ns=kw["conn_expired"],
+        max_memory_mb=kw["max_memory_mb"],
         color=kw["color"],
         kernel_drop_acks=kw["kernel_drop_acks"],
         processes=kw["processes"],
@@ -482,7 +512,10 @@ def run_watch(opts: WatchOptions) -> int:
     config = EngineConfig(
         rules=tuple(rules),
         ip_versions=ip_versions,
-        flow=FlowConfig(idle_timeout_ns=max(opts.conn_expired_ns, 1_000_000_000)),
+        flow=FlowConfig(
+            idle_timeout_ns=max(opts.conn_expired_ns, 1_000_000_000),
+            max_flows=flows_for_memory(opts.max_memory_mb),
+        ),
         options=options,
     )
     live = opts.pcap_file is None
@@ -689,6 +722,10 @@ def _print_summary(
         f"{kinds[Kind.ONEWAY]} one-way, {kinds[Kind.UNANSWERED]} unanswered; "
         f"{orphans} orphan responses, {resets} decode resets, {flows.gaps} gaps ({flows.gap_bytes} bytes), "
         f"{sync} resyncs, {flows.duplicates} retransmissions"
+        # what the flow layer's bounds and checks refused, only when something was
+        + (f", {flows.evicted} connections evicted (table full)" if flows.evicted else "")
+        + (f", {flows.rst_out_of_window} out-of-window RSTs ignored" if flows.rst_out_of_window else "")
+        + (f", {flows.ooo_overflows} reorder-buffer overflows" if flows.ooo_overflows else "")
     )
     for name, pstats in sorted(engine.protocol_stats.items()):
         if pstats.counters:  # events a decoder counts instead of recording (AMQP heartbeats, consumer acks)

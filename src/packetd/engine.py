@@ -119,6 +119,9 @@ class Engine:
         self._sink = sink
         self.protocol_stats: dict[str, ProtocolStats] = {}
         self.net = PacketDecoder(config.ip_versions)
+        # bound once: a bound method made per session is 128 bytes more for every connection tracked
+        self._stats_for = self.stats_for
+        self._options_for = self.options_for
         self.flows = FlowTable(self._table_rules(config), self._new_session, config.flow)
         decode = self.net.decode
         segment = self.flows.segment
@@ -136,6 +139,7 @@ class Engine:
         connections use the new options."""
         check_rules(config.rules, self.registry)
         self.config = config
+        self.flows.config = config.flow
         self.flows.set_rules(self._table_rules(config))
 
     def tick(self, now_ns: int) -> None:
@@ -180,8 +184,8 @@ class Engine:
             client,
             server,
             self._sink,
-            self.stats_for,
-            self.options_for,
+            self._stats_for,
+            self._options_for,
             midstream,
             "tcp" if transport == PROTO_TCP else "udp",
         )

@@ -87,7 +87,15 @@ class SelfMetrics(Collector):
             ev.add_metric([key], flows.get(key, 0))
         yield ev
         tcp = CounterMetricFamily("packetd_tcp_segments", "TCP segments that needed work", labels=["event"])
-        for key in ("duplicates", "out_of_order", "ooo_overflows", "hole_timeouts", "late_segments"):
+        for key in (
+            "duplicates",
+            "out_of_order",
+            "ooo_overflows",
+            "ooo_segment_overflows",
+            "hole_timeouts",
+            "late_segments",
+            "rst_out_of_window",
+        ):
             tcp.add_metric([key], flows.get(key, 0))
         yield tcp
         resets = CounterMetricFamily(

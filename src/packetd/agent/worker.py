@@ -35,7 +35,7 @@ from packetd.agent.runtime import bpf_from, options_from, pipelines_from, rules_
 from packetd.attribution.processes import HeldRecords, ProcessResolver
 from packetd.capture.source import TICK
 from packetd.engine import Engine, EngineConfig
-from packetd.flow.table import FlowConfig
+from packetd.flow.table import FlowConfig, flows_for_memory
 from packetd.pairing.roundtrip import Roundtrip, dumps
 
 FLUSH_S = 0.5  # how often results reach the agent: metrics freshness vs. IPC overhead
@@ -139,7 +139,10 @@ class Worker:
             ip_versions=frozenset({4, 6})
             if not config.sniffer.ip_version
             else frozenset({int(config.sniffer.ip_version[1])}),
-            flow=FlowConfig(idle_timeout_ns=config.controller.conn_expired),
+            flow=FlowConfig(
+                idle_timeout_ns=config.controller.conn_expired,
+                max_flows=flows_for_memory(config.sniffer.max_memory_mb),
+            ),
             options=options_from(config),
         )
         engine: Engine | None = getattr(self, "engine", None)

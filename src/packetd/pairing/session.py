@@ -52,6 +52,14 @@ _DIRS = (Direction.C2S, Direction.S2C)
 _REQUEST, _RESPONSE, _ONEWAY, _UNANSWERED = Role.REQUEST, Role.RESPONSE, Role.ONEWAY, Role.UNANSWERED
 
 
+def _no_emit(kind: str, request: object, response: object, flags: int) -> None:
+    raise AssertionError("a session's matcher is made before its first message")
+
+
+# The matcher of a session that has seen no byte yet: always empty, so close() and settled() read nothing.
+_UNBORN_MATCHER = FifoMatcher(_no_emit, PairingStats())
+
+
 class ProtocolStats:
     """Per-protocol counters (summed over all its connections)."""
 
@@ -99,6 +107,7 @@ class Session:
     """Decoder + matcher of one connection (see module docstring)."""
 
     __slots__ = (
+        "_born",
         "_client",
         "_decoder",
         "_errors_in_row",
@@ -106,6 +115,7 @@ class Session:
         "_flags",
         "_flip",
         "_matcher",
+        "_midstream",
         "_options_for",
         "_registry",
         "_seq",
@@ -147,12 +157,22 @@ class Session:
         self._tls = False
         self._transport = transport
         self._sniff = transport == "tcp"
+        # the decoder and matcher (~2.5 KiB for HTTP/1) are made on the first byte or gap (`_birth`): a
+        # connection that never carries any (half-open, refused, a SYN flood) costs only this object
+        self._midstream = midstream
+        self._born = False
+        self._matcher: Matcher = _UNBORN_MATCHER
+        self._decoder: Decoder | None = None
+
+    def _birth(self) -> None:
+        self._born = True
+        spec = self._spec
         self._matcher = self._new_matcher(spec)
-        self._decoder: Decoder | None = spec.factory(
+        self._decoder = spec.factory(
             DecoderContext(
-                options=options_for(spec.name),
-                midstream=midstream,
-                transport=transport,
+                options=self._options_for(spec.name),
+                midstream=self._midstream,
+                transport=self._transport,
                 counters=self._stats.counters,
                 shared=self._stats.shared,
             )
@@ -162,7 +182,9 @@ class Session:
     def data(self, direction: int, data: memoryview, ts_ns: int) -> None:
         """Ordered bytes of one direction (0: from the client, 1: from the server, as the flow guessed)."""
         if self._decoder is None:
-            return
+            if self._born:
+                return
+            self._birth()
         d = _DIRS[direction ^ self._flip]
         if self._sniff and d is Direction.C2S:
             self._sniff = False
@@ -180,6 +202,8 @@ class Session:
         """`nbytes` of this direction were never captured."""
         self._stats.gaps += 1
         self._stats.gap_bytes += nbytes
+        if not self._born:
+            self._birth()
         decoder = self._decoder
         if decoder is None:
             return
