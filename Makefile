@@ -17,8 +17,9 @@ setup: $(BIN)/.installed
 run: setup
 	sh scripts/run.sh
 
-test-deps:
+test-deps: setup
 	sh scripts/test-deps.sh
+	sh scripts/test-tools.sh $(VENV)
 
 lint: setup
 	$(BIN)/ruff check src tests bench

@@ -333,3 +333,15 @@ def test_decoder_options_reach_the_decoder() -> None:
     )
     # the response body of CHANGES.bro-aux.txt starts with its first changelog line (tshark: http.file_data)
     assert recs[0]["response"]["body"] == "\n0.26 | 2012"
+
+
+@pytest.mark.parametrize(
+    "args", [["--pid", "1"], ["--comm", "nginx", "--no-processes"], ["--container", "3f2b", "--no-processes"]]
+)
+def test_process_filters_without_attribution_are_usage_errors(args: list[str]) -> None:
+    # a file's processes are not this host's: off by default there, so a process filter needs --processes
+    r = run("watch", "--proto", "http;80", "--pcap-file", PIPELINED, *args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == (
+        "packetd: --pid, --comm and --container need process attribution (--processes; off for a capture file)"
+    )

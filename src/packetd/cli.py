@@ -20,13 +20,14 @@ from typing import Any, NoReturn
 import click
 
 from packetd import __version__
+from packetd.attribution.processes import HeldRecords, ProcessResolver
 from packetd.capture import bpf
 from packetd.capture.pcapfile import CaptureFile, CaptureFormatError
-from packetd.capture.source import TICK, Source
+from packetd.capture.source import TICK, Source, resolve_engine
 from packetd.engine import Engine, EngineConfig, Rule, RuleError, check_rules, default_rules, parse_rule
 from packetd.export.rotating import RotatingFile
 from packetd.export.text import TextFormatter
-from packetd.flow.table import FlowConfig
+from packetd.flow.table import DEFAULT_MAX_MEMORY_MB, FlowConfig, flows_for_memory
 from packetd.pairing.roundtrip import Roundtrip, dumps
 from packetd.pipeline.filters import DisplayFilter
 from packetd.pipeline.summary import Summary
@@ -120,9 +121,30 @@ def agent(config_path: str | None) -> None:
 
 
 @main.command("config")
-def config_cmd() -> None:
-    """Print the complete, commented reference configuration of the agent."""
+@click.option(
+    "--check",
+    "check_path",
+    default=None,
+    metavar="FILE",
+    help="Validate FILE as `agent --config` does (exit status 2 and the problem on stderr) instead.",
+)
+def config_cmd(check_path: str | None) -> None:
+    """Print the complete, commented reference configuration of the agent (or check a config file)."""
     from importlib.resources import files
+
+    if check_path is not None:
+        from packetd.agent.config import ConfigError, load_config
+        from packetd.agent.runtime import validate
+
+        try:
+            cfg, warnings = load_config(check_path)
+            validate(cfg)
+        except ConfigError as exc:
+            _fail(str(exc), EXIT_USAGE)
+        for warning in warnings:
+            _warn(warning)
+        click.echo(f"packetd: {check_path}: valid", err=True)
+        return
 
     click.echo(files("packetd.agent").joinpath("reference.yaml").read_text(encoding="utf-8"), nl=False)
 
@@ -162,8 +184,13 @@ class WatchOptions:
     capture_body: int | None = None
     decoder_opts: tuple[str, ...] = ()
     conn_expired_ns: int = 300 * 1_000_000_000
+    max_memory_mb: int = DEFAULT_MAX_MEMORY_MB
     color: bool | None = None
     kernel_drop_acks: bool = False
+    processes: bool | None = None  # None: on for live capture, off for a file
+    pids: tuple[int, ...] = ()
+    comms: tuple[str, ...] = ()
+    containers: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -240,10 +267,11 @@ class WatchOptions:
 )
 @click.option(
     "--engine",
-    type=click.Choice(["auto", "afpacket", "pcap"]),
+    type=click.Choice(["auto", "afpacket", "libpcap", "pcap"]),
     default="auto",
     show_default=True,
-    help="Live capture engine.",
+    help="Live capture engine: auto (= pcap, the agent's sniffer.engine names): the AF_PACKET ring on Linux, "
+    "libpcap elsewhere; afpacket or libpcap to choose one.",
 )
 @click.option(
     "--user", default=None, metavar="NAME", help="Drop root privileges to NAME once capture sockets are open."
@@ -277,6 +305,13 @@ class WatchOptions:
     help="Forget connections idle for this long.",
 )
 @click.option(
+    "--max-memory-mb",
+    type=click.IntRange(min=4),
+    default=DEFAULT_MAX_MEMORY_MB,
+    show_default=True,
+    help="Memory budget of the connection table, MiB (4.5 KiB a connection); beyond it the oldest go.",
+)
+@click.option(
     "--color/--no-color",
     default=None,
     help="Colour text output (default: on a terminal, unless NO_COLOR is set).",
@@ -285,6 +320,32 @@ class WatchOptions:
     "--kernel-drop-acks",
     is_flag=True,
     help="Drop payload-less TCP ACKs in the kernel filter (less CPU on bulk transfers).",
+)
+@click.option(
+    "--processes/--no-processes",
+    default=None,
+    help="Name the process (pid, comm, exe, container) of each end that is a socket on this host "
+    "(default: on for live capture, off for a file: a file's processes are not this host's).",
+)
+@click.option(
+    "--pid",
+    "pids",
+    type=int,
+    multiple=True,
+    help="Only records with this process at either end (repeatable).",
+)
+@click.option(
+    "--comm",
+    "comms",
+    multiple=True,
+    help="Only records with a process of this name (comm) at either end (repeatable).",
+)
+@click.option(
+    "--container",
+    "containers",
+    multiple=True,
+    metavar="ID",
+    help="Only records with a process in a container whose id starts with ID at either end (repeatable).",
 )
 def watch(**kw: Any) -> None:
     """Capture and print roundtrips as they happen (live, or from a capture file)."""
@@ -309,8 +370,13 @@ def watch(**kw: Any) -> None:
         capture_body=kw["capture_body"],
         decoder_opts=kw["decoder_opts"],
         conn_expired_ns=kw["conn_expired"],
+        max_memory_mb=kw["max_memory_mb"],
         color=kw["color"],
         kernel_drop_acks=kw["kernel_drop_acks"],
+        processes=kw["processes"],
+        pids=kw["pids"],
+        comms=kw["comms"],
+        containers=kw["containers"],
     )
     sys.exit(run_watch(opts))
 
@@ -357,9 +423,7 @@ def open_live(opts: WatchOptions, rules: list[Rule]) -> Source:
     expression = bpf_for(rules)
     if opts.kernel_drop_acks:
         expression = bpf.payload_only_clause(expression)
-    engine = opts.engine
-    if engine == "auto":
-        engine = "afpacket" if sys.platform.startswith("linux") else "pcap"
+    engine = resolve_engine(opts.engine)
     try:
         if engine == "afpacket":
             from packetd.capture.afpacket import AfPacketSource
@@ -448,7 +512,10 @@ def run_watch(opts: WatchOptions) -> int:
     config = EngineConfig(
         rules=tuple(rules),
         ip_versions=ip_versions,
-        flow=FlowConfig(idle_timeout_ns=max(opts.conn_expired_ns, 1_000_000_000)),
+        flow=FlowConfig(
+            idle_timeout_ns=max(opts.conn_expired_ns, 1_000_000_000),
+            max_flows=flows_for_memory(opts.max_memory_mb),
+        ),
         options=options,
     )
     live = opts.pcap_file is None
@@ -469,13 +536,17 @@ def run_watch(opts: WatchOptions) -> int:
             source = CaptureFile(opts.pcap_file)
         except CaptureFormatError as exc:
             _fail(str(exc), EXIT_USAGE)
-    output = Output(opts, live)
-    summary = Summary()
     display = DisplayFilter(
         errors_only=opts.errors,
         slower_than_ns=opts.slower_than_ns,
         kinds=frozenset(opts.kinds) if opts.kinds else frozenset(Kind.ALL),
+        pids=frozenset(opts.pids),
+        comms=frozenset(opts.comms),
+        containers=opts.containers,
     )
+    resolver = _process_resolver(opts, live, display)
+    output = Output(opts, live)
+    summary = Summary()
     shown = 0
     halt = _Halt(at_once=not live)
     limit = opts.count
@@ -493,7 +564,12 @@ def run_watch(opts: WatchOptions) -> int:
         if limit and shown >= limit:
             halt.now = halt.full = True
 
-    engine = Engine(config, sink)
+    held = HeldRecords(resolver, sink) if resolver is not None else None
+    engine = Engine(
+        config,
+        held if held is not None else sink,
+        on_connection=resolver.note if resolver is not None else None,
+    )
     frame = engine.frame
     started = time.monotonic()
     if live:
@@ -509,9 +585,13 @@ def run_watch(opts: WatchOptions) -> int:
             for ts, lt, data in source:
                 if lt == TICK:
                     engine.tick(ts)
+                    if held is not None:
+                        held.flush()  # a quiet moment: connections noted since the last pass
                     output.flush()
                 else:
                     frame(ts, lt, data)
+                    if held is not None and ts >= held.due:
+                        held.flush()
                 if halt.now or (deadline is not None and time.monotonic() >= deadline):
                     break
         elif opts.duration_ns:
@@ -540,6 +620,8 @@ def run_watch(opts: WatchOptions) -> int:
             for ts, lt, data in source.drain():
                 frame(ts, lt, data)
         engine.finish()
+        if held is not None:
+            held.flush()
         output.close()
     except BrokenPipeError:
         _quiet_stdout()
@@ -551,7 +633,33 @@ def run_watch(opts: WatchOptions) -> int:
             _warn(w)
     source.close()
     _print_summary(engine, summary, kernel, time.monotonic() - started, halt.signals > 0)
+    if resolver is not None:
+        resolver.close()
+        st = resolver.stats
+        click.echo(
+            f"packetd: processes: {st.found} ends found, {st.not_local} not on this host, {st.closed} closed "
+            f"before the lookup, {st.unowned} unowned, {st.ambiguous} ambiguous; {st.passes} lookups "
+            f"({st.walks} /proc walks), {st.pending_full} not looked up (pending full), {st.cache_full} evicted",
+            err=True,
+        )
     return 0
+
+
+def _process_resolver(opts: WatchOptions, live: bool, display: DisplayFilter) -> ProcessResolver | None:
+    """Process attribution: on by default live, off for a file; the process filters need it."""
+    on = opts.processes if opts.processes is not None else live
+    if display.by_process and not on:
+        _fail(
+            "--pid, --comm and --container need process attribution (--processes; off for a capture file)",
+            EXIT_USAGE,
+        )
+    if not on:
+        return None
+    if not os.path.exists("/proc/self/net/tcp"):
+        if opts.processes or display.by_process:
+            _fail("process attribution needs Linux's /proc (no /proc/self/net/tcp here)", EXIT_USAGE)
+        return None
+    return ProcessResolver()
 
 
 class _Halt:
@@ -614,6 +722,10 @@ def _print_summary(
         f"{kinds[Kind.ONEWAY]} one-way, {kinds[Kind.UNANSWERED]} unanswered; "
         f"{orphans} orphan responses, {resets} decode resets, {flows.gaps} gaps ({flows.gap_bytes} bytes), "
         f"{sync} resyncs, {flows.duplicates} retransmissions"
+        # what the flow layer's bounds and checks refused, only when something was
+        + (f", {flows.evicted} connections evicted (table full)" if flows.evicted else "")
+        + (f", {flows.rst_out_of_window} out-of-window RSTs ignored" if flows.rst_out_of_window else "")
+        + (f", {flows.ooo_overflows} reorder-buffer overflows" if flows.ooo_overflows else "")
     )
     for name, pstats in sorted(engine.protocol_stats.items()):
         if pstats.counters:  # events a decoder counts instead of recording (AMQP heartbeats, consumer acks)

@@ -97,18 +97,31 @@ class EngineConfig:
 
 
 RecordSink = Callable[[Roundtrip], None]
+# told of every new connection (client, server, transport 6/17) once, when its flow is created: the I/O
+# layer's process attribution looks the connection's sockets up while they still exist
+ConnectionHook = Callable[[Endpoint, Endpoint, int], None]
 
 
 class Engine:
     """Frames to records (see module docstring)."""
 
-    def __init__(self, config: EngineConfig, sink: RecordSink, registry: Registry = REGISTRY) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        sink: RecordSink,
+        registry: Registry = REGISTRY,
+        on_connection: ConnectionHook | None = None,
+    ) -> None:
         check_rules(config.rules, registry)
+        self._on_connection = on_connection
         self.config = config
         self.registry = registry
         self._sink = sink
         self.protocol_stats: dict[str, ProtocolStats] = {}
         self.net = PacketDecoder(config.ip_versions)
+        # bound once: a bound method made per session is 128 bytes more for every connection tracked
+        self._stats_for = self.stats_for
+        self._options_for = self.options_for
         self.flows = FlowTable(self._table_rules(config), self._new_session, config.flow)
         decode = self.net.decode
         segment = self.flows.segment
@@ -126,6 +139,7 @@ class Engine:
         connections use the new options."""
         check_rules(config.rules, self.registry)
         self.config = config
+        self.flows.config = config.flow
         self.flows.set_rules(self._table_rules(config))
 
     def tick(self, now_ns: int) -> None:
@@ -162,14 +176,16 @@ class Engine:
     def _new_session(
         self, protocol: str, client: Endpoint, server: Endpoint, midstream: bool, transport: int
     ) -> StreamHandler:
+        if self._on_connection is not None:
+            self._on_connection(client, server, transport)
         return Session(
             self.registry[protocol],
             self.registry,
             client,
             server,
             self._sink,
-            self.stats_for,
-            self.options_for,
+            self._stats_for,
+            self._options_for,
             midstream,
             "tcp" if transport == PROTO_TCP else "udp",
         )

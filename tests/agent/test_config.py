@@ -64,7 +64,7 @@ server:                    # an empty section means its defaults
     assert cfg.sniffer.ifaces == "eth0" and cfg.sniffer.block_num == 32
     assert cfg.controller.layer4_metrics.enabled and cfg.controller.conn_expired == 90_000_000_000
     assert cfg.exporter.traces.enabled and cfg.exporter.traces.interval == 500_000_000
-    assert cfg.server.address == ":9091" and cfg.server.enabled
+    assert cfg.server.address == "127.0.0.1:9091" and cfg.server.enabled  # issue 14: loopback by default
     (rule,) = rules_from(cfg)
     assert rule.protocol == "http" and rule.ports == (80, 8080) and rule.host == "127.0.0.1"
 
@@ -169,6 +169,10 @@ exporter:
         ("sniffer.ifaces: x\nsniffer: {ifaces: y}", "'sniffer.ifaces' is set twice"),
         ("[1, 2]", "the top level must be a mapping of sections"),
         ("sniffer: {ifaces: [", "not valid YAML"),
+        ("metricsStorage.maxLabelBytes: 8", "'metricsStorage.maxLabelBytes': 8 is invalid"),
+        ("metricsStorage.labelValueLimit: {path: 0}", "'metricsStorage.labelValueLimit.path': 0 is invalid"),
+        ("metricsStorage.maxScrapeMB: 0", "'metricsStorage.maxScrapeMB': 0 is invalid"),
+        ("metricsStorage.naming: semconv", "'metricsStorage.naming': 'semconv' is invalid: expected one of"),
     ],
 )
 def test_each_kind_of_mistake_names_the_key_and_what_is_allowed(text: str, message: str) -> None:
@@ -206,6 +210,10 @@ def test_each_kind_of_mistake_names_the_key_and_what_is_allowed(text: str, messa
         ),
         ("sniffer.file: /nonexistent.pcap", "'sniffer.file': '/nonexistent.pcap' cannot be read"),
         ("sniffer.ifaces: 'eth[0'", "'sniffer.ifaces': 'eth[0' is not a valid regex"),
+        (
+            "processor: [{name: roundtripstometrics, config: {redis: {buckets: {duration: [1ms, 100us]}}}}]",
+            "roundtripstometrics.redis.buckets.duration: upper bounds must increase strictly",
+        ),
     ],
 )
 def test_semantic_mistakes_are_caught_before_anything_starts(text: str, message: str) -> None:
@@ -243,3 +251,150 @@ def test_agent_refuses_a_bad_config_with_exit_status_2(tmp_path: object) -> None
     )
     r = packetd("agent", "--config", "/nonexistent/packetd.yaml")
     assert r.returncode == 2 and "cannot read config /nonexistent/packetd.yaml" in r.stderr
+
+
+# -- hostile files: one line on stderr naming the file or key and what is allowed, exit status 2 -------------
+# Each runs the real CLI twice: `agent --config` (which must refuse before starting anything) and
+# `config --check`. The agent is kept to loopback in case a check is missing (it would then start, and the
+# test fail on its timeout or exit status).
+CONTAINED = "server.address: '127.0.0.1:0'\nsniffer.ifaces: lo\n"
+# 9 aliases per level, 9 levels: 9**9 (387 million) strings once expanded, from 388 bytes (the issue's: 450)
+ALIAS_BOMB = "a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n" + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+)
+MERGE_BOMB = "x0: &x0 {k0: 1, k1: 2, k2: 3, k3: 4}\n" + "".join(
+    f"x{i}: &x{i} {{<<: [{', '.join([f'*x{i - 1}'] * 6)}], v{i}: [{', '.join([f'*x{i - 1}'] * 6)}]}}\n"
+    for i in range(1, 10)
+)
+
+
+def _one_line_refusal(args: list[str], *needles: str) -> None:
+    r = packetd(*args)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr
+    assert len(lines) == 1 and lines[0].startswith("packetd: "), lines
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+HOSTILE = [
+    # (name, file bytes, what the line must say)
+    (
+        "not-utf8",
+        CONTAINED.encode() + b"logger:\n  filename: caf\xe9.log\n",
+        ["is not UTF-8", "byte 0xe9 at line 4", "save it as UTF-8"],
+    ),
+    (
+        "bad-regex",
+        (
+            CONTAINED
+            + "processor:\n  - name: roundtripstometrics\n    config:\n      pathTemplates:\n"
+            + "        - {regex: '^/v1/(orgs', replacement: /v1/orgs}\n"
+        ).encode(),
+        ["'processor[0].config.pathTemplates[0].regex': '^/v1/(orgs' is not a valid regular expression"],
+    ),
+    (
+        # the filter is in no running pipeline (roundtrips are off): still checked, a reload may use it
+        "ratio",
+        (
+            CONTAINED
+            + "processor: [{name: roundtripsfilter, config: {sampling: {ratio: 5}}}]\n"
+            + "pipeline: [{name: roundtrips/sampled, processors: [roundtripsfilter]}]\n"
+        ).encode(),
+        ["'processor[0]' (roundtripsfilter)", "ratio: 5.0 is not between 0 and 1"],
+    ),
+    ("alias-bomb", ALIAS_BOMB.encode(), ["expands to more than 100000 YAML nodes"]),
+    ("merge-bomb", MERGE_BOMB.encode(), ["expands to more than 100000 YAML nodes"]),
+    ("recursive-alias", b"a: &a [1, *a]\n", ["line 1: an alias refers to a node that contains it"]),
+    ("deep", b"a: " + b"[" * 3000 + b"]" * 3000 + b"\n", ["nested more than 64 levels deep"]),
+    ("bad-yaml", CONTAINED.encode() + b"logger:\n\tlevel: info\n", ["not valid YAML at line 4, column 1"]),
+    ("one-problem", CONTAINED.encode() + b"sniffer.blockNum: 3\n", ["'sniffer.blockNum': 3 is invalid"]),
+]
+
+
+def test_alias_bomb_is_as_small_as_the_issues() -> None:
+    assert len(ALIAS_BOMB) <= 450
+
+
+@pytest.mark.parametrize(("name", "content", "needles"), HOSTILE, ids=[h[0] for h in HOSTILE])
+@pytest.mark.parametrize("command", ["agent", "check"])
+def test_hostile_config_gets_one_line_and_exit_status_2(
+    tmp_path: object, name: str, content: bytes, needles: list[str], command: str
+) -> None:
+    path = os.path.join(str(tmp_path), f"{name}.yaml")
+    with open(path, "wb") as f:
+        f.write(content)
+    args = ["agent", "--config", path] if command == "agent" else ["config", "--check", path]
+    _one_line_refusal(args, path, *needles)
+
+
+@pytest.mark.parametrize("command", ["agent", "check"])
+def test_unreadable_config_file(tmp_path: object, command: str) -> None:
+    flag = ["agent", "--config"] if command == "agent" else ["config", "--check"]
+    directory = os.path.join(str(tmp_path), "conf.d")
+    os.mkdir(directory)
+    _one_line_refusal([*flag, directory], f"cannot read config {directory}: Is a directory")
+    if os.geteuid() != 0:  # root reads a mode-000 file anyway
+        path = os.path.join(str(tmp_path), "secret.yaml")
+        with open(path, "w") as f:
+            f.write(CONTAINED)
+        os.chmod(path, 0)
+        _one_line_refusal([*flag, path], f"cannot read config {path}: Permission denied")
+    huge = os.path.join(str(tmp_path), "huge.yaml")
+    with open(huge, "w") as f:
+        f.write("#" * (1024 * 1024 + 1))
+    _one_line_refusal([*flag, huge], f"config {huge} is larger than 1024 KiB")
+
+
+@pytest.mark.parametrize("command", ["agent", "check"])
+def test_unwritable_roundtrip_and_log_files(tmp_path: object, command: str) -> None:
+    flag = ["agent", "--config"] if command == "agent" else ["config", "--check"]
+    blocker = os.path.join(str(tmp_path), "a-file")
+    with open(blocker, "w") as f:
+        f.write("not a directory\n")
+    cases = [
+        (
+            f"exporter.roundtrips: {{enabled: true, filename: {blocker}/sub/rt.jsonl}}\n",
+            f"'exporter.roundtrips.filename': '{blocker}/sub/rt.jsonl' cannot be created: {blocker} is not a directory",
+        ),
+        (
+            f"exporter.roundtrips: {{enabled: true, filename: {tmp_path}}}\n",
+            f"'exporter.roundtrips.filename': '{tmp_path}' is a directory",
+        ),
+        (
+            f"logger: {{stdout: false, filename: {blocker}/packetd.log}}\n",
+            f"'logger.filename': '{blocker}/packetd.log' cannot be created: {blocker} is not a directory",
+        ),
+    ]
+    if os.geteuid() != 0:
+        ro = os.path.join(str(tmp_path), "ro")
+        os.mkdir(ro, 0o555)
+        cases.append(
+            (
+                f"exporter.roundtrips: {{enabled: true, filename: {ro}/rt.jsonl}}\n",
+                f"cannot be created: directory {ro} is not writable",
+            )
+        )
+    for i, (text, needle) in enumerate(cases):
+        path = os.path.join(str(tmp_path), f"w{i}.yaml")
+        with open(path, "w") as f:
+            f.write(CONTAINED + text)
+        _one_line_refusal([*flag, path], path, needle)
+
+
+def test_aliases_within_bounds_still_load(tmp_path: object) -> None:
+    from packetd.agent.config import load_config
+
+    path = os.path.join(str(tmp_path), "anchors.yaml")
+    with open(path, "w") as f:
+        f.write(
+            "sniffer.protocols.rules:\n"
+            "  - &web {name: a, protocol: http, ports: [80, 8080]}\n"
+            "  - {<<: *web, name: b, ports: [81]}\n"
+        )
+    cfg, _ = load_config(path)
+    rules = cfg.sniffer.protocols.rules
+    assert [(r.name, r.protocol, r.ports) for r in rules] == [("a", "http", [80, 8080]), ("b", "http", [81])]
+    r = packetd("config", "--check", path)
+    assert r.returncode == 0 and r.stderr.strip() == f"packetd: {path}: valid"

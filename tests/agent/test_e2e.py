@@ -13,6 +13,7 @@ import inspect
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -70,7 +71,7 @@ controller.layer4Metrics:
     if workdir is not None:
         text += f'exporter.roundtrips: {{enabled: true, filename: "{workdir}/roundtrips.jsonl"}}\n'
     if prom is not None:
-        text += f'exporter.metrics: {{enabled: true, endpoint: "{prom.remote_write}", interval: 1s, timeout: 2s}}\n'
+        text += f'exporter.metrics: {{enabled: true, endpoint: "{prom.remote_write}", interval: 1s, timeout: 2s, externalLabels: {{via: remote_write}}}}\n'
     if otlp is not None:
         text += f'exporter.traces: {{enabled: true, endpoint: "{otlp.endpoint}", batch: 10, interval: 500ms, timeout: 2s}}\n'
     return text
@@ -227,10 +228,10 @@ def stack() -> Any:
 
 def test_scraped_request_counts_equal_what_the_client_sent(stack: Any) -> None:
     prom, log = stack["prom"], stack["log"]
-    assert prom.wait_value('sum(http_requests_total{job="packetd"})', len(log)) == len(log) == 30
+    assert prom.wait_value('sum(http_requests_total{job="packetd",via=""})', len(log)) == len(log) == 30
     got = {
-        r["metric"]["status_code"]: float(r["value"][1])
-        for r in prom.query('sum by (status_code) (http_requests_total{job="packetd"})')
+        r["metric"]["status"]: float(r["value"][1])
+        for r in prom.query('sum by (status) (http_requests_total{job="packetd",via=""})')
     }
     want = Counter(str(e["status"]) for e in log)
     assert got == {k: float(v) for k, v in want.items()} == {"200": 22.0, "404": 5.0, "503": 3.0}
@@ -239,10 +240,10 @@ def test_scraped_request_counts_equal_what_the_client_sent(stack: Any) -> None:
 def test_scraped_redis_commands_and_errors_equal_what_redis_py_sent(stack: Any) -> None:
     prom, sent = stack["prom"], stack["redis_log"]
     total = sum(sent.values())
-    assert prom.wait_value('sum(redis_requests_total{job="packetd"})', total) == total == 23
+    assert prom.wait_value('sum(redis_requests_total{job="packetd",via=""})', total) == total == 23
     by_command = {
         r["metric"]["command"]: float(r["value"][1])
-        for r in prom.query('sum by (command) (redis_requests_total{job="packetd"})')
+        for r in prom.query('sum by (command) (redis_requests_total{job="packetd",via=""})')
     }
     want: Counter[str] = Counter()
     for (command, _failed), n in sent.items():
@@ -250,17 +251,26 @@ def test_scraped_redis_commands_and_errors_equal_what_redis_py_sent(stack: Any) 
     assert by_command == {k: float(v) for k, v in want.items()}
     failed = {
         r["metric"]["command"]: float(r["value"][1])
-        for r in prom.query('sum by (command) (redis_requests_total{job="packetd",error="true"})')
+        for r in prom.query('sum by (command) (redis_requests_total{job="packetd",via="",error="true"})')
     }
     assert failed == {c: float(n) for (c, f), n in sent.items() if f} == {"INCRBY": 3.0}
-    assert prom.wait_value('sum(redis_requests_total{job=""})', total) == total  # remote write too
+    assert (
+        prom.wait_value('sum(redis_requests_total{via="remote_write"})', total) == total
+    )  # remote write too
 
 
 def test_remote_written_counts_match_too(stack: Any) -> None:
     prom, log = stack["prom"], stack["log"]
-    # remote-written series carry no job label: {job=""} selects them and not the scraped ones
-    assert prom.wait_value('sum(http_requests_total{job=""})', len(log)) == len(log)
-    assert prom.wait_value('sum(http_request_duration_seconds_count{job=""})', len(log)) == len(log)
+    # remote-written series carry the config's external label: {via="remote_write"} selects them and not
+    # the scraped ones (which carry the scrape's job and instance, and no `via`)
+    assert prom.wait_value('sum(http_requests_total{via="remote_write"})', len(log)) == len(log)
+    assert prom.wait_value('sum(http_request_duration_seconds_count{via="remote_write"})', len(log)) == len(
+        log
+    )
+    # and the sender's identity: job=packetd, instance = the node (NODE_NAME, else the host name)
+    groups = prom.query('count by (job, instance) (http_requests_total{via="remote_write"})')
+    node = os.environ.get("NODE_NAME") or socket.gethostname()
+    assert [g["metric"] for g in groups] == [{"job": "packetd", "instance": node}]
 
 
 def test_spans_match_the_traffic(stack: Any) -> None:
@@ -389,7 +399,7 @@ def test_reload_adds_a_rule_rejects_a_broken_config_and_keeps_counting(stack: An
 def test_backends_that_go_away_lose_nothing_within_the_queue_bound(stack: Any) -> None:
     otlp, prom, nginx, api = stack["otlp"], stack["prom"], stack["nginx"], stack["api"]
     before_spans = len(otlp.spans)
-    before = prom.value('sum(http_requests_total{job=""})') or 0.0
+    before = prom.value('sum(http_requests_total{via="remote_write"})') or 0.0
     otlp.stop()
     prom.stop()
     log: list[dict[str, Any]] = []
@@ -399,8 +409,13 @@ def test_backends_that_go_away_lose_nothing_within_the_queue_bound(stack: Any) -
     prom.start()
     assert wait_for(lambda: len(otlp.spans) - before_spans, 15, timeout=60) == 15
     assert {s["attributes"]["url.path"] for s in otlp.spans[before_spans:]} == {"/during-outage"}
-    assert prom.wait_value('sum(http_requests_total{job="",path="/during-outage"})', 15.0, timeout=90) == 15.0
-    assert (prom.value('sum(http_requests_total{job=""})') or 0) >= before + 15
+    assert (
+        prom.wait_value(
+            'sum(http_requests_total{via="remote_write",path="/during-outage"})', 15.0, timeout=90
+        )
+        == 15.0
+    )
+    assert (prom.value('sum(http_requests_total{via="remote_write"})') or 0) >= before + 15
     text = get(api, "/metrics")[1].decode()
     assert counter_sum(text, "packetd_exporter_failed_total", exporter="traces") >= 1
     assert counter_sum(text, "packetd_exporter_dropped_total") == 0
@@ -426,7 +441,7 @@ def test_one_or_two_workers_report_the_same(workers: int) -> None:
             for fam in text_string_to_metric_families(scrape(api)):
                 for s in fam.samples:
                     if s.name == "http_requests_total":
-                        got[(s.labels["path"], s.labels["status_code"])] += int(s.value)
+                        got[(s.labels["path"], s.labels["status"])] += int(s.value)
             return got
 
         assert wait_for(counts, want) == want

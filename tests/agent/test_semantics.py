@@ -111,7 +111,8 @@ def test_mongodb_command_is_the_command_label_not_service() -> None:
 
 def test_grpc_status_label_is_the_grpc_status_name() -> None:
     recs = [r for r in records_of("grpc") if r.kind == Kind.ROUNDTRIP]
-    proc = RoundtripsToMetrics({}, ["grpc"])
+    # the Go-compatible label (the default label set says `status`, the same value)
+    proc = RoundtripsToMetrics({"grpc": {"requireLabels": ["response.status_code"]}}, ["grpc"])
     agg = Aggregator()
     for rt in recs:
         proc.process(rt, agg)
@@ -142,3 +143,83 @@ def test_row_and_affected_row_metrics_from_database_answers() -> None:
         assert observed == want
         layouts = {str(h[3]) for (name, _), h in taken["histograms"].items() if name == rows_name}
         assert all("1000000.0" in lay for lay in layouts)  # row buckets, not byte buckets (§18.21)
+
+
+@pytest.mark.parametrize("proto", REGISTRY.names())
+def test_every_protocol_has_the_same_label_shape(proto: str) -> None:
+    """Issue 10: one `status` and one `error` label everywhere (HTTP and HTTP/2 had neither `error` nor
+    `status`, only the Go name `status_code`), so one query counts every protocol's errors."""
+    records = [r for r in records_of(proto) if r.kind != Kind.HANDSHAKE]
+    agg = Aggregator()
+    proc = RoundtripsToMetrics({}, [proto])
+    for rt in records:
+        proc.process(rt, agg)
+    label_sets = [
+        labels for (name, labels), _ in agg.take()["counters"].items() if name == f"{proto}_requests_total"
+    ]
+    assert {tuple(k for k, _ in labels)[-2:] for labels in label_sets} == {("status", "error")}
+    errors = sum(1 for rt in records if rt.error)
+    flagged = Counter(dict(labels)["error"] for labels in label_sets)
+    assert ("true" in flagged) == (errors > 0)
+    # the Go-compatible name stays selectable where the Go implementation had it
+    if "response.status_code" in PROTOCOL_LABELS[proto]:
+        go = RoundtripsToMetrics({proto: {"requireLabels": ["response.status_code"]}}, [proto])
+        go.process(records[0], agg)
+        ((_, labels),) = agg.take()["counters"]
+        assert [k for k, _ in labels] == ["status_code"]
+
+
+def test_otel_naming_serves_http1_and_http2_from_one_metric_and_every_database_from_another() -> None:
+    """metricsStorage.naming: otel — the semconv names and attributes (the OTLP metrics exporter's, from
+    pipeline/otlp_metrics.py), checked against the corpus records."""
+    from packetd.agent.storage import MetricStore
+    from packetd.pipeline.otlp_metrics import OtlpMetricsAggregator
+
+    proc = RoundtripsToMetrics({}, REGISTRY.names(), naming="otel")
+    otlp = OtlpMetricsAggregator()
+    agg = Aggregator()
+    answered: Counter[str] = Counter()
+    for proto in ("http", "http2", "grpc", "redis", "mysql", "postgresql", "mongodb", "kafka", "amqp", "dns"):
+        for rt in records_of(proto):
+            proc.process(rt, agg)
+            otlp.process(rt)
+            if rt.kind == Kind.ROUNDTRIP and rt.response is not None:
+                answered[proto] += 1
+    store = MetricStore(label_limits={})
+    store.merge(agg.take(), 0)
+    hists = store._hists
+
+    def counts(metric: str, label: str) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for labels, h in hists[metric].items():
+            out[dict(labels)[label]] += h.count
+        return out
+
+    http = counts("http_server_request_duration_seconds", "network_protocol_version")
+    assert http["2"] == answered["http2"] > 0
+    assert sum(n for v, n in http.items() if v != "2") == answered["http"] > 0
+    assert counts("db_client_operation_duration_seconds", "db_system_name") == Counter(
+        {s: answered[s] for s in ("redis", "mysql", "postgresql", "mongodb")}
+    )
+    assert counts("messaging_client_operation_duration_seconds", "messaging_system") == Counter(
+        {"kafka": answered["kafka"], "rabbitmq": answered["amqp"]}
+    )
+    assert sum(counts("rpc_server_call_duration_seconds", "rpc_system_name").values()) == answered["grpc"]
+    assert sum(counts("dns_lookup_duration_seconds", "dns_question_name").values()) == answered["dns"]
+    assert not any(name.endswith("_requests_total") for name in store._counters)  # no Go names mixed in
+    # error_type is set exactly where the operation failed: for HTTP, a status of 500 or more
+    for labels in hists["http_server_request_duration_seconds"]:
+        lab = dict(labels)
+        assert ("error_type" in lab) == (int(lab["http_response_status_code"]) >= 500)
+    # one place decides the attributes: the same series as the OTLP metrics exporter's, dots as underscores
+    ours = {
+        (name, labels)
+        for name, series in hists.items()
+        if name.endswith("_duration_seconds")
+        for labels in series
+    }
+    theirs = {
+        (m.replace(".", "_") + "_seconds", tuple((k.replace(".", "_"), str(v)) for k, v in attrs))
+        for m, attrs in otlp.take()["series"]
+    }
+    assert ours == theirs

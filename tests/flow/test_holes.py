@@ -197,7 +197,7 @@ def test_ack_of_a_fin_is_not_a_hole() -> None:
 # -- the reorder buffer's bounds ------------------------------------------------------------------------------
 def ooo_state(h: Harness) -> tuple[int, int]:
     st = h.table.flows()[0].streams[0]
-    return st.ooo_bytes, len(st.ooo or ())
+    return (st.ooo.nbytes if st.ooo else 0), len(st.ooo or ())
 
 
 def test_overflow_by_segment_count() -> None:
@@ -219,6 +219,7 @@ def test_overflow_by_segment_count() -> None:
         "created": 1,
         "out_of_order": MAX_OOO_SEGMENTS + 1,
         "ooo_overflows": 1,
+        "ooo_segment_overflows": 1,
         "gaps": 1,
         "gap_bytes": 10,
     }

@@ -155,9 +155,13 @@ def test_bounds_hold_and_every_delivered_byte_is_in_its_place(
         ts += step
         h.feed(c.data(ts, 0, a, BIG_DATA[a : a + n]))
         st_ = h.table.flows()[0].streams[0]
-        assert st_.ooo_bytes <= MAX_OOO_BYTES
-        assert len(st_.ooo or ()) <= MAX_OOO_SEGMENTS
-        assert st_.ooo_bytes == sum(len(b) for b, _ts in (st_.ooo or {}).values())
+        ooo = st_.ooo
+        if ooo is not None:
+            assert ooo.nbytes <= MAX_OOO_BYTES
+            assert len(ooo) <= MAX_OOO_SEGMENTS
+            assert ooo.nbytes == sum(len(b) for b, _ts in ooo.segs.values())
+            # the heap holds exactly the buffered starts (as offsets from base)
+            assert sorted((ooo.base + r) & 0xFFFFFFFF for r in ooo.heap) == sorted(ooo.segs)
     h.table.finish()
     pos = 0
     for ev in h.only.events:

@@ -1,14 +1,18 @@
 """A tiny ASGI app for hypercorn (a real HTTP/2 server that also speaks `Upgrade: h2c`) in live tests.
 
-/missing → 404, /empty → 204, /big → 1 MB, anything else → 200 "echo:" + the request body.
+/missing → 404, /empty → 204, /big → 1 MB, /stall → 200 after blocking the server's event loop for 0.5 s
+(it reads nothing meanwhile: a client's RST_STREAM waits in the socket while the answer goes out), anything
+else → 200 "echo:" + the request body.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 BIG = 1_000_000
+STALL = 0.5
 
 
 async def app(
@@ -25,6 +29,8 @@ async def app(
         if not msg.get("more_body"):
             break
     path = scope["path"]
+    if path == "/stall":
+        time.sleep(STALL)  # deliberately blocking: the response is written before the loop reads on
     if path == "/missing":
         status, out = 404, b"not found\n"
     elif path == "/big":

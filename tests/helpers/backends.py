@@ -21,19 +21,77 @@ from typing import Any
 from tests.helpers.live import ROOT, free_port, stop_process, wait_port
 
 
-class OtlpReceiver:
-    """POST /v1/traces (protobuf, optionally gzip) → spans, flattened with their resource attributes."""
+def _resource(r: Any) -> dict[str, Any]:
+    return {a.key: _value(a.value) for a in r.attributes}
+
+
+def ingest_metrics(req: Any, into: list[dict[str, Any]]) -> None:
+    """An ExportMetricsServiceRequest → one dict per histogram data point."""
+    for rm in req.resource_metrics:
+        resource = _resource(rm.resource)
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                for p in m.histogram.data_points:
+                    into.append(
+                        {
+                            "name": m.name,
+                            "unit": m.unit,
+                            "temporality": m.histogram.aggregation_temporality,
+                            "attributes": {a.key: _value(a.value) for a in p.attributes},
+                            "count": p.count,
+                            "sum": p.sum,
+                            "min": p.min,
+                            "max": p.max,
+                            "bucket_counts": list(p.bucket_counts),
+                            "bounds": list(p.explicit_bounds),
+                            "start": p.start_time_unix_nano,
+                            "time": p.time_unix_nano,
+                            "scope": (sm.scope.name, sm.scope.version),
+                            "resource": resource,
+                        }
+                    )
+
+
+def ingest_logs(req: Any, into: list[dict[str, Any]]) -> None:
+    """An ExportLogsServiceRequest → one dict per log record."""
+    for rl in req.resource_logs:
+        resource = _resource(rl.resource)
+        for sl in rl.scope_logs:
+            for r in sl.log_records:
+                into.append(
+                    {
+                        "time": r.time_unix_nano,
+                        "observed_time": r.observed_time_unix_nano,
+                        "severity_number": r.severity_number,
+                        "severity_text": r.severity_text,
+                        "trace_id": r.trace_id.hex(),
+                        "span_id": r.span_id.hex(),
+                        "flags": r.flags,
+                        "event_name": r.event_name,
+                        "body": _value(r.body),
+                        "attributes": {a.key: _value(a.value) for a in r.attributes},
+                        "scope": (sl.scope.name, sl.scope.version),
+                        "resource": resource,
+                    }
+                )
+
+
+class PostServer:
+    """A loopback HTTP server whose POSTs go to `handle(path, headers, body)` (which returns the status to
+    answer); stoppable and startable again on the same port (a back-end that goes away and returns)."""
+
+    response_type = "application/x-protobuf"
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
-        self.spans: list[dict[str, Any]] = []
         self.requests = 0
         self._server: ThreadingHTTPServer | None = None
         self.start()
 
-    def start(self) -> None:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    def handle(self, path: str, headers: Any, body: bytes) -> int:
+        raise NotImplementedError
 
+    def start(self) -> None:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,32 +100,10 @@ class OtlpReceiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                req = ExportTraceServiceRequest()
-                req.ParseFromString(body)
-                for rs in req.resource_spans:
-                    resource = {a.key: _value(a.value) for a in rs.resource.attributes}
-                    for ss in rs.scope_spans:
-                        for s in ss.spans:
-                            receiver.spans.append(
-                                {
-                                    "name": s.name,
-                                    "trace_id": s.trace_id.hex(),
-                                    "span_id": s.span_id.hex(),
-                                    "parent_span_id": s.parent_span_id.hex(),
-                                    "kind": s.kind,
-                                    "start": s.start_time_unix_nano,
-                                    "end": s.end_time_unix_nano,
-                                    "status": s.status.code,
-                                    "status_message": s.status.message,
-                                    "attributes": {a.key: _value(a.value) for a in s.attributes},
-                                    "resource": resource,
-                                }
-                            )
-                receiver.requests += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
+                code = receiver.handle(self.path, self.headers, body)
+                self.send_response(code)
+                if code < 300:
+                    self.send_header("Content-Type", receiver.response_type)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -81,15 +117,128 @@ class OtlpReceiver:
             self._server.server_close()
             self._server = None
 
+
+class OtlpReceiver(PostServer):
+    """POST /v1/traces, /v1/metrics, /v1/logs (protobuf, optionally gzip) → spans (flattened with their
+    resource attributes), histogram points and log records. `fail` > 0 answers that many requests 503."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.spans: list[dict[str, Any]] = []
+        self.metrics: list[dict[str, Any]] = []
+        self.logs: list[dict[str, Any]] = []
+        self.fail = 0
+        super().__init__(port)
+
+    def handle(self, path: str, headers: Any, body: bytes) -> int:
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        if headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        if self.fail > 0:
+            self.fail -= 1
+            return 503
+        if path in ("/v1/metrics", "/v1/logs"):
+            other: Any = (
+                ExportMetricsServiceRequest() if path == "/v1/metrics" else ExportLogsServiceRequest()
+            )
+            other.ParseFromString(body)
+            if path == "/v1/metrics":
+                ingest_metrics(other, self.metrics)
+            else:
+                ingest_logs(other, self.logs)
+            self.requests += 1
+            return 200
+        req = ExportTraceServiceRequest()
+        req.ParseFromString(body)
+        for rs in req.resource_spans:
+            resource = {a.key: _value(a.value) for a in rs.resource.attributes}
+            for ss in rs.scope_spans:
+                for s in ss.spans:
+                    self.spans.append(
+                        {
+                            "name": s.name,
+                            "trace_id": s.trace_id.hex(),
+                            "span_id": s.span_id.hex(),
+                            "parent_span_id": s.parent_span_id.hex(),
+                            "kind": s.kind,
+                            "start": s.start_time_unix_nano,
+                            "end": s.end_time_unix_nano,
+                            "status": s.status.code,
+                            "status_message": s.status.message,
+                            "attributes": {a.key: _value(a.value) for a in s.attributes},
+                            "resource": resource,
+                            "scope": (ss.scope.name, ss.scope.version),
+                        }
+                    )
+        self.requests += 1
+        return 200
+
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1/traces"
+
+    def url(self, signal: str) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/{signal}"
+
+
+class OtlpGrpcReceiver:
+    """The OTLP gRPC services for metrics and logs (grpcio + opentelemetry-proto's generated servicers),
+    on a loopback port, optionally gzip; `fail` > 0 answers that many calls UNAVAILABLE."""
+
+    def __init__(self) -> None:
+        import grpc
+        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+
+        self.metrics: list[dict[str, Any]] = []
+        self.logs: list[dict[str, Any]] = []
+        self.fail = 0
+        self.metadata: list[dict[str, str]] = []
+        receiver = self
+
+        def refuse(context: Any) -> bool:
+            receiver.metadata.append({k: v for k, v in context.invocation_metadata()})
+            if receiver.fail > 0:
+                receiver.fail -= 1
+                context.abort(grpc.StatusCode.UNAVAILABLE, "test: unavailable")
+            return False
+
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:
+                refuse(context)
+                ingest_metrics(request, receiver.metrics)
+                return metrics_service_pb2.ExportMetricsServiceResponse()
+
+        class Logs(logs_service_pb2_grpc.LogsServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:
+                refuse(context)
+                ingest_logs(request, receiver.logs)
+                return logs_service_pb2.ExportLogsServiceResponse()
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._server = grpc.server(ThreadPoolExecutor(max_workers=4))
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._server)
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), self._server)
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self._server.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self._server.stop(grace=None)
 
 
 def _value(v: Any) -> Any:
     kind = v.WhichOneof("value")
     if kind == "array_value":
         return [_value(x) for x in v.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _value(kv.value) for kv in v.kvlist_value.values}
     return getattr(v, kind) if kind else None
 
 
@@ -108,12 +257,12 @@ scrape_configs:
 class Prometheus:
     """Debian's prometheus, scraping the agent every second, receiving remote write."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, config: str = PROM_CONFIG) -> None:
         self.dir = tempfile.mkdtemp(prefix="packetd-prom-")
         self.port = free_port()
         self.target = target
         with open(os.path.join(self.dir, "prometheus.yml"), "w") as f:
-            f.write(PROM_CONFIG.replace("{target}", target))
+            f.write(config.replace("{target}", target))
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -182,7 +331,7 @@ class Prometheus:
 class AgentProcess:
     """`packetd agent --config FILE` in the background; stderr kept for diagnosis."""
 
-    def __init__(self, config_text: str) -> None:
+    def __init__(self, config_text: str, env: dict[str, str] | None = None) -> None:
         self.dir = tempfile.mkdtemp(prefix="packetd-agent-")
         self.config_path = os.path.join(self.dir, "packetd.yaml")
         self.write_config(config_text)
@@ -193,7 +342,7 @@ class AgentProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "packetd", "agent", "--config", self.config_path],
             stdout=self._out, stderr=self._err, cwd=self.dir,
-            env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")},
+            env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), **(env or {})},
         )  # fmt: skip
 
     def write_config(self, text: str) -> None:

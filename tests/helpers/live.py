@@ -168,9 +168,17 @@ TIMES = ("start_time", "end_time", "duration_ns")
 
 
 def without_times(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records without their timestamps: two captures of the same packets (packetd's live capture and
-    tcpdump's file) timestamp them on different sockets."""
-    return [{k: v for k, v in r.items() if k not in TIMES} for r in records]
+    """The records without their timestamps and processes: two captures of the same packets (packetd's
+    live capture and tcpdump's file) timestamp them on different sockets, and only the live one names the
+    processes (a file's are not this host's)."""
+    return [
+        {k: _without_process(v) if k in ("client", "server") else v for k, v in r.items() if k not in TIMES}
+        for r in records
+    ]
+
+
+def _without_process(end: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in end.items() if k != "process"}
 
 
 def validate_against_schema(records: list[dict[str, Any]]) -> None:
@@ -207,6 +215,10 @@ http {{
     location = /teapot {{ return 418 "short and stout\\n"; }}
     location = /boom {{ return 503 "unavailable\\n"; }}
     location = /empty {{ return 204; }}
+    # answered before the request body is read (issue 9: Expect: 100-continue uploads)
+    location = /created {{ return 201 "created\\n"; }}
+    location = /small {{ client_max_body_size 1k; return 201; }}
+    location = /private {{ return 401; }}
   }}
 }}
 """

@@ -9,6 +9,7 @@ clients' own output: method, path, status and body length of every request they 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -201,3 +202,69 @@ def test_tcpdump_replay_gives_the_same_records(traffic: dict[str, Any]) -> None:
 
 def test_live_records_validate_against_the_schema(traffic: dict[str, Any]) -> None:
     validate_against_schema(traffic["records"])
+
+
+def test_response_crossing_the_clients_rst_stream_is_kept() -> None:
+    """issue 9 item 6, with a real server: a client (the h2 library) sends GET /stall, then RST_STREAM
+    while hypercorn's event loop is blocked; hypercorn writes its 200 before it reads the reset. The capture
+    shows the RST before the response, both on the wire. tshark's dissection of tcpdump's file is the
+    truth for what the server sent."""
+    import socket
+    import time
+
+    import h2.config
+    import h2.connection
+    import h2.errors
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", "tests.helpers.asgi_app:app"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        wait_port(port, timeout=30)
+        with capture(
+            ["--ifaces", "^lo$", "--proto", f"http;{port}"], tcpdump_filter=f"tcp port {port}"
+        ) as cap:
+            conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                conn.initiate_connection()
+                s.sendall(conn.data_to_send())
+                headers = [(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", "/stall")]
+                conn.send_headers(1, headers, end_stream=True)
+                s.sendall(conn.data_to_send())
+                time.sleep(0.15)  # hypercorn is inside the app now, its loop blocked
+                conn.reset_stream(1, h2.errors.ErrorCodes.CANCEL)
+                s.sendall(conn.data_to_send())
+                s.settimeout(2)
+                got = b""
+                with contextlib.suppress(TimeoutError):
+                    while len(got) < 64 and (chunk := s.recv(65536)):
+                        got += chunk
+                time.sleep(0.3)
+            records = cap.stop()
+            pcap = cap.pcap_path
+    finally:
+        stop_process(server, timeout=10)
+    # what the wire shows, by tshark: the RST_STREAM went out before the server's HEADERS on stream 1
+    frames = subprocess.run(
+        ["tshark", "-n", "-r", pcap, "-d", f"tcp.port=={port},http2", "-Y", "http2.streamid == 1",
+         "-T", "fields", "-e", "http2.type", "-e", "http2.headers.status"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.split()  # fmt: skip
+    assert "3" in frames and "200" in frames, frames  # RST_STREAM (type 3) and a :status 200
+    assert frames.index("3") < frames.index("200"), frames
+    (rec,) = records
+    assert (rec["protocol"], rec["kind"], rec["operation"], rec["status"]) == (
+        "http2",
+        "roundtrip",
+        "GET",
+        "200",
+    )
+    assert (rec["request"]["path"], rec["request"]["reset_by"], rec["request"]["reset"]) == (
+        "/stall",
+        "client",
+        "CANCEL",
+    )
+    assert rec["response"]["reset_by"] == "client"
+    validate_against_schema(records)

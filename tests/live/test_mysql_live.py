@@ -263,3 +263,44 @@ def test_logins_are_handshakes(traffic: dict) -> None:
     assert "0 decode resets" in traffic["stderr"] and "0 orphan responses" in traffic["stderr"], traffic[
         "stderr"
     ]
+
+
+def test_compressed_connection_joined_mid_stream_is_unwrapped() -> None:
+    """Issue 9 item 7: mysql-connector-python with compress=True, connected before the capture starts, so
+    packetd never sees the login that negotiated compression. MariaDB's answers are large enough that its
+    MySQL packets straddle compressed frames. The truth is what the client fetched, query by query; each
+    must be one COM_QUERY roundtrip with those rows (before: frames read as packets, a stored frame's
+    zero length bytes taken for COM_SLEEP, the queries unanswered)."""
+    server = MariaDBServer()
+    try:
+        conn = connector.connect(
+            host="127.0.0.1", port=server.port, user=server.USER, password=server.PASSWORD,
+            database=server.DATABASE, use_pure=True, compress=True, autocommit=True, ssl_disabled=True,
+        )  # fmt: skip
+        cur = conn.cursor()
+        seen: list[int] = []
+        with capture(["--ifaces", "^lo$", "--proto", f"mysql;{server.port}"]) as cap:
+            for sql in (
+                "SELECT seq, REPEAT('y', 200) FROM seq_1_to_2000",
+                "SELECT REPEAT('x', 100000)",
+                "SELECT 1",
+            ):
+                cur.execute(sql)
+                seen.append(len(cur.fetchall()))
+            cur.close()
+            conn.close()
+            records = cap.stop()
+        stderr = cap.stderr.decode(errors="replace")
+    finally:
+        server.stop()
+    queries = [r for r in records if r["operation"] == "COM_QUERY"]
+    assert [(r["kind"], r["status"], r["response"]["rows"]) for r in queries] == [
+        ("roundtrip", "OK", n) for n in seen
+    ], records
+    assert [r["request"]["statement"] for r in queries] == [
+        "SELECT seq, REPEAT(?) FROM seq_1_to_2000",
+        "SELECT REPEAT(?)",
+        "SELECT ?",
+    ]
+    assert [r["operation"] for r in records if r["operation"] != "COM_QUERY"] == ["COM_QUIT"]
+    assert "compression_detected=1" in stderr and "0 decode resets" in stderr, stderr

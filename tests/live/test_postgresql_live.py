@@ -252,3 +252,81 @@ def test_handshakes_with_refused_ssl_and_terminates(traffic: dict) -> None:
     assert "0 decode resets" in traffic["stderr"] and "0 orphan responses" in traffic["stderr"], traffic[
         "stderr"
     ]
+
+
+def test_pipeline_twice_the_bound_never_shifts_the_pairing() -> None:
+    """Issue 9 item 15: 2 x MAX_PENDING statements in one psycopg pipeline, headed by pg_sleep(1) so that
+    the server answers nothing until they are all on the wire: INSERTs whose tags count i % 5 + 1 rows,
+    then SELECTs of i % 7 + 1 rows. The bound counts frontend messages (Parse/Bind/Describe/Execute per
+    statement), so the pipeline overflows it many times over.
+
+    The truth is libpq's trace: every record packetd reports must be, in order, what libpq saw answered
+    (a shifted pairing gives a statement another's tag or row count); beyond the bound the statements are
+    counted, not recorded; after the pipeline's cycle a statement is tracked and paired again.
+    """
+    from packetd.protocols.base import MAX_PENDING
+
+    server = PostgresServer()
+    workdir = tempfile.mkdtemp(prefix="packetd-pg-deep-")
+    path = os.path.join(workdir, "trace.txt")
+    try:
+        with capture(
+            ["--ifaces", "^lo$", "--proto", f"postgresql;{server.port}", "--block-num", "256"]
+        ) as cap:
+            conn = psycopg.connect(server.dsn(), autocommit=True)
+            f = traced(conn, path)
+            conn.execute("CREATE TABLE t (v int)")
+            # megabytes the server reads at once make the kernel grow its receive window (autotuning):
+            # then the pipeline below reaches the wire whole while pg_sleep holds the server
+            for _ in range(4):
+                assert conn.execute("SELECT length(%s)", ("x" * 4_000_000,)).fetchone() == (4_000_000,)
+            with conn.pipeline():
+                conn.execute("SELECT pg_sleep(1)")
+                for i in range(MAX_PENDING):
+                    conn.execute("INSERT INTO t SELECT generate_series(1, %s)", (i % 5 + 1,))
+                for i in range(MAX_PENDING):
+                    cur = conn.execute("SELECT generate_series(1, %s)", (i % 7 + 1,))
+            assert len(cur.fetchall()) == (MAX_PENDING - 1) % 7 + 1
+            assert conn.execute("SELECT count(*) FROM t").fetchone() == (
+                sum(i % 5 + 1 for i in range(MAX_PENDING)),
+            )
+            port = client_port(conn)
+            conn.pgconn.untrace()
+            f.close()
+            conn.close()
+            records = cap.stop()
+        stderr = cap.stderr.decode(errors="replace")
+    finally:
+        server.stop()
+    with open(path) as t:
+        expected = expected_from_trace(t.read())
+    observed = _observed(records, port)
+    assert len(expected) == 2 * MAX_PENDING + 7  # CREATE, 4 warm-ups, pg_sleep and the pipeline, the count
+    k = len(observed) - 1
+    assert MAX_PENDING // 5 <= k < len(expected) - 1
+    assert observed[:k] == expected[:k]  # the tracked statements, each with its own answer
+    assert observed[k:] == expected[-1:]  # tracked and paired again after the pipeline's cycle
+    assert re.search(r"pending_overflow=\d+", stderr) and "untracked_replies=1" in stderr, stderr
+    assert "0 orphan responses" in stderr and "0 decode resets" in stderr, stderr
+
+
+def test_a_start_up_abandoned_at_the_password_prompt_is_a_handshake() -> None:
+    """Issue 9 item 17: libpq with no password reads the server's SASL authentication request and closes
+    (psql then prompts and connects again). The truth is the client's error and libpq's own trace of the
+    one backend message it read; packetd reports one handshake record, not an unanswered request."""
+    server = PostgresServer()
+    try:
+        with capture(["--ifaces", "^lo$", "--proto", f"postgresql;{server.port}"]) as cap:
+            dsn = f"host=127.0.0.1 port={server.port} user={server.USER} dbname={server.DATABASE} sslmode=disable"
+            with pytest.raises(psycopg.OperationalError, match="no password supplied"):
+                psycopg.connect(dsn, application_name="no-password", connect_timeout=10)
+            records = cap.stop()
+        stderr = cap.stderr.decode(errors="replace")
+    finally:
+        server.stop()
+    (r,) = [r for r in records if r["protocol"] == "postgresql"]
+    assert (r["kind"], r["operation"], r["status"]) == ("handshake", "StartupMessage", "OK"), r
+    assert r["request"]["application_name"] == "no-password" and r["request"]["user"] == server.USER
+    # AuthenticationSASL: 'R', length, 10, "SCRAM-SHA-256\0" (+ "SCRAM-SHA-256-PLUS\0" with TLS only), "\0"
+    assert r["response"]["auth"] == "sasl" and r["response"]["size"] == 1 + 4 + 4 + len(b"SCRAM-SHA-256\0\0")
+    assert r["flags"] == ["truncated"] and "0 decode resets" in stderr, stderr

@@ -223,3 +223,106 @@ def test_stopped_while_behind_it_still_reports_every_command_once() -> None:
         assert "0 orphan responses" in summary and "0 retransmissions" in summary
     finally:
         server.stop()
+
+
+def test_pipeline_twice_the_bound_never_shifts_the_pairing() -> None:
+    """Issue 9 item 15: 2 x MAX_PENDING commands in flight (redis-py pipeline, transaction=False): MAX_PENDING
+    SETs of values whose lengths differ from key to key, then the GETs of the same keys. A BLPOP with a
+    1 s timeout heads the pipeline, so the server answers nothing until every command is on the wire.
+
+    The truth is the client's own log: the key of every command it packed and the reply it read. Every
+    record must pair a command with the reply the client read for that same command (a GET's bulk string
+    has the length of its own key's value); the commands beyond the bound are counted, never recorded,
+    and the first command after the pipeline is tracked and paired again.
+    """
+    from packetd.protocols.base import MAX_PENDING
+
+    half = MAX_PENDING
+    value = {f"k{i}": b"v" * (i % 97 + 1) for i in range(half)}
+    server = RedisServer()
+    log = Log()
+    try:
+        args = ["--ifaces", "^lo$", "--proto", f"redis;{server.port}", "--block-num", "256",
+                "--decoder", "redis.capture_keys=true"]  # fmt: skip
+        with capture(args) as cap:
+            r = client(server.port, log)
+            r.ping()
+            pipe = r.pipeline(transaction=False)
+            pipe.blpop(["nothing-here"], timeout=1)
+            for key, v in value.items():
+                pipe.set(key, v)
+            for key in value:
+                pipe.get(key)
+            replies = pipe.execute()
+            assert replies[0] is None and replies[1 : half + 1] == [True] * half
+            assert replies[half + 1 :] == list(value.values())
+            assert r.get("k0") == value["k0"]
+            r.close()
+            records = cap.stop()
+        stderr = cap.stderr.decode(errors="replace")
+    finally:
+        server.stop()
+    # the reply sizes on the wire, from what the client read: +OK\r\n, $<n>\r\n<n bytes>\r\n
+    sent = [("BLPOP", "nothing-here", None)] + [("SET", k, 5) for k in value] + [("GET", k, len(b"$%d\r\n" % len(v)) + len(v) + 2) for k, v in value.items()]  # fmt: skip
+    deep = [r for r in records if r["operation"] in ("BLPOP", "SET", "GET")]
+    tracked = MAX_PENDING  # BLPOP and the first MAX_PENDING - 1 SETs: nothing was answered before
+    assert [(r["operation"], r["request"].get("key")) for r in deep[:tracked]] == [
+        (op, k) for op, k, _ in sent[:tracked]
+    ]
+    for r, (_, _, size) in zip(deep[1:tracked], sent[1:tracked], strict=True):
+        assert r["kind"] == "roundtrip" and r["response"]["size"] == size
+    # after the pipeline: the GET of k0, tracked and paired with its own value
+    assert [(r["operation"], r["request"].get("key"), r["response"]["size"]) for r in deep[tracked:]] == [
+        ("GET", "k0", len(b"$1\r\nv\r\n"))
+    ]
+    untracked = len(sent) - tracked
+    assert f"pending_overflow={untracked}" in stderr and f"untracked_replies={untracked}" in stderr, stderr
+    assert "0 orphan responses" in stderr and "0 decode resets" in stderr, stderr
+
+
+def test_resp3_attributes_from_a_real_server_are_skipped() -> None:
+    """Issue 9 item 13: redis-server emits a RESP3 attribute (`|`) before the reply of DEBUG PROTOCOL attrib
+    after HELLO 3. redis-py cannot read attributes (InvalidResponse), so the client is a raw socket; the
+    truth is the bytes it read: three replies, the second an attribute map and then a 39-byte bulk string.
+    packetd reports the three commands paired, the attribute counted in the reply's size and skipped."""
+    import socket
+    import tempfile
+    import time
+
+    from tests.helpers.live import free_port, stop_process, wait_port
+
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="packetd-redis-attr-")
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", workdir, "--enable-debug-command", "yes", "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_port(port)
+        with capture(["--ifaces", "^lo$", "--proto", f"redis;{port}"]) as cap:
+            with socket.create_connection(("127.0.0.1", port)) as c:
+                c.sendall(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
+                hello = c.recv(65536)
+                c.sendall(
+                    b"*3\r\n$5\r\nDEBUG\r\n$8\r\nPROTOCOL\r\n$6\r\nattrib\r\n*2\r\n$3\r\nGET\r\n$1\r\nx\r\n"
+                )
+                got = b""
+                for _ in range(50):
+                    got += c.recv(65536)
+                    if got.endswith(b"_\r\n"):
+                        break
+                    time.sleep(0.05)
+            records = cap.stop()
+        stderr = cap.stderr.decode(errors="replace")
+    finally:
+        stop_process(server)
+        shutil.rmtree(workdir, ignore_errors=True)
+    assert hello.startswith(b"%") and got.startswith(b"|1\r\n") and got.endswith(b"_\r\n"), got
+    attrib_reply = got[: -len(b"_\r\n")]
+    assert [(r["operation"], r["kind"], r["response"]["type"], r["response"]["size"]) for r in records] == [
+        ("HELLO", "roundtrip", "map", len(hello)),
+        ("DEBUG PROTOCOL", "roundtrip", "bulk_string", len(attrib_reply)),
+        ("GET", "roundtrip", "null", 3),
+    ]
+    assert "0 decode resets" in stderr and "0 orphan responses" in stderr, stderr

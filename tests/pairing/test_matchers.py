@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from packetd._values import value
-from packetd.pairing.matchers import MAX_PENDING, FifoMatcher, KeyedMatcher, OneWayMatcher, PairingStats
+from packetd.pairing.matchers import FifoMatcher, KeyedMatcher, OneWayMatcher, PairingStats
 from packetd.pairing.roundtrip import Roundtrip
 from packetd.pairing.session import MAX_RESETS, ProtocolStats, Session
-from packetd.protocols.base import DecoderContext, Direction, Flag, Kind, Message, Role
+from packetd.protocols.base import MAX_PENDING, DecoderContext, Direction, Flag, Kind, Message, Role
 from packetd.protocols.registry import HTTP, ProtocolSpec, Registry
 from tests.helpers.decoding import open_session
 from tests.helpers.tlsgen import handshake
@@ -67,14 +67,22 @@ def test_fifo_orphans_and_causality() -> None:
     assert stats.orphans == 2
 
 
-def test_fifo_bound_evicts_oldest_as_unanswered() -> None:
+def test_fifo_bound_refuses_new_requests_and_drops_their_answers_without_shifting() -> None:
+    # issue 9 item 15: evicting the oldest made every later response answer the wrong request
     out, stats = Out(), PairingStats()
     m = FifoMatcher(out, stats, limit=3)
     for i in range(5):
         m.request(req(f"q{i}", i))
-    assert out.items == [(Kind.UNANSWERED, "q0", None, 0), (Kind.UNANSWERED, "q1", None, 0)]
-    assert stats.evicted == 2 and stats.unanswered == 2
-    assert MAX_PENDING >= 1024
+    assert out.items == [] and stats.evicted == 2  # q3, q4: not tracked, counted
+    for i in range(4):
+        m.response(resp(f"r{i}", 10 + i))  # r0..r2 answer q0..q2; r3 is q3's: dropped
+    m.request(req("q5", 20))  # room again: tracked
+    m.response(resp("r4", 21))  # q4's answer, still owed: dropped
+    m.response(resp("r5", 22))
+    assert out.items == [(Kind.ROUNDTRIP, f"q{i}", f"r{i}", 0) for i in (0, 1, 2, 5)]
+    assert stats.untracked_answers == 2 and stats.orphans == 0 and stats.unanswered == 0
+    assert m.settled()
+    assert MAX_PENDING >= 10_000
 
 
 def test_fifo_sync_lost_on_the_response_side_flushes_pending() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from packetd.protocols.sqltext import normalize, split_statements, statement_text
+from packetd.protocols.redact import statement
+from packetd.protocols.sqltext import normalize, split_statements
 
 CASES = [
     # (dialect, sent, recorded)
@@ -62,5 +63,5 @@ def test_split_statements_respects_literals_and_comments() -> None:
 
 def test_statement_text_drops_a_character_cut_by_the_cap_and_can_keep_literals() -> None:
     raw = "SELECT 'Zoë'".encode()[:11]  # cut inside the two-byte ë
-    assert statement_text(raw, True, True, "postgresql") == "SELECT 'Zo"
-    assert statement_text(raw, True, False, "postgresql") == "SELECT ?"
+    assert statement(raw, True, True, "postgresql") == "SELECT 'Zo"
+    assert statement(raw, True, False, "postgresql") == "SELECT ?"

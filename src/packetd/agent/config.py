@@ -8,14 +8,16 @@ implementation's sample files carry but ignore (`decoder.protocols`, `metricsSto
 with a warning.
 
 Defaults differ from the Go implementation where its defaults were bugs (reference §18.25): the log level
-is info (not debug), the log file is packetd.log, the server listens on :9091 with a 1m timeout and is
-enabled in agent mode, the roundtrip file is packetd.roundtrips; connExpired below 1m is an error, not a
-silent 5m.
+is info (not debug), the log file is packetd.log, the server listens on 127.0.0.1:9091 (loopback; the chart
+sets :9091) with a 1m timeout and is enabled in agent mode, the roundtrip file is packetd.roundtrips;
+connExpired below 1m is an error, not a silent 5m.
 """
 
 from __future__ import annotations
 
 import difflib
+import itertools
+import os
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -35,6 +37,13 @@ from packetd.units import parse_duration
 
 # Keys the Go implementation's own sample files carry but never read (reference §2.2): warn, do not fail.
 IGNORED_KEYS = {("decoder", "protocols"), ("metricsStorage", "enabled")}
+
+# Bounds on what a config file may make the loader build (a YAML alias bomb of 450 bytes expands to
+# billions of nodes): the reference config is ~10 KiB and ~600 nodes, a large rule and pathTemplates set a few
+# thousand; these are 100 times that and still cost well under 100 MB and 1 s to load.
+MAX_CONFIG_BYTES = 1024 * 1024  # file size
+MAX_CONFIG_NODES = 100_000  # YAML nodes after expanding every alias (and merge key) in place
+MAX_CONFIG_DEPTH = 64  # nesting of sections and lists (ours go 6 deep)
 
 
 class ConfigError(ValueError):
@@ -84,16 +93,25 @@ class RuleConfig(_Section):
     host: str = ""
 
 
+def _default_rules() -> list[RuleConfig]:
+    """watch's rules (every protocol on its default ports): the agent's when the config names none."""
+    from packetd.engine import default_rules
+
+    return [RuleConfig(name=r.protocol, protocol=r.protocol, ports=list(r.ports)) for r in default_rules()]
+
+
 class ProtocolsConfig(_Section):
-    rules: list[RuleConfig] = []
+    # `rules: []` written explicitly means the same as no rules: runtime.rules_from, and the log says so
+    rules: list[RuleConfig] = Field(default_factory=_default_rules)
 
 
 class SnifferConfig(_Section):
     file: str = Field("", description="read this capture file once instead of interfaces, then keep serving")
     ifaces: str = Field("any", description="'any' or a regex of interface names")
-    engine: Literal["", "pcap", "afpacket", "libpcap"] = Field(
+    engine: Literal["", "auto", "pcap", "afpacket", "libpcap"] = Field(
         "",
-        description="'' / 'pcap': AF_PACKET ring on Linux, libpcap elsewhere; 'libpcap': libpcap everywhere",
+        description="as `watch --engine`: '' / 'auto' / 'pcap': AF_PACKET ring on Linux, libpcap elsewhere; "
+        "'afpacket' or 'libpcap': that engine (capture/source.py resolve_engine)",
     )
     ip_version: Literal["", "v4", "v6"] = Field("", alias="ipVersion")
     no_promisc: bool = Field(False, alias="noPromisc")
@@ -101,12 +119,27 @@ class SnifferConfig(_Section):
         16, alias="blockNum", ge=16, le=1024, description="ring blocks of 512 KiB per worker"
     )
     workers: int = Field(1, ge=1, le=64, description="capture processes in one PACKET_FANOUT_HASH group")
+    user: str = Field(
+        "", description="capture workers become this user once their socket is open ('' = stay as started)"
+    )
+    processes: bool = Field(
+        True,
+        description="name the process (pid, comm, exe, container) of each end that is a socket on this host "
+        "in the roundtrip records (live capture on Linux; never for sniffer.file)",
+    )
+    max_memory_mb: int = Field(
+        256,
+        alias="maxMemoryMB",
+        ge=4,
+        le=1024 * 1024,
+        description="memory budget of each worker's connection table, MiB (4.5 KiB a connection)",
+    )
     protocols: ProtocolsConfig = ProtocolsConfig()
 
 
 class ServerConfig(_Section):
     enabled: bool = True
-    address: str = ":9091"
+    address: str = Field("127.0.0.1:9091", description="loopback by default; ':9091' for every interface")
     timeout: Duration = Field(60_000_000_000, description="read/write timeout of a request (not of /watch)")
     pprof: bool = Field(False, description="accepted for compatibility; a Go feature, ignored")
     admin_token: str = Field(
@@ -135,6 +168,11 @@ class ControllerConfig(_Section):
     layer4_metrics: Layer4Config = Field(Layer4Config(), alias="layer4Metrics")
     conn_expired: Duration = Field(300_000_000_000, alias="connExpired")
     auto_reload: bool = Field(False, alias="autoReload", description="reload when the config file changes")
+    drain_timeout: Duration = Field(
+        20_000_000_000,
+        alias="drainTimeout",
+        description="on SIGTERM: time to ship what is pending before the process exits regardless",
+    )
     decoder: dict[str, dict[str, Any]] = Field(
         {}, description="per protocol decoder options, e.g. decoder.http.capture_body: 4096"
     )
@@ -150,11 +188,29 @@ class ControllerConfig(_Section):
 class MetricsStorageConfig(_Section):
     expired: Duration = Field(300_000_000_000, description="series idle longer than this are dropped")
     vm_histogram: bool = Field(False, alias="vmHistogram", description="VictoriaMetrics vmrange histograms")
+    naming: Literal["packetd", "otel"] = Field(
+        "packetd", description="'packetd': the Go implementation's names; 'otel': semantic-convention names"
+    )
     series_limit: int = Field(
         10_000,
         alias="seriesLimit",
         ge=1,
         description="series per metric; beyond it new label sets fold into __overflow__",
+    )
+    # budgets of one scrape (agent/storage.py; measured in BENCHMARKS.md, bench/scrape_flood.py)
+    protocol_series_limit: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        {}, alias="protocolSeriesLimit", description="seriesLimit per protocol, e.g. {http: 500}"
+    )
+    label_value_limit: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        {"path": 1000},
+        alias="labelValueLimit",
+        description="distinct values per label and metric; beyond it the value is __overflow__",
+    )
+    max_label_bytes: int = Field(
+        256, alias="maxLabelBytes", ge=32, le=65536, description="longer label values are cut and marked"
+    )
+    max_scrape_mb: float = Field(
+        6.0, alias="maxScrapeMB", gt=0, le=1024, description="estimated size of /protocol/metrics"
     )
 
 
@@ -177,6 +233,9 @@ class PipelineConfig(_Section):
         return v
 
 
+OtlpProtocol = Literal["http/protobuf", "grpc"]  # the values of OTEL_EXPORTER_OTLP_PROTOCOL we speak
+
+
 class TracesExporterConfig(_Section):
     enabled: bool = False
     endpoint: str = "http://localhost:4318/v1/traces"
@@ -197,8 +256,28 @@ class MetricsExporterConfig(_Section):
     timeout: Duration = 15_000_000_000
     header: dict[str, str] = {}
     queue_size: int = Field(
-        10, alias="queueSize", ge=1, description="snapshots held while the backend is down"
+        10, alias="queueSize", ge=1, le=10_000, description="snapshots held while the backend is down"
     )
+
+
+class RemoteWriteExporterConfig(MetricsExporterConfig):
+    """Prometheus remote write: the periodic exporter's keys plus the series' identity."""
+
+    external_labels: dict[str, str] = Field(
+        {},
+        alias="externalLabels",
+        description="labels on every remote-written series (besides job=packetd, instance=node)",
+    )
+
+    @field_validator("external_labels")
+    @classmethod
+    def _label_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", name) or name.startswith("__"):
+                raise ValueError(
+                    f"'{name}' is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
+                )
+        return v
 
 
 class RoundtripsExporterConfig(_Section):
@@ -210,19 +289,65 @@ class RoundtripsExporterConfig(_Section):
     max_age: int = Field(7, alias="maxAge", ge=1)
 
 
+class OtlpMetricsExporterConfig(MetricsExporterConfig):
+    """OTLP metrics: the semconv duration histograms (pipeline/otlp_metrics.py), cumulative; the remote
+    write keys plus the OTLP ones."""
+
+    protocol: OtlpProtocol = "http/protobuf"
+    endpoint: str = Field(
+        "http://localhost:4318/v1/metrics", description="for grpc: http://HOST:4317 (https: TLS)"
+    )
+    gzip: bool = True
+    series_limit: int = Field(
+        10_000, alias="seriesLimit", ge=1, le=1_000_000, description="series per metric; beyond: overflow"
+    )
+    buckets: list[Annotated[float, Field(gt=0)]] = Field(
+        [], description="histogram bounds in seconds; [] = 25µs … 60s in 1-2.5-5 steps"
+    )
+
+    @field_validator("buckets")
+    @classmethod
+    def _increasing(cls, v: list[float]) -> list[float]:
+        if any(b <= a for a, b in itertools.pairwise(v)):
+            raise ValueError("bucket bounds must increase, e.g. [0.0001, 0.001, 0.01, 0.1, 1]")
+        return v
+
+
+class OtlpLogsExporterConfig(TracesExporterConfig):
+    """OTLP logs: one log record per roundtrip of the roundtrips/ pipelines (the record as its body);
+    batched and queued like spans."""
+
+    protocol: OtlpProtocol = "http/protobuf"
+    endpoint: str = Field("http://localhost:4318/v1/logs", description="for grpc: http://HOST:4317")
+
+
 class ExporterConfig(_Section):
     traces: TracesExporterConfig = TracesExporterConfig()
-    metrics: MetricsExporterConfig = MetricsExporterConfig()
+    metrics: RemoteWriteExporterConfig = RemoteWriteExporterConfig()
     roundtrips: RoundtripsExporterConfig = RoundtripsExporterConfig()
+    otlp_metrics: OtlpMetricsExporterConfig = Field(OtlpMetricsExporterConfig(), alias="otlpMetrics")
+    otlp_logs: OtlpLogsExporterConfig = Field(OtlpLogsExporterConfig(), alias="otlpLogs")
 
-    @field_validator("traces", "metrics")
+    @field_validator("traces", "metrics", "otlp_metrics", "otlp_logs")
     @classmethod
-    def _endpoint(
-        cls, v: TracesExporterConfig | MetricsExporterConfig
-    ) -> TracesExporterConfig | MetricsExporterConfig:
+    def _endpoint(cls, v: Any) -> Any:
         if not re.match(r"^https?://[^/\s]+", v.endpoint):
             raise ValueError(f"endpoint '{v.endpoint}' is not an http(s) URL")
+        if getattr(v, "protocol", None) == "grpc" and not _grpc_exporter_installed():
+            raise ValueError(
+                "protocol grpc needs the package opentelemetry-exporter-otlp-proto-grpc "
+                "(pip install 'packetd[grpc]'); or use protocol http/protobuf"
+            )
         return v
+
+
+def _grpc_exporter_installed() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("opentelemetry.exporter.otlp.proto.grpc") is not None
+    except ImportError:  # a parent package is missing
+        return False
 
 
 class Config(_Section):
@@ -350,12 +475,85 @@ def _format_error(err: Mapping[str, Any], raw: Any) -> str:
     return f"'{key}':{shown} is invalid: {msg}"
 
 
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing documents that expand beyond MAX_CONFIG_NODES or MAX_CONFIG_DEPTH.
+
+    Aliases make the composed node graph a DAG: it stays small while the tree it stands for (what
+    `expand_dotted` and pydantic walk) can be exponential. The document's expanded size is counted on the
+    graph before anything is constructed, each shared node once (memoised), so the check itself is cheap.
+    An alias to one of its own ancestors (a recursive document) is refused too.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        # the composer recurses once per level: stop at the bound, long before Python's recursion limit
+        self._depth += 1
+        try:
+            if self._depth > MAX_CONFIG_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise ConfigError(f"line {mark.line + 1}: nested more than {MAX_CONFIG_DEPTH} levels deep")
+            node: yaml.Node | None = super().compose_node(parent, index)
+            return node
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> yaml.Node | None:
+        node: yaml.Node | None = super().compose_document()
+        if node is not None:
+            _expanded_size(node, {}, set(), 0)
+        return node
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int], depth: int) -> int:
+    key = id(node)
+    done = memo.get(key)
+    if done is not None:
+        return done
+    if key in active:
+        raise ConfigError(f"line {node.start_mark.line + 1}: an alias refers to a node that contains it")
+    if depth > MAX_CONFIG_DEPTH:
+        raise ConfigError(f"line {node.start_mark.line + 1}: nested more than {MAX_CONFIG_DEPTH} levels deep")
+    active.add(key)
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            size += _expanded_size(child, memo, active, depth + 1)
+            if size > MAX_CONFIG_NODES:
+                break
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            size += _expanded_size(k, memo, active, depth + 1) + _expanded_size(v, memo, active, depth + 1)
+            if size > MAX_CONFIG_NODES:
+                break
+    if size > MAX_CONFIG_NODES:
+        raise ConfigError(
+            f"expands to more than {MAX_CONFIG_NODES} YAML nodes (aliases expanded), e.g. an alias bomb;"
+            " write the values out or shorten the file"
+        )
+    active.discard(key)
+    memo[key] = size
+    return size
+
+
+def _yaml_error(exc: yaml.YAMLError) -> str:
+    """One line: where and what (PyYAML's own message spans several lines, with a source excerpt)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"not valid YAML{where}: {problem}"
+
+
 def parse_config(text: str, source: str = "config") -> tuple[Config, list[str]]:
     """YAML text → (Config, warnings); ConfigError with every problem, one per line."""
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{source}: {_yaml_error(exc)}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested more than {MAX_CONFIG_DEPTH} levels deep") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -369,15 +567,103 @@ def parse_config(text: str, source: str = "config") -> tuple[Config, list[str]]:
         return Config.model_validate(tree), warnings
     except ValidationError as exc:
         problems = [_format_error(e, tree) for e in exc.errors()]
+        if len(problems) == 1:
+            raise ConfigError(f"{source}: {problems[0]}") from None  # one problem, one line
         raise ConfigError(
             f"{source}: " + ("\n  ".join([f"{len(problems)} problem(s):", *problems]))
         ) from None
 
 
 def load_config(path: str) -> tuple[Config, list[str]]:
+    """Read, parse and check a config file (start-up and every reload): ConfigError naming the problem.
+
+    Beyond the schema (`parse_config`) this checks what only the file's context can show: every
+    processor's settings, whether or not a pipeline uses it now (a reload may start using it), and that the
+    files the agent will write can be written (`check_config`).
+    """
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    return parse_config(text, path)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; is it the right file?"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"config {path} is not UTF-8: byte 0x{data[exc.start]:02x} at line {line} (offset {exc.start});"
+            " save it as UTF-8"
+        ) from None
+    config, warnings = parse_config(text, path)
+    check_config(config, path)
+    return config, warnings
+
+
+def check_config(config: Config, source: str = "config") -> None:
+    """The checks beyond the schema that need the processors' own parsers or the file system."""
+    for i, proc in enumerate(config.processor):
+        problem = _processor_problem(proc, f"processor[{i}]")
+        if problem:
+            raise ConfigError(f"{source}: {problem}")
+    if config.exporter.roundtrips.enabled and not config.exporter.roundtrips.console:
+        _check_writable(config.exporter.roundtrips.filename, "exporter.roundtrips.filename", source)
+    if not config.logger.stdout:
+        _check_writable(config.logger.filename, "logger.filename", source)
+
+
+def _processor_problem(proc: ProcessorConfig, where: str) -> str:
+    # imported here: the processors import the protocol registry, which the schema above does not need
+    from packetd.pipeline.filter import FilterConfigError, RoundtripsFilter
+    from packetd.pipeline.metrics import MetricsConfigError, RoundtripsToMetrics
+    from packetd.pipeline.spans import RoundtripsToTraces
+    from packetd.protocols.registry import REGISTRY
+
+    templates = proc.config.get("pathTemplates")
+    if proc.name == "roundtripstometrics" and isinstance(templates, list):
+        for j, entry in enumerate(templates):
+            regex = entry.get("regex") if isinstance(entry, dict) else None
+            if isinstance(regex, str):
+                try:
+                    re.compile(regex)
+                except re.error as exc:
+                    return (
+                        f"'{where}.config.pathTemplates[{j}].regex': {regex!r} is not a valid regular"
+                        f" expression: {exc}"
+                    )
+    try:
+        if proc.name == "roundtripsfilter":
+            RoundtripsFilter(proc.config)
+        elif proc.name == "roundtripstometrics":
+            RoundtripsToMetrics(dict(proc.config), REGISTRY.names())
+        else:
+            RoundtripsToTraces(dict(proc.config))
+    except re.error as exc:
+        return f"'{where}' ({proc.name}): a regular expression is not valid: {exc}"
+    except (FilterConfigError, MetricsConfigError, ValueError, TypeError) as exc:
+        return f"'{where}' ({proc.name}): {exc}"
+    return ""
+
+
+def _check_writable(path: str, key: str, source: str) -> None:
+    """`path` can be opened for appending: it is a writable file, or can be created (with its missing
+    directories, as the writers do) below a writable directory. Nothing is created here."""
+    problem = ""
+    if os.path.isdir(path):
+        problem = "is a directory"
+    elif os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            problem = "is not writable"
+    else:
+        parent = os.path.dirname(os.path.abspath(path))
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            problem = f"cannot be created: {parent} is not a directory"
+        elif not os.access(parent, os.W_OK | os.X_OK):
+            problem = f"cannot be created: directory {parent} is not writable"
+    if problem:
+        raise ConfigError(f"{source}: '{key}': '{path}' {problem}")

@@ -13,7 +13,7 @@ from typing import Any
 
 from packetd.agent.config import Config, ConfigError
 from packetd.capture import bpf
-from packetd.engine import Rule, RuleError, check_rules
+from packetd.engine import Rule, RuleError, check_rules, default_rules
 from packetd.pipeline.pipelines import PipelineError, Pipelines
 from packetd.protocols.options import OptionError, build_options
 from packetd.protocols.registry import REGISTRY
@@ -24,6 +24,10 @@ def _snake(key: str) -> str:
 
 
 def rules_from(config: Config, resolve: bool = True) -> list[Rule]:
+    """The capture rules; none configured (or `rules: []`) means watch's: every protocol on its default
+    ports (an agent that decodes nothing, silently, helps no one)."""
+    if not config.sniffer.protocols.rules:
+        return default_rules()
     rules = []
     for i, r in enumerate(config.sniffer.protocols.rules):
         where = f"sniffer.protocols.rules[{i}]"
@@ -56,6 +60,17 @@ def rules_from(config: Config, resolve: bool = True) -> list[Rule]:
     return rules
 
 
+def default_rules_note(config: Config) -> str | None:
+    """The log line saying the default rules are in force (no rules, `rules: []`, or the defaults listed as
+    the reference config does), or None when other rules are configured."""
+    listed = ", ".join(f"{r.protocol}:{','.join(map(str, r.ports))}" for r in default_rules())
+    if not config.sniffer.protocols.rules:
+        return f"sniffer.protocols.rules is empty: decoding every protocol on its default ports, as watch does ({listed})"
+    if rules_from(config, resolve=False) == default_rules():
+        return f"decoding every protocol on its default ports, as watch does ({listed})"
+    return None
+
+
 def options_from(config: Config) -> dict[str, Any]:
     settings: dict[str, dict[str, object]] = {}
     for proto, values in config.controller.decoder.items():
@@ -84,14 +99,38 @@ def pipelines_from(config: Config) -> Pipelines:
             traces_enabled=config.exporter.traces.enabled,
             roundtrips_enabled=config.exporter.roundtrips.enabled,
             vm_histogram=config.metrics_storage.vm_histogram,
+            label_bytes=config.metrics_storage.max_label_bytes,
+            naming=config.metrics_storage.naming,
             protocols=REGISTRY.names(),
+            otlp_metrics_bounds=(
+                config.exporter.otlp_metrics.buckets if config.exporter.otlp_metrics.enabled else None
+            ),
+            otlp_logs=config.exporter.otlp_logs.enabled,
         )
     except PipelineError as exc:
         raise ConfigError(f"'processor'/'pipeline': {exc}") from None
+    except re.error as exc:  # a processor's regex (pathTemplates): rejected here, not in a running loop
+        pattern = exc.pattern if isinstance(exc.pattern, str) else repr(exc.pattern)
+        raise ConfigError(f"'processor': regex '{pattern}' is invalid: {exc.msg}") from None
 
 
 def bpf_from(rules: list[Rule]) -> str:
     return bpf.filter_expression((REGISTRY[r.protocol].transports, r.ports, r.host) for r in rules)
+
+
+def check_user(user: str) -> None:
+    """`sniffer.user` names an account this process can become (workers switch to it after opening)."""
+    if not user:
+        return
+    import os
+    import pwd
+
+    try:
+        uid = pwd.getpwnam(user).pw_uid
+    except KeyError:
+        raise ConfigError(f"'sniffer.user': '{user}' is invalid: no such user") from None
+    if os.geteuid() not in (0, uid):
+        raise ConfigError(f"'sniffer.user': '{user}' is invalid: only root can change user")
 
 
 def validate(config: Config) -> None:
@@ -99,6 +138,7 @@ def validate(config: Config) -> None:
     rules_from(config)
     options_from(config)
     pipelines_from(config)
+    check_user(config.sniffer.user)
     if config.sniffer.file:
         try:
             with open(config.sniffer.file, "rb"):

@@ -87,7 +87,15 @@ class SelfMetrics(Collector):
             ev.add_metric([key], flows.get(key, 0))
         yield ev
         tcp = CounterMetricFamily("packetd_tcp_segments", "TCP segments that needed work", labels=["event"])
-        for key in ("duplicates", "out_of_order", "ooo_overflows", "hole_timeouts", "late_segments"):
+        for key in (
+            "duplicates",
+            "out_of_order",
+            "ooo_overflows",
+            "ooo_segment_overflows",
+            "hole_timeouts",
+            "late_segments",
+            "rst_out_of_window",
+        ):
             tcp.add_metric([key], flows.get(key, 0))
         yield tcp
         resets = CounterMetricFamily(
@@ -174,6 +182,19 @@ class SelfMetrics(Collector):
         yield CounterMetricFamily(
             "packetd_reload_failures", "Configuration reloads rejected", value=view.get("reload_failures", 0)
         )
+        internal = CounterMetricFamily(
+            "packetd_internal_errors",
+            "Unexpected failures of the agent's own loops (logged with a traceback; the loop restarted)",
+            labels=["component"],
+        )
+        for component, n in sorted(view.get("internal_errors", {}).items()):
+            internal.add_metric([component], n)
+        yield internal
+        yield CounterMetricFamily(
+            "packetd_http_rejected_connections",
+            "HTTP API connections answered 503 because the connection limit was reached",
+            value=view.get("http_rejected", 0),
+        )
         yield CounterMetricFamily(
             "packetd_worker_restarts",
             "Capture workers restarted after a failure",
@@ -187,6 +208,14 @@ class SelfMetrics(Collector):
         for metric, n in sorted(view.get("overflowed", {}).items()):
             overflow.add_metric([metric], n)
         yield overflow
+        for name, text, key in (
+            ("packetd_metric_label_overflow", "Label values replaced by __overflow__ (labelValueLimit)", "label_overflowed"),
+            ("packetd_metric_label_truncated", "Label values cut to maxLabelBytes", "labels_truncated"),
+        ):  # fmt: skip
+            fam = CounterMetricFamily(name, text, labels=["label"])
+            for label, n in sorted(view.get(key, {}).items()):
+                fam.add_metric([label], n)
+            yield fam
         yield CounterMetricFamily(
             "packetd_metric_series_expired", "Idle metric series dropped", value=view.get("series_expired", 0)
         )

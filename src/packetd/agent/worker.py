@@ -8,12 +8,20 @@ agent; when the agent falls behind, metric deltas keep accumulating in place and
 bound are dropped and counted.
 
 Messages to the agent: ("ready", index, source name, filter), ("data", index, payload), ("done", index),
-("error", index, text). From the agent: ("consumers", {...}), ("config", Config), ("stop",).
+("error", index, text). From the agent: ("consumers", {...}), ("config", Config), ("stop",); the agent's
+end of the pipe closing means stop too.
+
+Least privilege: a worker opens its capture socket (or file) first, then, when `sniffer.user` is set,
+becomes that user (capture/privileges.py, as `watch --user` does) before it reads a single packet: the
+code that parses hostile traffic never runs as root. On Linux a worker also asks the kernel to kill it
+when the agent dies (PR_SET_PDEATHSIG), so no capture process outlives its agent.
 """
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import os
 import queue
 import signal
 import threading
@@ -24,9 +32,10 @@ from typing import Any
 
 from packetd.agent.config import Config
 from packetd.agent.runtime import bpf_from, options_from, pipelines_from, rules_from
+from packetd.attribution.processes import HeldRecords, ProcessResolver
 from packetd.capture.source import TICK
 from packetd.engine import Engine, EngineConfig
-from packetd.flow.table import FlowConfig
+from packetd.flow.table import FlowConfig, flows_for_memory
 from packetd.pairing.roundtrip import Roundtrip, dumps
 
 FLUSH_S = 0.5  # how often results reach the agent: metrics freshness vs. IPC overhead
@@ -66,7 +75,7 @@ class _Outbox:
 
     def __init__(self) -> None:
         self.watch: list[bytes] = []
-        self.dropped = {"spans": 0, "lines": 0, "watch": 0}
+        self.dropped = {"spans": 0, "lines": 0, "watch": 0, "logs": 0}
 
 
 def open_source(config: Config, bpf_expr: str, fanout: int | None) -> Any:
@@ -75,10 +84,11 @@ def open_source(config: Config, bpf_expr: str, fanout: int | None) -> Any:
         from packetd.capture.pcapfile import CaptureFile
 
         return CaptureFile(sn.file)
-    engine = sn.engine
     import sys
 
-    if engine in ("", "pcap", "afpacket") and sys.platform.startswith("linux"):
+    from packetd.capture.source import resolve_engine
+
+    if resolve_engine(sn.engine) == "afpacket":  # the same names and meanings as `watch --engine`
         from packetd.capture.afpacket import AfPacketSource
 
         return AfPacketSource(
@@ -93,6 +103,14 @@ def open_source(config: Config, bpf_expr: str, fanout: int | None) -> Any:
 
         names = [n for n, _ in interfaces() if re.search(sn.ifaces, n)]
     return PcapLiveSource(names, bpf_expr, promisc=not sn.no_promisc)
+
+
+def process_resolver(config: Config) -> ProcessResolver | None:
+    """Process attribution for live capture on Linux when `sniffer.processes` (a file's processes are not
+    this host's)."""
+    if not config.sniffer.processes or config.sniffer.file or not os.path.exists("/proc/self/net/tcp"):
+        return None
+    return ProcessResolver()
 
 
 class Worker:
@@ -121,12 +139,22 @@ class Worker:
             ip_versions=frozenset({4, 6})
             if not config.sniffer.ip_version
             else frozenset({int(config.sniffer.ip_version[1])}),
-            flow=FlowConfig(idle_timeout_ns=config.controller.conn_expired),
+            flow=FlowConfig(
+                idle_timeout_ns=config.controller.conn_expired,
+                max_flows=flows_for_memory(config.sniffer.max_memory_mb),
+            ),
             options=options_from(config),
         )
         engine: Engine | None = getattr(self, "engine", None)
         if engine is None:
-            self.engine = Engine(engine_config, self._sink)
+            # process attribution is decided once, at start (a reload does not turn it on or off)
+            self.resolver = process_resolver(config)
+            self.held = HeldRecords(self.resolver, self._sink) if self.resolver is not None else None
+            self.engine = Engine(
+                engine_config,
+                self.held if self.held is not None else self._sink,
+                on_connection=self.resolver.note if self.resolver is not None else None,
+            )
             self.engine.flows.on_remove = self._flow_removed
         else:
             engine.reconfigure(engine_config)
@@ -160,6 +188,10 @@ class Worker:
         if len(lines) > MAX_PENDING_LINES:
             self.outbox.dropped["lines"] += len(lines) - MAX_PENDING_LINES
             del lines[: len(lines) - MAX_PENDING_LINES]
+        logs = p.logs  # OTLP log records: the same bound as the lines they carry
+        if len(logs) > MAX_PENDING_LINES:
+            self.outbox.dropped["logs"] += len(logs) - MAX_PENDING_LINES
+            del logs[: len(logs) - MAX_PENDING_LINES]
         if self.sendq.full() and not final:
             return  # the agent is behind: keep accumulating (metrics are deltas, nothing is lost)
         self._harvest_l4()
@@ -167,6 +199,8 @@ class Worker:
             "metrics": p.agg.take(),
             "spans": spans,
             "lines": lines,
+            "logs": logs,
+            "otlp": p.otlp.take() if p.otlp is not None else None,
             "watch": self.outbox.watch,
             "stats": stats_snapshot(
                 self.engine,
@@ -174,7 +208,7 @@ class Worker:
                 {"filters": p.filter_stats(), "outbox_dropped": dict(self.outbox.dropped)},
             ),
         }
-        p.spans, p.lines, self.outbox.watch = [], [], []
+        p.spans, p.lines, p.logs, self.outbox.watch = [], [], [], []
         self.sendq.put(("data", self.index, payload))
 
     def _harvest_l4(self) -> None:
@@ -232,7 +266,11 @@ class Worker:
 
     def control(self) -> None:
         while self.conn.poll():
-            msg = self.conn.recv()
+            try:
+                msg = self.conn.recv()
+            except (EOFError, OSError):  # the agent is gone: nobody to ship to
+                self.stopping = True
+                return
             if msg[0] == "stop":
                 self.stopping = True
             elif msg[0] == "consumers":
@@ -244,18 +282,28 @@ class Worker:
     def run(self) -> None:
         bpf_expr = bpf_from(self.rules)
         source = open_source(self.config, bpf_expr, self.fanout)
+        if self.config.sniffer.user:
+            from packetd.capture.privileges import drop_privileges
+
+            drop_privileges(self.config.sniffer.user)
+        _die_with_parent()  # after the change of user, which clears the setting
         sender = threading.Thread(target=self._sender, name="sender", daemon=True)
         sender.start()
         self.conn.send(("ready", self.index, getattr(source, "name", "?"), bpf_expr))
         frame = self.engine.frame
+        held = self.held
         next_flush = time.monotonic() + FLUSH_S
         n = 0
         try:
             for ts, lt, data in source:
                 if lt == TICK:
                     self.engine.tick(ts)
+                    if held is not None:
+                        held.flush()  # a quiet moment: connections noted since the last pass
                 else:
                     frame(ts, lt, data)
+                    if held is not None and ts >= held.due:
+                        held.flush()
                     n += 1
                     if n & 1023:
                         continue
@@ -283,6 +331,10 @@ class Worker:
                 for warning in getattr(source, "warnings", ()):  # damage, unknown link types, clamped times
                     log.warning("%s", warning)
         finally:
+            if held is not None:
+                held.flush()
+            if self.resolver is not None:
+                self.resolver.close()
             self.flush(source, final=True)
             if self.config.sniffer.file:
                 self.sendq.put(("done", self.index))
@@ -303,6 +355,18 @@ def _l4_labels(
     return tuple(values[k] for k in required)
 
 
+def _die_with_parent() -> None:
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+
+
 def worker_main(
     index: int,
     conn: Connection,
@@ -314,16 +378,26 @@ def worker_main(
     """Entry point of a worker process (spawned)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the agent stops workers by message, after a flush
     signal.signal(signal.SIGTERM, lambda *_: None)
+    handler: logging.Handler = logging.StreamHandler()
+    if not config.logger.stdout:
+        # the agent's log file; the agent rotates it, and a watched handler follows it to the new file
+        handler = logging.handlers.WatchedFileHandler(config.logger.filename)
+        logging.raiseExceptions = False  # a log file it may not reopen (after sniffer.user): no raw stderr
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
         format=f"%(asctime)s %(levelname)s worker-{index} %(message)s",
+        handlers=[handler],
     )
+    logging.captureWarnings(True)
     try:
         Worker(index, conn, config, fanout, consumers).run()
     except PermissionError:
         from packetd.capture.privileges import PRIVILEGE_HINT
 
         conn.send(("error", index, PRIVILEGE_HINT))
+    except OSError as exc:  # the capture cannot be opened (no such interface, ...): said, not a traceback
+        log.error("worker %d: %s", index, exc)
+        conn.send(("error", index, f"cannot capture: {exc.strerror or exc}"))
     except Exception as exc:  # reported to the agent, which logs it and keeps serving
         log.exception("worker %d failed", index)
         conn.send(("error", index, f"{type(exc).__name__}: {exc}"))

@@ -12,6 +12,9 @@ encodes, `cramjam` compresses (snappy block format, as the spec requires).
 
 from __future__ import annotations
 
+import os
+import socket
+from collections.abc import Mapping
 from typing import Any
 
 import cramjam
@@ -63,11 +66,28 @@ def _build() -> tuple[type[Any], type[Any], type[Any], type[Any]]:
 WriteRequest, TimeSeries, Label, Sample = _build()
 
 
-def encode(samples: list[tuple[list[tuple[str, str]], float]], ts_ms: int) -> bytes:
-    """Samples (labels with __name__ first, value) at one timestamp → compressed request body."""
+def identity_labels(external: Mapping[str, str]) -> dict[str, str]:
+    """What every remote-written series carries so that agents are told apart (a scrape gets these from
+    Prometheus' target instead): `job="packetd"`, `instance` = the node (`$NODE_NAME`, set from the
+    Kubernetes downward API by the chart) or the host name, then `exporter.metrics.externalLabels`, which
+    may override both."""
+    return {"job": "packetd", "instance": os.environ.get("NODE_NAME") or socket.gethostname(), **external}
+
+
+def encode(
+    samples: list[tuple[list[tuple[str, str]], float]], ts_ms: int, extra: Mapping[str, str] | None = None
+) -> bytes:
+    """Samples (labels with __name__ first, value) at one timestamp → compressed request body.
+
+    `extra` labels are added to every series that does not have them already (as Prometheus applies its
+    external labels); labels are sent sorted by name, as the remote write spec requires."""
     req = WriteRequest()
-    for labels, value in samples:
+    for own, value in samples:
         series = req.timeseries.add()
+        labels = own
+        if extra:
+            have = {name for name, _ in own}
+            labels = sorted([*own, *((k, v) for k, v in extra.items() if k not in have)])
         for name, val in labels:
             series.labels.add(name=name, value=val)
         series.samples.add(value=value, timestamp=ts_ms)

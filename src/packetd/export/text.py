@@ -1,13 +1,20 @@
 """Aligned, optionally coloured text lines for a person at a terminal.
 
 12:00:01.234567 http  10.0.0.2:51234 → 10.0.0.1:80     GET /index.html              200   1.23ms  312B/4.1K
+
+The request summary's target is redacted by the rule the record uses (a `?token=` value is `[REDACTED]`).
+
+With process attribution, each end that is a socket on this host is followed by `comm[pid]`:
+
+12:00:01.234567 http  127.0.0.1:51234 curl[812] → 127.0.0.1:80 nginx[77]  GET /index.html  200 ...
 """
 
 from __future__ import annotations
 
 import time
 
-from packetd.pairing.roundtrip import MAX_TIME_S, Roundtrip, endpoint_text
+from packetd.pairing.roundtrip import MAX_TIME_S, Process, Roundtrip, endpoint_text
+from packetd.protocols import redact as policy
 from packetd.protocols.base import Flag, Kind, flag_names
 from packetd.units import format_duration, format_size
 
@@ -25,10 +32,17 @@ def _request_summary(rt: Roundtrip) -> str:
     if msg is None:
         return ""
     target = getattr(msg, "target", None)
+    if target:
+        # the record's (redacted) form of the target, by the rule the record uses (protocols/redact.py)
+        target = policy.target(target, getattr(msg, "redact_query", policy.DEFAULT_QUERY))
     text = f"{rt.operation} {target}" if target else rt.operation
     if len(text) > MAX_SUMMARY:
         text = text[: MAX_SUMMARY - 1] + "…"
     return text
+
+
+def _owner(proc: Process | None) -> str:
+    return f" {proc.comm}[{proc.pid}]" if proc is not None else ""
 
 
 class TextFormatter:
@@ -40,7 +54,13 @@ class TextFormatter:
         clock = (
             time.strftime("%H:%M:%S", time.gmtime(ts // 1_000_000_000)) + f".{ts % 1_000_000_000 // 1000:06d}"
         )
-        peers = f"{endpoint_text(rt.client)} → {endpoint_text(rt.server)}"
+        procs = rt.processes
+        if procs is None:
+            peers = f"{endpoint_text(rt.client)} → {endpoint_text(rt.server)}"
+        else:
+            peers = (
+                f"{endpoint_text(rt.client)}{_owner(procs[0])} → {endpoint_text(rt.server)}{_owner(procs[1])}"
+            )
         status = rt.status if rt.status is not None else rt.kind
         dur = rt.duration_ns
         latency = format_duration(dur) if dur is not None else "-"

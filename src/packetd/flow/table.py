@@ -33,12 +33,15 @@ arrives (it was readable no earlier).
 
 A FIN ends a direction once every byte before it was delivered or declared lost; nothing of that direction
 is delivered after it (later data is a counted duplicate), and the ACK of the FIN (which acknowledges the
-FIN's own sequence number) is not a hole. RST ends both directions at once.
+FIN's own sequence number) is not a hole. An RST ends both directions at once, if its sequence number
+lies in the receiver's window (RFC 5961 §3.2, `_rst_acceptable`); any other RST is counted and ignored, as
+the receiver ignores it.
 
 A SYN on a known tuple starts a new connection unless it repeats the SYN already seen there; a SYN without
 ACK on a connection joined mid-stream always does (the roles guessed from the ports may have been wrong, or
 the old connection ended unseen). Idle flows expire after `idle_timeout_ns` of packet time; the table is
-bounded (`max_flows`), evicting the least recently active of the oldest flows when full.
+bounded (`max_flows`, from a memory budget: `flows_for_memory`), evicting when full a flow that never
+carried payload if one is among the oldest, else the least recently active of them.
 
 Connections closed by FIN or RST are remembered for CLOSED_LINGER_NS so that a late retransmission does not
 start a new, bogus "mid-stream" connection; a SYN always starts a new one. Expired and evicted flows are
@@ -47,7 +50,9 @@ not remembered: they were alive, and their next segment rightly joins them again
 
 from __future__ import annotations
 
+import heapq
 import socket
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -57,12 +62,23 @@ from packetd.net.packet import ACK, FIN, PROTO_TCP, RST, SYN, Segment
 MASK = 0xFFFFFFFF
 HALF = 0x80000000
 MAX_OOO_BYTES = 256 * 1024  # per direction: four times a default Linux initial receive window
-MAX_OOO_SEGMENTS = 256  # per direction: bounds the overlap scan in _drain
+# The segment count is bounded too, for the bookkeeping each buffered segment costs beyond its payload
+# (~160 bytes: its bytes object, the (payload, time) tuple, dict slot and heap entry; tests/flow measures it).
+# Sized from the byte budget so that segments of 64 bytes or more reach the byte bound first, and a stream
+# of one-byte segments still reorders over 4096 of them (16 times the old 256-segment cap); at worst ~0.65 MiB
+# of bookkeeping per direction, only while a hole is open.
+OOO_MIN_SEGMENT = 64
+MAX_OOO_SEGMENTS = MAX_OOO_BYTES // OOO_MIN_SEGMENT
 HOLE_TIMEOUT_NS = (
     2_000_000_000  # a real loss is retransmitted within an RTO (Linux: 200 ms - 2 min; typ. < 1 s)
 )
 SWEEP_INTERVAL_NS = 5_000_000_000  # packet time between idle/hole sweeps (an O(flows) walk)
 CLOSED_LINGER_NS = 10_000_000_000  # how long a closed tuple swallows late segments
+# The receive window assumed for an RST check when the real one is unknown (the handshake, and with it the
+# window scale, was not seen; or the receiver never sent a segment): generous, since wrongly ignoring a real
+# RST keeps a dead connection until it idles out, while a blind RST guessing a sequence number lands in it
+# with a chance of 1 in 256. 16 MiB is the usual tuned net.core.rmem_max (Linux's default maximum is 6 MiB).
+UNKNOWN_RST_WINDOW = 16 * 1024 * 1024
 MAX_CLOSED = 65536  # remembered closed tuples (two per connection): 10 s of 3000 closes/s; ~6 MiB
 EVICTION_SAMPLE = 16  # flows looked at to choose an eviction victim
 
@@ -82,9 +98,24 @@ Endpoint = tuple[str, int]
 HandlerFactory = Callable[[str, Endpoint, Endpoint, bool, int], StreamHandler]  # + transport (6/17)
 
 
+# What one tracked connection costs, for sizing the table from a memory budget: an established HTTP/1
+# connection with its decoder and matcher measures ~4.5 KiB (tracemalloc, bench/flow_memory.py; 1.5 KiB of
+# it the two deques of decoder and matcher); one that carried no payload yet (half-open: a SYN flood, a
+# scan) ~1.4 KiB, since its decoder is made on the first byte. Budgeting every flow at the established cost
+# keeps a table full of either within the budget.
+FLOW_BYTES = 4608
+DEFAULT_MAX_MEMORY_MB = 256  # 58 254 flows (the former fixed 65 536 were ~290 MiB, not the "128" it said)
+MIN_FLOWS = 1024  # a budget too small to be useful still tracks this many
+
+
+def flows_for_memory(max_memory_mb: int) -> int:
+    """The flow-table bound for a memory budget in MiB (`sniffer.maxMemoryMB`, `watch --max-memory-mb`)."""
+    return max(MIN_FLOWS, max_memory_mb * 1024 * 1024 // FLOW_BYTES)
+
+
 @value
 class FlowConfig:
-    max_flows: int = 65536  # bounded table: ~2 KiB per idle flow, ~128 MiB worst case
+    max_flows: int = flows_for_memory(DEFAULT_MAX_MEMORY_MB)  # bounded table, evicting when full
     idle_timeout_ns: int = 300 * 1_000_000_000  # connExpired, reference §2.2 (default 5m)
     # UDP conversations have no close: an unanswered query is given up long before 5 minutes (resolvers
     # retry after 1-5 s), and a table full of them costs every packet (eviction, garbage collection)
@@ -108,7 +139,9 @@ class FlowStats:
         "midstream",
         "no_flow",
         "ooo_overflows",
+        "ooo_segment_overflows",
         "out_of_order",
+        "rst_out_of_window",
         "unmatched",
     )
 
@@ -121,7 +154,8 @@ class FlowStats:
         self.midstream = 0  # joined after the handshake
         self.duplicates = 0  # retransmitted or twice-captured segments dropped
         self.out_of_order = 0  # segments buffered ahead of a hole
-        self.ooo_overflows = 0  # holes skipped because the reorder buffer was full
+        self.ooo_overflows = 0  # holes skipped because the reorder buffer was full (bytes or segments)
+        self.ooo_segment_overflows = 0  # of those, full by MAX_OOO_SEGMENTS (with fewer than MAX_OOO_BYTES)
         self.hole_timeouts = 0  # holes skipped because they were older than HOLE_TIMEOUT_NS
         self.acked_gaps = 0  # holes skipped because the receiver acknowledged them and then sent data, or
         # the sender moved on past them
@@ -131,6 +165,7 @@ class FlowStats:
         self.linger_overflows = 0  # closed tuples forgotten before CLOSED_LINGER_NS: MAX_CLOSED reached
         self.no_flow = 0  # segments without payload or SYN for an unknown connection
         self.unmatched = 0  # segments on no rule's port (filtered in user space)
+        self.rst_out_of_window = 0  # RSTs ignored: sequence number outside the receive window (RFC 5961)
 
 
 class TcpStream:
@@ -144,10 +179,11 @@ class TcpStream:
         "hole_ns",
         "next_seq",
         "ooo",
-        "ooo_bytes",
         "packets",
         "retrans",
         "syn_seq",
+        "wnd",
+        "wscale",
     )
 
     def __init__(self) -> None:
@@ -155,8 +191,7 @@ class TcpStream:
         self.syn_seq = -1
         self.fin_seq = -1
         self.eof = False
-        self.ooo: dict[int, tuple[bytes, int]] | None = None  # seq → (payload, arrival time), ahead of a hole
-        self.ooo_bytes = 0
+        self.ooo: Reorder | None = None  # segments ahead of a hole
         self.hole_ns = -1  # packet time when the current hole was first noticed (or last made progress)
         # highest sequence number the peer acknowledged beyond next_seq (tail loss), or -1; before this
         # direction's first segment (joined mid-stream), the peer's last acknowledgement: where it starts
@@ -164,6 +199,60 @@ class TcpStream:
         self.packets = 0
         self.bytes = 0
         self.retrans = 0
+        self.wnd = -1  # the receive window this direction's sender last advertised (unscaled); -1 unknown
+        self.wscale = -1  # the window scale shift its SYN offered; -1 none or no SYN seen
+
+
+class Reorder:
+    """Segments of one direction buffered ahead of a hole, and which of them starts first.
+
+    `segs` maps a segment's sequence number to (payload, capture time); `heap` holds the same starts as
+    offsets from `base` (a sequence number at or before every start), so the first one is `heap[0]` in
+    O(1) whatever arrived in whatever order (a dict scan per delivered segment made one-byte segments cost
+    O(n) each). Offsets stay exact while every start is less than 2**32 from `base`: the buffer is rebased
+    when the stream has moved on by a quarter of the sequence space (`rebase`).
+    """
+
+    __slots__ = ("base", "heap", "nbytes", "segs")
+
+    def __init__(self, base: int) -> None:
+        self.base = base
+        self.heap: list[int] = []
+        self.segs: dict[int, tuple[bytes, int]] = {}
+        self.nbytes = 0  # payload bytes held
+
+    def __len__(self) -> int:
+        return len(self.segs)
+
+    def first(self) -> int:
+        """The lowest buffered start (the buffer is not empty)."""
+        return (self.base + self.heap[0]) & MASK
+
+    def reached(self, nxt: int) -> bool:
+        """Whether a buffered segment starts at or before `nxt`."""
+        return bool(self.heap) and (nxt - self.base - self.heap[0]) & MASK < HALF
+
+    def add(self, seq: int, data: bytes, ts: int) -> None:
+        old = self.segs.get(seq)
+        if old is None:
+            heapq.heappush(self.heap, (seq - self.base) & MASK)
+        else:
+            self.nbytes -= len(old[0])
+        self.segs[seq] = (data, ts)
+        self.nbytes += len(data)
+
+    def pop_first(self) -> tuple[int, bytes, int]:
+        start = (self.base + heapq.heappop(self.heap)) & MASK
+        data, ts = self.segs.pop(start)
+        self.nbytes -= len(data)
+        return start, data, ts
+
+    def rebase(self, nxt: int) -> None:
+        """Offsets from `nxt` (every start is at or after it, less than HALF ahead) when it is far from base."""
+        if (nxt - self.base) & MASK >= HALF // 2 and not self.reached(nxt):
+            self.base = nxt
+            self.heap = [(s - nxt) & MASK for s in self.segs]
+            heapq.heapify(self.heap)
 
 
 class Flow:
@@ -252,6 +341,39 @@ def _start(st: TcpStream, seq: int, n: int) -> int:
     return nxt
 
 
+def _rst_acceptable(flow: Flow, d: int, seq: int) -> bool:
+    """Whether an RST from direction `d` with sequence number `seq` ends the connection (RFC 5961 §3.2).
+
+    A receiver accepts an RST whose sequence number lies in its receive window [RCV.NXT, RCV.NXT +
+    RCV.WND). A passive observer approximates RCV.NXT by the next sequence number it expects from `d` (after
+    `d`'s FIN: the FIN's own, or the one after it; joined mid-stream before `d` sent anything: the
+    receiver's last ACK), and RCV.WND by the window the receiver last advertised, scaled by its shift when
+    both SYNs were seen (RFC 7323 §2.2: scaling is on only when both offered it); otherwise, or when the
+    receiver never advertised one, by UNKNOWN_RST_WINDOW. With no sequence number to compare with at all
+    (nothing of `d` and no ACK of it seen, e.g. an RST answering a SYN) the RST is accepted, as before.
+
+    RFC 5961 lets a stack answer an in-window RST that is not exactly RCV.NXT with a challenge ACK instead;
+    we accept it (the capture may have missed bytes of `d`, which would put the real RCV.NXT ahead of ours).
+    """
+    st = flow.streams[d]
+    peer = flow.streams[d ^ 1]
+    lo = st.next_seq
+    slack = 0
+    if lo < 0:
+        if st.eof and st.fin_seq >= 0:
+            lo, slack = st.fin_seq, 1
+        elif st.acked >= 0:
+            lo = st.acked
+        else:
+            return True
+    wnd = peer.wnd
+    if wnd < 0 or st.syn_seq < 0 or peer.syn_seq < 0:
+        wnd = max(wnd, UNKNOWN_RST_WINDOW)
+    elif st.wscale >= 0 and peer.wscale >= 0:
+        wnd <<= peer.wscale
+    return (seq - lo) & MASK < max(wnd, 1) + slack
+
+
 def _ip(packed: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
 
@@ -272,6 +394,10 @@ class FlowTable:
         self._tcp: dict[bytes, tuple[Flow, int]] = {}
         self._udp: dict[bytes, tuple[Flow, int]] = {}
         self._flows: dict[int, Flow] = {}  # by id, oldest first
+        # ids in creation order, for eviction: a dict iterated from its front after many deletions there
+        # skips every deleted slot first (O(table) per eviction in a SYN flood); ids of removed flows stay
+        # until they reach the front, and the deque is rebuilt when they outnumber the live ones
+        self._order: deque[int] = deque()
         self._closed: dict[bytes, int] = {}  # recently closed tuple → close time
         self._next_id = 0
         self._next_sweep = -1
@@ -339,10 +465,16 @@ class FlowTable:
             if entry is None:
                 return
         flow, d = entry
-        flow.last_ns = ts
         st = flow.streams[d]
-        st.packets += 1
         seq = seg.seq
+        if flags & RST and not _rst_acceptable(flow, d, seq):
+            # a blind or stale reset: the receiver drops it (RFC 5961 §3.2), so the conversation goes on
+            self.stats.rst_out_of_window += 1
+            return
+        flow.last_ns = ts
+        st.packets += 1
+        if seg.window >= 0:
+            st.wnd = seg.window
         if flags & SYN:
             if (
                 seq != st.syn_seq
@@ -355,6 +487,7 @@ class FlowTable:
                 self._tcp_segment(seg)
                 return
             st.syn_seq = seq
+            st.wscale = seg.wscale
             seq = (seq + 1) & MASK
             if st.next_seq < 0:
                 st.next_seq = seq
@@ -448,8 +581,9 @@ class FlowTable:
     def _create(
         self, seg: Segment, transport: int, protocol: str, client_is_src: bool, midstream: bool
     ) -> tuple[Flow, int]:
-        if len(self._flows) >= self.config.max_flows:
-            self._evict(seg.ts_ns)
+        while len(self._flows) >= self.config.max_flows:  # a loop: a reload may have lowered the bound
+            if not self._evict(seg.ts_ns):
+                break
         rev = seg.dst + seg.src + seg.key[-2:] + seg.key[-4:-2]
         src_ep = (_ip(seg.src), seg.sport)
         dst_ep = (_ip(seg.dst), seg.dport)
@@ -470,6 +604,10 @@ class FlowTable:
             closed.pop(keys[0], None)
             closed.pop(keys[1], None)
         self._flows[flow.id] = flow
+        order = self._order
+        order.append(flow.id)
+        if len(order) > 2 * len(self._flows) + EVICTION_SAMPLE:
+            self._order = deque(self._flows)  # rebuilt: O(flows), after as many removals
         self.stats.created += 1
         self.stats.active += 1
         if midstream:
@@ -479,16 +617,15 @@ class FlowTable:
     def _buffer(self, flow: Flow, d: int, st: TcpStream, seq: int, payload: memoryview, ts: int) -> None:
         ooo = st.ooo
         if ooo is None:
-            ooo = st.ooo = {}
-        old = ooo.get(seq)
+            ooo = st.ooo = Reorder(st.next_seq)
+        else:
+            ooo.rebase(st.next_seq)
+        old = ooo.segs.get(seq)
         if old is not None and len(old[0]) >= len(payload):
             st.retrans += 1
             self.stats.duplicates += 1
             return
-        if old is not None:
-            st.ooo_bytes -= len(old[0])
-        ooo[seq] = (payload.tobytes(), ts)
-        st.ooo_bytes += len(payload)
+        ooo.add(seq, payload.tobytes(), ts)
         self.stats.out_of_order += 1
         if st.hole_ns < 0:
             st.hole_ns = ts
@@ -502,9 +639,11 @@ class FlowTable:
                 self.stats.acked_gaps += 1
                 if flow.handler is None or st.eof:
                     return
-        while st.ooo_bytes > MAX_OOO_BYTES or len(ooo) > MAX_OOO_SEGMENTS:
+        while st.ooo is not None and (st.ooo.nbytes > MAX_OOO_BYTES or len(st.ooo.segs) > MAX_OOO_SEGMENTS):
             # each skip delivers at least the nearest buffered segment, so this ends within bounds
             self.stats.ooo_overflows += 1
+            if st.ooo.nbytes <= MAX_OOO_BYTES:
+                self.stats.ooo_segment_overflows += 1
             if not self._skip_hole(flow, d, st, ts) or flow.handler is None:
                 break
 
@@ -519,37 +658,24 @@ class FlowTable:
         assert ooo is not None
         handler = flow.handler
         at = ts
-        while ooo:
+        while ooo.segs:
             nxt = st.next_seq
             if stop >= 0 and (nxt - stop) & MASK < HALF:
                 break
-            item = ooo.pop(nxt, None)
-            if item is not None:
-                data, seg_ts = item
-                st.ooo_bytes -= len(data)
-                st.next_seq = (nxt + len(data)) & MASK
+            if not ooo.reached(nxt):
+                break  # the first buffered segment is still ahead: a hole
+            # it starts here, or before (a repacketised retransmission overlapping what was delivered)
+            start, data, seg_ts = ooo.pop_first()
+            off = (nxt - start) & MASK
+            if off < len(data):
+                st.next_seq = (start + len(data)) & MASK
                 if handler is not None:
                     if floor >= 0:
                         at = floor = max(floor, seg_ts)
-                    handler.data(d, memoryview(data), at)
-                continue
-            # no segment starts exactly here: one may overlap it (repacketised retransmission)
-            progressed = False
-            for s in list(ooo):
-                off = (nxt - s) & MASK
-                if off < HALF:  # starts at or before next_seq
-                    data, seg_ts = ooo.pop(s)
-                    st.ooo_bytes -= len(data)
-                    if off < len(data):
-                        st.next_seq = (s + len(data)) & MASK
-                        if handler is not None:
-                            if floor >= 0:
-                                at = floor = max(floor, seg_ts)
-                            handler.data(d, memoryview(data)[off:], at)
-                        progressed = True
-                        break
-            if not progressed:
-                break
+                    handler.data(d, memoryview(data)[off:] if off else memoryview(data), at)
+            # else wholly delivered already: dropped
+        if not ooo.segs and st.ooo is ooo:
+            st.ooo = None  # the next hole starts a buffer based at its own next_seq
         _rearm(st, ts)
 
     def _skip_hole(
@@ -564,14 +690,14 @@ class FlowTable:
         """
         nxt = st.next_seq
         ooo = st.ooo
-        if ooo and nxt >= 0 and any((nxt - s) & MASK < HALF for s in ooo):
+        if ooo and nxt >= 0 and ooo.reached(nxt):
             # contiguous data held back behind an answer (`_acked_hole`) goes first
             self._drain(flow, d, st, ts, floor=st.hole_ns if 0 <= st.hole_ns <= ts else ts)
             nxt = st.next_seq
             ooo = st.ooo
         target = -1
         if ooo:
-            target = min(ooo, key=lambda s: (s - nxt) & MASK)
+            target = ooo.first()
         elif st.fin_seq >= 0 and not st.eof and 0 < (st.fin_seq - nxt) & MASK < HALF:
             target = st.fin_seq
         elif st.acked >= 0 and 0 < (st.acked - nxt) & MASK < HALF:
@@ -581,9 +707,7 @@ class FlowTable:
         missing = (target - nxt) & MASK
         if target < 0 or nxt < 0 or not 0 < missing < HALF:
             # nothing known to be missing (or a buffer that cannot be reached: dropped, never looped on)
-            if ooo:
-                st.ooo = None
-                st.ooo_bytes = 0
+            st.ooo = None
             st.hole_ns = -1
             st.acked = -1
             return False
@@ -629,7 +753,7 @@ class FlowTable:
                     return False
             nxt = st.next_seq
             ooo = st.ooo
-            return ooo is not None and any((nxt - s) & MASK < HALF for s in ooo)
+            return ooo is not None and ooo.reached(nxt)
         if st.hole_ns < 0:
             st.hole_ns = ts
         elif ts - st.hole_ns > HOLE_TIMEOUT_NS and self._skip_hole(flow, d, st, ts):
@@ -652,7 +776,6 @@ class FlowTable:
         st.hole_ns = -1
         st.acked = -1
         st.ooo = None
-        st.ooo_bytes = 0
         if flow.handler is not None:
             flow.handler.eof(d, ts)
         if flow.streams[d ^ 1].eof and flow.id in self._flows:
@@ -670,8 +793,9 @@ class FlowTable:
         for d, st in enumerate(flow.streams):
             if st.eof:
                 continue
-            while self._skip_hole(flow, d, st, ts, final=True):
-                pass
+            if st.hole_ns >= 0 or st.ooo or st.fin_seq >= 0 or st.acked >= 0:  # else nothing can be missing
+                while self._skip_hole(flow, d, st, ts, final=True):
+                    pass
             st.eof = True
             if flow.handler is not None:
                 flow.handler.eof(d, ts)
@@ -749,12 +873,34 @@ class FlowTable:
                 break
             del closed[key]
 
-    def _evict(self, now: int) -> None:
-        """Make room: the least recently active among the oldest EVICTION_SAMPLE flows goes."""
-        sample = []
-        for flow in self._flows.values():
-            sample.append(flow)
-            if len(sample) >= EVICTION_SAMPLE:
+    def _evict(self, now: int) -> bool:
+        """Make room: the oldest flow if it never carried payload (half-open: a flood of SYNs pushes out its
+        own kind first, not the connections being decoded); else, among the oldest EVICTION_SAMPLE flows,
+        one that never carried payload, else the least recently active."""
+        flows = self._flows
+        order = self._order
+        while order and order[0] not in flows:
+            order.popleft()
+        if order:
+            oldest = flows[order[0]]
+            if not (oldest.streams[0].bytes or oldest.streams[1].bytes):
+                # the oldest never carried payload: no better victim (the common case in a flood, O(1))
+                self._end(oldest, now, "evicted")
+                return True
+        victim: Flow | None = None
+        best = (True, 0)
+        seen = 0
+        for fid in order:
+            flow = flows.get(fid)
+            if flow is None:
+                continue
+            rank = (flow.streams[0].bytes + flow.streams[1].bytes > 0, flow.last_ns)
+            if victim is None or rank < best:
+                victim, best = flow, rank
+            seen += 1
+            if seen >= EVICTION_SAMPLE:
                 break
-        victim = min(sample, key=lambda f: f.last_ns)
+        if victim is None:
+            return False
         self._end(victim, now, "evicted")
+        return True

@@ -96,15 +96,38 @@ _IPV6_SKIP = frozenset({0, 43, 60, 140})
 _IPV6_FRAG = 44
 _IP_AH = 51  # authentication header, in IPv4 and IPv6 alike
 
-_TCP = struct.Struct("!HHIIBB")  # sport dport seq ack offset flags
+_TCP = struct.Struct("!HHIIBB")  # sport dport seq ack offset flags (the window is read apart: a frame
+# snapped inside the fixed header's last 6 bytes still decodes, with an unknown window)
 _UDP = struct.Struct("!HHH")  # sport dport length
 _U16 = struct.Struct("!H")
 _U32_NATIVE_LE = struct.Struct("<I")
 _U32_BE = struct.Struct("!I")
 _IPV4_FRAG = struct.Struct("!HHH")  # total length, id, flags+offset (at ip+2)
 # IPv4 header without options followed by the TCP header's first 14 bytes:
-# vihl tos total id frag ttl proto csum src dst | sport dport seq ack offset flags
-_V4TCP = struct.Struct("!BxHxxHxBxx4s4sHHIIBB")
+# vihl tos total id frag ttl proto csum src dst | sport dport seq ack offset flags window
+_V4TCP = struct.Struct("!BxHxxHxBxx4s4sHHIIBBH")
+_TCP_OPT_WSCALE = 3  # RFC 7323 §2.2: kind 3, length 3, shift count
+_MAX_WSCALE = 14  # RFC 7323 §2.3: a larger shift is used as 14
+
+
+def _wscale(data: memoryview, off: int, end: int) -> int:
+    """The window scale shift in the TCP options between `off` and `end` (a SYN's), or -1 without one."""
+    while off < end:
+        kind = data[off]
+        if kind == 0:  # end of option list
+            break
+        if kind == 1:  # no-operation (padding)
+            off += 1
+            continue
+        if off + 1 >= end:
+            break
+        size = data[off + 1]
+        if size < 2:
+            break  # malformed: a length that does not move on
+        if kind == _TCP_OPT_WSCALE and size == 3 and off + 2 < end:
+            return min(data[off + 2], _MAX_WSCALE)
+        off += size
+    return -1
 
 
 class Segment:
@@ -122,6 +145,8 @@ class Segment:
         "src",
         "transport",
         "ts_ns",
+        "window",
+        "wscale",
     )
 
     def __init__(
@@ -137,6 +162,8 @@ class Segment:
         flags: int,
         payload: memoryview,
         key: bytes,
+        window: int = -1,
+        wscale: int = -1,
     ) -> None:
         self.ts_ns = ts_ns
         self.transport = transport  # PROTO_TCP or PROTO_UDP
@@ -149,6 +176,8 @@ class Segment:
         self.flags = flags
         self.payload = payload
         self.key = key  # src + dst + sport + dport, packed: the direction's flow key
+        self.window = window  # TCP: the advertised receive window as sent (unscaled); -1 unknown
+        self.wscale = wscale  # TCP SYN: its window scale option's shift; -1 none (or not a SYN)
 
     def __repr__(self) -> str:
         return (
@@ -298,8 +327,8 @@ class PacketDecoder:
         # Fast path: a 20-byte header, TCP, not a fragment — one unpack reads IP and TCP headers together,
         # and src, dst, sport, dport are contiguous, so the flow key is one slice.
         try:
-            vihl, total, frag, proto, src, dst, sport, dport, seq, ack, doff, flags = _V4TCP.unpack_from(
-                data, ip
+            vihl, total, frag, proto, src, dst, sport, dport, seq, ack, doff, flags, window = (
+                _V4TCP.unpack_from(data, ip)
             )
         except struct.error:
             vihl = -1
@@ -321,6 +350,8 @@ class PacketDecoder:
                 flags,
                 data[start:end],
                 data[ip + 12 : ip + 24].tobytes(),
+                window,
+                _wscale(data, ip + 40, start) if flags & SYN else -1,
             )
         return self._ipv4_general(ts_ns, data, ip, n)
 
@@ -386,6 +417,8 @@ class PacketDecoder:
                 flags,
                 data[start:end],
                 data[ip + 12 : ip + 20].tobytes() + data[l4 : l4 + 4].tobytes(),
+                _U16.unpack_from(data, l4 + 14)[0] if l4 + 16 <= n else -1,
+                _wscale(data, l4 + 20, min(start, n)) if flags & SYN else -1,
             )
         return self._l4(
             ts_ns,
@@ -484,6 +517,8 @@ class PacketDecoder:
                 flags,
                 data[start:end],
                 src + dst + data[l4 : l4 + 4].tobytes(),
+                _U16.unpack_from(data, l4 + 14)[0] if l4 + 16 <= len(data) else -1,
+                _wscale(data, l4 + 20, min(start, len(data))) if flags & SYN else -1,
             )
         if proto == PROTO_UDP:
             sport, dport, ulen = _UDP.unpack_from(data, l4)

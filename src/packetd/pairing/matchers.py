@@ -8,20 +8,20 @@
 
 One-way messages (`Role.ONEWAY`) never reach a matcher: the session records them at once.
 
-Each matcher is bounded (a request whose answer never comes cannot hold memory forever); an evicted request
-becomes an `unanswered` record and is counted, a response with no request is counted as an orphan and
-dropped: a record is never invented.
+Each matcher is bounded (a request whose answer never comes cannot hold memory forever) by the one
+`MAX_PENDING` of protocols/base.py. In order, a request beyond the bound is not tracked (counted under
+`evicted`) but keeps its place (base.PendingQueue): its response is dropped when it comes, so the
+pairing never shifts. Keyed, the oldest request is evicted as an `unanswered` record (counted): keys
+cannot shift. A response with no request is counted as an orphan and dropped: a record is never
+invented.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from packetd.protocols.base import Direction, Flag, Kind, Message
-
-MAX_PENDING = 1024  # requests in flight per connection; deeper pipelines than this are not real traffic
+from packetd.protocols.base import MAX_PENDING, Direction, Flag, Kind, Message, PendingQueue
 
 Emit = Callable[[str, Message | None, Message | None, int], None]  # (kind, request, response, flags)
 
@@ -29,10 +29,12 @@ Emit = Callable[[str, Message | None, Message | None, int], None]  # (kind, requ
 class PairingStats:
     """Counters a matcher keeps; the session aggregates them per protocol."""
 
-    __slots__ = ("evicted", "orphans", "unanswered")
+    __slots__ = ("evicted", "orphans", "unanswered", "untracked_answers")
 
     def __init__(self) -> None:
-        self.evicted = 0  # requests pushed out by the bound
+        # requests beyond the per-connection bound: not tracked (in order) or evicted unanswered (keyed)
+        self.evicted = 0
+        self.untracked_answers = 0  # responses to requests that were not tracked, dropped
         self.orphans = 0  # responses with no request to answer (joined mid-stream, request lost)
         self.unanswered = 0  # requests that ended without a response (close, end of file, eviction, gap)
 
@@ -50,50 +52,57 @@ class Matcher(Protocol):
 class FifoMatcher:
     """In-order pairing (see module docstring)."""
 
-    __slots__ = ("_emit", "_limit", "_pending", "_stats")
+    __slots__ = ("_emit", "_pending", "_stats")
 
     def __init__(self, emit: Emit, stats: PairingStats, limit: int = MAX_PENDING) -> None:
         self._emit = emit
         self._stats = stats
-        self._limit = limit
-        self._pending: deque[Message] = deque()
+        self._pending: PendingQueue[Message] = PendingQueue(limit)
 
     def request(self, msg: Message) -> None:
-        pending = self._pending
-        if len(pending) >= self._limit:
-            self._stats.evicted += 1
-            self._unanswered(pending.popleft(), 0)
-        pending.append(msg)
+        if not self._pending.push(msg):
+            self._stats.evicted += 1  # not tracked: its response will be dropped, not paired with a later one
 
     def response(self, msg: Message) -> None:
         pending = self._pending
-        if not pending or msg.start_ns < pending[0].start_ns:
-            # no request, or one sent after this response began: it cannot be the answer
+        head = pending.peek()
+        if head is None:
+            if pending.untracked_due() is not None:
+                pending.drop_answer()
+                self._stats.untracked_answers += 1
+                return
+            self._stats.orphans += 1  # no request
+            return
+        if msg.start_ns < head.start_ns:
+            # a request sent after this response began: it cannot be the answer
             self._stats.orphans += 1
             return
-        req = pending.popleft()
-        self._emit(req.record_kind(), req, msg, 0)
+        pending.popleft()
+        self._emit(head.record_kind(), head, msg, 0)
 
     def sync_lost(self, direction: Direction) -> None:
         # Responses lost with their framing would shift every later pairing by one: what is pending can
         # no longer be answered truthfully. Lost requests heal by themselves (their responses find an
         # empty queue and are orphans) unless requests were pipelined, which the causality check bounds.
         if direction is Direction.S2C:
-            while self._pending:
-                self._unanswered(self._pending.popleft(), Flag.GAP)
+            pending = self._pending
+            for req in pending:
+                self._unanswered(req, Flag.GAP)
+            pending.clear()
 
     def no_answer(self, key: object) -> None:
         pass  # in-order protocols have no key to name a request by
 
     def pop_oldest(self) -> Message | None:
-        return self._pending.popleft() if self._pending else None
+        return self._pending.popleft() if self._pending.peek() is not None else None
 
     def settled(self) -> bool:
         return not self._pending
 
     def close(self) -> None:
-        while self._pending:
-            self._unanswered(self._pending.popleft(), 0)
+        for req in self._pending:
+            self._unanswered(req, 0)
+        self._pending.clear()
 
     def _unanswered(self, req: Message, flags: int) -> None:
         self._stats.unanswered += 1

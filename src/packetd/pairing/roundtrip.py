@@ -18,6 +18,32 @@ Endpoint = tuple[str, int]
 
 
 @value
+class Process:
+    """The process that owns one end's socket on this host (packetd.attribution finds it; None fields are
+    unknown, never guessed)."""
+
+    pid: int
+    comm: str
+    exe: str | None = None  # the /proc/<pid>/exe link, as the process's mount namespace sees it
+    container_id: str | None = None
+    container_runtime: str | None = None  # docker, containerd, cri-o, podman, when the cgroup path names it
+    pod_uid: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "comm": self.comm,
+            "exe": self.exe,
+            "container_id": self.container_id,
+            "container_runtime": self.container_runtime,
+            "pod_uid": self.pod_uid,
+        }
+
+
+Processes = tuple["Process | None", "Process | None"]  # (client's, server's)
+
+
+@value
 class Roundtrip:
     """A request and its response (or one of them alone, by `kind`) on one connection."""
 
@@ -28,6 +54,12 @@ class Roundtrip:
     request: Message | None
     response: Message | None
     flags: int = 0
+    # the record's ordinal on its connection (1, 2, ...; 0: not known): four pipelined commands answered in
+    # one segment share endpoints and times, and only this tells their span ids apart (pipeline/spans.py)
+    seq: int = 0
+    # set by the I/O layer when process attribution is on (then `client.process` / `server.process` are in
+    # the JSON, null when not found); None when it is off (a capture file: its processes are not this host's)
+    processes: Processes | None = None
 
     @property
     def start_ns(self) -> int:
@@ -82,11 +114,17 @@ class Roundtrip:
         """The record contract's JSON object."""
         req, resp = self.request, self.response
         trace = self.trace
+        client: dict[str, Any] = {"ip": self.client[0], "port": self.client[1]}
+        server: dict[str, Any] = {"ip": self.server[0], "port": self.server[1]}
+        if self.processes is not None:
+            cp, sp = self.processes
+            client["process"] = cp.to_json() if cp is not None else None
+            server["process"] = sp.to_json() if sp is not None else None
         return {
             "protocol": self.protocol,
             "kind": self.kind,
-            "client": {"ip": self.client[0], "port": self.client[1]},
-            "server": {"ip": self.server[0], "port": self.server[1]},
+            "client": client,
+            "server": server,
             "operation": self.operation,
             "status": self.status,
             "error": self.error,
@@ -105,10 +143,10 @@ _last_prefix = ""
 MAX_TIME_S = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second RFC 3339 can write
 
 
-def dumps(rt: Roundtrip) -> bytes:
+def dumps(rt: Roundtrip, rec: dict[str, Any] | None = None) -> bytes:
     """One record as a JSON line, newline included (the record contract; watch, the agent's roundtrip
-    exporters and /watch all write this)."""
-    return orjson.dumps(rt.to_json(), option=orjson.OPT_APPEND_NEWLINE)
+    exporters and /watch all write this); `rec`: its `to_json()` when the caller already built it."""
+    return orjson.dumps(rec if rec is not None else rt.to_json(), option=orjson.OPT_APPEND_NEWLINE)
 
 
 def endpoint_text(ep: Endpoint) -> str:
@@ -133,4 +171,4 @@ def has_flag(rt: Roundtrip, flag: int) -> bool:
     return bool(rt.all_flags & flag)
 
 
-__all__ = ["Endpoint", "Flag", "Kind", "Roundtrip", "has_flag", "rfc3339_ns"]
+__all__ = ["Endpoint", "Flag", "Kind", "Process", "Processes", "Roundtrip", "has_flag", "rfc3339_ns"]

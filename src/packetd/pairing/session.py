@@ -13,7 +13,8 @@ messages straight to records, control messages to itself — and turns every pai
   whose first client bytes are a TLS record is marked encrypted without a record.
 * Hand-over: an HTTP/1.1 `101` (or an HTTP/2 preface on an HTTP port) gives the connection to the protocol
   registered for the upgrade token, with the upgrade request as its first request; when none is
-  registered the 101 answers its request and decoding stops (counted).
+  registered the 101 answers its request and decoding stops (counted). A CONNECT tunnel that opens with a
+  TLS ClientHello is handed to a `TlsDecoder` (target "tls"), as a connection that starts with one.
 * A record's protocol is the rule's, unless its message names another (`Message.PROTOCOL`: one HTTP/2
   connection carries both `grpc` and `http2` streams); records are counted under the protocol they carry.
 * `NoAnswer(key)`: the decoder knows the request under `key` will never be answered (HTTP/2 RST_STREAM,
@@ -49,6 +50,14 @@ from packetd.protocols.registry import ProtocolSpec, Registry
 MAX_RESETS = 8  # consecutive decode errors before a connection is given up as not this protocol
 _DIRS = (Direction.C2S, Direction.S2C)
 _REQUEST, _RESPONSE, _ONEWAY, _UNANSWERED = Role.REQUEST, Role.RESPONSE, Role.ONEWAY, Role.UNANSWERED
+
+
+def _no_emit(kind: str, request: object, response: object, flags: int) -> None:
+    raise AssertionError("a session's matcher is made before its first message")
+
+
+# The matcher of a session that has seen no byte yet: always empty, so close() and settled() read nothing.
+_UNBORN_MATCHER = FifoMatcher(_no_emit, PairingStats())
 
 
 class ProtocolStats:
@@ -98,6 +107,7 @@ class Session:
     """Decoder + matcher of one connection (see module docstring)."""
 
     __slots__ = (
+        "_born",
         "_client",
         "_decoder",
         "_errors_in_row",
@@ -105,8 +115,10 @@ class Session:
         "_flags",
         "_flip",
         "_matcher",
+        "_midstream",
         "_options_for",
         "_registry",
+        "_seq",
         "_server",
         "_sink",
         "_sniff",
@@ -141,15 +153,26 @@ class Session:
         self._flags = 0  # flags every later record of this connection carries (encrypted)
         self._first_flags = Flag.MIDSTREAM if midstream else 0  # the first record of a joined connection
         self._errors_in_row = 0
+        self._seq = 0  # records emitted on this connection: their ordinal tells apart pipelined exchanges
         self._tls = False
         self._transport = transport
         self._sniff = transport == "tcp"
+        # the decoder and matcher (~2.5 KiB for HTTP/1) are made on the first byte or gap (`_birth`): a
+        # connection that never carries any (half-open, refused, a SYN flood) costs only this object
+        self._midstream = midstream
+        self._born = False
+        self._matcher: Matcher = _UNBORN_MATCHER
+        self._decoder: Decoder | None = None
+
+    def _birth(self) -> None:
+        self._born = True
+        spec = self._spec
         self._matcher = self._new_matcher(spec)
-        self._decoder: Decoder | None = spec.factory(
+        self._decoder = spec.factory(
             DecoderContext(
-                options=options_for(spec.name),
-                midstream=midstream,
-                transport=transport,
+                options=self._options_for(spec.name),
+                midstream=self._midstream,
+                transport=self._transport,
                 counters=self._stats.counters,
                 shared=self._stats.shared,
             )
@@ -159,7 +182,9 @@ class Session:
     def data(self, direction: int, data: memoryview, ts_ns: int) -> None:
         """Ordered bytes of one direction (0: from the client, 1: from the server, as the flow guessed)."""
         if self._decoder is None:
-            return
+            if self._born:
+                return
+            self._birth()
         d = _DIRS[direction ^ self._flip]
         if self._sniff and d is Direction.C2S:
             self._sniff = False
@@ -177,6 +202,8 @@ class Session:
         """`nbytes` of this direction were never captured."""
         self._stats.gaps += 1
         self._stats.gap_bytes += nbytes
+        if not self._born:
+            self._birth()
         decoder = self._decoder
         if decoder is None:
             return
@@ -291,6 +318,19 @@ class Session:
             self._flags |= Flag.ENCRYPTED
 
     def _hand_over(self, m: HandOver, ts_ns: int) -> None:
+        # the connection has begun (it was decoded up to a switch point): a ClientHello later is not how it
+        # started, and the next decoder's matcher may not pair TLS hellos (HTTP/2 pairs by stream id)
+        self._sniff = False
+        if m.target == "tls":  # a tunnel (HTTP CONNECT) opened with a ClientHello: read the hellos, stop
+            self._stats.handovers += 1
+            self._release()
+            self._tls = True
+            self._decoder = tls.TlsDecoder()
+            if m.client_data:
+                self._feed(Direction.C2S, memoryview(m.client_data), ts_ns)
+            if m.server_data:
+                self._feed(Direction.S2C, memoryview(m.server_data), ts_ns)
+            return
         target = self._registry.upgrade_target(m.target)
         if target is None:
             self._stats.unsupported_upgrades += 1
@@ -368,4 +408,5 @@ class Session:
             self._stats.records[kind] += 1
         else:  # the message decided the protocol (an HTTP/2 connection carrying gRPC)
             self._stats_for(name).records[kind] += 1
-        self._sink(Roundtrip(name, kind, self._client, self._server, request, response, flags))
+        self._seq += 1
+        self._sink(Roundtrip(name, kind, self._client, self._server, request, response, flags, self._seq))

@@ -21,63 +21,71 @@ store (agent/storage.py) which owns series budgets, expiry and exposition.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from packetd.pairing.roundtrip import Roundtrip
+from packetd.pipeline.otlp_metrics import metric_attributes, metric_for
 from packetd.pipeline.semantics import (
     DEFAULT_LABELS,
     GENERIC_DEFAULT,
     GENERIC_LABELS,
+    OTEL_HTTP_BODY,
+    OTEL_ROWS,
     PROTOCOL_LABELS,
+    SPAN_BUILDERS,
     TEMPLATED,
     affected_rows,
 )
+from packetd.pipeline.spans import span_ids
 from packetd.protocols.base import Kind
+from packetd.units import parse_duration
 
 MiB = 1024 * 1024
+# Wire latencies: loopback Redis/DNS/HTTP answer in 30-100 µs, LAN in 0.1-1 ms, slow queries in seconds. A
+# 1-2.5-5 series from 25 µs to 60 s puts each of those in a bucket no wider than 2.5x its value, so
+# `histogram_quantile` is right to within one bucket (the old 1 ms first bucket made every p50 "500 µs").
 SECONDS_BUCKETS = (
+    25e-6,
+    50e-6,
+    100e-6,
+    250e-6,
+    500e-6,
     0.001,
+    0.0025,
     0.005,
     0.01,
+    0.025,
     0.05,
     0.1,
     0.25,
     0.5,
     1.0,
-    2.0,
+    2.5,
     5.0,
     10.0,
-    20.0,
-    30.0,
+    25.0,
     60.0,
-    120.0,
-    300.0,
-    600.0,
 )
-BYTES_BUCKETS = tuple(
-    float(b)
-    for b in (
-        10240,
-        102400,
-        256000,
-        512000,
-        MiB,
-        5 * MiB,
-        10 * MiB,
-        20 * MiB,
-        30 * MiB,
-        50 * MiB,
-        80 * MiB,
-        100 * MiB,
-        150 * MiB,
-        200 * MiB,
-        500 * MiB,
-    )
-)
+# Bodies and messages: most Redis/DNS/SQL messages are tens of bytes, HTTP bodies from 0 to megabytes;
+# powers of 4 from 64 B to 256 MiB (12 buckets; the old first bucket, 10 KiB, held nearly everything).
+BYTES_BUCKETS = tuple(float(64 * 4**i) for i in range(12))
 ROWS_BUCKETS = (0.0, 1.0, 10.0, 100.0, 1000.0, 10_000.0, 100_000.0, 1_000_000.0, 10_000_000.0)
+DEFAULT_LAYOUT = (SECONDS_BUCKETS, BYTES_BUCKETS, ROWS_BUCKETS)
+BUCKET_KINDS = ("duration", "bytes", "rows")
+MAX_BUCKETS = 64  # per histogram: every bucket is one exposed line per series, so the count is bounded too
+# Label values longer than this are cut and marked (counted per label): a 4 KB path must not become a 4 KB
+# label on ~50 lines of every scrape (issue 14: 2 000 such paths made one scrape 471 MB)
+LABEL_VALUE_BYTES = 256
+TRUNCATED = "...[truncated]"
+OVERFLOW = "__overflow__"
+# Distinct (metric, labels) keys one worker delta holds. The store admits far fewer (maxScrapeMB: ~15 000 at
+# 6 MB), so this only matters when the agent falls behind and deltas pile up in a worker during a flood
+DELTA_MAX_KEYS = 50_000
+NAMINGS = ("packetd", "otel")  # metricsStorage.naming: the Go implementation's names, or semconv's
 
 COMMON_LABELS = {
     "client.address": "client_address",
@@ -99,6 +107,7 @@ _NUMBER = re.compile(r"^[+-]?\d+(?:[.,]\d+)?$")
 _HEX = re.compile(r"^(?=.*\d)[0-9a-fA-F]{8,}$")
 _OPAQUE = re.compile(r"^[A-Za-z0-9_\-=+.~%]{24,}$")
 MAX_PATH_SEGMENTS = 12  # deeper paths are cut (the rest becomes "{...}"): bounds label length and work
+MAX_CACHED_PATH = 512  # bytes: the cache bound counts entries, so an entry's size is bounded too
 
 
 class PathTemplater:
@@ -129,6 +138,8 @@ class PathTemplater:
                 else s
                 for s in segs
             )
+        if len(path) > MAX_CACHED_PATH:
+            return out  # a scan of long distinct paths would fill the cache with kilobytes per entry
         if len(self._cache) >= self._cache_size:
             self._cache.clear()
         self._cache[path] = out
@@ -168,43 +179,78 @@ def vm_range(idx: int) -> str:
 class Aggregator:
     """Deltas since the last `take()`: counters, histograms (bucket index → count, sum, count), gauges."""
 
-    __slots__ = ("counters", "gauges", "histograms", "vm")
+    __slots__ = ("counters", "gauges", "histograms", "max_keys", "overflowed", "truncated", "vm")
 
-    def __init__(self, vm: bool = False) -> None:
+    def __init__(self, vm: bool = False, max_keys: int = DELTA_MAX_KEYS) -> None:
         self.vm = vm
+        self.max_keys = max_keys
         self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self.histograms: dict[tuple[str, tuple[tuple[str, str], ...]], list[Any]] = {}
         self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self.truncated: dict[str, int] = {}  # label name → values cut to the length cap
+        self.overflowed: dict[str, int] = {}  # metric → observations folded by the delta's own bound
+
+    def _bounded(
+        self, table: dict[Any, Any], name: str, labels: tuple[tuple[str, str], ...]
+    ) -> tuple[Any, ...]:
+        key = (name, labels)
+        if key in table or len(table) < self.max_keys:
+            return key
+        self.overflowed[name] = self.overflowed.get(name, 0) + 1
+        return (name, tuple((k, OVERFLOW) for k, _ in labels))
 
     def inc(self, name: str, labels: tuple[tuple[str, str], ...], value: float = 1.0) -> None:
-        key = (name, labels)
+        key = self._bounded(self.counters, name, labels)
         self.counters[key] = self.counters.get(key, 0.0) + value
 
     def set(self, name: str, labels: tuple[tuple[str, str], ...], value: float) -> None:
         self.gauges[(name, labels)] = value
 
     def observe(
-        self, name: str, labels: tuple[tuple[str, str], ...], value: float, buckets: Sequence[float]
+        self,
+        name: str,
+        labels: tuple[tuple[str, str], ...],
+        value: float,
+        buckets: Sequence[float],
+        exemplar: Roundtrip | None = None,
     ) -> None:
-        key = (name, labels)
+        key = self._bounded(self.histograms, name, labels)
         h = self.histograms.get(key)
         if h is None:
-            # [bucket index → count, sum, count, bucket layout]
-            h = self.histograms[key] = [{}, 0.0, 0, "vm" if self.vm else buckets]
+            # [bucket index → count, sum, count, bucket layout, bucket index → exemplar]
+            h = self.histograms[key] = [{}, 0.0, 0, "vm" if self.vm else buckets, {}]
         idx = vm_bucket(value) if self.vm else bisect.bisect_left(buckets, value)
         counts = h[0]
         counts[idx] = counts.get(idx, 0) + 1
         h[1] += value
         h[2] += 1
+        if exemplar is not None and not self.vm and idx not in h[4]:
+            # the first roundtrip of a delta (0.5 s) per bucket: a hash per bucket and flush, not per record
+            h[4][idx] = exemplar_of(exemplar, value)
 
     def take(self) -> dict[str, Any]:
         """The deltas, and a fresh start."""
-        out = {"counters": self.counters, "histograms": self.histograms, "gauges": self.gauges}
-        self.counters, self.histograms, self.gauges = {}, {}, {}
+        out = {
+            "counters": self.counters,
+            "histograms": self.histograms,
+            "gauges": self.gauges,
+            "truncated": self.truncated,
+            "overflowed": self.overflowed,
+        }
+        self.counters, self.histograms, self.gauges, self.truncated, self.overflowed = {}, {}, {}, {}, {}
         return out
 
 
 LabelFn = Callable[[Roundtrip], tuple[tuple[str, str], ...]]
+
+
+def exemplar_of(rt: Roundtrip, value: float) -> tuple[str, str, float, float]:
+    """(trace id, span id, value, time in s): the ids the roundtrip's span has (spans.span_ids, or the
+    caller's trace id when the wire carried a traceparent), so a bucket links to the trace in the backend."""
+    trace_id, span_id = span_ids(rt)
+    ctx = rt.trace
+    trace_hex = ctx.trace_id if ctx is not None else f"{trace_id:032x}"
+    return trace_hex, f"{span_id:016x}", value, rt.end_ns / 1e9
 
 
 def _value(v: object) -> str:
@@ -231,10 +277,64 @@ def _templated(
     return get
 
 
+def _bounds(where: str, kind: str, raw: object) -> tuple[float, ...]:
+    """One `buckets.<kind>` list: numbers (durations also as 25us, 1ms, 2s), strictly increasing."""
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_BUCKETS:
+        raise MetricsConfigError(f"{where}.{kind}: expected a list of 1 to {MAX_BUCKETS} upper bounds")
+    values: list[float] = []
+    for b in raw:
+        if kind == "duration" and isinstance(b, str):
+            try:
+                v = parse_duration(b) / 1e9
+            except ValueError as exc:
+                raise MetricsConfigError(f"{where}.{kind}: {exc}") from None
+        elif isinstance(b, int | float) and not isinstance(b, bool):
+            v = float(b)
+        else:
+            raise MetricsConfigError(f"{where}.{kind}: {b!r} is not a number")
+        if not math.isfinite(v) or v < 0:
+            raise MetricsConfigError(f"{where}.{kind}: {b!r} is not a finite number >= 0")
+        values.append(v)
+    if any(b <= a for a, b in itertools.pairwise(values)):
+        raise MetricsConfigError(f"{where}.{kind}: upper bounds must increase strictly")
+    return tuple(values)
+
+
+def _buckets(where: str, raw: object) -> dict[str, tuple[float, ...]]:
+    if not isinstance(raw, Mapping) or not raw or set(raw) - set(BUCKET_KINDS):
+        raise MetricsConfigError(
+            f"{where}: expected a map with any of {', '.join(BUCKET_KINDS)}, "
+            "e.g. {duration: [100us, 1ms, 10ms], bytes: [64, 1024, 65536]}"
+        )
+    return {str(kind): _bounds(where, str(kind), bounds) for kind, bounds in raw.items()}
+
+
+def cap_label(value: str, limit: int) -> str | None:
+    """`value` cut to at most `limit` UTF-8 bytes, marker included; None when it fits."""
+    if len(value) * 4 <= limit:  # a character is at most 4 bytes: the common case needs no encoding
+        return None
+    raw = value.encode("utf-8", "surrogatepass")
+    if len(raw) <= limit:
+        return None
+    keep = max(0, limit - len(TRUNCATED))
+    return raw[:keep].decode("utf-8", "ignore") + TRUNCATED  # "ignore": a cut multibyte character goes
+
+
 class RoundtripsToMetrics:
     """The processor (see module docstring). `config` is the processor's `config` map."""
 
-    def __init__(self, config: Mapping[str, Any] | None = None, protocols: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any] | None = None,
+        protocols: Iterable[str] = (),
+        label_bytes: int = LABEL_VALUE_BYTES,
+        naming: str = "packetd",
+        exemplars: bool = False,
+    ) -> None:
+        self.exemplars = exemplars  # traces are exported: each duration bucket names a recent trace
+        if naming not in NAMINGS:
+            raise MetricsConfigError(f"naming '{naming}': expected one of {', '.join(NAMINGS)}")
+        self.naming = naming
         config = dict(config or {})
         templates = config.pop("pathTemplates", None) or []
         default_templating = bool(config.pop("defaultPathTemplating", True))
@@ -244,16 +344,32 @@ class RoundtripsToMetrics:
         except (KeyError, TypeError):
             raise MetricsConfigError("pathTemplates: each entry needs 'regex' and 'replacement'") from None
         self.templater = PathTemplater(rules, default_templating)
+        self.label_bytes = label_bytes
         self._label_fns: dict[str, LabelFn] = {}
         self._config = config
+        # protocol → (duration, bytes, rows) bucket bounds; protocols not configured use the defaults
+        self._layouts: dict[str, tuple[tuple[float, ...], ...]] = {}
         for proto, proto_cfg in config.items():
-            if not isinstance(proto_cfg, Mapping) or set(proto_cfg) - {"requireLabels"}:
-                raise MetricsConfigError(f"roundtripstometrics.{proto}: only 'requireLabels' is allowed")
+            if not isinstance(proto_cfg, Mapping) or set(proto_cfg) - {"requireLabels", "buckets"}:
+                raise MetricsConfigError(
+                    f"roundtripstometrics.{proto}: only 'requireLabels' and 'buckets' are allowed"
+                )
+            if "buckets" in proto_cfg:
+                got = _buckets(f"roundtripstometrics.{proto}.buckets", proto_cfg["buckets"])
+                self._layouts[proto] = (
+                    got.get("duration", SECONDS_BUCKETS),
+                    got.get("bytes", BYTES_BUCKETS),
+                    got.get("rows", ROWS_BUCKETS),
+                )
         for proto in protocols:
             self._label_fns[proto] = self._build(proto)
 
     def allowed_labels(self, proto: str) -> list[str]:
         return [*COMMON_LABELS, *PROTOCOL_LABELS.get(proto, {}), *GENERIC_LABELS]
+
+    def buckets_for(self, proto: str) -> tuple[tuple[float, ...], ...]:
+        """(duration, bytes, rows) upper bounds of `proto`'s histograms."""
+        return self._layouts.get(proto, DEFAULT_LAYOUT)
 
     def _build(self, proto: str) -> LabelFn:
         cfg = self._config.get(proto)
@@ -289,27 +405,42 @@ class RoundtripsToMetrics:
             fn = self._label_fns[proto] = self._build(proto)
         return fn
 
+    def _capped(self, labels: tuple[tuple[str, str], ...], agg: Aggregator) -> tuple[tuple[str, str], ...]:
+        out = []
+        for name, value in labels:
+            cut = cap_label(value, self.label_bytes)
+            if cut is not None:
+                agg.truncated[name] = agg.truncated.get(name, 0) + 1
+            out.append((name, value if cut is None else cut))
+        return tuple(out)
+
     def process(self, rt: Roundtrip, agg: Aggregator) -> None:
         if rt.kind == Kind.HANDSHAKE:
             return
         p = rt.protocol
+        if self.naming == "otel" and p in SPAN_BUILDERS:
+            self._process_otel(rt, agg)
+            return
         labels = self.labels_for(p)(rt)
+        quick = self.label_bytes // 4
+        if any(len(v) > quick for _, v in labels):
+            labels = self._capped(labels, agg)
+        seconds, sizes, row_bounds = self.buckets_for(p)
         agg.inc(f"{p}_requests_total", labels)
         req, resp = rt.request, rt.response
         if req is not None and resp is not None:
             agg.observe(
-                f"{p}_request_duration_seconds", labels, (resp.end_ns - req.start_ns) / 1e9, SECONDS_BUCKETS
+                f"{p}_request_duration_seconds",
+                labels,
+                (resp.end_ns - req.start_ns) / 1e9,
+                seconds,
+                rt if self.exemplars else None,
             )
         if req is not None:
-            agg.observe(
-                f"{p}_request_body_bytes", labels, float(getattr(req, "body_bytes", req.size)), BYTES_BUCKETS
-            )
+            agg.observe(f"{p}_request_body_bytes", labels, float(getattr(req, "body_bytes", req.size)), sizes)
         if resp is not None:
             agg.observe(
-                f"{p}_response_body_bytes",
-                labels,
-                float(getattr(resp, "body_bytes", resp.size)),
-                BYTES_BUCKETS,
+                f"{p}_response_body_bytes", labels, float(getattr(resp, "body_bytes", resp.size)), sizes
             )
             affected = affected_rows(rt)
             if affected:
@@ -317,10 +448,46 @@ class RoundtripsToMetrics:
             rows = getattr(resp, "rows", None)
             if rows is not None and p in ("mysql", "postgresql"):
                 name = "mysql_response_resultset_rows" if p == "mysql" else "postgresql_response_rows"
-                agg.observe(name, labels, float(rows), ROWS_BUCKETS)
+                agg.observe(name, labels, float(rows), row_bounds)
+
+    def _process_otel(self, rt: Roundtrip, agg: Aggregator) -> None:
+        """`naming: otel`: the semconv histograms with the attributes the OTLP metrics exporter gives them
+        (pipeline/otlp_metrics.py, from the span builders), dots as underscores and the unit as a suffix, as
+        Prometheus' OTLP translation writes them. Answered roundtrips only: a request without an answer has
+        no duration (`packetd_roundtrips_total{kind="unanswered"}` counts it)."""
+        req, resp = rt.request, rt.response
+        if rt.kind != Kind.ROUNDTRIP or req is None or resp is None:
+            return
+        attrs: dict[str, Any] = {"server.address": rt.server[0], "server.port": rt.server[1]}
+        attrs.update(SPAN_BUILDERS[rt.protocol](rt, rt.to_json())[1])  # from the redacted view, as spans
+        metric = metric_for(attrs)
+        if metric is None:
+            return
+        labels = tuple((k.replace(".", "_"), _value(v)) for k, v in metric_attributes(metric, rt, attrs))
+        quick = self.label_bytes // 4
+        if any(len(v) > quick for _, v in labels):
+            labels = self._capped(labels, agg)
+        p = rt.protocol
+        seconds, sizes, row_bounds = self.buckets_for(p)
+        name = metric.replace(".", "_") + "_seconds"
+        duration = (resp.end_ns - req.start_ns) / 1e9
+        agg.observe(name, labels, duration, seconds, rt if self.exemplars else None)
+        if name.startswith("http_"):
+            agg.observe(OTEL_HTTP_BODY[0], labels, float(getattr(req, "body_bytes", req.size)), sizes)
+            agg.observe(OTEL_HTTP_BODY[1], labels, float(getattr(resp, "body_bytes", resp.size)), sizes)
+        rows = getattr(resp, "rows", None)
+        if isinstance(rows, int) and name.startswith("db_"):
+            agg.observe(OTEL_ROWS, labels, float(rows), row_bounds)
 
 
 METRIC_HELP = {
+    "server_request_duration_seconds": "Duration of HTTP server requests (semconv http.server.request.duration)",
+    "server_request_body_size_bytes": "Size of HTTP server request bodies (semconv http.server.request.body.size)",
+    "server_response_body_size_bytes": "Size of HTTP server response bodies (semconv http.server.response.body.size)",
+    "server_call_duration_seconds": "Duration of RPC calls (semconv rpc.server.call.duration)",
+    "client_operation_duration_seconds": "Duration of operations (semconv db/messaging.client.operation.duration)",
+    "client_response_returned_rows": "Rows returned (semconv db.client.response.returned_rows)",
+    "lookup_duration_seconds": "Duration of DNS lookups (semconv dns.lookup.duration)",
     "requests_total": "Requests seen (roundtrips, unanswered requests and one-way messages)",
     "request_duration_seconds": "From the request's first byte to the response's last byte",
     "request_body_bytes": "Request body size (message size for protocols without a body)",

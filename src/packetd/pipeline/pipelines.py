@@ -15,7 +15,9 @@ always, traces when the traces exporter is enabled, roundtrips when the roundtri
 Traces pipelines are not built at all without an enabled trace exporter (no span is computed for nothing).
 
 Pure: it runs inside capture workers; outputs are collected in `agg`, `spans` and `lines`, which the worker
-ships to the agent.
+ships to the agent. Two OpenTelemetry-native outputs ride on the same pipelines when enabled: OTLP metrics
+(semconv histograms, `otlp`) on the metrics pipelines, OTLP log records (`logs`: the record's JSON line
+with its trace and span ids) on the roundtrips pipelines.
 """
 
 from __future__ import annotations
@@ -23,10 +25,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from packetd._values import value
 from packetd.pairing.roundtrip import Roundtrip, dumps
 from packetd.pipeline.filter import FilterConfigError, RoundtripsFilter
-from packetd.pipeline.metrics import Aggregator, MetricsConfigError, RoundtripsToMetrics
-from packetd.pipeline.spans import RoundtripsToTraces, SpanData
+from packetd.pipeline.metrics import (
+    LABEL_VALUE_BYTES,
+    Aggregator,
+    MetricsConfigError,
+    RoundtripsToMetrics,
+)
+from packetd.pipeline.otlp_metrics import DEFAULT_BOUNDS, OtlpMetricsAggregator
+from packetd.pipeline.spans import RoundtripsToTraces, SpanData, span_ids
 
 ALLOWED = {
     "metrics": {"roundtripsfilter", "roundtripstometrics"},
@@ -40,6 +49,28 @@ class PipelineError(ValueError):
     pass
 
 
+@value
+class LogEntry:
+    """One roundtrip for the OTLP logs exporter: its record line (the redacted view) and the ids of its span."""
+
+    line: bytes
+    trace_id: int
+    span_id: int
+    trace_flags: int
+    start_ns: int
+    error: bool
+
+
+def log_entry(rt: Roundtrip, line: bytes) -> LogEntry:
+    """The ids are the span's: the wire's trace id when it carried a context, the hashed ids otherwise."""
+    trace_id, span_id = span_ids(rt)
+    flags = 1
+    if rt.trace is not None:
+        trace_id = int(rt.trace.trace_id, 16)
+        flags = 1 if rt.trace.sampled else 0
+    return LogEntry(line, trace_id, span_id, flags, rt.start_ns, bool(rt.error))
+
+
 class Pipelines:
     def __init__(
         self,
@@ -49,6 +80,10 @@ class Pipelines:
         roundtrips_enabled: bool,
         vm_histogram: bool = False,
         protocols: Iterable[str] = (),
+        label_bytes: int = LABEL_VALUE_BYTES,
+        naming: str = "packetd",
+        otlp_metrics_bounds: Sequence[float] | None = None,
+        otlp_logs: bool = False,
     ) -> None:
         by_name = {name: dict(cfg) for name, cfg in processors}
         chains = list(pipelines)
@@ -57,11 +92,20 @@ class Pipelines:
             chains.append(("metrics/default", ["roundtripstometrics"]))
         if "traces" not in kinds and traces_enabled:
             chains.append(("traces/default", ["roundtripstotraces"]))
+        self._lines_on, self._logs_on = roundtrips_enabled, otlp_logs
+        roundtrips_enabled = roundtrips_enabled or otlp_logs  # both consume the roundtrips pipelines
         if "roundtrips" not in kinds and roundtrips_enabled:
             chains.append(("roundtrips/default", []))
         self.agg = Aggregator(vm=vm_histogram)
         self.spans: list[SpanData] = []
         self.lines: list[bytes] = []
+        self.logs: list[LogEntry] = []
+        self.otlp: OtlpMetricsAggregator | None = None
+        if otlp_metrics_bounds is not None:
+            try:
+                self.otlp = OtlpMetricsAggregator(otlp_metrics_bounds or DEFAULT_BOUNDS)
+            except ValueError as exc:
+                raise PipelineError(f"exporter.otlpMetrics.{exc}") from None
         self.filters: dict[str, RoundtripsFilter] = {}
         self._runs: list[tuple[str, list[RoundtripsFilter], Any]] = []
         protocols = list(protocols)
@@ -85,7 +129,7 @@ class Pipelines:
                         self.filters[f"{name}#{len(filters)}"] = f
                         filters.append(f)
                     elif proc == "roundtripstometrics":
-                        output = RoundtripsToMetrics(cfg, protocols)
+                        output = RoundtripsToMetrics(cfg, protocols, label_bytes, naming, traces_enabled)
                     else:
                         output = RoundtripsToTraces(cfg)
                 except (FilterConfigError, MetricsConfigError, ValueError) as exc:
@@ -97,6 +141,9 @@ class Pipelines:
             self._runs.append((kind, filters, output))
 
     def process(self, rt: Roundtrip) -> None:
+        # the record's redacted JSON, built once per roundtrip for every output that reads it (spans, OTLP
+        # metrics, lines, logs) and not at all when only the Prometheus metrics run
+        rec: dict[str, Any] | None = None
         for kind, filters, output in self._runs:
             for f in filters:
                 if not f.accept(rt):
@@ -104,12 +151,21 @@ class Pipelines:
             else:
                 if kind == "metrics":
                     output.process(rt, self.agg)
+                    if self.otlp is not None:
+                        rec = rec or rt.to_json()
+                        self.otlp.process(rt, rec)
                 elif kind == "traces":
-                    span = output.process(rt)
+                    rec = rec or rt.to_json()
+                    span = output.process(rt, rec)
                     if span is not None:
                         self.spans.append(span)
                 else:
-                    self.lines.append(dumps(rt))
+                    rec = rec or rt.to_json()
+                    line = dumps(rt, rec)
+                    if self._lines_on:
+                        self.lines.append(line)
+                    if self._logs_on:
+                        self.logs.append(log_entry(rt, line))
 
     def filter_stats(self) -> dict[str, dict[str, Any]]:
         return {name: {"kept": f.kept, "dropped": dict(f.dropped)} for name, f in self.filters.items()}

@@ -6,8 +6,10 @@ Metric labels keep the Go implementation's `requireLabels` names (reference §8.
 has documented default labels, used when its `requireLabels` are not configured.
 
 Span attributes follow the OpenTelemetry semantic conventions — HTTP, RPC (gRPC), database (Redis,
-MySQL, PostgreSQL, MongoDB), messaging (Kafka, AMQP) and DNS — as far as the wire shows them. Statement
-text in `db.query.text` is what the decoders record: literals already replaced by `?` unless configured.
+MySQL, PostgreSQL, MongoDB), messaging (Kafka, AMQP) and DNS — as far as the wire shows them; attributes
+of our own are under `packetd.*`, never inside a semconv namespace. Span builders read the record's JSON
+(the redacted view, protocols/redact.py), so `db.query.text`, `url.query` and header-derived attributes are
+exactly what the JSON record shows.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from packetd.pairing.roundtrip import Roundtrip
+from packetd.pairing.roundtrip import Roundtrip, endpoint_text
+from packetd.protocols import redact as policy
 
 AttrValue = str | int | float | bool | list[str]
 Getter = Callable[[Roundtrip], object]
@@ -80,6 +83,24 @@ def _mongo_source(rt: Roundtrip) -> object:
     return f"{db}.{coll}" if db and coll else (db or "")
 
 
+def url_path(rt: Roundtrip) -> object:
+    """The request's path without its query (HTTP/1's `path` has none; an HTTP/2 `:path` carries one): a
+    query is neither a series nor safe to show (metric labels, the watch summary)."""
+    path = getattr(rt.request, "path", None) if rt.request is not None else None
+    return path.split("?", 1)[0] if isinstance(path, str) else path
+
+
+def _authority(field: str) -> Getter:
+    """A Host / :authority without credentials (`user:pw@host` → `[REDACTED]@host`), as the record shows it."""
+    get = req(field)
+
+    def authority(rt: Roundtrip) -> object:
+        value = get(rt)
+        return policy.userinfo(value) if isinstance(value, str) else value
+
+    return authority
+
+
 def _dns_question(rt: Roundtrip) -> object:
     msg = rt.request if rt.request is not None else rt.response
     qs = getattr(msg, "questions", ())
@@ -90,14 +111,14 @@ def _dns_question(rt: Roundtrip) -> object:
 PROTOCOL_LABELS: dict[str, dict[str, tuple[str, Getter]]] = {
     "http": {
         "request.method": ("method", req("method")),
-        "request.path": ("path", req("path")),
-        "request.remote_host": ("remote_host", req("host")),
+        "request.path": ("path", url_path),
+        "request.remote_host": ("remote_host", _authority("host")),
         "response.status_code": ("status_code", resp("status_code")),
     },
     "http2": {
         "request.method": ("method", req("method")),
-        "request.path": ("path", req("path")),
-        "request.authority": ("authority", req("authority")),
+        "request.path": ("path", url_path),
+        "request.authority": ("authority", _authority("authority")),
         "response.status_code": ("status_code", resp("status_code")),
     },
     "grpc": {
@@ -133,21 +154,25 @@ PROTOCOL_LABELS: dict[str, dict[str, tuple[str, Getter]]] = {
 }
 
 SERVER = ("server.address", "server.port")
-# `response.error` ("true"/"false", by the protocol's own rules) lets one dashboard query count errors of
-# protocols whose statuses differ ("OK", "NOERROR", "200", SQLSTATEs, ...)
+# Every protocol's default label set has the same shape: the server, what was asked, `status` (the record's
+# status: HTTP code, gRPC status name, "OK" or the error code) and `error` ("true"/"false", by the protocol's
+# own rules: HTTP >= 500, gRPC not OK, Redis -ERR, SQLSTATE, RCODE, ...), so one query counts the errors of
+# every protocol. The Go implementation's `status_code` (HTTP, HTTP/2: the HTTP code; gRPC: now the gRPC
+# status) stays available as `response.status_code` in requireLabels (README: "Metric labels").
+STATUS = ("response.status", "response.error")
 DEFAULT_LABELS: dict[str, tuple[str, ...]] = {
-    "http": (*SERVER, "request.method", "request.path", "response.status_code"),
-    "http2": (*SERVER, "request.method", "request.path", "response.status_code"),
-    "grpc": (*SERVER, "request.service", "request.method", "response.status_code", "response.error"),
-    "redis": (*SERVER, "request.command", "response.status", "response.error"),
-    "mysql": (*SERVER, "request.command", "response.status", "response.error"),
-    "postgresql": (*SERVER, "request.command", "response.status", "response.error"),
-    "kafka": (*SERVER, "request.api", "response.status", "response.error"),
-    "mongodb": (*SERVER, "request.command", "response.status", "response.error"),
-    "amqp": (*SERVER, "request.class", "request.method", "response.status", "response.error"),
-    "dns": (*SERVER, "request.qtype", "response.status", "response.error"),
+    "http": (*SERVER, "request.method", "request.path", *STATUS),
+    "http2": (*SERVER, "request.method", "request.path", *STATUS),
+    "grpc": (*SERVER, "request.service", "request.method", *STATUS),
+    "redis": (*SERVER, "request.command", *STATUS),
+    "mysql": (*SERVER, "request.command", *STATUS),
+    "postgresql": (*SERVER, "request.command", *STATUS),
+    "kafka": (*SERVER, "request.api", *STATUS),
+    "mongodb": (*SERVER, "request.command", *STATUS),
+    "amqp": (*SERVER, "request.class", "request.method", *STATUS),
+    "dns": (*SERVER, "request.qtype", *STATUS),
 }
-GENERIC_DEFAULT = (*SERVER, "request.operation", "response.status", "response.error")
+GENERIC_DEFAULT = (*SERVER, "request.operation", *STATUS)
 # requireLabels every protocol accepts besides the endpoints → (label name, getter)
 GENERIC_LABELS: dict[str, tuple[str, Getter]] = {
     "request.operation": ("operation", _operation),
@@ -157,138 +182,220 @@ GENERIC_LABELS: dict[str, tuple[str, Getter]] = {
 TEMPLATED = {("http", "path"), ("http2", "path")}
 
 
+# -- metricsStorage.naming: otel ---------------------------------------------------------------------------
+# The duration histograms and their attributes are pipeline/otlp_metrics.py's (metric_for,
+# metric_attributes: the same as the OTLP metrics exporter's, from the span builders below); these are the
+# two semconv metrics it does not produce, on the same attributes.
+OTEL_HTTP_BODY = ("http_server_request_body_size_bytes", "http_server_response_body_size_bytes")
+OTEL_ROWS = "db_client_response_returned_rows"
+
+
 # -- spans ------------------------------------------------------------------------------------------------
+# Span builders read the record's JSON (`Roundtrip.to_json()`): the redacted view (protocols/redact.py),
+# never the messages' raw fields, so a span can carry only what the JSON record carries.
+Record = dict[str, Any]
+SpanBuilder = Callable[[Roundtrip, Record], tuple[str, dict[str, AttrValue]]]
+
+
 def _put(attrs: dict[str, AttrValue], key: str, value: object) -> None:
     if value is None or value == "":
         return
     if isinstance(value, bool | int | float | str):
         attrs[key] = value
-    elif isinstance(value, bytes):
-        attrs[key] = value.decode("utf-8", "replace")
     else:
         attrs[key] = str(value)
 
 
-def _http_common(rt: Roundtrip, version: str) -> dict[str, AttrValue]:
-    r, s = rt.request, rt.response
+def _halves(rec: Record) -> tuple[Record, Record]:
+    return rec.get("request") or {}, rec.get("response") or {}
+
+
+def _first_header(fields: object, name: str) -> str | None:
+    if isinstance(fields, dict):
+        vals = fields.get(name)
+        if vals:
+            return str(vals[0])
+    return None
+
+
+def _http_common(rt: Roundtrip, rec: Record, version: str, default_scheme: str) -> dict[str, AttrValue]:
+    q, s = _halves(rec)
     a: dict[str, AttrValue] = {"network.protocol.name": "http", "network.protocol.version": version}
-    _put(a, "http.request.method", getattr(r, "method", None))
-    path = getattr(r, "path", None)
+    _put(a, "http.request.method", q.get("method"))
+    path = q.get("path")
+    if isinstance(path, str) and "?" in path:  # an HTTP/2 :path carries its query
+        path, query = path.split("?", 1)
+        _put(a, "url.query", query)
     _put(a, "url.path", path)
-    target = getattr(r, "target", None)
-    if isinstance(target, str) and "?" in target:
-        a["url.query"] = target.split("?", 1)[1]
-    host = getattr(r, "host", None) or getattr(r, "authority", None)
+    _put(a, "url.query", q.get("query"))
+    _put(a, "url.scheme", q.get("scheme") or default_scheme)
+    host = q.get("host") or q.get("authority")
     if isinstance(host, str) and host:
         a["server.address"] = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    if r is not None:
-        a["http.request.body.size"] = int(getattr(r, "body_bytes", r.size))
-    if s is not None:
-        code = getattr(s, "status_code", None)
-        if code is not None:
-            a["http.response.status_code"] = int(code)
-        a["http.response.body.size"] = int(getattr(s, "body_bytes", s.size))
+    _put(a, "user_agent.original", _first_header(q.get("headers"), "user-agent"))
+    if rt.request is not None:
+        _put(a, "http.request.body.size", q.get("body_bytes"))
+    if rt.response is not None:
+        code = s.get("status_code")
+        if isinstance(code, int):
+            a["http.response.status_code"] = code
+            if code >= 500:  # semconv: a server span is an error from 500 on; error.type is the code
+                a["error.type"] = str(code)
+        _put(a, "http.response.body.size", s.get("body_bytes"))
+    if rt.error and "error.type" not in a:  # a reset stream
+        a["error.type"] = str(s.get("reset") or rt.status or "_OTHER")
     return a
 
 
-def _http(rt: Roundtrip) -> tuple[str, dict[str, AttrValue]]:
-    version = str(getattr(rt.request, "version", "HTTP/1.1")).removeprefix("HTTP/")
-    return rt.operation, _http_common(rt, version)
+def _http(rt: Roundtrip, rec: Record) -> tuple[str, dict[str, AttrValue]]:
+    q, _ = _halves(rec)
+    version = str(q.get("version") or "HTTP/1.1").removeprefix("HTTP/")
+    # plaintext HTTP/1 is what the decoder reads (TLS is not decoded): "http" unless absolute-form says
+    return rt.operation, _http_common(rt, rec, version, "http")
 
 
-def _http2(rt: Roundtrip) -> tuple[str, dict[str, AttrValue]]:
-    a = _http_common(rt, "2")
-    _put(a, "http2.stream_id", getattr(rt.request or rt.response, "stream_id", None))
+def _http2(rt: Roundtrip, rec: Record) -> tuple[str, dict[str, AttrValue]]:
+    a = _http_common(rt, rec, "2", "http")
+    q, s = _halves(rec)
+    _put(a, "packetd.http2.stream_id", q.get("stream_id", s.get("stream_id")))
     return rt.operation, a
 
 
-def _grpc(rt: Roundtrip) -> tuple[str, dict[str, AttrValue]]:
+def _grpc(rt: Roundtrip, rec: Record) -> tuple[str, dict[str, AttrValue]]:
+    q, s = _halves(rec)
     a: dict[str, AttrValue] = {
         "rpc.system": "grpc",
         "network.protocol.name": "http",
         "network.protocol.version": "2",
     }
-    _put(a, "rpc.service", _grpc_service(rt))
-    _put(a, "rpc.method", _grpc_method(rt))
-    code = getattr(rt.response, "grpc_status", None) if rt.response is not None else None
+    _put(a, "rpc.service", q.get("service"))
+    _put(a, "rpc.method", q.get("method"))
+    _put(a, "url.scheme", q.get("scheme"))
+    _put(a, "user_agent.original", _first_header(q.get("metadata"), "user-agent"))
+    code = s.get("grpc_status")
     if isinstance(code, int):
-        a["rpc.grpc.status_code"] = code
-    for side, msg in (("request", rt.request), ("response", rt.response)):
-        if msg is not None:
-            _put(a, f"rpc.{side}.messages", getattr(msg, "messages", None))
+        a["rpc.grpc.status_code"] = code  # the older semconv, still what most back-ends read
+        a["rpc.response.status_code"] = str(s.get("grpc_status_name") or code)  # the current one
+        if rt.error:
+            a["error.type"] = str(a["rpc.response.status_code"])
+    for side, half in (("request", q), ("response", s)):
+        _put(a, f"packetd.rpc.{side}.messages", half.get("messages"))
+    _put(a, "packetd.http2.stream_id", q.get("stream_id", s.get("stream_id")))
     return rt.operation, a
 
 
-def _db(system: str) -> Callable[[Roundtrip], tuple[str, dict[str, AttrValue]]]:
-    def build(rt: Roundtrip) -> tuple[str, dict[str, AttrValue]]:
-        r, s = rt.request, rt.response
+def statement_operation(text: object) -> str | None:
+    """The operation a statement performs: its first keyword, upper-cased (`select ...` → `SELECT`);
+    a leading comment (sqlcommenter) or parenthesis is skipped; None when there is no keyword."""
+    if not isinstance(text, str):
+        return None
+    t = text.lstrip(" \t\r\n(")
+    while t.startswith("/*"):
+        end = t.find("*/")
+        if end < 0:
+            return None
+        t = t[end + 2 :].lstrip(" \t\r\n(")
+    word = t.split(None, 1)[0] if t else ""
+    word = word.rstrip(";(")
+    return word.upper() if word.isalpha() else None
+
+
+def _db(system: str) -> SpanBuilder:
+    def build(rt: Roundtrip, rec: Record) -> tuple[str, dict[str, AttrValue]]:
+        q, s = _halves(rec)
         a: dict[str, AttrValue] = {"db.system.name": system}
-        op = rt.operation
+        text = q.get("statement") if system != "mongodb" else q.get("query")
+        op: str | None = rt.operation
+        if system in ("mysql", "postgresql"):
+            # semconv db.operation.name: what the statement does (SELECT), not the wire message
+            # (COM_QUERY, Execute); MySQL commands that are operations themselves (COM_PING) by their name;
+            # unknown (an Execute of a statement prepared before the capture) is left unset
+            op = statement_operation(text)
+            if op is None and system == "mysql" and rt.operation.startswith("COM_"):
+                cmd = rt.operation[4:]
+                op = None if cmd in ("QUERY", "STMT_PREPARE", "STMT_EXECUTE") else cmd
         _put(a, "db.operation.name", op)
-        _put(a, "db.query.text", getattr(r, "statement", None))
-        _put(a, "db.namespace", getattr(r, "database", None) or getattr(r, "schema", None))
-        _put(a, "db.collection.name", getattr(r, "collection", None))
-        if s is not None:
+        _put(a, "packetd.db.message", q.get("command") if system == "mysql" else q.get("message"))
+        _put(a, "db.query.text", text)
+        _put(a, "db.namespace", q.get("database") or q.get("schema"))
+        _put(a, "db.collection.name", q.get("collection"))
+        if rt.response is not None:
             if rt.error:
                 _put(a, "db.response.status_code", rt.status)
                 a["error.type"] = str(rt.status)
-            rows = getattr(s, "rows", None)
+            rows = s.get("rows")
             if isinstance(rows, int):
                 a["db.response.returned_rows"] = rows
-            affected = getattr(s, "affected_rows", None)
+            affected = s.get("affected_rows")
             if isinstance(affected, int):
-                a["db.response.affected_rows"] = affected
-        return op, a
+                a["packetd.db.response.affected_rows"] = affected
+        # semconv span name: `{db.operation.name} {target}`, target the collection, else the namespace,
+        # else the server's address:port
+        target = a.get("db.collection.name") or a.get("db.namespace") or endpoint_text(rt.server)
+        return (f"{op} {target}" if op else str(target)), a
 
     return build
 
 
-def _kafka(rt: Roundtrip) -> tuple[str, dict[str, AttrValue]]:
-    r = rt.request
+# semconv messaging.operation.type by operation (only where the operation is plainly one of them)
+KAFKA_OPERATION_TYPE = {"Produce": "send", "Fetch": "receive", "OffsetCommit": "settle"}
+AMQP_OPERATION_TYPE = {
+    "Basic.Publish": "send",
+    "Basic.Get": "receive",
+    "Basic.Deliver": "process",
+    "Basic.Ack": "settle",
+    "Basic.Nack": "settle",
+    "Basic.Reject": "settle",
+}
+
+
+def _kafka(rt: Roundtrip, rec: Record) -> tuple[str, dict[str, AttrValue]]:
+    q, _ = _halves(rec)
     a: dict[str, AttrValue] = {"messaging.system": "kafka", "messaging.operation.name": rt.operation}
-    _put(a, "messaging.client.id", getattr(r, "client_id", None))
-    _put(a, "messaging.consumer.group.name", getattr(r, "group_id", None))
-    topics = getattr(r, "topics", ()) or ()
-    names = [t.name for t in topics if getattr(t, "name", None)]
+    _put(a, "messaging.operation.type", KAFKA_OPERATION_TYPE.get(rt.operation))
+    _put(a, "messaging.client.id", q.get("client_id"))
+    _put(a, "messaging.consumer.group.name", q.get("group_id"))
+    names = [t["name"] for t in q.get("topics") or () if isinstance(t, dict) and t.get("name")]
     if len(names) == 1:
         a["messaging.destination.name"] = names[0]
     elif names:
         a["packetd.kafka.topics"] = names
-    _put(a, "packetd.kafka.api_version", getattr(r, "api_version", None))
+    _put(a, "packetd.kafka.api_version", q.get("api_version"))
     if rt.error:
         a["error.type"] = str(rt.status)
     return rt.operation, a
 
 
-def _amqp(rt: Roundtrip) -> tuple[str, dict[str, AttrValue]]:
+def _amqp(rt: Roundtrip, rec: Record) -> tuple[str, dict[str, AttrValue]]:
+    q, s = _halves(rec)
+    m = q or s
     a: dict[str, AttrValue] = {"messaging.system": "rabbitmq", "messaging.operation.name": rt.operation}
-    exchange = _amqp_arg("exchange")(rt)
-    routing = _amqp_arg("routing_key")(rt)
-    queue = _amqp_arg("queue")(rt)
+    _put(a, "messaging.operation.type", AMQP_OPERATION_TYPE.get(rt.operation))
+    exchange, queue = m.get("exchange"), m.get("queue")
     _put(a, "messaging.destination.name", exchange or queue)
-    _put(a, "messaging.rabbitmq.destination.routing_key", routing)
-    msg = rt.request if rt.request is not None else rt.response
-    content = getattr(msg, "content", None)
-    if content is not None:
-        a["messaging.message.body.size"] = int(content.body_size)
+    _put(a, "messaging.rabbitmq.destination.routing_key", m.get("routing_key"))
+    _put(a, "messaging.message.body.size", m.get("body_size"))
     _put(a, "messaging.destination.subscription.name", queue)
     if rt.error:
         a["error.type"] = str(rt.status)
     return rt.operation, a
 
 
-def _dns(rt: Roundtrip) -> tuple[str, dict[str, AttrValue]]:
+def _dns(rt: Roundtrip, rec: Record) -> tuple[str, dict[str, AttrValue]]:
+    q, s = _halves(rec)
+    qs = (q or s).get("questions") or ()
     a: dict[str, AttrValue] = {"network.protocol.name": "dns"}
-    _put(a, "dns.question.name", _dns_question(rt))
-    _put(a, "dns.question.type", rt.operation)
+    if qs:
+        _put(a, "dns.question.name", qs[0].get("name"))
+    _put(a, "packetd.dns.question.type", rt.operation)  # not a semconv attribute: ours
     if rt.response is not None:
-        a["dns.response_code"] = str(rt.status)
+        a["packetd.dns.response_code"] = str(rt.status)
         if rt.error:
             a["error.type"] = str(rt.status)
     return rt.operation, a
 
 
-SPAN_BUILDERS: dict[str, Callable[[Roundtrip], tuple[str, dict[str, AttrValue]]]] = {
+SPAN_BUILDERS: dict[str, SpanBuilder] = {
     "http": _http,
     "http2": _http2,
     "grpc": _grpc,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from packetd.pairing.roundtrip import Roundtrip
+from packetd.pipeline.semantics import url_path
 from packetd.protocols.base import Kind
 
 MAX_ENDPOINTS = 1000  # rows kept; more distinct endpoints than this fold into "(other)"
@@ -72,7 +73,7 @@ class Summary:
         self.kinds[rt.kind] += 1
         req = rt.request if rt.request is not None else rt.response
         assert req is not None
-        path = getattr(req, "path", "") or ""
+        path = str(url_path(rt) or "")  # never the query: the summary leaves the host too (stderr)
         if len(path) > MAX_PATH:
             path = path[: MAX_PATH - 1] + "…"
         key = (f"{rt.server[0]}:{rt.server[1]}", rt.protocol, rt.operation, path)

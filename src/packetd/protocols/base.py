@@ -14,9 +14,10 @@ that a request will never be answered (an HTTP/2 stream reset).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from enum import IntEnum
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from packetd._values import value
 
@@ -56,6 +57,7 @@ class Flag:
     TRUNCATED = 4  # the message ended before its declared length (connection closed, end of capture)
     RETRANSMITTED = 8  # retransmitted segments were seen for this message
     ENCRYPTED = 16  # the connection is encrypted (TLS): nothing beyond the handshake was decoded
+    MALFORMED = 32  # the message broke its protocol's syntax but was still framed (HTTP/1 request lines)
 
     NAMES: ClassVar[tuple[tuple[int, str], ...]] = (
         (1, "gap"),
@@ -63,6 +65,7 @@ class Flag:
         (4, "truncated"),
         (8, "retransmitted"),
         (16, "encrypted"),
+        (32, "malformed"),
     )
 
 
@@ -70,7 +73,7 @@ _FLAG_LISTS: dict[int, list[str]] = {}
 
 
 def flag_names(flags: int) -> list[str]:
-    """The contract's list form of a flag bitmask (cached: there are only 32 combinations)."""
+    """The contract's list form of a flag bitmask (cached: there are only 64 combinations)."""
     names = _FLAG_LISTS.get(flags)
     if names is None:
         names = [name for bit, name in Flag.NAMES if flags & bit]
@@ -236,3 +239,151 @@ class Decoder(Protocol):
 
 
 NO_MESSAGES: Sequence[Message] = ()
+
+# Requests in flight per connection that are tracked for pairing: the one bound of the pending queues of
+# the FIFO matcher and of the Redis, MySQL and PostgreSQL decoders (PostgreSQL counts frontend messages).
+# Redis's own documentation names 10 000 commands a reasonable pipelining depth; redis-py, lettuce and
+# psycopg/libpq pipelines reach it. Memory per tracked entry, measured with tracemalloc
+# (bench/bench_pending.py, CPython 3.11, request record + decoder state + statement text): Redis GET 177 B,
+# MySQL COM_QUERY 264 B, PostgreSQL 142 B per frontend message: 1.4-2.6 MB for a connection at the bound.
+MAX_PENDING = 10_000
+
+_T = TypeVar("_T")
+
+
+class Untracked:
+    """A run of requests, in the pending order, that were not tracked because the bound was hit.
+
+    `answers` is what is still due to them (a reply each for Redis and MySQL, the ReadyForQuery that ends
+    each of their cycles for PostgreSQL); their answers are dropped as they come, so no later request is
+    paired with them. `open`: the run ends inside an answer unit (a PostgreSQL cycle not yet ended by its
+    Sync): tracking may resume only after it is closed. `codes`: what the decoder needs to frame each
+    untracked answer (MySQL: the command byte), one byte per request.
+    """
+
+    __slots__ = ("answers", "codes", "open", "requests")
+
+    def __init__(self) -> None:
+        self.answers = 0
+        self.requests = 0
+        self.open = False
+        self.codes = bytearray()
+
+
+class PendingQueue(Generic[_T]):
+    """The requests of one connection waiting for their answers, in the order the answers will come.
+
+    Overflow rule (one rule for every in-order pairing): at most `limit` requests are tracked. A request
+    that arrives while `limit` are tracked is not tracked — it is counted (`refused`) and never becomes a
+    record — but its place in the order is kept in an `Untracked` run (an integer, or a byte per request
+    where framing needs one), so that its answer is recognised and dropped (counted: `dropped`) instead of
+    being paired with the next tracked request. Dropping the oldest request instead would shift every
+    later pairing by one, silently. Tracking resumes as soon as there is room (and no run is open).
+    """
+
+    # hot path (every request and response of every in-order connection): while no run is queued, which is
+    # always short of the bound, each operation is one deque operation and one integer test
+    __slots__ = ("_q", "_runs", "dropped", "limit", "refused")
+
+    def __init__(self, limit: int = MAX_PENDING) -> None:
+        self._q: deque[_T | Untracked] = deque()
+        self._runs = 0  # Untracked runs in the queue
+        self.limit = limit
+        self.refused = 0  # requests not tracked because `limit` were
+        self.dropped = 0  # answers to untracked requests, dropped
+
+    def push(self, item: _T, answers: int = 1, code: int = -1, open_: bool = False) -> bool:
+        """Track `item` (True), or, at the bound, count it into the tail run (False). The keywords say
+        what the untracked request is owed: `answers` (0 for a PostgreSQL message inside a cycle), the
+        `code` byte its answer is framed by (-1: none needed), whether it leaves its run `open_`."""
+        q = self._q
+        runs = self._runs
+        if not runs:
+            if len(q) < self.limit:
+                q.append(item)
+                return True
+            run = None
+        else:
+            tail = q[-1]
+            run = tail if isinstance(tail, Untracked) else None
+            if len(q) - runs < self.limit and (run is None or not run.open):
+                q.append(item)
+                return True
+        if run is None:
+            run = Untracked()
+            q.append(run)
+            self._runs += 1
+        run.requests += 1
+        run.answers += answers
+        run.open = open_
+        if code >= 0:
+            run.codes.append(code)
+        self.refused += 1
+        return False
+
+    def tail_run(self) -> Untracked | None:
+        """The untracked run at the end of the queue, if the last request was not tracked."""
+        if not self._runs:
+            return None
+        tail = self._q[-1]
+        return tail if isinstance(tail, Untracked) else None
+
+    def peek(self) -> _T | None:
+        """The oldest request when it is tracked; None when nothing is pending or its answer is owed to an
+        untracked run (see `untracked_due`)."""
+        q = self._q
+        if not q:
+            return None
+        head = q[0]
+        if self._runs and isinstance(head, Untracked):
+            return None
+        return head  # type: ignore[return-value]  # not an Untracked: no run, or checked
+
+    def untracked_due(self) -> Untracked | None:
+        """The untracked run whose answers come next, if any."""
+        if not self._runs:
+            return None
+        head = self._q[0] if self._q else None
+        return head if isinstance(head, Untracked) else None
+
+    def drop_answer(self) -> None:
+        """One answer owed to the untracked run at the head came: drop it (counted)."""
+        run = self._q[0]
+        if not isinstance(run, Untracked):
+            raise ValueError("drop_answer: the oldest request is tracked")
+        self.dropped += 1
+        run.answers -= 1
+        if run.codes:
+            del run.codes[0]
+        if run.answers <= 0 and not run.open:
+            self._q.popleft()
+            self._runs -= 1
+
+    def popleft(self) -> _T:
+        """Remove the oldest request (it must be tracked: check with `peek`)."""
+        item = self._q.popleft()
+        if self._runs and isinstance(item, Untracked):
+            self._q.appendleft(item)
+            raise ValueError("popleft: the oldest request is not tracked")
+        return item  # type: ignore[return-value]  # not an Untracked: no run, or checked
+
+    def clear(self) -> None:
+        self._q.clear()
+        self._runs = 0
+
+    @property
+    def tracked(self) -> int:
+        return len(self._q) - self._runs
+
+    def __len__(self) -> int:
+        """Tracked requests plus untracked runs: 0 when nothing more is expected."""
+        return len(self._q)
+
+    def __bool__(self) -> bool:
+        return bool(self._q)
+
+    def __iter__(self) -> Iterator[_T]:
+        """The tracked requests, oldest first."""
+        if not self._runs:
+            return iter(self._q)  # type: ignore[arg-type]  # no run: only requests
+        return (item for item in self._q if not isinstance(item, Untracked))

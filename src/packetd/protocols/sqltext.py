@@ -15,8 +15,8 @@ holds (passwords in `ALTER USER ... PASSWORD '...'`, e-mail addresses in a WHERE
   (`/* ... */` carries sqlcommenter trace context), and runs of white space become one space.
 
 The text is cut to the configured cap (bytes, before replacement) on the wire side; a literal cut in half
-by the cap is still replaced (an unterminated string runs to the end). `keep_literals` keeps the text as
-sent (still capped).
+by the cap is still replaced (an unterminated string runs to the end). Whether literals are replaced is
+decided in protocols/redact.py (`statement`), the one place that decides what leaves the host.
 
 Written by hand: sqlparse and friends build full token trees (tens of µs per statement); this is one
 regular-expression pass, run only when a record is serialised.
@@ -81,12 +81,3 @@ def split_statements(text: str, dialect: str) -> list[str]:
     if rest:
         pieces.append(rest)
     return pieces
-
-
-def statement_text(raw: bytes, truncated: bool, keep_literals: bool, dialect: str) -> str:
-    """The record's form of a captured statement (raw bytes as cut at the cap)."""
-    text = raw.decode("utf-8", "replace")
-    if truncated:
-        # a multi-byte character cut by the cap decodes as U+FFFD: drop it
-        text = text.rstrip("\ufffd")
-    return text if keep_literals else normalize(text, dialect)

@@ -15,7 +15,7 @@ import pytest
 
 from packetd.protocols.base import DecodeError, DecoderContext, Flag, Message, NoAnswer, SwapRoles, SyncLost
 from packetd.protocols.http2 import decoder as h2
-from packetd.protocols.http2.decoder import Http2Decoder, Http2Options
+from packetd.protocols.http2.decoder import RESET_GRACE_NS, Http2Decoder, Http2Options
 from packetd.protocols.http2.messages import GrpcResponse, Http2Request, Http2Response
 from packetd.protocols.registry import REGISTRY
 from tests.helpers.decoding import C2S, MODES, S2C, Step, feed, open_session, run
@@ -298,11 +298,41 @@ def case_rst_before_response() -> Case:
     oc, os_ = _opening(conn)
     c1 = conn.get(1, "/slow")
     rst = frame(RST_STREAM, 0, 1, (8).to_bytes(4, "big"))  # CANCEL
+    # the server answers stream 3, opened after the reset: it read the RST, so no answer to 1 is coming
+    c3 = conn.get(3, "/after")
+    s3 = conn.status(3, 204, end=True)
     sent, sent_exp = _sentinel(conn)
     return (
-        [(S2C, os_), (C2S, oc + c1 + rst)],
+        [(S2C, os_), (C2S, oc + c1 + rst + c3), (S2C, s3)],
         sent,
-        [("req", "http2", 1, "GET", "/slow", len(c1), 0, 0, 8, None), ("no-answer", 1), *sent_exp],
+        [
+            ("req", "http2", 1, "GET", "/slow", len(c1), 0, 0, 8, None),
+            ("no-answer", 1),
+            ("req", "http2", 3, "GET", "/after", len(c3), 0, 0, None, None),
+            ("resp", "http2", 3, "204", len(s3), 0, 0, None),
+            *sent_exp,
+        ],
+    )
+
+
+def case_response_crossing_the_clients_rst() -> Case:
+    # issue 9 item 6: seen near the client, the RST_STREAM goes out before the response the server had
+    # already sent comes in; the record keeps the response, reset by the client
+    conn = Conn()
+    oc, os_ = _opening(conn)
+    c1 = conn.get(1, "/slow")
+    rst = frame(RST_STREAM, 0, 1, (8).to_bytes(4, "big"))  # CANCEL
+    s1 = conn.status(1, 200)
+    d1 = data(1, b"z" * 30, end=True)
+    sent, sent_exp = _sentinel(conn)
+    return (
+        [(S2C, os_), (C2S, oc + c1 + rst), (S2C, s1 + d1)],
+        sent,
+        [
+            ("req", "http2", 1, "GET", "/slow", len(c1), 0, 0, 8, None),
+            ("resp", "http2", 1, "200", len(s1) + len(d1), 30, 0, 8),
+            *sent_exp,
+        ],
     )
 
 
@@ -442,6 +472,7 @@ CASES: dict[str, Callable[[], Case]] = {
     "interleaved-streams-answered-out-of-order": case_interleaved_streams,
     "interim-100-continue": case_interim_100_continue,
     "rst-stream-before-response": case_rst_before_response,
+    "response-crossing-the-clients-rst": case_response_crossing_the_clients_rst,
     "rst-stream-after-response-headers": case_rst_after_response_headers,
     "goaway-ends-unprocessed-streams": case_goaway_ends_unprocessed_streams,
     "control-and-unknown-frames": case_control_and_unknown_frames,
@@ -554,7 +585,10 @@ def test_reset_without_response_is_unanswered_through_the_session() -> None:
     s.data(0, memoryview(oc + c), 1)
     s.data(1, memoryview(os_), 2)
     s.data(0, memoryview(frame(RST_STREAM, 0, 1, (8).to_bytes(4, "big"))), 3)
-    assert len(records) == 1  # at once, not at connection close
+    # held for one grace period (a response may be crossing the RST), then recorded, not at close
+    assert records == []
+    s.data(1, memoryview(frame(PING, 0, 0, b"\0" * 8)), 3 + RESET_GRACE_NS)
+    assert len(records) == 1
     rec = records[0].to_json()
     assert (rec["protocol"], rec["kind"], rec["status"], rec["response"]) == (
         "grpc",

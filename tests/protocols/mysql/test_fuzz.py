@@ -22,7 +22,7 @@ from tests.protocols.mysql.test_decoder import CASES
 
 
 def bounded(d: MysqlDecoder) -> None:
-    assert len(d._pending) <= MAX_PENDING and len(d._statements) <= MAX_STATEMENTS
+    assert d._pending.tracked <= MAX_PENDING and len(d._statements) <= MAX_STATEMENTS
     for side in (d._c, d._s):
         assert len(side.hdr) <= 4 and len(side.zhdr) <= 7
         assert len(side.body) <= max(MAX_LOGIN, MAX_SERVER_KEEP, 1024 + ATTR_MARGIN + 16)

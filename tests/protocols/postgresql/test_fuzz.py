@@ -20,7 +20,7 @@ from tests.protocols.postgresql.test_decoder import CASES, HANDSHAKE_CASES, PREA
 
 
 def bounded(d: PostgresDecoder) -> None:
-    assert len(d._items) <= MAX_PENDING
+    assert d._items.tracked <= MAX_PENDING
     assert len(d._statements) <= MAX_STATEMENTS and len(d._portals) <= MAX_PORTALS
     for side in (d._c, d._s):
         assert len(side.hdr) <= 5 and len(side.body) <= max(side.keep, 0)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from packetd.protocols.base import DecodeError, DecoderContext, Flag, SwapRoles, SyncLost
+from packetd.capture.pcapwrite import ethernet, ipv4_tcp
+from packetd.engine import Engine, EngineConfig, Rule
+from packetd.protocols.base import DecodeError, DecoderContext, Flag, SyncLost
 from packetd.protocols.redis.decoder import MAX_LINE, RedisDecoder, RedisOptions
 from packetd.protocols.redis.messages import Push, Request, Response, UnrepliedRequest
-from tests.helpers.decoding import C2S, MODES, S2C, feed, project, run
+from packetd.protocols.registry import REDIS, Registry
+from tests.helpers.decoding import C2S, MODES, S2C, feed, open_session, project, run
 
 
 def cmd(*words: bytes | str) -> bytes:
@@ -365,10 +368,74 @@ def test_truncated_reply_at_end_of_capture_is_flagged() -> None:
     assert out[-1].flags & Flag.TRUNCATED
 
 
-def test_roles_swapped_when_the_guessed_client_sends_replies() -> None:
-    d = decoder()
-    out = list(d.receive(C2S, memoryview(b"+OK\r\n"), 1))
-    assert isinstance(out[0], SwapRoles) and summary(out[1:]) == [("resp", "simple_string", None, "OK", 5, 1)]
+def tcp(src: int, dst: int, seq: int, ack: int, flags: int, payload: bytes = b"") -> bytes:
+    a, b = ("10.0.0.1", "10.0.0.2") if src != 6379 else ("10.0.0.2", "10.0.0.1")
+    return ethernet(ipv4_tcp(a, b, src, dst, seq, ack, flags, payload))
+
+
+def engine_records(frames: list[bytes]) -> list:
+    records: list = []
+    eng = Engine(EngineConfig(rules=(Rule("redis", (6379,)),)), records.append)
+    for i, f in enumerate(frames):
+        eng.frame(1_000 + i, 1, memoryview(f))
+    eng.finish()
+    return records
+
+
+def test_roles_come_from_the_handshake_not_from_what_the_client_sends() -> None:
+    # issue 9 item 14: a client line starting with "-" or "+" is an inline command (Redis's rule); the
+    # decoder used to take it for a reply and swap the roles, so the -ERR became a record from port 6379
+    ask, answer = b"-ERR\r\n", b"-ERR unknown command '-ERR', with args beginning with: \r\n"
+    syn, ack, psh = 0x02, 0x10, 0x18
+    frames = [
+        tcp(40000, 6379, 100, 0, syn),
+        tcp(6379, 40000, 500, 101, syn | ack),
+        tcp(40000, 6379, 101, 501, ack),
+        tcp(40000, 6379, 101, 501, psh, ask),
+        tcp(6379, 40000, 501, 101 + len(ask), psh, answer),
+    ]
+    (r,) = engine_records(frames)
+    assert (r.kind, r.client[1], r.server[1], r.operation, r.status) == (
+        "roundtrip",
+        40000,
+        6379,
+        "-ERR",
+        "ERR",
+    )
+    assert r.request.inline and r.response.size == len(answer)
+    # joined without the handshake: the rule's port names the server, even when the first bytes seen are
+    # a reply shaped like a command (an array of bulk strings, here the end of an earlier LRANGE's)
+    reply = b"*1\r\n$3\r\nGET\r\n"
+    lrange = cmd("LRANGE", "l", "0", "-1")
+    frames = [
+        tcp(6379, 40000, 900, 300, psh, reply),
+        tcp(40000, 6379, 300, 900 + len(reply), psh, lrange),
+        tcp(6379, 40000, 900 + len(reply), 300 + len(lrange), psh, reply),
+    ]
+    (r,) = engine_records(frames)
+    assert (r.client[1], r.server[1], r.operation, r.response.elements) == (40000, 6379, "LRANGE", 1)
+
+
+def test_the_syn_sender_is_the_client_even_from_the_rule_port() -> None:
+    # a client bound to port 6379 connecting out to 7000: the SYN says who asks, not the port
+    syn, ack, psh = 0x02, 0x10, 0x18
+    ask, answer = cmd("PING"), b"+PONG\r\n"
+    frames = [
+        tcp(6379, 7000, 100, 0, syn),
+        ethernet(ipv4_tcp("10.0.0.1", "10.0.0.2", 7000, 6379, 500, 101, syn | ack)),
+        tcp(6379, 7000, 101, 501, psh, ask),
+        ethernet(ipv4_tcp("10.0.0.1", "10.0.0.2", 7000, 6379, 501, 101 + len(ask), psh, answer)),
+    ]
+    (r,) = engine_records(frames)
+    assert (r.client[1], r.server[1], r.operation, r.status) == (6379, 7000, "PING", "OK")
+
+
+def test_anything_a_client_sends_not_starting_with_a_star_is_an_inline_command() -> None:
+    for line in (b"+OK\r\n", b":1\r\n", b"$3\r\n", b"%2\r\n", b"GET k\n"):
+        out = decoder().receive(C2S, memoryview(line), 1)
+        assert summary(list(out)) == [
+            ("req", line.split()[0].decode().upper(), len(line.split()) - 1, len(line))
+        ]
 
 
 @pytest.mark.parametrize(
@@ -404,3 +471,54 @@ def test_server_garbage_raises_decode_error(data: bytes, reason: str) -> None:
     with pytest.raises(DecodeError) as exc:
         d.receive(S2C, memoryview(data if not data.startswith(b"**") else data[1:]), 2)
     assert exc.value.reason == reason
+
+
+def redis_session() -> tuple:
+    reg = Registry([REDIS])
+    return open_session(reg["redis"], reg, ("10.0.0.1", 5555), ("10.0.0.2", 6379))
+
+
+def test_replies_complete_before_garbage_in_the_same_segment_are_kept() -> None:
+    # issue 9 item 12: the reset used to throw away the two +OK replies decoded before the garbage
+    s, records, stats = redis_session()
+    s.data(0, memoryview(cmd("SET", "a", "1") + cmd("SET", "b", "2") + cmd("SET", "c", "3")), 1)
+    s.data(1, memoryview(b"+OK\r\n+OK\r\n?garbage\r\n"), 2)
+    s.close(3)
+    assert [(r.kind, r.operation, r.status) for r in records] == [
+        ("roundtrip", "SET", "OK"),
+        ("roundtrip", "SET", "OK"),
+        ("unanswered", "SET", None),  # its reply was the garbage: framing lost, never paired
+    ]
+    assert stats["redis"].decode_errors == {"bad type byte": 1}
+    # and on the client side: the commands before the garbage are requests
+    with pytest.raises(DecodeError) as exc:
+        decoder().receive(C2S, memoryview(cmd("GET", "a") + b"*x\r\n"), 1)
+    assert summary(list(exc.value.messages)) == [("req", "GET", 1, len(cmd("GET", "a")))]
+
+
+ATTR = b"|1\r\n+ttl\r\n:3600\r\n"
+SPEC_ATTR = b"|1\r\n+key-popularity\r\n%2\r\n$1\r\na\r\n,0.1923\r\n$1\r\nb\r\n,0.0012\r\n"
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind", "elements"),
+    [
+        (SPEC_ATTR + b"*2\r\n:2039123\r\n:9543892\r\n", "array", 2),  # the RESP3 spec's example
+        (ATTR + b"+OK\r\n", "simple_string", None),
+        (ATTR + b"$3\r\nfoo\r\n", "bulk_string", None),
+        (ATTR + b"_\r\n", "null", None),
+        (b"*3\r\n:1\r\n:2\r\n" + ATTR + b":3\r\n", "array", 3),  # on an element: not an element itself
+        (b"|1\r\n$3\r\nkey\r\n%1\r\n+a\r\n*1\r\n:1\r\n+OK\r\n", "simple_string", None),  # aggregate values
+        (b"|0\r\n+OK\r\n", "simple_string", None),
+        (b"|1\r\n+k\r\n$?\r\n;1\r\nx\r\n;0\r\n+OK\r\n", "simple_string", None),  # a streamed value
+    ],
+)
+def test_resp3_attributes_are_parsed_and_skipped(reply: bytes, kind: str, elements: int | None) -> None:
+    # issue 9 item 13: the attribute belongs to the reply it precedes (its bytes counted in its size) and
+    # pairing goes on with the next reply
+    for mode in MODES[:2]:
+        out = feed(decoder(), [(C2S, cmd("GET", "a") + cmd("GET", "b")), (S2C, reply + b"+OK\r\n")], mode)
+        assert [m for m in summary(out) if m[0] == "resp"] == [
+            ("resp", kind, elements, "OK", len(reply), 1),
+            ("resp", "simple_string", None, "OK", 5, 1),
+        ]

@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from packetd.protocols.base import Role
-from packetd.protocols.redis.decoder import MAX_DEPTH, MAX_LINE, MAX_PENDING, RedisDecoder, new_decoder
+from packetd.protocols.base import MAX_PENDING, Role
+from packetd.protocols.redis.decoder import MAX_DEPTH, MAX_LINE, RedisDecoder, new_decoder
 from tests.helpers.decoding import project
 from tests.helpers.fuzzing_db import drive, events, whole_and_segmented
 from tests.protocols.redis.test_decoder import CASES
@@ -15,7 +15,7 @@ from tests.protocols.redis.test_decoder import CASES
 
 def bounded(d: RedisDecoder) -> None:
     assert len(d._c.buf) <= MAX_LINE and len(d._s.buf) <= MAX_LINE
-    assert len(d._s.stack) <= MAX_DEPTH and len(d._expect) <= MAX_PENDING
+    assert len(d._s.stack) <= MAX_DEPTH and d._expect.tracked <= MAX_PENDING
     assert len(d._c.cap) <= 256 and len(d._s.cap) <= 256
 
 

@@ -5,9 +5,11 @@ Theory of operation
 Each direction is a `_Side` with its own state: HEAD (looking for a complete start line + header block),
 BODY (Content-Length bytes left), CHUNK_SIZE / CHUNK_DATA / CHUNK_CRLF / TRAILER (chunked coding), CLOSE
 (a response delimited by the end of the connection), PAUSED (client bytes held back until the server
-answers an `Upgrade` or `CONNECT`), DEAD (the connection was handed over). The receive loop calls the
-handler of the current state, which consumes some bytes and returns the new position; every complete
-message found in a segment is returned, so pipelining costs nothing special.
+answers an `Upgrade` or `CONNECT`), TUNNEL (a CONNECT was answered 2xx: both sides' bytes are held until
+the client's first ones show what the tunnel carries: TLS, the HTTP/2 preface, or HTTP/1), DEAD (the
+connection was handed over). The receive loop calls the handler of the current state, which consumes some
+bytes and returns the new position; every complete message found in a segment is returned, so pipelining
+costs nothing special.
 
 Only header blocks are ever buffered (bounded by MAX_HEAD). Body bytes are counted from the memoryview and
 never copied, except for the optional, capped capture of textual bodies.
@@ -15,7 +17,15 @@ never copied, except for the optional, capped capture of textual bodies.
 A response is framed with its request in hand (RFC 9112 §6.3): the methods of requests whose response has
 not been framed yet wait in a bounded queue, so HEAD responses and 2xx answers to CONNECT carry no body,
 whatever their Content-Length says. 1xx responses other than 101 are interim: they do not end the
-exchange; they are folded into the final response's `interim` field.
+exchange; they are folded into the final response's `interim` field. A final response that is complete
+before its request is (servers answer `Expect: 100-continue` uploads, or refuse a too large head or body,
+before it has all arrived) is held until the request is, so the FIFO matcher sees them in order.
+
+Real traffic is messier than RFC 9112: a request line a server would answer (`GET/ HTTP/1.1`,
+`GET /HTTP/1.1`, a cut version, an empty target, stray blanks, bare LFs) is still a request, its tokens kept
+as sent and the message flagged `malformed`; only a line with no method token (binary, TLS) is a
+DecodeError. A start line and header block that a gap or the end of the capture cuts off is emitted with
+what was seen (flagged `gap`/`truncated`), so its exchange stays one roundtrip.
 
 What it deliberately ignores: header field syntax beyond what framing needs (the record parses the block
 leniently when it is serialised), content codings (bodies are counted as sent), HTTP/0.9.
@@ -43,6 +53,7 @@ from enum import IntEnum
 from typing import Any
 
 from packetd._values import value
+from packetd.protocols import tls
 from packetd.protocols.base import (
     NO_MESSAGES,
     DecodeError,
@@ -55,12 +66,15 @@ from packetd.protocols.base import (
     SwapRoles,
     SyncLost,
 )
-from packetd.protocols.http1.messages import DEFAULT_REDACTED, Request, Response
+from packetd.protocols.http1.messages import DEFAULT_QUERY_REDACTED, DEFAULT_REDACTED, Request, Response
 from packetd.protocols.traceparent import parse_traceparent
 
 MAX_HEAD = 64 * 1024  # start line + header block; nginx's default large_client_header_buffers is 4 x 8 KiB
 MAX_START_LINE = 8 * 1024  # a request line longer than this is garbage, not a message waiting to complete
 MAX_CHUNK_LINE = 4 * 1024  # chunk-size line with extensions
+# a method token longer than this is not a method (the longest registered, UPDATEREDIRECTREF, has 17)
+MAX_METHOD = 64
+MAX_VERSION = 16  # characters kept of a malformed request line's version token
 MAX_PENDING_METHODS = 1024  # requests whose response is not framed yet (pipelining depth bound)
 MAX_PAUSED = 256 * 1024  # client bytes held while an Upgrade/CONNECT answer is awaited
 # bytes searched for a start line before the connection is declared not HTTP (a DecodeError; the session
@@ -71,6 +85,9 @@ H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 §3.4
 # token characters (RFC 9110 §5.6.2): a method is valid when deleting these leaves nothing.
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _VERSIONS = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/1.0": "HTTP/1.0"}
+_VERSION_TOKEN = re.compile(rb"HTTP/\d\.\d")
+_CRLF = frozenset(b"\r\n")
+_AFTER_METHOD = b" \t/"  # what may follow a method token on a lenient request line
 # Resynchronisation patterns: stricter than the synced parser (upper-case methods) to avoid false starts
 # inside bodies.
 _REQUEST_LINE = re.compile(rb"(?:^|\n)([A-Z][A-Z_-]{0,31} [^\s]{1,8000} HTTP/1\.[01]\r?\n)")
@@ -78,6 +95,7 @@ _STATUS_LINE = re.compile(rb"(?:^|\n)(HTTP/1\.[01] [1-5]\d\d(?: [^\r\n]*)?\r?\n)
 # the same, anchored where a new segment begins: after a gap, a segment often starts a message
 _REQUEST_AT = re.compile(rb"[A-Z][A-Z_-]{0,31} [^\s]{1,8000} HTTP/1\.[01]\r?\n")
 _STATUS_AT = re.compile(rb"HTTP/1\.[01] [1-5]\d\d(?: [^\r\n]*)?\r?\n")
+_METHOD_AT = re.compile(rb"[A-Z][A-Z_-]{0,31}(?: [^\s]*(?: [^\s]*)?)?$")  # a request line's start
 _TEXTUAL = (b"text/", b"json", b"xml", b"x-www-form-urlencoded", b"javascript", b"graphql")
 
 
@@ -87,6 +105,7 @@ class HttpOptions:
 
     capture_body: int = 0  # keep up to this many bytes of textual bodies (0: off), reference §6.1
     redact: frozenset[str] = DEFAULT_REDACTED  # header names whose values are replaced
+    redact_query: frozenset[str] = DEFAULT_QUERY_REDACTED  # query parameters whose values are replaced
 
 
 class State(IntEnum):
@@ -99,6 +118,7 @@ class State(IntEnum):
     CLOSE = 6
     PAUSED = 7
     DEAD = 8
+    TUNNEL = 9
 
 
 class _Side:
@@ -224,12 +244,22 @@ class Http1Decoder:
         # (method, upgrade token or b"") of requests whose response is not framed yet
         self._methods: deque[tuple[bytes, bytes]] = deque()
         self._produced = 0  # messages emitted: roles can only be swapped before the first
+        self._requests = self._responses = 0  # requests and final responses framed
+        # a final response that came before its request ended (an answer to `Expect: 100-continue`, a 413
+        # before the body, a 400 before the end of a too large head): held until the request is complete,
+        # so that the matcher sees the request first. One at most: the client cannot send another request
+        # before this one ends.
+        self._early: Message | None = None
+        self._tunnel_due = False  # a CONNECT tunnel has bytes not yet looked at (see _tunnel)
         self._handover: tuple[str, Message | None] | None = None  # set when the connection switches
 
     # -- the Decoder interface ---------------------------------------------------------------------------
     def receive(self, direction: Direction, data: memoryview, ts_ns: int) -> Sequence[Message]:
         out: list[Message] = []
         self._run(self._sides[direction], data, ts_ns, out)
+        if self._tunnel_due:  # tunnel bytes arrived: see what the tunnel carries (outside the handlers)
+            self._tunnel_due = False
+            self._tunnel(ts_ns, out)
         return out
 
     def _run(self, side: _Side, data: memoryview, ts: int, out: list[Message]) -> None:
@@ -266,10 +296,17 @@ class Http1Decoder:
             return out
         if state in (State.PAUSED, State.DEAD):
             return out
+        if state is State.TUNNEL:
+            self._stop_tunnel(ts_ns, out)
+            return out
         if state is not State.HEAD:
             # a message was in progress: emit it as far as it got, flagged, then search for the next start
             side.flags |= Flag.GAP | Flag.TRUNCATED
             self._finish(side, ts_ns, out)
+        elif side.buf and side.synced:
+            # the gap cut a start line or header block: what was seen of it is still the message (its
+            # answer pairs with it by order), flagged as a message cut short is
+            self._partial_head(side, Flag.GAP | Flag.TRUNCATED, out)
         if not side.is_request:
             self._methods.clear()  # responses were lost with their framing: forget what they answered
         side.buf.clear()
@@ -289,6 +326,11 @@ class Http1Decoder:
                 side.flags |= Flag.TRUNCATED  # the connection ended before the declared length
             self._finish(side, side.last_ns if side.last_ns >= 0 else ts_ns, out)
             return out
+        if state is State.HEAD and side.buf and side.synced:
+            out = []
+            self._partial_head(side, Flag.TRUNCATED, out)  # the capture or the connection ended inside it
+            side.buf.clear()
+            return out
         side.buf.clear()
         return NO_MESSAGES
 
@@ -298,6 +340,11 @@ class Http1Decoder:
             return self._on_unsynced(side, data, pos, ts, out)
         buf = side.buf
         old = len(buf)
+        if not old and data[pos] in _CRLF:
+            # an empty line between messages (a stray CRLF after a body): RFC 9112 §2.2 has servers ignore
+            # it before a request line; it belongs to no message
+            window = data[pos : pos + 64].tobytes()
+            return pos + len(window) - len(window.lstrip(b"\r\n"))
         if old:
             take = data[pos : pos + MAX_HEAD - old]
             buf += take
@@ -334,6 +381,7 @@ class Http1Decoder:
             else:
                 self._check_start(side, chunk)
                 buf += chunk
+            side.last_ns = ts  # a head cut off here (gap, end of capture) ends here
             return len(data)
         head = bytes(chunk[:end])
         if old:
@@ -399,12 +447,74 @@ class Http1Decoder:
             if side.is_request and not self._can_swap():
                 raise DecodeError("bad request line")
             return  # a status line (a response where a request was expected is handled when complete)
-        sp = line.find(b" ")
-        token = line if sp < 0 else line[:sp]
-        if token.translate(None, _TCHAR) or (sp < 0 and eol >= 0):
+        if not _request_start(line, eol >= 0):
             raise DecodeError("bad request line" if side.is_request else "bad status line")
         if not side.is_request and not self._can_swap():
             raise DecodeError("bad status line")
+
+    def _partial_head(self, side: _Side, flags: int, out: list[Message]) -> None:
+        """Emit what was seen of a start line and header block that will never complete (a gap, the end of
+        the capture): the start line's fields (as far as they go) and the complete field lines, flagged.
+        Nothing when the bytes do not begin a message; 1xx interim heads are dropped as they would be."""
+        head = bytes(side.buf).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        eol = head.find(b"\r\n")
+        line = head if eol < 0 else head[:eol]
+        last = head.rfind(b"\r\n")
+        block = head[eol:last] + b"\r\n" if eol >= 0 else b""  # the complete field lines only
+        try:
+            _length, _chunked, conn, host, *_ = _scan(block, False)
+        except DecodeError:
+            conn, host = b"", None  # a field too broken to read is left out of a record of what was seen
+        wire = len(side.buf)
+        start = side.start_ns if side.start_ns >= 0 else side.last_ns
+        end = side.last_ns if side.last_ns >= 0 else start
+        side.flags |= flags
+        if side.is_request:
+            if not _request_start(line, eol >= 0):
+                return
+            parts = line.split(b" ") if eol < 0 else None
+            if parts is not None:  # the request line itself was cut: its tokens as far as they go
+                method, target = parts[0], parts[1] if len(parts) > 1 else b""
+                vraw = parts[2] if len(parts) > 2 else b""
+                version = vraw[:MAX_VERSION].decode("latin-1")
+            else:
+                try:
+                    method, target, vraw, malformed = _request_line(line)
+                except DecodeError:
+                    return  # not a request line: nothing to keep
+                version = _VERSIONS.get(vraw) or _lenient_version(vraw)
+                if malformed:
+                    side.flags |= Flag.MALFORMED
+            if not method or method.translate(None, _TCHAR) or len(method) > MAX_METHOD:
+                return
+            methods = self._methods
+            if len(methods) >= MAX_PENDING_METHODS:
+                methods.popleft()
+            methods.append((method, b""))
+            side.head = (
+                method.decode("latin-1"), target[:MAX_START_LINE].decode("utf-8", "replace"), version,
+                host.decode("utf-8", "replace") if host is not None else None,
+                block, wire, False, _closes(version, conn), None, b"",
+            )  # fmt: skip
+        else:
+            parts = line.split(b" ", 2)
+            code_raw = parts[1] if len(parts) > 1 else b""
+            if not line.startswith(b"HTTP/") or len(code_raw) != 3 or not code_raw.isdigit():
+                return
+            code = int(code_raw)
+            if (code < 200 and code != 101) or code_raw[0] == 0x30:
+                return
+            if self._methods:
+                self._methods.popleft()
+            reason = parts[2].decode("utf-8", "replace") if len(parts) > 2 else ""
+            version = parts[0][:MAX_VERSION].decode("latin-1")
+            side.head = (code, reason, version, block, wire, False, _closes(version, conn))
+        side.wire = wire
+        side.body_bytes = 0
+        side.capture = None
+        side.start_ns = start
+        self._finish(side, end, out)
+        side.state = State.HEAD  # the caller decides how to go on (resynchronise, or nothing more)
 
     def _can_swap(self) -> bool:
         """Roles may be corrected only before anything was framed: no message emitted, none in progress."""
@@ -418,8 +528,13 @@ class Http1Decoder:
 
     def _head_complete(self, side: _Side, head: bytes, ts: int, out: list[Message]) -> None:
         wire = len(head)
-        eol = head.find(b"\r\n")
-        if eol < 0 or head[-4:] != b"\r\n\r\n" or head[eol + 2 : eol + 3] == b"\n":
+        eol = head.find(b"\n") - 1  # the start line's CR, when it ends in CRLF
+        if (
+            eol < 0
+            or head[eol] != 0x0D  # the start line ends in a bare LF
+            or head[-4:] != b"\r\n\r\n"
+            or head[eol + 2 : eol + 3] == b"\n"
+        ):
             # bare-LF line endings (lenient, as browsers and curl are): normalise to CRLF
             head = head.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
             eol = head.index(b"\r\n")
@@ -439,20 +554,25 @@ class Http1Decoder:
     def _request_head(
         self, side: _Side, line: bytes, block: bytes, hlen: int, ts: int, out: list[Message]
     ) -> None:
+        # the conformant line, inline (the per-request path); anything else goes to the lenient parser
         sp1 = line.find(b" ")
         sp2 = line.rfind(b" ")
-        if sp1 <= 0 or sp2 == sp1:
-            raise DecodeError("bad request line")
-        method = line[:sp1]
-        if method.translate(None, _TCHAR):
-            raise DecodeError("bad method")
-        vraw = line[sp2 + 1 :]
+        method, target, vraw = line[:sp1], line[sp1 + 1 : sp2], line[sp2 + 1 :]
         version = _VERSIONS.get(vraw)
-        if version is None:
-            version = _other_version(vraw)
-        target = line[sp1 + 1 : sp2].strip()
-        if not target:
-            raise DecodeError("bad request target")
+        if (
+            version is None
+            or not 0 < sp1 < sp2 - 1
+            or sp1 > MAX_METHOD
+            or sp2 > MAX_START_LINE
+            or method.translate(None, _TCHAR)
+            or line.find(b" ", sp1 + 1) != sp2  # a blank inside the target
+        ):
+            method, target, vraw, malformed = _request_line(line)
+            version = _VERSIONS.get(vraw)
+            if version is None:
+                version = _lenient_version(vraw) if malformed else _other_version(vraw)
+            if malformed:
+                side.flags |= Flag.MALFORMED
         length, chunked, conn, host, up, tp, tstate, ctype = _scan(block, self._opts.capture_body > 0)
         if chunked is False:
             raise DecodeError("unsupported transfer-coding in request")  # RFC 9112 §6.3 item 4: 400
@@ -468,13 +588,13 @@ class Http1Decoder:
         methods.append((method, upgrade))
         side.head = (
             method.decode("latin-1"),
-            target.decode("utf-8", "replace"),
+            target.decode("utf-8", "replace"),  # at most MAX_START_LINE bytes (see _request_line)
             version,
             host.decode("utf-8", "replace") if host is not None else None,
             block,
             hlen,
             bool(chunked),
-            _closes(version, conn),
+            _closes(version, conn) or not vraw,  # no version: HTTP/0.9 style, the server closes
             trace,
             upgrade,
         )
@@ -517,10 +637,12 @@ class Http1Decoder:
                 s.state = State.DEAD
             return
         if method == b"CONNECT" and code < 300:
+            # the tunnel is open: what it carries is decided by the client's first bytes (`_tunnel`); the
+            # client's bytes held while the answer was awaited stay in its buffer
             self._finish(side, ts, out)
-            out.append(StopDecoding(start_ns=ts, end_ns=ts, size=0, flags=0, reason="CONNECT tunnel"))
             for s in self._sides:
-                s.state = State.DEAD
+                s.state = State.TUNNEL
+            self._tunnel_due = True
             return
         if upgrade:
             self._resume_client(ts, out)  # the upgrade was refused: the held client bytes are HTTP again
@@ -658,6 +780,52 @@ class Http1Decoder:
     def _on_dead(self, side: _Side, data: memoryview, pos: int, ts: int, out: list[Message]) -> int:
         return len(data)
 
+    def _on_tunnel(self, side: _Side, data: memoryview, pos: int, ts: int, out: list[Message]) -> int:
+        if len(side.buf) + len(data) - pos > MAX_PAUSED:
+            # nothing recognisable came first (a server-first protocol, say): stop instead of holding more
+            self._stop_tunnel(ts, out)
+            return len(data)
+        side.buf += data[pos:]
+        self._tunnel_due = True
+        return len(data)
+
+    def _tunnel(self, ts: int, out: list[Message]) -> None:
+        """A CONNECT tunnel is open: hand the connection to what it carries, once the client's first bytes
+        say what that is — a TLS ClientHello (an encrypted handshake record), the HTTP/2 preface (h2c),
+        HTTP/1 requests (decoded here, as before the tunnel) — or stop decoding it."""
+        client, server = self._sides
+        first = bytes(client.buf[:MAX_START_LINE])
+        if not first:
+            return
+        target = ""
+        if tls.starts_client_hello(first):
+            target = "tls"
+        elif first[:1] == b"P" and H2_PREFACE.startswith(first[:24]):
+            if len(first) < len(H2_PREFACE):
+                return  # the preface is still coming
+            target = "h2c-prior-knowledge"
+        elif len(first) < 6 and first[0] == 22:
+            return  # may still become a ClientHello
+        elif b"\n" not in first and len(first) < MAX_START_LINE and _METHOD_AT.match(first):
+            return  # may still become a request line
+        elif _REQUEST_AT.match(first):
+            # plain HTTP/1 to the tunnel's far end: decode it as this connection's own traffic
+            held = bytes(client.buf), bytes(server.buf)
+            for s in self._sides:
+                s.buf.clear()
+                s.state = State.HEAD
+                s.synced = True
+            self._run(client, memoryview(held[0]), ts, out)
+            if held[1]:
+                self._run(server, memoryview(held[1]), ts, out)
+            return
+        if not target:
+            self._stop_tunnel(ts, out)
+            return
+        for s in self._sides:
+            s.state = State.DEAD
+        self._pass_on(target, bytes(client.buf), bytes(server.buf), None, ts, out)
+
     # -- completion, upgrades --------------------------------------------------------------------------------
     def _capture(self, side: _Side, data: memoryview) -> None:
         cap = side.capture
@@ -678,28 +846,49 @@ class Http1Decoder:
             msg = Request(
                 start, ts, side.wire, side.flags,
                 method, target, version, host, block, hlen, side.body_bytes, chunked, close, trace, body,
-                self._opts.redact,
+                self._opts.redact, self._opts.redact_query,
             )  # fmt: skip
             # after an Upgrade or CONNECT request, hold the client's bytes until the server answers
             side.state = State.PAUSED if upgrade else State.HEAD
+            self._requests += 1
         else:
             code, reason, version, block, hlen, chunked, close = h
             interim = side.interim
             msg = Response(
                 start, ts, side.wire, side.flags,
                 code, reason, version, block, hlen, side.body_bytes, chunked, close,
-                tuple(interim) if interim else (), body, self._opts.redact,
+                tuple(interim) if interim else (), body, self._opts.redact, self._opts.redact_query,
             )  # fmt: skip
             if interim:
                 interim.clear()
             side.state = State.HEAD
+            self._responses += 1
         side.flags = 0
         side.start_ns = -1
         side.capture = None
         side.remaining = 0
         side.last_ns = -1
         self._produced += 1
-        out.append(msg)
+        early = self._early
+        if side.is_request:
+            out.append(msg)
+            if early is not None:  # the answer that came before this request's body ended
+                self._early = None
+                out.append(early)
+        elif self._responses > self._requests and code != 101 and self._client_busy():
+            # it answers the request still coming (its body, or the rest of its head: nginx refuses a
+            # too large header before the blank line): hold it until that request is complete
+            if early is not None:
+                out.append(early)  # a second answer to one request: the first goes as it is
+            self._early = msg
+        else:
+            out.append(msg)
+
+    def _client_busy(self) -> bool:
+        """The client is in the middle of a request: its body, or a head that has begun."""
+        client = self._sides[0]
+        state = client.state
+        return state in _BODY_STATES or (state is State.HEAD and client.synced and bool(client.buf))
 
     def _resume_client(self, ts: int, out: list[Message]) -> None:
         client = self._sides[0]
@@ -723,6 +912,18 @@ class Http1Decoder:
             client_data, server_data = bytes(side.buf) + rest, held
         else:
             client_data, server_data = bytes(client.buf), rest
+        self._pass_on(target, client_data, server_data, response, ts, out)
+
+    def _pass_on(
+        self,
+        target: str,
+        client_data: bytes,
+        server_data: bytes,
+        response: Message | None,
+        ts: int,
+        out: list[Message],
+    ) -> None:
+        """Hand the connection over with the bytes each side sent after the switch point."""
         for s in self._sides:
             s.buf.clear()
         out.append(
@@ -738,6 +939,13 @@ class Http1Decoder:
             )
         )
 
+    def _stop_tunnel(self, ts: int, out: list[Message]) -> None:
+        """The tunnel carries nothing decoded here (or could not be followed): stop decoding it."""
+        out.append(StopDecoding(start_ns=ts, end_ns=ts, size=0, flags=0, reason="CONNECT tunnel"))
+        for s in self._sides:
+            s.state = State.DEAD
+            s.buf.clear()
+
 
 def _h2_settings(chunk: bytes | bytearray) -> bool:
     """An HTTP/2 SETTINGS frame header (type 4, no flags, stream 0, length a multiple of 6) starts `chunk`."""
@@ -748,6 +956,56 @@ def _h2_settings(chunk: bytes | bytearray) -> bool:
         and chunk[5:9] == b"\0\0\0\0"
         and int.from_bytes(chunk[:3], "big") % 6 == 0
     )
+
+
+def _request_start(line: bytes | bytearray, complete: bool) -> bool:
+    """Whether `line` (a request line, or its start when not `complete`) can be a request line, leniently:
+    a method token (after stray blanks), then a blank, a `/`, or the end. Binary and TLS bytes cannot."""
+    s = bytes(line).rstrip(b"\r").lstrip(b" \t")
+    rest = s.lstrip(_TCHAR)
+    mlen = len(s) - len(rest)
+    if not mlen:
+        return not s and not complete  # nothing but blanks so far: undecided
+    return mlen <= MAX_METHOD and (not rest or rest[0] in _AFTER_METHOD)
+
+
+def _request_line(line: bytes) -> tuple[bytes, bytes, bytes, bool]:
+    """(method, target, version token, malformed) of a request line (CR/LF removed).
+
+    RFC 9112 §3 first (one SP each side of the target, HTTP/x.y); otherwise leniently, as servers answer
+    what clients send: a blank missing after the method (`GET/ HTTP/1.1`) or before the version
+    (`GET /HTTP/1.1`: the target is taken as sent, there is no version, as nginx reads it), a cut version
+    (`HTTP/1.`), an empty target, blanks doubled, leading or trailing. Only a line with no method token at
+    its start (binary, TLS) raises.
+    """
+    sp1 = line.find(b" ")
+    sp2 = line.rfind(b" ")
+    if 0 < sp1 < sp2 - 1 and sp1 <= MAX_METHOD:
+        method, target, vraw = line[:sp1], line[sp1 + 1 : sp2], line[sp2 + 1 :]
+        if (vraw in _VERSIONS or _VERSION_TOKEN.fullmatch(vraw)) and not method.translate(None, _TCHAR):
+            return method, target[:MAX_START_LINE], vraw, b" " in target
+    s = line.strip(b" \t")
+    rest = s.lstrip(_TCHAR)
+    mlen = len(s) - len(rest)
+    if not mlen or mlen > MAX_METHOD or (rest and rest[0] not in _AFTER_METHOD) or s[:5] == b"HTTP/":
+        # no method token, or a status line where a request belongs
+        raise DecodeError("bad method", s[:MAX_METHOD].decode("latin-1"))
+    method = s[:mlen]
+    rest = rest.lstrip(b" \t")
+    sp = max(rest.rfind(b" "), rest.rfind(b"\t"))
+    last = rest[sp + 1 :]
+    if last[:5].upper() == b"HTTP/":
+        target, vraw = (rest[:sp].rstrip(b" \t") if sp >= 0 else b""), last
+    else:
+        target, vraw = rest, b""  # no version: HTTP/0.9 style, or glued to the target
+    return method, target[:MAX_START_LINE], vraw, True
+
+
+def _lenient_version(vraw: bytes) -> str:
+    """The version token of a malformed request line, as sent (bounded): "" when there was none."""
+    if _VERSION_TOKEN.fullmatch(vraw):
+        return vraw.decode()
+    return vraw[:MAX_VERSION].decode("latin-1")
 
 
 def _other_version(vraw: bytes) -> str:
@@ -775,6 +1033,7 @@ _HANDLERS: dict[State, _Handler] = {
     State.CLOSE: Http1Decoder._on_close,
     State.PAUSED: Http1Decoder._on_paused,
     State.DEAD: Http1Decoder._on_dead,
+    State.TUNNEL: Http1Decoder._on_tunnel,
 }
 
 

@@ -10,34 +10,45 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from packetd._values import value
+from packetd.protocols import redact as policy
 from packetd.protocols.base import Message, Role, TraceContext
 
-DEFAULT_REDACTED = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
-REDACTED = "[REDACTED]"
+# header names and query parameters whose values are replaced (the decision: protocols/redact.py)
+DEFAULT_REDACTED = policy.DEFAULT_HEADERS
+DEFAULT_QUERY_REDACTED = policy.DEFAULT_QUERY
+REDACTED = policy.REDACTED
 MAX_HEADER_VALUE = 4096  # a record keeps at most this many characters of one header value
 
 
-def parse_header_block(block: bytes, redact: frozenset[str]) -> dict[str, list[str]]:
-    """Header fields in order, lower-cased names, repeated fields kept in order, obs-fold joined."""
-    headers: dict[str, list[str]] = {}
-    last: list[str] | None = None
-    for line in block.split(b"\r\n"):
+def parse_header_block(block: bytes, names: frozenset[str]) -> dict[str, list[str]]:
+    """Header fields in order, lower-cased names, repeated fields kept in order, obs-fold joined.
+
+    A value is unfolded completely before it is judged (policy.header_value), so a secret continued on
+    an obs-fold line is redacted whole.
+    """
+    fields: list[list[str]] = []  # [name, value] pairs, the value growing with its obs-fold lines
+    # one decode of the whole block (field names are ASCII tokens; values UTF-8, bad bytes replaced)
+    for line in block.decode("utf-8", "replace").split("\r\n"):
         if not line:
             continue
-        if line[0] in b" \t":  # obsolete line folding (RFC 9112 §5.2): continues the previous value
-            if last:
-                last[-1] = (last[-1] + " " + line.strip().decode("utf-8", "replace"))[:MAX_HEADER_VALUE]
+        if line[0] in " \t":  # obsolete line folding (RFC 9112 §5.2): continues the previous value
+            if fields:
+                last = fields[-1]
+                last[1] = (last[1] + " " + line.strip())[:MAX_HEADER_VALUE]
             continue
-        name, sep, raw = line.partition(b":")
+        name, sep, raw = line.partition(":")
         if not sep:
             continue  # not a field line; framing has already accepted the block, so skip it
-        key = name.strip().decode("latin-1").lower()
-        text = raw.strip().decode("utf-8", "replace")[:MAX_HEADER_VALUE]
-        if key in redact:
-            scheme = text.split(" ", 1)[0] if key.endswith("authorization") and " " in text else ""
-            text = f"{scheme} {REDACTED}" if scheme else REDACTED
-        last = headers.setdefault(key, [])
-        last.append(text)
+        fields.append([name.strip().lower(), raw.strip()[:MAX_HEADER_VALUE]])
+    headers: dict[str, list[str]] = {}
+    changes = policy.header_changes(names)
+    for key, text in fields:
+        value = policy.header_value(key, text, names) if changes(key) else text
+        lst = headers.get(key)
+        if lst is None:
+            headers[key] = [value]
+        else:
+            lst.append(value)
     return headers
 
 
@@ -88,6 +99,7 @@ class Request(Message):
     trace: TraceContext | None = None
     body: bytes | None = None
     redact: frozenset[str] = DEFAULT_REDACTED
+    redact_query: frozenset[str] = DEFAULT_QUERY_REDACTED
 
     def operation(self) -> str:
         return self.method
@@ -101,15 +113,17 @@ class Request(Message):
 
     def to_json(self) -> dict[str, Any]:
         scheme, authority, path, query = split_target(self.target)
+        params = self.redact_query
+        headers = parse_header_block(self.header_block, self.redact)
         out: dict[str, Any] = {
             "method": self.method,
-            "target": self.target,
+            "target": policy.target(self.target, params),
             "path": path,
-            "query": query,
+            "query": policy.query(query, params) if query else query,
             "scheme": scheme,
-            "host": self.host if self.host is not None else authority,
+            "host": policy.userinfo(self.host if self.host is not None else authority),
             "version": self.version,
-            "headers": parse_header_block(self.header_block, self.redact),
+            "headers": headers,
             "header_bytes": self.header_bytes,
             "body_bytes": self.body_bytes,
             "size": self.size,
@@ -117,7 +131,9 @@ class Request(Message):
             "close": self.close,
         }
         if self.body is not None:
-            out["body"] = self.body.decode("utf-8", "replace")
+            ctype = headers.get("content-type")
+            text = self.body.decode("utf-8", "replace")
+            out["body"] = policy.body(text, ctype[0] if ctype else None, params)
         return out
 
 
@@ -137,6 +153,7 @@ class Response(Message):
     interim: tuple[int, ...] = ()
     body: bytes | None = None
     redact: frozenset[str] = DEFAULT_REDACTED
+    redact_query: frozenset[str] = DEFAULT_QUERY_REDACTED  # for a captured body (an OAuth token answer)
 
     def status(self) -> str:
         return str(self.status_code)
@@ -145,11 +162,12 @@ class Response(Message):
         return self.status_code >= 500
 
     def to_json(self) -> dict[str, Any]:
+        headers = parse_header_block(self.header_block, self.redact)
         out: dict[str, Any] = {
             "status_code": self.status_code,
             "reason": self.reason,
             "version": self.version,
-            "headers": parse_header_block(self.header_block, self.redact),
+            "headers": headers,
             "header_bytes": self.header_bytes,
             "body_bytes": self.body_bytes,
             "size": self.size,
@@ -159,5 +177,7 @@ class Response(Message):
         if self.interim:
             out["interim"] = list(self.interim)
         if self.body is not None:
-            out["body"] = self.body.decode("utf-8", "replace")
+            ctype = headers.get("content-type")
+            text = self.body.decode("utf-8", "replace")
+            out["body"] = policy.body(text, ctype[0] if ctype else None, self.redact_query)
         return out

@@ -13,8 +13,11 @@ END_STREAM, on HEADERS or on DATA: body-less requests and responses (GET, 204, t
 their header block. The first header block of a half is its headers (1xx responses are interim and
 folded into `interim`), the next one its trailers. A stream becomes messages when its response half ends,
 when it is reset (RST_STREAM), when a GOAWAY says it was never processed, or when the connection ends; the
-request is held until then so that a reset can be reported on it. A reset before any response header
-block makes the request `unanswered` at once (a `NoAnswer` control message), carrying the error code.
+request is held until then so that a reset can be reported on it. A server's reset before any response
+header block makes the request `unanswered` at once (a `NoAnswer` control message), carrying the error
+code. A client's reset may cross a response the server had already sent (a capture near the client sees
+the RST first): the stream is held (bounded, `RESET_GRACE_NS` of capture time, or until the server answers a
+stream opened after the reset) so that the response still pairs, the record saying `reset_by: client`.
 
 DATA payload is never copied: it is counted, and on gRPC streams walked for the 5-byte prefix of each
 length-prefixed message (gRPC PROTOCOL-HTTP2.md) to count messages per direction.
@@ -79,7 +82,7 @@ from packetd.protocols.base import (
     SwapRoles,
     SyncLost,
 )
-from packetd.protocols.http1.messages import DEFAULT_REDACTED
+from packetd.protocols.http1.messages import DEFAULT_QUERY_REDACTED, DEFAULT_REDACTED
 from packetd.protocols.http1.messages import Request as Http1Request
 from packetd.protocols.http2.messages import (
     Fields,
@@ -109,6 +112,13 @@ MAX_RESYNC_SCAN = 64 * 1024  # offsets tried for a frame boundary per segment wh
 MAX_RESYNC_SKIP = (
     16 * 1024 * 1024
 )  # bytes skipped looking for a frame boundary before giving up (DecodeError)
+# A stream the client reset before any response was seen is held this long (capture time) before it is
+# declared unanswered: a capture near the client sees the RST_STREAM before a response the server had
+# already sent (both are on the wire, crossing); one round trip brings that response. 1 s covers WAN round
+# trips. A server frame for a stream the client opened after the reset ends the wait at once (the server
+# read the RST before it, and TCP keeps the server's frames in order).
+RESET_GRACE_NS = 1_000_000_000
+MAX_HELD_RESETS = 128  # such streams held per connection (cancellation bursts); the oldest is let go first
 MAX_INTERIM = 8  # 1xx responses kept per stream (more: dropped, the response flagged truncated)
 # Trailer fields kept per stream half. One trailer block is the protocol; more blocks (malformed, RFC 9113
 # §8.1) are appended up to this many fields, then dropped and the message flagged truncated.
@@ -147,6 +157,7 @@ class Http2Options:
     """Decoder options (`--decoder http2.redact=...`, `decoder.grpc.*` in the agent config)."""
 
     redact: frozenset[str] = DEFAULT_REDACTED  # header names whose values are replaced (as in HTTP/1)
+    redact_query: frozenset[str] = DEFAULT_QUERY_REDACTED  # :path query parameters whose values are replaced
 
 
 class State(IntEnum):
@@ -335,6 +346,7 @@ class Http2Decoder:
         ctx = ctx or DecoderContext()
         opts = ctx.options if isinstance(ctx.options, Http2Options) else Http2Options()
         self._redact = opts.redact
+        self._redact_query = opts.redact_query
         self._default_grpc = default_protocol == "grpc"
         synced = not ctx.midstream
         self._sides = [_Side(True, synced), _Side(False, synced)]
@@ -343,6 +355,9 @@ class Http2Decoder:
         self._produced = False  # roles can only be swapped before the first message
         self._goaway: int | None = None
         self.evicted_streams = 0  # streams pushed out by MAX_STREAMS
+        # streams reset by the client before any response: sid -> (deadline, highest client stream id then)
+        self._held: dict[int, tuple[int, int]] = {}
+        self.held_resets_evicted = 0  # held streams let go early by MAX_HELD_RESETS
         up = ctx.upgrade_request
         if isinstance(up, Http1Request):
             self._adopt_upgrade(up)
@@ -354,6 +369,8 @@ class Http2Decoder:
         pos = 0
         n = len(data)
         handlers = _HANDLERS
+        if self._held:
+            self._release_held(ts_ns, out, deadline=ts_ns)
         try:
             while pos < n:  # `side` stays the bytes' own side even if the roles are swapped meanwhile
                 pos = handlers[side.state](self, side, data, pos, ts_ns, out)
@@ -670,6 +687,8 @@ class Http2Decoder:
             st = self._new_stream(sid, ts, out)
             if is_client:
                 self._max_client_sid = sid
+        if not is_client and self._held and sid % 2:
+            self._release_held(ts, out, opened=sid)
         half = st.halves[0 if is_client else 1]
         if half.start_ns < 0:
             half.start_ns = side.fstart
@@ -851,14 +870,39 @@ class Http2Decoder:
         st = self._streams.get(sid)
         if st is None:
             return
-        st.reset = code
-        st.reset_by = "client" if side.is_client else "server"
+        if st.reset_by != "client":  # a held stream keeps the client's reset (the server may answer one)
+            st.reset = code
+            st.reset_by = "client" if side.is_client else "server"
         resp = st.halves[1]
         if resp.headers is not None:
             resp.end_ns = ts
             self._finish(st, ts, out)
+        elif side.is_client and sid not in self._held:
+            # the server may have answered already, its response crossing this RST on the wire: wait for it
+            held = self._held
+            if len(held) >= MAX_HELD_RESETS:
+                self.held_resets_evicted += 1
+                oldest = self._streams.get(next(iter(held)))
+                held.pop(next(iter(held)))
+                if oldest is not None:
+                    self._finish(oldest, ts, out, no_answer=oldest.halves[1].headers is None)
+            held[sid] = (ts + RESET_GRACE_NS, self._max_client_sid)
         else:
             self._finish(st, ts, out, no_answer=True)
+
+    def _release_held(self, ts: int, out: list[Message], deadline: int = -1, opened: int = 0) -> None:
+        """End the held reset streams whose wait is over: the grace time passed (`deadline`), or the server
+        sent a frame on client stream `opened`, which the client opened after resetting them."""
+        held = self._held
+        while held:  # in reset order, so deadlines and stream ids only grow: stop at the first still waiting
+            sid = next(iter(held))
+            until, below = held[sid]
+            if not ((deadline >= 0 and until <= deadline) or (opened and below < opened)):
+                return
+            del held[sid]
+            st = self._streams.get(sid)
+            if st is not None:
+                self._finish(st, ts, out, no_answer=st.halves[1].headers is None)
 
     def _on_goaway(self, side: _Side, last: int, code: int, ts: int, out: list[Message]) -> None:
         self._goaway = code
@@ -891,6 +935,8 @@ class Http2Decoder:
     ) -> None:
         """The stream is over: emit its request (and response); free it."""
         self._streams.pop(st.sid, None)
+        if self._held:
+            self._held.pop(st.sid, None)
         req, resp = st.halves
         if self._goaway is not None and truncated and st.goaway is None and resp.headers is None:
             st.goaway = self._goaway
@@ -932,7 +978,7 @@ class Http2Decoder:
             path.decode("utf-8", "replace") if path is not None else None,
             headers, h.trailers, h.header_bytes, h.body_bytes,
             st.reset, st.reset_by, st.goaway, st.pushed, trace,
-            h.msgs, h.msg_bytes, h.compressed, self._redact, h.sensitive,
+            h.msgs, h.msg_bytes, h.compressed, self._redact, h.sensitive, self._redact_query,
         )  # fmt: skip
 
     def _response(self, st: _Stream, h: _Half, grpc: bool, ts: int) -> Message:

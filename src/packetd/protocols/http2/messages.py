@@ -17,8 +17,9 @@ from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from packetd._values import value
+from packetd.protocols import redact as policy
 from packetd.protocols.base import Flag, Message, Role, TraceContext
-from packetd.protocols.http1.messages import DEFAULT_REDACTED, MAX_HEADER_VALUE, REDACTED
+from packetd.protocols.http1.messages import DEFAULT_QUERY_REDACTED, DEFAULT_REDACTED, MAX_HEADER_VALUE
 
 Fields = tuple[tuple[bytes, bytes], ...]
 
@@ -120,20 +121,16 @@ def split_grpc_path(path: str | None) -> tuple[str, str]:
 
 
 def field_map(fields: Fields, redact: frozenset[str], sensitive: frozenset[bytes]) -> dict[str, list[str]]:
-    """Header fields by name (HTTP/2 names are lower-case on the wire), repeated values kept in order."""
+    """Header fields by name (HTTP/2 names are lower-case on the wire), repeated values kept in order;
+    values judged by redact.header_value (by name, or never-indexed on the wire)."""
     out: dict[str, list[str]] = {}
     for name, raw in fields:
         key = name.decode("latin-1")
-        if key in redact or name in sensitive:
-            text = REDACTED
-            if key.endswith("authorization"):
-                scheme, sp, _ = raw.partition(b" ")
-                if sp:
-                    text = f"{scheme.decode('latin-1')} {REDACTED}"
-        elif key.endswith("-bin"):
+        if key.endswith("-bin"):
             text = raw.decode("latin-1")[:MAX_HEADER_VALUE]  # base64 binary metadata: kept, never decoded
         else:
             text = raw.decode("utf-8", "replace")[:MAX_HEADER_VALUE]
+        text = policy.header_value(key, text, redact, name in sensitive)
         lst = out.get(key)
         if lst is None:
             out[key] = [text]
@@ -172,6 +169,7 @@ class Http2Request(Message):
     compressed: int
     redact: frozenset[str] = DEFAULT_REDACTED
     sensitive: frozenset[bytes] = frozenset()
+    redact_query: frozenset[str] = DEFAULT_QUERY_REDACTED
 
     @property
     def pair_key(self) -> int:
@@ -194,8 +192,8 @@ class Http2Request(Message):
             "stream_id": self.stream_id,
             "method": self.method,
             "scheme": self.scheme,
-            "authority": self.authority,
-            "path": self.path,
+            "authority": policy.userinfo(self.authority),
+            "path": policy.target(self.path, self.redact_query),
             "headers": field_map(self.headers, self.redact, self.sensitive),
             "trailers": field_map(trailers, self.redact, self.sensitive) if trailers is not None else None,
             "header_bytes": self.header_bytes,
@@ -292,8 +290,8 @@ class GrpcRequest(Http2Request):
             "stream_id": self.stream_id,
             "service": service,
             "method": method,
-            "path": self.path,
-            "authority": self.authority,
+            "path": policy.target(self.path, self.redact_query),
+            "authority": policy.userinfo(self.authority),
             "scheme": self.scheme,
             "http_method": self.method,
             "metadata": field_map(self.headers, self.redact, self.sensitive),
@@ -370,7 +368,7 @@ class GrpcResponse(Http2Response):
             "grpc_status_name": GRPC_STATUS[code]
             if code is not None and 0 <= code < len(GRPC_STATUS)
             else None,
-            "grpc_message": self.grpc_message(),
+            "grpc_message": policy.server_message(self.grpc_message()),
             "trailers_only": self.trailers_only,
             "metadata": field_map(self.headers, self.redact, self.sensitive),
             "trailers": field_map(trailers, self.redact, self.sensitive) if trailers is not None else None,

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from packetd._values import value
 from packetd.protocols.base import Kind, Message, Role
+from packetd.protocols.redact import server_message
 
 OPCODES = {
     1: "OP_REPLY",
@@ -121,7 +122,7 @@ class MongoReply(Message):
             "ok": self.ok,
             "code": self.code,
             "code_name": self.code_name,
-            "errmsg": self.errmsg,
+            "errmsg": server_message(self.errmsg),
             "n": self.n,
             "n_modified": self.n_modified,
             "batch_size": self.batch_size,

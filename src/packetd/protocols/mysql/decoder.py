@@ -36,7 +36,14 @@ counted). COM_QUIT, COM_STMT_CLOSE and COM_STMT_SEND_LONG_DATA get no answer: `o
 Resynchronisation (joined mid-stream, after a gap or a reset): the client side looks for a packet with
 sequence id 0, a command byte, and a length that ends with the segment; the server side then waits for a
 segment that starts with a sequence-id-1 packet after a command was seen. Nothing is paired across a
-point where framing was lost.
+point where framing was lost. Joined mid-stream, a client segment that starts a compressed frame (its
+inner packet a command) shows that compression was negotiated before the capture: both sides unwrap
+frames from there. A gap among the rows of a result set keeps the answer: whole segments are skipped
+until one ends with the result set's terminator, and the record is flagged `gap`.
+
+Pipelining deeper than MAX_PENDING (protocols/base.py): the commands beyond it are not tracked (no
+record, counted) but keep their command byte, so that their answers are framed and dropped, never paired
+with a later command.
 
 Wire format (dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_basic_packets.html):
 
@@ -51,18 +58,19 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from collections import deque
 from collections.abc import Sequence
 from enum import IntEnum
 
 from packetd._values import value
 from packetd.protocols.base import (
+    MAX_PENDING,
     NO_MESSAGES,
     DecodeError,
     DecoderContext,
     Direction,
     Flag,
     Message,
+    PendingQueue,
     StopDecoding,
     SyncLost,
 )
@@ -78,7 +86,9 @@ from packetd.protocols.mysql.messages import (
 
 MAX_PAYLOAD = 0xFFFFFF  # a payload of this length continues in the next packet
 MAX_ERROR = 256  # characters kept of an error message
-MAX_PENDING = 1024  # commands waiting for an answer (pipelining depth; the matcher's bound)
+# commands beyond MAX_PENDING in flight are not tracked but keep their command byte (framing their answers
+# needs it), one byte each; this many of them and the connection is given up (counted)
+MAX_UNTRACKED = 16 * MAX_PENDING
 MAX_STATEMENTS = 256  # prepared statements remembered per connection (id → text)
 MAX_LOGIN = 4096  # bytes kept of a login request (user, database, plugin, connection attributes)
 MAX_SERVER_KEEP = 1040  # bytes kept of a server packet: an ERR with 256 four-byte characters
@@ -275,6 +285,62 @@ def _lenenc(b: bytes, pos: int) -> tuple[int, int]:
     raise DecodeError("bad length-encoded integer")
 
 
+def _terminator_at_end(b: bytes, caps: int | None) -> int:
+    """Where the packet that ends a result set starts, when `b` ends with one; -1 otherwise. Classic EOF:
+    length 5, 0xFE, warnings, status; with CLIENT_DEPRECATE_EOF an OK packet with a 0xFE header (length
+    7 or more: two length-encoded integers, status, warnings, maybe info). Unknown capabilities: both."""
+    n = len(b)
+    if caps is None or not caps & CLIENT_DEPRECATE_EOF:
+        if n >= 9 and b[n - 9 : n - 6] == b"\x05\x00\x00" and b[n - 5] == 0xFE:
+            return n - 9
+    if caps is None or caps & CLIENT_DEPRECATE_EOF:
+        for plen in range(7, 64):  # affected rows, insert id (small here), status, warnings, short info
+            at = n - 4 - plen
+            if at < 0:
+                break
+            if int.from_bytes(b[at : at + 3], "little") == plen and b[at + 4] == 0xFE:
+                try:
+                    _, pos = _lenenc(b, at + 5)
+                    _, pos = _lenenc(b, pos)
+                except DecodeError:
+                    continue
+                if pos + 4 <= n:
+                    return at
+    return -1
+
+
+def _frame_start(b: bytes, client: bool) -> bool:
+    """Does `b` start with a compressed-protocol frame whose first inner packet begins a command (client:
+    sequence id 0 and a command byte) or an answer (server: sequence id 1)? Used only when the login that
+    negotiated compression was not seen. A plain packet cannot pass: read as a frame, its uncompressed
+    length would be its command byte and two payload bytes (0 only for COM_SLEEP, which no client sends),
+    and a zlib stream must follow (0x78 and a header checksum) and inflate to that packet header. An inner
+    packet may run on into the next frame (they straddle), so only its header is checked."""
+    if len(b) < 8:
+        return False
+    clen = int.from_bytes(b[0:3], "little")
+    ulen = int.from_bytes(b[4:7], "little")
+    if not clen:
+        return False
+    if ulen == 0:
+        inner = b[7 : 7 + min(clen, 5)]
+    else:
+        if len(b) < 9 or b[7] != 0x78 or ((b[7] << 8) | b[8]) % 31:
+            return False
+        try:
+            inner = zlib.decompressobj().decompress(b[7 : 7 + clen], 5)
+        except zlib.error:
+            return False
+    if client:
+        return len(inner) >= 5 and inner[3] == 0 and inner[4] != 0 and inner[4] in COMMANDS
+    if len(inner) >= 4:
+        return inner[3] == 1
+    # too little of the frame to see the packet header (a frame shorter than one, or a deflate block whose
+    # Huffman tables run past the segment): nothing contradicts it; the server side is only gated by this
+    # once the client showed that the connection is compressed
+    return len(b) < 7 + clen or len(inner) == (ulen or clen)
+
+
 def _cstr(b: bytes, pos: int) -> tuple[bytes, int]:
     end = b.find(b"\x00", pos)
     if end < 0:
@@ -321,7 +387,11 @@ class MysqlDecoder:
         self._midstream = Flag.MIDSTREAM if midstream else 0
         self._hs: _Hs | None = None if midstream else _Hs()
         self._caps: int | None = None  # negotiated capabilities (None: joined mid-stream, unknown)
-        self._pending: deque[_Cmd] = deque()
+        # commands waiting for an answer; beyond MAX_PENDING not tracked (no record, counted
+        # `pending_overflow`) and their answers framed by their command byte and dropped (`untracked_replies`)
+        self._pending: PendingQueue[_Cmd] = PendingQueue(MAX_PENDING)
+        self._ghost: _Cmd | None = None  # the untracked command whose answer is being framed
+        self._gap_rows = False  # bytes were lost inside a result set's rows: looking for its terminator
         self._statements: dict[int, tuple[bytes | None, bool]] = {}
         # events counted, not recorded: straight into the protocol's counters when the session gives them
         self.counters: dict[str, int] = ctx.counters if ctx.counters is not None else {}
@@ -351,18 +421,52 @@ class MysqlDecoder:
         if not data:
             return NO_MESSAGES
         out: list[Message] = []
+        try:
+            self._receive(direction, data, ts_ns, out)
+        except DecodeError as exc:
+            exc.messages = out  # what was complete before the garbage is not lost with the reset
+            raise
+        return out
+
+    def _receive(self, direction: Direction, data: memoryview, ts_ns: int, out: list[Message]) -> None:
         client = direction is Direction.C2S
         if (self._cphase if client else self._sphase) is Phase.DEAD:
-            return out
+            return
         s = self._c if client else self._s
         b = data.tobytes()
+        if self._gap_rows:
+            if not client:
+                self._seek_end(b, ts_ns, out)
+                return
+            # a new command while the end of the gapped result set was never found: it was lost too
+            out.extend(self._give_up_gap(ts_ns))
+        if (
+            client
+            and self._caps is None
+            and not s.comp
+            and s.synced
+            and s.left < 0
+            and not s.hdr
+            and _frame_start(b, True)
+        ):
+            # joined mid-stream and synced on plain packets, but this segment starts a compressed frame: what
+            # was taken for packets were frames (a stored frame reads as COM_SLEEP); start again, compressed
+            out += self._lose_for_compression(ts_ns)
+            s = self._c
         if s.comp:
+            if not s.synced and not s.zleft and not s.zhdr:
+                # joined mid-stream: an answer is trusted to start with a segment that starts a frame, after
+                # a command was seen (as for plain packets, see _resync)
+                if not _frame_start(b, client) or (not client and self._head_start() > ts_ns):
+                    return
+                if not client:
+                    s.synced = True
+                    s.flags |= Flag.MIDSTREAM
             self._unwrap(s, b, ts_ns, out, client)
-            return out
+            return
         pos = self._packets(s, b, 0, ts_ns, out, client, False)
         if pos < len(b) and self._compressed(s) and not self._dead(client):
             self._unwrap(s, b[pos:], ts_ns, out, client)  # compression began inside this segment
-        return out
 
     def receive_gap(self, direction: Direction, nbytes: int, ts_ns: int) -> Sequence[Message]:
         client = direction is Direction.C2S
@@ -376,6 +480,15 @@ class MysqlDecoder:
                 if not s.cont:
                     self._dispatch(s, ts_ns, out, client)
             return out
+        if not client and (self._gap_rows or self._rows_gap_survivable()):
+            # lost inside the rows of a result set: only rows are lost; the answer ends with a terminator
+            # that a later segment ends with (the client sends nothing until it has it)
+            seen = len(s.hdr) if s.left < 0 else s.size - s.left  # bytes of the packet the gap cut
+            self._gap_rows = True
+            self._r_flags |= Flag.GAP
+            self._r_size += nbytes + seen
+            self._s = _Side(True)
+            return NO_MESSAGES
         lost: list[Message] = [SyncLost(start_ns=ts_ns, end_ns=ts_ns, size=0, flags=0, direction=direction)]
         if client:
             lost.append(SyncLost(start_ns=ts_ns, end_ns=ts_ns, size=0, flags=0, direction=Direction.S2C))
@@ -383,6 +496,7 @@ class MysqlDecoder:
         self._c, self._s = _Side(False), _Side(False)
         self._c.flags = self._s.flags = Flag.GAP
         self._pending.clear()
+        self._ghost = None
         self._reset_answer()
         if compressed or self._hs is not None:
             self._cphase = self._sphase = Phase.DEAD  # compressed framing cannot be found again
@@ -423,6 +537,8 @@ class MysqlDecoder:
                     pos = self._resync(s, b, pos, ts, client)
                     if pos < 0:
                         return n
+                    if s.comp and not inner:
+                        return pos  # the compressed protocol was found: the caller unwraps frames
                     continue
                 if s.hdr or n - pos < 4:
                     take = 4 - len(s.hdr)
@@ -546,9 +662,63 @@ class MysqlDecoder:
             raise DecodeError("compressed frame longer than declared")
         self._packets(s, data, 0, ts, out, client, True)
 
+    def _rows_gap_survivable(self) -> bool:
+        """A server gap falls among the rows of a result set whose columns are known (plain framing)."""
+        return (
+            self._r is R.ROWS
+            and not self._s.comp
+            and self._sphase is Phase.COMMAND
+            and self._pending.peek() is not None
+            and self._r_columns is not None
+        )
+
+    def _seek_end(self, b: bytes, ts: int, out: list[Message]) -> None:
+        """After a gap among the rows: skip (count) bytes until a segment ends with the result set's
+        terminator, then frame that terminator as usual (the record keeps the rows counted before the gap,
+        flagged gap)."""
+        at = _terminator_at_end(b, self._caps)
+        if at < 0:
+            self._r_size += len(b)
+            return
+        self._r_size += at
+        self._gap_rows = False
+        self._packets(self._s, b, at, ts, out, False, False)
+
+    def _give_up_gap(self, ts: int) -> list[Message]:
+        """The gapped result set's end never came before the next command: its pairing is lost."""
+        self._gap_rows = False
+        self._pending.clear()
+        self._ghost = None
+        self._reset_answer()
+        self._s = _Side(False)
+        self._s.flags = Flag.GAP
+        return [SyncLost(start_ns=ts, end_ns=ts, size=0, flags=0, direction=Direction.S2C)]
+
+    def _lose_for_compression(self, ts: int) -> list[Message]:
+        """The connection turned out to use the compressed protocol (joined mid-stream, so the login that
+        negotiated it was not seen): what was paired so far cannot be trusted; both sides read frames now."""
+        self._count("compression_detected")
+        self._pending.clear()
+        self._ghost = None
+        self._reset_answer()
+        self._c, self._s = _Side(True), _Side(False)
+        self._c.comp = self._s.comp = True
+        self._c.flags = Flag.MIDSTREAM
+        return [
+            SyncLost(start_ns=ts, end_ns=ts, size=0, flags=0, direction=Direction.C2S),
+            SyncLost(start_ns=ts, end_ns=ts, size=0, flags=0, direction=Direction.S2C),
+        ]
+
     def _resync(self, s: _Side, b: bytes, pos: int, ts: int, client: bool) -> int:
         """Where a trustworthy packet starts in b[pos:], or -1 (all of it skipped)."""
         n = len(b)
+        if client and pos == 0 and self._caps is None and not s.comp and _frame_start(b, True):
+            # joined mid-stream on a connection using the compressed protocol: frames, not packets
+            self._count("compression_detected")
+            self._c.comp = self._s.comp = True
+            s.synced = True
+            s.flags |= Flag.MIDSTREAM
+            return 0
         if not client:
             if pos == 0 and self._hs is None and not self._pending and _GREETING.match(b):
                 # joined before the greeting (the SYN was not captured): the connection phase is here
@@ -559,7 +729,7 @@ class MysqlDecoder:
                 self._midstream = 0
                 return 0
             # a response can be trusted to start at a segment boundary, after a command was seen
-            if pos == 0 and n >= 5 and self._pending and self._pending[0].start <= ts and b[3] == 1:
+            if pos == 0 and n >= 5 and self._head_start() <= ts and b[3] == 1:
                 s.synced = True
                 s.flags |= Flag.MIDSTREAM
                 return 0
@@ -702,10 +872,16 @@ class MysqlDecoder:
             )
             return
         pending = self._pending
-        if len(pending) >= MAX_PENDING:
-            pending.popleft()  # bounded: the matcher evicts the same request
-            self._count("pending_overflow")
-        pending.append(cmd)
+        if not pending.push(cmd, code=code):
+            self._count("pending_overflow")  # not tracked: its answer is framed and dropped, never paired
+            run = pending.tail_run()
+            if run is not None and len(run.codes) > MAX_UNTRACKED:
+                self._count("gave_up_pending_overflow")
+                self._cphase = self._sphase = Phase.DEAD
+                out.append(
+                    StopDecoding(start_ns=ts, end_ns=ts, size=0, flags=0, reason="mysql pipeline overflow")
+                )
+            return
         out.append(
             Command(start, ts, size, flags, name, cmd.statement, cmd.truncated, cmd.stmt_id, schema, keep)
         )
@@ -786,7 +962,16 @@ class MysqlDecoder:
             return
         if phase is Phase.AUTH:
             if hs.start < 0:
-                raise DecodeError("server answers a login that was not sent")
+                # an answer to a login not (yet) sent: an orphan, not garbage. An ERR here is the server
+                # giving up on the connection (a handshake timeout: "Bad handshake"): a server message
+                if first == 0xFF:
+                    code, state, message = _err(body)
+                    out.append(ServerError(start, ts, size, flags, code, state, message))
+                    self._hs = None
+                    self._cphase = self._sphase = Phase.DEAD
+                else:
+                    self._count("orphan_packets")
+                return
             if hs.r_start < 0:
                 hs.r_start = start
             hs.r_size += size
@@ -858,12 +1043,17 @@ class MysqlDecoder:
     ) -> None:
         pending = self._pending
         first = body[0] if body else -1
+        self._ghost_for(start)
         if not pending:
             if first == 0xFF:  # e.g. an idle timeout notice before the server closes the connection
                 code, state, message = _err(body)
                 out.append(ServerError(start, ts, size, flags, code, state, message))
             else:
                 self._count("orphan_packets")
+                if seq == 1:
+                    # the first packet of an answer to no command seen: handed to the matcher, which counts
+                    # it as an orphan response (never a record)
+                    out.append(Result(start, ts, size, flags, "orphan"))
             return
         r = self._r
         if r is R.PREP_EOF:
@@ -873,6 +1063,7 @@ class MysqlDecoder:
                 self._prep_next(ts, out)
                 return
             self._finish_prepare(self._r_end, out)  # no EOF here: this packet starts the next answer
+            self._ghost_for(start)
             if not pending:
                 self._count("orphan_packets")
                 return
@@ -883,7 +1074,7 @@ class MysqlDecoder:
         self._r_flags |= flags
         self._r_seq = seq
         self._r_end = ts
-        cmd = pending[0]
+        cmd = self._cmd()
         if r is R.FIRST:
             self._first(cmd, seq, plen, body, first, ts, out)
         elif r is R.DEFS:
@@ -1037,7 +1228,7 @@ class MysqlDecoder:
 
     def _ok(self, body: bytes, ts: int, out: list[Message]) -> None:
         affected, insert_id, status, warnings = _ok(body)
-        if status & SERVER_MORE_RESULTS_EXISTS and self._pending[0].code in _RESULT_SETS:
+        if status & SERVER_MORE_RESULTS_EXISTS and self._cmd().code in _RESULT_SETS:
             self._r = R.FIRST  # a multi-statement or CALL: this OK is one statement's, more follow
             self._r_results += 1
             return
@@ -1047,7 +1238,7 @@ class MysqlDecoder:
             Result(
                 self._r_start, ts, self._r_size, self._r_flags, kind, affected, insert_id, status, warnings,
                 columns=self._r_columns, rows=self._r_rows if self._r_sets else None, results=self._r_results + 1,
-                binary=self._pending[0].code == COM_STMT_EXECUTE and bool(self._r_sets),
+                binary=self._cmd().code == COM_STMT_EXECUTE and bool(self._r_sets),
                 local_infile_bytes=infile,
             ),
             out,
@@ -1067,7 +1258,7 @@ class MysqlDecoder:
         self, ts: int, out: list[Message], kind: str, status: int | None = None, warnings: int | None = None,
         flags: int = 0,
     ) -> None:  # fmt: skip
-        cmd = self._pending[0]
+        cmd = self._cmd()
         result_set = kind == "result_set"
         self._emit(
             Result(
@@ -1080,9 +1271,36 @@ class MysqlDecoder:
             out,
         )  # fmt: skip
 
+    def _ghost_for(self, start: int) -> None:
+        """An answer starts while the oldest command owed one was not tracked: frame it by its command byte
+        (the answer is dropped at its end, see _emit)."""
+        if self._ghost is None and self._pending.peek() is None:
+            run = self._pending.untracked_due()
+            if run is not None and run.codes:
+                self._ghost = _Cmd(run.codes[0], start)
+
+    def _cmd(self) -> _Cmd:
+        """The command whose answer is being framed: the oldest tracked one, or an untracked one's stand-in."""
+        cmd = self._ghost or self._pending.peek()
+        if cmd is None:
+            raise DecodeError("answer with no command")  # not reached: _answer checks first
+        return cmd
+
+    def _head_start(self) -> int:
+        """When the oldest command waiting for an answer was sent (a huge number: none is)."""
+        head = self._pending.peek()
+        if head is not None:
+            return head.start
+        return 0 if self._pending else 1 << 62
+
     def _emit(self, result: Result, out: list[Message]) -> None:
-        self._pending.popleft()
-        out.append(result)
+        if self._ghost is not None:  # the answer to an untracked command: dropped, counted
+            self._ghost = None
+            self._pending.drop_answer()
+            self._count("untracked_replies")
+        else:
+            self._pending.popleft()
+            out.append(result)
         self._reset_answer()
 
 

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from packetd._values import value
 from packetd.protocols.base import Kind, Message, Role
-from packetd.protocols.sqltext import statement_text
+from packetd.protocols.redact import server_message, statement
 
 COMMANDS: dict[int, str] = {
     0x00: "COM_SLEEP", 0x01: "COM_QUIT", 0x02: "COM_INIT_DB", 0x03: "COM_QUERY", 0x04: "COM_FIELD_LIST",
@@ -44,7 +44,7 @@ class Command(Message):
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"command": self.command, "size": self.size}
         if self.statement is not None:
-            out["statement"] = statement_text(self.statement, self.truncated, self.keep_literals, "mysql")
+            out["statement"] = statement(self.statement, self.truncated, self.keep_literals, "mysql")
             if self.truncated:
                 out["statement_truncated"] = True
         if self.statement_id is not None:
@@ -93,7 +93,7 @@ class Result(Message):
         if self.error_code is not None:
             out["error_code"] = self.error_code
             out["sql_state"] = self.sql_state
-            out["error_message"] = self.error_message
+            out["error_message"] = server_message(self.error_message)
         if self.affected_rows is not None:
             out["affected_rows"] = self.affected_rows
             out["last_insert_id"] = self.last_insert_id
@@ -177,7 +177,7 @@ class LoginResult(Message):
         if self.error_code is not None:
             out["error_code"] = self.error_code
             out["sql_state"] = self.sql_state
-            out["error_message"] = self.error_message
+            out["error_message"] = server_message(self.error_message)
         return out
 
 
@@ -205,5 +205,5 @@ class ServerError(Message):
             "size": self.size,
             "error_code": self.error_code,
             "sql_state": self.sql_state,
-            "error_message": self.error_message,
+            "error_message": server_message(self.error_message),
         }

@@ -33,7 +33,12 @@ Resynchronisation: joined mid-stream (or after a reset), each side looks for a p
 the end of the segment). The backend side is then aligned with the pending frontend messages when its
 first message is a plausible first answer to the oldest one; otherwise its messages are discarded up to
 the next ReadyForQuery, which ends the cycle the oldest pending messages belong to. Nothing is paired
-across a point where alignment was lost.
+across a point where alignment was lost; on a reset, what was complete is kept and what was waiting for
+an answer is reported `unanswered` at once. An answer to nothing pending is counted as an orphan response.
+
+Pipelining deeper than MAX_PENDING frontend messages (protocols/base.py): the messages beyond it are not
+tracked (no record, counted); their place is kept as the number of ReadyForQuery they are owed, and
+backend messages up to those are dropped, never paired with later messages.
 
 What it deliberately ignores: parameter values (Bind), column descriptions, row contents, replication
 (CopyBoth is counted as COPY), the v3.2 protocol's longer cancel keys (accepted, never kept).
@@ -50,23 +55,25 @@ from __future__ import annotations
 
 import re
 import struct
-from collections import deque
 from collections.abc import Callable, Sequence
 from enum import IntEnum
 
 from packetd._values import value
 from packetd.protocols.base import (
+    MAX_PENDING,
     NO_MESSAGES,
     DecodeError,
     DecoderContext,
     Direction,
     Flag,
     Message,
+    PendingQueue,
     StopDecoding,
     SyncLost,
 )
 from packetd.protocols.postgresql.messages import (
     ClientNotice,
+    LostRequest,
     Request,
     Response,
     ServerNotice,
@@ -82,7 +89,6 @@ MAX_STARTUP = 10_000  # MAX_STARTUP_PACKET_LENGTH
 MAX_NAME = 256  # bytes kept of a statement / portal / channel name (PostgreSQL's own NAMEDATALEN is 64)
 MAX_FIELDS = 4096  # bytes kept of an ErrorResponse / NoticeResponse body
 MAX_ERROR = 256  # characters kept of an error message
-MAX_PENDING = 1024  # frontend messages waiting for an answer (pipeline depth; the matcher's bound)
 MAX_STATEMENTS = 256  # prepared statements remembered per connection (name → text)
 MAX_PORTALS = 64  # portals remembered per connection (name → statement name)
 MAX_SYNC_TRIES = 512  # candidate header positions tried per segment while resynchronising
@@ -170,6 +176,7 @@ _FIRST_ANSWERS = {
     "FunctionCall": b"VE",
 }
 _ENDS_CYCLE = frozenset({"Sync", "Query", "FunctionCall"})
+_RESULTS = frozenset(b"CIsV")  # CommandComplete, EmptyQueryResponse, PortalSuspended, FunctionCallResponse
 
 
 class _Item:
@@ -231,6 +238,7 @@ class _Handshake:
         "message",
         "pid",
         "protocol",
+        "r_end",
         "r_size",
         "r_start",
         "size",
@@ -259,6 +267,7 @@ class _Handshake:
         self.pid: int | None = None
         self.r_start = -1
         self.r_size = 0
+        self.r_end = -1  # the last start-up message the server sent after the StartupMessage (-1: none)
 
 
 def _cstr(body: bytes, pos: int) -> tuple[bytes, int, bool]:
@@ -322,7 +331,11 @@ class PostgresDecoder:
         self._aligned = not midstream
         self._midstream = Flag.MIDSTREAM if midstream else 0
         self._hs: _Handshake | None = None
-        self._items: deque[_Item] = deque()
+        # frontend messages waiting for an answer. Beyond MAX_PENDING they are not tracked (no record,
+        # counted `pending_overflow`); their place is an untracked run that owes one ReadyForQuery per cycle
+        # end (Sync, Query, FunctionCall) it holds: backend messages are dropped up to it (counted
+        # `untracked_replies`), so no later message is paired with them (PendingQueue)
+        self._items: PendingQueue[_Item] = PendingQueue(MAX_PENDING)
         self._statements: dict[str, tuple[bytes, bool]] = {}
         self._portals: dict[str, str] = {}
         # events counted, not recorded: straight into the protocol's counters when the session gives them
@@ -336,6 +349,7 @@ class PostgresDecoder:
         self._acc_statement: tuple[bytes | None, bool, str | None, str | None] | None = None
         self._cycle_reported = False
         self._skipping = False  # an error was answered: frontend messages up to the next Sync are discarded
+        self._orphan_open = False  # backend messages of an answer to nothing pending were seen, no result yet
         # backend messages of the answer under construction
         self._r_start = -1
         self._r_size = 0
@@ -357,11 +371,18 @@ class PostgresDecoder:
         if not data:
             return NO_MESSAGES
         out: list[Message] = []
-        if direction is Direction.C2S:
-            if self._cphase is not Phase.DEAD:
-                self._read(self._c, data.tobytes(), ts_ns, out, True)
-        elif self._sphase is not Phase.DEAD:
-            self._read(self._s, data.tobytes(), ts_ns, out, False)
+        try:
+            if direction is Direction.C2S:
+                if self._cphase is not Phase.DEAD:
+                    self._read(self._c, data.tobytes(), ts_ns, out, True)
+            elif self._sphase is not Phase.DEAD:
+                self._read(self._s, data.tobytes(), ts_ns, out, False)
+        except DecodeError as exc:
+            # what was complete before the garbage is not lost with the reset, nor what was waiting for an
+            # answer: the fresh decoder cannot pair it
+            self._flush_pending(out, lost=True)
+            exc.messages = out
+            raise
         return out
 
     def receive_gap(self, direction: Direction, nbytes: int, ts_ns: int) -> Sequence[Message]:
@@ -409,18 +430,34 @@ class PostgresDecoder:
                         hs.encryption,
                     )
                 )
-            # else: the start-up never finished; the request alone becomes `unanswered` at close
+            elif hs.r_end >= 0:
+                # the server answered the StartupMessage (an authentication request) and the client went
+                # away, as psql does to prompt for a password and connect again: a handshake, cut short
+                out.append(
+                    StartupResult(
+                        hs.r_start, hs.r_end, hs.r_size, Flag.TRUNCATED, hs.auth, hs.version, hs.pid,
+                        encryption=hs.encryption,
+                    )
+                )  # fmt: skip
+            # else: the start-up was never answered; the request alone becomes `unanswered` at close
         # what the server will never answer now: pending requests become `unanswered` at close
+        self._flush_pending(out)
+        return out
+
+    def _flush_pending(self, out: list[Message], lost: bool = False) -> None:
+        """Report the pending frontend messages that would have been reported, and forget them: requests
+        the matcher records `unanswered` at close, or (`lost`: framing is lost) `unanswered` records at
+        once, so that no answer the next decoder reads is paired with them."""
+        cls = LostRequest if lost else Request
         for item in self._items:
             if item.op == "Execute" or (item.op in ("Query", "FunctionCall") and not item.results):
-                out.append(self._request(item, item.op))
+                out.append(self._request(item, item.op, cls))
             elif item.op == "Sync" and self._acc_msgs:
-                out.append(self._request(item, self._acc_op))
+                out.append(self._request(item, self._acc_op, cls))
             else:
                 self._fold(item)
         self._items.clear()
         self._reset_acc()
-        return out
 
     # -- framing ---------------------------------------------------------------------------------------------
     def _read(self, s: _Side, b: bytes, ts: int, out: list[Message], client: bool) -> None:
@@ -638,11 +675,9 @@ class PostgresDecoder:
             return
         if item.op == "Sync":
             self._skipping = False
-        items = self._items
-        if len(items) >= MAX_PENDING:
-            items.popleft()  # bounded: the oldest will never be paired (counted)
+        ends = item.op in _ENDS_CYCLE
+        if not self._items.push(item, answers=1 if ends else 0, open_=not ends):
             self._count("pending_overflow")
-        items.append(item)
         self._midstream = 0
 
     def _f_query(
@@ -804,10 +839,32 @@ class PostgresDecoder:
         handler = _BACKEND_HANDLERS.get(t)
         if handler is None:
             return  # BackendKeyData / Authentication / NegotiateProtocolVersion after start-up: ignored
+        if self._items.peek() is None and self._items.untracked_due() is not None:
+            # the answer to frontend messages that were not tracked: dropped up to their ReadyForQuery
+            if t == 0x5A:
+                self._items.drop_answer()
+                self._count("untracked_replies")
+                self._reset_acc()
+                self._reset_response()
+                self._take_copy_in()
+                self._cycle_reported = False
+            return
         if not self._items and t != 0x45:
-            # an answer to nothing seen (its request was lost or came before the capture): not paired
+            # an answer to nothing seen (its request was lost or came before the capture): not paired; each
+            # orphan answer (up to its result, or its ReadyForQuery) is handed to the matcher, which counts
+            # it as an orphan response
             self._count("orphan_backend_messages")
-            self._reset_response()
+            if self._r_start < 0:
+                self._r_start = start
+            self._r_size += size
+            self._r_flags |= flags
+            if t in _RESULTS or (t == 0x5A and self._orphan_open):
+                out.append(self._response(ts, None, None, None))
+                self._orphan_open = False
+            elif t != 0x5A:
+                self._orphan_open = True
+            else:
+                self._reset_response()
             return
         if self._r_start < 0:
             self._r_start = start
@@ -818,12 +875,13 @@ class PostgresDecoder:
     def _align(self, t: int, ts: int) -> bool:
         """Mid-stream: is this backend message the first answer to the oldest pending frontend message?"""
         items = self._items
-        if items and items[0].start <= ts and t in _FIRST_ANSWERS.get(items[0].op, b""):
+        head = items.peek()
+        if head is not None and head.start <= ts and t in _FIRST_ANSWERS.get(head.op, b""):
             self._aligned = True
             return True
         if t == 0x5A:  # ReadyForQuery ends the cycle the oldest pending messages may belong to
-            if items and items[0].start <= ts:
-                while items:
+            if head is not None and head.start <= ts:
+                while items.peek() is not None:
                     op = items.popleft().op
                     if op in _ENDS_CYCLE:
                         break
@@ -856,6 +914,7 @@ class PostgresDecoder:
         if hs.r_start < 0:
             hs.r_start = start
         hs.r_size += size
+        hs.r_end = ts
         if t == 0x52:  # Authentication*
             kind = _I32.unpack_from(body, 0)[0] if len(body) >= 4 else -1
             if kind == 0:
@@ -893,10 +952,10 @@ class PostgresDecoder:
         )  # fmt: skip
 
     def _head(self, want: str, what: str) -> _Item:
-        items = self._items
-        if not items or items[0].op != want:
-            raise DecodeError(f"unexpected {what}", items[0].op if items else "nothing pending")
-        return items[0]
+        head = self._items.peek()
+        if head is None or head.op != want:
+            raise DecodeError(f"unexpected {what}", head.op if head else "nothing pending")
+        return head
 
     def _acknowledge(self, item: _Item) -> None:
         """A Parse/Bind/Describe/Close was answered: it folds into the next report."""
@@ -918,25 +977,25 @@ class PostgresDecoder:
         self._head("Describe", "ParameterDescription")
 
     def _b_row_description(self, body: bytes, ts: int, out: list[Message]) -> None:
-        items = self._items
-        if items and items[0].op == "Describe":
-            self._acknowledge(items[0])
-        elif not items or items[0].op not in ("Query", "Execute"):
-            raise DecodeError("unexpected RowDescription", items[0].op if items else "nothing pending")
+        head = self._items.peek()
+        if head is not None and head.op == "Describe":
+            self._acknowledge(head)
+        elif head is None or head.op not in ("Query", "Execute"):
+            raise DecodeError("unexpected RowDescription", head.op if head else "nothing pending")
 
     def _b_no_data(self, body: bytes, ts: int, out: list[Message]) -> None:
         self._acknowledge(self._head("Describe", "NoData"))
 
     def _b_data_row(self, body: bytes, ts: int, out: list[Message]) -> None:
-        items = self._items
-        if not items or items[0].op not in ("Execute", "Query"):
-            raise DecodeError("unexpected DataRow", items[0].op if items else "nothing pending")
+        head = self._items.peek()
+        if head is None or head.op not in ("Execute", "Query"):
+            raise DecodeError("unexpected DataRow", head.op if head else "nothing pending")
         self._rows += 1
 
     def _b_copy_start(self, body: bytes, ts: int, out: list[Message], direction: str = "in") -> None:
-        items = self._items
-        if not items or items[0].op not in ("Execute", "Query"):
-            raise DecodeError("unexpected COPY response", items[0].op if items else "nothing pending")
+        head = self._items.peek()
+        if head is None or head.op not in ("Execute", "Query"):
+            raise DecodeError("unexpected COPY response", head.op if head else "nothing pending")
         self._copy_dir = direction
 
     def _b_copy_in(self, body: bytes, ts: int, out: list[Message]) -> None:
@@ -977,7 +1036,8 @@ class PostgresDecoder:
     def _b_error(self, body: bytes, ts: int, out: list[Message]) -> None:
         severity, sqlstate, message = _fields(body)
         items = self._items
-        if not items:
+        item = items.peek()
+        if item is None:
             self._r_start = -1
             self._r_size = 0
             out.append(
@@ -986,7 +1046,6 @@ class PostgresDecoder:
                 )
             )
             return
-        item = items[0]
         err = (severity, sqlstate, message)
         if item.op == "Query":
             self._result(ts, out, "ErrorResponse", None, None, None, error=err)
@@ -1003,7 +1062,7 @@ class PostgresDecoder:
         out.append(self._request(item, item.op))
         out.append(self._response(ts, None, None, None, error=err))
         self._cycle_reported = True
-        while items and items[0].op != "Sync":
+        while (head := items.peek()) is not None and head.op != "Sync":
             self._discard(items.popleft(), out)
         if not items:
             self._skipping = True  # the Sync is still to come: what the client sends until then is skipped
@@ -1013,7 +1072,7 @@ class PostgresDecoder:
         """A frontend message the server discarded after an error: an Execute is reported `unanswered`,
         anything else folds into the next report."""
         if item.op == "Execute":
-            out.append(self._request(item, "Execute", skipped=True))
+            out.append(self._request(item, "Execute", SkippedRequest))
         else:
             self._fold(item)
 
@@ -1028,8 +1087,9 @@ class PostgresDecoder:
 
     def _b_ready(self, body: bytes, ts: int, out: list[Message]) -> None:
         items = self._items
-        if not items or items[0].op not in _ENDS_CYCLE:
-            raise DecodeError("unexpected ReadyForQuery", items[0].op if items else "nothing pending")
+        head = items.peek()
+        if head is None or head.op not in _ENDS_CYCLE:
+            raise DecodeError("unexpected ReadyForQuery", head.op if head else "nothing pending")
         item = items.popleft()
         if item.op == "Sync" and (self._acc_msgs or not self._cycle_reported):
             # a cycle without Execute (Parse/Describe/Close ... Sync), or a bare Sync
@@ -1053,9 +1113,9 @@ class PostgresDecoder:
         error: tuple[str | None, str | None, str | None] | None = None,
     ) -> None:
         items = self._items
-        if not items or items[0].op not in ("Execute", "Query"):
-            raise DecodeError(f"unexpected {what}", items[0].op if items else "nothing pending")
-        item = items[0]
+        item = items.peek()
+        if item is None or item.op not in ("Execute", "Query"):
+            raise DecodeError(f"unexpected {what}", item.op if item else "nothing pending")
         if item.op == "Execute":
             items.popleft()
             out.append(self._request(item, "Execute"))
@@ -1098,7 +1158,7 @@ class PostgresDecoder:
         self._cin_msgs = self._cin_bytes = self._cin_size = 0
         return got
 
-    def _request(self, item: _Item, op: str, skipped: bool = False) -> Request:
+    def _request(self, item: _Item, op: str, cls: type[Request] = Request) -> Request:
         """The report of `item` with the acknowledged messages folded before it."""
         acc = self._acc_start >= 0
         start = self._acc_start if acc else item.start
@@ -1106,7 +1166,6 @@ class PostgresDecoder:
         if statement is None and self._acc_statement is not None:
             statement, truncated, name, _ = self._acc_statement
         copy_msgs, copy_bytes, copy_size = self._take_copy_in()
-        cls = SkippedRequest if skipped else Request
         msg = cls(
             start, item.end, self._acc_size + item.size + copy_size, self._acc_flags | item.flags, op,
             statement, truncated, name, portal, self._acc_msgs + 1, copy_msgs, copy_bytes,

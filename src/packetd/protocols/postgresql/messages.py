@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from packetd._values import value
 from packetd.protocols.base import Kind, Message, Role
-from packetd.protocols.sqltext import statement_text
+from packetd.protocols.redact import server_message, statement
 
 
 @value
@@ -38,7 +38,7 @@ class Request(Message):
         out: dict[str, Any] = {
             "message": self.op,
             "statement": (
-                statement_text(self.statement, self.truncated, self.keep_literals, "postgresql")
+                statement(self.statement, self.truncated, self.keep_literals, "postgresql")
                 if self.statement is not None
                 else None
             ),
@@ -59,6 +59,14 @@ class Request(Message):
 @value
 class SkippedRequest(Request):
     """An Execute the server discarded after an earlier error in its cycle: an `unanswered` record."""
+
+    ROLE: ClassVar[Role] = Role.UNANSWERED
+
+
+@value
+class LostRequest(Request):
+    """A request that was waiting for its answer when framing was lost (a reset): no later answer can be
+    paired with it, so it is an `unanswered` record at once."""
 
     ROLE: ClassVar[Role] = Role.UNANSWERED
 
@@ -99,7 +107,7 @@ class Response(Message):
             out["error"] = {
                 "severity": self.severity,
                 "sqlstate": self.sqlstate,
-                "message": self.error_message,
+                "message": server_message(self.error_message),
             }
         if self.suspended:
             out["suspended"] = True
@@ -177,7 +185,7 @@ class StartupResult(Message):
             out["error"] = {
                 "severity": self.severity,
                 "sqlstate": self.sqlstate,
-                "message": self.error_message,
+                "message": server_message(self.error_message),
             }
         return out
 

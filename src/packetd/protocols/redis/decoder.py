@@ -7,8 +7,9 @@ payloads are counted straight off the segments, so a 5 MB value costs no copy, a
 the few elements the record needs (command, subcommand, key; pub/sub kind and count; error text) are kept.
 
 * Client side: a command is an array of bulk strings (`*N`, then N times `$L` + L bytes), or an inline
-  command (a text line, what `redis-cli` piped input and telnet send). Anything else from a client is a
-  protocol error for the server and a DecodeError here.
+  command: by Redis's own rule (networking.c, processInputBuffer) anything a client sends that does not
+  start with `*` is an inline command line (what `redis-cli` piped input and telnet send; the server
+  answers a nonsense one with `-ERR unknown command`). Roles are never guessed from content (see receive).
 * Server side: any RESP2/RESP3 value, parsed with an explicit stack of "elements still to come" per open
   aggregate, so a reply can be cut anywhere. Attributes (`|`) are read and ignored; streamed strings
   (`$?` + `;N` chunks) and streamed aggregates (`*?` ... `.`) are read.
@@ -34,6 +35,11 @@ known length is absorbed and flagged), or after a reset, the client side searche
 command array (`*N\\r\\n$L\\r\\n` + a letter); the server side then waits for a segment that begins with a
 RESP type byte after a command has been seen, and pending replies are given up (SyncLost).
 
+Pipelining deeper than MAX_PENDING (protocols/base.py): the commands beyond it are not tracked (no record,
+counted `pending_overflow`) but keep their place; their replies are dropped (`untracked_replies`), never
+paired with a later command. Complete replies in a segment are kept when garbage later in it resets the
+decoder (DecodeError.messages).
+
 What it deliberately ignores: argument values (only counted; keys only with `capture_keys`), RESP3
 attribute contents, the payload of pushes.
 
@@ -50,18 +56,18 @@ Wire format (RESP: https://redis.io/docs/latest/develop/reference/protocol-spec/
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Sequence
 
 from packetd._values import value
 from packetd.protocols.base import (
+    MAX_PENDING,
     NO_MESSAGES,
     DecodeError,
     DecoderContext,
     Direction,
     Flag,
     Message,
-    SwapRoles,
+    PendingQueue,
     SyncLost,
 )
 from packetd.protocols.redis.messages import TYPE_NAMES, Push, Request, Response, UnrepliedRequest
@@ -72,7 +78,6 @@ MAX_ELEMENTS = 2**31 - 1  # declared aggregate length (Redis keeps lengths in a 
 MAX_DEPTH = 64  # nested aggregates; real replies nest a few levels (COMMAND DOCS: 6)
 MAX_CAPTURE = 128  # bytes kept of the command name, subcommand, key, pub/sub kind
 MAX_ERROR = 256  # characters kept of an error message
-MAX_PENDING = 1024  # commands whose reply is not complete yet (pipelining depth; the matcher's bound)
 MAX_SYNC_WINDOW = 64  # bytes carried between segments while searching for a command start
 
 _CR = 13
@@ -90,7 +95,6 @@ _LINE_TYPES = frozenset(b"+-:_,#(")
 _BULK_TYPES = frozenset(b"$!=")
 _AGGR_TYPES = frozenset(b"*~>")
 _SERVER_TYPES = frozenset(b"+-:$*_,#!=(%~|>")
-_NOT_REQUEST = frozenset(b"+-:$_,#!=(%~|>")  # a first byte no client sends
 _STREAM = -1  # stack entry of a streamed aggregate (ends with ".")
 _ATTR = 1 << 40  # stack entries above this belong to an attribute (its pairs are not elements)
 
@@ -306,8 +310,11 @@ class RedisDecoder:
         self._c = _Client(synced)
         self._s = _Server(synced)
         self._midstream = Flag.MIDSTREAM if ctx.midstream else 0
-        self._expect: deque[_Expect] = deque()
-        self._produced = 0
+        # per command sent, what the server will answer; beyond MAX_PENDING a command is not tracked (no
+        # record, counted `pending_overflow`) and its reply is dropped (`untracked_replies`): see PendingQueue
+        self._expect: PendingQueue[_Expect] = PendingQueue(MAX_PENDING)
+        # events counted, not recorded: straight into the protocol's counters when the session gives them
+        self.counters: dict[str, int] = ctx.counters if ctx.counters is not None else {}
         self._reply_off = False  # CLIENT REPLY OFF in force
         self._skip_next = False  # CLIENT REPLY SKIP: the next command is not answered
         self._subs = [0, 0, 0]  # channels, patterns, shard channels subscribed (followed from confirmations)
@@ -321,26 +328,18 @@ class RedisDecoder:
         if not data:
             return NO_MESSAGES
         out: list[Message] = []
-        fresh = (
-            not self._produced
-            and self._c.synced
-            and self._c.start < 0
-            and not self._c.buf
-            and self._s.start < 0
-        )
-        if direction is Direction.C2S:
-            if fresh and data[0] in _NOT_REQUEST:
-                # the guessed client sends replies: the roles were guessed wrong (both ports matched)
-                out.append(SwapRoles(start_ns=ts_ns, end_ns=ts_ns, size=0, flags=0))
-                self._server(data, ts_ns, out)
-                return out
-            self._client(data, ts_ns, out)
-        else:
-            if fresh and _COMMAND_START.match(data[:32].tobytes()):
-                out.append(SwapRoles(start_ns=ts_ns, end_ns=ts_ns, size=0, flags=0))
+        # Roles are never taken from content: the SYN's sender is the client, else the rule's port names
+        # the server (flow/table.py). Nothing in RESP tells them apart: a client line that does not start
+        # with `*` is an inline command (Redis's own rule, even `+OK` or `-ERR`), and a reply can have the
+        # shape of a command (an array of bulk strings); guessing from it swapped good roles.
+        try:
+            if direction is Direction.C2S:
                 self._client(data, ts_ns, out)
-                return out
-            self._server(data, ts_ns, out)
+            else:
+                self._server(data, ts_ns, out)
+        except DecodeError as exc:
+            exc.messages = out  # what was complete before the garbage is not lost with the reset
+            raise
         return out
 
     def receive_gap(self, direction: Direction, nbytes: int, ts_ns: int) -> Sequence[Message]:
@@ -543,19 +542,23 @@ class RedisDecoder:
             replied = False
         flags = c.flags | self._midstream
         self._midstream = 0
-        msg: Message
+        msg: Message | None
         if replied:
-            msg = Request(c.start, ts, c.size, flags, command, nargs - 1, inline, key)
-            expect = self._expect
-            if len(expect) >= MAX_PENDING:
-                expect.popleft()  # bounded: the matcher evicts the same request
-            expect.append(_Expect(name, _SUBSCRIBES.get(name, b""), nargs - 1, c.start))
+            confirm = _SUBSCRIBES.get(name, b"")
+            # replies owed if it is not tracked: one, or one confirmation per channel named (or, without
+            # channels, per subscription held)
+            answers = (nargs - 1 or max(1, sum(self._subs))) if confirm else 1
+            if self._expect.push(_Expect(name, confirm, nargs - 1, c.start), answers):
+                msg = Request(c.start, ts, c.size, flags, command, nargs - 1, inline, key)
+            else:
+                msg = None
+                self.counters["pending_overflow"] = self.counters.get("pending_overflow", 0) + 1
         else:
             msg = UnrepliedRequest(c.start, ts, c.size, flags, command, nargs - 1, inline, key)
         if name == "RESET":
             self._reply_off = self._skip_next = False
-        out.append(msg)
-        self._produced += 1
+        if msg is not None:
+            out.append(msg)
         c.start = -1
         c.size = 0
         c.flags = 0
@@ -568,7 +571,8 @@ class RedisDecoder:
         pos = 0
         if not s.synced:
             # joined or lost: a reply can only be trusted to start at a segment sent after a command
-            if not self._expect or self._expect[0].start > ts or data[0] not in _SERVER_TYPES:
+            head = self._expect.peek()
+            if head is None or head.start > ts or data[0] not in _SERVER_TYPES:
                 return
             s.synced = True
             s.flags |= Flag.MIDSTREAM
@@ -778,9 +782,15 @@ class RedisDecoder:
         top = s.top
         parts = s.parts
         kind = parts[0].lower() if parts[0] is not None and (top == _STAR or top == _PUSH) else b""
-        head = self._expect[0] if self._expect else None
+        expect = self._expect
+        head = expect.peek()
+        run = expect.untracked_due() if head is None else None
+        idle = head is None and run is None  # no answer is expected: what comes is unasked
         count = s.count
         if kind:
+            if run is not None and kind in _CONFIRMS and count == 3:
+                self._drop_reply(s)  # a confirmation owed to an untracked (un)subscribe
+                return
             if head is not None and head.confirm and kind == head.confirm and count == 3:
                 self._confirmation(s, head, kind, ts, out)
                 self._reset_reply(s)
@@ -790,8 +800,8 @@ class RedisDecoder:
                 and count is not None
                 and count >= 3
                 and (
-                    (kind in _DELIVERIES and (self._subscribed() or head is None))
-                    or (kind in _CONFIRMS and head is None and count == 3)
+                    (kind in _DELIVERIES and (self._subscribed() or idle))
+                    or (kind in _CONFIRMS and idle and count == 3)
                 )
             ):
                 if kind in _CONFIRMS:
@@ -807,8 +817,11 @@ class RedisDecoder:
         ):
             self._push(s, "monitor", ts, out)
             return
+        if run is not None:
+            self._drop_reply(s)
+            return
         if head is not None:
-            self._expect.popleft()
+            expect.popleft()
             if head.command == "MONITOR" and top == _PLUS:
                 self._monitor = True
             elif head.command == "RESET" and top == _PLUS:
@@ -829,12 +842,16 @@ class RedisDecoder:
                 s.start, ts, s.size, flags, TYPE_NAMES.get(top, "null"), elements, prefix or None, message
             )
         )
-        self._produced += 1
+        self._reset_reply(s)
+
+    def _drop_reply(self, s: _Server) -> None:
+        """The reply is owed to a command that was not tracked (beyond MAX_PENDING): dropped, counted."""
+        self._expect.drop_answer()
+        self.counters["untracked_replies"] = self.counters.get("untracked_replies", 0) + 1
         self._reset_reply(s)
 
     def _push(self, s: _Server, kind: str, ts: int, out: list[Message]) -> None:
         out.append(Push(s.start, ts, s.size, s.flags, TYPE_NAMES.get(s.top, "array"), kind, s.count))
-        self._produced += 1
         self._reset_reply(s)
 
     @staticmethod
@@ -890,11 +907,10 @@ class RedisDecoder:
         conf = self._conf
         assert conf is not None
         self._conf = None
-        if self._expect:
+        if self._expect.peek() is not None:
             self._expect.popleft()
         start, size, flags, replies = conf
         out.append(Response(start, ts, size, flags, "array", 3, None, None, replies))
-        self._produced += 1
 
     # -- synchronisation -----------------------------------------------------------------------------------
     def _lose_server(self, ts: int, out: list[Message]) -> None:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from packetd._values import value
 from packetd.protocols.base import Message, Role
+from packetd.protocols.redact import server_message
 
 # RESP type byte → the record's `type` name (RESP2 and RESP3, resp3 spec "Types")
 TYPE_NAMES: dict[int, str] = {
@@ -84,7 +85,7 @@ class Response(Message):
             out["elements"] = self.elements
         if self.error_prefix is not None:
             out["error_prefix"] = self.error_prefix
-            out["error_message"] = self.error_message
+            out["error_message"] = server_message(self.error_message)
         if self.replies != 1:
             out["replies"] = self.replies
         return out

@@ -1,0 +1,78 @@
+"""The agent's roundtrip records name the processes too (`sniffer.processes`, on by default): nginx and an
+http.client child started here, captured live on loopback by `packetd agent`, `ss -tnp` as the truth."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from tests.helpers.backends import AgentProcess
+from tests.helpers.live import Nginx, can_capture, free_port, nginx_available
+from tests.helpers.procs import child, ss_owners
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.live,
+    pytest.mark.server,
+    pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
+    pytest.mark.skipif(not nginx_available(), reason="nginx is not installed (make test-deps)"),
+]
+
+
+def _records(path: str, n: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 15
+    records: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            with open(path) as f:
+                records = [json.loads(line) for line in f if line.strip()]
+            if len(records) >= n:
+                break
+        time.sleep(0.3)
+    return records
+
+
+@pytest.mark.parametrize("processes", [None, False])
+def test_agent_records_name_both_ends_as_ss_does(processes: bool | None, tmp_path: Any) -> None:
+    nginx = Nginx()
+    api = free_port()
+    out = os.path.join(str(tmp_path), "roundtrips.jsonl")
+    config = f"""
+sniffer:
+  ifaces: "^lo$"
+  protocols.rules: [{{name: web, protocol: http, ports: [{nginx.port}]}}]
+server.address: "127.0.0.1:{api}"
+exporter.roundtrips: {{enabled: true, filename: "{out}"}}
+"""
+    if processes is not None:
+        config += f"sniffer.processes: {str(processes).lower()}\n"
+    agent = AgentProcess(config)
+    try:
+        agent.wait_ready(api)
+        cmd = [sys.executable, "-c",
+               "import http.client, sys\n"
+               f"c = http.client.HTTPConnection('127.0.0.1', {nginx.port})\n"
+               "for _ in range(3):\n    c.request('GET', '/index.txt'); c.getresponse().read()\n"
+               "print('up', flush=True); sys.stdin.read()"]  # fmt: skip
+        with child(cmd) as client:
+            truth = ss_owners()
+            records = _records(out, 3)
+    finally:
+        agent.stop()
+        nginx.stop()
+    assert len(records) == 3, agent.stderr()
+    for rec in records:
+        if processes is False:
+            assert "process" not in rec["client"] and "process" not in rec["server"]
+            continue
+        c = (rec["client"]["ip"], rec["client"]["port"])
+        s = (rec["server"]["ip"], rec["server"]["port"])
+        assert [(rec["client"]["process"]["comm"], rec["client"]["process"]["pid"])] == truth[(c, s)]
+        assert [(rec["server"]["process"]["comm"], rec["server"]["process"]["pid"])] == truth[(s, c)]
+        assert rec["client"]["process"]["pid"] == client.pid
+        assert rec["server"]["process"]["comm"] == "nginx"
