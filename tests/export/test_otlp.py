@@ -274,7 +274,7 @@ def test_bad_otlp_config_names_the_key(text: str, names: str) -> None:
     with pytest.raises(ConfigError) as exc:
         parse_config(text)
     lines = str(exc.value).splitlines()
-    assert lines[0] == "config: 1 problem(s):" and len(lines) == 2 and names in lines[1], lines
+    assert len(lines) == 1 and lines[0].startswith("config: ") and names in lines[0], lines  # one line
 
 
 def test_otlp_config_defaults_and_keys() -> None:
