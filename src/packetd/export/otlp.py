@@ -27,7 +27,7 @@ import operator
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -95,9 +95,15 @@ class _OtlpWorker(_Worker):
     """A `_Worker` whose send is one call of an SDK exporter's `export`."""
 
     def __init__(
-        self, name: str, signal: str, transport: Transport, interval_s: float, queue_size: int
+        self,
+        name: str,
+        signal: str,
+        transport: Transport,
+        interval_s: float,
+        queue_size: int,
+        batch: int = 0,
     ) -> None:
-        super().__init__(name, interval_s, queue_size)
+        super().__init__(name, interval_s, queue_size, batch)
         self.endpoint = transport.endpoint
         self.timeout_s = transport.timeout_s
         self._exporter = _sdk_exporter(signal, transport)
@@ -275,16 +281,10 @@ class OtlpLogs(_OtlpWorker):
     """Log records batched to an OTLP endpoint with the SDK's log exporter."""
 
     def __init__(self, transport: Transport, batch: int, interval_s: float, queue_size: int) -> None:
-        super().__init__("otlpLogs", "logs", transport, interval_s, queue_size)
+        super().__init__("otlpLogs", "logs", transport, interval_s, queue_size, batch)
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-        self.batch = batch
         self._scope = InstrumentationScope(SCOPE, __version__)
-
-    def offer(self, items: Sequence[Any]) -> None:
-        super().offer(items)
-        if len(self.queue) >= self.batch:
-            self._wake.set()
 
     def cycle(self, final: bool = False) -> None:
         from opentelemetry.sdk._logs.export import LogRecordExportResult

@@ -123,10 +123,11 @@ class RoundtripLines:
 class _Worker(threading.Thread):
     """Periodic/batched sending with retry and back-off; subclasses say what a send is."""
 
-    def __init__(self, name: str, interval_s: float, queue_size: int) -> None:
+    def __init__(self, name: str, interval_s: float, queue_size: int, batch: int = 0) -> None:
         super().__init__(name=f"exporter-{name}", daemon=True)
         self.stats = ExporterStats(name)
         self.interval_s = interval_s
+        self.batch = batch  # > 0: a full batch in the queue is sent at once, not at the next interval
         self.queue: deque[Any] = deque()
         self.queue_size = queue_size
         self._wake = threading.Event()
@@ -143,6 +144,8 @@ class _Worker(threading.Thread):
                     self.stats.dropped += 1
                 self.queue.append(item)
             self.stats.queue_length = len(self.queue)
+        if self.batch and len(self.queue) >= self.batch:
+            self._wake.set()
 
     def take(self, n: int) -> list[Any]:
         with self._lock:
@@ -315,11 +318,10 @@ class Traces(_Worker):
         gzip: bool,
         queue_size: int,
     ) -> None:
-        super().__init__("traces", interval_s, queue_size)
+        super().__init__("traces", interval_s, queue_size, batch)
         from opentelemetry.exporter.otlp.proto.http import Compression
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        self.batch = batch
         self._exporter = OTLPSpanExporter(
             endpoint=endpoint,
             headers=headers or None,
@@ -328,11 +330,6 @@ class Traces(_Worker):
         )
         self._resources: dict[str, Any] = {}
         self._host = host_identity()
-
-    def offer(self, items: Sequence[Any]) -> None:
-        super().offer(items)
-        if len(self.queue) >= self.batch:
-            self._wake.set()
 
     def cycle(self, final: bool = False) -> None:
         from opentelemetry.sdk.trace.export import SpanExportResult

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from packetd.pairing.roundtrip import Roundtrip
-from packetd.pipeline.otlp_metrics import metric_attributes, metric_for
+from packetd.pipeline.otlp_metrics import DEFAULT_BOUNDS, metric_attributes, metric_for
 from packetd.pipeline.semantics import (
     DEFAULT_LABELS,
     GENERIC_DEFAULT,
@@ -45,31 +45,9 @@ from packetd.protocols.base import Kind
 from packetd.units import parse_duration
 
 MiB = 1024 * 1024
-# Wire latencies: loopback Redis/DNS/HTTP answer in 30-100 µs, LAN in 0.1-1 ms, slow queries in seconds. A
-# 1-2.5-5 series from 25 µs to 60 s puts each of those in a bucket no wider than 2.5x its value, so
-# `histogram_quantile` is right to within one bucket (the old 1 ms first bucket made every p50 "500 µs").
-SECONDS_BUCKETS = (
-    25e-6,
-    50e-6,
-    100e-6,
-    250e-6,
-    500e-6,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    25.0,
-    60.0,
-)
+# Wire latencies: one default for the Prometheus and the OTLP histograms (otlp_metrics.DEFAULT_BOUNDS: a
+# 1-2.5-5 series from 25 µs to 60 s; the old 1 ms first bucket made every p50 "500 µs").
+SECONDS_BUCKETS = DEFAULT_BOUNDS
 # Bodies and messages: most Redis/DNS/SQL messages are tens of bytes, HTTP bodies from 0 to megabytes;
 # powers of 4 from 64 B to 256 MiB (12 buckets; the old first bucket, 10 KiB, held nearly everything).
 BYTES_BUCKETS = tuple(float(64 * 4**i) for i in range(12))

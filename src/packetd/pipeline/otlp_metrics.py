@@ -36,7 +36,8 @@ from packetd.protocols.base import Kind
 
 # Wire latencies: a loopback Redis GET is ~50 µs, a slow query tens of seconds. 1-2.5-5 steps from 25 µs to
 # 60 s keep a quantile within one step's width at every scale (semconv's HTTP advice starts at 5 ms,
-# which puts every sub-millisecond exchange in the first bucket).
+# which puts every sub-millisecond exchange in the first bucket). The Prometheus histograms' default too
+# (metrics.SECONDS_BUCKETS).
 DEFAULT_BOUNDS: tuple[float, ...] = (
     0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
