@@ -40,7 +40,7 @@ from packetd.pipeline.semantics import (
     TEMPLATED,
     affected_rows,
 )
-from packetd.pipeline.spans import span_ids
+from packetd.pipeline.spans import trace_context
 from packetd.protocols.base import Kind
 from packetd.units import parse_duration
 
@@ -223,12 +223,10 @@ LabelFn = Callable[[Roundtrip], tuple[tuple[str, str], ...]]
 
 
 def exemplar_of(rt: Roundtrip, value: float) -> tuple[str, str, float, float]:
-    """(trace id, span id, value, time in s): the ids the roundtrip's span has (spans.span_ids, or the
+    """(trace id, span id, value, time in s): the ids the roundtrip's span has (spans.trace_context: hashed, or the
     caller's trace id when the wire carried a traceparent), so a bucket links to the trace in the backend."""
-    trace_id, span_id = span_ids(rt)
-    ctx = rt.trace
-    trace_hex = ctx.trace_id if ctx is not None else f"{trace_id:032x}"
-    return trace_hex, f"{span_id:016x}", value, rt.end_ns / 1e9
+    trace_id, span_id, _, _ = trace_context(rt)
+    return f"{trace_id:032x}", f"{span_id:016x}", value, rt.end_ns / 1e9
 
 
 def _value(v: object) -> str:

@@ -35,7 +35,7 @@ from packetd.pipeline.metrics import (
     RoundtripsToMetrics,
 )
 from packetd.pipeline.otlp_metrics import DEFAULT_BOUNDS, OtlpMetricsAggregator
-from packetd.pipeline.spans import RoundtripsToTraces, SpanData, span_ids
+from packetd.pipeline.spans import RoundtripsToTraces, SpanData, trace_context
 
 ALLOWED = {
     "metrics": {"roundtripsfilter", "roundtripstometrics"},
@@ -63,11 +63,7 @@ class LogEntry:
 
 def log_entry(rt: Roundtrip, line: bytes) -> LogEntry:
     """The ids are the span's: the wire's trace id when it carried a context, the hashed ids otherwise."""
-    trace_id, span_id = span_ids(rt)
-    flags = 1
-    if rt.trace is not None:
-        trace_id = int(rt.trace.trace_id, 16)
-        flags = 1 if rt.trace.sampled else 0
+    trace_id, span_id, _, flags = trace_context(rt)
     return LogEntry(line, trace_id, span_id, flags, rt.start_ns, bool(rt.error))
 
 

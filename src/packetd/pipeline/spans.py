@@ -69,6 +69,17 @@ def span_ids(rt: Roundtrip) -> tuple[int, int]:
     return trace_id, span_id
 
 
+def trace_context(rt: Roundtrip) -> tuple[int, int, int | None, int]:
+    """(trace id, span id, parent span id or None, sampled flag) of the roundtrip's span: the hashed ids
+    (`span_ids`), with the trace id, parent and sampled flag the wire carried when it carried a traceparent.
+    Spans, OTLP log records and exemplars all take their ids from here, so each links to the same span."""
+    trace_id, span_id = span_ids(rt)
+    ctx = rt.trace
+    if ctx is None:
+        return trace_id, span_id, None, 1
+    return int(ctx.trace_id, 16), span_id, int(ctx.parent_span_id, 16), 1 if ctx.sampled else 0
+
+
 def _peer_attrs(rt: Roundtrip, rec: dict[str, Any], client_kind: bool) -> dict[str, AttrValue]:
     req = rec.get("request") or {}
     peer = (
@@ -143,14 +154,7 @@ class RoundtripsToTraces:
         flags = rec["flags"]
         if flags:
             merged["packetd.flags"] = flags
-        trace_id, span_id = span_ids(rt)
-        parent = None
-        ctx = rt.trace
-        sampled = 1
-        if ctx is not None:
-            trace_id = int(ctx.trace_id, 16)
-            parent = int(ctx.parent_span_id, 16)
-            sampled = 1 if ctx.sampled else 0
+        trace_id, span_id, parent, sampled = trace_context(rt)
         error = rt.error or rt.kind == Kind.UNANSWERED
         desc = ""
         if rt.error:
