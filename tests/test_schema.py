@@ -10,7 +10,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from packetd.protocols.base import DecoderContext, Flag
-from packetd.protocols.http1.decoder import HttpOptions
+from packetd.protocols.http1.options import HttpOptions
 from tests.helpers.golden import GOLDEN, ROOT
 from tests.helpers.tlsgen import handshake
 

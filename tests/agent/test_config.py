@@ -10,7 +10,7 @@ import pytest
 
 from packetd.agent.config import Config, ConfigError, parse_config
 from packetd.agent.runtime import options_from, pipelines_from, rules_from, validate
-from packetd.protocols.http1.decoder import HttpOptions
+from packetd.protocols.http1.options import HttpOptions
 from packetd.protocols.registry import REGISTRY
 from tests.helpers.golden import ROOT
 

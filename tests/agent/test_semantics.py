@@ -12,7 +12,6 @@ import pytest
 
 from packetd.engine import Rule
 from packetd.pipeline.metrics import Aggregator, RoundtripsToMetrics
-from packetd.pipeline.semantics import DEFAULT_LABELS, PROTOCOL_LABELS
 from packetd.pipeline.spans import RoundtripsToTraces
 from packetd.protocols.base import Kind
 from packetd.protocols.registry import REGISTRY
@@ -54,7 +53,7 @@ def test_default_labels_carry_the_records_values(proto: str) -> None:
     }
     assert sum(counts.values()) == len(records)
     names = [k for k, _ in next(iter(counts))]
-    keys = DEFAULT_LABELS[proto]
+    keys = REGISTRY[proto].semantics.default_labels
     assert names[:2] == ["server_address", "server_port"] and len(names) == len(keys)
     # every label set is what the records say (server, status, error, and the protocol's own fields)
     want: Counter[tuple[str, ...]] = Counter()
@@ -67,8 +66,8 @@ def test_default_labels_carry_the_records_values(proto: str) -> None:
             elif key == "response.error":
                 row.append("true" if j["error"] else "false")
             else:
-                _label, getter = PROTOCOL_LABELS[proto][key]
-                value = getter(rt)
+                _label, getter = REGISTRY[proto].semantics.labels[key]
+                value = getter(rt.request, rt.response)
                 if key == "request.path":
                     value = proc.templater(str(value or ""))
                 row.append("" if value is None else str(value))
@@ -162,7 +161,7 @@ def test_every_protocol_has_the_same_label_shape(proto: str) -> None:
     flagged = Counter(dict(labels)["error"] for labels in label_sets)
     assert ("true" in flagged) == (errors > 0)
     # the Go-compatible name stays selectable where the Go implementation had it
-    if "response.status_code" in PROTOCOL_LABELS[proto]:
+    if "response.status_code" in REGISTRY[proto].semantics.labels:
         go = RoundtripsToMetrics({proto: {"requireLabels": ["response.status_code"]}}, [proto])
         go.process(records[0], agg)
         ((_, labels),) = agg.take()["counters"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from packetd.pairing.roundtrip import Roundtrip
 from packetd.pairing.session import ProtocolStats, Session
 from packetd.protocols.base import MAX_PENDING, Kind
-from packetd.protocols.redis.decoder import RedisOptions
+from packetd.protocols.redis.options import RedisOptions
 from packetd.protocols.registry import POSTGRESQL, REDIS, Registry
 from tests.helpers import mywire as my
 from tests.helpers import pgwire as pg

@@ -31,10 +31,10 @@ from packetd.engine import Rule
 from packetd.export.text import TextFormatter
 from packetd.pairing.roundtrip import Roundtrip, dumps
 from packetd.pipeline.metrics import Aggregator, RoundtripsToMetrics
-from packetd.pipeline.semantics import PROTOCOL_LABELS
 from packetd.pipeline.spans import RoundtripsToTraces
 from packetd.pipeline.summary import Summary
 from packetd.protocols.options import parse_assignments
+from packetd.protocols.registry import REGISTRY
 from tests.helpers.dbservers import (
     MariaDBServer,
     PostgresServer,
@@ -68,7 +68,7 @@ def outputs(records: list[Roundtrip], protocols: list[str]) -> tuple[dict[str, s
     exported = export(spans)
     assert len(exported) == len(spans)
     # every label each protocol offers, not only the defaults
-    config = {p: {"requireLabels": list(PROTOCOL_LABELS.get(p, {}))} for p in protocols}
+    config = {p: {"requireLabels": list(REGISTRY[p].semantics.labels)} for p in protocols}
     metrics = RoundtripsToMetrics(config, protocols)
     agg = Aggregator()
     for r in records:

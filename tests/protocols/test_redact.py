@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from packetd.protocols.base import Direction
-from packetd.protocols.http1.decoder import Http1Decoder, HttpOptions
+from packetd.protocols.http1.decoder import Http1Decoder
 from packetd.protocols.http1.messages import parse_header_block
+from packetd.protocols.http1.options import HttpOptions
 from packetd.protocols.options import parse_assignments
 from packetd.protocols.redact import (
     DEFAULT_HEADERS,
@@ -164,9 +165,9 @@ def test_a_host_header_with_credentials_reaches_no_output() -> None:
 
     from packetd.pairing.roundtrip import Roundtrip, dumps
     from packetd.pipeline.metrics import Aggregator, RoundtripsToMetrics
-    from packetd.pipeline.semantics import PROTOCOL_LABELS
     from packetd.pipeline.spans import RoundtripsToTraces
     from packetd.protocols.base import DecoderContext
+    from packetd.protocols.registry import REGISTRY
 
     dec = Http1Decoder(DecoderContext(options=HttpOptions()))
     (req,) = dec.receive(
@@ -174,7 +175,9 @@ def test_a_host_header_with_credentials_reaches_no_output() -> None:
     )
     (resp,) = dec.receive(Direction.S2C, memoryview(b"HTTP/1.1 204 No Content\r\n\r\n"), 2)
     rt = Roundtrip("http", "roundtrip", ("10.0.0.1", 1), ("10.0.0.2", 80), req, resp)
-    metrics = RoundtripsToMetrics({"http": {"requireLabels": list(PROTOCOL_LABELS["http"])}}, ["http"])
+    metrics = RoundtripsToMetrics(
+        {"http": {"requireLabels": list(REGISTRY["http"].semantics.labels)}}, ["http"]
+    )
     agg = Aggregator()
     metrics.process(rt, agg)
     span = RoundtripsToTraces().process(rt)

@@ -76,14 +76,12 @@ def options_from(config: Config) -> dict[str, Any]:
     for proto, values in config.controller.decoder.items():
         if not isinstance(values, dict):
             raise ConfigError(f"'controller.decoder.{proto}': expected a map of options")
-        out: dict[str, object] = {}
-        legacy_capture = values.get("enableBodyCapture")
-        for key, raw in values.items():
-            if proto == "http" and key in ("enableBodyCapture", "maxBodySize"):
-                continue  # reference §2.2 keys, mapped below
-            out[_snake(key)] = raw
-        if proto == "http" and legacy_capture:
-            out.setdefault("capture_body", values.get("maxBodySize", 102400))
+        spec = REGISTRY.get(proto)
+        # the Go implementation's keys (reference §2.2), mapped by the protocol's spec
+        own, defaults = spec.reference_keys(values) if spec is not None else (dict(values), {})
+        out: dict[str, object] = {_snake(key): raw for key, raw in own.items()}
+        for key, raw in defaults.items():
+            out.setdefault(key, raw)
         settings[proto] = out
     try:
         return build_options(settings)

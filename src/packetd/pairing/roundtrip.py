@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from packetd._values import value
-from packetd.protocols.base import Flag, Kind, Message, TraceContext, flag_names
+from packetd.protocols.base import Flag, Kind, Message, TraceContext, endpoint_text, flag_names
 
 Endpoint = tuple[str, int]
 
@@ -149,12 +149,6 @@ def dumps(rt: Roundtrip, rec: dict[str, Any] | None = None) -> bytes:
     return orjson.dumps(rec if rec is not None else rt.to_json(), option=orjson.OPT_APPEND_NEWLINE)
 
 
-def endpoint_text(ep: Endpoint) -> str:
-    """`addr:port`, the address in brackets when it is IPv6 (`[::1]:80`)."""
-    addr, port = ep
-    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
-
-
 def rfc3339_ns(ts_ns: int) -> str:
     """RFC 3339 UTC with nanoseconds: 2024-05-01T12:00:00.123456789Z (the per-second prefix is cached)."""
     global _last_sec, _last_prefix
@@ -171,4 +165,14 @@ def has_flag(rt: Roundtrip, flag: int) -> bool:
     return bool(rt.all_flags & flag)
 
 
-__all__ = ["Endpoint", "Flag", "Kind", "Process", "Processes", "Roundtrip", "has_flag", "rfc3339_ns"]
+__all__ = [
+    "Endpoint",
+    "Flag",
+    "Kind",
+    "Process",
+    "Processes",
+    "Roundtrip",
+    "endpoint_text",
+    "has_flag",
+    "rfc3339_ns",
+]

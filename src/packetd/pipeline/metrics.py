@@ -29,19 +29,10 @@ from typing import Any
 
 from packetd.pairing.roundtrip import Roundtrip
 from packetd.pipeline.otlp_metrics import DEFAULT_BOUNDS, metric_attributes, metric_for
-from packetd.pipeline.semantics import (
-    DEFAULT_LABELS,
-    GENERIC_DEFAULT,
-    GENERIC_LABELS,
-    OTEL_HTTP_BODY,
-    OTEL_ROWS,
-    PROTOCOL_LABELS,
-    SPAN_BUILDERS,
-    TEMPLATED,
-    affected_rows,
-)
+from packetd.pipeline.semantics import GENERIC_LABELS, OTEL_HTTP_BODY, OTEL_ROWS, semantics_of
 from packetd.pipeline.spans import trace_context
 from packetd.protocols.base import Kind
+from packetd.protocols.semantics import LabelGetter, SpanBuilder
 from packetd.units import parse_duration
 
 MiB = 1024 * 1024
@@ -72,7 +63,8 @@ COMMON_LABELS = {
     "server.port": "server_port",
 }
 
-# requireLabels, default labels and their getters live in pipeline/semantics.py (one place per protocol)
+# requireLabels, default labels and their getters: the protocol's package (SPEC.semantics), and the generic
+# ones in pipeline/semantics.py
 
 
 class MetricsConfigError(ValueError):
@@ -244,11 +236,16 @@ def _endpoint_getter(side: str, part: str) -> Callable[[Roundtrip], object]:
     return lambda rt: rt.server[pos]
 
 
-def _templated(
-    getter: Callable[[Roundtrip], object], templater: PathTemplater
-) -> Callable[[Roundtrip], object]:
+def _of_messages(getter: LabelGetter) -> Callable[[Roundtrip], object]:
     def get(rt: Roundtrip) -> object:
-        return templater(str(getter(rt) or ""))
+        return getter(rt.request, rt.response)
+
+    return get
+
+
+def _templated(getter: LabelGetter, templater: PathTemplater) -> Callable[[Roundtrip], object]:
+    def get(rt: Roundtrip) -> object:
+        return templater(str(getter(rt.request, rt.response) or ""))
 
     return get
 
@@ -341,7 +338,7 @@ class RoundtripsToMetrics:
             self._label_fns[proto] = self._build(proto)
 
     def allowed_labels(self, proto: str) -> list[str]:
-        return [*COMMON_LABELS, *PROTOCOL_LABELS.get(proto, {}), *GENERIC_LABELS]
+        return [*COMMON_LABELS, *semantics_of(proto).labels, *GENERIC_LABELS]
 
     def buckets_for(self, proto: str) -> tuple[tuple[float, ...], ...]:
         """(duration, bytes, rows) upper bounds of `proto`'s histograms."""
@@ -350,8 +347,9 @@ class RoundtripsToMetrics:
     def _build(self, proto: str) -> LabelFn:
         cfg = self._config.get(proto)
         keys: Sequence[str] = list(cfg.get("requireLabels") or []) if isinstance(cfg, Mapping) else []
+        sem = semantics_of(proto)
         if not keys:
-            keys = DEFAULT_LABELS.get(proto, GENERIC_DEFAULT)
+            keys = sem.default_labels
         allowed = self.allowed_labels(proto)
         getters: list[tuple[str, Callable[[Roundtrip], object]]] = []
         for key in keys:
@@ -360,11 +358,10 @@ class RoundtripsToMetrics:
                 getters.append((COMMON_LABELS[key], _endpoint_getter(side, part)))
             elif key in GENERIC_LABELS:
                 getters.append(GENERIC_LABELS[key])
-            elif key in PROTOCOL_LABELS.get(proto, {}):
-                label, getter = PROTOCOL_LABELS[proto][key]
-                if (proto, label) in TEMPLATED:
-                    getter = _templated(getter, self.templater)
-                getters.append((label, getter))
+            elif key in sem.labels:
+                label, of = sem.labels[key]
+                templated = label in sem.templated
+                getters.append((label, _templated(of, self.templater) if templated else _of_messages(of)))
             else:
                 raise MetricsConfigError(
                     f"roundtripstometrics.{proto}.requireLabels: unknown label '{key}'; allowed: {', '.join(allowed)}"
@@ -394,8 +391,9 @@ class RoundtripsToMetrics:
         if rt.kind == Kind.HANDSHAKE:
             return
         p = rt.protocol
-        if self.naming == "otel" and p in SPAN_BUILDERS:
-            self._process_otel(rt, agg)
+        sem = semantics_of(p)
+        if self.naming == "otel" and sem.span is not None:
+            self._process_otel(rt, sem.span, agg)
             return
         labels = self.labels_for(p)(rt)
         quick = self.label_bytes // 4
@@ -413,20 +411,18 @@ class RoundtripsToMetrics:
                 rt if self.exemplars else None,
             )
         if req is not None:
-            agg.observe(f"{p}_request_body_bytes", labels, float(getattr(req, "body_bytes", req.size)), sizes)
+            agg.observe(f"{p}_request_body_bytes", labels, float(sem.body_bytes(req)), sizes)
         if resp is not None:
-            agg.observe(
-                f"{p}_response_body_bytes", labels, float(getattr(resp, "body_bytes", resp.size)), sizes
-            )
-            affected = affected_rows(rt)
+            agg.observe(f"{p}_response_body_bytes", labels, float(sem.body_bytes(resp)), sizes)
+            affected = sem.affected_rows(resp)
             if affected:
                 agg.inc(f"{p}_response_affected_rows", labels, float(affected))
-            rows = getattr(resp, "rows", None)
-            if rows is not None and p in ("mysql", "postgresql"):
-                name = "mysql_response_resultset_rows" if p == "mysql" else "postgresql_response_rows"
-                agg.observe(name, labels, float(rows), row_bounds)
+            if sem.rows_metric is not None:
+                rows = sem.rows(resp)
+                if rows is not None:
+                    agg.observe(sem.rows_metric, labels, float(rows), row_bounds)
 
-    def _process_otel(self, rt: Roundtrip, agg: Aggregator) -> None:
+    def _process_otel(self, rt: Roundtrip, span: SpanBuilder, agg: Aggregator) -> None:
         """`naming: otel`: the semconv histograms with the attributes the OTLP metrics exporter gives them
         (pipeline/otlp_metrics.py, from the span builders), dots as underscores and the unit as a suffix, as
         Prometheus' OTLP translation writes them. Answered roundtrips only: a request without an answer has
@@ -435,7 +431,7 @@ class RoundtripsToMetrics:
         if rt.kind != Kind.ROUNDTRIP or req is None or resp is None:
             return
         attrs: dict[str, Any] = {"server.address": rt.server[0], "server.port": rt.server[1]}
-        attrs.update(SPAN_BUILDERS[rt.protocol](rt, rt.to_json())[1])  # from the redacted view, as spans
+        attrs.update(span(req, resp, rt.to_json())[1])  # from the redacted view, as spans
         metric = metric_for(attrs)
         if metric is None:
             return
@@ -444,14 +440,15 @@ class RoundtripsToMetrics:
         if any(len(v) > quick for _, v in labels):
             labels = self._capped(labels, agg)
         p = rt.protocol
+        sem = semantics_of(p)
         seconds, sizes, row_bounds = self.buckets_for(p)
         name = metric.replace(".", "_") + "_seconds"
         duration = (resp.end_ns - req.start_ns) / 1e9
         agg.observe(name, labels, duration, seconds, rt if self.exemplars else None)
         if name.startswith("http_"):
-            agg.observe(OTEL_HTTP_BODY[0], labels, float(getattr(req, "body_bytes", req.size)), sizes)
-            agg.observe(OTEL_HTTP_BODY[1], labels, float(getattr(resp, "body_bytes", resp.size)), sizes)
-        rows = getattr(resp, "rows", None)
+            agg.observe(OTEL_HTTP_BODY[0], labels, float(sem.body_bytes(req)), sizes)
+            agg.observe(OTEL_HTTP_BODY[1], labels, float(sem.body_bytes(resp)), sizes)
+        rows = sem.rows(resp)
         if isinstance(rows, int) and name.startswith("db_"):
             agg.observe(OTEL_ROWS, labels, float(rows), row_bounds)
 

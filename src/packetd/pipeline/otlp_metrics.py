@@ -1,8 +1,8 @@
 """OpenTelemetry semantic-convention duration histograms from roundtrips, for the OTLP metrics exporter.
 
 Every answered roundtrip (kind `roundtrip`) is one measurement, in seconds, of one semconv histogram. Which
-one is decided by the convention its span attributes follow — the span builders (pipeline/semantics.py
-SPAN_BUILDERS, which spans use too) are the one place that maps a protocol's fields to semconv names, so
+one is decided by the convention its span attributes follow — the span builders (each protocol's
+`SPEC.semantics.span`, which spans use too) are the one place that maps a protocol's fields to semconv names, so
 a metric and a span of one exchange say the same thing from the same redacted view:
 
     span attribute present          metric                                  its attributes (when known)
@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from packetd.pairing.roundtrip import Roundtrip
-from packetd.pipeline.semantics import SPAN_BUILDERS, AttrValue
+from packetd.pipeline.semantics import AttrValue, semantics_of
 from packetd.protocols.base import Kind
 
 # Wire latencies: a loopback Redis GET is ~50 µs, a slow query tens of seconds. 1-2.5-5 steps from 25 µs to
@@ -153,13 +153,15 @@ class OtlpMetricsAggregator:
         duration = rt.duration_ns
         if rt.kind != Kind.ROUNDTRIP or duration is None:
             return
-        build = SPAN_BUILDERS.get(rt.protocol)
+        build = semantics_of(rt.protocol).span
         if build is None:
             return
         # the span's endpoint attributes (the builder's server.address, e.g. an HTTP Host, wins), without
         # the rest of a span (ids, resource) that a metric does not use
         attrs: dict[str, AttrValue] = {"server.address": rt.server[0], "server.port": rt.server[1]}
-        attrs.update(build(rt, rec if rec is not None else rt.to_json())[1])  # the redacted view, as spans
+        attrs.update(
+            build(rt.request, rt.response, rec if rec is not None else rt.to_json())[1]
+        )  # the redacted view, as spans
         metric = metric_for(attrs)
         if metric is None:
             return

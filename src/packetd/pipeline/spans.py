@@ -29,7 +29,7 @@ from typing import Any
 
 from packetd._values import value
 from packetd.pairing.roundtrip import Roundtrip, endpoint_text
-from packetd.pipeline.semantics import SPAN_BUILDERS, AttrValue
+from packetd.pipeline.semantics import AttrValue, semantics_of
 from packetd.protocols.base import Kind
 
 SPAN_KINDS = ("server", "client")
@@ -58,7 +58,7 @@ class SpanData:
 def span_ids(rt: Roundtrip) -> tuple[int, int]:
     """(trace id, span id) from a hash of what identifies this exchange on the wire."""
     msg = rt.request if rt.request is not None else rt.response
-    stream = getattr(msg, "pair_key", "") if rt.protocol in ("http2", "grpc") else ""
+    stream = semantics_of(rt.protocol).span_key(msg)  # the HTTP/2 stream id; "" for most protocols
     h = hashlib.blake2b(digest_size=24)
     h.update(
         f"{rt.protocol}|{rt.client[0]}|{rt.client[1]}|{rt.server[0]}|{rt.server[1]}|{rt.start_ns}|{rt.end_ns}|{rt.operation}|{rt.seq}|{stream}".encode()
@@ -146,8 +146,8 @@ class RoundtripsToTraces:
             return None
         if rec is None:
             rec = rt.to_json()  # the redacted view: every attribute below comes from it
-        build = SPAN_BUILDERS.get(rt.protocol, _generic)
-        name, attrs = build(rt, rec)
+        build = semantics_of(rt.protocol).span
+        name, attrs = _generic(rt, rec) if build is None else build(rt.request, rt.response, rec)
         merged = _peer_attrs(rt, rec, self.kind == "client")
         merged.update(attrs)
         merged["packetd.kind"] = rt.kind

@@ -81,6 +81,12 @@ def flag_names(flags: int) -> list[str]:
     return list(names)
 
 
+def endpoint_text(ep: tuple[str, int]) -> str:
+    """`addr:port`, the address in brackets when it is IPv6 (`[::1]:80`)."""
+    addr, port = ep
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
 class DecodeError(Exception):
     """The peer sent something this decoder cannot frame. `reason` is a short, stable, countable label.
 

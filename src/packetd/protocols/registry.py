@@ -1,57 +1,25 @@
-"""The protocol registry: one explicit table of every protocol packetd decodes.
+"""The protocol registry: one explicit list of every protocol packetd decodes.
 
-Importing a protocol module registers nothing (STYLE.md); this file lists them. A row says how to build the
-protocol's decoder (`factory`), which options type configures it, how its messages pair (`pairing`), which
-ports it is watched on by default, over which transports, and which upgrade tokens hand a connection to it.
-Protocols sharing a `family` share one decoder (HTTP/2 and gRPC): a port may be claimed by several
-protocols of one family, never by two families.
+Importing a protocol package registers nothing (STYLE.md); this file lists their `SPEC`s. Each package
+(`protocols/<name>/`) owns its protocol's story — decoder, messages, options, semantics — and builds its
+`ProtocolSpec` (protocols/spec.py) in its `__init__.py`. Protocols sharing a `family` share one decoder
+(HTTP/2 and gRPC): a port may be claimed by several protocols of one family, never by two families.
+
+Naming: a spec's `name` is the protocol's name in records, rules and config (the record contract); the
+package is named after the same protocol, except HTTP/1, whose package is `http1` (next to `http2`) while
+its records say `http` (see protocols/http1/__init__.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from collections.abc import Iterable
 
-from packetd._values import value
-from packetd.protocols.amqp.decoder import AmqpOptions
-from packetd.protocols.amqp.decoder import new_decoder as amqp_decoder
-from packetd.protocols.base import Decoder, DecoderContext
-from packetd.protocols.dns.decoder import DnsOptions
-from packetd.protocols.dns.decoder import new_decoder as dns_decoder
-from packetd.protocols.http1.decoder import HttpOptions
-from packetd.protocols.http1.decoder import new_decoder as http1_decoder
-from packetd.protocols.http2.decoder import Http2Options, new_grpc_decoder, new_http2_decoder
-from packetd.protocols.kafka.decoder import KafkaOptions
-from packetd.protocols.kafka.decoder import new_decoder as kafka_decoder
-from packetd.protocols.mongodb.decoder import MongoOptions
-from packetd.protocols.mongodb.decoder import new_decoder as mongodb_decoder
-from packetd.protocols.mysql.decoder import MysqlOptions
-from packetd.protocols.mysql.decoder import new_decoder as mysql_decoder
-from packetd.protocols.postgresql.decoder import PostgresOptions
-from packetd.protocols.postgresql.decoder import new_decoder as postgresql_decoder
-from packetd.protocols.redis.decoder import RedisOptions
-from packetd.protocols.redis.decoder import new_decoder as redis_decoder
-
-Pairing = Literal["fifo", "keyed", "oneway"]
-
-
-@value
-class ProtocolSpec:
-    """One row of the registry."""
-
-    name: str
-    family: str
-    factory: Callable[[DecoderContext], Decoder]
-    options_type: type[Any] | None
-    pairing: Pairing
-    default_ports: tuple[int, ...]
-    transports: frozenset[str]  # "tcp", "udp"
-    upgrade_tokens: frozenset[str] = frozenset()  # HTTP/1.1 upgrade tokens this protocol takes over
-    description: str = ""
+from packetd.protocols import amqp, dns, http1, http2, kafka, mongodb, mysql, postgresql, redis
+from packetd.protocols.spec import Pairing, ProtocolSpec
 
 
 class Registry:
-    """Lookup over the table; immutable once built."""
+    """Lookup over the list; immutable once built."""
 
     def __init__(self, specs: Iterable[ProtocolSpec]) -> None:
         self._specs: dict[str, ProtocolSpec] = {}
@@ -80,117 +48,17 @@ class Registry:
         return self._upgrades.get(token)
 
 
-HTTP = ProtocolSpec(
-    name="http",
-    family="http",
-    factory=http1_decoder,
-    options_type=HttpOptions,
-    pairing="fifo",
-    default_ports=(80, 8080),
-    transports=frozenset({"tcp"}),
-    description="HTTP/1.0 and HTTP/1.1",
-)
-
-# One decoder serves both rows (family "http2"): each stream's content-type decides whether its record is
-# `grpc` or `http2`; the row only decides streams whose content-type could not be read (joined mid-connection).
-HTTP2 = ProtocolSpec(
-    name="http2",
-    family="http2",
-    factory=new_http2_decoder,
-    options_type=Http2Options,
-    pairing="keyed",  # by stream id
-    default_ports=(50051,),
-    transports=frozenset({"tcp"}),
-    upgrade_tokens=frozenset({"h2c", "h2c-prior-knowledge"}),
-    description="HTTP/2 over cleartext (prior knowledge, Upgrade: h2c)",
-)
-
-GRPC = ProtocolSpec(
-    name="grpc",
-    family="http2",
-    factory=new_grpc_decoder,
-    options_type=Http2Options,
-    pairing="keyed",
-    default_ports=(50051,),
-    transports=frozenset({"tcp"}),
-    description="gRPC over HTTP/2 cleartext",
-)
-
-DNS = ProtocolSpec(
-    name="dns",
-    family="dns",
-    factory=dns_decoder,
-    options_type=DnsOptions,
-    pairing="keyed",  # (id, first question)
-    default_ports=(53,),
-    transports=frozenset({"udp", "tcp"}),
-    description="DNS over UDP and TCP",
-)
-
-AMQP = ProtocolSpec(
-    name="amqp",
-    family="amqp",
-    factory=amqp_decoder,
-    options_type=AmqpOptions,
-    pairing="keyed",  # the decoder pairs by channel and method (or delivery tag) and names each pair
-    default_ports=(5672,),
-    transports=frozenset({"tcp"}),
-    description="AMQP 0-9-1 (RabbitMQ)",
-)
-
-MONGODB = ProtocolSpec(
-    name="mongodb",
-    family="mongodb",
-    factory=mongodb_decoder,
-    options_type=MongoOptions,
-    pairing="keyed",  # responseTo = requestID
-    default_ports=(27017,),
-    transports=frozenset({"tcp"}),
-    description="MongoDB wire protocol (OP_MSG, OP_COMPRESSED, legacy opcodes)",
-)
-
-KAFKA = ProtocolSpec(
-    name="kafka",
-    family="kafka",
-    factory=kafka_decoder,
-    options_type=KafkaOptions,
-    pairing="keyed",  # correlation id
-    default_ports=(9092,),
-    transports=frozenset({"tcp"}),
-    description="Apache Kafka protocol (all API keys; flexible versions from the official schemas)",
-)
-
-REDIS = ProtocolSpec(
-    name="redis",
-    family="redis",
-    factory=redis_decoder,
-    options_type=RedisOptions,
-    pairing="fifo",
-    default_ports=(6379,),
-    transports=frozenset({"tcp"}),
-    description="Redis RESP2 and RESP3",
-)
-
-POSTGRESQL = ProtocolSpec(
-    name="postgresql",
-    family="postgresql",
-    factory=postgresql_decoder,
-    options_type=PostgresOptions,
-    pairing="fifo",
-    default_ports=(5432,),
-    transports=frozenset({"tcp"}),
-    description="PostgreSQL frontend/backend protocol 3",
-)
-
-MYSQL = ProtocolSpec(
-    name="mysql",
-    family="mysql",
-    factory=mysql_decoder,
-    options_type=MysqlOptions,
-    pairing="fifo",
-    default_ports=(3306,),
-    transports=frozenset({"tcp"}),
-    description="MySQL and MariaDB client/server protocol",
-)
+HTTP = http1.SPEC
+HTTP2 = http2.SPEC
+GRPC = http2.GRPC_SPEC
+REDIS = redis.SPEC
+MYSQL = mysql.SPEC
+POSTGRESQL = postgresql.SPEC
+KAFKA = kafka.SPEC
+MONGODB = mongodb.SPEC
+AMQP = amqp.SPEC
+DNS = dns.SPEC
 
 REGISTRY = Registry([HTTP, HTTP2, GRPC, REDIS, MYSQL, POSTGRESQL, KAFKA, MONGODB, AMQP, DNS])
+
+__all__ = ["REGISTRY", "Pairing", "ProtocolSpec", "Registry"]

@@ -81,3 +81,19 @@ def split_statements(text: str, dialect: str) -> list[str]:
     if rest:
         pieces.append(rest)
     return pieces
+
+
+def statement_operation(text: object) -> str | None:
+    """The operation a statement performs: its first keyword, upper-cased (`select ...` → `SELECT`);
+    a leading comment (sqlcommenter) or parenthesis is skipped; None when there is no keyword."""
+    if not isinstance(text, str):
+        return None
+    t = text.lstrip(" \t\r\n(")
+    while t.startswith("/*"):
+        end = t.find("*/")
+        if end < 0:
+            return None
+        t = t[end + 2 :].lstrip(" \t\r\n(")
+    word = t.split(None, 1)[0] if t else ""
+    word = word.rstrip(";(")
+    return word.upper() if word.isalpha() else None

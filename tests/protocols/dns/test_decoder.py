@@ -23,8 +23,9 @@ import pytest
 
 from packetd.pairing.roundtrip import Roundtrip
 from packetd.protocols.base import DecodeError, DecoderContext, Flag, SwapRoles
-from packetd.protocols.dns.decoder import DnsDecoder, DnsOptions, read_name
+from packetd.protocols.dns.decoder import DnsDecoder, read_name
 from packetd.protocols.dns.messages import Answer, DnsMessage, Query
+from packetd.protocols.dns.options import DnsOptions
 from tests.helpers.decoding import C2S, MODES, S2C, project, run
 
 ZONE = "example.test."

@@ -17,8 +17,9 @@ from packetd.protocols.base import (
     SwapRoles,
     SyncLost,
 )
-from packetd.protocols.http1.decoder import Http1Decoder, HttpOptions
+from packetd.protocols.http1.decoder import Http1Decoder
 from packetd.protocols.http1.messages import Request, Response
+from packetd.protocols.http1.options import HttpOptions
 from tests.helpers.decoding import C2S, MODES, S2C, feed, project, run
 
 SENT_REQ = b"GET /sentinel HTTP/1.1\r\nHost: s\r\n\r\n"

@@ -15,8 +15,9 @@ import pytest
 
 from packetd.protocols.base import DecodeError, DecoderContext, Flag, Message, NoAnswer, SwapRoles, SyncLost
 from packetd.protocols.http2 import decoder as h2
-from packetd.protocols.http2.decoder import RESET_GRACE_NS, Http2Decoder, Http2Options
+from packetd.protocols.http2.decoder import RESET_GRACE_NS, Http2Decoder
 from packetd.protocols.http2.messages import GrpcResponse, Http2Request, Http2Response
+from packetd.protocols.http2.options import Http2Options
 from packetd.protocols.registry import REGISTRY
 from tests.helpers.decoding import C2S, MODES, S2C, Step, feed, open_session, run
 from tests.helpers.h2wire import (

@@ -23,8 +23,9 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from packetd.pairing.roundtrip import Roundtrip
 from packetd.protocols.base import DecodeError, DecoderContext, Flag
-from packetd.protocols.kafka.decoder import MAX_RESYNC_SCAN, KafkaDecoder, KafkaOptions
+from packetd.protocols.kafka.decoder import MAX_RESYNC_SCAN, KafkaDecoder
 from packetd.protocols.kafka.messages import KafkaOneway, KafkaRequest, KafkaResponse
+from packetd.protocols.kafka.options import KafkaOptions
 from tests.helpers.decoding import C2S, MODES, S2C, Step, run
 
 TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

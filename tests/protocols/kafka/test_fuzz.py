@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from packetd.protocols.base import DecoderContext
-from packetd.protocols.kafka.decoder import MAX_INFLIGHT, KafkaDecoder, KafkaOptions
+from packetd.protocols.kafka.decoder import MAX_INFLIGHT, KafkaDecoder
+from packetd.protocols.kafka.options import KafkaOptions
 from tests.helpers.fuzzing import Chunk, chunks, drive
 from tests.protocols.kafka.test_decoder import CASES
 

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from packetd.protocols.base import DecoderContext
-from packetd.protocols.mongodb.decoder import MAX_EXHAUST, MongoDecoder, MongoOptions
+from packetd.protocols.mongodb.decoder import MAX_EXHAUST, MongoDecoder
+from packetd.protocols.mongodb.options import MongoOptions
 from tests.helpers.fuzzing import Chunk, chunks, drive
 from tests.protocols.mongodb.test_decoder import CASES
 

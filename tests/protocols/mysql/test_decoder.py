@@ -13,8 +13,9 @@ import struct
 import pytest
 
 from packetd.protocols.base import DecodeError, DecoderContext, Flag, Role, StopDecoding, SyncLost
-from packetd.protocols.mysql.decoder import MAX_STATEMENTS, MysqlDecoder, MysqlOptions
+from packetd.protocols.mysql.decoder import MAX_STATEMENTS, MysqlDecoder
 from packetd.protocols.mysql.messages import Command, Login, LoginResult, OnewayCommand, Result, ServerError
+from packetd.protocols.mysql.options import MysqlOptions
 from packetd.protocols.registry import MYSQL, Registry
 from tests.helpers import mywire as my
 from tests.helpers.decoding import C2S, MODES, S2C, feed, open_session, project, run

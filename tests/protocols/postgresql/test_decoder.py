@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from packetd.protocols.base import DecodeError, DecoderContext, Flag, Role, StopDecoding, SyncLost
-from packetd.protocols.postgresql.decoder import MAX_PORTALS, MAX_STATEMENTS, PostgresDecoder, PostgresOptions
+from packetd.protocols.postgresql.decoder import MAX_PORTALS, MAX_STATEMENTS, PostgresDecoder
 from packetd.protocols.postgresql.messages import (
     ClientNotice,
     Request,
@@ -20,6 +20,7 @@ from packetd.protocols.postgresql.messages import (
     Startup,
     StartupResult,
 )
+from packetd.protocols.postgresql.options import PostgresOptions
 from tests.helpers import pgwire as pg
 from tests.helpers.decoding import C2S, MODES, S2C, feed, project, run
 

@@ -12,8 +12,9 @@ import pytest
 from packetd.capture.pcapwrite import ethernet, ipv4_tcp
 from packetd.engine import Engine, EngineConfig, Rule
 from packetd.protocols.base import DecodeError, DecoderContext, Flag, SyncLost
-from packetd.protocols.redis.decoder import MAX_LINE, RedisDecoder, RedisOptions
+from packetd.protocols.redis.decoder import MAX_LINE, RedisDecoder
 from packetd.protocols.redis.messages import Push, Request, Response, UnrepliedRequest
+from packetd.protocols.redis.options import RedisOptions
 from packetd.protocols.registry import REDIS, Registry
 from tests.helpers.decoding import C2S, MODES, S2C, feed, open_session, project, run
 

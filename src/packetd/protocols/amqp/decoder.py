@@ -47,8 +47,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from packetd._values import value
 from packetd.protocols.amqp.messages import AmqpMethod, Content, Oneway, Request, Response
+from packetd.protocols.amqp.options import AmqpOptions
 from packetd.protocols.amqp.spec import (
     BASIC_PROPERTIES,
     CONTENT,
@@ -80,13 +80,6 @@ _CLOSE_OKS = frozenset({(10, 51), (20, 41)})
 _CONSUMER_OUTCOME = {(60, 80): "consumer_ack", (60, 120): "consumer_nack", (60, 90): "consumer_reject"}
 _PUBLISH, _ACK, _NACK = (60, 40), (60, 80), (60, 120)
 _CONFIRM_SELECT, _CONFIRM_SELECT_OK, _CHANNEL_OPEN = (85, 10), (85, 11), (20, 10)
-
-
-@value
-class AmqpOptions:
-    """Decoder options (`--decoder amqp.KEY=VALUE`); none yet beyond the defaults."""
-
-    traceparent: bool = True  # read `traceparent` / `tracestate` from the message headers table
 
 
 class _Channel:

@@ -59,7 +59,6 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from packetd._values import value
 from packetd.protocols.base import (
     NO_MESSAGES,
     DecodeError,
@@ -70,6 +69,7 @@ from packetd.protocols.base import (
     SwapRoles,
 )
 from packetd.protocols.dns.messages import Answer, DnsMessage, Edns, Query, Question, Record
+from packetd.protocols.dns.options import DnsOptions
 
 MAX_MESSAGE = 65535  # a TCP length prefix cannot state more (RFC 1035 §4.2.2); UDP datagrams are smaller
 MAX_NAME = 255  # RFC 1035 §2.3.4: a name is at most 255 octets on the wire
@@ -86,15 +86,6 @@ _SRV = struct.Struct("!HHH")
 _SOA = struct.Struct("!IIIII")
 _OPT_TTL = struct.Struct("!BBH")
 _SAFE = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_*/"  # need no escaping
-
-
-@value
-class DnsOptions:
-    """Decoder options (`--decoder dns.KEY=VALUE`)."""
-
-    max_records: int = (
-        64  # records kept per section in a record (AXFR answers hold thousands); counts stay exact
-    )
 
 
 def _label_text(label: bytes) -> str:

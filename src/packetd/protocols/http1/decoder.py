@@ -52,7 +52,6 @@ from collections.abc import Callable, Sequence
 from enum import IntEnum
 from typing import Any
 
-from packetd._values import value
 from packetd.protocols import tls
 from packetd.protocols.base import (
     NO_MESSAGES,
@@ -66,7 +65,8 @@ from packetd.protocols.base import (
     SwapRoles,
     SyncLost,
 )
-from packetd.protocols.http1.messages import DEFAULT_QUERY_REDACTED, DEFAULT_REDACTED, Request, Response
+from packetd.protocols.http1.messages import Request, Response
+from packetd.protocols.http1.options import HttpOptions
 from packetd.protocols.traceparent import parse_traceparent
 
 MAX_HEAD = 64 * 1024  # start line + header block; nginx's default large_client_header_buffers is 4 x 8 KiB
@@ -97,15 +97,6 @@ _REQUEST_AT = re.compile(rb"[A-Z][A-Z_-]{0,31} [^\s]{1,8000} HTTP/1\.[01]\r?\n")
 _STATUS_AT = re.compile(rb"HTTP/1\.[01] [1-5]\d\d(?: [^\r\n]*)?\r?\n")
 _METHOD_AT = re.compile(rb"[A-Z][A-Z_-]{0,31}(?: [^\s]*(?: [^\s]*)?)?$")  # a request line's start
 _TEXTUAL = (b"text/", b"json", b"xml", b"x-www-form-urlencoded", b"javascript", b"graphql")
-
-
-@value
-class HttpOptions:
-    """Decoder options (`decoder.http.*` in the agent config; `--capture-body` in watch)."""
-
-    capture_body: int = 0  # keep up to this many bytes of textual bodies (0: off), reference §6.1
-    redact: frozenset[str] = DEFAULT_REDACTED  # header names whose values are replaced
-    redact_query: frozenset[str] = DEFAULT_QUERY_REDACTED  # query parameters whose values are replaced
 
 
 class State(IntEnum):

@@ -1,1 +1,39 @@
-"""HTTP/2 (RFC 9113) and gRPC over HTTP/2: one decoder, two record protocols (`http2`, `grpc`)."""
+"""HTTP/2 (RFC 9113) and gRPC over HTTP/2: one decoder, two record protocols (`http2`, `grpc`).
+
+Both specs share the family "http2": each stream's content-type decides whether its record is `grpc` or
+`http2`; the spec only decides streams whose content-type could not be read (joined mid-connection).
+"""
+
+from __future__ import annotations
+
+from packetd.protocols.http2.decoder import new_grpc_decoder, new_http2_decoder
+from packetd.protocols.http2.options import Http2Options
+from packetd.protocols.http2.semantics import GRPC_SEMANTICS, HTTP2_SEMANTICS
+from packetd.protocols.spec import ProtocolSpec
+
+SPEC = ProtocolSpec(
+    name="http2",
+    family="http2",
+    factory=new_http2_decoder,
+    options_type=Http2Options,
+    pairing="keyed",  # by stream id
+    default_ports=(50051,),
+    transports=frozenset({"tcp"}),
+    semantics=HTTP2_SEMANTICS,
+    upgrade_tokens=frozenset({"h2c", "h2c-prior-knowledge"}),
+    description="HTTP/2 over cleartext (prior knowledge, Upgrade: h2c)",
+)
+
+GRPC_SPEC = ProtocolSpec(
+    name="grpc",
+    family="http2",
+    factory=new_grpc_decoder,
+    options_type=Http2Options,
+    pairing="keyed",
+    default_ports=(50051,),
+    transports=frozenset({"tcp"}),
+    semantics=GRPC_SEMANTICS,
+    description="gRPC over HTTP/2 cleartext",
+)
+
+__all__ = ["GRPC_SPEC", "SPEC", "Http2Options"]

@@ -70,7 +70,6 @@ from enum import IntEnum
 import hpack
 from hpack.table import HeaderTable
 
-from packetd._values import value
 from packetd.protocols.base import (
     NO_MESSAGES,
     DecodeError,
@@ -82,7 +81,6 @@ from packetd.protocols.base import (
     SwapRoles,
     SyncLost,
 )
-from packetd.protocols.http1.messages import DEFAULT_QUERY_REDACTED, DEFAULT_REDACTED
 from packetd.protocols.http1.messages import Request as Http1Request
 from packetd.protocols.http2.messages import (
     Fields,
@@ -92,6 +90,7 @@ from packetd.protocols.http2.messages import (
     Http2Response,
     field_value,
 )
+from packetd.protocols.http2.options import Http2Options
 from packetd.protocols.traceparent import parse_traceparent
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 §3.4
@@ -150,14 +149,6 @@ _FIXED_LEN = {PRIORITY: 5, RST_STREAM: 4, PING: 8, WINDOW_UPDATE: 4}
 _CANDIDATE = re.compile(rb"(?=[\x00-\xff]{3}[\x00-\x09][\x00-\xff][\x00-\x7f])", re.S)
 _UNKNOWN_NAME = b"\x00packetd-unknown"  # placeholder for a dynamic-table entry inserted before the capture
 _UNKNOWN = (_UNKNOWN_NAME, b"")
-
-
-@value
-class Http2Options:
-    """Decoder options (`--decoder http2.redact=...`, `decoder.grpc.*` in the agent config)."""
-
-    redact: frozenset[str] = DEFAULT_REDACTED  # header names whose values are replaced (as in HTTP/1)
-    redact_query: frozenset[str] = DEFAULT_QUERY_REDACTED  # :path query parameters whose values are replaced
 
 
 class State(IntEnum):

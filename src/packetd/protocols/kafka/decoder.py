@@ -44,9 +44,9 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
-from packetd._values import value
 from packetd.protocols.base import NO_MESSAGES, DecodeError, DecoderContext, Direction, Flag, Message
 from packetd.protocols.kafka.messages import KafkaOneway, KafkaRequest, KafkaResponse, TopicSummary
+from packetd.protocols.kafka.options import KafkaOptions
 from packetd.protocols.kafka.schema import Reader, Short, flexible_request, flexible_response, plan_for, walk
 from packetd.protocols.kafka.schema_data import API_NAMES, SCHEMAS
 from packetd.protocols.traceparent import parse_traceparent
@@ -64,13 +64,6 @@ _RESP_CORR = struct.Struct(">i")
 _SIZE_CORR = struct.Struct(">ii")
 _PRODUCE, _FETCH, _METADATA = 0, 1, 3
 _GROUP_KEYS = ("GroupId",)
-
-
-@value
-class KafkaOptions:
-    """Decoder options (`--decoder kafka.KEY=VALUE`)."""
-
-    max_parse_bytes: int = 1024 * 1024  # bytes of a message kept for parsing; the rest is counted
 
 
 class _Side:

@@ -51,7 +51,6 @@ from typing import Any
 import cramjam
 from bson.raw_bson import RawBSONDocument
 
-from packetd._values import value
 from packetd.protocols.base import NO_MESSAGES, DecodeError, DecoderContext, Direction, Flag, Message
 from packetd.protocols.mongodb.messages import (
     AUTH_COMMANDS,
@@ -62,6 +61,7 @@ from packetd.protocols.mongodb.messages import (
     MongoReply,
     MongoRequest,
 )
+from packetd.protocols.mongodb.options import MongoOptions
 
 HEADER_SIZE = 16
 MAX_MESSAGE = 48 * 1000 * 1000  # maxMessageSizeBytes of every MongoDB server since 2.6
@@ -93,15 +93,6 @@ _COLLECTION_COMMANDS = frozenset(
      "mergeChunks", "planCacheClear", "planCacheClearFilters", "planCacheListFilters", "planCacheSetFilter",
      "reIndex", "renameCollection", "splitChunk", "splitVector", "update", "updateSearchIndex", "validate"}
 )  # fmt: skip
-
-
-@value
-class MongoOptions:
-    """Decoder options (`--decoder mongodb.KEY=VALUE`)."""
-
-    raw_query: bool = False  # keep values in the command summary (authentication payloads stay hidden)
-    max_parse_bytes: int = 4 * 1024 * 1024  # documents up to this size are parsed; also the body kept
-    max_decompress: int = 4 * 1024 * 1024  # OP_COMPRESSED bodies decompressed up to this uncompressed size
 
 
 class _Side:

@@ -1,1 +1,22 @@
-"""MySQL / MariaDB client/server protocol: decoder, messages and options."""
+"""MySQL and MariaDB: decoder, messages, options, semantics and the protocol's `SPEC`."""
+
+from __future__ import annotations
+
+from packetd.protocols.mysql.decoder import new_decoder
+from packetd.protocols.mysql.options import MysqlOptions
+from packetd.protocols.mysql.semantics import SEMANTICS
+from packetd.protocols.spec import ProtocolSpec
+
+SPEC = ProtocolSpec(
+    name="mysql",
+    family="mysql",
+    factory=new_decoder,
+    options_type=MysqlOptions,
+    pairing="fifo",
+    default_ports=(3306,),
+    transports=frozenset({"tcp"}),
+    semantics=SEMANTICS,
+    description="MySQL and MariaDB client/server protocol",
+)
+
+__all__ = ["SPEC", "MysqlOptions"]

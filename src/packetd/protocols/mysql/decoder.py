@@ -61,7 +61,6 @@ import zlib
 from collections.abc import Sequence
 from enum import IntEnum
 
-from packetd._values import value
 from packetd.protocols.base import (
     MAX_PENDING,
     NO_MESSAGES,
@@ -83,6 +82,7 @@ from packetd.protocols.mysql.messages import (
     Result,
     ServerError,
 )
+from packetd.protocols.mysql.options import MysqlOptions
 
 MAX_PAYLOAD = 0xFFFFFF  # a payload of this length continues in the next packet
 MAX_ERROR = 256  # characters kept of an error message
@@ -138,14 +138,6 @@ _COMMAND_HEAD = re.compile(rb"(?s)(?=...\x00[\x01-\x20\xfa])")
 _GREETING = re.compile(rb"(?s)...\x00\x0a[\x20-\x7e]{1,64}\x00")
 # binary-protocol value sizes by field type (query attributes): 0 = length-encoded, -1 = length byte + bytes
 _TYPE_SIZES = {1: 1, 2: 2, 3: 4, 4: 4, 5: 8, 6: 0, 8: 8, 9: 4, 13: 2, 7: -1, 10: -1, 11: -1, 12: -1}
-
-
-@value
-class MysqlOptions:
-    """Decoder options (`--decoder mysql.KEY=VALUE`)."""
-
-    max_statement: int = 1024  # bytes of statement text kept (before literals are replaced)
-    keep_literals: bool = False  # keep statement text as sent instead of replacing literals with `?`
 
 
 class Phase(IntEnum):

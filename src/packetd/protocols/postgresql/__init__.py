@@ -1,1 +1,22 @@
-"""PostgreSQL (frontend/backend protocol 3): decoder, messages and options."""
+"""PostgreSQL (frontend/backend protocol 3): decoder, messages, options, semantics and the protocol's `SPEC`."""
+
+from __future__ import annotations
+
+from packetd.protocols.postgresql.decoder import new_decoder
+from packetd.protocols.postgresql.options import PostgresOptions
+from packetd.protocols.postgresql.semantics import SEMANTICS
+from packetd.protocols.spec import ProtocolSpec
+
+SPEC = ProtocolSpec(
+    name="postgresql",
+    family="postgresql",
+    factory=new_decoder,
+    options_type=PostgresOptions,
+    pairing="fifo",
+    default_ports=(5432,),
+    transports=frozenset({"tcp"}),
+    semantics=SEMANTICS,
+    description="PostgreSQL frontend/backend protocol 3",
+)
+
+__all__ = ["SPEC", "PostgresOptions"]

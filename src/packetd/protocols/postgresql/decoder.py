@@ -58,7 +58,6 @@ import struct
 from collections.abc import Callable, Sequence
 from enum import IntEnum
 
-from packetd._values import value
 from packetd.protocols.base import (
     MAX_PENDING,
     NO_MESSAGES,
@@ -81,6 +80,7 @@ from packetd.protocols.postgresql.messages import (
     Startup,
     StartupResult,
 )
+from packetd.protocols.postgresql.options import PostgresOptions
 from packetd.protocols.sqltext import split_statements
 
 SMALL = 10_000  # PQ_SMALL_MESSAGE_LIMIT: the server refuses longer messages of the small types
@@ -99,14 +99,6 @@ _TYPED = struct.Struct(">Bi")
 _CODE_SSL, _CODE_GSS, _CODE_CANCEL = 80877103, 80877104, 80877102
 _AUTH_NAMES = {0: "trust", 2: "kerberos5", 3: "password", 5: "md5", 7: "gss", 9: "sspi", 10: "sasl"}
 _TAG_WITH_OID = "INSERT"
-
-
-@value
-class PostgresOptions:
-    """Decoder options (`--decoder postgresql.KEY=VALUE`)."""
-
-    max_statement: int = 1024  # bytes of statement text kept (before literals are replaced)
-    keep_literals: bool = False  # keep statement text as sent instead of replacing literals with `?`
 
 
 class Phase(IntEnum):

@@ -1,1 +1,22 @@
-"""Redis (RESP2 and RESP3): decoder, messages and options."""
+"""Redis (RESP2 and RESP3): decoder, messages, options, semantics and the protocol's `SPEC`."""
+
+from __future__ import annotations
+
+from packetd.protocols.redis.decoder import new_decoder
+from packetd.protocols.redis.options import RedisOptions
+from packetd.protocols.redis.semantics import SEMANTICS
+from packetd.protocols.spec import ProtocolSpec
+
+SPEC = ProtocolSpec(
+    name="redis",
+    family="redis",
+    factory=new_decoder,
+    options_type=RedisOptions,
+    pairing="fifo",
+    default_ports=(6379,),
+    transports=frozenset({"tcp"}),
+    semantics=SEMANTICS,
+    description="Redis RESP2 and RESP3",
+)
+
+__all__ = ["SPEC", "RedisOptions"]

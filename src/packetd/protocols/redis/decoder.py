@@ -58,7 +58,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from packetd._values import value
 from packetd.protocols.base import (
     MAX_PENDING,
     NO_MESSAGES,
@@ -71,6 +70,7 @@ from packetd.protocols.base import (
     SyncLost,
 )
 from packetd.protocols.redis.messages import TYPE_NAMES, Push, Request, Response, UnrepliedRequest
+from packetd.protocols.redis.options import RedisOptions
 
 MAX_LINE = 64 * 1024  # one type line or inline command; Redis's own PROTO_INLINE_MAX_SIZE is 64 KiB
 MAX_BULK = 512 * 1024 * 1024  # Redis's proto-max-bulk-len default: a longer declared string is garbage
@@ -121,13 +121,6 @@ _SUBSCRIBES = {
 _CONFIRMS = frozenset(_SUBSCRIBES.values())
 _SHARD = (b"ss", b"sun")
 _DELIVERIES = frozenset({b"message", b"pmessage", b"smessage"})
-
-
-@value
-class RedisOptions:
-    """Decoder options (`--decoder redis.KEY=VALUE`)."""
-
-    capture_keys: bool = False  # keep the first argument of commands (the key of data commands), capped
 
 
 class _Expect:

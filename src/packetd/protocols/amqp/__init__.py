@@ -1,0 +1,22 @@
+"""AMQP 0-9-1: decoder, messages, options, semantics and the protocol's `SPEC`."""
+
+from __future__ import annotations
+
+from packetd.protocols.amqp.decoder import new_decoder
+from packetd.protocols.amqp.options import AmqpOptions
+from packetd.protocols.amqp.semantics import SEMANTICS
+from packetd.protocols.spec import ProtocolSpec
+
+SPEC = ProtocolSpec(
+    name="amqp",
+    family="amqp",
+    factory=new_decoder,
+    options_type=AmqpOptions,
+    pairing="keyed",  # the decoder pairs by channel and method (or delivery tag) and names each pair
+    default_ports=(5672,),
+    transports=frozenset({"tcp"}),
+    semantics=SEMANTICS,
+    description="AMQP 0-9-1 (RabbitMQ)",
+)
+
+__all__ = ["SPEC", "AmqpOptions"]

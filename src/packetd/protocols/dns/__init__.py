@@ -1,0 +1,22 @@
+"""DNS over UDP and TCP: decoder, messages, options, semantics and the protocol's `SPEC`."""
+
+from __future__ import annotations
+
+from packetd.protocols.dns.decoder import new_decoder
+from packetd.protocols.dns.options import DnsOptions
+from packetd.protocols.dns.semantics import SEMANTICS
+from packetd.protocols.spec import ProtocolSpec
+
+SPEC = ProtocolSpec(
+    name="dns",
+    family="dns",
+    factory=new_decoder,
+    options_type=DnsOptions,
+    pairing="keyed",  # (id, first question)
+    default_ports=(53,),
+    transports=frozenset({"udp", "tcp"}),
+    semantics=SEMANTICS,
+    description="DNS over UDP and TCP",
+)
+
+__all__ = ["SPEC", "DnsOptions"]

@@ -1,0 +1,22 @@
+"""Apache Kafka: decoder, messages, options, semantics and the protocol's `SPEC`."""
+
+from __future__ import annotations
+
+from packetd.protocols.kafka.decoder import new_decoder
+from packetd.protocols.kafka.options import KafkaOptions
+from packetd.protocols.kafka.semantics import SEMANTICS
+from packetd.protocols.spec import ProtocolSpec
+
+SPEC = ProtocolSpec(
+    name="kafka",
+    family="kafka",
+    factory=new_decoder,
+    options_type=KafkaOptions,
+    pairing="keyed",  # correlation id
+    default_ports=(9092,),
+    transports=frozenset({"tcp"}),
+    semantics=SEMANTICS,
+    description="Apache Kafka protocol (all API keys; flexible versions from the official schemas)",
+)
+
+__all__ = ["SPEC", "KafkaOptions"]

@@ -1,0 +1,22 @@
+"""MongoDB wire protocol: decoder, messages, options, semantics and the protocol's `SPEC`."""
+
+from __future__ import annotations
+
+from packetd.protocols.mongodb.decoder import new_decoder
+from packetd.protocols.mongodb.options import MongoOptions
+from packetd.protocols.mongodb.semantics import SEMANTICS
+from packetd.protocols.spec import ProtocolSpec
+
+SPEC = ProtocolSpec(
+    name="mongodb",
+    family="mongodb",
+    factory=new_decoder,
+    options_type=MongoOptions,
+    pairing="keyed",  # responseTo = requestID
+    default_ports=(27017,),
+    transports=frozenset({"tcp"}),
+    semantics=SEMANTICS,
+    description="MongoDB wire protocol (OP_MSG, OP_COMPRESSED, legacy opcodes)",
+)
+
+__all__ = ["SPEC", "MongoOptions"]
