@@ -18,7 +18,7 @@ from packetd.capture.pcapwrite import ethernet, ipv4_tcp, ipv4_udp, ipv6_tcp
 from packetd.engine import Engine, EngineConfig, Rule
 from packetd.net.packet import SUPPORTED_LINKTYPES
 from packetd.pairing.roundtrip import Roundtrip
-from packetd.protocols.base import DecodeError, DecoderContext, Direction, Message
+from packetd.protocols.base import MAX_PENDING, DecodeError, DecoderContext, Direction, Message
 from packetd.protocols.http1 import decoder as h1
 from packetd.protocols.http1.decoder import Http1Decoder, State
 
@@ -87,7 +87,7 @@ def cut(data: bytes, sizes: list[int]) -> list[bytes]:
 
 def check_bounds(dec: Http1Decoder) -> None:
     """Every buffer within the bound its state names (h1's MAX_* constants)."""
-    assert len(dec._methods) <= h1.MAX_PENDING_METHODS
+    assert dec._methods.tracked <= MAX_PENDING
     for side in dec._sides:
         n = len(side.buf)
         if side.state is State.PAUSED:

@@ -409,3 +409,23 @@ def test_endless_garbage_while_resyncing_is_bounded() -> None:
             assert len(d._sides[0].buf) <= MAX_START_LINE  # only a possible start-line tail is kept
     assert exc.value.reason == "no message start found"
     assert fed + len(chunk) > MAX_RESYNC_SKIP >= fed - 65536  # raised by the chunk that crossed the bound
+
+
+def test_pipelining_beyond_the_bound_frames_every_response_by_its_own_request() -> None:
+    """The overflow rule (protocols/base.py PendingQueue): past MAX_PENDING unanswered requests a new one is
+    not tracked, and the oldest keeps its place. Dropping the oldest instead framed the first response
+    with the second request's method: a GET's body read as a HEAD answer's (no body), then as garbage."""
+    from packetd.protocols.base import MAX_PENDING
+
+    n = MAX_PENDING + 2
+    get, head = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", b"HEAD /b HTTP/1.1\r\nHost: x\r\n\r\n"
+    dec = decoder()
+    requests = dec.receive(C2S, memoryview(get + head + get * (n - 2)), 1)
+    assert sum(isinstance(m, Request) for m in requests) == n
+    body = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    no_body = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"  # a HEAD answer: the length, no body
+    responses = dec.receive(S2C, memoryview(body + no_body + body * (n - 2)), 2)
+    got = [m.body_bytes for m in responses if isinstance(m, Response)]
+    # by hand: the GET's 5 body bytes, the HEAD's none, then every GET's 5 (the untracked ones' too: a
+    # request without a known method is framed as a GET's answer)
+    assert got == [5, 0] + [5] * (n - 2)

@@ -47,13 +47,13 @@ Wire format (RFC 9112 §2.1, §3, §4, §7.1):
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Callable, Sequence
 from enum import IntEnum
 from typing import Any
 
 from packetd.protocols import tls
 from packetd.protocols.base import (
+    MAX_PENDING,
     NO_MESSAGES,
     DecodeError,
     DecoderContext,
@@ -61,6 +61,7 @@ from packetd.protocols.base import (
     Flag,
     HandOver,
     Message,
+    PendingQueue,
     StopDecoding,
     SwapRoles,
     SyncLost,
@@ -75,7 +76,6 @@ MAX_CHUNK_LINE = 4 * 1024  # chunk-size line with extensions
 # a method token longer than this is not a method (the longest registered, UPDATEREDIRECTREF, has 17)
 MAX_METHOD = 64
 MAX_VERSION = 16  # characters kept of a malformed request line's version token
-MAX_PENDING_METHODS = 1024  # requests whose response is not framed yet (pipelining depth bound)
 MAX_PAUSED = 256 * 1024  # client bytes held while an Upgrade/CONNECT answer is awaited
 # bytes searched for a start line before the connection is declared not HTTP (a DecodeError; the session
 # gives up after a few): a joined download may be long, but regex-searching gigabytes of it is not free
@@ -233,7 +233,9 @@ class Http1Decoder:
         synced = not ctx.midstream
         self._sides = [_Side(True, synced), _Side(False, synced)]
         # (method, upgrade token or b"") of requests whose response is not framed yet
-        self._methods: deque[tuple[bytes, bytes]] = deque()
+        # beyond MAX_PENDING (the pairing bound) a request is not tracked and its answer is framed without
+        # its method, the overflow rule of PendingQueue: the oldest keeps its place
+        self._methods: PendingQueue[tuple[bytes, bytes]] = PendingQueue(MAX_PENDING)
         self._produced = 0  # messages emitted: roles can only be swapped before the first
         self._requests = self._responses = 0  # requests and final responses framed
         # a final response that came before its request ended (an answer to `Expect: 100-continue`, a 413
@@ -478,10 +480,7 @@ class Http1Decoder:
                     side.flags |= Flag.MALFORMED
             if not method or method.translate(None, _TCHAR) or len(method) > MAX_METHOD:
                 return
-            methods = self._methods
-            if len(methods) >= MAX_PENDING_METHODS:
-                methods.popleft()
-            methods.append((method, b""))
+            self._methods.push((method, b""))
             side.head = (
                 method.decode("latin-1"), target[:MAX_START_LINE].decode("utf-8", "replace"), version,
                 host.decode("utf-8", "replace") if host is not None else None,
@@ -495,8 +494,7 @@ class Http1Decoder:
             code = int(code_raw)
             if (code < 200 and code != 101) or code_raw[0] == 0x30:
                 return
-            if self._methods:
-                self._methods.popleft()
+            self._answered()
             reason = parts[2].decode("utf-8", "replace") if len(parts) > 2 else ""
             version = parts[0][:MAX_VERSION].decode("latin-1")
             side.head = (code, reason, version, block, wire, False, _closes(version, conn))
@@ -573,10 +571,7 @@ class Http1Decoder:
         elif up and b"upgrade" in conn:
             upgrade = up.split(b",")[0].strip().split(b"/")[0]
         trace = parse_traceparent(tp, tstate) if tp is not None else None
-        methods = self._methods
-        if len(methods) >= MAX_PENDING_METHODS:
-            methods.popleft()  # bounded: the oldest unframed response will be framed as non-HEAD
-        methods.append((method, upgrade))
+        self._methods.push((method, upgrade))
         side.head = (
             method.decode("latin-1"),
             target.decode("utf-8", "replace"),  # at most MAX_START_LINE bytes (see _request_line)
@@ -598,6 +593,17 @@ class Http1Decoder:
         else:
             self._finish(side, ts, out)
 
+    def _answered(self) -> tuple[bytes, bytes]:
+        """(method, upgrade token) of the request the next response answers; empty when it is not known
+        (joined mid-stream, or the request was beyond the bound: its answer is framed as a GET's)."""
+        methods = self._methods
+        if not methods:
+            return b"", b""
+        if methods.untracked_due() is not None:
+            methods.drop_answer()
+            return b"", b""
+        return methods.popleft()
+
     def _response_head(
         self, side: _Side, line: bytes, block: bytes, hlen: int, ts: int, out: list[Message]
     ) -> None:
@@ -616,7 +622,7 @@ class Http1Decoder:
             side.wire = 0
             return
         length, chunked, conn, _host, up, _tp, _ts, ctype = _scan(block, self._opts.capture_body > 0)
-        method, upgrade = self._methods.popleft() if self._methods else (b"", b"")
+        method, upgrade = self._answered()
         reason = parts[2].decode("utf-8", "replace") if len(parts) > 2 else ""
         side.head = (code, reason, version, block, hlen, bool(chunked), _closes(version, conn))
         side.capture = bytearray() if self._opts.capture_body and _textual(ctype) else None
