@@ -15,7 +15,7 @@ that a request will never be answered (an HTTP/2 stream reset).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from enum import IntEnum
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -315,6 +315,14 @@ class PendingQueue(Generic[_T]):
             if len(q) - runs < self.limit and (run is None or not run.open):
                 q.append(item)
                 return True
+        self.refuse(answers, code, open_)
+        return False
+
+    def refuse(self, answers: int = 1, code: int = -1, open_: bool = False) -> None:
+        """Count one request into the tail run without tracking it: what `push` does at the bound, for a
+        caller whose bound is not this queue's (AMQP bounds the requests of all channels together)."""
+        q = self._q
+        run = self.tail_run()
         if run is None:
             run = Untracked()
             q.append(run)
@@ -325,7 +333,6 @@ class PendingQueue(Generic[_T]):
         if code >= 0:
             run.codes.append(code)
         self.refused += 1
-        return False
 
     def tail_run(self) -> Untracked | None:
         """The untracked run at the end of the queue, if the last request was not tracked."""
@@ -364,6 +371,18 @@ class PendingQueue(Generic[_T]):
         if run.answers <= 0 and not run.open:
             self._q.popleft()
             self._runs -= 1
+
+    def take_first(self, match: Callable[[_T], bool]) -> _T | None:
+        """Remove and return the oldest tracked request `match` accepts among those before the first
+        untracked run (a later one is younger than an untracked request: its answer comes after that
+        one's); None when there is none. For answers matched by kind, not only by order (AMQP)."""
+        for i, item in enumerate(self._q):
+            if isinstance(item, Untracked):
+                return None
+            if match(item):
+                del self._q[i]
+                return item
+        return None
 
     def popleft(self) -> _T:
         """Remove the oldest request (it must be tracked: check with `peek`)."""

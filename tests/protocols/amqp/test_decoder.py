@@ -398,3 +398,27 @@ def test_resync_search_is_bounded() -> None:
     with pytest.raises(DecodeError):
         for i in range(MAX_RESYNC_SCAN // len(junk) + 2):
             d.receive(C2S, junk, i)
+
+
+def test_requests_beyond_the_bound_are_refused_not_the_oldest_evicted() -> None:
+    """The overflow rule (protocols/base.py PendingQueue): past MAX_PENDING unanswered synchronous requests
+    a new one is not tracked (counted, no record) and its answer is dropped (counted); the oldest keeps its
+    place. Evicting the oldest instead made its answer an orphan."""
+    from packetd.protocols.amqp.messages import Request, Response
+    from packetd.protocols.base import MAX_PENDING
+
+    counters: dict[str, int] = {}
+    dec = AmqpDecoder(DecoderContext(counters=counters))
+    declare = method(1, pika.spec.Queue.Declare(queue="q0"))
+    qos = method(1, pika.spec.Basic.Qos(prefetch_count=1))
+    sent = dec.receive(C2S, memoryview(HEADER + declare + qos * MAX_PENDING), 1)
+    requests = [m for m in sent if isinstance(m, Request)]
+    assert len(requests) == MAX_PENDING  # 1 + MAX_PENDING sent: the last Qos is the one refused
+    assert counters.get("pending_refused") == 1
+    answers = (
+        method(1, pika.spec.Queue.DeclareOk("q0", 0, 0)) + method(1, pika.spec.Basic.QosOk()) * MAX_PENDING
+    )
+    got = [m for m in dec.receive(S2C, memoryview(answers), 2) if isinstance(m, Response)]
+    # each answer pairs with its own request, in order; the refused request's answer is dropped
+    assert [m.pair_key for m in got] == [m.pair_key for m in requests]
+    assert counters.get("pending_dropped") == 1

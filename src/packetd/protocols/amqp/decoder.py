@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import re
 import struct
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,14 +57,22 @@ from packetd.protocols.amqp.spec import (
     read_args,
     read_table,
 )
-from packetd.protocols.base import NO_MESSAGES, DecodeError, DecoderContext, Direction, Flag, Message
+from packetd.protocols.base import (
+    MAX_PENDING,
+    NO_MESSAGES,
+    DecodeError,
+    DecoderContext,
+    Direction,
+    Flag,
+    Message,
+    PendingQueue,
+)
 from packetd.protocols.traceparent import parse_traceparent
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 FRAME_END = 0xCE
 MAX_FRAME_BUFFER = 1024 * 1024  # a method or content-header frame; RabbitMQ's default frame_max is 128 KiB
 MAX_FRAME_SIZE = 0x7FFFFFFF  # frame sizes above 2^31-1 are not AMQP (the reference's bound)
-MAX_PENDING = 1024  # unanswered synchronous requests and unconfirmed publishes per connection
 MAX_CHANNELS = 2048  # channels tracked per connection (RabbitMQ's default channel_max)
 MAX_RESYNC_SCAN = 4 * 1024 * 1024  # bytes searched for a frame start before giving up on the connection
 
@@ -124,8 +131,11 @@ class AmqpDecoder:
         synced = not ctx.midstream
         self._sides = (_Side(synced), _Side(synced))
         self._channels: dict[int, _Channel] = {}
-        # (channel, sender direction) → pending synchronous requests: (pair key, method)
-        self._pending: dict[tuple[int, int], deque[tuple[object, tuple[int, int]]]] = {}
+        # (channel, sender direction) → pending synchronous requests: (pair key, method). At most MAX_PENDING
+        # are tracked on all channels together (unanswered synchronous requests and, per channel, unconfirmed
+        # publishes); beyond it a request is refused by the overflow rule of PendingQueue: not recorded,
+        # counted (`pending_refused`), its answer dropped (`pending_dropped`), the oldest kept
+        self._pending: dict[tuple[int, int], PendingQueue[tuple[object, tuple[int, int]]]] = {}
         self._npending = 0
         self._seq = 0
 
@@ -440,10 +450,12 @@ class AmqpDecoder:
             pk: object = ("s", self._seq)
             q = self._pending.get((channel, direction))
             if q is None:
-                q = self._pending[(channel, direction)] = deque()
+                q = self._pending[(channel, direction)] = PendingQueue(MAX_PENDING)
             if self._npending >= MAX_PENDING:
-                self._evict_one()
-            q.append((pk, key))
+                q.refuse()
+                self._counters["pending_refused"] = self._counters.get("pending_refused", 0) + 1
+                return
+            q.push((pk, key))
             self._npending += 1
             out.append(
                 Request(
@@ -462,6 +474,9 @@ class AmqpDecoder:
                         self._channels.pop(channel, None)
                     return
             pk = self._answer(channel, 1 - direction, request)
+            if pk is None:  # the answer of a request beyond the bound: dropped, as it was
+                self._counters["pending_dropped"] = self._counters.get("pending_dropped", 0) + 1
+                return
             if key == _CONFIRM_SELECT_OK:
                 self._channel(channel).confirms = True
             elif key == (20, 41):
@@ -497,24 +512,29 @@ class AmqpDecoder:
             Oneway(start, end, size, flags, channel, key, args, content, trace, None, reply_code, reply_text)
         )
 
-    def _answer(self, channel: int, requester: int, request: tuple[int, int]) -> object:
-        """The pair key of the oldest pending `request` from `requester` on `channel` (or one that pairs nothing)."""
+    def _answer(self, channel: int, requester: int, request: tuple[int, int]) -> object | None:
+        """The pair key of the oldest pending `request` from `requester` on `channel` (or one that pairs
+        nothing); None when the answer is owed to a request that was not tracked (beyond the bound)."""
         q = self._pending.get((channel, requester))
         if q:
+            if q.untracked_due() is not None:
+                q.drop_answer()
+                return None
             pk = self._take(q, request)
             if pk is not None:
                 return pk
         self._seq += 1
         return ("orphan", self._seq)
 
-    def _take(self, q: deque[tuple[object, tuple[int, int]]], method: tuple[int, int]) -> object | None:
+    def _take(
+        self, q: PendingQueue[tuple[object, tuple[int, int]]], method: tuple[int, int]
+    ) -> object | None:
         """Remove the oldest pending `method` from `q`: its pair key, or None when none is pending."""
-        for i, (pk, m) in enumerate(q):
-            if m == method:
-                del q[i]
-                self._npending -= 1
-                return pk
-        return None
+        item = q.take_first(lambda pending: pending[1] == method)
+        if item is None:
+            return None
+        self._npending -= 1
+        return item[0]
 
     def _close_answers(
         self,
@@ -577,13 +597,6 @@ class AmqpDecoder:
             out.append(
                 Response(start, end, size if t == tags[-1] else 0, flags, channel, key, args, None, None, pk)
             )
-
-    def _evict_one(self) -> None:
-        for q in self._pending.values():
-            if q:
-                q.popleft()
-                self._npending -= 1
-                return
 
 
 _CANDIDATE = re.compile(rb"[\x01\x08]")
