@@ -23,7 +23,8 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from packetd.pairing.roundtrip import Roundtrip
 from packetd.protocols.base import DecodeError, DecoderContext, Flag
-from packetd.protocols.kafka.decoder import MAX_RESYNC_SCAN, KafkaDecoder
+from packetd.protocols.framing import MAX_RESYNC_SCAN
+from packetd.protocols.kafka.decoder import KafkaDecoder
 from packetd.protocols.kafka.messages import KafkaOneway, KafkaRequest, KafkaResponse
 from packetd.protocols.kafka.options import KafkaOptions
 from tests.helpers.decoding import C2S, MODES, S2C, Step, run

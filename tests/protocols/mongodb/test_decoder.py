@@ -20,7 +20,8 @@ import zstandard
 from bson.codec_options import CodecOptions
 
 from packetd.protocols.base import DecodeError, DecoderContext, Flag
-from packetd.protocols.mongodb.decoder import MAX_RESYNC_SCAN, MongoDecoder
+from packetd.protocols.framing import MAX_RESYNC_SCAN
+from packetd.protocols.mongodb.decoder import MongoDecoder
 from packetd.protocols.mongodb.messages import MongoOneway, MongoPush, MongoReply, MongoRequest
 from packetd.protocols.mongodb.options import MongoOptions
 from tests.helpers.decoding import C2S, MODES, S2C, Step, run

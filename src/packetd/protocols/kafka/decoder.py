@@ -41,20 +41,19 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
-from packetd.protocols.base import NO_MESSAGES, DecodeError, DecoderContext, Direction, Flag, Message
+from packetd.protocols.base import DecodeError, DecoderContext, Direction, Message
+from packetd.protocols.framing import FrameSide, LengthPrefixed, Short
 from packetd.protocols.kafka.messages import KafkaOneway, KafkaRequest, KafkaResponse, TopicSummary
 from packetd.protocols.kafka.options import KafkaOptions
-from packetd.protocols.kafka.schema import Reader, Short, flexible_request, flexible_response, plan_for, walk
+from packetd.protocols.kafka.schema import Reader, flexible_request, flexible_response, plan_for, walk
 from packetd.protocols.kafka.schema_data import API_NAMES, SCHEMAS
 from packetd.protocols.traceparent import parse_traceparent
 
 MAX_MESSAGE = 512 * 1024 * 1024  # sizes above this are not Kafka (fetch.max.bytes defaults to 50 MB)
 MAX_INFLIGHT = 1024  # requests remembered by correlation id until their response (deeper than any client)
 MAX_TOPIC_IDS = 65536  # topic id → name entries shared by all connections of one engine
-MAX_RESYNC_SCAN = 4 * 1024 * 1024  # bytes searched for a message start before giving up
 MAX_API_VERSION = 64  # the highest version of any API today is 18; a larger one is not a header
 MAX_CLIENT_ID = 1024  # a longer client id is not a header
 
@@ -66,22 +65,10 @@ _PRODUCE, _FETCH, _METADATA = 0, 1, 3
 _GROUP_KEYS = ("GroupId",)
 
 
-class _Side:
-    __slots__ = ("buf", "flags", "keep", "remaining", "scanned", "size", "start_ns", "synced")
+class KafkaDecoder(LengthPrefixed):
+    """Decoder for one Kafka connection (see module docstring); framing: protocols/framing.py."""
 
-    def __init__(self, synced: bool) -> None:
-        self.synced = synced
-        self.buf = bytearray()
-        self.size = -1  # the current message's size once its prefix is read
-        self.keep = 0
-        self.remaining = 0
-        self.start_ns = -1
-        self.flags = 0
-        self.scanned = 0
-
-
-class KafkaDecoder:
-    """Decoder for one Kafka connection (see module docstring)."""
+    HEAD: ClassVar[struct.Struct] = _I32  # the size of what follows
 
     def __init__(self, ctx: DecoderContext | None = None) -> None:
         ctx = ctx or DecoderContext()
@@ -89,112 +76,33 @@ class KafkaDecoder:
         self._counters: dict[str, int] = ctx.counters if ctx.counters is not None else {}
         shared = ctx.shared if ctx.shared is not None else {}
         self._topic_ids: dict[str, str] = shared.setdefault("kafka_topic_ids", {})
-        self._sides = (_Side(not ctx.midstream), _Side(not ctx.midstream))
+        self._sides = (FrameSide(not ctx.midstream), FrameSide(not ctx.midstream))
         self._inflight: dict[int, tuple[int, int]] = {}  # correlation id → (api key, api version)
 
-    # -- the Decoder interface ---------------------------------------------------------------------------
-    def receive(self, direction: Direction, data: memoryview, ts_ns: int) -> Sequence[Message]:
-        side = self._sides[direction]
-        if not side.synced:
-            return self._resync(direction, side, data, ts_ns)
-        out: list[Message] = []
-        pos = 0
-        n = len(data)
-        while pos < n:
-            if side.size < 0:
-                buf = side.buf
-                if not buf:
-                    side.start_ns = ts_ns
-                if not buf and n - pos >= 4:
-                    (size,) = _I32.unpack_from(data, pos)
-                    pos += 4
-                else:
-                    take = min(4 - len(buf), n - pos)
-                    buf += data[pos : pos + take]
-                    pos += take
-                    if len(buf) < 4:
-                        break
-                    (size,) = _I32.unpack_from(buf, 0)
-                    buf.clear()
-                if size < 4 or size > MAX_MESSAGE:
-                    raise DecodeError("bad message size", str(size))
-                side.size = size
-                side.remaining = size
-                side.keep = min(size, self._opts.max_parse_bytes)
-            avail = n - pos
-            if not side.buf and side.keep == side.remaining and avail >= side.remaining:
-                body = data[pos : pos + side.remaining].tobytes()
-                pos += side.remaining
-                side.remaining = 0
-            else:
-                if side.keep:
-                    take = min(side.keep, avail)
-                    side.buf += data[pos : pos + take]
-                    side.keep -= take
-                    side.remaining -= take
-                    pos += take
-                    avail -= take
-                skip = min(side.remaining - side.keep, avail)
-                side.remaining -= skip
-                pos += skip
-                if side.remaining:
-                    break
-                body = bytes(side.buf)
-                side.buf.clear()
-            self._message(direction, side, body, ts_ns, out)
-        return out
+    # -- framing (protocols/framing.py) --------------------------------------------------------------------
+    def body_length(self, head: tuple[int, ...]) -> int:
+        (size,) = head
+        if size < 4 or size > MAX_MESSAGE:
+            raise DecodeError("bad message size", str(size))
+        return size
 
-    def receive_gap(self, direction: Direction, nbytes: int, ts_ns: int) -> Sequence[Message]:
-        side = self._sides[direction]
-        if side.size >= 0 and side.keep == 0 and nbytes <= side.remaining:
-            side.remaining -= nbytes  # inside the counted tail of a message: framing survives
-            side.flags |= Flag.GAP
-            return NO_MESSAGES
-        side.buf.clear()
-        side.size = -1
-        side.synced = False
-        side.scanned = 0
-        side.flags = Flag.GAP
-        return NO_MESSAGES
+    def max_keep(self) -> int:
+        return self._opts.max_parse_bytes
 
-    def receive_eof(self, direction: Direction, ts_ns: int) -> Sequence[Message]:
-        side = self._sides[direction]
-        side.buf.clear()
-        side.size = -1
-        return NO_MESSAGES
-
-    # -- resynchronisation ---------------------------------------------------------------------------------
-    def _resync(self, direction: Direction, side: _Side, data: memoryview, ts: int) -> Sequence[Message]:
-        chunk = bytes(side.buf) + data.tobytes()
-        side.buf.clear()
+    def find(self, direction: Direction, chunk: bytes) -> tuple[int, int]:
         if direction is Direction.C2S:
-            start, keep = _find_request(chunk)
-        else:
-            start, keep = _find_response(chunk, self._inflight)
-        if start < 0:
-            side.scanned += keep
-            if side.scanned > MAX_RESYNC_SCAN:
-                raise DecodeError("no message start found")
-            side.buf += chunk[keep:]
-            return NO_MESSAGES
-        side.synced = True
-        side.scanned = 0
-        side.flags |= Flag.GAP if side.flags & Flag.GAP else Flag.MIDSTREAM
-        return self.receive(direction, memoryview(chunk)[start:], ts)
+            return _find_request(chunk)
+        return _find_response(chunk, self._inflight)
 
     # -- messages --------------------------------------------------------------------------------------------
-    def _message(self, direction: Direction, side: _Side, body: bytes, ts: int, out: list[Message]) -> None:
-        size = side.size + 4
-        complete = len(body) == side.size
-        start = side.start_ns if side.start_ns >= 0 else ts
-        flags = side.flags
-        side.flags = 0
-        side.size = -1
-        side.start_ns = -1
+    def message(
+        self, direction: Direction, head: tuple[int, ...], body: bytes, start: int, ts: int, flags: int
+    ) -> Message:
+        complete = len(body) == head[0]
+        size = head[0] + 4
         if direction is Direction.C2S:
-            out.append(self._request(body, complete, start, ts, size, flags))
-        else:
-            out.append(self._response(body, complete, start, ts, size, flags))
+            return self._request(body, complete, start, ts, size, flags)
+        return self._response(body, complete, start, ts, size, flags)
 
     def _request(self, body: bytes, complete: bool, start: int, end: int, size: int, flags: int) -> Message:
         if len(body) < 8:

@@ -25,6 +25,7 @@ import zlib
 from typing import Any
 
 from packetd.protocols.base import DecodeError
+from packetd.protocols.framing import Short, uvarint, zigzag_varint
 from packetd.protocols.kafka.schema_data import SCHEMAS
 
 MAX_ARRAY = 1_000_000  # elements in one array: more than any real message carries in 100 MB
@@ -38,10 +39,6 @@ _FIXED = {"bool": 1, "int8": 1, "int16": 2, "uint16": 2, "int32": 4, "int64": 8,
 # fields a record shows (by schema name); everything else is skipped by length
 _STRINGS = frozenset({"Name", "Topic", "TopicName", "GroupId", "TransactionalId", "Mechanism"})
 _INTS = frozenset({"PartitionIndex", "Index", "Partition", "ThrottleTimeMs"})
-
-
-class Short(Exception):
-    """The kept bytes end before the walk does (not an error: the rest was counted, not kept)."""
 
 
 # a compiled field: (name, kind, nullable, children plan or None, interesting)
@@ -117,20 +114,7 @@ class Reader:
         return p
 
     def uvarint(self) -> int:
-        buf, p, end = self.buf, self.pos, self.end
-        shift = value = 0
-        while True:
-            if p >= end:
-                raise Short
-            b = buf[p]
-            p += 1
-            value |= (b & 0x7F) << shift
-            if not b & 0x80:
-                break
-            shift += 7
-            if shift > 63:
-                raise DecodeError("bad varint")
-        self.pos = p
+        value, self.pos = uvarint(self.buf, self.pos, self.end)
         return value
 
     def int16(self) -> int:
@@ -277,23 +261,6 @@ def records_summary(buf: bytes, start: int, end: int, declared: int) -> tuple[in
     return count, declared, headers
 
 
-def _varint(buf: bytes, p: int, end: int) -> tuple[int, int]:
-    """A zig-zag varint (Kafka record fields) → (value, next offset)."""
-    shift = value = 0
-    while True:
-        if p >= end:
-            raise Short
-        b = buf[p]
-        p += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            break
-        shift += 7
-        if shift > 63:
-            raise DecodeError("bad varint")
-    return (value >> 1) ^ -(value & 1), p
-
-
 def _first_record_headers(buf: bytes, p: int, end: int, codec: int) -> dict[str, bytes] | None:
     """Header keys and values of the first record of a batch (none: compression we do not inflate)."""
     if codec == 1:  # gzip
@@ -305,23 +272,23 @@ def _first_record_headers(buf: bytes, p: int, end: int, codec: int) -> dict[str,
     elif codec != 0:
         return None  # snappy, lz4, zstd: not inflated for a header (bounded work per batch)
     try:
-        _length, p = _varint(buf, p, end)
+        _length, p = zigzag_varint(buf, p, end)
         p += 1  # attributes
-        _ts, p = _varint(buf, p, end)
-        _od, p = _varint(buf, p, end)
-        klen, p = _varint(buf, p, end)
+        _ts, p = zigzag_varint(buf, p, end)
+        _od, p = zigzag_varint(buf, p, end)
+        klen, p = zigzag_varint(buf, p, end)
         p += max(klen, 0)
-        vlen, p = _varint(buf, p, end)
+        vlen, p = zigzag_varint(buf, p, end)
         p += max(vlen, 0)
-        n, p = _varint(buf, p, end)
+        n, p = zigzag_varint(buf, p, end)
         headers: dict[str, bytes] = {}
         for _ in range(min(n, 64)):
-            hk, p = _varint(buf, p, end)
+            hk, p = zigzag_varint(buf, p, end)
             if hk < 0 or p + hk > end:
                 return headers
             key = buf[p : p + hk].decode("utf-8", "replace")
             p += hk
-            hv, p = _varint(buf, p, end)
+            hv, p = zigzag_varint(buf, p, end)
             if hv >= 0:
                 if p + hv > end:
                     return headers

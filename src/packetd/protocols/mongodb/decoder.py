@@ -45,13 +45,13 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import cramjam
 from bson.raw_bson import RawBSONDocument
 
-from packetd.protocols.base import NO_MESSAGES, DecodeError, DecoderContext, Direction, Flag, Message
+from packetd.protocols.base import DecodeError, DecoderContext, Direction, Message
+from packetd.protocols.framing import FrameSide, LengthPrefixed
 from packetd.protocols.mongodb.messages import (
     AUTH_COMMANDS,
     HELLO_COMMANDS,
@@ -65,7 +65,6 @@ from packetd.protocols.mongodb.options import MongoOptions
 
 HEADER_SIZE = 16
 MAX_MESSAGE = 48 * 1000 * 1000  # maxMessageSizeBytes of every MongoDB server since 2.6
-MAX_RESYNC_SCAN = 4 * 1024 * 1024  # bytes searched for a message start before giving up on the connection
 MAX_EXHAUST = 64  # exhaust streams tracked per connection (one per exhaust cursor or awaitable hello)
 MAX_SUMMARY = 1024  # characters of the command summary a record keeps
 MAX_SUMMARY_DEPTH = 4  # nested documents summarised; deeper ones become "{...}"
@@ -95,139 +94,45 @@ _COLLECTION_COMMANDS = frozenset(
 )  # fmt: skip
 
 
-class _Side:
-    __slots__ = ("buf", "flags", "header", "keep", "remaining", "scanned", "start_ns", "synced")
+class MongoDecoder(LengthPrefixed):
+    """Decoder for one MongoDB connection (see module docstring); framing: protocols/framing.py."""
 
-    def __init__(self, synced: bool) -> None:
-        self.synced = synced
-        self.buf = bytearray()  # header, then the kept part of the body
-        self.header: tuple[int, int, int, int] | None = None
-        self.keep = 0  # body bytes still to keep
-        self.remaining = 0  # body bytes still to come (kept or counted)
-        self.start_ns = -1
-        self.flags = 0
-        self.scanned = 0
-
-
-class MongoDecoder:
-    """Decoder for one MongoDB connection (see module docstring)."""
+    HEAD: ClassVar[struct.Struct] = _HEADER  # messageLength (the header's 16 bytes included), ids, opCode
 
     def __init__(self, ctx: DecoderContext | None = None) -> None:
         ctx = ctx or DecoderContext()
         opts = ctx.options if isinstance(ctx.options, MongoOptions) else MongoOptions()
         self._opts = opts
         self._counters: dict[str, int] = ctx.counters if ctx.counters is not None else {}
-        self._sides = (_Side(not ctx.midstream), _Side(not ctx.midstream))
+        self._sides = (FrameSide(not ctx.midstream), FrameSide(not ctx.midstream))
         self._exhaust: dict[int, str] = {}  # requestID of a reply with moreToCome → the command it serves
         self._commands: dict[int, str] = {}  # requestID → command, for exhaust replies (bounded)
         self._first = not ctx.midstream  # the next hello/isMaster opens the connection
         self._cmd_queries: dict[int, bool] = {}  # OP_QUERY requestID → it was a command ($cmd), bounded
 
-    # -- the Decoder interface ---------------------------------------------------------------------------
-    def receive(self, direction: Direction, data: memoryview, ts_ns: int) -> Sequence[Message]:
-        side = self._sides[direction]
-        if not side.synced:
-            return self._resync(direction, side, data, ts_ns)
-        out: list[Message] = []
-        pos = 0
-        n = len(data)
-        while pos < n:
-            if side.header is None:
-                buf = side.buf
-                if not buf:
-                    side.start_ns = ts_ns
-                if not buf and n - pos >= HEADER_SIZE:
-                    header = _HEADER.unpack_from(data, pos)
-                    pos += HEADER_SIZE
-                else:
-                    take = min(HEADER_SIZE - len(buf), n - pos)
-                    buf += data[pos : pos + take]
-                    pos += take
-                    if len(buf) < HEADER_SIZE:
-                        break
-                    header = _HEADER.unpack_from(buf, 0)
-                    buf.clear()
-                length, _rid, _rto, opcode = header
-                if length < HEADER_SIZE or length > MAX_MESSAGE:
-                    raise DecodeError("bad message length", str(length))
-                if opcode not in OPCODES or opcode == 2003:
-                    raise DecodeError("unknown opcode", str(opcode))
-                side.header = header
-                side.remaining = length - HEADER_SIZE
-                side.keep = min(side.remaining, self._opts.max_parse_bytes)
-                if side.remaining == 0:
-                    self._finish(direction, side, b"", ts_ns, out)
-                    continue
-            # body: keep the first `keep` bytes, count the rest
-            avail = n - pos
-            if not side.buf and side.keep == side.remaining and avail >= side.remaining:
-                body = data[pos : pos + side.remaining].tobytes()  # the whole body in this segment
-                pos += side.remaining
-                side.remaining = 0
-                self._finish(direction, side, body, ts_ns, out)
-                continue
-            if side.keep:
-                take = min(side.keep, avail)
-                side.buf += data[pos : pos + take]
-                side.keep -= take
-                side.remaining -= take
-                pos += take
-                avail -= take
-            skip = min(side.remaining - side.keep, avail)
-            side.remaining -= skip
-            pos += skip
-            if side.remaining == 0:
-                body = bytes(side.buf)
-                side.buf.clear()
-                self._finish(direction, side, body, ts_ns, out)
-        return out
+    # -- framing (protocols/framing.py) --------------------------------------------------------------------
+    def body_length(self, head: tuple[int, ...]) -> int:
+        length, _rid, _rto, opcode = head
+        if length < HEADER_SIZE or length > MAX_MESSAGE:
+            raise DecodeError("bad message length", str(length))
+        if opcode not in OPCODES or opcode == 2003:
+            raise DecodeError("unknown opcode", str(opcode))
+        return length - HEADER_SIZE
 
-    def receive_gap(self, direction: Direction, nbytes: int, ts_ns: int) -> Sequence[Message]:
-        side = self._sides[direction]
-        if side.header is not None and side.keep == 0 and nbytes <= side.remaining:
-            side.remaining -= nbytes  # inside the counted tail of a body: framing survives
-            side.flags |= Flag.GAP
-            return NO_MESSAGES
-        side.buf.clear()
-        side.header = None
-        side.synced = False
-        side.scanned = 0
-        side.flags = Flag.GAP
-        return NO_MESSAGES
+    def max_keep(self) -> int:
+        return self._opts.max_parse_bytes
 
-    def receive_eof(self, direction: Direction, ts_ns: int) -> Sequence[Message]:
-        side = self._sides[direction]
-        side.buf.clear()
-        side.header = None
-        return NO_MESSAGES
+    def find(self, direction: Direction, chunk: bytes) -> tuple[int, int]:
+        return _find_message(chunk)
 
-    # -- resynchronisation ---------------------------------------------------------------------------------
-    def _resync(self, direction: Direction, side: _Side, data: memoryview, ts: int) -> Sequence[Message]:
-        chunk = bytes(side.buf) + data.tobytes()
-        side.buf.clear()
-        start, keep = _find_message(chunk)
-        if start < 0:
-            side.scanned += keep
-            if side.scanned > MAX_RESYNC_SCAN:
-                raise DecodeError("no message start found")
-            side.buf += chunk[keep:]
-            return NO_MESSAGES
-        side.synced = True
-        side.scanned = 0
-        side.flags |= Flag.GAP if side.flags & Flag.GAP else Flag.MIDSTREAM
+    def resynced(self) -> None:
         self._first = False  # the connection's set-up happened before the capture joined
-        return self.receive(direction, memoryview(chunk)[start:], ts)
 
     # -- messages ------------------------------------------------------------------------------------------
-    def _finish(self, direction: Direction, side: _Side, body: bytes, ts: int, out: list[Message]) -> None:
-        header = side.header
-        assert header is not None
-        side.header = None
-        length, rid, rto, opcode = header
-        start = side.start_ns if side.start_ns >= 0 else ts
-        flags = side.flags
-        side.flags = 0
-        side.start_ns = -1
+    def message(
+        self, direction: Direction, head: tuple[int, ...], body: bytes, start: int, ts: int, flags: int
+    ) -> Message:
+        length, rid, rto, opcode = head
         complete = len(body) == length - HEADER_SIZE
         compressor = -1
         if opcode == 2012:
@@ -240,22 +145,18 @@ class MongoDecoder:
             if inner is None:  # over the bound: what the header says, nothing from the body
                 name = OPCODES[opcode]
                 if opcode == 1 or (opcode == 2013 and rto):
-                    out.append(MongoReply(start, ts, length, flags, opcode, rid, rto, None, None, None, None,
-                                          None, None, None, None, 0, 0, compressor, False, "", rto))  # fmt: skip
-                else:
-                    cls = MongoOneway if opcode in _ONEWAY_OPS else MongoRequest
-                    out.append(cls(start, ts, length, flags, opcode, rid, name, None, None, None, 0, 0,
-                                   compressor, False, False, rid))  # fmt: skip
-                return
+                    return MongoReply(start, ts, length, flags, opcode, rid, rto, None, None, None, None,
+                                      None, None, None, None, 0, 0, compressor, False, "", rto)  # fmt: skip
+                cls = MongoOneway if opcode in _ONEWAY_OPS else MongoRequest
+                return cls(start, ts, length, flags, opcode, rid, name, None, None, None, 0, 0,
+                           compressor, False, False, rid)  # fmt: skip
             body = inner
             complete = True
         if opcode == 2013:
-            msg = self._op_msg(direction, rid, rto, body, complete, start, ts, length, flags, compressor)
-        elif opcode == 1:
-            msg = self._op_reply(rid, rto, body, complete, start, ts, length, flags, compressor)
-        else:
-            msg = self._legacy(opcode, rid, body, complete, start, ts, length, flags, compressor)
-        out.append(msg)
+            return self._op_msg(direction, rid, rto, body, complete, start, ts, length, flags, compressor)
+        if opcode == 1:
+            return self._op_reply(rid, rto, body, complete, start, ts, length, flags, compressor)
+        return self._legacy(opcode, rid, body, complete, start, ts, length, flags, compressor)
 
     def _decompress(self, compressor: int, usize: int, data: bytes, complete: bool) -> bytes | None:
         if usize < 0 or usize > self._opts.max_decompress or not complete:
