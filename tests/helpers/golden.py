@@ -65,6 +65,13 @@ class ManifestRow:
         return int(m.group(1)) if m else 0
 
 
+def note_count(row: ManifestRow, key: str) -> int:
+    """A `key=N` count from the manifest notes of a file (tshark's per-message counts)."""
+    m = re.search(rf"\b{key}=(\d+)", row.notes)
+    assert m is not None, f"{key}= missing from the manifest notes of {row.name}"
+    return int(m.group(1))
+
+
 def manifest(protocol: str) -> list[ManifestRow]:
     rows = []
     with open(os.path.join(CORPUS, "MANIFEST.tsv"), newline="") as f:
