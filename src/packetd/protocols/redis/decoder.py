@@ -283,6 +283,20 @@ def _skip_from(p: _Client | _Server, b: bytes, pos: int, blen: int, capidx: int,
         p.capidx = -1
 
 
+def _skip_rest(p: _Client | _Server, data: memoryview) -> int:
+    """The next segment of a bulk string skipped by _skip_from: the position after it, or -1 when it goes
+    on further (the caller completes the element when it ends)."""
+    n = len(data)
+    take = p.skip if p.skip < n else n
+    if p.want:
+        keep = take if take < p.want else p.want
+        p.cap += data[:keep]
+        p.want -= keep
+    p.skip -= take
+    p.size += take
+    return -1 if p.skip else take
+
+
 def _skip_gap(p: _Client | _Server, nbytes: int) -> None:
     """A capture gap of `nbytes` falls inside the skipped bulk string: framing survives, the bytes are lost."""
     p.skip -= nbytes
@@ -378,21 +392,13 @@ class RedisDecoder:
     # -- client side -------------------------------------------------------------------------------------
     def _client(self, data: memoryview, ts: int, out: list[Message]) -> None:
         c = self._c
-        n = len(data)
         pos = 0
-        if c.skip:  # the rest of a bulk string that spans segments (see _skip_from); inlined: hot
-            take = c.skip if c.skip < n else n
-            if c.want:
-                keep = take if take < c.want else c.want
-                c.cap += data[:keep]
-                c.want -= keep
-            c.skip -= take
-            c.size += take
-            if c.skip:
+        if c.skip:
+            pos = _skip_rest(c, data)
+            if pos < 0:
                 return
-            pos = take
             self._arg_done(c, ts, out)
-            if pos >= n:
+            if pos >= len(data):
                 return
         b = data[pos:].tobytes() if pos else data.tobytes()
         n = len(b)
@@ -430,41 +436,51 @@ class RedisDecoder:
             pos = j + 1
             c.size += len(line)
             if not c.left:
-                if line[0] != _STAR:
-                    self._inline(c, line, ts, out)
-                    continue
-                if len(line) < 4 or line[-2] != _CR:
-                    raise DecodeError("bad array header")
-                nargs = _int(line[1:-2], "array length")
-                if nargs <= 0:  # `*0` / `*-1`: the server skips it without a reply
-                    c.start = -1
-                    c.size = 0
-                    continue
-                if nargs > MAX_ELEMENTS:
-                    raise DecodeError("bad array length")
-                c.left = c.nargs = nargs
-                c.idx = 0
+                self._array_header(c, line, ts, out)
                 continue
-            if line[0] != _DOLLAR or line[-2] != _CR:
-                raise DecodeError("command element is not a bulk string")
-            blen = _int(line[1:-2], "bulk length")
-            if blen < 0 or blen > MAX_BULK:
-                raise DecodeError("bad bulk length")
-            end = pos + blen
-            if end + 2 <= n:
-                if c.idx < 3:
-                    c.parts[c.idx] = b[pos : pos + MAX_CAPTURE] if blen > MAX_CAPTURE else b[pos:end]
-                if b[end : end + 2] != b"\r\n":
-                    raise DecodeError("bulk string not followed by CRLF")
-                pos = end + 2
-                c.size += blen + 2
-                c.idx += 1
-                c.left -= 1
-                if not c.left:
-                    self._command(c, ts, out)
-                continue
-            _skip_from(c, b, pos, blen, c.idx if c.idx < 3 else -1, MAX_CAPTURE)
+            pos = self._arg(c, line, b, pos, n, ts, out)
+            if pos < 0:
+                return
+
+    def _array_header(self, c: _Client, line: bytes, ts: int, out: list[Message]) -> None:
+        """The line that starts a command: `*N` (N bulk strings follow), or an inline command."""
+        if line[0] != _STAR:
+            self._inline(c, line, ts, out)
             return
+        if len(line) < 4 or line[-2] != _CR:
+            raise DecodeError("bad array header")
+        nargs = _int(line[1:-2], "array length")
+        if nargs <= 0:  # `*0` / `*-1`: the server skips it without a reply
+            c.start = -1
+            c.size = 0
+            return
+        if nargs > MAX_ELEMENTS:
+            raise DecodeError("bad array length")
+        c.left = c.nargs = nargs
+        c.idx = 0
+
+    def _arg(self, c: _Client, line: bytes, b: bytes, pos: int, n: int, ts: int, out: list[Message]) -> int:
+        """A command element's `$N` line and its bytes: the position after them, or -1 when they go on in
+        the next segment."""
+        if line[0] != _DOLLAR or line[-2] != _CR:
+            raise DecodeError("command element is not a bulk string")
+        blen = _int(line[1:-2], "bulk length")
+        if blen < 0 or blen > MAX_BULK:
+            raise DecodeError("bad bulk length")
+        end = pos + blen
+        if end + 2 > n:
+            _skip_from(c, b, pos, blen, c.idx if c.idx < 3 else -1, MAX_CAPTURE)
+            return -1
+        if c.idx < 3:
+            c.parts[c.idx] = b[pos : pos + MAX_CAPTURE] if blen > MAX_CAPTURE else b[pos:end]
+        if b[end : end + 2] != b"\r\n":
+            raise DecodeError("bulk string not followed by CRLF")
+        c.size += blen + 2
+        c.idx += 1
+        c.left -= 1
+        if not c.left:
+            self._command(c, ts, out)
+        return end + 2
 
     def _resync_client(self, c: _Client, b: bytes) -> bytes | None:
         """Search for the start of a command; the bytes from there on, or None (tail kept for later)."""
@@ -560,60 +576,27 @@ class RedisDecoder:
     # -- server side -------------------------------------------------------------------------------------
     def _server(self, data: memoryview, ts: int, out: list[Message]) -> None:
         s = self._s
-        n = len(data)
+        if not s.synced and not self._server_synced(data, ts):
+            return
         pos = 0
-        if not s.synced:
-            # joined or lost: a reply can only be trusted to start at a segment sent after a command
-            head = self._expect.peek()
-            if head is None or head.start > ts or data[0] not in _SERVER_TYPES:
+        if s.skip:
+            pos = _skip_rest(s, data)
+            if pos < 0:
                 return
-            s.synced = True
-            s.flags |= Flag.MIDSTREAM
-        if s.skip:  # the rest of a bulk string that spans segments (see _skip_from); inlined: hot
-            take = s.skip if s.skip < n else n
-            if s.want:
-                keep = take if take < s.want else s.want
-                s.cap += data[:keep]
-                s.want -= keep
-            s.skip -= take
-            s.size += take
-            if s.skip:
-                return
-            pos = take
             self._bulk_done(s, ts, out)
-            if pos >= n:
+            if pos >= len(data):
                 return
         b = data[pos:].tobytes() if pos else data.tobytes()
         n = len(b)
         pos = 0
-        stack = s.stack
         while pos < n:
             if s.start < 0:
                 s.start = ts
-                t = b[pos]
-                if (t == _PLUS or t == _COLON or t == _MINUS or t == _DOLLAR) and not s.buf:
-                    # the common case: a simple reply or a bulk string wholly in this segment
-                    j = b.find(b"\r\n", pos)
-                    if j > pos and b.find(b"\n", pos, j) < 0:
-                        if t != _DOLLAR:
-                            if t != _COLON:
-                                s.parts[0] = b[pos + 1 : min(j, pos + 1 + MAX_ERROR)]
-                            s.top = t
-                            s.size = j + 2 - pos
-                            pos = j + 2
-                            self._reply_complete(s, ts, out)
-                            continue
-                        try:
-                            blen = int(b[pos + 1 : j])
-                        except ValueError:
-                            blen = -2
-                        end = j + 2 + blen
-                        if blen >= 0 and end + 2 <= n and b[end : end + 2] == b"\r\n":
-                            s.top = t
-                            s.size = end + 2 - pos
-                            pos = end + 2
-                            self._reply_complete(s, ts, out)
-                            continue
+                if not s.buf:
+                    p = self._whole_reply(s, b, pos, n, ts, out)
+                    if p >= 0:
+                        pos = p
+                        continue
             j = b.find(b"\n", pos)
             if j < 0:
                 if len(s.buf) + n - pos > MAX_LINE:
@@ -625,110 +608,164 @@ class RedisDecoder:
                 s.buf.clear()
             else:
                 line = b[pos : j + 1]
-            pos = j + 1
-            s.size += len(line)
-            if len(line) < 3 or line[-2] != _CR:
-                raise DecodeError("line without CRLF")
-            t = line[0]
-            depth = len(stack)
-            if s.sstream:  # chunks of a streamed string: ;N\r\n<N bytes>\r\n ... ;0\r\n
-                if t != _SEMI:
-                    raise DecodeError("bad streamed string chunk")
-                clen = _int(line[1:-2], "chunk length")
-                if clen < 0 or clen > MAX_BULK:
-                    raise DecodeError("bad chunk length")
-                if clen == 0:
-                    s.sstream = False
-                    if self._up(s):
-                        self._reply_complete(s, ts, out)
-                    continue
-                end = pos + clen + 2
-                if end <= n:
-                    pos = end
-                    s.size += clen + 2
-                    continue
-                s.skip = end - n
-                s.size += n - pos
-                s.want = 0
-                s.capidx = -2  # a chunk, not an element: its end continues the stream
+            pos = self._line(s, line, b, j + 1, n, ts, out)
+            if pos < 0:
                 return
-            if not depth and t != _PIPE:
-                s.top = t
-            if t in _BULK_TYPES:
-                if line[1] == 0x3F:  # "$?": a streamed string
-                    s.sstream = True
-                    continue
-                blen = _int(line[1:-2], "bulk length")
-                if blen < 0:
-                    if blen != -1:
-                        raise DecodeError("bad bulk length")
-                    if not depth:
-                        s.top = ord("_")  # the RESP2 null bulk string
-                    if self._up(s):
-                        self._reply_complete(s, ts, out)
-                    continue
-                if blen > MAX_BULK:
-                    raise DecodeError("bad bulk length")
-                capidx = s.idx if depth == 1 and s.idx < 3 and stack[0] < _ATTR else -1
-                if not depth and t == _BANG:
-                    capidx = 0  # a blob error: keep its text
-                end = pos + blen
-                if end + 2 <= n:
-                    if capidx >= 0:
-                        s.parts[capidx] = b[pos : pos + min(blen, MAX_ERROR)]
-                    if b[end : end + 2] != b"\r\n":
-                        raise DecodeError("bulk string not followed by CRLF")
-                    pos = end + 2
-                    s.size += blen + 2
-                    if self._up(s):
-                        self._reply_complete(s, ts, out)
-                    continue
-                _skip_from(s, b, pos, blen, capidx, MAX_ERROR)
-                return
-            if t in _LINE_TYPES:
-                if depth == 1 and s.idx < 3 and stack[0] < _ATTR:
-                    s.parts[s.idx] = line[1:-2] if t != 0x5F else None  # "_": a RESP3 null
-                elif not depth and (t == _MINUS or t == _PLUS):
-                    s.parts[0] = line[1 : min(len(line) - 2, MAX_ERROR + 1)]
-                if self._up(s):
-                    self._reply_complete(s, ts, out)
-                continue
-            if t in _AGGR_TYPES or t == 0x25 or t == _PIPE:  # * ~ > % |
-                if line[1] == 0x3F:  # "*?": streamed aggregate
-                    if depth >= MAX_DEPTH:
-                        raise DecodeError("aggregates nested too deep")
-                    stack.append(_STREAM)
-                    continue
-                count = _int(line[1:-2], "aggregate length")
-                if count < 0:
-                    if count != -1 or t != _STAR:
-                        raise DecodeError("bad aggregate length")
-                    if not depth:
-                        s.top = ord("_")  # the RESP2 null array
-                    if self._up(s):
-                        self._reply_complete(s, ts, out)
-                    continue
-                if count > MAX_ELEMENTS:
-                    raise DecodeError("bad aggregate length")
-                if not depth and t != _PIPE:
-                    s.count = count
-                items = count * 2 if t == 0x25 or t == _PIPE else count
-                if not items:
-                    if t != _PIPE and self._up(s):
-                        self._reply_complete(s, ts, out)
-                    continue
-                if depth >= MAX_DEPTH:
-                    raise DecodeError("aggregates nested too deep")
-                stack.append(items + _ATTR if t == _PIPE else items)
-                continue
-            if t == _DOT and depth and stack[-1] == _STREAM:
-                stack.pop()
-                if not depth - 1:
-                    s.count = s.idx
-                if self._up(s):
-                    self._reply_complete(s, ts, out)
-                continue
+
+    # The helpers of _server return the position after what they consumed, or -1 when the rest of the
+    # segment is consumed (a bulk string or chunk that goes on in the next one).
+    def _server_synced(self, data: memoryview, ts: int) -> bool:
+        """Joined or lost: a reply can only be trusted to start at a segment sent after a command."""
+        s = self._s
+        head = self._expect.peek()
+        if head is None or head.start > ts or data[0] not in _SERVER_TYPES:
+            return False
+        s.synced = True
+        s.flags |= Flag.MIDSTREAM
+        return True
+
+    def _whole_reply(self, s: _Server, b: bytes, pos: int, n: int, ts: int, out: list[Message]) -> int:
+        """The common case, a simple reply or a bulk string wholly in this segment; -1 when it is not."""
+        t = b[pos]
+        if not (t == _PLUS or t == _COLON or t == _MINUS or t == _DOLLAR):
+            return -1
+        j = b.find(b"\r\n", pos)
+        if j <= pos or b.find(b"\n", pos, j) >= 0:
+            return -1
+        if t != _DOLLAR:
+            if t != _COLON:
+                s.parts[0] = b[pos + 1 : min(j, pos + 1 + MAX_ERROR)]
+            s.top = t
+            s.size = j + 2 - pos
+            self._reply_complete(s, ts, out)
+            return j + 2
+        try:
+            blen = int(b[pos + 1 : j])
+        except ValueError:
+            return -1
+        end = j + 2 + blen
+        if blen < 0 or end + 2 > n or b[end : end + 2] != b"\r\n":
+            return -1
+        s.top = t
+        s.size = end + 2 - pos
+        self._reply_complete(s, ts, out)
+        return end + 2
+
+    def _line(self, s: _Server, line: bytes, b: bytes, pos: int, n: int, ts: int, out: list[Message]) -> int:
+        """One RESP line (what follows it, for bulk strings, from `b` at `pos`)."""
+        s.size += len(line)
+        if len(line) < 3 or line[-2] != _CR:
+            raise DecodeError("line without CRLF")
+        t = line[0]
+        stack = s.stack
+        depth = len(stack)
+        if s.sstream:  # chunks of a streamed string: ;N\r\n<N bytes>\r\n ... ;0\r\n
+            return self._chunk(s, line, pos, n, ts, out)
+        if not depth and t != _PIPE:
+            s.top = t
+        if t in _BULK_TYPES:
+            return self._bulk(s, line, b, pos, n, ts, out)
+        if t in _LINE_TYPES:
+            if depth == 1 and s.idx < 3 and stack[0] < _ATTR:
+                s.parts[s.idx] = line[1:-2] if t != 0x5F else None  # "_": a RESP3 null
+            elif not depth and (t == _MINUS or t == _PLUS):
+                s.parts[0] = line[1 : min(len(line) - 2, MAX_ERROR + 1)]
+        elif t in _AGGR_TYPES or t == 0x25 or t == _PIPE:  # * ~ > % |
+            if not self._aggregate(s, line, t, depth):
+                return pos
+        elif t == _DOT and depth and stack[-1] == _STREAM:
+            stack.pop()
+            if not depth - 1:
+                s.count = s.idx
+        else:
             raise DecodeError("bad type byte", chr(t))
+        if self._up(s):
+            self._reply_complete(s, ts, out)
+        return pos
+
+    def _chunk(self, s: _Server, line: bytes, pos: int, n: int, ts: int, out: list[Message]) -> int:
+        """A chunk header of a streamed string (`;N`), and its bytes when they are in this segment."""
+        if line[0] != _SEMI:
+            raise DecodeError("bad streamed string chunk")
+        clen = _int(line[1:-2], "chunk length")
+        if clen < 0 or clen > MAX_BULK:
+            raise DecodeError("bad chunk length")
+        if clen == 0:
+            s.sstream = False
+            if self._up(s):
+                self._reply_complete(s, ts, out)
+            return pos
+        end = pos + clen + 2
+        if end <= n:
+            s.size += clen + 2
+            return end
+        s.skip = end - n
+        s.size += n - pos
+        s.want = 0
+        s.capidx = -2  # a chunk, not an element: its end continues the stream
+        return -1
+
+    def _bulk(self, s: _Server, line: bytes, b: bytes, pos: int, n: int, ts: int, out: list[Message]) -> int:
+        """A bulk string's length line (`$N`, `!N`, `=N`), and its bytes when they are in this segment."""
+        if line[1] == 0x3F:  # "$?": a streamed string
+            s.sstream = True
+            return pos
+        stack = s.stack
+        depth = len(stack)
+        blen = _int(line[1:-2], "bulk length")
+        if blen < 0:
+            if blen != -1:
+                raise DecodeError("bad bulk length")
+            if not depth:
+                s.top = ord("_")  # the RESP2 null bulk string
+            if self._up(s):
+                self._reply_complete(s, ts, out)
+            return pos
+        if blen > MAX_BULK:
+            raise DecodeError("bad bulk length")
+        capidx = s.idx if depth == 1 and s.idx < 3 and stack[0] < _ATTR else -1
+        if not depth and line[0] == _BANG:
+            capidx = 0  # a blob error: keep its text
+        end = pos + blen
+        if end + 2 > n:
+            _skip_from(s, b, pos, blen, capidx, MAX_ERROR)
+            return -1
+        if capidx >= 0:
+            s.parts[capidx] = b[pos : pos + min(blen, MAX_ERROR)]
+        if b[end : end + 2] != b"\r\n":
+            raise DecodeError("bulk string not followed by CRLF")
+        s.size += blen + 2
+        if self._up(s):
+            self._reply_complete(s, ts, out)
+        return end + 2
+
+    def _aggregate(self, s: _Server, line: bytes, t: int, depth: int) -> bool:
+        """An aggregate's header (`*N ~N >N %N |N`, or `*?` streamed); True when it completed an element
+        (a null or empty aggregate), False when its elements follow."""
+        stack = s.stack
+        if line[1] == 0x3F:  # "*?": streamed aggregate
+            if depth >= MAX_DEPTH:
+                raise DecodeError("aggregates nested too deep")
+            stack.append(_STREAM)
+            return False
+        count = _int(line[1:-2], "aggregate length")
+        if count < 0:
+            if count != -1 or t != _STAR:
+                raise DecodeError("bad aggregate length")
+            if not depth:
+                s.top = ord("_")  # the RESP2 null array
+            return True
+        if count > MAX_ELEMENTS:
+            raise DecodeError("bad aggregate length")
+        if not depth and t != _PIPE:
+            s.count = count
+        items = count * 2 if t == 0x25 or t == _PIPE else count
+        if not items:
+            return t != _PIPE  # an empty attribute is not an element of what holds it
+        if depth >= MAX_DEPTH:
+            raise DecodeError("aggregates nested too deep")
+        stack.append(items + _ATTR if t == _PIPE else items)
+        return False
 
     def _bulk_done(self, s: _Server, ts: int, out: list[Message]) -> None:
         """A bulk string (or streamed-string chunk) that spanned segments is complete."""
