@@ -691,22 +691,8 @@ class Http2Decoder:
         if sensitive:
             half.sensitive = half.sensitive | frozenset(sensitive)
         if half.headers is None and (b":method" in pseudo if is_client else b":status" in pseudo):
-            if not is_client:
-                status = pseudo[b":status"]
-                if status[:1] == b"1" and len(status) == 3:
-                    if len(half.interim) >= MAX_INTERIM:
-                        half.flags |= Flag.TRUNCATED
-                    elif status.isdigit():
-                        half.interim.append(int(status))
-                    return
-            half.headers = regular_t
-            half.pseudo = pseudo
-            ctype = _ctype_grpc(regular_t)
-            if is_client:
-                half.grpc = ctype is True
-            else:
-                req = st.halves[0]
-                half.grpc = ctype is True or (ctype is None and req.grpc)
+            if not self._headers(st, half, is_client, pseudo, regular_t):
+                return  # an interim (1xx) response: the exchange goes on
         elif half.headers is None and not pseudo and not half.body_bytes and not side.block_end:
             # a first block with no pseudo-header at all: its pseudo-headers were dynamic entries we
             # never saw; keep it as the headers (the message is flagged midstream)
@@ -720,6 +706,30 @@ class Http2Decoder:
             half.flags |= Flag.TRUNCATED
         if side.block_end:
             self._end_half(st, half, is_client, ts, out)
+
+    @staticmethod
+    def _headers(
+        st: _Stream, half: _Half, is_client: bool, pseudo: dict[bytes, bytes], regular_t: Fields
+    ) -> bool:
+        """A message's first header block (with :method or :status): its headers; False when it is an
+        interim 1xx response, folded into the final one's `interim` instead."""
+        if not is_client:
+            status = pseudo[b":status"]
+            if status[:1] == b"1" and len(status) == 3:
+                if len(half.interim) >= MAX_INTERIM:
+                    half.flags |= Flag.TRUNCATED
+                elif status.isdigit():
+                    half.interim.append(int(status))
+                return False
+        half.headers = regular_t
+        half.pseudo = pseudo
+        ctype = _ctype_grpc(regular_t)
+        if is_client:
+            half.grpc = ctype is True
+        else:
+            req = st.halves[0]
+            half.grpc = ctype is True or (ctype is None and req.grpc)
+        return True
 
     @staticmethod
     def _decode_block(

@@ -177,49 +177,72 @@ def walk(plan: Plan, r: Reader, flexible: bool, out: dict[str, Any], depth: int 
             if n > 0:
                 r.take(n)
         elif kind == "records":
-            n = r.length(flexible)
-            if n > 0:
-                start = r.pos
-                avail = min(n, r.end - start)
-                out[name] = records_summary(r.buf, start, start + avail, n)
-                r.take(n)
-            else:
-                out[name] = (0, 0, None)
+            out[name] = _records(r, flexible)
         elif kind == "[]" or kind == "{}":
             assert sub is not None
-            if kind == "{}":
-                child: dict[str, Any] = {}
-                if interesting:
-                    out[name] = child
-                walk(sub, r, flexible, child, depth + 1)
-                continue
-            n = r.count(flexible)
-            items: list[dict[str, Any]] = []
-            if interesting:
-                out[name] = items
-            for _ in range(max(n, 0)):
-                child = {}
-                if interesting:
-                    items.append(child)
-                walk(sub, r, flexible, child, depth + 1)
+            _children(name, kind, sub, interesting, r, flexible, out, depth)
         elif kind.startswith("[]"):
-            n = r.count(flexible)
-            inner = kind[2:]
-            fixed = _FIXED.get(inner)
-            if fixed is not None:
-                r.take(fixed * max(n, 0))
-            else:
-                for _ in range(max(n, 0)):
-                    if inner == "string":
-                        r.string(flexible)
-                    else:
-                        m = r.length(flexible)
-                        if m > 0:
-                            r.take(m)
+            _skip_array(kind[2:], r, flexible)
         else:
             raise DecodeError("unknown schema kind", kind)
     if flexible:
         r.tagged()
+
+
+def _records(r: Reader, flexible: bool) -> tuple[int, int, Any]:
+    """A records field: its summary (records_summary), the reader moved past it."""
+    n = r.length(flexible)
+    if n <= 0:
+        return (0, 0, None)
+    start = r.pos
+    avail = min(n, r.end - start)
+    summary = records_summary(r.buf, start, start + avail, n)
+    r.take(n)
+    return summary
+
+
+def _children(
+    name: str,
+    kind: str,
+    sub: Plan,
+    interesting: bool,
+    r: Reader,
+    flexible: bool,
+    out: dict[str, Any],
+    depth: int,
+) -> None:
+    """A struct field (`{}`: one child) or an array of structs (`[]`: a list of children)."""
+    if kind == "{}":
+        child: dict[str, Any] = {}
+        if interesting:
+            out[name] = child
+        walk(sub, r, flexible, child, depth + 1)
+        return
+    n = r.count(flexible)
+    items: list[dict[str, Any]] = []
+    if interesting:
+        out[name] = items
+    for _ in range(max(n, 0)):
+        child = {}
+        if interesting:
+            items.append(child)
+        walk(sub, r, flexible, child, depth + 1)
+
+
+def _skip_array(inner: str, r: Reader, flexible: bool) -> None:
+    """An array of a primitive kind (`[]int32`, `[]string`, ...): never interesting, skipped."""
+    n = r.count(flexible)
+    fixed = _FIXED.get(inner)
+    if fixed is not None:
+        r.take(fixed * max(n, 0))
+        return
+    for _ in range(max(n, 0)):
+        if inner == "string":
+            r.string(flexible)
+        else:
+            m = r.length(flexible)
+            if m > 0:
+                r.take(m)
 
 
 # -- records ---------------------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import IntEnum
 
 from packetd.protocols.base import (
@@ -1066,54 +1066,83 @@ class MysqlDecoder:
         self._r_flags |= flags
         self._r_seq = seq
         self._r_end = ts
-        cmd = self._cmd()
-        if r is R.FIRST:
-            self._first(cmd, seq, plen, body, first, ts, out)
-        elif r is R.DEFS:
-            self._r_left -= 1
-            if self._r_left <= 0:
-                self._r = R.AFTER_DEFS
-        elif r is R.AFTER_DEFS:
-            if first == 0xFE and plen == 5:  # the classic EOF after the definitions
-                status = _U16.unpack_from(body, 3)[0] if len(body) >= 5 else 0
-                if status & SERVER_STATUS_CURSOR_EXISTS:
-                    self._finish(ts, out, "result_set")  # a cursor: rows come with COM_STMT_FETCH
-                else:
-                    self._r = R.ROWS
+        _ANSWER_STEPS[r](self, self._cmd(), seq, plen, body, first, ts, out)
+
+    # One method per answer state R (PREP_EOF is decided in _answer): the packet `body` (its first byte
+    # `first`, its payload length `plen`) in the answer to the oldest pending command `cmd`.
+    def _in_defs(
+        self, cmd: _Cmd, seq: int, plen: int, body: bytes, first: int, ts: int, out: list[Message]
+    ) -> None:
+        self._r_left -= 1
+        if self._r_left <= 0:
+            self._r = R.AFTER_DEFS
+
+    def _after_defs(
+        self, cmd: _Cmd, seq: int, plen: int, body: bytes, first: int, ts: int, out: list[Message]
+    ) -> None:
+        if first == 0xFE and plen == 5:  # the classic EOF after the definitions
+            status = _U16.unpack_from(body, 3)[0] if len(body) >= 5 else 0
+            if status & SERVER_STATUS_CURSOR_EXISTS:
+                self._finish(ts, out, "result_set")  # a cursor: rows come with COM_STMT_FETCH
             else:
                 self._r = R.ROWS
-                self._row(cmd, plen, body, first, ts, out)
-        elif r is R.ROWS:
+        else:
+            self._r = R.ROWS
             self._row(cmd, plen, body, first, ts, out)
-        elif r is R.PREP_DEFS:
-            self._r_left -= 1
-            if self._r_left <= 0:
-                self._prep_defs_done(ts, out)
-        elif r is R.FIELDS:
-            if first == 0xFF:
-                self._error(body, ts, out)
-            elif first == 0xFE and plen < MAX_PAYLOAD:
-                self._finish(ts, out, "result_set")
-            else:
-                self._r_columns = (self._r_columns or 0) + 1
-        elif r is R.INFILE:
-            self._cphase = Phase.COMMAND
-            if first == 0xFF:
-                self._error(body, ts, out)
-            else:
-                self._ok(body, ts, out)
-        elif r is R.AUTH:
-            if first == 0x00:
-                self._ok(body, ts, out)
-            elif first == 0xFF:
-                self._error(body, ts, out)
-        elif r is R.STREAM:
-            if first == 0xFF:
-                self._error(body, ts, out)
-            elif first == 0xFE and plen < 9:
-                self._finish(ts, out, "stream")
-            else:
-                self._r_rows += 1
+
+    def _in_rows(
+        self, cmd: _Cmd, seq: int, plen: int, body: bytes, first: int, ts: int, out: list[Message]
+    ) -> None:
+        self._row(cmd, plen, body, first, ts, out)
+
+    def _in_prep_defs(
+        self, cmd: _Cmd, seq: int, plen: int, body: bytes, first: int, ts: int, out: list[Message]
+    ) -> None:
+        self._r_left -= 1
+        if self._r_left <= 0:
+            self._prep_defs_done(ts, out)
+
+    def _in_fields(
+        self, cmd: _Cmd, seq: int, plen: int, body: bytes, first: int, ts: int, out: list[Message]
+    ) -> None:
+        if first == 0xFF:
+            self._error(body, ts, out)
+        elif first == 0xFE and plen < MAX_PAYLOAD:
+            self._finish(ts, out, "result_set")
+        else:
+            self._r_columns = (self._r_columns or 0) + 1
+
+    def _in_infile(
+        self, cmd: _Cmd, seq: int, plen: int, body: bytes, first: int, ts: int, out: list[Message]
+    ) -> None:
+        self._cphase = Phase.COMMAND
+        if first == 0xFF:
+            self._error(body, ts, out)
+        else:
+            self._ok(body, ts, out)
+
+    def _in_auth(
+        self, cmd: _Cmd, seq: int, plen: int, body: bytes, first: int, ts: int, out: list[Message]
+    ) -> None:
+        if first == 0x00:
+            self._ok(body, ts, out)
+        elif first == 0xFF:
+            self._error(body, ts, out)
+
+    def _in_prep_eof(
+        self, cmd: _Cmd, seq: int, plen: int, body: bytes, first: int, ts: int, out: list[Message]
+    ) -> None:
+        """Decided in _answer before the packet is counted: nothing more to do here."""
+
+    def _in_stream(
+        self, cmd: _Cmd, seq: int, plen: int, body: bytes, first: int, ts: int, out: list[Message]
+    ) -> None:
+        if first == 0xFF:
+            self._error(body, ts, out)
+        elif first == 0xFE and plen < 9:
+            self._finish(ts, out, "stream")
+        else:
+            self._r_rows += 1
 
     def _first(
         self, cmd: _Cmd, seq: int, plen: int, body: bytes, first: int, ts: int, out: list[Message]
@@ -1294,6 +1323,22 @@ class MysqlDecoder:
             self._pending.popleft()
             out.append(result)
         self._reset_answer()
+
+
+_AnswerStep = Callable[[MysqlDecoder, _Cmd, int, int, bytes, int, int, list[Message]], None]
+# answer state → what a server packet does in it (one place, instead of an if-chain in _answer)
+_ANSWER_STEPS: dict[R, _AnswerStep] = {
+    R.FIRST: MysqlDecoder._first,
+    R.DEFS: MysqlDecoder._in_defs,
+    R.AFTER_DEFS: MysqlDecoder._after_defs,
+    R.ROWS: MysqlDecoder._in_rows,
+    R.PREP_DEFS: MysqlDecoder._in_prep_defs,
+    R.FIELDS: MysqlDecoder._in_fields,
+    R.INFILE: MysqlDecoder._in_infile,
+    R.AUTH: MysqlDecoder._in_auth,
+    R.STREAM: MysqlDecoder._in_stream,
+    R.PREP_EOF: MysqlDecoder._in_prep_eof,
+}
 
 
 def new_decoder(ctx: DecoderContext) -> MysqlDecoder:
