@@ -56,7 +56,6 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Callable, Sequence
-from enum import IntEnum
 
 from packetd.protocols.base import (
     MAX_PENDING,
@@ -81,6 +80,7 @@ from packetd.protocols.postgresql.messages import (
     StartupResult,
 )
 from packetd.protocols.postgresql.options import PostgresOptions
+from packetd.protocols.postgresql.phases import SIDES, Conn, Event, Phase, step
 from packetd.protocols.sqltext import split_statements
 
 SMALL = 10_000  # PQ_SMALL_MESSAGE_LIMIT: the server refuses longer messages of the small types
@@ -99,14 +99,6 @@ _TYPED = struct.Struct(">Bi")
 _CODE_SSL, _CODE_GSS, _CODE_CANCEL = 80877103, 80877104, 80877102
 _AUTH_NAMES = {0: "trust", 2: "kerberos5", 3: "password", 5: "md5", 7: "gss", 9: "sspi", 10: "sasl"}
 _TAG_WITH_OID = "INSERT"
-
-
-class Phase(IntEnum):
-    STARTUP = 0  # client: an untyped message comes next
-    ANSWER = 1  # an SSLRequest / GSSENCRequest waits for its one-byte answer
-    AUTH = 2  # start-up and authentication, typed messages
-    READY = 3  # normal operation
-    DEAD = 4  # encrypted or given up
 
 
 # type byte → (minimum length, maximum length, body bytes kept): the length counts itself (4 bytes)
@@ -318,8 +310,10 @@ class PostgresDecoder:
         midstream = ctx.midstream
         self._c = _Side(not midstream)
         self._s = _Side(not midstream)
-        self._cphase = Phase.READY if midstream else Phase.STARTUP
-        self._sphase = Phase.READY if midstream else Phase.AUTH
+        # the connection's phase (phases.py: every transition is in its table); the per-direction phases
+        # are read on every message, so they are kept as attributes, set only by _go
+        self._conn = Conn.READY if midstream else Conn.STARTUP
+        self._cphase, self._sphase = SIDES[self._conn]
         self._aligned = not midstream
         self._midstream = Flag.MIDSTREAM if midstream else 0
         self._hs: _Handshake | None = None
@@ -607,13 +601,18 @@ class PostgresDecoder:
         if handler is not None:
             handler(self, body, cut, size, start, ts, flags, out)
 
+    def _go(self, event: Event) -> None:
+        """Move the connection's phase (phases.py's table)."""
+        self._conn = step(self._conn, event)
+        self._cphase, self._sphase = SIDES[self._conn]
+
     def _untyped(self, body: bytes, size: int, start: int, ts: int, flags: int, out: list[Message]) -> None:
         (code,) = _I32.unpack_from(body, 0)
         hs = self._hs
         if code == _CODE_CANCEL:
             pid = _I32.unpack_from(body, 4)[0] if len(body) >= 8 else None
             out.append(ClientNotice(start, ts, size, flags, "CancelRequest", pid))
-            self._cphase = self._sphase = Phase.DEAD
+            self._go(Event.CANCEL_REQUEST)
             return
         if hs is None:
             hs = self._hs = _Handshake(start)
@@ -627,8 +626,7 @@ class PostgresDecoder:
             else:
                 hs.gss = True
                 hs.message = "GSSENCRequest"
-            self._cphase = Phase.ANSWER
-            self._sphase = Phase.ANSWER
+            self._go(Event.ENCRYPTION_REQUEST)
             return
         major, minor = code >> 16, code & 0xFFFF
         if major != 3:
@@ -650,8 +648,7 @@ class PostgresDecoder:
                 hs.app = text
         if hs.database is None and hs.user is not None:
             hs.database = hs.user  # the server's default (§55.7 StartupMessage)
-        self._cphase = Phase.AUTH
-        self._sphase = Phase.AUTH
+        self._go(Event.STARTUP_MESSAGE)
 
     def _statement(self, body: bytes, pos: int, cut: bool) -> tuple[bytes, bool]:
         text, _, complete = _cstr(body, pos)
@@ -799,19 +796,17 @@ class PostgresDecoder:
         hs.r_size += 1
         if byte == 0x4E:  # 'N': go on in clear (a StartupMessage, or a GSSENCRequest after SSL)
             hs.encryption = "N"
-            self._cphase = Phase.STARTUP
-            self._sphase = Phase.AUTH
+            self._go(Event.IN_CLEAR)
             return
         if byte == 0x53 or byte == 0x47:  # 'S' / 'G': TLS or GSSAPI encryption from here on
             self._hs = None
-            self._cphase = self._sphase = Phase.DEAD
+            self._go(Event.ENCRYPTED)
             reason = "tls" if byte == 0x53 else "gssapi"
             out.append(StopDecoding(start_ns=ts, end_ns=ts, size=0, flags=0, reason=reason, encrypted=True))
             return
         if byte == 0x45:  # 'E': a server too old for the request sends an ErrorResponse
             hs.r_size -= 1
-            self._sphase = Phase.AUTH
-            self._cphase = Phase.AUTH
+            self._go(Event.ANSWER_ERROR)
             self._s.hdr += b"E"
             self._s.start = ts
             return
@@ -933,7 +928,7 @@ class PostgresDecoder:
                     hs.encryption,
                 )
             )  # fmt: skip
-            self._cphase = self._sphase = Phase.READY
+            self._go(Event.STARTUP_ENDED)
         elif t != 0x76:  # NegotiateProtocolVersion is part of the start-up; anything else is not
             raise DecodeError("unexpected message during start-up", chr(t))
 
@@ -1211,9 +1206,9 @@ class PostgresDecoder:
         self._aligned = False
         self._cycle_reported = False
         self._skipping = False
-        if self._cphase is not Phase.DEAD:
-            self._cphase = self._sphase = Phase.READY
+        if self._conn is not Conn.DEAD:
             self._hs = None
+        self._go(Event.SYNC_LOST)
 
 
 _Frontend = Callable[[PostgresDecoder, bytes, bool, int, int, int, int, list[Message]], None]
