@@ -83,6 +83,7 @@ from packetd.protocols.mysql.messages import (
     ServerError,
 )
 from packetd.protocols.mysql.options import MysqlOptions
+from packetd.protocols.mysql.phases import SIDES, Conn, Event, Phase, step
 
 MAX_PAYLOAD = 0xFFFFFF  # a payload of this length continues in the next packet
 MAX_ERROR = 256  # characters kept of an error message
@@ -138,15 +139,6 @@ _COMMAND_HEAD = re.compile(rb"(?s)(?=...\x00[\x01-\x20\xfa])")
 _GREETING = re.compile(rb"(?s)...\x00\x0a[\x20-\x7e]{1,64}\x00")
 # binary-protocol value sizes by field type (query attributes): 0 = length-encoded, -1 = length byte + bytes
 _TYPE_SIZES = {1: 1, 2: 2, 3: 4, 4: 4, 5: 8, 6: 0, 8: 8, 9: 4, 13: 2, 7: -1, 10: -1, 11: -1, 12: -1}
-
-
-class Phase(IntEnum):
-    GREETING = 0  # server: the greeting comes next; client: nothing expected yet
-    LOGIN = 1  # client: the handshake response comes next
-    AUTH = 2  # the login was sent: auth switch / more data / OK / ERR
-    COMMAND = 3
-    INFILE = 4  # client: LOCAL INFILE contents, until an empty packet
-    DEAD = 5
 
 
 class R(IntEnum):
@@ -374,8 +366,10 @@ class MysqlDecoder:
         midstream = ctx.midstream
         self._c = _Side(not midstream)
         self._s = _Side(not midstream)
-        self._cphase = Phase.COMMAND if midstream else Phase.LOGIN
-        self._sphase = Phase.COMMAND if midstream else Phase.GREETING
+        # the connection's phase (phases.py: every transition is in its table); the per-direction phases
+        # are read on every packet, so they are kept as attributes, set only by _go
+        self._conn = Conn.COMMAND if midstream else Conn.GREETING
+        self._cphase, self._sphase = SIDES[self._conn]
         self._midstream = Flag.MIDSTREAM if midstream else 0
         self._hs: _Hs | None = None if midstream else _Hs()
         self._caps: int | None = None  # negotiated capabilities (None: joined mid-stream, unknown)
@@ -491,10 +485,10 @@ class MysqlDecoder:
         self._ghost = None
         self._reset_answer()
         if compressed or self._hs is not None:
-            self._cphase = self._sphase = Phase.DEAD  # compressed framing cannot be found again
+            self._go(Event.GAVE_UP)  # compressed framing cannot be found again
             self._count("gave_up_after_gap")
         else:
-            self._cphase = self._sphase = Phase.COMMAND
+            self._go(Event.SYNC_LOST)
         return lost
 
     def receive_eof(self, direction: Direction, ts_ns: int) -> Sequence[Message]:
@@ -715,8 +709,7 @@ class MysqlDecoder:
             if pos == 0 and self._hs is None and not self._pending and _GREETING.match(b):
                 # joined before the greeting (the SYN was not captured): the connection phase is here
                 self._hs = _Hs()
-                self._sphase = Phase.GREETING
-                self._cphase = Phase.LOGIN
+                self._go(Event.GREETING_SEEN)
                 s.synced = self._c.synced = True
                 self._midstream = 0
                 return 0
@@ -755,7 +748,7 @@ class MysqlDecoder:
         if phase is Phase.INFILE:
             self._r_infile += plen
             if plen == 0:
-                self._cphase = Phase.COMMAND  # the empty packet ends the file
+                self._go(Event.INFILE_ENDED)  # the empty packet ends the file
             return
         hs = self._hs
         if hs is None:
@@ -781,7 +774,7 @@ class MysqlDecoder:
         else:
             if plen == 32 and caps & CLIENT_SSL:  # SSLRequest: TLS from here on
                 self._hs = None
-                self._cphase = self._sphase = Phase.DEAD
+                self._go(Event.SSL_REQUEST)
                 out.append(
                     StopDecoding(start_ns=ts, end_ns=ts, size=0, flags=0, reason="tls", encrypted=True)
                 )
@@ -808,7 +801,7 @@ class MysqlDecoder:
         hs.end = ts
         hs.size = size
         hs.flags = flags
-        self._cphase = self._sphase = Phase.AUTH
+        self._go(Event.HANDSHAKE_RESPONSE)
 
     @staticmethod
     def _client_name(body: bytes, pos: int) -> str | None:
@@ -869,7 +862,7 @@ class MysqlDecoder:
             run = pending.tail_run()
             if run is not None and len(run.codes) > MAX_UNTRACKED:
                 self._count("gave_up_pending_overflow")
-                self._cphase = self._sphase = Phase.DEAD
+                self._go(Event.GAVE_UP)
                 out.append(
                     StopDecoding(start_ns=ts, end_ns=ts, size=0, flags=0, reason="mysql pipeline overflow")
                 )
@@ -945,12 +938,12 @@ class MysqlDecoder:
                 code, state, message = _err(body)
                 out.append(ServerError(start, ts, size, flags, code, state, message))
                 self._hs = None
-                self._cphase = self._sphase = Phase.DEAD
+                self._go(Event.GAVE_UP)
                 return
             if first != 10:
                 raise DecodeError("unsupported protocol version", str(first))
             self._greeting(hs, body)
-            self._sphase = Phase.AUTH  # the login comes next (client phase is LOGIN already)
+            self._go(Event.GREETING)  # the login comes next
             return
         if phase is Phase.AUTH:
             if hs.start < 0:
@@ -960,7 +953,7 @@ class MysqlDecoder:
                     code, state, message = _err(body)
                     out.append(ServerError(start, ts, size, flags, code, state, message))
                     self._hs = None
-                    self._cphase = self._sphase = Phase.DEAD
+                    self._go(Event.GAVE_UP)
                 else:
                     self._count("orphan_packets")
                 return
@@ -1021,10 +1014,10 @@ class MysqlDecoder:
                 compression, code, state, message,
             )
         )  # fmt: skip
-        self._cphase = self._sphase = Phase.COMMAND
+        self._go(Event.LOGIN_DONE)
         if compression == "zstd":
             self._count("unsupported_compression")
-            self._cphase = self._sphase = Phase.DEAD
+            self._go(Event.GAVE_UP)
             out.append(StopDecoding(start_ns=ts, end_ns=ts, size=0, flags=0, reason="mysql zstd compression"))
         elif compression == "zlib":
             self._c.comp = self._s.comp = True  # every later byte comes in compressed frames
@@ -1070,6 +1063,11 @@ class MysqlDecoder:
 
     # One method per answer state R (PREP_EOF is decided in _answer): the packet `body` (its first byte
     # `first`, its payload length `plen`) in the answer to the oldest pending command `cmd`.
+    def _go(self, event: Event) -> None:
+        """Move the connection's phase (phases.py's table)."""
+        self._conn = step(self._conn, event)
+        self._cphase, self._sphase = SIDES[self._conn]
+
     def _in_defs(
         self, cmd: _Cmd, seq: int, plen: int, body: bytes, first: int, ts: int, out: list[Message]
     ) -> None:
@@ -1115,7 +1113,7 @@ class MysqlDecoder:
     def _in_infile(
         self, cmd: _Cmd, seq: int, plen: int, body: bytes, first: int, ts: int, out: list[Message]
     ) -> None:
-        self._cphase = Phase.COMMAND
+        self._go(Event.INFILE_ENDED)
         if first == 0xFF:
             self._error(body, ts, out)
         else:
@@ -1190,7 +1188,7 @@ class MysqlDecoder:
             self._finish(ts, out, "eof")
         elif first == 0xFB and code == COM_QUERY:
             self._r = R.INFILE  # LOCAL INFILE: the client sends the file next
-            self._cphase = Phase.INFILE
+            self._go(Event.INFILE_REQUESTED)
             self._r_infile = 0
         elif code in _STREAMS:
             self._r = R.STREAM
