@@ -15,7 +15,7 @@ that a request will never be answered (an HTTP/2 stream reset).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from enum import IntEnum
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -79,6 +79,19 @@ def flag_names(flags: int) -> list[str]:
         names = [name for bit, name in Flag.NAMES if flags & bit]
         _FLAG_LISTS[flags] = names
     return list(names)
+
+
+_State = TypeVar("_State", bound=IntEnum)
+_Event = TypeVar("_Event", bound=IntEnum)
+
+
+def transition(table: Mapping[_State, Mapping[_Event, _State]], state: _State, event: _Event) -> _State:
+    """The state after `event` in a decoder's transition table (h11's `_state.py` style: every change of a
+    connection's phase is a row of one table); DecodeError for a pair the table does not have."""
+    nxt = table[state].get(event)
+    if nxt is None:
+        raise DecodeError("unexpected message for the connection's phase", f"{event.name} in {state.name}")
+    return nxt
 
 
 def endpoint_text(ep: tuple[str, int]) -> str:

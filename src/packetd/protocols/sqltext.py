@@ -25,6 +25,9 @@ regular-expression pass, run only when a record is serialised.
 from __future__ import annotations
 
 import re
+from dataclasses import field
+
+from packetd._values import value
 
 _COMMON = (
     r"(?P<comment>--[^\n]*|/\*.*?(?:\*/|\Z))"
@@ -97,3 +100,16 @@ def statement_operation(text: object) -> str | None:
     word = t.split(None, 1)[0] if t else ""
     word = word.rstrip(";(")
     return word.upper() if word.isalpha() else None
+
+
+@value
+class StatementOptions:
+    """The options of the SQL decoders' statement text (MySQL's and PostgreSQL's options classes)."""
+
+    max_statement: int = field(
+        default=1024, metadata={"doc": "bytes of statement text kept (before literals are replaced)"}
+    )
+    keep_literals: bool = field(
+        default=False,
+        metadata={"doc": "keep statement text as sent instead of replacing literals with `?`"},
+    )

@@ -1,28 +1,17 @@
-"""PostgreSQL decoder options (`--decoder postgresql.KEY=VALUE`, `decoder.postgresql.*` in the agent config).
-
-Each field's `doc` metadata is its documentation: the README's decoder options table is generated from it
-(scripts/options_table.py).
+"""PostgreSQL decoder options (`--decoder postgresql.KEY=VALUE`, `decoder.postgresql.*` in the agent config): the
+statement text's (protocols/sqltext.py StatementOptions, shared with the other SQL decoder), documented
+there; the README's decoder options table is generated from them (scripts/options_table.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import field
-
 from packetd._values import value
+from packetd.protocols.sqltext import StatementOptions
 
 
 @value
-class PostgresOptions:
+class PostgresOptions(StatementOptions):
     """Decoder options (`--decoder postgresql.KEY=VALUE`)."""
-
-    max_statement: int = field(
-        default=1024,
-        metadata={"doc": "bytes of statement text kept (before literals are replaced)"},
-    )
-    keep_literals: bool = field(
-        default=False,
-        metadata={"doc": "keep statement text as sent instead of replacing literals with `?`"},
-    )
 
 
 __all__ = ["PostgresOptions"]

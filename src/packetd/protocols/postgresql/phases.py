@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from packetd.protocols.base import DecodeError
+from packetd.protocols.base import transition
 
 
 class Phase(IntEnum):
@@ -88,10 +88,7 @@ TRANSITIONS: dict[Conn, dict[Event, Conn]] = {
 
 def step(state: Conn, event: Event) -> Conn:
     """The state after `event`; DecodeError for a pair the table does not have."""
-    nxt = TRANSITIONS[state].get(event)
-    if nxt is None:
-        raise DecodeError("unexpected message for the connection's phase", f"{event.name} in {state.name}")
-    return nxt
+    return transition(TRANSITIONS, state, event)
 
 
 __all__ = ["SIDES", "TRANSITIONS", "Conn", "Event", "Phase", "step"]
