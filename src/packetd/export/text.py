@@ -6,10 +6,10 @@ again (lines do not jump about as values come and go); numbers are right-aligned
 padded. The phrase saying what happened (`what`) takes the room the others leave, cut with `…`.
 
     wide (≥ 100 columns):
-    12:00:01.234567 http  10.0.0.2:51234 → 10.0.0.1:80  GET /index.html  404 Not Found  1.23ms  312B/4.1K
+    12:00:01.234567 http 10.0.0.2:51234 → 10.0.0.1:80 GET /index.html (example.com) 404 Not Found 1.23ms 312B/4.1K
     narrow (< 100 columns): milliseconds, the server end only, no sizes or flags, the status name only if
     it fits
-    12:00:01.234 http  10.0.0.1:80  GET /index.html  404 Not Found  1.23ms
+    12:00:01.234 http 10.0.0.1:80 GET /index.html (example.com) 404 Not Found 1.23ms
 
 A line is never longer than the width: when the what-column would fall under MIN_WHAT, the sizes and then
 the flags are left out of that line, and as a last resort the line is cut. Wide characters (CJK) count
@@ -44,6 +44,7 @@ _GREEN = "\x1b[32m"
 _CYAN = "\x1b[36m"
 NARROW_BELOW = 100  # columns: under this, the narrow layout
 MIN_WHAT = 16  # characters the what-column keeps before sizes and flags give way to it
+NARROW_STATUS_CAP = 16  # "NoReplicationEnabled" is cut; "1146 ER_NO_SUCH_TABLE" shows the number alone
 FALLBACK_WIDTH = 160  # not a terminal (a pipe, a file): a wide layout, so nothing is cut early
 MAX_WHAT = 400  # characters of a what-phrase ever considered (a 1 MB statement is not copied per line)
 
@@ -94,7 +95,7 @@ class Layout:
         # "[2001:db8::1]:54321 curl[812] → 10.0.0.1:80 nginx[77]"; narrow: one end
         self.peers = Column(60 if wide else 30, keep_end=True)
         self.what = Column(MAX_WHAT)
-        self.status = Column(28 if wide else 13)  # "1146 ER_NO_SUCH_TABLE"; narrow: "404 NOT_FOUND"
+        self.status = Column(28 if wide else NARROW_STATUS_CAP)  # "1146 ER_NO_SUCH_TABLE"
         self.latency = Column(9, right=True)  # "123.45ms"
         self.req_size = Column(6, right=True)
         self.resp_size = Column(6, right=True)
@@ -176,7 +177,9 @@ class TextFormatter:
         ]
         extras = _extras(rt, rec) if lay.wide else ""  # narrow: the room goes to what happened
         flag_c = _YELLOW if rt.all_flags & (Flag.GAP | Flag.TRUNCATED) else _DIM
-        return self._assemble(width, head, (what, lay.what), tail, sizes if lay.wide else [], (extras, lay.extras, flag_c))
+        return self._assemble(
+            width, head, (what, lay.what), tail, sizes if lay.wide else [], (extras, lay.extras, flag_c)
+        )
 
     def _assemble(
         self,

@@ -1,5 +1,5 @@
 """How an HTTP/1 record reads in `watch`'s text line (see protocols/display.py): method, the redacted
-target, and the Host header when it is not just the server's address; the status with its reason phrase
+target, and (after it, so a cut line loses it first) the Host header when it is not just the server's address; the status with its reason phrase
 when that says more than the number does (anything but 2xx)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def what(rec: Record) -> str:
     req = rec.get("request") or {}
     host = other_host(req.get("host"), rec)
     target = req.get("target") or req.get("path") or ""
-    return join(rec.get("operation"), f"{host}{target}" if host else target)
+    return join(rec.get("operation"), target, f"({host})" if host else "")
 
 
 def status(rec: Record) -> str:

@@ -15,7 +15,7 @@ def what(rec: Record) -> str:
     req = rec.get("request") or {}
     host = other_host(req.get("authority"), rec)
     path = req.get("path") or ""
-    return join(rec.get("operation"), f"{host}{path}" if host else path)
+    return join(rec.get("operation"), path, f"({host})" if host else "")
 
 
 def grpc_what(rec: Record) -> str:
