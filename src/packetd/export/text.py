@@ -104,6 +104,9 @@ class Layout:
         self.extras = Column(40 if wide else 24)
 
 
+Cell = tuple[str, "Column | None", str]  # text, its column (None: fixed width), colour
+
+
 def _owner(proc: Process | None) -> str:
     return f" {proc.comm}[{proc.pid}]" if proc is not None else ""
 
@@ -162,16 +165,16 @@ class TextFormatter:
         if not lay.wide and len(status) > lay.status.cap:
             status = str(rec.get("status") or rec["kind"])  # the code alone when code + name do not fit
         dur = rt.duration_ns
-        head = [
+        head: list[Cell] = [
             (_clock(rt.start_ns, 6 if lay.wide else 3), None, _DIM),
             (rt.protocol, lay.proto, _CYAN),
             (safe(_peers(rt, lay.wide)), lay.peers, ""),
         ]
-        tail = [
+        tail: list[Cell] = [
             (status, lay.status, self._status_color(rt, rec)),
             (format_duration(dur) if dur is not None else "-", lay.latency, ""),
         ]
-        sizes = [
+        sizes: list[Cell] = [
             (format_size(rt.request.size) if rt.request is not None else "-", lay.req_size, ""),
             (format_size(rt.response.size) if rt.response is not None else "-", lay.resp_size, ""),
         ]
@@ -184,10 +187,10 @@ class TextFormatter:
     def _assemble(
         self,
         width: int,
-        head: list[tuple[str, Column | None, str]],
+        head: list[Cell],
         what_in: tuple[str, Column],
-        tail: list[tuple[str, Column | None, str]],
-        sizes: list[tuple[str, Column | None, str]],
+        tail: list[Cell],
+        sizes: list[Cell],
         extras_in: tuple[str, Column, str],
     ) -> str:
         what, what_col = what_in
@@ -205,7 +208,7 @@ class TextFormatter:
         room = max(width - used - size_len - extra_len, 1)
         what_col.width = min(what_col.width, room)  # a narrower terminal than before: the phrase gives way
         what_cell = what_col.cell(fit(what, room), False)[:room]
-        cells = fixed[: len(head)] + [what_cell] + fixed[len(head) :]
+        cells = [*fixed[: len(head)], what_cell, *fixed[len(head) :]]
         colors = [c for _, _, c in head] + [""] + [c for _, _, c in tail]
         if size_cells:
             cells.append(size_cells[0] + "/" + size_cells[1])

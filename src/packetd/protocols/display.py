@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-
 Record = dict[str, Any]
 Describe = Callable[[Record], str]
 
