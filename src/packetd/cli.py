@@ -31,7 +31,7 @@ from packetd.flow.ports import PortTally
 from packetd.flow.table import DEFAULT_MAX_MEMORY_MB, FlowConfig, flows_for_memory
 from packetd.pairing.roundtrip import Roundtrip, dumps
 from packetd.pipeline.filters import DisplayFilter
-from packetd.pipeline.hint import QuietHint, hint_lines
+from packetd.pipeline.hint import QuietHint, hint_lines, host_hint_lines
 from packetd.pipeline.summary import Summary, plural
 from packetd.protocols.base import Kind
 from packetd.protocols.options import OptionError, parse_assignments
@@ -590,8 +590,8 @@ def run_watch(opts: WatchOptions) -> int:
             for ts, lt, data in source:
                 if lt == TICK:
                     engine.tick(ts)
-                    if quiet.due(time.monotonic(), ports, engine.flows.stats.created):
-                        _hint(engine)
+                    if quiet.due(time.monotonic(), engine.flows.stats.created):
+                        _hint(engine, rules, f"in {quiet.after_s:.0f}s")
                     if held is not None:
                         held.flush()  # a quiet moment: connections noted since the last pass
                     output.flush()
@@ -645,6 +645,8 @@ def run_watch(opts: WatchOptions) -> int:
         span = engine.flows.now_ns - ports.first_ns if ports.first_ns >= 0 else 0
         elapsed = f"{format_duration(max(span, 0))} of packet time"
     _print_summary(engine, summary, kernel, elapsed, halt.signals > 0)
+    if not engine.flows.stats.created:
+        _hint(engine, rules if live else None, f"in {elapsed}")
     if resolver is not None:
         resolver.close()
         st = resolver.stats
@@ -748,17 +750,22 @@ def _print_summary(
             )
     for line in summary.table(SUMMARY_ROWS):
         err(line)
-    if not flows.created:
-        _hint(engine)
     if interrupted:
         err("packetd: interrupted")
 
 
-def _hint(engine: Engine) -> None:
-    """Packets but no connection on a watched port: where the packets went and what to type."""
-    if engine.ports is not None:
-        for line in hint_lines(engine.ports, engine.registry):
-            click.echo(line, err=True)
+def _hint(engine: Engine, live_rules: list[Rule] | None, quiet: str) -> None:
+    """No connection on a watched port: where the packets went and what to type; live, when the kernel
+    filter let nothing through, this host's busiest TCP servers."""
+    assert engine.ports is not None
+    lines = hint_lines(engine.ports, engine.registry)
+    if not lines and live_rules is not None:
+        from packetd.attribution.listening import busiest_servers, read_tables
+
+        watched = {(t, p) for r in live_rules for t in engine.registry[r.protocol].transports for p in r.ports}
+        lines = host_hint_lines(busiest_servers(read_tables()), watched, quiet, engine.registry)
+    for line in lines:
+        click.echo(line, err=True)
 
 
 if __name__ == "__main__":

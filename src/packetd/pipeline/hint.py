@@ -10,12 +10,14 @@ conventionally uses (CONVENTIONAL, below), else a placeholder the user fills in.
 by content (protocols/<name>/detect.py) puts what it recognised on a port; it wins over the port's guess.
 
 `watch` prints the hint at exit, and live after QUIET_S seconds without a connection (QuietHint: the clock
-is an argument, as everywhere in the pure layers).
+is an argument, as everywhere in the pure layers). Live, the kernel filter passes only the watched ports,
+so when it let nothing through the hint names this host's busiest TCP servers instead (host_hint_lines,
+from attribution/listening.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from packetd.flow.ports import PortTally
 from packetd.pipeline.summary import plural
@@ -54,31 +56,54 @@ def hint_lines(
     registry: Registry = REGISTRY,
     found: Mapping[tuple[str, int], str] | None = None,
 ) -> list[str]:
-    """The hint's lines (empty when no TCP/UDP packet was seen)."""
+    """The hint from the packets seen (empty when no TCP/UDP packet was seen)."""
     busiest = ports.busiest(HINT_PORTS)
     if not busiest:
         return []
-    lines = [
+    head = (
         f"packetd: {plural(ports.packets, 'packet')} seen, but no connection on a watched port; "
         f"the busiest server port{'s' if len(busiest) > 1 else ''}:"
-    ]
-    pw = max(len(f"{p}/{t}") for t, p, _ in busiest)
-    cw = max(len(plural(c, "packet")) for _, _, c in busiest)
-    for transport, port, count in busiest:
+    )
+    return [head, *_tries([(t, p, plural(c, "packet")) for t, p, c in busiest], registry, found)]
+
+
+def host_hint_lines(
+    servers: list[tuple[int, int]],
+    watched: Collection[tuple[str, int]],
+    quiet: str,
+    registry: Registry = REGISTRY,
+) -> list[str]:
+    """Live, when the kernel filter let nothing through: this host's busiest TCP servers (port,
+    established connections; attribution/listening.py), those no rule watches."""
+    busiest = [(p, n) for p, n in servers if ("tcp", p) not in watched][:HINT_PORTS]
+    if not busiest:
+        return [f"packetd: no connection on a watched port {quiet}, and no other TCP server on this host"]
+    head = (
+        f"packetd: no connection on a watched port {quiet}; this host's busiest TCP "
+        f"server{'s' if len(busiest) > 1 else ''}:"
+    )
+    return [head, *_tries([("tcp", p, plural(n, "connection")) for p, n in busiest], registry, None)]
+
+
+def _tries(
+    rows: list[tuple[str, int, str]], registry: Registry, found: Mapping[tuple[str, int], str] | None
+) -> list[str]:
+    pw = max(len(f"{p}/{t}") for t, p, _ in rows)
+    cw = max(len(c) for _, _, c in rows)
+    lines = []
+    for transport, port, count in rows:
         name = (found or {}).get((transport, port))
         how = "recognised by content" if name else ""
         if name is None:
             name = guess(transport, port, registry)
             how = "guessed from the port" if name else f"replace {PLACEHOLDER}: the port is not a known one"
         rule = f"--proto '{name or PLACEHOLDER};{port}'"
-        lines.append(
-            f"packetd:   {f'{port}/{transport}':>{pw}}  {plural(count, 'packet'):>{cw}}  try: {rule}  ({how})"
-        )
+        lines.append(f"packetd:   {f'{port}/{transport}':>{pw}}  {count:>{cw}}  try: {rule}  ({how})")
     return lines
 
 
 class QuietHint:
-    """Live: the hint once, after QUIET_S seconds that saw packets but no connection."""
+    """Live: the hint once, after QUIET_S seconds without a connection on a watched port."""
 
     __slots__ = ("after_s", "shown", "started_s")
 
@@ -87,8 +112,8 @@ class QuietHint:
         self.after_s = after_s
         self.shown = False
 
-    def due(self, now_s: float, ports: PortTally, connections: int) -> bool:
-        if self.shown or connections or not ports.packets or now_s - self.started_s < self.after_s:
+    def due(self, now_s: float, connections: int) -> bool:
+        if self.shown or connections or now_s - self.started_s < self.after_s:
             return False
         self.shown = True
         return True
