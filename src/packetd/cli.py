@@ -25,6 +25,7 @@ from packetd.capture import bpf
 from packetd.capture.pcapfile import CaptureFile, CaptureFormatError
 from packetd.capture.source import TICK, Source, resolve_engine
 from packetd.engine import Engine, EngineConfig, Rule, RuleError, check_rules, default_rules, parse_rule
+from packetd.export.progress import Progress, for_file
 from packetd.export.rotating import RotatingFile
 from packetd.export.text import TextFormatter
 from packetd.flow.ports import PortTally
@@ -553,7 +554,7 @@ def run_watch(opts: WatchOptions) -> int:
     halt = _Halt(at_once=not live)
     limit = opts.count
     accept = display.accept
-    write = output.write
+    write: Callable[[Roundtrip], None] = output.write
 
     def sink(rt: Roundtrip) -> None:
         nonlocal shown
@@ -576,6 +577,13 @@ def run_watch(opts: WatchOptions) -> int:
     )
     quiet = QuietHint(time.monotonic())
     frame = engine.frame
+    frames: Iterable[tuple[int, int, memoryview]] = source
+    if not live and opts.pcap_file not in (None, "-") and sys.stderr.isatty():
+        assert opts.pcap_file is not None
+        if os.path.isfile(opts.pcap_file):  # a file, not a FIFO or a pipe: its size says how far we are
+            progress = for_file(opts.pcap_file, sys.stderr, before_draw=output.flush)
+            frames = progress.wrap(source)
+            write = _erasing(progress, output.write)
     started = time.monotonic()
     if live:
         desc = ", ".join(f"{r.protocol}:{','.join(map(str, r.ports))}" for r in rules)
@@ -603,7 +611,7 @@ def run_watch(opts: WatchOptions) -> int:
                     break
         elif opts.duration_ns:
             first = -1
-            for ts, lt, data in source:
+            for ts, lt, data in frames:
                 if first < 0:
                     first = ts
                 elif ts - first > opts.duration_ns:
@@ -612,7 +620,7 @@ def run_watch(opts: WatchOptions) -> int:
                 if halt.now:
                     break
         else:
-            for ts, lt, data in source:
+            for ts, lt, data in frames:
                 frame(ts, lt, data)
                 if halt.now:
                     break
@@ -657,6 +665,16 @@ def run_watch(opts: WatchOptions) -> int:
             err=True,
         )
     return 0
+
+
+def _erasing(progress: Progress, write: Callable[[Roundtrip], None]) -> Callable[[Roundtrip], None]:
+    """`write` that first erases the progress line (a record never shares a line with it)."""
+
+    def erase_then_write(rt: Roundtrip) -> None:
+        progress.clear()
+        write(rt)
+
+    return erase_then_write
 
 
 def _process_resolver(opts: WatchOptions, live: bool, display: DisplayFilter) -> ProcessResolver | None:
@@ -762,7 +780,9 @@ def _hint(engine: Engine, live_rules: list[Rule] | None, quiet: str) -> None:
     if not lines and live_rules is not None:
         from packetd.attribution.listening import busiest_servers, read_tables
 
-        watched = {(t, p) for r in live_rules for t in engine.registry[r.protocol].transports for p in r.ports}
+        watched = {
+            (t, p) for r in live_rules for t in engine.registry[r.protocol].transports for p in r.ports
+        }
         lines = host_hint_lines(busiest_servers(read_tables()), watched, quiet, engine.registry)
     for line in lines:
         click.echo(line, err=True)
