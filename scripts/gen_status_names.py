@@ -79,21 +79,16 @@ def main() -> int:
             print(f"gen_status_names: {label} file not found ({path or 'none'}); see scripts/test-deps.sh")
             return 1
     my = mariadb_names(args.mariadb)
-    write(
-        os.path.join(ROOT, "src/packetd/protocols/mysql/status.py"),
-        "MySQL/MariaDB error numbers → their ER_ names (shown beside the number in `watch`'s text line).",
-        f"MariaDB's {os.path.basename(args.mariadb)}",
-        "int",
-        my,
-    )
     pq = postgresql_names(args.postgresql)
-    write(
-        os.path.join(ROOT, "src/packetd/protocols/postgresql/status.py"),
-        "PostgreSQL SQLSTATE codes → their condition names (shown beside the code in `watch`'s text line).",
-        f"PostgreSQL {args.postgresql.split('/')[-2]}'s errcodes.txt",
-        "str",
-        pq,
-    )
+    tables: list[tuple[str, str, str, str, dict[int, str] | dict[str, str]]] = [
+        ("mysql", "MySQL/MariaDB error numbers → their ER_ names", f"MariaDB's {os.path.basename(args.mariadb)}",
+         "int", my),
+        ("postgresql", "PostgreSQL SQLSTATE codes → their condition names",
+         f"PostgreSQL {args.postgresql.split('/')[-2]}'s errcodes.txt", "str", pq),
+    ]  # fmt: skip
+    for package, what, source, key, names in tables:
+        path = os.path.join(ROOT, "src/packetd/protocols", package, "status.py")
+        write(path, f"{what} (shown beside the code in `watch`'s text line).", source, key, names)
     print(f"gen_status_names: {len(my)} MySQL/MariaDB names, {len(pq)} SQLSTATE names")
     return 0
 
