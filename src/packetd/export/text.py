@@ -7,8 +7,8 @@ padded. The phrase saying what happened (`what`) takes the room the others leave
 
     wide (≥ 100 columns):
     12:00:01.234567 http 10.0.0.2:51234 → 10.0.0.1:80 GET /index.html (example.com) 404 Not Found 1.23ms 312B/4.1K
-    narrow (< 100 columns): milliseconds, the server end only, no sizes or flags, the status name only if
-    it fits
+    narrow (< 100 columns): milliseconds, the server end only, no sizes or flags; under 130 columns a
+    status name only when code and name fit in 16 characters
     12:00:01.234 http 10.0.0.1:80 GET /index.html (example.com) 404 Not Found 1.23ms
 
 A line is never longer than the width: when the what-column would fall under MIN_WHAT, the sizes and then
@@ -43,7 +43,8 @@ _YELLOW = "\x1b[33m"
 _GREEN = "\x1b[32m"
 _CYAN = "\x1b[36m"
 NARROW_BELOW = 100  # columns: under this, the narrow layout
-MIN_WHAT = 16  # characters the what-column keeps before sizes and flags give way to it
+MIN_WHAT = 24  # characters the what-column keeps before sizes and flags give way to it
+FULL_STATUS_FROM = 130  # columns: from here a status name of any length ("1045 ER_ACCESS_DENIED_ERROR")
 NARROW_STATUS_CAP = 16  # "NoReplicationEnabled" is cut; "1146 ER_NO_SUCH_TABLE" shows the number alone
 FALLBACK_WIDTH = 160  # not a terminal (a pipe, a file): a wide layout, so nothing is cut early
 MAX_WHAT = 400  # characters of a what-phrase ever considered (a 1 MB statement is not copied per line)
@@ -95,7 +96,7 @@ class Layout:
         # "[2001:db8::1]:54321 curl[812] → 10.0.0.1:80 nginx[77]"; narrow: one end
         self.peers = Column(60 if wide else 30, keep_end=True)
         self.what = Column(MAX_WHAT)
-        self.status = Column(28 if wide else NARROW_STATUS_CAP)  # "1146 ER_NO_SUCH_TABLE"
+        self.status = Column(NARROW_STATUS_CAP)  # "1146 ER_NO_SUCH_TABLE"; the cap follows the width
         self.latency = Column(9, right=True)  # "123.45ms"
         self.req_size = Column(6, right=True)
         self.resp_size = Column(6, right=True)
@@ -162,7 +163,10 @@ class TextFormatter:
         width = max(self._width(), 20)
         lay = self._layouts[width >= NARROW_BELOW]
         what, status = self._display(rt, rec)
-        if not lay.wide and len(status) > lay.status.cap:
+        # status names take room from what happened: in full from FULL_STATUS_FROM columns on
+        lay.status.cap = 28 if width >= FULL_STATUS_FROM else NARROW_STATUS_CAP
+        lay.status.width = min(lay.status.width, lay.status.cap)
+        if len(status) > lay.status.cap:
             status = str(rec.get("status") or rec["kind"])  # the code alone when code + name do not fit
         dur = rt.duration_ns
         head: list[Cell] = [

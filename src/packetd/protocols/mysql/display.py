@@ -13,7 +13,8 @@ def what(rec: Record) -> str:
     op = str(rec.get("operation") or "")
     statement = req.get("statement")
     if statement:
-        return str(statement) if op == "COM_QUERY" else join(op.removeprefix("COM_"), statement)
+        # COM_STMT_EXECUTE → EXECUTE: the statement says the rest
+        return str(statement) if op == "COM_QUERY" else join(op.removeprefix("COM_STMT_"), statement)
     if req.get("user"):  # the handshake
         db = req.get("database")
         return join(op, f"{req['user']}@{db}" if db else req["user"])
