@@ -1,9 +1,9 @@
 """The "new protocol" checklist: what every registered protocol has, so an eleventh cannot be half-added.
 
 Each row of the registry must come from its own package (`protocols/<pkg>/__init__.py` with `SPEC`) and
-have: a decoder, documented options (and their README rows), semantics of its own, detection by content,
-a golden capture, a sample record in docs/roundtrips/, and schema coverage (docs/roundtrip.schema.json
-names it and gives its request/response shapes).
+have: a decoder, documented options (and their README rows), semantics and a display of its own,
+detection by content, a golden capture, a sample record in docs/roundtrips/, and schema coverage
+(docs/roundtrip.schema.json names it and gives its request/response shapes).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from packetd.protocols.base import DecoderContext
+from packetd.protocols.display import DEFAULT as DEFAULT_DISPLAY
 from packetd.protocols.registry import REGISTRY
 from packetd.protocols.semantics import GENERIC
 from packetd.protocols.spec import ProtocolSpec
@@ -82,6 +83,13 @@ def test_has_semantics_of_its_own(spec: ProtocolSpec) -> None:
     generic |= {"request.operation", "response.status", "response.error"}
     assert set(sem.default_labels) <= generic | set(sem.labels)
     assert sem.templated <= {label for label, _ in sem.labels.values()}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_has_a_display_of_its_own(spec: ProtocolSpec) -> None:
+    # the text line's phrase (protocols/<pkg>/display.py, helper `line`): not the generic one
+    assert spec.display is not DEFAULT_DISPLAY
+    assert spec.display.what.__module__ == f"{_package(spec)}.display"
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from packetd._values import value
 from packetd.protocols.base import Decoder, DecoderContext
+from packetd.protocols.display import DEFAULT as DEFAULT_DISPLAY
+from packetd.protocols.display import Display
 from packetd.protocols.semantics import GENERIC, Semantics
 
 Pairing = Literal["fifo", "keyed", "oneway"]
@@ -45,6 +47,7 @@ class ProtocolSpec:
     description: str = ""
     # the Go implementation's `decoder.<protocol>` keys (reference §2.2), mapped onto ours
     reference_keys: ReferenceKeys = no_reference_keys
+    display: Display = DEFAULT_DISPLAY  # how its records read in `watch`'s text line (<package>/display.py)
 
 
 __all__ = ["Pairing", "ProtocolSpec", "ReferenceKeys", "no_reference_keys"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from packetd.protocols.amqp.decoder import new_decoder
+from packetd.protocols.amqp.display import DISPLAY
 from packetd.protocols.amqp.options import AmqpOptions
 from packetd.protocols.amqp.semantics import SEMANTICS
 from packetd.protocols.spec import ProtocolSpec
@@ -17,6 +18,7 @@ SPEC = ProtocolSpec(
     transports=frozenset({"tcp"}),
     semantics=SEMANTICS,
     description="AMQP 0-9-1 (RabbitMQ)",
+    display=DISPLAY,
 )
 
 __all__ = ["SPEC", "AmqpOptions"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from packetd.protocols.dns.decoder import new_decoder
+from packetd.protocols.dns.display import DISPLAY
 from packetd.protocols.dns.options import DnsOptions
 from packetd.protocols.dns.semantics import SEMANTICS
 from packetd.protocols.spec import ProtocolSpec
@@ -17,6 +18,7 @@ SPEC = ProtocolSpec(
     transports=frozenset({"udp", "tcp"}),
     semantics=SEMANTICS,
     description="DNS over UDP and TCP",
+    display=DISPLAY,
 )
 
 __all__ = ["SPEC", "DnsOptions"]

@@ -7,6 +7,7 @@ Both specs share the family "http2": each stream's content-type decides whether 
 from __future__ import annotations
 
 from packetd.protocols.http2.decoder import new_grpc_decoder, new_http2_decoder
+from packetd.protocols.http2.display import DISPLAY, GRPC_DISPLAY
 from packetd.protocols.http2.options import Http2Options
 from packetd.protocols.http2.semantics import GRPC_SEMANTICS, HTTP2_SEMANTICS
 from packetd.protocols.spec import ProtocolSpec
@@ -22,6 +23,7 @@ SPEC = ProtocolSpec(
     semantics=HTTP2_SEMANTICS,
     upgrade_tokens=frozenset({"h2c", "h2c-prior-knowledge"}),
     description="HTTP/2 over cleartext (prior knowledge, Upgrade: h2c)",
+    display=DISPLAY,
 )
 
 GRPC_SPEC = ProtocolSpec(
@@ -34,6 +36,7 @@ GRPC_SPEC = ProtocolSpec(
     transports=frozenset({"tcp"}),
     semantics=GRPC_SEMANTICS,
     description="gRPC over HTTP/2 cleartext",
+    display=GRPC_DISPLAY,
 )
 
 __all__ = ["GRPC_SPEC", "SPEC", "Http2Options"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from packetd.protocols.kafka.decoder import new_decoder
+from packetd.protocols.kafka.display import DISPLAY
 from packetd.protocols.kafka.options import KafkaOptions
 from packetd.protocols.kafka.semantics import SEMANTICS
 from packetd.protocols.spec import ProtocolSpec
@@ -17,6 +18,7 @@ SPEC = ProtocolSpec(
     transports=frozenset({"tcp"}),
     semantics=SEMANTICS,
     description="Apache Kafka protocol (all API keys; flexible versions from the official schemas)",
+    display=DISPLAY,
 )
 
 __all__ = ["SPEC", "KafkaOptions"]

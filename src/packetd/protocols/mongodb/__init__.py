@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from packetd.protocols.mongodb.decoder import new_decoder
+from packetd.protocols.mongodb.display import DISPLAY
 from packetd.protocols.mongodb.options import MongoOptions
 from packetd.protocols.mongodb.semantics import SEMANTICS
 from packetd.protocols.spec import ProtocolSpec
@@ -17,6 +18,7 @@ SPEC = ProtocolSpec(
     transports=frozenset({"tcp"}),
     semantics=SEMANTICS,
     description="MongoDB wire protocol (OP_MSG, OP_COMPRESSED, legacy opcodes)",
+    display=DISPLAY,
 )
 
 __all__ = ["SPEC", "MongoOptions"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from packetd.protocols.mysql.decoder import new_decoder
+from packetd.protocols.mysql.display import DISPLAY
 from packetd.protocols.mysql.options import MysqlOptions
 from packetd.protocols.mysql.semantics import SEMANTICS
 from packetd.protocols.spec import ProtocolSpec
@@ -17,6 +18,7 @@ SPEC = ProtocolSpec(
     transports=frozenset({"tcp"}),
     semantics=SEMANTICS,
     description="MySQL and MariaDB client/server protocol",
+    display=DISPLAY,
 )
 
 __all__ = ["SPEC", "MysqlOptions"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from packetd.protocols.postgresql.decoder import new_decoder
+from packetd.protocols.postgresql.display import DISPLAY
 from packetd.protocols.postgresql.options import PostgresOptions
 from packetd.protocols.postgresql.semantics import SEMANTICS
 from packetd.protocols.spec import ProtocolSpec
@@ -17,6 +18,7 @@ SPEC = ProtocolSpec(
     transports=frozenset({"tcp"}),
     semantics=SEMANTICS,
     description="PostgreSQL frontend/backend protocol 3",
+    display=DISPLAY,
 )
 
 __all__ = ["SPEC", "PostgresOptions"]

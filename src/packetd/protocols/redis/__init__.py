@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from packetd.protocols.redis.decoder import new_decoder
+from packetd.protocols.redis.display import DISPLAY
 from packetd.protocols.redis.options import RedisOptions
 from packetd.protocols.redis.semantics import SEMANTICS
 from packetd.protocols.spec import ProtocolSpec
@@ -17,6 +18,7 @@ SPEC = ProtocolSpec(
     transports=frozenset({"tcp"}),
     semantics=SEMANTICS,
     description="Redis RESP2 and RESP3",
+    display=DISPLAY,
 )
 
 __all__ = ["SPEC", "RedisOptions"]
