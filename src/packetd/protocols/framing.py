@@ -8,7 +8,7 @@ bytes of a body are kept for parsing (the protocol's `max_parse_bytes`), the res
 without a copy into the side's buffer.
 
     +------ head (HEAD.size bytes) ------+------------- body (body_length(head) bytes) -------------+
-    | length, ... (the protocol's)       | kept: min(body, max_keep()) bytes  | counted, not kept   |
+    | length, ... (the protocol's)       | kept: min(body, _keep_limit) bytes | counted, not kept   |
 
 On a gap: inside the counted tail of a body, framing survives (the message is flagged `gap`); anywhere
 else the side loses sync and resynchronises on the next plausible message start (`find`, bounded by
@@ -16,8 +16,8 @@ MAX_RESYNC_SCAN bytes, then a DecodeError), flagging the message found `gap` (or
 connection was joined mid-stream).
 
 A decoder subclasses `LengthPrefixed` and says what is protocol-specific: the head's layout (`HEAD`), its
-validation (`body_length`, raising DecodeError), how much to keep, where a message may start (`find`),
-and what a complete message is (`message`).
+validation (`body_length`, raising DecodeError), how much to keep (`_keep_limit`), where a message may
+start (`find`), and what a complete message is (`message`).
 """
 
 from __future__ import annotations
@@ -81,14 +81,11 @@ class LengthPrefixed:
 
     HEAD: ClassVar[struct.Struct]
     _sides: tuple[FrameSide, FrameSide]
+    _keep_limit: int  # body bytes kept for parsing (the protocol's max_parse_bytes); the rest is counted
 
     # -- what the protocol says ----------------------------------------------------------------------------
     def body_length(self, head: tuple[int, ...]) -> int:
         """The body's length from a head; DecodeError when the head is not the protocol's."""
-        raise NotImplementedError
-
-    def max_keep(self) -> int:
-        """Body bytes kept for parsing (the rest is counted)."""
         raise NotImplementedError
 
     def find(self, direction: Direction, chunk: bytes) -> tuple[int, int]:
@@ -98,7 +95,7 @@ class LengthPrefixed:
     def message(
         self, direction: Direction, head: tuple[int, ...], body: bytes, start: int, ts: int, flags: int
     ) -> Message:
-        """The message of a head and its kept body (`len(body) < body_length(head)`: cut at max_keep)."""
+        """The message of a head and its kept body (`len(body) < body_length(head)`: cut at _keep_limit)."""
         raise NotImplementedError
 
     def resynced(self) -> None:
@@ -131,7 +128,7 @@ class LengthPrefixed:
                     buf.clear()
                 side.remaining = self.body_length(head)
                 side.head = head
-                side.keep = min(side.remaining, self.max_keep())
+                side.keep = min(side.remaining, self._keep_limit)
                 if side.remaining == 0:
                     self._emit(direction, side, b"", ts_ns, out)
                     continue

@@ -77,6 +77,7 @@ class KafkaDecoder(LengthPrefixed):
         shared = ctx.shared if ctx.shared is not None else {}
         self._topic_ids: dict[str, str] = shared.setdefault("kafka_topic_ids", {})
         self._sides = (FrameSide(not ctx.midstream), FrameSide(not ctx.midstream))
+        self._keep_limit = self._opts.max_parse_bytes
         self._inflight: dict[int, tuple[int, int]] = {}  # correlation id → (api key, api version)
 
     # -- framing (protocols/framing.py) --------------------------------------------------------------------
@@ -85,9 +86,6 @@ class KafkaDecoder(LengthPrefixed):
         if size < 4 or size > MAX_MESSAGE:
             raise DecodeError("bad message size", str(size))
         return size
-
-    def max_keep(self) -> int:
-        return self._opts.max_parse_bytes
 
     def find(self, direction: Direction, chunk: bytes) -> tuple[int, int]:
         if direction is Direction.C2S:

@@ -105,6 +105,7 @@ class MongoDecoder(LengthPrefixed):
         self._opts = opts
         self._counters: dict[str, int] = ctx.counters if ctx.counters is not None else {}
         self._sides = (FrameSide(not ctx.midstream), FrameSide(not ctx.midstream))
+        self._keep_limit = self._opts.max_parse_bytes
         self._exhaust: dict[int, str] = {}  # requestID of a reply with moreToCome → the command it serves
         self._commands: dict[int, str] = {}  # requestID → command, for exhaust replies (bounded)
         self._first = not ctx.midstream  # the next hello/isMaster opens the connection
@@ -118,9 +119,6 @@ class MongoDecoder(LengthPrefixed):
         if opcode not in OPCODES or opcode == 2003:
             raise DecodeError("unknown opcode", str(opcode))
         return length - HEADER_SIZE
-
-    def max_keep(self) -> int:
-        return self._opts.max_parse_bytes
 
     def find(self, direction: Direction, chunk: bytes) -> tuple[int, int]:
         return _find_message(chunk)
