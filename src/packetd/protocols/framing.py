@@ -56,6 +56,9 @@ def uvarint(buf: bytes, p: int, end: int) -> tuple[int, int]:
 
 def zigzag_varint(buf: bytes, p: int, end: int) -> tuple[int, int]:
     """A zig-zag signed varint (Kafka record fields) → (value, next offset)."""
+    if p < end and buf[p] < 0x80:  # one byte (record attributes, small deltas): no second call
+        value = buf[p]
+        return (value >> 1) ^ -(value & 1), p + 1
     value, p = uvarint(buf, p, end)
     return (value >> 1) ^ -(value & 1), p
 

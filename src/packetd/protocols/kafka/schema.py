@@ -114,7 +114,13 @@ class Reader:
         return p
 
     def uvarint(self) -> int:
-        value, self.pos = uvarint(self.buf, self.pos, self.end)
+        p = self.pos
+        if p < self.end:
+            b = self.buf[p]
+            if b < 0x80:  # one byte: nearly every compact length and tag count (hot: no call)
+                self.pos = p + 1
+                return b
+        value, self.pos = uvarint(self.buf, p, self.end)
         return value
 
     def int16(self) -> int:
