@@ -201,7 +201,8 @@ class WatchOptions:
     multiple=True,
     metavar="'NAME;PORTS[;HOST]'",
     help="Watch NAME on PORTS (comma-separated), optionally only HOST. Repeatable. "
-    "Default: every protocol on its default ports.",
+    "'auto': also detect protocols by content on every other port. "
+    "Default: every protocol on its default ports, and detection on every other port.",
 )
 @click.option("--ifaces", default="any", show_default=True, help="Interfaces: 'any' or a regex of names.")
 @click.option(
@@ -385,6 +386,8 @@ def watch(**kw: Any) -> None:
 def build_rules(protos: Iterable[str]) -> list[Rule]:
     rules = []
     for text in protos:
+        if text.strip() == AUTO:
+            continue
         try:
             rule = parse_rule(text)
         except RuleError as exc:
@@ -414,13 +417,24 @@ def _resolve(host: str, text: str) -> frozenset[bytes]:
     return frozenset(out)
 
 
-def bpf_for(rules: Iterable[Rule]) -> str:
+AUTO = "auto"  # `--proto auto`: detection by content next to the rules
+
+
+def detecting(protos: Iterable[str]) -> bool:
+    """Detection by content is on without --proto, and with `--proto auto` among the rules."""
+    protos = list(protos)
+    return not protos or any(text.strip() == AUTO for text in protos)
+
+
+def bpf_for(rules: Iterable[Rule], detect: bool = False) -> str:
+    if detect:
+        return bpf.ALL_TCP_UDP
     return bpf.filter_expression((REGISTRY[r.protocol].transports, r.ports, r.host) for r in rules)
 
 
 # -- sources --------------------------------------------------------------------------------------------------
 def open_live(opts: WatchOptions, rules: list[Rule]) -> Source:
-    expression = bpf_for(rules)
+    expression = bpf_for(rules, detecting(opts.protos))
     if opts.kernel_drop_acks:
         expression = bpf.payload_only_clause(expression)
     engine = resolve_engine(opts.engine)
@@ -517,6 +531,7 @@ def run_watch(opts: WatchOptions) -> int:
             max_flows=flows_for_memory(opts.max_memory_mb),
         ),
         options=options,
+        detect=detecting(opts.protos),
     )
     live = opts.pcap_file is None
     source: Source | CaptureFile

@@ -15,10 +15,12 @@ from dataclasses import field
 from typing import Any
 
 from packetd._values import value
+from packetd.flow.detect import Classify, Detection
 from packetd.flow.table import Endpoint, FlowConfig, FlowTable, StreamHandler
 from packetd.net.packet import PROTO_TCP, PacketDecoder
 from packetd.pairing.roundtrip import Roundtrip
 from packetd.pairing.session import ProtocolStats, Session
+from packetd.protocols.detection import MORE, TLS_DEFAULT_ROW, YES, tls_detect, tls_protocol
 from packetd.protocols.registry import REGISTRY, Registry
 
 RULE_EXAMPLE = "'http;80,8080;127.0.0.1'"
@@ -94,6 +96,9 @@ class EngineConfig:
     ip_versions: frozenset[int] = frozenset({4, 6})
     flow: FlowConfig = field(default_factory=FlowConfig)
     options: Mapping[str, Any] = field(default_factory=dict)  # protocol name → its options object
+    # detect protocols by content on connections no rule claims (`--proto auto`, `sniffer.protocols.detect`,
+    # and `watch` / the agent without rules)
+    detect: bool = False
 
 
 RecordSink = Callable[[Roundtrip], None]
@@ -122,7 +127,9 @@ class Engine:
         # bound once: a bound method made per session is 128 bytes more for every connection tracked
         self._stats_for = self.stats_for
         self._options_for = self.options_for
-        self.flows = FlowTable(self._table_rules(config), self._new_session, config.flow)
+        self.flows = FlowTable(
+            self._table_rules(config), self._new_session, config.flow, self._detection(config.detect)
+        )
         decode = self.net.decode
         segment = self.flows.segment
 
@@ -140,6 +147,8 @@ class Engine:
         check_rules(config.rules, self.registry)
         self.config = config
         self.flows.config = config.flow
+        if config.detect != (self.flows.detection is not None):
+            self.flows.detection = self._detection(config.detect)
         self.flows.set_rules(self._table_rules(config))
 
     def tick(self, now_ns: int) -> None:
@@ -163,6 +172,14 @@ class Engine:
             for transport in sorted(spec.transports):
                 table_rules.append((rule.protocol, transport, frozenset(rule.ports), rule.addresses))
         return table_rules
+
+    def _detection(self, on: bool) -> Detection | None:
+        if not on:
+            return None
+        return Detection(
+            {PROTO_TCP: classifier(self.registry, "tcp"), 17: classifier(self.registry, "udp")},
+            self._new_session,
+        )
 
     def stats_for(self, protocol: str) -> ProtocolStats:
         stats = self.protocol_stats.get(protocol)
@@ -189,3 +206,42 @@ class Engine:
             midstream,
             "tcp" if transport == PROTO_TCP else "udp",
         )
+
+
+def classifier(registry: Registry, transport: str) -> Classify:
+    """Every detector of the transport's protocols, one per family, in a fixed order: the first YES wins.
+
+    TLS first (a ClientHello is unambiguous, and the row it is reported under is picked from its ALPN);
+    then the protocols with exact magic (HTTP/2 preface, PostgreSQL codes, AMQP header), then HTTP/1,
+    MySQL, the length-prefixed binary ones, RESP and DNS. The order only matters for bytes two detectors
+    both accept, which the detectors' tables show does not happen for what each is built on.
+    """
+    order = ("http2", "postgresql", "amqp", "http", "mysql", "kafka", "mongodb", "redis", "dns")
+    specs = [registry[n] for n in order if registry.get(n) is not None]
+    specs += [s for s in registry.specs() if s.name not in order]
+    families: set[str] = set()
+    detectors = []
+    for spec in specs:
+        if spec.detect is None or transport not in spec.transports or spec.family in families:
+            continue
+        families.add(spec.family)
+        detectors.append((spec.name, spec.detect))
+    tls = transport == "tcp"
+
+    def classify(c2s: bytes, s2c: bytes) -> str | None:
+        more = False
+        if tls:
+            verdict = tls_detect(c2s, s2c)
+            if verdict is YES:
+                row = tls_protocol(c2s)
+                return row if registry.get(row) is not None else TLS_DEFAULT_ROW
+            more = verdict is MORE
+        for name, detect in detectors:
+            verdict = detect(c2s, s2c)
+            if verdict is YES:
+                return name
+            if verdict is MORE:
+                more = True
+        return None if more else ""
+
+    return classify

@@ -81,6 +81,28 @@ def tls_detect(c2s: bytes, s2c: bytes) -> Verdict:
     return YES
 
 
+# Statement verbs a mid-stream MySQL COM_QUERY or PostgreSQL Query must open with: a length, a type byte
+# and printable text are common to many protocols; an SQL verb right after them is not
+SQL_VERBS = frozenset(
+    b"SELECT INSERT UPDATE DELETE REPLACE SET SHOW BEGIN START COMMIT ROLLBACK SAVEPOINT RELEASE CREATE DROP "
+    b"ALTER TRUNCATE USE CALL EXPLAIN DESCRIBE DESC WITH GRANT REVOKE LOCK UNLOCK PREPARE EXECUTE DEALLOCATE "
+    b"ANALYZE VACUUM COPY LISTEN NOTIFY FETCH DECLARE CLOSE DISCARD RESET VALUES TABLE KILL FLUSH".split()
+)
+
+
+def sql_start(text: bytes) -> bool:
+    """`text` opens with an SQL statement verb (after blanks, a comment or an opening parenthesis)."""
+    text = text.lstrip(b" \t\r\n(")
+    if text.startswith(b"/*"):
+        end = text.find(b"*/")
+        if end < 0:
+            return False
+        text = text[end + 2 :].lstrip(b" \t\r\n(")
+    word = text[:12].split(maxsplit=1)[0] if text[:12].split() else b""
+    word = word.rstrip(b";")
+    return word.upper() in SQL_VERBS
+
+
 # ALPN protocol ids (IANA "TLS Application-Layer Protocol Negotiation (ALPN) Protocol IDs") → registry row
 _ALPN_ROWS = {
     "h2": "http2",

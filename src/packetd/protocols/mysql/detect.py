@@ -9,23 +9,60 @@
                    int<2> capability_flags_1            CLIENT_PROTOCOL_41 (0x0200) set by every server since 4.1
                    ...
 
-The client speaks only after the greeting, so client bytes with no greeting yet are not MySQL. Mid-stream
-packets (a length, a sequence id and a command byte) are too generic to claim a connection: MySQL is
-detected from a connection's start only.
+The client speaks only after the greeting, so client bytes with no greeting yet are not MySQL, with two
+exceptions. A server that refuses the client at once sends an ERR packet instead of the greeting
+(`ff` errno `#`? message: 1040 Too many connections, 1130 Host not allowed). And a connection joined
+mid-stream is recognised by a COM_QUERY that starts a client segment: sequence id 0, command 0x03, and
+text opening with an SQL verb (a length, a sequence id and a command byte alone are too generic).
 """
 
 from __future__ import annotations
 
-from packetd.protocols.detection import MORE, NO, YES, Verdict
+from packetd.protocols.detection import MORE, NO, YES, Verdict, sql_start
 
 _MIN_GREETING = 4 + 1 + 2 + 4 + 8 + 1 + 2  # header, version, a 1-char version string + NUL, up to the caps
 _MAX_GREETING = 1024  # a HandshakeV10 is ~80 bytes; plugin names and a long version string stay far below
 
 
+_COM_QUERY = 0x03
+_MAX_QUERY = 16 * 1024 * 1024  # one packet's payload (a longer statement spans packets: not a start)
+
+
+def _query(c2s: bytes) -> Verdict:
+    """A COM_QUERY packet with an SQL statement (a connection joined mid-stream)."""
+    if len(c2s) < 5:
+        return MORE
+    length = int.from_bytes(c2s[:3], "little")
+    if c2s[3] != 0 or c2s[4] != _COM_QUERY or not 2 <= length < _MAX_QUERY:
+        return NO
+    text = c2s[5 : 4 + length]
+    if len(text) < min(length - 1, 16):
+        return MORE
+    return YES if sql_start(text) else NO
+
+
+def _refusal(s2c: bytes) -> Verdict:
+    """An ERR packet in place of the greeting: ff, errno (1000-1999 are the server's), printable text."""
+    if len(s2c) < 9:
+        return MORE
+    length = int.from_bytes(s2c[:3], "little")
+    errno = int.from_bytes(s2c[5:7], "little")
+    text = s2c[7 : 4 + length]
+    if s2c[3] != 0 or not 3 < length <= 512 or not 1000 <= errno < 2000 or len(text) < length - 3:
+        return NO
+    return YES if text.isascii() and all(0x20 <= b < 0x7F for b in text) else NO
+
+
 def detect(c2s: bytes, s2c: bytes) -> Verdict:
-    """A HandshakeV10 greeting from the server."""
+    """A HandshakeV10 greeting (or a refusal) from the server; a COM_QUERY from the client mid-stream."""
+    if c2s:
+        query = _query(c2s)
+        if query is YES or not s2c:
+            return query
+    elif len(s2c) >= 5 and s2c[4] == 0xFF:
+        return _refusal(s2c)
     if not s2c:
-        return NO if c2s else MORE
+        return MORE
     n = len(s2c)
     if n >= 4 and (
         s2c[3] != 0 or not _MIN_GREETING - 4 <= int.from_bytes(s2c[:3], "little") <= _MAX_GREETING

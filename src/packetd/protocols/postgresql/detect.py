@@ -7,15 +7,16 @@
 
 A StartupMessage must name `user` (the server refuses one that does not) and its parameters must be
 printable NUL-terminated strings ending with one more NUL exactly at `len`. The exact codes of the other
-three leave no room for chance. Mid-stream messages (a 1-byte type and a length) are too generic to claim
-a connection: a PostgreSQL connection is detected from its start only.
+three leave no room for chance. Mid-stream, a type byte and a length are too generic to claim a
+connection; a Query (`Q` int32 len, statement NUL) or Parse (`P` int32 len, name NUL, statement NUL) whose
+statement opens with an SQL verb, ending exactly at `len`, is not.
 """
 
 from __future__ import annotations
 
 import struct
 
-from packetd.protocols.detection import DETECT_WINDOW, MORE, NO, YES, Verdict
+from packetd.protocols.detection import DETECT_WINDOW, MORE, NO, YES, Verdict, sql_start
 
 _II = struct.Struct("!ii")
 _SPECIAL = {(8, 80877103), (8, 80877104), (16, 80877102)}
@@ -38,8 +39,34 @@ def _params(body: bytes, complete: bool) -> Verdict:
     return YES
 
 
+_MAX_QUERY = 1 << 30  # the server's limit on one message (PQ_LARGE_MESSAGE_LIMIT)
+
+
+def _statement(c2s: bytes) -> Verdict:
+    """A Query or Parse message with an SQL statement (a connection joined mid-stream)."""
+    if len(c2s) < 5:
+        return MORE
+    length = int.from_bytes(c2s[1:5], "big")
+    if not 6 <= length <= _MAX_QUERY:
+        return NO
+    body = c2s[5 : 1 + length]
+    if c2s[0] == 0x50:  # 'P': the statement's name first
+        nul = body.find(b"\x00", 0, 64)
+        if nul < 0:
+            return MORE if len(body) < 64 else NO
+        body = body[nul + 1 :]
+    if len(body) < min(length - 5, 16):
+        return MORE
+    if c2s[0] == 0x51 and len(c2s) >= 1 + length and c2s[length] != 0:
+        return NO  # a Query's statement NUL ends the message exactly (Parse's parameter types follow it)
+    return YES if sql_start(body) else NO
+
+
 def detect(c2s: bytes, s2c: bytes) -> Verdict:
-    """SSLRequest, GSSENCRequest, CancelRequest or a StartupMessage naming `user`."""
+    """SSLRequest, GSSENCRequest, CancelRequest or a StartupMessage naming `user`; mid-stream, a Query
+    or Parse carrying an SQL statement."""
+    if c2s[:1] in (b"Q", b"P"):
+        return _statement(c2s)
     if len(c2s) < 8:
         if len(c2s) >= 4 and not 8 <= int.from_bytes(c2s[:4], "big") <= _MAX_STARTUP:
             return NO

@@ -17,7 +17,12 @@ _MAX_ARGS = 1024 * 1024  # the server's own limit on a multibulk length
 _MAX_NAME = 32  # the longest command name (CLIENT ... subcommands are arguments) is ~25 letters
 _NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._-|")
 # inline verbs accepted with a RESP reply: Redis's own, none of POP3/IMAP/SMTP/FTP's (they answer +OK too)
-_INLINE = frozenset(b"PING ECHO INFO GET SET DEL EXISTS KEYS SCAN TYPE TTL AUTH SELECT DBSIZE HELLO".split())
+_INLINE = frozenset(
+    b"PING ECHO INFO GET SET DEL EXISTS KEYS SCAN TYPE TTL PTTL AUTH SELECT DBSIZE HELLO PUBLISH SUBSCRIBE "
+    b"PSUBSCRIBE UNSUBSCRIBE MGET MSET SETEX SETNX INCR INCRBY DECR DECRBY EXPIRE HGET HSET HGETALL HDEL LPUSH "
+    b"RPUSH LPOP RPOP LRANGE LLEN SADD SREM SMEMBERS ZADD ZRANGE ZREM MULTI EXEC DISCARD WATCH FLUSHDB "
+    b"FLUSHALL CONFIG CLIENT MONITOR COMMAND EVAL XADD XREAD".split()
+)
 _REPLY_TYPES = frozenset(b"+-:$*%_,#(=!|>~")
 
 
