@@ -35,7 +35,7 @@ def _request(c2s: bytes) -> Verdict:
         if len(c2s) >= DETECT_WINDOW:
             return NO  # a request line longer than the window: not decided here (counted undetected)
         tail = c2s[sp + 1 :]
-        return NO if b"\r" in tail or b"\x00" in tail else MORE
+        return NO if b"\r" in tail[:-1] or b"\x00" in tail else MORE  # a CR may end the line's bytes so far
     line = c2s[sp + 1 : eol]
     if line.endswith(b"\r"):
         line = line[:-1]

@@ -48,9 +48,11 @@ def _refusal(s2c: bytes) -> Verdict:
     length = int.from_bytes(s2c[:3], "little")
     errno = int.from_bytes(s2c[5:7], "little")
     text = s2c[7 : 4 + length]
-    if s2c[3] != 0 or not 3 < length <= 512 or not 1000 <= errno < 2000 or len(text) < length - 3:
+    if s2c[3] != 0 or not 3 < length <= 512 or not 1000 <= errno < 2000:
         return NO
-    return YES if text.isascii() and all(0x20 <= b < 0x7F for b in text) else NO
+    if not text.isascii() or any(b < 0x20 or b >= 0x7F for b in text):
+        return NO
+    return YES if len(text) >= length - 3 else MORE
 
 
 def detect(c2s: bytes, s2c: bytes) -> Verdict:

@@ -31,6 +31,8 @@ def _digits(buf: bytes, start: int, limit: int) -> tuple[int, int] | Verdict:
     end = buf.find(b"\r\n", start, start + 9)
     if end < 0:
         frag = buf[start : start + 9]
+        if frag.endswith(b"\r"):
+            frag = frag[:-1]  # the CRLF cut in half
         return MORE if len(buf) - start < 9 and (not frag or frag.isdigit()) else NO
     text = buf[start:end]
     if not text.isdigit() or len(text) > 8:
