@@ -41,9 +41,12 @@ UNDETECTED = "-"  # a flow no detector claimed: no handler, its packets cost one
 
 DETECT_WINDOW = 512  # bytes of each direction shown to the detectors (protocols/detection.py: why 512)
 # Data events kept before a last decision: a handshake's first exchange (TLS hello + reply, MySQL greeting
-# + login + OK, PostgreSQL SSLRequest + N + StartupMessage) is done within 8; a connection undecided after
-# 8 segments is not going to be decided by more of the same.
-DETECT_SEGMENTS = 8
+# + login + OK, PostgreSQL SSLRequest + N + StartupMessage) is done within 8; 16 leaves room for a request
+# line cut into small segments. A connection undecided after 16 is not decided by more of the same.
+DETECT_SEGMENTS = 16
+# Segment starts of each direction tried as message starts on a connection joined mid-stream: each costs
+# two runs of every detector per event, so the first few only (the bound keeps a flow from paying more).
+MAX_REALIGN = 6
 # Payload bytes kept for the replay: the detectors see 512 per direction, but the replay needs every byte;
 # 16 KiB per connection while undecided (a loopback TSO segment may be 64 KiB: the one that crosses the
 # bound is kept, then the decision is made). 1000 connections in detection at once: ~16 MiB at worst.
@@ -245,13 +248,13 @@ class Detecting:
                 return swapped, True
             waiting = waiting or swapped is None
             # the first bytes of a joined connection may be the middle of a message: try each later
-            # segment start of either direction (bounded: DETECT_SEGMENTS starts at most)
-            for off in self._starts[0][1:]:
+            # segment start of either direction (bounded: MAX_REALIGN starts)
+            for off in self._starts[0][1:MAX_REALIGN]:
                 for swap, result in ((False, classify(c2s[off:], s2c)), (True, classify(s2c, c2s[off:]))):
                     if result:
                         return result, swap
                     waiting = waiting or result is None
-            for off in self._starts[1][1:]:
+            for off in self._starts[1][1:MAX_REALIGN]:
                 for swap, result in ((False, classify(c2s, s2c[off:])), (True, classify(s2c[off:], c2s))):
                     if result:
                         return result, swap

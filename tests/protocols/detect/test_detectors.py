@@ -31,7 +31,9 @@ def _bson(body: bytes) -> bytes:
 
 _PING_DOC = _bson(b"\x10ping\x00" + struct.pack("<i", 1))  # {ping: int32 1}
 _OP_MSG = struct.pack("<iiii", 16 + 4 + 1 + len(_PING_DOC), 7, 0, 2013) + b"\x00\x00\x00\x00\x00" + _PING_DOC
-_OP_REPLY_MSG = struct.pack("<iiii", 16 + 4 + 1 + len(_PING_DOC), 8, 7, 2013) + b"\x00\x00\x00\x00\x00" + _PING_DOC
+_OP_REPLY_MSG = (
+    struct.pack("<iiii", 16 + 4 + 1 + len(_PING_DOC), 8, 7, 2013) + b"\x00\x00\x00\x00\x00" + _PING_DOC
+)
 _OP_QUERY = (
     struct.pack("<iiii", 16 + 4 + 11 + 8 + len(_PING_DOC), 1, 0, 2004)
     + b"\x00\x00\x00\x00admin.$cmd\x00"
@@ -56,12 +58,16 @@ _GREETING_BODY = (
     + struct.pack("<I", 11)  # connection id
     + b"abcdefgh\x00"  # auth data part 1, filler
     + struct.pack("<H", 0xF7FF)  # capabilities (low): CLIENT_PROTOCOL_41 is 0x0200
-    + b"\xff\x02\x00\xff\xc1\x15" + b"\x00" * 10 + b"ijklmnopqrst\x00mysql_native_password\x00"
+    + b"\xff\x02\x00\xff\xc1\x15"
+    + b"\x00" * 10
+    + b"ijklmnopqrst\x00mysql_native_password\x00"
 )
 _GREETING = struct.pack("<I", len(_GREETING_BODY))[:3] + b"\x00" + _GREETING_BODY
 _STARTUP_BODY = struct.pack("!i", 196608) + b"user\x00alice\x00database\x00shop\x00\x00"
 _STARTUP = struct.pack("!i", 4 + len(_STARTUP_BODY)) + _STARTUP_BODY
-_CLIENT_HELLO = bytes.fromhex("16030100c4" "010000c0" "0303") + bytes(32) + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00"
+_CLIENT_HELLO = (
+    bytes.fromhex("16030100c4010000c00303") + bytes(32) + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00"
+)
 _COM_QUERY = struct.pack("<I", 1 + 17)[:3] + b"\x00\x03" + b"SELECT * FROM t;\n"
 _PG_QUERY = b"Q" + struct.pack("!i", 4 + 9) + b"SELECT 1\x00"
 
@@ -110,8 +116,13 @@ CASES: list[tuple[str, object, bytes, bytes, Verdict]] = [
     ("pg gssenc request", postgresql.detect, struct.pack("!ii", 8, 80877104), b"", YES),
     ("pg cancel", postgresql.detect, struct.pack("!iiii", 16, 80877102, 4242, 99), b"", YES),
     ("pg startup cut", postgresql.detect, _STARTUP[:20], b"", MORE),
-    ("pg startup without user", postgresql.detect,
-     struct.pack("!ii", 8 + 12, 196608) + b"database\x00x\x00\x00", b"", NO),  # fmt: skip
+    (
+        "pg startup without user",
+        postgresql.detect,
+        struct.pack("!ii", 8 + 12, 196608) + b"database\x00x\x00\x00",
+        b"",
+        NO,
+    ),
     ("pg protocol 2", postgresql.detect, struct.pack("!ii", 16, 131072) + b"user\x00a\x00\x00\x00", b"", NO),
     ("pg query mid-stream", postgresql.detect, _PG_QUERY, b"", YES),
     ("pg query not sql", postgresql.detect, b"Q" + struct.pack("!i", 4 + 9) + b"HELLO ab\x00", b"", NO),
@@ -120,8 +131,13 @@ CASES: list[tuple[str, object, bytes, bytes, Verdict]] = [
     ("mysql greeting cut", mysql.detect, b"", _GREETING[:12], MORE),
     ("mysql client first", mysql.detect, b"\x01\x00\x00\x00\x01", b"", NO),
     ("mysql protocol 9", mysql.detect, b"", _GREETING[:4] + b"\x09" + _GREETING[5:], NO),
-    ("mysql refusal",  # ERR 1130 in place of the greeting
-     mysql.detect, b"", b"\x14\x00\x00\x00\xff\x6a\x04Host 'x' not allowed", YES),  # fmt: skip
+    (
+        "mysql refusal",  # ERR 1130 in place of the greeting
+        mysql.detect,
+        b"",
+        b"\x14\x00\x00\x00\xff\x6a\x04Host 'x' not allowed",
+        YES,
+    ),
     ("mysql com_query mid-stream", mysql.detect, _COM_QUERY, b"", YES),
     ("mysql com_query not sql", mysql.detect, _COM_QUERY[:5] + b"XELECT * FROM t;\n", b"", NO),
     # Kafka
@@ -192,7 +208,15 @@ def test_prefixes_never_say_no(name: str, detect, c2s: bytes, s2c: bytes) -> Non
 def test_tls_row_from_alpn() -> None:
     """ALPN h2 → the http2 row; none → http (reported as on an HTTP rule's port)."""
     ext = b"\x00\x10" + struct.pack("!H", 5) + struct.pack("!H", 3) + b"\x02h2"  # ALPN extension, ["h2"]
-    body = b"\x03\x03" + bytes(32) + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00" + struct.pack("!H", len(ext)) + ext
+    body = (
+        b"\x03\x03"
+        + bytes(32)
+        + b"\x00"
+        + b"\x00\x02\x13\x01"
+        + b"\x01\x00"
+        + struct.pack("!H", len(ext))
+        + ext
+    )
     hello = b"\x16\x03\x01" + struct.pack("!H", 4 + len(body)) + b"\x01" + len(body).to_bytes(3, "big") + body
     assert tls_detect(hello, b"") is YES
     assert tls_protocol(hello) == "http2"
