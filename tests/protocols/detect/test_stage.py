@@ -204,4 +204,3 @@ def test_no_detection_without_the_switch() -> None:
     segs = conversation(("10.0.0.2", 8123), [(0, GET), (1, OK)])
     got, engine = run(segs, (Rule(protocol="http", ports=(80,)),), detect=False)
     assert got == [] and engine.flows.stats.unmatched > 0
-
