@@ -212,11 +212,12 @@ def classifier(registry: Registry, transport: str) -> Classify:
     """Every detector of the transport's protocols, one per family, in a fixed order: the first YES wins.
 
     TLS first (a ClientHello is unambiguous, and the row it is reported under is picked from its ALPN);
-    then the protocols with exact magic (HTTP/2 preface, PostgreSQL codes, AMQP header), then HTTP/1,
-    MySQL, the length-prefixed binary ones, RESP and DNS. The order only matters for bytes two detectors
+    then the protocols with exact magic (PostgreSQL codes, AMQP header), HTTP/1, MySQL, the
+    length-prefixed binary ones, HTTP/2 (its preface is exact, its mid-stream frame walk the loosest of the
+    binary checks), RESP and DNS. The order only matters for bytes two detectors
     both accept, which the detectors' tables show does not happen for what each is built on.
     """
-    order = ("http2", "postgresql", "amqp", "http", "mysql", "kafka", "mongodb", "redis", "dns")
+    order = ("postgresql", "amqp", "http", "mysql", "kafka", "mongodb", "http2", "redis", "dns")
     specs = [registry[n] for n in order if registry.get(n) is not None]
     specs += [s for s in registry.specs() if s.name not in order]
     families: set[str] = set()

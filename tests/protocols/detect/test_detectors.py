@@ -140,6 +140,34 @@ CASES: list[tuple[str, object, bytes, bytes, Verdict]] = [
     ),
     ("mysql com_query mid-stream", mysql.detect, _COM_QUERY, b"", YES),
     ("mysql com_query not sql", mysql.detect, _COM_QUERY[:5] + b"XELECT * FROM t;\n", b"", NO),
+    (
+        "mysql stmt_execute mid-stream",  # stmt id 1, no cursor, iteration count 1, no parameters
+        mysql.detect,
+        b"\x0a\x00\x00\x00\x17\x01\x00\x00\x00\x00\x01\x00\x00\x00",
+        b"",
+        YES,
+    ),
+    (
+        "mysql stmt_execute count 2",
+        mysql.detect,
+        b"\x0a\x00\x00\x00\x17\x01\x00\x00\x00\x00\x02\x00\x00\x00",
+        b"",
+        NO,
+    ),
+    # HTTP/2 mid-stream: HEADERS (type 1, END_HEADERS) of 3 bytes on stream 1, then PING ACK on stream 0
+    (
+        "h2 frames mid-stream",
+        http2.detect,
+        b"\x00\x00\x03\x01\x04\x00\x00\x00\x01\x82\x86\x84"
+        + b"\x00\x00\x08\x06\x01\x00\x00\x00\x00"
+        + bytes(8),
+        b"",
+        YES,
+    ),
+    ("h2 frames from the server", http2.detect, b"", b"\x00\x00\x01\x01\x04\x00\x00\x00\x01\x88", YES),
+    ("h2 headers on stream 0", http2.detect, b"\x00\x00\x01\x01\x04\x00\x00\x00\x00\x88", b"", NO),
+    ("h2 ping of 7", http2.detect, b"\x00\x00\x07\x06\x00\x00\x00\x00\x00" + bytes(7), b"", NO),
+    ("h2 data only", http2.detect, b"\x00\x00\x02\x00\x00\x00\x00\x00\x01hi", b"", MORE),
     # Kafka
     ("kafka api versions", kafka.detect, _kafka(18, 3, b"rdkafka", b"\x00"), b"", YES),
     ("kafka produce v2 (old clients)", kafka.detect, _kafka(0, 2, b"sarama"), b"", YES),

@@ -12,8 +12,10 @@
 The client speaks only after the greeting, so client bytes with no greeting yet are not MySQL, with two
 exceptions. A server that refuses the client at once sends an ERR packet instead of the greeting
 (`ff` errno `#`? message: 1040 Too many connections, 1130 Host not allowed). And a connection joined
-mid-stream is recognised by a COM_QUERY that starts a client segment: sequence id 0, command 0x03, and
-text opening with an SQL verb (a length, a sequence id and a command byte alone are too generic).
+mid-stream is recognised by a command that starts a client segment with sequence id 0: COM_QUERY (0x03)
+or COM_STMT_PREPARE (0x16) whose text opens with an SQL verb, or COM_STMT_EXECUTE (0x17) with a cursor
+flag of the protocol's and an iteration count of 1, as every client sends (a length, a sequence id and a
+command byte alone are too generic).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ _MIN_GREETING = 4 + 1 + 2 + 4 + 8 + 1 + 2  # header, version, a 1-char version s
 _MAX_GREETING = 1024  # a HandshakeV10 is ~80 bytes; plugin names and a long version string stay far below
 
 
-_COM_QUERY = 0x03
+_COM_QUERY, _COM_STMT_PREPARE, _COM_STMT_EXECUTE = 0x03, 0x16, 0x17
 _MAX_QUERY = 16 * 1024 * 1024  # one packet's payload (a longer statement spans packets: not a start)
 
 
@@ -33,7 +35,13 @@ def _query(c2s: bytes) -> Verdict:
     if len(c2s) < 5:
         return MORE
     length = int.from_bytes(c2s[:3], "little")
-    if c2s[3] != 0 or c2s[4] != _COM_QUERY or not 2 <= length < _MAX_QUERY:
+    if c2s[3] != 0 or not 2 <= length < _MAX_QUERY:
+        return NO
+    if c2s[4] == _COM_STMT_EXECUTE:  # stmt id (4) | flags (1): 0-3, 8 | iteration count (4) = 1
+        if len(c2s) < 14:
+            return MORE
+        return YES if length >= 10 and c2s[9] in (0, 1, 2, 3, 8) and c2s[10:14] == b"\x01\x00\x00\x00" else NO
+    if c2s[4] not in (_COM_QUERY, _COM_STMT_PREPARE):
         return NO
     text = c2s[5 : 4 + length]
     if len(text) < min(length - 1, 16):
