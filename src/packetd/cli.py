@@ -742,6 +742,9 @@ def _print_summary(
         + (f", {flows.rst_out_of_window} out-of-window RSTs ignored" if flows.rst_out_of_window else "")
         + (f", {flows.ooo_overflows} reorder-buffer overflows" if flows.ooo_overflows else "")
     )
+    detection = engine.flows.detection
+    if detection is not None and detection.stats.describe():
+        err(detection.stats.describe())  # what was found where (detection by content)
     for name, pstats in sorted(engine.protocol_stats.items()):
         if pstats.counters:  # events a decoder counts instead of recording (AMQP heartbeats, consumer acks)
             err(

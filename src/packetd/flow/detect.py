@@ -79,6 +79,23 @@ class DetectionStats:
         self.swapped = 0  # detected with the roles guessed from the ports reversed (joined mid-stream)
         self.midstream = 0  # detected connections joined mid-stream
 
+    def describe(self, limit: int = 5) -> str:
+        """One summary line: what was found where (busiest first), or "" when detection saw nothing."""
+        if not self.detected and not self.undetected:
+            return ""
+        found = ", ".join(
+            f"{name} {n}" for name, n in sorted(self.detected.items(), key=lambda kv: (-kv[1], kv[0]))
+        )
+        line = f"packetd: detected by content: {found or 'nothing'}"
+        if self.midstream or self.swapped:
+            line += f" ({self.midstream} joined mid-stream, {self.swapped} with client and server swapped)"
+        if self.undetected:
+            busiest = sorted(self.undetected_ports.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+            where = ", ".join(f"{t}/{port} {n}" for (t, port), n in busiest)
+            more = len(self.undetected_ports) - len(busiest)
+            line += f"; {self.undetected} connections no protocol claimed ({where}{f', {more} more ports' if more > 0 else ''})"
+        return line
+
     def note_undetected(self, transport: str, port: int) -> None:
         self.undetected += 1
         key = (transport, port)
