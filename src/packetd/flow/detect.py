@@ -155,13 +155,10 @@ class Detecting:
         if inner is not None:
             inner.data(direction ^ self._flip, data, ts_ns)
             return
-        if self._given_up:
-            return
-        if self._events is None:
-            self._start()
-        assert self._events is not None and self._bufs is not None and self._starts is not None
         chunk = data.tobytes()
-        self._events.append((0, direction, chunk, 0, ts_ns))
+        if not self._keep((0, direction, chunk, 0, ts_ns)):
+            return
+        assert self._bufs is not None and self._starts is not None
         self._data_events += 1
         self._kept += len(chunk)
         buf = self._bufs[direction]
@@ -179,26 +176,16 @@ class Detecting:
         if inner is not None:
             inner.gap(direction ^ self._flip, nbytes, ts_ns)
             return
-        if self._given_up:
-            return
-        if self._events is None:
-            self._start()
-        assert self._events is not None
-        self._events.append((1, direction, b"", nbytes, ts_ns))
-        # the bytes after a gap do not follow the ones before: the detectors see no further in this direction
-        self._frozen |= 1 << direction
+        if self._keep((1, direction, b"", nbytes, ts_ns)):
+            # the bytes after a gap do not follow the ones before: the detectors see no further this way
+            self._frozen |= 1 << direction
 
     def eof(self, direction: int, ts_ns: int) -> None:
         inner = self._inner
         if inner is not None:
             inner.eof(direction ^ self._flip, ts_ns)
             return
-        if self._given_up:
-            return
-        if self._events is None:
-            self._start()
-        assert self._events is not None
-        self._events.append((2, direction, b"", 0, ts_ns))
+        self._keep((2, direction, b"", 0, ts_ns))
 
     def close(self, ts_ns: int) -> None:
         if self._inner is None and self._events is not None and not self._given_up:
@@ -212,10 +199,16 @@ class Detecting:
         return inner.settled() if inner is not None else False
 
     # -- internals ------------------------------------------------------------------------------------------
-    def _start(self) -> None:
-        self._events = []
-        self._bufs = (bytearray(), bytearray())
-        self._starts = ([], [])
+    def _keep(self, event: tuple[int, int, bytes, int, int]) -> bool:
+        """Keep an event for the replay (False: the flow was given up, nothing is kept)."""
+        if self._given_up:
+            return False
+        if self._events is None:
+            self._events = []
+            self._bufs = (bytearray(), bytearray())
+            self._starts = ([], [])
+        self._events.append(event)
+        return True
 
     def _decide(self, final: bool) -> None:
         flow = self._flow

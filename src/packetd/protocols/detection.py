@@ -81,6 +81,20 @@ def tls_detect(c2s: bytes, s2c: bytes) -> Verdict:
     return YES
 
 
+def either_side(
+    c2s: bytes, s2c: bytes, client: Callable[[bytes], Verdict], server: Callable[[bytes], Verdict]
+) -> Verdict:
+    """YES when the client's bytes (`client`) or the server's (`server`) are the protocol's; MORE while
+    both still may be (an empty side may); NO otherwise. For formats either side's messages show."""
+    request = client(c2s) if c2s else MORE
+    if request is YES:
+        return YES
+    reply = server(s2c) if s2c else MORE
+    if reply is YES:
+        return YES
+    return MORE if request is MORE and reply is MORE else NO
+
+
 # Statement verbs a mid-stream MySQL COM_QUERY or PostgreSQL Query must open with: a length, a type byte
 # and printable text are common to many protocols; an SQL verb right after them is not
 SQL_VERBS = frozenset(

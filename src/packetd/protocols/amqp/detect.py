@@ -15,7 +15,7 @@ tx 90) and the frame-end octet exactly `size` bytes after the header.
 
 from __future__ import annotations
 
-from packetd.protocols.detection import MORE, NO, YES, Verdict
+from packetd.protocols.detection import MORE, NO, YES, Verdict, either_side
 
 HEADER = b"AMQP\x00\x00\x09\x01"
 
@@ -42,10 +42,4 @@ def detect(c2s: bytes, s2c: bytes) -> Verdict:
         return YES
     if c2s[:1] == b"A":
         return MORE if HEADER.startswith(c2s) else NO
-    request = _method_frame(c2s) if c2s else MORE
-    if request is YES:
-        return YES
-    reply = _method_frame(s2c) if s2c else MORE
-    if reply is YES:
-        return YES
-    return MORE if request is MORE and reply is MORE else NO
+    return either_side(c2s, s2c, _method_frame, _method_frame)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 
-from packetd.protocols.detection import MORE, NO, YES, Verdict
+from packetd.protocols.detection import MORE, NO, YES, Verdict, either_side
 
 _HEADER = struct.Struct("!HHHHHH")
 _LABEL = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_*/")
@@ -73,12 +73,14 @@ def _either(buf: bytes, response: bool) -> Verdict:
     return MORE if MORE in (datagram, framed) else NO
 
 
+def _query(buf: bytes) -> Verdict:
+    return _either(buf, False)
+
+
+def _answer(buf: bytes) -> Verdict:
+    return _either(buf, True)
+
+
 def detect(c2s: bytes, s2c: bytes) -> Verdict:
     """A query from the client, or a response from the server (a conversation joined mid-stream)."""
-    query = _either(c2s, False) if c2s else MORE
-    if query is YES:
-        return YES
-    answer = _either(s2c, True) if s2c else MORE
-    if answer is YES:
-        return YES
-    return MORE if query is MORE and answer is MORE else NO
+    return either_side(c2s, s2c, _query, _answer)

@@ -11,7 +11,7 @@ joined mid-stream is detected from its next request or response that starts a se
 
 from __future__ import annotations
 
-from packetd.protocols.detection import DETECT_WINDOW, MORE, NO, YES, Verdict
+from packetd.protocols.detection import DETECT_WINDOW, MORE, NO, YES, Verdict, either_side
 
 METHODS = frozenset(
     b"GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH PROPFIND PROPPATCH MKCOL COPY MOVE LOCK UNLOCK "
@@ -61,8 +61,4 @@ def _status(s2c: bytes) -> Verdict:
 
 def detect(c2s: bytes, s2c: bytes) -> Verdict:
     """A request line from the client, or a status line from the server (joined mid-stream)."""
-    request = _request(c2s) if c2s else MORE
-    status = _status(s2c) if s2c else MORE
-    if request is YES or status is YES:
-        return YES
-    return MORE if request is MORE and status is MORE else NO
+    return either_side(c2s, s2c, _request, _status)

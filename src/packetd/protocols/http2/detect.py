@@ -20,7 +20,7 @@ must include a HEADERS frame (every request and response has one): a run of chan
 
 from __future__ import annotations
 
-from packetd.protocols.detection import DETECT_WINDOW, MORE, NO, YES, Verdict
+from packetd.protocols.detection import DETECT_WINDOW, MORE, NO, YES, Verdict, either_side
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -46,7 +46,10 @@ def _frames(buf: bytes) -> Verdict:
             return NO
         if _FIXED.get(ftype, length) != length or (ftype == 4 and length % 6):
             return NO
-        headers = headers or ftype == _HEADERS
+        if ftype == _HEADERS:
+            if buf[pos + 4] & ~0x2D:  # END_STREAM, END_HEADERS, PADDED, PRIORITY: no other flag exists
+                return NO
+            headers = True
         pos += 9 + length
     if pos == len(buf) or len(buf) >= DETECT_WINDOW:  # ended exactly, or ran past what a detector sees
         return YES if headers else MORE
@@ -60,10 +63,4 @@ def detect(c2s: bytes, s2c: bytes) -> Verdict:
             return YES if c2s.startswith(PREFACE) else NO
         if PREFACE.startswith(c2s) and c2s:
             return MORE
-    request = _frames(c2s) if c2s else MORE
-    if request is YES:
-        return YES
-    reply = _frames(s2c) if s2c else MORE
-    if reply is YES:
-        return YES
-    return MORE if request is MORE and reply is MORE else NO
+    return either_side(c2s, s2c, _frames, _frames)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 
-from packetd.protocols.detection import MORE, NO, YES, Verdict
+from packetd.protocols.detection import MORE, NO, YES, Verdict, either_side
 
 _HEADER = struct.Struct("<iiii")
 _I32 = struct.Struct("<i")
@@ -106,12 +106,14 @@ def _message(buf: bytes, request: bool) -> Verdict:
     return _body(buf, length, opcode)
 
 
+def _request(buf: bytes) -> Verdict:
+    return _message(buf, True)
+
+
+def _reply(buf: bytes) -> Verdict:
+    return _message(buf, False)
+
+
 def detect(c2s: bytes, s2c: bytes) -> Verdict:
     """A request from the client, or a reply from the server."""
-    request = _message(c2s, True) if c2s else MORE
-    if request is YES:
-        return YES
-    reply = _message(s2c, False) if s2c else MORE
-    if reply is YES:
-        return YES
-    return MORE if request is MORE and reply is MORE else NO
+    return either_side(c2s, s2c, _request, _reply)
