@@ -13,6 +13,7 @@ not told the transport, and the header's fixed fields leave a chance reading abo
 from __future__ import annotations
 
 import struct
+from functools import partial
 
 from packetd.protocols.detection import MORE, NO, YES, Verdict, either_side
 
@@ -73,12 +74,8 @@ def _either(buf: bytes, response: bool) -> Verdict:
     return MORE if MORE in (datagram, framed) else NO
 
 
-def _query(buf: bytes) -> Verdict:
-    return _either(buf, False)
-
-
-def _answer(buf: bytes) -> Verdict:
-    return _either(buf, True)
+_query = partial(_either, response=False)  # the client side
+_answer = partial(_either, response=True)
 
 
 def detect(c2s: bytes, s2c: bytes) -> Verdict:

@@ -15,6 +15,7 @@ server's replies alone are enough for a connection whose requests were not captu
 from __future__ import annotations
 
 import struct
+from functools import partial
 
 from packetd.protocols.detection import MORE, NO, YES, Verdict, either_side
 
@@ -106,12 +107,8 @@ def _message(buf: bytes, request: bool) -> Verdict:
     return _body(buf, length, opcode)
 
 
-def _request(buf: bytes) -> Verdict:
-    return _message(buf, True)
-
-
-def _reply(buf: bytes) -> Verdict:
-    return _message(buf, False)
+_request = partial(_message, request=True)  # the client side
+_reply = partial(_message, request=False)
 
 
 def detect(c2s: bytes, s2c: bytes) -> Verdict:
