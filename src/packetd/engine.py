@@ -15,12 +15,12 @@ from dataclasses import field
 from typing import Any
 
 from packetd._values import value
-from packetd.flow.detect import Classify, Detection
+from packetd.flow.detect import Detection
 from packetd.flow.table import Endpoint, FlowConfig, FlowTable, StreamHandler
 from packetd.net.packet import PROTO_TCP, PacketDecoder
 from packetd.pairing.roundtrip import Roundtrip
 from packetd.pairing.session import ProtocolStats, Session
-from packetd.protocols.detection import MORE, TLS_DEFAULT_ROW, YES, tls_detect, tls_protocol
+from packetd.protocols.classify import classifier
 from packetd.protocols.registry import REGISTRY, Registry
 
 RULE_EXAMPLE = "'http;80,8080;127.0.0.1'"
@@ -206,43 +206,3 @@ class Engine:
             midstream,
             "tcp" if transport == PROTO_TCP else "udp",
         )
-
-
-def classifier(registry: Registry, transport: str) -> Classify:
-    """Every detector of the transport's protocols, one per family, in a fixed order: the first YES wins.
-
-    TLS first (a ClientHello is unambiguous, and the row it is reported under is picked from its ALPN);
-    then the protocols with exact magic (PostgreSQL codes, AMQP header), HTTP/1, MySQL, the
-    length-prefixed binary ones, HTTP/2 (its preface is exact, its mid-stream frame walk the loosest of the
-    binary checks), RESP and DNS. The order only matters for bytes two detectors
-    both accept, which the detectors' tables show does not happen for what each is built on.
-    """
-    order = ("postgresql", "amqp", "http", "mysql", "kafka", "mongodb", "http2", "redis", "dns")
-    specs = [registry[n] for n in order if registry.get(n) is not None]
-    specs += [s for s in registry.specs() if s.name not in order]
-    families: set[str] = set()
-    detectors = []
-    for spec in specs:
-        if spec.detect is None or transport not in spec.transports or spec.family in families:
-            continue
-        families.add(spec.family)
-        detectors.append((spec.name, spec.detect))
-    tls = transport == "tcp"
-
-    def classify(c2s: bytes, s2c: bytes) -> str | None:
-        more = False
-        if tls:
-            verdict = tls_detect(c2s, s2c)
-            if verdict is YES:
-                row = tls_protocol(c2s)
-                return row if registry.get(row) is not None else TLS_DEFAULT_ROW
-            more = verdict is MORE
-        for name, detect in detectors:
-            verdict = detect(c2s, s2c)
-            if verdict is YES:
-                return name
-            if verdict is MORE:
-                more = True
-        return None if more else ""
-
-    return classify

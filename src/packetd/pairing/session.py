@@ -14,7 +14,9 @@ messages straight to records, control messages to itself — and turns every pai
 * Hand-over: an HTTP/1.1 `101` (or an HTTP/2 preface on an HTTP port) gives the connection to the protocol
   registered for the upgrade token, with the upgrade request as its first request; when none is
   registered the 101 answers its request and decoding stops (counted). A CONNECT tunnel that opens with a
-  TLS ClientHello is handed to a `TlsDecoder` (target "tls"), as a connection that starts with one.
+  TLS ClientHello is handed to a `TlsDecoder` (target "tls"), as a connection that starts with one; one
+  that carries anything else the HTTP/1 decoder does not follow is offered to the detectors
+  (protocols/classify.py `TunnelDetector`) and handed to the protocol they name (target `detected:<row>`).
 * A record's protocol is the rule's, unless its message names another (`Message.PROTOCOL`: one HTTP/2
   connection carries both `grpc` and `http2` streams); records are counted under the protocol they carry.
 * `NoAnswer(key)`: the decoder knows the request under `key` will never be answered (HTTP/2 RST_STREAM,
@@ -45,6 +47,7 @@ from packetd.protocols.base import (
     SwapRoles,
     SyncLost,
 )
+from packetd.protocols.classify import DETECTED, TunnelDetector, classifier
 from packetd.protocols.registry import ProtocolSpec, Registry
 
 MAX_RESETS = 8  # consecutive decode errors before a connection is given up as not this protocol
@@ -313,6 +316,13 @@ class Session:
     def _stop(self, m: StopDecoding) -> None:
         self._release()
         self._decoder = None
+        if m.client_data or m.server_data:  # a tunnel we do not read yet: what does it carry?
+            self._decoder = TunnelDetector(classifier(self._registry, "tcp"))
+            if m.client_data:
+                self._feed(Direction.C2S, memoryview(m.client_data), m.end_ns)
+            if m.server_data and self._decoder is not None:
+                self._feed(Direction.S2C, memoryview(m.server_data), m.end_ns)
+            return
         if m.encrypted:
             self._stats.encrypted += 1
             self._flags |= Flag.ENCRYPTED
@@ -331,7 +341,10 @@ class Session:
             if m.server_data:
                 self._feed(Direction.S2C, memoryview(m.server_data), ts_ns)
             return
-        target = self._registry.upgrade_target(m.target)
+        if m.target.startswith(DETECTED):
+            target = self._registry.get(m.target[len(DETECTED) :])
+        else:
+            target = self._registry.upgrade_target(m.target)
         if target is None:
             self._stats.unsupported_upgrades += 1
             if m.response is not None:
