@@ -16,7 +16,8 @@ messages straight to records, control messages to itself — and turns every pai
   registered the 101 answers its request and decoding stops (counted). A CONNECT tunnel that opens with a
   TLS ClientHello is handed to a `TlsDecoder` (target "tls"), as a connection that starts with one; one
   that carries anything else the HTTP/1 decoder does not follow is offered to the detectors
-  (protocols/classify.py `TunnelDetector`) and handed to the protocol they name (target `detected:<row>`).
+  (protocols/classify.py `TunnelDetector`) and handed to the protocol they name (target `detected:<row>`);
+  so is what follows a 101 to a token no row takes over (WebSocket frames: no detector claims them).
 * A record's protocol is the rule's, unless its message names another (`Message.PROTOCOL`: one HTTP/2
   connection carries both `grpc` and `http2` streams); records are counted under the protocol they carry.
 * `NoAnswer(key)`: the decoder knows the request under `key` will never be answered (HTTP/2 RST_STREAM,
@@ -317,15 +318,19 @@ class Session:
         self._release()
         self._decoder = None
         if m.client_data or m.server_data:  # a tunnel we do not read yet: what does it carry?
-            self._decoder = TunnelDetector(classifier(self._registry, "tcp"))
-            if m.client_data:
-                self._feed(Direction.C2S, memoryview(m.client_data), m.end_ns)
-            if m.server_data and self._decoder is not None:
-                self._feed(Direction.S2C, memoryview(m.server_data), m.end_ns)
+            self._detect_inside(m.client_data, m.server_data, m.end_ns)
             return
         if m.encrypted:
             self._stats.encrypted += 1
             self._flags |= Flag.ENCRYPTED
+
+    def _detect_inside(self, client_data: bytes, server_data: bytes, ts_ns: int) -> None:
+        """The connection carries another protocol from here: detect it (classify.TunnelDetector)."""
+        self._decoder = TunnelDetector(classifier(self._registry, "tcp"))
+        if client_data:
+            self._feed(Direction.C2S, memoryview(client_data), ts_ns)
+        if server_data and self._decoder is not None:
+            self._feed(Direction.S2C, memoryview(server_data), ts_ns)
 
     def _hand_over(self, m: HandOver, ts_ns: int) -> None:
         # the connection has begun (it was decoded up to a switch point): a ClientHello later is not how it
@@ -351,6 +356,9 @@ class Session:
                 self._stats.messages += 1
                 self._matcher.response(m.response)  # the 101 answers the upgrade request
             self._decoder = None
+            if not m.target.startswith(DETECTED):
+                # an upgrade to a protocol with no row of its own (or a custom token): what does it carry?
+                self._detect_inside(m.client_data, m.server_data, ts_ns)
             return
         self._stats.handovers += 1
         self._release()

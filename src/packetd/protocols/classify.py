@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 
-from packetd.protocols.base import NO_MESSAGES, DecodeError, Direction, HandOver, Message, StopDecoding
+from packetd.protocols.base import NO_MESSAGES, Direction, HandOver, Message, StopDecoding
 from packetd.protocols.detection import DETECT_WINDOW, MORE, TLS_DEFAULT_ROW, YES, tls_detect, tls_protocol
 from packetd.protocols.registry import Registry
 
@@ -82,7 +82,9 @@ class TunnelDetector:
         )
 
     def receive_gap(self, direction: Direction, nbytes: int, ts_ns: int) -> Sequence[Message]:
-        raise DecodeError("gap before the tunnel's protocol was known")
+        # the bytes after a gap do not follow the ones kept: nothing to detect from (a DecodeError would
+        # reset the session to the connection's own decoder, which the tunnel is not)
+        return (StopDecoding(start_ns=ts_ns, end_ns=ts_ns, size=0, flags=0, reason="gap in a tunnel"),)
 
     def receive_eof(self, direction: Direction, ts_ns: int) -> Sequence[Message]:
         return self._decide(ts_ns, True)

@@ -42,3 +42,24 @@ def test_tunnel_of_nothing_known_stops() -> None:
     assert not s.decoding
     s.close(10)
     assert [(r.operation, r.status) for r in records] == [("CONNECT", "200")]
+
+
+def test_upgrade_to_a_token_no_row_takes_is_detected() -> None:
+    """A 101 to a custom token, then RESP on the same connection: handed to Redis, the 101 still answers."""
+    s, records, stats = open_session(REGISTRY["http"], REGISTRY, C, S)
+    s.data(0, memoryview(b"GET /cache HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: resp-tunnel\r\n\r\n"), 1)
+    s.data(
+        1,
+        memoryview(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: resp-tunnel\r\nConnection: Upgrade\r\n\r\n"
+        ),
+        2,
+    )
+    s.data(0, memoryview(b"*1\r\n$4\r\nPING\r\n"), 3)
+    s.data(1, memoryview(b"+PONG\r\n"), 4)
+    s.close(10)
+    assert [(r.protocol, r.operation, r.status) for r in records] == [
+        ("http", "GET", "101"),
+        ("redis", "PING", "OK"),
+    ]
+    assert stats["http"].unsupported_upgrades == 1
