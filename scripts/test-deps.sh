@@ -1,5 +1,5 @@
 #!/bin/sh
-# System packages the test suite talks to: tshark (the independent oracle for golden tests), tcpdump (the
+# System packages the test suite talks to: tmux (reads the text line off a real terminal screen), tshark (the independent oracle for golden tests), tcpdump (the
 # replay comparison), nginx and curl (live HTTP tests), nghttpd/nghttp/h2load (live HTTP/2 tests and the gRPC
 # bench), prometheus (the agent's end-to-end tests), openssl (test certificates), redis-server, postgresql
 # and mariadb-server (live database tests; redis-tools, postgresql-client and mariadb-client bring
@@ -7,7 +7,7 @@
 # AMQP and DNS tests), tinyproxy (a real CONNECT proxy for the live HTTP tunnel test), libpcap; openssh-server/-client, swaks,
 # memcached and socat make the other traffic detection must not claim (tests/protocols/detect). Installed once; CI runs on a clean machine.
 set -eu
-pkgs="tshark tcpdump nginx-light curl nghttp2-server nghttp2-client libpcap0.8 iproute2 procps openssl prometheus redis-server redis-tools postgresql postgresql-client mariadb-server mariadb-client rabbitmq-server unbound tinyproxy openssh-server openssh-client swaks memcached socat"
+pkgs="tmux tshark tcpdump nginx-light curl nghttp2-server nghttp2-client libpcap0.8 iproute2 procps openssl prometheus redis-server redis-tools postgresql postgresql-client mariadb-server mariadb-client rabbitmq-server unbound tinyproxy openssh-server openssh-client swaks memcached socat"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
