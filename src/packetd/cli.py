@@ -613,7 +613,7 @@ def run_watch(opts: WatchOptions) -> int:
             for ts, lt, data in source:
                 if lt == TICK:
                     engine.tick(ts)
-                    if quiet.due(time.monotonic(), engine.flows.stats.created):
+                    if quiet.due(time.monotonic(), engine.connections_decoded()):
                         _hint(engine, rules, f"in {quiet.after_s:.0f}s")
                     if held is not None:
                         held.flush()  # a quiet moment: connections noted since the last pass
@@ -668,7 +668,7 @@ def run_watch(opts: WatchOptions) -> int:
         span = engine.flows.now_ns - ports.first_ns if ports.first_ns >= 0 else 0
         elapsed = f"{format_duration(max(span, 0))} of packet time"
     _print_summary(engine, summary, kernel, elapsed, halt.signals > 0)
-    if not engine.flows.stats.created:
+    if not engine.connections_decoded():
         _hint(engine, rules if live else None, f"in {elapsed}")
     if resolver is not None:
         resolver.close()
@@ -794,7 +794,8 @@ def _hint(engine: Engine, live_rules: list[Rule] | None, quiet: str) -> None:
     """No connection on a watched port: where the packets went and what to type; live, when the kernel
     filter let nothing through, this host's busiest TCP servers."""
     assert engine.ports is not None
-    lines = hint_lines(engine.ports, engine.registry)
+    detection = engine.flows.detection
+    lines = hint_lines(engine.ports, engine.registry, detection.stats.detected_ports if detection else None)
     if not lines and live_rules is not None:
         from packetd.attribution.listening import busiest_servers, read_tables
 

@@ -157,11 +157,21 @@ class Engine:
             if seg is not None:
                 if ports.active:
                     ports.add(seg)
-                    if stats.created:
+                    if stats.created and self.connections_decoded():
                         ports.active = False
                 segment(seg)
 
         return frame
+
+    def connections_decoded(self) -> int:
+        """Connections a rule claimed or detection handed to a protocol (not those still being shown to the
+        detectors, nor those nobody claimed): the first-run hint's "no connection on a watched port"."""
+        created = self.flows.stats.created
+        detection = self.flows.detection
+        if detection is None:
+            return created
+        st = detection.stats
+        return created - st.started + sum(st.detected.values())
 
     def reconfigure(self, config: EngineConfig) -> None:
         """New rules and decoder options (a reload): flows the new rules still cover go on, with their

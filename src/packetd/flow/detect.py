@@ -60,15 +60,21 @@ class DetectionStats:
     __slots__ = (
         "bound_hits",
         "detected",
+        "detected_ports",
         "midstream",
         "ports_overflow",
+        "started",
         "swapped",
         "undetected",
         "undetected_ports",
     )
 
     def __init__(self) -> None:
+        self.started = 0  # connections shown to the detectors
         self.detected: dict[str, int] = {}  # protocol → connections handed to it
+        # (transport, server port) → the protocol last detected there (at most MAX_UNDETECTED_PORTS keys):
+        # what was found where, for the summary and the first-run hint (pipeline/hint.py `found`)
+        self.detected_ports: dict[tuple[str, int], str] = {}
         self.undetected = 0  # connections nobody claimed
         # (transport "tcp"/"udp", server port) → undetected connections, at most MAX_UNDETECTED_PORTS keys
         self.undetected_ports: dict[tuple[str, int], int] = {}
@@ -87,6 +93,11 @@ class DetectionStats:
             f"{name} {n}" for name, n in sorted(self.detected.items(), key=lambda kv: (-kv[1], kv[0]))
         )
         line = f"packetd: detected by content: {found or 'nothing'}"
+        if self.detected_ports:
+            where = sorted(self.detected_ports.items())[:limit]
+            more = len(self.detected_ports) - len(where)
+            line += " (on " + ", ".join(f"{t}/{port} {name}" for (t, port), name in where)
+            line += f", {more} more ports)" if more > 0 else ")"
         if self.midstream or self.swapped:
             line += f" ({self.midstream} joined mid-stream, {self.swapped} with client and server swapped)"
         if self.undetected:
@@ -135,6 +146,7 @@ class Detecting:
     )
 
     def __init__(self, flow: Flow, detection: Detection) -> None:
+        detection.stats.started += 1
         self._flow = flow
         self._detection = detection
         self._inner: StreamHandler | None = None  # the winner's session, once decided
@@ -220,6 +232,9 @@ class Detecting:
             self._give_up()
             return
         stats.detected[winner] = stats.detected.get(winner, 0) + 1
+        where = ("tcp" if flow.transport == 6 else "udp", (flow.client if swapped else flow.server)[1])
+        if where in stats.detected_ports or len(stats.detected_ports) < MAX_UNDETECTED_PORTS:
+            stats.detected_ports[where] = winner
         if flow.midstream:
             stats.midstream += 1
         client, server = flow.client, flow.server

@@ -204,3 +204,21 @@ def test_no_detection_without_the_switch() -> None:
     segs = conversation(("10.0.0.2", 8123), [(0, GET), (1, OK)])
     got, engine = run(segs, (Rule(protocol="http", ports=(80,)),), detect=False)
     assert got == [] and engine.flows.stats.unmatched > 0
+
+
+def test_what_was_found_where() -> None:
+    """The summary line and the first-run hint's `found`: the detected protocol per server port; flows
+    still being detected or nobody claimed are not 'connections on a watched port'."""
+    http = conversation(("10.0.0.2", 8123), [(0, GET), (1, OK)])
+    ssh = conversation(
+        ("10.0.0.3", 2222), [(1, b"SSH-2.0-x\r\n"), (0, b"SSH-2.0-y\r\n")], client=("10.0.0.1", 41001)
+    )
+    _, engine = run(ssh)
+    assert engine.connections_decoded() == 0  # so `watch` still prints its first-run hint
+    _, engine = run(http + ssh)
+    stats = engine.flows.detection.stats  # type: ignore[union-attr]
+    assert engine.connections_decoded() == 1
+    assert stats.detected_ports == {("tcp", 8123): "http"}
+    assert stats.describe() == (
+        "packetd: detected by content: http 1 (on tcp/8123 http); 1 connections no protocol claimed (tcp/2222 1)"
+    )
