@@ -33,3 +33,15 @@ def test_kernel_filter_passes_all_tcp_and_udp_when_detecting() -> None:
     rules = default_rules()
     assert bpf_from(rules, detect=True) == bpf.ALL_TCP_UDP == "tcp or udp"
     assert "port 6379" in bpf_from(rules)
+
+
+def test_watch_without_proto_detects_the_sample_and_says_where() -> None:
+    """samples/http-sample.pcapng serves HTTP on 45855 and 49571 (no default port): without --proto it is
+    decoded, as with the rule, and the summary says what was found where."""
+    from tests.pipeline.test_hint import SAMPLE
+    from tests.test_cli import records, run
+
+    auto = run("watch", "--pcap-file", SAMPLE)
+    rule = run("watch", "--pcap-file", SAMPLE, "--proto", "http;45855,49571")
+    assert records(auto.stdout) == records(rule.stdout) and records(rule.stdout)
+    assert "detected by content: http 2 (on tcp/45855 http, tcp/49571 http)" in auto.stderr
