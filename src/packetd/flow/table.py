@@ -46,6 +46,11 @@ carried payload if one is among the oldest, else the least recently active of th
 Connections closed by FIN or RST are remembered for CLOSED_LINGER_NS so that a late retransmission does not
 start a new, bogus "mid-stream" connection; a SYN always starts a new one. Expired and evicted flows are
 not remembered: they were alive, and their next segment rightly joins them again mid-stream.
+
+A connection no rule claims is dropped at its first segment (counted `unmatched`), unless detection by
+content is on (`detection`, flow/detect.py): then its flow is created with a `Detecting` handler that shows
+its first bytes to the detectors and hands it to the winner, or marks it UNDETECTED — from then on each of
+its packets costs one lookup and one identity test (`_tcp_segment`), until its FIN or RST ends it.
 """
 
 from __future__ import annotations
