@@ -1,4 +1,4 @@
-"""The `packetd` command: `watch`, `ifaces`, `version`.
+"""The `packetd` command: `watch`, `top`, `ifaces`, `version`.
 
 User mistakes (a bad flag, an unreadable file, no privilege to capture) end with one line on stderr that
 names the problem and what is allowed, and a non-zero exit status — never a traceback. stdout carries
@@ -34,6 +34,7 @@ from packetd.pipeline.summary import Summary
 from packetd.protocols.base import Kind
 from packetd.protocols.options import OptionError, parse_assignments
 from packetd.protocols.registry import REGISTRY
+from packetd.top.command import build_command as build_top_command
 from packetd.units import format_duration, parse_duration
 
 EXIT_RUNTIME = 1
@@ -383,6 +384,10 @@ def watch_options(kw: dict[str, Any]) -> WatchOptions:
         comms=kw["comms"],
         containers=kw["containers"],
     )
+
+
+# `packetd top` (src/packetd/top/): watch's capture flags and capture, its own table
+main.add_command(build_top_command(watch))
 
 
 # -- rules ------------------------------------------------------------------------------------------------------

@@ -171,3 +171,34 @@ def test_sparkline_levels() -> None:
 def test_window_must_hold_its_slices() -> None:
     with pytest.raises(ValueError):
         Aggregator(window_ns=5)
+
+
+def test_all_of_time_slices_double_to_cover_the_capture() -> None:
+    # no window: slices start 1 s wide; records at 0.5 s, 10 s and 45 s span slots 0..45 > 20, so the width
+    # doubles to 2 s (0..22, still > 20 slots apart? 22 - 0 = 22 ≥ 20) and to 4 s (0..11): 12 slices
+    a = Aggregator(window_ns=None)
+    for t, ms in ((0.5, 10), (10.0, 30), (45.0, 50)):
+        a.add(rec(duration=ms * MS), end_ns=int(t * S))
+    (row,) = a.table("server", "count")
+    assert row.count == 3 and row.max_ns == 50 * MS
+    assert len(row.spark) == 12  # slots 0..11 of 4 s
+    assert (row.spark[0], row.spark[2], row.spark[11]) == (10 * MS, 30 * MS, 50 * MS)  # 10 s → slot 2
+    assert sum(v is not None for v in row.spark) == 3
+
+
+def test_text_table_fits_the_width() -> None:
+    from packetd.top.render import table_text
+
+    a = Aggregator(window_ns=None)
+    a.add(rec(path="/segment" * 11, duration=568_450_000), end_ns=S)  # 88 characters, not an id
+    a.add(rec(server="2001:db8::1", port=443, duration=None), end_ns=S)
+    for width in (80, 160):
+        lines = table_text(a.table("path", "count"), "path", width)
+        assert all(len(line) <= width for line in lines), width
+        assert lines[0].startswith("PATH ")
+        assert ("PROTO" in lines[0]) == (width >= 100)  # narrow: no protocol column
+        row = next(line for line in lines if line.startswith("/segment"))
+        assert "…" in row and "568.45ms" in row
+    lines = table_text(a.table("server", "count"), "server", 80)
+    v6 = next(line for line in lines if line.startswith("[2001:db8::1]:443"))
+    assert v6.split()[1:7] == ["1", "0", "0.0", "-", "-", "-"]  # no latency: dashes

@@ -18,7 +18,8 @@ A row keeps, for the window `W`:
 
 The window slides with the newest time seen (a record's end time, or `advance()` from the live loop's
 idle ticks), so a file and a live capture are aggregated alike. `window_ns=None` is one window over
-everything (a file's final table): the slices then hold all time in one.
+everything (a file's final table): its slices start 1 s wide and double, merging pairs, whenever the
+first to the newest record spans more than SLICES of them, so the sparkline covers the whole capture.
 
 Bounds: `MAX_ROWS` rows per grouping — a record whose key would be one more is counted in the grouping's
 `(other)` row and in `folded` (per grouping) — so the memory is at most 5 × (MAX_ROWS + 1) rows of
@@ -41,6 +42,7 @@ from packetd.units import format_duration
 GROUPINGS = ("server", "client", "operation", "path", "process")
 SORTS = ("count", "errors", "error-ratio", "p50", "p99", "max")
 SLICES = 20  # time slices per window: the sliding step (W/20) and the sparkline's width
+FIRST_SLICE_NS = 1_000_000_000  # all of time (a file): the first slice width, doubled as the span grows
 SAMPLES = 2048  # latencies kept per row for percentiles: exact up to this many in a window
 RECENT = 20  # recent records kept per row for its detail view
 MAX_ROWS = 200  # rows per grouping: one per server/client/... beyond this folds into "(other)"
@@ -220,6 +222,21 @@ class Row:
             self._lat[i] = duration
         self._n += 1
 
+    def halve(self) -> None:
+        """Slices twice as wide: pairs merge (counts and sums add, the max is the larger)."""
+        merged: dict[int, list[int]] = {}
+        for slot, s in self.slices.items():
+            m = merged.get(slot // 2)
+            if m is None:
+                merged[slot // 2] = list(s)
+            else:
+                m[0] += s[0]
+                m[1] += s[1]
+                m[2] += s[2]
+                m[3] += s[3]
+                m[4] = max(m[4], s[4])
+        self.slices = merged
+
     def expire(self, oldest_slot: int) -> None:
         for slot in [k for k in self.slices if k < oldest_slot]:
             del self.slices[slot]
@@ -281,7 +298,9 @@ class Aggregator:
         if window_ns is not None and window_ns < SLICES:
             raise ValueError(f"window must be at least {SLICES} ns")
         self.window_ns = window_ns
-        self._slice_ns = window_ns // SLICES if window_ns is not None else 0
+        # all of time: slices start at 1 s and double (merging pairs) whenever the span outgrows SLICES
+        self._slice_ns = window_ns // SLICES if window_ns is not None else FIRST_SLICE_NS
+        self._first_ns: int | None = None
         self._keys = keys if keys is not None else KeyMaker()
         self.rows: dict[str, dict[str, Row]] = {g: {} for g in GROUPINGS}
         self.folded: dict[str, int] = dict.fromkeys(GROUPINGS, 0)
@@ -290,7 +309,16 @@ class Aggregator:
         self.late = 0
 
     def _slot(self, ts_ns: int) -> int:
-        return ts_ns // self._slice_ns if self._slice_ns else 0
+        return ts_ns // self._slice_ns
+
+    def _grow(self) -> None:
+        """All of time: double the slices until first to newest fits SLICES ((t // w) // 2 == t // 2w)."""
+        assert self._first_ns is not None and self.now_ns is not None
+        while self._slot(self.now_ns) - self._slot(self._first_ns) >= SLICES:
+            self._slice_ns *= 2
+            for rows in self.rows.values():
+                for row in rows.values():
+                    row.halve()
 
     def advance(self, now_ns: int) -> None:
         """Time passed without a record (a live capture's idle tick): the window slides on."""
@@ -301,6 +329,10 @@ class Aggregator:
         """One record (its redacted JSON view) that ended at `end_ns` (packet time)."""
         self.records += 1
         self.advance(end_ns)
+        if self.window_ns is None:
+            if self._first_ns is None or end_ns < self._first_ns:
+                self._first_ns = end_ns
+            self._grow()
         slot = self._slot(end_ns)
         if slot < self._span()[0]:
             self.late += 1  # older than the window already (a record held back): it would expire at once
@@ -329,8 +361,11 @@ class Aggregator:
 
     def _span(self) -> tuple[int, int, int | None]:
         """The window's first and last slice and the oldest end time inside it (None: all)."""
-        if self.window_ns is None or self.now_ns is None:
+        if self.now_ns is None:
             return 0, 0, None
+        if self.window_ns is None:
+            assert self._first_ns is not None
+            return self._slot(self._first_ns), self._slot(self.now_ns), None
         last = self._slot(self.now_ns)
         first = last - SLICES + 1
         return first, last, first * self._slice_ns
