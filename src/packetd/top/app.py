@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
@@ -53,7 +54,10 @@ class Board:
 class RecordsScreen(ModalScreen[None]):
     """One row's most recent records, newest last, refreshed with the table."""
 
-    BINDINGS = [Binding("escape", "dismiss", "back"), Binding("q", "dismiss", "back")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss", "back"),
+        Binding("q", "dismiss", "back"),
+    ]
 
     def __init__(self, board: Board, grouping: str, key: str, refresh_s: float) -> None:
         super().__init__()
@@ -85,7 +89,7 @@ class TopApp(App[None]):
     """The table (see the module docstring for the keys)."""
 
     CSS = "#status { height: 1; } DataTable { height: 1fr; }"
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("g", "grouping(1)", "group"),
         Binding("G", "grouping(-1)", "group back", show=False),
         Binding("s", "sort(1)", "sort"),

@@ -20,9 +20,15 @@ import shutil
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from packetd.cli import Capture, Halt
+    from packetd.top.app import Board
 
 # watch's flags that top takes as they are (by click name): the capture, the decoders, the filters.
 # Output flags (--format's text/json lines, --roundtrips.*, --count, --color) are watch's own.
@@ -80,7 +86,11 @@ def build_command(watch: click.Command) -> click.Command:
             help=f"Sliding window of packet time (default: {DEFAULT_WINDOW} live, the whole capture for a file).",
         ),
         click.Option(
-            ["--refresh"], type=duration, default="1s", show_default=True, help="Redraw the live table every D."
+            ["--refresh"],
+            type=duration,
+            default="1s",
+            show_default=True,
+            help="Redraw the live table every D.",
         ),
         click.Option(
             ["--format", "top_format"],
@@ -111,10 +121,11 @@ def run_top(watch_kw: dict[str, Any], kw: dict[str, Any]) -> int:
     from packetd.pairing.roundtrip import Roundtrip
     from packetd.top.aggregate import Aggregator
     from packetd.top.app import Board
+    from packetd.units import parse_duration
 
     opts = cli.watch_options(watch_kw)
     live = opts.pcap_file is None
-    window = kw["window"] if kw["window"] is not None else (cli.parse_duration(DEFAULT_WINDOW) if live else None)
+    window = kw["window"] if kw["window"] is not None else (parse_duration(DEFAULT_WINDOW) if live else None)
     try:
         board = Board(Aggregator(window))
     except ValueError as exc:
@@ -147,7 +158,7 @@ def run_top(watch_kw: dict[str, Any], kw: dict[str, Any]) -> int:
     return 0
 
 
-def _advance(board: Any) -> Any:
+def _advance(board: Board) -> Callable[[int], None]:
     def tick(ts: int) -> None:
         with board.lock:
             board.aggregator.advance(ts)
@@ -155,7 +166,7 @@ def _advance(board: Any) -> Any:
     return tick
 
 
-def _run_batch(cap: Any, halt: Any, board: Any) -> None:
+def _run_batch(cap: Capture, halt: Halt, board: Board) -> None:
     signal.signal(signal.SIGINT, halt.signalled)
     signal.signal(signal.SIGTERM, halt.signalled)
     try:
@@ -165,7 +176,7 @@ def _run_batch(cap: Any, halt: Any, board: Any) -> None:
         pass  # a second signal (or a file's first): what was aggregated is printed
 
 
-def _run_app(cap: Any, halt: Any, board: Any, kw: dict[str, Any]) -> None:
+def _run_app(cap: Capture, halt: Halt, board: Board, kw: dict[str, Any]) -> None:
     from packetd.top.app import TopApp
 
     def capture() -> None:
@@ -195,14 +206,16 @@ def _run_app(cap: Any, halt: Any, board: Any, kw: dict[str, Any]) -> None:
         click.echo(f"packetd: {board.error}", err=True)
 
 
-def _print_final(board: Any, kw: dict[str, Any]) -> None:
+def _print_final(board: Board, kw: dict[str, Any]) -> None:
     import orjson
 
     from packetd.top.render import document, table_text
 
     agg, grouping, sort_by = board.aggregator, kw["group_by"], kw["sort_by"]
     if kw["top_format"] == "json":
-        sys.stdout.buffer.write(orjson.dumps(document(agg, grouping, sort_by), option=orjson.OPT_APPEND_NEWLINE))
+        sys.stdout.buffer.write(
+            orjson.dumps(document(agg, grouping, sort_by), option=orjson.OPT_APPEND_NEWLINE)
+        )
         sys.stdout.flush()
         return
     width = shutil.get_terminal_size((120, 24)).columns  # $COLUMNS, the terminal, else 120
