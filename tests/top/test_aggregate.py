@@ -96,7 +96,11 @@ def test_groupings_client_operation_path_process() -> None:
     a.add(rec(client="10.0.0.7", op="POST", path="/users/456", processes=(curl, None)), S)
     a.add(rec(client="10.0.0.8", op="GET", path=None, protocol="redis", processes=(None, None)), S)
     assert {r.key: r.count for r in a.table("client", "count")} == {"10.0.0.7": 2, "10.0.0.8": 1}
-    assert {r.key: r.count for r in a.table("operation", "count")} == {"GET": 2, "POST": 1}
+    assert {r.key: r.count for r in a.table("operation", "count")} == {
+        "http GET": 1,
+        "http POST": 1,
+        "redis GET": 1,
+    }
     # the agent's templating, and never the query
     assert {r.key: r.count for r in a.table("path", "count")} == {"/users/{id}": 2, "(no path)": 1}
     procs = {r.key: r.count for r in a.table("process", "count")}

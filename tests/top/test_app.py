@@ -62,17 +62,20 @@ def _server(rec: dict[str, Any]) -> str:
     return f"{rec['server']['ip']}:{rec['server']['port']}"
 
 
-def _rows(app: TopApp) -> list[list[str]]:
+def _rows(app: TopApp) -> list[dict[str, str]]:
+    """The table's rows as {column title: cell text}; the key column is "KEY"."""
     table = app.query_one(DataTable)
-    return [
-        [c.plain if isinstance(c, Text) else str(c) for c in table.get_row_at(i)]
-        for i in range(table.row_count)
-    ]
+    titles = ["KEY"] + [c.label.plain for c in list(table.columns.values())[1:]]
+    out = []
+    for i in range(table.row_count):
+        texts = [c.plain if isinstance(c, Text) else str(c) for c in table.get_row_at(i)]
+        out.append(dict(zip(titles, texts, strict=True)))
+    return out
 
 
 def test_keys_change_grouping_and_sorting_and_open_records(records: list[tuple[dict[str, Any], int]]) -> None:
     by_server = _expected(records, _server)
-    by_op = _expected(records, lambda r: r["operation"])
+    by_op = _expected(records, lambda r: f"{r['protocol']} {r['operation']}")
     assert len(by_server) == 2 and len(by_op) >= 3  # the two captures: two servers, several operations
 
     async def scenario() -> None:
@@ -81,31 +84,31 @@ def test_keys_change_grouping_and_sorting_and_open_records(records: list[tuple[d
             rows = _rows(app)
             # by count: most records first, and the numbers as the JSON records say
             want = sorted(by_server, key=lambda k: -by_server[k][0])
-            assert [r[0] for r in rows] == want
+            assert [r["KEY"] for r in rows] == want
             for r in rows:
-                count, errors, p99 = by_server[r[0]]
-                assert (int(r[2]), int(r[3])) == (count, errors)
-                assert r[6] == format_duration(p99)
+                count, errors, p99 = by_server[r["KEY"]]
+                assert (int(r["COUNT"]), int(r["ERR"])) == (count, errors)
+                assert r["P99"] == format_duration(p99)
             await pilot.press("s", "s", "s", "s")  # count → errors → error-ratio → p50 → p99
             assert app.sort_by == "p99"
             want = sorted(by_server, key=lambda k: -(by_server[k][2] or 0))
-            assert [r[0] for r in _rows(app)] == want
+            assert [r["KEY"] for r in _rows(app)] == want
             assert want != sorted(by_server, key=lambda k: -by_server[k][0])  # the order really changed
             await pilot.press("S", "S", "S", "S")  # back to count
             await pilot.press("g", "g")  # server → client → operation
             assert app.grouping == "operation"
             rows = _rows(app)
-            assert {r[0]: int(r[2]) for r in rows} == {k: v[0] for k, v in by_op.items()}
-            assert [int(r[2]) for r in rows] == sorted((v[0] for v in by_op.values()), reverse=True)
+            assert {r["KEY"]: int(r["COUNT"]) for r in rows} == {k: v[0] for k, v in by_op.items()}
+            assert [int(r["COUNT"]) for r in rows] == sorted((v[0] for v in by_op.values()), reverse=True)
             # Enter on the first row (PING, the most frequent): its recent records
-            first = rows[0][0]
+            first = rows[0]["KEY"]
             await pilot.press("enter")
             assert isinstance(app.screen, RecordsScreen)
             text = str(app.screen.query_one("#records", Static).content)
             lines = text.splitlines()
-            ours = [rec for rec, _ in records if rec["operation"] == first]
+            ours = [rec for rec, _ in records if f"{rec['protocol']} {rec['operation']}" == first]
             assert len(lines) == min(len(ours), 20)
-            assert all(f" {first} " in line for line in lines)
+            assert all(f" {first.split(' ', 1)[1]} " in line for line in lines)
             last = ours[-1]
             assert f"{last['client']['ip']}:{last['client']['port']} → {_server(last)}" in lines[-1]
             await pilot.press("escape")
@@ -123,22 +126,23 @@ def test_narrow_screen_and_refresh_of_new_records(records: list[tuple[dict[str, 
         board = _board(records[:half])
         app = TopApp(board, "server", "count", refresh_s=0.05)
         async with app.run_test(size=(80, 24)) as pilot:
-            before = sum(int(r[2]) for r in _rows(app))
+            assert "PROTO" not in _rows(app)[0]  # 80 columns: the narrow layout
+            before = sum(int(r["COUNT"]) for r in _rows(app))
             assert before == half
             with board.lock:  # what the capture thread does
                 for rec, end in records[half:]:
                     board.aggregator.add(rec, end)
             await pilot.pause(0.3)  # a few refresh intervals
-            assert sum(int(r[2]) for r in _rows(app)) == len(records)
+            assert sum(int(r["COUNT"]) for r in _rows(app)) == len(records)
             await pilot.press("p")  # paused: new records do not show
             with board.lock:
                 board.aggregator.add(*records[0])
             await pilot.pause(0.3)
-            assert sum(int(r[2]) for r in _rows(app)) == len(records)
+            assert sum(int(r["COUNT"]) for r in _rows(app)) == len(records)
             assert "PAUSED" in str(app.query_one("#status", Static).content)
             await pilot.press("p")
             await pilot.pause(0.2)
-            assert sum(int(r[2]) for r in _rows(app)) == len(records) + 1
+            assert sum(int(r["COUNT"]) for r in _rows(app)) == len(records) + 1
             assert app.is_running
             board.error = "capture stopped: OSError: interface went down"  # the capture thread's failure
             await pilot.pause(0.3)

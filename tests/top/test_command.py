@@ -32,7 +32,12 @@ CAPTURES = [
 def packetd(*args: str) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "COLUMNS": "120"}
     return subprocess.run(
-        [sys.executable, "-m", "packetd", *args], capture_output=True, cwd=ROOT, env=env, timeout=120, check=False
+        [sys.executable, "-m", "packetd", *args],
+        capture_output=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+        check=False,
     )
 
 
@@ -55,10 +60,12 @@ def _path(rec: dict[str, Any]) -> str:
 
 
 KEYS: dict[str, Callable[[dict[str, Any]], str]] = {
-    "server": lambda r: (f"[{r['server']['ip']}]" if ":" in r["server"]["ip"] else r["server"]["ip"])
-    + f":{r['server']['port']}",
+    "server": lambda r: (
+        (f"[{r['server']['ip']}]" if ":" in r["server"]["ip"] else r["server"]["ip"])
+        + f":{r['server']['port']}"
+    ),
     "client": lambda r: str(r["client"]["ip"]),
-    "operation": lambda r: str(r["operation"]),
+    "operation": lambda r: f"{r['protocol']} {r['operation']}",
     "path": _path,
     "process": lambda r: "(attribution off)",  # a file's processes are not this host's
 }
@@ -123,9 +130,11 @@ def test_file_table_sorted_by_errors_plain_text() -> None:
     assert "\x1b" not in r.stdout.decode()  # not a terminal: plain text
     assert lines[0].split() == ["OPERATION", "PROTO", "COUNT", "ERR", "ERR%", "P50", "P99", "MAX", "LATENCY"]
     assert all(len(line) <= 120 for line in lines)
-    shown = {line.split()[0]: (int(line.split()[2]), int(line.split()[3])) for line in lines[1:]}
+    # "mysql COM_QUERY   mysql  12  3 ...": the key is two words, then PROTO, COUNT, ERR
+    rows = [line.split() for line in lines[1:]]
+    shown = {" ".join(r[:2]): (int(r[3]), int(r[4])) for r in rows}
     assert shown == {k: (v["count"], v["errors"]) for k, v in truth.items()}
-    errors = [e for _, e in (shown[line.split()[0]] for line in lines[1:])]
+    errors = [int(r[4]) for r in rows]
     assert errors == sorted(errors, reverse=True)
     assert f"packetd: {sum(v['count'] for v in truth.values())} records" in r.stderr.decode()
 

@@ -105,11 +105,11 @@ class KeyMaker:
         return self._template(path.split("?", 1)[0])  # never the query: it is neither a row nor safe
 
     def keys(self, rec: Mapping[str, Any]) -> tuple[str, str, str, str, str]:
-        """(server, client, operation, path, process), in GROUPINGS order."""
+        """(server, client, "protocol operation", path, process), in GROUPINGS order."""
         return (
             _endpoint(rec["server"]),
             str(rec["client"].get("ip")),
-            str(rec.get("operation")),
+            f"{rec.get('protocol')} {rec.get('operation')}",  # a Redis GET is not an HTTP GET
             self.path(rec),
             process_key(rec),
         )

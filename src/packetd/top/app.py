@@ -28,8 +28,8 @@ from textual.binding import Binding, BindingType
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
-from packetd.top.aggregate import GROUPINGS, SORTS, Aggregator, RowView, sparkline
-from packetd.top.render import COLUMNS, cells, spark_width
+from packetd.top.aggregate import GROUPINGS, MAX_KEY, SORTS, Aggregator, RowView, sparkline
+from packetd.top.render import COLUMNS, cells, columns, key_width, spark_width
 from packetd.units import format_duration
 
 
@@ -140,19 +140,19 @@ class TopApp(App[None]):
         self.rows = self.board.table(self.grouping, self.sort_by)
         width = self.size.width or 80
         table.clear(columns=True)
-        table.add_column(self.grouping.upper(), key="key")
-        for title, _ in COLUMNS:
-            table.add_column(title, key=title)
+        cols = columns(width)  # narrow: no PROTO column, a shorter sparkline (as the printed table)
+        skip = len(COLUMNS) - len(cols)
+        table.add_column(self.grouping.upper(), key="key", width=min(key_width(width) - 2, MAX_KEY))
+        for title, w in cols:
+            table.add_column(Text(title, justify="right"), key=title, width=w)
         table.add_column("LATENCY", key="spark")
         sw = spark_width(width)
         for row in self.rows:
-            texts = cells(row)
-            styled = [Text(t, justify="right") for t in texts[1:]]
+            texts = cells(row)[skip:]
+            styled = [Text(t, justify="right") for t in texts]
             if row.errors:
-                styled[1].stylize("bold red")
-            table.add_row(
-                Text(row.key), Text(texts[0]), *styled, Text(sparkline(row.spark[-sw:])), key=row.key
-            )
+                styled[-5].stylize("bold red")  # the ERR column
+            table.add_row(Text(row.key), *styled, Text(sparkline(row.spark[-sw:])), key=row.key)
         keys = [r.key for r in self.rows]
         if current in keys:
             table.move_cursor(row=keys.index(current))
