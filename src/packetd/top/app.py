@@ -29,7 +29,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
 from packetd.top.aggregate import GROUPINGS, MAX_KEY, SORTS, Aggregator, RowView, sparkline
-from packetd.top.render import COLUMNS, cells, columns, key_width, spark_width
+from packetd.top.render import COLUMNS, MIN_KEY, cells, columns, spark_width
 from packetd.units import format_duration
 
 
@@ -142,11 +142,13 @@ class TopApp(App[None]):
         table.clear(columns=True)
         cols = columns(width)  # narrow: no PROTO column, a shorter sparkline (as the printed table)
         skip = len(COLUMNS) - len(cols)
-        table.add_column(self.grouping.upper(), key="key", width=min(key_width(width) - 2, MAX_KEY))
+        sw = spark_width(width)
+        # every DataTable cell has one column of padding each side, and the scroll bar takes two
+        key_w = max(MIN_KEY, width - sum(w + 2 for _, w in cols) - (sw + 2) - 4)
+        table.add_column(self.grouping.upper(), key="key", width=min(key_w, MAX_KEY))
         for title, w in cols:
             table.add_column(Text(title, justify="right"), key=title, width=w)
-        table.add_column("LATENCY", key="spark")
-        sw = spark_width(width)
+        table.add_column("LATENCY", key="spark", width=sw)
         for row in self.rows:
             texts = cells(row)[skip:]
             styled = [Text(t, justify="right") for t in texts]
