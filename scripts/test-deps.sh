@@ -4,9 +4,10 @@
 # bench), prometheus (the agent's end-to-end tests), openssl (test certificates), redis-server, postgresql
 # and mariadb-server (live database tests; redis-tools, postgresql-client and mariadb-client bring
 # redis-benchmark, pgbench and the mariadb CLI the tests and bench/ use), rabbitmq-server and unbound (live
-# AMQP and DNS tests), tinyproxy (a real CONNECT proxy for the live HTTP tunnel test), libpcap. Installed once; CI runs on a clean machine.
+# AMQP and DNS tests), tinyproxy (a real CONNECT proxy for the live HTTP tunnel test), tmux (a real terminal for
+# `packetd top`: the tests read its screen with capture-pane), libpcap. Installed once; CI runs on a clean machine.
 set -eu
-pkgs="tshark tcpdump nginx-light curl nghttp2-server nghttp2-client libpcap0.8 iproute2 procps openssl prometheus redis-server redis-tools postgresql postgresql-client mariadb-server mariadb-client rabbitmq-server unbound tinyproxy"
+pkgs="tshark tcpdump nginx-light curl nghttp2-server nghttp2-client libpcap0.8 iproute2 procps openssl prometheus redis-server redis-tools postgresql postgresql-client mariadb-server mariadb-client rabbitmq-server unbound tinyproxy tmux"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -104,7 +104,7 @@ def test_groupings_client_operation_path_process() -> None:
     # the agent's templating, and never the query
     assert {r.key: r.count for r in a.table("path", "count")} == {"/users/{id}": 2, "(no path)": 1}
     procs = {r.key: r.count for r in a.table("process", "count")}
-    assert procs == {"nginx[812]": 1, "curl[90] (client)": 1, "(not local)": 1}
+    assert procs == {"nginx[812]": 1, "curl[90] (client)": 1, "(unknown)": 1}
     b = Aggregator(window_ns=None)
     b.add(rec(), S)  # no `process` keys at all: attribution was off
     assert [r.key for r in b.table("process", "count")] == ["(attribution off)"]

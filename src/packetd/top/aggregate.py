@@ -50,7 +50,7 @@ MAX_KEY = 80  # characters of a row's key (a long path or statement-like operati
 MAX_LINE = 200  # characters of one recent-record line
 OTHER = "(other)"
 NO_PATH = "(no path)"
-NOT_LOCAL = "(not local)"
+UNKNOWN = "(unknown)"
 NO_PROCESSES = "(attribution off)"
 SPARK = "▁▂▃▄▅▆▇█"
 _DETAIL_FIELDS = ("target", "statement", "query", "key", "topic", "collection", "exchange", "queue")
@@ -80,7 +80,8 @@ def _process_text(proc: Mapping[str, Any]) -> str:
 
 def process_key(rec: Mapping[str, Any]) -> str:
     """The process on this host behind a record: the server's when it is local, else the client's
-    (marked `(client)`); `(not local)` when neither end is, `(attribution off)` when it was not asked."""
+    (marked `(client)`); `(unknown)` when neither is known (not on this host, or closed before the lookup:
+    attribution says null, never guesses), `(attribution off)` when it was not asked."""
     server, client = rec["server"], rec["client"]
     if "process" not in server and "process" not in client:
         return NO_PROCESSES
@@ -88,7 +89,7 @@ def process_key(rec: Mapping[str, Any]) -> str:
         return _process_text(server["process"])
     if client.get("process"):
         return _process_text(client["process"]) + " (client)"
-    return NOT_LOCAL
+    return UNKNOWN
 
 
 class KeyMaker:

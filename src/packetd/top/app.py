@@ -119,7 +119,7 @@ class TopApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="status")
-        yield DataTable(id="table", cursor_type="row", zebra_stripes=True)
+        yield DataTable(id="table", cursor_type="row", zebra_stripes=True, cell_padding=0)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -143,18 +143,20 @@ class TopApp(App[None]):
         cols = columns(width)  # narrow: no PROTO column, a shorter sparkline (as the printed table)
         skip = len(COLUMNS) - len(cols)
         sw = spark_width(width)
-        # every DataTable cell has one column of padding each side, and the scroll bar takes two
-        key_w = max(MIN_KEY, width - sum(w + 2 for _, w in cols) - (sw + 2) - 4)
+        # no cell padding (it costs two columns a cell): one blank column of each cell's own width
+        # separates them (numbers are right-aligned), and the scroll bar takes two
+        key_w = max(MIN_KEY, width - sum(w + 1 for _, w in cols) - (sw + 1) - 3)
         table.add_column(self.grouping.upper(), key="key", width=min(key_w, MAX_KEY))
         for title, w in cols:
-            table.add_column(Text(title, justify="right"), key=title, width=w)
-        table.add_column("LATENCY", key="spark", width=sw)
+            table.add_column(Text(title, justify="right"), key=title, width=w + 1)
+        table.add_column(Text(" LATENCY"), key="spark", width=sw + 1)
         for row in self.rows:
             texts = cells(row)[skip:]
             styled = [Text(t, justify="right") for t in texts]
             if row.errors:
                 styled[-5].stylize("bold red")  # the ERR column
-            table.add_row(Text(row.key), *styled, Text(sparkline(row.spark[-sw:])), key=row.key)
+            key = row.key if len(row.key) <= key_w - 1 else row.key[: key_w - 2] + "…"
+            table.add_row(Text(key), *styled, Text(" " + sparkline(row.spark[-sw:])), key=row.key)
         keys = [r.key for r in self.rows]
         if current in keys:
             table.move_cursor(row=keys.index(current))

@@ -16,6 +16,7 @@ This module imports nothing heavy until the command runs (`packetd watch` does n
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sys
@@ -206,6 +207,17 @@ def _run_app(cap: Capture, halt: Halt, board: Board, kw: dict[str, Any]) -> None
         click.echo(f"packetd: {board.error}", err=True)
 
 
+def _width() -> int:
+    """The terminal's own width when stdout is one (a stale exported $COLUMNS must not win), else
+    $COLUMNS, else 120."""
+    if sys.stdout.isatty():
+        try:
+            return os.get_terminal_size(sys.stdout.fileno()).columns
+        except OSError:
+            pass
+    return shutil.get_terminal_size((120, 24)).columns
+
+
 def _print_final(board: Board, kw: dict[str, Any]) -> None:
     import orjson
 
@@ -218,7 +230,7 @@ def _print_final(board: Board, kw: dict[str, Any]) -> None:
         )
         sys.stdout.flush()
         return
-    width = shutil.get_terminal_size((120, 24)).columns  # $COLUMNS, the terminal, else 120
+    width = _width()
     for line in table_text(agg.table(grouping, sort_by), grouping, width):
         click.echo(line)
     folded = agg.folded[grouping]
