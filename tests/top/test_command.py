@@ -145,3 +145,51 @@ def test_bad_window_and_grouping_are_one_line() -> None:
     assert r.stderr.decode().strip() == "packetd: --window: window must be at least 20 ns"
     r = packetd("top", "--group-by", "pod")
     assert r.returncode == 2 and b"'pod' is not one of" in r.stderr and b"Traceback" not in r.stderr
+
+
+def _secret_capture(path: str) -> None:
+    """HTTP/1.1 requests whose target carries a token and whose path has ids (crafted: the query rule)."""
+    from packetd.capture.pcapwrite import PcapWriter, TcpConversation, ethernet
+
+    with open(path, "wb") as f:
+        w = PcapWriter(f)
+        conv = TcpConversation(("10.0.0.1", 40000), ("10.0.0.2", 80))
+        ts = 1_700_000_000_000_000_000
+        for pkt in conv.handshake():
+            w.write(ts, ethernet(pkt))
+        for i, status in enumerate((200, 503, 200)):
+            req = b"GET /users/%d/orders?token=s3cr3t-%d&page=2 HTTP/1.1\r\nHost: a\r\n\r\n" % (1000 + i, i)
+            for pkt in conv.send(0, req):
+                ts += 1_000_000
+                w.write(ts, ethernet(pkt))
+            for pkt in conv.send(1, b"HTTP/1.1 %d X\r\nContent-Length: 0\r\n\r\n" % status):
+                ts += (i + 1) * 1_000_000  # 1, 2 and 3 ms
+                w.write(ts, ethernet(pkt))
+
+
+def test_only_the_redacted_view_leaves(tmp_path: Any) -> None:
+    cap = os.path.join(str(tmp_path), "secret.pcap")
+    _secret_capture(cap)
+    r = packetd("top", "--pcap-file", cap, "--proto", "http;80", "--format", "json", "--group-by", "path")
+    assert r.returncode == 0, r.stderr
+    assert b"s3cr3t" not in r.stdout + r.stderr
+    doc = orjson.loads(r.stdout)
+    (row,) = doc["rows"]
+    # three requests, one 503; latencies 1, 2 and 3 ms by construction: p50 rank 2, p99 rank 3
+    assert (row["key"], row["count"], row["errors"]) == ("/users/{id}/orders", 3, 1)
+    assert (row["p50_ns"], row["p99_ns"], row["max_ns"]) == (2_000_000, 3_000_000, 3_000_000)
+    table = packetd("top", "--pcap-file", cap, "--proto", "http;80", "--group-by", "path")
+    assert b"s3cr3t" not in table.stdout and b"/users/{id}/orders" in table.stdout
+
+    # the records of a row (the app's detail view) are lines of the redacted record
+    from packetd.engine import Rule
+    from packetd.top.aggregate import Aggregator
+    from tests.helpers.golden import run_file
+
+    rts, _ = run_file(cap, (Rule("http", (80,)),))
+    agg = Aggregator(window_ns=None)
+    for rt in rts:
+        agg.add(rt.to_json(), rt.end_ns)
+    lines = agg.recent("path", "/users/{id}/orders")
+    assert len(lines) == 3 and not any("s3cr3t" in line for line in lines)
+    assert "GET /users/1001/orders?token=[REDACTED]&page=2 503" in lines[1]

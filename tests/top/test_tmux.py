@@ -229,7 +229,13 @@ def test_live_on_loopback(width: int, servers: tuple[RedisServer, Nginx]) -> Non
             row = _row(screen, op)
             assert (int(row[count_at]), int(row[count_at + 1])) == (count, errors), op
 
-        tmux.keys("g", "g")  # → path → process: the local process of the server end (attribution is on)
+        tmux.keys("g")  # → path, templated: the four /users/N are one row
+        screen = tmux.wait(lambda s: any("group by path" in line for line in s))
+        screen = tmux.wait(shows("/users/{id}", 4))
+        assert _row(screen, "/index.txt")[count_at : count_at + 2] == ["10", "0"]
+        assert _row(screen, "/boom")[count_at : count_at + 2] == ["3", "3"]
+        assert _row(screen, "(no path)")[count_at] == str(redis_total)
+        tmux.keys("g")  # → process: the local process of the server end (attribution is on)
         screen = tmux.wait(lambda s: any("group by process" in line for line in s))
         screen = tmux.wait(lambda s: bool(_row(s, f"redis-server[{redis_server.proc.pid}]")))
         nginx_rows = [line for line in screen if re.match(r"\s*nginx\[\d+\] ", line)]
