@@ -259,3 +259,37 @@ def test_live_on_loopback(width: int, servers: tuple[RedisServer, Nginx]) -> Non
         assert "[exit 0]" in screen
     finally:
         tmux.close()
+
+
+@pytest.mark.root
+@pytest.mark.live
+@pytest.mark.server
+@pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW")
+@pytest.mark.skipif(not redis_available(), reason="redis-server is not installed (make test-deps)")
+def test_live_json_when_stdout_is_not_a_terminal() -> None:
+    """Live with stdout a pipe: no app; the capture runs to --duration and one JSON document follows."""
+    from tests.helpers.live import _wait_stderr, stop_process
+
+    redis_server = RedisServer()
+    proc = subprocess.Popen(
+        _packetd("top", "--ifaces", "lo", "--proto", f"redis;{redis_server.port}", "--format", "json",
+                 "--group-by", "operation", "--duration", "6s", "--window", "10m"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        _wait_stderr(proc, b"Ctrl-C to stop")
+        with socket.create_connection(("127.0.0.1", redis_server.port), timeout=10) as sock:
+            replies = [_resp(sock, "PING") for _ in range(7)] + [_resp(sock, "INCR", "n") for _ in range(3)]
+        assert replies[-1] == b":3\r\n"
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        stop_process(proc)
+        redis_server.stop()
+    assert proc.returncode == 0
+    doc = orjson.loads(out)
+    assert (doc["grouping"], doc["window_ns"], doc["records"]) == ("operation", 600_000_000_000, 10)
+    assert {r["key"]: (r["count"], r["errors"]) for r in doc["rows"]} == {
+        "redis PING": (7, 0),
+        "redis INCR": (3, 0),
+    }
+    assert [r["key"] for r in doc["rows"]] == ["redis PING", "redis INCR"]
