@@ -24,7 +24,8 @@ first to the newest record spans more than SLICES of them, so the sparkline cove
 Bounds: `MAX_ROWS` rows per grouping — a record whose key would be one more is counted in the grouping's
 `(other)` row and in `folded` (per grouping) — so the memory is at most 5 × (MAX_ROWS + 1) rows of
 about 2 × SAMPLES × 8 bytes of samples (typed arrays), SLICES small tuples and RECENT lines of at most
-`MAX_LINE` characters: 5 × 201 × (~33 KiB + ~4 KiB) ≈ 37 MiB in the worst case, whatever the traffic.
+`MAX_LINE` characters: ~40 KiB a row, 40 MiB in the worst case whatever the traffic (bench/top_memory.py
+fills every grouping and every ring: 39.6 MiB held).
 """
 
 from __future__ import annotations
