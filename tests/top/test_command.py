@@ -143,6 +143,12 @@ def test_bad_window_and_grouping_are_one_line() -> None:
     r = packetd("top", "--pcap-file", os.path.join(CORPUS, CAPTURES[0][0]), "--window", "5ns")
     assert r.returncode == 2
     assert r.stderr.decode().strip() == "packetd: --window: window must be at least 20 ns"
+    r = packetd("top", "--pcap-file", os.path.join(CORPUS, CAPTURES[0][0]), "--refresh", "0")
+    assert r.returncode == 2
+    assert (
+        r.stderr.decode().strip()
+        == "packetd: --refresh must be at least 50ms (a redraw costs a sort of every row)"
+    )
     r = packetd("top", "--group-by", "pod")
     assert r.returncode == 2 and b"'pod' is not one of" in r.stderr and b"Traceback" not in r.stderr
 

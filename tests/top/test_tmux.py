@@ -79,9 +79,12 @@ class Tmux:
         return screen
 
     def close(self) -> None:
+        path = self._tmux("display-message", "-p", "#{socket_path}").strip()
         subprocess.run(
             ["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10, check=False
         )
+        if path and os.path.exists(path):
+            os.unlink(path)  # the server's socket file, which kill-server leaves behind
 
 
 def _packetd(*args: str) -> list[str]:

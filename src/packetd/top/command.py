@@ -56,6 +56,7 @@ SHARED = (
     "comms",
     "containers",
 )
+MIN_REFRESH_NS = 50_000_000
 DEFAULT_WINDOW = "60s"  # live: a minute of traffic, in 20 slices of 3 s
 
 
@@ -124,6 +125,8 @@ def run_top(watch_kw: dict[str, Any], kw: dict[str, Any]) -> int:
     from packetd.top.app import Board
     from packetd.units import parse_duration
 
+    if kw["refresh"] < MIN_REFRESH_NS:
+        cli._fail("--refresh must be at least 50ms (a redraw costs a sort of every row)", cli.EXIT_USAGE)
     opts = cli.watch_options(watch_kw)
     live = opts.pcap_file is None
     window = kw["window"] if kw["window"] is not None else (parse_duration(DEFAULT_WINDOW) if live else None)
