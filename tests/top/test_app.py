@@ -113,6 +113,9 @@ def test_keys_change_grouping_and_sorting_and_open_records(records: list[tuple[d
             assert f"{last['client']['ip']}:{last['client']['port']} → {_server(last)}" in lines[-1]
             await pilot.press("escape")
             assert not isinstance(app.screen, RecordsScreen)
+            await pilot.press("r")  # the footer's key for the same
+            assert isinstance(app.screen, RecordsScreen) and app.screen.key == first
+            await pilot.press("escape")
             await pilot.press("q")
         assert app.return_code == 0
 

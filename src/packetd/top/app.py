@@ -11,7 +11,7 @@ Keys (shown in the footer):
 
     g / G    next / previous grouping (server, client, operation, path, process)
     s / S    next / previous sort (count, errors, error-ratio, p50, p99, max)
-    Enter    the highlighted row's recent records (Escape: back)
+    Enter, r the highlighted row's recent records (Escape: back)
     p        pause / resume refreshing
     q        quit
 """
@@ -94,7 +94,8 @@ class TopApp(App[None]):
         Binding("G", "grouping(-1)", "group back", show=False),
         Binding("s", "sort(1)", "sort"),
         Binding("S", "sort(-1)", "sort back", show=False),
-        Binding("enter", "records", "records"),
+        # Enter reaches the table first (RowSelected below); `r` is the same, and shows in the footer
+        Binding("r", "records", "records (Enter)"),
         Binding("p", "pause", "pause"),
         Binding("q", "quit", "quit"),
         Binding("ctrl+c", "quit", "quit", show=False),
@@ -171,7 +172,7 @@ class TopApp(App[None]):
         self.query_one("#status", Static).update(
             Text(
                 f"group by {self.grouping} · sort by {self.sort_by} · window {window} · "
-                f"{len(self.rows)} rows, {agg.records} records{extra}{paused}  {self.board.status}".rstrip()
+                f"{len(self.rows)} rows, {agg.records} records seen{extra}{paused}  {self.board.status}".rstrip()
             )
         )
 
