@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -204,5 +205,11 @@ def test_text_table_fits_the_width() -> None:
         row = next(line for line in lines if line.startswith("/segment"))
         assert "…" in row and "568.45ms" in row
     lines = table_text(a.table("server", "count"), "server", 80)
+    a.add(rec(error=True), end_ns=S)
+    colored = table_text(a.table("server", "count"), "server", 80, color=True)
+    plain = [re.sub(r"\x1b\[\d+m", "", line) for line in colored]
+    assert plain == table_text(a.table("server", "count"), "server", 80)  # the same widths
+    assert colored[0].startswith("\x1b[1m")
+    assert "\x1b[31m    1\x1b[0m" in next(line for line in colored if line.startswith("10.0.0.1:80"))
     v6 = next(line for line in lines if line.startswith("[2001:db8::1]:443"))
     assert v6.split()[1:7] == ["1", "0", "0.0", "-", "-", "-"]  # no latency: dashes

@@ -234,7 +234,8 @@ def _print_final(board: Board, kw: dict[str, Any]) -> None:
         sys.stdout.flush()
         return
     width = _width()
-    for line in table_text(agg.table(grouping, sort_by), grouping, width):
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    for line in table_text(agg.table(grouping, sort_by), grouping, width, color):
         click.echo(line)
     folded = agg.folded[grouping]
     click.echo(

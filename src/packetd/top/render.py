@@ -34,6 +34,7 @@ COLUMNS = (("PROTO", 6), ("COUNT", 7), ("ERR", 5), ("ERR%", 5), ("P50", 8), ("P9
 WIDE = 100
 NARROW_SPARK = 7  # "LATENCY" fits over it
 MIN_KEY = 16
+_BOLD, _RED, _RESET = "\x1b[1m", "\x1b[31m", "\x1b[0m"
 
 
 def _lat(ns: int | None) -> str:
@@ -74,16 +75,22 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def table_text(rows: list[RowView], grouping: str, width: int) -> list[str]:
-    """The table as lines of at most `width` characters (at least MIN_KEY for the key), no trailing blanks."""
+def table_text(rows: list[RowView], grouping: str, width: int, color: bool = False) -> list[str]:
+    """The table as lines of at most `width` characters (at least MIN_KEY for the key), no trailing blanks;
+    `color`: a bold header and error counts in red (the widths are those of the plain text)."""
     kw, sw, cols = key_width(width), spark_width(width), columns(width)
     head = [grouping.upper().ljust(kw)] + [t.rjust(w) for t, w in cols] + ["LATENCY".ljust(sw)]
     lines = [" ".join(head).rstrip()]
+    if color:
+        lines[0] = _BOLD + lines[0] + _RESET
     skip = len(COLUMNS) - len(cols)
+    err = [t for t, _ in cols].index("ERR") + 1  # its place among the line's parts
     for row in rows:
         parts = [_fit(row.key, kw).ljust(kw)]
         for text, (_, w) in zip(cells(row)[skip:], cols, strict=True):
             parts.append(_fit(text, w).rjust(w))
+        if color and row.errors:
+            parts[err] = _RED + parts[err] + _RESET
         parts.append(sparkline(row.spark[-sw:]))
         lines.append(" ".join(parts).rstrip())
     return lines
