@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
+from jsonschema import Draft202012Validator
 
 from packetd.pipeline.metrics import PathTemplater
 from tests.helpers.golden import CORPUS, ROOT
@@ -50,6 +51,10 @@ def _watch_records(path: str, protos: list[str]) -> list[dict[str, Any]]:
     assert r.returncode == 0, r.stderr
     return [orjson.loads(line) for line in r.stdout.splitlines()]
 
+
+with open(os.path.join(ROOT, "docs", "top.schema.json"), encoding="utf-8") as _f:
+    SCHEMA = Draft202012Validator(orjson.loads(_f.read()))
+Draft202012Validator.check_schema(SCHEMA.schema)
 
 _templater = PathTemplater()  # the agent's templating, which top's path rows are documented to use
 
@@ -93,6 +98,7 @@ def _truth(records: list[dict[str, Any]], key: Callable[[dict[str, Any]], str]) 
     return out
 
 
+@pytest.mark.slow  # six packetd runs a capture
 @pytest.mark.parametrize(("name", "protos"), CAPTURES, ids=[c[0].split("/")[0] for c in CAPTURES])
 def test_file_json_matches_watch_records(name: str, protos: list[str]) -> None:
     path = os.path.join(CORPUS, name)
@@ -103,6 +109,7 @@ def test_file_json_matches_watch_records(name: str, protos: list[str]) -> None:
         assert r.returncode == 0, r.stderr
         assert r.stdout.count(b"\n") == 1  # one JSON document, one line
         doc = orjson.loads(r.stdout)
+        SCHEMA.validate(doc)  # the documented shape (docs/top.schema.json)
         assert (doc["grouping"], doc["sort_by"], doc["window_ns"]) == (grouping, "count", None)
         assert doc["records"] == len(records) and doc["late"] == 0 and doc["folded"] == 0
         want = _truth(records, KEYS[grouping])

@@ -17,7 +17,7 @@ The JSON document of `packetd top --format json` (one object, then a newline):
     }
 
 Latencies are nanoseconds; `p50_ns`/`p99_ns`/`max_ns` are null in a row whose records carried none
-(one-way messages, unanswered requests).
+(one-way messages, unanswered requests). docs/top.schema.json pins the shape (the tests validate it).
 """
 
 from __future__ import annotations
