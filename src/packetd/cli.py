@@ -25,12 +25,15 @@ from packetd.capture import bpf
 from packetd.capture.pcapfile import CaptureFile, CaptureFormatError
 from packetd.capture.source import TICK, Source, resolve_engine
 from packetd.engine import Engine, EngineConfig, Rule, RuleError, check_rules, default_rules, parse_rule
+from packetd.export.progress import Progress, for_file
 from packetd.export.rotating import RotatingFile
 from packetd.export.text import TextFormatter
+from packetd.flow.ports import PortTally
 from packetd.flow.table import DEFAULT_MAX_MEMORY_MB, FlowConfig, flows_for_memory
 from packetd.pairing.roundtrip import Roundtrip, dumps
 from packetd.pipeline.filters import DisplayFilter
-from packetd.pipeline.summary import Summary
+from packetd.pipeline.hint import QuietHint, hint_lines, host_hint_lines
+from packetd.pipeline.summary import Summary, plural
 from packetd.protocols.base import Kind
 from packetd.protocols.options import OptionError, parse_assignments
 from packetd.protocols.registry import REGISTRY
@@ -564,6 +567,7 @@ class Capture:
     """A capture as watch runs it: rules, source, engine, process attribution (`packetd top` runs one too).
 
     `sink` sees every record (before display filters), with its processes attached when attribution is on.
+    `frames` is what `pump` reads a file from: the source itself, or watch's progress line around it.
     """
 
     opts: WatchOptions
@@ -572,19 +576,25 @@ class Capture:
     engine: Engine
     resolver: ProcessResolver | None
     held: HeldRecords | None
+    ports: PortTally  # where the packets went, for the hint when no connection is found (pipeline/hint.py)
+    quiet: QuietHint
+    frames: Iterable[tuple[int, int, memoryview]]
 
     @property
     def live(self) -> bool:
         return self.opts.pcap_file is None
 
-    def pump(self, halt: Halt, on_tick: Callable[[int], None] | None = None) -> None:
-        """Feed every frame to the engine until the source ends, `halt.now`, or --duration."""
-        frame, held, opts = self.engine.frame, self.held, self.opts
+    def pump(self, halt: Halt, on_tick: Callable[[int], None] | None = None, hints: bool = True) -> None:
+        """Feed every frame to the engine until the source ends, `halt.now`, or --duration; `hints`: the
+        quiet-capture hint on stderr (not under a full-screen view)."""
+        frame, held, opts, engine = self.engine.frame, self.held, self.opts, self.engine
         if self.live:
             deadline = time.monotonic() + opts.duration_ns / 1e9 if opts.duration_ns else None
             for ts, lt, data in self.source:
                 if lt == TICK:
-                    self.engine.tick(ts)
+                    engine.tick(ts)
+                    if hints and self.quiet.due(time.monotonic(), engine.flows.stats.created):
+                        _hint(engine, self.rules, f"in {self.quiet.after_s:.0f}s")
                     if held is not None:
                         held.flush()  # a quiet moment: connections noted since the last pass
                     if on_tick is not None:
@@ -597,7 +607,7 @@ class Capture:
                     break
         elif opts.duration_ns:
             first = -1
-            for ts, lt, data in self.source:
+            for ts, lt, data in self.frames:
                 if first < 0:
                     first = ts
                 elif ts - first > opts.duration_ns:
@@ -606,7 +616,7 @@ class Capture:
                 if halt.now:
                     break
         else:
-            for ts, lt, data in self.source:
+            for ts, lt, data in self.frames:
                 frame(ts, lt, data)
                 if halt.now:
                     break
@@ -631,6 +641,14 @@ class Capture:
         self.source.close()
         return kernel
 
+    def elapsed(self, started: float) -> str:
+        """Wall time live; a file's own time, its first to its last packet."""
+        if self.live:
+            return f"{time.monotonic() - started:.1f}s"
+        first = self.ports.first_ns
+        span = self.engine.flows.now_ns - first if first >= 0 else 0
+        return f"{format_duration(max(span, 0))} of packet time"
+
 
 def open_capture(opts: WatchOptions, display: DisplayFilter, sink: Callable[[Roundtrip], None]) -> Capture:
     rules = build_rules(opts.protos)
@@ -638,17 +656,35 @@ def open_capture(opts: WatchOptions, display: DisplayFilter, sink: Callable[[Rou
     source = open_source(opts, rules)
     resolver = _process_resolver(opts, opts.pcap_file is None, display)
     held = HeldRecords(resolver, sink) if resolver is not None else None
+    ports = PortTally()
     engine = Engine(
         config,
         held if held is not None else sink,
         on_connection=resolver.note if resolver is not None else None,
+        ports=ports,
     )
-    return Capture(opts=opts, rules=rules, source=source, engine=engine, resolver=resolver, held=held)
+    return Capture(
+        opts=opts,
+        rules=rules,
+        source=source,
+        engine=engine,
+        resolver=resolver,
+        held=held,
+        ports=ports,
+        quiet=QuietHint(time.monotonic()),
+        frames=source,
+    )
 
 
 def capturing_banner(cap: Capture) -> None:
     desc = ", ".join(f"{r.protocol}:{','.join(map(str, r.ports))}" for r in cap.rules)
     click.echo(f"packetd: capturing on {cap.source.name} ({desc}); Ctrl-C to stop", err=True)
+
+
+def end_hint(cap: Capture, elapsed: str) -> None:
+    """No connection at all: where the packets went and what to type (pipeline/hint.py)."""
+    if not cap.engine.flows.stats.created:
+        _hint(cap.engine, cap.rules if cap.live else None, f"in {elapsed}")
 
 
 def print_resolver_stats(resolver: ProcessResolver) -> None:
@@ -671,7 +707,7 @@ def run_watch(opts: WatchOptions) -> int:
     halt = Halt(at_once=not live)
     limit = opts.count
     accept = display.accept
-    output: Output | None = None
+    write: Callable[[Roundtrip], None] | None = None
 
     def sink(rt: Roundtrip) -> None:
         nonlocal shown
@@ -679,14 +715,21 @@ def run_watch(opts: WatchOptions) -> int:
         # after a signal, records still flow: what the kernel already delivered is drained and shown
         if halt.full or not accept(rt):
             return
-        assert output is not None
-        output.write(rt)
+        assert write is not None
+        write(rt)
         shown += 1
         if limit and shown >= limit:
             halt.now = halt.full = True
 
     cap = open_capture(opts, display, sink)
     output = Output(opts, live)
+    write = output.write
+    if not live and opts.pcap_file not in (None, "-") and sys.stderr.isatty():
+        assert opts.pcap_file is not None
+        if os.path.isfile(opts.pcap_file):  # a file, not a FIFO or a pipe: its size says how far we are
+            progress = for_file(opts.pcap_file, sys.stderr, before_draw=output.flush)
+            cap.frames = progress.wrap(cap.source)
+            write = _erasing(progress, output.write)
     started = time.monotonic()
     if live:
         capturing_banner(cap)
@@ -710,10 +753,22 @@ def run_watch(opts: WatchOptions) -> int:
     except KeyboardInterrupt:
         pass
     kernel = cap.close()
-    _print_summary(cap.engine, summary, kernel, time.monotonic() - started, halt.signals > 0)
+    elapsed = cap.elapsed(started)
+    _print_summary(cap.engine, summary, kernel, elapsed, halt.signals > 0)
+    end_hint(cap, elapsed)
     if cap.resolver is not None:
         print_resolver_stats(cap.resolver)
     return 0
+
+
+def _erasing(progress: Progress, write: Callable[[Roundtrip], None]) -> Callable[[Roundtrip], None]:
+    """`write` that first erases the progress line (a record never shares a line with it)."""
+
+    def erase_then_write(rt: Roundtrip) -> None:
+        progress.clear()
+        write(rt)
+
+    return erase_then_write
 
 
 def _process_resolver(opts: WatchOptions, live: bool, display: DisplayFilter) -> ProcessResolver | None:
@@ -771,8 +826,9 @@ def _quiet_stdout() -> None:
 
 
 def _print_summary(
-    engine: Engine, summary: Summary, kernel: dict[str, tuple[int, int]], elapsed: float, interrupted: bool
+    engine: Engine, summary: Summary, kernel: dict[str, tuple[int, int]], elapsed: str, interrupted: bool
 ) -> None:
+    """`elapsed`: wall time live, packet time (first to last packet) for a file, already worded."""
     err: Callable[[str], None] = lambda s: click.echo(s, err=True)  # noqa: E731
     net = engine.net.stats
     flows = engine.flows.stats
@@ -784,15 +840,15 @@ def _print_summary(
     encrypted = sum(s.encrypted for s in engine.protocol_stats.values())
     err("")
     err(
-        f"packetd: {net.frames} packets in {elapsed:.1f}s, {drops} dropped by the kernel"
+        f"packetd: {plural(net.frames, 'packet')} in {elapsed}, {drops} dropped by the kernel"
         + (f" ({', '.join(f'{k}: {d}' for k, (_, d) in kernel.items())})" if len(kernel) > 1 else "")
-        + f"; {flows.created} connections ({flows.midstream} joined mid-stream, {encrypted} encrypted)"
+        + f"; {plural(flows.created, 'connection')} ({flows.midstream} joined mid-stream, {encrypted} encrypted)"
     )
     err(
-        f"packetd: {kinds[Kind.ROUNDTRIP]} roundtrips, {kinds[Kind.HANDSHAKE]} handshakes, "
+        f"packetd: {plural(kinds[Kind.ROUNDTRIP], 'roundtrip')}, {plural(kinds[Kind.HANDSHAKE], 'handshake')}, "
         f"{kinds[Kind.ONEWAY]} one-way, {kinds[Kind.UNANSWERED]} unanswered; "
-        f"{orphans} orphan responses, {resets} decode resets, {flows.gaps} gaps ({flows.gap_bytes} bytes), "
-        f"{sync} resyncs, {flows.duplicates} retransmissions"
+        f"{plural(orphans, 'orphan response')}, {plural(resets, 'decode reset')}, {plural(flows.gaps, 'gap')} "
+        f"({plural(flows.gap_bytes, 'byte')}), {plural(sync, 'resync')}, {plural(flows.duplicates, 'retransmission')}"
         # what the flow layer's bounds and checks refused, only when something was
         + (f", {flows.evicted} connections evicted (table full)" if flows.evicted else "")
         + (f", {flows.rst_out_of_window} out-of-window RSTs ignored" if flows.rst_out_of_window else "")
@@ -804,24 +860,26 @@ def _print_summary(
                 f"packetd: {name} counters: "
                 + ", ".join(f"{k}={v}" for k, v in sorted(pstats.counters.items()))
             )
-    rows = summary.rows()
-    if rows:
-        header = f"{'SERVER':<22} {'PROTO':<6} {'OPERATION':<10} {'PATH':<32} {'COUNT':>7} {'ERRORS':>6} {'P50':>9} {'P90':>9} {'P99':>9}"
-        err(header)
-        for (server, proto, op, path), st in rows[:SUMMARY_ROWS]:
-            lat = st.latency
-            p = [format_duration(lat.percentile(q)) if lat.count else "-" for q in (0.5, 0.9, 0.99)]
-            err(
-                f"{server:<22} {proto:<6} {op[:10]:<10} {path[:32]:<32} {st.count:>7} {st.errors:>6} {p[0]:>9} {p[1]:>9} {p[2]:>9}"
-            )
-        if len(rows) > SUMMARY_ROWS:
-            err(f"... and {len(rows) - SUMMARY_ROWS} more endpoints")
-        if summary.folded:
-            err(
-                f"({summary.folded} records from endpoints beyond the first {len(summary.endpoints) - 1} folded into '(other)')"
-            )
+    for line in summary.table(SUMMARY_ROWS):
+        err(line)
     if interrupted:
         err("packetd: interrupted")
+
+
+def _hint(engine: Engine, live_rules: list[Rule] | None, quiet: str) -> None:
+    """No connection on a watched port: where the packets went and what to type; live, when the kernel
+    filter let nothing through, this host's busiest TCP servers."""
+    assert engine.ports is not None
+    lines = hint_lines(engine.ports, engine.registry)
+    if not lines and live_rules is not None:
+        from packetd.attribution.listening import busiest_servers, read_tables
+
+        watched = {
+            (t, p) for r in live_rules for t in engine.registry[r.protocol].transports for p in r.ports
+        }
+        lines = host_hint_lines(busiest_servers(read_tables()), watched, quiet, engine.registry)
+    for line in lines:
+        click.echo(line, err=True)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -146,14 +147,21 @@ def run_top(watch_kw: dict[str, Any], kw: dict[str, Any]) -> int:
     cap = cli.open_capture(opts, display, sink)
     halt = cli.Halt(at_once=not live)
     interactive = live and kw["top_format"] == "table" and sys.stdout.isatty()
+    started = time.monotonic()
     if interactive:
         _run_app(cap, halt, board, kw)
     else:
         if live:
             cli.capturing_banner(cap)
+        elif opts.pcap_file != "-" and sys.stderr.isatty() and os.path.isfile(str(opts.pcap_file)):
+            from packetd.export.progress import for_file
+
+            # watch's progress line while the file is read (nothing else is written until the end)
+            cap.frames = for_file(str(opts.pcap_file), sys.stderr).wrap(cap.source)
         _run_batch(cap, halt, board)
     kernel = cap.close()
     _print_final(board, kw)
+    cli.end_hint(cap, cap.elapsed(started))
     drops = sum(d for _, d in kernel.values())
     if drops:
         cli._warn(f"{drops} packets dropped by the kernel")
@@ -185,7 +193,7 @@ def _run_app(cap: Capture, halt: Halt, board: Board, kw: dict[str, Any]) -> None
 
     def capture() -> None:
         try:
-            cap.pump(halt, _advance(board))
+            cap.pump(halt, _advance(board), hints=False)  # stderr lines would tear the full-screen view
             cap.finish(halt)
         except Exception as exc:  # the app shows it and ends: the loop never dies silently
             board.error = f"capture stopped: {type(exc).__name__}: {exc}"
