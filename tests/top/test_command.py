@@ -108,6 +108,8 @@ def test_file_json_matches_watch_records(name: str, protos: list[str]) -> None:
         r = packetd("top", "--pcap-file", path, "--format", "json", "--group-by", grouping, *_rules(protos))
         assert r.returncode == 0, r.stderr
         assert r.stdout.count(b"\n") == 1  # one JSON document, one line
+        warned = b"--group-by process: process attribution is off" in r.stderr
+        assert warned == (grouping == "process")
         doc = orjson.loads(r.stdout)
         SCHEMA.validate(doc)  # the documented shape (docs/top.schema.json)
         assert (doc["grouping"], doc["sort_by"], doc["window_ns"]) == (grouping, "count", None)

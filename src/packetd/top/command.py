@@ -145,6 +145,8 @@ def run_top(watch_kw: dict[str, Any], kw: dict[str, Any]) -> int:
                 add(rec, rt.end_ns)
 
     cap = cli.open_capture(opts, display, sink)
+    if cap.resolver is None and kw["group_by"] == "process":
+        cli._warn("--group-by process: process attribution is off (a capture file: --processes turns it on)")
     halt = cli.Halt(at_once=not live)
     interactive = live and kw["top_format"] == "table" and sys.stdout.isatty()
     started = time.monotonic()
