@@ -162,7 +162,10 @@ def run_top(watch_kw: dict[str, Any], kw: dict[str, Any]) -> int:
             cap.frames = for_file(str(opts.pcap_file), sys.stderr).wrap(cap.source)
         _run_batch(cap, halt, board)
     kernel = cap.close()
-    _print_final(board, kw)
+    try:
+        _print_final(board, kw)
+    except BrokenPipeError:
+        cli._quiet_stdout()  # `| head`: the reader has what it wanted
     cli.end_hint(cap, cap.elapsed(started))
     drops = sum(d for _, d in kernel.values())
     if drops:
