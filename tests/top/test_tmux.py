@@ -225,7 +225,11 @@ def test_live_on_loopback(width: int, servers: tuple[RedisServer, Nginx]) -> Non
         assert int(row[count_at + 1]) == sent["http GET"][1] == 3
         assert all(len(line) <= width for line in screen)
 
-        tmux.keys("g", "g")  # server → client → operation: one row per protocol and operation
+        tmux.keys("g")  # → client: every connection came from 127.0.0.1
+        tmux.wait(lambda s: any("group by client" in line for line in s))
+        screen = tmux.wait(shows("127.0.0.1", redis_total + sent["http GET"][0]))
+        assert sum(bool(re.match(r"\s*\d+\.\d+\.\d+\.\d+ ", line)) for line in screen) == 1
+        tmux.keys("g")  # → operation: one row per protocol and operation
         screen = tmux.wait(lambda s: any("group by operation" in line for line in s))
         screen = tmux.wait(shows("redis PING", 30))
         for op, (count, errors) in sent.items():
