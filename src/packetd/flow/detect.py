@@ -94,9 +94,9 @@ class DetectionStats:
         )
         line = f"packetd: detected by content: {found or 'nothing'}"
         if self.detected_ports:
-            where = sorted(self.detected_ports.items())[:limit]
-            more = len(self.detected_ports) - len(where)
-            line += " (on " + ", ".join(f"{t}/{port} {name}" for (t, port), name in where)
+            shown = sorted(self.detected_ports.items())[:limit]
+            more = len(self.detected_ports) - len(shown)
+            line += " (on " + ", ".join(f"{t}/{port} {name}" for (t, port), name in shown)
             line += f", {more} more ports)" if more > 0 else ")"
         if self.midstream or self.swapped:
             line += f" ({self.midstream} joined mid-stream, {self.swapped} with client and server swapped)"
