@@ -521,108 +521,124 @@ class FlowTable:
     # -- TCP -------------------------------------------------------------------------------------------------
     def _tcp_segment(self, seg: Segment) -> None:
         entry = self._tcp.get(seg.key)
-        flags = seg.flags
-        payload = seg.payload
-        n = len(payload)
-        ts = seg.ts_ns
         if entry is None:
             entry = self._unknown_tcp(seg)
             if entry is None:
                 return
         flow, d = entry
         st = flow.streams[d]
+        flags = seg.flags
         seq = seg.seq
         if flags & RST and not _rst_acceptable(flow, d, seq):
             # a blind or stale reset: the receiver drops it (RFC 5961 §3.2), so the conversation goes on
             self.stats.rst_out_of_window += 1
             return
+        ts = seg.ts_ns
         flow.last_ns = ts
         st.packets += 1
         if seg.window >= 0:
             st.wnd = seg.window
         if flags & SYN:
-            if (
-                seq != st.syn_seq
-                if st.syn_seq >= 0
-                else st.next_seq >= 0 or (flow.midstream and not flags & ACK)
-            ):
-                # a new connection on a reused tuple (the old one ended unseen), or a connection joined
-                # mid-stream whose start we now see: begin afresh so the SYN decides the roles (it is the
-                # new connection's packet, not the old one's)
-                st.packets -= 1
-                self._end(flow, ts, "closed", linger=True)
-                self._tcp_segment(seg)
-                return
-            st.syn_seq = seq
-            st.wscale = seg.wscale
-            seq = (seq + 1) & MASK
-            if st.next_seq < 0:
-                st.next_seq = seq
-                st.acked = -1
+            seq = self._tcp_syn(flow, st, seg)
+            if seq < 0:
+                return  # a new connection on the tuple: the segment went into it
         if flags & ACK:
             peer = flow.streams[d ^ 1]
             pn = peer.next_seq
-            if pn >= 0:
-                ahead = (seg.ack - pn) & MASK
-                if 0 < ahead < HALF:
-                    if self._acked_hole(flow, d ^ 1, peer, seg.ack, ts, n > 0):
-                        # the other side's bytes up to the ACK were delivered or declared lost; its bytes
-                        # beyond it may answer this segment: this segment first (its ACK now acknowledges
-                        # nothing undelivered, so this does not recurse again), then them
-                        st.packets -= 1
-                        self._tcp_segment(seg)
-                        if flow.handler is not None and peer.ooo:
-                            at = peer.hole_ns if 0 <= peer.hole_ns <= ts else ts
-                            self._drain(flow, d ^ 1, peer, ts, floor=at)
-                            if peer.fin_seq >= 0 and not peer.eof and peer.next_seq == peer.fin_seq:
-                                self._eof(flow, d ^ 1, peer, ts)
-                        return
-                    if flow.handler is None:
-                        return  # that ended the connection
-            else:
+            if pn < 0:
                 # nothing of the other side seen yet (joined mid-stream): its stream goes on from where
                 # this side's ACK points
                 peer.acked = seg.ack
-        if n:
-            st.bytes += n
-            nxt = st.next_seq
-            if nxt < 0:
-                nxt = _start(st, seq, n)
-            off = (seq - nxt) & MASK
-            if off == 0:
-                st.next_seq = (seq + n) & MASK
-                handler = flow.handler
-                if handler is not None:
-                    handler.data(d, payload, ts)
-                if st.ooo:
-                    self._drain(flow, d, st, ts)
-                elif st.hole_ns >= 0:
-                    _rearm(st, ts)
-            elif off < HALF:
-                self._buffer(flow, d, st, seq, payload, ts)
-            else:
-                behind = 0x100000000 - off
-                if behind >= n:
-                    st.retrans += 1
-                    self.stats.duplicates += 1
-                else:
-                    st.retrans += 1
-                    st.next_seq = (seq + n) & MASK
-                    if flow.handler is not None:
-                        flow.handler.data(d, payload[behind:], ts)
-                    if st.ooo:
-                        self._drain(flow, d, st, ts)
-        if flags & (FIN | RST):
-            if flags & RST:
-                self._end(flow, ts, "closed", linger=True)
+            elif 0 < (seg.ack - pn) & MASK < HALF and self._tcp_ack(flow, d, st, peer, seg):
                 return
-            if not st.eof:
-                self._fin(st, (seq + n) & MASK, ts)
+        payload = seg.payload
+        n = len(payload)
+        if n:
+            self._tcp_data(flow, d, st, seq, payload, ts)
+        if flags & RST:
+            self._end(flow, ts, "closed", linger=True)
+            return
+        if flags & FIN and not st.eof:
+            self._fin(st, (seq + n) & MASK, ts)
         if st.hole_ns >= 0 and ts - st.hole_ns > HOLE_TIMEOUT_NS:
             if self._skip_hole(flow, d, st, ts):
                 self.stats.hole_timeouts += 1
         if st.fin_seq >= 0 and not st.eof and st.next_seq == st.fin_seq:
             self._eof(flow, d, st, ts)
+
+    def _tcp_syn(self, flow: Flow, st: TcpStream, seg: Segment) -> int:
+        """A SYN on a tracked flow's direction `st`: noted, returning the sequence number after it; or, when it
+        starts a new connection on the tuple, the old one ends, the segment goes into the new one, and -1."""
+        seq = seg.seq
+        if (
+            seq != st.syn_seq
+            if st.syn_seq >= 0
+            else st.next_seq >= 0 or (flow.midstream and not seg.flags & ACK)
+        ):
+            # a new connection on a reused tuple (the old one ended unseen), or a connection joined
+            # mid-stream whose start we now see: begin afresh so the SYN decides the roles (it is the
+            # new connection's packet, not the old one's)
+            st.packets -= 1
+            self._end(flow, seg.ts_ns, "closed", linger=True)
+            self._tcp_segment(seg)
+            return -1
+        st.syn_seq = seq
+        st.wscale = seg.wscale
+        seq = (seq + 1) & MASK
+        if st.next_seq < 0:
+            st.next_seq = seq
+            st.acked = -1
+        return seq
+
+    def _tcp_ack(self, flow: Flow, d: int, st: TcpStream, peer: TcpStream, seg: Segment) -> bool:
+        """The segment acknowledges bytes of the other direction (`peer`) beyond what was delivered of it.
+        Returns True when the segment needs nothing more here: delivered already, or the connection ended."""
+        ts = seg.ts_ns
+        if self._acked_hole(flow, d ^ 1, peer, seg.ack, ts, len(seg.payload) > 0):
+            # the other side's bytes up to the ACK were delivered or declared lost; its bytes beyond it may
+            # answer this segment: this segment first (its ACK now acknowledges nothing undelivered, so
+            # this does not recurse again), then them
+            st.packets -= 1
+            self._tcp_segment(seg)
+            if flow.handler is not None and peer.ooo:
+                at = peer.hole_ns if 0 <= peer.hole_ns <= ts else ts
+                self._drain(flow, d ^ 1, peer, ts, floor=at)
+                if peer.fin_seq >= 0 and not peer.eof and peer.next_seq == peer.fin_seq:
+                    self._eof(flow, d ^ 1, peer, ts)
+            return True
+        return flow.handler is None  # that ended the connection
+
+    def _tcp_data(self, flow: Flow, d: int, st: TcpStream, seq: int, payload: memoryview, ts: int) -> None:
+        """The payload of a segment of direction `d` (starting at `seq`): delivered if it is next, buffered
+        if ahead, trimmed to what is new or dropped if behind (a retransmission)."""
+        n = len(payload)
+        st.bytes += n
+        nxt = st.next_seq
+        if nxt < 0:
+            nxt = _start(st, seq, n)
+        off = (seq - nxt) & MASK
+        if off == 0:
+            st.next_seq = (seq + n) & MASK
+            handler = flow.handler
+            if handler is not None:
+                handler.data(d, payload, ts)
+            if st.ooo:
+                self._drain(flow, d, st, ts)
+            elif st.hole_ns >= 0:
+                _rearm(st, ts)
+        elif off < HALF:
+            self._buffer(flow, d, st, seq, payload, ts)
+        else:
+            st.retrans += 1
+            behind = 0x100000000 - off
+            if behind >= n:
+                self.stats.duplicates += 1
+                return
+            st.next_seq = (seq + n) & MASK
+            if flow.handler is not None:
+                flow.handler.data(d, payload[behind:], ts)
+            if st.ooo:
+                self._drain(flow, d, st, ts)
 
     def _unknown_tcp(self, seg: Segment) -> tuple[Flow, int] | None:
         """A segment of no tracked flow: the next segment of a half-open connection makes its flow; a bare
