@@ -295,6 +295,29 @@ HOSTILE = [
         ["'processor[0].config.pathTemplates[0].regex': '^/v1/(orgs' is not a valid regular expression"],
     ),
     (
+        # a valid regex whose replacement names a group it does not have: re.sub raises on the first
+        # matching path, in the worker (issue 14 self-audit: the agent started, then each worker died)
+        "bad-replacement-group",
+        (
+            CONTAINED
+            + "processor:\n  - name: roundtripstometrics\n    config:\n      pathTemplates:\n"
+            + "        - {regex: '^/(.*)$', replacement: '/\\2'}\n"
+        ).encode(),
+        [
+            "'processor[0].config.pathTemplates[0].replacement': '/\\\\2' does not fit its regex",
+            "invalid group reference 2",
+        ],
+    ),
+    (
+        "bad-replacement-name",
+        (
+            CONTAINED
+            + "processor:\n  - name: roundtripstometrics\n    config:\n      pathTemplates:\n"
+            + "        - {regex: '^/(?P<org>[^/]+)', replacement: '/\\g<orgs>'}\n"
+        ).encode(),
+        ["'processor[0].config.pathTemplates[0].replacement'", "unknown group name 'orgs'"],
+    ),
+    (
         # the filter is in no running pipeline (roundtrips are off): still checked, a reload may use it
         "ratio",
         (
