@@ -724,9 +724,10 @@ class FlowTable:
         tcp = self._tcp
         tcp[flow.keys[0]] = (flow, 0)
         tcp[flow.keys[1]] = (flow, 1)
-        if flow.id < self._next_id:
-            self._unordered = True  # flows made since its SYN are before it in `_flows`
-        self._flows[flow.id] = flow
+        flows = self._flows
+        if flows and next(reversed(flows)) > flow.id:
+            self._unordered = True  # a flow made since its SYN is before it in `_flows`
+        flows[flow.id] = flow
         self._order.append(flow.id)
         return flow, 0 if key == seg.key else 1
 
