@@ -406,6 +406,18 @@ def test_unwritable_roundtrip_and_log_files(tmp_path: object, command: str) -> N
         _one_line_refusal([*flag, path], path, needle)
 
 
+def test_a_roundtrip_file_that_only_fails_to_open_is_still_one_line(tmp_path: object) -> None:
+    """Root passes the writability pre-check (os.access) for a file below /proc, whose directory cannot be
+    made; the agent's open then fails. That must still be the only line: nothing logged before it (the
+    default-rules note came first; issue 14 self-audit). Not root: the pre-check refuses it, one line too."""
+    path = os.path.join(str(tmp_path), "proc.yaml")
+    with open(path, "w") as f:
+        f.write(CONTAINED + "exporter.roundtrips: {enabled: true, filename: /proc/packetd-none/rt.jsonl}\n")
+    _one_line_refusal(
+        ["agent", "--config", path], "'exporter.roundtrips.filename': '/proc/packetd-none/rt.jsonl'"
+    )
+
+
 def test_aliases_within_bounds_still_load(tmp_path: object) -> None:
     from packetd.agent.config import load_config
 
