@@ -1,4 +1,4 @@
-"""The `packetd` command: `watch`, `ifaces`, `version`.
+"""The `packetd` command: `watch`, `top`, `ifaces`, `version`.
 
 User mistakes (a bad flag, an unreadable file, no privilege to capture) end with one line on stderr that
 names the problem and what is allowed, and a non-zero exit status — never a traceback. stdout carries
@@ -25,15 +25,19 @@ from packetd.capture import bpf
 from packetd.capture.pcapfile import CaptureFile, CaptureFormatError
 from packetd.capture.source import TICK, Source, resolve_engine
 from packetd.engine import Engine, EngineConfig, Rule, RuleError, check_rules, default_rules, parse_rule
+from packetd.export.progress import Progress, for_file
 from packetd.export.rotating import RotatingFile
 from packetd.export.text import TextFormatter
+from packetd.flow.ports import PortTally
 from packetd.flow.table import DEFAULT_MAX_MEMORY_MB, FlowConfig, flows_for_memory
 from packetd.pairing.roundtrip import Roundtrip, dumps
 from packetd.pipeline.filters import DisplayFilter
-from packetd.pipeline.summary import Summary
+from packetd.pipeline.hint import QuietHint, hint_lines, host_hint_lines
+from packetd.pipeline.summary import Summary, plural
 from packetd.protocols.base import Kind
 from packetd.protocols.options import OptionError, parse_assignments
 from packetd.protocols.registry import REGISTRY
+from packetd.top.command import build_command as build_top_command
 from packetd.units import format_duration, parse_duration
 
 EXIT_RUNTIME = 1
@@ -349,7 +353,12 @@ class WatchOptions:
 )
 def watch(**kw: Any) -> None:
     """Capture and print roundtrips as they happen (live, or from a capture file)."""
-    opts = WatchOptions(
+    sys.exit(run_watch(watch_options(kw)))
+
+
+def watch_options(kw: dict[str, Any]) -> WatchOptions:
+    """The options of watch's flags, by their click names."""
+    return WatchOptions(
         protos=kw["protos"],
         ifaces=kw["ifaces"],
         pcap_file=kw["pcap_file"],
@@ -378,7 +387,10 @@ def watch(**kw: Any) -> None:
         comms=kw["comms"],
         containers=kw["containers"],
     )
-    sys.exit(run_watch(opts))
+
+
+# `packetd top` (src/packetd/top/): watch's capture flags and capture, its own table
+main.add_command(build_top_command(watch))
 
 
 # -- rules ------------------------------------------------------------------------------------------------------
@@ -498,9 +510,9 @@ class Output:
             self._out.flush()
 
 
-# -- the watch loop ---------------------------------------------------------------------------------------------
-def run_watch(opts: WatchOptions) -> int:
-    rules = build_rules(opts.protos)
+# -- the capture (shared by watch and top) ----------------------------------------------------------------------
+def engine_config(opts: WatchOptions, rules: list[Rule]) -> EngineConfig:
+    """The engine's configuration from watch's flags (decoder options, connection table, IP versions)."""
     ip_versions = frozenset({4, 6}) if opts.ipv is None else frozenset({int(opts.ipv[1])})
     assignments = list(opts.decoder_opts)
     if opts.capture_body is not None:
@@ -509,7 +521,7 @@ def run_watch(opts: WatchOptions) -> int:
         options = parse_assignments(assignments)
     except OptionError as exc:
         _fail(str(exc), EXIT_USAGE)
-    config = EngineConfig(
+    return EngineConfig(
         rules=tuple(rules),
         ip_versions=ip_versions,
         flow=FlowConfig(
@@ -518,9 +530,11 @@ def run_watch(opts: WatchOptions) -> int:
         ),
         options=options,
     )
-    live = opts.pcap_file is None
-    source: Source | CaptureFile
-    if live:
+
+
+def open_source(opts: WatchOptions, rules: list[Rule]) -> Source | CaptureFile:
+    """The live capture (privileges dropped after, with --user) or the capture file."""
+    if opts.pcap_file is None:
         source = open_live(opts, rules)
         if opts.user:
             from packetd.capture.privileges import PrivilegeError, drop_privileges
@@ -530,13 +544,15 @@ def run_watch(opts: WatchOptions) -> int:
             except PrivilegeError as exc:
                 source.close()
                 _fail(str(exc), EXIT_USAGE)
-    else:
-        assert opts.pcap_file is not None
-        try:
-            source = CaptureFile(opts.pcap_file)
-        except CaptureFormatError as exc:
-            _fail(str(exc), EXIT_USAGE)
-    display = DisplayFilter(
+        return source
+    try:
+        return CaptureFile(opts.pcap_file)
+    except CaptureFormatError as exc:
+        _fail(str(exc), EXIT_USAGE)
+
+
+def display_filter(opts: WatchOptions) -> DisplayFilter:
+    return DisplayFilter(
         errors_only=opts.errors,
         slower_than_ns=opts.slower_than_ns,
         kinds=frozenset(opts.kinds) if opts.kinds else frozenset(Kind.ALL),
@@ -544,50 +560,45 @@ def run_watch(opts: WatchOptions) -> int:
         comms=frozenset(opts.comms),
         containers=opts.containers,
     )
-    resolver = _process_resolver(opts, live, display)
-    output = Output(opts, live)
-    summary = Summary()
-    shown = 0
-    halt = _Halt(at_once=not live)
-    limit = opts.count
-    accept = display.accept
-    write = output.write
 
-    def sink(rt: Roundtrip) -> None:
-        nonlocal shown
-        summary.add(rt)
-        # after a signal, records still flow: what the kernel already delivered is drained and shown
-        if halt.full or not accept(rt):
-            return
-        write(rt)
-        shown += 1
-        if limit and shown >= limit:
-            halt.now = halt.full = True
 
-    held = HeldRecords(resolver, sink) if resolver is not None else None
-    engine = Engine(
-        config,
-        held if held is not None else sink,
-        on_connection=resolver.note if resolver is not None else None,
-    )
-    frame = engine.frame
-    started = time.monotonic()
-    if live:
-        desc = ", ".join(f"{r.protocol}:{','.join(map(str, r.ports))}" for r in rules)
-        click.echo(f"packetd: capturing on {source.name} ({desc}); Ctrl-C to stop", err=True)
-    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then keeps it ignored;
-    # `kill -INT` (what Ctrl-C sends) must stop watch wherever it was started
-    signal.signal(signal.SIGINT, halt.signalled)
-    signal.signal(signal.SIGTERM, halt.signalled)
-    try:
-        if live:
+@dataclass
+class Capture:
+    """A capture as watch runs it: rules, source, engine, process attribution (`packetd top` runs one too).
+
+    `sink` sees every record (before display filters), with its processes attached when attribution is on.
+    `frames` is what `pump` reads a file from: the source itself, or watch's progress line around it.
+    """
+
+    opts: WatchOptions
+    rules: list[Rule]
+    source: Source | CaptureFile
+    engine: Engine
+    resolver: ProcessResolver | None
+    held: HeldRecords | None
+    ports: PortTally  # where the packets went, for the hint when no connection is found (pipeline/hint.py)
+    quiet: QuietHint
+    frames: Iterable[tuple[int, int, memoryview]]
+
+    @property
+    def live(self) -> bool:
+        return self.opts.pcap_file is None
+
+    def pump(self, halt: Halt, on_tick: Callable[[int], None] | None = None, hints: bool = True) -> None:
+        """Feed every frame to the engine until the source ends, `halt.now`, or --duration; `hints`: the
+        quiet-capture hint on stderr (not under a full-screen view)."""
+        frame, held, opts, engine = self.engine.frame, self.held, self.opts, self.engine
+        if self.live:
             deadline = time.monotonic() + opts.duration_ns / 1e9 if opts.duration_ns else None
-            for ts, lt, data in source:
+            for ts, lt, data in self.source:
                 if lt == TICK:
                     engine.tick(ts)
+                    if hints and self.quiet.due(time.monotonic(), engine.flows.stats.created):
+                        _hint(engine, self.rules, f"in {self.quiet.after_s:.0f}s")
                     if held is not None:
                         held.flush()  # a quiet moment: connections noted since the last pass
-                    output.flush()
+                    if on_tick is not None:
+                        on_tick(ts)
                 else:
                     frame(ts, lt, data)
                     if held is not None and ts >= held.due:
@@ -596,7 +607,7 @@ def run_watch(opts: WatchOptions) -> int:
                     break
         elif opts.duration_ns:
             first = -1
-            for ts, lt, data in source:
+            for ts, lt, data in self.frames:
                 if first < 0:
                     first = ts
                 elif ts - first > opts.duration_ns:
@@ -605,44 +616,159 @@ def run_watch(opts: WatchOptions) -> int:
                 if halt.now:
                     break
         else:
-            for ts, lt, data in source:
+            for ts, lt, data in self.frames:
                 frame(ts, lt, data)
                 if halt.now:
                     break
+
+    def finish(self, halt: Halt) -> None:
+        """Drain the kernel's last packets (live), flush the engine and the held records."""
+        source = self.source
+        if self.live and hasattr(source, "drain") and not halt.forced:
+            time.sleep(0.12)  # let the kernel retire the block holding the last packets
+            for ts, lt, data in source.drain():
+                self.engine.frame(ts, lt, data)
+        self.engine.finish()
+        if self.held is not None:
+            self.held.flush()
+
+    def close(self) -> dict[str, tuple[int, int]]:
+        """Close the source (file warnings on stderr); the kernel's (received, dropped) per interface."""
+        kernel = self.source.stats()
+        if isinstance(self.source, CaptureFile):
+            for w in self.source.warnings:
+                _warn(w)
+        self.source.close()
+        return kernel
+
+    def elapsed(self, started: float) -> str:
+        """Wall time live; a file's own time, its first to its last packet."""
+        if self.live:
+            return f"{time.monotonic() - started:.1f}s"
+        first = self.ports.first_ns
+        span = self.engine.flows.now_ns - first if first >= 0 else 0
+        return f"{format_duration(max(span, 0))} of packet time"
+
+
+def open_capture(opts: WatchOptions, display: DisplayFilter, sink: Callable[[Roundtrip], None]) -> Capture:
+    rules = build_rules(opts.protos)
+    config = engine_config(opts, rules)
+    source = open_source(opts, rules)
+    resolver = _process_resolver(opts, opts.pcap_file is None, display)
+    held = HeldRecords(resolver, sink) if resolver is not None else None
+    ports = PortTally()
+    engine = Engine(
+        config,
+        held if held is not None else sink,
+        on_connection=resolver.note if resolver is not None else None,
+        ports=ports,
+    )
+    return Capture(
+        opts=opts,
+        rules=rules,
+        source=source,
+        engine=engine,
+        resolver=resolver,
+        held=held,
+        ports=ports,
+        quiet=QuietHint(time.monotonic()),
+        frames=source,
+    )
+
+
+def capturing_banner(cap: Capture) -> None:
+    desc = ", ".join(f"{r.protocol}:{','.join(map(str, r.ports))}" for r in cap.rules)
+    click.echo(f"packetd: capturing on {cap.source.name} ({desc}); Ctrl-C to stop", err=True)
+
+
+def end_hint(cap: Capture, elapsed: str) -> None:
+    """No connection at all: where the packets went and what to type (pipeline/hint.py)."""
+    if not cap.engine.flows.stats.created:
+        _hint(cap.engine, cap.rules if cap.live else None, f"in {elapsed}")
+
+
+def print_resolver_stats(resolver: ProcessResolver) -> None:
+    resolver.close()
+    st = resolver.stats
+    click.echo(
+        f"packetd: processes: {st.found} ends found, {st.not_local} not on this host, {st.closed} closed "
+        f"before the lookup, {st.unowned} unowned, {st.ambiguous} ambiguous; {st.passes} lookups "
+        f"({st.walks} /proc walks), {st.pending_full} not looked up (pending full), {st.cache_full} evicted",
+        err=True,
+    )
+
+
+# -- the watch loop ---------------------------------------------------------------------------------------------
+def run_watch(opts: WatchOptions) -> int:
+    live = opts.pcap_file is None
+    display = display_filter(opts)
+    summary = Summary()
+    shown = 0
+    halt = Halt(at_once=not live)
+    limit = opts.count
+    accept = display.accept
+    write: Callable[[Roundtrip], None] | None = None
+
+    def sink(rt: Roundtrip) -> None:
+        nonlocal shown
+        summary.add(rt)
+        # after a signal, records still flow: what the kernel already delivered is drained and shown
+        if halt.full or not accept(rt):
+            return
+        assert write is not None
+        write(rt)
+        shown += 1
+        if limit and shown >= limit:
+            halt.now = halt.full = True
+
+    cap = open_capture(opts, display, sink)
+    output = Output(opts, live)
+    write = output.write
+    if not live and opts.pcap_file not in (None, "-") and sys.stderr.isatty():
+        assert opts.pcap_file is not None
+        if os.path.isfile(opts.pcap_file):  # a file, not a FIFO or a pipe: its size says how far we are
+            progress = for_file(opts.pcap_file, sys.stderr, before_draw=output.flush)
+            cap.frames = progress.wrap(cap.source)
+            write = _erasing(progress, output.write)
+    started = time.monotonic()
+    if live:
+        capturing_banner(cap)
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then keeps it ignored;
+    # `kill -INT` (what Ctrl-C sends) must stop watch wherever it was started
+    signal.signal(signal.SIGINT, halt.signalled)
+    signal.signal(signal.SIGTERM, halt.signalled)
+    flush = output.flush
+    try:
+        cap.pump(halt, lambda _ts: flush())
     except KeyboardInterrupt:
         pass  # a second signal: the first one was not answered in time
     except BrokenPipeError:
         _quiet_stdout()
         return 0
     try:
-        if live and hasattr(source, "drain") and not halt.forced:
-            time.sleep(0.12)  # let the kernel retire the block holding the last packets
-            for ts, lt, data in source.drain():
-                frame(ts, lt, data)
-        engine.finish()
-        if held is not None:
-            held.flush()
+        cap.finish(halt)
         output.close()
     except BrokenPipeError:
         _quiet_stdout()
     except KeyboardInterrupt:
         pass
-    kernel = source.stats()
-    if isinstance(source, CaptureFile):
-        for w in source.warnings:
-            _warn(w)
-    source.close()
-    _print_summary(engine, summary, kernel, time.monotonic() - started, halt.signals > 0)
-    if resolver is not None:
-        resolver.close()
-        st = resolver.stats
-        click.echo(
-            f"packetd: processes: {st.found} ends found, {st.not_local} not on this host, {st.closed} closed "
-            f"before the lookup, {st.unowned} unowned, {st.ambiguous} ambiguous; {st.passes} lookups "
-            f"({st.walks} /proc walks), {st.pending_full} not looked up (pending full), {st.cache_full} evicted",
-            err=True,
-        )
+    kernel = cap.close()
+    elapsed = cap.elapsed(started)
+    _print_summary(cap.engine, summary, kernel, elapsed, halt.signals > 0)
+    end_hint(cap, elapsed)
+    if cap.resolver is not None:
+        print_resolver_stats(cap.resolver)
     return 0
+
+
+def _erasing(progress: Progress, write: Callable[[Roundtrip], None]) -> Callable[[Roundtrip], None]:
+    """`write` that first erases the progress line (a record never shares a line with it)."""
+
+    def erase_then_write(rt: Roundtrip) -> None:
+        progress.clear()
+        write(rt)
+
+    return erase_then_write
 
 
 def _process_resolver(opts: WatchOptions, live: bool, display: DisplayFilter) -> ProcessResolver | None:
@@ -662,7 +788,7 @@ def _process_resolver(opts: WatchOptions, live: bool, display: DisplayFilter) ->
     return ProcessResolver()
 
 
-class _Halt:
+class Halt:
     """Why and when watch stops: a record limit, or SIGINT/SIGTERM.
 
     Live, the first signal only sets a flag, read between frames (the source yields at least every 200 ms),
@@ -700,8 +826,9 @@ def _quiet_stdout() -> None:
 
 
 def _print_summary(
-    engine: Engine, summary: Summary, kernel: dict[str, tuple[int, int]], elapsed: float, interrupted: bool
+    engine: Engine, summary: Summary, kernel: dict[str, tuple[int, int]], elapsed: str, interrupted: bool
 ) -> None:
+    """`elapsed`: wall time live, packet time (first to last packet) for a file, already worded."""
     err: Callable[[str], None] = lambda s: click.echo(s, err=True)  # noqa: E731
     net = engine.net.stats
     flows = engine.flows.stats
@@ -713,15 +840,15 @@ def _print_summary(
     encrypted = sum(s.encrypted for s in engine.protocol_stats.values())
     err("")
     err(
-        f"packetd: {net.frames} packets in {elapsed:.1f}s, {drops} dropped by the kernel"
+        f"packetd: {plural(net.frames, 'packet')} in {elapsed}, {drops} dropped by the kernel"
         + (f" ({', '.join(f'{k}: {d}' for k, (_, d) in kernel.items())})" if len(kernel) > 1 else "")
-        + f"; {flows.created} connections ({flows.midstream} joined mid-stream, {encrypted} encrypted)"
+        + f"; {plural(flows.created, 'connection')} ({flows.midstream} joined mid-stream, {encrypted} encrypted)"
     )
     err(
-        f"packetd: {kinds[Kind.ROUNDTRIP]} roundtrips, {kinds[Kind.HANDSHAKE]} handshakes, "
+        f"packetd: {plural(kinds[Kind.ROUNDTRIP], 'roundtrip')}, {plural(kinds[Kind.HANDSHAKE], 'handshake')}, "
         f"{kinds[Kind.ONEWAY]} one-way, {kinds[Kind.UNANSWERED]} unanswered; "
-        f"{orphans} orphan responses, {resets} decode resets, {flows.gaps} gaps ({flows.gap_bytes} bytes), "
-        f"{sync} resyncs, {flows.duplicates} retransmissions"
+        f"{plural(orphans, 'orphan response')}, {plural(resets, 'decode reset')}, {plural(flows.gaps, 'gap')} "
+        f"({plural(flows.gap_bytes, 'byte')}), {plural(sync, 'resync')}, {plural(flows.duplicates, 'retransmission')}"
         # what the flow layer's bounds and checks refused, only when something was
         + (f", {flows.evicted} connections evicted (table full)" if flows.evicted else "")
         + (f", {flows.rst_out_of_window} out-of-window RSTs ignored" if flows.rst_out_of_window else "")
@@ -733,24 +860,26 @@ def _print_summary(
                 f"packetd: {name} counters: "
                 + ", ".join(f"{k}={v}" for k, v in sorted(pstats.counters.items()))
             )
-    rows = summary.rows()
-    if rows:
-        header = f"{'SERVER':<22} {'PROTO':<6} {'OPERATION':<10} {'PATH':<32} {'COUNT':>7} {'ERRORS':>6} {'P50':>9} {'P90':>9} {'P99':>9}"
-        err(header)
-        for (server, proto, op, path), st in rows[:SUMMARY_ROWS]:
-            lat = st.latency
-            p = [format_duration(lat.percentile(q)) if lat.count else "-" for q in (0.5, 0.9, 0.99)]
-            err(
-                f"{server:<22} {proto:<6} {op[:10]:<10} {path[:32]:<32} {st.count:>7} {st.errors:>6} {p[0]:>9} {p[1]:>9} {p[2]:>9}"
-            )
-        if len(rows) > SUMMARY_ROWS:
-            err(f"... and {len(rows) - SUMMARY_ROWS} more endpoints")
-        if summary.folded:
-            err(
-                f"({summary.folded} records from endpoints beyond the first {len(summary.endpoints) - 1} folded into '(other)')"
-            )
+    for line in summary.table(SUMMARY_ROWS):
+        err(line)
     if interrupted:
         err("packetd: interrupted")
+
+
+def _hint(engine: Engine, live_rules: list[Rule] | None, quiet: str) -> None:
+    """No connection on a watched port: where the packets went and what to type; live, when the kernel
+    filter let nothing through, this host's busiest TCP servers."""
+    assert engine.ports is not None
+    lines = hint_lines(engine.ports, engine.registry)
+    if not lines and live_rules is not None:
+        from packetd.attribution.listening import busiest_servers, read_tables
+
+        watched = {
+            (t, p) for r in live_rules for t in engine.registry[r.protocol].transports for p in r.ports
+        }
+        lines = host_hint_lines(busiest_servers(read_tables()), watched, quiet, engine.registry)
+    for line in lines:
+        click.echo(line, err=True)
 
 
 if __name__ == "__main__":
