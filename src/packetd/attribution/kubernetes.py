@@ -11,7 +11,8 @@ pods, replicasets, jobs, services, endpointslices (discovery.k8s.io/v1), nodes �
         410 Gone (HTTP or an ERROR event), or a list's continue token expired → list again (relist)
     any other failure (connection refused or dropped, 401/403, 5xx, bad JSON)
         → counted (`packetd_kubernetes_errors_total{resource}`), logged once per outage (not once per
-          retry), retried after a back-off (0.5 s doubling to 30 s, reset by a successful list)
+          retry; per kind: RBAC may forbid one), retried after a back-off (0.5 s doubling to 30 s, reset by a
+          successful list)
 
 A relist replaces the kind's objects, so an object deleted while the watch was down does not linger (a
 watch restarted without a list, as client libraries do on 410, never sees that DELETED). Each thread runs
@@ -124,7 +125,7 @@ class KubeWatcher:
         self._supervise = supervise
         self._lock = threading.Lock()  # the index and the outage state: six threads write, the agent reads
         self._listed: set[str] = set()
-        self._down: str | None = None  # the outage's first error, logged once
+        self._down: dict[str, str] = {}  # kind → the first error of its outage (logged once per outage)
         self._stopped = threading.Event()
         self.synced = threading.Event()  # every kind was listed once
         self._threads: list[threading.Thread] = []
@@ -200,14 +201,15 @@ class KubeWatcher:
     def _failed(self, kind: str, exc: BaseException) -> None:
         with self._lock:
             self.stats.errors[kind] += 1
-            first = self._down is None
+            first = kind not in self._down
             if first:
-                self._down = f"{kind}: {_describe(exc)}"
+                self._down[kind] = _describe(exc)
         if first:
             log.warning(
-                "kubernetes API: %s; retrying (records keep their last k8s fields, none before the first "
-                "complete list)",
-                self._down,
+                "kubernetes API: %s: %s; retrying (records keep their last k8s fields, none before every "
+                "kind is listed once)",
+                kind,
+                self._down[kind],
             )
 
     def _list(self, kind: str) -> str:
@@ -229,9 +231,9 @@ class KubeWatcher:
             self._listed.add(kind)
             if len(self._listed) == len(KINDS):
                 self.synced.set()
-            recovered, self._down = self._down, None
+            recovered = self._down.pop(kind, None)
         if recovered is not None:
-            log.info("kubernetes API answers again (%s listed) after: %s", kind, recovered)
+            log.info("kubernetes API: %s listed again after: %s", kind, recovered)
         return str(meta.get("resourceVersion") or "")
 
     def _watch(self, kind: str, rv: str) -> str:
