@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,15 +138,17 @@ class KubeWatcher:
             t.start()
             self._threads.append(t)
 
-    def stop(self, timeout_s: float = 2.0) -> None:
-        """Stop the loops; a watch blocked on a read is cut by closing the client."""
+    def stop(self, timeout_s: float = 1.0) -> None:
+        """Stop the loops. A watch blocked on its stream ends with it (bookmarks, `watch_timeout_s`): the
+        threads are daemons, so the agent's exit does not wait for them beyond `timeout_s` in all."""
         self._stopped.set()
+        deadline = time.monotonic() + timeout_s
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
         try:
             self.client.close()
-        except Exception as exc:  # closing a client mid-read may complain: we are stopping anyway
+        except Exception as exc:  # closing a client another thread still reads from may complain
             log.debug("kubernetes client close: %s", exc)
-        for t in self._threads:
-            t.join(timeout_s)
 
     def _thread(self, kind: str) -> None:
         if self._supervise is not None:
