@@ -18,10 +18,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from packetd.capture.pcapwrite import PcapWriter, TcpConversation, ethernet
 from tests.agent.test_e2e import counter_sum, get
 from tests.helpers.backends import AgentProcess
+from tests.helpers.golden import ROOT
 from tests.helpers.kubeapi import FakeKubeApi, shop_cluster
 from tests.helpers.live import free_port
 
@@ -147,8 +149,11 @@ def test_replayed_capture_names_every_address_the_api_knows_and_no_other(api: Fa
         assert agent.stop() == 0
     assert len(recs) == len(CONVERSATIONS), agent.stderr()
     by_conn = {((r["client"]["ip"], r["client"]["port"]), (r["server"]["ip"], r["server"]["port"])): r for r in recs}
+    with open(os.path.join(ROOT, "docs", "roundtrip.schema.json")) as f:
+        schema = Draft202012Validator(json.load(f))
     for client, server, want_client, want_server in CONVERSATIONS:
         rec = by_conn[(client, server)]
+        schema.validate(rec)
         assert rec["client"]["k8s"] == want_client, client
         assert rec["server"]["k8s"] == want_server, server
     assert counter_sum(text, "packetd_kubernetes_synced") == 1
