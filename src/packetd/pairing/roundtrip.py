@@ -81,8 +81,7 @@ class K8sMeta:
 
     def attributes(self) -> dict[str, str]:
         """OpenTelemetry resource attributes (`k8s.namespace.name`, `k8s.pod.name`, ...), known ones only."""
-        out = {f"k8s.{k}.name": v for k, v in self.to_json().items() if v is not None}
-        return out
+        return {f"k8s.{k}.name": v for k, v in self.to_json().items() if v is not None}
 
 
 K8sPair = tuple["K8sMeta | None", "K8sMeta | None"]  # (client's, server's)
