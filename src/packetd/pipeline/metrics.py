@@ -364,7 +364,7 @@ class RoundtripsToMetrics:
             self._label_fns[proto] = self._build(proto)
 
     def allowed_labels(self, proto: str) -> list[str]:
-        return [*COMMON_LABELS, *K8S_LABELS, *PROTOCOL_LABELS.get(proto, {}), *GENERIC_LABELS]
+        return [*COMMON_LABELS, *PROTOCOL_LABELS.get(proto, {}), *GENERIC_LABELS, *K8S_LABELS]
 
     def buckets_for(self, proto: str) -> tuple[tuple[float, ...], ...]:
         """(duration, bytes, rows) upper bounds of `proto`'s histograms."""
