@@ -216,7 +216,9 @@ class KubeWatcher:
             )
 
     def _list(self, kind: str) -> str:
-        items: list[dict[str, Any]] = []
+        """The whole list, page by page (one page's JSON alive at a time), swapped in at once."""
+        with self._lock:
+            staged = self.index.stage(kind)
         params: dict[str, Any] = {"limit": PAGE}
         while True:
             resp = self.client.get(PATHS[kind], params=params)
@@ -224,13 +226,14 @@ class KubeWatcher:
                 raise _Gone()  # the continue token expired: list from the start
             _check(resp)
             body = orjson.loads(resp.content)
-            items.extend(body.get("items") or ())
+            staged.add(body.get("items") or ())
             meta = body.get("metadata") or {}
+            del body, resp
             if not meta.get("continue"):
                 break
             params = {"limit": PAGE, "continue": meta["continue"]}
         with self._lock:
-            self.index.replace(kind, items)
+            self.index.install(staged)
             self._listed.add(kind)
             if len(self._listed) == len(KINDS):
                 self.synced.set()

@@ -25,9 +25,11 @@ the chain where it is known.
 
 Bounds: each kind keeps at most `MAX_OBJECTS[kind]` objects; beyond that new objects are not kept and
 counted (`dropped`), so a cluster larger than the bound gives records without k8s fields for the excess,
-never unbounded memory. Measured (bench/kubernetes_memory.py, tracemalloc, BENCHMARKS.md): about 1.1 MB
-per 1 000 pods for the index plus the table, so a 5 000-pod cluster (with its replicasets, services and
-slices) stays under 8 MB in the agent and under 3 MB for the table copy in each capture worker.
+never unbounded memory. Measured (bench/kubernetes_memory.py, tracemalloc, BENCHMARKS.md): 0.42 MB per
+1 000 pods for the index and 0.64 MB with its table in the agent, 0.52 MB for the table copy in each
+capture worker. Bound for a 5 000-pod cluster (with its replicasets, services and slices): under 4 MB
+kept in the agent (measured 3.1), under 3 MB per worker (2.4), and under 12 MB at the peak of a list
+(10.5: one 500-object page of JSON alive at a time, `stage`). At the 30 000-pod bound: ~19 MB and ~15 MB.
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ from packetd._values import value
 from packetd.pairing.roundtrip import K8sMeta, Roundtrip
 
 KINDS = ("pods", "replicasets", "jobs", "services", "endpointslices", "nodes")
-# Objects kept per kind. 30 000 pods is twice the largest clusters DaemonSet agents are usually sized for
-# and costs ~35 MB (1.1 MB per 1 000, measured); replicasets outnumber pods (revisionHistoryLimit keeps 10
-# old ones per deployment, each a few hundred bytes here); services and slices follow the pods.
+# Objects kept per kind. 30 000 pods (Kubernetes' own scalability target is 150 000 per cluster, but an
+# agent on every node watching all of them should be a decision) costs ~19 MB in the agent and ~15 MB per
+# worker (0.64 / 0.52 MB per 1 000, measured); replicasets outnumber pods (revisionHistoryLimit keeps 10 old
+# ones per deployment, each ~150 bytes here); services and slices follow the pods.
 MAX_OBJECTS = {
     "pods": 30_000,
     "replicasets": 100_000,
@@ -150,6 +153,27 @@ _PARSE = {
 }
 
 
+class Staged:
+    """One kind's list, reduced as its pages arrive (KubeIndex.stage)."""
+
+    __slots__ = ("bound", "dropped", "kind", "store")
+
+    def __init__(self, kind: str, bound: int) -> None:
+        self.kind = kind
+        self.bound = bound
+        self.store: dict[_Key, Any] = {}
+        self.dropped = 0
+
+    def add(self, objects: Iterable[Mapping[str, Any]]) -> None:
+        parse, store = _PARSE[self.kind], self.store
+        for obj in objects:
+            key = _key(obj)
+            if key not in store and len(store) >= self.bound:
+                self.dropped += 1
+                continue
+            store[key] = parse(obj)
+
+
 class KubeIndex:
     """See the module docstring. Not thread-safe: the watcher serialises calls."""
 
@@ -166,15 +190,18 @@ class KubeIndex:
 
     def replace(self, kind: str, objects: Iterable[Mapping[str, Any]]) -> None:
         """A fresh list of `kind` (first list, or the relist after a 410): what it lacks is gone."""
-        store: dict[_Key, Any] = {}
-        parse, bound = _PARSE[kind], self.max_objects[kind]
-        for obj in objects:
-            key = _key(obj)
-            if key not in store and len(store) >= bound:
-                self.dropped[kind] += 1
-                continue
-            store[key] = parse(obj)
-        self._objects[kind] = store
+        staged = self.stage(kind)
+        staged.add(objects)
+        self.install(staged)
+
+    def stage(self, kind: str) -> Staged:
+        """A list being read page by page: each page is reduced to what the index keeps as it comes (the
+        JSON of one page is alive at a time, not the whole list's), then `install` swaps it in at once."""
+        return Staged(kind, self.max_objects[kind])
+
+    def install(self, staged: Staged) -> None:
+        self._objects[staged.kind] = staged.store
+        self.dropped[staged.kind] += staged.dropped
         self._changed()
 
     def apply(self, kind: str, event: str, obj: Mapping[str, Any]) -> None:
