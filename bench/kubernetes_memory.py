@@ -29,14 +29,16 @@ from typing import Any
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import orjson
+from tests.helpers.kubeapi import endpointslice, job, node, owner, pod, replicaset, service
 
 from packetd.attribution.kubernetes_index import K8sView, KubeIndex
 from packetd.pairing.roundtrip import Roundtrip
-from tests.helpers.kubeapi import endpointslice, job, node, owner, pod, replicaset, service
 
 
 def cluster(n_pods: int) -> dict[str, list[dict[str, Any]]]:
-    kinds: dict[str, list[dict[str, Any]]] = {k: [] for k in ("pods", "replicasets", "jobs", "services", "endpointslices", "nodes")}
+    kinds: dict[str, list[dict[str, Any]]] = {
+        k: [] for k in ("pods", "replicasets", "jobs", "services", "endpointslices", "nodes")
+    }
     n_nodes = max(1, n_pods // 30)
     for i in range(n_nodes):
         kinds["nodes"].append(node(f"node-{i:04d}", f"192.168.{i // 250}.{i % 250 + 1}"))
@@ -75,7 +77,9 @@ def measure(n_pods: int) -> dict[str, float]:
     tracemalloc.stop()
     blob = pickle.dumps(table)
     pages = [
-        orjson.dumps({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": objs["pods"][i : i + 500]})
+        orjson.dumps(
+            {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": objs["pods"][i : i + 500]}
+        )
         for i in range(0, len(objs["pods"]), 500)
     ]
     del objs

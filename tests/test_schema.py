@@ -110,10 +110,9 @@ def test_records_with_k8s_fields_validate(validator: Draft202012Validator, tmp_p
     """client.k8s / server.k8s as the agent attaches them (a pod with its workload and service, a
     ClusterIP, an unknown address); a misspelt or missing field is refused."""
     from packetd.attribution.kubernetes_index import K8sView
-    from packetd.pairing.roundtrip import K8sMeta, Roundtrip
-
     from packetd.capture.pcapwrite import PcapWriter, TcpConversation, ethernet
     from packetd.engine import Rule
+    from packetd.pairing.roundtrip import K8sMeta
     from tests.helpers.golden import run_file
 
     path = os.path.join(str(tmp_path), "k8s.pcap")
@@ -125,7 +124,13 @@ def test_records_with_k8s_fields_validate(validator: Draft202012Validator, tmp_p
         for i, pkt in enumerate(pkts):
             w.write(1_764_000_000_000_000_000 + i * 1000, ethernet(pkt))
     (rt,), _ = run_file(path, (Rule(protocol="http", ports=(80,)),))
-    pod = K8sMeta(namespace="shop", pod="web-5c-x", node="n1", service="web", owners=(("replicaset", "web-5c"), ("deployment", "web")))
+    pod = K8sMeta(
+        namespace="shop",
+        pod="web-5c-x",
+        node="n1",
+        service="web",
+        owners=(("replicaset", "web-5c"), ("deployment", "web")),
+    )
     for table in ({rt.client[0]: pod, rt.server[0]: K8sMeta(namespace="shop", service="web")}, {}):
         rec = K8sView(True, table).attach(rt).to_json()
         validator.validate(rec)
@@ -133,7 +138,13 @@ def test_records_with_k8s_fields_validate(validator: Draft202012Validator, tmp_p
     assert rec["client"]["k8s"]["deployment"] == "web" and rec["server"]["k8s"] is None
     for broken in (
         {**rec, "client": {**rec["client"], "k8s": {**rec["client"]["k8s"], "deploy": "web"}}},
-        {**rec, "client": {**rec["client"], "k8s": {k: v for k, v in rec["client"]["k8s"].items() if k != "service"}}},
+        {
+            **rec,
+            "client": {
+                **rec["client"],
+                "k8s": {k: v for k, v in rec["client"]["k8s"].items() if k != "service"},
+            },
+        },
         {**rec, "client": {**rec["client"], "k8s": {**rec["client"]["k8s"], "pod": ""}}},
     ):
         assert not validator.is_valid(broken)

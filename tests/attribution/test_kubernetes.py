@@ -57,7 +57,9 @@ TRUTH: dict[tuple[str, int], K8sMeta | None] = {
     ),
     ("10.244.2.11", 8080): K8sMeta(namespace=NS, pod="debug", node="node-b"),  # a bare pod: no workload
     # backs two services (cache, cache-read): no service named
-    ("10.244.1.12", 6379): K8sMeta(namespace=NS, pod="cache-0", node="node-a", owners=(("statefulset", "cache"),)),
+    ("10.244.1.12", 6379): K8sMeta(
+        namespace=NS, pod="cache-0", node="node-a", owners=(("statefulset", "cache"),)
+    ),
     ("10.96.0.20", 80): K8sMeta(namespace=NS, service="payments"),  # ClusterIPs
     ("10.96.0.22", 6379): K8sMeta(namespace=NS, service="cache"),
     ("10.244.2.99", 8080): None,  # a Succeeded pod: its IP is free
@@ -128,7 +130,9 @@ def test_watch_events_add_modify_delete(api: FakeKubeApi) -> None:
     w = watcher(api.url)
     try:
         assert w.synced.wait(10)
-        api.add("pods", pod("late-1", NS, "10.244.3.3", "node-b", owner("apps/v1", "StatefulSet", "late", NS)))
+        api.add(
+            "pods", pod("late-1", NS, "10.244.3.3", "node-b", owner("apps/v1", "StatefulSet", "late", NS))
+        )
         wait_for(lambda: "10.244.3.3" in table_of(w))
         assert table_of(w)["10.244.3.3"].owners == (("statefulset", "late"),)
         moved = pod("late-1", NS, "10.244.3.4", "node-b", owner("apps/v1", "StatefulSet", "late", NS))
@@ -138,7 +142,12 @@ def test_watch_events_add_modify_delete(api: FakeKubeApi) -> None:
         api.delete("pods", NS, "late-1")
         wait_for(lambda: "10.244.3.4" not in table_of(w))
         # the pod now backs a second service: it backs more than one, none is named
-        api.add("endpointslices", endpointslice("billing-x1", NS, "billing", [("payments-7d9f8c6b5-x2x4z", "10.244.1.7", "node-a")]))
+        api.add(
+            "endpointslices",
+            endpointslice(
+                "billing-x1", NS, "billing", [("payments-7d9f8c6b5-x2x4z", "10.244.1.7", "node-a")]
+            ),
+        )
         wait_for(lambda: table_of(w)["10.244.1.7"].service is None)
         assert w.snapshot()["events"]["pods"] == 3
         assert w.snapshot()["relists"]["pods"] == 0
@@ -150,9 +159,24 @@ def test_a_bookmark_moves_the_resource_version_on(api: FakeKubeApi) -> None:
     w = watcher(api.url, timeout_s=1)
     try:
         assert w.synced.wait(10)
-        api.add("nodes", {**api.objects["nodes"][("", "node-a")], "metadata": {**api.objects["nodes"][("", "node-a")]["metadata"], "name": "node-c", "uid": "c"}})
+        api.add(
+            "nodes",
+            {
+                **api.objects["nodes"][("", "node-a")],
+                "metadata": {
+                    **api.objects["nodes"][("", "node-a")]["metadata"],
+                    "name": "node-c",
+                    "uid": "c",
+                },
+            },
+        )
         rv_after = api.rv  # pods saw no event since: only a bookmark can tell them this version
-        wait_for(lambda: any(p == "/api/v1/pods" and q.get("resourceVersion") == str(rv_after) for p, q in api.requests), 5)
+        wait_for(
+            lambda: any(
+                p == "/api/v1/pods" and q.get("resourceVersion") == str(rv_after) for p, q in api.requests
+            ),
+            5,
+        )
         assert w.snapshot()["relists"]["pods"] == 0
     finally:
         w.stop()
@@ -232,14 +256,18 @@ def test_unreachable_until_the_api_comes_up() -> None:
 # -- the index alone ---------------------------------------------------------------------------------------------
 def test_an_address_two_pods_claim_is_left_out_and_counted() -> None:
     idx = KubeIndex()
-    idx.replace("pods", [pod("a", NS, "10.0.0.5", "n"), pod("b", NS, "10.0.0.5", "n"), pod("c", NS, "10.0.0.6", "n")])
+    idx.replace(
+        "pods", [pod("a", NS, "10.0.0.5", "n"), pod("b", NS, "10.0.0.5", "n"), pod("c", NS, "10.0.0.6", "n")]
+    )
     table = idx.table()
     assert "10.0.0.5" not in table and table["10.0.0.6"].pod == "c"
     assert idx.ambiguous == 1
 
 
 def test_the_bound_of_a_kind_is_kept_and_counted() -> None:
-    idx = KubeIndex({**dict.fromkeys(("replicasets", "jobs", "services", "endpointslices", "nodes"), 10), "pods": 2})
+    idx = KubeIndex(
+        {**dict.fromkeys(("replicasets", "jobs", "services", "endpointslices", "nodes"), 10), "pods": 2}
+    )
     idx.replace("pods", [pod(f"p{i}", NS, f"10.0.0.{i}", "n") for i in range(3)])
     idx.apply("pods", "ADDED", pod("p9", NS, "10.0.0.9", "n"))
     assert idx.counts()["pods"] == 2 and idx.dropped["pods"] == 2

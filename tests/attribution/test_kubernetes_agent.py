@@ -31,7 +31,18 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 RS = {"replicaset": "payments-7d9f8c6b5", "deployment": "payments"}
 NONE = dict.fromkeys(
-    ("namespace", "pod", "node", "deployment", "replicaset", "statefulset", "daemonset", "cronjob", "job", "service")
+    (
+        "namespace",
+        "pod",
+        "node",
+        "deployment",
+        "replicaset",
+        "statefulset",
+        "daemonset",
+        "cronjob",
+        "job",
+        "service",
+    )
 )
 
 
@@ -50,7 +61,13 @@ CONVERSATIONS: list[tuple[tuple[str, int], tuple[str, int], dict[str, Any] | Non
     (  # a CronJob's Job's pod to a ClusterIP
         ("10.244.2.10", 40002),
         ("10.96.0.20", 80),
-        k8s(namespace="shop", pod="report-29000000-7hj2k", node="node-b", job="report-29000000", cronjob="report"),
+        k8s(
+            namespace="shop",
+            pod="report-29000000-7hj2k",
+            node="node-b",
+            job="report-29000000",
+            cronjob="report",
+        ),
         k8s(namespace="shop", service="payments"),
     ),
     (  # a bare pod to a hostNetwork DaemonSet pod (its node's address, its container port)
@@ -84,7 +101,10 @@ def crafted_capture(path: str) -> None:
             for pkt in conv.handshake():
                 w.write(ts, ethernet(pkt))
                 ts += 100_000
-            for side, data in ((0, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"), (1, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")):
+            for side, data in (
+                (0, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"),
+                (1, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            ):
                 for pkt in conv.send(side, data):
                     w.write(ts, ethernet(pkt))
                     ts += 100_000
@@ -139,7 +159,9 @@ def metrics(port: int) -> str:
     return body.decode()
 
 
-def test_replayed_capture_names_every_address_the_api_knows_and_no_other(api: FakeKubeApi, tmp_path: Any) -> None:
+def test_replayed_capture_names_every_address_the_api_knows_and_no_other(
+    api: FakeKubeApi, tmp_path: Any
+) -> None:
     agent, port, out = run_agent(tmp_path, api.url)
     try:
         agent.wait_ready(port)
@@ -148,7 +170,9 @@ def test_replayed_capture_names_every_address_the_api_knows_and_no_other(api: Fa
     finally:
         assert agent.stop() == 0
     assert len(recs) == len(CONVERSATIONS), agent.stderr()
-    by_conn = {((r["client"]["ip"], r["client"]["port"]), (r["server"]["ip"], r["server"]["port"])): r for r in recs}
+    by_conn = {
+        ((r["client"]["ip"], r["client"]["port"]), (r["server"]["ip"], r["server"]["port"])): r for r in recs
+    }
     with open(os.path.join(ROOT, "docs", "roundtrip.schema.json")) as f:
         schema = Draft202012Validator(json.load(f))
     for client, server, want_client, want_server in CONVERSATIONS:
@@ -161,7 +185,9 @@ def test_replayed_capture_names_every_address_the_api_knows_and_no_other(api: Fa
     assert counter_sum(text, "packetd_kubernetes_errors_total") == 0
 
 
-def test_forbidden_api_keeps_decoding_without_k8s_fields_then_recovers(api: FakeKubeApi, tmp_path: Any) -> None:
+def test_forbidden_api_keeps_decoding_without_k8s_fields_then_recovers(
+    api: FakeKubeApi, tmp_path: Any
+) -> None:
     api.forbidden.update({"pods", "nodes"})
     agent, port, out = run_agent(tmp_path, api.url)
     try:

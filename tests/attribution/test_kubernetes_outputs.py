@@ -21,7 +21,9 @@ from packetd.pipeline.spans import RoundtripsToTraces
 from tests.helpers.golden import run_file
 
 CLIENT, SERVER = ("10.244.2.10", 40000), ("10.244.1.7", 8080)
-JOB = K8sMeta(namespace="batch", pod="report-1-x", node="node-b", owners=(("job", "report-1"), ("cronjob", "report")))
+JOB = K8sMeta(
+    namespace="batch", pod="report-1-x", node="node-b", owners=(("job", "report-1"), ("cronjob", "report"))
+)
 WEB = K8sMeta(
     namespace="shop",
     pod="payments-7d9-x",
@@ -73,16 +75,24 @@ def test_server_span_is_its_workload_with_k8s_resource_attributes(tmp_path: Any)
 
 def test_the_services_map_wins_and_unknown_addresses_keep_the_default(tmp_path: Any) -> None:
     rt = exchange(tmp_path)
-    mapped = RoundtripsToTraces({"services": {"10.244.1.7:8080": "pay-api"}}).process(named(rt, {SERVER[0]: WEB}))
+    mapped = RoundtripsToTraces({"services": {"10.244.1.7:8080": "pay-api"}}).process(
+        named(rt, {SERVER[0]: WEB})
+    )
     assert mapped is not None and mapped.service == "pay-api"
     unknown = RoundtripsToTraces().process(named(rt, {}))
     assert unknown is not None and unknown.service == "http:10.244.1.7:8080" and unknown.resource is None
     off = RoundtripsToTraces().process(rt)  # kubernetes off: the record has no k8s at all
     assert off is not None and off.service == "http:10.244.1.7:8080" and off.resource is None
     cluster_ip = exchange(tmp_path, ("10.96.0.20", 80))
-    svc = RoundtripsToTraces().process(named(cluster_ip, {"10.96.0.20": K8sMeta(namespace="shop", service="payments")}))
+    svc = RoundtripsToTraces().process(
+        named(cluster_ip, {"10.96.0.20": K8sMeta(namespace="shop", service="payments")})
+    )
     assert svc is not None and svc.service == "payments"
-    assert svc.resource == {"k8s.namespace.name": "shop", "k8s.service.name": "payments", "service.namespace": "shop"}
+    assert svc.resource == {
+        "k8s.namespace.name": "shop",
+        "k8s.service.name": "payments",
+        "service.namespace": "shop",
+    }
 
 
 def test_opt_in_metric_labels_name_both_ends(tmp_path: Any) -> None:
@@ -91,7 +101,7 @@ def test_opt_in_metric_labels_name_both_ends(tmp_path: Any) -> None:
     m = RoundtripsToMetrics({"http": {"requireLabels": labels}}, protocols=["http"])
     agg = Aggregator()
     m.process(rt, agg)
-    ((name, got),) = [k for k in agg.counters if k[0] == "http_requests_total"]
+    ((_, got),) = [k for k in agg.counters if k[0] == "http_requests_total"]
     assert dict(got) == {
         "server_workload": "payments",
         "server_namespace": "shop",
@@ -107,5 +117,5 @@ def test_opt_in_metric_labels_name_both_ends(tmp_path: Any) -> None:
     agg = Aggregator()
     default.process(rt, agg)
     assert not any("workload" in k for _, labels_ in agg.counters for k, _ in labels_)
-    with pytest.raises(MetricsConfigError, match="server.workload"):
+    with pytest.raises(MetricsConfigError, match=r"server\.workload"):
         RoundtripsToMetrics({"http": {"requireLabels": ["server.workloads"]}}, protocols=["http"])

@@ -77,12 +77,22 @@ def check_rbac(kinds: dict[str, dict], pod: dict) -> None:
     assert pod["automountServiceAccountToken"] is True
     granted = set()
     for rule in role["rules"]:
-        assert sorted(rule["verbs"]) == ["get", "list", "watch"] and set(rule) == {"apiGroups", "resources", "verbs"}
+        assert sorted(rule["verbs"]) == ["get", "list", "watch"] and set(rule) == {
+            "apiGroups",
+            "resources",
+            "verbs",
+        }
         granted |= {(g, r) for g in rule["apiGroups"] for r in rule["resources"]}
     assert granted == WATCHED
-    by_path = {(p.split("/")[2] if p.startswith("/apis/") else "", p.rsplit("/", 1)[1]) for p in PATHS.values()}
+    by_path = {
+        (p.split("/")[2] if p.startswith("/apis/") else "", p.rsplit("/", 1)[1]) for p in PATHS.values()
+    }
     assert by_path == WATCHED  # the agent asks for what the role grants
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role["metadata"]["name"]}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": sa["metadata"]["namespace"]}
     ]

@@ -45,8 +45,8 @@ KIND_OF = {kind: (api, k) for kind, api, k in PATHS.values()}
 def _validate_status(doc: dict[str, Any]) -> None:
     """A Status is served as `apiVersion: v1` (as the API server does) but its schema is filed under
     meta/v1, where kubernetes-validate's lookup by apiVersion does not find it: the same check, by file."""
-    from referencing import Registry, Resource
     from kubernetes_validate.utils import schema_contents
+    from referencing import Registry, Resource
 
     folder = f"kubernetes-json-schema/v{K8S_VERSION}-local-strict"
     schema = schema_contents(f"{folder}/status-meta-v1.json", K8S_VERSION)
@@ -147,7 +147,9 @@ class FakeKubeApi:
                 params = dict(urllib.parse.parse_qsl(url.query))
                 api.requests.append((url.path, params))
                 if url.path not in PATHS:
-                    self._json(404, status(404, "NotFound", "the server could not find the requested resource"))
+                    self._json(
+                        404, status(404, "NotFound", "the server could not find the requested resource")
+                    )
                     return
                 kind = PATHS[url.path][0]
                 if kind in api.forbidden:
@@ -360,7 +362,9 @@ def job(name: str, namespace: str, cronjob: str) -> dict[str, Any]:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _meta(name, namespace, ownerReferences=[owner("batch/v1", "CronJob", cronjob, namespace)]),
+        "metadata": _meta(
+            name, namespace, ownerReferences=[owner("batch/v1", "CronJob", cronjob, namespace)]
+        ),
         "spec": {
             "template": {
                 "spec": {
@@ -397,7 +401,10 @@ def endpointslice(name: str, namespace: str, svc: str, pods: list[tuple[str, str
         "metadata": _meta(
             name,
             namespace,
-            labels={"kubernetes.io/service-name": svc, "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"},
+            labels={
+                "kubernetes.io/service-name": svc,
+                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+            },
             ownerReferences=[owner("v1", "Service", svc, namespace)],
         ),
         "addressType": "IPv4",
@@ -406,7 +413,12 @@ def endpointslice(name: str, namespace: str, svc: str, pods: list[tuple[str, str
                 "addresses": [ip],
                 "conditions": {"ready": True, "serving": True, "terminating": False},
                 "nodeName": node,
-                "targetRef": {"kind": "Pod", "name": p, "namespace": namespace, "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{namespace}/{p}"))},
+                "targetRef": {
+                    "kind": "Pod",
+                    "name": p,
+                    "namespace": namespace,
+                    "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{namespace}/{p}")),
+                },
             }
             for p, ip, node in pods
         ],
@@ -449,14 +461,51 @@ def shop_cluster(api: FakeKubeApi) -> None:
     rs = owner("apps/v1", "ReplicaSet", "payments-7d9f8c6b5", ns)
     api.add("pods", pod("payments-7d9f8c6b5-x2x4z", ns, "10.244.1.7", "node-a", rs))
     api.add("pods", pod("payments-7d9f8c6b5-q8w1r", ns, "10.244.2.9", "node-b", rs))
-    api.add("pods", pod("orders-db-0", ns, "10.244.1.8", "node-a", owner("apps/v1", "StatefulSet", "orders-db", ns), ports=(5432,)))
     api.add(
         "pods",
-        pod("node-exporter-abcde", ns, "192.168.50.10", "node-a", owner("apps/v1", "DaemonSet", "node-exporter", ns), ports=(9100,), host_network=True),
+        pod(
+            "orders-db-0",
+            ns,
+            "10.244.1.8",
+            "node-a",
+            owner("apps/v1", "StatefulSet", "orders-db", ns),
+            ports=(5432,),
+        ),
     )
-    api.add("pods", pod("report-29000000-7hj2k", ns, "10.244.2.10", "node-b", owner("batch/v1", "Job", "report-29000000", ns)))
+    api.add(
+        "pods",
+        pod(
+            "node-exporter-abcde",
+            ns,
+            "192.168.50.10",
+            "node-a",
+            owner("apps/v1", "DaemonSet", "node-exporter", ns),
+            ports=(9100,),
+            host_network=True,
+        ),
+    )
+    api.add(
+        "pods",
+        pod(
+            "report-29000000-7hj2k",
+            ns,
+            "10.244.2.10",
+            "node-b",
+            owner("batch/v1", "Job", "report-29000000", ns),
+        ),
+    )
     api.add("pods", pod("debug", ns, "10.244.2.11", "node-b"))
-    api.add("pods", pod("cache-0", ns, "10.244.1.12", "node-a", owner("apps/v1", "StatefulSet", "cache", ns), ports=(6379,)))
+    api.add(
+        "pods",
+        pod(
+            "cache-0",
+            ns,
+            "10.244.1.12",
+            "node-a",
+            owner("apps/v1", "StatefulSet", "cache", ns),
+            ports=(6379,),
+        ),
+    )
     api.add("pods", pod("old-report-1", ns, "10.244.2.99", "node-b", phase="Succeeded"))
     api.add("services", service("payments", ns, "10.96.0.20"))
     api.add("services", service("orders-db", ns, "10.96.0.21", 5432))
@@ -464,8 +513,24 @@ def shop_cluster(api: FakeKubeApi) -> None:
     api.add("services", service("cache-read", ns, "10.96.0.23", 6379))
     api.add(
         "endpointslices",
-        endpointslice("payments-abc12", ns, "payments", [("payments-7d9f8c6b5-x2x4z", "10.244.1.7", "node-a"), ("payments-7d9f8c6b5-q8w1r", "10.244.2.9", "node-b")]),
+        endpointslice(
+            "payments-abc12",
+            ns,
+            "payments",
+            [
+                ("payments-7d9f8c6b5-x2x4z", "10.244.1.7", "node-a"),
+                ("payments-7d9f8c6b5-q8w1r", "10.244.2.9", "node-b"),
+            ],
+        ),
     )
-    api.add("endpointslices", endpointslice("orders-db-def34", ns, "orders-db", [("orders-db-0", "10.244.1.8", "node-a")]))
-    api.add("endpointslices", endpointslice("cache-ghi56", ns, "cache", [("cache-0", "10.244.1.12", "node-a")]))
-    api.add("endpointslices", endpointslice("cache-read-jkl78", ns, "cache-read", [("cache-0", "10.244.1.12", "node-a")]))
+    api.add(
+        "endpointslices",
+        endpointslice("orders-db-def34", ns, "orders-db", [("orders-db-0", "10.244.1.8", "node-a")]),
+    )
+    api.add(
+        "endpointslices", endpointslice("cache-ghi56", ns, "cache", [("cache-0", "10.244.1.12", "node-a")])
+    )
+    api.add(
+        "endpointslices",
+        endpointslice("cache-read-jkl78", ns, "cache-read", [("cache-0", "10.244.1.12", "node-a")]),
+    )

@@ -308,7 +308,9 @@ def _expected(exc: BaseException) -> bool:
     """Failures of the API or the network (retried), as opposed to bugs (raised to the supervisor)."""
     import httpx2
 
-    return isinstance(exc, ApiProblem | httpx2.HTTPError | httpx2.StreamError | OSError | orjson.JSONDecodeError)
+    return isinstance(
+        exc, ApiProblem | httpx2.HTTPError | httpx2.StreamError | OSError | orjson.JSONDecodeError
+    )
 
 
 def _describe(exc: BaseException) -> str:

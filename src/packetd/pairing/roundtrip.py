@@ -230,4 +230,8 @@ __all__ = [
     "K8sPair",
     "Kind",
     "Process",
-    "Processes", "Roundtrip", "has_flag", "rfc3339_ns"]
+    "Processes",
+    "Roundtrip",
+    "has_flag",
+    "rfc3339_ns",
+]
