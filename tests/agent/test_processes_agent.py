@@ -37,8 +37,23 @@ def _records(path: str, n: int) -> list[dict[str, Any]]:
     return records
 
 
-@pytest.mark.parametrize("processes", [None, False])
-def test_agent_records_name_both_ends_as_ss_does(processes: bool | None, tmp_path: Any) -> None:
+@pytest.mark.parametrize(
+    "processes",
+    [
+        None,
+        False,
+        pytest.param(
+            "nobody",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known defect (issue 13): a worker that became sniffer.user cannot read the "
+                "/proc/<pid>/fd of other users' processes, so the ends stay null; the lookup would have to "
+                "run in the privileged main process",
+            ),
+        ),
+    ],
+)
+def test_agent_records_name_both_ends_as_ss_does(processes: bool | str | None, tmp_path: Any) -> None:
     nginx = Nginx()
     api = free_port()
     out = os.path.join(str(tmp_path), "roundtrips.jsonl")
@@ -49,7 +64,9 @@ sniffer:
 server.address: "127.0.0.1:{api}"
 exporter.roundtrips: {{enabled: true, filename: "{out}"}}
 """
-    if processes is not None:
+    if processes == "nobody":  # the workers drop root once their socket is open
+        config += "sniffer.user: nobody\n"
+    elif processes is not None:
         config += f"sniffer.processes: {str(processes).lower()}\n"
     agent = AgentProcess(config)
     try:
