@@ -230,3 +230,56 @@ def test_unreachable_api_keeps_decoding_without_k8s_fields(tmp_path: Any) -> Non
     assert all("k8s" not in r["client"] and "k8s" not in r["server"] for r in recs)
     assert counter_sum(text, "packetd_kubernetes_errors_total", resource="pods") >= 1
     assert "Traceback" not in agent.stderr()
+
+
+@pytest.mark.root
+@pytest.mark.live
+def test_a_pod_added_while_capturing_reaches_the_running_worker(api: FakeKubeApi, tmp_path: Any) -> None:
+    """Live capture on loopback: the table changes after the worker started (the agent sends it the diff):
+    records before the pod exists name nothing, records after name it."""
+    import http.client
+
+    from tests.helpers.kubeapi import pod
+    from tests.helpers.live import Nginx, can_capture, nginx_available
+
+    if not can_capture() or not nginx_available():
+        pytest.skip("needs live capture (root) and nginx")
+    nginx = Nginx()
+    out = os.path.join(str(tmp_path), "roundtrips.jsonl")
+    port = free_port()
+    agent = AgentProcess(
+        f"""
+sniffer:
+  ifaces: "^lo$"
+  processes: false
+  protocols.rules: [{{name: web, protocol: http, ports: [{nginx.port}]}}]
+server.address: "127.0.0.1:{port}"
+exporter.roundtrips: {{enabled: true, filename: "{out}"}}
+kubernetes: {{enabled: true, apiServer: "{api.url}"}}
+"""
+    )
+
+    def one_request() -> None:
+        c = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=5)
+        c.request("GET", "/index.txt")
+        c.getresponse().read()
+        c.close()
+
+    try:
+        agent.wait_ready(port)
+        one_request()
+        first = records(out, 1)
+        api.add("pods", pod("loopback-0", "shop", "127.0.0.1", "node-a"))
+        deadline = time.monotonic() + 20
+        named: list[dict[str, Any]] = []
+        while not named:  # the diff reaches the worker within a push (1 s) and a control cycle (0.5 s)
+            assert time.monotonic() < deadline, agent.stderr()
+            one_request()
+            time.sleep(0.3)
+            named = [r for r in records(out, 1) if r["server"]["k8s"] is not None]
+    finally:
+        assert agent.stop() == 0
+        nginx.stop()
+    assert first[0]["client"]["k8s"] is None and first[0]["server"]["k8s"] is None
+    want = k8s(namespace="shop", pod="loopback-0", node="node-a")
+    assert named[0]["server"]["k8s"] == want and named[0]["client"]["k8s"] == want
