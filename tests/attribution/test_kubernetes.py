@@ -280,3 +280,17 @@ def test_an_owner_not_listed_ends_the_chain_where_it_is_known() -> None:
     idx.replace("pods", [pod("w-5c-x", NS, "10.0.0.5", "n", owner("apps/v1", "ReplicaSet", "w-5c", NS))])
     assert idx.table()["10.0.0.5"].owners == (("replicaset", "w-5c"),)
     assert idx.table()["10.0.0.5"].workload() == ("replicaset", "w-5c")
+
+
+def test_a_wrongly_shaped_object_is_skipped_and_counted_the_rest_kept() -> None:
+    idx = KubeIndex()
+    bad = pod("bad", NS, "10.0.0.7", "n")
+    bad["spec"]["containers"] = 5  # not a list
+    worse = pod("worse", NS, "10.0.0.8", "n")
+    worse["status"]["podIPs"] = [{"ip": "10.0.0.8"}, "10.0.0.9"]  # an item that is no object
+    idx.replace("pods", [pod("good", NS, "10.0.0.6", "n"), bad])
+    idx.apply("pods", "ADDED", worse)
+    idx.apply(
+        "nodes", "ADDED", {"metadata": {"name": "n"}, "status": {"addresses": [{"type": "InternalIP"}]}}
+    )
+    assert set(idx.table()) == {"10.0.0.6"} and idx.malformed == 2

@@ -242,6 +242,11 @@ def _kubernetes(kube: dict[str, Any]) -> Iterator[Metric]:
         "1 once every kind was listed (records carry k8s fields from then on)",
         value=1 if kube.get("synced") else 0,
     )
+    yield CounterMetricFamily(
+        "packetd_kubernetes_malformed_objects",
+        "Objects skipped because a field had the wrong shape",
+        value=kube.get("malformed", 0),
+    )
     yield GaugeMetricFamily(
         "packetd_kubernetes_ambiguous_addresses",
         "Addresses two live objects claim, left out of the table (never guessed)",

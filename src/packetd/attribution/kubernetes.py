@@ -11,13 +11,14 @@ pods, replicasets, jobs, services, endpointslices (discovery.k8s.io/v1), nodes �
         410 Gone (HTTP or an ERROR event), or a list's continue token expired → list again (relist)
     any other failure (connection refused or dropped, 401/403, 5xx, bad JSON)
         → counted (`packetd_kubernetes_errors_total{resource}`), logged once per outage (not once per
-          retry; per kind: RBAC may forbid one), retried after a back-off (0.5 s doubling to 30 s, reset by a
-          successful list)
+          retry; per kind: RBAC may forbid one), then listed again after a back-off (0.5 s doubling to 30 s,
+          reset by a successful list): what happened while the watch was down is in the new list
 
 A relist replaces the kind's objects, so an object deleted while the watch was down does not linger (a
 watch restarted without a list, as client libraries do on 410, never sees that DELETED). Each thread runs
 under the agent's supervisor (`component` "kubernetes"): an unexpected exception is logged with its
-traceback and the loop restarts; expected failures above never reach it.
+traceback and the loop restarts; expected failures above never reach it. An object of the wrong shape is
+skipped and counted by the index (`packetd_kubernetes_malformed_objects_total`), never a failure.
 
 `table()` is ready once every kind has been listed: until then (API unreachable or forbidden) records carry
 no k8s fields at all rather than fields that look like "unknown" for every address. After that the last
@@ -174,6 +175,7 @@ class KubeWatcher:
                 "objects": self.index.counts(),
                 "dropped": dict(self.index.dropped),
                 "ambiguous": self.index.ambiguous,
+                "malformed": self.index.malformed,
                 "synced": self.synced.is_set(),
             }
 

@@ -62,6 +62,7 @@ _OWNER_KINDS = {  # owner reference kinds that name a workload (others, e.g. a s
     "Job": "job",
     "CronJob": "cronjob",
 }
+_MALFORMED = (KeyError, TypeError, ValueError, AttributeError)  # what a wrongly shaped object raises here
 TableKey = str | tuple[str, int]
 Table = dict[TableKey, K8sMeta]
 _Key = tuple[str, str]  # (namespace, name); nodes use ("", name)
@@ -140,7 +141,9 @@ def _slice(obj: Mapping[str, Any]) -> _Slice:
 
 def _node_ips(obj: Mapping[str, Any]) -> tuple[str, ...]:
     addrs = (obj.get("status") or {}).get("addresses") or ()
-    return tuple(str(a["address"]) for a in addrs if a.get("type") in ("InternalIP", "ExternalIP"))
+    return tuple(
+        str(a["address"]) for a in addrs if a.get("type") in ("InternalIP", "ExternalIP") and a.get("address")
+    )
 
 
 _PARSE = {
@@ -156,22 +159,26 @@ _PARSE = {
 class Staged:
     """One kind's list, reduced as its pages arrive (KubeIndex.stage)."""
 
-    __slots__ = ("bound", "dropped", "kind", "store")
+    __slots__ = ("bound", "dropped", "kind", "malformed", "store")
 
     def __init__(self, kind: str, bound: int) -> None:
         self.kind = kind
         self.bound = bound
         self.store: dict[_Key, Any] = {}
         self.dropped = 0
+        self.malformed = 0
 
     def add(self, objects: Iterable[Mapping[str, Any]]) -> None:
         parse, store = _PARSE[self.kind], self.store
         for obj in objects:
-            key = _key(obj)
-            if key not in store and len(store) >= self.bound:
-                self.dropped += 1
-                continue
-            store[key] = parse(obj)
+            try:
+                key = _key(obj)
+                if key not in store and len(store) >= self.bound:
+                    self.dropped += 1
+                    continue
+                store[key] = parse(obj)
+            except _MALFORMED:  # not the shape the API documents: skipped (counted), the rest kept
+                self.malformed += 1
 
 
 class KubeIndex:
@@ -182,6 +189,7 @@ class KubeIndex:
         self._objects: dict[str, dict[_Key, Any]] = {kind: {} for kind in KINDS}
         self.dropped = dict.fromkeys(KINDS, 0)  # objects not kept: the kind's bound was reached
         self.ambiguous = 0  # addresses left out of the last table: claimed by two objects
+        self.malformed = 0  # objects skipped: fields of the wrong type (never from a conforming server)
         self.generation = 0  # bumped by every change: the table is rebuilt only after one
         self._table: Table | None = None
 
@@ -202,20 +210,25 @@ class KubeIndex:
     def install(self, staged: Staged) -> None:
         self._objects[staged.kind] = staged.store
         self.dropped[staged.kind] += staged.dropped
+        self.malformed += staged.malformed
         self._changed()
 
     def apply(self, kind: str, event: str, obj: Mapping[str, Any]) -> None:
         """One watch event (ADDED, MODIFIED, DELETED) of `kind`."""
         store = self._objects[kind]
-        key = _key(obj)
-        if event == "DELETED":
-            if store.pop(key, None) is not None:
-                self._changed()
+        try:
+            key = _key(obj)
+            if event == "DELETED":
+                if store.pop(key, None) is not None:
+                    self._changed()
+                return
+            if key not in store and len(store) >= self.max_objects[kind]:
+                self.dropped[kind] += 1
+                return
+            parsed = _PARSE[kind](obj)
+        except _MALFORMED:  # not the shape the API documents: skipped (counted)
+            self.malformed += 1
             return
-        if key not in store and len(store) >= self.max_objects[kind]:
-            self.dropped[kind] += 1
-            return
-        parsed = _PARSE[kind](obj)
         if store.get(key) != parsed:
             store[key] = parsed
             self._changed()
