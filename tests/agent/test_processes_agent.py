@@ -3,15 +3,13 @@ http.client child started here, captured live on loopback by `packetd agent`, `s
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import time
 from typing import Any
 
 import pytest
 
-from tests.helpers.backends import AgentProcess
+from tests.helpers.backends import AgentProcess, wait_records
 from tests.helpers.live import Nginx, can_capture, free_port, nginx_available
 from tests.helpers.procs import child, ss_owners
 
@@ -22,19 +20,6 @@ pytestmark = [
     pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
     pytest.mark.skipif(not nginx_available(), reason="nginx is not installed (make test-deps)"),
 ]
-
-
-def _records(path: str, n: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 15
-    records: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        if os.path.exists(path):
-            with open(path) as f:
-                records = [json.loads(line) for line in f if line.strip()]
-            if len(records) >= n:
-                break
-        time.sleep(0.3)
-    return records
 
 
 @pytest.mark.parametrize(
@@ -78,7 +63,7 @@ exporter.roundtrips: {{enabled: true, filename: "{out}"}}
                "print('up', flush=True); sys.stdin.read()"]  # fmt: skip
         with child(cmd) as client:
             truth = ss_owners()
-            records = _records(out, 3)
+            records = wait_records(out, 3)
     finally:
         agent.stop()
         nginx.stop()

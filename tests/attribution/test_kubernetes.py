@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -75,16 +75,6 @@ def wait_for(cond: Callable[[], object], timeout: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
-
-
-@pytest.fixture
-def api() -> Iterator[FakeKubeApi]:
-    a = FakeKubeApi()
-    shop_cluster(a)
-    a.start()
-    yield a
-    a.stop()
-    assert a.invalid == [], a.invalid
 
 
 def watcher(api_url: str, timeout_s: int = 5) -> KubeWatcher:
@@ -225,8 +215,11 @@ def test_forbidden_is_counted_logged_once_never_synced_then_recovers(
     try:
         wait_for(lambda: w.snapshot()["errors"]["pods"] >= 3)
         assert w.table() is None and not w.synced.is_set()  # records get no k8s fields at all
-        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-        assert len(warnings) == 1 and "HTTP 403" in warnings[0].getMessage()
+        warnings = [
+            r for r in caplog.records if r.levelno == logging.WARNING and "kubernetes API" in r.getMessage()
+        ]
+        assert len(warnings) == 1, [r.getMessage() for r in warnings]
+        assert "pods: HTTP 403" in warnings[0].getMessage()
         assert "cannot list resource" in warnings[0].getMessage()
         api.forbidden.clear()  # RBAC fixed
         assert w.synced.wait(10)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,9 +21,9 @@ from jsonschema import Draft202012Validator
 
 from packetd.capture.pcapwrite import PcapWriter, TcpConversation, ethernet
 from tests.agent.test_e2e import counter_sum, get
-from tests.helpers.backends import AgentProcess
+from tests.helpers.backends import AgentProcess, wait_records
 from tests.helpers.golden import ROOT
-from tests.helpers.kubeapi import FakeKubeApi, shop_cluster
+from tests.helpers.kubeapi import FakeKubeApi
 from tests.helpers.live import free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -113,16 +112,6 @@ def crafted_capture(path: str) -> None:
                 ts += 100_000
 
 
-@pytest.fixture
-def api() -> Iterator[FakeKubeApi]:
-    a = FakeKubeApi()
-    shop_cluster(a)
-    a.start()
-    yield a
-    a.stop()
-    assert a.invalid == [], a.invalid
-
-
 def run_agent(tmp_path: Any, api_url: str, extra: str = "") -> tuple[AgentProcess, int, str]:
     cap = os.path.join(str(tmp_path), "cluster.pcap")
     crafted_capture(cap)
@@ -140,23 +129,17 @@ kubernetes: {{enabled: true, apiServer: "{api_url}", syncTimeout: 2s}}
     return agent, port, out
 
 
-def records(path: str, n: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 30
-    recs: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        if os.path.exists(path):
-            with open(path) as f:
-                recs = [json.loads(line) for line in f if line.strip()]
-            if len(recs) >= n:
-                break
-        time.sleep(0.2)
-    return recs
-
-
 def metrics(port: int) -> str:
     status, body = get(port, "/metrics")
     assert status == 200
     return body.decode()
+
+
+def wait_metric(agent: AgentProcess, port: int, done: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done(metrics(port)):
+        assert time.monotonic() < deadline, agent.stderr()
+        time.sleep(0.2)
 
 
 def test_replayed_capture_names_every_address_the_api_knows_and_no_other(
@@ -165,7 +148,7 @@ def test_replayed_capture_names_every_address_the_api_knows_and_no_other(
     agent, port, out = run_agent(tmp_path, api.url)
     try:
         agent.wait_ready(port)
-        recs = records(out, len(CONVERSATIONS))
+        recs = wait_records(out, len(CONVERSATIONS))
         text = metrics(port)
     finally:
         assert agent.stop() == 0
@@ -192,17 +175,13 @@ def test_forbidden_api_keeps_decoding_without_k8s_fields_then_recovers(
     agent, port, out = run_agent(tmp_path, api.url)
     try:
         agent.wait_ready(port)
-        recs = records(out, len(CONVERSATIONS))
-        deadline = time.monotonic() + 20
-        while counter_sum(metrics(port), "packetd_kubernetes_errors_total", resource="pods") < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        recs = wait_records(out, len(CONVERSATIONS))
+        wait_metric(
+            agent, port, lambda t: counter_sum(t, "packetd_kubernetes_errors_total", resource="pods") >= 2
+        )
         before = metrics(port)
         api.forbidden.clear()  # RBAC fixed: the agent catches up by itself
-        deadline = time.monotonic() + 30
-        while counter_sum(metrics(port), "packetd_kubernetes_synced") != 1:
-            assert time.monotonic() < deadline, agent.stderr()
-            time.sleep(0.3)
+        wait_metric(agent, port, lambda t: counter_sum(t, "packetd_kubernetes_synced") == 1)
     finally:
         assert agent.stop() == 0
     assert len(recs) == len(CONVERSATIONS), agent.stderr()
@@ -222,7 +201,7 @@ def test_unreachable_api_keeps_decoding_without_k8s_fields(tmp_path: Any) -> Non
     agent, port, out = run_agent(tmp_path, f"http://127.0.0.1:{free_port()}")
     try:
         agent.wait_ready(port)
-        recs = records(out, len(CONVERSATIONS))
+        recs = wait_records(out, len(CONVERSATIONS))
         text = metrics(port)
     finally:
         assert agent.stop() == 0
@@ -268,7 +247,7 @@ kubernetes: {{enabled: true, apiServer: "{api.url}"}}
     try:
         agent.wait_ready(port)
         one_request()
-        first = records(out, 1)
+        first = wait_records(out, 1)
         api.add("pods", pod("loopback-0", "shop", "127.0.0.1", "node-a"))
         deadline = time.monotonic() + 20
         named: list[dict[str, Any]] = []
@@ -276,7 +255,7 @@ kubernetes: {{enabled: true, apiServer: "{api.url}"}}
             assert time.monotonic() < deadline, agent.stderr()
             one_request()
             time.sleep(0.3)
-            named = [r for r in records(out, 1) if r["server"]["k8s"] is not None]
+            named = [r for r in wait_records(out, 1) if r["server"]["k8s"] is not None]
     finally:
         assert agent.stop() == 0
         nginx.stop()

@@ -336,16 +336,4 @@ class K8sView:
         if not self.ready:
             return rt
         table = self.table
-        pair = (lookup(table, rt.client, False), lookup(table, rt.server, True))
-        return Roundtrip(
-            rt.protocol,
-            rt.kind,
-            rt.client,
-            rt.server,
-            rt.request,
-            rt.response,
-            rt.flags,
-            rt.seq,
-            rt.processes,
-            pair,
-        )
+        return rt.attributed(rt.processes, (lookup(table, rt.client, False), lookup(table, rt.server, True)))

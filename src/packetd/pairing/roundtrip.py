@@ -108,6 +108,21 @@ class Roundtrip:
     # are in the JSON, null for an address the API does not know); None when off or not synced
     k8s: K8sPair | None = None
 
+    def attributed(self, processes: Processes | None, k8s: K8sPair | None) -> Roundtrip:
+        """A copy naming who talks (the record is a value): its processes and its k8s objects."""
+        return Roundtrip(
+            self.protocol,
+            self.kind,
+            self.client,
+            self.server,
+            self.request,
+            self.response,
+            self.flags,
+            self.seq,
+            processes,
+            k8s,
+        )
+
     @property
     def start_ns(self) -> int:
         first = self.request if self.request is not None else self.response
