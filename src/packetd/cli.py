@@ -25,12 +25,15 @@ from packetd.capture import bpf
 from packetd.capture.pcapfile import CaptureFile, CaptureFormatError
 from packetd.capture.source import TICK, Source, resolve_engine
 from packetd.engine import Engine, EngineConfig, Rule, RuleError, check_rules, default_rules, parse_rule
+from packetd.export.progress import Progress, for_file
 from packetd.export.rotating import RotatingFile
 from packetd.export.text import TextFormatter
+from packetd.flow.ports import PortTally
 from packetd.flow.table import DEFAULT_MAX_MEMORY_MB, FlowConfig, flows_for_memory
 from packetd.pairing.roundtrip import Roundtrip, dumps
 from packetd.pipeline.filters import DisplayFilter
-from packetd.pipeline.summary import Summary
+from packetd.pipeline.hint import QuietHint, hint_lines, host_hint_lines
+from packetd.pipeline.summary import Summary, plural
 from packetd.protocols.base import Kind
 from packetd.protocols.options import OptionError, parse_assignments
 from packetd.protocols.registry import REGISTRY
@@ -551,7 +554,7 @@ def run_watch(opts: WatchOptions) -> int:
     halt = _Halt(at_once=not live)
     limit = opts.count
     accept = display.accept
-    write = output.write
+    write: Callable[[Roundtrip], None] = output.write
 
     def sink(rt: Roundtrip) -> None:
         nonlocal shown
@@ -565,12 +568,22 @@ def run_watch(opts: WatchOptions) -> int:
             halt.now = halt.full = True
 
     held = HeldRecords(resolver, sink) if resolver is not None else None
+    ports = PortTally()  # where the packets went, for the hint when no connection is found (pipeline/hint.py)
     engine = Engine(
         config,
         held if held is not None else sink,
         on_connection=resolver.note if resolver is not None else None,
+        ports=ports,
     )
+    quiet = QuietHint(time.monotonic())
     frame = engine.frame
+    frames: Iterable[tuple[int, int, memoryview]] = source
+    if not live and opts.pcap_file not in (None, "-") and sys.stderr.isatty():
+        assert opts.pcap_file is not None
+        if os.path.isfile(opts.pcap_file):  # a file, not a FIFO or a pipe: its size says how far we are
+            progress = for_file(opts.pcap_file, sys.stderr, before_draw=output.flush)
+            frames = progress.wrap(source)
+            write = _erasing(progress, output.write)
     started = time.monotonic()
     if live:
         desc = ", ".join(f"{r.protocol}:{','.join(map(str, r.ports))}" for r in rules)
@@ -585,6 +598,8 @@ def run_watch(opts: WatchOptions) -> int:
             for ts, lt, data in source:
                 if lt == TICK:
                     engine.tick(ts)
+                    if quiet.due(time.monotonic(), engine.flows.stats.created):
+                        _hint(engine, rules, f"in {quiet.after_s:.0f}s")
                     if held is not None:
                         held.flush()  # a quiet moment: connections noted since the last pass
                     output.flush()
@@ -596,7 +611,7 @@ def run_watch(opts: WatchOptions) -> int:
                     break
         elif opts.duration_ns:
             first = -1
-            for ts, lt, data in source:
+            for ts, lt, data in frames:
                 if first < 0:
                     first = ts
                 elif ts - first > opts.duration_ns:
@@ -605,7 +620,7 @@ def run_watch(opts: WatchOptions) -> int:
                 if halt.now:
                     break
         else:
-            for ts, lt, data in source:
+            for ts, lt, data in frames:
                 frame(ts, lt, data)
                 if halt.now:
                     break
@@ -632,7 +647,14 @@ def run_watch(opts: WatchOptions) -> int:
         for w in source.warnings:
             _warn(w)
     source.close()
-    _print_summary(engine, summary, kernel, time.monotonic() - started, halt.signals > 0)
+    if live:
+        elapsed = f"{time.monotonic() - started:.1f}s"
+    else:  # a file's own time: its first to its last packet
+        span = engine.flows.now_ns - ports.first_ns if ports.first_ns >= 0 else 0
+        elapsed = f"{format_duration(max(span, 0))} of packet time"
+    _print_summary(engine, summary, kernel, elapsed, halt.signals > 0)
+    if not engine.flows.stats.created:
+        _hint(engine, rules if live else None, f"in {elapsed}")
     if resolver is not None:
         resolver.close()
         st = resolver.stats
@@ -643,6 +665,16 @@ def run_watch(opts: WatchOptions) -> int:
             err=True,
         )
     return 0
+
+
+def _erasing(progress: Progress, write: Callable[[Roundtrip], None]) -> Callable[[Roundtrip], None]:
+    """`write` that first erases the progress line (a record never shares a line with it)."""
+
+    def erase_then_write(rt: Roundtrip) -> None:
+        progress.clear()
+        write(rt)
+
+    return erase_then_write
 
 
 def _process_resolver(opts: WatchOptions, live: bool, display: DisplayFilter) -> ProcessResolver | None:
@@ -700,8 +732,9 @@ def _quiet_stdout() -> None:
 
 
 def _print_summary(
-    engine: Engine, summary: Summary, kernel: dict[str, tuple[int, int]], elapsed: float, interrupted: bool
+    engine: Engine, summary: Summary, kernel: dict[str, tuple[int, int]], elapsed: str, interrupted: bool
 ) -> None:
+    """`elapsed`: wall time live, packet time (first to last packet) for a file, already worded."""
     err: Callable[[str], None] = lambda s: click.echo(s, err=True)  # noqa: E731
     net = engine.net.stats
     flows = engine.flows.stats
@@ -713,15 +746,15 @@ def _print_summary(
     encrypted = sum(s.encrypted for s in engine.protocol_stats.values())
     err("")
     err(
-        f"packetd: {net.frames} packets in {elapsed:.1f}s, {drops} dropped by the kernel"
+        f"packetd: {plural(net.frames, 'packet')} in {elapsed}, {drops} dropped by the kernel"
         + (f" ({', '.join(f'{k}: {d}' for k, (_, d) in kernel.items())})" if len(kernel) > 1 else "")
-        + f"; {flows.created} connections ({flows.midstream} joined mid-stream, {encrypted} encrypted)"
+        + f"; {plural(flows.created, 'connection')} ({flows.midstream} joined mid-stream, {encrypted} encrypted)"
     )
     err(
-        f"packetd: {kinds[Kind.ROUNDTRIP]} roundtrips, {kinds[Kind.HANDSHAKE]} handshakes, "
+        f"packetd: {plural(kinds[Kind.ROUNDTRIP], 'roundtrip')}, {plural(kinds[Kind.HANDSHAKE], 'handshake')}, "
         f"{kinds[Kind.ONEWAY]} one-way, {kinds[Kind.UNANSWERED]} unanswered; "
-        f"{orphans} orphan responses, {resets} decode resets, {flows.gaps} gaps ({flows.gap_bytes} bytes), "
-        f"{sync} resyncs, {flows.duplicates} retransmissions"
+        f"{plural(orphans, 'orphan response')}, {plural(resets, 'decode reset')}, {plural(flows.gaps, 'gap')} "
+        f"({plural(flows.gap_bytes, 'byte')}), {plural(sync, 'resync')}, {plural(flows.duplicates, 'retransmission')}"
         # what the flow layer's bounds and checks refused, only when something was
         + (f", {flows.evicted} connections evicted (table full)" if flows.evicted else "")
         + (f", {flows.rst_out_of_window} out-of-window RSTs ignored" if flows.rst_out_of_window else "")
@@ -733,24 +766,26 @@ def _print_summary(
                 f"packetd: {name} counters: "
                 + ", ".join(f"{k}={v}" for k, v in sorted(pstats.counters.items()))
             )
-    rows = summary.rows()
-    if rows:
-        header = f"{'SERVER':<22} {'PROTO':<6} {'OPERATION':<10} {'PATH':<32} {'COUNT':>7} {'ERRORS':>6} {'P50':>9} {'P90':>9} {'P99':>9}"
-        err(header)
-        for (server, proto, op, path), st in rows[:SUMMARY_ROWS]:
-            lat = st.latency
-            p = [format_duration(lat.percentile(q)) if lat.count else "-" for q in (0.5, 0.9, 0.99)]
-            err(
-                f"{server:<22} {proto:<6} {op[:10]:<10} {path[:32]:<32} {st.count:>7} {st.errors:>6} {p[0]:>9} {p[1]:>9} {p[2]:>9}"
-            )
-        if len(rows) > SUMMARY_ROWS:
-            err(f"... and {len(rows) - SUMMARY_ROWS} more endpoints")
-        if summary.folded:
-            err(
-                f"({summary.folded} records from endpoints beyond the first {len(summary.endpoints) - 1} folded into '(other)')"
-            )
+    for line in summary.table(SUMMARY_ROWS):
+        err(line)
     if interrupted:
         err("packetd: interrupted")
+
+
+def _hint(engine: Engine, live_rules: list[Rule] | None, quiet: str) -> None:
+    """No connection on a watched port: where the packets went and what to type; live, when the kernel
+    filter let nothing through, this host's busiest TCP servers."""
+    assert engine.ports is not None
+    lines = hint_lines(engine.ports, engine.registry)
+    if not lines and live_rules is not None:
+        from packetd.attribution.listening import busiest_servers, read_tables
+
+        watched = {
+            (t, p) for r in live_rules for t in engine.registry[r.protocol].transports for p in r.ports
+        }
+        lines = host_hint_lines(busiest_servers(read_tables()), watched, quiet, engine.registry)
+    for line in lines:
+        click.echo(line, err=True)
 
 
 if __name__ == "__main__":
