@@ -129,9 +129,11 @@ class FakeKubeApi:
                 _validate_status(doc)
             else:
                 kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
-            self.validated += 1 + len(doc.get("items") or ())
+            with self.lock:  # handler threads count at once
+                self.validated += 1 + len(doc.get("items") or ())
         except (jsonschema.ValidationError, kubernetes_validate.ValidationError) as exc:
-            self.invalid.append(f"{doc.get('kind')}: {exc}")
+            with self.lock:
+                self.invalid.append(f"{doc.get('kind')}: {exc}")
 
     def start(self) -> None:
         api = self

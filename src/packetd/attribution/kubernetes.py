@@ -237,11 +237,12 @@ class KubeWatcher:
         with self._lock:
             self.index.install(staged)
             self._listed.add(kind)
-            if len(self._listed) == len(KINDS):
-                self.synced.set()
+            complete = len(self._listed) == len(KINDS)
             recovered = self._down.pop(kind, None)
         if recovered is not None:
             log.info("kubernetes API: %s listed again after: %s", kind, recovered)
+        if complete:
+            self.synced.set()
         return str(meta.get("resourceVersion") or "")
 
     def _watch(self, kind: str, rv: str) -> str:
