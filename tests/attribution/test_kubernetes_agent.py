@@ -142,10 +142,9 @@ def wait_metric(agent: AgentProcess, port: int, done: Any, timeout: float = 30.0
         time.sleep(0.2)
 
 
-def test_replayed_capture_names_every_address_the_api_knows_and_no_other(
-    api: FakeKubeApi, tmp_path: Any
-) -> None:
-    agent, port, out = run_agent(tmp_path, api.url)
+def replay(tmp_path: Any, api_url: str) -> tuple[list[dict[str, Any]], str, str]:
+    """The agent reads the crafted capture: (its records, its /metrics after, its stderr)."""
+    agent, port, out = run_agent(tmp_path, api_url)
     try:
         agent.wait_ready(port)
         recs = wait_records(out, len(CONVERSATIONS))
@@ -153,6 +152,13 @@ def test_replayed_capture_names_every_address_the_api_knows_and_no_other(
     finally:
         assert agent.stop() == 0
     assert len(recs) == len(CONVERSATIONS), agent.stderr()
+    return recs, text, agent.stderr()
+
+
+def test_replayed_capture_names_every_address_the_api_knows_and_no_other(
+    api: FakeKubeApi, tmp_path: Any
+) -> None:
+    recs, text, _ = replay(tmp_path, api.url)
     by_conn = {
         ((r["client"]["ip"], r["client"]["port"]), (r["server"]["ip"], r["server"]["port"])): r for r in recs
     }
@@ -198,17 +204,10 @@ def test_forbidden_api_keeps_decoding_without_k8s_fields_then_recovers(
 
 
 def test_unreachable_api_keeps_decoding_without_k8s_fields(tmp_path: Any) -> None:
-    agent, port, out = run_agent(tmp_path, f"http://127.0.0.1:{free_port()}")
-    try:
-        agent.wait_ready(port)
-        recs = wait_records(out, len(CONVERSATIONS))
-        text = metrics(port)
-    finally:
-        assert agent.stop() == 0
-    assert len(recs) == len(CONVERSATIONS), agent.stderr()
+    recs, text, err = replay(tmp_path, f"http://127.0.0.1:{free_port()}")
     assert all("k8s" not in r["client"] and "k8s" not in r["server"] for r in recs)
     assert counter_sum(text, "packetd_kubernetes_errors_total", resource="pods") >= 1
-    assert "Traceback" not in agent.stderr()
+    assert "Traceback" not in err
 
 
 @pytest.mark.root
