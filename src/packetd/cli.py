@@ -1,4 +1,4 @@
-"""The `packetd` command: `watch`, `ifaces`, `version`.
+"""The `packetd` command: `watch`, `top`, `ifaces`, `version`.
 
 User mistakes (a bad flag, an unreadable file, no privilege to capture) end with one line on stderr that
 names the problem and what is allowed, and a non-zero exit status — never a traceback. stdout carries
@@ -37,6 +37,7 @@ from packetd.pipeline.summary import Summary, plural
 from packetd.protocols.base import Kind
 from packetd.protocols.options import OptionError, parse_assignments
 from packetd.protocols.registry import REGISTRY
+from packetd.top.command import build_command as build_top_command
 from packetd.units import format_duration, parse_duration
 
 EXIT_RUNTIME = 1
@@ -204,7 +205,8 @@ class WatchOptions:
     multiple=True,
     metavar="'NAME;PORTS[;HOST]'",
     help="Watch NAME on PORTS (comma-separated), optionally only HOST. Repeatable. "
-    "Default: every protocol on its default ports.",
+    "'auto': also detect protocols by content on every other port. "
+    "Default: every protocol on its default ports, and detection on every other port.",
 )
 @click.option("--ifaces", default="any", show_default=True, help="Interfaces: 'any' or a regex of names.")
 @click.option(
@@ -352,7 +354,12 @@ class WatchOptions:
 )
 def watch(**kw: Any) -> None:
     """Capture and print roundtrips as they happen (live, or from a capture file)."""
-    opts = WatchOptions(
+    sys.exit(run_watch(watch_options(kw)))
+
+
+def watch_options(kw: dict[str, Any]) -> WatchOptions:
+    """The options of watch's flags, by their click names."""
+    return WatchOptions(
         protos=kw["protos"],
         ifaces=kw["ifaces"],
         pcap_file=kw["pcap_file"],
@@ -381,13 +388,18 @@ def watch(**kw: Any) -> None:
         comms=kw["comms"],
         containers=kw["containers"],
     )
-    sys.exit(run_watch(opts))
+
+
+# `packetd top` (src/packetd/top/): watch's capture flags and capture, its own table
+main.add_command(build_top_command(watch))
 
 
 # -- rules ------------------------------------------------------------------------------------------------------
 def build_rules(protos: Iterable[str]) -> list[Rule]:
     rules = []
     for text in protos:
+        if text.strip() == AUTO:
+            continue
         try:
             rule = parse_rule(text)
         except RuleError as exc:
@@ -417,13 +429,24 @@ def _resolve(host: str, text: str) -> frozenset[bytes]:
     return frozenset(out)
 
 
-def bpf_for(rules: Iterable[Rule]) -> str:
+AUTO = "auto"  # `--proto auto`: detection by content next to the rules
+
+
+def detecting(protos: Iterable[str]) -> bool:
+    """Detection by content is on without --proto, and with `--proto auto` among the rules."""
+    protos = list(protos)
+    return not protos or any(text.strip() == AUTO for text in protos)
+
+
+def bpf_for(rules: Iterable[Rule], detect: bool = False) -> str:
+    if detect:
+        return bpf.ALL_TCP_UDP
     return bpf.filter_expression((REGISTRY[r.protocol].transports, r.ports, r.host) for r in rules)
 
 
 # -- sources --------------------------------------------------------------------------------------------------
 def open_live(opts: WatchOptions, rules: list[Rule]) -> Source:
-    expression = bpf_for(rules)
+    expression = bpf_for(rules, detecting(opts.protos))
     if opts.kernel_drop_acks:
         expression = bpf.payload_only_clause(expression)
     engine = resolve_engine(opts.engine)
@@ -501,9 +524,9 @@ class Output:
             self._out.flush()
 
 
-# -- the watch loop ---------------------------------------------------------------------------------------------
-def run_watch(opts: WatchOptions) -> int:
-    rules = build_rules(opts.protos)
+# -- the capture (shared by watch and top) ----------------------------------------------------------------------
+def engine_config(opts: WatchOptions, rules: list[Rule]) -> EngineConfig:
+    """The engine's configuration from watch's flags (decoder options, connection table, IP versions)."""
     ip_versions = frozenset({4, 6}) if opts.ipv is None else frozenset({int(opts.ipv[1])})
     assignments = list(opts.decoder_opts)
     if opts.capture_body is not None:
@@ -512,7 +535,7 @@ def run_watch(opts: WatchOptions) -> int:
         options = parse_assignments(assignments)
     except OptionError as exc:
         _fail(str(exc), EXIT_USAGE)
-    config = EngineConfig(
+    return EngineConfig(
         rules=tuple(rules),
         ip_versions=ip_versions,
         flow=FlowConfig(
@@ -520,10 +543,13 @@ def run_watch(opts: WatchOptions) -> int:
             max_flows=flows_for_memory(opts.max_memory_mb),
         ),
         options=options,
+        detect=detecting(opts.protos),
     )
-    live = opts.pcap_file is None
-    source: Source | CaptureFile
-    if live:
+
+
+def open_source(opts: WatchOptions, rules: list[Rule]) -> Source | CaptureFile:
+    """The live capture (privileges dropped after, with --user) or the capture file."""
+    if opts.pcap_file is None:
         source = open_live(opts, rules)
         if opts.user:
             from packetd.capture.privileges import PrivilegeError, drop_privileges
@@ -533,13 +559,15 @@ def run_watch(opts: WatchOptions) -> int:
             except PrivilegeError as exc:
                 source.close()
                 _fail(str(exc), EXIT_USAGE)
-    else:
-        assert opts.pcap_file is not None
-        try:
-            source = CaptureFile(opts.pcap_file)
-        except CaptureFormatError as exc:
-            _fail(str(exc), EXIT_USAGE)
-    display = DisplayFilter(
+        return source
+    try:
+        return CaptureFile(opts.pcap_file)
+    except CaptureFormatError as exc:
+        _fail(str(exc), EXIT_USAGE)
+
+
+def display_filter(opts: WatchOptions) -> DisplayFilter:
+    return DisplayFilter(
         errors_only=opts.errors,
         slower_than_ns=opts.slower_than_ns,
         kinds=frozenset(opts.kinds) if opts.kinds else frozenset(Kind.ALL),
@@ -547,62 +575,45 @@ def run_watch(opts: WatchOptions) -> int:
         comms=frozenset(opts.comms),
         containers=opts.containers,
     )
-    resolver = _process_resolver(opts, live, display)
-    output = Output(opts, live)
-    summary = Summary()
-    shown = 0
-    halt = _Halt(at_once=not live)
-    limit = opts.count
-    accept = display.accept
-    write: Callable[[Roundtrip], None] = output.write
 
-    def sink(rt: Roundtrip) -> None:
-        nonlocal shown
-        summary.add(rt)
-        # after a signal, records still flow: what the kernel already delivered is drained and shown
-        if halt.full or not accept(rt):
-            return
-        write(rt)
-        shown += 1
-        if limit and shown >= limit:
-            halt.now = halt.full = True
 
-    held = HeldRecords(resolver, sink) if resolver is not None else None
-    ports = PortTally()  # where the packets went, for the hint when no connection is found (pipeline/hint.py)
-    engine = Engine(
-        config,
-        held if held is not None else sink,
-        on_connection=resolver.note if resolver is not None else None,
-        ports=ports,
-    )
-    quiet = QuietHint(time.monotonic())
-    frame = engine.frame
-    frames: Iterable[tuple[int, int, memoryview]] = source
-    if not live and opts.pcap_file not in (None, "-") and sys.stderr.isatty():
-        assert opts.pcap_file is not None
-        if os.path.isfile(opts.pcap_file):  # a file, not a FIFO or a pipe: its size says how far we are
-            progress = for_file(opts.pcap_file, sys.stderr, before_draw=output.flush)
-            frames = progress.wrap(source)
-            write = _erasing(progress, output.write)
-    started = time.monotonic()
-    if live:
-        desc = ", ".join(f"{r.protocol}:{','.join(map(str, r.ports))}" for r in rules)
-        click.echo(f"packetd: capturing on {source.name} ({desc}); Ctrl-C to stop", err=True)
-    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then keeps it ignored;
-    # `kill -INT` (what Ctrl-C sends) must stop watch wherever it was started
-    signal.signal(signal.SIGINT, halt.signalled)
-    signal.signal(signal.SIGTERM, halt.signalled)
-    try:
-        if live:
+@dataclass
+class Capture:
+    """A capture as watch runs it: rules, source, engine, process attribution (`packetd top` runs one too).
+
+    `sink` sees every record (before display filters), with its processes attached when attribution is on.
+    `frames` is what `pump` reads a file from: the source itself, or watch's progress line around it.
+    """
+
+    opts: WatchOptions
+    rules: list[Rule]
+    source: Source | CaptureFile
+    engine: Engine
+    resolver: ProcessResolver | None
+    held: HeldRecords | None
+    ports: PortTally  # where the packets went, for the hint when no connection is found (pipeline/hint.py)
+    quiet: QuietHint
+    frames: Iterable[tuple[int, int, memoryview]]
+
+    @property
+    def live(self) -> bool:
+        return self.opts.pcap_file is None
+
+    def pump(self, halt: Halt, on_tick: Callable[[int], None] | None = None, hints: bool = True) -> None:
+        """Feed every frame to the engine until the source ends, `halt.now`, or --duration; `hints`: the
+        quiet-capture hint on stderr (not under a full-screen view)."""
+        frame, held, opts, engine = self.engine.frame, self.held, self.opts, self.engine
+        if self.live:
             deadline = time.monotonic() + opts.duration_ns / 1e9 if opts.duration_ns else None
-            for ts, lt, data in source:
+            for ts, lt, data in self.source:
                 if lt == TICK:
                     engine.tick(ts)
-                    if quiet.due(time.monotonic(), engine.flows.stats.created):
-                        _hint(engine, rules, f"in {quiet.after_s:.0f}s")
+                    if hints and self.quiet.due(time.monotonic(), engine.connections_decoded()):
+                        _hint(engine, self.rules, f"in {self.quiet.after_s:.0f}s")
                     if held is not None:
                         held.flush()  # a quiet moment: connections noted since the last pass
-                    output.flush()
+                    if on_tick is not None:
+                        on_tick(ts)
                 else:
                     frame(ts, lt, data)
                     if held is not None and ts >= held.due:
@@ -611,7 +622,7 @@ def run_watch(opts: WatchOptions) -> int:
                     break
         elif opts.duration_ns:
             first = -1
-            for ts, lt, data in frames:
+            for ts, lt, data in self.frames:
                 if first < 0:
                     first = ts
                 elif ts - first > opts.duration_ns:
@@ -620,50 +631,148 @@ def run_watch(opts: WatchOptions) -> int:
                 if halt.now:
                     break
         else:
-            for ts, lt, data in frames:
+            for ts, lt, data in self.frames:
                 frame(ts, lt, data)
                 if halt.now:
                     break
+
+    def finish(self, halt: Halt) -> None:
+        """Drain the kernel's last packets (live), flush the engine and the held records."""
+        source = self.source
+        if self.live and hasattr(source, "drain") and not halt.forced:
+            time.sleep(0.12)  # let the kernel retire the block holding the last packets
+            for ts, lt, data in source.drain():
+                self.engine.frame(ts, lt, data)
+        self.engine.finish()
+        if self.held is not None:
+            self.held.flush()
+
+    def close(self) -> dict[str, tuple[int, int]]:
+        """Close the source (file warnings on stderr); the kernel's (received, dropped) per interface."""
+        kernel = self.source.stats()
+        if isinstance(self.source, CaptureFile):
+            for w in self.source.warnings:
+                _warn(w)
+        self.source.close()
+        return kernel
+
+    def elapsed(self, started: float) -> str:
+        """Wall time live; a file's own time, its first to its last packet."""
+        if self.live:
+            return f"{time.monotonic() - started:.1f}s"
+        first = self.ports.first_ns
+        span = self.engine.flows.now_ns - first if first >= 0 else 0
+        return f"{format_duration(max(span, 0))} of packet time"
+
+
+def open_capture(opts: WatchOptions, display: DisplayFilter, sink: Callable[[Roundtrip], None]) -> Capture:
+    rules = build_rules(opts.protos)
+    config = engine_config(opts, rules)
+    source = open_source(opts, rules)
+    resolver = _process_resolver(opts, opts.pcap_file is None, display)
+    held = HeldRecords(resolver, sink) if resolver is not None else None
+    ports = PortTally()
+    engine = Engine(
+        config,
+        held if held is not None else sink,
+        on_connection=resolver.note if resolver is not None else None,
+        ports=ports,
+    )
+    return Capture(
+        opts=opts,
+        rules=rules,
+        source=source,
+        engine=engine,
+        resolver=resolver,
+        held=held,
+        ports=ports,
+        quiet=QuietHint(time.monotonic()),
+        frames=source,
+    )
+
+
+def capturing_banner(cap: Capture) -> None:
+    desc = ", ".join(f"{r.protocol}:{','.join(map(str, r.ports))}" for r in cap.rules)
+    click.echo(f"packetd: capturing on {cap.source.name} ({desc}); Ctrl-C to stop", err=True)
+
+
+def end_hint(cap: Capture, elapsed: str) -> None:
+    """No connection at all: where the packets went and what to type (pipeline/hint.py)."""
+    if not cap.engine.connections_decoded():
+        _hint(cap.engine, cap.rules if cap.live else None, f"in {elapsed}")
+
+
+def print_resolver_stats(resolver: ProcessResolver) -> None:
+    resolver.close()
+    st = resolver.stats
+    click.echo(
+        f"packetd: processes: {st.found} ends found, {st.not_local} not on this host, {st.closed} closed "
+        f"before the lookup, {st.unowned} unowned, {st.ambiguous} ambiguous; {st.passes} lookups "
+        f"({st.walks} /proc walks), {st.pending_full} not looked up (pending full), {st.cache_full} evicted",
+        err=True,
+    )
+
+
+# -- the watch loop ---------------------------------------------------------------------------------------------
+def run_watch(opts: WatchOptions) -> int:
+    live = opts.pcap_file is None
+    display = display_filter(opts)
+    summary = Summary()
+    shown = 0
+    halt = Halt(at_once=not live)
+    limit = opts.count
+    accept = display.accept
+    write: Callable[[Roundtrip], None] | None = None
+
+    def sink(rt: Roundtrip) -> None:
+        nonlocal shown
+        summary.add(rt)
+        # after a signal, records still flow: what the kernel already delivered is drained and shown
+        if halt.full or not accept(rt):
+            return
+        assert write is not None
+        write(rt)
+        shown += 1
+        if limit and shown >= limit:
+            halt.now = halt.full = True
+
+    cap = open_capture(opts, display, sink)
+    output = Output(opts, live)
+    write = output.write
+    if not live and opts.pcap_file not in (None, "-") and sys.stderr.isatty():
+        assert opts.pcap_file is not None
+        if os.path.isfile(opts.pcap_file):  # a file, not a FIFO or a pipe: its size says how far we are
+            progress = for_file(opts.pcap_file, sys.stderr, before_draw=output.flush)
+            cap.frames = progress.wrap(cap.source)
+            write = _erasing(progress, output.write)
+    started = time.monotonic()
+    if live:
+        capturing_banner(cap)
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then keeps it ignored;
+    # `kill -INT` (what Ctrl-C sends) must stop watch wherever it was started
+    signal.signal(signal.SIGINT, halt.signalled)
+    signal.signal(signal.SIGTERM, halt.signalled)
+    flush = output.flush
+    try:
+        cap.pump(halt, lambda _ts: flush())
     except KeyboardInterrupt:
         pass  # a second signal: the first one was not answered in time
     except BrokenPipeError:
         _quiet_stdout()
         return 0
     try:
-        if live and hasattr(source, "drain") and not halt.forced:
-            time.sleep(0.12)  # let the kernel retire the block holding the last packets
-            for ts, lt, data in source.drain():
-                frame(ts, lt, data)
-        engine.finish()
-        if held is not None:
-            held.flush()
+        cap.finish(halt)
         output.close()
     except BrokenPipeError:
         _quiet_stdout()
     except KeyboardInterrupt:
         pass
-    kernel = source.stats()
-    if isinstance(source, CaptureFile):
-        for w in source.warnings:
-            _warn(w)
-    source.close()
-    if live:
-        elapsed = f"{time.monotonic() - started:.1f}s"
-    else:  # a file's own time: its first to its last packet
-        span = engine.flows.now_ns - ports.first_ns if ports.first_ns >= 0 else 0
-        elapsed = f"{format_duration(max(span, 0))} of packet time"
-    _print_summary(engine, summary, kernel, elapsed, halt.signals > 0)
-    if not engine.flows.stats.created:
-        _hint(engine, rules if live else None, f"in {elapsed}")
-    if resolver is not None:
-        resolver.close()
-        st = resolver.stats
-        click.echo(
-            f"packetd: processes: {st.found} ends found, {st.not_local} not on this host, {st.closed} closed "
-            f"before the lookup, {st.unowned} unowned, {st.ambiguous} ambiguous; {st.passes} lookups "
-            f"({st.walks} /proc walks), {st.pending_full} not looked up (pending full), {st.cache_full} evicted",
-            err=True,
-        )
+    kernel = cap.close()
+    elapsed = cap.elapsed(started)
+    _print_summary(cap.engine, summary, kernel, elapsed, halt.signals > 0)
+    end_hint(cap, elapsed)
+    if cap.resolver is not None:
+        print_resolver_stats(cap.resolver)
     return 0
 
 
@@ -694,7 +803,7 @@ def _process_resolver(opts: WatchOptions, live: bool, display: DisplayFilter) ->
     return ProcessResolver()
 
 
-class _Halt:
+class Halt:
     """Why and when watch stops: a record limit, or SIGINT/SIGTERM.
 
     Live, the first signal only sets a flag, read between frames (the source yields at least every 200 ms),
@@ -760,6 +869,9 @@ def _print_summary(
         + (f", {flows.rst_out_of_window} out-of-window RSTs ignored" if flows.rst_out_of_window else "")
         + (f", {flows.ooo_overflows} reorder-buffer overflows" if flows.ooo_overflows else "")
     )
+    detection = engine.flows.detection
+    if detection is not None and detection.stats.describe():
+        err(detection.stats.describe())  # what was found where (detection by content)
     for name, pstats in sorted(engine.protocol_stats.items()):
         if pstats.counters:  # events a decoder counts instead of recording (AMQP heartbeats, consumer acks)
             err(
@@ -776,7 +888,8 @@ def _hint(engine: Engine, live_rules: list[Rule] | None, quiet: str) -> None:
     """No connection on a watched port: where the packets went and what to type; live, when the kernel
     filter let nothing through, this host's busiest TCP servers."""
     assert engine.ports is not None
-    lines = hint_lines(engine.ports, engine.registry)
+    detection = engine.flows.detection
+    lines = hint_lines(engine.ports, engine.registry, detection.stats.detected_ports if detection else None)
     if not lines and live_rules is not None:
         from packetd.attribution.listening import busiest_servers, read_tables
 

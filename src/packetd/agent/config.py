@@ -103,6 +103,11 @@ def _default_rules() -> list[RuleConfig]:
 class ProtocolsConfig(_Section):
     # `rules: []` written explicitly means the same as no rules: runtime.rules_from, and the log says so
     rules: list[RuleConfig] = Field(default_factory=_default_rules)
+    detect: bool = Field(
+        False,
+        description="also detect protocols by content on ports no rule names (on anyway when no rules are "
+        "configured); the kernel filter then passes all TCP and UDP",
+    )
 
 
 class SnifferConfig(_Section):
@@ -135,6 +140,33 @@ class SnifferConfig(_Section):
         description="memory budget of each worker's connection table, MiB (4.5 KiB a connection)",
     )
     protocols: ProtocolsConfig = ProtocolsConfig()
+
+
+class KubernetesConfig(_Section):
+    enabled: bool = Field(
+        False,
+        description="name the pod, workload, service and node of each address the Kubernetes API knows in "
+        "the records (the agent watches pods, replicasets, jobs, services, endpointslices, nodes)",
+    )
+    api_server: str = Field(
+        "",
+        alias="apiServer",
+        description="API server URL without credentials (kubectl proxy, tests); '' = in-cluster service "
+        "account, else `kubeconfig`, else $KUBECONFIG / ~/.kube/config",
+    )
+    kubeconfig: str = Field("", description="kubeconfig file to use when apiServer is ''")
+    sync_timeout: Duration = Field(
+        10_000_000_000,
+        alias="syncTimeout",
+        description="at start, how long capture waits for the first complete list (then starts regardless)",
+    )
+
+    @field_validator("api_server")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("expected an http:// or https:// URL, e.g. http://127.0.0.1:8001")
+        return v
 
 
 class ServerConfig(_Section):
@@ -359,6 +391,7 @@ class Config(_Section):
     processor: list[ProcessorConfig] = []
     pipeline: list[PipelineConfig] = []
     exporter: ExporterConfig = ExporterConfig()
+    kubernetes: KubernetesConfig = KubernetesConfig()
 
     @model_validator(mode="after")
     def _pipelines_name_processors(self) -> Config:
@@ -618,7 +651,7 @@ def check_config(config: Config, source: str = "config") -> None:
 def _processor_problem(proc: ProcessorConfig, where: str) -> str:
     # imported here: the processors import the protocol registry, which the schema above does not need
     from packetd.pipeline.filter import FilterConfigError, RoundtripsFilter
-    from packetd.pipeline.metrics import MetricsConfigError, RoundtripsToMetrics
+    from packetd.pipeline.metrics import MetricsConfigError, RoundtripsToMetrics, replacement_problem
     from packetd.pipeline.spans import RoundtripsToTraces
     from packetd.protocols.registry import REGISTRY
 
@@ -628,11 +661,18 @@ def _processor_problem(proc: ProcessorConfig, where: str) -> str:
             regex = entry.get("regex") if isinstance(entry, dict) else None
             if isinstance(regex, str):
                 try:
-                    re.compile(regex)
+                    rx = re.compile(regex)
                 except re.error as exc:
                     return (
                         f"'{where}.config.pathTemplates[{j}].regex': {regex!r} is not a valid regular"
                         f" expression: {exc}"
+                    )
+                repl = entry.get("replacement")
+                problem = replacement_problem(rx, repl) if isinstance(repl, str) else ""
+                if problem:
+                    return (
+                        f"'{where}.config.pathTemplates[{j}].replacement': {repl!r} does not fit its regex"
+                        f" {regex!r}: {problem}"
                     )
     try:
         if proc.name == "roundtripsfilter":

@@ -112,7 +112,15 @@ def pipelines_from(config: Config) -> Pipelines:
         raise ConfigError(f"'processor': regex '{pattern}' is invalid: {exc.msg}") from None
 
 
-def bpf_from(rules: list[Rule]) -> str:
+def detect_from(config: Config) -> bool:
+    """Detection by content: `sniffer.protocols.detect`, or no rules configured (watch's default)."""
+    protocols = config.sniffer.protocols
+    return protocols.detect or "rules" not in protocols.model_fields_set or not protocols.rules
+
+
+def bpf_from(rules: list[Rule], detect: bool = False) -> str:
+    if detect:
+        return bpf.ALL_TCP_UDP
     return bpf.filter_expression((REGISTRY[r.protocol].transports, r.ports, r.host) for r in rules)
 
 
@@ -137,6 +145,13 @@ def validate(config: Config) -> None:
     options_from(config)
     pipelines_from(config)
     check_user(config.sniffer.user)
+    if config.kubernetes.enabled:
+        import importlib.util
+
+        if importlib.util.find_spec("lightkube") is None:
+            raise ConfigError(
+                "'kubernetes.enabled': needs the lightkube package: pip install 'packetd[kubernetes]'"
+            )
     if config.sniffer.file:
         try:
             with open(config.sniffer.file, "rb"):

@@ -28,6 +28,10 @@ def rule_expression(transports: Iterable[str], ports: Iterable[int], host: str |
     return out + ")"
 
 
+# what detection by content needs to see: every connection may be any protocol (`--proto auto`)
+ALL_TCP_UDP = "tcp or udp"
+
+
 def filter_expression(rules: Iterable[tuple[Iterable[str], Iterable[int], str | None]]) -> str:
     parts = [e for e in (rule_expression(t, p, h) for t, p, h in rules) if e]
     return " or ".join(parts)

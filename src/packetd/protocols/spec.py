@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from packetd._values import value
 from packetd.protocols.base import Decoder, DecoderContext
+from packetd.protocols.detection import Detect
 from packetd.protocols.display import DEFAULT as DEFAULT_DISPLAY
 from packetd.protocols.display import Display
 from packetd.protocols.semantics import GENERIC, Semantics
@@ -47,6 +48,7 @@ class ProtocolSpec:
     description: str = ""
     # the Go implementation's `decoder.<protocol>` keys (reference §2.2), mapped onto ours
     reference_keys: ReferenceKeys = no_reference_keys
+    detect: Detect | None = None  # detection by content (protocols/<name>/detect.py); None: by port only
     display: Display = DEFAULT_DISPLAY  # how its records read in `watch`'s text line (<package>/display.py)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from packetd.protocols.amqp.decoder import new_decoder
+from packetd.protocols.amqp.detect import detect as detect_by_content
 from packetd.protocols.amqp.display import DISPLAY
 from packetd.protocols.amqp.options import AmqpOptions
 from packetd.protocols.amqp.semantics import SEMANTICS
@@ -19,6 +20,7 @@ SPEC = ProtocolSpec(
     semantics=SEMANTICS,
     description="AMQP 0-9-1 (RabbitMQ)",
     display=DISPLAY,
+    detect=detect_by_content,
 )
 
 __all__ = ["SPEC", "AmqpOptions"]

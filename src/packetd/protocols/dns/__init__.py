@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from packetd.protocols.dns.decoder import new_decoder
+from packetd.protocols.dns.detect import detect as detect_by_content
 from packetd.protocols.dns.display import DISPLAY
 from packetd.protocols.dns.options import DnsOptions
 from packetd.protocols.dns.semantics import SEMANTICS
@@ -19,6 +20,7 @@ SPEC = ProtocolSpec(
     semantics=SEMANTICS,
     description="DNS over UDP and TCP",
     display=DISPLAY,
+    detect=detect_by_content,
 )
 
 __all__ = ["SPEC", "DnsOptions"]

@@ -9,6 +9,7 @@ and config is `http`, as in the Go implementation's configs and the record contr
 from __future__ import annotations
 
 from packetd.protocols.http1.decoder import new_decoder
+from packetd.protocols.http1.detect import detect as detect_by_content
 from packetd.protocols.http1.display import DISPLAY
 from packetd.protocols.http1.options import HttpOptions, reference_keys
 from packetd.protocols.http1.semantics import SEMANTICS
@@ -26,6 +27,7 @@ SPEC = ProtocolSpec(
     description="HTTP/1.0 and HTTP/1.1",
     reference_keys=reference_keys,
     display=DISPLAY,
+    detect=detect_by_content,
 )
 
 __all__ = ["SPEC", "HttpOptions"]

@@ -7,6 +7,7 @@ Both specs share the family "http2": each stream's content-type decides whether 
 from __future__ import annotations
 
 from packetd.protocols.http2.decoder import new_grpc_decoder, new_http2_decoder
+from packetd.protocols.http2.detect import detect as detect_by_content
 from packetd.protocols.http2.display import DISPLAY, GRPC_DISPLAY
 from packetd.protocols.http2.options import Http2Options
 from packetd.protocols.http2.semantics import GRPC_SEMANTICS, HTTP2_SEMANTICS
@@ -24,6 +25,7 @@ SPEC = ProtocolSpec(
     upgrade_tokens=frozenset({"h2c", "h2c-prior-knowledge"}),
     description="HTTP/2 over cleartext (prior knowledge, Upgrade: h2c)",
     display=DISPLAY,
+    detect=detect_by_content,
 )
 
 GRPC_SPEC = ProtocolSpec(
@@ -37,6 +39,7 @@ GRPC_SPEC = ProtocolSpec(
     semantics=GRPC_SEMANTICS,
     description="gRPC over HTTP/2 cleartext",
     display=GRPC_DISPLAY,
+    detect=detect_by_content,
 )
 
 __all__ = ["GRPC_SPEC", "SPEC", "Http2Options"]

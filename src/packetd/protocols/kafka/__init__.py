@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from packetd.protocols.kafka.decoder import new_decoder
+from packetd.protocols.kafka.detect import detect as detect_by_content
 from packetd.protocols.kafka.display import DISPLAY
 from packetd.protocols.kafka.options import KafkaOptions
 from packetd.protocols.kafka.semantics import SEMANTICS
@@ -19,6 +20,7 @@ SPEC = ProtocolSpec(
     semantics=SEMANTICS,
     description="Apache Kafka protocol (all API keys; flexible versions from the official schemas)",
     display=DISPLAY,
+    detect=detect_by_content,
 )
 
 __all__ = ["SPEC", "KafkaOptions"]

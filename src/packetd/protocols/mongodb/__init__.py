@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from packetd.protocols.mongodb.decoder import new_decoder
+from packetd.protocols.mongodb.detect import detect as detect_by_content
 from packetd.protocols.mongodb.display import DISPLAY
 from packetd.protocols.mongodb.options import MongoOptions
 from packetd.protocols.mongodb.semantics import SEMANTICS
@@ -19,6 +20,7 @@ SPEC = ProtocolSpec(
     semantics=SEMANTICS,
     description="MongoDB wire protocol (OP_MSG, OP_COMPRESSED, legacy opcodes)",
     display=DISPLAY,
+    detect=detect_by_content,
 )
 
 __all__ = ["SPEC", "MongoOptions"]

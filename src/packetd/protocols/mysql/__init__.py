@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from packetd.protocols.mysql.decoder import new_decoder
+from packetd.protocols.mysql.detect import detect as detect_by_content
 from packetd.protocols.mysql.display import DISPLAY
 from packetd.protocols.mysql.options import MysqlOptions
 from packetd.protocols.mysql.semantics import SEMANTICS
@@ -19,6 +20,7 @@ SPEC = ProtocolSpec(
     semantics=SEMANTICS,
     description="MySQL and MariaDB client/server protocol",
     display=DISPLAY,
+    detect=detect_by_content,
 )
 
 __all__ = ["SPEC", "MysqlOptions"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from packetd.protocols.postgresql.decoder import new_decoder
+from packetd.protocols.postgresql.detect import detect as detect_by_content
 from packetd.protocols.postgresql.display import DISPLAY
 from packetd.protocols.postgresql.options import PostgresOptions
 from packetd.protocols.postgresql.semantics import SEMANTICS
@@ -19,6 +20,7 @@ SPEC = ProtocolSpec(
     semantics=SEMANTICS,
     description="PostgreSQL frontend/backend protocol 3",
     display=DISPLAY,
+    detect=detect_by_content,
 )
 
 __all__ = ["SPEC", "PostgresOptions"]

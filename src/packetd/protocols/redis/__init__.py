@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from packetd.protocols.redis.decoder import new_decoder
+from packetd.protocols.redis.detect import detect as detect_by_content
 from packetd.protocols.redis.display import DISPLAY
 from packetd.protocols.redis.options import RedisOptions
 from packetd.protocols.redis.semantics import SEMANTICS
@@ -19,6 +20,7 @@ SPEC = ProtocolSpec(
     semantics=SEMANTICS,
     description="Redis RESP2 and RESP3",
     display=DISPLAY,
+    detect=detect_by_content,
 )
 
 __all__ = ["SPEC", "RedisOptions"]
