@@ -15,7 +15,7 @@ from dataclasses import field
 from typing import Any
 
 from packetd._values import value
-from packetd.flow.detect import Detection
+from packetd.flow.detect import Detection, DetectionStats
 from packetd.flow.ports import PortTally
 from packetd.flow.table import Endpoint, FlowConfig, FlowTable, StreamHandler
 from packetd.net.packet import PROTO_TCP, PacketDecoder
@@ -129,6 +129,9 @@ class Engine:
         # bound once: a bound method made per session is 128 bytes more for every connection tracked
         self._stats_for = self.stats_for
         self._options_for = self.options_for
+        # one for the engine's life: a reload that turns detection off and on again keeps counting on (the
+        # agent exports these as counters, which must not go backwards)
+        self.detection_stats = DetectionStats()
         self.flows = FlowTable(
             self._table_rules(config), self._new_session, config.flow, self._detection(config.detect)
         )
@@ -209,10 +212,12 @@ class Engine:
     def _detection(self, on: bool) -> Detection | None:
         if not on:
             return None
-        return Detection(
+        detection = Detection(
             {PROTO_TCP: classifier(self.registry, "tcp"), 17: classifier(self.registry, "udp")},
             self._new_session,
         )
+        detection.stats = self.detection_stats
+        return detection
 
     def stats_for(self, protocol: str) -> ProtocolStats:
         stats = self.protocol_stats.get(protocol)
