@@ -75,6 +75,29 @@ COMMON_LABELS = {
 # requireLabels, default labels and their getters live in pipeline/semantics.py (one place per protocol)
 
 
+def _k8s_getter(side: int, what: str) -> Callable[[Roundtrip], object]:
+    def get(rt: Roundtrip) -> object:
+        meta = rt.k8s[side] if rt.k8s is not None else None
+        if meta is None:
+            return ""
+        if what == "namespace":
+            return meta.namespace or ""
+        workload = meta.workload()
+        return workload[1] if workload is not None else ""
+
+    return get
+
+
+# Opt-in (requireLabels) with `kubernetes.enabled` in the agent: the workload (deployment, statefulset, ...,
+# else the pod: spans' service.name order) and namespace of each end; "" when the API does not know it.
+# Workloads and namespaces are few next to pod names and IPs, and the store's series budget bounds them anyway
+K8S_LABELS = {
+    f"{side}.{what}": (f"{side}_{what}", _k8s_getter(i, what))
+    for i, side in enumerate(("client", "server"))
+    for what in ("workload", "namespace")
+}
+
+
 class MetricsConfigError(ValueError):
     pass
 
@@ -88,6 +111,20 @@ MAX_PATH_SEGMENTS = 12  # deeper paths are cut (the rest becomes "{...}"): bound
 MAX_CACHED_PATH = 512  # bytes: the cache bound counts entries, so an entry's size is bounded too
 
 
+def replacement_problem(rx: re.Pattern[str], repl: str) -> str:
+    """Why `repl` cannot replace matches of `rx` (a group it does not have, a bad escape), or "".
+
+    `re.compile` does not look at a replacement: without this check a bad one raised on the first
+    matching path, in a worker's record loop. `sub` parses its replacement before it searches, so an
+    empty string shows the problem; 3.11 raises IndexError for an unknown group name, later ones re.error.
+    """
+    try:
+        rx.sub(repl, "")
+    except (re.error, IndexError) as exc:
+        return str(exc)
+    return ""
+
+
 class PathTemplater:
     """`/api/v1/users/123/orders/5f1e...` → `/api/v1/users/{id}/orders/{id}`; custom rules first."""
 
@@ -95,6 +132,12 @@ class PathTemplater:
         self, rules: Sequence[tuple[str, str]] = (), default: bool = True, cache_size: int = 10_000
     ) -> None:
         self._rules = [(re.compile(pattern), repl) for pattern, repl in rules]
+        for j, (rx, repl) in enumerate(self._rules):
+            problem = replacement_problem(rx, repl)
+            if problem:
+                raise MetricsConfigError(
+                    f"pathTemplates[{j}].replacement: {repl!r} does not fit its regex {rx.pattern!r}: {problem}"
+                )
         self._default = default
         self._cache: dict[str, str] = {}
         self._cache_size = cache_size  # bounded: distinct raw paths are unbounded by nature
@@ -341,7 +384,7 @@ class RoundtripsToMetrics:
             self._label_fns[proto] = self._build(proto)
 
     def allowed_labels(self, proto: str) -> list[str]:
-        return [*COMMON_LABELS, *PROTOCOL_LABELS.get(proto, {}), *GENERIC_LABELS]
+        return [*COMMON_LABELS, *PROTOCOL_LABELS.get(proto, {}), *GENERIC_LABELS, *K8S_LABELS]
 
     def buckets_for(self, proto: str) -> tuple[tuple[float, ...], ...]:
         """(duration, bytes, rows) upper bounds of `proto`'s histograms."""
@@ -360,6 +403,8 @@ class RoundtripsToMetrics:
                 getters.append((COMMON_LABELS[key], _endpoint_getter(side, part)))
             elif key in GENERIC_LABELS:
                 getters.append(GENERIC_LABELS[key])
+            elif key in K8S_LABELS:
+                getters.append(K8S_LABELS[key])
             elif key in PROTOCOL_LABELS.get(proto, {}):
                 label, getter = PROTOCOL_LABELS[proto][key]
                 if (proto, label) in TEMPLATED:
