@@ -252,18 +252,13 @@ class _PcapngParser:
                 wend = off + RELEASE_EVERY
             btype, blen = hdr(mv, off)
             if btype == _SHB_TYPE:
-                new_order = _BYTE_ORDER_MAGIC.get(bytes(mv[off + 8 : off + 12]))
-                if new_order is None:
-                    self._corrupt(warn, base + off, "section header with an unknown byte-order magic")
+                blen = self._section_order(mv, off, base, warn)
+                if blen < 0:
                     return
-                order = self.order = new_order
+                order = self.order
                 hdr = _NG_HDR[order].unpack_from
                 u32 = _NG_U32[order].unpack_from
                 epb = _NG_EPB[order].unpack_from
-                btype, blen = hdr(mv, off)
-                if blen < _MIN_SHB:
-                    self._corrupt(warn, base + off, f"section header of {blen} bytes")
-                    return
             if blen < 12 or blen & 3 or blen > MAX_BLOCK:
                 self._corrupt(warn, base + off, f"block length {blen}")
                 return
@@ -274,7 +269,7 @@ class _PcapngParser:
             if u32(mv, nxt - 4)[0] != blen:
                 self._corrupt(warn, base + off, "the trailing length differs from the leading one")
                 return
-            if btype == 6:  # enhanced packet block
+            if btype == 6:  # enhanced packet block: the hot path, inline
                 if blen < _MIN_EPB:
                     self._corrupt(warn, base + off, f"packet block of {blen} bytes")
                     return
@@ -291,42 +286,13 @@ class _PcapngParser:
                     self.skipped[itf.linktype] = self.skipped.get(itf.linktype, 0) + 1
                 self.last_ts = ts
                 yield ts, itf.linktype, mv[off + 28 : off + 28 + caplen]
-            elif btype == 3:  # simple packet block: interface 0, no timestamp
-                if blen < _MIN_SPB or not interfaces:
-                    self._corrupt(warn, base + off, "simple packet block without an interface")
+            else:
+                frame = self._other_block(btype, mv, off, blen, base, warn)
+                if self.stopped:
                     return
-                itf = interfaces[0]
-                caplen = min(u32(mv, off + 8)[0], itf.snaplen, blen - _MIN_SPB)
-                if itf.unsupported:
-                    self.skipped[itf.linktype] = self.skipped.get(itf.linktype, 0) + 1
-                yield self.last_ts, itf.linktype, mv[off + 12 : off + 12 + caplen]
-            elif btype == 2:  # obsolete packet block
-                if blen < _MIN_OPB:
-                    self._corrupt(warn, base + off, f"packet block of {blen} bytes")
-                    return
-                iface, _drops, hi, lo, caplen = _NG_OPB[order].unpack_from(mv, off + 8)
-                if iface >= len(interfaces) or caplen > blen - _MIN_OPB:
-                    self._corrupt(warn, base + off, f"packet block for interface {iface}, {caplen} bytes")
-                    return
-                itf = interfaces[iface]
-                ts = itf.ts_ns(hi << 32 | lo)
-                if not MIN_TS_NS <= ts <= MAX_TS_NS:
-                    ts = self._clamp(ts, base + off)
-                if itf.unsupported:
-                    self.skipped[itf.linktype] = self.skipped.get(itf.linktype, 0) + 1
-                self.last_ts = ts
-                yield ts, itf.linktype, mv[off + 28 : off + 28 + caplen]
-            elif btype == 1:  # interface description block
-                if blen < _MIN_IDB:
-                    self._corrupt(warn, base + off, f"interface block of {blen} bytes")
-                    return
-                interfaces.append(self._interface(mv, off, blen))
-            elif btype == _SHB_TYPE:
-                major = _NG_OPT[order].unpack_from(mv, off + 12)[0]
-                if major != 1:
-                    self._corrupt(warn, base + off, f"section header version {major}")
-                    return
-                interfaces = self.interfaces = []
+                if frame is not None:
+                    yield frame
+                interfaces = self.interfaces  # a new section starts a new list
             off = nxt
         else:
             self.need = 12
@@ -337,6 +303,64 @@ class _PcapngParser:
                 f"{self.name}: truncated pcapng block at offset {base + off}: the file ends "
                 f"{end - off} bytes into {what}; stopped there"
             )
+
+    def _section_order(self, mv: memoryview, off: int, base: int, warn: list[str]) -> int:
+        """A section header at `off`: take its byte order; its length, or -1 when it is corrupt."""
+        new_order = _BYTE_ORDER_MAGIC.get(bytes(mv[off + 8 : off + 12]))
+        if new_order is None:
+            self._corrupt(warn, base + off, "section header with an unknown byte-order magic")
+            return -1
+        self.order = new_order
+        blen: int = _NG_HDR[new_order].unpack_from(mv, off)[1]
+        if blen < _MIN_SHB:
+            self._corrupt(warn, base + off, f"section header of {blen} bytes")
+            return -1
+        return blen
+
+    def _other_block(
+        self, btype: int, mv: memoryview, off: int, blen: int, base: int, warn: list[str]
+    ) -> Frame | None:
+        """Every block but an EPB (rare): a packet (SPB, OPB), an interface, a section header; the rest is
+        skipped. Sets `stopped` (with a warning) when the block is corrupt."""
+        order = self.order
+        interfaces = self.interfaces
+        if btype == 3:  # simple packet block: interface 0, no timestamp
+            if blen < _MIN_SPB or not interfaces:
+                self._corrupt(warn, base + off, "simple packet block without an interface")
+                return None
+            itf = interfaces[0]
+            caplen = min(_NG_U32[order].unpack_from(mv, off + 8)[0], itf.snaplen, blen - _MIN_SPB)
+            if itf.unsupported:
+                self.skipped[itf.linktype] = self.skipped.get(itf.linktype, 0) + 1
+            return self.last_ts, itf.linktype, mv[off + 12 : off + 12 + caplen]
+        if btype == 2:  # obsolete packet block
+            if blen < _MIN_OPB:
+                self._corrupt(warn, base + off, f"packet block of {blen} bytes")
+                return None
+            iface, _drops, hi, lo, caplen = _NG_OPB[order].unpack_from(mv, off + 8)
+            if iface >= len(interfaces) or caplen > blen - _MIN_OPB:
+                self._corrupt(warn, base + off, f"packet block for interface {iface}, {caplen} bytes")
+                return None
+            itf = interfaces[iface]
+            ts = itf.ts_ns(hi << 32 | lo)
+            if not MIN_TS_NS <= ts <= MAX_TS_NS:
+                ts = self._clamp(ts, base + off)
+            if itf.unsupported:
+                self.skipped[itf.linktype] = self.skipped.get(itf.linktype, 0) + 1
+            self.last_ts = ts
+            return ts, itf.linktype, mv[off + 28 : off + 28 + caplen]
+        if btype == 1:  # interface description block
+            if blen < _MIN_IDB:
+                self._corrupt(warn, base + off, f"interface block of {blen} bytes")
+                return None
+            interfaces.append(self._interface(mv, off, blen))
+        elif btype == _SHB_TYPE:
+            major = _NG_OPT[order].unpack_from(mv, off + 12)[0]
+            if major != 1:
+                self._corrupt(warn, base + off, f"section header version {major}")
+                return None
+            self.interfaces = []
+        return None
 
     def _interface(self, mv: memoryview, off: int, blen: int) -> _Interface:
         order = self.order
