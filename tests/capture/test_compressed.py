@@ -14,8 +14,8 @@ import subprocess
 import pytest
 
 from packetd.capture.pcapfile import CaptureFile, CaptureFormatError
-from tests.net.fixtures import needs_tshark
 from tests.helpers.golden import CORPUS
+from tests.net.fixtures import needs_tshark
 from tests.net.truth import WTAP_ENCAP, tshark_raw_frames
 
 SOURCE = os.path.join(CORPUS, "http1", "zeek_zeek__bro.org.pcap")  # 500 KB: many decompressor reads
