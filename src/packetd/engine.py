@@ -96,11 +96,11 @@ def parse_rule(text: str, registry: Registry = REGISTRY) -> Rule:
     if len(parts) < 2:
         name = protocol_name(text, registry)
         spec = registry.get(name) if name is not None else None
-        ports = ",".join(map(str, spec.default_ports)) if spec is not None else "PORTS"
+        defaults = ",".join(map(str, spec.default_ports)) if spec is not None else "PORTS"
         raise RuleError(
             f"invalid --proto input '{text}', expected 'protocol;ports[;host]' ({RULE_EXAMPLE}); "
             f"quote the rule (an unquoted ';' ends the shell command) or write "
-            f"{name or text.strip() or 'NAME'}:{ports}"
+            f"{name or text.strip() or 'NAME'}:{defaults}"
         )
     if len(parts) > 3:
         raise RuleError(

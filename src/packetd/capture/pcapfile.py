@@ -158,7 +158,7 @@ def _decompressing(kind: str, raw: BinaryIO, name: str) -> BinaryIO:
             f"{name}: zstd-compressed; reading it needs the zstandard package (pip install zstandard), "
             f"or decompress it first: zstd -d {name}"
         ) from None
-    return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+    return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
 
 
 # what the decompressors raise on damaged or truncated input
@@ -515,7 +515,7 @@ class CaptureFile:
             if not chunk:
                 break
             head += chunk
-        prefixed: BinaryIO = io.BufferedReader(_Prefixed(head, raw), READ_CHUNK)  # type: ignore[arg-type]
+        prefixed: BinaryIO = io.BufferedReader(_Prefixed(head, raw), READ_CHUNK)
         self.compression = compression(head)
         if self.compression is None:
             self._stream = prefixed
