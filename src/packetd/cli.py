@@ -8,12 +8,13 @@ roundtrip records (or text lines) and nothing else; logs, warnings and the summa
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -29,7 +30,7 @@ from packetd.export.rotating import RotatingFile
 from packetd.export.text import TextFormatter
 from packetd.flow.table import DEFAULT_MAX_MEMORY_MB, FlowConfig, flows_for_memory
 from packetd.pairing.roundtrip import Roundtrip, dumps
-from packetd.pipeline.filters import DisplayFilter
+from packetd.pipeline.filters import DisplayFilter, FieldFilter, FilterError
 from packetd.pipeline.summary import Summary
 from packetd.protocols.base import Kind
 from packetd.protocols.options import OptionError, parse_assignments
@@ -65,7 +66,49 @@ class _DurationType(click.ParamType):  # type: ignore[type-arg]
 DURATION = _DurationType()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# what tcpdump users type that packetd does differently: the one line says what to type instead
+TCPDUMP_HABITS = {
+    "-n": "packetd never resolves names: leave -n out",
+    "-nn": "packetd never resolves names: leave -nn out",
+    "-s": "packetd always captures whole packets: leave -s out",
+    "-v": "for every field of a record use --format json",
+    "-vv": "for every field of a record use --format json",
+    "-X": "for every field of a record use --format json (add --capture-body BYTES for HTTP bodies)",
+    "-A": "for every field of a record use --format json (add --capture-body BYTES for HTTP bodies)",
+    "-e": "for every field of a record use --format json",
+    "-l": "live output is written a line at a time already: leave -l out",
+    "-U": "live output is written a line at a time already: leave -U out",
+    "-Z": "drop root with --user NAME",
+    "-D": "list interfaces with `packetd ifaces`",
+}
+
+
+class _Cli(click.Group):
+    """The `packetd` group: every usage error is one line on stderr, naming the flag and what to type."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            _usage_line(exc)
+        except click.Abort:
+            click.echo("packetd: aborted", err=True)
+            sys.exit(EXIT_RUNTIME)
+
+
+def _usage_line(exc: click.UsageError) -> NoReturn:
+    ctx = exc.ctx
+    where = ctx.command_path if ctx is not None else "packetd"
+    message = exc.format_message().replace("\n", " ").rstrip(".")
+    option = getattr(exc, "option_name", None)
+    if isinstance(exc, click.NoSuchOption) and option in TCPDUMP_HABITS:
+        message += f": {TCPDUMP_HABITS[option]}"
+    _fail(f"{message} (see '{where} --help')", EXIT_USAGE)
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="packetd", message="%(prog)s %(version)s")
 def main() -> None:
     """packetd: passive L7 network observability — requests paired with responses, straight off the wire."""
 
@@ -191,6 +234,10 @@ class WatchOptions:
     pids: tuple[int, ...] = ()
     comms: tuple[str, ...] = ()
     containers: tuple[str, ...] = ()
+    expression: str = ""  # a tcpdump filter expression (positional)
+    write_file: str | None = None  # -w FILE
+    write_only: str | None = None  # "errors" | "slow"
+    fields: FieldFilter | None = None  # --method, --path, --status, ... (None: none given)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -200,11 +247,19 @@ class WatchOptions:
     "protos",
     multiple=True,
     metavar="'NAME;PORTS[;HOST]'",
-    help="Watch NAME on PORTS (comma-separated), optionally only HOST. Repeatable. "
-    "Default: every protocol on its default ports.",
+    help="Watch NAME on PORTS (comma-separated ports and ranges, 8000-8099), optionally only HOST; "
+    "also NAME:PORTS. Quote it. Repeatable. Default: every protocol on its default ports.",
 )
 @click.option("--ifaces", default="any", show_default=True, help="Interfaces: 'any' or a regex of names.")
 @click.option(
+    "-i",
+    "iface_names",
+    multiple=True,
+    metavar="IFACE",
+    help="An interface by its exact name, as tcpdump -i (repeatable; the same as --ifaces '^IFACE$').",
+)
+@click.option(
+    "-r",
     "--pcap-file",
     default=None,
     metavar="FILE",
@@ -245,7 +300,26 @@ class WatchOptions:
     default=None,
     help="Output format (default: text on a terminal, JSON lines otherwise).",
 )
-@click.option("--count", type=click.IntRange(min=0), default=0, help="Stop after N records are shown.")
+@click.option(
+    "-c",
+    "--count",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Stop after N records (not packets) are shown.",
+)
+@click.option(
+    "-w",
+    "write_file",
+    default=None,
+    metavar="FILE",
+    help="Write the packets of the connections whose records are shown to FILE (pcapng, for Wireshark).",
+)
+@click.option(
+    "--write-only",
+    type=click.Choice(["errors", "slow"]),
+    default=None,
+    help="With -w: only connections with an error, or with a roundtrip slower than --slower-than.",
+)
 @click.option(
     "--duration", type=DURATION, default=None, help="Stop after D (e.g. 30s); for a file, D of capture time."
 )
@@ -257,6 +331,34 @@ class WatchOptions:
     default=None,
     metavar="D",
     help="Only show roundtrips slower than D (e.g. 100ms).",
+)
+@click.option("--method", "methods", multiple=True, help="Only HTTP/HTTP2/gRPC requests with this method.")
+@click.option("--path", "paths", multiple=True, help="Only requests for this path (the query ignored).")
+@click.option("--path-prefix", "path_prefixes", multiple=True, help="Only requests for paths starting so.")
+@click.option("--path-regex", "path_regexes", multiple=True, help="Only requests for paths matching RE.")
+@click.option(
+    "--status", "statuses", multiple=True, help="Only records with this status: 404, a class (5xx), a name."
+)
+@click.option(
+    "--command",
+    "commands",
+    multiple=True,
+    help="Only records of this command: Redis GET, SQL SELECT, MongoDB find, COM_QUERY, Basic.Publish.",
+)
+@click.option("--host", "hosts", multiple=True, help="Only HTTP requests for this Host / :authority.")
+@click.option(
+    "--client",
+    "clients",
+    multiple=True,
+    metavar="ADDR",
+    help="Only this client: 10.0.0.5, 10.0.0.0/8, :port.",
+)
+@click.option(
+    "--server",
+    "servers",
+    multiple=True,
+    metavar="ADDR",
+    help="Only this server: 10.0.0.5, 10.0.0.0/8, :5432.",
 )
 @click.option(
     "--kind",
@@ -347,11 +449,34 @@ class WatchOptions:
     metavar="ID",
     help="Only records with a process in a container whose id starts with ID at either end (repeatable).",
 )
+@click.version_option(__version__, "-V", "--version", prog_name="packetd", message="%(prog)s %(version)s")
+@click.argument("expression", nargs=-1)
 def watch(**kw: Any) -> None:
-    """Capture and print roundtrips as they happen (live, or from a capture file)."""
+    """Capture and print roundtrips as they happen (live, or from a capture file).
+
+    EXPRESSION is a tcpdump filter (quote it): live, it is ANDed with the kernel filter built from the
+    rules; for a file, it is applied to each packet.
+    """
+    expression = " ".join(kw["expression"])
+    _check_expression(expression, kw["protos"])
+    if kw["write_only"] and not kw["write_file"]:
+        _fail("--write-only needs -w FILE (the pcapng file to write)", EXIT_USAGE)
+    if kw["write_only"] == "slow" and not kw["slower_than"]:
+        _fail("--write-only slow needs --slower-than D (e.g. --slower-than 100ms)", EXIT_USAGE)
+    if kw["fmt"] == "text" and kw["roundtrips_file"]:
+        _fail(
+            "--format text cannot go to --roundtrips.file: the file holds JSON lines; "
+            "leave out --format text (or --roundtrips.file to see text)",
+            EXIT_USAGE,
+        )
+    if kw["pcap_file"] is not None:
+        _warn_live_only(click.get_current_context())
+    ifaces = kw["ifaces"]
+    if kw["iface_names"]:
+        ifaces = "^(" + "|".join(re.escape(n) for n in kw["iface_names"]) + ")$"
     opts = WatchOptions(
         protos=kw["protos"],
-        ifaces=kw["ifaces"],
+        ifaces=ifaces,
         pcap_file=kw["pcap_file"],
         ipv=kw["ipv"],
         no_promisc=kw["no_promisc"],
@@ -377,8 +502,65 @@ def watch(**kw: Any) -> None:
         pids=kw["pids"],
         comms=kw["comms"],
         containers=kw["containers"],
+        expression=expression,
+        write_file=kw["write_file"],
+        write_only=kw["write_only"],
+        fields=_field_filter(kw),
     )
     sys.exit(run_watch(opts))
+
+
+LIVE_ONLY = ("ifaces", "iface_names", "engine", "block_num", "user", "no_promisc", "kernel_drop_acks")
+# a leftover argument that is the ports (or ports;host) of a rule the shell split at an unquoted ';'
+_SPLIT_RULE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*(;\S*)?$")
+_RULE_LIKE = re.compile(r"^[A-Za-z][\w/.]*[;:]\d")
+
+
+def _check_expression(expression: str, protos: tuple[str, ...]) -> None:
+    """A positional argument that is not a filter but a piece of a rule gets a pointer, not libpcap's error."""
+    if not expression:
+        return
+    if _SPLIT_RULE.match(expression):
+        last = protos[-1] if protos else "NAME"
+        _fail(
+            f"'{expression}' looks like the ports of a --proto rule split at an unquoted ';': quote the rule, "
+            f"--proto '{last};{expression}' (or write {last}:{expression})",
+            EXIT_USAGE,
+        )
+    if _RULE_LIKE.match(expression):
+        _fail(f"'{expression}' looks like a protocol rule: write --proto '{expression}'", EXIT_USAGE)
+
+
+def _warn_live_only(ctx: click.Context) -> None:
+    from click.core import ParameterSource
+
+    given = [
+        p.opts[0]
+        for p in ctx.command.params
+        if p.name in LIVE_ONLY and ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE
+    ]
+    if given:
+        _warn(f"{', '.join(given)} only apply to live capture; ignored with --pcap-file")
+
+
+def _field_filter(kw: dict[str, Any]) -> FieldFilter | None:
+    names = (
+        "methods",
+        "paths",
+        "path_prefixes",
+        "path_regexes",
+        "statuses",
+        "commands",
+        "hosts",
+        "clients",
+        "servers",
+    )
+    if not any(kw[n] for n in names):
+        return None
+    try:
+        return FieldFilter(**{n: kw[n] for n in names})
+    except FilterError as exc:
+        _fail(str(exc), EXIT_USAGE)
 
 
 # -- rules ------------------------------------------------------------------------------------------------------
@@ -421,6 +603,8 @@ def bpf_for(rules: Iterable[Rule]) -> str:
 # -- sources --------------------------------------------------------------------------------------------------
 def open_live(opts: WatchOptions, rules: list[Rule]) -> Source:
     expression = bpf_for(rules)
+    if opts.expression:
+        expression = f"({expression}) and ({opts.expression})" if expression else opts.expression
     if opts.kernel_drop_acks:
         expression = bpf.payload_only_clause(expression)
     engine = resolve_engine(opts.engine)
@@ -436,16 +620,14 @@ def open_live(opts: WatchOptions, rules: list[Rule]) -> Source:
         if opts.ifaces in ("", "any"):
             names = ["any"] if sys.platform.startswith("linux") else [n for n, _ in interfaces()]
         else:
-            import re
-
             names = [n for n, _ in interfaces() if re.search(opts.ifaces, n)]
             if not names:
                 _fail(f"no interface matches --ifaces '{opts.ifaces}'", EXIT_USAGE)
         return PcapLiveSource(names, expression, promisc=not opts.no_promisc)
     except PermissionError:
-        from packetd.capture.privileges import PRIVILEGE_HINT
+        from packetd.capture.privileges import privilege_hint
 
-        _fail(PRIVILEGE_HINT)
+        _fail(privilege_hint())
     except ValueError as exc:
         _fail(str(exc), EXIT_USAGE)
     except Exception as exc:  # libpcap missing, interface gone: a clear line, not a traceback
@@ -500,7 +682,19 @@ class Output:
 
 # -- the watch loop ---------------------------------------------------------------------------------------------
 def run_watch(opts: WatchOptions) -> int:
-    rules = build_rules(opts.protos)
+    run = _Watch(opts)
+    try:
+        run.loop()
+    except KeyboardInterrupt:
+        pass  # a second signal: the first one was not answered in time
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
+    run.finish()
+    return 0
+
+
+def _engine_config(opts: WatchOptions, rules: list[Rule]) -> EngineConfig:
     ip_versions = frozenset({4, 6}) if opts.ipv is None else frozenset({int(opts.ipv[1])})
     assignments = list(opts.decoder_opts)
     if opts.capture_body is not None:
@@ -509,7 +703,7 @@ def run_watch(opts: WatchOptions) -> int:
         options = parse_assignments(assignments)
     except OptionError as exc:
         _fail(str(exc), EXIT_USAGE)
-    config = EngineConfig(
+    return EngineConfig(
         rules=tuple(rules),
         ip_versions=ip_versions,
         flow=FlowConfig(
@@ -518,9 +712,10 @@ def run_watch(opts: WatchOptions) -> int:
         ),
         options=options,
     )
-    live = opts.pcap_file is None
-    source: Source | CaptureFile
-    if live:
+
+
+def _open_source(opts: WatchOptions, rules: list[Rule]) -> Source | CaptureFile:
+    if opts.pcap_file is None:
         source = open_live(opts, rules)
         if opts.user:
             from packetd.capture.privileges import PrivilegeError, drop_privileges
@@ -530,110 +725,247 @@ def run_watch(opts: WatchOptions) -> int:
             except PrivilegeError as exc:
                 source.close()
                 _fail(str(exc), EXIT_USAGE)
-    else:
-        assert opts.pcap_file is not None
+        return source
+    try:
+        return CaptureFile(opts.pcap_file)
+    except CaptureFormatError as exc:
+        _fail(str(exc), EXIT_USAGE)
+
+
+def _offline_filter(opts: WatchOptions) -> Any:
+    """The positional expression, compiled for a capture file's packets (live, the kernel runs it)."""
+    if not opts.expression:
+        return None
+    try:
+        from packetd.capture.libpcap import LibpcapError, OfflineFilter
+
+        return OfflineFilter(opts.expression)
+    except LibpcapError as exc:
+        _fail(
+            f"filter expression: {exc}; write a tcpdump expression and quote it, e.g. 'host 10.0.0.5 and port 80'",
+            EXIT_USAGE,
+        )
+
+
+def _check_live_expression(opts: WatchOptions) -> None:
+    if opts.expression and opts.pcap_file is None:
+        from packetd.capture.libpcap import DLT_RAW, LibpcapError, compile_filter
+
         try:
-            source = CaptureFile(opts.pcap_file)
-        except CaptureFormatError as exc:
-            _fail(str(exc), EXIT_USAGE)
-    display = DisplayFilter(
+            compile_filter(opts.expression, DLT_RAW)
+        except LibpcapError as exc:
+            _fail(
+                f"filter expression: {exc}; write a tcpdump expression for IP packets and quote it, "
+                "e.g. 'host 10.0.0.5 and port 80'",
+                EXIT_USAGE,
+            )
+
+
+def _display_filter(opts: WatchOptions) -> DisplayFilter:
+    return DisplayFilter(
         errors_only=opts.errors,
         slower_than_ns=opts.slower_than_ns,
         kinds=frozenset(opts.kinds) if opts.kinds else frozenset(Kind.ALL),
         pids=frozenset(opts.pids),
         comms=frozenset(opts.comms),
         containers=opts.containers,
+        fields=opts.fields,
     )
-    resolver = _process_resolver(opts, live, display)
-    output = Output(opts, live)
-    summary = Summary()
-    shown = 0
-    halt = _Halt(at_once=not live)
-    limit = opts.count
-    accept = display.accept
-    write = output.write
 
-    def sink(rt: Roundtrip) -> None:
-        nonlocal shown
-        summary.add(rt)
+
+class _Watch:
+    """One `watch` run: the source, the engine, the sinks, the loop and the summary."""
+
+    def __init__(self, opts: WatchOptions) -> None:
+        self.opts = opts
+        self.rules = rules = build_rules(opts.protos)
+        config = _engine_config(opts, rules)
+        self.live = live = opts.pcap_file is None
+        _check_live_expression(opts)
+        self.user_filter = None if live else _offline_filter(opts)
+        self.source = _open_source(opts, rules)
+        self.display = _display_filter(opts)
+        self.resolver = _process_resolver(opts, live, self.display)
+        self.output = Output(opts, live)
+        self.summary = Summary()
+        self.shown = 0
+        self.halt = _Halt(at_once=not live)
+        self.held = HeldRecords(self.resolver, self._sink) if self.resolver is not None else None
+        self.engine = Engine(
+            config,
+            self._emitted,
+            on_connection=self.resolver.note if self.resolver is not None else None,
+        )
+        self.pcap_out = self._pcap_out()
+        self.frame = self._frame_function()
+        self.started = time.monotonic()
+
+    def _pcap_out(self) -> Any:
+        opts = self.opts
+        if opts.write_file is None:
+            return None
+        from packetd.capture.pcapout import PcapOut
+
+        try:
+            out = open(opts.write_file, "wb")  # noqa: SIM115 (closed in finish)
+        except OSError as exc:
+            _fail(f"cannot write -w {opts.write_file}: {exc.strerror}", EXIT_USAGE)
+        accept, mode, slower = self.display.accept_content, opts.write_only, opts.slower_than_ns
+
+        def qualifies(rt: Roundtrip) -> bool:
+            if not accept(rt):
+                return False
+            if mode == "errors":
+                return rt.error
+            if mode == "slow":
+                d = rt.duration_ns
+                return d is not None and d > slower
+            return True
+
+        comment = (
+            f"packetd {__version__}: rules {', '.join(_rule_text(r) for r in self.rules)}"
+            + (f"; filter '{opts.expression}'" if opts.expression else "")
+            + (
+                f"; only connections with {'an error' if mode == 'errors' else 'a slow roundtrip'}"
+                if mode
+                else ""
+            )
+        )
+        return PcapOut(out, self.engine.flows, qualifies, comment, self.source.name)
+
+    def _frame_function(self) -> Callable[[int, int, memoryview], None]:
+        pcap_out = self.pcap_out
+        if pcap_out is None:
+            return self.engine.frame
+        decode = self.engine.net.decode
+        segment = self.engine.flows.segment
+        packet = pcap_out.packet
+
+        def frame(ts: int, lt: int, data: memoryview) -> None:
+            seg = decode(ts, lt, data)
+            if seg is not None:
+                segment(seg)
+                packet(seg, ts, lt, data)
+
+        return frame
+
+    # -- records ---------------------------------------------------------------------------------------------
+    def _emitted(self, rt: Roundtrip) -> None:
+        if self.pcap_out is not None:
+            self.pcap_out.record(rt)
+        if self.held is not None:
+            self.held(rt)
+        else:
+            self._sink(rt)
+
+    def _sink(self, rt: Roundtrip) -> None:
+        self.summary.add(rt)
+        halt = self.halt
         # after a signal, records still flow: what the kernel already delivered is drained and shown
-        if halt.full or not accept(rt):
+        if halt.full or not self.display.accept(rt):
             return
-        write(rt)
-        shown += 1
-        if limit and shown >= limit:
+        self.output.write(rt)
+        self.shown += 1
+        if self.opts.count and self.shown >= self.opts.count:
             halt.now = halt.full = True
 
-    held = HeldRecords(resolver, sink) if resolver is not None else None
-    engine = Engine(
-        config,
-        held if held is not None else sink,
-        on_connection=resolver.note if resolver is not None else None,
-    )
-    frame = engine.frame
-    started = time.monotonic()
-    if live:
-        desc = ", ".join(f"{r.protocol}:{','.join(map(str, r.ports))}" for r in rules)
-        click.echo(f"packetd: capturing on {source.name} ({desc}); Ctrl-C to stop", err=True)
-    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then keeps it ignored;
-    # `kill -INT` (what Ctrl-C sends) must stop watch wherever it was started
-    signal.signal(signal.SIGINT, halt.signalled)
-    signal.signal(signal.SIGTERM, halt.signalled)
-    try:
-        if live:
-            deadline = time.monotonic() + opts.duration_ns / 1e9 if opts.duration_ns else None
-            for ts, lt, data in source:
-                if lt == TICK:
-                    engine.tick(ts)
-                    if held is not None:
-                        held.flush()  # a quiet moment: connections noted since the last pass
-                    output.flush()
-                else:
-                    frame(ts, lt, data)
-                    if held is not None and ts >= held.due:
-                        held.flush()
-                if halt.now or (deadline is not None and time.monotonic() >= deadline):
-                    break
-        elif opts.duration_ns:
-            first = -1
-            for ts, lt, data in source:
-                if first < 0:
-                    first = ts
-                elif ts - first > opts.duration_ns:
-                    break
-                frame(ts, lt, data)
-                if halt.now:
-                    break
+    # -- the loop --------------------------------------------------------------------------------------------
+    def loop(self) -> None:
+        if self.live:
+            desc = ", ".join(_rule_text(r) for r in self.rules)
+            click.echo(f"packetd: capturing on {self.source.name} ({desc}); Ctrl-C to stop", err=True)
+        # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then keeps it ignored;
+        # `kill -INT` (what Ctrl-C sends) must stop watch wherever it was started
+        signal.signal(signal.SIGINT, self.halt.signalled)
+        signal.signal(signal.SIGTERM, self.halt.signalled)
+        if self.live:
+            self._live_loop()
         else:
-            for ts, lt, data in source:
+            self._file_loop()
+
+    def _live_loop(self) -> None:
+        engine, held, output, halt, frame = self.engine, self.held, self.output, self.halt, self.frame
+        deadline = time.monotonic() + self.opts.duration_ns / 1e9 if self.opts.duration_ns else None
+        for ts, lt, data in self.source:
+            if lt == TICK:
+                engine.tick(ts)
+                if held is not None:
+                    held.flush()  # a quiet moment: connections noted since the last pass
+                output.flush()
+            else:
                 frame(ts, lt, data)
-                if halt.now:
-                    break
-    except KeyboardInterrupt:
-        pass  # a second signal: the first one was not answered in time
-    except BrokenPipeError:
-        _quiet_stdout()
-        return 0
-    try:
-        if live and hasattr(source, "drain") and not halt.forced:
-            time.sleep(0.12)  # let the kernel retire the block holding the last packets
-            for ts, lt, data in source.drain():
-                frame(ts, lt, data)
-        engine.finish()
-        if held is not None:
-            held.flush()
-        output.close()
-    except BrokenPipeError:
-        _quiet_stdout()
-    except KeyboardInterrupt:
-        pass
-    kernel = source.stats()
-    if isinstance(source, CaptureFile):
-        for w in source.warnings:
-            _warn(w)
-    source.close()
-    _print_summary(engine, summary, kernel, time.monotonic() - started, halt.signals > 0)
-    if resolver is not None:
+                if held is not None and ts >= held.due:
+                    held.flush()
+            if halt.now or (deadline is not None and time.monotonic() >= deadline):
+                break
+
+    def _file_frames(self) -> Iterable[tuple[int, int, memoryview]]:
+        frames: Iterable[tuple[int, int, memoryview]] = self.source
+        user = self.user_filter
+        if user is not None:
+            frames = (f for f in frames if user(f[1], f[2]))
+        if self.opts.duration_ns:
+            frames = _first_span(frames, self.opts.duration_ns)
+        return frames
+
+    def _file_loop(self) -> None:
+        frame, halt = self.frame, self.halt
+        for ts, lt, data in self._file_frames():
+            frame(ts, lt, data)
+            if halt.now:
+                break
+
+    # -- the end ---------------------------------------------------------------------------------------------
+    def finish(self) -> None:
+        source, engine = self.source, self.engine
+        try:
+            if self.live and hasattr(source, "drain") and not self.halt.forced:
+                time.sleep(0.12)  # let the kernel retire the block holding the last packets
+                for ts, lt, data in source.drain():
+                    self.frame(ts, lt, data)
+            engine.finish()
+            if self.pcap_out is not None:
+                self.pcap_out.finish()
+            if self.held is not None:
+                self.held.flush()
+            self.output.close()
+        except BrokenPipeError:
+            _quiet_stdout()
+        except KeyboardInterrupt:
+            pass
+        kernel = source.stats()
+        if isinstance(source, CaptureFile):
+            for w in source.warnings:
+                _warn(w)
+        if self.user_filter is not None:
+            for lt, why in sorted(self.user_filter.refused.items()):
+                _warn(f"filter expression: packets of link type {lt} skipped: {why}")
+        source.close()
+        _print_summary(engine, self.summary, kernel, time.monotonic() - self.started, self.halt.signals > 0)
+        self._print_pcap_out()
+        if self.resolver is not None:
+            self._print_processes(self.resolver)
+
+    def _print_pcap_out(self) -> None:
+        out = self.pcap_out
+        if out is None:
+            return
+        left = sum(out.left_out.values())
+        click.echo(
+            f"packetd: wrote {out.written_packets} packets of {out.written_connections} connections to "
+            f"{self.opts.write_file} ({out.dropped_connections} connections not written)"
+            + (
+                f"; {left} packets left out ({', '.join(f'{k}: {v}' for k, v in sorted(out.left_out.items()))}"
+                " budget), each gap commented in the file"
+                if left
+                else ""
+            ),
+            err=True,
+        )
+        out.close()
+
+    @staticmethod
+    def _print_processes(resolver: ProcessResolver) -> None:
         resolver.close()
         st = resolver.stats
         click.echo(
@@ -642,7 +974,23 @@ def run_watch(opts: WatchOptions) -> int:
             f"({st.walks} /proc walks), {st.pending_full} not looked up (pending full), {st.cache_full} evicted",
             err=True,
         )
-    return 0
+
+
+def _rule_text(rule: Rule) -> str:
+    return f"{rule.protocol}:{','.join(map(str, rule.ports))}" + (f";{rule.host}" if rule.host else "")
+
+
+def _first_span(
+    frames: Iterable[tuple[int, int, memoryview]], span_ns: int
+) -> Iterator[tuple[int, int, memoryview]]:
+    """The frames of the first `span_ns` of capture time (`--duration` on a file)."""
+    first = -1
+    for f in frames:
+        if first < 0:
+            first = f[0]
+        elif f[0] - first > span_ns:
+            return
+        yield f
 
 
 def _process_resolver(opts: WatchOptions, live: bool, display: DisplayFilter) -> ProcessResolver | None:

@@ -447,6 +447,11 @@ class FlowTable:
     def flows(self) -> list[Flow]:
         return list(self._flows.values())
 
+    def lookup(self, seg: Segment) -> Flow | None:
+        """The flow `seg` belongs to, if it is tracked (`watch -w` files packets by connection)."""
+        entry = (self._tcp if seg.transport == PROTO_TCP else self._udp).get(seg.key)
+        return entry[0] if entry is not None else None
+
     # -- TCP -------------------------------------------------------------------------------------------------
     def _tcp_segment(self, seg: Segment) -> None:
         entry = self._tcp.get(seg.key)
