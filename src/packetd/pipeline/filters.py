@@ -147,11 +147,11 @@ class FieldFilter:
         if not isinstance(path, str):
             return False
         path = path.split("?", 1)[0]
-        return (
-            path in self.paths
-            or path.startswith(self.path_prefixes or ("\0",))
-            or any(r.search(path) for r in self.path_regexes)
-        )
+        if self.paths and path not in self.paths:
+            return False
+        if self.path_prefixes and not path.startswith(self.path_prefixes):
+            return False
+        return not self.path_regexes or any(r.search(path) for r in self.path_regexes)
 
     def _host(self, rt: Roundtrip, req: dict[str, Any]) -> bool:
         host = req.get("host") or req.get("authority")
