@@ -521,7 +521,7 @@ def _check_expression(expression: str, protos: tuple[str, ...]) -> None:
     if not expression:
         return
     if _SPLIT_RULE.match(expression):
-        last = protos[-1] if protos else "NAME"
+        last = re.split("[;:]", protos[-1], maxsplit=1)[0] if protos else "NAME"
         _fail(
             f"'{expression}' looks like the ports of a --proto rule split at an unquoted ';': quote the rule, "
             f"--proto '{last};{expression}' (or write {last}:{expression})",
@@ -952,8 +952,8 @@ class _Watch:
             return
         left = sum(out.left_out.values())
         click.echo(
-            f"packetd: wrote {out.written_packets} packets of {out.written_connections} connections to "
-            f"{self.opts.write_file} ({out.dropped_connections} connections not written)"
+            f"packetd: wrote {_n(out.written_packets, 'packet')} of {_n(out.written_connections, 'connection')} "
+            f"to {self.opts.write_file} ({_n(out.dropped_connections, 'connection')} not written)"
             + (
                 f"; {left} packets left out ({', '.join(f'{k}: {v}' for k, v in sorted(out.left_out.items()))}"
                 " budget), each gap commented in the file"
@@ -974,6 +974,10 @@ class _Watch:
             f"({st.walks} /proc walks), {st.pending_full} not looked up (pending full), {st.cache_full} evicted",
             err=True,
         )
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _rule_text(rule: Rule) -> str:

@@ -34,6 +34,9 @@ from packetd.pairing.roundtrip import Roundtrip
 PER_CONNECTION_BYTES = 4 << 20  # held for one undecided connection: a few hundred requests with bodies
 TOTAL_BYTES = 256 << 20  # held for all undecided connections: the budget of the flow table itself
 WRITE_ONLY = ("errors", "slow")
+# written connections remembered after they end, by their tuple keys, so the last ACK after both FINs and
+# late retransmissions (which the flow table swallows, no longer tracking the flow) still go with them
+RECENT_CLOSED = 4096
 
 
 class _Conn:
@@ -74,6 +77,7 @@ class PcapOut:
         self._conns: dict[int, _Conn] = {}  # flow id → state
         self._by_ends: dict[tuple[Endpoint, Endpoint], int] = {}  # (client, server) → flow id
         self._ended: list[Flow] = []  # removed during the current segment: settled after it
+        self._recent: dict[bytes, _Conn] = {}  # tuple key of a written, ended connection → it (FIFO)
         self._per_connection = per_connection
         self._total = total
         self.held_bytes = 0
@@ -104,7 +108,11 @@ class PcapOut:
         flow = self._flows.lookup(seg)
         if flow is None:
             flow = next((f for f in self._ended if seg.key in f.keys), None)
-        if flow is not None:
+        if flow is None:
+            late = self._recent.get(seg.key)
+            if late is not None:
+                self._write(late, ts, linktype, data)
+        else:
             conn = self._conns.get(flow.id)
             if conn is None:
                 conn = self._conns[flow.id] = _Conn()
@@ -142,6 +150,13 @@ class PcapOut:
             if conn is not None and not conn.keep:
                 self.dropped_connections += 1
                 self.held_bytes -= conn.held_bytes
+            elif conn is not None:
+                recent = self._recent
+                for key in flow.keys:
+                    recent.pop(key, None)
+                    if len(recent) >= RECENT_CLOSED:
+                        del recent[next(iter(recent))]
+                    recent[key] = conn
         self._ended.clear()
 
     def _hold(self, conn: _Conn, ts: int, linktype: int, data: memoryview) -> None:
