@@ -160,7 +160,7 @@ def test_w_writes_what_tshark_dissects_as_the_records(tmp_path: object) -> None:
     ports = sorted({str(rec["client"]["port"]) for rec in recs})
     original = _tshark(BRO, " or ".join(f"tcp.port == {p}" for p in ports), "frame.number")
     assert len(_tshark(out, "frame", "frame.number")) == len(original)
-    info = subprocess.run(["capinfos", out], capture_output=True, text=True).stdout
+    info = subprocess.run(["capinfos", out], check=True, capture_output=True, text=True).stdout
     assert "Capture comment:     packetd" in info and "http:80,8080" in info
 
 
