@@ -101,6 +101,11 @@ def test_habits_that_cannot_work_say_what_to_type(args: list[str], needle: str) 
     _one_line_usage_error(r, needle)
 
 
+def test_i_names_an_existing_interface() -> None:
+    r = run("watch", "-i", "lo", "-i", "no-such-if0")
+    _one_line_usage_error(r, "-i no-such-if0: no such interface; `packetd ifaces` lists them")
+
+
 def test_bare_number_duration_is_seconds() -> None:
     # bro.org spans ~1.1 s of capture time: 0.3 (seconds) keeps the records that start within 0.3 s of the
     # first packet, the same as 300ms

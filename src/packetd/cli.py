@@ -472,6 +472,8 @@ def watch(**kw: Any) -> None:
     if kw["pcap_file"] is not None:
         _warn_live_only(click.get_current_context())
     ifaces = kw["ifaces"]
+    if kw["iface_names"] and kw["pcap_file"] is None:
+        _check_iface_names(kw["iface_names"])
     if kw["iface_names"]:
         ifaces = "^(" + "|".join(re.escape(n) for n in kw["iface_names"]) + ")$"
     opts = WatchOptions(
@@ -529,6 +531,20 @@ def _check_expression(expression: str, protos: tuple[str, ...]) -> None:
         )
     if _RULE_LIKE.match(expression):
         _fail(f"'{expression}' looks like a protocol rule: write --proto '{expression}'", EXIT_USAGE)
+
+
+def _check_iface_names(names: tuple[str, ...]) -> None:
+    """`-i NAME` names an interface exactly: one that does not exist is a usage error, not silence."""
+    try:
+        known = {n for _, n in socket.if_nameindex()}
+    except OSError:
+        return  # no interface list here: the capture engine reports what it cannot open
+    missing = [n for n in names if n not in known and n != "any"]
+    if missing:
+        _fail(
+            f"-i {missing[0]}: no such interface; `packetd ifaces` lists them (or -i any, or --ifaces REGEX)",
+            EXIT_USAGE,
+        )
 
 
 def _warn_live_only(ctx: click.Context) -> None:
