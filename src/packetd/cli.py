@@ -263,7 +263,7 @@ class WatchOptions:
     "--pcap-file",
     default=None,
     metavar="FILE",
-    help="Read a pcap/pcapng file ('-' for stdin) instead of interfaces.",
+    help="Read a pcap/pcapng file ('-' for stdin; gzip, zstd, xz too) instead of interfaces.",
 )
 @click.option("--ipv", type=click.Choice(["v4", "v6"]), default=None, help="Only IPv4 or only IPv6.")
 @click.option("--no-promisc", is_flag=True, help="Do not put interfaces in promiscuous mode.")
