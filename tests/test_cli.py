@@ -112,11 +112,16 @@ def test_stdout_carries_records_only_and_stderr_the_summary() -> None:
     recs = records(r.stdout)  # every stdout line parses as a record
     assert len(recs) == 31
     assert "31 roundtrips" in r.stderr and "13 connections" in r.stderr
-    # the endpoint table: one row per (server, operation, path), the busiest first, capped at 25 rows
+    # the endpoint table: one row per (server, operation, path), the busiest first, capped at 25 rows; paths
+    # in full (the table cut them at 32 characters before) and templated as the agent's metrics template
+    # them (`/js/jquery.tableofcontents.js` is one of the `/js/{id}` row's records)
+    from packetd.pipeline.metrics import PathTemplater
+
+    template = PathTemplater()
     rows = [ln for ln in r.stderr.splitlines() if ln.startswith("192.150.187.43:80")]
     per_path: dict[str, int] = {}
     for rec in recs:
-        path = rec["request"]["path"][:32]  # the table shows 32 characters of a path
+        path = template(rec["request"]["path"])
         per_path[path] = per_path.get(path, 0) + 1
     assert len(rows) == 25 and f"... and {len(per_path) - 25} more endpoints" in r.stderr
     for ln in rows:

@@ -26,12 +26,15 @@ from packetd.capture import bpf
 from packetd.capture.pcapfile import CaptureFile, CaptureFormatError
 from packetd.capture.source import TICK, Source, resolve_engine
 from packetd.engine import Engine, EngineConfig, Rule, RuleError, check_rules, default_rules, parse_rule
+from packetd.export.progress import Progress, for_file
 from packetd.export.rotating import RotatingFile
 from packetd.export.text import TextFormatter
+from packetd.flow.ports import PortTally
 from packetd.flow.table import DEFAULT_MAX_MEMORY_MB, FlowConfig, flows_for_memory
 from packetd.pairing.roundtrip import Roundtrip, dumps
 from packetd.pipeline.filters import DisplayFilter, FieldFilter, FilterError
-from packetd.pipeline.summary import Summary
+from packetd.pipeline.hint import QuietHint, hint_lines, host_hint_lines
+from packetd.pipeline.summary import Summary, plural
 from packetd.protocols.base import Kind
 from packetd.protocols.options import OptionError, parse_assignments
 from packetd.protocols.registry import REGISTRY
@@ -807,13 +810,24 @@ class _Watch:
         self.shown = 0
         self.halt = _Halt(at_once=not live)
         self.held = HeldRecords(self.resolver, self._sink) if self.resolver is not None else None
+        # where the packets went, for the hint when no connection is found (pipeline/hint.py)
+        self.ports = PortTally()
         self.engine = Engine(
             config,
             self._emitted,
             on_connection=self.resolver.note if self.resolver is not None else None,
+            ports=self.ports,
         )
+        self.quiet = QuietHint(time.monotonic())
         self.pcap_out = self._pcap_out()
         self.frame = self._frame_function()
+        self.write: Callable[[Roundtrip], None] = self.output.write
+        self.progress: Progress | None = None
+        if not live and opts.pcap_file not in (None, "-") and sys.stderr.isatty():
+            assert opts.pcap_file is not None
+            if os.path.isfile(opts.pcap_file):  # a file, not a FIFO or a pipe: its size says how far we are
+                self.progress = for_file(opts.pcap_file, sys.stderr, before_draw=self.output.flush)
+                self.write = _erasing(self.progress, self.output.write)
         self.started = time.monotonic()
 
     def _pcap_out(self) -> Any:
@@ -855,11 +869,17 @@ class _Watch:
             return self.engine.frame
         decode = self.engine.net.decode
         segment = self.engine.flows.segment
+        stats = self.engine.flows.stats
+        ports = self.ports
         packet = pcap_out.packet
 
         def frame(ts: int, lt: int, data: memoryview) -> None:
             seg = decode(ts, lt, data)
             if seg is not None:
+                if ports.active:  # as Engine's tallied frame (the first-run hint)
+                    ports.add(seg)
+                    if stats.created:
+                        ports.active = False
                 segment(seg)
                 packet(seg, ts, lt, data)
 
@@ -880,7 +900,7 @@ class _Watch:
         # after a signal, records still flow: what the kernel already delivered is drained and shown
         if halt.full or not self.display.accept(rt):
             return
-        self.output.write(rt)
+        self.write(rt)
         self.shown += 1
         if self.opts.count and self.shown >= self.opts.count:
             halt.now = halt.full = True
@@ -905,6 +925,8 @@ class _Watch:
         for ts, lt, data in self.source:
             if lt == TICK:
                 engine.tick(ts)
+                if self.quiet.due(time.monotonic(), engine.flows.stats.created):
+                    _hint(engine, self.rules, f"in {self.quiet.after_s:.0f}s")
                 if held is not None:
                     held.flush()  # a quiet moment: connections noted since the last pass
                 output.flush()
@@ -917,6 +939,8 @@ class _Watch:
 
     def _file_frames(self) -> Iterable[tuple[int, int, memoryview]]:
         frames: Iterable[tuple[int, int, memoryview]] = self.source
+        if self.progress is not None:
+            frames = self.progress.wrap(self.source)
         user = self.user_filter
         if user is not None:
             frames = (f for f in frames if user(f[1], f[2]))
@@ -957,7 +981,15 @@ class _Watch:
             for lt, why in sorted(self.user_filter.refused.items()):
                 _warn(f"filter expression: packets of link type {lt} skipped: {why}")
         source.close()
-        _print_summary(engine, self.summary, kernel, time.monotonic() - self.started, self.halt.signals > 0)
+        if self.live:
+            elapsed = f"{time.monotonic() - self.started:.1f}s"
+        else:  # a file's own time: its first to its last packet
+            first = self.ports.first_ns
+            span = engine.flows.now_ns - first if first >= 0 else 0
+            elapsed = f"{format_duration(max(span, 0))} of packet time"
+        _print_summary(engine, self.summary, kernel, elapsed, self.halt.signals > 0)
+        if not engine.flows.stats.created:
+            _hint(engine, self.rules if self.live else None, f"in {elapsed}")
         self._print_pcap_out()
         if self.resolver is not None:
             self._print_processes(self.resolver)
@@ -968,8 +1000,8 @@ class _Watch:
             return
         left = sum(out.left_out.values())
         click.echo(
-            f"packetd: wrote {_n(out.written_packets, 'packet')} of {_n(out.written_connections, 'connection')} "
-            f"to {self.opts.write_file} ({_n(out.dropped_connections, 'connection')} not written)"
+            f"packetd: wrote {plural(out.written_packets, 'packet')} of {plural(out.written_connections, 'connection')} "
+            f"to {self.opts.write_file} ({plural(out.dropped_connections, 'connection')} not written)"
             + (
                 f"; {left} packets left out ({', '.join(f'{k}: {v}' for k, v in sorted(out.left_out.items()))}"
                 " budget), each gap commented in the file"
@@ -992,10 +1024,6 @@ class _Watch:
         )
 
 
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def _rule_text(rule: Rule) -> str:
     return f"{rule.protocol}:{','.join(map(str, rule.ports))}" + (f";{rule.host}" if rule.host else "")
 
@@ -1011,6 +1039,16 @@ def _first_span(
         elif f[0] - first > span_ns:
             return
         yield f
+
+
+def _erasing(progress: Progress, write: Callable[[Roundtrip], None]) -> Callable[[Roundtrip], None]:
+    """`write` that first erases the progress line (a record never shares a line with it)."""
+
+    def erase_then_write(rt: Roundtrip) -> None:
+        progress.clear()
+        write(rt)
+
+    return erase_then_write
 
 
 def _process_resolver(opts: WatchOptions, live: bool, display: DisplayFilter) -> ProcessResolver | None:
@@ -1068,8 +1106,9 @@ def _quiet_stdout() -> None:
 
 
 def _print_summary(
-    engine: Engine, summary: Summary, kernel: dict[str, tuple[int, int]], elapsed: float, interrupted: bool
+    engine: Engine, summary: Summary, kernel: dict[str, tuple[int, int]], elapsed: str, interrupted: bool
 ) -> None:
+    """`elapsed`: wall time live, packet time (first to last packet) for a file, already worded."""
     err: Callable[[str], None] = lambda s: click.echo(s, err=True)  # noqa: E731
     net = engine.net.stats
     flows = engine.flows.stats
@@ -1081,15 +1120,15 @@ def _print_summary(
     encrypted = sum(s.encrypted for s in engine.protocol_stats.values())
     err("")
     err(
-        f"packetd: {net.frames} packets in {elapsed:.1f}s, {drops} dropped by the kernel"
+        f"packetd: {plural(net.frames, 'packet')} in {elapsed}, {drops} dropped by the kernel"
         + (f" ({', '.join(f'{k}: {d}' for k, (_, d) in kernel.items())})" if len(kernel) > 1 else "")
-        + f"; {flows.created} connections ({flows.midstream} joined mid-stream, {encrypted} encrypted)"
+        + f"; {plural(flows.created, 'connection')} ({flows.midstream} joined mid-stream, {encrypted} encrypted)"
     )
     err(
-        f"packetd: {kinds[Kind.ROUNDTRIP]} roundtrips, {kinds[Kind.HANDSHAKE]} handshakes, "
+        f"packetd: {plural(kinds[Kind.ROUNDTRIP], 'roundtrip')}, {plural(kinds[Kind.HANDSHAKE], 'handshake')}, "
         f"{kinds[Kind.ONEWAY]} one-way, {kinds[Kind.UNANSWERED]} unanswered; "
-        f"{orphans} orphan responses, {resets} decode resets, {flows.gaps} gaps ({flows.gap_bytes} bytes), "
-        f"{sync} resyncs, {flows.duplicates} retransmissions"
+        f"{plural(orphans, 'orphan response')}, {plural(resets, 'decode reset')}, {plural(flows.gaps, 'gap')} "
+        f"({plural(flows.gap_bytes, 'byte')}), {plural(sync, 'resync')}, {plural(flows.duplicates, 'retransmission')}"
         # what the flow layer's bounds and checks refused, only when something was
         + (f", {flows.evicted} connections evicted (table full)" if flows.evicted else "")
         + (f", {flows.rst_out_of_window} out-of-window RSTs ignored" if flows.rst_out_of_window else "")
@@ -1101,24 +1140,26 @@ def _print_summary(
                 f"packetd: {name} counters: "
                 + ", ".join(f"{k}={v}" for k, v in sorted(pstats.counters.items()))
             )
-    rows = summary.rows()
-    if rows:
-        header = f"{'SERVER':<22} {'PROTO':<6} {'OPERATION':<10} {'PATH':<32} {'COUNT':>7} {'ERRORS':>6} {'P50':>9} {'P90':>9} {'P99':>9}"
-        err(header)
-        for (server, proto, op, path), st in rows[:SUMMARY_ROWS]:
-            lat = st.latency
-            p = [format_duration(lat.percentile(q)) if lat.count else "-" for q in (0.5, 0.9, 0.99)]
-            err(
-                f"{server:<22} {proto:<6} {op[:10]:<10} {path[:32]:<32} {st.count:>7} {st.errors:>6} {p[0]:>9} {p[1]:>9} {p[2]:>9}"
-            )
-        if len(rows) > SUMMARY_ROWS:
-            err(f"... and {len(rows) - SUMMARY_ROWS} more endpoints")
-        if summary.folded:
-            err(
-                f"({summary.folded} records from endpoints beyond the first {len(summary.endpoints) - 1} folded into '(other)')"
-            )
+    for line in summary.table(SUMMARY_ROWS):
+        err(line)
     if interrupted:
         err("packetd: interrupted")
+
+
+def _hint(engine: Engine, live_rules: list[Rule] | None, quiet: str) -> None:
+    """No connection on a watched port: where the packets went and what to type; live, when the kernel
+    filter let nothing through, this host's busiest TCP servers."""
+    assert engine.ports is not None
+    lines = hint_lines(engine.ports, engine.registry)
+    if not lines and live_rules is not None:
+        from packetd.attribution.listening import busiest_servers, read_tables
+
+        watched = {
+            (t, p) for r in live_rules for t in engine.registry[r.protocol].transports for p in r.ports
+        }
+        lines = host_hint_lines(busiest_servers(read_tables()), watched, quiet, engine.registry)
+    for line in lines:
+        click.echo(line, err=True)
 
 
 if __name__ == "__main__":

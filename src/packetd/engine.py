@@ -15,6 +15,7 @@ from dataclasses import field
 from typing import Any
 
 from packetd._values import value
+from packetd.flow.ports import PortTally
 from packetd.flow.table import Endpoint, FlowConfig, FlowTable, StreamHandler
 from packetd.net.packet import PROTO_TCP, PacketDecoder
 from packetd.pairing.roundtrip import Roundtrip
@@ -166,6 +167,7 @@ class Engine:
         sink: RecordSink,
         registry: Registry = REGISTRY,
         on_connection: ConnectionHook | None = None,
+        ports: PortTally | None = None,
     ) -> None:
         check_rules(config.rules, registry)
         self._on_connection = on_connection
@@ -186,7 +188,28 @@ class Engine:
             if seg is not None:
                 segment(seg)
 
-        self.frame = frame
+        self.frame: Callable[[int, int, memoryview], None] = frame
+        self.ports = ports
+        if ports is not None:
+            self.frame = self._tallied(ports)
+
+    def _tallied(self, ports: PortTally) -> Callable[[int, int, memoryview], None]:
+        """`frame` that also counts server ports until the first connection on a watched port (`watch`'s
+        hint, flow/ports.py); the agent and the benchmarks use the plain one."""
+        decode = self.net.decode
+        segment = self.flows.segment
+        stats = self.flows.stats
+
+        def frame(ts_ns: int, linktype: int, data: memoryview) -> None:
+            seg = decode(ts_ns, linktype, data)
+            if seg is not None:
+                if ports.active:
+                    ports.add(seg)
+                    if stats.created:
+                        ports.active = False
+                segment(seg)
+
+        return frame
 
     def reconfigure(self, config: EngineConfig) -> None:
         """New rules and decoder options (a reload): flows the new rules still cover go on, with their

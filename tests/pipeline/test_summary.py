@@ -55,3 +55,31 @@ def test_errors_counted_per_endpoint_and_display_filter() -> None:
     assert [f.accept(_rt("/x", c, 1)) for c in (200, 500, 404)] == [False, True, False]
     f = DisplayFilter(slower_than_ns=1_000_000)
     assert [f.accept(_rt("/x", 200, d)) for d in (999_999, 1_000_000)] == [False, True]
+
+
+def test_paths_templated_and_folded_rows_counted_with_the_reason() -> None:
+    s = Summary()
+    for i in range(40):
+        s.add(_rt(f"/users/{1000 + i}", 200, 1000))  # one endpoint, not 40
+    ((key, ep),) = s.rows()
+    assert key[3] == "/users/{id}" and ep.count == 40
+    s = Summary()
+    for i in range(MAX_ENDPOINTS + 30):
+        s.add(_rt(f"/p{i}", 200, 1000))
+    s.add(_rt("/p1005", 200, 1000))  # a folded endpoint again: 31 records, 30 endpoints
+    last = s.table(25)[-1]
+    assert f"31 records of 30 endpoints folded into '(other)': the summary keeps {MAX_ENDPOINTS}" in last
+
+
+def test_table_full_names_v6_brackets_numbers_right_aligned() -> None:
+    rt = _rt("/x", 200, 5_000_000)
+    v6 = Roundtrip("http", Kind.ROUNDTRIP, ("::1", 1), ("::1", 33080), rt.request, rt.response, 0)
+    s = Summary()
+    s.add(v6)
+    for _ in range(12):
+        s.add(rt)
+    head, *rows = s.table(25)
+    assert rows[1].startswith("[::1]:33080 ") and rows[0].startswith("10.0.0.2:80 ")
+    count_end = head.index("COUNT") + len("COUNT")
+    assert rows[0][:count_end].endswith(" 12") and rows[1][:count_end].endswith(" 1")
+    assert all(ln == ln.rstrip() for ln in (head, *rows))

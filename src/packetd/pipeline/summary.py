@@ -2,19 +2,27 @@
 latency percentiles.
 
 Latencies go into a log-bucketed histogram (buckets 2% wide, so a reported percentile is within 2% of the
-true one) instead of a list: memory per endpoint is bounded whatever the traffic. Endpoints are bounded
-too (MAX_ENDPOINTS); the rest fold into one "(other)" row, counted.
+true one) instead of a list: memory per endpoint is bounded whatever the traffic. Paths are templated as
+the agent's metrics template them (`/users/123` → `/users/{id}`), so one endpoint is one row, not one row
+per id. Endpoints are bounded too (MAX_ENDPOINTS); the rest fold into one "(other)" row, and the table says
+how many records and (up to MAX_FOLDED_KEYS) how many distinct endpoints went there.
+
+`table()` renders the rows for a person: columns as wide as their widest value, numbers right-aligned,
+full operation names, IPv6 servers as `[addr]:port`.
 """
 
 from __future__ import annotations
 
 import math
 
-from packetd.pairing.roundtrip import Roundtrip
+from packetd.pairing.roundtrip import Roundtrip, endpoint_text
+from packetd.pipeline.metrics import PathTemplater
 from packetd.pipeline.semantics import url_path
 from packetd.protocols.base import Kind
+from packetd.units import format_duration
 
 MAX_ENDPOINTS = 1000  # rows kept; more distinct endpoints than this fold into "(other)"
+MAX_FOLDED_KEYS = 10_000  # distinct folded endpoints counted exactly up to here (then "more than")
 MAX_PATH = 60  # characters of the path shown
 _GROWTH = math.log(1.02)
 OTHER = ("(other)", "", "", "")
@@ -68,23 +76,21 @@ class Summary:
         self.endpoints: dict[tuple[str, str, str, str], EndpointStats] = {}
         self.kinds: dict[str, int] = dict.fromkeys(Kind.ALL, 0)
         self.folded = 0
+        self.folded_keys: set[tuple[str, str, str, str]] = set()  # bounded by MAX_FOLDED_KEYS
+        self._template = PathTemplater()
 
     def add(self, rt: Roundtrip) -> None:
         self.kinds[rt.kind] += 1
         req = rt.request if rt.request is not None else rt.response
         assert req is not None
-        path = str(url_path(rt) or "")  # never the query: the summary leaves the host too (stderr)
+        # never the query: the summary leaves the host too (stderr)
+        path = self._template(str(url_path(rt) or ""))
         if len(path) > MAX_PATH:
             path = path[: MAX_PATH - 1] + "…"
-        key = (f"{rt.server[0]}:{rt.server[1]}", rt.protocol, rt.operation, path)
+        key = (endpoint_text(rt.server), rt.protocol, rt.operation, path)
         ep = self.endpoints.get(key)
         if ep is None:
-            if len(self.endpoints) >= MAX_ENDPOINTS:
-                self.folded += 1
-                key = OTHER
-                ep = self.endpoints.get(key)
-            if ep is None:
-                ep = self.endpoints[key] = EndpointStats()
+            ep = self._new_endpoint(key)
         ep.count += 1
         if rt.error:
             ep.errors += 1
@@ -92,5 +98,61 @@ class Summary:
         if d is not None:
             ep.latency.add(d)
 
+    def _new_endpoint(self, key: tuple[str, str, str, str]) -> EndpointStats:
+        if len(self.endpoints) >= MAX_ENDPOINTS:
+            self.folded += 1
+            if len(self.folded_keys) < MAX_FOLDED_KEYS:
+                self.folded_keys.add(key)
+            key = OTHER
+            ep = self.endpoints.get(key)
+            if ep is not None:
+                return ep
+        ep = self.endpoints[key] = EndpointStats()
+        return ep
+
     def rows(self) -> list[tuple[tuple[str, str, str, str], EndpointStats]]:
         return sorted(self.endpoints.items(), key=lambda kv: (-kv[1].count, kv[0]))
+
+    def table(self, max_rows: int) -> list[str]:
+        """The endpoint table's lines (header first), the busiest `max_rows` endpoints, then what was left
+        out and why."""
+        rows = self.rows()
+        if not rows:
+            return []
+        shown = rows[:max_rows]
+        head = ("SERVER", "PROTO", "OPERATION", "PATH", "COUNT", "ERRORS", "P50", "P90", "P99")
+        cells = [head] + [_cells(key, st) for key, st in shown]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
+        lines = [_line(row, widths) for row in cells]
+        if len(rows) > max_rows:
+            lines.append(f"... and {plural(len(rows) - max_rows, 'more endpoint')}")
+        if self.folded:
+            n = len(self.folded_keys)
+            distinct = f"more than {n}" if n >= MAX_FOLDED_KEYS else str(n)
+            lines.append(
+                f"({plural(self.folded, 'record')} of {distinct} endpoints folded into '(other)': the "
+                f"summary keeps {MAX_ENDPOINTS} distinct endpoints, the first seen)"
+            )
+        return lines
+
+
+def plural(n: int, word: str) -> str:
+    """`1 connection`, `2 connections` (the word is made plural by its last word: `more endpoint`)."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+_RIGHT = frozenset({4, 5, 6, 7, 8})  # COUNT .. P99: numbers, right-aligned
+
+
+def _cells(key: tuple[str, str, str, str], st: EndpointStats) -> tuple[str, ...]:
+    server, proto, op, path = key
+    lat = st.latency
+    p = [format_duration(lat.percentile(q)) if lat.count else "-" for q in (0.5, 0.9, 0.99)]
+    return (server, proto or "-", op or "-", path or "-", str(st.count), str(st.errors), *p)
+
+
+def _line(row: tuple[str, ...], widths: list[int]) -> str:
+    out = [
+        c.rjust(w) if i in _RIGHT else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+    ]
+    return " ".join(out).rstrip()

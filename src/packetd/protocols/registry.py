@@ -15,22 +15,34 @@ from typing import Any, Literal
 from packetd._values import value
 from packetd.protocols.amqp.decoder import AmqpOptions
 from packetd.protocols.amqp.decoder import new_decoder as amqp_decoder
+from packetd.protocols.amqp.display import DISPLAY as amqp_display
 from packetd.protocols.base import Decoder, DecoderContext
+from packetd.protocols.display import DEFAULT as DEFAULT_DISPLAY
+from packetd.protocols.display import Display
 from packetd.protocols.dns.decoder import DnsOptions
 from packetd.protocols.dns.decoder import new_decoder as dns_decoder
+from packetd.protocols.dns.display import DISPLAY as dns_display
 from packetd.protocols.http1.decoder import HttpOptions
 from packetd.protocols.http1.decoder import new_decoder as http1_decoder
+from packetd.protocols.http1.display import DISPLAY as http1_display
 from packetd.protocols.http2.decoder import Http2Options, new_grpc_decoder, new_http2_decoder
+from packetd.protocols.http2.display import DISPLAY as http2_display
+from packetd.protocols.http2.display import GRPC_DISPLAY as grpc_display
 from packetd.protocols.kafka.decoder import KafkaOptions
 from packetd.protocols.kafka.decoder import new_decoder as kafka_decoder
+from packetd.protocols.kafka.display import DISPLAY as kafka_display
 from packetd.protocols.mongodb.decoder import MongoOptions
 from packetd.protocols.mongodb.decoder import new_decoder as mongodb_decoder
+from packetd.protocols.mongodb.display import DISPLAY as mongodb_display
 from packetd.protocols.mysql.decoder import MysqlOptions
 from packetd.protocols.mysql.decoder import new_decoder as mysql_decoder
+from packetd.protocols.mysql.display import DISPLAY as mysql_display
 from packetd.protocols.postgresql.decoder import PostgresOptions
 from packetd.protocols.postgresql.decoder import new_decoder as postgresql_decoder
+from packetd.protocols.postgresql.display import DISPLAY as postgresql_display
 from packetd.protocols.redis.decoder import RedisOptions
 from packetd.protocols.redis.decoder import new_decoder as redis_decoder
+from packetd.protocols.redis.display import DISPLAY as redis_display
 
 Pairing = Literal["fifo", "keyed", "oneway"]
 
@@ -48,6 +60,7 @@ class ProtocolSpec:
     transports: frozenset[str]  # "tcp", "udp"
     upgrade_tokens: frozenset[str] = frozenset()  # HTTP/1.1 upgrade tokens this protocol takes over
     description: str = ""
+    display: Display = DEFAULT_DISPLAY  # how its records read in `watch`'s text line (<package>/display.py)
 
 
 class Registry:
@@ -89,6 +102,7 @@ HTTP = ProtocolSpec(
     default_ports=(80, 8080),
     transports=frozenset({"tcp"}),
     description="HTTP/1.0 and HTTP/1.1",
+    display=http1_display,
 )
 
 # One decoder serves both rows (family "http2"): each stream's content-type decides whether its record is
@@ -103,6 +117,7 @@ HTTP2 = ProtocolSpec(
     transports=frozenset({"tcp"}),
     upgrade_tokens=frozenset({"h2c", "h2c-prior-knowledge"}),
     description="HTTP/2 over cleartext (prior knowledge, Upgrade: h2c)",
+    display=http2_display,
 )
 
 GRPC = ProtocolSpec(
@@ -114,6 +129,7 @@ GRPC = ProtocolSpec(
     default_ports=(50051,),
     transports=frozenset({"tcp"}),
     description="gRPC over HTTP/2 cleartext",
+    display=grpc_display,
 )
 
 DNS = ProtocolSpec(
@@ -125,6 +141,7 @@ DNS = ProtocolSpec(
     default_ports=(53,),
     transports=frozenset({"udp", "tcp"}),
     description="DNS over UDP and TCP",
+    display=dns_display,
 )
 
 AMQP = ProtocolSpec(
@@ -136,6 +153,7 @@ AMQP = ProtocolSpec(
     default_ports=(5672,),
     transports=frozenset({"tcp"}),
     description="AMQP 0-9-1 (RabbitMQ)",
+    display=amqp_display,
 )
 
 MONGODB = ProtocolSpec(
@@ -147,6 +165,7 @@ MONGODB = ProtocolSpec(
     default_ports=(27017,),
     transports=frozenset({"tcp"}),
     description="MongoDB wire protocol (OP_MSG, OP_COMPRESSED, legacy opcodes)",
+    display=mongodb_display,
 )
 
 KAFKA = ProtocolSpec(
@@ -158,6 +177,7 @@ KAFKA = ProtocolSpec(
     default_ports=(9092,),
     transports=frozenset({"tcp"}),
     description="Apache Kafka protocol (all API keys; flexible versions from the official schemas)",
+    display=kafka_display,
 )
 
 REDIS = ProtocolSpec(
@@ -169,6 +189,7 @@ REDIS = ProtocolSpec(
     default_ports=(6379,),
     transports=frozenset({"tcp"}),
     description="Redis RESP2 and RESP3",
+    display=redis_display,
 )
 
 POSTGRESQL = ProtocolSpec(
@@ -180,6 +201,7 @@ POSTGRESQL = ProtocolSpec(
     default_ports=(5432,),
     transports=frozenset({"tcp"}),
     description="PostgreSQL frontend/backend protocol 3",
+    display=postgresql_display,
 )
 
 MYSQL = ProtocolSpec(
@@ -191,6 +213,7 @@ MYSQL = ProtocolSpec(
     default_ports=(3306,),
     transports=frozenset({"tcp"}),
     description="MySQL and MariaDB client/server protocol",
+    display=mysql_display,
 )
 
 REGISTRY = Registry([HTTP, HTTP2, GRPC, REDIS, MYSQL, POSTGRESQL, KAFKA, MONGODB, AMQP, DNS])

@@ -308,3 +308,17 @@ class TlsDecoder:
 
     def receive_eof(self, direction: Direction, ts_ns: int) -> Sequence[Message]:
         return NO_MESSAGES
+
+
+def display_what(rec: dict[str, Any]) -> str:
+    """An encrypted connection's handshake record in `watch`'s text line: `TLS example.com h2` (the server
+    name the client asked for; the ALPN protocol the server chose, else the ones the client offered)."""
+    hello = (rec.get("request") or {}).get("tls") or {}
+    chosen = (rec.get("response") or {}).get("tls") or {}
+    alpn = chosen.get("alpn") or ",".join(hello.get("alpn") or ())
+    return " ".join(p for p in ("TLS", hello.get("server_name"), alpn) if p)
+
+
+def is_tls_record(rec: dict[str, Any]) -> bool:
+    """A record made of TLS hellos (what display_what reads)."""
+    return isinstance((rec.get("request") or rec.get("response") or {}).get("tls"), dict)
