@@ -94,6 +94,7 @@ def test_bpf_expression_on_a_file_is_what_tcpdump_keeps(tmp_path: object, expres
         (["--slower-than", "fast"], "(a bare number is seconds)"),
         (["-w", "/nonexistent/dir/out.pcapng"], "cannot write -w /nonexistent/dir/out.pcapng"),
         (["--proto", "http;90-80"], "invalid port range '90-80'"),
+        (["-w", "-"], "-w - would mix packets with the records on stdout"),
     ],
 )
 def test_habits_that_cannot_work_say_what_to_type(args: list[str], needle: str) -> None:

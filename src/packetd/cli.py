@@ -462,6 +462,12 @@ def watch(**kw: Any) -> None:
     """
     expression = " ".join(kw["expression"])
     _check_expression(expression, kw["protos"])
+    if kw["write_file"] == "-":
+        _fail(
+            "-w - would mix packets with the records on stdout; give -w a file (or a FIFO: mkfifo p; "
+            "wireshark -k -i p & packetd watch -w p)",
+            EXIT_USAGE,
+        )
     if kw["write_only"] and not kw["write_file"]:
         _fail("--write-only needs -w FILE (the pcapng file to write)", EXIT_USAGE)
     if kw["write_only"] == "slow" and not kw["slower_than"]:
