@@ -225,3 +225,22 @@ def test_budgets_leave_packets_out_counted_and_commented(tmp_path: object) -> No
     ports = sorted({str(rt.client[1]) for rt in shown})
     decoded = _tshark(BRO, " or ".join(f"tcp.port == {p}" for p in ports), "frame.number")
     assert pcap.written_packets + total_left == len(decoded)
+
+
+def test_privilege_hint_names_the_real_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from packetd.capture.privileges import privilege_hint
+
+    # a virtualenv's python is a symlink; setcap must name the file it points to
+    assert f"setcap cap_net_raw,cap_net_admin=eip {os.path.realpath(sys.executable)}`" in privilege_hint()
+    monkeypatch.setattr(sys, "argv", ["/opt/venv/bin/packetd", "watch"])
+    assert "sudo /opt/venv/bin/packetd ..." in privilege_hint()
+
+
+@pytest.mark.root
+def test_live_without_privilege_points_at_setcap_and_the_file_flags() -> None:
+    r = run("watch", "-i", "lo", uid=65534)  # nobody: no CAP_NET_RAW
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert "setcap cap_net_raw,cap_net_admin=eip /" in r.stderr and "--pcap-file (-r)" in r.stderr
+    assert "-m packetd ...)" in r.stderr  # how this process was started, to repeat under sudo
