@@ -1,5 +1,6 @@
 #!/bin/sh
-# System packages the test suite talks to: tmux (reads the text line off a real terminal screen), tshark (the independent oracle for golden tests), tcpdump (the
+# System packages the test suite talks to: tmux (a real terminal: the text line's and `packetd top`'s
+# screens are read with capture-pane), tshark (the independent oracle for golden tests), tcpdump (the
 # replay comparison), nginx and curl (live HTTP tests), nghttpd/nghttp/h2load (live HTTP/2 tests and the gRPC
 # bench), prometheus (the agent's end-to-end tests), openssl (test certificates), redis-server, postgresql
 # and mariadb-server (live database tests; redis-tools, postgresql-client and mariadb-client bring

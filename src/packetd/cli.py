@@ -1,4 +1,4 @@
-"""The `packetd` command: `watch`, `ifaces`, `version`.
+"""The `packetd` command: `watch`, `top`, `ifaces`, `version`.
 
 User mistakes (a bad flag, an unreadable file, no privilege to capture) end with one line on stderr that
 names the problem and what is allowed, and a non-zero exit status — never a traceback. stdout carries
@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -23,7 +23,9 @@ import click
 from packetd import __version__
 from packetd.attribution.processes import HeldRecords, ProcessResolver
 from packetd.capture import bpf
+from packetd.capture.libpcap import OfflineFilter
 from packetd.capture.pcapfile import CaptureFile, CaptureFormatError
+from packetd.capture.pcapout import PcapOut
 from packetd.capture.source import TICK, Source, resolve_engine
 from packetd.engine import Engine, EngineConfig, Rule, RuleError, check_rules, default_rules, parse_rule
 from packetd.export.progress import Progress, for_file
@@ -38,6 +40,7 @@ from packetd.pipeline.summary import Summary, plural
 from packetd.protocols.base import Kind
 from packetd.protocols.options import OptionError, parse_assignments
 from packetd.protocols.registry import REGISTRY
+from packetd.top.command import build_command as build_top_command
 from packetd.units import format_duration, parse_duration
 
 EXIT_RUNTIME = 1
@@ -480,12 +483,18 @@ def watch(**kw: Any) -> None:
         )
     if kw["pcap_file"] is not None:
         _warn_live_only(click.get_current_context())
-    ifaces = kw["ifaces"]
     if kw["iface_names"] and kw["pcap_file"] is None:
         _check_iface_names(kw["iface_names"])
-    if kw["iface_names"]:
+    sys.exit(run_watch(watch_options(kw)))
+
+
+def watch_options(kw: dict[str, Any]) -> WatchOptions:
+    """The options of watch's flags, by their click names (`packetd top` passes watch's defaults for the
+    flags it does not take)."""
+    ifaces = kw["ifaces"]
+    if kw.get("iface_names"):
         ifaces = "^(" + "|".join(re.escape(n) for n in kw["iface_names"]) + ")$"
-    opts = WatchOptions(
+    return WatchOptions(
         protos=kw["protos"],
         ifaces=ifaces,
         pcap_file=kw["pcap_file"],
@@ -513,12 +522,15 @@ def watch(**kw: Any) -> None:
         pids=kw["pids"],
         comms=kw["comms"],
         containers=kw["containers"],
-        expression=expression,
-        write_file=kw["write_file"],
-        write_only=kw["write_only"],
+        expression=" ".join(kw.get("expression") or ()),
+        write_file=kw.get("write_file"),
+        write_only=kw.get("write_only"),
         fields=_field_filter(kw),
     )
-    sys.exit(run_watch(opts))
+
+
+# `packetd top` (src/packetd/top/): watch's capture flags and capture, its own table
+main.add_command(build_top_command(watch))
 
 
 LIVE_ONLY = ("ifaces", "iface_names", "engine", "block_num", "user", "no_promisc", "kernel_drop_acks")
@@ -580,7 +592,7 @@ def _field_filter(kw: dict[str, Any]) -> FieldFilter | None:
         "clients",
         "servers",
     )
-    if not any(kw[n] for n in names):
+    if not any(kw.get(n) for n in names):
         return None
     try:
         return FieldFilter(**{n: kw[n] for n in names})
@@ -705,21 +717,9 @@ class Output:
             self._out.flush()
 
 
-# -- the watch loop ---------------------------------------------------------------------------------------------
-def run_watch(opts: WatchOptions) -> int:
-    run = _Watch(opts)
-    try:
-        run.loop()
-    except KeyboardInterrupt:
-        pass  # a second signal: the first one was not answered in time
-    except BrokenPipeError:
-        _quiet_stdout()
-        return 0
-    run.finish()
-    return 0
-
-
-def _engine_config(opts: WatchOptions, rules: list[Rule]) -> EngineConfig:
+# -- the capture (shared by watch and top) ----------------------------------------------------------------------
+def engine_config(opts: WatchOptions, rules: list[Rule]) -> EngineConfig:
+    """The engine's configuration from watch's flags (decoder options, connection table, IP versions)."""
     ip_versions = frozenset({4, 6}) if opts.ipv is None else frozenset({int(opts.ipv[1])})
     assignments = list(opts.decoder_opts)
     if opts.capture_body is not None:
@@ -739,7 +739,8 @@ def _engine_config(opts: WatchOptions, rules: list[Rule]) -> EngineConfig:
     )
 
 
-def _open_source(opts: WatchOptions, rules: list[Rule]) -> Source | CaptureFile:
+def open_source(opts: WatchOptions, rules: list[Rule]) -> Source | CaptureFile:
+    """The live capture (privileges dropped after, with --user) or the capture file."""
     if opts.pcap_file is None:
         source = open_live(opts, rules)
         if opts.user:
@@ -786,7 +787,7 @@ def _check_live_expression(opts: WatchOptions) -> None:
             )
 
 
-def _display_filter(opts: WatchOptions) -> DisplayFilter:
+def display_filter(opts: WatchOptions) -> DisplayFilter:
     return DisplayFilter(
         errors_only=opts.errors,
         slower_than_ns=opts.slower_than_ns,
@@ -798,253 +799,307 @@ def _display_filter(opts: WatchOptions) -> DisplayFilter:
     )
 
 
-class _Watch:
-    """One `watch` run: the source, the engine, the sinks, the loop and the summary."""
+@dataclass
+class Capture:
+    """A capture as watch runs it: rules, source, engine, process attribution (`packetd top` runs one too).
 
-    def __init__(self, opts: WatchOptions) -> None:
-        self.opts = opts
-        self.rules = rules = build_rules(opts.protos)
-        config = _engine_config(opts, rules)
-        self.live = live = opts.pcap_file is None
-        _check_live_expression(opts)
-        self.user_filter = None if live else _offline_filter(opts)
-        self.source = _open_source(opts, rules)
-        self.display = _display_filter(opts)
-        self.resolver = _process_resolver(opts, live, self.display)
-        self.output = Output(opts, live)
-        self.summary = Summary()
-        self.shown = 0
-        self.halt = _Halt(at_once=not live)
-        self.held = HeldRecords(self.resolver, self._sink) if self.resolver is not None else None
-        # where the packets went, for the hint when no connection is found (pipeline/hint.py)
-        self.ports = PortTally()
-        self.engine = Engine(
-            config,
-            self._emitted,
-            on_connection=self.resolver.note if self.resolver is not None else None,
-            ports=self.ports,
-        )
-        self.quiet = QuietHint(time.monotonic())
-        self.pcap_out = self._pcap_out()
-        self.frame = self._frame_function()
-        self.write: Callable[[Roundtrip], None] = self.output.write
-        self.progress: Progress | None = None
-        if not live and opts.pcap_file not in (None, "-") and sys.stderr.isatty():
-            assert opts.pcap_file is not None
-            if os.path.isfile(opts.pcap_file):  # a file, not a FIFO or a pipe: its size says how far we are
-                self.progress = for_file(opts.pcap_file, sys.stderr, before_draw=self.output.flush)
-                self.write = _erasing(self.progress, self.output.write)
-        self.started = time.monotonic()
+    `sink` sees every record (before display filters), with its processes attached when attribution is on.
+    `frames` is what `pump` reads a file from: the source itself, or watch's progress line around it.
+    """
 
-    def _pcap_out(self) -> Any:
-        opts = self.opts
-        if opts.write_file is None:
-            return None
-        from packetd.capture.pcapout import PcapOut
+    opts: WatchOptions
+    rules: list[Rule]
+    source: Source | CaptureFile
+    engine: Engine
+    resolver: ProcessResolver | None
+    held: HeldRecords | None
+    ports: PortTally  # where the packets went, for the hint when no connection is found (pipeline/hint.py)
+    quiet: QuietHint
+    frames: Iterable[tuple[int, int, memoryview]]
+    # the frame function: the engine's, or one that also files packets for -w (capture/pcapout.py)
+    frame: Callable[[int, int, memoryview], None] | None = None
+    pcap_out: PcapOut | None = None
+    user_filter: OfflineFilter | None = None  # a file's packets through the positional expression
 
-        try:
-            out = open(opts.write_file, "wb")  # noqa: SIM115 (closed in finish)
-        except OSError as exc:
-            _fail(f"cannot write -w {opts.write_file}: {exc.strerror}", EXIT_USAGE)
-        accept, mode, slower = self.display.accept_content, opts.write_only, opts.slower_than_ns
+    @property
+    def live(self) -> bool:
+        return self.opts.pcap_file is None
 
-        def qualifies(rt: Roundtrip) -> bool:
-            if not accept(rt):
-                return False
-            if mode == "errors":
-                return rt.error
-            if mode == "slow":
-                d = rt.duration_ns
-                return d is not None and d > slower
-            return True
-
-        comment = (
-            f"packetd {__version__}: rules {', '.join(_rule_text(r) for r in self.rules)}"
-            + (f"; filter '{opts.expression}'" if opts.expression else "")
-            + (
-                f"; only connections with {'an error' if mode == 'errors' else 'a slow roundtrip'}"
-                if mode
-                else ""
-            )
-        )
-        return PcapOut(out, self.engine.flows, qualifies, comment, self.source.name)
-
-    def _frame_function(self) -> Callable[[int, int, memoryview], None]:
-        pcap_out = self.pcap_out
-        if pcap_out is None:
-            return self.engine.frame
-        decode = self.engine.net.decode
-        segment = self.engine.flows.segment
-        stats = self.engine.flows.stats
-        ports = self.ports
-        packet = pcap_out.packet
-
-        def frame(ts: int, lt: int, data: memoryview) -> None:
-            seg = decode(ts, lt, data)
-            if seg is not None:
-                if ports.active:  # as Engine's tallied frame (the first-run hint)
-                    ports.add(seg)
-                    if stats.created:
-                        ports.active = False
-                segment(seg)
-                packet(seg, ts, lt, data)
-
-        return frame
-
-    # -- records ---------------------------------------------------------------------------------------------
-    def _emitted(self, rt: Roundtrip) -> None:
-        if self.pcap_out is not None:
-            self.pcap_out.record(rt)
-        if self.held is not None:
-            self.held(rt)
-        else:
-            self._sink(rt)
-
-    def _sink(self, rt: Roundtrip) -> None:
-        self.summary.add(rt)
-        halt = self.halt
-        # after a signal, records still flow: what the kernel already delivered is drained and shown
-        if halt.full or not self.display.accept(rt):
-            return
-        self.write(rt)
-        self.shown += 1
-        if self.opts.count and self.shown >= self.opts.count:
-            halt.now = halt.full = True
-
-    # -- the loop --------------------------------------------------------------------------------------------
-    def loop(self) -> None:
+    def pump(self, halt: Halt, on_tick: Callable[[int], None] | None = None, hints: bool = True) -> None:
+        """Feed every frame to the engine until the source ends, `halt.now`, or --duration; `hints`: the
+        quiet-capture hint on stderr (not under a full-screen view)."""
+        frame, held, opts, engine = self.frame or self.engine.frame, self.held, self.opts, self.engine
         if self.live:
-            desc = ", ".join(_rule_text(r) for r in self.rules)
-            click.echo(f"packetd: capturing on {self.source.name} ({desc}); Ctrl-C to stop", err=True)
-        # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then keeps it ignored;
-        # `kill -INT` (what Ctrl-C sends) must stop watch wherever it was started
-        signal.signal(signal.SIGINT, self.halt.signalled)
-        signal.signal(signal.SIGTERM, self.halt.signalled)
-        if self.live:
-            self._live_loop()
-        else:
-            self._file_loop()
-
-    def _live_loop(self) -> None:
-        engine, held, output, halt, frame = self.engine, self.held, self.output, self.halt, self.frame
-        deadline = time.monotonic() + self.opts.duration_ns / 1e9 if self.opts.duration_ns else None
-        for ts, lt, data in self.source:
-            if lt == TICK:
-                engine.tick(ts)
-                if self.quiet.due(time.monotonic(), engine.flows.stats.created):
-                    _hint(engine, self.rules, f"in {self.quiet.after_s:.0f}s")
-                if held is not None:
-                    held.flush()  # a quiet moment: connections noted since the last pass
-                output.flush()
-            else:
+            deadline = time.monotonic() + opts.duration_ns / 1e9 if opts.duration_ns else None
+            for ts, lt, data in self.source:
+                if lt == TICK:
+                    engine.tick(ts)
+                    if hints and self.quiet.due(time.monotonic(), engine.flows.stats.created):
+                        _hint(engine, self.rules, f"in {self.quiet.after_s:.0f}s")
+                    if held is not None:
+                        held.flush()  # a quiet moment: connections noted since the last pass
+                    if on_tick is not None:
+                        on_tick(ts)
+                else:
+                    frame(ts, lt, data)
+                    if held is not None and ts >= held.due:
+                        held.flush()
+                if halt.now or (deadline is not None and time.monotonic() >= deadline):
+                    break
+        elif opts.duration_ns:
+            first = -1
+            for ts, lt, data in self.frames:
+                if first < 0:
+                    first = ts
+                elif ts - first > opts.duration_ns:
+                    break
                 frame(ts, lt, data)
-                if held is not None and ts >= held.due:
-                    held.flush()
-            if halt.now or (deadline is not None and time.monotonic() >= deadline):
-                break
+                if halt.now:
+                    break
+        else:
+            for ts, lt, data in self.frames:
+                frame(ts, lt, data)
+                if halt.now:
+                    break
 
-    def _file_frames(self) -> Iterable[tuple[int, int, memoryview]]:
-        frames: Iterable[tuple[int, int, memoryview]] = self.source
-        if self.progress is not None:
-            frames = self.progress.wrap(self.source)
-        user = self.user_filter
-        if user is not None:
-            frames = (f for f in frames if user(f[1], f[2]))
-        if self.opts.duration_ns:
-            frames = _first_span(frames, self.opts.duration_ns)
-        return frames
+    def finish(self, halt: Halt) -> None:
+        """Drain the kernel's last packets (live), flush the engine and the held records."""
+        source = self.source
+        if self.live and hasattr(source, "drain") and not halt.forced:
+            time.sleep(0.12)  # let the kernel retire the block holding the last packets
+            frame = self.frame or self.engine.frame
+            for ts, lt, data in source.drain():
+                frame(ts, lt, data)
+        self.engine.finish()
+        if self.pcap_out is not None:
+            self.pcap_out.finish()
+        if self.held is not None:
+            self.held.flush()
 
-    def _file_loop(self) -> None:
-        frame, halt = self.frame, self.halt
-        for ts, lt, data in self._file_frames():
-            frame(ts, lt, data)
-            if halt.now:
-                break
-
-    # -- the end ---------------------------------------------------------------------------------------------
-    def finish(self) -> None:
-        source, engine = self.source, self.engine
-        try:
-            if self.live and hasattr(source, "drain") and not self.halt.forced:
-                time.sleep(0.12)  # let the kernel retire the block holding the last packets
-                for ts, lt, data in source.drain():
-                    self.frame(ts, lt, data)
-            engine.finish()
-            if self.pcap_out is not None:
-                self.pcap_out.finish()
-            if self.held is not None:
-                self.held.flush()
-            self.output.close()
-        except BrokenPipeError:
-            _quiet_stdout()
-        except KeyboardInterrupt:
-            pass
-        kernel = source.stats()
-        if isinstance(source, CaptureFile):
-            for w in source.warnings:
+    def close(self) -> dict[str, tuple[int, int]]:
+        """Close the source (file warnings on stderr); the kernel's (received, dropped) per interface."""
+        kernel = self.source.stats()
+        if isinstance(self.source, CaptureFile):
+            for w in self.source.warnings:
                 _warn(w)
         if self.user_filter is not None:
             for lt, why in sorted(self.user_filter.refused.items()):
                 _warn(f"filter expression: packets of link type {lt} skipped: {why}")
-        source.close()
+        self.source.close()
+        return kernel
+
+    def elapsed(self, started: float) -> str:
+        """Wall time live; a file's own time, its first to its last packet."""
         if self.live:
-            elapsed = f"{time.monotonic() - self.started:.1f}s"
-        else:  # a file's own time: its first to its last packet
-            first = self.ports.first_ns
-            span = engine.flows.now_ns - first if first >= 0 else 0
-            elapsed = f"{format_duration(max(span, 0))} of packet time"
-        _print_summary(engine, self.summary, kernel, elapsed, self.halt.signals > 0)
-        if not engine.flows.stats.created:
-            _hint(engine, self.rules if self.live else None, f"in {elapsed}")
-        self._print_pcap_out()
-        if self.resolver is not None:
-            self._print_processes(self.resolver)
+            return f"{time.monotonic() - started:.1f}s"
+        first = self.ports.first_ns
+        span = self.engine.flows.now_ns - first if first >= 0 else 0
+        return f"{format_duration(max(span, 0))} of packet time"
 
-    def _print_pcap_out(self) -> None:
-        out = self.pcap_out
-        if out is None:
-            return
-        left = sum(out.left_out.values())
-        click.echo(
-            f"packetd: wrote {plural(out.written_packets, 'packet')} of {plural(out.written_connections, 'connection')} "
-            f"to {self.opts.write_file} ({plural(out.dropped_connections, 'connection')} not written)"
-            + (
-                f"; {left} packets left out ({', '.join(f'{k}: {v}' for k, v in sorted(out.left_out.items()))}"
-                " budget), each gap commented in the file"
-                if left
-                else ""
-            ),
-            err=True,
-        )
-        out.close()
 
-    @staticmethod
-    def _print_processes(resolver: ProcessResolver) -> None:
-        resolver.close()
-        st = resolver.stats
-        click.echo(
-            f"packetd: processes: {st.found} ends found, {st.not_local} not on this host, {st.closed} closed "
-            f"before the lookup, {st.unowned} unowned, {st.ambiguous} ambiguous; {st.passes} lookups "
-            f"({st.walks} /proc walks), {st.pending_full} not looked up (pending full), {st.cache_full} evicted",
-            err=True,
-        )
+def open_capture(opts: WatchOptions, display: DisplayFilter, sink: Callable[[Roundtrip], None]) -> Capture:
+    rules = build_rules(opts.protos)
+    config = engine_config(opts, rules)
+    _check_live_expression(opts)
+    user_filter = None if opts.pcap_file is None else _offline_filter(opts)
+    source = open_source(opts, rules)
+    resolver = _process_resolver(opts, opts.pcap_file is None, display)
+    held = HeldRecords(resolver, sink) if resolver is not None else None
+    ports = PortTally()
+    downstream = held if held is not None else sink
+    pcap: list[PcapOut] = []  # -w sees every record as the engine emits it, before any holding
+
+    def tapped(rt: Roundtrip) -> None:
+        pcap[0].record(rt)
+        downstream(rt)
+
+    engine = Engine(
+        config,
+        tapped if opts.write_file else downstream,
+        on_connection=resolver.note if resolver is not None else None,
+        ports=ports,
+    )
+    frames: Iterable[tuple[int, int, memoryview]] = source
+    if user_filter is not None:
+        frames = (f for f in source if user_filter(f[1], f[2]))
+    cap = Capture(
+        opts=opts,
+        rules=rules,
+        source=source,
+        engine=engine,
+        resolver=resolver,
+        held=held,
+        ports=ports,
+        quiet=QuietHint(time.monotonic()),
+        frames=frames,
+        user_filter=user_filter,
+    )
+    if opts.write_file:
+        pcap.append(_pcap_out(cap, display))
+        cap.pcap_out = pcap[0]
+        cap.frame = _pcap_frame(engine, ports, pcap[0])
+    return cap
+
+
+def _pcap_out(cap: Capture, display: DisplayFilter) -> PcapOut:
+    """-w FILE: which connections qualify (the display filter's content conditions, --write-only)."""
+    opts = cap.opts
+    assert opts.write_file is not None
+    try:
+        out = open(opts.write_file, "wb")  # noqa: SIM115 (closed by print_pcap_out)
+    except OSError as exc:
+        cap.source.close()
+        _fail(f"cannot write -w {opts.write_file}: {exc.strerror}", EXIT_USAGE)
+    accept, mode, slower = display.accept_content, opts.write_only, opts.slower_than_ns
+
+    def qualifies(rt: Roundtrip) -> bool:
+        if not accept(rt):
+            return False
+        if mode == "errors":
+            return rt.error
+        if mode == "slow":
+            d = rt.duration_ns
+            return d is not None and d > slower
+        return True
+
+    comment = f"packetd {__version__}: rules {', '.join(_rule_text(r) for r in cap.rules)}"
+    if opts.expression:
+        comment += f"; filter '{opts.expression}'"
+    if mode:
+        comment += f"; only connections with {'an error' if mode == 'errors' else 'a slow roundtrip'}"
+    return PcapOut(out, cap.engine.flows, qualifies, comment, cap.source.name)
+
+
+def _pcap_frame(
+    engine: Engine, ports: PortTally, pcap_out: PcapOut
+) -> Callable[[int, int, memoryview], None]:
+    """Engine's tallied frame function that also hands each frame to -w once the flow table has it."""
+    decode = engine.net.decode
+    segment = engine.flows.segment
+    stats = engine.flows.stats
+    packet = pcap_out.packet
+
+    def frame(ts: int, lt: int, data: memoryview) -> None:
+        seg = decode(ts, lt, data)
+        if seg is not None:
+            if ports.active:  # as Engine's tallied frame (the first-run hint)
+                ports.add(seg)
+                if stats.created:
+                    ports.active = False
+            segment(seg)
+            packet(seg, ts, lt, data)
+
+    return frame
+
+
+def print_pcap_out(cap: Capture) -> None:
+    out = cap.pcap_out
+    if out is None:
+        return
+    left = sum(out.left_out.values())
+    click.echo(
+        f"packetd: wrote {plural(out.written_packets, 'packet')} of "
+        f"{plural(out.written_connections, 'connection')} to {cap.opts.write_file} "
+        f"({plural(out.dropped_connections, 'connection')} not written)"
+        + (
+            f"; {left} packets left out ({', '.join(f'{k}: {v}' for k, v in sorted(out.left_out.items()))}"
+            " budget), each gap commented in the file"
+            if left
+            else ""
+        ),
+        err=True,
+    )
+    out.close()
 
 
 def _rule_text(rule: Rule) -> str:
     return f"{rule.protocol}:{','.join(map(str, rule.ports))}" + (f";{rule.host}" if rule.host else "")
 
 
-def _first_span(
-    frames: Iterable[tuple[int, int, memoryview]], span_ns: int
-) -> Iterator[tuple[int, int, memoryview]]:
-    """The frames of the first `span_ns` of capture time (`--duration` on a file)."""
-    first = -1
-    for f in frames:
-        if first < 0:
-            first = f[0]
-        elif f[0] - first > span_ns:
+def capturing_banner(cap: Capture) -> None:
+    desc = ", ".join(f"{r.protocol}:{','.join(map(str, r.ports))}" for r in cap.rules)
+    click.echo(f"packetd: capturing on {cap.source.name} ({desc}); Ctrl-C to stop", err=True)
+
+
+def end_hint(cap: Capture, elapsed: str) -> None:
+    """No connection at all: where the packets went and what to type (pipeline/hint.py)."""
+    if not cap.engine.flows.stats.created:
+        _hint(cap.engine, cap.rules if cap.live else None, f"in {elapsed}")
+
+
+def print_resolver_stats(resolver: ProcessResolver) -> None:
+    resolver.close()
+    st = resolver.stats
+    click.echo(
+        f"packetd: processes: {st.found} ends found, {st.not_local} not on this host, {st.closed} closed "
+        f"before the lookup, {st.unowned} unowned, {st.ambiguous} ambiguous; {st.passes} lookups "
+        f"({st.walks} /proc walks), {st.pending_full} not looked up (pending full), {st.cache_full} evicted",
+        err=True,
+    )
+
+
+# -- the watch loop ---------------------------------------------------------------------------------------------
+def run_watch(opts: WatchOptions) -> int:
+    live = opts.pcap_file is None
+    display = display_filter(opts)
+    summary = Summary()
+    shown = 0
+    halt = Halt(at_once=not live)
+    limit = opts.count
+    accept = display.accept
+    write: Callable[[Roundtrip], None] | None = None
+
+    def sink(rt: Roundtrip) -> None:
+        nonlocal shown
+        summary.add(rt)
+        # after a signal, records still flow: what the kernel already delivered is drained and shown
+        if halt.full or not accept(rt):
             return
-        yield f
+        assert write is not None
+        write(rt)
+        shown += 1
+        if limit and shown >= limit:
+            halt.now = halt.full = True
+
+    cap = open_capture(opts, display, sink)
+    output = Output(opts, live)
+    write = output.write
+    if not live and opts.pcap_file not in (None, "-") and sys.stderr.isatty():
+        assert opts.pcap_file is not None
+        if os.path.isfile(opts.pcap_file):  # a file, not a FIFO or a pipe: its size says how far we are
+            progress = for_file(opts.pcap_file, sys.stderr, before_draw=output.flush)
+            cap.frames = progress.wrap(cap.frames)
+            write = _erasing(progress, output.write)
+    started = time.monotonic()
+    if live:
+        capturing_banner(cap)
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then keeps it ignored;
+    # `kill -INT` (what Ctrl-C sends) must stop watch wherever it was started
+    signal.signal(signal.SIGINT, halt.signalled)
+    signal.signal(signal.SIGTERM, halt.signalled)
+    flush = output.flush
+    try:
+        cap.pump(halt, lambda _ts: flush())
+    except KeyboardInterrupt:
+        pass  # a second signal: the first one was not answered in time
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
+    try:
+        cap.finish(halt)
+        output.close()
+    except BrokenPipeError:
+        _quiet_stdout()
+    except KeyboardInterrupt:
+        pass
+    kernel = cap.close()
+    elapsed = cap.elapsed(started)
+    _print_summary(cap.engine, summary, kernel, elapsed, halt.signals > 0)
+    end_hint(cap, elapsed)
+    print_pcap_out(cap)
+    if cap.resolver is not None:
+        print_resolver_stats(cap.resolver)
+    return 0
 
 
 def _erasing(progress: Progress, write: Callable[[Roundtrip], None]) -> Callable[[Roundtrip], None]:
@@ -1074,7 +1129,7 @@ def _process_resolver(opts: WatchOptions, live: bool, display: DisplayFilter) ->
     return ProcessResolver()
 
 
-class _Halt:
+class Halt:
     """Why and when watch stops: a record limit, or SIGINT/SIGTERM.
 
     Live, the first signal only sets a flag, read between frames (the source yields at least every 200 ms),
