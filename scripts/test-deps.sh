@@ -5,9 +5,10 @@
 # bench), prometheus (the agent's end-to-end tests), openssl (test certificates), redis-server, postgresql
 # and mariadb-server (live database tests; redis-tools, postgresql-client and mariadb-client bring
 # redis-benchmark, pgbench and the mariadb CLI the tests and bench/ use), rabbitmq-server and unbound (live
-# AMQP and DNS tests), tinyproxy (a real CONNECT proxy for the live HTTP tunnel test), libpcap. Installed once; CI runs on a clean machine.
+# AMQP and DNS tests), tinyproxy (a real CONNECT proxy for the live HTTP tunnel test), libpcap; openssh-server/-client, swaks,
+# memcached and socat make the other traffic detection must not claim (tests/protocols/detect). Installed once; CI runs on a clean machine.
 set -eu
-pkgs="tmux tshark tcpdump nginx-light curl nghttp2-server nghttp2-client libpcap0.8 iproute2 procps openssl prometheus redis-server redis-tools postgresql postgresql-client mariadb-server mariadb-client rabbitmq-server unbound tinyproxy"
+pkgs="tmux tshark tcpdump nginx-light curl nghttp2-server nghttp2-client libpcap0.8 iproute2 procps openssl prometheus redis-server redis-tools postgresql postgresql-client mariadb-server mariadb-client rabbitmq-server unbound tinyproxy openssh-server openssh-client swaks memcached socat"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -23,11 +24,11 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends $missing >/dev/null
 # Debian starts nginx (80), prometheus (9090), redis-server (6379), PostgreSQL (5432), MariaDB (3306),
-# rabbitmq-server (5672), unbound (53) and tinyproxy (8888) when they are installed where an init system runs: the tests run
+# rabbitmq-server (5672), unbound (53), tinyproxy (8888), ssh (22) and memcached (11211) when they are installed where an init system runs: the tests run
 # their own instances on their own ports and data directories, so the packaged services are stopped here.
 # (nghttp2-server ships nghttpd without a service: nothing to stop.)
 if command -v service >/dev/null 2>&1; then
-    for svc in nginx prometheus redis-server postgresql mariadb rabbitmq-server unbound tinyproxy; do
+    for svc in nginx prometheus redis-server postgresql mariadb rabbitmq-server unbound tinyproxy ssh memcached; do
         service "$svc" stop >/dev/null 2>&1 || true
     done
 fi

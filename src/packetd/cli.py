@@ -254,7 +254,8 @@ class WatchOptions:
     multiple=True,
     metavar="'NAME;PORTS[;HOST]'",
     help="Watch NAME on PORTS (comma-separated ports and ranges, 8000-8099), optionally only HOST; "
-    "also NAME:PORTS. Quote it. Repeatable. Default: every protocol on its default ports.",
+    "also NAME:PORTS. Quote it. Repeatable. 'auto': also detect protocols by content on every other port. "
+    "Default: every protocol on its default ports, and detection on every other port.",
 )
 @click.option("--ifaces", default="any", show_default=True, help="Interfaces: 'any' or a regex of names.")
 @click.option(
@@ -604,6 +605,8 @@ def _field_filter(kw: dict[str, Any]) -> FieldFilter | None:
 def build_rules(protos: Iterable[str]) -> list[Rule]:
     rules = []
     for text in protos:
+        if text.strip() == AUTO:
+            continue
         try:
             rule = parse_rule(text)
         except RuleError as exc:
@@ -633,13 +636,24 @@ def _resolve(host: str, text: str) -> frozenset[bytes]:
     return frozenset(out)
 
 
-def bpf_for(rules: Iterable[Rule]) -> str:
+AUTO = "auto"  # `--proto auto`: detection by content next to the rules
+
+
+def detecting(protos: Iterable[str]) -> bool:
+    """Detection by content is on without --proto, and with `--proto auto` among the rules."""
+    protos = list(protos)
+    return not protos or any(text.strip() == AUTO for text in protos)
+
+
+def bpf_for(rules: Iterable[Rule], detect: bool = False) -> str:
+    if detect:
+        return bpf.ALL_TCP_UDP
     return bpf.filter_expression((REGISTRY[r.protocol].transports, r.ports, r.host) for r in rules)
 
 
 # -- sources --------------------------------------------------------------------------------------------------
 def open_live(opts: WatchOptions, rules: list[Rule]) -> Source:
-    expression = bpf_for(rules)
+    expression = bpf_for(rules, detecting(opts.protos))
     if opts.expression:
         expression = f"({expression}) and ({opts.expression})" if expression else opts.expression
     if opts.kernel_drop_acks:
@@ -736,6 +750,7 @@ def engine_config(opts: WatchOptions, rules: list[Rule]) -> EngineConfig:
             max_flows=flows_for_memory(opts.max_memory_mb),
         ),
         options=options,
+        detect=detecting(opts.protos),
     )
 
 
@@ -834,7 +849,7 @@ class Capture:
             for ts, lt, data in self.source:
                 if lt == TICK:
                     engine.tick(ts)
-                    if hints and self.quiet.due(time.monotonic(), engine.flows.stats.created):
+                    if hints and self.quiet.due(time.monotonic(), engine.connections_decoded()):
                         _hint(engine, self.rules, f"in {self.quiet.after_s:.0f}s")
                     if held is not None:
                         held.flush()  # a quiet moment: connections noted since the last pass
@@ -1023,7 +1038,7 @@ def capturing_banner(cap: Capture) -> None:
 
 def end_hint(cap: Capture, elapsed: str) -> None:
     """No connection at all: where the packets went and what to type (pipeline/hint.py)."""
-    if not cap.engine.flows.stats.created:
+    if not cap.engine.connections_decoded():
         _hint(cap.engine, cap.rules if cap.live else None, f"in {elapsed}")
 
 
@@ -1195,6 +1210,9 @@ def _print_summary(
         + (f", {flows.rst_out_of_window} out-of-window RSTs ignored" if flows.rst_out_of_window else "")
         + (f", {flows.ooo_overflows} reorder-buffer overflows" if flows.ooo_overflows else "")
     )
+    detection = engine.flows.detection
+    if detection is not None and detection.stats.describe():
+        err(detection.stats.describe())  # what was found where (detection by content)
     for name, pstats in sorted(engine.protocol_stats.items()):
         if pstats.counters:  # events a decoder counts instead of recording (AMQP heartbeats, consumer acks)
             err(
@@ -1211,7 +1229,8 @@ def _hint(engine: Engine, live_rules: list[Rule] | None, quiet: str) -> None:
     """No connection on a watched port: where the packets went and what to type; live, when the kernel
     filter let nothing through, this host's busiest TCP servers."""
     assert engine.ports is not None
-    lines = hint_lines(engine.ports, engine.registry)
+    detection = engine.flows.detection
+    lines = hint_lines(engine.ports, engine.registry, detection.stats.detected_ports if detection else None)
     if not lines and live_rules is not None:
         from packetd.attribution.listening import busiest_servers, read_tables
 

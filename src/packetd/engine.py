@@ -15,11 +15,13 @@ from dataclasses import field
 from typing import Any
 
 from packetd._values import value
+from packetd.flow.detect import Detection
 from packetd.flow.ports import PortTally
 from packetd.flow.table import Endpoint, FlowConfig, FlowTable, StreamHandler
 from packetd.net.packet import PROTO_TCP, PacketDecoder
 from packetd.pairing.roundtrip import Roundtrip
 from packetd.pairing.session import ProtocolStats, Session
+from packetd.protocols.classify import classifier
 from packetd.protocols.registry import REGISTRY, Registry
 
 RULE_EXAMPLE = "'http;80,8080;127.0.0.1'"
@@ -150,6 +152,9 @@ class EngineConfig:
     ip_versions: frozenset[int] = frozenset({4, 6})
     flow: FlowConfig = field(default_factory=FlowConfig)
     options: Mapping[str, Any] = field(default_factory=dict)  # protocol name → its options object
+    # detect protocols by content on connections no rule claims (`--proto auto`, `sniffer.protocols.detect`,
+    # and `watch` / the agent without rules)
+    detect: bool = False
 
 
 RecordSink = Callable[[Roundtrip], None]
@@ -179,7 +184,9 @@ class Engine:
         # bound once: a bound method made per session is 128 bytes more for every connection tracked
         self._stats_for = self.stats_for
         self._options_for = self.options_for
-        self.flows = FlowTable(self._table_rules(config), self._new_session, config.flow)
+        self.flows = FlowTable(
+            self._table_rules(config), self._new_session, config.flow, self._detection(config.detect)
+        )
         decode = self.net.decode
         segment = self.flows.segment
 
@@ -205,11 +212,21 @@ class Engine:
             if seg is not None:
                 if ports.active:
                     ports.add(seg)
-                    if stats.created:
+                    if stats.created and self.connections_decoded():
                         ports.active = False
                 segment(seg)
 
         return frame
+
+    def connections_decoded(self) -> int:
+        """Connections a rule claimed or detection handed to a protocol (not those still being shown to the
+        detectors, nor those nobody claimed): the first-run hint's "no connection on a watched port"."""
+        created = self.flows.stats.created
+        detection = self.flows.detection
+        if detection is None:
+            return created
+        st = detection.stats
+        return created - st.started + sum(st.detected.values())
 
     def reconfigure(self, config: EngineConfig) -> None:
         """New rules and decoder options (a reload): flows the new rules still cover go on, with their
@@ -218,6 +235,8 @@ class Engine:
         check_rules(config.rules, self.registry)
         self.config = config
         self.flows.config = config.flow
+        if config.detect != (self.flows.detection is not None):
+            self.flows.detection = self._detection(config.detect)
         self.flows.set_rules(self._table_rules(config))
 
     def tick(self, now_ns: int) -> None:
@@ -241,6 +260,14 @@ class Engine:
             for transport in sorted(spec.transports):
                 table_rules.append((rule.protocol, transport, frozenset(rule.ports), rule.addresses))
         return table_rules
+
+    def _detection(self, on: bool) -> Detection | None:
+        if not on:
+            return None
+        return Detection(
+            {PROTO_TCP: classifier(self.registry, "tcp"), 17: classifier(self.registry, "udp")},
+            self._new_session,
+        )
 
     def stats_for(self, protocol: str) -> ProtocolStats:
         stats = self.protocol_stats.get(protocol)

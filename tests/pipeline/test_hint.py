@@ -33,7 +33,8 @@ def tshark(path: str, *fields: str, display: str = "") -> list[list[str]]:
 
 @needs_tshark
 def test_no_connection_names_the_busiest_server_ports_with_a_command() -> None:
-    r = run("watch", "--pcap-file", SAMPLE)  # no --proto: the default ports, where this capture has nothing
+    # a rule that misses (explicit rules: no detection by content, which would find this HTTP on its own)
+    r = run("watch", "--pcap-file", SAMPLE, "--proto", "http;80")
     assert r.returncode == 0 and "0 connections" in r.stderr
     servers = {
         int(p) for (p,) in tshark(SAMPLE, "tcp.dstport", display="tcp.flags.syn==1 && tcp.flags.ack==0")

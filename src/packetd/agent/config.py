@@ -103,6 +103,11 @@ def _default_rules() -> list[RuleConfig]:
 class ProtocolsConfig(_Section):
     # `rules: []` written explicitly means the same as no rules: runtime.rules_from, and the log says so
     rules: list[RuleConfig] = Field(default_factory=_default_rules)
+    detect: bool = Field(
+        False,
+        description="also detect protocols by content on ports no rule names (on anyway when no rules are "
+        "configured); the kernel filter then passes all TCP and UDP",
+    )
 
 
 class SnifferConfig(_Section):

@@ -114,7 +114,15 @@ def pipelines_from(config: Config) -> Pipelines:
         raise ConfigError(f"'processor': regex '{pattern}' is invalid: {exc.msg}") from None
 
 
-def bpf_from(rules: list[Rule]) -> str:
+def detect_from(config: Config) -> bool:
+    """Detection by content: `sniffer.protocols.detect`, or no rules configured (watch's default)."""
+    protocols = config.sniffer.protocols
+    return protocols.detect or "rules" not in protocols.model_fields_set or not protocols.rules
+
+
+def bpf_from(rules: list[Rule], detect: bool = False) -> str:
+    if detect:
+        return bpf.ALL_TCP_UDP
     return bpf.filter_expression((REGISTRY[r.protocol].transports, r.ports, r.host) for r in rules)
 
 

@@ -31,7 +31,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from packetd.agent.config import Config
-from packetd.agent.runtime import bpf_from, options_from, pipelines_from, rules_from
+from packetd.agent.runtime import bpf_from, detect_from, options_from, pipelines_from, rules_from
 from packetd.attribution.processes import HeldRecords, ProcessResolver
 from packetd.capture.source import TICK
 from packetd.engine import Engine, EngineConfig
@@ -133,6 +133,7 @@ class Worker:
         """A new config: new pipelines; the engine keeps its flows that the new rules still cover."""
         self.config = config
         self.rules = rules_from(config)
+        self.detect = detect_from(config)
         self.pipelines = pipelines_from(config)
         engine_config = EngineConfig(
             rules=tuple(self.rules),
@@ -144,6 +145,7 @@ class Worker:
                 max_flows=flows_for_memory(config.sniffer.max_memory_mb),
             ),
             options=options_from(config),
+            detect=self.detect,
         )
         engine: Engine | None = getattr(self, "engine", None)
         if engine is None:
@@ -280,7 +282,7 @@ class Worker:
 
     # -- the loop ------------------------------------------------------------------------------------------------
     def run(self) -> None:
-        bpf_expr = bpf_from(self.rules)
+        bpf_expr = bpf_from(self.rules, self.detect)
         source = open_source(self.config, bpf_expr, self.fanout)
         if self.config.sniffer.user:
             from packetd.capture.privileges import drop_privileges
@@ -318,7 +320,7 @@ class Worker:
                         # what the old pipelines produced was just shipped; rules change in place
                         self._build(self.pending_config)
                         self.pending_config = None
-                        source_filter = bpf_from(self.rules)
+                        source_filter = bpf_from(self.rules, self.detect)
                         if hasattr(source, "set_filter"):
                             source.set_filter(source_filter)
                         log.info(

@@ -52,6 +52,10 @@ def _port_terms(ports: list[int]) -> list[str]:
     return terms
 
 
+# what detection by content needs to see: every connection may be any protocol (`--proto auto`)
+ALL_TCP_UDP = "tcp or udp"
+
+
 def filter_expression(rules: Iterable[tuple[Iterable[str], Iterable[int], str | None]]) -> str:
     parts = [e for e in (rule_expression(t, p, h) for t, p, h in rules) if e]
     return " or ".join(parts)

@@ -46,6 +46,11 @@ carried payload if one is among the oldest, else the least recently active of th
 Connections closed by FIN or RST are remembered for CLOSED_LINGER_NS so that a late retransmission does not
 start a new, bogus "mid-stream" connection; a SYN always starts a new one. Expired and evicted flows are
 not remembered: they were alive, and their next segment rightly joins them again mid-stream.
+
+A connection no rule claims is dropped at its first segment (counted `unmatched`), unless detection by
+content is on (`detection`, flow/detect.py): then its flow is created with a `Detecting` handler that shows
+its first bytes to the detectors and hands it to the winner, or marks it UNDETECTED — from then on each of
+its packets costs one lookup and one identity test (`_tcp_segment`), until its FIN or RST ends it.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from packetd._values import value
+from packetd.flow.detect import DETECT, UNDETECTED, Detecting, Detection
 from packetd.net.packet import ACK, FIN, PROTO_TCP, RST, SYN, Segment
 
 MASK = 0xFFFFFFFF
@@ -386,8 +392,11 @@ class FlowTable:
         rules: list[tuple[str, str, frozenset[int], frozenset[bytes] | None]],
         new_handler: HandlerFactory,
         config: FlowConfig | None = None,
+        detection: Detection | None = None,
     ) -> None:
         self.config = config or FlowConfig()
+        # detection by content for connections no rule claims (flow/detect.py); None: rules only
+        self.detection = detection
         self.stats = FlowStats()
         self._rules = _Rules(rules)
         self._new_handler = new_handler
@@ -441,8 +450,8 @@ class FlowTable:
             covered = self._rules.match(
                 flow.transport, flow.server[1], client_ip, server_ip
             ) or self._rules.match(flow.transport, flow.client[1], client_ip, server_ip)
-            if covered != flow.protocol:
-                self._end(flow, self.now_ns, "closed")
+            if covered != flow.protocol and (covered is not None or self.detection is None):
+                self._end(flow, self.now_ns, "closed")  # (detected flows stay while detection is on)
 
     def flows(self) -> list[Flow]:
         return list(self._flows.values())
@@ -470,6 +479,13 @@ class FlowTable:
             if entry is None:
                 return
         flow, d = entry
+        if flow.protocol is UNDETECTED and not flags & SYN:
+            # no detector claimed it: one lookup per packet; its end is all that is still looked at
+            flow.last_ns = ts
+            if flags & (FIN | RST):
+                self._remove(flow, ts, linger=True, reason="closed")
+                self.stats.closed += 1
+            return
         st = flow.streams[d]
         seq = seg.seq
         if flags & RST and not _rst_acceptable(flow, d, seq):
@@ -579,8 +595,12 @@ class FlowTable:
             else:
                 client_is_src, protocol = False, ps
         if protocol is None:
-            self.stats.unmatched += 1
-            return None
+            if self.detection is None:
+                self.stats.unmatched += 1
+                return None
+            protocol = DETECT
+            if not flags & SYN:
+                client_is_src = seg.dport <= seg.sport  # no rule says who serves: guess the lower port
         return self._create(seg, PROTO_TCP, protocol, client_is_src, midstream=not flags & SYN)
 
     def _create(
@@ -600,7 +620,10 @@ class FlowTable:
         flow = Flow(self._next_id, keys, client, server, transport, seg.ts_ns)
         flow.midstream = midstream
         flow.protocol = protocol
-        flow.handler = self._new_handler(protocol, client, server, midstream, transport)
+        if protocol is DETECT and self.detection is not None:
+            flow.handler = Detecting(flow, self.detection)
+        else:
+            flow.handler = self._new_handler(protocol, client, server, midstream, transport)
         table = self._tcp if transport == PROTO_TCP else self._udp
         table[keys[0]] = (flow, 0)
         table[keys[1]] = (flow, 1)
@@ -839,6 +862,8 @@ class FlowTable:
                 entry = self._create(seg, 17, pd, True, midstream=False)
             elif ps is not None:
                 entry = self._create(seg, 17, ps, False, midstream=False)
+            elif self.detection is not None:
+                entry = self._create(seg, 17, DETECT, seg.dport <= seg.sport, midstream=False)
             else:
                 self.stats.unmatched += 1
                 return

@@ -14,7 +14,10 @@ messages straight to records, control messages to itself — and turns every pai
 * Hand-over: an HTTP/1.1 `101` (or an HTTP/2 preface on an HTTP port) gives the connection to the protocol
   registered for the upgrade token, with the upgrade request as its first request; when none is
   registered the 101 answers its request and decoding stops (counted). A CONNECT tunnel that opens with a
-  TLS ClientHello is handed to a `TlsDecoder` (target "tls"), as a connection that starts with one.
+  TLS ClientHello is handed to a `TlsDecoder` (target "tls"), as a connection that starts with one; one
+  that carries anything else the HTTP/1 decoder does not follow is offered to the detectors
+  (protocols/classify.py `TunnelDetector`) and handed to the protocol they name (target `detected:<row>`);
+  so is what follows a 101 to a token no row takes over (WebSocket frames: no detector claims them).
 * A record's protocol is the rule's, unless its message names another (`Message.PROTOCOL`: one HTTP/2
   connection carries both `grpc` and `http2` streams); records are counted under the protocol they carry.
 * `NoAnswer(key)`: the decoder knows the request under `key` will never be answered (HTTP/2 RST_STREAM,
@@ -45,6 +48,7 @@ from packetd.protocols.base import (
     SwapRoles,
     SyncLost,
 )
+from packetd.protocols.classify import DETECTED, TunnelDetector, classifier
 from packetd.protocols.registry import ProtocolSpec, Registry
 
 MAX_RESETS = 8  # consecutive decode errors before a connection is given up as not this protocol
@@ -313,9 +317,20 @@ class Session:
     def _stop(self, m: StopDecoding) -> None:
         self._release()
         self._decoder = None
+        if m.client_data or m.server_data:  # a tunnel we do not read yet: what does it carry?
+            self._detect_inside(m.client_data, m.server_data, m.end_ns)
+            return
         if m.encrypted:
             self._stats.encrypted += 1
             self._flags |= Flag.ENCRYPTED
+
+    def _detect_inside(self, client_data: bytes, server_data: bytes, ts_ns: int) -> None:
+        """The connection carries another protocol from here: detect it (classify.TunnelDetector)."""
+        self._decoder = TunnelDetector(classifier(self._registry, "tcp"))
+        if client_data:
+            self._feed(Direction.C2S, memoryview(client_data), ts_ns)
+        if server_data and self._decoder is not None:
+            self._feed(Direction.S2C, memoryview(server_data), ts_ns)
 
     def _hand_over(self, m: HandOver, ts_ns: int) -> None:
         # the connection has begun (it was decoded up to a switch point): a ClientHello later is not how it
@@ -331,13 +346,19 @@ class Session:
             if m.server_data:
                 self._feed(Direction.S2C, memoryview(m.server_data), ts_ns)
             return
-        target = self._registry.upgrade_target(m.target)
+        if m.target.startswith(DETECTED):
+            target = self._registry.get(m.target[len(DETECTED) :])
+        else:
+            target = self._registry.upgrade_target(m.target)
         if target is None:
             self._stats.unsupported_upgrades += 1
             if m.response is not None:
                 self._stats.messages += 1
                 self._matcher.response(m.response)  # the 101 answers the upgrade request
             self._decoder = None
+            if not m.target.startswith(DETECTED):
+                # an upgrade to a protocol with no row of its own (or a custom token): what does it carry?
+                self._detect_inside(m.client_data, m.server_data, ts_ns)
             return
         self._stats.handovers += 1
         self._release()

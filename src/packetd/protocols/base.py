@@ -174,6 +174,10 @@ class StopDecoding(Message):
     ROLE: ClassVar[Role] = Role.CONTROL
     reason: str
     encrypted: bool = False
+    # a tunnel the decoder does not read (HTTP CONNECT): the bytes each side sent into it so far, for the
+    # session to detect what it carries (protocols/classify.py)
+    client_data: bytes = b""
+    server_data: bytes = b""
 
 
 @value

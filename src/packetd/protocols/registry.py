@@ -13,33 +13,43 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from packetd._values import value
+from packetd.protocols.amqp import detect as amqp_detect
 from packetd.protocols.amqp.decoder import AmqpOptions
 from packetd.protocols.amqp.decoder import new_decoder as amqp_decoder
 from packetd.protocols.amqp.display import DISPLAY as amqp_display
 from packetd.protocols.base import Decoder, DecoderContext
+from packetd.protocols.detection import Detect
 from packetd.protocols.display import DEFAULT as DEFAULT_DISPLAY
 from packetd.protocols.display import Display
+from packetd.protocols.dns import detect as dns_detect
 from packetd.protocols.dns.decoder import DnsOptions
 from packetd.protocols.dns.decoder import new_decoder as dns_decoder
 from packetd.protocols.dns.display import DISPLAY as dns_display
+from packetd.protocols.http1 import detect as http1_detect
 from packetd.protocols.http1.decoder import HttpOptions
 from packetd.protocols.http1.decoder import new_decoder as http1_decoder
 from packetd.protocols.http1.display import DISPLAY as http1_display
+from packetd.protocols.http2 import detect as http2_detect
 from packetd.protocols.http2.decoder import Http2Options, new_grpc_decoder, new_http2_decoder
 from packetd.protocols.http2.display import DISPLAY as http2_display
 from packetd.protocols.http2.display import GRPC_DISPLAY as grpc_display
+from packetd.protocols.kafka import detect as kafka_detect
 from packetd.protocols.kafka.decoder import KafkaOptions
 from packetd.protocols.kafka.decoder import new_decoder as kafka_decoder
 from packetd.protocols.kafka.display import DISPLAY as kafka_display
+from packetd.protocols.mongodb import detect as mongodb_detect
 from packetd.protocols.mongodb.decoder import MongoOptions
 from packetd.protocols.mongodb.decoder import new_decoder as mongodb_decoder
 from packetd.protocols.mongodb.display import DISPLAY as mongodb_display
+from packetd.protocols.mysql import detect as mysql_detect
 from packetd.protocols.mysql.decoder import MysqlOptions
 from packetd.protocols.mysql.decoder import new_decoder as mysql_decoder
 from packetd.protocols.mysql.display import DISPLAY as mysql_display
+from packetd.protocols.postgresql import detect as postgresql_detect
 from packetd.protocols.postgresql.decoder import PostgresOptions
 from packetd.protocols.postgresql.decoder import new_decoder as postgresql_decoder
 from packetd.protocols.postgresql.display import DISPLAY as postgresql_display
+from packetd.protocols.redis import detect as redis_detect
 from packetd.protocols.redis.decoder import RedisOptions
 from packetd.protocols.redis.decoder import new_decoder as redis_decoder
 from packetd.protocols.redis.display import DISPLAY as redis_display
@@ -60,6 +70,7 @@ class ProtocolSpec:
     transports: frozenset[str]  # "tcp", "udp"
     upgrade_tokens: frozenset[str] = frozenset()  # HTTP/1.1 upgrade tokens this protocol takes over
     description: str = ""
+    detect: Detect | None = None  # detection by content (protocols/<name>/detect.py); None: by port only
     display: Display = DEFAULT_DISPLAY  # how its records read in `watch`'s text line (<package>/display.py)
 
 
@@ -102,6 +113,7 @@ HTTP = ProtocolSpec(
     default_ports=(80, 8080),
     transports=frozenset({"tcp"}),
     description="HTTP/1.0 and HTTP/1.1",
+    detect=http1_detect.detect,
     display=http1_display,
 )
 
@@ -117,6 +129,7 @@ HTTP2 = ProtocolSpec(
     transports=frozenset({"tcp"}),
     upgrade_tokens=frozenset({"h2c", "h2c-prior-knowledge"}),
     description="HTTP/2 over cleartext (prior knowledge, Upgrade: h2c)",
+    detect=http2_detect.detect,
     display=http2_display,
 )
 
@@ -129,6 +142,7 @@ GRPC = ProtocolSpec(
     default_ports=(50051,),
     transports=frozenset({"tcp"}),
     description="gRPC over HTTP/2 cleartext",
+    detect=http2_detect.detect,
     display=grpc_display,
 )
 
@@ -141,6 +155,7 @@ DNS = ProtocolSpec(
     default_ports=(53,),
     transports=frozenset({"udp", "tcp"}),
     description="DNS over UDP and TCP",
+    detect=dns_detect.detect,
     display=dns_display,
 )
 
@@ -153,6 +168,7 @@ AMQP = ProtocolSpec(
     default_ports=(5672,),
     transports=frozenset({"tcp"}),
     description="AMQP 0-9-1 (RabbitMQ)",
+    detect=amqp_detect.detect,
     display=amqp_display,
 )
 
@@ -165,6 +181,7 @@ MONGODB = ProtocolSpec(
     default_ports=(27017,),
     transports=frozenset({"tcp"}),
     description="MongoDB wire protocol (OP_MSG, OP_COMPRESSED, legacy opcodes)",
+    detect=mongodb_detect.detect,
     display=mongodb_display,
 )
 
@@ -177,6 +194,7 @@ KAFKA = ProtocolSpec(
     default_ports=(9092,),
     transports=frozenset({"tcp"}),
     description="Apache Kafka protocol (all API keys; flexible versions from the official schemas)",
+    detect=kafka_detect.detect,
     display=kafka_display,
 )
 
@@ -189,6 +207,7 @@ REDIS = ProtocolSpec(
     default_ports=(6379,),
     transports=frozenset({"tcp"}),
     description="Redis RESP2 and RESP3",
+    detect=redis_detect.detect,
     display=redis_display,
 )
 
@@ -201,6 +220,7 @@ POSTGRESQL = ProtocolSpec(
     default_ports=(5432,),
     transports=frozenset({"tcp"}),
     description="PostgreSQL frontend/backend protocol 3",
+    detect=postgresql_detect.detect,
     display=postgresql_display,
 )
 
@@ -213,6 +233,7 @@ MYSQL = ProtocolSpec(
     default_ports=(3306,),
     transports=frozenset({"tcp"}),
     description="MySQL and MariaDB client/server protocol",
+    detect=mysql_detect.detect,
     display=mysql_display,
 )
 

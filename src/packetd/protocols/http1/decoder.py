@@ -76,6 +76,7 @@ MAX_CHUNK_LINE = 4 * 1024  # chunk-size line with extensions
 MAX_METHOD = 64
 MAX_VERSION = 16  # characters kept of a malformed request line's version token
 MAX_PENDING_METHODS = 1024  # requests whose response is not framed yet (pipelining depth bound)
+TUNNEL = "CONNECT tunnel"  # StopDecoding.reason of a tunnel this decoder does not read
 MAX_PAUSED = 256 * 1024  # client bytes held while an Upgrade/CONNECT answer is awaited
 # bytes searched for a start line before the connection is declared not HTTP (a DecodeError; the session
 # gives up after a few): a joined download may be long, but regex-searching gigabytes of it is not free
@@ -820,7 +821,7 @@ class Http1Decoder:
                 self._run(server, memoryview(held[1]), ts, out)
             return
         if not target:
-            self._stop_tunnel(ts, out)
+            self._stop_tunnel(ts, out, bytes(client.buf), bytes(server.buf))  # the session may detect it
             return
         for s in self._sides:
             s.state = State.DEAD
@@ -939,9 +940,22 @@ class Http1Decoder:
             )
         )
 
-    def _stop_tunnel(self, ts: int, out: list[Message]) -> None:
-        """The tunnel carries nothing decoded here (or could not be followed): stop decoding it."""
-        out.append(StopDecoding(start_ns=ts, end_ns=ts, size=0, flags=0, reason="CONNECT tunnel"))
+    def _stop_tunnel(
+        self, ts: int, out: list[Message], client_data: bytes = b"", server_data: bytes = b""
+    ) -> None:
+        """The tunnel carries nothing decoded here (or could not be followed): stop decoding it, with what
+        it carried so far (the session offers that to the detectors)."""
+        out.append(
+            StopDecoding(
+                start_ns=ts,
+                end_ns=ts,
+                size=0,
+                flags=0,
+                reason=TUNNEL,
+                client_data=client_data,
+                server_data=server_data,
+            )
+        )
         for s in self._sides:
             s.state = State.DEAD
             s.buf.clear()
