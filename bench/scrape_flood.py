@@ -9,16 +9,20 @@ and this process's peak RSS (VmHWM), each case in a fresh interpreter so its pea
     python bench/scrape_flood.py                 # the default budget
     python bench/scrape_flood.py --unbounded     # budgets lifted: what the flood costs without them
 
-The agent's end-to-end flood test (tests/agent/test_bounded_metrics.py) checks the same bounds live.
+The agent's end-to-end flood test (tests/agent/test_metrics_live.py,
+`test_a_path_flood_keeps_the_scrape_and_the_agent_bounded`) checks the same bounds live.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script, too
 
 from bench.common import in_fresh_process
 

@@ -295,6 +295,29 @@ HOSTILE = [
         ["'processor[0].config.pathTemplates[0].regex': '^/v1/(orgs' is not a valid regular expression"],
     ),
     (
+        # a valid regex whose replacement names a group it does not have: re.sub raises on the first
+        # matching path, in the worker (issue 14 self-audit: the agent started, then each worker died)
+        "bad-replacement-group",
+        (
+            CONTAINED
+            + "processor:\n  - name: roundtripstometrics\n    config:\n      pathTemplates:\n"
+            + "        - {regex: '^/(.*)$', replacement: '/\\2'}\n"
+        ).encode(),
+        [
+            "'processor[0].config.pathTemplates[0].replacement': '/\\\\2' does not fit its regex",
+            "invalid group reference 2",
+        ],
+    ),
+    (
+        "bad-replacement-name",
+        (
+            CONTAINED
+            + "processor:\n  - name: roundtripstometrics\n    config:\n      pathTemplates:\n"
+            + "        - {regex: '^/(?P<org>[^/]+)', replacement: '/\\g<orgs>'}\n"
+        ).encode(),
+        ["'processor[0].config.pathTemplates[0].replacement'", "unknown group name 'orgs'"],
+    ),
+    (
         # the filter is in no running pipeline (roundtrips are off): still checked, a reload may use it
         "ratio",
         (
@@ -381,6 +404,18 @@ def test_unwritable_roundtrip_and_log_files(tmp_path: object, command: str) -> N
         with open(path, "w") as f:
             f.write(CONTAINED + text)
         _one_line_refusal([*flag, path], path, needle)
+
+
+def test_a_roundtrip_file_that_only_fails_to_open_is_still_one_line(tmp_path: object) -> None:
+    """Root passes the writability pre-check (os.access) for a file below /proc, whose directory cannot be
+    made; the agent's open then fails. That must still be the only line: nothing logged before it (the
+    default-rules note came first; issue 14 self-audit). Not root: the pre-check refuses it, one line too."""
+    path = os.path.join(str(tmp_path), "proc.yaml")
+    with open(path, "w") as f:
+        f.write(CONTAINED + "exporter.roundtrips: {enabled: true, filename: /proc/packetd-none/rt.jsonl}\n")
+    _one_line_refusal(
+        ["agent", "--config", path], "'exporter.roundtrips.filename': '/proc/packetd-none/rt.jsonl'"
+    )
 
 
 def test_aliases_within_bounds_still_load(tmp_path: object) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from packetd.flow.table import CLOSED_LINGER_NS, SWEEP_INTERVAL_NS, FlowConfig
-from packetd.net.packet import ACK, FIN, PSH, RST, SYN
+from packetd.net.packet import ACK, FIN, PSH, RST, SYN, Segment
 
 from .util import SEC, T0, Conn, Harness, seg, udp
 
@@ -29,11 +29,34 @@ CL, SV = ("10.0.0.1", 40000), ("10.0.0.2", 80)
         pytest.param(seg(T0, 1, 1, 2, ACK, b"HTTP"), CL, SV, True, id="no-syn-data-from-rule-port"),
     ],
 )
-def test_roles(first: object, client: tuple[str, int], server: tuple[str, int], midstream: bool) -> None:
-    h = Harness().feed(first)  # type: ignore[arg-type]
+def test_roles(first: Segment, client: tuple[str, int], server: tuple[str, int], midstream: bool) -> None:
+    h = Harness().feed(first)
+    (flow,) = h.table.flows()
+    assert (flow.client, flow.server, flow.midstream, flow.transport) == (client, server, midstream, 6)
+    if first.flags == SYN:
+        # a bare SYN is a half-open connection: its handler is made by its next segment (the answer)
+        assert h.handlers == []
+        h.feed(_answer(first))
     r = h.only
     assert (r.client, r.server, r.midstream, r.transport) == (client, server, midstream, 6)
     assert h.nonzero() == ({"created": 1, "midstream": 1} if midstream else {"created": 1})
+
+
+def _answer(syn: Segment) -> Segment:
+    """The SYN-ACK answering a bare SYN."""
+    return Segment(
+        syn.ts_ns + 1,
+        6,
+        syn.dst,
+        syn.src,
+        syn.dport,
+        syn.sport,
+        777,
+        syn.seq + 1,
+        SYN | ACK,
+        memoryview(b""),
+        syn.dst + syn.src + syn.key[-2:] + syn.key[-4:-2],
+    )
 
 
 @pytest.mark.parametrize("frm", [0, 1])
@@ -45,7 +68,8 @@ def test_both_ports_rule_ports_the_lower_is_the_server(frm: int) -> None:
 
 def test_both_ports_rule_ports_the_syn_decides() -> None:
     h = Harness(rules=(("http", "tcp", (80, 8080)),))
-    h.feed(seg(T0, 1, 1, 0, SYN, client=("10.0.0.1", 8080), server=("10.0.0.2", 80)))  # from port 80
+    first = seg(T0, 1, 1, 0, SYN, client=("10.0.0.1", 8080), server=("10.0.0.2", 80))  # from port 80
+    h.feed(first, _answer(first))
     assert (h.only.client, h.only.server) == (("10.0.0.2", 80), ("10.0.0.1", 8080))
 
 
@@ -66,7 +90,9 @@ def test_empty_segment_of_an_unknown_connection_starts_nothing() -> None:
 
 def test_protocol_by_rule() -> None:
     h = Harness(rules=(("http", "tcp", (80,)), ("redis", "tcp", (6379,))))
-    h.feed(seg(T0, 0, 1, 0, SYN, server=("10.0.0.3", 6379)), seg(T0, 0, 1, 0, SYN))
+    syns = seg(T0, 0, 1, 0, SYN, server=("10.0.0.3", 6379)), seg(T0, 0, 1, 0, SYN)
+    assert [f.protocol for f in h.feed(*syns).table.flows()] == ["redis", "http"]
+    h.feed(*map(_answer, syns))
     assert [r.protocol for r in h.handlers] == ["redis", "http"]
 
 

@@ -623,7 +623,7 @@ def check_config(config: Config, source: str = "config") -> None:
 def _processor_problem(proc: ProcessorConfig, where: str) -> str:
     # imported here: the processors import the protocol registry, which the schema above does not need
     from packetd.pipeline.filter import FilterConfigError, RoundtripsFilter
-    from packetd.pipeline.metrics import MetricsConfigError, RoundtripsToMetrics
+    from packetd.pipeline.metrics import MetricsConfigError, RoundtripsToMetrics, replacement_problem
     from packetd.pipeline.spans import RoundtripsToTraces
     from packetd.protocols.registry import REGISTRY
 
@@ -633,11 +633,18 @@ def _processor_problem(proc: ProcessorConfig, where: str) -> str:
             regex = entry.get("regex") if isinstance(entry, dict) else None
             if isinstance(regex, str):
                 try:
-                    re.compile(regex)
+                    rx = re.compile(regex)
                 except re.error as exc:
                     return (
                         f"'{where}.config.pathTemplates[{j}].regex': {regex!r} is not a valid regular"
                         f" expression: {exc}"
+                    )
+                repl = entry.get("replacement")
+                problem = replacement_problem(rx, repl) if isinstance(repl, str) else ""
+                if problem:
+                    return (
+                        f"'{where}.config.pathTemplates[{j}].replacement': {repl!r} does not fit its regex"
+                        f" {regex!r}: {problem}"
                     )
     try:
         if proc.name == "roundtripsfilter":

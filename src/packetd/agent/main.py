@@ -40,7 +40,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, cast
 
@@ -612,10 +612,14 @@ class Agent:
         return True
 
     # -- the loop ---------------------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Open and bind what the config names (ConfigError when that fails), then start every part."""
+    def start(self, notes: Sequence[tuple[int, str]] = ()) -> None:
+        """Open and bind what the config names (ConfigError when that fails), then log `notes` (level,
+        message: after the opening, so that a config refused there is one line with nothing before it),
+        then start every part."""
         self.set_level(self.config.logger.level)
         staged = self._stage(None, self.config)
+        for level, message in notes:
+            log.log(level, "%s", message)
         threading.excepthook = self.supervisor.excepthook
         self._commit(None, self.config, staged, time.monotonic())
         self._start_workers(self.config)
@@ -781,10 +785,9 @@ def run_agent(config_path: str | None, explicit: bool, git_hash: str) -> int:
         config_path = None
     validate(config)
     setup_logging(config)
-    for w in warnings:
-        log.warning("%s", w)
+    notes = [(logging.WARNING, w) for w in warnings]
     if (note := default_rules_note(config)) is not None:
-        log.info("%s", note)
+        notes.append((logging.INFO, note))
     agent = Agent(config_path, config, git_hash)
-    agent.start()
+    agent.start(notes)
     return agent.run()

@@ -6,6 +6,14 @@ explicit gaps; this is the layer the Go implementation lacked (reference §4.4, 
 A flow is one connection: both directions, each a `TcpStream`, direction 0 being the client's. The table
 maps each direction's packed 4-tuple to (flow, direction), so a packet costs one dict lookup.
 
+A connection that so far is a bare SYN (no answer yet: most connects for a moment, and every one of a SYN
+flood or a port scan) is not a flow yet but a small tuple (`HalfOpen`: its id, times, the SYN's sequence
+number, window and scale, protocol, packets), made and evicted several times faster than a Flow with its
+streams and handler; its next segment (the SYN-ACK, an RST, data) makes the flow exactly as the SYN would
+have, and goes on into it. Until then it is counted, bounded, expired, evicted and reloaded as a flow, and
+shown as the Flow it stands for (`flows()`, `on_remove`); only its handler is not made yet (a Session does
+nothing before the first byte anyway).
+
 Client and server: the SYN sender is the client (a SYN-ACK sender the server); without a SYN, the side
 whose port matches a rule is the server (both match: the lower port). Decoders may correct this from
 content (`SwapRoles`); the flow layer does not care.
@@ -40,8 +48,9 @@ the receiver ignores it.
 A SYN on a known tuple starts a new connection unless it repeats the SYN already seen there; a SYN without
 ACK on a connection joined mid-stream always does (the roles guessed from the ports may have been wrong, or
 the old connection ended unseen). Idle flows expire after `idle_timeout_ns` of packet time; the table is
-bounded (`max_flows`, from a memory budget: `flows_for_memory`), evicting when full a flow that never
-carried payload if one is among the oldest, else the least recently active of them.
+bounded (`max_flows`, from a memory budget: `flows_for_memory`), evicting when full the oldest half-open
+connection, else a flow that never carried payload if one is among the oldest, else the least recently
+active of them.
 
 Connections closed by FIN or RST are remembered for CLOSED_LINGER_NS so that a late retransmission does not
 start a new, bogus "mid-stream" connection; a SYN always starts a new one. Expired and evicted flows are
@@ -57,7 +66,7 @@ from __future__ import annotations
 
 import heapq
 import socket
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -86,6 +95,8 @@ CLOSED_LINGER_NS = 10_000_000_000  # how long a closed tuple swallows late segme
 # with a chance of 1 in 256. 16 MiB is the usual tuned net.core.rmem_max (Linux's default maximum is 6 MiB).
 UNKNOWN_RST_WINDOW = 16 * 1024 * 1024
 MAX_CLOSED = 65536  # remembered closed tuples (two per connection): 10 s of 3000 closes/s; ~6 MiB
+# the flags that decide whether a segment is a bare SYN (ECE/CWR of an ECN SYN, PSH, URG do not matter)
+_SYN_KIND = SYN | ACK | FIN | RST
 EVICTION_SAMPLE = 16  # flows looked at to choose an eviction victim
 
 
@@ -102,13 +113,17 @@ class StreamHandler(Protocol):
 # (server port, transport) → which protocol; returns a handler factory or None when no rule matches
 Endpoint = tuple[str, int]
 HandlerFactory = Callable[[str, Endpoint, Endpoint, bool, int], StreamHandler]  # + transport (6/17)
+# A connection that so far is one SYN (or its retransmissions): (flow id, first and last packet time, the
+# SYN's sequence number, its window, its window scale, protocol, packets), keyed by its client→server
+# tuple; the Flow, its streams and its handler are made from it by its next segment (`_promote`).
+HalfOpen = tuple[int, int, int, int, int, int, str, int]
 
 
 # What one tracked connection costs, for sizing the table from a memory budget: an established HTTP/1
 # connection with its decoder and matcher measures ~4.5 KiB (tracemalloc, bench/flow_memory.py; 1.5 KiB of
-# it the two deques of decoder and matcher); one that carried no payload yet (half-open: a SYN flood, a
-# scan) ~1.4 KiB, since its decoder is made on the first byte. Budgeting every flow at the established cost
-# keeps a table full of either within the budget.
+# it the two deques of decoder and matcher); a half-open one (a bare SYN: a SYN flood, a scan) ~350 bytes,
+# since it is a tuple until its second segment. Budgeting every flow at the established cost keeps a table
+# full of either within the budget.
 FLOW_BYTES = 4608
 DEFAULT_MAX_MEMORY_MB = 256  # 58 254 flows (the former fixed 65 536 were ~290 MiB, not the "128" it said)
 MIN_FLOWS = 1024  # a budget too small to be useful still tracks this many
@@ -380,6 +395,27 @@ def _rst_acceptable(flow: Flow, d: int, seq: int) -> bool:
     return (seq - lo) & MASK < max(wnd, 1) + slack
 
 
+def _reverse_key(seg: Segment) -> bytes:
+    """The packed tuple of the segment's other direction (`Segment.key`: src, dst, sport, dport)."""
+    key = seg.key
+    return seg.dst + seg.src + key[-2:] + key[-4:-2]
+
+
+def _split_key(key: bytes) -> tuple[bytes, bytes, int, int]:
+    """(src, dst, sport, dport) of a packed tuple."""
+    alen = (len(key) - 4) >> 1
+    return (
+        key[:alen],
+        key[alen : 2 * alen],
+        int.from_bytes(key[-4:-2], "big"),
+        int.from_bytes(key[-2:], "big"),
+    )
+
+
+def _flow_id(flow: Flow) -> int:
+    return flow.id
+
+
 def _ip(packed: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
 
@@ -408,7 +444,15 @@ class FlowTable:
         # until they reach the front, and the deque is rebuilt when they outnumber the live ones
         self._order: deque[int] = deque()
         self._closed: dict[bytes, int] = {}  # recently closed tuple → close time
+        # connections that are one SYN so far, oldest first (a SYN flood, a port scan, a refused or
+        # unanswered connect): a tuple each instead of a Flow with its streams and handler, ~4x smaller and
+        # ~5x faster to make and to evict. They count against max_flows like flows, are counted in stats
+        # as created/active/evicted/expired like flows, and appear in `flows()` and `on_remove` as the Flow
+        # they stand for. An OrderedDict: a plain dict's front after many deletions there is a run of
+        # deleted slots that every eviction would skip (O(table) each)
+        self._syn: OrderedDict[bytes, HalfOpen] = OrderedDict()
         self._next_id = 0
+        self._unordered = False  # `_flows` is not in id order (`_by_age`)
         self._next_sweep = -1
         self.on_remove: Callable[[Flow, str], None] | None = None  # (flow, "closed"|"expired"|"evicted"|"")
         self.now_ns = 0
@@ -435,8 +479,10 @@ class FlowTable:
     def finish(self, ts_ns: int | None = None) -> None:
         """End of capture: every flow's streams end, holes become gaps, pending requests unanswered."""
         ts = self.now_ns if ts_ns is None else ts_ns
-        for flow in list(self._flows.values()):
+        for flow in self._by_age():
             self._end(flow, ts, "")
+        while self._syn:
+            self._drop_half_open(*self._syn.popitem(last=False), "")
         self._closed.clear()
 
     def set_rules(self, rules: list[tuple[str, str, frozenset[int], frozenset[bytes] | None]]) -> None:
@@ -452,9 +498,34 @@ class FlowTable:
             ) or self._rules.match(flow.transport, flow.client[1], client_ip, server_ip)
             if covered != flow.protocol and (covered is not None or self.detection is None):
                 self._end(flow, self.now_ns, "closed")  # (detected flows stay while detection is on)
+        for key, half in list(self._syn.items()):
+            src, dst, sport, dport = _split_key(key)
+            covered = self._rules.match(PROTO_TCP, dport, src, dst) or self._rules.match(
+                PROTO_TCP, sport, src, dst
+            )
+            if covered != half[6] and (covered is not None or self.detection is None):
+                del self._syn[key]
+                self._drop_half_open(key, half, "closed")
 
     def flows(self) -> list[Flow]:
-        return list(self._flows.values())
+        """Every tracked connection, oldest first (a connection that is one SYN so far: the Flow it stands
+        for, made for the caller)."""
+        flows = self._by_age()
+        if self._syn:
+            flows += [self._half_open_flow(key, half) for key, half in self._syn.items()]
+            flows.sort(key=_flow_id)
+        return flows
+
+    def _by_age(self) -> list[Flow]:
+        """The flows in creation order (id order): the order in which they end at a sweep or the end of the
+        capture, so that their records come out in the same order whichever of them began with a SYN
+        (a flow made from a half-open connection is inserted when its second segment arrives)."""
+        flows = list(self._flows.values())
+        if self._unordered:
+            flows.sort(key=_flow_id)
+            self._flows = {flow.id: flow for flow in flows}
+            self._unordered = False
+        return flows
 
     def lookup(self, seg: Segment) -> Flow | None:
         """The flow `seg` belongs to, if it is tracked (`watch -w` files packets by connection)."""
@@ -464,21 +535,13 @@ class FlowTable:
     # -- TCP -------------------------------------------------------------------------------------------------
     def _tcp_segment(self, seg: Segment) -> None:
         entry = self._tcp.get(seg.key)
-        flags = seg.flags
-        payload = seg.payload
-        n = len(payload)
-        ts = seg.ts_ns
         if entry is None:
-            if not (n or flags & SYN):
-                self.stats.no_flow += 1
-                return
-            if self._closed and not flags & SYN and seg.key in self._closed:
-                self.stats.late_segments += 1
-                return
-            entry = self._create_tcp(seg)
+            entry = self._unknown_tcp(seg)
             if entry is None:
                 return
         flow, d = entry
+        flags = seg.flags
+        ts = seg.ts_ns
         if flow.protocol is UNDETECTED and not flags & SYN:
             # no detector claimed it: one lookup per packet; its end is all that is still looked at
             flow.last_ns = ts
@@ -497,86 +560,210 @@ class FlowTable:
         if seg.window >= 0:
             st.wnd = seg.window
         if flags & SYN:
-            if (
-                seq != st.syn_seq
-                if st.syn_seq >= 0
-                else st.next_seq >= 0 or (flow.midstream and not flags & ACK)
-            ):
-                # a new connection on a reused tuple (the old one ended unseen), or a connection joined
-                # mid-stream whose start we now see: begin afresh so the SYN decides the roles
-                self._end(flow, ts, "closed", linger=True)
-                self._tcp_segment(seg)
-                return
-            st.syn_seq = seq
-            st.wscale = seg.wscale
-            seq = (seq + 1) & MASK
-            if st.next_seq < 0:
-                st.next_seq = seq
-                st.acked = -1
+            seq = self._tcp_syn(flow, st, seg)
+            if seq < 0:
+                return  # a new connection on the tuple: the segment went into it
         if flags & ACK:
             peer = flow.streams[d ^ 1]
             pn = peer.next_seq
-            if pn >= 0:
-                ahead = (seg.ack - pn) & MASK
-                if 0 < ahead < HALF:
-                    if self._acked_hole(flow, d ^ 1, peer, seg.ack, ts, n > 0):
-                        # the other side's bytes up to the ACK were delivered or declared lost; its bytes
-                        # beyond it may answer this segment: this segment first (its ACK now acknowledges
-                        # nothing undelivered, so this does not recurse again), then them
-                        st.packets -= 1
-                        self._tcp_segment(seg)
-                        if flow.handler is not None and peer.ooo:
-                            at = peer.hole_ns if 0 <= peer.hole_ns <= ts else ts
-                            self._drain(flow, d ^ 1, peer, ts, floor=at)
-                            if peer.fin_seq >= 0 and not peer.eof and peer.next_seq == peer.fin_seq:
-                                self._eof(flow, d ^ 1, peer, ts)
-                        return
-                    if flow.handler is None:
-                        return  # that ended the connection
-            else:
+            if pn < 0:
                 # nothing of the other side seen yet (joined mid-stream): its stream goes on from where
                 # this side's ACK points
                 peer.acked = seg.ack
-        if n:
-            st.bytes += n
-            nxt = st.next_seq
-            if nxt < 0:
-                nxt = _start(st, seq, n)
-            off = (seq - nxt) & MASK
-            if off == 0:
-                st.next_seq = (seq + n) & MASK
-                handler = flow.handler
-                if handler is not None:
-                    handler.data(d, payload, ts)
-                if st.ooo:
-                    self._drain(flow, d, st, ts)
-                elif st.hole_ns >= 0:
-                    _rearm(st, ts)
-            elif off < HALF:
-                self._buffer(flow, d, st, seq, payload, ts)
-            else:
-                behind = 0x100000000 - off
-                if behind >= n:
-                    st.retrans += 1
-                    self.stats.duplicates += 1
-                else:
-                    st.retrans += 1
-                    st.next_seq = (seq + n) & MASK
-                    if flow.handler is not None:
-                        flow.handler.data(d, payload[behind:], ts)
-                    if st.ooo:
-                        self._drain(flow, d, st, ts)
-        if flags & (FIN | RST):
-            if flags & RST:
-                self._end(flow, ts, "closed", linger=True)
+            elif 0 < (seg.ack - pn) & MASK < HALF and self._tcp_ack(flow, d, st, peer, seg):
                 return
-            if not st.eof:
-                self._fin(st, (seq + n) & MASK, ts)
+        payload = seg.payload
+        n = len(payload)
+        if n:
+            self._tcp_data(flow, d, st, seq, payload, ts)
+        if flags & RST:
+            self._end(flow, ts, "closed", linger=True)
+            return
+        if flags & FIN and not st.eof:
+            self._fin(st, (seq + n) & MASK, ts)
         if st.hole_ns >= 0 and ts - st.hole_ns > HOLE_TIMEOUT_NS:
             if self._skip_hole(flow, d, st, ts):
                 self.stats.hole_timeouts += 1
         if st.fin_seq >= 0 and not st.eof and st.next_seq == st.fin_seq:
             self._eof(flow, d, st, ts)
+
+    def _tcp_syn(self, flow: Flow, st: TcpStream, seg: Segment) -> int:
+        """A SYN on a tracked flow's direction `st`: noted, returning the sequence number after it; or, when it
+        starts a new connection on the tuple, the old one ends, the segment goes into the new one, and -1."""
+        seq = seg.seq
+        if (
+            seq != st.syn_seq
+            if st.syn_seq >= 0
+            else st.next_seq >= 0 or (flow.midstream and not seg.flags & ACK)
+        ):
+            # a new connection on a reused tuple (the old one ended unseen), or a connection joined
+            # mid-stream whose start we now see: begin afresh so the SYN decides the roles (it is the
+            # new connection's packet, not the old one's)
+            st.packets -= 1
+            self._end(flow, seg.ts_ns, "closed", linger=True)
+            self._tcp_segment(seg)
+            return -1
+        st.syn_seq = seq
+        st.wscale = seg.wscale
+        seq = (seq + 1) & MASK
+        if st.next_seq < 0:
+            st.next_seq = seq
+            st.acked = -1
+        return seq
+
+    def _tcp_ack(self, flow: Flow, d: int, st: TcpStream, peer: TcpStream, seg: Segment) -> bool:
+        """The segment acknowledges bytes of the other direction (`peer`) beyond what was delivered of it.
+        Returns True when the segment needs nothing more here: delivered already, or the connection ended."""
+        ts = seg.ts_ns
+        if self._acked_hole(flow, d ^ 1, peer, seg.ack, ts, len(seg.payload) > 0):
+            # the other side's bytes up to the ACK were delivered or declared lost; its bytes beyond it may
+            # answer this segment: this segment first (its ACK now acknowledges nothing undelivered, so
+            # this does not recurse again), then them
+            st.packets -= 1
+            self._tcp_segment(seg)
+            if flow.handler is not None and peer.ooo:
+                at = peer.hole_ns if 0 <= peer.hole_ns <= ts else ts
+                self._drain(flow, d ^ 1, peer, ts, floor=at)
+                if peer.fin_seq >= 0 and not peer.eof and peer.next_seq == peer.fin_seq:
+                    self._eof(flow, d ^ 1, peer, ts)
+            return True
+        return flow.handler is None  # that ended the connection
+
+    def _tcp_data(self, flow: Flow, d: int, st: TcpStream, seq: int, payload: memoryview, ts: int) -> None:
+        """The payload of a segment of direction `d` (starting at `seq`): delivered if it is next, buffered
+        if ahead, trimmed to what is new or dropped if behind (a retransmission)."""
+        n = len(payload)
+        st.bytes += n
+        nxt = st.next_seq
+        if nxt < 0:
+            nxt = _start(st, seq, n)
+        off = (seq - nxt) & MASK
+        if off == 0:
+            st.next_seq = (seq + n) & MASK
+            handler = flow.handler
+            if handler is not None:
+                handler.data(d, payload, ts)
+            if st.ooo:
+                self._drain(flow, d, st, ts)
+            elif st.hole_ns >= 0:
+                _rearm(st, ts)
+        elif off < HALF:
+            self._buffer(flow, d, st, seq, payload, ts)
+        else:
+            st.retrans += 1
+            behind = 0x100000000 - off
+            if behind >= n:
+                self.stats.duplicates += 1
+                return
+            st.next_seq = (seq + n) & MASK
+            if flow.handler is not None:
+                flow.handler.data(d, payload[behind:], ts)
+            if st.ooo:
+                self._drain(flow, d, st, ts)
+
+    def _unknown_tcp(self, seg: Segment) -> tuple[Flow, int] | None:
+        """A segment of no tracked flow: the next segment of a half-open connection makes its flow; a bare
+        SYN is noted as half-open (or, repeated, updates it); other segments start a flow mid-stream, or
+        are counted and dropped. Returns the flow the segment goes on into, if any."""
+        syn = self._syn
+        if syn:
+            key = seg.key
+            half = syn.get(key)
+            if half is None:
+                key = _reverse_key(seg)
+                half = syn.get(key)
+            if half is not None:
+                if key is seg.key and seg.flags & _SYN_KIND == SYN and seg.seq == half[3] and not seg.payload:
+                    # its SYN retransmitted: what the SYN path of `_tcp_segment` does to a flow's stream
+                    fid, first, _, isn, wnd, _, protocol, packets = half
+                    wnd = wnd if seg.window < 0 else seg.window
+                    syn[key] = (fid, first, seg.ts_ns, isn, wnd, seg.wscale, protocol, packets + 1)
+                    return None
+                del syn[key]
+                return self._promote(key, half, seg)
+        flags = seg.flags
+        n = len(seg.payload)
+        if not (n or flags & SYN):
+            self.stats.no_flow += 1
+            return None
+        if self._closed and not flags & SYN and seg.key in self._closed:
+            self.stats.late_segments += 1
+            return None
+        if flags & _SYN_KIND == SYN and not n:
+            self._half_open(seg)
+            return None
+        return self._create_tcp(seg)
+
+    def _half_open(self, seg: Segment) -> None:
+        """A bare SYN of a new connection: noted as half-open (`HalfOpen`), counted as a created flow."""
+        protocol = self._rules.match(PROTO_TCP, seg.dport, seg.src, seg.dst) or self._rules.match(
+            PROTO_TCP, seg.sport, seg.src, seg.dst
+        )
+        if protocol is None:
+            if self.detection is None:
+                self.stats.unmatched += 1
+                return
+            protocol = DETECT  # its content decides, once it has some (`_promote`)
+        ts = seg.ts_ns
+        while len(self._flows) + len(self._syn) >= self.config.max_flows:
+            if not self._evict(ts):
+                break
+        closed = self._closed
+        if closed:  # a SYN starts a new connection on a closed tuple (as `_create` does)
+            closed.pop(seg.key, None)
+            closed.pop(_reverse_key(seg), None)
+        self._next_id += 1
+        self._syn[seg.key] = (self._next_id, ts, ts, seg.seq, seg.window, seg.wscale, protocol, 1)
+        self.stats.created += 1
+        self.stats.active += 1
+
+    def _half_open_flow(self, key: bytes, half: HalfOpen) -> Flow:
+        """The Flow a half-open connection stands for: as `_create` and the SYN path of `_tcp_segment` made
+        it (without its handler: `_promote` adds that)."""
+        fid, first, last, isn, wnd, wscale, protocol, packets = half
+        src, dst, sport, dport = _split_key(key)
+        flow = Flow(
+            fid,
+            (key, dst + src + key[-2:] + key[-4:-2]),
+            (_ip(src), sport),
+            (_ip(dst), dport),
+            PROTO_TCP,
+            first,
+        )
+        flow.last_ns = last
+        flow.protocol = protocol
+        st = flow.streams[0]
+        st.packets = packets
+        st.wnd = wnd
+        st.syn_seq = isn
+        st.wscale = wscale
+        st.next_seq = (isn + 1) & MASK
+        return flow
+
+    def _promote(self, key: bytes, half: HalfOpen, seg: Segment) -> tuple[Flow, int]:
+        """The second segment of a half-open connection: its flow is made, as its SYN would have made it."""
+        flow = self._half_open_flow(key, half)
+        if flow.protocol is DETECT and self.detection is not None:
+            flow.handler = Detecting(flow, self.detection)
+        else:
+            flow.handler = self._new_handler(flow.protocol, flow.client, flow.server, False, PROTO_TCP)
+        tcp = self._tcp
+        tcp[flow.keys[0]] = (flow, 0)
+        tcp[flow.keys[1]] = (flow, 1)
+        flows = self._flows
+        if flows and next(reversed(flows)) > flow.id:
+            self._unordered = True  # a flow made since its SYN is before it in `_flows`
+        flows[flow.id] = flow
+        self._order.append(flow.id)
+        return flow, 0 if key == seg.key else 1
+
+    def _drop_half_open(self, key: bytes, half: HalfOpen, reason: str) -> None:
+        """A half-open connection (already out of `_syn`) ends: what `_end` and `_remove` do for a flow."""
+        if self.on_remove is not None:
+            self.on_remove(self._half_open_flow(key, half), reason)
+        self.stats.active -= 1
+        if reason:
+            setattr(self.stats, reason, getattr(self.stats, reason) + 1)
 
     def _create_tcp(self, seg: Segment) -> tuple[Flow, int] | None:
         flags = seg.flags
@@ -606,10 +793,11 @@ class FlowTable:
     def _create(
         self, seg: Segment, transport: int, protocol: str, client_is_src: bool, midstream: bool
     ) -> tuple[Flow, int]:
-        while len(self._flows) >= self.config.max_flows:  # a loop: a reload may have lowered the bound
+        # a loop: a reload may have lowered the bound
+        while len(self._flows) + len(self._syn) >= self.config.max_flows:
             if not self._evict(seg.ts_ns):
                 break
-        rev = seg.dst + seg.src + seg.key[-2:] + seg.key[-4:-2]
+        rev = _reverse_key(seg)
         src_ep = (_ip(seg.src), seg.sport)
         dst_ep = (_ip(seg.dst), seg.dport)
         if client_is_src:
@@ -886,7 +1074,7 @@ class FlowTable:
         self._next_sweep = now + SWEEP_INTERVAL_NS
         idle = self.config.idle_timeout_ns
         udp_idle = min(idle, self.config.udp_idle_timeout_ns)
-        for flow in list(self._flows.values()):
+        for flow in self._by_age():
             if now - flow.last_ns > (idle if flow.transport == PROTO_TCP else udp_idle):
                 self._end(flow, now, "expired")
                 continue
@@ -896,6 +1084,9 @@ class FlowTable:
                         self.stats.hole_timeouts += 1
                     if flow.handler is None:
                         break
+        syn = self._syn
+        for key in [key for key, half in syn.items() if now - half[2] > idle]:
+            self._drop_half_open(key, syn.pop(key), "expired")
         closed = self._closed
         while closed:
             key = next(iter(closed))
@@ -906,7 +1097,11 @@ class FlowTable:
     def _evict(self, now: int) -> bool:
         """Make room: the oldest flow if it never carried payload (half-open: a flood of SYNs pushes out its
         own kind first, not the connections being decoded); else, among the oldest EVICTION_SAMPLE flows,
-        one that never carried payload, else the least recently active."""
+        one that never carried payload, else the least recently active. Half-open connections (a bare SYN)
+        go before any flow, oldest first."""
+        if self._syn:
+            self._drop_half_open(*self._syn.popitem(last=False), "evicted")
+            return True
         flows = self._flows
         order = self._order
         while order and order[0] not in flows:

@@ -88,6 +88,20 @@ MAX_PATH_SEGMENTS = 12  # deeper paths are cut (the rest becomes "{...}"): bound
 MAX_CACHED_PATH = 512  # bytes: the cache bound counts entries, so an entry's size is bounded too
 
 
+def replacement_problem(rx: re.Pattern[str], repl: str) -> str:
+    """Why `repl` cannot replace matches of `rx` (a group it does not have, a bad escape), or "".
+
+    `re.compile` does not look at a replacement: without this check a bad one raised on the first
+    matching path, in a worker's record loop. `sub` parses its replacement before it searches, so an
+    empty string shows the problem; 3.11 raises IndexError for an unknown group name, later ones re.error.
+    """
+    try:
+        rx.sub(repl, "")
+    except (re.error, IndexError) as exc:
+        return str(exc)
+    return ""
+
+
 class PathTemplater:
     """`/api/v1/users/123/orders/5f1e...` → `/api/v1/users/{id}/orders/{id}`; custom rules first."""
 
@@ -95,6 +109,12 @@ class PathTemplater:
         self, rules: Sequence[tuple[str, str]] = (), default: bool = True, cache_size: int = 10_000
     ) -> None:
         self._rules = [(re.compile(pattern), repl) for pattern, repl in rules]
+        for j, (rx, repl) in enumerate(self._rules):
+            problem = replacement_problem(rx, repl)
+            if problem:
+                raise MetricsConfigError(
+                    f"pathTemplates[{j}].replacement: {repl!r} does not fit its regex {rx.pattern!r}: {problem}"
+                )
         self._default = default
         self._cache: dict[str, str] = {}
         self._cache_size = cache_size  # bounded: distinct raw paths are unbounded by nature
