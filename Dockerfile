@@ -9,7 +9,8 @@ RUN apt-get update \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install --no-cache-dir . && rm -rf /src
+# the kubernetes extra: the chart and manifests run with kubernetes.enabled (lightkube)
+RUN pip install --no-cache-dir '.[kubernetes]' && rm -rf /src
 
 # A non-root user; the interpreter gets the two capabilities capture needs as file capabilities, so the
 # container may run as this user (allowPrivilegeEscalation must then stay true for file caps to apply).

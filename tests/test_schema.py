@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -103,3 +104,47 @@ def test_database_records_are_pinned_by_their_defs(validator: Draft202012Validat
         side = "request" if rec["request"] is not None else "response"
         assert not validator.is_valid({**rec, side: {**rec[side], "unexpected": 1}})
         assert not validator.is_valid({**rec, side: {}})
+
+
+def test_records_with_k8s_fields_validate(validator: Draft202012Validator, tmp_path: Any) -> None:
+    """client.k8s / server.k8s as the agent attaches them (a pod with its workload and service, a
+    ClusterIP, an unknown address); a misspelt or missing field is refused."""
+    from packetd.attribution.kubernetes_index import K8sView
+    from packetd.capture.pcapwrite import PcapWriter, TcpConversation, ethernet
+    from packetd.engine import Rule
+    from packetd.pairing.roundtrip import K8sMeta
+    from tests.helpers.golden import run_file
+
+    path = os.path.join(str(tmp_path), "k8s.pcap")
+    conv = TcpConversation(("10.244.1.7", 40000), ("10.96.0.20", 80))
+    with open(path, "wb") as f:
+        w = PcapWriter(f)
+        pkts = [*conv.handshake(), *conv.send(0, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")]
+        pkts += [*conv.send(1, b"HTTP/1.1 204 No Content\r\n\r\n")]
+        for i, pkt in enumerate(pkts):
+            w.write(1_764_000_000_000_000_000 + i * 1000, ethernet(pkt))
+    (rt,), _ = run_file(path, (Rule(protocol="http", ports=(80,)),))
+    pod = K8sMeta(
+        namespace="shop",
+        pod="web-5c-x",
+        node="n1",
+        service="web",
+        owners=(("replicaset", "web-5c"), ("deployment", "web")),
+    )
+    for table in ({rt.client[0]: pod, rt.server[0]: K8sMeta(namespace="shop", service="web")}, {}):
+        rec = K8sView(True, table).attach(rt).to_json()
+        validator.validate(rec)
+    rec = K8sView(True, {rt.client[0]: pod}).attach(rt).to_json()
+    assert rec["client"]["k8s"]["deployment"] == "web" and rec["server"]["k8s"] is None
+    for broken in (
+        {**rec, "client": {**rec["client"], "k8s": {**rec["client"]["k8s"], "deploy": "web"}}},
+        {
+            **rec,
+            "client": {
+                **rec["client"],
+                "k8s": {k: v for k, v in rec["client"]["k8s"].items() if k != "service"},
+            },
+        },
+        {**rec, "client": {**rec["client"], "k8s": {**rec["client"]["k8s"], "pod": ""}}},
+    ):
+        assert not validator.is_valid(broken)

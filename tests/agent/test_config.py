@@ -130,7 +130,7 @@ exporter:
     [
         (
             "snifer.ifaces: x",
-            "unknown key 'snifer' (did you mean 'sniffer'?); allowed here: controller, exporter, logger, metricsStorage, pipeline, processor, server, sniffer",
+            "unknown key 'snifer' (did you mean 'sniffer'?); allowed here: controller, exporter, kubernetes, logger, metricsStorage, pipeline, processor, server, sniffer",
         ),
         ("sniffer: {ifacs: x}", "unknown key 'sniffer.ifacs' (did you mean 'ifaces'?)"),
         (

@@ -3,15 +3,13 @@ http.client child started here, captured live on loopback by `packetd agent`, `s
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import time
 from typing import Any
 
 import pytest
 
-from tests.helpers.backends import AgentProcess
+from tests.helpers.backends import AgentProcess, wait_records
 from tests.helpers.live import Nginx, can_capture, free_port, nginx_available
 from tests.helpers.procs import child, ss_owners
 
@@ -24,21 +22,23 @@ pytestmark = [
 ]
 
 
-def _records(path: str, n: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 15
-    records: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        if os.path.exists(path):
-            with open(path) as f:
-                records = [json.loads(line) for line in f if line.strip()]
-            if len(records) >= n:
-                break
-        time.sleep(0.3)
-    return records
-
-
-@pytest.mark.parametrize("processes", [None, False])
-def test_agent_records_name_both_ends_as_ss_does(processes: bool | None, tmp_path: Any) -> None:
+@pytest.mark.parametrize(
+    "processes",
+    [
+        None,
+        False,
+        pytest.param(
+            "nobody",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known defect (issue 13): a worker that became sniffer.user cannot read the "
+                "/proc/<pid>/fd of other users' processes, so the ends stay null; the lookup would have to "
+                "run in the privileged main process",
+            ),
+        ),
+    ],
+)
+def test_agent_records_name_both_ends_as_ss_does(processes: bool | str | None, tmp_path: Any) -> None:
     nginx = Nginx()
     api = free_port()
     out = os.path.join(str(tmp_path), "roundtrips.jsonl")
@@ -49,7 +49,9 @@ sniffer:
 server.address: "127.0.0.1:{api}"
 exporter.roundtrips: {{enabled: true, filename: "{out}"}}
 """
-    if processes is not None:
+    if processes == "nobody":  # the workers drop root once their socket is open
+        config += "sniffer.user: nobody\n"
+    elif processes is not None:
         config += f"sniffer.processes: {str(processes).lower()}\n"
     agent = AgentProcess(config)
     try:
@@ -61,7 +63,7 @@ exporter.roundtrips: {{enabled: true, filename: "{out}"}}
                "print('up', flush=True); sys.stdin.read()"]  # fmt: skip
         with child(cmd) as client:
             truth = ss_owners()
-            records = _records(out, 3)
+            records = wait_records(out, 3)
     finally:
         agent.stop()
         nginx.stop()

@@ -36,17 +36,7 @@ def _replay() -> tuple[list[Roundtrip], list[tuple[tuple[str, int], tuple[str, i
 
 
 def _with(rt: Roundtrip, client: Process | None, server: Process | None) -> Roundtrip:
-    return Roundtrip(
-        rt.protocol,
-        rt.kind,
-        rt.client,
-        rt.server,
-        rt.request,
-        rt.response,
-        rt.flags,
-        rt.seq,
-        (client, server),
-    )
+    return rt.attributed((client, server), rt.k8s)
 
 
 CURL = Process(pid=812, comm="curl", exe="/usr/bin/curl")

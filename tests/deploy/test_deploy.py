@@ -62,6 +62,42 @@ def _by_kind(docs: list[dict]) -> dict[str, dict]:
     return {d["kind"]: d for d in docs}
 
 
+# what kubernetes.enabled lists and watches (attribution/kubernetes.py PATHS), by API group: nothing more
+WATCHED = {("", "pods"), ("", "services"), ("", "nodes"), ("discovery.k8s.io", "endpointslices"),
+           ("apps", "replicasets"), ("batch", "jobs")}  # fmt: skip
+
+
+def check_rbac(kinds: dict[str, dict], pod: dict) -> None:
+    """The agent's service account may get/list/watch exactly the kinds it watches, and nothing else; its
+    token is mounted because kubernetes.enabled is on in the shipped config."""
+    from packetd.attribution.kubernetes import PATHS
+
+    sa, role, binding = kinds["ServiceAccount"], kinds["ClusterRole"], kinds["ClusterRoleBinding"]
+    assert pod["serviceAccountName"] == sa["metadata"]["name"]
+    assert pod["automountServiceAccountToken"] is True
+    granted = set()
+    for rule in role["rules"]:
+        assert sorted(rule["verbs"]) == ["get", "list", "watch"] and set(rule) == {
+            "apiGroups",
+            "resources",
+            "verbs",
+        }
+        granted |= {(g, r) for g in rule["apiGroups"] for r in rule["resources"]}
+    assert granted == WATCHED
+    by_path = {
+        (p.split("/")[2] if p.startswith("/apis/") else "", p.rsplit("/", 1)[1]) for p in PATHS.values()
+    }
+    assert by_path == WATCHED  # the agent asks for what the role grants
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": sa["metadata"]["namespace"]}
+    ]
+
+
 def check_set(docs: list[dict]) -> None:
     """What must hold between the objects, and with what the agent serves."""
     kinds = _by_kind(docs)
@@ -69,7 +105,7 @@ def check_set(docs: list[dict]) -> None:
     pod = ds["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     assert pod["hostNetwork"] is True
-    assert pod["automountServiceAccountToken"] is False
+    check_rbac(kinds, pod)
     sec = c["securityContext"]
     assert sec["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW", "NET_ADMIN"]}
     assert sec["allowPrivilegeEscalation"] is False and sec["readOnlyRootFilesystem"] is True
@@ -89,6 +125,7 @@ def check_set(docs: list[dict]) -> None:
     cfg, warnings = parse_config(text)
     validate(cfg)
     assert warnings == []
+    assert cfg.kubernetes.enabled and not cfg.kubernetes.api_server  # in-cluster: the service account
     # the listen address is written out, on every address: the agent's own default may be loopback
     raw = yaml.safe_load(text)
     written = raw.get("server.address") or raw.get("server", {}).get("address")
@@ -164,9 +201,12 @@ def test_helm_chart_renders_to_valid_manifests() -> None:
     values = chart_values()
     docs = helm_docs(values)
     kinds = {d["kind"] for d in docs}
-    assert kinds == {"ConfigMap", "DaemonSet", "Service", "ServiceAccount", "ServiceMonitor"}
+    assert kinds == {
+        "ConfigMap", "DaemonSet", "Service", "ServiceAccount", "ServiceMonitor", "ClusterRole", "ClusterRoleBinding"
+    }  # fmt: skip
     for d in docs:
-        assert d["metadata"]["namespace"] == "monitoring"
+        if d["kind"] not in ("ClusterRole", "ClusterRoleBinding"):  # cluster-scoped: no namespace
+            assert d["metadata"]["namespace"] == "monitoring"
         labels = d["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "packetd"
         assert labels["app.kubernetes.io/instance"] == "packetd"

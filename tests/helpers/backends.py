@@ -328,6 +328,20 @@ class Prometheus:
         return got
 
 
+def wait_records(path: str, n: int, timeout: float = 15.0) -> list[dict[str, Any]]:
+    """The JSON lines of a roundtrip file once it holds `n` (or what it holds after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    records: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            with open(path) as f:
+                records = [json.loads(line) for line in f if line.strip()]
+            if len(records) >= n:
+                break
+        time.sleep(0.2)
+    return records
+
+
 class AgentProcess:
     """`packetd agent --config FILE` in the background; stderr kept for diagnosis."""
 

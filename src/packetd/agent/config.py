@@ -142,6 +142,33 @@ class SnifferConfig(_Section):
     protocols: ProtocolsConfig = ProtocolsConfig()
 
 
+class KubernetesConfig(_Section):
+    enabled: bool = Field(
+        False,
+        description="name the pod, workload, service and node of each address the Kubernetes API knows in "
+        "the records (the agent watches pods, replicasets, jobs, services, endpointslices, nodes)",
+    )
+    api_server: str = Field(
+        "",
+        alias="apiServer",
+        description="API server URL without credentials (kubectl proxy, tests); '' = in-cluster service "
+        "account, else `kubeconfig`, else $KUBECONFIG / ~/.kube/config",
+    )
+    kubeconfig: str = Field("", description="kubeconfig file to use when apiServer is ''")
+    sync_timeout: Duration = Field(
+        10_000_000_000,
+        alias="syncTimeout",
+        description="at start, how long capture waits for the first complete list (then starts regardless)",
+    )
+
+    @field_validator("api_server")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("expected an http:// or https:// URL, e.g. http://127.0.0.1:8001")
+        return v
+
+
 class ServerConfig(_Section):
     enabled: bool = True
     address: str = Field("127.0.0.1:9091", description="loopback by default; ':9091' for every interface")
@@ -364,6 +391,7 @@ class Config(_Section):
     processor: list[ProcessorConfig] = []
     pipeline: list[PipelineConfig] = []
     exporter: ExporterConfig = ExporterConfig()
+    kubernetes: KubernetesConfig = KubernetesConfig()
 
     @model_validator(mode="after")
     def _pipelines_name_processors(self) -> Config:

@@ -6,6 +6,7 @@
     ├─ metric store (merged deltas, budgets)  <──  ├─ pipelines: metrics deltas, spans, roundtrip lines
     ├─ exporters: remote write, OTLP, lines   <──  └─ every 0.5 s: ship results + counters
     ├─ config: load, validate, reload (SIGHUP, POST /-/reload, file change)
+    ├─ kubernetes.enabled: list+watch threads → address table ──> each worker (diffs, once a second)
     └─ supervisor: every loop above restarted on failure, or the process exits 1 (agent/supervisor.py)
 
 Reload applies exactly what the file says, or nothing. First everything that can fail is done without
@@ -53,6 +54,7 @@ from packetd.agent.selfmetrics import add_tree, self_registry
 from packetd.agent.storage import MetricStore
 from packetd.agent.supervisor import Supervisor
 from packetd.agent.worker import worker_main
+from packetd.attribution.kubernetes_index import Table, diff
 from packetd.export import remote_write
 from packetd.export.otlp import OtlpLogs, OtlpMetrics, OtlpMetricStore, Transport
 from packetd.export.senders import RemoteWrite, RoundtripLines, Traces
@@ -67,6 +69,7 @@ MAIN_STALL_S = 120.0  # /healthz fails when the main loop has not come round for
 WORKER_SILENT_S = 30.0  # a capturing worker ships every 0.5 s (ticks when idle): this long silent is hung
 FATAL_LINGER_S = 1.0  # after giving up: probes answer 503 (with the reason) this long before the drain
 CAPTURE_KEYS = ("file", "ifaces", "engine", "ip_version", "no_promisc", "block_num", "workers", "user")
+K8S_PUSH_S = 1.0  # how often changes to the Kubernetes address table reach the workers (at most)
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
 
@@ -141,6 +144,11 @@ class Agent:
         self._starting = False  # a reload waits for new workers: their failure is the reload's
         self._beat = time.monotonic()  # the main loop came round
         self.exit_status = 0
+        self.kube: Any = None  # attribution.kubernetes.KubeWatcher when kubernetes.enabled (decided at start)
+        self._k8s_sent: Table = {}  # the table the workers hold
+        self._k8s_ready = False
+        self._k8s_generation = -1
+        self._next_k8s = 0.0
 
     # -- views ----------------------------------------------------------------------------------------------
     def _view(self) -> dict[str, Any]:
@@ -173,6 +181,7 @@ class Agent:
                 "label_overflowed": dict(self.store.label_overflowed),
                 "labels_truncated": dict(self.store.truncated),
                 "series_expired": expired,
+                "kubernetes": self.kube.snapshot() if self.kube is not None else None,
             }
 
     def health(self) -> str | None:
@@ -390,7 +399,7 @@ class Agent:
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=worker_main,
-            args=(index, child, cfg, fanout, self._consumers(), cfg.logger.level),
+            args=(index, child, cfg, fanout, self._consumers(), cfg.logger.level, self._k8s_state()),
             name=f"packetd-worker-{index}",
             daemon=True,
         )
@@ -398,6 +407,47 @@ class Agent:
         child.close()
         with self._lock:
             self.workers.append(_WorkerHandle(index, proc, parent, fanout))
+
+    # -- kubernetes -------------------------------------------------------------------------------------------
+    def _k8s_state(self) -> tuple[bool, Table] | None:
+        """What a new worker starts with: None when kubernetes attribution is off."""
+        return (self._k8s_ready, dict(self._k8s_sent)) if self.kube is not None else None
+
+    def _start_kube(self) -> None:
+        """The informer threads (attribution/kubernetes.py); capture waits up to `syncTimeout` for the
+        first complete list, so that the first records already carry their names."""
+        from packetd.attribution.kubernetes import KubeWatcher, make_client
+
+        k = self.config.kubernetes
+        try:
+            client = make_client(k.api_server, k.kubeconfig)
+        except Exception as exc:  # no in-cluster account, an unreadable kubeconfig: said in one line
+            raise ConfigError(
+                f"'kubernetes': cannot configure the API client: {type(exc).__name__}: {exc}"
+            ) from None
+        self.kube = KubeWatcher(client, supervise=self.supervisor.run)
+        self.kube.start()
+        if not self.kube.synced.wait(k.sync_timeout / 1e9):
+            log.warning(
+                "kubernetes: no complete list within %.0fs: capture starts, records gain k8s fields once "
+                "it completes",
+                k.sync_timeout / 1e9,
+            )
+        self._push_k8s(time.monotonic())
+
+    def _push_k8s(self, now: float) -> None:
+        """Changes to the address table since the last push, to every worker (at most every K8S_PUSH_S)."""
+        if self.kube is None or now < self._next_k8s:
+            return
+        self._next_k8s = now + K8S_PUSH_S
+        current = self.kube.table()
+        if current is None or current[0] == self._k8s_generation:
+            return
+        self._k8s_generation, table = current
+        upserts, removed = diff(self._k8s_sent, table)
+        self._k8s_sent = dict(table)
+        self._k8s_ready = True
+        self._broadcast(("k8s", True, upserts, removed))
 
     def _stop_workers(self, timeout_s: float = WORKER_STOP_S) -> None:
         with self._lock:
@@ -580,6 +630,8 @@ class Agent:
             log.warning("%s", warning)
         if (note := default_rules_note(new)) is not None:
             log.info("%s", note)
+        if old.kubernetes != new.kubernetes:
+            log.warning("kubernetes: a changed section takes effect when the agent restarts")
         started = time.monotonic()
         try:
             if any(getattr(old.sniffer, k) != getattr(new.sniffer, k) for k in CAPTURE_KEYS):
@@ -622,6 +674,8 @@ class Agent:
             log.log(level, "%s", message)
         threading.excepthook = self.supervisor.excepthook
         self._commit(None, self.config, staged, time.monotonic())
+        if self.config.kubernetes.enabled:
+            self._start_kube()
         self._start_workers(self.config)
 
     def _kill_workers(self) -> None:
@@ -672,6 +726,7 @@ class Agent:
         now = time.monotonic()
         self._kill_silent(now)
         self._respawn_due(now)
+        self._push_k8s(now)
         if self._reload_requested.is_set():
             self._reload_requested.clear()
             result = (False, "the reload failed: an internal error (logged)")
@@ -705,6 +760,7 @@ class Agent:
             self._kill_workers,
             lambda: self._stop_exporters(self.config, deadline),
             lambda: self.http.stop() if self.http is not None else None,
+            lambda: self.kube.stop() if self.kube is not None else None,
         ]
         for step in steps:
             try:

@@ -147,6 +147,13 @@ def validate(config: Config) -> None:
     options_from(config)
     pipelines_from(config)
     check_user(config.sniffer.user)
+    if config.kubernetes.enabled:
+        import importlib.util
+
+        if importlib.util.find_spec("lightkube") is None:
+            raise ConfigError(
+                "'kubernetes.enabled': needs the lightkube package: pip install 'packetd[kubernetes]'"
+            )
     if config.sniffer.file:
         try:
             with open(config.sniffer.file, "rb"):

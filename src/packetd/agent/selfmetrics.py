@@ -219,6 +219,39 @@ class SelfMetrics(Collector):
         yield CounterMetricFamily(
             "packetd_metric_series_expired", "Idle metric series dropped", value=view.get("series_expired", 0)
         )
+        kube = view.get("kubernetes")
+        if kube is not None:
+            yield from _kubernetes(kube)
+
+
+def _kubernetes(kube: dict[str, Any]) -> Iterator[Metric]:
+    """The informers' counters (attribution/kubernetes.py), per resource kind; only with kubernetes.enabled."""
+    for name, text, key, family in (
+        ("packetd_kubernetes_errors", "Failed list/watch requests to the Kubernetes API (retried with back-off)", "errors", CounterMetricFamily),
+        ("packetd_kubernetes_relists", "Lists done again after 410 Gone (history compacted)", "relists", CounterMetricFamily),
+        ("packetd_kubernetes_events", "Watch events applied to the index", "events", CounterMetricFamily),
+        ("packetd_kubernetes_dropped_objects", "Objects not kept: the index's bound for the kind was reached", "dropped", CounterMetricFamily),
+        ("packetd_kubernetes_objects", "Objects in the index", "objects", GaugeMetricFamily),
+    ):  # fmt: skip
+        fam = family(name, text, labels=["resource"])
+        for resource, n in sorted(kube.get(key, {}).items()):
+            fam.add_metric([resource], n)
+        yield fam
+    yield GaugeMetricFamily(
+        "packetd_kubernetes_synced",
+        "1 once every kind was listed (records carry k8s fields from then on)",
+        value=1 if kube.get("synced") else 0,
+    )
+    yield CounterMetricFamily(
+        "packetd_kubernetes_malformed_objects",
+        "Objects skipped because a field had the wrong shape",
+        value=kube.get("malformed", 0),
+    )
+    yield GaugeMetricFamily(
+        "packetd_kubernetes_ambiguous_addresses",
+        "Addresses two live objects claim, left out of the table (never guessed)",
+        value=kube.get("ambiguous", 0),
+    )
 
 
 def self_registry(source: Callable[[], dict[str, Any]], git_hash: str) -> CollectorRegistry:

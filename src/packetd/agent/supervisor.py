@@ -6,6 +6,7 @@
     exporter_metrics    the exporter's thread      `run()`
     exporter_traces     the exporter's thread      `run()`
     exporter_otlp*      the exporter's thread      `run()`   (otlpMetrics, otlpLogs)
+    kubernetes          six informer threads       `run()`   (API failures are retried by the loop itself)
     worker              a capture process          the agent, after `failure()`'s back-off
     thread              any other thread           nobody: `threading.excepthook` logs and counts it
 
@@ -39,6 +40,7 @@ COMPONENTS = (
     "exporter_traces",
     "exporter_otlpMetrics",
     "exporter_otlpLogs",
+    "kubernetes",
     "thread",
 )
 

@@ -8,8 +8,10 @@ agent; when the agent falls behind, metric deltas keep accumulating in place and
 bound are dropped and counted.
 
 Messages to the agent: ("ready", index, source name, filter), ("data", index, payload), ("done", index),
-("error", index, text). From the agent: ("consumers", {...}), ("config", Config), ("stop",); the agent's
-end of the pipe closing means stop too.
+("error", index, text). From the agent: ("consumers", {...}), ("config", Config), ("stop",), and with
+`kubernetes.enabled` ("k8s", ready, upserts, removed): changes to the address table the agent builds from
+the Kubernetes API (attribution/kubernetes.py), which the worker names each record's ends from; a new
+worker gets the whole table with its arguments. The agent's end of the pipe closing means stop too.
 
 Least privilege: a worker opens its capture socket (or file) first, then, when `sniffer.user` is set,
 becomes that user (capture/privileges.py, as `watch --user` does) before it reads a single packet: the
@@ -32,6 +34,7 @@ from typing import Any
 
 from packetd.agent.config import Config
 from packetd.agent.runtime import bpf_from, detect_from, options_from, pipelines_from, rules_from
+from packetd.attribution.kubernetes_index import K8sView, Table
 from packetd.attribution.processes import HeldRecords, ProcessResolver
 from packetd.capture.source import TICK
 from packetd.engine import Engine, EngineConfig
@@ -115,9 +118,16 @@ def process_resolver(config: Config) -> ProcessResolver | None:
 
 class Worker:
     def __init__(
-        self, index: int, conn: Connection, config: Config, fanout: int | None, consumers: dict[str, bool]
+        self,
+        index: int,
+        conn: Connection,
+        config: Config,
+        fanout: int | None,
+        consumers: dict[str, bool],
+        k8s: tuple[bool, Table] | None = None,
     ) -> None:
         self.index = index
+        self.k8s = K8sView(*k8s) if k8s is not None else None  # None: kubernetes.enabled is off
         self.conn = conn
         self.fanout = fanout
         self.consumers = dict(consumers)
@@ -162,6 +172,8 @@ class Worker:
             engine.reconfigure(engine_config)
 
     def _sink(self, rt: Roundtrip) -> None:
+        if self.k8s is not None:
+            rt = self.k8s.attach(rt)
         self.pipelines.process(rt)
         if self.consumers.get("watch"):
             watch = self.outbox.watch
@@ -279,6 +291,8 @@ class Worker:
                 self.consumers = dict(msg[1])
             elif msg[0] == "config":
                 self.pending_config = msg[1]
+            elif msg[0] == "k8s" and self.k8s is not None:
+                self.k8s.update(msg[1], msg[2], msg[3])
 
     # -- the loop ------------------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -376,6 +390,7 @@ def worker_main(
     fanout: int | None,
     consumers: dict[str, bool],
     log_level: str,
+    k8s: tuple[bool, Table] | None = None,
 ) -> None:
     """Entry point of a worker process (spawned)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the agent stops workers by message, after a flush
@@ -392,7 +407,7 @@ def worker_main(
     )
     logging.captureWarnings(True)
     try:
-        Worker(index, conn, config, fanout, consumers).run()
+        Worker(index, conn, config, fanout, consumers, k8s).run()
     except PermissionError:
         from packetd.capture.privileges import PRIVILEGE_HINT
 

@@ -160,9 +160,7 @@ class ProcessResolver:
     def attach(self, rt: Roundtrip) -> Roundtrip:
         """The record with its processes (the record is a value: a copy with `processes` set)."""
         procs = self.processes(rt.client, rt.server)
-        return Roundtrip(
-            rt.protocol, rt.kind, rt.client, rt.server, rt.request, rt.response, rt.flags, rt.seq, procs
-        )
+        return rt.attributed(procs, rt.k8s)
 
     def _cached(self, end: tuple[Endpoint, Endpoint], now: int) -> Process | None:
         entry = self._ends.get(end)

@@ -328,7 +328,7 @@ class Traces(_Worker):
             timeout=timeout_s,
             compression=Compression.Gzip if gzip else Compression.NoCompression,
         )
-        self._resources: dict[str, Any] = {}
+        self._resources: dict[Any, Any] = {}
         self._host = host_identity()
 
     def cycle(self, final: bool = False) -> None:
@@ -368,16 +368,18 @@ class Traces(_Worker):
         kinds = {"server": SpanKind.SERVER, "client": SpanKind.CLIENT}
         out = []
         for s in batch:
-            resource = self._resources.get(s.service)
+            key = (s.service, tuple(sorted(s.resource.items()))) if s.resource else s.service
+            resource = self._resources.get(key)
             if resource is None:
-                if len(self._resources) > 10_000:  # bounded: one per observed server
+                if len(self._resources) > 10_000:  # bounded: one per observed server (or pod)
                     self._resources.clear()
-                resource = self._resources[s.service] = Resource.create(
+                resource = self._resources[key] = Resource.create(
                     {
                         "service.name": s.service,
                         "telemetry.sdk.name": "packetd",
                         "telemetry.sdk.version": __version__,
                         **self._host,  # which host observed it
+                        **(s.resource or {}),  # the pod's k8s.* (its k8s.node.name: the pod's node)
                     }
                 )
             flags = TraceFlags(s.trace_flags)

@@ -42,6 +42,50 @@ class Process:
 
 Processes = tuple["Process | None", "Process | None"]  # (client's, server's)
 
+# workload kinds an owner chain can name, in the order OpenTelemetry's k8s conventions take the first of for
+# `service.name` (semconv non-normative/k8s-attributes: deployment, replicaset, statefulset, daemonset,
+# cronjob, job, then the pod)
+WORKLOAD_KINDS = ("deployment", "replicaset", "statefulset", "daemonset", "cronjob", "job")
+
+
+@value
+class K8sMeta:
+    """What the Kubernetes API says an address is (packetd.attribution.kubernetes finds it): a pod (with
+    its node, owner chain and the one service it backs), a service's ClusterIP, or a node. None fields are
+    unknown or not applicable, never guessed."""
+
+    namespace: str | None = None
+    pod: str | None = None
+    node: str | None = None
+    service: str | None = None
+    # (kind, name) from the pod's controller up: (("replicaset", "web-7d9f"), ("deployment", "web"))
+    owners: tuple[tuple[str, str], ...] = ()
+
+    def workload(self) -> tuple[str, str] | None:
+        """(kind, name) of the workload by OpenTelemetry's order, else ("pod", name); None for a service
+        or node address."""
+        for kind in WORKLOAD_KINDS:
+            for k, name in self.owners:
+                if k == kind:
+                    return kind, name
+        return ("pod", self.pod) if self.pod is not None else None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"namespace": self.namespace, "pod": self.pod, "node": self.node}
+        for kind in WORKLOAD_KINDS:
+            out[kind] = None
+        for kind, name in self.owners:
+            out[kind] = name
+        out["service"] = self.service
+        return out
+
+    def attributes(self) -> dict[str, str]:
+        """OpenTelemetry resource attributes (`k8s.namespace.name`, `k8s.pod.name`, ...), known ones only."""
+        return {f"k8s.{k}.name": v for k, v in self.to_json().items() if v is not None}
+
+
+K8sPair = tuple["K8sMeta | None", "K8sMeta | None"]  # (client's, server's)
+
 
 @value
 class Roundtrip:
@@ -60,6 +104,24 @@ class Roundtrip:
     # set by the I/O layer when process attribution is on (then `client.process` / `server.process` are in
     # the JSON, null when not found); None when it is off (a capture file: its processes are not this host's)
     processes: Processes | None = None
+    # set by the agent when `kubernetes.enabled` and its index has synced (then `client.k8s` / `server.k8s`
+    # are in the JSON, null for an address the API does not know); None when off or not synced
+    k8s: K8sPair | None = None
+
+    def attributed(self, processes: Processes | None, k8s: K8sPair | None) -> Roundtrip:
+        """A copy naming who talks (the record is a value): its processes and its k8s objects."""
+        return Roundtrip(
+            self.protocol,
+            self.kind,
+            self.client,
+            self.server,
+            self.request,
+            self.response,
+            self.flags,
+            self.seq,
+            processes,
+            k8s,
+        )
 
     @property
     def start_ns(self) -> int:
@@ -120,6 +182,10 @@ class Roundtrip:
             cp, sp = self.processes
             client["process"] = cp.to_json() if cp is not None else None
             server["process"] = sp.to_json() if sp is not None else None
+        if self.k8s is not None:
+            ck, sk = self.k8s
+            client["k8s"] = ck.to_json() if ck is not None else None
+            server["k8s"] = sk.to_json() if sk is not None else None
         return {
             "protocol": self.protocol,
             "kind": self.kind,
@@ -171,4 +237,16 @@ def has_flag(rt: Roundtrip, flag: int) -> bool:
     return bool(rt.all_flags & flag)
 
 
-__all__ = ["Endpoint", "Flag", "Kind", "Process", "Processes", "Roundtrip", "has_flag", "rfc3339_ns"]
+__all__ = [
+    "WORKLOAD_KINDS",
+    "Endpoint",
+    "Flag",
+    "K8sMeta",
+    "K8sPair",
+    "Kind",
+    "Process",
+    "Processes",
+    "Roundtrip",
+    "has_flag",
+    "rfc3339_ns",
+]

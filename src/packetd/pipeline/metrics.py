@@ -75,6 +75,29 @@ COMMON_LABELS = {
 # requireLabels, default labels and their getters live in pipeline/semantics.py (one place per protocol)
 
 
+def _k8s_getter(side: int, what: str) -> Callable[[Roundtrip], object]:
+    def get(rt: Roundtrip) -> object:
+        meta = rt.k8s[side] if rt.k8s is not None else None
+        if meta is None:
+            return ""
+        if what == "namespace":
+            return meta.namespace or ""
+        workload = meta.workload()
+        return workload[1] if workload is not None else ""
+
+    return get
+
+
+# Opt-in (requireLabels) with `kubernetes.enabled` in the agent: the workload (deployment, statefulset, ...,
+# else the pod: spans' service.name order) and namespace of each end; "" when the API does not know it.
+# Workloads and namespaces are few next to pod names and IPs, and the store's series budget bounds them anyway
+K8S_LABELS = {
+    f"{side}.{what}": (f"{side}_{what}", _k8s_getter(i, what))
+    for i, side in enumerate(("client", "server"))
+    for what in ("workload", "namespace")
+}
+
+
 class MetricsConfigError(ValueError):
     pass
 
@@ -361,7 +384,7 @@ class RoundtripsToMetrics:
             self._label_fns[proto] = self._build(proto)
 
     def allowed_labels(self, proto: str) -> list[str]:
-        return [*COMMON_LABELS, *PROTOCOL_LABELS.get(proto, {}), *GENERIC_LABELS]
+        return [*COMMON_LABELS, *PROTOCOL_LABELS.get(proto, {}), *GENERIC_LABELS, *K8S_LABELS]
 
     def buckets_for(self, proto: str) -> tuple[tuple[float, ...], ...]:
         """(duration, bytes, rows) upper bounds of `proto`'s histograms."""
@@ -380,6 +403,8 @@ class RoundtripsToMetrics:
                 getters.append((COMMON_LABELS[key], _endpoint_getter(side, part)))
             elif key in GENERIC_LABELS:
                 getters.append(GENERIC_LABELS[key])
+            elif key in K8S_LABELS:
+                getters.append(K8S_LABELS[key])
             elif key in PROTOCOL_LABELS.get(proto, {}):
                 label, getter = PROTOCOL_LABELS[proto][key]
                 if (proto, label) in TEMPLATED:

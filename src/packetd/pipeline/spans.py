@@ -11,6 +11,12 @@
   `kind: client` makes it a CLIENT span instead (the call as its caller made it: `service.name` is then
   the client, by the same map or `client:<addr>`, and `network.peer.*` the server), for back-ends whose
   service graphs draw databases and uninstrumented servers from CLIENT spans (README, "Traces").
+* Kubernetes — with `kubernetes.enabled` in the agent, the span's side (the server for SERVER spans, the
+  client for CLIENT spans) named by the API gives the resource its `k8s.*` attributes (namespace, pod,
+  node, workload, service: OpenTelemetry's k8s resource conventions) and `service.namespace` = the
+  namespace; `service.name` is then the workload (deployment, replicaset, statefulset, daemonset, cronjob,
+  job, else the pod: the order of semconv's non-normative k8s-attributes), or for a ClusterIP its service
+  — unless the `services` map names the address, which always wins.
 * Records — `roundtrip` and `unanswered` records become spans; `handshake` (connection set-up) and `oneway`
   records only when `include: [handshake, oneway]` asks for them: they are not requests a trace follows.
 * Status — ERROR when the record is an error by the protocol's rules (HTTP 5xx, gRPC non-OK, database and
@@ -28,7 +34,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from packetd._values import value
-from packetd.pairing.roundtrip import Roundtrip, endpoint_text
+from packetd.pairing.roundtrip import K8sMeta, Roundtrip, endpoint_text
 from packetd.pipeline.semantics import SPAN_BUILDERS, AttrValue
 from packetd.protocols.base import Kind
 
@@ -53,6 +59,7 @@ class SpanData:
     attributes: dict[str, AttrValue]
     trace_flags: int = 1
     kind: str = "server"  # SPAN_KINDS
+    resource: dict[str, str] | None = None  # k8s.* and service.namespace of the span's side, when known
 
 
 def span_ids(rt: Roundtrip) -> tuple[int, int]:
@@ -130,15 +137,35 @@ class RoundtripsToTraces:
         self.kind = str(kind)
         self._kinds = frozenset({Kind.ROUNDTRIP, Kind.UNANSWERED, *include})
 
+    def _side(self, rt: Roundtrip) -> K8sMeta | None:
+        """What the Kubernetes API says the span's side is (None: off, or not known)."""
+        if rt.k8s is None:
+            return None
+        return rt.k8s[0] if self.kind == "client" else rt.k8s[1]
+
     def service_for(self, rt: Roundtrip) -> str:
         """The span resource's service.name: the observed server (SERVER spans) or client (CLIENT spans),
-        by the `services` map (address:port, or address), else `<protocol>:<addr>:<port>` for a server and
-        `client:<addr>` for a client (its port is ephemeral: one service per client host)."""
+        by the `services` map (address:port, or address), else its Kubernetes workload or service, else
+        `<protocol>:<addr>:<port>` for a server and `client:<addr>` for a client (its port is ephemeral:
+        one service per client host)."""
+        meta = self._side(rt)
+        workload = meta.workload() if meta is not None else None
+        named = workload[1] if workload is not None else meta.service if meta is not None else None
         if self.kind == "client":
-            return self._services.get(rt.client[0]) or f"client:{rt.client[0]}"
+            return self._services.get(rt.client[0]) or named or f"client:{rt.client[0]}"
         key = endpoint_text(rt.server)
         name = self._services.get(key) or self._services.get(rt.server[0])
-        return name or f"{rt.protocol}:{key}"
+        return name or named or f"{rt.protocol}:{key}"
+
+    def resource_for(self, rt: Roundtrip) -> dict[str, str] | None:
+        """The k8s resource attributes of the span's side, with `service.namespace`; None when unknown."""
+        meta = self._side(rt)
+        if meta is None:
+            return None
+        attrs = meta.attributes()
+        if meta.namespace is not None:
+            attrs["service.namespace"] = meta.namespace
+        return attrs or None
 
     def process(self, rt: Roundtrip, rec: dict[str, Any] | None = None) -> SpanData | None:
         """The span of `rt`; `rec` is its `to_json()` when the caller already built it."""
@@ -175,4 +202,5 @@ class RoundtripsToTraces:
             attributes=merged,
             trace_flags=sampled,
             kind=self.kind,
+            resource=self.resource_for(rt),
         )
