@@ -74,7 +74,16 @@ def stats_snapshot(engine: Engine, source: Any, extra: dict[str, Any]) -> dict[s
         }
     net = {k: getattr(engine.net.stats, k) for k in engine.net.stats.__slots__}
     flows = {k: getattr(engine.flows.stats, k) for k in engine.flows.stats.__slots__}
-    return {"protocols": protocols, "net": net, "flows": flows, "kernel": source.stats(), **extra}
+    snapshot = {"protocols": protocols, "net": net, "flows": flows, "kernel": source.stats(), **extra}
+    det = engine.detection_stats  # detection by content: what it handed where, and what nobody claimed
+    if det.started:
+        snapshot["detection"] = {
+            "detected": dict(det.detected),
+            # "tcp/5555": the agent sums these over workers (add_tree), so keys are plain strings
+            "undetected": {f"{t}/{port}": n for (t, port), n in det.undetected_ports.items()},
+            "undetected_overflow": det.ports_overflow,
+        }
+    return snapshot
 
 
 class _Outbox:

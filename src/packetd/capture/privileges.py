@@ -89,3 +89,17 @@ PRIVILEGE_HINT = (
     "`setcap cap_net_raw,cap_net_admin=eip $(readlink -f $(which python3))`; "
     "or read a capture file with --pcap-file"
 )
+
+
+def privilege_hint() -> str:
+    """PRIVILEGE_HINT naming the interpreter actually running (a virtualenv's `python` is a symlink, and
+    capabilities are set on the real file)."""
+    real = os.path.realpath(sys.executable)
+    prog = sys.argv[0] or "packetd"
+    if prog.endswith("__main__.py"):  # python -m packetd
+        prog = f"{sys.executable} -m packetd"
+    return (
+        f"live capture needs CAP_NET_RAW: run as root (sudo {prog} ...), or grant it to "
+        f"this interpreter with `sudo setcap cap_net_raw,cap_net_admin=eip {real}`; "
+        "or read a capture file with --pcap-file (-r)"
+    )
