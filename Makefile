@@ -1,20 +1,27 @@
-# packetd — `make run` sets up and runs `packetd watch`; `make test` sets up and runs the whole suite.
+# packetd — `make run` installs the program (runtime dependencies only) and runs `packetd watch`;
+# `make test` adds the development extras and the test tools and runs the whole suite.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
 .PHONY: run test setup test-deps lint typecheck unit bench clean fuzz
 
-$(BIN)/.installed: pyproject.toml
+# the program and what it needs at run time (33 packages); `make run` stops here
+$(BIN)/.runtime: pyproject.toml
 	sh scripts/bootstrap.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# the development extras on top (linters, type checker, test clients and servers)
+$(BIN)/.installed: $(BIN)/.runtime
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
 setup: $(BIN)/.installed
 
-run: setup
+run: $(BIN)/.runtime
 	sh scripts/run.sh
 
 test-deps: setup

@@ -8,6 +8,7 @@ roundtrip records (or text lines) and nothing else; logs, warnings and the summa
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,7 +23,9 @@ import click
 from packetd import __version__
 from packetd.attribution.processes import HeldRecords, ProcessResolver
 from packetd.capture import bpf
+from packetd.capture.libpcap import OfflineFilter
 from packetd.capture.pcapfile import CaptureFile, CaptureFormatError
+from packetd.capture.pcapout import PcapOut
 from packetd.capture.source import TICK, Source, resolve_engine
 from packetd.engine import Engine, EngineConfig, Rule, RuleError, check_rules, default_rules, parse_rule
 from packetd.export.progress import Progress, for_file
@@ -31,7 +34,7 @@ from packetd.export.text import TextFormatter
 from packetd.flow.ports import PortTally
 from packetd.flow.table import DEFAULT_MAX_MEMORY_MB, FlowConfig, flows_for_memory
 from packetd.pairing.roundtrip import Roundtrip, dumps
-from packetd.pipeline.filters import DisplayFilter
+from packetd.pipeline.filters import DisplayFilter, FieldFilter, FilterError
 from packetd.pipeline.hint import QuietHint, hint_lines, host_hint_lines
 from packetd.pipeline.summary import Summary, plural
 from packetd.protocols.base import Kind
@@ -69,7 +72,49 @@ class _DurationType(click.ParamType):  # type: ignore[type-arg]
 DURATION = _DurationType()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# what tcpdump users type that packetd does differently: the one line says what to type instead
+TCPDUMP_HABITS = {
+    "-n": "packetd never resolves names: leave -n out",
+    "-nn": "packetd never resolves names: leave -nn out",
+    "-s": "packetd always captures whole packets: leave -s out",
+    "-v": "for every field of a record use --format json",
+    "-vv": "for every field of a record use --format json",
+    "-X": "for every field of a record use --format json (add --capture-body BYTES for HTTP bodies)",
+    "-A": "for every field of a record use --format json (add --capture-body BYTES for HTTP bodies)",
+    "-e": "for every field of a record use --format json",
+    "-l": "live output is written a line at a time already: leave -l out",
+    "-U": "live output is written a line at a time already: leave -U out",
+    "-Z": "drop root with --user NAME",
+    "-D": "list interfaces with `packetd ifaces`",
+}
+
+
+class _Cli(click.Group):
+    """The `packetd` group: every usage error is one line on stderr, naming the flag and what to type."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            _usage_line(exc)
+        except click.Abort:
+            click.echo("packetd: aborted", err=True)
+            sys.exit(EXIT_RUNTIME)
+
+
+def _usage_line(exc: click.UsageError) -> NoReturn:
+    ctx = exc.ctx
+    where = ctx.command_path if ctx is not None else "packetd"
+    message = exc.format_message().replace("\n", " ").rstrip(".")
+    option = getattr(exc, "option_name", None)
+    if isinstance(exc, click.NoSuchOption) and option in TCPDUMP_HABITS:
+        message += f": {TCPDUMP_HABITS[option]}"
+    _fail(f"{message} (see '{where} --help')", EXIT_USAGE)
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="packetd", message="%(prog)s %(version)s")
 def main() -> None:
     """packetd: passive L7 network observability — requests paired with responses, straight off the wire."""
 
@@ -195,6 +240,10 @@ class WatchOptions:
     pids: tuple[int, ...] = ()
     comms: tuple[str, ...] = ()
     containers: tuple[str, ...] = ()
+    expression: str = ""  # a tcpdump filter expression (positional)
+    write_file: str | None = None  # -w FILE
+    write_only: str | None = None  # "errors" | "slow"
+    fields: FieldFilter | None = None  # --method, --path, --status, ... (None: none given)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -204,16 +253,24 @@ class WatchOptions:
     "protos",
     multiple=True,
     metavar="'NAME;PORTS[;HOST]'",
-    help="Watch NAME on PORTS (comma-separated), optionally only HOST. Repeatable. "
-    "'auto': also detect protocols by content on every other port. "
+    help="Watch NAME on PORTS (comma-separated ports and ranges, 8000-8099), optionally only HOST; "
+    "also NAME:PORTS. Quote it. Repeatable. 'auto': also detect protocols by content on every other port. "
     "Default: every protocol on its default ports, and detection on every other port.",
 )
 @click.option("--ifaces", default="any", show_default=True, help="Interfaces: 'any' or a regex of names.")
 @click.option(
+    "-i",
+    "iface_names",
+    multiple=True,
+    metavar="IFACE",
+    help="An interface by its exact name, as tcpdump -i (repeatable; the same as --ifaces '^IFACE$').",
+)
+@click.option(
+    "-r",
     "--pcap-file",
     default=None,
     metavar="FILE",
-    help="Read a pcap/pcapng file ('-' for stdin) instead of interfaces.",
+    help="Read a pcap/pcapng file ('-' for stdin; gzip, zstd, xz too) instead of interfaces.",
 )
 @click.option("--ipv", type=click.Choice(["v4", "v6"]), default=None, help="Only IPv4 or only IPv6.")
 @click.option("--no-promisc", is_flag=True, help="Do not put interfaces in promiscuous mode.")
@@ -250,7 +307,26 @@ class WatchOptions:
     default=None,
     help="Output format (default: text on a terminal, JSON lines otherwise).",
 )
-@click.option("--count", type=click.IntRange(min=0), default=0, help="Stop after N records are shown.")
+@click.option(
+    "-c",
+    "--count",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Stop after N records (not packets) are shown.",
+)
+@click.option(
+    "-w",
+    "write_file",
+    default=None,
+    metavar="FILE",
+    help="Write the packets of the connections whose records are shown to FILE (pcapng, for Wireshark).",
+)
+@click.option(
+    "--write-only",
+    type=click.Choice(["errors", "slow"]),
+    default=None,
+    help="With -w: only connections with an error, or with a roundtrip slower than --slower-than.",
+)
 @click.option(
     "--duration", type=DURATION, default=None, help="Stop after D (e.g. 30s); for a file, D of capture time."
 )
@@ -262,6 +338,34 @@ class WatchOptions:
     default=None,
     metavar="D",
     help="Only show roundtrips slower than D (e.g. 100ms).",
+)
+@click.option("--method", "methods", multiple=True, help="Only HTTP/HTTP2/gRPC requests with this method.")
+@click.option("--path", "paths", multiple=True, help="Only requests for this path (the query ignored).")
+@click.option("--path-prefix", "path_prefixes", multiple=True, help="Only requests for paths starting so.")
+@click.option("--path-regex", "path_regexes", multiple=True, help="Only requests for paths matching RE.")
+@click.option(
+    "--status", "statuses", multiple=True, help="Only records with this status: 404, a class (5xx), a name."
+)
+@click.option(
+    "--command",
+    "commands",
+    multiple=True,
+    help="Only records of this command: Redis GET, SQL SELECT, MongoDB find, COM_QUERY, Basic.Publish.",
+)
+@click.option("--host", "hosts", multiple=True, help="Only HTTP requests for this Host / :authority.")
+@click.option(
+    "--client",
+    "clients",
+    multiple=True,
+    metavar="ADDR",
+    help="Only this client: 10.0.0.5, 10.0.0.0/8, :port.",
+)
+@click.option(
+    "--server",
+    "servers",
+    multiple=True,
+    metavar="ADDR",
+    help="Only this server: 10.0.0.5, 10.0.0.0/8, :5432.",
 )
 @click.option(
     "--kind",
@@ -352,16 +456,48 @@ class WatchOptions:
     metavar="ID",
     help="Only records with a process in a container whose id starts with ID at either end (repeatable).",
 )
+@click.version_option(__version__, "-V", "--version", prog_name="packetd", message="%(prog)s %(version)s")
+@click.argument("expression", nargs=-1)
 def watch(**kw: Any) -> None:
-    """Capture and print roundtrips as they happen (live, or from a capture file)."""
+    """Capture and print roundtrips as they happen (live, or from a capture file).
+
+    EXPRESSION is a tcpdump filter (quote it): live, it is ANDed with the kernel filter built from the
+    rules; for a file, it is applied to each packet.
+    """
+    expression = " ".join(kw["expression"])
+    _check_expression(expression, kw["protos"])
+    if kw["write_file"] == "-":
+        _fail(
+            "-w - would mix packets with the records on stdout; give -w a file (or a FIFO: mkfifo p; "
+            "wireshark -k -i p & packetd watch -w p)",
+            EXIT_USAGE,
+        )
+    if kw["write_only"] and not kw["write_file"]:
+        _fail("--write-only needs -w FILE (the pcapng file to write)", EXIT_USAGE)
+    if kw["write_only"] == "slow" and not kw["slower_than"]:
+        _fail("--write-only slow needs --slower-than D (e.g. --slower-than 100ms)", EXIT_USAGE)
+    if kw["fmt"] == "text" and kw["roundtrips_file"]:
+        _fail(
+            "--format text cannot go to --roundtrips.file: the file holds JSON lines; "
+            "leave out --format text (or --roundtrips.file to see text)",
+            EXIT_USAGE,
+        )
+    if kw["pcap_file"] is not None:
+        _warn_live_only(click.get_current_context())
+    if kw["iface_names"] and kw["pcap_file"] is None:
+        _check_iface_names(kw["iface_names"])
     sys.exit(run_watch(watch_options(kw)))
 
 
 def watch_options(kw: dict[str, Any]) -> WatchOptions:
-    """The options of watch's flags, by their click names."""
+    """The options of watch's flags, by their click names (`packetd top` passes watch's defaults for the
+    flags it does not take)."""
+    ifaces = kw["ifaces"]
+    if kw.get("iface_names"):
+        ifaces = "^(" + "|".join(re.escape(n) for n in kw["iface_names"]) + ")$"
     return WatchOptions(
         protos=kw["protos"],
-        ifaces=kw["ifaces"],
+        ifaces=ifaces,
         pcap_file=kw["pcap_file"],
         ipv=kw["ipv"],
         no_promisc=kw["no_promisc"],
@@ -387,11 +523,82 @@ def watch_options(kw: dict[str, Any]) -> WatchOptions:
         pids=kw["pids"],
         comms=kw["comms"],
         containers=kw["containers"],
+        expression=" ".join(kw.get("expression") or ()),
+        write_file=kw.get("write_file"),
+        write_only=kw.get("write_only"),
+        fields=_field_filter(kw),
     )
 
 
 # `packetd top` (src/packetd/top/): watch's capture flags and capture, its own table
 main.add_command(build_top_command(watch))
+
+
+LIVE_ONLY = ("ifaces", "iface_names", "engine", "block_num", "user", "no_promisc", "kernel_drop_acks")
+# a leftover argument that is the ports (or ports;host) of a rule the shell split at an unquoted ';'
+_SPLIT_RULE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*(;\S*)?$")
+_RULE_LIKE = re.compile(r"^[A-Za-z][\w/.]*[;:]\d")
+
+
+def _check_expression(expression: str, protos: tuple[str, ...]) -> None:
+    """A positional argument that is not a filter but a piece of a rule gets a pointer, not libpcap's error."""
+    if not expression:
+        return
+    if _SPLIT_RULE.match(expression):
+        last = re.split("[;:]", protos[-1], maxsplit=1)[0] if protos else "NAME"
+        _fail(
+            f"'{expression}' looks like the ports of a --proto rule split at an unquoted ';': quote the rule, "
+            f"--proto '{last};{expression}' (or write {last}:{expression})",
+            EXIT_USAGE,
+        )
+    if _RULE_LIKE.match(expression):
+        _fail(f"'{expression}' looks like a protocol rule: write --proto '{expression}'", EXIT_USAGE)
+
+
+def _check_iface_names(names: tuple[str, ...]) -> None:
+    """`-i NAME` names an interface exactly: one that does not exist is a usage error, not silence."""
+    try:
+        known = {n for _, n in socket.if_nameindex()}
+    except OSError:
+        return  # no interface list here: the capture engine reports what it cannot open
+    missing = [n for n in names if n not in known and n != "any"]
+    if missing:
+        _fail(
+            f"-i {missing[0]}: no such interface; `packetd ifaces` lists them (or -i any, or --ifaces REGEX)",
+            EXIT_USAGE,
+        )
+
+
+def _warn_live_only(ctx: click.Context) -> None:
+    from click.core import ParameterSource
+
+    given = [
+        p.opts[0]
+        for p in ctx.command.params
+        if p.name in LIVE_ONLY and ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE
+    ]
+    if given:
+        _warn(f"{', '.join(given)} only apply to live capture; ignored with --pcap-file")
+
+
+def _field_filter(kw: dict[str, Any]) -> FieldFilter | None:
+    names = (
+        "methods",
+        "paths",
+        "path_prefixes",
+        "path_regexes",
+        "statuses",
+        "commands",
+        "hosts",
+        "clients",
+        "servers",
+    )
+    if not any(kw.get(n) for n in names):
+        return None
+    try:
+        return FieldFilter(**{n: kw[n] for n in names})
+    except FilterError as exc:
+        _fail(str(exc), EXIT_USAGE)
 
 
 # -- rules ------------------------------------------------------------------------------------------------------
@@ -447,6 +654,8 @@ def bpf_for(rules: Iterable[Rule], detect: bool = False) -> str:
 # -- sources --------------------------------------------------------------------------------------------------
 def open_live(opts: WatchOptions, rules: list[Rule]) -> Source:
     expression = bpf_for(rules, detecting(opts.protos))
+    if opts.expression:
+        expression = f"({expression}) and ({opts.expression})" if expression else opts.expression
     if opts.kernel_drop_acks:
         expression = bpf.payload_only_clause(expression)
     engine = resolve_engine(opts.engine)
@@ -462,16 +671,14 @@ def open_live(opts: WatchOptions, rules: list[Rule]) -> Source:
         if opts.ifaces in ("", "any"):
             names = ["any"] if sys.platform.startswith("linux") else [n for n, _ in interfaces()]
         else:
-            import re
-
             names = [n for n, _ in interfaces() if re.search(opts.ifaces, n)]
             if not names:
                 _fail(f"no interface matches --ifaces '{opts.ifaces}'", EXIT_USAGE)
         return PcapLiveSource(names, expression, promisc=not opts.no_promisc)
     except PermissionError:
-        from packetd.capture.privileges import PRIVILEGE_HINT
+        from packetd.capture.privileges import privilege_hint
 
-        _fail(PRIVILEGE_HINT)
+        _fail(privilege_hint())
     except ValueError as exc:
         _fail(str(exc), EXIT_USAGE)
     except Exception as exc:  # libpcap missing, interface gone: a clear line, not a traceback
@@ -566,6 +773,35 @@ def open_source(opts: WatchOptions, rules: list[Rule]) -> Source | CaptureFile:
         _fail(str(exc), EXIT_USAGE)
 
 
+def _offline_filter(opts: WatchOptions) -> Any:
+    """The positional expression, compiled for a capture file's packets (live, the kernel runs it)."""
+    if not opts.expression:
+        return None
+    try:
+        from packetd.capture.libpcap import LibpcapError, OfflineFilter
+
+        return OfflineFilter(opts.expression)
+    except LibpcapError as exc:
+        _fail(
+            f"filter expression: {exc}; write a tcpdump expression and quote it, e.g. 'host 10.0.0.5 and port 80'",
+            EXIT_USAGE,
+        )
+
+
+def _check_live_expression(opts: WatchOptions) -> None:
+    if opts.expression and opts.pcap_file is None:
+        from packetd.capture.libpcap import DLT_RAW, LibpcapError, compile_filter
+
+        try:
+            compile_filter(opts.expression, DLT_RAW)
+        except LibpcapError as exc:
+            _fail(
+                f"filter expression: {exc}; write a tcpdump expression for IP packets and quote it, "
+                "e.g. 'host 10.0.0.5 and port 80'",
+                EXIT_USAGE,
+            )
+
+
 def display_filter(opts: WatchOptions) -> DisplayFilter:
     return DisplayFilter(
         errors_only=opts.errors,
@@ -574,6 +810,7 @@ def display_filter(opts: WatchOptions) -> DisplayFilter:
         pids=frozenset(opts.pids),
         comms=frozenset(opts.comms),
         containers=opts.containers,
+        fields=opts.fields,
     )
 
 
@@ -594,6 +831,10 @@ class Capture:
     ports: PortTally  # where the packets went, for the hint when no connection is found (pipeline/hint.py)
     quiet: QuietHint
     frames: Iterable[tuple[int, int, memoryview]]
+    # the frame function: the engine's, or one that also files packets for -w (capture/pcapout.py)
+    frame: Callable[[int, int, memoryview], None] | None = None
+    pcap_out: PcapOut | None = None
+    user_filter: OfflineFilter | None = None  # a file's packets through the positional expression
 
     @property
     def live(self) -> bool:
@@ -602,7 +843,7 @@ class Capture:
     def pump(self, halt: Halt, on_tick: Callable[[int], None] | None = None, hints: bool = True) -> None:
         """Feed every frame to the engine until the source ends, `halt.now`, or --duration; `hints`: the
         quiet-capture hint on stderr (not under a full-screen view)."""
-        frame, held, opts, engine = self.engine.frame, self.held, self.opts, self.engine
+        frame, held, opts, engine = self.frame or self.engine.frame, self.held, self.opts, self.engine
         if self.live:
             deadline = time.monotonic() + opts.duration_ns / 1e9 if opts.duration_ns else None
             for ts, lt, data in self.source:
@@ -641,9 +882,12 @@ class Capture:
         source = self.source
         if self.live and hasattr(source, "drain") and not halt.forced:
             time.sleep(0.12)  # let the kernel retire the block holding the last packets
+            frame = self.frame or self.engine.frame
             for ts, lt, data in source.drain():
-                self.engine.frame(ts, lt, data)
+                frame(ts, lt, data)
         self.engine.finish()
+        if self.pcap_out is not None:
+            self.pcap_out.finish()
         if self.held is not None:
             self.held.flush()
 
@@ -653,6 +897,9 @@ class Capture:
         if isinstance(self.source, CaptureFile):
             for w in self.source.warnings:
                 _warn(w)
+        if self.user_filter is not None:
+            for lt, why in sorted(self.user_filter.refused.items()):
+                _warn(f"filter expression: packets of link type {lt} skipped: {why}")
         self.source.close()
         return kernel
 
@@ -668,17 +915,29 @@ class Capture:
 def open_capture(opts: WatchOptions, display: DisplayFilter, sink: Callable[[Roundtrip], None]) -> Capture:
     rules = build_rules(opts.protos)
     config = engine_config(opts, rules)
+    _check_live_expression(opts)
+    user_filter = None if opts.pcap_file is None else _offline_filter(opts)
     source = open_source(opts, rules)
     resolver = _process_resolver(opts, opts.pcap_file is None, display)
     held = HeldRecords(resolver, sink) if resolver is not None else None
     ports = PortTally()
+    downstream = held if held is not None else sink
+    pcap: list[PcapOut] = []  # -w sees every record as the engine emits it, before any holding
+
+    def tapped(rt: Roundtrip) -> None:
+        pcap[0].record(rt)
+        downstream(rt)
+
     engine = Engine(
         config,
-        held if held is not None else sink,
+        tapped if opts.write_file else downstream,
         on_connection=resolver.note if resolver is not None else None,
         ports=ports,
     )
-    return Capture(
+    frames: Iterable[tuple[int, int, memoryview]] = source
+    if user_filter is not None:
+        frames = (f for f in source if user_filter(f[1], f[2]))
+    cap = Capture(
         opts=opts,
         rules=rules,
         source=source,
@@ -687,8 +946,89 @@ def open_capture(opts: WatchOptions, display: DisplayFilter, sink: Callable[[Rou
         held=held,
         ports=ports,
         quiet=QuietHint(time.monotonic()),
-        frames=source,
+        frames=frames,
+        user_filter=user_filter,
     )
+    if opts.write_file:
+        pcap.append(_pcap_out(cap, display))
+        cap.pcap_out = pcap[0]
+        cap.frame = _pcap_frame(engine, ports, pcap[0])
+    return cap
+
+
+def _pcap_out(cap: Capture, display: DisplayFilter) -> PcapOut:
+    """-w FILE: which connections qualify (the display filter's content conditions, --write-only)."""
+    opts = cap.opts
+    assert opts.write_file is not None
+    try:
+        out = open(opts.write_file, "wb")  # noqa: SIM115 (closed by print_pcap_out)
+    except OSError as exc:
+        cap.source.close()
+        _fail(f"cannot write -w {opts.write_file}: {exc.strerror}", EXIT_USAGE)
+    accept, mode, slower = display.accept_content, opts.write_only, opts.slower_than_ns
+
+    def qualifies(rt: Roundtrip) -> bool:
+        if not accept(rt):
+            return False
+        if mode == "errors":
+            return rt.error
+        if mode == "slow":
+            d = rt.duration_ns
+            return d is not None and d > slower
+        return True
+
+    comment = f"packetd {__version__}: rules {', '.join(_rule_text(r) for r in cap.rules)}"
+    if opts.expression:
+        comment += f"; filter '{opts.expression}'"
+    if mode:
+        comment += f"; only connections with {'an error' if mode == 'errors' else 'a slow roundtrip'}"
+    return PcapOut(out, cap.engine.flows, qualifies, comment, cap.source.name)
+
+
+def _pcap_frame(
+    engine: Engine, ports: PortTally, pcap_out: PcapOut
+) -> Callable[[int, int, memoryview], None]:
+    """Engine's tallied frame function that also hands each frame to -w once the flow table has it."""
+    decode = engine.net.decode
+    segment = engine.flows.segment
+    stats = engine.flows.stats
+    packet = pcap_out.packet
+
+    def frame(ts: int, lt: int, data: memoryview) -> None:
+        seg = decode(ts, lt, data)
+        if seg is not None:
+            if ports.active:  # as Engine's tallied frame (the first-run hint)
+                ports.add(seg)
+                if stats.created:
+                    ports.active = False
+            segment(seg)
+            packet(seg, ts, lt, data)
+
+    return frame
+
+
+def print_pcap_out(cap: Capture) -> None:
+    out = cap.pcap_out
+    if out is None:
+        return
+    left = sum(out.left_out.values())
+    click.echo(
+        f"packetd: wrote {plural(out.written_packets, 'packet')} of "
+        f"{plural(out.written_connections, 'connection')} to {cap.opts.write_file} "
+        f"({plural(out.dropped_connections, 'connection')} not written)"
+        + (
+            f"; {left} packets left out ({', '.join(f'{k}: {v}' for k, v in sorted(out.left_out.items()))}"
+            " budget), each gap commented in the file"
+            if left
+            else ""
+        ),
+        err=True,
+    )
+    out.close()
+
+
+def _rule_text(rule: Rule) -> str:
+    return f"{rule.protocol}:{','.join(map(str, rule.ports))}" + (f";{rule.host}" if rule.host else "")
 
 
 def capturing_banner(cap: Capture) -> None:
@@ -743,7 +1083,7 @@ def run_watch(opts: WatchOptions) -> int:
         assert opts.pcap_file is not None
         if os.path.isfile(opts.pcap_file):  # a file, not a FIFO or a pipe: its size says how far we are
             progress = for_file(opts.pcap_file, sys.stderr, before_draw=output.flush)
-            cap.frames = progress.wrap(cap.source)
+            cap.frames = progress.wrap(cap.frames)
             write = _erasing(progress, output.write)
     started = time.monotonic()
     if live:
@@ -771,6 +1111,7 @@ def run_watch(opts: WatchOptions) -> int:
     elapsed = cap.elapsed(started)
     _print_summary(cap.engine, summary, kernel, elapsed, halt.signals > 0)
     end_hint(cap, elapsed)
+    print_pcap_out(cap)
     if cap.resolver is not None:
         print_resolver_stats(cap.resolver)
     return 0

@@ -15,7 +15,7 @@ from dataclasses import field
 from typing import Any
 
 from packetd._values import value
-from packetd.flow.detect import Detection
+from packetd.flow.detect import Detection, DetectionStats
 from packetd.flow.ports import PortTally
 from packetd.flow.table import Endpoint, FlowConfig, FlowTable, StreamHandler
 from packetd.net.packet import PROTO_TCP, PacketDecoder
@@ -41,26 +41,81 @@ class Rule:
     addresses: frozenset[bytes] | None = None  # `host` resolved to packed addresses (None: any host)
 
 
+# what people call the protocols (case-insensitive), beside the registry's own names
+ALIASES = {
+    "http1": "http",
+    "http/1": "http",
+    "http/1.1": "http",
+    "h2": "http2",
+    "h2c": "http2",
+    "http/2": "http2",
+    "postgres": "postgresql",
+    "pg": "postgresql",
+    "pgsql": "postgresql",
+    "psql": "postgresql",
+    "mariadb": "mysql",
+    "mongo": "mongodb",
+    "rabbitmq": "amqp",
+    "amqp091": "amqp",
+}
+
+
+def protocol_name(name: str, registry: Registry = REGISTRY) -> str | None:
+    """The registry's name for `name` (any case, or an alias), None when there is none."""
+    low = name.strip().lower()
+    if registry.get(low) is not None:
+        return low
+    alias = ALIASES.get(low)
+    return alias if alias is not None and registry.get(alias) is not None else None
+
+
+def _ports(field: str, text: str) -> list[int]:
+    """`80,8080,8000-8099` → the ports, in order."""
+    ports: list[int] = []
+    for raw in field.split(","):
+        p = raw.strip()
+        lo, dash, hi = p.partition("-")
+        if dash and lo.strip().isdigit() and hi.strip().isdigit():
+            a, b = int(lo), int(hi)
+            if a > b or b > 65535:
+                raise RuleError(
+                    f"invalid port range '{p}' in protocol '{text}': write LOW-HIGH with 0 <= LOW <= HIGH <= 65535"
+                )
+            ports.extend(range(a, b + 1))
+            continue
+        if not p.isdigit() or int(p) > 65535:
+            raise RuleError(f"invalid port '{raw}' in protocol '{text}', port must be between 0-65535")
+        ports.append(int(p))
+    return ports
+
+
 def parse_rule(text: str, registry: Registry = REGISTRY) -> Rule:
-    """Parse `protocol;ports[;host]` (reference §1.2); raise RuleError with the reference's messages."""
+    """Parse `protocol;ports[;host]` (reference §1.2), or `protocol:ports`; raise RuleError with the
+    reference's messages. Names are case-insensitive and may be aliases (`postgres`, `h2c`); ports may be
+    ranges (`8000-8099`)."""
     parts = text.split(";")
+    if len(parts) == 1 and ":" in text:
+        parts = text.split(":", 1)  # `http:80`, as in Kyanos and Wireshark's "decode as"
     if len(parts) < 2:
-        raise RuleError(f"invalid --proto input '{text}', expected 'protocol;ports[;host]' ({RULE_EXAMPLE})")
+        name = protocol_name(text, registry)
+        spec = registry.get(name) if name is not None else None
+        defaults = ",".join(map(str, spec.default_ports)) if spec is not None else "PORTS"
+        raise RuleError(
+            f"invalid --proto input '{text}', expected 'protocol;ports[;host]' ({RULE_EXAMPLE}); "
+            f"quote the rule (an unquoted ';' ends the shell command) or write "
+            f"{name or text.strip() or 'NAME'}:{defaults}"
+        )
     if len(parts) > 3:
         raise RuleError(
             f"invalid --proto input '{text}': too many ';' parts, expected 'protocol;ports[;host]'"
         )
-    name = parts[0].strip()
+    name = protocol_name(parts[0], registry) or parts[0].strip()
     if registry.get(name) is None:
         raise RuleError(
-            f"unsupported protocol ({name}) in '{text}'; known protocols: {', '.join(registry.names())}"
+            f"unsupported protocol ({name}) in '{text}'; known protocols: {', '.join(registry.names())} "
+            f"(aliases: {', '.join(sorted(ALIASES))})"
         )
-    ports: list[int] = []
-    for raw in parts[1].split(","):
-        p = raw.strip()
-        if not p.isdigit() or int(p) > 65535:
-            raise RuleError(f"invalid port '{raw}' in protocol '{text}', port must be between 0-65535")
-        ports.append(int(p))
+    ports = _ports(parts[1], text)
     host = parts[2].strip() if len(parts) == 3 and parts[2].strip() else None
     addresses = None
     if host is not None:
@@ -129,6 +184,9 @@ class Engine:
         # bound once: a bound method made per session is 128 bytes more for every connection tracked
         self._stats_for = self.stats_for
         self._options_for = self.options_for
+        # one for the engine's life: a reload that turns detection off and on again keeps counting on (the
+        # agent exports these as counters, which must not go backwards)
+        self.detection_stats = DetectionStats()
         self.flows = FlowTable(
             self._table_rules(config), self._new_session, config.flow, self._detection(config.detect)
         )
@@ -209,10 +267,12 @@ class Engine:
     def _detection(self, on: bool) -> Detection | None:
         if not on:
             return None
-        return Detection(
+        detection = Detection(
             {PROTO_TCP: classifier(self.registry, "tcp"), 17: classifier(self.registry, "udp")},
             self._new_session,
         )
+        detection.stats = self.detection_stats
+        return detection
 
     def stats_for(self, protocol: str) -> ProtocolStats:
         stats = self.protocol_stats.get(protocol)

@@ -37,7 +37,10 @@ def parse_duration(text: str) -> int:
         total += float(m.group(1)) * _UNITS_NS[m.group(2)]
         pos = m.end()
     if pos != len(s) or pos == 0:
-        raise ValueError(f"invalid duration '{text}': use a number with a unit, e.g. 500ms, 30s, 5m, 1h30m")
+        raise ValueError(
+            f"invalid duration '{text}': use a number with a unit, e.g. 500ms, 30s, 5m, 1h30m "
+            "(a bare number is seconds)"
+        )
     return int(total)
 
 

@@ -52,7 +52,9 @@ def test_a_capture_file_is_read_once_and_its_metrics_stay_served(agent: tuple[Ag
         if counter_sum(text, "http_requests_total") == 31:
             break
         time.sleep(0.3)
-    assert counter_sum(text, "http_requests_total") == 31  # tshark: 31 requests (see tests/test_golden.py)
+    assert (
+        counter_sum(text, "http_requests_total") == 31
+    )  # tshark: 31 requests (see tests/protocols/http1/test_golden.py)
     time.sleep(1.5)
     assert counter_sum(get(api, "/protocol/metrics")[1].decode(), "http_requests_total") == 31  # not re-read
     assert a.proc.poll() is None and "capture file" in a.stderr()

@@ -3,7 +3,7 @@ on its default ports — and says so; the reference config lists those rules; `/
 parameter with 400 and one line.
 
 The truth for the capture-file runs is tshark's count of the file's HTTP requests (31, as in
-tests/test_golden.py and tests/agent/test_api.py).
+tests/protocols/http1/test_golden.py and tests/agent/test_api.py).
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ def test_metrics_from_a_real_capture_match_its_records() -> None:
     total = sum(s.value for s in fams["http_requests"] if s.name == "http_requests_total")
     assert (
         total == len(records) == 31
-    )  # tshark: 31 requests (tests/test_golden.py explains the 31st response)
+    )  # tshark: 31 requests (tests/protocols/http1/test_golden.py explains the 31st response)
     # the histogram's cumulative buckets against the records' own durations
     durations = [rt.duration_ns / 1e9 for rt in records if rt.duration_ns is not None]
     buckets = {

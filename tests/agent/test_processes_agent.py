@@ -1,5 +1,7 @@
 """The agent's roundtrip records name the processes too (`sniffer.processes`, on by default): nginx and an
-http.client child started here, captured live on loopback by `packetd agent`, `ss -tnp` as the truth."""
+http.client child started here, captured live on loopback by `packetd agent`, `ss -tnp` as the truth. Also
+when the workers become `sniffer.user` (nobody): they keep only the capabilities the lookup needs, read
+back from the worker's /proc/<pid>/status, and none at all with attribution off."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import pytest
 
 from tests.helpers.backends import AgentProcess, wait_records
 from tests.helpers.live import Nginx, can_capture, free_port, nginx_available
-from tests.helpers.procs import child, ss_owners
+from tests.helpers.procs import child, ss_owners, worker_pids
 
 pytestmark = [
     pytest.mark.root,
@@ -22,23 +24,24 @@ pytestmark = [
 ]
 
 
+# linux/capability.h: CAP_DAC_READ_SEARCH is bit 2, CAP_SYS_PTRACE bit 19 — what a worker that became
+# sniffer.user keeps for process attribution, and only then.
+KEPT = (1 << 2) | (1 << 19)
+
+
+def _caps(pid: int) -> dict[str, int]:
+    """CapInh/CapPrm/CapEff/... of a process as the kernel reports them."""
+    with open(f"/proc/{pid}/status") as f:
+        return {k: int(v, 16) for k, _, v in (line.partition(":") for line in f) if k.startswith("Cap")}
+
+
 @pytest.mark.parametrize(
-    "processes",
-    [
-        None,
-        False,
-        pytest.param(
-            "nobody",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known defect (issue 13): a worker that became sniffer.user cannot read the "
-                "/proc/<pid>/fd of other users' processes, so the ends stay null; the lookup would have to "
-                "run in the privileged main process",
-            ),
-        ),
-    ],
+    ("processes", "user"),
+    [(None, None), (False, None), (None, "nobody"), (False, "nobody")],
 )
-def test_agent_records_name_both_ends_as_ss_does(processes: bool | str | None, tmp_path: Any) -> None:
+def test_agent_records_name_both_ends_as_ss_does(
+    processes: bool | None, user: str | None, tmp_path: Any
+) -> None:
     nginx = Nginx()
     api = free_port()
     out = os.path.join(str(tmp_path), "roundtrips.jsonl")
@@ -49,9 +52,9 @@ sniffer:
 server.address: "127.0.0.1:{api}"
 exporter.roundtrips: {{enabled: true, filename: "{out}"}}
 """
-    if processes == "nobody":  # the workers drop root once their socket is open
-        config += "sniffer.user: nobody\n"
-    elif processes is not None:
+    if user is not None:  # the workers drop root once their socket is open
+        config += f"sniffer.user: {user}\n"
+    if processes is not None:
         config += f"sniffer.processes: {str(processes).lower()}\n"
     agent = AgentProcess(config)
     try:
@@ -64,10 +67,15 @@ exporter.roundtrips: {{enabled: true, filename: "{out}"}}
         with child(cmd) as client:
             truth = ss_owners()
             records = wait_records(out, 3)
+        (worker,) = worker_pids(agent.proc.pid)
+        caps = _caps(worker)  # after it parsed packets: long after it became sniffer.user
     finally:
         agent.stop()
         nginx.stop()
     assert len(records) == 3, agent.stderr()
+    if user is not None:  # exactly the two attribution needs, and none at all with it off
+        want = 0 if processes is False else KEPT
+        assert (caps["CapEff"], caps["CapPrm"], caps["CapInh"], caps["CapAmb"]) == (want, want, 0, 0), caps
     for rec in records:
         if processes is False:
             assert "process" not in rec["client"] and "process" not in rec["server"]

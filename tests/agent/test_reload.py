@@ -24,6 +24,7 @@ from tests.agent.test_api import BRO
 from tests.agent.test_e2e import counter_sum, get, post, scrape, traffic, wait_for
 from tests.helpers.backends import AgentProcess
 from tests.helpers.live import Nginx, can_capture, free_port, nginx_available
+from tests.helpers.procs import worker_pids
 
 RULES = "sniffer.protocols.rules: [{name: web, protocol: http, ports: [80]}]"
 
@@ -137,24 +138,6 @@ def test_a_moved_server_address_is_bound_before_the_old_one_is_released(file_age
     assert f"server listening on 127.0.0.1:{new}" in agent.stderr()
 
 
-def _worker_pids(agent_pid: int) -> list[int]:
-    """Capture processes: children of the agent started by multiprocessing's spawn."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == agent_pid and b"spawn_main" in cmdline:
-            pids.append(int(entry))
-    return sorted(pids)
-
-
 def live_config(api: int, port: int, workers: int, block_num: int, roundtrips: str, extra: str = "") -> str:
     return f"""
 sniffer:
@@ -201,7 +184,7 @@ def test_capture_reloads_replace_the_workers_and_count_each_roundtrip_once(worke
                 status, body = post(api, "/-/reload")
                 assert status == 200 and b"applied" in body, body
                 time.sleep(1.0)  # the new sockets see the next connection from its SYN
-            pids = _worker_pids(agent.proc.pid)
+            pids = worker_pids(agent.proc.pid)
             assert len(pids) == workers, (i, pids)
             assert not seen_pids & set(pids)  # new processes each time, the old ones gone
             seen_pids |= set(pids)
@@ -238,7 +221,7 @@ def test_a_capture_reload_that_cannot_capture_is_undone() -> None:
         assert b"no interface matches" in body
         assert reloads(api) == (0.0, 1.0)
         assert wait_for(lambda: get(api, "/readyz")[0], 200) == 200
-        assert len(_worker_pids(agent.proc.pid)) == 2
+        assert len(worker_pids(agent.proc.pid)) == 2
         time.sleep(1.0)
         traffic(nginx.port, [(f"/index.txt?n={n}", {}) for n in range(8)], sent, connections=4)
         assert wait_for(lambda: counter_sum(scrape(api), "http_requests_total"), 8.0) == 8.0

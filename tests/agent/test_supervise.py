@@ -32,7 +32,7 @@ from tests.helpers.live import ROOT, Nginx, free_port
 
 FAULTS = os.path.join(os.path.dirname(__file__), "faultinject")
 RULES = "sniffer.protocols.rules: [{name: web, protocol: http, ports: [80]}]"
-BRO_REQUESTS = 31  # tshark counts 31 HTTP requests in the capture (tests/test_golden.py)
+BRO_REQUESTS = 31  # tshark counts 31 HTTP requests in the capture (tests/protocols/http1/test_golden.py)
 
 
 class Faulty:

@@ -110,3 +110,21 @@ def child(cmd: list[str], **kw: object) -> Iterator[subprocess.Popen[bytes]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def worker_pids(agent_pid: int) -> list[int]:
+    """Capture processes: children of the agent started by multiprocessing's spawn."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == agent_pid and b"spawn_main" in cmdline:
+            pids.append(int(entry))
+    return sorted(pids)

@@ -34,13 +34,14 @@ CAPTURE_MARKS = [
 
 
 @contextlib.contextmanager
-def tcpdump(port: int) -> Iterator[str]:
-    """tcpdump of `tcp port P` on loopback into a pcap file, stopped by PID when the block ends."""
+def tcpdump(port: int, bpf: str | None = None) -> Iterator[str]:
+    """tcpdump of `tcp port P` (or the filter `bpf`) on loopback into a pcap file, stopped by PID when the
+    block ends."""
     workdir = tempfile.mkdtemp(prefix="packetd-tapped-")
     path = os.path.join(workdir, "capture.pcap")
     proc = subprocess.Popen(
         ["tcpdump", "-i", "lo", "-U", "-n", "-s", "0", "-B", "65536", "--immediate-mode", "-w", path,
-         f"tcp port {port}"],
+         bpf or f"tcp port {port}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     assert proc.stderr is not None

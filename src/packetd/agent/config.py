@@ -53,14 +53,14 @@ class ConfigError(ValueError):
 def _duration(value: object) -> int:
     """A duration in ns: a Go-style string ("5m", "1m30s"), or a number of seconds (reference §2.1)."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 5m or 1h")
+        raise ValueError("expected a duration such as 30s, 5m or 1h (a bare number is seconds)")
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return int(value * 1_000_000_000)
     if isinstance(value, str):
         return parse_duration(value)
-    raise ValueError("expected a duration such as 30s, 5m or 1h")
+    raise ValueError("expected a duration such as 30s, 5m or 1h (a bare number is seconds)")
 
 
 Duration = Annotated[int, BeforeValidator(_duration)]

@@ -77,7 +77,7 @@ def watch_params_problem(params: dict[str, list[str]]) -> str | None:
     try:
         parse_duration(raw)
     except (ValueError, OverflowError):
-        return f"timeout '{raw[:64]}' is not a duration (e.g. 500ms, 30s, 5m)"
+        return f"timeout '{raw[:64]}' is not a duration (e.g. 500ms, 30s, 5m; a bare number is seconds)"
     return None
 
 

@@ -68,7 +68,18 @@ RELOAD_WAIT_S = 90.0  # POST /-/reload waits this long for the main loop's answe
 MAIN_STALL_S = 120.0  # /healthz fails when the main loop has not come round for this long
 WORKER_SILENT_S = 30.0  # a capturing worker ships every 0.5 s (ticks when idle): this long silent is hung
 FATAL_LINGER_S = 1.0  # after giving up: probes answer 503 (with the reason) this long before the drain
-CAPTURE_KEYS = ("file", "ifaces", "engine", "ip_version", "no_promisc", "block_num", "workers", "user")
+# `processes` too: a worker keeps the capabilities process attribution needs only if it was on at start.
+CAPTURE_KEYS = (
+    "file",
+    "ifaces",
+    "engine",
+    "ip_version",
+    "no_promisc",
+    "block_num",
+    "workers",
+    "user",
+    "processes",
+)
 K8S_PUSH_S = 1.0  # how often changes to the Kubernetes address table reach the workers (at most)
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 

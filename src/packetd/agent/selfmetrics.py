@@ -29,11 +29,20 @@ def add_tree(into: dict[str, Any], other: dict[str, Any]) -> None:
             into[k] = (cur[0] + v[0], cur[1] + v[1])
 
 
+# Server ports with their own packetd_detect_undetected_connections series. Each worker bounds its table at
+# flow/detect.py MAX_UNDETECTED_PORTS, but several workers' tables summed may name more: the first ports
+# seen keep their series for the agent's life (a counter must not move between series), the rest are
+# summed into the port="__overflow__" series. Same bound as a worker's table.
+MAX_UNDETECTED_PORT_SERIES = 1024
+OVERFLOW = "__overflow__"
+
+
 class SelfMetrics(Collector):
     def __init__(self, source: Callable[[], dict[str, Any]], git_hash: str) -> None:
         self._source = source  # the agent's merged view: {"workers": {...}, "exporters": [...], ...}
         self._git_hash = git_hash
         self._started = time.time()
+        self._undetected_ports: set[str] = set()  # "tcp/5555" given a series, at most the bound above
 
     def collect(self) -> Iterator[Metric]:
         view = self._source()
@@ -134,6 +143,7 @@ class SelfMetrics(Collector):
             for kind, n in sorted(st.get("records", {}).items()):
                 records.add_metric([proto, kind], n)
         yield from (resets, gaps, gap_bytes, orphans, unanswered, evicted, records, encrypted)
+        yield from self._detection(w.get("detection", {}))
         filt = CounterMetricFamily(
             "packetd_filter_roundtrips", "roundtripsfilter decisions", labels=["pipeline", "decision"]
         )
@@ -222,6 +232,37 @@ class SelfMetrics(Collector):
         kube = view.get("kubernetes")
         if kube is not None:
             yield from _kubernetes(kube)
+
+    def _detection(self, det: dict[str, Any]) -> Iterator[Metric]:
+        """Detection by content (flow/detect.py DetectionStats): connections handed to each protocol, and
+        those no protocol claimed per server port, bounded (MAX_UNDETECTED_PORT_SERIES)."""
+        detected = CounterMetricFamily(
+            "packetd_detect_detected_connections",
+            "Connections no rule claimed that detection by content handed to a protocol",
+            labels=["protocol"],
+        )
+        for proto, n in sorted(det.get("detected", {}).items()):
+            detected.add_metric([proto], n)
+        yield detected
+        undetected = CounterMetricFamily(
+            "packetd_detect_undetected_connections",
+            "Connections no rule and no detector claimed, per transport and server port "
+            f'(beyond {MAX_UNDETECTED_PORT_SERIES} ports: port="{OVERFLOW}")',
+            labels=["transport", "port"],
+        )
+        admitted = self._undetected_ports
+        overflow = det.get("undetected_overflow", 0)  # beyond a worker's own table bound
+        for key, n in sorted(det.get("undetected", {}).items()):
+            if key not in admitted and len(admitted) < MAX_UNDETECTED_PORT_SERIES:
+                admitted.add(key)
+            if key in admitted:
+                transport, _, port = key.partition("/")
+                undetected.add_metric([transport, port], n)
+            else:
+                overflow += n
+        if overflow:
+            undetected.add_metric([OVERFLOW, OVERFLOW], overflow)
+        yield undetected
 
 
 def _kubernetes(kube: dict[str, Any]) -> Iterator[Metric]:

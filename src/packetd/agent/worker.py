@@ -15,7 +15,11 @@ worker gets the whole table with its arguments. The agent's end of the pipe clos
 
 Least privilege: a worker opens its capture socket (or file) first, then, when `sniffer.user` is set,
 becomes that user (capture/privileges.py, as `watch --user` does) before it reads a single packet: the
-code that parses hostile traffic never runs as root. On Linux a worker also asks the kernel to kill it
+code that parses hostile traffic never runs as root. With `sniffer.processes` on, the worker keeps exactly
+PROCESS_CAPS across that change and nothing else (none at all with it off): process attribution lists
+other users' /proc/<pid>/fd (a directory only its owner may read: CAP_DAC_READ_SEARCH) and reads the links
+in it and /proc/<pid>/ns/net and exe (a ptrace access check: CAP_SYS_PTRACE); both were found needed by
+trying each alone. On Linux a worker also asks the kernel to kill it
 when the agent dies (PR_SET_PDEATHSIG), so no capture process outlives its agent.
 """
 
@@ -70,7 +74,16 @@ def stats_snapshot(engine: Engine, source: Any, extra: dict[str, Any]) -> dict[s
         }
     net = {k: getattr(engine.net.stats, k) for k in engine.net.stats.__slots__}
     flows = {k: getattr(engine.flows.stats, k) for k in engine.flows.stats.__slots__}
-    return {"protocols": protocols, "net": net, "flows": flows, "kernel": source.stats(), **extra}
+    snapshot = {"protocols": protocols, "net": net, "flows": flows, "kernel": source.stats(), **extra}
+    det = engine.detection_stats  # detection by content: what it handed where, and what nobody claimed
+    if det.started:
+        snapshot["detection"] = {
+            "detected": dict(det.detected),
+            # "tcp/5555": the agent sums these over workers (add_tree), so keys are plain strings
+            "undetected": {f"{t}/{port}": n for (t, port), n in det.undetected_ports.items()},
+            "undetected_overflow": det.ports_overflow,
+        }
+    return snapshot
 
 
 class _Outbox:
@@ -106,6 +119,10 @@ def open_source(config: Config, bpf_expr: str, fanout: int | None) -> Any:
 
         names = [n for n, _ in interfaces() if re.search(sn.ifaces, n)]
     return PcapLiveSource(names, bpf_expr, promisc=not sn.no_promisc)
+
+
+# Capabilities a worker keeps after becoming `sniffer.user` when `sniffer.processes` is on (see above).
+PROCESS_CAPS = ("CAP_DAC_READ_SEARCH", "CAP_SYS_PTRACE")
 
 
 def process_resolver(config: Config) -> ProcessResolver | None:
@@ -301,7 +318,7 @@ class Worker:
         if self.config.sniffer.user:
             from packetd.capture.privileges import drop_privileges
 
-            drop_privileges(self.config.sniffer.user)
+            drop_privileges(self.config.sniffer.user, PROCESS_CAPS if self.resolver is not None else ())
         _die_with_parent()  # after the change of user, which clears the setting
         sender = threading.Thread(target=self._sender, name="sender", daemon=True)
         sender.start()

@@ -3,7 +3,8 @@
     (tcp and host example.com and ( port 80 or port 8080 ) ) or (udp and port 53)
 
 Each rule contributes `(<transports> [and host H] and <ports>)`; a protocol carried over both transports
-(DNS) matches `(tcp or udp)`. Rules with no ports contribute nothing; no contribution at all means no
+(DNS) matches `(tcp or udp)`. A run of three or more consecutive ports (a range in the rule, `8000-8099`)
+becomes one `portrange 8000-8099`, so a wide range stays a short program. Rules with no ports contribute nothing; no contribution at all means no
 filter. The expression is compiled by libpcap (capture/libpcap.py), never by us.
 """
 
@@ -21,11 +22,34 @@ def rule_expression(transports: Iterable[str], ports: Iterable[int], host: str |
     out = "(" + l4
     if host:
         out += f" and host {host}"
-    if len(plist) == 1:
-        out += f" and port {plist[0]}"
+    terms = _port_terms(plist)
+    if len(terms) == 1:
+        out += f" and {terms[0]}"
     else:
-        out += " and ( port " + " or port ".join(str(p) for p in plist) + " ) "
+        out += " and ( " + " or ".join(terms) + " ) "
     return out + ")"
+
+
+def _port_terms(ports: list[int]) -> list[str]:
+    """`port N` for each port, in the order given, except runs of 3+ consecutive ports: `portrange A-B`."""
+    ordered = sorted(set(ports))
+    runs: dict[int, int] = {}  # first port of a run of 3+ → its last
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        if j - i >= 2:
+            runs[ordered[i]] = ordered[j]
+        i = j + 1
+    inside = {p for a, b in runs.items() for p in range(a, b + 1)}
+    terms = []
+    for p in ports:
+        if p in runs:
+            terms.append(f"portrange {p}-{runs[p]}")
+        elif p not in inside:
+            terms.append(f"port {p}")
+    return terms
 
 
 # what detection by content needs to see: every connection may be any protocol (`--proto auto`)

@@ -307,3 +307,65 @@ class PcapLiveSource:
         for _, h, _ in self._handles:
             self._lib.pcap_close(h)
         self._handles = []
+
+
+# link types in files whose DLT (what pcap_open_dead takes) differs from the LINKTYPE number written in the
+# file (https://www.tcpdump.org/linktypes.html); the others are equal
+_DLT_OF_LINKTYPE = {101: DLT_RAW}
+
+
+class OfflineFilter:
+    """A tcpdump filter expression run on frames in user space (capture files: `watch -r FILE EXPR`).
+
+    Compiled by libpcap once per link type met (one file may mix them) and run by libpcap's own BPF
+    interpreter, `pcap_offline_filter`: the same answers tcpdump -r gives. A frame of a link type libpcap
+    cannot compile the expression for (an expression naming Ethernet fields on a raw-IP interface) does not
+    pass, and the reason is kept in `refused` (one line per link type) for the caller to show.
+    """
+
+    def __init__(self, expression: str) -> None:
+        self.expression = expression
+        self._lib = load()
+        self._lib.pcap_offline_filter.argtypes = [
+            ctypes.POINTER(BpfProgram),
+            ctypes.POINTER(PcapPkthdr),
+            ctypes.c_char_p,
+        ]
+        self._programs: dict[int, BpfProgram | None] = {}
+        self.refused: dict[int, str] = {}  # link type → libpcap's reason
+        self._hdr = PcapPkthdr()
+        compile_filter(expression, DLT_EN10MB)  # a syntax error is reported before any frame is read
+
+    def _program(self, linktype: int) -> BpfProgram | None:
+        lib = self._lib
+        handle = lib.pcap_open_dead(_DLT_OF_LINKTYPE.get(linktype, linktype), SNAPLEN)
+        if not handle:
+            raise LibpcapError("pcap_open_dead failed")
+        prog = BpfProgram()
+        try:
+            if lib.pcap_compile(
+                handle, ctypes.byref(prog), self.expression.encode(), 1, PCAP_NETMASK_UNKNOWN
+            ):
+                self.refused[linktype] = lib.pcap_geterr(handle).decode(errors="replace")
+                return None
+            return prog  # kept for the life of the filter (one per link type)
+        finally:
+            lib.pcap_close(handle)
+
+    def __call__(self, linktype: int, data: memoryview) -> bool:
+        try:
+            prog = self._programs[linktype]
+        except KeyError:
+            prog = self._programs[linktype] = self._program(linktype)
+        if prog is None:
+            return False
+        hdr = self._hdr
+        hdr.caplen = hdr.len = len(data)
+        # a copy: a mapped file's pages are read-only, and ctypes hands out pointers to writable buffers only
+        return bool(self._lib.pcap_offline_filter(ctypes.byref(prog), ctypes.byref(hdr), bytes(data)))
+
+    def close(self) -> None:
+        for prog in self._programs.values():
+            if prog is not None:
+                self._lib.pcap_freecode(ctypes.byref(prog))
+        self._programs.clear()

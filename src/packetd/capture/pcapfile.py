@@ -15,6 +15,11 @@ that only drops them from our page tables (they stay in the page cache, and a fr
 after that faults its page back in from the file), so peak RSS stays bounded whatever the file size.
 Pipes are read in chunks and only the unfinished record is carried over.
 
+Compressed captures (`.gz`, `.zst`, `.xz`, as tcpdump rotations and archives leave them) are recognised by
+their magic bytes, not their name, and decompressed as a stream (gzip and xz from the standard library,
+zstd by the `zstandard` package), file or pipe alike: memory stays one read chunk, never the whole file.
+Damage inside the compressed data ends the read there with one warning, like damage in the capture.
+
 pcap (https://www.ietf.org/archive/id/draft-ietf-opsawg-pcap-04.html):
 
     file header  magic(4) major(2) minor(2) thiszone(4) sigfigs(4) snaplen(4) linktype(4)   24 bytes
@@ -39,13 +44,16 @@ down, as Wireshark does); absent = microseconds. if_tsoffset: seconds added to e
 
 from __future__ import annotations
 
+import gzip
+import io
+import lzma
 import mmap
 import os
 import stat
 import struct
 import sys
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from packetd.net.packet import SUPPORTED_LINKTYPES
 from packetd.pairing.roundtrip import MAX_TIME_S
@@ -100,6 +108,61 @@ _MIN_SPB = 16
 
 class CaptureFormatError(Exception):
     """The input is not a pcap or pcapng capture."""
+
+
+# magic bytes of the compressed formats we read (RFC 1952 §2.3.1, RFC 8878 §3.1.1, the xz file format §2.1.1)
+COMPRESSED = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ\x00": "xz"}
+_MAGIC_LEN = 6
+
+
+def compression(head: bytes) -> str | None:
+    """The compression `head` (the first bytes of a file) announces, or None."""
+    for magic, kind in COMPRESSED.items():
+        if head.startswith(magic):
+            return kind
+    return None
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream whose first bytes were already read (to look at the magic): those, then the rest."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        super().__init__()
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        read = getattr(self._rest, "read1", self._rest.read)
+        chunk = read(len(b))
+        b[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def _decompressing(kind: str, raw: BinaryIO, name: str) -> BinaryIO:
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    if kind == "xz":
+        return lzma.LZMAFile(raw)  # type: ignore[return-value]
+    try:
+        import zstandard
+    except ImportError:
+        raise CaptureFormatError(
+            f"{name}: zstd-compressed; reading it needs the zstandard package (pip install zstandard), "
+            f"or decompress it first: zstd -d {name}"
+        ) from None
+    return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+
+
+# what the decompressors raise on damaged or truncated input
+_DECOMPRESS_ERRORS: tuple[type[BaseException], ...] = (EOFError, gzip.BadGzipFile, lzma.LZMAError, OSError)
 
 
 class _PcapParser:
@@ -252,18 +315,13 @@ class _PcapngParser:
                 wend = off + RELEASE_EVERY
             btype, blen = hdr(mv, off)
             if btype == _SHB_TYPE:
-                new_order = _BYTE_ORDER_MAGIC.get(bytes(mv[off + 8 : off + 12]))
-                if new_order is None:
-                    self._corrupt(warn, base + off, "section header with an unknown byte-order magic")
+                blen = self._section_order(mv, off, base, warn)
+                if blen < 0:
                     return
-                order = self.order = new_order
+                order = self.order
                 hdr = _NG_HDR[order].unpack_from
                 u32 = _NG_U32[order].unpack_from
                 epb = _NG_EPB[order].unpack_from
-                btype, blen = hdr(mv, off)
-                if blen < _MIN_SHB:
-                    self._corrupt(warn, base + off, f"section header of {blen} bytes")
-                    return
             if blen < 12 or blen & 3 or blen > MAX_BLOCK:
                 self._corrupt(warn, base + off, f"block length {blen}")
                 return
@@ -274,7 +332,7 @@ class _PcapngParser:
             if u32(mv, nxt - 4)[0] != blen:
                 self._corrupt(warn, base + off, "the trailing length differs from the leading one")
                 return
-            if btype == 6:  # enhanced packet block
+            if btype == 6:  # enhanced packet block: the hot path, inline
                 if blen < _MIN_EPB:
                     self._corrupt(warn, base + off, f"packet block of {blen} bytes")
                     return
@@ -291,42 +349,13 @@ class _PcapngParser:
                     self.skipped[itf.linktype] = self.skipped.get(itf.linktype, 0) + 1
                 self.last_ts = ts
                 yield ts, itf.linktype, mv[off + 28 : off + 28 + caplen]
-            elif btype == 3:  # simple packet block: interface 0, no timestamp
-                if blen < _MIN_SPB or not interfaces:
-                    self._corrupt(warn, base + off, "simple packet block without an interface")
+            else:
+                frame = self._other_block(btype, mv, off, blen, base, warn)
+                if self.stopped:
                     return
-                itf = interfaces[0]
-                caplen = min(u32(mv, off + 8)[0], itf.snaplen, blen - _MIN_SPB)
-                if itf.unsupported:
-                    self.skipped[itf.linktype] = self.skipped.get(itf.linktype, 0) + 1
-                yield self.last_ts, itf.linktype, mv[off + 12 : off + 12 + caplen]
-            elif btype == 2:  # obsolete packet block
-                if blen < _MIN_OPB:
-                    self._corrupt(warn, base + off, f"packet block of {blen} bytes")
-                    return
-                iface, _drops, hi, lo, caplen = _NG_OPB[order].unpack_from(mv, off + 8)
-                if iface >= len(interfaces) or caplen > blen - _MIN_OPB:
-                    self._corrupt(warn, base + off, f"packet block for interface {iface}, {caplen} bytes")
-                    return
-                itf = interfaces[iface]
-                ts = itf.ts_ns(hi << 32 | lo)
-                if not MIN_TS_NS <= ts <= MAX_TS_NS:
-                    ts = self._clamp(ts, base + off)
-                if itf.unsupported:
-                    self.skipped[itf.linktype] = self.skipped.get(itf.linktype, 0) + 1
-                self.last_ts = ts
-                yield ts, itf.linktype, mv[off + 28 : off + 28 + caplen]
-            elif btype == 1:  # interface description block
-                if blen < _MIN_IDB:
-                    self._corrupt(warn, base + off, f"interface block of {blen} bytes")
-                    return
-                interfaces.append(self._interface(mv, off, blen))
-            elif btype == _SHB_TYPE:
-                major = _NG_OPT[order].unpack_from(mv, off + 12)[0]
-                if major != 1:
-                    self._corrupt(warn, base + off, f"section header version {major}")
-                    return
-                interfaces = self.interfaces = []
+                if frame is not None:
+                    yield frame
+                interfaces = self.interfaces  # a new section starts a new list
             off = nxt
         else:
             self.need = 12
@@ -337,6 +366,64 @@ class _PcapngParser:
                 f"{self.name}: truncated pcapng block at offset {base + off}: the file ends "
                 f"{end - off} bytes into {what}; stopped there"
             )
+
+    def _section_order(self, mv: memoryview, off: int, base: int, warn: list[str]) -> int:
+        """A section header at `off`: take its byte order; its length, or -1 when it is corrupt."""
+        new_order = _BYTE_ORDER_MAGIC.get(bytes(mv[off + 8 : off + 12]))
+        if new_order is None:
+            self._corrupt(warn, base + off, "section header with an unknown byte-order magic")
+            return -1
+        self.order = new_order
+        blen: int = _NG_HDR[new_order].unpack_from(mv, off)[1]
+        if blen < _MIN_SHB:
+            self._corrupt(warn, base + off, f"section header of {blen} bytes")
+            return -1
+        return blen
+
+    def _other_block(
+        self, btype: int, mv: memoryview, off: int, blen: int, base: int, warn: list[str]
+    ) -> Frame | None:
+        """Every block but an EPB (rare): a packet (SPB, OPB), an interface, a section header; the rest is
+        skipped. Sets `stopped` (with a warning) when the block is corrupt."""
+        order = self.order
+        interfaces = self.interfaces
+        if btype == 3:  # simple packet block: interface 0, no timestamp
+            if blen < _MIN_SPB or not interfaces:
+                self._corrupt(warn, base + off, "simple packet block without an interface")
+                return None
+            itf = interfaces[0]
+            caplen = min(_NG_U32[order].unpack_from(mv, off + 8)[0], itf.snaplen, blen - _MIN_SPB)
+            if itf.unsupported:
+                self.skipped[itf.linktype] = self.skipped.get(itf.linktype, 0) + 1
+            return self.last_ts, itf.linktype, mv[off + 12 : off + 12 + caplen]
+        if btype == 2:  # obsolete packet block
+            if blen < _MIN_OPB:
+                self._corrupt(warn, base + off, f"packet block of {blen} bytes")
+                return None
+            iface, _drops, hi, lo, caplen = _NG_OPB[order].unpack_from(mv, off + 8)
+            if iface >= len(interfaces) or caplen > blen - _MIN_OPB:
+                self._corrupt(warn, base + off, f"packet block for interface {iface}, {caplen} bytes")
+                return None
+            itf = interfaces[iface]
+            ts = itf.ts_ns(hi << 32 | lo)
+            if not MIN_TS_NS <= ts <= MAX_TS_NS:
+                ts = self._clamp(ts, base + off)
+            if itf.unsupported:
+                self.skipped[itf.linktype] = self.skipped.get(itf.linktype, 0) + 1
+            self.last_ts = ts
+            return ts, itf.linktype, mv[off + 28 : off + 28 + caplen]
+        if btype == 1:  # interface description block
+            if blen < _MIN_IDB:
+                self._corrupt(warn, base + off, f"interface block of {blen} bytes")
+                return None
+            interfaces.append(self._interface(mv, off, blen))
+        elif btype == _SHB_TYPE:
+            major = _NG_OPT[order].unpack_from(mv, off + 12)[0]
+            if major != 1:
+                self._corrupt(warn, base + off, f"section header version {major}")
+                return None
+            self.interfaces = []
+        return None
 
     def _interface(self, mv: memoryview, off: int, blen: int) -> _Interface:
         order = self.order
@@ -384,6 +471,7 @@ class CaptureFile:
         self._mm: mmap.mmap | None = None
         self._released = 0
         self._fd = -1
+        self._closers: list[BinaryIO] = []  # decompressors, closed before the stream they read
         self.name = "stdin" if path == "-" else path
         if path == "-" and stream is None:
             self._stream = sys.stdin.buffer
@@ -396,7 +484,7 @@ class CaptureFile:
             if stat.S_ISDIR(st.st_mode):
                 os.close(fd)
                 raise CaptureFormatError(f"{path}: is a directory, not a capture")
-            if stat.S_ISREG(st.st_mode):
+            if stat.S_ISREG(st.st_mode) and compression(os.pread(fd, _MAGIC_LEN, 0)) is None:
                 self._fd = fd
                 if st.st_size == 0:
                     self.close()
@@ -404,6 +492,9 @@ class CaptureFile:
                 self._mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
             else:
                 self._stream = self._owned_stream = os.fdopen(fd, "rb")
+        self.compression: str | None = None
+        if self._stream is not None:
+            self._open_stream()
         try:
             if self._mm is not None:
                 self._head = bytes(self._mm[:24])
@@ -413,6 +504,28 @@ class CaptureFile:
         except CaptureFormatError:
             self.close()
             raise
+
+    def _open_stream(self) -> None:
+        """Look at the stream's first bytes; a compressed stream is read through its decompressor."""
+        raw = self._stream
+        assert raw is not None
+        head = b""
+        while len(head) < _MAGIC_LEN:
+            chunk = raw.read(_MAGIC_LEN - len(head))
+            if not chunk:
+                break
+            head += chunk
+        prefixed: BinaryIO = io.BufferedReader(_Prefixed(head, raw), READ_CHUNK)
+        self.compression = compression(head)
+        if self.compression is None:
+            self._stream = prefixed
+            return
+        try:
+            self._stream = _decompressing(self.compression, prefixed, self.name)
+        except CaptureFormatError:
+            self.close()
+            raise
+        self._closers.append(self._stream)
 
     @property
     def warnings(self) -> list[str]:
@@ -447,7 +560,10 @@ class CaptureFile:
         assert self._stream is not None
         out = b""
         while len(out) < n:
-            chunk = self._stream.read(n - len(out))
+            try:
+                chunk = self._stream.read(n - len(out))
+            except _DECOMPRESS_ERRORS as exc:
+                raise CaptureFormatError(f"{self.name}: {self.compression} data is damaged: {exc}") from None
             if not chunk:
                 break
             out += chunk
@@ -477,33 +593,48 @@ class CaptureFile:
 
     def _stream_frames(self) -> Iterator[Frame]:
         parser = self._parser
-        stream = self._stream
-        assert stream is not None
-        read = getattr(stream, "read1", stream.read)
         buf = self._head[parser.header_len :]
         base = parser.header_len
         while True:
-            # read at least once, then until the unfinished record is complete (one join per round, so a
-            # large record arriving in small pipe reads is copied once, not once per read)
-            parts = [buf]
-            have = len(buf)
-            final = False
-            while True:
-                chunk = read(READ_CHUNK)
-                if not chunk:
-                    final = True
-                    break
-                parts.append(chunk)
-                have += len(chunk)
-                if have >= parser.need:
-                    break
-            buf = b"".join(parts) if len(parts) > 1 else buf
-            yield from parser.frames(memoryview(buf), 0, len(buf), base, final, self._warnings)
+            buf, final, damage = self._fill(buf, base)
+            # damaged compressed data: its one warning says why the capture ends early, not the parser's
+            # "truncated record" that follows from it
+            warn = self._warnings if damage is None else []
+            yield from parser.frames(memoryview(buf), 0, len(buf), base, final, warn)
+            if damage is not None:
+                self._warnings.append(damage)
             if final or parser.stopped:
                 return
             consumed = parser.offset
             base += consumed
             buf = buf[consumed:]
+
+    def _fill(self, buf: bytes, base: int) -> tuple[bytes, bool, str | None]:
+        """Read at least once, then until the unfinished record is complete (one join per round, so a large
+        record arriving in small pipe reads is copied once, not once per read): (bytes, at the end, the
+        damage found in compressed data or None)."""
+        stream = self._stream
+        assert stream is not None
+        read = getattr(stream, "read1", stream.read)
+        parts = [buf]
+        have = len(buf)
+        need = self._parser.need
+        while True:
+            try:
+                chunk = read(READ_CHUNK)
+            except _DECOMPRESS_ERRORS as exc:
+                # the frames before the damage are analysed, as with a damaged capture
+                damage = (
+                    f"{self.name}: {self.compression} data damaged after {base + have} bytes of capture: "
+                    f"{exc}; stopped there"
+                )
+                return b"".join(parts), True, damage
+            if not chunk:
+                return b"".join(parts), True, None
+            parts.append(chunk)
+            have += len(chunk)
+            if have >= need:
+                return (b"".join(parts) if len(parts) > 1 else buf), False, None
 
     def close(self) -> None:
         if self._mm is not None:
@@ -515,6 +646,9 @@ class CaptureFile:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        for closer in self._closers:
+            closer.close()
+        self._closers = []
         if self._owned_stream is not None:
             self._owned_stream.close()
             self._owned_stream = None

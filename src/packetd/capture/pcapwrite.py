@@ -54,11 +54,13 @@ class PcapngWriter:
     variant of the format from real captures, and read back with tshark as the truth.
     """
 
-    def __init__(self, out: BinaryIO, byteorder: str = "<") -> None:
+    def __init__(
+        self, out: BinaryIO, byteorder: str = "<", comment: str | None = None, userappl: str = "packetd tests"
+    ) -> None:
         self._out = out
         self._order = byteorder
         self._ifaces: list[tuple[int, int, int]] = []  # (snaplen, tsresol, tsoffset)
-        self.section()
+        self.section(comment=comment, userappl=userappl)
 
     def _block(self, btype: int, body: bytes) -> None:
         body = _pad4(body)
@@ -69,13 +71,16 @@ class PcapngWriter:
     def _option(self, code: int, value: bytes) -> bytes:
         return struct.pack(self._order + "HH", code, len(value)) + _pad4(value)
 
-    def section(self, byteorder: str | None = None) -> None:
-        """Start a new section (SHB); interfaces must be declared again."""
+    def section(
+        self, byteorder: str | None = None, comment: str | None = None, userappl: str = "packetd tests"
+    ) -> None:
+        """Start a new section (SHB), with an opt_comment when given; interfaces must be declared again."""
         if byteorder is not None:
             self._order = byteorder
         self._ifaces = []
         o = self._order
-        opts = self._option(4, b"packetd tests") + self._option(0, b"")  # shb_userappl, end of options
+        opts = self._option(1, comment.encode()) if comment else b""
+        opts += self._option(4, userappl.encode()) + self._option(0, b"")  # shb_userappl, end of options
         self._block(0x0A0D0D0A, struct.pack(o + "IHHq", 0x1A2B3C4D, 1, 0, -1) + opts)
 
     def add_interface(
@@ -113,8 +118,10 @@ class PcapngWriter:
         orig_len: int | None = None,
         block: str = "epb",
         ts_units: int | None = None,
+        comment: str | None = None,
     ) -> None:
-        """One packet as an enhanced ("epb"), obsolete ("opb") or simple ("spb", interface 0) block."""
+        """One packet as an enhanced ("epb"), obsolete ("opb") or simple ("spb", interface 0) block; an
+        EPB may carry an opt_comment (Wireshark shows it as the packet's comment)."""
         o = self._order
         n = len(frame)
         orig = orig_len if orig_len is not None else n
@@ -124,7 +131,8 @@ class PcapngWriter:
         t = self.units(iface, ts_ns) if ts_units is None else ts_units
         hi, lo = t >> 32, t & 0xFFFFFFFF
         if block == "epb":
-            self._block(6, struct.pack(o + "IIIII", iface, hi, lo, n, orig) + _pad4(frame))
+            opts = self._option(1, comment.encode()) + self._option(0, b"") if comment else b""
+            self._block(6, struct.pack(o + "IIIII", iface, hi, lo, n, orig) + _pad4(frame) + opts)
         else:
             self._block(2, struct.pack(o + "HHIIII", iface, 0, hi, lo, n, orig) + _pad4(frame))
 

@@ -527,6 +527,15 @@ class FlowTable:
             self._unordered = False
         return flows
 
+    def lookup(self, seg: Segment) -> Flow | None:
+        """The flow `seg` belongs to, if it is tracked (`watch -w` files packets by connection)."""
+        entry = (self._tcp if seg.transport == PROTO_TCP else self._udp).get(seg.key)
+        if entry is not None:
+            return entry[0]
+        half = self._syn.get(seg.key) if seg.transport == PROTO_TCP else None
+        # a bare SYN is only a half-open tuple: the Flow it stands for (the same id it is promoted with)
+        return self._half_open_flow(seg.key, half) if half is not None else None
+
     # -- TCP -------------------------------------------------------------------------------------------------
     def _tcp_segment(self, seg: Segment) -> None:
         entry = self._tcp.get(seg.key)

@@ -222,3 +222,19 @@ def test_what_was_found_where() -> None:
     assert stats.describe() == (
         "packetd: detected by content: http 1 (on tcp/8123 http); 1 connections no protocol claimed (tcp/2222 1)"
     )
+
+
+def test_a_reload_turning_detection_off_and_on_keeps_its_counts() -> None:
+    """The agent exports these counts as counters (agent/selfmetrics.py), which must not go backwards: a
+    reload that turns detection off and on again counts on from where it was."""
+    first = conversation(("10.0.0.2", 8123), [(0, GET), (1, OK)])
+    second = conversation(("10.0.0.3", 8124), [(0, GET), (1, OK)], client=("10.0.0.9", 40000))
+    engine = Engine(EngineConfig(rules=(), detect=True), lambda r: None)
+    for s in first:
+        engine.flows.segment(s)
+    engine.reconfigure(EngineConfig(rules=(), detect=False))
+    engine.reconfigure(EngineConfig(rules=(), detect=True))
+    for s in second:
+        engine.flows.segment(s)
+    assert engine.flows.detection is not None
+    assert engine.flows.detection.stats.detected == {"http": 2}

@@ -106,7 +106,7 @@ def test_original_records_agree_with_tshark(name: str) -> None:
     ours = [r for r in orig.records if r.request is not None]
     assert Counter((r.operation, r.request.to_json()["target"]) for r in ours) == Counter(t_requests)  # type: ignore[union-attr]
     # every final response tshark saw is in a record, or was counted as an orphan (a response captured
-    # before its request: see tests/test_golden.py); a response we have beyond tshark's is one tshark lost
+    # before its request: see tests/protocols/http1/test_golden.py); a response we have beyond tshark's is one tshark lost
     # to a gap in the capture, and says so
     codes = Counter(r.status for r in orig.records if r.response is not None)
     assert (Counter(t_codes) - codes).total() == orig.orphans

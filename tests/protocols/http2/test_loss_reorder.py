@@ -1,6 +1,6 @@
 """Loss and reordering on the real HTTP/2 and gRPC captures of the shared corpus (tests/helpers/lossy.py
 modifies them: a segment removed, neighbouring segments of one direction swapped), replayed through the
-whole engine. The truth is the records of the unmodified capture, whose counts tests/test_golden.py checks
+whole engine. The truth is the records of the unmodified capture, whose counts tests/protocols/http2/test_golden.py checks
 against tshark.
 
 * Swapping two consecutive data segments of one direction changes nothing.

@@ -225,6 +225,12 @@ def _textual(ctype: bytes | None) -> bool:
     return ctype is not None and any(t in ctype for t in _TEXTUAL)
 
 
+def _may_be_settings(data: bytearray) -> bool:
+    """The first bytes an HTTP/2 server sends (its SETTINGS frame: frame type 4 at byte 3) may reach a
+    tunnel before the client's preface: they do not mean a server-first protocol."""
+    return len(data) < 4 or data[3] == 0x04
+
+
 class Http1Decoder:
     """Decoder for one HTTP/1.x connection (see module docstring)."""
 
@@ -794,6 +800,11 @@ class Http1Decoder:
         client, server = self._sides
         first = bytes(client.buf[:MAX_START_LINE])
         if not first:
+            if server.buf and not _may_be_settings(server.buf):
+                # the far end spoke first (MySQL's greeting): a server-first protocol, none this decoder
+                # follows. Stop now, with the server's bytes only, so the detectors see them before the
+                # client's answer (each is fed in order from here: classify.TunnelDetector)
+                self._stop_tunnel(ts, out, b"", bytes(server.buf))
             return
         target = ""
         if tls.starts_client_hello(first):
