@@ -17,7 +17,7 @@ import pytest
 from tests.helpers.dbservers import MariaDBServer, mariadb_available
 from tests.helpers.live import free_port, replay, stop_process, wait_port
 from tests.helpers.tapped import CAPTURE_MARKS, tcpdump
-from tests.live.test_http_live import TINYPROXY_CONF
+from tests.protocols.http1.test_live import TINYPROXY_CONF
 
 pytestmark = [
     *CAPTURE_MARKS,
