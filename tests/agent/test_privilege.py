@@ -19,10 +19,11 @@ import pytest
 from packetd.agent.config import Config
 from packetd.agent.http import LISTEN_BACKLOG, MAX_CONNECTIONS
 from tests.agent.test_e2e import counter_sum, get, post, scrape, traffic, wait_for
-from tests.agent.test_reload import _worker_pids, live, live_config
+from tests.agent.test_reload import live, live_config
 from tests.agent.test_supervise import BRO_REQUESTS, Faulty
 from tests.helpers.backends import AgentProcess
 from tests.helpers.live import Nginx, free_port
+from tests.helpers.procs import worker_pids as _worker_pids
 
 
 def _uids(pid: int) -> tuple[int, int, int]:

@@ -26,9 +26,10 @@ import pytest
 
 from tests.agent.test_api import BRO
 from tests.agent.test_e2e import counter_sum, get, post, scrape, traffic, wait_for
-from tests.agent.test_reload import _worker_pids, live, live_config
+from tests.agent.test_reload import live, live_config
 from tests.helpers.backends import AgentProcess, OtlpReceiver
 from tests.helpers.live import ROOT, Nginx, free_port
+from tests.helpers.procs import worker_pids as _worker_pids
 
 FAULTS = os.path.join(os.path.dirname(__file__), "faultinject")
 RULES = "sniffer.protocols.rules: [{name: web, protocol: http, ports: [80]}]"
