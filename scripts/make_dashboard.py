@@ -32,7 +32,7 @@ from typing import Any
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 from packetd import __version__
-from packetd.pipeline.semantics import DEFAULT_LABELS, GENERIC_DEFAULT, GENERIC_LABELS, PROTOCOL_LABELS
+from packetd.pipeline.semantics import GENERIC_LABELS, semantics_of
 from packetd.protocols.registry import REGISTRY
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "deploy", "grafana", "packetd.json")
@@ -73,10 +73,11 @@ def server_label(expr: str) -> str:
 def endpoint_labels(p: str) -> list[str]:
     """The labels that name what was asked of a server (method and path, command, API...), as exposed."""
     names = []
-    for key in DEFAULT_LABELS.get(p, GENERIC_DEFAULT):
+    semantics = semantics_of(p)
+    for key in semantics.default_labels:
         if key.startswith(("server.", "client.", "response.")):
             continue
-        label = PROTOCOL_LABELS.get(p, {}).get(key) or GENERIC_LABELS.get(key)
+        label = semantics.labels.get(key) or GENERIC_LABELS.get(key)
         if label is not None:
             names.append(label[0])
     return names
