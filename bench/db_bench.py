@@ -46,12 +46,13 @@ ENGINE = ["--engine", "afpacket"]  # --engine sets the live capture engine
 
 
 def start_capture(
-    proto: str, port: int, workdir: str
-) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], str, str, str]:
+    proto: str, port: int, workdir: str, tcpdump: bool = True
+) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes] | None, str, str, str]:
+    """`packetd watch` on lo (and tcpdump beside it unless not `tcpdump`): (watch, tcpdump, pcap, out, err)."""
     pcap = os.path.join(workdir, f"{proto}.pcap")
     out = os.path.join(workdir, "records.jsonl")
     err = os.path.join(workdir, "watch.err")
-    td = subprocess.Popen(
+    td = None if not tcpdump else subprocess.Popen(
         ["tcpdump", "-i", "lo", "-U", "-n", "-s", "0", "-B", "262144", "--immediate-mode", "-w", pcap, f"tcp port {port}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -74,13 +75,14 @@ def start_capture(
     return watch, td, pcap, out, err
 
 
-def stop_capture(watch: subprocess.Popen[bytes], td: subprocess.Popen[bytes], err: str) -> tuple[float, str]:
+def stop_capture(watch: subprocess.Popen[bytes], td: subprocess.Popen[bytes] | None, err: str) -> tuple[float, str]:
     time.sleep(2.0)  # let the ring drain
     watch.send_signal(signal.SIGINT)
     _, status, usage = os.wait4(watch.pid, 0)
     watch.returncode = status
-    td.send_signal(signal.SIGINT)
-    td.wait(timeout=60)
+    if td is not None:
+        td.send_signal(signal.SIGINT)
+        td.wait(timeout=60)
     with open(err) as f:
         return usage.ru_utime + usage.ru_stime, f.read()
 

@@ -1,0 +1,348 @@
+"""All ten protocols against tshark in one run, on replicas of real captures: `make bench`.
+
+    .venv/bin/python bench/vs_tshark.py [--cases http1-small,redis,...] [--runs 3] [--packets 300000]
+        [--builds pure=.venv/bin/python,compiled=.venv-compiled/bin/python] [--python PATH ...]
+        [--quick] [--cpu N] [--markdown BENCHMARKS.md] [--json bench/out/vs_tshark.json]
+
+For each case (CASES: HTTP/1 large bodies and small messages, HTTP/2, gRPC, MySQL, PostgreSQL, Redis,
+Kafka, MongoDB, AMQP, DNS) the capture a real server and a real client library made
+(scripts/record_bench_captures.py, cached under bench/out/real/) is replicated into a large file
+(bench/replicate.py: distinct addresses and sequence spaces per copy, cached under bench/out/). Then, `--runs`
+rounds, each: one `packetd watch -r FILE --proto NAME;PORT --format json > /dev/null` per build (a fresh
+process, that build's interpreter), then tshark on the same file (`-d` decode-as for the port, a display
+filter of the protocol, one field per message), every process pinned to one core (`taskset -c`). Measured
+from wait4(): CPU seconds of the whole process (user + sys: start-up, reading, decoding, JSON output) and
+its peak RSS (ru_maxrss; this harness imports nothing heavy so its own RSS, which a vfork-ed child
+inherits as a floor, stays below every measured one: checked and reported). Medians of the runs.
+
+A build is an interpreter with packetd installed: `pure` (the editable install in .venv) and `compiled`
+(the mypyc wheel from `make wheel` in .venv-compiled); which one it really is is read from where
+`packetd.net.packet` comes from (a .so: compiled). Absent interpreters are skipped with a note.
+
+Records: packetd's own summary (roundtrips + handshakes + one-way + unanswered). tshark's count: the values
+of its field (`-E occurrence=a`), messages of the protocol its filter matched — the same as the records for
+HTTP/1 (responses), not for protocols where tshark's unit is a PDU of either side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+OUT = os.path.join(HERE, "out")
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    title: str
+    rule: str  # packetd's protocol name for --proto
+    dissector: str  # tshark's, for -d
+    filter: str  # tshark -Y
+    field: str  # tshark -e: one value per message
+    udp: bool = False
+
+
+CASES: dict[str, Case] = {
+    "http1-large": Case("HTTP/1 (nginx, large bodies)", "http", "http", "http.response", "http.response.code"),
+    "http1-small": Case("HTTP/1 (nginx, small messages)", "http", "http", "http.response", "http.response.code"),
+    "http2": Case("HTTP/2 (nghttpd, h2load)", "http2", "http2", "http2.headers.status", "http2.headers.status"),
+    "grpc": Case("gRPC (grpcio)", "grpc", "http2", "grpc", "http2.streamid"),
+    "mysql": Case("MySQL (MariaDB, PyMySQL)", "mysql", "mysql", "mysql", "frame.number"),
+    "postgresql": Case("PostgreSQL (psycopg)", "postgresql", "pgsql", "pgsql", "pgsql.type"),
+    "redis": Case("Redis (redis-py)", "redis", "resp", "resp", "frame.number"),
+    "kafka": Case("Kafka (Tansu, librdkafka)", "kafka", "kafka", "kafka", "kafka.correlation_id"),
+    "mongodb": Case("MongoDB (SecantusDB, pymongo)", "mongodb", "mongo", "mongo", "mongo.opcode"),
+    "amqp": Case("AMQP (RabbitMQ, pika)", "amqp", "amqp", "amqp", "amqp.method.method"),
+    "dns": Case("DNS (unbound, dnspython)", "dns", "dns", "dns", "dns.id", udp=True),
+}
+
+_SUMMARY = re.compile(r"packetd: ([\d,]+) roundtrips?, ([\d,]+) handshakes?, ([\d,]+) one-way, ([\d,]+) unanswered")
+_PACKETS = re.compile(r"packetd: ([\d,]+) packets? in")
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    cpu_s: float
+    rss_mb: float
+    count: int  # packetd: records; tshark: field values
+    packets: int  # packetd's packet count (0 for tshark)
+    wall_s: float
+
+
+def _wait(proc: subprocess.Popen[bytes], t0: float) -> tuple[int, Any, float]:
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage, time.perf_counter() - t0
+
+
+def pin(cpu: int | None) -> list[str]:
+    return ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
+
+
+def packetd_command(python: str, path: str, case: Case, port: int) -> list[str]:
+    return [python, "-m", "packetd", "watch", "-r", path, "--proto", f"{case.rule};{port}", "--format", "json"]
+
+
+def tshark_command(path: str, case: Case, port: int) -> list[str]:
+    decode = ["-d", f"tcp.port=={port},{case.dissector}"]
+    if case.udp:
+        decode += ["-d", f"udp.port=={port},{case.dissector}"]
+    return ["tshark", "-n", "-r", path, *decode, "-Y", case.filter, "-T", "fields", "-e", case.field,
+            "-E", "occurrence=a", "-E", "aggregator=,"]  # fmt: skip
+
+
+def run_packetd(python: str, path: str, case: Case, port: int, cpu: int | None) -> Run:
+    """One fresh `packetd watch` on the file, JSON records to /dev/null: its CPU, peak RSS and counts."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([*pin(cpu), *packetd_command(python, path, case, port)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stderr is not None
+    with proc.stderr:
+        err = proc.stderr.read().decode(errors="replace")
+    rc, usage, wall = _wait(proc, t0)
+    m, p = _SUMMARY.search(err), _PACKETS.search(err)
+    if rc != 0 or m is None or p is None:
+        raise RuntimeError(f"packetd watch on {path} failed (exit {rc}): {err[-2000:]}")
+    records = sum(int(g.replace(",", "")) for g in m.groups())
+    return Run(usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, records, int(p.group(1).replace(",", "")), wall)
+
+
+def run_tshark(path: str, case: Case, port: int, cpu: int | None) -> Run:
+    """tshark dissecting the protocol on the file; counts the values of its field as it prints them."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([*pin(cpu), *tshark_command(path, case, port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    assert proc.stdout is not None
+    count = 0
+    with proc.stdout:
+        for raw in proc.stdout:
+            line = raw.strip()
+            if line:
+                count += line.count(b",") + 1
+    rc, usage, wall = _wait(proc, t0)
+    if rc != 0:
+        raise RuntimeError(f"tshark on {path} failed (exit {rc})")
+    return Run(usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, count, 0, wall)
+
+
+def detect_build(python: str) -> str | None:
+    """'compiled' if that interpreter imports packetd.net.packet from an extension module, else 'pure';
+    None when it cannot import packetd at all."""
+    try:
+        out = subprocess.run([python, "-c", "import packetd.net.packet as m; print(m.__file__)"], cwd="/", check=False,
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    except OSError:
+        return None
+    if out.returncode != 0:
+        return None
+    return "compiled" if out.stdout.strip().endswith((".so", ".pyd")) else "pure"
+
+
+def builds_from(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[str]]:
+    """[(label, interpreter)] of the builds present, and a note per build skipped."""
+    wanted: list[tuple[str | None, str]] = []
+    for item in args.builds.split(",") if args.builds else []:
+        label, _, path = item.partition("=")
+        wanted.append((label, path) if path else (None, label))
+    wanted += [(None, p) for p in args.python]
+    found: list[tuple[str, str]] = []
+    notes: list[str] = []
+    for label, path in wanted:
+        python = path if os.path.isabs(path) else os.path.join(ROOT, path)
+        kind = detect_build(python) if os.path.exists(python) else None
+        if kind is None:
+            notes.append(f"build {label or path} ({path}) skipped: no interpreter there that imports packetd")
+            continue
+        if label is not None and label != kind:
+            notes.append(f"{path} was named {label} but its packetd is the {kind} build: shown as {kind}")
+        if any(k == kind for k, _ in found):
+            notes.append(f"{path}: a second {kind} build, skipped")
+            continue
+        found.append((kind, python))
+    return found, notes
+
+
+def prepare(
+    case_name: str, packets: int, mb: tuple[float, float], record_python: str
+) -> tuple[str, dict[str, Any]]:
+    """The replicated capture of a case (recorded and replicated now if not cached) and its metadata."""
+    meta_path = os.path.join(OUT, "real", f"{case_name}.json")
+    if not os.path.exists(meta_path):
+        subprocess.run([record_python, os.path.join(ROOT, "scripts", "record_bench_captures.py"), case_name],
+                       check=True, cwd=ROOT)  # fmt: skip
+    with open(meta_path) as f:
+        meta: dict[str, Any] = json.load(f)
+    src = os.path.join(OUT, "real", f"{case_name}.pcap")
+    dst = os.path.join(OUT, f"{case_name}-x{packets}-{mb[0]:g}-{mb[1]:g}mb.pcap")
+    if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(src):
+        subprocess.run([record_python, os.path.join(HERE, "replicate.py"), src, dst, "--server-port",
+                        str(meta["port"]), "--packets", str(packets), "--min-mb", str(mb[0]), "--max-mb", str(mb[1])],
+                       check=True, cwd=ROOT)  # fmt: skip
+    return dst, meta
+
+
+def measure(case_name: str, path: str, port: int, builds: list[tuple[str, str]], runs: int,
+            cpu: int | None) -> dict[str, Any]:  # fmt: skip
+    """`runs` rounds of (each build, then tshark), alternating; the medians."""
+    case = CASES[case_name]
+    per: dict[str, list[Run]] = {label: [] for label, _ in builds}
+    per["tshark"] = []
+    for _ in range(runs):
+        for label, python in builds:
+            per[label].append(run_packetd(python, path, case, port, cpu))
+        per["tshark"].append(run_tshark(path, case, port, cpu))
+    result: dict[str, Any] = {"case": case_name, "title": case.title, "file": path, "port": port,
+                              "file_mb": os.path.getsize(path) / 1e6}  # fmt: skip
+    for label, rs in per.items():
+        med = {k: statistics.median(getattr(r, k) for r in rs) for k in ("cpu_s", "rss_mb", "wall_s")}
+        counts = sorted({r.count for r in rs})
+        result[label] = {**med, "count": counts[0], "counts_differ": len(counts) > 1,
+                         "cpu_runs": [round(r.cpu_s, 3) for r in rs]}  # fmt: skip
+        if label != "tshark":
+            result[label]["packets"] = rs[0].packets
+    for label, _ in builds:
+        b = result[label]
+        b["pps"] = b["packets"] / b["cpu_s"]
+        b["rps"] = b["count"] / b["cpu_s"]
+        b["us_per_rt"] = 1e6 * b["cpu_s"] / max(b["count"], 1)
+        b["ratio"] = result["tshark"]["cpu_s"] / b["cpu_s"]
+    return result
+
+
+# -- the table ---------------------------------------------------------------------------------------------
+def _n(x: float) -> str:
+    return f"{x:,.0f}".replace(",", " ")
+
+
+def markdown(results: list[dict[str, Any]], builds: list[str], notes: list[str], command: str,
+             header: str) -> str:  # fmt: skip
+    lines = [BEGIN, "", "```sh", command, "```", "", header, ""]
+    cols = ["protocol", "capture", "records", "tshark CPU s"]
+    for b in builds:
+        cols += [f"{b} CPU s", f"{b} µs/roundtrip", f"**{b}: tshark CPU / packetd CPU**"]
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in results:
+        first = r[builds[0]]
+        row = [r["title"], f"{r['file_mb']:.0f} MB, {_n(first['packets'])} packets", _n(first["count"]),
+               f"{r['tshark']['cpu_s']:.2f}"]  # fmt: skip
+        for b in builds:
+            row += [f"{r[b]['cpu_s']:.2f}", f"{r[b]['us_per_rt']:.1f}", f"**{r[b]['ratio']:.2f}×**"]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "| protocol | build | packets/s | roundtrips/s | µs/roundtrip | peak RSS | tshark peak RSS | tshark messages |",
+              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in results:
+        for b in builds:
+            x = r[b]
+            lines.append(f"| {r['title']} | {b} | {_n(x['pps'])} | {_n(x['rps'])} | {x['us_per_rt']:.1f} | "
+                         f"{x['rss_mb']:.0f} MB | {r['tshark']['rss_mb']:.0f} MB | {_n(r['tshark']['count'])} |")  # fmt: skip
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def write_section(path: str, section: str, title: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the text between the markers in `path` (or append a new section with them); nothing else."""
+    text = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + f"\n\n## {title}\n\n" + section + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def tool_version(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False).stdout.splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "?"
+
+
+def own_peak_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return int(f.read().split("VmHWM:")[1].split()[0]) / 1024
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--packets", type=int, default=300_000, help="replicate each capture to at least this many packets")
+    ap.add_argument("--max-mb", type=float, default=400.0, help="... but to no more than this many MB")
+    ap.add_argument("--min-mb", type=float, default=20.0, help="... and to at least this many MB")
+    ap.add_argument("--builds", default="pure=.venv/bin/python,compiled=.venv-compiled/bin/python")
+    ap.add_argument("--python", action="append", default=[], help="another interpreter to measure (repeatable)")
+    ap.add_argument("--cpu", type=int, default=(os.cpu_count() or 1) - 1, help="the core every run is pinned to")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 20 000 packets, 1 run")
+    ap.add_argument("--markdown", default=None, help="write the table into this file between the bench markers")
+    ap.add_argument("--json", default=os.path.join(OUT, "vs_tshark.json"))
+    ap.add_argument("--note", default="", help="added to the table's header (e.g. the machine's load)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.packets, args.runs, args.min_mb, args.max_mb = 20_000, 1, 1.0, 40.0
+    unknown = [c for c in args.cases.split(",") if c not in CASES]
+    if unknown:
+        sys.exit(f"vs_tshark: unknown case {', '.join(unknown)}; known: {', '.join(CASES)}")
+    if not shutil.which("tshark"):
+        sys.exit("vs_tshark: tshark is not installed (scripts/test-deps.sh installs it)")
+    builds, notes = builds_from(args)
+    if not builds:
+        sys.exit("vs_tshark: no packetd build to measure; " + "; ".join(notes))
+    os.makedirs(OUT, exist_ok=True)
+    record_python = builds[0][1] if builds[0][0] == "pure" else sys.executable
+    results = []
+    t_start = time.perf_counter()
+    for name in args.cases.split(","):
+        path, meta = prepare(name, args.packets, (args.min_mb, args.max_mb), record_python)
+        r = measure(name, path, int(meta["port"]), builds, args.runs, args.cpu)
+        r["recorded"] = {k: meta.get(k) for k in ("server", "client", "requests", "tcpdump_drops", "bytes")}
+        results.append(r)
+        short = ", ".join(f"{b}: {r[b]['cpu_s']:.2f} s, {r[b]['us_per_rt']:.1f} µs/rt, {r[b]['ratio']:.2f}×"
+                          for b, _ in builds)  # fmt: skip
+        print(f"{name}: {r[builds[0][0]]['count']} records; tshark {r['tshark']['cpu_s']:.2f} s; {short}", flush=True)
+        with open(args.json, "w") as f:
+            json.dump({"results": results, "notes": notes}, f, indent=2)
+    rss = own_peak_rss_mb()
+    floor = min(min(r[k]["rss_mb"] for k in [b for b, _ in builds] + ["tshark"]) for r in results)
+    if rss >= floor:
+        notes.append(f"this harness's own peak RSS ({rss:.0f} MB) is not below every measured one ({floor:.0f} MB): "
+                     "the smaller peak RSS figures are an upper bound")  # fmt: skip
+    command = "nice -n 19 " if os.nice(0) >= 19 else ""
+    command += ".venv/bin/python bench/vs_tshark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    header = (
+        f"{date}; {os.cpu_count()} cores, every run pinned to core {args.cpu}, niceness {os.nice(0)}; "
+        f"CPython {platform.python_version()}, {tool_version(['tshark', '--version'])}; medians of {args.runs} "
+        f"alternating runs (each build, then tshark), CPU = user + sys of the whole process from wait4(); "
+        f"{(time.perf_counter() - t_start) / 60:.0f} min in all. Captures: a real server and client library "
+        f"recorded by scripts/record_bench_captures.py, replicated by bench/replicate.py to ≥ {_n(args.packets)} "
+        f"packets (≥ {args.min_mb:g} MB) but ≤ {args.max_mb:g} MB. Records = packetd's roundtrips + handshakes + one-way + unanswered. "
+        + args.note
+    )
+    text = markdown(results, [b for b, _ in builds], notes, command, header)
+    print(text)
+    if args.markdown:
+        write_section(args.markdown, text, "All ten protocols against tshark, one core (issue 15: `make bench`)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The `make bench` harness on a tiny real capture, so that it cannot rot unnoticed.
+
+samples/http-sample.pcapng is real nginx traffic (scripts/record_sample.py). bench/replicate.py makes three
+copies of its nginx conversation; bench/vs_tshark.py then measures packetd and tshark on it. The truths are
+tshark's own counts on the same files: the HTTP responses it dissects (one per roundtrip) and the frames of
+the server's port. If the replica broke TCP (addresses, sequence numbers), tshark or packetd would pair
+fewer responses than three times the original's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from bench.replicate import replicate
+from bench.vs_tshark import BEGIN, CASES, END, markdown, measure, run_packetd, run_tshark, write_section
+from tests.helpers.live import ROOT
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not shutil.which("tshark"), reason="tshark not installed (make test-deps)"),
+]
+
+SAMPLE = os.path.join(ROOT, "samples", "http-sample.pcapng")
+with open(SAMPLE + ".ports") as _f:
+    NGINX_PORT = int(_f.read().split(",")[0])  # the sample's nginx; its other port is a second server
+
+
+def tshark_frames(path: str, display_filter: str) -> int:
+    out = subprocess.run(["tshark", "-n", "-r", path, "-Y", display_filter, "-T", "fields", "-e", "frame.number"],
+                         capture_output=True, check=True, text=True).stdout  # fmt: skip
+    return len(out.split())
+
+
+def test_harness_counts_what_tshark_counts_on_a_replica(tmp_path: object) -> None:
+    # one copy: the nginx conversation alone (tshark would also dissect the sample's other server)
+    single, replica = os.path.join(str(tmp_path), "x1.pcap"), os.path.join(str(tmp_path), "x3.pcap")
+    replicate(SAMPLE, single, NGINX_PORT, copies=1)
+    packets, _ = replicate(SAMPLE, replica, NGINX_PORT, copies=3)
+    case = CASES["http1-small"]
+
+    original = run_packetd(sys.executable, single, case, NGINX_PORT, None)
+    original_tshark = run_tshark(single, case, NGINX_PORT, None)
+    assert original.count == original_tshark.count > 0
+
+    result = measure("http1-small", replica, NGINX_PORT, [("pure", sys.executable)], runs=1, cpu=None)
+    pure, tshark = result["pure"], result["tshark"]
+    assert pure["count"] == tshark["count"] == 3 * original_tshark.count
+    assert packets == pure["packets"] == tshark_frames(replica, "frame") == 3 * tshark_frames(
+        SAMPLE, f"tcp.port == {NGINX_PORT}"
+    )
+    # three copies are three sets of distinct connections, each with its own handshake
+    assert tshark_frames(replica, "tcp.flags.syn == 1 && tcp.flags.ack == 0") == 3 * tshark_frames(
+        SAMPLE, f"tcp.port == {NGINX_PORT} && tcp.flags.syn == 1 && tcp.flags.ack == 0"
+    )
+    assert pure["cpu_s"] > 0 and tshark["cpu_s"] > 0 and pure["rss_mb"] > 10
+    assert pure["ratio"] == pytest.approx(tshark["cpu_s"] / pure["cpu_s"])
+
+    # the table goes between the markers; the rest of the file stays as it was
+    doc = os.path.join(str(tmp_path), "BENCHMARKS.md")
+    with open(doc, "w") as f:
+        f.write(f"# Benchmarks\n\nkept above\n\n{BEGIN}\nold table\n{END}\n\nkept below\n")
+    write_section(doc, markdown([result], ["pure"], [], "cmd", "header"), "title")
+    with open(doc) as f:
+        text = f.read()
+    assert text.startswith("# Benchmarks\n\nkept above\n\n" + BEGIN) and text.endswith(END + "\n\nkept below\n")
+    assert "old table" not in text and f"| {case.title} | pure |" in text
