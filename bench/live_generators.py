@@ -6,7 +6,8 @@ Each load runs a real server on a free loopback port (the tests' helpers) and it
 fast as this machine lets it — `redis-benchmark -t set,get -c 50 -P 1` and `-P 16`, `h2load --h1` against
 nginx, `pgbench -S` (simple and prepared) — while `packetd watch --format json` captures loopback through
 AF_PACKET (bench/db_bench.py start_capture/stop_capture, without tcpdump beside it). Reported: the
-generator's rate and the requests it says it sent, the records of exactly those requests packetd wrote
+generator's rate and the requests sent (redis-server's own `INFO commandstats` calls of SET and GET;
+h2load's succeeded requests; pgbench's processed transactions), the records of exactly those requests packetd wrote
 (÷ sent), the kernel's drop count from packetd's summary, and packetd's CPU (user + sys from wait4, the
 whole watch process, JSON output to a file included) per 1000 records.
 """
@@ -59,11 +60,16 @@ def redis_load(pipeline: int, requests: int, workdir: str) -> Result:
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         elapsed = time.perf_counter() - t0
+        # the server's own count is the truth: with -P, redis-benchmark rounds each client's share up to
+        # whole pipelines and sends more than -n
+        stats = subprocess.run(["redis-cli", "-p", str(server.port), "info", "commandstats"], capture_output=True,
+                               text=True, check=True).stdout  # fmt: skip
+        sent = sum(int(m.group(1)) for m in re.finditer(r"^cmdstat_(?:set|get):calls=(\d+)", stats, re.M))
         r = _finish(watch, err, out, lambda p: count_records(p, {"SET", "GET"}))
     finally:
         server.stop()
     rates = {m.group(1): float(m.group(2)) for m in re.finditer(r'^"(\w+)","([\d.]+)"', bench.stdout, re.M)}
-    return {**r, "load": f"redis-benchmark -t set,get -n {requests} -c 50 -P {pipeline}", "sent": 2 * requests,
+    return {**r, "load": f"redis-benchmark -t set,get -n {requests} -c 50 -P {pipeline}", "sent": sent,
             "rate": f"{rates.get('SET', 0):,.0f} SET/s, {rates.get('GET', 0):,.0f} GET/s", "seconds": elapsed}  # fmt: skip
 
 
