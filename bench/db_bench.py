@@ -75,7 +75,9 @@ def start_capture(
     return watch, td, pcap, out, err
 
 
-def stop_capture(watch: subprocess.Popen[bytes], td: subprocess.Popen[bytes] | None, err: str) -> tuple[float, str]:
+def stop_capture(
+    watch: subprocess.Popen[bytes], td: subprocess.Popen[bytes] | None, err: str
+) -> tuple[float, str]:
     time.sleep(2.0)  # let the ring drain
     watch.send_signal(signal.SIGINT)
     _, status, usage = os.wait4(watch.pid, 0)

@@ -79,7 +79,11 @@ def _count_http(path: str) -> tuple[int, int]:
         for line in f:
             total += 1
             rec = json.loads(line)
-            if rec["kind"] == "roundtrip" and rec["status"] == "200" and (rec["request"] or {}).get("path") == "/index.txt":
+            if (
+                rec["kind"] == "roundtrip"
+                and rec["status"] == "200"
+                and (rec["request"] or {}).get("path") == "/index.txt"
+            ):
                 hits += 1
     return hits, total
 
@@ -124,7 +128,12 @@ def pgbench_load(mode: str, seconds: int, workdir: str) -> Result:
         server.stop()
     sent = int(re.search(r"number of transactions actually processed: (\d+)", bench.stdout).group(1))  # type: ignore[union-attr]
     tps = float(re.search(r"tps = ([\d.]+)", bench.stdout).group(1))  # type: ignore[union-attr]
-    return {**r, "load": f"pgbench -S -M {mode} -c 4 -j 2 -T {seconds}", "sent": sent, "rate": f"{tps:,.0f} tps"}
+    return {
+        **r,
+        "load": f"pgbench -S -M {mode} -c 4 -j 2 -T {seconds}",
+        "sent": sent,
+        "rate": f"{tps:,.0f} tps",
+    }
 
 
 def markdown(results: list[Result], command: str, header: str) -> str:
@@ -169,8 +178,10 @@ def main(argv: list[str] | None = None) -> None:
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(results, f, indent=2)
-    command = ("nice -n 19 " if os.nice(0) >= 19 else "") + ".venv/bin/python bench/live_generators.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
+    command = (
+        ("nice -n 19 " if os.nice(0) >= 19 else "")
+        + ".venv/bin/python bench/live_generators.py "
+        + " ".join(argv if argv is not None else sys.argv[1:])
     )
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = (f"{date}; {os.cpu_count()} cores shared by the server, the generator and packetd (niceness "

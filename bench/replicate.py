@@ -55,7 +55,11 @@ def parse(path: str, server_port: int) -> list[Parsed]:
     try:
         for i, (ts, linktype, data) in enumerate(cf):
             frame = bytes(data)
-            if linktype != LINKTYPE_ETHERNET or len(frame) < 34 or _U16.unpack_from(frame, 12)[0] != ETHERTYPE_IPV4:
+            if (
+                linktype != LINKTYPE_ETHERNET
+                or len(frame) < 34
+                or _U16.unpack_from(frame, 12)[0] != ETHERTYPE_IPV4
+            ):
                 raise ReplicateError(f"{path}: packet {i + 1} is not Ethernet + IPv4 (link type {linktype})")
             ihl = (frame[14] & 0x0F) * 4
             proto = frame[23]
@@ -168,7 +172,9 @@ def main() -> None:
     ap.add_argument("dst")
     ap.add_argument("--server-port", type=int, required=True)
     ap.add_argument("--copies", type=int, default=None, help="exactly this many copies")
-    ap.add_argument("--packets", type=int, default=300_000, help="at least this many packets (default 300000)")
+    ap.add_argument(
+        "--packets", type=int, default=300_000, help="at least this many packets (default 300000)"
+    )
     ap.add_argument("--min-mb", type=float, default=20.0)
     ap.add_argument("--max-mb", type=float, default=400.0)
     ap.add_argument("--overlap", type=int, default=16, help="copies in flight at once")

@@ -57,9 +57,15 @@ class Case:
 
 
 CASES: dict[str, Case] = {
-    "http1-large": Case("HTTP/1 (nginx, large bodies)", "http", "http", "http.response", "http.response.code"),
-    "http1-small": Case("HTTP/1 (nginx, small messages)", "http", "http", "http.response", "http.response.code"),
-    "http2": Case("HTTP/2 (nghttpd, h2load)", "http2", "http2", "http2.headers.status", "http2.headers.status"),
+    "http1-large": Case(
+        "HTTP/1 (nginx, large bodies)", "http", "http", "http.response", "http.response.code"
+    ),
+    "http1-small": Case(
+        "HTTP/1 (nginx, small messages)", "http", "http", "http.response", "http.response.code"
+    ),
+    "http2": Case(
+        "HTTP/2 (nghttpd, h2load)", "http2", "http2", "http2.headers.status", "http2.headers.status"
+    ),
     "grpc": Case("gRPC (grpcio)", "grpc", "http2", "grpc", "http2.streamid"),
     "mysql": Case("MySQL (MariaDB, PyMySQL)", "mysql", "mysql", "mysql", "frame.number"),
     "postgresql": Case("PostgreSQL (psycopg)", "postgresql", "pgsql", "pgsql", "pgsql.type"),
@@ -70,7 +76,9 @@ CASES: dict[str, Case] = {
     "dns": Case("DNS (unbound, dnspython)", "dns", "dns", "dns", "dns.id", udp=True),
 }
 
-_SUMMARY = re.compile(r"packetd: ([\d,]+) roundtrips?, ([\d,]+) handshakes?, ([\d,]+) one-way, ([\d,]+) unanswered")
+_SUMMARY = re.compile(
+    r"packetd: ([\d,]+) roundtrips?, ([\d,]+) handshakes?, ([\d,]+) one-way, ([\d,]+) unanswered"
+)
 _PACKETS = re.compile(r"packetd: ([\d,]+) packets? in")
 
 
@@ -94,7 +102,18 @@ def pin(cpu: int | None) -> list[str]:
 
 
 def packetd_command(python: str, path: str, case: Case, port: int) -> list[str]:
-    return [python, "-m", "packetd", "watch", "-r", path, "--proto", f"{case.rule};{port}", "--format", "json"]
+    return [
+        python,
+        "-m",
+        "packetd",
+        "watch",
+        "-r",
+        path,
+        "--proto",
+        f"{case.rule};{port}",
+        "--format",
+        "json",
+    ]
 
 
 def tshark_command(path: str, case: Case, port: int) -> list[str]:
@@ -118,7 +137,13 @@ def run_packetd(python: str, path: str, case: Case, port: int, cpu: int | None) 
     if rc != 0 or m is None or p is None:
         raise RuntimeError(f"packetd watch on {path} failed (exit {rc}): {err[-2000:]}")
     records = sum(int(g.replace(",", "")) for g in m.groups())
-    return Run(usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, records, int(p.group(1).replace(",", "")), wall)
+    return Run(
+        usage.ru_utime + usage.ru_stime,
+        usage.ru_maxrss / 1024,
+        records,
+        int(p.group(1).replace(",", "")),
+        wall,
+    )
 
 
 def run_tshark(path: str, case: Case, port: int, cpu: int | None) -> Run:
@@ -272,7 +297,9 @@ def write_section(path: str, section: str, title: str, begin: str = BEGIN, end: 
 
 def tool_version(cmd: list[str]) -> str:
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False).stdout.splitlines()[0]
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=30, check=False
+        ).stdout.splitlines()[0]
     except (OSError, IndexError, subprocess.SubprocessError):
         return "?"
 
@@ -286,14 +313,22 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--packets", type=int, default=300_000, help="replicate each capture to at least this many packets")
+    ap.add_argument(
+        "--packets", type=int, default=300_000, help="replicate each capture to at least this many packets"
+    )
     ap.add_argument("--max-mb", type=float, default=400.0, help="... but to no more than this many MB")
     ap.add_argument("--min-mb", type=float, default=20.0, help="... and to at least this many MB")
     ap.add_argument("--builds", default="pure=.venv/bin/python,compiled=.venv-compiled/bin/python")
-    ap.add_argument("--python", action="append", default=[], help="another interpreter to measure (repeatable)")
-    ap.add_argument("--cpu", type=int, default=(os.cpu_count() or 1) - 1, help="the core every run is pinned to")
+    ap.add_argument(
+        "--python", action="append", default=[], help="another interpreter to measure (repeatable)"
+    )
+    ap.add_argument(
+        "--cpu", type=int, default=(os.cpu_count() or 1) - 1, help="the core every run is pinned to"
+    )
     ap.add_argument("--quick", action="store_true", help="a smoke run: 20 000 packets, 1 run")
-    ap.add_argument("--markdown", default=None, help="write the table into this file between the bench markers")
+    ap.add_argument(
+        "--markdown", default=None, help="write the table into this file between the bench markers"
+    )
     ap.add_argument("--json", default=os.path.join(OUT, "vs_tshark.json"))
     ap.add_argument("--note", default="", help="added to the table's header (e.g. the machine's load)")
     args = ap.parse_args(argv)
@@ -318,7 +353,10 @@ def main(argv: list[str] | None = None) -> None:
         results.append(r)
         short = ", ".join(f"{b}: {r[b]['cpu_s']:.2f} s, {r[b]['us_per_rt']:.1f} µs/rt, {r[b]['ratio']:.2f}×"
                           for b, _ in builds)  # fmt: skip
-        print(f"{name}: {r[builds[0][0]]['count']} records; tshark {r['tshark']['cpu_s']:.2f} s; {short}", flush=True)
+        print(
+            f"{name}: {r[builds[0][0]]['count']} records; tshark {r['tshark']['cpu_s']:.2f} s; {short}",
+            flush=True,
+        )
         with open(args.json, "w") as f:
             json.dump({"results": results, "notes": notes}, f, indent=2)
     rss = own_peak_rss_mb()
@@ -341,7 +379,9 @@ def main(argv: list[str] | None = None) -> None:
     text = markdown(results, [b for b, _ in builds], notes, command, header)
     print(text)
     if args.markdown:
-        write_section(args.markdown, text, "All ten protocols against tshark, one core (issue 15: `make bench`)")
+        write_section(
+            args.markdown, text, "All ten protocols against tshark, one core (issue 15: `make bench`)"
+        )
 
 
 if __name__ == "__main__":

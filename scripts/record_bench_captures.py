@@ -80,7 +80,12 @@ def http_small_load(port: int) -> Info:
         if rng.random() < 0.3:
             headers["traceparent"] = TRACEPARENT
         if rng.random() < 0.1:
-            c.request("POST", "/created", body=b'{"id": %d}' % i, headers={**headers, "Content-Type": "application/json"})
+            c.request(
+                "POST",
+                "/created",
+                body=b'{"id": %d}' % i,
+                headers={**headers, "Content-Type": "application/json"},
+            )
         else:
             path = rng.choice(paths)
             c.request("GET", path % i if "%d" in path else path, headers=headers)
@@ -114,11 +119,21 @@ def record_http(kind: str, path: str) -> Info:
     nginx = Nginx()
     try:
         td = Tcpdump(path, nginx.port)
-        info = http_small_load(nginx.port) if kind == "small" else http_large_load(nginx.port, os.path.join(nginx.dir, "www"))
+        info = (
+            http_small_load(nginx.port)
+            if kind == "small"
+            else http_large_load(nginx.port, os.path.join(nginx.dir, "www"))
+        )
         drops = td.stop()
     finally:
         nginx.stop()
-    return {**info, "port": nginx.port, "protocol": "http", "server": "nginx (Debian)", "tcpdump_drops": drops}
+    return {
+        **info,
+        "port": nginx.port,
+        "protocol": "http",
+        "server": "nginx (Debian)",
+        "tcpdump_drops": drops,
+    }
 
 
 def record_http2(path: str) -> Info:
@@ -237,7 +252,10 @@ def record_postgresql(path: str) -> Info:
     rng = random.Random(4)
     try:
         server.psql("CREATE TABLE items (id int PRIMARY KEY, name text, qty int)", db=server.DATABASE)
-        server.psql("INSERT INTO items SELECT g, 'item-' || g, g % 17 FROM generate_series(1, 1000) g", db=server.DATABASE)
+        server.psql(
+            "INSERT INTO items SELECT g, 'item-' || g, g % 17 FROM generate_series(1, 1000) g",
+            db=server.DATABASE,
+        )
         td = Tcpdump(path, server.port)
         conns = [psycopg.connect(server.dsn(), autocommit=True) for _ in range(4)]
         sent = 0
@@ -249,7 +267,9 @@ def record_postgresql(path: str) -> Info:
             elif op < 0.7:
                 c.execute("UPDATE items SET qty = qty + 1 WHERE id = %s", (rng.randint(1, 1000),))
             elif op < 0.8:
-                c.execute("SELECT id, name FROM items WHERE qty = %s LIMIT 20", (rng.randint(0, 16),), prepare=True).fetchall()
+                c.execute(
+                    "SELECT id, name FROM items WHERE qty = %s LIMIT 20", (rng.randint(0, 16),), prepare=True
+                ).fetchall()
             elif op < 0.9:
                 c.execute(b"SELECT count(*) FROM items", prepare=False).fetchall()
             else:

@@ -15,9 +15,9 @@ import subprocess
 import sys
 
 import pytest
-
 from bench.replicate import replicate
 from bench.vs_tshark import BEGIN, CASES, END, markdown, measure, run_packetd, run_tshark, write_section
+
 from tests.helpers.live import ROOT
 
 pytestmark = [
@@ -50,8 +50,11 @@ def test_harness_counts_what_tshark_counts_on_a_replica(tmp_path: object) -> Non
     result = measure("http1-small", replica, NGINX_PORT, [("pure", sys.executable)], runs=1, cpu=None)
     pure, tshark = result["pure"], result["tshark"]
     assert pure["count"] == tshark["count"] == 3 * original_tshark.count
-    assert packets == pure["packets"] == tshark_frames(replica, "frame") == 3 * tshark_frames(
-        SAMPLE, f"tcp.port == {NGINX_PORT}"
+    assert (
+        packets
+        == pure["packets"]
+        == tshark_frames(replica, "frame")
+        == 3 * tshark_frames(SAMPLE, f"tcp.port == {NGINX_PORT}")
     )
     # three copies are three sets of distinct connections, each with its own handshake
     assert tshark_frames(replica, "tcp.flags.syn == 1 && tcp.flags.ack == 0") == 3 * tshark_frames(
@@ -67,5 +70,7 @@ def test_harness_counts_what_tshark_counts_on_a_replica(tmp_path: object) -> Non
     write_section(doc, markdown([result], ["pure"], [], "cmd", "header"), "title")
     with open(doc) as f:
         text = f.read()
-    assert text.startswith("# Benchmarks\n\nkept above\n\n" + BEGIN) and text.endswith(END + "\n\nkept below\n")
+    assert text.startswith("# Benchmarks\n\nkept above\n\n" + BEGIN) and text.endswith(
+        END + "\n\nkept below\n"
+    )
     assert "old table" not in text and f"| {case.title} | pure |" in text
