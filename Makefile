@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test setup test-deps lint typecheck unit bench clean fuzz
+.PHONY: run test setup test-deps lint typecheck unit bench clean fuzz wheel compiled test-compiled
 
 # the program and what it needs at run time (33 packages); `make run` stops here
 $(BIN)/.runtime: pyproject.toml
@@ -39,14 +39,39 @@ unit: setup
 	$(BIN)/pytest -m "not live and not server and not root"
 
 test: setup test-deps lint typecheck
-	$(BIN)/pytest
+	PACKETD_EXPECT_BUILD=pure $(BIN)/pytest
+	@if [ "$(HAVE_CC)" = 1 ]; then $(MAKE) test-compiled; \
+	else echo "make test: no C compiler or Python headers: the compiled build is not tested" >&2; fi
+
+# -- the optional compiled build (issue 15): the modules of src/packetd/buildinfo.py compiled by mypyc ---
+# `make wheel`: the binary wheel in dist/ (setup.py: PACKETD_COMPILE=1; built with this venv's mypy, which
+# type-checks what it compiles, hence --no-build-isolation). `make compiled`: .venv-compiled with that wheel
+# and the dev extras (bench/vs_tshark.py measures it beside .venv). The default `pip install .` stays pure.
+CVENV  := .venv-compiled
+CBIN   := $(CVENV)/bin
+HAVE_CC = $(shell $(BIN)/python -c "import os, shutil, sysconfig; cc = (sysconfig.get_config_var('CC') or 'cc').split()[0]; print(int(bool(shutil.which(cc)) and os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h'))))" 2>/dev/null)
+
+wheel: setup
+	rm -rf build
+	PACKETD_COMPILE=1 $(BIN)/pip wheel -q --no-build-isolation --no-deps -w dist .
+
+compiled: wheel
+	test -x $(CBIN)/python || $(PYTHON) -m venv $(CVENV)
+	$(CBIN)/pip install -q --upgrade pip
+	whl="$$(ls -t dist/packetd-*-cp*.whl | head -1)"; \
+	$(CBIN)/pip install -q "$$whl[dev]" && $(CBIN)/pip install -q --force-reinstall --no-deps "$$whl"
+
+# the suite against the compiled build: pytest of .venv-compiled imports packetd from its site-packages
+# (tests/test_build.py checks that, and tests/helpers/build.py points subprocesses there too)
+test-compiled: compiled
+	PACKETD_EXPECT_BUILD=compiled PACKETD_HELM_LIB=$(CURDIR)/$(VENV)/tools/libhelm.so $(CBIN)/pytest $(COMPILED_TESTS)
 
 bench: setup
 	$(BIN)/python bench/http1_replay.py
 	$(BIN)/python bench/proto_replay.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CVENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 # the long fuzz campaign (issue 14): >= 1 M mutated corpus inputs per decoder, whole and split, results in
 # fuzz-results/<decoder>.json; FUZZ_ARGS="--inputs 100000 mysql" for a shorter or narrower run

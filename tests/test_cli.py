@@ -14,6 +14,7 @@ import time
 import pytest
 
 from packetd.protocols.registry import REGISTRY
+from tests.helpers.build import PACKAGE_PATH
 from tests.helpers.golden import CORPUS, ROOT
 from tests.helpers.live import can_capture
 
@@ -30,7 +31,7 @@ def run(
         cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *cmd]
     r = subprocess.run(
         cmd, check=False, input=stdin, capture_output=True, cwd=ROOT, timeout=timeout,
-        env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")},
+        env={**os.environ, "PYTHONPATH": PACKAGE_PATH},
     )  # fmt: skip
     return subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(), r.stderr.decode())
 
@@ -259,7 +260,7 @@ def test_user_drops_privileges_once_the_socket_is_open() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "packetd", "watch", "--ifaces", "^lo$", "--user", "nobody", "--proto", "http;1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")},
+        env={**os.environ, "PYTHONPATH": PACKAGE_PATH},
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 15
@@ -287,7 +288,7 @@ def test_one_signal_stops_a_watch_waiting_on_a_quiet_pipe(sig: int) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "packetd", "watch", "--pcap-file", "-", "--format", "json"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")},
+        env={**os.environ, "PYTHONPATH": PACKAGE_PATH},
     )  # fmt: skip
     try:
         assert proc.stdin is not None

@@ -17,6 +17,7 @@ import urllib.request
 
 import pytest
 
+from tests.helpers.build import PACKAGE_PATH
 from tests.helpers.golden import ROOT
 from tests.helpers.live import can_capture, free_port, stop_process, wait_port
 from tests.test_cli import records
@@ -26,7 +27,7 @@ pytestmark = [
     pytest.mark.live,
     pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
 ]
-ENV = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")}
+ENV = {**os.environ, "PYTHONPATH": PACKAGE_PATH}
 
 
 def _server(port: int, directory: str) -> subprocess.Popen[bytes]:

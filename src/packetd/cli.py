@@ -125,6 +125,9 @@ def version() -> None:
     click.echo(f"Version: {__version__}")
     click.echo(f"GitHash: {_git_hash()}")
     click.echo(f"Python: {sys.version.split()[0]}")
+    from packetd.buildinfo import build
+
+    click.echo(f"Build: {build()}")  # pure Python, or the mypyc-compiled hot path (issue 15)
     try:
         from packetd.capture import libpcap
 

@@ -12,13 +12,14 @@ from packetd.agent.config import Config, ConfigError, parse_config
 from packetd.agent.runtime import options_from, pipelines_from, rules_from, validate
 from packetd.protocols.http1.options import HttpOptions
 from packetd.protocols.registry import REGISTRY
+from tests.helpers.build import PACKAGE_PATH
 from tests.helpers.golden import ROOT
 
 
 def packetd(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "packetd", *args], capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
-        env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")},
+        env={**os.environ, "PYTHONPATH": PACKAGE_PATH},
     )  # fmt: skip
 
 

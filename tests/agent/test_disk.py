@@ -23,7 +23,8 @@ import pytest
 from tests.agent.test_e2e import counter_sum, get, scrape, traffic, wait_for
 from tests.agent.test_reload import live, live_config
 from tests.helpers.backends import AgentProcess
-from tests.helpers.live import ROOT, Nginx, free_port
+from tests.helpers.build import PACKAGE_PATH
+from tests.helpers.live import Nginx, free_port
 
 DISK = "128k"  # a few dozen roundtrip lines: full within one test
 
@@ -174,7 +175,7 @@ def test_a_roundtrip_file_on_a_read_only_directory_is_one_line_at_start_up() -> 
             r = subprocess.run(
                 [sys.executable, "-m", "packetd", "agent", "--config", config],
                 check=False, capture_output=True, text=True, timeout=60,
-                env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")},
+                env={**os.environ, "PYTHONPATH": PACKAGE_PATH},
             )  # fmt: skip
             os.remove(config)
             assert r.returncode == 2

@@ -22,6 +22,7 @@ from tests.agent.test_e2e import counter_sum, get, post, scrape, traffic, wait_f
 from tests.agent.test_reload import live, live_config
 from tests.agent.test_supervise import BRO_REQUESTS, Faulty
 from tests.helpers.backends import AgentProcess
+from tests.helpers.build import PACKAGE_PATH
 from tests.helpers.live import Nginx, free_port
 from tests.helpers.procs import worker_pids as _worker_pids
 
@@ -66,8 +67,6 @@ def test_workers_become_sniffer_user_and_still_count_after_a_capture_reload() ->
 def test_a_user_that_does_not_exist_is_one_line_and_exit_2() -> None:
     import sys
 
-    from tests.helpers.live import ROOT
-
     d = tempfile.mkdtemp(prefix="packetd-priv-")
     path = os.path.join(d, "packetd.yaml")
     with open(path, "w") as f:
@@ -75,7 +74,7 @@ def test_a_user_that_does_not_exist_is_one_line_and_exit_2() -> None:
     r = subprocess.run(
         [sys.executable, "-m", "packetd", "agent", "--config", path],
         check=False, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")},
+        env={**os.environ, "PYTHONPATH": PACKAGE_PATH},
     )  # fmt: skip
     assert r.returncode == 2
     assert r.stderr.splitlines() == ["packetd: 'sniffer.user': 'no-such-user-here' is invalid: no such user"]

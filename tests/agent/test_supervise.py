@@ -28,7 +28,8 @@ from tests.agent.test_api import BRO
 from tests.agent.test_e2e import counter_sum, get, post, scrape, traffic, wait_for
 from tests.agent.test_reload import live, live_config
 from tests.helpers.backends import AgentProcess, OtlpReceiver
-from tests.helpers.live import ROOT, Nginx, free_port
+from tests.helpers.build import PACKAGE_PATH
+from tests.helpers.live import Nginx, free_port
 from tests.helpers.procs import worker_pids as _worker_pids
 
 FAULTS = os.path.join(os.path.dirname(__file__), "faultinject")
@@ -42,7 +43,7 @@ class Faulty:
     def __init__(self, fault: str, extra: str = "") -> None:
         self.fault_dir = tempfile.mkdtemp(prefix="packetd-fault-")
         self.api = free_port()
-        env = {"PYTHONPATH": os.pathsep.join([FAULTS, os.path.join(ROOT, "src")])}
+        env = {"PYTHONPATH": os.pathsep.join([FAULTS, PACKAGE_PATH])}
         if fault:
             env.update(PACKETD_FAULT=fault, PACKETD_FAULT_DIR=self.fault_dir)
         config = f'sniffer.file: {BRO}\n{RULES}\nserver.address: "127.0.0.1:{self.api}"\n{extra}\n'
@@ -297,7 +298,7 @@ def test_a_hung_worker_is_killed_restarted_and_counts_again() -> None:
     api = free_port()
     lines = os.path.join(fault_dir, "roundtrips.jsonl")
     env = {
-        "PYTHONPATH": os.pathsep.join([FAULTS, os.path.join(ROOT, "src")]),
+        "PYTHONPATH": os.pathsep.join([FAULTS, PACKAGE_PATH]),
         "PACKETD_FAULT": "packetd.agent.worker:Worker.flush:1:worker",
         "PACKETD_FAULT_DIR": fault_dir,
         "PACKETD_FAULT_ACTION": "hang",

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from tests.helpers.build import PACKAGE_PATH
 from tests.helpers.golden import ROOT
 
 pytestmark = [
@@ -59,7 +60,7 @@ def test_only_both_capabilities_read_another_users_fd_links(keep: str, allowed: 
         out = subprocess.run(
             [sys.executable, "-c", PROBE, str(target.pid), keep],
             check=False, capture_output=True, text=True, timeout=30, cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")},
+            env={**os.environ, "PYTHONPATH": PACKAGE_PATH},
         )  # fmt: skip
     finally:
         target.kill()

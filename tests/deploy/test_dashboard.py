@@ -22,6 +22,7 @@ import pytest
 from packetd.protocols.registry import REGISTRY
 from tests.helpers.backends import PROM_CONFIG as BASE_PROM_CONFIG
 from tests.helpers.backends import AgentProcess, Prometheus
+from tests.helpers.build import PACKAGE_PATH
 from tests.helpers.dbservers import RedisServer, redis_available
 from tests.helpers.golden import ROOT
 from tests.helpers.live import Nginx, can_capture, free_port, nginx_available
@@ -45,7 +46,7 @@ def targets(d: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]
 
 def test_dashboard_is_what_the_script_writes() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
+        env = dict(os.environ, PYTHONPATH=PACKAGE_PATH)
         script = os.path.join(ROOT, "scripts", "make_dashboard.py")
         code = f"import runpy, sys; sys.argv=['x']; g = runpy.run_path({script!r}, run_name='lib'); "
         code += f"g['OUT'] = {os.path.join(tmp, 'd.json')!r}; g['main'].__globals__['OUT'] = g['OUT']; g['main']()"

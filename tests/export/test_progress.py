@@ -14,6 +14,7 @@ from pathlib import Path
 
 from packetd.capture.pcapfile import CaptureFile
 from packetd.export.progress import CHECK_EVERY, Progress, eta
+from tests.helpers.build import PACKAGE_PATH
 from tests.helpers.golden import CORPUS, ROOT
 
 DNS = os.path.join(CORPUS, "dns", "njcx_packetbeat__dns_google_com.pcap")
@@ -69,7 +70,7 @@ def _watch(path: Path, stderr_tty: bool) -> bytes:
         "--format",
         "json",
     ]
-    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")}
+    env = {**os.environ, "PYTHONPATH": PACKAGE_PATH}
     if not stderr_tty:
         r = subprocess.run(cmd, capture_output=True, cwd=ROOT, env=env, timeout=300, check=False)
         return r.stderr

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from tests.helpers.build import PACKAGE_PATH
 from tests.helpers.golden import ROOT, RULES_FOR, manifest
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (scripts/test-deps.sh)")
@@ -36,7 +37,7 @@ def _json(path: str, protos: list[str]) -> list[dict]:
         [sys.executable, "-m", "packetd", "watch", "--pcap-file", path, *protos, "--format", "json",
          "--count", str(SHOWN)],
         capture_output=True, cwd=ROOT, timeout=120, check=True,
-        env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")},
+        env={**os.environ, "PYTHONPATH": PACKAGE_PATH},
     )  # fmt: skip
     return [json.loads(ln) for ln in r.stdout.decode().splitlines()]
 

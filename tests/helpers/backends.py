@@ -18,7 +18,8 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.helpers.live import ROOT, free_port, stop_process, wait_port
+from tests.helpers.build import PACKAGE_PATH
+from tests.helpers.live import free_port, stop_process, wait_port
 
 
 def _resource(r: Any) -> dict[str, Any]:
@@ -356,7 +357,7 @@ class AgentProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "packetd", "agent", "--config", self.config_path],
             stdout=self._out, stderr=self._err, cwd=self.dir,
-            env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), **(env or {})},
+            env={**os.environ, "PYTHONPATH": PACKAGE_PATH, **(env or {})},
         )  # fmt: skip
 
     def write_config(self, text: str) -> None:

@@ -17,6 +17,7 @@ from packetd.attribution.listening import busiest_servers, read_tables
 from packetd.flow.ports import PortTally
 from packetd.pipeline.hint import QuietHint, guess, hint_lines, host_hint_lines
 from packetd.units import format_duration
+from tests.helpers.build import PACKAGE_PATH
 from tests.helpers.golden import CORPUS, ROOT
 from tests.helpers.live import can_capture, free_port
 from tests.test_cli import records, run
@@ -124,7 +125,7 @@ def test_live_hint_after_a_few_quiet_seconds() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "packetd", "watch", "--ifaces", "^lo$", "--proto", "http;1", "--format", "json"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")},
+        env={**os.environ, "PYTHONPATH": PACKAGE_PATH},
     )  # fmt: skip
     try:
         assert proc.stderr is not None

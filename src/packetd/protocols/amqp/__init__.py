@@ -9,7 +9,7 @@ from packetd.protocols.amqp.options import AmqpOptions
 from packetd.protocols.amqp.semantics import SEMANTICS
 from packetd.protocols.spec import ProtocolSpec
 
-SPEC = ProtocolSpec(
+SPEC: ProtocolSpec = ProtocolSpec(
     name="amqp",
     family="amqp",
     factory=new_decoder,

@@ -9,7 +9,7 @@ from packetd.protocols.dns.options import DnsOptions
 from packetd.protocols.dns.semantics import SEMANTICS
 from packetd.protocols.spec import ProtocolSpec
 
-SPEC = ProtocolSpec(
+SPEC: ProtocolSpec = ProtocolSpec(
     name="dns",
     family="dns",
     factory=new_decoder,

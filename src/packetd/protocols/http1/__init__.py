@@ -15,7 +15,7 @@ from packetd.protocols.http1.options import HttpOptions, reference_keys
 from packetd.protocols.http1.semantics import SEMANTICS
 from packetd.protocols.spec import ProtocolSpec
 
-SPEC = ProtocolSpec(
+SPEC: ProtocolSpec = ProtocolSpec(
     name="http",
     family="http",
     factory=new_decoder,

@@ -13,7 +13,7 @@ from packetd.protocols.http2.options import Http2Options
 from packetd.protocols.http2.semantics import GRPC_SEMANTICS, HTTP2_SEMANTICS
 from packetd.protocols.spec import ProtocolSpec
 
-SPEC = ProtocolSpec(
+SPEC: ProtocolSpec = ProtocolSpec(
     name="http2",
     family="http2",
     factory=new_http2_decoder,
@@ -28,7 +28,7 @@ SPEC = ProtocolSpec(
     detect=detect_by_content,
 )
 
-GRPC_SPEC = ProtocolSpec(
+GRPC_SPEC: ProtocolSpec = ProtocolSpec(
     name="grpc",
     family="http2",
     factory=new_grpc_decoder,

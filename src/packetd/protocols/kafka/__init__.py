@@ -9,7 +9,7 @@ from packetd.protocols.kafka.options import KafkaOptions
 from packetd.protocols.kafka.semantics import SEMANTICS
 from packetd.protocols.spec import ProtocolSpec
 
-SPEC = ProtocolSpec(
+SPEC: ProtocolSpec = ProtocolSpec(
     name="kafka",
     family="kafka",
     factory=new_decoder,

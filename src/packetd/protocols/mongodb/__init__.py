@@ -9,7 +9,7 @@ from packetd.protocols.mongodb.options import MongoOptions
 from packetd.protocols.mongodb.semantics import SEMANTICS
 from packetd.protocols.spec import ProtocolSpec
 
-SPEC = ProtocolSpec(
+SPEC: ProtocolSpec = ProtocolSpec(
     name="mongodb",
     family="mongodb",
     factory=new_decoder,

@@ -9,7 +9,7 @@ from packetd.protocols.mysql.options import MysqlOptions
 from packetd.protocols.mysql.semantics import SEMANTICS
 from packetd.protocols.spec import ProtocolSpec
 
-SPEC = ProtocolSpec(
+SPEC: ProtocolSpec = ProtocolSpec(
     name="mysql",
     family="mysql",
     factory=new_decoder,

@@ -9,7 +9,7 @@ from packetd.protocols.postgresql.options import PostgresOptions
 from packetd.protocols.postgresql.semantics import SEMANTICS
 from packetd.protocols.spec import ProtocolSpec
 
-SPEC = ProtocolSpec(
+SPEC: ProtocolSpec = ProtocolSpec(
     name="postgresql",
     family="postgresql",
     factory=new_decoder,

@@ -9,7 +9,7 @@ from packetd.protocols.redis.options import RedisOptions
 from packetd.protocols.redis.semantics import SEMANTICS
 from packetd.protocols.spec import ProtocolSpec
 
-SPEC = ProtocolSpec(
+SPEC: ProtocolSpec = ProtocolSpec(
     name="redis",
     family="redis",
     factory=new_decoder,

@@ -1,0 +1,78 @@
+"""Which build of packetd is running: pure Python, or the optional compiled hot path (issue 15).
+
+The pure-Python modules are the reference. `PACKETD_COMPILE=1 pip install .` (or `make wheel`) runs
+setup.py, which compiles the modules listed in COMPILED_MODULES with mypyc from the same typed sources;
+the wheel ships each extension beside its .py. Python's import system ranks an extension module's suffix
+before `.py` in the same directory, so an installed compiled build imports the extensions, and a tree
+without them (the editable install, or a wheel whose .so files were removed) imports the .py files with no
+code of ours deciding: there is no second import path to keep in step.
+
+This module only reports where those modules were found (`packetd version`, the tests that prove which
+build they run against); it changes nothing. setup.py runs this file on its own (it imports only the standard library, not packetd) to read
+COMPILED_MODULES, so the list exists once.
+
+Modules left out on purpose, and why:
+  * `protocols/base.py` and every `protocols/*/messages.py`: their `@value` record classes declare
+    `ClassVar`s (ROLE, PROTOCOL, ...). mypyc builds a class with a decorator it does not know (value is
+    a `dataclass_transform`) as a plain Python class whose `__annotations__` hold the evaluated, erased
+    types (`int`, not "ClassVar[int]"), so `dataclasses` takes each ClassVar for a field with a default
+    and refuses the class at import ("non-default argument 'start_ns' follows default argument").
+  * `_values.py`: `typing.dataclass_transform` sets an attribute on the function it decorates, which a
+    compiled function does not have.
+  * `cli.py`, `agent/`, `export/`, `capture/` other than pcapfile: I/O and start-up code, not per packet.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+
+# the per-packet and per-message path of `watch -r FILE`: L2-L4 decode, the flow table, pairing, the
+# record's JSON, the file reader, and each protocol's decoder and semantics (metric labels, span names)
+COMPILED_MODULES: tuple[str, ...] = (
+    "packetd.net.packet",
+    "packetd.net.reassembly",
+    "packetd.flow.table",
+    "packetd.flow.detect",
+    "packetd.flow.ports",
+    "packetd.pairing.session",
+    "packetd.pairing.matchers",
+    "packetd.pairing.roundtrip",
+    "packetd.capture.pcapfile",
+    "packetd.protocols.framing",
+    "packetd.protocols.redact",
+    "packetd.protocols.traceparent",
+    "packetd.pipeline.summary",
+    "packetd.engine",
+    *(
+        f"packetd.protocols.{p}.{m}"
+        for p in ("amqp", "dns", "http1", "http2", "kafka", "mongodb", "mysql", "postgresql", "redis")
+        for m in ("decoder", "semantics")
+    ),
+)
+
+_EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+
+
+def module_origin(name: str) -> str:
+    """The file `import name` loads (or already loaded): an extension module's .so or the .py."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise ImportError(f"packetd module {name} not found")
+    return spec.origin
+
+
+def compiled_modules() -> list[str]:
+    """The modules of COMPILED_MODULES that import as extension modules in this installation."""
+    return [name for name in COMPILED_MODULES if module_origin(name).endswith(_EXTENSION_SUFFIXES)]
+
+
+def build() -> str:
+    """'compiled' when every module of COMPILED_MODULES is an extension, 'pure' when none is, and
+    'mixed (N of M compiled)' otherwise (a broken install: extensions built from other sources)."""
+    n = len(compiled_modules())
+    if n == 0:
+        return "pure"
+    if n == len(COMPILED_MODULES):
+        return "compiled"
+    return f"mixed ({n} of {len(COMPILED_MODULES)} compiled)"
