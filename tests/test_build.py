@@ -69,10 +69,10 @@ def test_without_the_extensions_the_same_package_runs_pure_with_the_same_records
         for label, path in (("installed", os.path.dirname(os.path.dirname(packetd.__file__))), ("copy", tmp)):
             env = {**os.environ, "PYTHONPATH": path}
             probe = "from packetd import buildinfo; print(buildinfo.build())"
-            build = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp, capture_output=True, text=True,
+            build = subprocess.run([sys.executable, "-c", probe], env=env, cwd="/", capture_output=True, text=True,
                                    check=True, timeout=120).stdout.strip()  # fmt: skip
             watch = subprocess.run([sys.executable, "-m", "packetd", "watch", "-r", SAMPLE, "--format", "json"],
-                                   env=env, cwd=tmp, capture_output=True, check=True, timeout=300)  # fmt: skip
+                                   env=env, cwd="/", capture_output=True, check=True, timeout=300)  # fmt: skip
             runs[label] = (build, watch.stdout)
     assert runs["copy"][0] == "pure"
     assert runs["installed"][0] == buildinfo.build()
@@ -85,3 +85,20 @@ def test_version_says_compiled() -> None:
     out = subprocess.run([sys.executable, "-m", "packetd", "version"], capture_output=True, text=True,
                          check=True, timeout=60, cwd="/")  # fmt: skip
     assert "Build: compiled" in out.stdout.splitlines()
+
+
+def test_slot_names_are_the_sources_slots_in_either_build() -> None:
+    """The stats snapshot (agent/worker.py) and the tests list counters by slot_names: the truth is the
+    `__slots__` written in the source, read with ast (a compiled class has none at run time)."""
+    import ast
+
+    from packetd.flow.table import FlowStats
+    from packetd.net.packet import NetStats
+
+    for cls, path in ((NetStats, "net/packet.py"), (FlowStats, "flow/table.py")):
+        with open(os.path.join(SRC, "packetd", path)) as f:
+            tree = ast.parse(f.read())
+        node = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == cls.__name__)
+        slots = next(s.value for s in node.body if isinstance(s, ast.Assign)
+                     and getattr(s.targets[0], "id", "") == "__slots__")  # fmt: skip
+        assert sorted(buildinfo.slot_names(cls)) == sorted(ast.literal_eval(slots))

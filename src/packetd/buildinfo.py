@@ -76,3 +76,13 @@ def build() -> str:
     if n == len(COMPILED_MODULES):
         return "compiled"
     return f"mixed ({n} of {len(COMPILED_MODULES)} compiled)"
+
+
+def slot_names(cls: type) -> tuple[str, ...]:
+    """The instance attributes a slotted class declares, in either build: its `__slots__`, or, for a class
+    mypyc compiled (a native class keeps no `__slots__`), its `__mypyc_attrs__`, sorted as the sources'
+    `__slots__` are."""
+    names = getattr(cls, "__slots__", None)
+    if names is None:
+        names = sorted(getattr(cls, "__mypyc_attrs__", ()))
+    return tuple(names)

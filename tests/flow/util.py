@@ -13,6 +13,7 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
+from packetd.buildinfo import slot_names
 from packetd.flow.table import FlowConfig, FlowTable
 from packetd.net.packet import ACK, PROTO_TCP, PROTO_UDP, Segment
 
@@ -155,7 +156,7 @@ class Harness:
 
     def stats(self, *names: str) -> dict[str, int]:
         st = self.table.stats
-        return {n: getattr(st, n) for n in (names or st.__slots__)}
+        return {n: getattr(st, n) for n in (names or slot_names(type(st)))}
 
     def nonzero(self) -> dict[str, int]:
         """The counters that moved (compare with a hand-written dict: an unexpected counter shows up).

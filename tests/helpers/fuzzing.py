@@ -12,6 +12,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from packetd.buildinfo import slot_names  # the compiled build: native classes have no __slots__
 from packetd.protocols.base import DecodeError, Decoder, Direction, Message
 
 Chunk = tuple[int, bytes]  # (direction, bytes)
@@ -32,11 +33,11 @@ def held_bytes(obj: Any, depth: int = 0, seen: set[int] | None = None) -> int:
     if isinstance(obj, list | tuple | set | frozenset) or type(obj).__name__ == "deque":
         return sum(held_bytes(v, depth + 1, seen) for v in obj)
     total = 0
-    for name in getattr(type(obj), "__slots__", ()):
+    for name in slot_names(type(obj)):
         if hasattr(obj, name):
             total += held_bytes(getattr(obj, name), depth + 1, seen)
     for cls in type(obj).__mro__:
-        for name in getattr(cls, "__slots__", ()):
+        for name in slot_names(cls):
             if hasattr(obj, name):
                 total += held_bytes(getattr(obj, name), depth + 1, seen)
     if hasattr(obj, "__dict__"):

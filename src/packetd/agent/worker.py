@@ -40,6 +40,7 @@ from packetd.agent.config import Config
 from packetd.agent.runtime import bpf_from, detect_from, options_from, pipelines_from, rules_from
 from packetd.attribution.kubernetes_index import K8sView, Table
 from packetd.attribution.processes import HeldRecords, ProcessResolver
+from packetd.buildinfo import slot_names  # the compiled build's stats classes have no __slots__
 from packetd.capture.source import TICK
 from packetd.engine import Engine, EngineConfig
 from packetd.flow.table import FlowConfig, flows_for_memory
@@ -72,8 +73,8 @@ def stats_snapshot(engine: Engine, source: Any, extra: dict[str, Any]) -> dict[s
             "evicted": st.pairing.evicted,
             "unanswered": st.pairing.unanswered,
         }
-    net = {k: getattr(engine.net.stats, k) for k in engine.net.stats.__slots__}
-    flows = {k: getattr(engine.flows.stats, k) for k in engine.flows.stats.__slots__}
+    net = {k: getattr(engine.net.stats, k) for k in slot_names(type(engine.net.stats))}
+    flows = {k: getattr(engine.flows.stats, k) for k in slot_names(type(engine.flows.stats))}
     snapshot = {"protocols": protocols, "net": net, "flows": flows, "kernel": source.stats(), **extra}
     det = engine.detection_stats  # detection by content: what it handed where, and what nobody claimed
     if det.started:
