@@ -6,9 +6,11 @@
 # and mariadb-server (live database tests; redis-tools, postgresql-client and mariadb-client bring
 # redis-benchmark, pgbench and the mariadb CLI the tests and bench/ use), rabbitmq-server and unbound (live
 # AMQP and DNS tests), tinyproxy (a real CONNECT proxy for the live HTTP tunnel test), libpcap; openssh-server/-client, swaks,
-# memcached and socat make the other traffic detection must not claim (tests/protocols/detect). Installed once; CI runs on a clean machine.
+# memcached and socat make the other traffic detection must not claim (tests/protocols/detect); gcc and
+# python3-dev (the C compiler and Python headers) build the compiled wheel that `make test` also runs the
+# suite against (issue 15; without them the pure build only). Installed once; CI runs on a clean machine.
 set -eu
-pkgs="tmux tshark tcpdump nginx-light curl nghttp2-server nghttp2-client libpcap0.8 iproute2 procps openssl prometheus redis-server redis-tools postgresql postgresql-client mariadb-server mariadb-client rabbitmq-server unbound tinyproxy openssh-server openssh-client swaks memcached socat"
+pkgs="tmux tshark tcpdump nginx-light curl nghttp2-server nghttp2-client libpcap0.8 iproute2 procps openssl prometheus redis-server redis-tools postgresql postgresql-client mariadb-server mariadb-client rabbitmq-server unbound tinyproxy openssh-server openssh-client swaks memcached socat gcc python3-dev"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
