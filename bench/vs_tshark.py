@@ -201,17 +201,23 @@ def builds_from(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[s
     return found, notes
 
 
-def prepare(
-    case_name: str, packets: int, mb: tuple[float, float], record_python: str
-) -> tuple[str, dict[str, Any]]:
-    """The replicated capture of a case (recorded and replicated now if not cached) and its metadata."""
+def real_capture(case_name: str, record_python: str) -> tuple[str, dict[str, Any]]:
+    """The real capture of a case (recorded now by scripts/record_bench_captures.py if absent) and its
+    metadata."""
     meta_path = os.path.join(OUT, "real", f"{case_name}.json")
     if not os.path.exists(meta_path):
         subprocess.run([record_python, os.path.join(ROOT, "scripts", "record_bench_captures.py"), case_name],
                        check=True, cwd=ROOT)  # fmt: skip
     with open(meta_path) as f:
         meta: dict[str, Any] = json.load(f)
-    src = os.path.join(OUT, "real", f"{case_name}.pcap")
+    return os.path.join(OUT, "real", f"{case_name}.pcap"), meta
+
+
+def prepare(
+    case_name: str, packets: int, mb: tuple[float, float], record_python: str
+) -> tuple[str, dict[str, Any]]:
+    """The replicated capture of a case (recorded and replicated now if not cached) and its metadata."""
+    src, meta = real_capture(case_name, record_python)
     dst = os.path.join(OUT, f"{case_name}-x{packets}-{mb[0]:g}-{mb[1]:g}mb.pcap")
     if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(src):
         subprocess.run([record_python, os.path.join(HERE, "replicate.py"), src, dst, "--server-port",
