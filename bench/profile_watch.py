@@ -1,6 +1,6 @@
 """Where one `packetd watch` run spends its time, per protocol: the top cProfile entries of a bench case.
 
-    .venv/bin/python bench/profile_watch.py CASE [--top 25] [--sort tottime|cumulative] [--packets N]
+    .venv/bin/python bench/profile_watch.py CASE [--top 25] [--sort tottime|cumulative] [--records N]
         [--python .venv/bin/python] [--save prof.out]
     .venv/bin/python bench/profile_watch.py --all [--top 3] [--markdown BENCHMARKS.md]
 
@@ -8,8 +8,8 @@ CASE is one of bench/vs_tshark.py's cases (http1-small, redis, dns, …). The ru
 `make bench` measures (`packetd watch -r FILE --proto NAME;PORT --format json`, records to /dev/null),
 under `python -m cProfile` in a fresh process of the chosen interpreter, so start-up, reading, decoding,
 pairing and JSON output are all in it. It profiles a replica of the case's real capture of at least
-`--packets` packets (default 100 000; bench/replicate.py, cached under bench/out/ like the bench's own;
-the real capture is recorded first if absent). `--packets 0` profiles the real capture as recorded, where
+`--records` records (default 30 000; bench/replicate.py, cached under bench/out/ like the bench's own;
+the real capture is recorded first if absent). `--records 0` profiles the real capture as recorded, where
 start-up (imports, dataclass and pydantic class creation: `builtins.compile`) is a large share.
 
 cProfile's own overhead is per call, so it inflates functions that are called often and do little; the
@@ -39,18 +39,18 @@ from bench.vs_tshark import CASES, packetd_command, prepare, real_capture, write
 BEGIN, END = "<!-- bench-profile:begin -->", "<!-- bench-profile:end -->"
 
 
-def capture_for(case: str, packets: int | None, python: str) -> tuple[str, int]:
-    """The file to profile and its server port: the real capture, or a replica of ≥ `packets` packets."""
-    if packets:
-        path, meta = prepare(case, packets, (1.0, 400.0), python)
+def capture_for(case: str, records: int | None, python: str) -> tuple[str, int]:
+    """The file to profile and its server port: the real capture, or a replica of ≥ `records` records."""
+    if records:
+        path, meta = prepare(case, records, (1.0, 650.0), python)
         return path, int(meta["port"])
     path, meta = real_capture(case, python)
     return path, int(meta["port"])
 
 
-def profile(case: str, python: str, packets: int | None, save: str | None) -> tuple[pstats.Stats, list[str]]:
+def profile(case: str, python: str, records: int | None, save: str | None) -> tuple[pstats.Stats, list[str]]:
     """One profiled watch run of the case: (its stats, the command that was profiled)."""
-    path, port = capture_for(case, packets, python)
+    path, port = capture_for(case, records, python)
     command = packetd_command(python, path, CASES[case], port)
     out = save or tempfile.mktemp(prefix="packetd-profile-", suffix=".out")
     try:
@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--all", action="store_true", help="every case, one line each")
     ap.add_argument("--top", type=int, default=None, help="entries to show (default 25, 3 with --all)")
     ap.add_argument("--sort", choices=("tottime", "cumulative"), default="tottime")
-    ap.add_argument("--packets", type=int, default=100_000,
-                    help="profile a replica of at least N packets (default 100000; 0: the real capture as recorded)")  # fmt: skip
+    ap.add_argument("--records", type=int, default=30_000,
+                    help="profile a replica of at least N records (default 30000; 0: the real capture as recorded)")  # fmt: skip
     ap.add_argument("--python", default=os.path.join(ROOT, ".venv", "bin", "python"))
     ap.add_argument("--save", default=None, help="keep the cProfile output here (one case)")
     ap.add_argument("--markdown", default=None, help="with --all: write the lines into this file")
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     if not os.path.exists(args.python):
         sys.exit(f"profile_watch: no interpreter at {args.python}")
     if not args.all:
-        stats, command = profile(args.case, args.python, args.packets, args.save)
+        stats, command = profile(args.case, args.python, args.records, args.save)
         total, rows = top(stats, args.top or 25, args.sort)
         print(f"{' '.join(command)}\n{total:.3f} s in the profiled run; top {len(rows)} by {args.sort}:")
         print(f"{'tottime':>8} {'%':>5} {'cumtime':>8} {'calls':>10}  function")
@@ -122,13 +122,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     lines = []
     for case in CASES:
-        stats, _ = profile(case, args.python, args.packets, None)
+        stats, _ = profile(case, args.python, args.records, None)
         total, rows = top(stats, args.top or 3, "tottime")
         lines.append(one_line(case, total, rows))
         print(lines[-1], flush=True)
     if args.markdown:
         date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
-        where = f"replicas of ≥ {args.packets} packets" if args.packets else "the real captures as recorded"
+        where = f"replicas of ≥ {args.records} records" if args.records else "the real captures as recorded"
         text = "\n".join([BEGIN, "", "```sh", ".venv/bin/python bench/profile_watch.py --all --markdown BENCHMARKS.md",
                           "```", "", f"{date}: the top {args.top or 3} functions by tottime (time in the function "
                           f"itself) of one `packetd watch` run under cProfile on {where}, share of the run's "
