@@ -18,8 +18,8 @@ every measured one: checked and reported). Medians of the runs, and the range of
 noise of this shared machine).
 
 A build is an interpreter with packetd installed: `pure` (the editable install in .venv) and `compiled`
-(the wheel from `make wheel` in .venv-compiled); which one it really is is read from where
-`packetd.net.packet` comes from (a .so: compiled). Absent interpreters are skipped with a note.
+(the wheel from `make wheel` in .venv-compiled); which one it really is is read from its packetd package
+(any extension module in it: compiled). Absent interpreters are skipped with a note.
 
 Records: packetd's own summary (roundtrips + handshakes + one-way + unanswered). tshark's count: the values
 of each case's fields in the frames its filter matched, chosen to be the same unit as the records (one per
@@ -196,17 +196,24 @@ def run_tshark(path: str, case: Case, port: int, cpu: int | None) -> Run:
     return Run(usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, count, 0, wall)
 
 
+_EXTENSIONS = (
+    "import os, importlib.machinery as m, packetd; root = os.path.dirname(packetd.__file__); "
+    "print(sum(f.endswith(tuple(m.EXTENSION_SUFFIXES)) for _, _, fs in os.walk(root) for f in fs))"
+)
+
+
 def detect_build(python: str) -> str | None:
-    """'compiled' if that interpreter imports packetd.net.packet from an extension module, else 'pure';
-    None when it cannot import packetd at all."""
+    """'compiled' if that interpreter's packetd package holds extension modules (Python imports an extension
+    before a .py of the same name beside it, so any there is what runs), else 'pure'; None when it cannot
+    import packetd at all."""
     try:
-        out = subprocess.run([python, "-c", "import packetd.net.packet as m; print(m.__file__)"], cwd="/", check=False,
-                             capture_output=True, text=True, timeout=60)  # fmt: skip
+        out = subprocess.run([python, "-c", _EXTENSIONS], cwd="/", check=False, capture_output=True, text=True,
+                             timeout=60)  # fmt: skip
     except OSError:
         return None
     if out.returncode != 0:
         return None
-    return "compiled" if out.stdout.strip().endswith((".so", ".pyd")) else "pure"
+    return "compiled" if int(out.stdout.split()[-1]) > 0 else "pure"
 
 
 def builds_from(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[str]]:
