@@ -1,6 +1,6 @@
 """All ten protocols against tshark in one run, on replicas of real captures: `make bench`.
 
-    .venv/bin/python bench/vs_tshark.py [--cases http1-small,redis,...] [--runs 3] [--records 100000]
+    .venv/bin/python bench/vs_tshark.py [--cases http1-small,redis,...] [--runs 3] [--records 50000]
         [--builds pure=.venv/bin/python,compiled=.venv-compiled/bin/python] [--python PATH ...]
         [--quick] [--cpu N] [--markdown BENCHMARKS.md] [--json bench/out/vs_tshark.json]
 
@@ -48,9 +48,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 OUT = os.path.join(HERE, "out")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-# records per case: about 5-10 s of the pure build's CPU per run today, so that 3 rounds of the pure and
-# compiled builds and tshark over the eleven cases take about 12 min here (BENCHMARKS.md says what it took)
-DEFAULT_RECORDS = 100_000
+# records per case: 2-5 s of the pure build's CPU per run today (and ≥ 20 MB per file, start-up a small
+# share), so that 3 rounds of the pure and compiled builds and tshark over the eleven cases take about
+# 5 min of CPU: ≤ 15 min of wall time even when this shared machine gives the bench half a core
+# (BENCHMARKS.md says what it took)
+DEFAULT_RECORDS = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,7 +403,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--records", type=int, default=DEFAULT_RECORDS,
                     help=f"replicate each capture to at least this many records (default {DEFAULT_RECORDS})")  # fmt: skip
-    ap.add_argument("--max-mb", type=float, default=650.0, help="... but to no more than this many MB")
+    ap.add_argument("--max-mb", type=float, default=450.0, help="... but to no more than this many MB")
     ap.add_argument("--min-mb", type=float, default=20.0, help="... and to at least this many MB")
     ap.add_argument("--builds", default="pure=.venv/bin/python,compiled=.venv-compiled/bin/python")
     ap.add_argument(
