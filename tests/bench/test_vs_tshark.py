@@ -79,7 +79,8 @@ def test_harness_counts_what_tshark_counts_on_a_replica(tmp_path: object) -> Non
     assert text.startswith("# Benchmarks\n\nkept above\n\n" + BEGIN) and text.endswith(
         END + "\n\nkept below\n"
     )
-    assert "old table" not in text and f"| {case.title} | pure |" in text
+    assert "old table" not in text and f"| {case.title} | " in text
+    assert f"{case.title}: " in text and "same count (HTTP responses)" in text and "**differs**" not in text
 
 
 def test_harness_reports_a_count_that_differs_from_tsharks(
