@@ -72,6 +72,10 @@ class Case:
     unit: str  # what tshark's count is, in words
     values: frozenset[str] = frozenset()  # count only these values of the fields (empty: all)
     udp: bool = False
+    # where tshark is not a reliable count of the unit, the client's own count (copies × the requests it
+    # made, from the recording's metadata) decides, and `why` says what tshark gets wrong
+    client_truth: bool = False
+    why: str = ""
 
 
 _TO_SERVER = "tcp.dstport == {port}"
@@ -82,10 +86,12 @@ CASES: dict[str, Case] = {
                         "HTTP responses"),
     "http2": Case("HTTP/2 (nghttpd, h2load)", "http2", "http2", "http2.headers.status", ("http2.headers.status",),
                   "`:status` headers (responses)"),
-    # the responses' :status, not the requests' :path: tshark's HPACK state misses one request header block in
-    # the recorded grpcio capture (3 999 of 4 000 :path values) but none of the responses'
+    # tshark 4.0's HTTP/2 dissector throws ("Malformed Packet (Exception occurred)") on some frames of grpcio's
+    # connections and loses a call's request or response headers now and then (a fresh recording: 7 998
+    # :status of 8 000 calls, 3 997 streams of 4 000): the client's count of its calls decides
     "grpc": Case("gRPC (grpcio)", "grpc", "http2", "grpc || http2.headers.status", ("http2.headers.status",),
-                 "`:status` headers (responses)"),
+                 "`:status` headers (responses)", client_truth=True,
+                 why="tshark's HTTP/2 dissector reports Malformed Packet on some frames of grpcio's connections"),
     # a client command byte per COM_* request (COM_QUIT included) and the user name once per login request
     "mysql": Case("MySQL (MariaDB, PyMySQL)", "mysql", "mysql", "mysql && " + _TO_SERVER,
                   ("mysql.command", "mysql.user"), "client commands + login requests"),
@@ -278,8 +284,9 @@ def prepare(
 
 
 def measure(case_name: str, path: str, port: int, builds: list[tuple[str, str]], runs: int,
-            cpu: int | None) -> dict[str, Any]:  # fmt: skip
-    """`runs` rounds of (each build, then tshark), alternating; the medians, and the per-round ratios."""
+            cpu: int | None, client_count: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """`runs` rounds of (each build, then tshark), alternating; the medians, and the per-round ratios.
+    `client_count`: what the client sent in all copies, the truth of a `client_truth` case."""
     case = CASES[case_name]
     per: dict[str, list[Run]] = {label: [] for label, _ in builds}
     per["tshark"] = []
@@ -288,7 +295,8 @@ def measure(case_name: str, path: str, port: int, builds: list[tuple[str, str]],
             per[label].append(run_packetd(python, path, case, port, cpu))
         per["tshark"].append(run_tshark(path, case, port, cpu))
     result: dict[str, Any] = {"case": case_name, "title": case.title, "file": path, "port": port,
-                              "file_mb": os.path.getsize(path) / 1e6, "unit": case.unit}  # fmt: skip
+                              "file_mb": os.path.getsize(path) / 1e6, "unit": case.unit,
+                              "client_count": client_count}  # fmt: skip
     for label, rs in per.items():
         med = {k: statistics.median(getattr(r, k) for r in rs) for k in ("cpu_s", "rss_mb", "wall_s")}
         counts = sorted({r.count for r in rs})
@@ -306,6 +314,8 @@ def measure(case_name: str, path: str, port: int, builds: list[tuple[str, str]],
         # the noise: the ratio of each round's pair (this build's run and the tshark run right after it)
         b["ratio_runs"] = [round(t.cpu_s / r.cpu_s, 3) for r, t in zip(per[label], tshark_runs, strict=True)]
         b["same_count"] = b["count"] == result["tshark"]["count"] and not b["counts_differ"]
+        truth = client_count if case.client_truth and client_count is not None else result["tshark"]["count"]
+        b["count_ok"] = b["count"] == truth and not b["counts_differ"]
     return result
 
 
@@ -319,6 +329,10 @@ def _count_cell(r: dict[str, Any], builds: list[str]) -> str:
     diffs = {b: r[b]["count"] - t for b in builds}
     if all(r[b]["same_count"] for b in builds):
         return f"same count ({r['unit']})"
+    case = CASES[r["case"]]
+    if case.client_truth and all(r[b]["count_ok"] for b in builds):
+        return (f"same as the client's own count ({_n(r['client_count'])}); tshark {t - r[builds[0]]['count']:+d}: "
+                f"{case.why}")  # fmt: skip
     return "**differs**: " + ", ".join(f"{b} {d:+d}" for b, d in diffs.items()) + f" vs tshark's {r['unit']}"
 
 
@@ -449,7 +463,8 @@ def main(argv: list[str] | None = None) -> None:
     t_start = time.perf_counter()
     for name in args.cases.split(","):
         path, meta = prepare(name, args.records, (args.min_mb, args.max_mb), record_python)
-        r = measure(name, path, int(meta["port"]), builds, args.runs, args.cpu)
+        sent = int(meta["requests"]) * int(meta["copies"])
+        r = measure(name, path, int(meta["port"]), builds, args.runs, args.cpu, sent)
         r["recorded"] = {k: meta.get(k) for k in ("server", "client", "requests", "tcpdump_drops", "bytes", "copies",
                                                    "per_copy")}  # fmt: skip
         results.append(r)
@@ -484,7 +499,7 @@ def main(argv: list[str] | None = None) -> None:
         write_section(
             args.markdown, text, "All ten protocols against tshark, one core (issue 15: `make bench`)"
         )
-    if not all(r[b]["same_count"] for r in results for b, _ in builds):
+    if not all(r[b]["count_ok"] for r in results for b, _ in builds):
         sys.exit("vs_tshark: packetd's records and tshark's count differ on a case (see the table)")
 
 

@@ -114,11 +114,16 @@ def test_every_case_counts_what_tshark_counts_on_a_fresh_recording(case: str, tm
     out = str(tmp_path)
     subprocess.run([sys.executable, RECORD, case, "--out", out], check=True, cwd=ROOT, capture_output=True)
     with open(os.path.join(out, f"{case}.json")) as f:
-        port = int(json.load(f)["port"])
+        meta = json.load(f)
+    port = int(meta["port"])
     src, replica = os.path.join(out, f"{case}.pcap"), os.path.join(out, "x2.pcap")
     one = run_tshark(src, CASES[case], port, None).count
     replicate(src, replica, port, copies=2)
-    result = measure(case, replica, port, [("pure", sys.executable)], runs=1, cpu=None)
-    assert one > 0
-    assert result["pure"]["count"] == result["tshark"]["count"] == 2 * one
-    assert result["pure"]["same_count"]
+    result = measure(case, replica, port, [("pure", sys.executable)], runs=1, cpu=None,
+                     client_count=2 * int(meta["requests"]))  # fmt: skip
+    assert one > 0 and result["pure"]["count_ok"]
+    if CASES[case].client_truth:  # tshark misses some (the case says why): the client's own count decides
+        assert result["pure"]["count"] == 2 * int(meta["requests"]) >= result["tshark"]["count"]
+    else:
+        assert result["pure"]["count"] == result["tshark"]["count"] == 2 * one
+        assert result["pure"]["same_count"]
