@@ -485,7 +485,7 @@ def main(argv: list[str] | None = None) -> None:
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = (
         f"{date}, commit {_git_commit()}; {os.cpu_count()} cores, every run pinned to core {args.cpu}, niceness "
-        f"{os.nice(0)}; CPython {platform.python_version()}, {tool_version(['tshark', '--version'])}; medians of "
+        f"{os.nice(0)}; CPython {platform.python_version()}, {tool_version(['tshark', '--version']).rstrip('.')}; medians of "
         f"{args.runs} alternating rounds (each build, then tshark), CPU = user + sys of the whole process from "
         f"wait4() (start-up included), µs/roundtrip = CPU ÷ records, the ratio's range is that of the rounds' "
         f"pairs; {(time.perf_counter() - t_start) / 60:.0f} min in all. Captures: a real server and client "
