@@ -1,0 +1,115 @@
+"""`watch --workers N` gives what one worker gives: on every corpus capture, the same records (as sorted
+JSON lines: the order may differ only among records several workers emit at one moment) and the same
+summary, byte for byte; and a worker that dies is named and fails the run instead of hanging it.
+
+The truth is the one-worker run of the same build (itself checked against tshark and the golden files
+elsewhere): a split that loses, duplicates or alters a record, or miscounts the summary, fails here.
+Runs are in-process (click's runner; the workers are forked from the test process) so the corpus costs
+one fork per worker instead of an interpreter each.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner
+
+from packetd.cli import main
+from tests.helpers.golden import CORPUS, ROOT
+
+with open(os.path.join(CORPUS, "MANIFEST.tsv"), newline="") as _f:
+    FILES = [row["file"] for row in csv.DictReader(_f, delimiter="\t")]
+
+
+@pytest.fixture(autouse=True)
+def _keep_signals() -> Iterator[None]:
+    """watch installs SIGINT/SIGTERM handlers in this process; put pytest's back."""
+    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGINT, saved[0])
+    signal.signal(signal.SIGTERM, saved[1])
+
+
+def watch(*args: str) -> tuple[int, bytes, bytes]:
+    r = CliRunner().invoke(main, ["watch", *args], catch_exceptions=False)
+    return r.exit_code, r.stdout_bytes, r.stderr_bytes
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_same_records_and_summary_as_one_worker(name: str) -> None:
+    path = os.path.join(CORPUS, name)
+    code1, out1, err1 = watch("-r", path, "--format", "json", "--workers", "1")
+    for n in ("2", "3"):
+        code, out, err = watch("-r", path, "--format", "json", "--workers", n)
+        assert code == code1 == 0
+        assert sorted(out.splitlines()) == sorted(out1.splitlines()), f"--workers {n}"
+        assert err.decode() == err1.decode(), f"--workers {n}"
+
+
+def test_text_format_and_display_filters_as_one_worker() -> None:
+    path = os.path.join(CORPUS, "http1", "zeek_zeek__pipelined-requests.pcap")
+    args = ("-r", path, "--format", "text", "--no-color", "--kind", "roundtrip", "--method", "GET")
+    one = watch(*args, "--workers", "1")
+    two = watch(*args, "--workers", "2")
+    assert one[1] and sorted(two[1].splitlines()) == sorted(one[1].splitlines())
+    assert two[2] == one[2]
+
+
+def test_options_that_need_one_worker_say_so(tmp_path: object) -> None:
+    path = os.path.join(CORPUS, "http1", "zeek_zeek__pipelined-requests.pcap")
+    one = watch("-r", path, "--format", "json", "-c", "2")
+    code, out, err = watch("-r", path, "--format", "json", "-c", "2", "--workers", "2")
+    assert code == 0 and out == one[1] and len(out.splitlines()) == 2
+    assert "--workers 2 ignored: -c stops at the Nth record (one worker)" in err.decode()
+
+
+def _workers(pid: int) -> list[int]:
+    """The worker processes of watch `pid` (forked: watch's own command line; not multiprocessing's
+    resource tracker, which shared memory starts beside them)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        kids = [int(p) for p in f.read().split()]
+    out = []
+    for kid in kids:
+        with open(f"/proc/{kid}/cmdline", "rb") as f:
+            if b"resource_tracker" not in f.read():
+                out.append(kid)
+    return out
+
+
+def test_a_worker_that_dies_is_named_and_fails_the_run() -> None:
+    """A pipe keeps the run going while a worker is killed (by its PID); then the input ends: watch must
+    say which worker died and exit 1, not hang nor print a summary of half the connections."""
+    path = os.path.join(CORPUS, "http1", "zeek_zeek__pipelined-requests.pcap")
+    with open(path, "rb") as f:
+        data = f.read()
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "packetd", "watch", "-r", "-", "--format", "json", "--workers", "2"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(data[:24])  # the file header: the workers start once it is read
+        proc.stdin.flush()
+        deadline = time.monotonic() + 20
+        while len(_workers(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        victim = _workers(proc.pid)[-1]
+        os.kill(victim, signal.SIGKILL)
+        _, stderr = proc.communicate(data[24:], timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    err = stderr.decode()
+    assert proc.returncode == 1
+    assert re.search(rf"^packetd: worker [01] \(pid {victim}\) died: killed by signal 9;", err, re.M), err
+    assert "roundtrip" not in err  # no summary of a run that lost connections
