@@ -31,6 +31,7 @@ A worker that dies (killed, or an exception) is named on stderr in one line and 
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
 import signal
@@ -67,6 +68,11 @@ SMALL_FILE_BYTES = 64 << 20
 # messages few (~40 µs each) while bounding the merge window (records held for a slower worker)
 BATCH_FRAMES = 2048
 EXIT_RUNTIME = 1
+
+
+# loaded here, before any fork: a worker must not pay for an import (packetd.agent.worker's
+# _die_with_parent does the same, but importing the agent costs a worker ~1 s)
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 def _cores() -> int:
@@ -127,9 +133,8 @@ def _child_setup() -> None:
     worker dies with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    from packetd.agent.worker import _die_with_parent
-
-    _die_with_parent()
+    if _LIBC is not None:  # PR_SET_PDEATHSIG (<linux/prctl.h> 1): the kernel kills it when the reader goes
+        _LIBC.prctl(1, int(signal.SIGKILL), 0, 0, 0)
 
 
 @dataclass
