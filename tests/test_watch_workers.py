@@ -11,12 +11,14 @@ one fork per worker instead of an interpreter each.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -24,6 +26,7 @@ from click.testing import CliRunner
 
 from packetd.cli import main
 from tests.helpers.golden import CORPUS, ROOT
+from tests.helpers.live import can_capture, free_port, stop_process, wait_port
 
 with open(os.path.join(CORPUS, "MANIFEST.tsv"), newline="") as _f:
     FILES = [row["file"] for row in csv.DictReader(_f, delimiter="\t")]
@@ -113,3 +116,57 @@ def test_a_worker_that_dies_is_named_and_fails_the_run() -> None:
     assert proc.returncode == 1
     assert re.search(rf"^packetd: worker [01] \(pid {victim}\) died: killed by signal 9;", err, re.M), err
     assert "roundtrip" not in err  # no summary of a run that lost connections
+
+
+@pytest.mark.root
+@pytest.mark.live
+@pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW")
+def test_live_two_workers_record_every_request_once(tmp_path: object) -> None:
+    """`watch -i lo --workers 2`: two AF_PACKET sockets in one PACKET_FANOUT_HASH group. A real HTTP server
+    and client on loopback, 40 requests on 40 connections (so both workers get some): each request the
+    client sent is one record, none twice, none missing."""
+    tmp = str(tmp_path)
+    with open(os.path.join(tmp, "a.txt"), "w") as f:
+        f.write("hello " * 20)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", tmp],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    err_path = os.path.join(tmp, "stderr")
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")}
+    try:
+        wait_port(port)
+        with open(err_path, "wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "packetd", "watch", "-i", "lo", "--proto", f"http:{port}",
+                 "--format", "json", "--workers", "2", "--no-processes"],
+                stdout=subprocess.PIPE, stderr=err, cwd=ROOT, env=env,
+            )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 20
+            while b"capturing on" not in _read(err_path) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)  # the second worker's socket joins the group too
+            sent = [f"/a.txt?n={i}" for i in range(40)]
+            for target in sent:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{target}", timeout=5) as r:
+                    r.read()
+            time.sleep(1.0)
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                stop_process(proc)  # type: ignore[arg-type]
+    finally:
+        stop_process(server)  # type: ignore[arg-type]
+    err_text = _read(err_path).decode()
+    assert proc.returncode == 0, err_text
+    got = [json.loads(line)["request"]["target"] for line in out.splitlines()]
+    assert sorted(got) == sorted(sent)
+    assert "40 roundtrips" in err_text
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()

@@ -48,9 +48,11 @@ import click
 
 from packetd.capture.shmring import BATCH_BYTES, ITEM, TICK_LINKTYPE, Ring, read_batch
 from packetd.engine import Engine, EngineConfig
+from packetd.export.progress import for_file
 from packetd.flow.ports import PortTally
 from packetd.pairing.roundtrip import Roundtrip, dumps
 from packetd.pipeline.fanout import Steer, WorkerSummary, merge_counters, merge_ports, merge_summaries
+from packetd.pipeline.hint import QuietHint
 
 if TYPE_CHECKING:
     from packetd.cli import WatchOptions
@@ -247,6 +249,9 @@ class _Pool:
         self.inflight: list[deque[int]] = [deque() for _ in range(n)]  # first seq of each batch sent
         self.finals: list[_Final | None] = [None] * n
         self.on_records: Callable[[int, list[tuple[int, bytes]]], None] = lambda w, r: None
+        self.on_live: Callable[[int, list[tuple[int, bytes]], int], None] = lambda w, r, m: None
+        self.exit_code: int | None = None  # a worker ended on a usage or capture error it already said
+        self._exited: set[int] = set()
 
     def start(self, target: Callable[..., None], args: Callable[[int], tuple[Any, ...]]) -> None:
         # fork: a worker inherits the engine configuration, formatter and display filter as objects (no
@@ -261,22 +266,23 @@ class _Pool:
             self.procs.append(proc)
             self.conns.append(parent)
 
-    def poll(self, block: bool) -> None:
-        """Read what the workers said (waiting for something when `block`)."""
-        sentinels = {p.sentinel: i for i, p in enumerate(self.procs) if self.finals[i] is None}
-        conns = {id(c): i for i, c in enumerate(self.conns) if self.finals[i] is None}
+    def poll(self, block: bool, timeout: float | None = None) -> None:
+        """Read what the workers said (waiting for something, up to `timeout`, when `block`)."""
+        waiting = [i for i in range(self.n) if self.finals[i] is None and i not in self._exited]
+        sentinels = {self.procs[i].sentinel: i for i in waiting}
+        conns = {id(self.conns[i]): i for i in waiting}
         if not sentinels:
             return
-        ready = wait([*(self.conns[i] for i in sentinels.values()), *sentinels], None if block else 0)
+        ready = wait([*(self.conns[i] for i in sentinels.values()), *sentinels], timeout if block else 0)
         for r in ready:
             if isinstance(r, Connection):
                 self._answer(conns[id(r)])
         for r in ready:
             if not isinstance(r, Connection) and self.finals[sentinels[r]] is None:
                 w = sentinels[r]
-                while self.finals[w] is None and self.conns[w].poll():  # what it said before it ended
-                    self._answer(w)
-                if self.finals[w] is None:
+                while self.finals[w] is None and w not in self._exited and self.conns[w].poll():
+                    self._answer(w)  # what it said before it ended
+                if self.finals[w] is None and w not in self._exited:
                     self._died(w)
 
     def _answer(self, w: int) -> None:
@@ -290,6 +296,11 @@ class _Pool:
         elif msg[0] == "d":
             self.on_records(w, msg[1])
             self.finals[w] = msg[2]
+        elif msg[0] == "l":
+            self.on_live(w, msg[1], msg[2])
+        elif msg[0] == "x":
+            self.exit_code = msg[1]
+            self._exited.add(w)
         elif msg[0] == "e":
             self._died(w, msg[1])
 
@@ -347,7 +358,7 @@ class _FileRun:
             frames = (f for f in source if user_filter(f[1], f[2]))
         progress = None
         if opts.pcap_file != "-" and sys.stderr.isatty() and os.path.isfile(str(opts.pcap_file)):
-            progress = cli.for_file(str(opts.pcap_file), sys.stderr, before_draw=output.flush)
+            progress = for_file(str(opts.pcap_file), sys.stderr, before_draw=output.flush)
             frames = progress.wrap(frames)
         pool = _Pool(n)
         pool.rings = [Ring() for _ in range(n)]
@@ -355,13 +366,11 @@ class _FileRun:
 
         merger = Merger(n)
         pool.on_records = merger.add
-        pool.start(
-            _file_worker, lambda i: (pool.rings[i].shm, config, make_line, display.accept)
-        )
+        pool.start(_file_worker, lambda i: (pool.rings[i].shm, config, make_line, display.accept))
         halt = cli.Halt(at_once=False)  # a flag: the reader stops between frames, the workers finish
         signal.signal(signal.SIGINT, halt.signalled)
         signal.signal(signal.SIGTERM, halt.signalled)
-        steer = Steer(n, config.ip_versions)
+        steer = Steer(n, config.ip_versions, _pinned_ports(config))
         reader = _Reader(pool, merger, emit, progress)
         try:
             try:
@@ -389,7 +398,7 @@ class _FileRun:
         engine.net.stats.fragments += steer.lost_fragments
         summary = merge_summaries([f.summary for f in finals])
         cap = cli.Capture(
-            opts, rules, source, engine, None, None, ports, cli.QuietHint(time.monotonic()), frames=()
+            opts, rules, source, engine, None, None, ports, QuietHint(time.monotonic()), frames=()
         )
         cap.user_filter = user_filter
         kernel = cap.close()
@@ -399,7 +408,18 @@ class _FileRun:
         return 0
 
 
-def _limited(frames: Iterable[tuple[int, int, memoryview]], duration_ns: int) -> Iterator[tuple[int, int, memoryview]]:
+# protocols whose decoders share state across the connections of one engine (DecoderContext.shared: Kafka's
+# topic id → name from Metadata): their rules' connections all go to one worker (fanout.Steer)
+SHARED_STATE_PROTOCOLS = frozenset({"kafka"})
+
+
+def _pinned_ports(config: EngineConfig) -> frozenset[int]:
+    return frozenset(p for r in config.rules if r.protocol in SHARED_STATE_PROTOCOLS for p in r.ports)
+
+
+def _limited(
+    frames: Iterable[tuple[int, int, memoryview]], duration_ns: int
+) -> Iterator[tuple[int, int, memoryview]]:
     """--duration on a file: its first D of packet time (as one worker's pump reads it)."""
     if not duration_ns:
         yield from frames
@@ -416,9 +436,7 @@ def _limited(frames: Iterable[tuple[int, int, memoryview]], duration_ns: int) ->
 class _Reader:
     """Frames to per-worker batches, the workers' records to the output."""
 
-    def __init__(
-        self, pool: _Pool, merger: Any, emit: Callable[[bytes], Any], progress: Any
-    ) -> None:
+    def __init__(self, pool: _Pool, merger: Any, emit: Callable[[bytes], Any], progress: Any) -> None:
         self.pool, self.merger, self.emit, self.progress = pool, merger, emit, progress
         n = pool.n
         self.bufs = [bytearray() for _ in range(n)]
@@ -538,9 +556,151 @@ def _merged_engine(config: EngineConfig, finals: list[_Final], now_ns: int) -> t
     return engine, ports
 
 
+# -- live ---------------------------------------------------------------------------------------------------
+# a live worker sends its records at least this often (and every LIVE_BATCH records): the merge window
+LIVE_SEND_S = 0.2
+LIVE_BATCH = 256
+LIVE_CHECK_FRAMES = 256  # frames between two looks at the clock and the pipe (a syscall each)
+
+
+def _live_worker(
+    index: int, conn: Connection, opts: WatchOptions, make_line: Callable[[Roundtrip], bytes]
+) -> None:
+    _child_setup()
+    try:
+        _live_worker_run(index, conn, opts, make_line)
+    except SystemExit as exc:  # cli's one-line errors (privileges, interfaces): already said on stderr
+        conn.send(("x", exc.code if isinstance(exc.code, int) else EXIT_RUNTIME))
+    except Exception as exc:
+        import traceback
+
+        conn.send(("e", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        sys.exit(EXIT_RUNTIME)
+
+
+def _live_worker_run(
+    index: int, conn: Connection, opts: WatchOptions, make_line: Callable[[Roundtrip], bytes]
+) -> None:
+    from packetd import cli
+
+    records: list[tuple[int, bytes]] = []
+    summary = WorkerSummary()
+    display = cli.display_filter(opts)
+    accept = display.accept
+    halt = cli.Halt(at_once=False)
+    sent = [time.monotonic(), 0]  # last send, frames since the last look
+
+    def send(mark: int) -> None:
+        if conn.poll():  # ("s",): the reader was told to stop
+            conn.recv()
+            halt.now = True
+        conn.send(("l", sorted(records), mark))
+        records.clear()
+        sent[0] = time.monotonic()
+
+    def sink(rt: Roundtrip) -> None:
+        key = rt.end_ns
+        summary.add_record(key, rt)
+        if accept(rt):
+            records.append((key, make_line(rt)))
+
+    cap = cli.open_capture(opts, display, sink)
+    inner = cap.frame or cap.engine.frame
+
+    def frame(ts: int, lt: int, data: memoryview) -> None:
+        inner(ts, lt, data)
+        sent[1] += 1
+        if sent[1] >= LIVE_CHECK_FRAMES or len(records) >= LIVE_BATCH:
+            sent[1] = 0
+            if len(records) >= LIVE_BATCH or time.monotonic() - sent[0] >= LIVE_SEND_S:
+                send(ts)
+
+    cap.frame = frame
+    if index == 0:
+        cli.capturing_banner(cap)
+    conn.send(("ready",))
+    cap.pump(halt, send, hints=False)
+    cap.finish(halt)
+    kernel = cap.close()
+    final = _final(cap.engine, summary, kernel)
+    if cap.resolver is not None:
+        cap.resolver.close()
+        final.resolver = cap.resolver.stats
+    conn.send(("d", sorted(records), final))
+
+
 def _run_live(opts: WatchOptions, n: int) -> int:
-    raise NotImplementedError
+    from packetd import cli
+    from packetd.pipeline.fanout import WindowMerger
+
+    rules = cli.build_rules(opts.protos)  # usage errors once, before any worker starts
+    cli._check_live_expression(opts)
+    output = cli.Output(opts, True)
+    make_line = _line_maker(output.fmt, output._text)
+    # the agent's scheme: a group id of this process (a second watch has its own), a worker per socket
+    group = ((os.getpid() << 4) + 1) & 0xFFFF
+    wopts = replace(opts, fanout=group, workers=1)
+    merger = WindowMerger(n)
+    pool = _Pool(n)
+    pool.on_live = merger.add
+    halt = cli.Halt(at_once=False)
+    signal.signal(signal.SIGINT, halt.signalled)
+    signal.signal(signal.SIGTERM, halt.signalled)
+    started = time.monotonic()
+    pool.start(_live_worker, lambda i: (wopts, make_line))
+    stopped = False
+    try:
+        while any(f is None for f in pool.finals):
+            pool.poll(True, LIVE_SEND_S)
+            if pool.exit_code is not None:
+                pool.stop()
+                return pool.exit_code
+            for line in merger.release():
+                output._out.write(line) if output._file is None else output._file.write_line(line)
+            output.flush()
+            if halt.now and not stopped:
+                stopped = True
+                for w in range(n):
+                    if pool.finals[w] is None:
+                        pool.send(w, ("s",))
+        for line in merger.release(everything=True):
+            output._out.write(line) if output._file is None else output._file.write_line(line)
+        output.close()
+    except WorkerDied as exc:
+        pool.stop()
+        click.echo(f"packetd: {exc}", err=True)
+        return EXIT_RUNTIME
+    except BrokenPipeError:
+        pool.stop()
+        cli._quiet_stdout()
+        return 0
+    pool.stop()
+    finals = [f for f in pool.finals if f is not None]
+    engine, _ = _merged_engine(cli.engine_config(opts, rules), finals, max(f.now_ns for f in finals))
+    kernel: dict[str, tuple[int, int]] = {}
+    for f in finals:
+        for iface, (got, dropped) in f.kernel.items():
+            was = kernel.get(iface, (0, 0))
+            kernel[iface] = (was[0] + got, was[1] + dropped)
+    elapsed = f"{time.monotonic() - started:.1f}s"
+    cli._print_summary(
+        engine, merge_summaries([f.summary for f in finals]), kernel, elapsed, halt.signals > 0
+    )
+    if not engine.connections_decoded():
+        cli._hint(engine, rules, f"in {elapsed}")
+    resolvers = [f.resolver for f in finals if f.resolver is not None]
+    if resolvers:
+        for r in resolvers[1:]:
+            merge_counters(resolvers[0], r)
+        cli.print_resolver_stats(_Resolved(resolvers[0]))  # type: ignore[arg-type]
+    return 0
 
 
-def _unused(_: Any) -> None:
-    replace(_)
+class _Resolved:
+    """The workers' process-attribution counters, added up, as print_resolver_stats reads a resolver."""
+
+    def __init__(self, stats: Any) -> None:
+        self.stats = stats
+
+    def close(self) -> None:
+        pass

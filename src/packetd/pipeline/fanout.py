@@ -13,7 +13,11 @@ and on every segment's flow key, whatever the link type, VLAN tags or tunnels:
                               its fragments are counted here (`lost_fragments`) as one engine counts them
     anything else             worker 0 (ARP, ICMP, malformed, loopback duplicates: only counted there)
 
-so every connection, fragmented or not, is on exactly one worker and sees exactly the segments, in the
+Connections of a protocol whose decoders share state across connections (Kafka: topic ids learnt from
+Metadata on one connection name the topics of Fetch on another) all go to one worker, by the ports of its
+rules (`pinned_ports`); found by content on another port they are hashed like the rest.
+
+So every connection, fragmented or not, is on exactly one worker and sees exactly the segments, in the
 order, that one engine would give it. The flow table's idle sweep runs on packet time (every
 `SWEEP_INTERVAL_NS`, triggered by the first segment past the interval): `Steer` keeps that clock for the
 whole capture and broadcasts a tick to every worker just before the segment that would sweep one engine,
@@ -101,8 +105,17 @@ class Steer:
     `route(ts, lt, data)` returns the list of `(worker, ts, lt, data)` to send now, the frame itself last,
     and sets `tick` to the packet time every worker must tick to first (or -1)."""
 
-    def __init__(self, workers: int, ip_versions: frozenset[int] = frozenset({4, 6})) -> None:
+    def __init__(
+        self,
+        workers: int,
+        ip_versions: frozenset[int] = frozenset({4, 6}),
+        pinned_ports: frozenset[int] = frozenset(),
+    ) -> None:
         self.workers = workers
+        # connections on these ports all go to the last worker: their protocol's decoders share state
+        # across connections (DecoderContext.shared), which one engine holds once
+        self.pinned = pinned_ports
+        self.pin_worker = workers - 1
         self.decoder = PacketDecoder(ip_versions)
         self.reassembler = _KeyedReassembler()
         self.decoder.reassembler = self.reassembler
@@ -130,7 +143,11 @@ class Steer:
             if t >= self._next_sweep:
                 self._next_sweep = t + SWEEP_INTERVAL_NS
                 self.tick = t
-        w = flow_worker(seg.src, seg.dst, seg.sport, seg.dport, self.workers)
+        pinned = self.pinned
+        if pinned and (seg.sport in pinned or seg.dport in pinned):
+            w = self.pin_worker
+        else:
+            w = flow_worker(seg.src, seg.dst, seg.sport, seg.dport, self.workers)
         if stats.reassembled != reassembled:
             held = self._held.pop(self.reassembler.last, [])
             out = [(w, fts, flt, memoryview(fdata)) for fts, flt, fdata in held]
@@ -183,6 +200,41 @@ class Merger:
         if len(ready) == 1:
             return [line for _, _, line in ready[0]]
         return [line for _, _, line in heapq.merge(*ready)]
+
+
+# live: records held for the slowest worker at most; beyond, the oldest go out anyway (`overflow`): a
+# worker that falls a window behind must not grow the reader's memory
+MAX_LIVE_HELD = 100_000
+
+
+class WindowMerger:
+    """Live: records in end-time order within a window. Each worker says how far its packet clock got
+    (`mark`, sent at least every 200 ms, idle or not); records older than every worker's mark go out, in
+    end-time order (a record that ends before one already written, such as a request that stayed
+    unanswered, goes out at the next release: order is by end time within the window, not absolute)."""
+
+    def __init__(self, workers: int, max_held: int = MAX_LIVE_HELD) -> None:
+        self._heap: list[tuple[int, int, int, bytes]] = []
+        self._marks = [-1] * workers
+        self._n = 0
+        self.max_held = max_held
+        self.overflow = 0  # records released before every worker's mark passed them (window full)
+
+    def add(self, w: int, records: list[tuple[int, bytes]], mark: int) -> None:
+        heap = self._heap
+        for key, line in records:
+            self._n += 1
+            heapq.heappush(heap, (key, w, self._n, line))
+        self._marks[w] = max(self._marks[w], mark)
+
+    def release(self, everything: bool = False) -> list[bytes]:
+        heap, out = self._heap, []
+        limit = float("inf") if everything else min(self._marks)
+        while heap and (heap[0][0] < limit or len(heap) > self.max_held):
+            if heap[0][0] >= limit:
+                self.overflow += 1
+            out.append(heapq.heappop(heap)[3])
+        return out
 
 
 # -- merging the summary --------------------------------------------------------------------------------------
