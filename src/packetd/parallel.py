@@ -450,20 +450,23 @@ class _Reader:
         seq = 0
         for ts, lt, data in frames:
             seq += 1
-            out = route(ts, lt, data)
+            w = route(ts, lt, data)
             tick = steer.tick
             if tick >= 0:
                 item = pack(seq, tick, 0, TICK_LINKTYPE)
-                for w in range(n):
-                    if first[w] < 0:
-                        first[w] = seq
-                    bufs[w] += item
-            for w, fts, flt, fdata in out:
+                for i in range(n):
+                    if first[i] < 0:
+                        first[i] = seq
+                    bufs[i] += item
+            if w >= 0:
                 b = bufs[w]
                 if first[w] < 0:
                     first[w] = seq
-                b += pack(seq, fts, len(fdata), flt)
-                b += fdata
+                for fts, flt, fdata in steer.released:  # the fragments this frame completed
+                    b += pack(seq, fts, len(fdata), flt)
+                    b += fdata
+                b += pack(seq, ts, len(data), lt)
+                b += data
                 if len(b) >= BATCH_BYTES:
                     self.seq = seq
                     self._send(w)

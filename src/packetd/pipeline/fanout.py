@@ -38,7 +38,7 @@ order. Latency histograms merge bucket by bucket, so the percentiles are those o
 from __future__ import annotations
 
 import heapq
-import zlib
+from zlib import crc32
 from collections import deque
 from typing import Any
 
@@ -71,7 +71,7 @@ Frame = tuple[int, int, memoryview]
 def flow_worker(src: bytes, dst: bytes, sport: int, dport: int, workers: int) -> int:
     """The worker of a connection: the same for both directions (symmetric in the two ends)."""
     pair = src + dst if src <= dst else dst + src
-    return (zlib.crc32(pair) + sport + dport) % workers
+    return (crc32(pair) + sport + dport) % workers  # as Steer.route computes it inline
 
 
 class _KeyedReassembler(Reassembler):
@@ -102,8 +102,8 @@ class _KeyedReassembler(Reassembler):
 class Steer:
     """Names the worker of each frame of a capture, in order (see the module docstring).
 
-    `route(ts, lt, data)` returns the list of `(worker, ts, lt, data)` to send now, the frame itself last,
-    and sets `tick` to the packet time every worker must tick to first (or -1)."""
+    `route(ts, lt, data)` names the frame's worker and sets `tick` to the packet time every worker must
+    tick to first (or -1)."""
 
     def __init__(
         self,
@@ -119,6 +119,9 @@ class Steer:
         self.decoder = PacketDecoder(ip_versions)
         self.reassembler = _KeyedReassembler()
         self.decoder.reassembler = self.reassembler
+        self._decode = self.decoder.decode
+        self._stats = self.decoder.stats
+        self.released: list[tuple[int, int, memoryview]] = []  # see `route`
         self.now_ns = 0  # the flow table's packet clock: the latest segment time
         self._next_sweep = -1
         self.tick = -1
@@ -127,33 +130,38 @@ class Steer:
         self.lost_fragments = 0  # fragments of datagrams that never completed: counted, sent nowhere
         self.first_ns = -1
 
-    def route(self, ts: int, lt: int, data: memoryview) -> list[tuple[int, int, int, memoryview]]:
-        stats = self.decoder.stats
+    def route(self, ts: int, lt: int, data: memoryview) -> int:
+        """The worker of this frame, or -1 (a fragment, held). When `released` is not empty, the held
+        fragments in it go to that worker first (this frame completed their datagram)."""
+        stats = self._stats
         fragments, reassembled = stats.fragments, stats.reassembled
-        seg = self.decoder.decode(ts, lt, data)
+        seg = self._decode(ts, lt, data)
         self.tick = -1
         if seg is None:
             if stats.fragments != fragments:  # a fragment that did not complete its datagram
                 self._hold(self.reassembler.last, ts, lt, data)
-                return []
-            return [(OTHER_WORKER, ts, lt, data)]
+                return -1
+            return OTHER_WORKER
         t = seg.ts_ns
         if t > self.now_ns:
             self.now_ns = t
             if t >= self._next_sweep:
                 self._next_sweep = t + SWEEP_INTERVAL_NS
                 self.tick = t
+        sport, dport = seg.sport, seg.dport
         pinned = self.pinned
-        if pinned and (seg.sport in pinned or seg.dport in pinned):
+        if pinned and (sport in pinned or dport in pinned):
             w = self.pin_worker
         else:
-            w = flow_worker(seg.src, seg.dst, seg.sport, seg.dport, self.workers)
+            src, dst = seg.src, seg.dst
+            w = (crc32(src + dst if src <= dst else dst + src) + sport + dport) % self.workers
         if stats.reassembled != reassembled:
-            held = self._held.pop(self.reassembler.last, [])
-            out = [(w, fts, flt, memoryview(fdata)) for fts, flt, fdata in held]
-            out.append((w, ts, lt, data))
-            return out
-        return [(w, ts, lt, data)]
+            self.released = [
+                (fts, flt, memoryview(fdata)) for fts, flt, fdata in self._held.pop(self.reassembler.last, [])
+            ]
+        elif self.released:
+            self.released = []
+        return w
 
     def _hold(self, key: tuple[bytes, int, int], ts: int, lt: int, data: memoryview) -> None:
         held = self._held.get(key)
