@@ -170,3 +170,67 @@ def test_live_two_workers_record_every_request_once(tmp_path: object) -> None:
 def _read(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
+
+
+DNS_FILES = ("deepflowio_deepflow__dns.pcap", "njcx_packetbeat__dns_mx.pcap", "zeek_zeek__dns-two-responses.pcap",
+             "ntop_nDPI__dns.pcap", "njcx_packetbeat__dns_google_com.pcap")  # fmt: skip
+
+
+def _fragmented(frame: bytes, ident: int) -> list[bytes]:
+    """An Ethernet/IPv4 frame as two fragments, the second first (RFC 791: offsets in 8-byte units)."""
+    eth, ip = frame[:14], frame[14:]
+    ihl = (ip[0] & 15) * 4
+    head, payload = ip[:ihl], ip[ihl:]
+    cut = 16  # the UDP header and 8 bytes of DNS in the first fragment
+
+    def frag(part: bytes, offset: int, more: bool) -> bytes:
+        hdr = bytearray(head)
+        hdr[2:4] = (ihl + len(part)).to_bytes(2, "big")
+        hdr[4:6] = ident.to_bytes(2, "big")
+        hdr[6:8] = ((0x2000 if more else 0) | offset // 8).to_bytes(2, "big")
+        return eth + bytes(hdr) + part
+
+    return [frag(payload[cut:], cut, False), frag(payload[:cut], 0, True)]
+
+
+def test_ip_fragments_reach_their_connections_worker(tmp_path: object) -> None:
+    """DNS responses over UDP, each cut into two IPv4 fragments (arriving out of order): the fragments must
+    reach the worker of the reassembled datagram's connection, so the records are those of the same
+    traffic unfragmented (the independent truth: the real captures as recorded), on any number of workers."""
+    from packetd.capture.pcapfile import CaptureFile
+    from packetd.capture.pcapwrite import PcapWriter
+
+    whole_path, frag_path = (
+        os.path.join(str(tmp_path), "whole.pcap"),
+        os.path.join(str(tmp_path), "frag.pcap"),
+    )
+    fragmented = written = 0
+    with open(whole_path, "wb") as wf, open(frag_path, "wb") as ff:
+        whole, frag = PcapWriter(wf), PcapWriter(ff)
+        base = 0
+        for name in DNS_FILES:
+            src = CaptureFile(os.path.join(CORPUS, "dns", name))
+            frames = [(ts, data.tobytes()) for ts, _lt, data in src]
+            src.close()
+            shift = base - frames[0][0]
+            for ts, data in frames:
+                whole.write(ts + shift, data)
+                written += 1
+                is_response = data[12:14] == b"\x08\x00" and data[23] == 17 and data[34:36] == b"\x00\x35"
+                if is_response and len(data) > 14 + 20 + 24:
+                    fragmented += 1
+                    for part in _fragmented(data, 0x4000 + fragmented):
+                        frag.write(ts + shift, part)
+                else:
+                    frag.write(ts + shift, data)
+            base = frames[-1][0] + shift + 1_000_000_000
+    assert fragmented >= 5
+    _, truth, _ = watch("-r", whole_path, "--format", "json", "--workers", "1")
+    assert len(truth.splitlines()) >= 5
+    _, _, err1 = watch("-r", frag_path, "--format", "json", "--workers", "1")
+    for n in ("1", "2", "3"):
+        code, out, err = watch("-r", frag_path, "--format", "json", "--workers", n)
+        assert code == 0
+        assert sorted(out.splitlines()) == sorted(truth.splitlines()), f"--workers {n}"
+        assert err == err1
+    assert f"packetd: {written + fragmented} packets in" in err1.decode()  # each response became two
