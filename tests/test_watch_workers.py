@@ -234,3 +234,57 @@ def test_ip_fragments_reach_their_connections_worker(tmp_path: object) -> None:
         assert sorted(out.splitlines()) == sorted(truth.splitlines()), f"--workers {n}"
         assert err == err1
     assert f"packetd: {written + fragmented} packets in" in err1.decode()  # each response became two
+
+
+def _tcp_conversation(cport: int, exchanges: list[tuple[bytes, bytes]], t0: int) -> list[tuple[int, bytes]]:
+    """Ethernet/IPv4/TCP frames of one connection 10.0.0.1:cport → 10.0.0.2:9092: the handshake, then
+    each (request, response) in one segment each, 1 ms apart."""
+    import struct
+
+    def frame(
+        src: bytes, dst: bytes, sp: int, dp: int, seq: int, ack: int, flags: int, payload: bytes
+    ) -> bytes:
+        tcp = struct.pack("!HHIIBBHHH", sp, dp, seq, ack, 0x50, flags, 65535, 0, 0) + payload
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0, src, dst)
+        return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + tcp
+
+    c, s = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    cs, ss = 1000, 5000
+    out = [
+        (t0, frame(c, s, cport, 9092, cs, 0, 0x02, b"")),
+        (t0 + 1000, frame(s, c, 9092, cport, ss, cs + 1, 0x12, b"")),
+        (t0 + 2000, frame(c, s, cport, 9092, cs + 1, ss + 1, 0x10, b"")),
+    ]
+    cs, ss, t = cs + 1, ss + 1, t0 + 1_000_000
+    for req, resp in exchanges:
+        out.append((t, frame(c, s, cport, 9092, cs, ss, 0x18, req)))
+        cs += len(req)
+        out.append((t + 500_000, frame(s, c, 9092, cport, ss, cs, 0x18, resp)))
+        ss += len(resp)
+        t += 1_000_000
+    return out
+
+
+def test_kafka_topic_ids_learnt_on_another_connection_on_any_number_of_workers(tmp_path: object) -> None:
+    """Kafka decoders share topic id → name across connections (Metadata on one names the topics of a
+    Fetch v13 on another): with the two connections hashed to different workers, the Fetch would lose the
+    name; the Kafka rule ports are pinned to one worker, so the records stay one worker's."""
+    from packetd.capture.pcapwrite import PcapWriter
+    from packetd.pipeline.fanout import flow_worker
+    from tests.protocols.kafka.test_decoder import META_REQ, fetch_request, fetch_response, metadata_response
+
+    a, b = 40000, 40001
+    ip1, ip2 = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    assert flow_worker(ip1, ip2, a, 9092, 2) != flow_worker(ip1, ip2, b, 9092, 2)  # apart, unpinned
+    frames = _tcp_conversation(a, [(META_REQ, metadata_response(2))], 1_700_000_000_000_000_000)
+    frames += _tcp_conversation(b, [(fetch_request(3), fetch_response(3))], 1_700_000_000_100_000_000)
+    path = os.path.join(str(tmp_path), "kafka.pcap")
+    with open(path, "wb") as f:
+        w = PcapWriter(f)
+        for ts, data in sorted(frames):
+            w.write(ts, data)
+    outs = {n: watch("-r", path, "--format", "json", "--workers", n) for n in ("1", "2")}
+    fetch = [json.loads(x) for x in outs["1"][1].splitlines() if b'"Fetch"' in x]
+    assert fetch and fetch[0]["request"]["topics"][0]["name"] == "orders"  # what Metadata said, elsewhere
+    assert sorted(outs["2"][1].splitlines()) == sorted(outs["1"][1].splitlines())
+    assert outs["2"][2] == outs["1"][2]
