@@ -66,6 +66,14 @@ def test_text_format_and_display_filters_as_one_worker() -> None:
     assert two[2] == one[2]
 
 
+def test_duration_on_a_file_as_one_worker() -> None:
+    path = os.path.join(CORPUS, "http1", "zeek_zeek__bro.org.pcap")
+    one = watch("-r", path, "--format", "json", "--duration", "2s", "--workers", "1")
+    full = watch("-r", path, "--format", "json", "--workers", "1")
+    assert 0 < len(one[1].splitlines()) < len(full[1].splitlines())  # the cut is inside the file
+    assert watch("-r", path, "--format", "json", "--duration", "2s", "--workers", "2") == one
+
+
 def test_options_that_need_one_worker_say_so(tmp_path: object) -> None:
     path = os.path.join(CORPUS, "http1", "zeek_zeek__pipelined-requests.pcap")
     one = watch("-r", path, "--format", "json", "-c", "2")

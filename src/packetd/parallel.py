@@ -335,6 +335,18 @@ class _Pool:
             r.close()
 
 
+def _abort(pool: _Pool, exc: Exception) -> int:
+    """A worker died (named, status 1) or stdout's reader went away (`| head`: quietly, status 0)."""
+    pool.stop()
+    from packetd import cli
+
+    if isinstance(exc, BrokenPipeError):
+        cli._quiet_stdout()
+        return 0
+    click.echo(f"packetd: {exc}", err=True)
+    return EXIT_RUNTIME
+
+
 class _FileRun:
     """Reading a capture file (or stdin) on N workers (see the module docstring)."""
 
@@ -378,15 +390,8 @@ class _FileRun:
             except KeyboardInterrupt:
                 pass  # a second signal
             reader.finish(steer)
-        except WorkerDied as exc:
-            pool.stop()
-            output.close()
-            click.echo(f"packetd: {exc}", err=True)
-            return EXIT_RUNTIME
-        except BrokenPipeError:
-            pool.stop()
-            cli._quiet_stdout()
-            return 0
+        except (WorkerDied, BrokenPipeError) as exc:
+            return _abort(pool, exc)
         pool.stop()
         try:
             output.close()
@@ -419,11 +424,14 @@ def _pinned_ports(config: EngineConfig) -> frozenset[int]:
 
 def _limited(
     frames: Iterable[tuple[int, int, memoryview]], duration_ns: int
-) -> Iterator[tuple[int, int, memoryview]]:
+) -> Iterable[tuple[int, int, memoryview]]:
     """--duration on a file: its first D of packet time (as one worker's pump reads it)."""
-    if not duration_ns:
-        yield from frames
-        return
+    return _first(frames, duration_ns) if duration_ns else frames  # no generator a frame without it
+
+
+def _first(
+    frames: Iterable[tuple[int, int, memoryview]], duration_ns: int
+) -> Iterator[tuple[int, int, memoryview]]:
     first = -1
     for f in frames:
         if first < 0:
@@ -639,6 +647,7 @@ def _run_live(opts: WatchOptions, n: int) -> int:
     rules = cli.build_rules(opts.protos)  # usage errors once, before any worker starts
     cli._check_live_expression(opts)
     output = cli.Output(opts, True)
+    emit = output._file.write_line if output._file is not None else output._out.write
     make_line = _line_maker(output.fmt, output._text)
     # the agent's scheme: a group id of this process (a second watch has its own), a worker per socket
     group = ((os.getpid() << 4) + 1) & 0xFFFF
@@ -659,7 +668,7 @@ def _run_live(opts: WatchOptions, n: int) -> int:
                 pool.stop()
                 return pool.exit_code
             for line in merger.release():
-                output._out.write(line) if output._file is None else output._file.write_line(line)
+                emit(line)
             output.flush()
             if halt.now and not stopped:
                 stopped = True
@@ -667,16 +676,10 @@ def _run_live(opts: WatchOptions, n: int) -> int:
                     if pool.finals[w] is None:
                         pool.send(w, ("s",))
         for line in merger.release(everything=True):
-            output._out.write(line) if output._file is None else output._file.write_line(line)
+            emit(line)
         output.close()
-    except WorkerDied as exc:
-        pool.stop()
-        click.echo(f"packetd: {exc}", err=True)
-        return EXIT_RUNTIME
-    except BrokenPipeError:
-        pool.stop()
-        cli._quiet_stdout()
-        return 0
+    except (WorkerDied, BrokenPipeError) as exc:
+        return _abort(pool, exc)
     pool.stop()
     finals = [f for f in pool.finals if f is not None]
     engine, _ = _merged_engine(cli.engine_config(opts, rules), finals, max(f.now_ns for f in finals))

@@ -38,9 +38,9 @@ order. Latency histograms merge bucket by bucket, so the percentiles are those o
 from __future__ import annotations
 
 import heapq
-from zlib import crc32
 from collections import deque
 from typing import Any
+from zlib import crc32
 
 from packetd.flow.ports import MAX_PORTS, PortTally
 from packetd.flow.table import SWEEP_INTERVAL_NS
