@@ -692,6 +692,11 @@ def _run_live(opts: WatchOptions, n: int) -> int:
     cli._print_summary(
         engine, merge_summaries([f.summary for f in finals]), kernel, elapsed, halt.signals > 0
     )
+    if merger.overflow:  # only when the bound was hit: the summary is otherwise one worker's
+        click.echo(
+            f"packetd: {merger.overflow} records written ahead of a slower worker's (merge window full)",
+            err=True,
+        )
     if not engine.connections_decoded():
         cli._hint(engine, rules, f"in {elapsed}")
     resolvers = [f.resolver for f in finals if f.resolver is not None]

@@ -30,7 +30,7 @@ below the lowest sequence number a worker may still emit for (its oldest unfinis
 of the capture by several workers come grouped by worker rather than interleaved by connection age.
 
 **Merging the summary.** Counters add up. The endpoint table keeps the first `MAX_ENDPOINTS` endpoints
-*seen* and folds the rest, so each worker keeps its endpoints unfolded (up to `WORKER_MAX_KEYS`) with the
+*seen* and folds the rest, so each worker keeps its endpoints unfolded (up to `worker_max_keys()`) with the
 sequence number each was first seen at, and `merge_summaries` redoes the folding in global first-seen
 order. Latency histograms merge bucket by bucket, so the percentiles are those one engine computes.
 """
@@ -47,23 +47,21 @@ from packetd.flow.table import SWEEP_INTERVAL_NS
 from packetd.net.packet import PacketDecoder
 from packetd.net.reassembly import MAX_DATAGRAMS, Reassembler
 from packetd.pairing.roundtrip import Roundtrip
-from packetd.pipeline.summary import (
-    MAX_ENDPOINTS,
-    MAX_FOLDED_KEYS,
-    OTHER,
-    EndpointStats,
-    LatencyHistogram,
-    Summary,
-)
+from packetd.pipeline import summary as _summary
+from packetd.pipeline.summary import OTHER, EndpointStats, LatencyHistogram, Summary
 
 # a frame that is not a segment (counted only) goes to this worker
 OTHER_WORKER = 0
 # datagrams whose fragments are held: the reassembler keeps at most MAX_DATAGRAMS in progress (oldest
 # dropped first), so any datagram older than that many newer ones can no longer complete; twice is slack
 MAX_HELD_DATAGRAMS = 2 * MAX_DATAGRAMS
-# endpoints a worker keeps unfolded: enough to redo one engine's folding (the first MAX_ENDPOINTS kept,
-# MAX_FOLDED_KEYS distinct folded ones counted) exactly whichever worker saw them first
-WORKER_MAX_KEYS = MAX_ENDPOINTS + MAX_FOLDED_KEYS
+
+
+def worker_max_keys() -> int:
+    """Endpoints a worker keeps unfolded: enough to redo one engine's folding (the first MAX_ENDPOINTS
+    kept, MAX_FOLDED_KEYS distinct folded ones counted) exactly whichever worker saw them first."""
+    return _summary.MAX_ENDPOINTS + _summary.MAX_FOLDED_KEYS
+
 
 Frame = tuple[int, int, memoryview]
 
@@ -247,7 +245,7 @@ class WindowMerger:
 
 # -- merging the summary --------------------------------------------------------------------------------------
 class WorkerSummary(Summary):
-    """A worker's summary: endpoints unfolded (up to WORKER_MAX_KEYS), each with the sequence number it was
+    """A worker's summary: endpoints unfolded (up to worker_max_keys()), each with the sequence number it was
     first seen at (`seq`, set by the worker before `add`)."""
 
     def __init__(self) -> None:
@@ -256,7 +254,7 @@ class WorkerSummary(Summary):
         self.first_seen: dict[tuple[str, str, str, str], int] = {}
 
     def _new_endpoint(self, key: tuple[str, str, str, str]) -> EndpointStats:
-        if len(self.endpoints) >= WORKER_MAX_KEYS:
+        if len(self.endpoints) >= worker_max_keys():
             return super()._new_endpoint(key)  # folds, as one engine would long before
         self.first_seen[key] = self.seq
         ep = self.endpoints[key] = EndpointStats()
@@ -293,7 +291,7 @@ def merge_summaries(parts: list[WorkerSummary]) -> Summary:
         for kind, n in part.kinds.items():
             out.kinds[kind] = out.kinds.get(kind, 0) + n
         for key, ep in part.endpoints.items():
-            if key == OTHER and key not in part.first_seen:  # folded in the worker (beyond WORKER_MAX_KEYS)
+            if key == OTHER and key not in part.first_seen:  # folded in the worker (beyond worker_max_keys())
                 _merge_endpoint(other, ep)
                 continue
             seen = (part.first_seen[key], w)
@@ -307,14 +305,14 @@ def merge_summaries(parts: list[WorkerSummary]) -> Summary:
         out.folded += part.folded
         out.folded_keys |= part.folded_keys
     for i, key in enumerate(sorted(merged, key=first.__getitem__)):
-        if i < MAX_ENDPOINTS:
+        if i < _summary.MAX_ENDPOINTS:
             out.endpoints[key] = merged[key]
         else:
             out.folded += merged[key].count
             out.folded_keys.add(key)
             _merge_endpoint(other, merged[key])
-    if len(out.folded_keys) > MAX_FOLDED_KEYS:
-        out.folded_keys = set(sorted(out.folded_keys)[:MAX_FOLDED_KEYS])
+    if len(out.folded_keys) > _summary.MAX_FOLDED_KEYS:
+        out.folded_keys = set(sorted(out.folded_keys)[: _summary.MAX_FOLDED_KEYS])
     if other.count:
         out.endpoints[OTHER] = other
     return out
