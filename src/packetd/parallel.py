@@ -171,18 +171,18 @@ def _final(engine: Engine, summary: WorkerSummary, kernel: dict[str, tuple[int, 
     )
 
 
-def _file_worker(
-    index: int,
-    conn: Connection,
-    shm: SharedMemory,
-    config: EngineConfig,
-    make_line: Callable[[Roundtrip], bytes],
-    accept: Callable[[Roundtrip], bool],
-) -> None:
+def _file_worker(index: int, conn: Connection, *args: Any) -> None:
+    """A file worker process: `_file_worker_loop(conn, shm, config, make_line, accept)`."""
     _child_setup()
+    _guarded(conn, lambda: _file_worker_loop(conn, *args))
+
+
+def _guarded(conn: Connection, body: Callable[[], None]) -> None:
+    """Run a worker's body; an exception is reported to the reader in one line (and its traceback, a bug's
+    evidence), and the worker exits with status 1."""
     try:
-        _file_worker_loop(conn, shm, config, make_line, accept)
-    except Exception as exc:  # reported by the reader in one line; the traceback is a bug's evidence
+        body()
+    except Exception as exc:
         import traceback
 
         conn.send(("e", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
@@ -579,14 +579,10 @@ def _live_worker(
 ) -> None:
     _child_setup()
     try:
-        _live_worker_run(index, conn, opts, make_line)
+        _guarded(conn, lambda: _live_worker_run(index, conn, opts, make_line))
     except SystemExit as exc:  # cli's one-line errors (privileges, interfaces): already said on stderr
+        # (after an exception `_guarded` sent "e" first: the reader reports that one)
         conn.send(("x", exc.code if isinstance(exc.code, int) else EXIT_RUNTIME))
-    except Exception as exc:
-        import traceback
-
-        conn.send(("e", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-        sys.exit(EXIT_RUNTIME)
 
 
 def _live_worker_run(
