@@ -84,7 +84,8 @@ _U16 = struct.Struct("!H")
 _MX = struct.Struct("!H")
 _SRV = struct.Struct("!HHH")
 _SOA = struct.Struct("!IIIII")
-_OPT_TTL = struct.Struct("!BBH")
+# names read so far in one message: start offset → (name with its trailing dot, wire length)
+_Memo = dict[int, tuple[str, int]]
 _SAFE = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_*/"  # need no escaping
 
 
@@ -101,13 +102,28 @@ def _label_text(label: bytes) -> str:
     return "".join(out)
 
 
-def read_name(buf: bytes, pos: int, end: int) -> tuple[str, int]:
-    """The name at `pos` (presentation form, trailing dot) and the offset after it; it must end by `end`."""
-    labels: list[str] = []
+def _labels_text(raw: list[bytes]) -> str:
+    """Labels in presentation format joined by '.' (no trailing dot); one check for the common case."""
+    if not b"".join(raw).translate(None, _SAFE):
+        return b".".join(raw).decode("ascii")
+    return ".".join([_label_text(label) for label in raw])
+
+
+def read_name(buf: bytes, pos: int, end: int, memo: _Memo | None = None) -> tuple[str, int]:
+    """The name at `pos` (presentation form, trailing dot) and the offset after it; it must end by `end`.
+
+    `memo` (one per message): start offset → (name, wire length) of the names read so far. A compression pointer to one of them takes it from there instead of reading it again: the
+    labels at an offset read the same whatever led to them (the pointer rule's limit is the target itself
+    either way, and a pointer's labels may run to the end of the message), so only the 255-byte bound is
+    checked again, on the whole name.
+    """
+    first = pos
+    raw: list[bytes] = []
     after = -1
     limit = pos  # the next pointer must point before this offset (see the module docstring)
     total = 0
     n = end
+    suffix: str | None = None
     while True:
         if pos >= n:
             raise DecodeError("name past end")
@@ -124,6 +140,14 @@ def read_name(buf: bytes, pos: int, end: int) -> tuple[str, int]:
             if after < 0:
                 after = pos + 2
                 n = len(buf)  # the pointed-to labels lie earlier in the message, outside [pos, end)
+            if memo is not None:
+                known = memo.get(target)
+                if known is not None:
+                    suffix, wire = known
+                    total += wire
+                    if total >= MAX_NAME:
+                        raise DecodeError("name too long")
+                    break
             pos = limit = target
             continue
         if length > 63:
@@ -135,10 +159,15 @@ def read_name(buf: bytes, pos: int, end: int) -> tuple[str, int]:
         pos = start + length
         if pos > n:
             raise DecodeError("name past end")
-        labels.append(_label_text(buf[start:pos]))
-    if not labels:
-        return ".", (after if after >= 0 else pos)
-    return ".".join(labels) + ".", (after if after >= 0 else pos)
+        raw.append(buf[start:pos])
+    text = _labels_text(raw) if raw else ""
+    if suffix is not None and suffix != ".":
+        full = f"{text}.{suffix}" if text else suffix
+    else:
+        full = text + "." if text else "."
+    if memo is not None:
+        memo[first] = (full, total)
+    return full, (after if after >= 0 else pos)
 
 
 def _strings(buf: bytes, pos: int, end: int) -> list[str]:
@@ -154,42 +183,42 @@ def _strings(buf: bytes, pos: int, end: int) -> list[str]:
     return out
 
 
-def _rd_a(buf: bytes, pos: int, end: int) -> Any:
+def _rd_a(buf: bytes, pos: int, end: int, memo: _Memo) -> Any:
     if end - pos != 4:
         raise DecodeError("bad A rdata")
     return socket.inet_ntop(socket.AF_INET, buf[pos:end])
 
 
-def _rd_aaaa(buf: bytes, pos: int, end: int) -> Any:
+def _rd_aaaa(buf: bytes, pos: int, end: int, memo: _Memo) -> Any:
     if end - pos != 16:
         raise DecodeError("bad AAAA rdata")
     return socket.inet_ntop(socket.AF_INET6, buf[pos:end])
 
 
-def _rd_name(buf: bytes, pos: int, end: int) -> Any:
-    name, after = read_name(buf, pos, end)
+def _rd_name(buf: bytes, pos: int, end: int, memo: _Memo) -> Any:
+    name, after = read_name(buf, pos, end, memo)
     if after != end:
         raise DecodeError("bad name rdata")
     return name
 
 
-def _rd_mx(buf: bytes, pos: int, end: int) -> Any:
+def _rd_mx(buf: bytes, pos: int, end: int, memo: _Memo) -> Any:
     if end - pos < 3:
         raise DecodeError("bad MX rdata")
     (pref,) = _MX.unpack_from(buf, pos)
-    return {"preference": pref, "exchange": _rd_name(buf, pos + 2, end)}
+    return {"preference": pref, "exchange": _rd_name(buf, pos + 2, end, memo)}
 
 
-def _rd_srv(buf: bytes, pos: int, end: int) -> Any:
+def _rd_srv(buf: bytes, pos: int, end: int, memo: _Memo) -> Any:
     if end - pos < 7:
         raise DecodeError("bad SRV rdata")
     prio, weight, port = _SRV.unpack_from(buf, pos)
-    return {"priority": prio, "weight": weight, "port": port, "target": _rd_name(buf, pos + 6, end)}
+    return {"priority": prio, "weight": weight, "port": port, "target": _rd_name(buf, pos + 6, end, memo)}
 
 
-def _rd_soa(buf: bytes, pos: int, end: int) -> Any:
-    mname, pos = read_name(buf, pos, end)
-    rname, pos = read_name(buf, pos, end)
+def _rd_soa(buf: bytes, pos: int, end: int, memo: _Memo) -> Any:
+    mname, pos = read_name(buf, pos, end, memo)
+    rname, pos = read_name(buf, pos, end, memo)
     if end - pos != 20:
         raise DecodeError("bad SOA rdata")
     serial, refresh, retry, expire, minimum = _SOA.unpack_from(buf, pos)
@@ -204,11 +233,11 @@ def _rd_soa(buf: bytes, pos: int, end: int) -> Any:
     }
 
 
-def _rd_txt(buf: bytes, pos: int, end: int) -> Any:
+def _rd_txt(buf: bytes, pos: int, end: int, memo: _Memo) -> Any:
     return _strings(buf, pos, end)
 
 
-def _rd_caa(buf: bytes, pos: int, end: int) -> Any:
+def _rd_caa(buf: bytes, pos: int, end: int, memo: _Memo) -> Any:
     if end - pos < 2 or pos + 2 + buf[pos + 1] > end:
         raise DecodeError("bad CAA rdata")
     taglen = buf[pos + 1]
@@ -244,12 +273,12 @@ def _svc_value(key: int, v: bytes) -> str:
     return f"<{len(v)} bytes>"
 
 
-def _rd_svcb(buf: bytes, pos: int, end: int) -> Any:
+def _rd_svcb(buf: bytes, pos: int, end: int, memo: _Memo) -> Any:
     """SVCB / HTTPS (RFC 9460 §2.2): priority, target (uncompressed), key=value parameters."""
     if end - pos < 3:
         raise DecodeError("bad SVCB rdata")
     (prio,) = _U16.unpack_from(buf, pos)
-    target, pos = read_name(buf, pos + 2, end)
+    target, pos = read_name(buf, pos + 2, end, memo)
     params: dict[str, str] = {}
     while pos < end:
         if end - pos < 4:
@@ -264,7 +293,7 @@ def _rd_svcb(buf: bytes, pos: int, end: int) -> Any:
 
 
 _RR_KEYLEN = struct.Struct("!HH")
-_RDATA: dict[int, Callable[[bytes, int, int], Any]] = {
+_RDATA: dict[int, Callable[[bytes, int, int, _Memo], Any]] = {
     1: _rd_a,
     28: _rd_aaaa,
     2: _rd_name,
@@ -293,39 +322,28 @@ def parse_message(
     if qd > 255:
         raise DecodeError("too many questions")  # real messages carry one (RFC 9619); bound the loop
     pos = HEADER_SIZE
+    memo: _Memo = {}
     questions: list[Question] = []
     for _ in range(qd):
-        name, pos = read_name(buf, pos, n)
+        name, pos = read_name(buf, pos, n, memo)
         if pos + 4 > n:
             raise DecodeError("question past end")
         qtype, qclass = _Q.unpack_from(buf, pos)
         pos += 4
         questions.append((name, qtype, qclass))
-    sections: list[list[Record]] = [[], [], []]
-    edns: Edns | None = None
-    rdata = _RDATA
     # UPDATE (RFC 2136 §2.4, §2.5): prerequisites and updates of class ANY or NONE carry no RDATA
     # ("RRset exists", "delete an RRset", ...), whatever their type: RDLENGTH 0 is then legal, not short
     empty_rdata_ok = (bits >> 11) & 0xF == OPCODE_UPDATE
-    for section, count in ((0, an), (1, ns), (2, ar)):
-        kept = sections[section]
-        for _ in range(count):
-            name, pos = read_name(buf, pos, n)
-            if pos + 10 > n:
-                raise DecodeError("record past end")
-            rtype, rclass, ttl, rdlength = _RR.unpack_from(buf, pos)
-            pos += 10
-            end = pos + rdlength
-            if end > n:
-                raise DecodeError("rdata past end")
-            if rtype == 41:
-                if edns is not None or section != 2 or name != ".":
-                    raise DecodeError("bad OPT record")  # RFC 6891 §6.1.1: one, in additional, root owner
-                edns = _edns(buf, pos, end, rclass, ttl)
-            elif len(kept) < max_records:
-                decode = rdata.get(rtype) if rdlength or not empty_rdata_ok else None
-                kept.append((name, rtype, rclass, ttl, rdlength, decode(buf, pos, end) if decode else None))
-            pos = end
+    answers: tuple[Record, ...] = ()
+    authority: tuple[Record, ...] = ()
+    additional: tuple[Record, ...] = ()
+    edns: Edns | None = None
+    if an:
+        answers, pos, _ = _section(buf, pos, an, False, memo, max_records, empty_rdata_ok)
+    if ns:
+        authority, pos, _ = _section(buf, pos, ns, False, memo, max_records, empty_rdata_ok)
+    if ar:
+        additional, pos, edns = _section(buf, pos, ar, True, memo, max_records, empty_rdata_ok)
     key = (
         (ident, questions[0][0].lower(), questions[0][1], questions[0][2]) if questions else (ident, "", 0, 0)
     )
@@ -334,13 +352,52 @@ def parse_message(
         flags |= Flag.TRUNCATED  # TC: the answer did not fit (the client retries over TCP)
     return cls(
         start_ns, end_ns, size, flags,
-        ident, bits, tuple(questions), tuple(sections[0]), tuple(sections[1]), tuple(sections[2]),
+        ident, bits, tuple(questions), answers, authority, additional,
         (qd, an, ns, ar), edns, transport, key,
     )  # fmt: skip
 
 
+def _section(
+    buf: bytes, pos: int, count: int, is_additional: bool, memo: _Memo, max_records: int, empty_ok: bool
+) -> tuple[tuple[Record, ...], int, Edns | None]:
+    """`count` records from `pos`: (the first `max_records` of them, the offset after, the OPT record's
+    EDNS, legal only in the additional section); `empty_ok`: RDLENGTH 0 is legal for every type."""
+    n = len(buf)
+    kept: list[Record] = []
+    edns: Edns | None = None
+    rdata = _RDATA
+    for _ in range(count):
+        # the common owner name, a pointer to a name read before (the question's): no call
+        known = None
+        if pos + 1 < n and buf[pos] >= 0xC0:
+            target = ((buf[pos] & 0x3F) << 8) | buf[pos + 1]
+            if target < pos:
+                known = memo.get(target)
+        if known is not None:
+            name = known[0]
+            pos += 2
+        else:
+            name, pos = read_name(buf, pos, n, memo)
+        if pos + 10 > n:
+            raise DecodeError("record past end")
+        rtype, rclass, ttl, rdlength = _RR.unpack_from(buf, pos)
+        pos += 10
+        end = pos + rdlength
+        if end > n:
+            raise DecodeError("rdata past end")
+        if rtype == 41:
+            if edns is not None or not is_additional or name != ".":
+                raise DecodeError("bad OPT record")  # RFC 6891 §6.1.1: one, in additional, root owner
+            edns = _edns(buf, pos, end, rclass, ttl)
+        elif len(kept) < max_records:
+            decode = rdata.get(rtype) if rdlength or not empty_ok else None
+            kept.append((name, rtype, rclass, ttl, rdlength, decode(buf, pos, end, memo) if decode else None))
+        pos = end
+    return tuple(kept), pos, edns
+
+
 def _edns(buf: bytes, pos: int, end: int, udp_size: int, ttl: int) -> Edns:
-    ext_rcode, version, z = _OPT_TTL.unpack(ttl.to_bytes(4, "big"))
+    ext_rcode, version, z = ttl >> 24, (ttl >> 16) & 0xFF, ttl & 0xFFFF  # RFC 6891 §6.1.3
     options: list[tuple[int, int]] = []
     while pos < end:
         if end - pos < 4:

@@ -121,11 +121,12 @@ class Edns:
 
 
 def _records(rrs: tuple[Record, ...]) -> list[dict[str, Any]]:
+    types, classes = TYPES, CLASSES  # type_name / class_name inlined: several calls per record otherwise
     return [
         {
             "name": name,
-            "type": type_name(rtype),
-            "class": class_name(rclass),
+            "type": types.get(rtype) or f"TYPE{rtype}",
+            "class": classes.get(rclass) or f"CLASS{rclass}",
             "ttl": ttl,
             "rdlength": rdlength,
             "data": data,
@@ -170,23 +171,30 @@ class DnsMessage(Message):
 
     def to_json(self) -> dict[str, Any]:
         qd, an, ns, ar = self.counts
+        bits = self.bits
+        opcode = (bits >> 11) & 0xF
+        types, classes = TYPES, CLASSES
         out: dict[str, Any] = {
             "id": self.id,
-            "opcode": OPCODES.get(self.opcode, str(self.opcode)),
-            "flags": flag_list(self.bits),
+            "opcode": OPCODES.get(opcode) or str(opcode),
+            "flags": flag_list(bits),
             "questions": [
-                {"name": name, "type": type_name(qtype), "class": class_name(qclass)}
+                {
+                    "name": name,
+                    "type": types.get(qtype) or f"TYPE{qtype}",
+                    "class": classes.get(qclass) or f"CLASS{qclass}",
+                }
                 for name, qtype, qclass in self.questions
             ],
-            "answers": _records(self.answers),
-            "authority": _records(self.authority),
-            "additional": _records(self.additional),
+            "answers": _records(self.answers) if self.answers else [],
+            "authority": _records(self.authority) if self.authority else [],
+            "additional": _records(self.additional) if self.additional else [],
             "counts": {"questions": qd, "answers": an, "authority": ns, "additional": ar},
             "edns": self.edns.to_json() if self.edns is not None else None,
             "transport": self.transport,
             "size": self.size,
         }
-        if self.bits & 0x8000:
+        if bits & 0x8000:
             out["rcode"] = rcode_name(self.rcode)
         return out
 
