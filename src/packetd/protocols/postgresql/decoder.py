@@ -452,6 +452,12 @@ class PostgresDecoder:
         bounds = _FRONTEND if client else _BACKEND
         while pos < n:
             if s.mtype < 0:
+                if s.synced and not s.hdr and (self._cphase if client else self._sphase) is Phase.READY:
+                    pos = self._whole(s, b, pos, ts, out, client)
+                    if pos < 0:
+                        return
+                    if pos >= n:
+                        break
                 if not client and self._sphase is Phase.ANSWER:
                     self._ssl_answer(b[pos], ts, out)
                     pos += 1
@@ -483,22 +489,7 @@ class PostgresDecoder:
                     hp = pos
                     pos += hlen
                     s.start = ts
-                if untyped:
-                    t = 0
-                    (mlen,) = _I32.unpack_from(hdr, hp)
-                    if mlen < 8 or mlen > MAX_STARTUP:
-                        raise DecodeError("bad startup packet length", str(mlen))
-                    keep = MAX_STARTUP
-                else:
-                    t, mlen = _TYPED.unpack_from(hdr, hp)
-                    bound = bounds.get(t)
-                    if bound is None:
-                        raise DecodeError("unknown message type", chr(t))
-                    if mlen < bound[0] or mlen > bound[1]:
-                        raise DecodeError("bad message length", f"{chr(t)} {mlen}")
-                    keep = bound[2]
-                    if keep == _STATEMENT:
-                        keep = self._cap + 2 * MAX_NAME + 2
+                t, mlen, keep = self._header(hdr, hp, untyped, bounds)
                 body_len = mlen - 4
                 s.mtype = t
                 s.mlen = mlen
@@ -523,6 +514,70 @@ class PostgresDecoder:
             self._complete(s, ts, out, client)
             if self._dead(client):
                 return
+
+    def _header(self, hdr: bytes, hp: int, untyped: bool, bounds: dict[int, _Bounds]) -> tuple[int, int, int]:
+        """The message header at hdr[hp:] → (type, length, body bytes wanted); DecodeError when implausible."""
+        if untyped:
+            (mlen,) = _I32.unpack_from(hdr, hp)
+            if mlen < 8 or mlen > MAX_STARTUP:
+                raise DecodeError("bad startup packet length", str(mlen))
+            return 0, mlen, MAX_STARTUP
+        t, mlen = _TYPED.unpack_from(hdr, hp)
+        bound = bounds.get(t)
+        if bound is None:
+            raise DecodeError("unknown message type", chr(t))
+        if mlen < bound[0] or mlen > bound[1]:
+            raise DecodeError("bad message length", f"{chr(t)} {mlen}")
+        keep = bound[2]
+        return t, mlen, (self._cap + 2 * MAX_NAME + 2 if keep == _STATEMENT else keep)
+
+    def _whole(self, s: _Side, b: bytes, pos: int, ts: int, out: list[Message], client: bool) -> int:
+        """The common case: the whole messages at b[pos:] in normal operation, dispatched straight from the
+        segment (no partial-message state). Returns where the general loop takes over (a message that does
+        not end in this segment, or a phase other than READY), or -1 when decoding stopped. A run of
+        DataRows is counted without dispatching each: after one DataRow was counted, the next changes
+        nothing but the row count and the answer's size (the checks `_backend` would repeat hold)."""
+        n = len(b)
+        bounds = _FRONTEND if client else _BACKEND
+        statement_keep = self._cap + 2 * MAX_NAME + 2
+        counted_row = False  # the previous message was a DataRow that `_backend` counted
+        while n - pos >= 5:
+            t, mlen = _TYPED.unpack_from(b, pos)
+            bound = bounds.get(t)
+            if bound is None:
+                raise DecodeError("unknown message type", chr(t))
+            if mlen < bound[0] or mlen > bound[1]:
+                raise DecodeError("bad message length", f"{chr(t)} {mlen}")
+            end = pos + 1 + mlen
+            if end > n:
+                break
+            s.start = ts
+            s.mlen = mlen  # the handlers of ErrorResponse and CopyData read it
+            if counted_row and t == 0x44:
+                self._rows += 1
+                self._r_size += mlen + 1
+                pos = end
+                continue
+            keep = bound[2]
+            if keep == _STATEMENT:
+                keep = statement_keep
+            cut = keep < mlen - 4
+            body = b[pos + 5 : pos + 5 + keep] if cut else b[pos + 5 : end]
+            pos = end
+            flags = s.flags
+            if flags:
+                s.flags = 0
+            if client:
+                self._frontend(t, body, cut, mlen + 1, ts, ts, flags, out)
+                phase = self._cphase
+            else:
+                rows = self._rows
+                self._backend(t, body, mlen + 1, ts, ts, flags, out)
+                counted_row = t == 0x44 and self._rows == rows + 1
+                phase = self._sphase
+            if phase is not Phase.READY:
+                return -1 if phase is Phase.DEAD else pos
+        return pos
 
     def _dead(self, client: bool) -> bool:
         return (self._cphase if client else self._sphase) is Phase.DEAD
