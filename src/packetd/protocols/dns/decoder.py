@@ -137,6 +137,8 @@ def read_name(buf: bytes, pos: int, end: int, memo: _Memo | None = None) -> tupl
             target = ((length & 0x3F) << 8) | buf[pos + 1]
             if target >= limit:
                 raise DecodeError("bad compression pointer")
+            if target < HEADER_SIZE and memo is not None:
+                memo[_POINTS_INTO_HEADER] = ("", 0)  # the name reads the header: parse_message must know
             if after < 0:
                 after = pos + 2
                 n = len(buf)  # the pointed-to labels lie earlier in the message, outside [pos, end)
@@ -311,14 +313,72 @@ _RDATA: dict[int, Callable[[bytes, int, int, _Memo], Any]] = {
 }
 
 
+# what a message parses to, apart from its id: (max_records it was parsed with, header bits, questions,
+# answers, authority, additional, counts, EDNS, pair key without the id, its record fields once built)
+_Parsed = tuple[
+    int,
+    int,
+    tuple[Question, ...],
+    tuple[Record, ...],
+    tuple[Record, ...],
+    tuple[Record, ...],
+    tuple[int, int, int, int],
+    Edns | None,
+    tuple[str, int, int],
+    list[tuple[Any, ...]],
+]
+# messages remembered by their bytes after the id, per engine (`DecoderContext.shared`): a resolver asks the
+# same questions again and again (a new id, the same bytes otherwise) and gets the same answers, so most
+# messages are parsed once. Values are immutable (tuples, strings) but for the dicts of a few record types'
+# data, which no output changes. The oldest go first beyond the bound; that loses no data, only the
+# saving, so it is not counted.
+MAX_PARSED = 4096
+_POINTS_INTO_HEADER = -1  # memo key set when a compression pointer pointed into the header (the id)
+
+
 def parse_message(
-    buf: bytes, start_ns: int, end_ns: int, size: int, flags: int, transport: str, max_records: int
+    buf: bytes,
+    start_ns: int,
+    end_ns: int,
+    size: int,
+    flags: int,
+    transport: str,
+    max_records: int,
+    parsed: dict[bytes, _Parsed] | None = None,
 ) -> DnsMessage:
-    """One whole DNS message → `Query` or `Answer`; DecodeError when it does not parse."""
-    n = len(buf)
-    if n < HEADER_SIZE:
+    """One whole DNS message → `Query` or `Answer`; DecodeError when it does not parse. `parsed`: the
+    messages parsed before, by their bytes after the id (MAX_PARSED)."""
+    if len(buf) < HEADER_SIZE:
         raise DecodeError("short message")
-    ident, bits, qd, an, ns, ar = _HEADER.unpack_from(buf, 0)
+    (ident,) = _U16.unpack_from(buf, 0)
+    if parsed is None:
+        p = _parse(buf, max_records)
+    else:
+        rest = buf[2:]
+        hit = parsed.get(rest)
+        if hit is not None and hit[0] == max_records:
+            p = hit
+        else:
+            p = _parse(buf, max_records)
+            if p[0] >= 0:  # not when a name read the id (a pointer into the header): then it depends on it
+                if len(parsed) >= MAX_PARSED and rest not in parsed:
+                    del parsed[next(iter(parsed))]
+                parsed[rest] = p
+    _, bits, questions, answers, authority, additional, counts, edns, key, view = p
+    cls = Answer if bits & 0x8000 else Query
+    if bits & 0x8200 == 0x8200:
+        flags |= Flag.TRUNCATED  # TC: the answer did not fit (the client retries over TCP)
+    return cls(
+        start_ns, end_ns, size, flags,
+        ident, bits, questions, answers, authority, additional,
+        counts, edns, transport, (ident, key[0], key[1], key[2]), view,
+    )  # fmt: skip
+
+
+def _parse(buf: bytes, max_records: int) -> _Parsed:
+    """Everything but the id of one whole message (its first field: -1 when a name read the id)."""
+    n = len(buf)
+    _ident, bits, qd, an, ns, ar = _HEADER.unpack_from(buf, 0)
     if qd > 255:
         raise DecodeError("too many questions")  # real messages carry one (RFC 9619); bound the loop
     pos = HEADER_SIZE
@@ -344,16 +404,10 @@ def parse_message(
         authority, pos, _ = _section(buf, pos, ns, False, memo, max_records, empty_rdata_ok)
     if ar:
         additional, pos, edns = _section(buf, pos, ar, True, memo, max_records, empty_rdata_ok)
-    key = (
-        (ident, questions[0][0].lower(), questions[0][1], questions[0][2]) if questions else (ident, "", 0, 0)
-    )
-    cls = Answer if bits & 0x8000 else Query
-    if bits & 0x8200 == 0x8200:
-        flags |= Flag.TRUNCATED  # TC: the answer did not fit (the client retries over TCP)
-    return cls(
-        start_ns, end_ns, size, flags,
-        ident, bits, tuple(questions), answers, authority, additional,
-        (qd, an, ns, ar), edns, transport, key,
+    key = (questions[0][0].lower(), questions[0][1], questions[0][2]) if questions else ("", 0, 0)
+    return (
+        -1 if _POINTS_INTO_HEADER in memo else max_records, bits, tuple(questions), answers, authority,
+        additional, (qd, an, ns, ar), edns, key, [],
     )  # fmt: skip
 
 
@@ -423,6 +477,7 @@ class _Side:
         self.flags = 0
 
 
+_DEFAULT_OPTIONS = DnsOptions()
 _NO_SIDES: tuple[_Side, _Side] = (_Side(), _Side())  # placeholders for UDP: never written
 
 
@@ -431,8 +486,12 @@ class DnsDecoder:
 
     def __init__(self, ctx: DecoderContext | None = None) -> None:
         ctx = ctx or DecoderContext()
-        opts = ctx.options if isinstance(ctx.options, DnsOptions) else DnsOptions()
+        opts = ctx.options if isinstance(ctx.options, DnsOptions) else _DEFAULT_OPTIONS
         self._max_records = opts.max_records
+        # messages parsed before on any flow of this engine (MAX_PARSED); a decoder on its own keeps its own
+        self._parsed: dict[bytes, _Parsed] = (
+            ctx.shared.setdefault("dns_parsed", {}) if ctx.shared is not None else {}
+        )
         self._udp = ctx.transport == "udp"
         self._transport = "udp" if self._udp else "tcp"
         # per-direction TCP framing state; a UDP flow (one per query, for most stub resolvers) has none
@@ -444,7 +503,9 @@ class DnsDecoder:
     # -- the Decoder interface ---------------------------------------------------------------------------
     def receive(self, direction: Direction, data: memoryview, ts_ns: int) -> Sequence[Message]:
         if self._udp:
-            msg = parse_message(bytes(data), ts_ns, ts_ns, len(data), 0, "udp", self._max_records)
+            msg = parse_message(
+                bytes(data), ts_ns, ts_ns, len(data), 0, "udp", self._max_records, self._parsed
+            )
             out: list[Message] = []
             self._track(direction, msg, out)
             return out
@@ -519,7 +580,9 @@ class DnsDecoder:
                 body = bytes(buf)
                 buf.clear()
             start = side.start_ns if side.start_ns >= 0 else ts_ns
-            msg = parse_message(body, start, ts_ns, need + 2, side.flags, "tcp", self._max_records)
+            msg = parse_message(
+                body, start, ts_ns, need + 2, side.flags, "tcp", self._max_records, self._parsed
+            )
             side.need = -1
             side.start_ns = -1
             side.flags = 0

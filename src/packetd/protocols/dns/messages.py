@@ -1,11 +1,14 @@
 """DNS messages (queries and responses) and their record fields.
 
 A message keeps what the decoder parsed (header, questions, EDNS) and the resource records as compact
-tuples; names and record data are already decoded, so serialising a record never fails.
+tuples; names and record data are already decoded, so serialising a record never fails. The JSON-ready
+form of all that is built once per distinct message (`view`) and shared by the messages parsed from the
+same bytes: outputs read what `to_json` returns and never change it.
 """
 
 from __future__ import annotations
 
+from dataclasses import field
 from typing import Any, ClassVar
 
 from packetd._values import value
@@ -149,6 +152,10 @@ class DnsMessage(Message):
     edns: Edns | None
     transport: str  # "udp" | "tcp"
     pair_key: tuple[int, str, int, int]  # (id, lower-cased first question name, type, class)
+    # the record fields built from the parsed message, once (to_json); messages parsed from the same bytes
+    # (decoder.MAX_PARSED) share it, so the values `to_json` returns are shared too: outputs read them,
+    # nothing may change them
+    view: list[tuple[Any, ...]] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def opcode(self) -> int:
@@ -170,15 +177,35 @@ class DnsMessage(Message):
         return OPCODES.get(opcode, str(opcode))
 
     def to_json(self) -> dict[str, Any]:
+        v = self.view[0] if self.view else self._view()
+        out: dict[str, Any] = {
+            "id": self.id,
+            "opcode": v[0],
+            "flags": v[1],
+            "questions": v[2],
+            "answers": v[3],
+            "authority": v[4],
+            "additional": v[5],
+            "counts": v[6],
+            "edns": v[7],
+            "transport": self.transport,
+            "size": self.size,
+        }
+        if v[8] is not None:
+            out["rcode"] = v[8]
+        return out
+
+    def _view(self) -> tuple[Any, ...]:
+        """The record fields that follow from the parsed message alone (not its id, transport, size),
+        built once and kept in `view`, which every message parsed from the same bytes shares."""
         qd, an, ns, ar = self.counts
         bits = self.bits
         opcode = (bits >> 11) & 0xF
         types, classes = TYPES, CLASSES
-        out: dict[str, Any] = {
-            "id": self.id,
-            "opcode": OPCODES.get(opcode) or str(opcode),
-            "flags": flag_list(bits),
-            "questions": [
+        v = (
+            OPCODES.get(opcode) or str(opcode),
+            flag_list(bits),
+            [
                 {
                     "name": name,
                     "type": types.get(qtype) or f"TYPE{qtype}",
@@ -186,17 +213,15 @@ class DnsMessage(Message):
                 }
                 for name, qtype, qclass in self.questions
             ],
-            "answers": _records(self.answers) if self.answers else [],
-            "authority": _records(self.authority) if self.authority else [],
-            "additional": _records(self.additional) if self.additional else [],
-            "counts": {"questions": qd, "answers": an, "authority": ns, "additional": ar},
-            "edns": self.edns.to_json() if self.edns is not None else None,
-            "transport": self.transport,
-            "size": self.size,
-        }
-        if bits & 0x8000:
-            out["rcode"] = rcode_name(self.rcode)
-        return out
+            _records(self.answers) if self.answers else [],
+            _records(self.authority) if self.authority else [],
+            _records(self.additional) if self.additional else [],
+            {"questions": qd, "answers": an, "authority": ns, "additional": ar},
+            self.edns.to_json() if self.edns is not None else None,
+            rcode_name(self.rcode) if bits & 0x8000 else None,
+        )
+        self.view.append(v)
+        return v
 
 
 @value
