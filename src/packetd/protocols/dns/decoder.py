@@ -71,6 +71,7 @@ from packetd.protocols.base import (
 from packetd.protocols.dns.messages import Answer, DnsMessage, Edns, Query, Question, Record
 from packetd.protocols.dns.options import DnsOptions
 
+_C2S = Direction.C2S  # a module constant: reading an enum member from its class costs ~0.25 us (3.11)
 MAX_MESSAGE = 65535  # a TCP length prefix cannot state more (RFC 1035 §4.2.2); UDP datagrams are smaller
 MAX_NAME = 255  # RFC 1035 §2.3.4: a name is at most 255 octets on the wire
 MAX_PENDING_QUERIES = 1024  # unanswered (id, question) keys remembered per flow to spot retransmissions
@@ -594,7 +595,7 @@ class DnsDecoder:
         pending = self._pending
         if not self._produced:
             self._produced = True
-            if (msg.ROLE is Answer.ROLE) == (direction is Direction.C2S):
+            if (msg.ROLE is Answer.ROLE) == (direction is _C2S):
                 # a query sent by the guessed server (both ports matched a rule): the roles were wrong
                 if not self._udp:
                     self._sides = (self._sides[1], self._sides[0])
