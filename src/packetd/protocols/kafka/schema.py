@@ -246,25 +246,20 @@ def _uvarint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
 
 def _string_length(buf: bytes, pos: int, end: int, flexible: bool) -> tuple[int, int]:
     """A string's length (-1: null) and the offset after it: compact (uvarint + 1) or int16."""
-    if flexible:
-        v, pos = _uvarint(buf, pos, end)
-        return v - 1, pos
-    if pos + 2 > end:
-        raise Short
-    n = _I16.unpack_from(buf, pos)[0]
+    n, pos = _length(buf, pos, end, flexible, _I16)
     if n < -1:
         raise DecodeError("bad string length")
-    return n, pos + 2
+    return n, pos
 
 
-def _length(buf: bytes, pos: int, end: int, flexible: bool) -> tuple[int, int]:
-    """Length of bytes / records / an array (-1: null): compact (uvarint + 1) or int32."""
+def _length(buf: bytes, pos: int, end: int, flexible: bool, classic: struct.Struct = _I32) -> tuple[int, int]:
+    """Length of bytes / records / an array / a string (-1: null): compact (uvarint + 1) or `classic`."""
     if flexible:
         v, pos = _uvarint(buf, pos, end)
         return v - 1, pos
-    if pos + 4 > end:
+    if pos + classic.size > end:
         raise Short
-    return _I32.unpack_from(buf, pos)[0], pos + 4
+    return classic.unpack_from(buf, pos)[0], pos + classic.size
 
 
 def _count(buf: bytes, pos: int, end: int, flexible: bool) -> tuple[int, int]:
@@ -314,14 +309,7 @@ def _other(
             out[name] = child
         return _walk(sub, buf, pos, end, flexible, child, depth + 1)
     if op == OP_BYTES:
-        n, pos = _length(buf, pos, end, flexible)
-        if n < -1:
-            raise DecodeError("bad bytes length")
-        if n > 0:
-            pos += n
-            if pos > end:
-                raise Short
-        return pos
+        return _skip_bytes(buf, pos, end, flexible)
     if op == OP_RECORDS:
         return _records(buf, pos, end, flexible, name, out)
     if op == OP_UNKNOWN:
@@ -356,14 +344,24 @@ def _skip_array(op: int, size: int, buf: bytes, pos: int, end: int, flexible: bo
     for _ in range(n if n > 0 else 0):
         if op == OP_STRING_ARRAY:
             m, pos = _string_length(buf, pos, end, flexible)
+            if m > 0:
+                pos += m
+                if pos > end:
+                    raise Short
         else:
-            m, pos = _length(buf, pos, end, flexible)
-            if m < -1:
-                raise DecodeError("bad bytes length")
-        if m > 0:
-            pos += m
-            if pos > end:
-                raise Short
+            pos = _skip_bytes(buf, pos, end, flexible)
+    return pos
+
+
+def _skip_bytes(buf: bytes, pos: int, end: int, flexible: bool) -> int:
+    """Past a bytes field (length-prefixed, -1: null)."""
+    n, pos = _length(buf, pos, end, flexible)
+    if n < -1:
+        raise DecodeError("bad bytes length")
+    if n > 0:
+        pos += n
+        if pos > end:
+            raise Short
     return pos
 
 

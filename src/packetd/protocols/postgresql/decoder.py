@@ -56,6 +56,7 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from packetd.protocols.base import (
     MAX_PENDING,
@@ -257,6 +258,13 @@ class _Handshake:
         self.r_start = -1
         self.r_size = 0
         self.r_end = -1  # the last start-up message the server sent after the StartupMessage (-1: none)
+
+
+def _bad_header(t: int, mlen: int, bound: _Bounds | None) -> NoReturn:
+    """The DecodeError of a typed header whose type is unknown or whose length is out of its bounds."""
+    if bound is None:
+        raise DecodeError("unknown message type", chr(t))
+    raise DecodeError("bad message length", f"{chr(t)} {mlen}")
 
 
 def _cstr(body: bytes, pos: int) -> tuple[bytes, int, bool]:
@@ -529,10 +537,8 @@ class PostgresDecoder:
             return 0, mlen, MAX_STARTUP
         t, mlen = _TYPED.unpack_from(hdr, hp)
         bound = bounds.get(t)
-        if bound is None:
-            raise DecodeError("unknown message type", chr(t))
-        if mlen < bound[0] or mlen > bound[1]:
-            raise DecodeError("bad message length", f"{chr(t)} {mlen}")
+        if bound is None or mlen < bound[0] or mlen > bound[1]:
+            _bad_header(t, mlen, bound)
         keep = bound[2]
         return t, mlen, (self._cap + 2 * MAX_NAME + 2 if keep == _STATEMENT else keep)
 
@@ -549,10 +555,8 @@ class PostgresDecoder:
         while n - pos >= 5:
             t, mlen = _TYPED.unpack_from(b, pos)
             bound = bounds.get(t)
-            if bound is None:
-                raise DecodeError("unknown message type", chr(t))
-            if mlen < bound[0] or mlen > bound[1]:
-                raise DecodeError("bad message length", f"{chr(t)} {mlen}")
+            if bound is None or mlen < bound[0] or mlen > bound[1]:
+                _bad_header(t, mlen, bound)
             end = pos + 1 + mlen
             if end > n:
                 break
