@@ -171,10 +171,11 @@ class DnsMessage(Message):
     def operation(self) -> str:
         """QUERY: the first question's type (what was asked); any other opcode: its name (UPDATE's zone
         section holds an SOA "question" that says nothing of the update)."""
-        opcode = self.opcode
+        opcode = (self.bits >> 11) & 0xF  # (properties and helpers inlined: once per record, per method)
         if opcode == 0 and self.questions:
-            return type_name(self.questions[0][1])
-        return OPCODES.get(opcode, str(opcode))
+            qtype = self.questions[0][1]
+            return TYPES.get(qtype) or f"TYPE{qtype}"
+        return OPCODES.get(opcode) or str(opcode)
 
     def to_json(self) -> dict[str, Any]:
         v = self.view[0] if self.view else self._view()
@@ -238,7 +239,10 @@ class Answer(DnsMessage):
     ROLE: ClassVar[Role] = Role.RESPONSE
 
     def status(self) -> str:
-        return rcode_name(self.rcode)
+        rcode = self.bits & 0xF
+        if self.edns is not None:
+            rcode |= self.edns.ext_rcode << 4  # the 12-bit RCODE, as `rcode`
+        return RCODES.get(rcode) or str(rcode)
 
     def is_error(self) -> bool:
-        return self.rcode != 0
+        return bool(self.bits & 0xF) or (self.edns is not None and self.edns.ext_rcode != 0)
