@@ -9,6 +9,10 @@ TCP each message is preceded by a two-byte length (RFC 1035 §4.2.2), several me
 and one message may span many, so each direction keeps a buffer bounded by the largest length a prefix can
 state (65535 bytes).
 
+A message is parsed once per engine: what the bytes after the id parse to is remembered (MAX_PARSED, in
+`DecoderContext.shared`), since resolvers repeat the same questions with new ids and get the same answers;
+names are read once per message (a compression pointer to a name already read takes it from there).
+
 Pairing is by (id, first question) through the keyed matcher (`pair_key`). The decoder remembers the keys
 of queries it has seen and not yet seen answered (bounded): a second query with the same key before the
 answer is a retransmission (a stub resolver's retry after a timeout): it is not a new request, and the

@@ -8,6 +8,9 @@ and every other body is counted and skipped, so a 10 000-row result or a 1 GB by
 Every length is checked against what PostgreSQL itself accepts for that message type, and an unknown type
 byte is garbage: a wild length is a DecodeError, never a 1 GB wait.
 
+In normal operation the whole messages of a segment are dispatched straight from it (`_whole`), and a run
+of DataRows after the first is only counted; the general loop handles messages split across segments.
+
 The backend answers the frontend's messages in order, so the decoder keeps the frontend messages that are
 waiting for an answer (`_Item`s) and pairs them itself, the way the server processes them; it emits each
 request immediately before its response (or alone, when the server will never answer it):
