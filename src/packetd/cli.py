@@ -1091,14 +1091,15 @@ def run_watch(opts: WatchOptions) -> int:
     shown = 0
     halt = Halt(at_once=not live)
     limit = opts.count
-    accept = display.accept
+    accept = None if display.accepts_all else display.accept
     write: Callable[[Roundtrip], None] | None = None
+    add = summary.add
 
     def sink(rt: Roundtrip) -> None:
         nonlocal shown
-        summary.add(rt)
+        add(rt)
         # after a signal, records still flow: what the kernel already delivered is drained and shown
-        if halt.full or not accept(rt):
+        if halt.full or (accept is not None and not accept(rt)):
             return
         assert write is not None
         write(rt)

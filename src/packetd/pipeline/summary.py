@@ -14,16 +14,18 @@ full operation names, IPv6 servers as `[addr]:port`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
-from packetd.pairing.roundtrip import Roundtrip, endpoint_text
+from packetd.pairing.roundtrip import Endpoint, Roundtrip, endpoint_text
 from packetd.pipeline.metrics import PathTemplater
-from packetd.pipeline.semantics import url_path
-from packetd.protocols.base import Kind
+from packetd.pipeline.semantics import semantics_of
+from packetd.protocols.base import Kind, Message
 from packetd.units import format_duration
 
 MAX_ENDPOINTS = 1000  # rows kept; more distinct endpoints than this fold into "(other)"
 MAX_FOLDED_KEYS = 10_000  # distinct folded endpoints counted exactly up to here (then "more than")
 MAX_PATH = 60  # characters of the path shown
+MAX_MEMO = 10_000  # raw (server, protocol, operation, path) keys remembered (Summary._memo)
 _GROWTH = math.log(1.02)
 OTHER = ("(other)", "", "", "")
 
@@ -70,7 +72,12 @@ class EndpointStats:
 
 
 class Summary:
-    """Aggregates every record (before display filters) for the exit summary."""
+    """Aggregates every record (before display filters) for the exit summary.
+
+    Per record it only looks up (server, protocol, operation, raw path) in a memo of the endpoint that
+    key resolved to (templated path, `addr:port` text, folding): the templating runs once per distinct
+    raw key, not once per record.
+    """
 
     def __init__(self) -> None:
         self.endpoints: dict[tuple[str, str, str, str], EndpointStats] = {}
@@ -78,25 +85,53 @@ class Summary:
         self.folded = 0
         self.folded_keys: set[tuple[str, str, str, str]] = set()  # bounded by MAX_FOLDED_KEYS
         self._template = PathTemplater()
+        # raw key → (its endpoint, folded into "(other)"); bounded by MAX_MEMO: raw paths (ids in them)
+        # are unbounded by nature, so it is emptied when full and refilled from what comes next
+        self._memo: dict[tuple[Endpoint, str, str, str | None], tuple[EndpointStats, bool]] = {}
+        self._paths: dict[str, Callable[[Message | None], str | None]] = {}  # protocol → its path getter
 
     def add(self, rt: Roundtrip) -> None:
         self.kinds[rt.kind] += 1
-        req = rt.request if rt.request is not None else rt.response
-        assert req is not None
+        req, resp = rt.request, rt.response
+        msg = req if req is not None else resp
+        assert msg is not None
+        protocol = rt.protocol
+        path_of = self._paths.get(protocol)
+        if path_of is None:
+            path_of = self._paths[protocol] = semantics_of(protocol).path
+        raw = (rt.server, protocol, msg.operation(), path_of(req))
+        hit = self._memo.get(raw)
+        if hit is None:
+            ep = self._resolve(raw)
+        else:
+            ep = hit[0]
+            if hit[1]:
+                self.folded += 1
+        ep.count += 1
+        if resp is not None:
+            if resp.is_error():
+                ep.errors += 1
+            if req is not None:
+                ep.latency.add(resp.end_ns - req.start_ns)
+
+    def _resolve(self, raw: tuple[Endpoint, str, str, str | None]) -> EndpointStats:
+        """The endpoint of a raw key seen for the first time since the memo was last emptied (counted as
+        folded when it is)."""
+        server, protocol, operation, raw_path = raw
         # never the query: the summary leaves the host too (stderr)
-        path = self._template(str(url_path(rt) or ""))
+        path = self._template(str(raw_path or ""))
         if len(path) > MAX_PATH:
             path = path[: MAX_PATH - 1] + "…"
-        key = (endpoint_text(rt.server), rt.protocol, rt.operation, path)
+        key = (endpoint_text(server), protocol, operation, path)
         ep = self.endpoints.get(key)
+        folded = False
         if ep is None:
+            folded = len(self.endpoints) >= MAX_ENDPOINTS
             ep = self._new_endpoint(key)
-        ep.count += 1
-        if rt.error:
-            ep.errors += 1
-        d = rt.duration_ns
-        if d is not None:
-            ep.latency.add(d)
+        if len(self._memo) >= MAX_MEMO:
+            self._memo.clear()
+        self._memo[raw] = (ep, folded)
+        return ep
 
     def _new_endpoint(self, key: tuple[str, str, str, str]) -> EndpointStats:
         if len(self.endpoints) >= MAX_ENDPOINTS:
