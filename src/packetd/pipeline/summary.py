@@ -25,41 +25,78 @@ from packetd.units import format_duration
 MAX_ENDPOINTS = 1000  # rows kept; more distinct endpoints than this fold into "(other)"
 MAX_FOLDED_KEYS = 10_000  # distinct folded endpoints counted exactly up to here (then "more than")
 MAX_PATH = 60  # characters of the path shown
+FOLD_EVERY = 1024  # durations an endpoint holds before bucketing them (LatencyHistogram.pending)
 MAX_MEMO = 10_000  # raw (server, protocol, operation, path) keys remembered (Summary._memo)
 _GROWTH = math.log(1.02)
 OTHER = ("(other)", "", "", "")
 
 
 class LatencyHistogram:
-    """Log-bucketed latency histogram; percentiles within 2% relative error."""
+    """Log-bucketed latency histogram; percentiles within 2% relative error.
 
-    __slots__ = ("buckets", "count", "max", "min")
+    Durations are appended to `pending` (what the summary does per record: one list append) and bucketed
+    FOLD_EVERY at a time, or when the histogram is read.
+    """
+
+    __slots__ = ("_count", "_max", "_min", "buckets", "pending")
 
     def __init__(self) -> None:
         self.buckets: dict[int, int] = {}
-        self.count = 0
-        self.min = 0
-        self.max = 0
+        self.pending: list[int] = []  # bounded: folded at FOLD_EVERY
+        self._count = 0
+        self._min = 0
+        self._max = 0
 
     def add(self, ns: int) -> None:
-        b = int(math.log(ns) / _GROWTH) if ns > 1 else 0
-        self.buckets[b] = self.buckets.get(b, 0) + 1
-        if not self.count or ns < self.min:
-            self.min = ns
-        self.max = max(self.max, ns)
-        self.count += 1
+        pending = self.pending
+        pending.append(ns)
+        if len(pending) >= FOLD_EVERY:
+            self.fold()
+
+    def fold(self) -> None:
+        """Bucket the pending durations."""
+        pending = self.pending
+        if not pending:
+            return
+        buckets = self.buckets
+        log, growth = math.log, _GROWTH
+        for ns in pending:
+            b = int(log(ns) / growth) if ns > 1 else 0
+            buckets[b] = buckets.get(b, 0) + 1
+        lo = min(pending)
+        if not self._count or lo < self._min:
+            self._min = lo
+        hi = max(pending)
+        self._max = max(self._max, hi)
+        self._count += len(pending)
+        pending.clear()
+
+    @property
+    def count(self) -> int:
+        return self._count + len(self.pending)
+
+    @property
+    def min(self) -> int:
+        self.fold()
+        return self._min
+
+    @property
+    def max(self) -> int:
+        self.fold()
+        return self._max
 
     def percentile(self, q: float) -> float:
-        if not self.count:
+        self.fold()
+        if not self._count:
             return 0.0
-        rank = q * self.count
+        rank = q * self._count
         seen = 0
         for b in sorted(self.buckets):
             seen += self.buckets[b]
             if seen >= rank:
                 value = math.exp((b + 0.5) * _GROWTH)
-                return min(max(value, self.min), self.max)
-        return float(self.max)
+                return min(max(value, self._min), self._max)
+        return float(self._max)
 
 
 class EndpointStats:
@@ -112,7 +149,10 @@ class Summary:
             if resp.is_error():
                 ep.errors += 1
             if req is not None:
-                ep.latency.add(resp.end_ns - req.start_ns)
+                pending = ep.latency.pending
+                pending.append(resp.end_ns - req.start_ns)
+                if len(pending) >= FOLD_EVERY:
+                    ep.latency.fold()
 
     def _resolve(self, raw: tuple[Endpoint, str, str, str | None]) -> EndpointStats:
         """The endpoint of a raw key seen for the first time since the memo was last emptied (counted as
