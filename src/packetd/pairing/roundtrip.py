@@ -216,6 +216,13 @@ class Roundtrip:
             ck, sk = self.k8s
             client["k8s"] = ck.to_json() if ck is not None else None
             server["k8s"] = sk.to_json() if sk is not None else None
+        # rfc3339_ns's cached second, inline (start and end of a record almost always fall in it)
+        ts = first.start_ns
+        ns = ts - _sec_start
+        start_time = f"{_sec_prefix}.{ns:09d}Z" if 0 <= ns < _NS and _sec_start >= 0 else rfc3339_ns(ts)
+        ts = last.end_ns
+        ns = ts - _sec_start
+        end_time = f"{_sec_prefix}.{ns:09d}Z" if 0 <= ns < _NS and _sec_start >= 0 else rfc3339_ns(ts)
         return {
             "protocol": self.protocol,
             "kind": self.kind,
@@ -224,8 +231,8 @@ class Roundtrip:
             "operation": operation,
             "status": status,
             "error": error,
-            "start_time": rfc3339_ns(first.start_ns),
-            "end_time": rfc3339_ns(last.end_ns),
+            "start_time": start_time,
+            "end_time": end_time,
             "duration_ns": duration,
             "request": req_json,
             "response": resp_json,
