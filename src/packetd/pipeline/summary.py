@@ -38,10 +38,10 @@ class LatencyHistogram:
     FOLD_EVERY at a time, or when the histogram is read.
     """
 
-    __slots__ = ("_count", "_max", "_min", "buckets", "pending")
+    __slots__ = ("_buckets", "_count", "_max", "_min", "pending")
 
     def __init__(self) -> None:
-        self.buckets: dict[int, int] = {}
+        self._buckets: dict[int, int] = {}
         self.pending: list[int] = []  # bounded: folded at FOLD_EVERY
         self._count = 0
         self._min = 0
@@ -58,7 +58,7 @@ class LatencyHistogram:
         pending = self.pending
         if not pending:
             return
-        buckets = self.buckets
+        buckets = self._buckets
         log, growth = math.log, _GROWTH
         for ns in pending:
             b = int(log(ns) / growth) if ns > 1 else 0
@@ -71,19 +71,40 @@ class LatencyHistogram:
         self._count += len(pending)
         pending.clear()
 
+    # read (and, merging workers' summaries, pipeline/fanout.py, written) with the pending ones folded in
+    @property
+    def buckets(self) -> dict[int, int]:
+        self.fold()
+        return self._buckets
+
     @property
     def count(self) -> int:
         return self._count + len(self.pending)
+
+    @count.setter
+    def count(self, n: int) -> None:
+        self.fold()
+        self._count = n
 
     @property
     def min(self) -> int:
         self.fold()
         return self._min
 
+    @min.setter
+    def min(self, ns: int) -> None:
+        self.fold()
+        self._min = ns
+
     @property
     def max(self) -> int:
         self.fold()
         return self._max
+
+    @max.setter
+    def max(self, ns: int) -> None:
+        self.fold()
+        self._max = ns
 
     def percentile(self, q: float) -> float:
         self.fold()
@@ -91,8 +112,8 @@ class LatencyHistogram:
             return 0.0
         rank = q * self._count
         seen = 0
-        for b in sorted(self.buckets):
-            seen += self.buckets[b]
+        for b in sorted(self._buckets):
+            seen += self._buckets[b]
             if seen >= rank:
                 value = math.exp((b + 0.5) * _GROWTH)
                 return min(max(value, self._min), self._max)
@@ -166,8 +187,8 @@ class Summary:
         ep = self.endpoints.get(key)
         folded = False
         if ep is None:
-            folded = len(self.endpoints) >= MAX_ENDPOINTS
             ep = self._new_endpoint(key)
+            folded = key not in self.endpoints  # _new_endpoint (or a subclass's) folded it into "(other)"
         if len(self._memo) >= MAX_MEMO:
             self._memo.clear()
         self._memo[raw] = (ep, folded)
