@@ -33,7 +33,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
 from bench.db_bench import count_records, start_capture, stop_capture  # noqa: E402
-from bench.vs_tshark import write_section  # noqa: E402
+from bench.vs_tshark import _git_commit, write_section  # noqa: E402
 
 BEGIN, END = "<!-- bench-live:begin -->", "<!-- bench-live:end -->"
 Result = dict[str, Any]
@@ -184,8 +184,11 @@ def main(argv: list[str] | None = None) -> None:
         + " ".join(argv if argv is not None else sys.argv[1:])
     )
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    header = (f"{date}; {os.cpu_count()} cores shared by the server, the generator and packetd (niceness "
-              f"{os.nice(0)}); {(time.perf_counter() - t0) / 60:.0f} min in all. {args.note}")  # fmt: skip
+    header = (f"{date}, commit {_git_commit()}; {os.cpu_count()} cores shared by the server, the generator and "
+              f"packetd (niceness {os.nice(0)}, nothing pinned); `packetd watch --engine afpacket --block-num 512` "
+              f"(a 256 MB ring) on lo, the pure build ({sys.executable}); {(time.perf_counter() - t0) / 60:.0f} min "
+              f"in all. CPU is the watch process's whole run (start-up and the seconds idle around the load "
+              f"included). {args.note}")  # fmt: skip
     text = markdown(results, command, header)
     print(text)
     if args.markdown:

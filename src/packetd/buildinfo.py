@@ -27,6 +27,14 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 
+# Compiled, these failed the suite (mypyc checks the declared types at run time, so a value that does not
+# match its annotation raises): http1's decoder (SystemError "Negative size passed to
+# PyBytes_FromStringAndSize" from _head_complete on malformed request lines), http2's (TypeError "bytes
+# object expected; got int" in __init__ on an h2c upgrade), kafka's (TypeError "list object expected; got
+# tuple" in message()). Left pure until those annotations are made true; capture/pcapfile too: its test of
+# page release wraps a method of one CaptureFile instance, which a native class does not allow.
+_NOT_YET = {("http1", "decoder"), ("http2", "decoder"), ("kafka", "decoder")}
+
 # the per-packet and per-message path of `watch -r FILE`: L2-L4 decode, the flow table, pairing, the
 # record's JSON, the file reader, and each protocol's decoder and semantics (metric labels, span names)
 COMPILED_MODULES: tuple[str, ...] = (
@@ -38,7 +46,6 @@ COMPILED_MODULES: tuple[str, ...] = (
     "packetd.pairing.session",
     "packetd.pairing.matchers",
     "packetd.pairing.roundtrip",
-    "packetd.capture.pcapfile",
     "packetd.protocols.framing",
     "packetd.protocols.redact",
     "packetd.protocols.traceparent",
@@ -48,6 +55,7 @@ COMPILED_MODULES: tuple[str, ...] = (
         f"packetd.protocols.{p}.{m}"
         for p in ("amqp", "dns", "http1", "http2", "kafka", "mongodb", "mysql", "postgresql", "redis")
         for m in ("decoder", "semantics")
+        if (p, m) not in _NOT_YET
     ),
 )
 

@@ -473,6 +473,9 @@ class CaptureFile:
         self._fd = -1
         self._closers: list[BinaryIO] = []  # decompressors, closed before the stream they read
         self.name = "stdin" if path == "-" else path
+        # called before each read of a stream, which may wait for its writer: `watch` flushes the records
+        # it batched, so a pipe from `tcpdump -U` shows them as they come (a mapped file never waits)
+        self.before_read: Callable[[], None] | None = None
         if path == "-" and stream is None:
             self._stream = sys.stdin.buffer
         if self._stream is None:
@@ -620,6 +623,8 @@ class CaptureFile:
         have = len(buf)
         need = self._parser.need
         while True:
+            if self.before_read is not None:
+                self.before_read()
             try:
                 chunk = read(READ_CHUNK)
             except _DECOMPRESS_ERRORS as exc:

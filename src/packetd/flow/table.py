@@ -579,7 +579,17 @@ class FlowTable:
         payload = seg.payload
         n = len(payload)
         if n:
-            self._tcp_data(flow, d, st, seq, payload, ts)
+            nxt = st.next_seq
+            if nxt == seq and not st.ooo and st.hole_ns < 0:
+                # the common case, inline: the next bytes of a stream with nothing held back (what
+                # _tcp_data does with them, without its call and its checks for holes)
+                st.bytes += n
+                st.next_seq = (seq + n) & MASK
+                handler = flow.handler
+                if handler is not None:
+                    handler.data(d, payload, ts)
+            else:
+                self._tcp_data(flow, d, st, seq, payload, ts)
         if flags & RST:
             self._end(flow, ts, "closed", linger=True)
             return

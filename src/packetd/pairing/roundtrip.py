@@ -173,11 +173,41 @@ class Roundtrip:
         return flags
 
     def to_json(self) -> dict[str, Any]:
-        """The record contract's JSON object."""
+        """The record contract's JSON object (built once per record on every output's path: the envelope's
+        fields are read straight from the messages here, not through the properties above)."""
         req, resp = self.request, self.response
-        trace = self.trace
-        client: dict[str, Any] = {"ip": self.client[0], "port": self.client[1]}
-        server: dict[str, Any] = {"ip": self.server[0], "port": self.server[1]}
+        flags = self.flags
+        trace = None
+        if req is not None:
+            first = req
+            operation = req.operation()
+            flags |= req.flags
+            trace = req.trace_context()
+            req_json: dict[str, Any] | None = req.to_json()
+        else:
+            req_json = None
+        if resp is not None:
+            last = resp
+            status: str | None = resp.status()
+            error = resp.is_error()
+            flags |= resp.flags
+            if trace is None:
+                trace = resp.trace_context()
+            resp_json: dict[str, Any] | None = resp.to_json()
+            if req is None:
+                first = resp
+                operation = resp.operation()
+                duration: int | None = None
+            else:
+                duration = resp.end_ns - req.start_ns
+        else:
+            assert req is not None
+            last = req
+            status, error, resp_json, duration = None, False, None, None
+        ip, port = self.client
+        client: dict[str, Any] = {"ip": ip, "port": port}
+        ip, port = self.server
+        server: dict[str, Any] = {"ip": ip, "port": port}
         if self.processes is not None:
             cp, sp = self.processes
             client["process"] = cp.to_json() if cp is not None else None
@@ -186,27 +216,37 @@ class Roundtrip:
             ck, sk = self.k8s
             client["k8s"] = ck.to_json() if ck is not None else None
             server["k8s"] = sk.to_json() if sk is not None else None
+        # rfc3339_ns's cached second, inline (start and end of a record almost always fall in it)
+        ts = first.start_ns
+        ns = ts - _sec_start
+        start_time = f"{_sec_prefix}.{ns:09d}Z" if 0 <= ns < _NS and _sec_start >= 0 else rfc3339_ns(ts)
+        ts = last.end_ns
+        ns = ts - _sec_start
+        end_time = f"{_sec_prefix}.{ns:09d}Z" if 0 <= ns < _NS and _sec_start >= 0 else rfc3339_ns(ts)
         return {
             "protocol": self.protocol,
             "kind": self.kind,
             "client": client,
             "server": server,
-            "operation": self.operation,
-            "status": self.status,
-            "error": self.error,
-            "start_time": rfc3339_ns(self.start_ns),
-            "end_time": rfc3339_ns(self.end_ns),
-            "duration_ns": self.duration_ns,
-            "request": req.to_json() if req is not None else None,
-            "response": resp.to_json() if resp is not None else None,
+            "operation": operation,
+            "status": status,
+            "error": error,
+            "start_time": start_time,
+            "end_time": end_time,
+            "duration_ns": duration,
+            "request": req_json,
+            "response": resp_json,
             "trace": trace.to_json() if trace is not None else None,
-            "flags": flag_names(self.all_flags),
+            "flags": flag_names(flags) if flags else [],
         }
 
 
-_last_sec = -1
-_last_prefix = ""
 MAX_TIME_S = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second RFC 3339 can write
+_NS = 1_000_000_000
+# the second rfc3339_ns wrote last: its first nanosecond and its text (records come in time order, so the
+# start and end of one record, and of the next ones, almost always fall in it)
+_sec_start = -1
+_sec_prefix = ""
 
 
 def dumps(rt: Roundtrip, rec: dict[str, Any] | None = None) -> bytes:
@@ -217,14 +257,21 @@ def dumps(rt: Roundtrip, rec: dict[str, Any] | None = None) -> bytes:
 
 def rfc3339_ns(ts_ns: int) -> str:
     """RFC 3339 UTC with nanoseconds: 2024-05-01T12:00:00.123456789Z (the per-second prefix is cached)."""
-    global _last_sec, _last_prefix
-    sec, ns = divmod(ts_ns, 1_000_000_000)
+    ns = ts_ns - _sec_start
+    if 0 <= ns < _NS and _sec_start >= 0:
+        return f"{_sec_prefix}.{ns:09d}Z"
+    return _rfc3339_new_second(ts_ns)
+
+
+def _rfc3339_new_second(ts_ns: int) -> str:
+    global _sec_start, _sec_prefix
+    sec, ns = divmod(ts_ns, _NS)
     if not 0 <= sec <= MAX_TIME_S:  # RFC 3339 years are 0000-9999 (gmtime fails near 2^55 s): clamp
-        sec, ns = (0, 0) if sec < 0 else (MAX_TIME_S, 999_999_999)
-    if sec != _last_sec:
-        _last_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        _last_sec = sec
-    return f"{_last_prefix}.{ns:09d}Z"
+        sec, ns = (0, 0) if sec < 0 else (MAX_TIME_S, _NS - 1)
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{ns:09d}Z"
+    _sec_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    _sec_start = sec * _NS
+    return f"{_sec_prefix}.{ns:09d}Z"
 
 
 def has_flag(rt: Roundtrip, flag: int) -> bool:

@@ -185,11 +185,23 @@ class Session:
     # -- the flow layer's interface ----------------------------------------------------------------------
     def data(self, direction: int, data: memoryview, ts_ns: int) -> None:
         """Ordered bytes of one direction (0: from the client, 1: from the server, as the flow guessed)."""
-        if self._decoder is None:
+        decoder = self._decoder
+        d = _DIRS[direction ^ self._flip]
+        if decoder is not None and not self._sniff:
+            # the common case, inline: a connection past its first client bytes (what _feed does)
+            try:
+                msgs = decoder.receive(d, data, ts_ns)
+            except DecodeError as exc:
+                self._fail(exc, d, ts_ns)
+                return
+            if msgs:
+                self._errors_in_row = 0
+                self._dispatch(msgs, d, ts_ns)
+            return
+        if decoder is None:
             if self._born:
                 return
             self._birth()
-        d = _DIRS[direction ^ self._flip]
         if self._sniff and d is Direction.C2S:
             self._sniff = False
             if tls.starts_client_hello(data):

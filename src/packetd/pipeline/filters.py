@@ -207,6 +207,17 @@ class DisplayFilter:
     def by_process(self) -> bool:
         return bool(self.pids or self.comms or self.containers)
 
+    @property
+    def accepts_all(self) -> bool:
+        """No condition at all: every record passes (the sink then skips `accept`)."""
+        return (
+            not self.errors_only
+            and not self.slower_than_ns
+            and self.kinds >= frozenset(Kind.ALL)
+            and self.fields is None
+            and not self.by_process
+        )
+
     def _process_matches(self, proc: Process | None) -> bool:
         if proc is None:
             return False

@@ -364,3 +364,39 @@ def test_projection_is_identical_across_modes() -> None:
     steps = [(C2S, tcp(Q_HTTPS.to_wire())), (S2C, tcp(R_HTTPS.to_wire()))]
     results = [project(run(tcp_decoder, steps, mode)) for mode in ("whole", "bytewise")]
     assert results[0] == results[1]
+
+
+def shared_udp_decoders(n: int, **opts: object) -> list[DnsDecoder]:
+    """`n` UDP decoders of one engine: they share `DecoderContext.shared`, as the sessions' do."""
+    shared: dict[str, object] = {}
+    return [
+        DnsDecoder(DecoderContext(options=DnsOptions(**opts), transport="udp", shared=shared))  # type: ignore[arg-type]
+        for _ in range(n)
+    ]
+
+
+def test_messages_parsed_before_on_another_flow_read_the_same_but_their_own_id() -> None:
+    # a resolver asks the same question with a new id on a new socket: the bytes after the id repeat
+    first, second, alone = [*shared_udp_decoders(2), udp_decoder()]
+    q2 = dns.message.from_wire(Q_A.to_wire())
+    q2.id = 0x4321
+    r2 = dns.message.make_response(q2)
+    r2.answer = R_A.answer
+    for wire_q, wire_r, d in ((Q_A.to_wire(), R_A.to_wire(), first), (q2.to_wire(), r2.to_wire(), second)):
+        q = d.receive(C2S, memoryview(wire_q), 1)[0]
+        r = d.receive(S2C, memoryview(wire_r), 2)[0]
+        assert our_view(q) == dnspython_view(wire_q) and our_view(r) == dnspython_view(wire_r)
+        assert q.to_json() == alone.receive(C2S, memoryview(wire_q), 1)[0].to_json()
+        assert q.pair_key == r.pair_key and q.pair_key[0] == dns.message.from_wire(wire_q).id  # type: ignore[attr-defined]
+    with pytest.raises(DecodeError):  # what did not parse is not remembered
+        second.receive(S2C, memoryview(R_A.to_wire()[:-3]), 3)
+
+
+def test_a_name_that_points_into_the_header_is_read_again_for_each_id() -> None:
+    # QNAME = a pointer to offset 0: the id bytes 0x01 'A' (then the flags' 0x00) are a one-label name, so
+    # the name depends on the id and the message must not be taken from what another id parsed to
+    names = []
+    for d, ident in zip(shared_udp_decoders(2), (0x0141, 0x0142), strict=True):
+        wire = struct.pack("!HHHHHH", ident, 0, 1, 0, 0, 0) + b"\xc0\x00" + struct.pack("!HH", 1, 1)
+        names.append(d.receive(C2S, memoryview(wire), 1)[0].to_json()["questions"][0]["name"])
+    assert names == ["A.", "B."]

@@ -75,6 +75,9 @@ MAX_FRAME_BUFFER = 1024 * 1024  # a method or content-header frame; RabbitMQ's d
 MAX_FRAME_SIZE = 0x7FFFFFFF  # frame sizes above 2^31-1 are not AMQP (the reference's bound)
 MAX_CHANNELS = 2048  # channels tracked per connection (RabbitMQ's default channel_max)
 MAX_RESYNC_SCAN = 4 * 1024 * 1024  # bytes searched for a frame start before giving up on the connection
+# distinct content-header property blocks remembered per connection (publishers repeat theirs; one with a
+# per-message id or timestamp only misses: the cache is cleared when full, one dict of small bytes keys)
+MAX_PROPERTY_CACHE = 64
 
 _HEADER = struct.Struct("!BHI")
 _METHOD_ID = struct.Struct("!HH")
@@ -138,6 +141,8 @@ class AmqpDecoder:
         self._pending: dict[tuple[int, int], PendingQueue[tuple[object, tuple[int, int]]]] = {}
         self._npending = 0
         self._seq = 0
+        # content-header property bytes → what they come to (see _properties); bounded, cleared when full
+        self._props_cache: dict[bytes, tuple[Any, ...]] = {}
 
     # -- the Decoder interface ---------------------------------------------------------------------------
     def receive(self, direction: Direction, data: memoryview, ts_ns: int) -> Sequence[Message]:
@@ -359,7 +364,23 @@ class AmqpDecoder:
         self._method(direction, channel, key, args, c, trace, start, end, size, flags, out)
 
     def _properties(self, header: bytes, body_size: int) -> tuple[Content, Any]:
-        """Basic properties (property flags may continue over several 16-bit words: bit 0 set)."""
+        """Basic properties (property flags may continue over several 16-bit words: bit 0 set).
+
+        A publisher usually sends the same properties with every message (content type, delivery mode,
+        the same headers): what they come to is kept by their bytes (`MAX_PROPERTY_CACHE`) and read once."""
+        props = header[12:]  # after class id, weight and body size
+        cache = self._props_cache
+        hit = cache.get(props)
+        if hit is None:
+            hit = self._read_properties(header)
+            if len(cache) >= MAX_PROPERTY_CACHE:
+                cache.clear()
+            cache[props] = hit
+        content_type, delivery_mode, message_id, correlation_id, trace = hit
+        return Content(body_size, content_type, delivery_mode, message_id, correlation_id), trace
+
+    def _read_properties(self, header: bytes) -> tuple[Any, ...]:
+        """(content type, delivery mode, message id, correlation id, trace context) of a content header."""
         pos = 12
         flags = 0
         words = 0
@@ -392,13 +413,10 @@ class AmqpDecoder:
                     ts.encode("latin-1", "replace") if isinstance(ts, str) else None,
                 )
         return (
-            Content(
-                body_size,
-                props.get("content_type"),
-                props.get("delivery_mode"),
-                props.get("message_id"),
-                props.get("correlation_id"),
-            ),
+            props.get("content_type"),
+            props.get("delivery_mode"),
+            props.get("message_id"),
+            props.get("correlation_id"),
             trace,
         )
 

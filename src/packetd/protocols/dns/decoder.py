@@ -9,6 +9,10 @@ TCP each message is preceded by a two-byte length (RFC 1035 §4.2.2), several me
 and one message may span many, so each direction keeps a buffer bounded by the largest length a prefix can
 state (65535 bytes).
 
+A message is parsed once per engine: what the bytes after the id parse to is remembered (MAX_PARSED, in
+`DecoderContext.shared`), since resolvers repeat the same questions with new ids and get the same answers;
+names are read once per message (a compression pointer to a name already read takes it from there).
+
 Pairing is by (id, first question) through the keyed matcher (`pair_key`). The decoder remembers the keys
 of queries it has seen and not yet seen answered (bounded): a second query with the same key before the
 answer is a retransmission (a stub resolver's retry after a timeout): it is not a new request, and the
@@ -71,6 +75,7 @@ from packetd.protocols.base import (
 from packetd.protocols.dns.messages import Answer, DnsMessage, Edns, Query, Question, Record
 from packetd.protocols.dns.options import DnsOptions
 
+_C2S = Direction.C2S  # a module constant: reading an enum member from its class costs ~0.25 us (3.11)
 MAX_MESSAGE = 65535  # a TCP length prefix cannot state more (RFC 1035 §4.2.2); UDP datagrams are smaller
 MAX_NAME = 255  # RFC 1035 §2.3.4: a name is at most 255 octets on the wire
 MAX_PENDING_QUERIES = 1024  # unanswered (id, question) keys remembered per flow to spot retransmissions
@@ -84,7 +89,8 @@ _U16 = struct.Struct("!H")
 _MX = struct.Struct("!H")
 _SRV = struct.Struct("!HHH")
 _SOA = struct.Struct("!IIIII")
-_OPT_TTL = struct.Struct("!BBH")
+# names read so far in one message: start offset → (name with its trailing dot, wire length)
+_Memo = dict[int, tuple[str, int]]
 _SAFE = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_*/"  # need no escaping
 
 
@@ -101,13 +107,28 @@ def _label_text(label: bytes) -> str:
     return "".join(out)
 
 
-def read_name(buf: bytes, pos: int, end: int) -> tuple[str, int]:
-    """The name at `pos` (presentation form, trailing dot) and the offset after it; it must end by `end`."""
-    labels: list[str] = []
+def _labels_text(raw: list[bytes]) -> str:
+    """Labels in presentation format joined by '.' (no trailing dot); one check for the common case."""
+    if not b"".join(raw).translate(None, _SAFE):
+        return b".".join(raw).decode("ascii")
+    return ".".join([_label_text(label) for label in raw])
+
+
+def read_name(buf: bytes, pos: int, end: int, memo: _Memo | None = None) -> tuple[str, int]:
+    """The name at `pos` (presentation form, trailing dot) and the offset after it; it must end by `end`.
+
+    `memo` (one per message): start offset → (name, wire length) of the names read so far. A compression pointer to one of them takes it from there instead of reading it again: the
+    labels at an offset read the same whatever led to them (the pointer rule's limit is the target itself
+    either way, and a pointer's labels may run to the end of the message), so only the 255-byte bound is
+    checked again, on the whole name.
+    """
+    first = pos
+    raw: list[bytes] = []
     after = -1
     limit = pos  # the next pointer must point before this offset (see the module docstring)
     total = 0
     n = end
+    suffix: str | None = None
     while True:
         if pos >= n:
             raise DecodeError("name past end")
@@ -121,9 +142,19 @@ def read_name(buf: bytes, pos: int, end: int) -> tuple[str, int]:
             target = ((length & 0x3F) << 8) | buf[pos + 1]
             if target >= limit:
                 raise DecodeError("bad compression pointer")
+            if target < HEADER_SIZE and memo is not None:
+                memo[_POINTS_INTO_HEADER] = ("", 0)  # the name reads the header: parse_message must know
             if after < 0:
                 after = pos + 2
                 n = len(buf)  # the pointed-to labels lie earlier in the message, outside [pos, end)
+            if memo is not None:
+                known = memo.get(target)
+                if known is not None:
+                    suffix, wire = known
+                    total += wire
+                    if total >= MAX_NAME:
+                        raise DecodeError("name too long")
+                    break
             pos = limit = target
             continue
         if length > 63:
@@ -135,10 +166,15 @@ def read_name(buf: bytes, pos: int, end: int) -> tuple[str, int]:
         pos = start + length
         if pos > n:
             raise DecodeError("name past end")
-        labels.append(_label_text(buf[start:pos]))
-    if not labels:
-        return ".", (after if after >= 0 else pos)
-    return ".".join(labels) + ".", (after if after >= 0 else pos)
+        raw.append(buf[start:pos])
+    text = _labels_text(raw) if raw else ""
+    if suffix is not None and suffix != ".":
+        full = f"{text}.{suffix}" if text else suffix
+    else:
+        full = text + "." if text else "."
+    if memo is not None:
+        memo[first] = (full, total)
+    return full, (after if after >= 0 else pos)
 
 
 def _strings(buf: bytes, pos: int, end: int) -> list[str]:
@@ -154,42 +190,42 @@ def _strings(buf: bytes, pos: int, end: int) -> list[str]:
     return out
 
 
-def _rd_a(buf: bytes, pos: int, end: int) -> Any:
+def _rd_a(buf: bytes, pos: int, end: int, memo: _Memo) -> Any:
     if end - pos != 4:
         raise DecodeError("bad A rdata")
     return socket.inet_ntop(socket.AF_INET, buf[pos:end])
 
 
-def _rd_aaaa(buf: bytes, pos: int, end: int) -> Any:
+def _rd_aaaa(buf: bytes, pos: int, end: int, memo: _Memo) -> Any:
     if end - pos != 16:
         raise DecodeError("bad AAAA rdata")
     return socket.inet_ntop(socket.AF_INET6, buf[pos:end])
 
 
-def _rd_name(buf: bytes, pos: int, end: int) -> Any:
-    name, after = read_name(buf, pos, end)
+def _rd_name(buf: bytes, pos: int, end: int, memo: _Memo) -> Any:
+    name, after = read_name(buf, pos, end, memo)
     if after != end:
         raise DecodeError("bad name rdata")
     return name
 
 
-def _rd_mx(buf: bytes, pos: int, end: int) -> Any:
+def _rd_mx(buf: bytes, pos: int, end: int, memo: _Memo) -> Any:
     if end - pos < 3:
         raise DecodeError("bad MX rdata")
     (pref,) = _MX.unpack_from(buf, pos)
-    return {"preference": pref, "exchange": _rd_name(buf, pos + 2, end)}
+    return {"preference": pref, "exchange": _rd_name(buf, pos + 2, end, memo)}
 
 
-def _rd_srv(buf: bytes, pos: int, end: int) -> Any:
+def _rd_srv(buf: bytes, pos: int, end: int, memo: _Memo) -> Any:
     if end - pos < 7:
         raise DecodeError("bad SRV rdata")
     prio, weight, port = _SRV.unpack_from(buf, pos)
-    return {"priority": prio, "weight": weight, "port": port, "target": _rd_name(buf, pos + 6, end)}
+    return {"priority": prio, "weight": weight, "port": port, "target": _rd_name(buf, pos + 6, end, memo)}
 
 
-def _rd_soa(buf: bytes, pos: int, end: int) -> Any:
-    mname, pos = read_name(buf, pos, end)
-    rname, pos = read_name(buf, pos, end)
+def _rd_soa(buf: bytes, pos: int, end: int, memo: _Memo) -> Any:
+    mname, pos = read_name(buf, pos, end, memo)
+    rname, pos = read_name(buf, pos, end, memo)
     if end - pos != 20:
         raise DecodeError("bad SOA rdata")
     serial, refresh, retry, expire, minimum = _SOA.unpack_from(buf, pos)
@@ -204,11 +240,11 @@ def _rd_soa(buf: bytes, pos: int, end: int) -> Any:
     }
 
 
-def _rd_txt(buf: bytes, pos: int, end: int) -> Any:
+def _rd_txt(buf: bytes, pos: int, end: int, memo: _Memo) -> Any:
     return _strings(buf, pos, end)
 
 
-def _rd_caa(buf: bytes, pos: int, end: int) -> Any:
+def _rd_caa(buf: bytes, pos: int, end: int, memo: _Memo) -> Any:
     if end - pos < 2 or pos + 2 + buf[pos + 1] > end:
         raise DecodeError("bad CAA rdata")
     taglen = buf[pos + 1]
@@ -244,12 +280,12 @@ def _svc_value(key: int, v: bytes) -> str:
     return f"<{len(v)} bytes>"
 
 
-def _rd_svcb(buf: bytes, pos: int, end: int) -> Any:
+def _rd_svcb(buf: bytes, pos: int, end: int, memo: _Memo) -> Any:
     """SVCB / HTTPS (RFC 9460 §2.2): priority, target (uncompressed), key=value parameters."""
     if end - pos < 3:
         raise DecodeError("bad SVCB rdata")
     (prio,) = _U16.unpack_from(buf, pos)
-    target, pos = read_name(buf, pos + 2, end)
+    target, pos = read_name(buf, pos + 2, end, memo)
     params: dict[str, str] = {}
     while pos < end:
         if end - pos < 4:
@@ -264,7 +300,7 @@ def _rd_svcb(buf: bytes, pos: int, end: int) -> Any:
 
 
 _RR_KEYLEN = struct.Struct("!HH")
-_RDATA: dict[int, Callable[[bytes, int, int], Any]] = {
+_RDATA: dict[int, Callable[[bytes, int, int, _Memo], Any]] = {
     1: _rd_a,
     28: _rd_aaaa,
     2: _rd_name,
@@ -282,65 +318,145 @@ _RDATA: dict[int, Callable[[bytes, int, int], Any]] = {
 }
 
 
+# what a message parses to, apart from its id: (max_records it was parsed with, header bits, questions,
+# answers, authority, additional, counts, EDNS, pair key without the id, its record fields once built)
+_Parsed = tuple[
+    int,
+    int,
+    tuple[Question, ...],
+    tuple[Record, ...],
+    tuple[Record, ...],
+    tuple[Record, ...],
+    tuple[int, int, int, int],
+    Edns | None,
+    tuple[str, int, int],
+    list[tuple[Any, ...]],
+]
+# messages remembered by their bytes after the id, per engine (`DecoderContext.shared`): a resolver asks the
+# same questions again and again (a new id, the same bytes otherwise) and gets the same answers, so most
+# messages are parsed once. Values are immutable (tuples, strings) but for the dicts of a few record types'
+# data, which no output changes. The oldest go first beyond the bound; that loses no data, only the
+# saving, so it is not counted.
+MAX_PARSED = 4096
+_POINTS_INTO_HEADER = -1  # memo key set when a compression pointer pointed into the header (the id)
+
+
 def parse_message(
-    buf: bytes, start_ns: int, end_ns: int, size: int, flags: int, transport: str, max_records: int
+    buf: bytes,
+    start_ns: int,
+    end_ns: int,
+    size: int,
+    flags: int,
+    transport: str,
+    max_records: int,
+    parsed: dict[bytes, _Parsed] | None = None,
 ) -> DnsMessage:
-    """One whole DNS message → `Query` or `Answer`; DecodeError when it does not parse."""
-    n = len(buf)
-    if n < HEADER_SIZE:
+    """One whole DNS message → `Query` or `Answer`; DecodeError when it does not parse. `parsed`: the
+    messages parsed before, by their bytes after the id (MAX_PARSED)."""
+    if len(buf) < HEADER_SIZE:
         raise DecodeError("short message")
-    ident, bits, qd, an, ns, ar = _HEADER.unpack_from(buf, 0)
-    if qd > 255:
-        raise DecodeError("too many questions")  # real messages carry one (RFC 9619); bound the loop
-    pos = HEADER_SIZE
-    questions: list[Question] = []
-    for _ in range(qd):
-        name, pos = read_name(buf, pos, n)
-        if pos + 4 > n:
-            raise DecodeError("question past end")
-        qtype, qclass = _Q.unpack_from(buf, pos)
-        pos += 4
-        questions.append((name, qtype, qclass))
-    sections: list[list[Record]] = [[], [], []]
-    edns: Edns | None = None
-    rdata = _RDATA
-    # UPDATE (RFC 2136 §2.4, §2.5): prerequisites and updates of class ANY or NONE carry no RDATA
-    # ("RRset exists", "delete an RRset", ...), whatever their type: RDLENGTH 0 is then legal, not short
-    empty_rdata_ok = (bits >> 11) & 0xF == OPCODE_UPDATE
-    for section, count in ((0, an), (1, ns), (2, ar)):
-        kept = sections[section]
-        for _ in range(count):
-            name, pos = read_name(buf, pos, n)
-            if pos + 10 > n:
-                raise DecodeError("record past end")
-            rtype, rclass, ttl, rdlength = _RR.unpack_from(buf, pos)
-            pos += 10
-            end = pos + rdlength
-            if end > n:
-                raise DecodeError("rdata past end")
-            if rtype == 41:
-                if edns is not None or section != 2 or name != ".":
-                    raise DecodeError("bad OPT record")  # RFC 6891 §6.1.1: one, in additional, root owner
-                edns = _edns(buf, pos, end, rclass, ttl)
-            elif len(kept) < max_records:
-                decode = rdata.get(rtype) if rdlength or not empty_rdata_ok else None
-                kept.append((name, rtype, rclass, ttl, rdlength, decode(buf, pos, end) if decode else None))
-            pos = end
-    key = (
-        (ident, questions[0][0].lower(), questions[0][1], questions[0][2]) if questions else (ident, "", 0, 0)
-    )
+    (ident,) = _U16.unpack_from(buf, 0)
+    if parsed is None:
+        p = _parse(buf, max_records)
+    else:
+        rest = buf[2:]
+        hit = parsed.get(rest)
+        if hit is not None and hit[0] == max_records:
+            p = hit
+        else:
+            p = _parse(buf, max_records)
+            if p[0] >= 0:  # not when a name read the id (a pointer into the header): then it depends on it
+                if len(parsed) >= MAX_PARSED and rest not in parsed:
+                    del parsed[next(iter(parsed))]
+                parsed[rest] = p
+    _, bits, questions, answers, authority, additional, counts, edns, key, view = p
     cls = Answer if bits & 0x8000 else Query
     if bits & 0x8200 == 0x8200:
         flags |= Flag.TRUNCATED  # TC: the answer did not fit (the client retries over TCP)
     return cls(
         start_ns, end_ns, size, flags,
-        ident, bits, tuple(questions), tuple(sections[0]), tuple(sections[1]), tuple(sections[2]),
-        (qd, an, ns, ar), edns, transport, key,
+        ident, bits, questions, answers, authority, additional,
+        counts, edns, transport, (ident, key[0], key[1], key[2]), view,
     )  # fmt: skip
 
 
+def _parse(buf: bytes, max_records: int) -> _Parsed:
+    """Everything but the id of one whole message (its first field: -1 when a name read the id)."""
+    n = len(buf)
+    _ident, bits, qd, an, ns, ar = _HEADER.unpack_from(buf, 0)
+    if qd > 255:
+        raise DecodeError("too many questions")  # real messages carry one (RFC 9619); bound the loop
+    pos = HEADER_SIZE
+    memo: _Memo = {}
+    questions: list[Question] = []
+    for _ in range(qd):
+        name, pos = read_name(buf, pos, n, memo)
+        if pos + 4 > n:
+            raise DecodeError("question past end")
+        qtype, qclass = _Q.unpack_from(buf, pos)
+        pos += 4
+        questions.append((name, qtype, qclass))
+    # UPDATE (RFC 2136 §2.4, §2.5): prerequisites and updates of class ANY or NONE carry no RDATA
+    # ("RRset exists", "delete an RRset", ...), whatever their type: RDLENGTH 0 is then legal, not short
+    empty_rdata_ok = (bits >> 11) & 0xF == OPCODE_UPDATE
+    answers: tuple[Record, ...] = ()
+    authority: tuple[Record, ...] = ()
+    additional: tuple[Record, ...] = ()
+    edns: Edns | None = None
+    if an:
+        answers, pos, _ = _section(buf, pos, an, False, memo, max_records, empty_rdata_ok)
+    if ns:
+        authority, pos, _ = _section(buf, pos, ns, False, memo, max_records, empty_rdata_ok)
+    if ar:
+        additional, pos, edns = _section(buf, pos, ar, True, memo, max_records, empty_rdata_ok)
+    key = (questions[0][0].lower(), questions[0][1], questions[0][2]) if questions else ("", 0, 0)
+    return (
+        -1 if _POINTS_INTO_HEADER in memo else max_records, bits, tuple(questions), answers, authority,
+        additional, (qd, an, ns, ar), edns, key, [],
+    )  # fmt: skip
+
+
+def _section(
+    buf: bytes, pos: int, count: int, is_additional: bool, memo: _Memo, max_records: int, empty_ok: bool
+) -> tuple[tuple[Record, ...], int, Edns | None]:
+    """`count` records from `pos`: (the first `max_records` of them, the offset after, the OPT record's
+    EDNS, legal only in the additional section); `empty_ok`: RDLENGTH 0 is legal for every type."""
+    n = len(buf)
+    kept: list[Record] = []
+    edns: Edns | None = None
+    rdata = _RDATA
+    for _ in range(count):
+        # the common owner name, a pointer to a name read before (the question's): no call
+        known = None
+        if pos + 1 < n and buf[pos] >= 0xC0:
+            target = ((buf[pos] & 0x3F) << 8) | buf[pos + 1]
+            if target < pos:
+                known = memo.get(target)
+        if known is not None:
+            name = known[0]
+            pos += 2
+        else:
+            name, pos = read_name(buf, pos, n, memo)
+        if pos + 10 > n:
+            raise DecodeError("record past end")
+        rtype, rclass, ttl, rdlength = _RR.unpack_from(buf, pos)
+        pos += 10
+        end = pos + rdlength
+        if end > n:
+            raise DecodeError("rdata past end")
+        if rtype == 41:
+            if edns is not None or not is_additional or name != ".":
+                raise DecodeError("bad OPT record")  # RFC 6891 §6.1.1: one, in additional, root owner
+            edns = _edns(buf, pos, end, rclass, ttl)
+        elif len(kept) < max_records:
+            decode = rdata.get(rtype) if rdlength or not empty_ok else None
+            kept.append((name, rtype, rclass, ttl, rdlength, decode(buf, pos, end, memo) if decode else None))
+        pos = end
+    return tuple(kept), pos, edns
+
+
 def _edns(buf: bytes, pos: int, end: int, udp_size: int, ttl: int) -> Edns:
-    ext_rcode, version, z = _OPT_TTL.unpack(ttl.to_bytes(4, "big"))
+    ext_rcode, version, z = ttl >> 24, (ttl >> 16) & 0xFF, ttl & 0xFFFF  # RFC 6891 §6.1.3
     options: list[tuple[int, int]] = []
     while pos < end:
         if end - pos < 4:
@@ -366,6 +482,7 @@ class _Side:
         self.flags = 0
 
 
+_DEFAULT_OPTIONS = DnsOptions()
 _NO_SIDES: tuple[_Side, _Side] = (_Side(), _Side())  # placeholders for UDP: never written
 
 
@@ -374,8 +491,12 @@ class DnsDecoder:
 
     def __init__(self, ctx: DecoderContext | None = None) -> None:
         ctx = ctx or DecoderContext()
-        opts = ctx.options if isinstance(ctx.options, DnsOptions) else DnsOptions()
+        opts = ctx.options if isinstance(ctx.options, DnsOptions) else _DEFAULT_OPTIONS
         self._max_records = opts.max_records
+        # messages parsed before on any flow of this engine (MAX_PARSED); a decoder on its own keeps its own
+        self._parsed: dict[bytes, _Parsed] = (
+            ctx.shared.setdefault("dns_parsed", {}) if ctx.shared is not None else {}
+        )
         self._udp = ctx.transport == "udp"
         self._transport = "udp" if self._udp else "tcp"
         # per-direction TCP framing state; a UDP flow (one per query, for most stub resolvers) has none
@@ -387,7 +508,9 @@ class DnsDecoder:
     # -- the Decoder interface ---------------------------------------------------------------------------
     def receive(self, direction: Direction, data: memoryview, ts_ns: int) -> Sequence[Message]:
         if self._udp:
-            msg = parse_message(bytes(data), ts_ns, ts_ns, len(data), 0, "udp", self._max_records)
+            msg = parse_message(
+                bytes(data), ts_ns, ts_ns, len(data), 0, "udp", self._max_records, self._parsed
+            )
             out: list[Message] = []
             self._track(direction, msg, out)
             return out
@@ -462,7 +585,9 @@ class DnsDecoder:
                 body = bytes(buf)
                 buf.clear()
             start = side.start_ns if side.start_ns >= 0 else ts_ns
-            msg = parse_message(body, start, ts_ns, need + 2, side.flags, "tcp", self._max_records)
+            msg = parse_message(
+                body, start, ts_ns, need + 2, side.flags, "tcp", self._max_records, self._parsed
+            )
             side.need = -1
             side.start_ns = -1
             side.flags = 0
@@ -474,7 +599,7 @@ class DnsDecoder:
         pending = self._pending
         if not self._produced:
             self._produced = True
-            if (msg.ROLE is Answer.ROLE) == (direction is Direction.C2S):
+            if (msg.ROLE is Answer.ROLE) == (direction is _C2S):
                 # a query sent by the guessed server (both ports matched a rule): the roles were wrong
                 if not self._udp:
                     self._sides = (self._sides[1], self._sides[0])

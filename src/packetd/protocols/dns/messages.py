@@ -1,11 +1,14 @@
 """DNS messages (queries and responses) and their record fields.
 
 A message keeps what the decoder parsed (header, questions, EDNS) and the resource records as compact
-tuples; names and record data are already decoded, so serialising a record never fails.
+tuples; names and record data are already decoded, so serialising a record never fails. The JSON-ready
+form of all that is built once per distinct message (`view`) and shared by the messages parsed from the
+same bytes: outputs read what `to_json` returns and never change it.
 """
 
 from __future__ import annotations
 
+from dataclasses import field
 from typing import Any, ClassVar
 
 from packetd._values import value
@@ -121,11 +124,12 @@ class Edns:
 
 
 def _records(rrs: tuple[Record, ...]) -> list[dict[str, Any]]:
+    types, classes = TYPES, CLASSES  # type_name / class_name inlined: several calls per record otherwise
     return [
         {
             "name": name,
-            "type": type_name(rtype),
-            "class": class_name(rclass),
+            "type": types.get(rtype) or f"TYPE{rtype}",
+            "class": classes.get(rclass) or f"CLASS{rclass}",
             "ttl": ttl,
             "rdlength": rdlength,
             "data": data,
@@ -148,6 +152,10 @@ class DnsMessage(Message):
     edns: Edns | None
     transport: str  # "udp" | "tcp"
     pair_key: tuple[int, str, int, int]  # (id, lower-cased first question name, type, class)
+    # the record fields built from the parsed message, once (to_json); messages parsed from the same bytes
+    # (decoder.MAX_PARSED) share it, so the values `to_json` returns are shared too: outputs read them,
+    # nothing may change them
+    view: list[tuple[Any, ...]] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def opcode(self) -> int:
@@ -163,32 +171,58 @@ class DnsMessage(Message):
     def operation(self) -> str:
         """QUERY: the first question's type (what was asked); any other opcode: its name (UPDATE's zone
         section holds an SOA "question" that says nothing of the update)."""
-        opcode = self.opcode
+        opcode = (self.bits >> 11) & 0xF  # (properties and helpers inlined: once per record, per method)
         if opcode == 0 and self.questions:
-            return type_name(self.questions[0][1])
-        return OPCODES.get(opcode, str(opcode))
+            qtype = self.questions[0][1]
+            return TYPES.get(qtype) or f"TYPE{qtype}"
+        return OPCODES.get(opcode) or str(opcode)
 
     def to_json(self) -> dict[str, Any]:
-        qd, an, ns, ar = self.counts
+        v = self.view[0] if self.view else self._view()
         out: dict[str, Any] = {
             "id": self.id,
-            "opcode": OPCODES.get(self.opcode, str(self.opcode)),
-            "flags": flag_list(self.bits),
-            "questions": [
-                {"name": name, "type": type_name(qtype), "class": class_name(qclass)}
-                for name, qtype, qclass in self.questions
-            ],
-            "answers": _records(self.answers),
-            "authority": _records(self.authority),
-            "additional": _records(self.additional),
-            "counts": {"questions": qd, "answers": an, "authority": ns, "additional": ar},
-            "edns": self.edns.to_json() if self.edns is not None else None,
+            "opcode": v[0],
+            "flags": v[1],
+            "questions": v[2],
+            "answers": v[3],
+            "authority": v[4],
+            "additional": v[5],
+            "counts": v[6],
+            "edns": v[7],
             "transport": self.transport,
             "size": self.size,
         }
-        if self.bits & 0x8000:
-            out["rcode"] = rcode_name(self.rcode)
+        if v[8] is not None:
+            out["rcode"] = v[8]
         return out
+
+    def _view(self) -> tuple[Any, ...]:
+        """The record fields that follow from the parsed message alone (not its id, transport, size),
+        built once and kept in `view`, which every message parsed from the same bytes shares."""
+        qd, an, ns, ar = self.counts
+        bits = self.bits
+        opcode = (bits >> 11) & 0xF
+        types, classes = TYPES, CLASSES
+        v = (
+            OPCODES.get(opcode) or str(opcode),
+            flag_list(bits),
+            [
+                {
+                    "name": name,
+                    "type": types.get(qtype) or f"TYPE{qtype}",
+                    "class": classes.get(qclass) or f"CLASS{qclass}",
+                }
+                for name, qtype, qclass in self.questions
+            ],
+            _records(self.answers) if self.answers else [],
+            _records(self.authority) if self.authority else [],
+            _records(self.additional) if self.additional else [],
+            {"questions": qd, "answers": an, "authority": ns, "additional": ar},
+            self.edns.to_json() if self.edns is not None else None,
+            rcode_name(self.rcode) if bits & 0x8000 else None,
+        )
+        self.view.append(v)
+        return v
 
 
 @value
@@ -205,7 +239,10 @@ class Answer(DnsMessage):
     ROLE: ClassVar[Role] = Role.RESPONSE
 
     def status(self) -> str:
-        return rcode_name(self.rcode)
+        rcode = self.bits & 0xF
+        if self.edns is not None:
+            rcode |= self.edns.ext_rcode << 4  # the 12-bit RCODE, as `rcode`
+        return RCODES.get(rcode) or str(rcode)
 
     def is_error(self) -> bool:
-        return self.rcode != 0
+        return bool(self.bits & 0xF) or (self.edns is not None and self.edns.ext_rcode != 0)

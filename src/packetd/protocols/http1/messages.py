@@ -20,18 +20,63 @@ REDACTED = policy.REDACTED
 MAX_HEADER_VALUE = 4096  # a record keeps at most this many characters of one header value
 
 
+# redact set → header name → whether policy.header_value may change its value: one dict lookup per field
+# instead of the predicate's calls; bounded (names are the peer's to choose), emptied when full
+_DECISIONS: dict[frozenset[str], dict[str, bool]] = {}
+MAX_DECISION_SETS = 64
+MAX_DECISION_NAMES = 4096
+
+
+def _decide(names: frozenset[str], decided: dict[str, bool], key: str) -> bool:
+    hit = policy.header_changes(names)(key)
+    if len(decided) >= MAX_DECISION_NAMES:
+        decided.clear()
+    decided[key] = hit
+    return hit
+
+
 def parse_header_block(block: bytes, names: frozenset[str]) -> dict[str, list[str]]:
     """Header fields in order, lower-cased names, repeated fields kept in order, obs-fold joined.
 
     A value is unfolded completely before it is judged (policy.header_value), so a secret continued on
     an obs-fold line is redacted whole.
     """
-    fields: list[list[str]] = []  # [name, value] pairs, the value growing with its obs-fold lines
     # one decode of the whole block (field names are ASCII tokens; values UTF-8, bad bytes replaced)
-    for line in block.decode("utf-8", "replace").split("\r\n"):
+    text_block = block.decode("utf-8", "replace")
+    if "\r\n " in text_block or "\r\n\t" in text_block or text_block.startswith((" ", "\t")):
+        return _parse_folded(text_block, names)
+    decided = _DECISIONS.get(names)
+    if decided is None:
+        if len(_DECISIONS) >= MAX_DECISION_SETS:
+            _DECISIONS.clear()
+        decided = _DECISIONS[names] = {}
+    headers: dict[str, list[str]] = {}
+    for line in text_block.split("\r\n"):
+        name, sep, raw = line.partition(":")
+        if not sep:
+            continue  # empty, or not a field line; framing has already accepted the block, so skip it
+        key = name.strip().lower()
+        text = raw.strip()[:MAX_HEADER_VALUE]
+        hit = decided.get(key)
+        if hit is None:
+            hit = _decide(names, decided, key)
+        if hit:
+            text = policy.header_value(key, text, names)
+        lst = headers.get(key)
+        if lst is None:
+            headers[key] = [text]
+        else:
+            lst.append(text)
+    return headers
+
+
+def _parse_folded(text_block: str, names: frozenset[str]) -> dict[str, list[str]]:
+    """parse_header_block for a block with obs-fold lines (RFC 9112 §5.2)."""
+    fields: list[list[str]] = []  # [name, value] pairs, the value growing with its obs-fold lines
+    for line in text_block.split("\r\n"):
         if not line:
             continue
-        if line[0] in " \t":  # obsolete line folding (RFC 9112 §5.2): continues the previous value
+        if line[0] in " \t":  # obsolete line folding: continues the previous value
             if fields:
                 last = fields[-1]
                 last[1] = (last[1] + " " + line.strip())[:MAX_HEADER_VALUE]

@@ -120,9 +120,36 @@ def split_grpc_path(path: str | None) -> tuple[str, str]:
     return service, method
 
 
+# field_map results by (fields, redact, sensitive). HTTP/2 peers send the same header block for every call
+# once it is indexed, and the decoder hands out the very same fields tuple for it (its block cache), so the
+# same record maps are built again and again; each is built once here and copied out. Bounded in entries
+# and in what each keeps alive (lists of few, short fields only); cleared when full.
+MAX_FIELD_MAPS = 256
+MAX_MAPPED_FIELDS = 64
+MAX_MAPPED_BYTES = 8 * 1024
+_field_maps: dict[
+    tuple[Fields, frozenset[str], frozenset[bytes]], tuple[tuple[str, tuple[str, ...]], ...]
+] = {}
+
+
 def field_map(fields: Fields, redact: frozenset[str], sensitive: frozenset[bytes]) -> dict[str, list[str]]:
     """Header fields by name (HTTP/2 names are lower-case on the wire), repeated values kept in order;
-    values judged by redact.header_value (by name, or never-indexed on the wire)."""
+    values judged by redact.header_value (by name, or never-indexed on the wire). A fresh dict each call."""
+    key = (fields, redact, sensitive)
+    known = _field_maps.get(key)
+    if known is None:
+        out = _build_field_map(fields, redact, sensitive)
+        if len(fields) <= MAX_MAPPED_FIELDS and sum(len(n) + len(v) for n, v in fields) <= MAX_MAPPED_BYTES:
+            if len(_field_maps) >= MAX_FIELD_MAPS:
+                _field_maps.clear()
+            _field_maps[key] = tuple((k, tuple(v)) for k, v in out.items())
+        return out
+    return {k: list(v) for k, v in known}
+
+
+def _build_field_map(
+    fields: Fields, redact: frozenset[str], sensitive: frozenset[bytes]
+) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name, raw in fields:
         key = name.decode("latin-1")

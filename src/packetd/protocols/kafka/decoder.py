@@ -51,6 +51,7 @@ from packetd.protocols.kafka.schema import Reader, flexible_request, flexible_re
 from packetd.protocols.kafka.schema_data import API_NAMES, SCHEMAS
 from packetd.protocols.traceparent import parse_traceparent
 
+_C2S = Direction.C2S  # a module constant: reading an enum member from its class costs ~0.25 us (3.11)
 MAX_MESSAGE = 512 * 1024 * 1024  # sizes above this are not Kafka (fetch.max.bytes defaults to 50 MB)
 MAX_INFLIGHT = 1024  # requests remembered by correlation id until their response (deeper than any client)
 MAX_TOPIC_IDS = 65536  # topic id → name entries shared by all connections of one engine
@@ -88,7 +89,7 @@ class KafkaDecoder(LengthPrefixed):
         return size
 
     def find(self, direction: Direction, chunk: bytes) -> tuple[int, int]:
-        if direction is Direction.C2S:
+        if direction is _C2S:
             return _find_request(chunk)
         return _find_response(chunk, self._inflight)
 
@@ -98,7 +99,7 @@ class KafkaDecoder(LengthPrefixed):
     ) -> Message:
         complete = len(body) == head[0]
         size = head[0] + 4
-        if direction is Direction.C2S:
+        if direction is _C2S:
             return self._request(body, complete, start, ts, size, flags)
         return self._response(body, complete, start, ts, size, flags)
 

@@ -41,27 +41,69 @@ _STRINGS = frozenset({"Name", "Topic", "TopicName", "GroupId", "TransactionalId"
 _INTS = frozenset({"PartitionIndex", "Index", "Partition", "ThrottleTimeMs"})
 
 
-# a compiled field: (name, kind, nullable, children plan or None, interesting)
-Plan = tuple[tuple[str, str, bool, Any, bool], ...]
+# plan steps: what the walker does with one field, decided once when the plan is compiled
+OP_SKIP = 0  # fixed-size and not shown (consecutive ones merged): `arg` bytes
+OP_I16 = 1  # an int16 shown (ErrorCode, Acks)
+OP_I32 = 2  # an int32 shown (partition indexes, ThrottleTimeMs)
+OP_UUID = 3  # a uuid shown (TopicId), as hex
+OP_STRING = 4  # a string; shown when `interesting`
+OP_BYTES = 5  # bytes: skipped by length
+OP_RECORDS = 6  # records: summarised (records_summary)
+OP_STRUCT = 7  # `{}`: one child struct
+OP_ARRAY = 8  # `[]`: an array of structs
+OP_FIXED_ARRAY = 9  # `[]int32`...: an array of a fixed-size primitive of `arg` bytes, skipped
+OP_STRING_ARRAY = 10  # `[]string`, skipped
+OP_BYTES_ARRAY = 11  # any other `[]kind`: length-prefixed elements, skipped
+OP_UNKNOWN = 12  # a kind this walker does not know (name: the kind): DecodeError when reached
+_SHOWN_FIXED = {"int16": OP_I16, "int32": OP_I32, "uuid": OP_UUID}
+_KIND_OPS = {"string": OP_STRING, "bytes": OP_BYTES, "records": OP_RECORDS, "{}": OP_STRUCT, "[]": OP_ARRAY}
+
+# a compiled field: (name, op, arg, children plan or None, interesting)
+Plan = tuple[tuple[str, int, int, Any, bool], ...]
 _PLANS: dict[tuple[int, int, bool], tuple[Plan, bool]] = {}
 
 
+def _interesting(name: str, kind: str, sub: Plan | None) -> bool:
+    return (
+        name == "ErrorCode"
+        or (kind == "string" and name in _STRINGS)
+        or (kind == "int32" and name in _INTS)
+        or (kind == "int16" and name == "Acks")
+        or (kind == "uuid" and name == "TopicId")
+        or kind == "records"
+        or (sub is not None and any(f[4] for f in sub))
+    )
+
+
+def _step(name: str, kind: str, sub: Plan | None, interesting: bool) -> tuple[str, int, int, Any, bool]:
+    size = _FIXED.get(kind)
+    if size is not None:
+        op = _SHOWN_FIXED.get(kind, OP_SKIP) if interesting else OP_SKIP
+        return (name, op, size, None, interesting)
+    op = _KIND_OPS.get(kind, -1)
+    if op >= 0:
+        return (name, op, 0, sub, interesting)
+    if kind.startswith("[]"):
+        inner = kind[2:]
+        fixed = _FIXED.get(inner)
+        if fixed is not None:
+            return (name, OP_FIXED_ARRAY, fixed, None, interesting)
+        return (name, OP_STRING_ARRAY if inner == "string" else OP_BYTES_ARRAY, 0, None, interesting)
+    return (kind, OP_UNKNOWN, 0, None, interesting)
+
+
 def _compile(fields: tuple[Any, ...], version: int) -> Plan:
-    out = []
-    for name, kind, lo, hi, nlo, nhi, tagged, children in fields:
+    out: list[tuple[str, int, int, Any, bool]] = []
+    for name, kind, lo, hi, _nlo, _nhi, tagged, children in fields:
         if not lo <= version <= hi or tagged:
             continue  # tagged fields are skipped with the tagged-field section
         sub = _compile(children, version) if children else None
-        interesting = (
-            name == "ErrorCode"
-            or (kind == "string" and name in _STRINGS)
-            or (kind == "int32" and name in _INTS)
-            or (kind == "int16" and name == "Acks")
-            or (kind == "uuid" and name == "TopicId")
-            or kind == "records"
-            or (sub is not None and any(f[4] for f in sub))
-        )
-        out.append((name, kind, nlo <= version <= nhi, sub, interesting))
+        step = _step(name, kind, sub, _interesting(name, kind, sub))
+        if step[1] == OP_SKIP and out and out[-1][1] == OP_SKIP:
+            # fixed-size fields in a row are one skip (a body cut inside them is short either way)
+            prev = out.pop()
+            step = (prev[0], OP_SKIP, prev[2] + step[2], None, prev[4] or step[4])
+        out.append(step)
     return tuple(out)
 
 
@@ -138,19 +180,6 @@ class Reader:
         p = self.take(n)
         return self.buf[p : p + n].decode("utf-8", "replace")
 
-    def length(self, flexible: bool) -> int:
-        """Length of bytes/records (-1: null)."""
-        n = self.uvarint() - 1 if flexible else self.int32()
-        if n < -1:
-            raise DecodeError("bad bytes length")
-        return n
-
-    def count(self, flexible: bool) -> int:
-        n = self.uvarint() - 1 if flexible else self.int32()
-        if n < -1 or n > MAX_ARRAY:
-            raise DecodeError("bad array length")
-        return n
-
     def tagged(self) -> None:
         for _ in range(self.uvarint()):
             self.uvarint()
@@ -160,95 +189,180 @@ class Reader:
 
 def walk(plan: Plan, r: Reader, flexible: bool, out: dict[str, Any], depth: int = 0) -> None:
     """Read one struct with `plan`, storing the interesting fields in `out` (children as lists of dicts)."""
+    r.pos = _walk(plan, r.buf, r.pos, r.end, flexible, out, depth)
+
+
+def _walk(plan: Plan, buf: bytes, pos: int, end: int, flexible: bool, out: dict[str, Any], depth: int) -> int:
+    """`walk` on a buffer and an offset: the offset after the struct. Fixed-size fields and strings are read
+    here; the rest through `_other`. A body that ends inside a field raises Short (what was stored stays)."""
     if depth > MAX_DEPTH:
         raise DecodeError("schema nesting too deep")
-    for name, kind, _nullable, sub, interesting in plan:
-        size = _FIXED.get(kind)
-        if size is not None:
-            p = r.take(size)
-            if interesting:
-                if kind == "int16":
-                    out[name] = _I16.unpack_from(r.buf, p)[0]
-                elif kind == "int32":
-                    out[name] = _I32.unpack_from(r.buf, p)[0]
-                elif kind == "uuid":
-                    out[name] = r.buf[p : p + 16].hex()
-            continue
-        if kind == "string":
-            s = r.string(flexible)
-            if interesting:
-                out[name] = s
-        elif kind == "bytes":
-            n = r.length(flexible)
-            if n > 0:
-                r.take(n)
-        elif kind == "records":
-            out[name] = _records(r, flexible)
-        elif kind == "[]" or kind == "{}":
-            assert sub is not None
-            _children(name, kind, sub, interesting, r, flexible, out, depth)
-        elif kind.startswith("[]"):
-            _skip_array(kind[2:], r, flexible)
+    for step in plan:
+        op = step[1]
+        if op == OP_SKIP:
+            pos += step[2]
+            if pos > end:
+                raise Short
+        elif op == OP_STRING:
+            if flexible and pos < end and buf[pos] < 0x80:
+                n = buf[pos] - 1  # one-byte compact length: nearly every string
+                pos += 1
+            else:
+                n, pos = _string_length(buf, pos, end, flexible)
+            if n < 0:
+                if step[4]:
+                    out[step[0]] = None
+            else:
+                if pos + n > end:
+                    raise Short
+                if step[4]:
+                    out[step[0]] = buf[pos : pos + n].decode("utf-8", "replace")
+                pos += n
+        elif op <= OP_UUID:
+            p = pos
+            pos += step[2]
+            if pos > end:
+                raise Short
+            if op == OP_I16:
+                out[step[0]] = _I16.unpack_from(buf, p)[0]
+            elif op == OP_I32:
+                out[step[0]] = _I32.unpack_from(buf, p)[0]
+            else:
+                out[step[0]] = buf[p:pos].hex()
         else:
-            raise DecodeError("unknown schema kind", kind)
+            pos = _other(step, buf, pos, end, flexible, out, depth)
     if flexible:
-        r.tagged()
+        if pos < end and buf[pos] == 0:
+            return pos + 1  # no tagged fields: the common case
+        pos = _tagged(buf, pos, end)
+    return pos
 
 
-def _records(r: Reader, flexible: bool) -> tuple[int, int, Any]:
-    """A records field: its summary (records_summary), the reader moved past it."""
-    n = r.length(flexible)
-    if n <= 0:
-        return (0, 0, None)
-    start = r.pos
-    avail = min(n, r.end - start)
-    summary = records_summary(r.buf, start, start + avail, n)
-    r.take(n)
-    return summary
+def _uvarint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    if pos < end and buf[pos] < 0x80:
+        return buf[pos], pos + 1
+    return uvarint(buf, pos, end)
 
 
-def _children(
-    name: str,
-    kind: str,
-    sub: Plan,
-    interesting: bool,
-    r: Reader,
+def _string_length(buf: bytes, pos: int, end: int, flexible: bool) -> tuple[int, int]:
+    """A string's length (-1: null) and the offset after it: compact (uvarint + 1) or int16."""
+    n, pos = _length(buf, pos, end, flexible, _I16)
+    if n < -1:
+        raise DecodeError("bad string length")
+    return n, pos
+
+
+def _length(buf: bytes, pos: int, end: int, flexible: bool, classic: struct.Struct = _I32) -> tuple[int, int]:
+    """Length of bytes / records / an array / a string (-1: null): compact (uvarint + 1) or `classic`."""
+    if flexible:
+        v, pos = _uvarint(buf, pos, end)
+        return v - 1, pos
+    if pos + classic.size > end:
+        raise Short
+    return classic.unpack_from(buf, pos)[0], pos + classic.size
+
+
+def _count(buf: bytes, pos: int, end: int, flexible: bool) -> tuple[int, int]:
+    n, pos = _length(buf, pos, end, flexible)
+    if n < -1 or n > MAX_ARRAY:
+        raise DecodeError("bad array length")
+    return n, pos
+
+
+def _tagged(buf: bytes, pos: int, end: int) -> int:
+    """Past a tagged-field section (KIP-482): count, then (tag, size, data) each."""
+    n, pos = _uvarint(buf, pos, end)
+    for _ in range(n):
+        _tag, pos = _uvarint(buf, pos, end)
+        size, pos = _uvarint(buf, pos, end)
+        pos += size
+        if pos > end:
+            raise Short
+    return pos
+
+
+def _other(
+    step: tuple[str, int, int, Any, bool],
+    buf: bytes,
+    pos: int,
+    end: int,
     flexible: bool,
     out: dict[str, Any],
     depth: int,
-) -> None:
-    """A struct field (`{}`: one child) or an array of structs (`[]`: a list of children)."""
-    if kind == "{}":
-        child: dict[str, Any] = {}
+) -> int:
+    """Every step but fixed-size fields and strings; the offset after it."""
+    name, op, arg, sub, interesting = step
+    if op == OP_ARRAY:
+        n, pos = _count(buf, pos, end, flexible)
+        items: list[dict[str, Any]] = []
         if interesting:
-            out[name] = child
-        walk(sub, r, flexible, child, depth + 1)
-        return
-    n = r.count(flexible)
-    items: list[dict[str, Any]] = []
-    if interesting:
-        out[name] = items
-    for _ in range(max(n, 0)):
+            out[name] = items
+        for _ in range(n if n > 0 else 0):
+            child: dict[str, Any] = {}
+            if interesting:
+                items.append(child)
+            pos = _walk(sub, buf, pos, end, flexible, child, depth + 1)
+        return pos
+    if op == OP_STRUCT:
         child = {}
         if interesting:
-            items.append(child)
-        walk(sub, r, flexible, child, depth + 1)
+            out[name] = child
+        return _walk(sub, buf, pos, end, flexible, child, depth + 1)
+    if op == OP_BYTES:
+        return _skip_bytes(buf, pos, end, flexible)
+    if op == OP_RECORDS:
+        return _records(buf, pos, end, flexible, name, out)
+    if op == OP_UNKNOWN:
+        raise DecodeError("unknown schema kind", name)
+    return _skip_array(op, arg, buf, pos, end, flexible)
 
 
-def _skip_array(inner: str, r: Reader, flexible: bool) -> None:
+def _records(buf: bytes, pos: int, end: int, flexible: bool, name: str, out: dict[str, Any]) -> int:
+    """A records field: its summary (records_summary) stored once the field is there whole."""
+    n, pos = _length(buf, pos, end, flexible)
+    if n < -1:
+        raise DecodeError("bad bytes length")
+    if n <= 0:
+        out[name] = (0, 0, None)
+        return pos
+    avail = min(n, end - pos)
+    summary = records_summary(buf, pos, pos + avail, n)
+    if pos + n > end:
+        raise Short
+    out[name] = summary
+    return pos + n
+
+
+def _skip_array(op: int, size: int, buf: bytes, pos: int, end: int, flexible: bool) -> int:
     """An array of a primitive kind (`[]int32`, `[]string`, ...): never interesting, skipped."""
-    n = r.count(flexible)
-    fixed = _FIXED.get(inner)
-    if fixed is not None:
-        r.take(fixed * max(n, 0))
-        return
-    for _ in range(max(n, 0)):
-        if inner == "string":
-            r.string(flexible)
-        else:
-            m = r.length(flexible)
+    n, pos = _count(buf, pos, end, flexible)
+    if op == OP_FIXED_ARRAY:
+        pos += size * (n if n > 0 else 0)
+        if pos > end:
+            raise Short
+        return pos
+    for _ in range(n if n > 0 else 0):
+        if op == OP_STRING_ARRAY:
+            m, pos = _string_length(buf, pos, end, flexible)
             if m > 0:
-                r.take(m)
+                pos += m
+                if pos > end:
+                    raise Short
+        else:
+            pos = _skip_bytes(buf, pos, end, flexible)
+    return pos
+
+
+def _skip_bytes(buf: bytes, pos: int, end: int, flexible: bool) -> int:
+    """Past a bytes field (length-prefixed, -1: null)."""
+    n, pos = _length(buf, pos, end, flexible)
+    if n < -1:
+        raise DecodeError("bad bytes length")
+    if n > 0:
+        pos += n
+        if pos > end:
+            raise Short
+    return pos
 
 
 # -- records ---------------------------------------------------------------------------------------------------

@@ -16,10 +16,13 @@ later ones are `oneway` records carrying the request's command.
 
 OP_COMPRESSED (wire spec "OP_COMPRESSED") is decompressed with cramjam (snappy, zstd) or zlib when the
 stated uncompressed size is at most `max_decompress`; larger ones are recorded from their header only
-(counter `compressed_too_large`). Documents are read with the `bson` package's RawBSONDocument: only the
-top level is inflated, and only the fields a record shows are touched; a document longer than
-`max_parse_bytes` is not parsed at all (its first key, the command name, is read from the bytes) and the
-record says `parsed: false` (counter `large_documents`).
+(counter `compressed_too_large`). Documents are read with the `bson` package: in one call of its C decoder
+into plain dicts (the fast way: per level, RawBSONDocument inflation costs a Python object per
+sub-document, e.g. per document of a cursor batch), and, when that refuses the bytes or would read them
+differently, with RawBSONDocument (top level inflated, only the fields a record shows touched), which
+judges them as it always did (`_decoded`). A document longer than `max_parse_bytes` is not parsed at all
+(its first key, the command name, is read from the bytes) and the record says `parsed: false` (counter
+`large_documents`).
 
 The command summary (`query`) is the command document with every value replaced by "?" (keys, nesting
 and the collection name kept), like OpenTelemetry's db.query.text; `mongodb.raw_query=true` keeps values.
@@ -45,9 +48,12 @@ from __future__ import annotations
 import re
 import struct
 import zlib
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import bson
 import cramjam
+from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 
 from packetd.protocols.base import DecodeError, DecoderContext, Direction, Message
@@ -76,6 +82,8 @@ _I64 = struct.Struct("<q")
 _REPLY = struct.Struct("<iqii")
 _COMPRESSED = struct.Struct("<iiB")
 
+_DICTS: CodecOptions[dict[str, Any]] = CodecOptions()  # whole documents as plain dicts (see _decoded)
+_DOCUMENTS = (dict, RawBSONDocument)  # a (sub-)document, however it was decoded
 _REQUEST_OPS = frozenset({2004, 2005})
 _ONEWAY_OPS = {2001: "update", 2002: "insert", 2006: "delete", 2007: "killCursors"}
 _SECRET_KEYS = frozenset({"payload", "speculativeAuthenticate", "pwd", "key", "digestPassword"})
@@ -241,22 +249,11 @@ class MongoDecoder(LengthPrefixed):
             return cls(
                 start, end, size, flags, 2013, rid, rto, *reply, msg_flags, compressor, parsed, command, rto
             )  # type: ignore[call-arg]
-        database = collection = query = None
         parsed = doc is not None
         if doc is not None:
-            try:
-                cmd = RawBSONDocument(doc)
-                db = cmd.get("$db")
-                database = db if isinstance(db, str) else None
-                value = cmd.get(first_key)
-                collection = value if isinstance(value, str) and first_key in _COLLECTION_COMMANDS else None
-                if first_key == "getMore":
-                    c = cmd.get("collection")
-                    collection = c if isinstance(c, str) else None
-                query = self._summary(cmd)
-            except Exception as exc:  # bson raises its own InvalidBSON and others on malformed documents
-                raise DecodeError("bad BSON", str(exc)[:80]) from None
+            database, collection, query = self._command_fields(doc, first_key)
         else:
+            database = collection = query = None
             self._count("large_documents")
         handshake = first_key in AUTH_COMMANDS or (self._first and first_key in HELLO_COMMANDS)
         self._first = False
@@ -270,13 +267,27 @@ class MongoDecoder(LengthPrefixed):
             compressor, parsed, handshake, rid,
         )  # fmt: skip
 
+    def _command_fields(self, doc: bytes, first_key: str) -> tuple[str | None, str | None, str]:
+        """(database, collection, summary) of a command document."""
+        try:
+            cmd = _document(doc)
+            db = cmd.get("$db")
+            value = cmd.get(first_key)
+            collection = value if isinstance(value, str) and first_key in _COLLECTION_COMMANDS else None
+            if first_key == "getMore":
+                c = cmd.get("collection")
+                collection = c if isinstance(c, str) else None
+            return (db if isinstance(db, str) else None), collection, self._summary(cmd)
+        except Exception as exc:  # bson raises its own InvalidBSON and others on malformed documents
+            raise DecodeError("bad BSON", str(exc)[:80]) from None
+
     def _reply_fields(self, doc: bytes | None) -> tuple[Any, ...]:
         """(ok, code, codeName, errmsg, n, nModified, batch size, cursor id, write errors) of a reply."""
         if doc is None:
             self._count("large_documents")
             return (None, None, None, None, None, None, None, None, 0)
         try:
-            d = RawBSONDocument(doc)
+            d = _document(doc)
             ok = d.get("ok")
             code = d.get("code")
             code_name = d.get("codeName")
@@ -285,7 +296,7 @@ class MongoDecoder(LengthPrefixed):
             n_modified = d.get("nModified")
             batch = cursor_id = None
             cursor = d.get("cursor")
-            if isinstance(cursor, RawBSONDocument):
+            if isinstance(cursor, _DOCUMENTS):
                 for key in ("firstBatch", "nextBatch"):
                     docs = cursor.get(key)
                     if isinstance(docs, list):
@@ -294,12 +305,7 @@ class MongoDecoder(LengthPrefixed):
                 cursor_id = int(cid) if isinstance(cid, int) else None
             werr = d.get("writeErrors")
             write_errors = len(werr) if isinstance(werr, list) else 0
-            if (
-                write_errors
-                and code is None
-                and isinstance(werr, list)
-                and isinstance(werr[0], RawBSONDocument)
-            ):
+            if write_errors and code is None and isinstance(werr, list) and isinstance(werr[0], _DOCUMENTS):
                 code = werr[0].get("code")
                 code_name = werr[0].get("codeName")
                 errmsg = werr[0].get("errmsg")
@@ -416,18 +422,18 @@ class MongoDecoder(LengthPrefixed):
                    documents, compressor, parsed, handshake, rid)  # fmt: skip
 
     # -- the command summary ---------------------------------------------------------------------------------
-    def _summary(self, cmd: RawBSONDocument) -> str:
+    def _summary(self, cmd: Mapping[str, Any]) -> str:
         parts = self._summarise(cmd, 0, True)
         return parts if len(parts) <= MAX_SUMMARY else parts[: MAX_SUMMARY - 3] + "..."
 
-    def _summarise(self, doc: RawBSONDocument, depth: int, top: bool) -> str:
+    def _summarise(self, doc: Mapping[str, Any], depth: int, top: bool) -> str:
         items = []
+        total = 0  # characters in items (the summary stops growing past MAX_SUMMARY)
         raw = self._opts.raw_query
         first = True
-        for key in doc:
+        for key, v in doc.items():
             if top and key in _BOOKKEEPING:
                 continue
-            v = doc[key]
             if key in _SECRET_KEYS:
                 text = '"?"'
             elif top and first and isinstance(v, str):
@@ -437,13 +443,15 @@ class MongoDecoder(LengthPrefixed):
             else:
                 text = self._value(v, depth, raw)
             first = False
-            items.append(f"{_quote(key)}: {text}")
-            if sum(len(i) for i in items) > MAX_SUMMARY:
+            item = f"{_quote(key)}: {text}"
+            items.append(item)
+            total += len(item)
+            if total > MAX_SUMMARY:
                 break
         return "{" + ", ".join(items) + "}"
 
     def _value(self, v: Any, depth: int, raw: bool) -> str:
-        if isinstance(v, RawBSONDocument):
+        if isinstance(v, _DOCUMENTS):
             return self._summarise(v, depth + 1, False) if depth < MAX_SUMMARY_DEPTH else "{...}"
         if isinstance(v, list):
             if not v:
@@ -458,6 +466,28 @@ class MongoDecoder(LengthPrefixed):
         if isinstance(v, int | float):
             return str(v)
         return _quote(str(v)[:256])
+
+
+def _decoded(doc: bytes) -> dict[str, Any] | None:
+    """The whole document decoded by one call of the bson package's C decoder (plain dicts), the fast way to
+    the few fields a record reads; None when that is not the same reading as RawBSONDocument's. Decoding
+    every level checks at least what RawBSONDocument checks on the levels the record touches (and the
+    same codec options decode the same values), so a document it accepts reads the same either way; one it
+    refuses (malformed anywhere, even deeper than the record reads) goes the RawBSONDocument way, which
+    gives the record or the error it always gave. The one difference in values: a sub-document shaped like
+    a DBRef ({$ref, $id}) becomes a DBRef object in dicts, so documents with "$ref" go that way too."""
+    if b"$ref" in doc:
+        return None
+    try:
+        return bson.decode(doc, _DICTS)
+    except Exception:  # InvalidBSON and friends: judged by the RawBSONDocument path
+        return None
+
+
+def _document(doc: bytes) -> Mapping[str, Any]:
+    """The document to read fields from: decoded whole when that reads the same (`_decoded`), else raw."""
+    whole = _decoded(doc)
+    return whole if whole is not None else RawBSONDocument(doc)
 
 
 def _quote(s: str) -> str:

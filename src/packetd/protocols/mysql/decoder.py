@@ -156,6 +156,9 @@ class R(IntEnum):
     STREAM = 9  # binlog events until EOF / ERR
 
 
+_SCANNED = frozenset({R.DEFS, R.AFTER_DEFS, R.ROWS})  # answer states _scan_rows frames on its own
+
+
 class _Cmd:
     __slots__ = ("code", "start", "statement", "stmt_id", "truncated")
 
@@ -526,6 +529,11 @@ class MysqlDecoder:
                     if s.comp and not inner:
                         return pos  # the compressed protocol was found: the caller unwraps frames
                     continue
+                if not client and self._r in _SCANNED and not s.hdr and s.start < 0:
+                    p = self._scan_rows(s, b, pos, ts)
+                    if p != pos:
+                        pos = p
+                        continue
                 if s.hdr or n - pos < 4:
                     take = 4 - len(s.hdr)
                     s.hdr += b[pos : pos + take]
@@ -574,6 +582,67 @@ class MysqlDecoder:
             if self._dead(client) or (s.comp and not inner):
                 return pos
         return n
+
+    def _scan_rows(self, s: _Side, b: bytes, pos: int, ts: int) -> int:
+        """The common case of a result set, at a fraction of the general path's cost: whole column
+        definitions and rows in b[pos:] are framed by their headers and counted without slicing their
+        payloads or calling the per-packet machinery. Stops (returning where) at the first packet the
+        general path must see: a terminator or ERR (0xFE / 0xFF), the last definition, a packet cut by the
+        segment's end or 16 MiB long. The state it leaves is exactly what the general path would have left
+        after the same packets (tests/protocols/mysql/test_scan.py compares the two)."""
+        if self._sphase is not Phase.COMMAND or self._ghost is not None or self._pending.peek() is None:
+            return pos
+        n = len(b)
+        r = self._r
+        left = self._r_left
+        rows = size = 0
+        word = -1
+        unpack = _HEADER.unpack_from
+        while n - pos >= 4:
+            (w,) = unpack(b, pos)
+            plen = w & 0xFFFFFF
+            end = pos + 4 + plen
+            if end > n or plen == MAX_PAYLOAD:
+                break
+            if r is R.ROWS:
+                if plen and b[pos + 4] >= 0xFE:  # EOF / OK terminator or ERR
+                    break
+                rows += 1
+            elif r is R.DEFS:
+                if left <= 1:
+                    break  # the last definition: the general path moves on
+                left -= 1
+            else:  # AFTER_DEFS: the classic EOF after the definitions (no cursor), or the first row
+                if (
+                    plen
+                    and b[pos + 4] >= 0xFE
+                    and (plen != 5 or b[pos + 4] != 0xFE or b[pos + 7] & SERVER_STATUS_CURSOR_EXISTS)
+                ):
+                    break
+                if plen != 5 or b[pos + 4] != 0xFE:
+                    rows += 1
+                r = R.ROWS
+            word = w
+            size += 4 + plen
+            pos = end
+        if word < 0:
+            return pos
+        plen = word & 0xFFFFFF
+        s.seq = self._r_seq = word >> 24
+        s.first_len = plen
+        s.size = 4 + plen
+        s.keep = min(MAX_SERVER_KEEP, plen)
+        s.cont = False
+        if self._r_start < 0:
+            self._r_start = ts
+        self._r_size += size
+        self._r_flags |= s.flags
+        s.flags = 0
+        self._r_end = ts
+        self._r_rows += rows
+        self._r_left = left
+        self._r = r
+        return pos
 
     def _dispatch(self, s: _Side, ts: int, out: list[Message], client: bool) -> None:
         body = bytes(s.body)
