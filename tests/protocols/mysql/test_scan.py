@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from packetd.buildinfo import compiled_modules
 from packetd.protocols.mysql import decoder as mod
 from packetd.protocols.mysql.decoder import MysqlDecoder
 from tests.helpers import mywire as my
@@ -89,6 +90,10 @@ def test_scan_changes_nothing(name: str, split: int, monkeypatch: pytest.MonkeyP
     assert scanned == general
 
 
+@pytest.mark.skipif(
+    "packetd.protocols.mysql.decoder" in compiled_modules(),
+    reason="the spy replaces a method of one decoder instance, which a mypyc-compiled class does not allow",
+)
 def test_the_scan_is_taken() -> None:
     """A result set in one segment is framed by the scan (else the equality above shows nothing)."""
     calls: list[int] = []
