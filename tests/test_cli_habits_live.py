@@ -19,14 +19,10 @@ import pytest
 
 from tests.helpers.build import PACKAGE_PATH
 from tests.helpers.golden import ROOT
-from tests.helpers.live import can_capture, free_port, stop_process, wait_port
+from tests.helpers.live import free_port, live_marks, stop_process, wait_port
 from tests.test_cli import records
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.live,
-    pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
-]
+pytestmark = live_marks(server=False)
 ENV = {**os.environ, "PYTHONPATH": PACKAGE_PATH}
 
 

@@ -25,21 +25,15 @@ import pytest
 
 from tests.helpers.backends import AgentProcess, OtlpReceiver, Prometheus
 from tests.helpers.dbservers import RedisServer, redis_available
-from tests.helpers.live import Nginx, can_capture, free_port, nginx_available
+from tests.helpers.live import Nginx, free_port, live_marks, nginx_available
 from tests.helpers.special_server import SpecialServer
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.live,
-    pytest.mark.server,
-    pytest.mark.slow,
-    pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
-    pytest.mark.skipif(not nginx_available(), reason="nginx is not installed (make test-deps)"),
-    pytest.mark.skipif(
-        not os.path.exists("/usr/bin/prometheus"), reason="prometheus is not installed (make test-deps)"
-    ),
-    pytest.mark.skipif(not redis_available(), reason="redis-server is not installed (make test-deps)"),
-]
+pytestmark = live_marks(
+    (nginx_available(), "nginx"),
+    (os.path.exists("/usr/bin/prometheus"), "prometheus"),
+    (redis_available(), "redis-server"),
+    slow=True,
+)
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"

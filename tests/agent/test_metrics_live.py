@@ -21,15 +21,9 @@ import pytest
 from tests.agent.test_e2e import counter_sum, get, scrape, wait_for
 from tests.helpers.backends import AgentProcess, Prometheus
 from tests.helpers.dbservers import RedisServer, redis_available
-from tests.helpers.live import Nginx, can_capture, free_port, nginx_available
+from tests.helpers.live import Nginx, free_port, live_marks, nginx_available
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.live,
-    pytest.mark.server,
-    pytest.mark.slow,
-    pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
-]
+pytestmark = live_marks(slow=True)
 needs_prometheus = pytest.mark.skipif(
     not os.path.exists("/usr/bin/prometheus"), reason="prometheus is not installed (make test-deps)"
 )

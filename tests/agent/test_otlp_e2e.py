@@ -16,16 +16,9 @@ import pytest
 from tests.agent.test_e2e import counter_sum, get, redis_traffic, wait_for
 from tests.helpers.backends import AgentProcess, OtlpGrpcReceiver, OtlpReceiver
 from tests.helpers.dbservers import RedisServer, redis_available
-from tests.helpers.live import can_capture, free_port
+from tests.helpers.live import free_port, live_marks
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.live,
-    pytest.mark.server,
-    pytest.mark.slow,
-    pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
-    pytest.mark.skipif(not redis_available(), reason="redis-server is not installed (make test-deps)"),
-]
+pytestmark = live_marks((redis_available(), "redis-server"), slow=True)
 
 
 def test_otlp_metrics_and_logs_equal_what_redis_py_sent(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,16 +12,10 @@ from typing import Any
 import pytest
 
 from tests.helpers.backends import AgentProcess, wait_records
-from tests.helpers.live import Nginx, can_capture, free_port, nginx_available
+from tests.helpers.live import Nginx, free_port, live_marks, nginx_available
 from tests.helpers.procs import child, ss_owners, worker_pids
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.live,
-    pytest.mark.server,
-    pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
-    pytest.mark.skipif(not nginx_available(), reason="nginx is not installed (make test-deps)"),
-]
+pytestmark = live_marks((nginx_available(), "nginx"))
 
 
 # linux/capability.h: CAP_DAC_READ_SEARCH is bit 2, CAP_SYS_PTRACE bit 19 — what a worker that became

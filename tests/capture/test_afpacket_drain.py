@@ -15,13 +15,9 @@ import pytest
 
 from packetd.capture.source import TICK
 from packetd.net.packet import PacketDecoder
-from tests.helpers.live import can_capture, free_port
+from tests.helpers.live import free_port, live_marks
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.live,
-    pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
-]
+pytestmark = live_marks(server=False)
 
 N = 400
 

@@ -17,8 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -144,6 +147,9 @@ class Capture:
             if p is not None and p.poll() is None:
                 p.kill()
                 p.wait()
+        # a capture that failed before stop() would otherwise leave its output file to the garbage collector,
+        # whose ResourceWarning then fails whichever test runs next
+        self._out.close()
 
 
 @contextlib.contextmanager
@@ -154,6 +160,62 @@ def capture(args: list[str], tcpdump_filter: str | None = None) -> Iterator[Capt
         yield cap
     finally:
         cap.kill()
+
+
+def live_marks(*needs: tuple[bool, str], server: bool = True, slow: bool = False) -> list[Any]:
+    """The marks of a test module that captures real traffic live on loopback: root, live, server (unless
+    `server=False`), slow when asked, skipped without AF_PACKET, and skipped for each (available, what)
+    of `needs` that is missing, saying what to install."""
+    marks: list[Any] = [pytest.mark.root, pytest.mark.live]
+    if server:
+        marks.append(pytest.mark.server)
+    if slow:
+        marks.append(pytest.mark.slow)
+    marks.append(pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"))
+    marks += [
+        pytest.mark.skipif(not ok, reason=f"{what} is not installed (make test-deps)") for ok, what in needs
+    ]
+    return marks
+
+
+class _Server(Protocol):
+    def stop(self) -> None: ...
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class LiveRun(Generic[T]):
+    """What `live_traffic` saw: the workload's own result (the test's truth), packetd's records and stderr,
+    and tcpdump's file of the same traffic (None without a tcpdump filter)."""
+
+    result: T
+    records: list[dict[str, Any]]
+    stderr: str
+    pcap: str | None
+
+
+def live_traffic(
+    servers: _Server | Sequence[_Server],
+    rule: str,
+    workload: Callable[[], T],
+    tcpdump_filter: str | None = None,
+) -> LiveRun[T]:
+    """Run `workload()` while `packetd watch --proto RULE` captures loopback (a 64 MiB ring: loopback moves
+    megabytes in milliseconds, faster than Python reads), then stop the capture and the servers, which the
+    caller started (last started, first stopped), whatever happened."""
+    started = [servers] if not isinstance(servers, Sequence) else list(servers)
+    try:
+        with capture(["--ifaces", "^lo$", "--proto", rule, "--block-num", "128"], tcpdump_filter) as cap:
+            result = workload()
+            records = cap.stop()
+            stderr = cap.stderr.decode(errors="replace")
+            pcap = cap.pcap_path if tcpdump_filter is not None else None
+    finally:
+        for server in reversed(started):
+            server.stop()
+    return LiveRun(result, records, stderr, pcap)
 
 
 def replay(path: str, args: list[str]) -> tuple[list[dict[str, Any]], str]:

@@ -14,17 +14,17 @@ import pytest
 import redis
 
 from tests.helpers.dbservers import RedisServer, redis_available
-from tests.helpers.live import Nginx, can_capture, capture, nginx_available, replay, validate_against_schema
+from tests.helpers.live import (
+    Nginx,
+    capture,
+    live_marks,
+    nginx_available,
+    replay,
+    validate_against_schema,
+)
 from tests.helpers.procs import child, ss_owners, veth_netns
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.live,
-    pytest.mark.server,
-    pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
-    pytest.mark.skipif(not nginx_available(), reason="nginx is not installed (make test-deps)"),
-    pytest.mark.skipif(not redis_available(), reason="redis-server is not installed (make test-deps)"),
-]
+pytestmark = live_marks((nginx_available(), "nginx"), (redis_available(), "redis-server"))
 
 
 @pytest.fixture

@@ -16,16 +16,10 @@ import pika
 import pika.exceptions
 import pytest
 
-from tests.helpers.live import can_capture, capture
+from tests.helpers.live import live_marks, live_traffic
 from tests.helpers.servers import RabbitMQ, rabbitmq_available
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.live,
-    pytest.mark.server,
-    pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
-    pytest.mark.skipif(not rabbitmq_available(), reason="rabbitmq-server is not installed (make test-deps)"),
-]
+pytestmark = live_marks((rabbitmq_available(), "rabbitmq-server"))
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -110,14 +104,8 @@ def workload(port: int) -> Log:
 @pytest.fixture(scope="module")
 def traffic() -> dict:
     server = RabbitMQ()
-    try:
-        with capture(["--ifaces", "^lo$", "--proto", f"amqp;{server.port}", "--block-num", "128"]) as cap:
-            log = workload(server.port)
-            records = cap.stop()
-            stderr = cap.stderr.decode(errors="replace")
-    finally:
-        server.stop()
-    return {"log": log, "records": records, "stderr": stderr}
+    run = live_traffic(server, f"amqp;{server.port}", lambda: workload(server.port))
+    return {"log": run.result, "records": run.records, "stderr": run.stderr}
 
 
 def test_every_method_once_and_nothing_else(traffic: dict) -> None:

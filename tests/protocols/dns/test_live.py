@@ -18,16 +18,10 @@ import dns.query
 import dns.rcode
 import pytest
 
-from tests.helpers.live import can_capture, capture
+from tests.helpers.live import capture, live_marks, live_traffic
 from tests.helpers.servers import Unbound, unbound_available
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.live,
-    pytest.mark.server,
-    pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
-    pytest.mark.skipif(not unbound_available(), reason="unbound is not installed (make test-deps)"),
-]
+pytestmark = live_marks((unbound_available(), "unbound"))
 
 HOST = "127.0.0.1"
 Entry = tuple[int, str, str, str, str, bool, int]  # id, name, type, transport, rcode, tc, answers
@@ -82,13 +76,9 @@ def workload(port: int, server: Unbound) -> tuple[list[Entry], int]:
 @pytest.fixture(scope="module")
 def traffic() -> dict:
     server = Unbound()
-    try:
-        with capture(["--ifaces", "^lo$", "--proto", f"dns;{server.port}", "--block-num", "128"]) as cap:
-            log, retx_id = workload(server.port, server)
-            records = cap.stop()
-    finally:
-        server.stop()
-    return {"log": log, "records": records, "retx": retx_id}
+    run = live_traffic(server, f"dns;{server.port}", lambda: workload(server.port, server))
+    log, retx_id = run.result
+    return {"log": log, "records": run.records, "retx": retx_id}
 
 
 def test_every_query_once_with_its_answer(traffic: dict) -> None:

@@ -23,9 +23,9 @@ import pytest
 from tests.helpers.live import (
     TIMES,
     Nginx,
-    can_capture,
     capture,
     free_port,
+    live_marks,
     nginx_available,
     replay,
     stop_process,
@@ -35,13 +35,7 @@ from tests.helpers.live import (
 )
 from tests.helpers.special_server import SpecialServer
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.live,
-    pytest.mark.server,
-    pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
-    pytest.mark.skipif(not nginx_available(), reason="nginx is not installed (make test-deps)"),
-]
+pytestmark = live_marks((nginx_available(), "nginx"))
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

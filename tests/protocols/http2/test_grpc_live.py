@@ -17,9 +17,9 @@ import pytest
 
 from tests.helpers.live import (
     ROOT,
-    can_capture,
     capture,
     free_port,
+    live_marks,
     replay,
     validate_against_schema,
     wait_port,
@@ -28,12 +28,7 @@ from tests.helpers.live import (
 
 grpc = pytest.importorskip("grpc")
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.live,
-    pytest.mark.server,
-    pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
-]
+pytestmark = live_marks()
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 CONCURRENT = 100

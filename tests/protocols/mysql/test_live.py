@@ -16,18 +16,12 @@ from typing import Any
 import pytest
 
 from tests.helpers.dbservers import MariaDBServer, mariadb_available
-from tests.helpers.live import can_capture, capture
+from tests.helpers.live import capture, live_marks, live_traffic
 
 pymysql = pytest.importorskip("pymysql")
 connector = pytest.importorskip("mysql.connector")
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.live,
-    pytest.mark.server,
-    pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
-    pytest.mark.skipif(not mariadb_available(), reason="MariaDB is not installed (make test-deps)"),
-]
+pytestmark = live_marks((mariadb_available(), "MariaDB"))
 
 PYMYSQL_NAMES = {
     v: f"COM_{k[4:] if k.startswith('COM_') else k}"
@@ -185,16 +179,14 @@ def traffic() -> dict:
     server = MariaDBServer()
     workdir = tempfile.mkdtemp(prefix="packetd-mysql-live-")
     _patch_connector()
-    try:
-        with capture(["--ifaces", "^lo$", "--proto", f"mysql;{server.port}", "--block-num", "128"]) as cap:
-            pymysql_workload(server, workdir)
-            connector_workload(server, compress=False)
-            connector_workload(server, compress=True)
-            records = cap.stop()
-            stderr = cap.stderr.decode(errors="replace")
-    finally:
-        server.stop()
-    return {"records": records, "stderr": stderr}
+
+    def work() -> None:
+        pymysql_workload(server, workdir)
+        connector_workload(server, compress=False)
+        connector_workload(server, compress=True)
+
+    run = live_traffic(server, f"mysql;{server.port}", work)
+    return {"records": run.records, "stderr": run.stderr}
 
 
 def test_every_command_appears_once_in_order_answered_as_the_client_saw(traffic: dict) -> None:

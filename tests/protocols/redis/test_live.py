@@ -18,17 +18,11 @@ from typing import Any
 import pytest
 
 from tests.helpers.dbservers import RedisServer, redis_available
-from tests.helpers.live import can_capture, capture
+from tests.helpers.live import capture, live_marks, live_traffic
 
 redis = pytest.importorskip("redis")
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.live,
-    pytest.mark.server,
-    pytest.mark.skipif(not can_capture(), reason="live capture needs root / CAP_NET_RAW"),
-    pytest.mark.skipif(not redis_available(), reason="redis-server is not installed (make test-deps)"),
-]
+pytestmark = live_marks((redis_available(), "redis-server"))
 
 BIG = 5 * 1024 * 1024 + 17
 
@@ -130,14 +124,8 @@ def workload(port: int, log: Log) -> None:
 def traffic() -> dict:
     server = RedisServer()
     log = Log()
-    try:
-        with capture(["--ifaces", "^lo$", "--proto", f"redis;{server.port}", "--block-num", "128"]) as cap:
-            workload(server.port, log)
-            records = cap.stop()
-            stderr = cap.stderr.decode(errors="replace")
-    finally:
-        server.stop()
-    return {"log": log, "records": records, "stderr": stderr}
+    run = live_traffic(server, f"redis;{server.port}", lambda: workload(server.port, log))
+    return {"log": log, "records": run.records, "stderr": run.stderr}
 
 
 def test_every_command_appears_once_paired(traffic: dict) -> None:
