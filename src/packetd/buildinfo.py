@@ -51,6 +51,9 @@ COMPILED_MODULES: tuple[str, ...] = (
     "packetd.protocols.redact",
     "packetd.protocols.traceparent",
     "packetd.pipeline.summary",
+    # `--workers N`: Steer decodes every frame; its classes subclass Summary and Reassembler, which an
+    # interpreted class cannot do once those are compiled ("interpreted classes cannot inherit from compiled")
+    "packetd.pipeline.fanout",
     "packetd.engine",
     *(
         f"packetd.protocols.{p}.{m}"

@@ -10,14 +10,16 @@ import select
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from packetd.capture.pcapfile import CaptureFile
-from packetd.export.progress import CHECK_EVERY, Progress, eta
+from packetd.export.progress import CHECK_EVERY, FIRST_AFTER_S, Progress, eta
 from tests.helpers.build import PACKAGE_PATH
 from tests.helpers.golden import CORPUS, ROOT
 
 DNS = os.path.join(CORPUS, "dns", "njcx_packetbeat__dns_google_com.pcap")
+HOLD_S = 2 * FIRST_AFTER_S  # how long the records' reader waits before it reads (see _watch)
 
 
 def test_line_counts_bytes_rate_and_eta() -> None:
@@ -75,8 +77,15 @@ def _watch(path: Path, stderr_tty: bool) -> bytes:
         r = subprocess.run(cmd, capture_output=True, cwd=ROOT, env=env, timeout=300, check=False)
         return r.stderr
     master, slave = pty.openpty()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=slave, cwd=ROOT, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=slave, cwd=ROOT, env=env)
     os.close(slave)
+    # The records go to a pipe nobody reads for HOLD_S: it fills within the first few hundred records, so
+    # watch waits there, well past FIRST_AFTER_S, whatever the speed of the build or the machine; then the
+    # records are drained and the progress line appears at the next look at the clock (CHECK_EVERY frames).
+    records = proc.stdout
+    assert records is not None
+    drain = threading.Timer(HOLD_S, records.read)
+    drain.start()
     got = b""
     while True:
         ready, _, _ = select.select([master], [], [], 300)
@@ -90,13 +99,15 @@ def _watch(path: Path, stderr_tty: bool) -> bytes:
             break
         got += chunk
     proc.wait(timeout=60)
+    drain.join()
+    records.close()
     os.close(master)
     return got
 
 
 def test_progress_on_a_terminal_and_never_on_a_pipe(tmp_path: Path) -> None:
     path = tmp_path / "dns.pcap"
-    _capture(path, 25_000)  # 50,000 packets: a few seconds here, well past FIRST_AFTER_S
+    _capture(path, 25_000)  # 50,000 packets, 25,000 records: megabytes of JSON, far more than a pipe holds
     size = path.stat().st_size
     on_tty = _watch(path, True).decode()
     assert "\rpacketd: " in on_tty and " packets/s, ETA " in on_tty, on_tty[:400]

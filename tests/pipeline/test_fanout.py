@@ -10,8 +10,9 @@ import pytest
 from packetd.capture.pcapfile import CaptureFile
 from packetd.engine import Engine, EngineConfig, default_rules
 from packetd.pairing.roundtrip import Roundtrip
+from packetd.pairing.session import ProtocolStats
 from packetd.pipeline import summary as summary_mod
-from packetd.pipeline.fanout import Merger, WorkerSummary, flow_worker, merge_summaries
+from packetd.pipeline.fanout import Merger, WorkerSummary, flow_worker, merge_counters, merge_summaries
 from packetd.pipeline.summary import Summary
 from tests.helpers.golden import CORPUS
 
@@ -62,3 +63,17 @@ def test_flow_worker_is_the_same_both_ways() -> None:
     for n in (2, 3, 8):
         for sp, dp in ((40000, 80), (1, 65535), (53, 53)):
             assert flow_worker(a, b, sp, dp, n) == flow_worker(b, a, dp, sp, n)
+
+
+def test_counters_add_up_nested_ones_too() -> None:
+    """Workers' ProtocolStats merged: ints add, dicts merge by key, the nested PairingStats adds up too (a
+    slotted class, or a native one in the compiled build: both are merged); the numbers worked out by hand."""
+    a, b = ProtocolStats(), ProtocolStats()
+    a.messages, b.messages = 3, 4
+    a.records["request"], b.records["request"] = 1, 2
+    a.decode_errors["bad frame"], b.decode_errors["bad frame"], b.decode_errors["short"] = 1, 5, 2
+    a.pairing.orphans, b.pairing.orphans, b.pairing.unanswered = 2, 3, 1
+    merge_counters(a, b)
+    assert a.messages == 7 and a.records["request"] == 3
+    assert a.decode_errors == {"bad frame": 6, "short": 2}
+    assert (a.pairing.orphans, a.pairing.unanswered, a.pairing.evicted) == (5, 1, 0)

@@ -320,10 +320,22 @@ def merge_summaries(parts: list[WorkerSummary]) -> Summary:
 
 # -- merging engine counters ----------------------------------------------------------------------------------
 def _fields(obj: Any) -> list[str]:
+    """A counters object's attribute names: the `__slots__` of its classes (the pure build); for a class mypyc
+    compiled, which keeps no `__slots__`, its `__mypyc_attrs__` (the inherited ones included); else the
+    instance's `__dict__`."""
+    native = getattr(type(obj), "__mypyc_attrs__", None)
+    if native is not None:
+        return [name for name in native if name != "__dict__"]
     slots: list[str] = []
     for cls in type(obj).__mro__:
         slots.extend(getattr(cls, "__slots__", ()))
     return slots or list(vars(obj))
+
+
+def _is_counters(obj: object) -> bool:
+    """A nested counters object (ProtocolStats.pairing): an instance of a slotted class, or of a compiled one
+    (the counters classes of the compiled modules are all slotted in the sources)."""
+    return hasattr(obj, "__slots__") or hasattr(type(obj), "__mypyc_attrs__")
 
 
 def merge_counters(into: Any, other: Any) -> None:
@@ -339,7 +351,7 @@ def merge_counters(into: Any, other: Any) -> None:
             a |= b
         elif isinstance(b, dict):
             _merge_dict(a, b)
-        elif hasattr(b, "__slots__") and type(a) is type(b):
+        elif _is_counters(b) and type(a) is type(b):
             merge_counters(a, b)
 
 
@@ -349,7 +361,7 @@ def _merge_dict(into: dict[Any, Any], other: dict[Any, Any]) -> None:
             into[k] = v
         elif isinstance(v, int) and not isinstance(v, bool):
             into[k] += v
-        elif hasattr(v, "__slots__") and type(into[k]) is type(v):
+        elif _is_counters(v) and type(into[k]) is type(v):
             merge_counters(into[k], v)
         # else (a protocol name a detection port last went to, shared state): the first worker's stays
 

@@ -1,7 +1,12 @@
 """Whole-document decoding (`decoder._decoded`) is a shortcut, never a second reading: commands and replies
 of every BSON type and shape, DBRefs among them, and the same bytes mutated, give the same messages — or
 the same DecodeError — with the shortcut as with RawBSONDocument alone (the decoder's reading before it,
-reached by disabling the shortcut)."""
+reached by disabling the shortcut).
+
+The shortcut is switched off (and watched) through `bson.decode`, the one call it makes: the decoder looks
+that attribute up on the bson module at run time in either build, where replacing `_decoded` itself would
+not reach the compiled decoder (mypyc calls a module's own functions directly). RawBSONDocument never goes
+through `bson.decode` (it imports bson's private readers by name), so its reading is unchanged."""
 
 from __future__ import annotations
 
@@ -61,10 +66,14 @@ def command_bytes(first: str, doc: dict[str, Any]) -> bytes:
     return struct.pack("<iiii", 16 + len(body), 7, 0, 2013) + body
 
 
+def _refuse(doc: bytes, opts: object = None) -> Any:
+    raise bson.InvalidBSON("the shortcut is off")  # what _decoded takes for a document to read raw
+
+
 def outcome(steps: list[tuple[Any, bytes]], raw: bool, fast: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
     with monkeypatch.context() as m:
         if not fast:
-            m.setattr(mod, "_decoded", lambda doc: None)
+            m.setattr(bson, "decode", _refuse)
         d = MongoDecoder(DecoderContext(options=MongoOptions(raw_query=raw)))
         got: list[Any] = []
         for direction, data in steps:
@@ -121,12 +130,18 @@ REPLIES = [
 def test_the_shortcut_reads_common_replies(rep: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     """Common replies are read by the shortcut (else the equalities here show nothing) and as before."""
     calls: list[object] = []
-    original = mod._decoded
-    monkeypatch.setattr(mod, "_decoded", lambda doc: calls.append(original(doc)) or calls[-1])
+    original = bson.decode
+
+    def watched(doc: bytes, opts: Any = None) -> Any:
+        calls.append(original(doc, opts))  # raises as the original does: then nothing is appended
+        return calls[-1]
+
+    monkeypatch.setattr(bson, "decode", watched)
     got = MongoDecoder()._reply_fields(bson.encode(rep))
     assert calls and calls[0] is not None
     monkeypatch.undo()
-    monkeypatch.setattr(mod, "_decoded", lambda doc: None)
+    monkeypatch.setattr(bson, "decode", _refuse)
+    assert mod._decoded(bson.encode(rep)) is None  # the shortcut really is off for the second reading
     assert got == MongoDecoder()._reply_fields(bson.encode(rep))
 
 
