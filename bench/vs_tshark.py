@@ -9,9 +9,10 @@ Kafka, MongoDB, AMQP, DNS) the capture a real server and a real client library m
 (scripts/record_bench_captures.py, cached under bench/out/real/, recorded now when absent) is replicated into
 a large file (bench/replicate.py: distinct addresses and sequence spaces per copy, cached under bench/out/)
 of at least `--records` records and `--min-mb` MB, at most `--max-mb` MB. Then, `--runs` rounds, each: one
-`packetd watch -r FILE --proto NAME;PORT --format json > /dev/null` per build (a fresh process, that build's
-interpreter), then tshark on the same file (`-d` decode-as for the port, a display filter of the protocol,
-its fields printed), every process pinned to one core (`taskset -c`). Measured from wait4(): CPU seconds
+`packetd watch -r FILE --proto NAME;PORT --format json --workers 1 > /dev/null` per build (a fresh process,
+that build's interpreter; `--workers 1`: the measurement is one core, and files of 64 MiB or more would
+otherwise start 2 workers, which costs more CPU on one core), then tshark on the same file (`-d`
+decode-as for the port, a display filter of the protocol, its fields printed), every process pinned to one core (`taskset -c`). Measured from wait4(): CPU seconds
 of the whole process (user + sys: start-up, reading, decoding, JSON output) and its peak RSS (ru_maxrss;
 this harness imports nothing heavy so its own RSS, which a vfork-ed child inherits as a floor, stays below
 every measured one: checked and reported). Medians of the runs, and the range of the rounds' ratios (the
@@ -151,6 +152,8 @@ def packetd_command(python: str, path: str, case: Case, port: int) -> list[str]:
         f"{case.rule};{port}",
         "--format",
         "json",
+        "--workers",
+        "1",
     ]
 
 
@@ -366,7 +369,7 @@ def markdown(results: list[dict[str, Any]], builds: list[str], notes: list[str],
             "CPU per roundtrip against the Go original's published figures: " + "; ".join(vs_go) + ".",
         ]
     lines += ["", "The commands, per case (`FILE` the replica, `PORT` the recorded server port):", "",
-              "    packetd: PYTHON -m packetd watch -r FILE --proto 'NAME;PORT' --format json > /dev/null",
+              "    packetd: PYTHON -m packetd watch -r FILE --proto 'NAME;PORT' --format json --workers 1 > /dev/null",
               "    tshark:  tshark -n -r FILE -d tcp.port==PORT,DISSECTOR -Y FILTER -T fields -e FIELD... "
               "-E occurrence=a (counted by the harness)", "",
               "| case | NAME | DISSECTOR | FILTER | FIELD | counted |", "|---|---|---|---|---|---|"]  # fmt: skip

@@ -9,6 +9,7 @@ since the rules decide which connections are decoded and by which protocol.
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import field
@@ -155,6 +156,14 @@ class EngineConfig:
     # detect protocols by content on connections no rule claims (`--proto auto`, `sniffer.protocols.detect`,
     # and `watch` / the agent without rules)
     detect: bool = False
+
+
+def import_decoders(rules: Iterable[Rule], registry: Registry = REGISTRY) -> None:
+    """Import the decoders of the rules' protocols now (a decoder module is imported on first use,
+    protocols/spec.py): what a process calls before it forks workers, so that each inherits them imported
+    instead of importing them again."""
+    for rule in rules:
+        importlib.import_module(registry[rule.protocol].factory.__module__)
 
 
 RecordSink = Callable[[Roundtrip], None]

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from packetd.capture.shmring import BATCH_BYTES, ITEM, TICK_LINKTYPE, Ring, read_batch
-from packetd.engine import Engine, EngineConfig
+from packetd.engine import Engine, EngineConfig, import_decoders
 from packetd.export.progress import for_file
 from packetd.flow.ports import PortTally
 from packetd.pairing.roundtrip import Roundtrip, dumps
@@ -378,6 +378,7 @@ class _FileRun:
 
         merger = Merger(n)
         pool.on_records = merger.add
+        import_decoders(config.rules)  # the workers fork with them imported
         pool.start(_file_worker, lambda i: (pool.rings[i].shm, config, make_line, display.accept))
         halt = cli.Halt(at_once=False)  # a flag: the reader stops between frames, the workers finish
         signal.signal(signal.SIGINT, halt.signalled)
@@ -655,6 +656,7 @@ def _run_live(opts: WatchOptions, n: int) -> int:
     signal.signal(signal.SIGINT, halt.signalled)
     signal.signal(signal.SIGTERM, halt.signalled)
     started = time.monotonic()
+    import_decoders(rules)  # the workers fork with them imported
     pool.start(_live_worker, lambda i: (wopts, make_line))
     stopped = False
     try:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -60,6 +62,28 @@ def test_has_a_decoder(spec: ProtocolSpec) -> None:
     decoder = spec.factory(DecoderContext())
     for method in ("receive", "receive_gap", "receive_eof"):
         assert callable(getattr(decoder, method))
+
+
+_DECODERS_IMPORTED = """
+import sys
+import packetd.cli
+from packetd.engine import Rule, import_decoders
+def decoders():
+    return sorted(m for m in sys.modules if m.startswith("packetd.protocols.") and m.endswith(".decoder"))
+print(decoders())
+import_decoders([Rule(protocol="redis", ports=(6379,)), Rule(protocol="grpc", ports=(50051,))])
+print(decoders())
+"""
+
+
+def test_decoders_are_imported_on_first_use_or_before_a_fork() -> None:
+    # a fresh interpreter: what `watch` imports at start-up, then what import_decoders adds
+    out = subprocess.run(
+        [sys.executable, "-c", _DECODERS_IMPORTED], capture_output=True, text=True, check=True
+    )
+    before, after = out.stdout.splitlines()
+    assert before == "[]"
+    assert after == "['packetd.protocols.http2.decoder', 'packetd.protocols.redis.decoder']"
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)

@@ -10,6 +10,7 @@ protocols of one family, never by two families.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import field
 from typing import Any, Literal
@@ -29,6 +30,25 @@ ReferenceKeys = Callable[[Mapping[str, object]], tuple[dict[str, object], dict[s
 def no_reference_keys(values: Mapping[str, object]) -> tuple[dict[str, object], dict[str, object]]:
     """A protocol without Go-implementation option keys: every key is its own."""
     return dict(values), {}
+
+
+def imported_on_first_use(module: str, name: str) -> Callable[[DecoderContext], Decoder]:
+    """The decoder factory `module.name`, its module imported on the first decoder made: start-up imports
+    no decoder a run does not use (the nine decoder modules, hpack and bson with them, were ~40 ms of
+    CPU in every process's start; `python -X importtime`). What the registry lists of a protocol
+    besides (options, semantics, detection, display) is light and imported as before."""
+    factory: Callable[[DecoderContext], Decoder] | None = None
+
+    def new_decoder(ctx: DecoderContext) -> Decoder:
+        nonlocal factory
+        if factory is None:
+            factory = getattr(importlib.import_module(module), name)
+            assert factory is not None
+        return factory(ctx)
+
+    # named as the function it stands for (a traceback, a repr, tests/protocols/test_checklist.py's package)
+    new_decoder.__module__, new_decoder.__name__, new_decoder.__qualname__ = module, name, name
+    return new_decoder
 
 
 @value
@@ -52,4 +72,4 @@ class ProtocolSpec:
     display: Display = DEFAULT_DISPLAY  # how its records read in `watch`'s text line (<package>/display.py)
 
 
-__all__ = ["Pairing", "ProtocolSpec", "ReferenceKeys", "no_reference_keys"]
+__all__ = ["Pairing", "ProtocolSpec", "ReferenceKeys", "imported_on_first_use", "no_reference_keys"]

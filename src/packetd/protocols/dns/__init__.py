@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from packetd.protocols.dns.decoder import new_decoder
 from packetd.protocols.dns.detect import detect as detect_by_content
 from packetd.protocols.dns.display import DISPLAY
 from packetd.protocols.dns.options import DnsOptions
 from packetd.protocols.dns.semantics import SEMANTICS
-from packetd.protocols.spec import ProtocolSpec
+from packetd.protocols.spec import ProtocolSpec, imported_on_first_use
 
 SPEC: ProtocolSpec = ProtocolSpec(
     name="dns",
     family="dns",
-    factory=new_decoder,
+    factory=imported_on_first_use("packetd.protocols.dns.decoder", "new_decoder"),
     options_type=DnsOptions,
     pairing="keyed",  # (id, first question)
     default_ports=(53,),

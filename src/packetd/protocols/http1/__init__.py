@@ -8,17 +8,16 @@ and config is `http`, as in the Go implementation's configs and the record contr
 
 from __future__ import annotations
 
-from packetd.protocols.http1.decoder import new_decoder
 from packetd.protocols.http1.detect import detect as detect_by_content
 from packetd.protocols.http1.display import DISPLAY
 from packetd.protocols.http1.options import HttpOptions, reference_keys
 from packetd.protocols.http1.semantics import SEMANTICS
-from packetd.protocols.spec import ProtocolSpec
+from packetd.protocols.spec import ProtocolSpec, imported_on_first_use
 
 SPEC: ProtocolSpec = ProtocolSpec(
     name="http",
     family="http",
-    factory=new_decoder,
+    factory=imported_on_first_use("packetd.protocols.http1.decoder", "new_decoder"),
     options_type=HttpOptions,
     pairing="fifo",
     default_ports=(80, 8080),

@@ -25,6 +25,16 @@ MAX_HEADER_VALUE = 4096  # a record keeps at most this many characters of one he
 _DECISIONS: dict[frozenset[str], dict[str, bool]] = {}
 MAX_DECISION_SETS = 64
 MAX_DECISION_NAMES = 4096
+# redact set → header line → its (name, value) in the record, for lines no redaction changes: a connection
+# sends most of its header lines again on every message (Host, User-Agent, Server, Content-Type, ...), so a
+# line is split, stripped and judged once. Bounded: at most MAX_CACHED_LINES lines of at most
+# MAX_CACHED_LINE characters per set (~1 MiB at worst), emptied when full (`line_cache_resets` counts it:
+# traffic with that many distinct short lines only loses the memo, never a field). A value a redaction
+# changes (a credential) is never kept here.
+_LINES: dict[frozenset[str], dict[str, tuple[str, str]]] = {}
+MAX_CACHED_LINES = 2048
+MAX_CACHED_LINE = 256
+line_cache_resets = 0
 
 
 def _decide(names: frozenset[str], decided: dict[str, bool], key: str) -> bool:
@@ -35,33 +45,56 @@ def _decide(names: frozenset[str], decided: dict[str, bool], key: str) -> bool:
     return hit
 
 
+def _tables(names: frozenset[str]) -> tuple[dict[str, bool], dict[str, tuple[str, str]]]:
+    """The name decisions and the line memo of one redact set (made on its first block)."""
+    if len(_DECISIONS) >= MAX_DECISION_SETS:
+        _DECISIONS.clear()
+        _LINES.clear()
+    decided = _DECISIONS[names] = {}
+    lines = _LINES[names] = {}
+    return decided, lines
+
+
 def parse_header_block(block: bytes, names: frozenset[str]) -> dict[str, list[str]]:
     """Header fields in order, lower-cased names, repeated fields kept in order, obs-fold joined.
 
     A value is unfolded completely before it is judged (policy.header_value), so a secret continued on
     an obs-fold line is redacted whole.
     """
+    global line_cache_resets
     # one decode of the whole block (field names are ASCII tokens; values UTF-8, bad bytes replaced)
     text_block = block.decode("utf-8", "replace")
     if "\r\n " in text_block or "\r\n\t" in text_block or text_block.startswith((" ", "\t")):
         return _parse_folded(text_block, names)
     decided = _DECISIONS.get(names)
-    if decided is None:
-        if len(_DECISIONS) >= MAX_DECISION_SETS:
-            _DECISIONS.clear()
-        decided = _DECISIONS[names] = {}
+    lines = _LINES.get(names)
+    if decided is None or lines is None:
+        decided, lines = _tables(names)
     headers: dict[str, list[str]] = {}
     for line in text_block.split("\r\n"):
-        name, sep, raw = line.partition(":")
-        if not sep:
-            continue  # empty, or not a field line; framing has already accepted the block, so skip it
-        key = name.strip().lower()
-        text = raw.strip()[:MAX_HEADER_VALUE]
-        hit = decided.get(key)
-        if hit is None:
-            hit = _decide(names, decided, key)
-        if hit:
-            text = policy.header_value(key, text, names)
+        field = lines.get(line)
+        if field is not None:
+            key, text = field
+        else:
+            name, sep, raw = line.partition(":")
+            if not sep:
+                continue  # empty, or not a field line; framing has already accepted the block, so skip it
+            key = name.strip().lower()
+            text = raw.strip()[:MAX_HEADER_VALUE]
+            hit = decided.get(key)
+            if hit is None:
+                hit = _decide(names, decided, key)
+            keep = len(line) <= MAX_CACHED_LINE
+            if hit:
+                value = policy.header_value(key, text, names)
+                if value != text:
+                    text = value
+                    keep = False  # changed by a redaction: not remembered
+            if keep:
+                if len(lines) >= MAX_CACHED_LINES:
+                    lines.clear()
+                    line_cache_resets += 1
+                lines[line] = (key, text)
         lst = headers.get(key)
         if lst is None:
             headers[key] = [text]

@@ -6,17 +6,16 @@ Both specs share the family "http2": each stream's content-type decides whether 
 
 from __future__ import annotations
 
-from packetd.protocols.http2.decoder import new_grpc_decoder, new_http2_decoder
 from packetd.protocols.http2.detect import detect as detect_by_content
 from packetd.protocols.http2.display import DISPLAY, GRPC_DISPLAY
 from packetd.protocols.http2.options import Http2Options
 from packetd.protocols.http2.semantics import GRPC_SEMANTICS, HTTP2_SEMANTICS
-from packetd.protocols.spec import ProtocolSpec
+from packetd.protocols.spec import ProtocolSpec, imported_on_first_use
 
 SPEC: ProtocolSpec = ProtocolSpec(
     name="http2",
     family="http2",
-    factory=new_http2_decoder,
+    factory=imported_on_first_use("packetd.protocols.http2.decoder", "new_http2_decoder"),
     options_type=Http2Options,
     pairing="keyed",  # by stream id
     default_ports=(50051,),
@@ -31,7 +30,7 @@ SPEC: ProtocolSpec = ProtocolSpec(
 GRPC_SPEC: ProtocolSpec = ProtocolSpec(
     name="grpc",
     family="http2",
-    factory=new_grpc_decoder,
+    factory=imported_on_first_use("packetd.protocols.http2.decoder", "new_grpc_decoder"),
     options_type=Http2Options,
     pairing="keyed",
     default_ports=(50051,),

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from packetd.protocols.kafka.decoder import new_decoder
 from packetd.protocols.kafka.detect import detect as detect_by_content
 from packetd.protocols.kafka.display import DISPLAY
 from packetd.protocols.kafka.options import KafkaOptions
 from packetd.protocols.kafka.semantics import SEMANTICS
-from packetd.protocols.spec import ProtocolSpec
+from packetd.protocols.spec import ProtocolSpec, imported_on_first_use
 
 SPEC: ProtocolSpec = ProtocolSpec(
     name="kafka",
     family="kafka",
-    factory=new_decoder,
+    factory=imported_on_first_use("packetd.protocols.kafka.decoder", "new_decoder"),
     options_type=KafkaOptions,
     pairing="keyed",  # correlation id
     default_ports=(9092,),

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from packetd.protocols.mysql.decoder import new_decoder
 from packetd.protocols.mysql.detect import detect as detect_by_content
 from packetd.protocols.mysql.display import DISPLAY
 from packetd.protocols.mysql.options import MysqlOptions
 from packetd.protocols.mysql.semantics import SEMANTICS
-from packetd.protocols.spec import ProtocolSpec
+from packetd.protocols.spec import ProtocolSpec, imported_on_first_use
 
 SPEC: ProtocolSpec = ProtocolSpec(
     name="mysql",
     family="mysql",
-    factory=new_decoder,
+    factory=imported_on_first_use("packetd.protocols.mysql.decoder", "new_decoder"),
     options_type=MysqlOptions,
     pairing="fifo",
     default_ports=(3306,),

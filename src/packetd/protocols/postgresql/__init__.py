@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from packetd.protocols.postgresql.decoder import new_decoder
 from packetd.protocols.postgresql.detect import detect as detect_by_content
 from packetd.protocols.postgresql.display import DISPLAY
 from packetd.protocols.postgresql.options import PostgresOptions
 from packetd.protocols.postgresql.semantics import SEMANTICS
-from packetd.protocols.spec import ProtocolSpec
+from packetd.protocols.spec import ProtocolSpec, imported_on_first_use
 
 SPEC: ProtocolSpec = ProtocolSpec(
     name="postgresql",
     family="postgresql",
-    factory=new_decoder,
+    factory=imported_on_first_use("packetd.protocols.postgresql.decoder", "new_decoder"),
     options_type=PostgresOptions,
     pairing="fifo",
     default_ports=(5432,),

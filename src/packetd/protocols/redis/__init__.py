@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from packetd.protocols.redis.decoder import new_decoder
 from packetd.protocols.redis.detect import detect as detect_by_content
 from packetd.protocols.redis.display import DISPLAY
 from packetd.protocols.redis.options import RedisOptions
 from packetd.protocols.redis.semantics import SEMANTICS
-from packetd.protocols.spec import ProtocolSpec
+from packetd.protocols.spec import ProtocolSpec, imported_on_first_use
 
 SPEC: ProtocolSpec = ProtocolSpec(
     name="redis",
     family="redis",
-    factory=new_decoder,
+    factory=imported_on_first_use("packetd.protocols.redis.decoder", "new_decoder"),
     options_type=RedisOptions,
     pairing="fifo",
     default_ports=(6379,),
