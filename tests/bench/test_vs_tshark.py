@@ -112,9 +112,21 @@ def test_every_case_counts_what_tshark_counts_on_a_fresh_recording(case: str, tm
     if os.geteuid() != 0 or not shutil.which("tcpdump"):
         pytest.skip("recording needs root and tcpdump")
     out = str(tmp_path)
-    subprocess.run([sys.executable, RECORD, case, "--out", out], check=True, cwd=ROOT, capture_output=True)
-    with open(os.path.join(out, f"{case}.json")) as f:
-        meta = json.load(f)
+    # a recording that tcpdump dropped packets from may be no truth to count against (tshark and packetd
+    # can disagree on a response whose segments are gone): on a loaded machine the 100 MB HTTP/1 burst can
+    # outrun tcpdump, so such a recording is made again, up to three times; if every one lost packets the
+    # machine cannot give this case a complete truth, and the test says so rather than compare against it
+    for _attempt in range(3):
+        subprocess.run([sys.executable, RECORD, case, "--out", out, "--force"], check=True, cwd=ROOT,
+                       capture_output=True)  # fmt: skip
+        with open(os.path.join(out, f"{case}.json")) as f:
+            meta = json.load(f)
+        if not meta.get("tcpdump_drops"):
+            break
+    else:
+        pytest.skip(
+            f"tcpdump dropped packets in all 3 recordings (last: {meta['tcpdump_drops']}): no complete truth"
+        )
     port = int(meta["port"])
     src, replica = os.path.join(out, f"{case}.pcap"), os.path.join(out, "x2.pcap")
     one = run_tshark(src, CASES[case], port, None).count
