@@ -216,8 +216,18 @@ def body(text: str, content_type: str | None, params: frozenset[str]) -> str:
     return text
 
 
+# statement texts whose record form is remembered (both SQL dialects, one memo): a prepared statement is
+# executed again and again with the same bytes, a client sends its fixed queries again and again, and
+# normalising the literals (a regex pass) is most of what such a record costs; the least recently used
+# beyond this many (each at most a decoder's statement cap) are recomputed when seen again
+# (`statement.cache_info()`). 2048: what MySQL's and PostgreSQL's memos of 1024 each held together.
+MAX_STATEMENT_TEXTS = 2048
+
+
+@functools.lru_cache(maxsize=MAX_STATEMENT_TEXTS)
 def statement(raw: bytes, truncated: bool, keep_literals: bool, dialect: str) -> str:
-    """The record's form of a captured SQL statement (raw bytes as cut at the decoder's cap)."""
+    """The record's form of a captured SQL statement (raw bytes as cut at the decoder's cap); a pure
+    function of its arguments, hence the memo."""
     text = raw.decode("utf-8", "replace")
     if truncated:
         # a multi-byte character cut by the cap decodes as U+FFFD: drop it

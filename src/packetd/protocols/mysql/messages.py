@@ -7,25 +7,11 @@ COM_CHANGE_USER and auth-switch exchanges are counted, never kept.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, ClassVar
 
 from packetd._values import value
 from packetd.protocols.base import Kind, Message, Role
 from packetd.protocols.redact import server_message, statement
-
-# statement texts whose record form is remembered (as PostgreSQL's messages do): a prepared statement's
-# text comes with every COM_STMT_EXECUTE, a client's fixed queries again and again, and normalising the
-# literals (a regex pass) is most of what such a record costs; the least recently used beyond this many
-# (at most max_statement bytes each) are recomputed when seen again (`_statement_text.cache_info()`)
-MAX_STATEMENT_TEXTS = 1024
-
-
-@functools.lru_cache(maxsize=MAX_STATEMENT_TEXTS)
-def _statement_text(raw: bytes, truncated: bool, keep_literals: bool) -> str:
-    """The record's form of a statement (redact.statement, a pure function of its arguments)."""
-    return statement(raw, truncated, keep_literals, "mysql")
-
 
 COMMANDS: dict[int, str] = {
     0x00: "COM_SLEEP", 0x01: "COM_QUIT", 0x02: "COM_INIT_DB", 0x03: "COM_QUERY", 0x04: "COM_FIELD_LIST",
@@ -58,7 +44,7 @@ class Command(Message):
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"command": self.command, "size": self.size}
         if self.statement is not None:
-            out["statement"] = _statement_text(self.statement, self.truncated, self.keep_literals)
+            out["statement"] = statement(self.statement, self.truncated, self.keep_literals, "mysql")
             if self.truncated:
                 out["statement_truncated"] = True
         if self.statement_id is not None:

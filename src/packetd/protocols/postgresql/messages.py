@@ -9,23 +9,11 @@ never appear: passwords, SASL exchanges and the cancel key are counted, never ke
 
 from __future__ import annotations
 
-import functools
 from typing import Any, ClassVar
 
 from packetd._values import value
 from packetd.protocols.base import Kind, Message, Role
 from packetd.protocols.redact import server_message, statement
-
-# statement texts whose record form is remembered: a prepared statement is executed again and again with
-# the same bytes, and normalising its literals (a regex pass) is most of what a record of it costs; the
-# least recently used beyond this many are recomputed when seen again
-MAX_STATEMENT_TEXTS = 1024
-
-
-@functools.lru_cache(maxsize=MAX_STATEMENT_TEXTS)
-def _statement_text(raw: bytes, truncated: bool, keep_literals: bool) -> str:
-    """The record's form of a statement (redact.statement, a pure function of its arguments)."""
-    return statement(raw, truncated, keep_literals, "postgresql")
 
 
 @value
@@ -50,7 +38,7 @@ class Request(Message):
         out: dict[str, Any] = {
             "message": self.op,
             "statement": (
-                _statement_text(self.statement, self.truncated, self.keep_literals)
+                statement(self.statement, self.truncated, self.keep_literals, "postgresql")
                 if self.statement is not None
                 else None
             ),
