@@ -42,13 +42,34 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 Info = dict[str, Any]
 
 
+# tcpdump's kernel ring (-B, KiB): 512 MiB, 2.5 times the largest recording (http1-large: ~207 MB of frames
+# in under a second on loopback), so tcpdump can fall behind by a whole recording (a loaded machine
+# deschedules it) without the kernel dropping a frame; with 64 MiB, a busy 2-core machine dropped thousands.
+# The ring is kernel memory, held only while one recording runs.
+RING_KIB = 512 * 1024
+# without --immediate-mode the kernel hands tcpdump whole ring blocks, a block at the latest this long after
+# its first frame (libpcap's TPACKET_V3 block timeout, tcpdump's default 1000 ms): stop() waits this long
+# before it interrupts tcpdump, so the last block is read, not left in the ring
+BLOCK_TIMEOUT_S = 1.0
+# tmpfs for the file while tcpdump writes it (moved to its place after): a disk's writeback cannot stall it
+TMPFS = "/dev/shm"
+
+
 class Tcpdump:
-    """tcpdump -i lo of one port, to a file; stopped by PID with SIGINT (it then writes its drop count)."""
+    """tcpdump -i lo of one port, to a file; stopped by PID with SIGINT (it then writes its drop count).
+
+    Made not to drop under load (a test run beside it): a ring that holds a whole recording, frames taken in
+    blocks and written buffered (no --immediate-mode, no -U: one wake-up and one write per many frames, not
+    per frame), into a file on tmpfs (TMPFS) that is moved to `path` when tcpdump has ended.
+    """
 
     def __init__(self, path: str, port: int) -> None:
+        self.path = path
+        tmp_dir = TMPFS if os.path.isdir(TMPFS) else os.path.dirname(os.path.abspath(path))
+        self.tmp = tempfile.mkdtemp(prefix="packetd-rec-", dir=tmp_dir)
         self.proc = subprocess.Popen(
-            ["tcpdump", "-i", "lo", "-U", "-n", "-s", "0", "-B", "65536", "--immediate-mode",
-             "--time-stamp-precision=nano", "-w", path, f"port {port}"],
+            ["tcpdump", "-i", "lo", "-n", "-s", "0", "-B", str(RING_KIB), "--time-stamp-precision=nano",
+             "-w", os.path.join(self.tmp, "rec.pcap"), f"port {port}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         assert self.proc.stderr is not None
@@ -56,13 +77,18 @@ class Tcpdump:
         while b"listening on" not in seen:
             chunk = self.proc.stderr.read1(4096)  # type: ignore[attr-defined]
             if not chunk:
+                shutil.rmtree(self.tmp, ignore_errors=True)
                 raise RuntimeError(f"tcpdump did not start: {seen.decode(errors='replace')}")
             seen += chunk
 
     def stop(self) -> int:
-        time.sleep(0.5)  # the last packets reach tcpdump's buffer
+        time.sleep(BLOCK_TIMEOUT_S + 1.0)  # the last block is handed to tcpdump (and the last frames with it)
         self.proc.send_signal(signal.SIGINT)
-        _, err = self.proc.communicate(timeout=30)
+        try:
+            _, err = self.proc.communicate(timeout=60)
+            shutil.move(os.path.join(self.tmp, "rec.pcap"), self.path)
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
         m = re.search(rb"(\d+) packets? dropped by kernel", err)
         return int(m.group(1)) if m else -1
 

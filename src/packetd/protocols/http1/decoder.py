@@ -553,16 +553,21 @@ class Http1Decoder:
         # the conformant line, inline (the per-request path); anything else goes to the lenient parser
         sp1 = line.find(b" ")
         sp2 = line.rfind(b" ")
-        method, target, vraw = line[:sp1], line[sp1 + 1 : sp2], line[sp2 + 1 :]
+        method, vraw = line[:sp1], line[sp2 + 1 :]
         version = _VERSIONS.get(vraw)
         if (
-            version is None
-            or not 0 < sp1 < sp2 - 1
-            or sp1 > MAX_METHOD
-            or sp2 > MAX_START_LINE
-            or method.translate(None, _TCHAR)
-            or line.find(b" ", sp1 + 1) != sp2  # a blank inside the target
+            version is not None
+            and 0 < sp1 < sp2 - 1
+            and sp1 <= MAX_METHOD
+            and sp2 <= MAX_START_LINE
+            and not method.translate(None, _TCHAR)
+            and line.find(b" ", sp1 + 1) == sp2  # no blank inside the target
         ):
+            # sliced only once sp1 < sp2 holds: with one blank (`GET/ HTTP/1.1`) sp1 == sp2, and mypyc's
+            # bytes slice raises SystemError ("Negative size passed to PyBytes_FromStringAndSize") on a
+            # start past the end, where Python's gives b""
+            target = line[sp1 + 1 : sp2]
+        else:
             method, target, vraw, malformed = _request_line(line)
             version = _VERSIONS.get(vraw)
             if version is None:

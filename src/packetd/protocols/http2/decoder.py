@@ -1041,9 +1041,11 @@ class Http2Decoder:
             except ValueError:
                 raw = b""
             for i in range(0, len(raw) - 5, 6):
-                ident, val = _SETTING.unpack_from(raw, i)
+                # not `val`: that name holds a field's bytes above, and mypyc checks each assignment
+                # against the variable's one declared type (an int there raises TypeError compiled)
+                ident, size = _SETTING.unpack_from(raw, i)
                 if ident == SETTINGS_HEADER_TABLE_SIZE:
-                    self._sides[1].hpack.max_allowed_table_size = min(val, MAX_HPACK_TABLE)
+                    self._sides[1].hpack.max_allowed_table_size = min(size, MAX_HPACK_TABLE)
 
 
 def _count_grpc(half: _Half, mv: memoryview) -> None:
