@@ -81,6 +81,16 @@ class Tcpdump:
                 raise RuntimeError(f"tcpdump did not start: {seen.decode(errors='replace')}")
             seen += chunk
 
+    def __enter__(self) -> Tcpdump:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """A workload that raised leaves no tcpdump running and no half-written file on tmpfs."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
     def stop(self) -> int:
         time.sleep(BLOCK_TIMEOUT_S + 1.0)  # the last block is handed to tcpdump (and the last frames with it)
         self.proc.send_signal(signal.SIGINT)
@@ -144,13 +154,13 @@ def http_large_load(port: int, www: str) -> Info:
 def record_http(kind: str, path: str) -> Info:
     nginx = Nginx()
     try:
-        td = Tcpdump(path, nginx.port)
-        info = (
-            http_small_load(nginx.port)
-            if kind == "small"
-            else http_large_load(nginx.port, os.path.join(nginx.dir, "www"))
-        )
-        drops = td.stop()
+        with Tcpdump(path, nginx.port) as td:
+            info = (
+                http_small_load(nginx.port)
+                if kind == "small"
+                else http_large_load(nginx.port, os.path.join(nginx.dir, "www"))
+            )
+            drops = td.stop()
     finally:
         nginx.stop()
     return {
@@ -172,14 +182,14 @@ def record_http2(path: str) -> Info:
                               stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         wait_port(port)
-        td = Tcpdump(path, port)
-        base = f"http://127.0.0.1:{port}"
-        out = subprocess.run(
-            ["h2load", "-n", "6000", "-c", "8", "-m", "8", f"{base}/index.html", f"{base}/api.json", f"{base}/img.bin",
-             f"{base}/missing"],
-            capture_output=True, text=True, check=True, timeout=120,
-        ).stdout  # fmt: skip
-        drops = td.stop()
+        with Tcpdump(path, port) as td:
+            base = f"http://127.0.0.1:{port}"
+            out = subprocess.run(
+                ["h2load", "-n", "6000", "-c", "8", "-m", "8", f"{base}/index.html", f"{base}/api.json", f"{base}/img.bin",
+                 f"{base}/missing"],
+                capture_output=True, text=True, check=True, timeout=120,
+            ).stdout  # fmt: skip
+            drops = td.stop()
     finally:
         stop_process(server)  # type: ignore[arg-type]
         shutil.rmtree(www, ignore_errors=True)
@@ -197,29 +207,29 @@ def record_grpc(path: str) -> Info:
     rng = random.Random(2)
     try:
         wait_port(port, timeout=30)
-        td = Tcpdump(path, port)
-        sent = 0
-        channels = [grpc.insecure_channel(f"127.0.0.1:{port}") for _ in range(4)]
+        with Tcpdump(path, port) as td:
+            sent = 0
+            channels = [grpc.insecure_channel(f"127.0.0.1:{port}") for _ in range(4)]
 
-        def calls(ch: grpc.Channel) -> None:
-            nonlocal sent
-            unary = ch.unary_unary("/demo.Echo/Unary")
-            count = ch.unary_stream("/demo.Echo/Count")
-            for i in range(1000):
-                if i % 20 == 0:
-                    list(count(b"5"))
-                else:
-                    unary(os.urandom(rng.randint(10, 600)), metadata=(("traceparent", TRACEPARENT),))
-                sent += 1
+            def calls(ch: grpc.Channel) -> None:
+                nonlocal sent
+                unary = ch.unary_unary("/demo.Echo/Unary")
+                count = ch.unary_stream("/demo.Echo/Count")
+                for i in range(1000):
+                    if i % 20 == 0:
+                        list(count(b"5"))
+                    else:
+                        unary(os.urandom(rng.randint(10, 600)), metadata=(("traceparent", TRACEPARENT),))
+                    sent += 1
 
-        threads = [threading.Thread(target=calls, args=(ch,)) for ch in channels]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for ch in channels:
-            ch.close()
-        drops = td.stop()
+            threads = [threading.Thread(target=calls, args=(ch,)) for ch in channels]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for ch in channels:
+                ch.close()
+            drops = td.stop()
     finally:
         stop_process(server)  # type: ignore[arg-type]
     return {"requests": sent, "port": port, "protocol": "grpc", "server": "grpcio server (tests/helpers/grpc_server.py)",
@@ -233,37 +243,37 @@ def record_redis(path: str) -> Info:
     server = RedisServer()
     rng = random.Random(3)
     try:
-        td = Tcpdump(path, server.port)
-        clients = [redis.Redis(host="127.0.0.1", port=server.port) for _ in range(4)]
-        sent = 0
-        for i in range(4000):
-            r = clients[i % 4]
-            k = f"key:{rng.randint(0, 500)}"
-            op = rng.random()
-            if op < 0.35:
-                r.get(k)
-            elif op < 0.6:
-                r.set(k, os.urandom(rng.randint(10, 300)))
-            elif op < 0.7:
-                r.hset(f"h:{i % 50}", mapping={"a": i, "b": "x" * 20})
-            elif op < 0.75:
-                r.hgetall(f"h:{i % 50}")
-            elif op < 0.85:
-                r.lpush(f"l:{i % 20}", i)
-            elif op < 0.9:
-                r.lrange(f"l:{i % 20}", 0, 20)
-            elif op < 0.95:
-                r.incr("counter")
-            else:
-                p = r.pipeline(transaction=False)
-                for j in range(10):
-                    p.get(f"key:{j}")
-                p.execute()
-                sent += 9
-            sent += 1
-        for r in clients:
-            r.close()
-        drops = td.stop()
+        with Tcpdump(path, server.port) as td:
+            clients = [redis.Redis(host="127.0.0.1", port=server.port) for _ in range(4)]
+            sent = 0
+            for i in range(4000):
+                r = clients[i % 4]
+                k = f"key:{rng.randint(0, 500)}"
+                op = rng.random()
+                if op < 0.35:
+                    r.get(k)
+                elif op < 0.6:
+                    r.set(k, os.urandom(rng.randint(10, 300)))
+                elif op < 0.7:
+                    r.hset(f"h:{i % 50}", mapping={"a": i, "b": "x" * 20})
+                elif op < 0.75:
+                    r.hgetall(f"h:{i % 50}")
+                elif op < 0.85:
+                    r.lpush(f"l:{i % 20}", i)
+                elif op < 0.9:
+                    r.lrange(f"l:{i % 20}", 0, 20)
+                elif op < 0.95:
+                    r.incr("counter")
+                else:
+                    p = r.pipeline(transaction=False)
+                    for j in range(10):
+                        p.get(f"key:{j}")
+                    p.execute()
+                    sent += 9
+                sent += 1
+            for r in clients:
+                r.close()
+            drops = td.stop()
     finally:
         server.stop()
     return {"requests": sent, "port": server.port, "protocol": "redis", "server": "redis-server (Debian)",
@@ -282,28 +292,30 @@ def record_postgresql(path: str) -> Info:
             "INSERT INTO items SELECT g, 'item-' || g, g % 17 FROM generate_series(1, 1000) g",
             db=server.DATABASE,
         )
-        td = Tcpdump(path, server.port)
-        conns = [psycopg.connect(server.dsn(), autocommit=True) for _ in range(4)]
-        sent = 0
-        for i in range(3000):
-            c = conns[i % 4]
-            op = rng.random()
-            if op < 0.5:
-                c.execute("SELECT name, qty FROM items WHERE id = %s", (rng.randint(1, 1000),)).fetchall()
-            elif op < 0.7:
-                c.execute("UPDATE items SET qty = qty + 1 WHERE id = %s", (rng.randint(1, 1000),))
-            elif op < 0.8:
-                c.execute(
-                    "SELECT id, name FROM items WHERE qty = %s LIMIT 20", (rng.randint(0, 16),), prepare=True
-                ).fetchall()
-            elif op < 0.9:
-                c.execute(b"SELECT count(*) FROM items", prepare=False).fetchall()
-            else:
-                c.execute("SELECT now()").fetchall()
-            sent += 1
-        for c in conns:
-            c.close()
-        drops = td.stop()
+        with Tcpdump(path, server.port) as td:
+            conns = [psycopg.connect(server.dsn(), autocommit=True) for _ in range(4)]
+            sent = 0
+            for i in range(3000):
+                c = conns[i % 4]
+                op = rng.random()
+                if op < 0.5:
+                    c.execute("SELECT name, qty FROM items WHERE id = %s", (rng.randint(1, 1000),)).fetchall()
+                elif op < 0.7:
+                    c.execute("UPDATE items SET qty = qty + 1 WHERE id = %s", (rng.randint(1, 1000),))
+                elif op < 0.8:
+                    c.execute(
+                        "SELECT id, name FROM items WHERE qty = %s LIMIT 20",
+                        (rng.randint(0, 16),),
+                        prepare=True,
+                    ).fetchall()
+                elif op < 0.9:
+                    c.execute(b"SELECT count(*) FROM items", prepare=False).fetchall()
+                else:
+                    c.execute("SELECT now()").fetchall()
+                sent += 1
+            for c in conns:
+                c.close()
+            drops = td.stop()
     finally:
         server.stop()
     return {"requests": sent, "port": server.port, "protocol": "postgresql", "server": "PostgreSQL (Debian)",
@@ -319,26 +331,26 @@ def record_mysql(path: str) -> Info:
     try:
         server.sql(f"CREATE TABLE {server.DATABASE}.kv (id INT PRIMARY KEY, v VARCHAR(64), n INT); "
                    f"USE {server.DATABASE}; INSERT INTO kv SELECT seq, md5(seq), seq % 13 FROM seq_1_to_1000;")  # fmt: skip
-        td = Tcpdump(path, server.port)
-        conns = [pymysql.connect(host="127.0.0.1", port=server.port, user=server.USER, password=server.PASSWORD,
-                                 database=server.DATABASE, autocommit=True) for _ in range(4)]  # fmt: skip
-        sent = 0
-        for i in range(3000):
-            with conns[i % 4].cursor() as cur:
-                op = rng.random()
-                if op < 0.55:
-                    cur.execute("SELECT v, n FROM kv WHERE id = %s", (rng.randint(1, 1000),))
-                elif op < 0.75:
-                    cur.execute("UPDATE kv SET n = n + 1 WHERE id = %s", (rng.randint(1, 1000),))
-                elif op < 0.9:
-                    cur.execute("SELECT id, v FROM kv WHERE n = %s LIMIT 25", (rng.randint(0, 12),))
-                else:
-                    cur.execute("SELECT NOW(), VERSION()")
-                cur.fetchall()
-            sent += 1
-        for c in conns:
-            c.close()
-        drops = td.stop()
+        with Tcpdump(path, server.port) as td:
+            conns = [pymysql.connect(host="127.0.0.1", port=server.port, user=server.USER, password=server.PASSWORD,
+                                     database=server.DATABASE, autocommit=True) for _ in range(4)]  # fmt: skip
+            sent = 0
+            for i in range(3000):
+                with conns[i % 4].cursor() as cur:
+                    op = rng.random()
+                    if op < 0.55:
+                        cur.execute("SELECT v, n FROM kv WHERE id = %s", (rng.randint(1, 1000),))
+                    elif op < 0.75:
+                        cur.execute("UPDATE kv SET n = n + 1 WHERE id = %s", (rng.randint(1, 1000),))
+                    elif op < 0.9:
+                        cur.execute("SELECT id, v FROM kv WHERE n = %s LIMIT 25", (rng.randint(0, 12),))
+                    else:
+                        cur.execute("SELECT NOW(), VERSION()")
+                    cur.fetchall()
+                sent += 1
+            for c in conns:
+                c.close()
+            drops = td.stop()
     finally:
         server.stop()
     return {"requests": sent, "port": server.port, "protocol": "mysql", "server": "MariaDB (Debian)",
@@ -351,31 +363,31 @@ def record_kafka(path: str) -> Info:
 
     server = Tansu()
     try:
-        td = Tcpdump(path, server.port)
-        bootstrap = f"127.0.0.1:{server.port}"
-        stats: dict[str, Any] = {}
-        p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "batch.num.messages": 10,
-                      "statistics.interval.ms": 100, "stats_cb": lambda s: stats.__setitem__("p", json.loads(s))})  # fmt: skip
-        n = 20000
-        for i in range(n):
-            p.produce("bench", b"m%08d" % i + os.urandom(100), key=b"k%d" % (i % 64), partition=0,
-                      headers=[("traceparent", TRACEPARENT.encode())])  # fmt: skip
-            if i % 500 == 0:
-                p.poll(0)
-        p.flush(60)
-        time.sleep(0.3)
-        p.poll(0.2)
-        c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "auto.offset.reset": "earliest",
-                      "max.partition.fetch.bytes": 65536})  # fmt: skip
-        c.subscribe(["bench"])
-        got = 0
-        deadline = time.monotonic() + 60
-        while got < n and time.monotonic() < deadline:
-            for m in c.consume(1000, 1.0):
-                if m.error() is None:
-                    got += 1
-        c.close()
-        drops = td.stop()
+        with Tcpdump(path, server.port) as td:
+            bootstrap = f"127.0.0.1:{server.port}"
+            stats: dict[str, Any] = {}
+            p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "batch.num.messages": 10,
+                          "statistics.interval.ms": 100, "stats_cb": lambda s: stats.__setitem__("p", json.loads(s))})  # fmt: skip
+            n = 20000
+            for i in range(n):
+                p.produce("bench", b"m%08d" % i + os.urandom(100), key=b"k%d" % (i % 64), partition=0,
+                          headers=[("traceparent", TRACEPARENT.encode())])  # fmt: skip
+                if i % 500 == 0:
+                    p.poll(0)
+            p.flush(60)
+            time.sleep(0.3)
+            p.poll(0.2)
+            c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "auto.offset.reset": "earliest",
+                          "max.partition.fetch.bytes": 65536})  # fmt: skip
+            c.subscribe(["bench"])
+            got = 0
+            deadline = time.monotonic() + 60
+            while got < n and time.monotonic() < deadline:
+                for m in c.consume(1000, 1.0):
+                    if m.error() is None:
+                        got += 1
+            c.close()
+            drops = td.stop()
     finally:
         server.stop()
     produce = sum(b.get("req", {}).get("Produce", 0) for b in stats.get("p", {}).get("brokers", {}).values())
@@ -391,23 +403,25 @@ def record_mongodb(path: str) -> Info:
     server = Secantus()
     rng = random.Random(6)
     try:
-        td = Tcpdump(path, server.port)
-        client = pymongo.MongoClient("127.0.0.1", server.port, directConnection=True, maxPoolSize=4)
-        coll = client.app.users
-        sent = 0
-        for i in range(2000):
-            op = rng.random()
-            if op < 0.4:
-                coll.insert_one({"_id": i, "name": f"user{i}", "age": rng.randint(1, 99), "tags": ["a", "b"]})
-            elif op < 0.7:
-                coll.find_one({"_id": rng.randint(0, i)})
-            elif op < 0.85:
-                list(coll.find({"age": {"$gt": rng.randint(1, 90)}}).limit(10))
-            else:
-                coll.update_one({"_id": rng.randint(0, i)}, {"$inc": {"age": 1}})
-            sent += 1
-        client.close()
-        drops = td.stop()
+        with Tcpdump(path, server.port) as td:
+            client = pymongo.MongoClient("127.0.0.1", server.port, directConnection=True, maxPoolSize=4)
+            coll = client.app.users
+            sent = 0
+            for i in range(2000):
+                op = rng.random()
+                if op < 0.4:
+                    coll.insert_one(
+                        {"_id": i, "name": f"user{i}", "age": rng.randint(1, 99), "tags": ["a", "b"]}
+                    )
+                elif op < 0.7:
+                    coll.find_one({"_id": rng.randint(0, i)})
+                elif op < 0.85:
+                    list(coll.find({"age": {"$gt": rng.randint(1, 90)}}).limit(10))
+                else:
+                    coll.update_one({"_id": rng.randint(0, i)}, {"$inc": {"age": 1}})
+                sent += 1
+            client.close()
+            drops = td.stop()
     finally:
         server.stop()
     return {"requests": sent, "port": server.port, "protocol": "mongodb", "server": "SecantusDB (MongoDB wire protocol)",
@@ -420,26 +434,26 @@ def record_amqp(path: str) -> Info:
 
     server = RabbitMQ()
     try:
-        td = Tcpdump(path, server.port)
-        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", server.port, heartbeat=0))
-        ch = conn.channel()
-        ch.queue_declare("bench")
-        ch.confirm_delivery()
-        n = 3000
-        for i in range(n):
-            ch.basic_publish("", "bench", b"m%08d" % i + os.urandom(200),
-                             pika.BasicProperties(content_type="application/octet-stream", headers={"traceparent": TRACEPARENT}))  # fmt: skip
-        got = 0
-        for method, _props, _body in ch.consume("bench", inactivity_timeout=5):
-            if method is None:
-                break
-            ch.basic_ack(method.delivery_tag)
-            got += 1
-            if got == n:
-                break
-        ch.cancel()
-        conn.close()
-        drops = td.stop()
+        with Tcpdump(path, server.port) as td:
+            conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", server.port, heartbeat=0))
+            ch = conn.channel()
+            ch.queue_declare("bench")
+            ch.confirm_delivery()
+            n = 3000
+            for i in range(n):
+                ch.basic_publish("", "bench", b"m%08d" % i + os.urandom(200),
+                                 pika.BasicProperties(content_type="application/octet-stream", headers={"traceparent": TRACEPARENT}))  # fmt: skip
+            got = 0
+            for method, _props, _body in ch.consume("bench", inactivity_timeout=5):
+                if method is None:
+                    break
+                ch.basic_ack(method.delivery_tag)
+                got += 1
+                if got == n:
+                    break
+            ch.cancel()
+            conn.close()
+            drops = td.stop()
     finally:
         server.stop()
     return {"requests": n, "consumed": got, "port": server.port, "protocol": "amqp", "server": "RabbitMQ (Debian)",
@@ -456,17 +470,17 @@ def record_dns(path: str) -> Info:
     names = [("www.packetd.test.", "A"), ("www.packetd.test.", "AAAA"), ("alias.packetd.test.", "A"),
              ("packetd.test.", "MX"), ("missing.packetd.test.", "A"), ("packetd.test.", "SOA")]  # fmt: skip
     try:
-        td = Tcpdump(path, server.port)
-        sent = 0
-        for i in range(4000):
-            name, rdtype = rng.choice(names)
-            q = dns.message.make_query(name, rdtype, use_edns=0 if i % 2 else None)
-            if i % 100 == 99:
-                dns.query.tcp(q, "127.0.0.1", port=server.port, timeout=5)
-            else:
-                dns.query.udp(q, "127.0.0.1", port=server.port, timeout=5)
-            sent += 1
-        drops = td.stop()
+        with Tcpdump(path, server.port) as td:
+            sent = 0
+            for i in range(4000):
+                name, rdtype = rng.choice(names)
+                q = dns.message.make_query(name, rdtype, use_edns=0 if i % 2 else None)
+                if i % 100 == 99:
+                    dns.query.tcp(q, "127.0.0.1", port=server.port, timeout=5)
+                else:
+                    dns.query.udp(q, "127.0.0.1", port=server.port, timeout=5)
+                sent += 1
+            drops = td.stop()
     finally:
         server.stop()
     return {"requests": sent, "port": server.port, "protocol": "dns", "server": "unbound (Debian), local zone",
