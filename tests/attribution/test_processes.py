@@ -91,6 +91,26 @@ def test_encoded_keys_find_the_kernel_lines_of_real_sockets(family: int, host: s
             s.close()
 
 
+def test_a_line_the_kernel_printed_twice_is_found_once() -> None:
+    # a busy table read in pages can print one socket's line more than once: the real line of a real socket,
+    # repeated as the kernel repeats it, is one hit with that socket's inode
+    lst, cli, srv = _pair()
+    try:
+        local, remote = _ep(cli.getsockname()), _ep(cli.getpeername())
+        keys = set(sockets.socket_keys(local, remote))
+        lines = _table("tcp").split(b"\n")
+        mine = [ln for ln in lines[1:] if len(ln.split()) >= 10 and (ln.split()[1], ln.split()[2]) in keys]
+        assert len(mine) == 1
+        table = b"\n".join([lines[0], mine[0], *lines[1:], mine[0], mine[0]])
+        found = list(sockets.scan(table, keys))
+        assert [(state, inode) for _, state, inode in found] == [
+            (sockets.TCP_ESTABLISHED, os.fstat(cli.fileno()).st_ino)
+        ]
+    finally:
+        for s in (lst, cli, srv):
+            s.close()
+
+
 def test_udp_fallback_keys_find_an_unconnected_socket() -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("0.0.0.0", 0))

@@ -67,10 +67,18 @@ def scan(data: bytes, wanted: Container[Key]) -> Iterator[tuple[Key, int, int]]:
     """The lines of one table whose (local, remote) is wanted: (key, state, inode). Inode 0: no process
     holds the socket (a connection not yet accepted, a half-open SYN_RECV, TIME_WAIT)."""
     lines = data.split(b"\n")
+    # a /proc/net table is read in pages, and a socket opened or closed meanwhile shifts the rest: the kernel
+    # then prints some lines twice (seen here: one socket three times in a busy tcp6 table). Each (key,
+    # state, inode) is given once; the set holds at most the wanted lines of this one table.
+    seen: set[tuple[Key, int, int]] = set()
     for line in lines[1:]:  # the first line is the header
         f = line.split()
         if len(f) < 10:
             continue
         key = (f[1], f[2])
         if key in wanted:
-            yield key, int(f[3], 16), int(f[9])
+            hit = key, int(f[3], 16), int(f[9])
+            if hit in seen:
+                continue
+            seen.add(hit)
+            yield hit
