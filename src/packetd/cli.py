@@ -11,21 +11,17 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from packetd import __version__
-from packetd.attribution.processes import HeldRecords, ProcessResolver
 from packetd.capture import bpf
-from packetd.capture.libpcap import OfflineFilter
 from packetd.capture.pcapfile import CaptureFile, CaptureFormatError
-from packetd.capture.pcapout import PcapOut
 from packetd.capture.source import TICK, Source, resolve_engine
 from packetd.engine import Engine, EngineConfig, Rule, RuleError, check_rules, default_rules, parse_rule
 from packetd.export.progress import Progress, for_file
@@ -42,6 +38,14 @@ from packetd.protocols.options import OptionError, parse_assignments
 from packetd.protocols.registry import REGISTRY
 from packetd.top.command import build_command as build_top_command
 from packetd.units import format_duration, parse_duration
+
+if TYPE_CHECKING:
+    # imported where used: `watch -r FILE` needs none of them (process attribution is off for a file,
+    # libpcap only for a filter expression, pcapout only for -w), and they cost ~10 ms of start-up
+    # (ctypes, tempfile, shutil, ...); tests/test_startup.py keeps them out of a plain start-up
+    from packetd.attribution.processes import HeldRecords, ProcessResolver
+    from packetd.capture.libpcap import OfflineFilter
+    from packetd.capture.pcapout import PcapOut
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -141,6 +145,8 @@ def _git_hash() -> str:
     if env:
         return env
     here = os.path.dirname(os.path.abspath(__file__))
+    import subprocess  # only for `packetd version`
+
     try:
         out = subprocess.run(
             ["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2, check=False
@@ -969,7 +975,11 @@ def open_capture(opts: WatchOptions, display: DisplayFilter, sink: Callable[[Rou
     user_filter = None if opts.pcap_file is None else _offline_filter(opts)
     source = open_source(opts, rules)
     resolver = _process_resolver(opts, opts.pcap_file is None, display)
-    held = HeldRecords(resolver, sink) if resolver is not None else None
+    held = None
+    if resolver is not None:
+        from packetd.attribution.processes import HeldRecords
+
+        held = HeldRecords(resolver, sink)
     ports = PortTally()
     downstream = held if held is not None else sink
     pcap: list[PcapOut] = []  # -w sees every record as the engine emits it, before any holding
@@ -1015,6 +1025,8 @@ def _pcap_out(cap: Capture, display: DisplayFilter) -> PcapOut:
     except OSError as exc:
         cap.source.close()
         _fail(f"cannot write -w {opts.write_file}: {exc.strerror}", EXIT_USAGE)
+    from packetd.capture.pcapout import PcapOut
+
     accept, mode, slower = display.accept_content, opts.write_only, opts.slower_than_ns
 
     def qualifies(rt: Roundtrip) -> bool:
@@ -1202,6 +1214,8 @@ def _process_resolver(opts: WatchOptions, live: bool, display: DisplayFilter) ->
         if opts.processes or display.by_process:
             _fail("process attribution needs Linux's /proc (no /proc/self/net/tcp here)", EXIT_USAGE)
         return None
+    from packetd.attribution.processes import ProcessResolver
+
     return ProcessResolver()
 
 

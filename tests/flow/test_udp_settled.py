@@ -102,3 +102,32 @@ def test_a_duplicate_answer_after_the_close_is_an_orphan_of_a_new_flow_that_goes
     assert (st.created, st.closed, st.active) == (2, 2, 0)  # nothing pending in the new one either
     assert [r.kind for r in run.records] == [Kind.ROUNDTRIP]
     assert run.engine.stats_for("dns").pairing.orphans == 1
+
+
+def test_endpoint_texts_are_right_past_the_address_memo_bound() -> None:
+    # a client address per query, more of them than the address → text memo holds: every record still
+    # names its endpoints as written (the truth: the addresses the frames were built from), and the memo's
+    # resets are counted
+    from packetd.flow.table import MAX_ADDR_TEXTS
+
+    records: list[Roundtrip] = []
+    engine = Engine(EngineConfig(rules=(Rule(protocol="dns", ports=(53,)),)), records.append)
+    n = MAX_ADDR_TEXTS + 10
+    clients = [f"10.{1 + i // 65536}.{i // 256 % 256}.{i % 256}" for i in range(n)]
+    for i, client in enumerate(clients):
+        q = query(i % 65536, "a.example.test.")
+        engine.frame(i * 1000, 1, memoryview(ethernet(ipv4_udp(client, SERVER, 30000, 53, q))))
+        engine.frame(i * 1000 + 500, 1, memoryview(ethernet(ipv4_udp(SERVER, client, 53, 30000, answer(q)))))
+    assert [(r.client, r.server) for r in records] == [((c, 30000), (SERVER, 53)) for c in clients]
+    assert engine.flows.stats.addr_cache_resets == 1
+
+
+def test_the_lower_port_serves_when_both_ports_match_a_rule() -> None:
+    # both ports are DNS ports by rule (53 and 5353): the lower one is the server's, whichever sent first
+    records: list[Roundtrip] = []
+    cfg = EngineConfig(rules=(Rule(protocol="dns", ports=(53, 5353)),))
+    engine = Engine(cfg, records.append)
+    q = query(1, "b.example.test.")
+    engine.frame(0, 1, memoryview(ethernet(ipv4_udp(CLIENT, SERVER, 5353, 53, q))))
+    engine.frame(500, 1, memoryview(ethernet(ipv4_udp(SERVER, CLIENT, 53, 5353, answer(q)))))
+    assert [(r.kind, r.client, r.server) for r in records] == [(Kind.ROUNDTRIP, (CLIENT, 5353), (SERVER, 53))]

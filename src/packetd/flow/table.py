@@ -98,6 +98,11 @@ MAX_CLOSED = 65536  # remembered closed tuples (two per connection): 10 s of 300
 # the flags that decide whether a segment is a bare SYN (ECE/CWR of an ECN SYN, PSH, URG do not matter)
 _SYN_KIND = SYN | ACK | FIN | RST
 EVICTION_SAMPLE = 16  # flows looked at to choose an eviction victim
+# addresses whose text is remembered for the endpoints of new flows (one inet_ntop per address, not two per
+# flow: a DNS stub resolver makes a flow per query between the same two hosts). A node's peers are mostly few
+# (its servers, their clients behind a few load balancers); 4096 texts are ~0.4 MiB. Emptied when full
+# (`FlowStats.addr_cache_resets` counts it: only the saving is lost)
+MAX_ADDR_TEXTS = 4096
 
 
 class StreamHandler(Protocol):
@@ -147,6 +152,7 @@ class FlowStats:
     __slots__ = (
         "acked_gaps",
         "active",
+        "addr_cache_resets",
         "closed",
         "created",
         "duplicates",
@@ -187,6 +193,7 @@ class FlowStats:
         self.no_flow = 0  # segments without payload or SYN for an unknown connection
         self.unmatched = 0  # segments on no rule's port (filtered in user space)
         self.rst_out_of_window = 0  # RSTs ignored: sequence number outside the receive window (RFC 5961)
+        self.addr_cache_resets = 0  # the address → text memo emptied because MAX_ADDR_TEXTS were in it
 
 
 class TcpStream:
@@ -323,6 +330,10 @@ class _Rules:
                     self.any_host.setdefault((t, port), protocol)
                 else:
                     self.with_host.setdefault((t, port), []).append((hosts, protocol))
+        # without host rules (the common case), per transport: port → protocol, looked up by the port alone
+        self.udp_ports: dict[int, str] | None = None
+        if not self.with_host:
+            self.udp_ports = {port: name for (t, port), name in self.any_host.items() if t == 17}
 
     def match(self, transport: int, port: int, src: bytes, dst: bytes) -> str | None:
         name = self.any_host.get((transport, port))
@@ -331,6 +342,22 @@ class _Rules:
         for hosts, proto in self.with_host.get((transport, port), ()):
             if src in hosts or dst in hosts:
                 return proto
+        return None
+
+    def udp_server(self, sport: int, dport: int, src: bytes, dst: bytes) -> tuple[str, bool] | None:
+        """The protocol of a new UDP conversation and whether its sender is the client (its destination
+        port matches a rule; both match: the lower port serves), in one look at the rules; None: no rule."""
+        ports = self.udp_ports
+        if ports is not None:
+            pd = ports.get(dport)
+            ps = ports.get(sport)
+        else:
+            pd = self.match(17, dport, src, dst)
+            ps = self.match(17, sport, src, dst)
+        if pd is not None and (ps is None or dport <= sport):
+            return pd, True
+        if ps is not None:
+            return ps, False
         return None
 
 
@@ -456,6 +483,8 @@ class FlowTable:
         self._next_sweep = -1
         self.on_remove: Callable[[Flow, str], None] | None = None  # (flow, "closed"|"expired"|"evicted"|"")
         self.now_ns = 0
+        # packed address → its text, for the endpoints of new flows (MAX_ADDR_TEXTS)
+        self._addr_text: dict[bytes, str] = {}
 
     # -- entry points ----------------------------------------------------------------------------------------
     def segment(self, seg: Segment) -> None:
@@ -811,13 +840,24 @@ class FlowTable:
         while len(self._flows) + len(self._syn) >= self.config.max_flows:
             if not self._evict(seg.ts_ns):
                 break
-        rev = _reverse_key(seg)
-        src_ep = (_ip(seg.src), seg.sport)
-        dst_ep = (_ip(seg.dst), seg.dport)
+        key = seg.key
+        src, dst = seg.src, seg.dst
+        rev = dst + src + key[-2:] + key[-4:-2]  # _reverse_key, inline
+        texts = self._addr_text
+        src_ip = texts.get(src)
+        dst_ip = texts.get(dst)
+        if src_ip is None or dst_ip is None:
+            if len(texts) >= MAX_ADDR_TEXTS - 1:
+                texts.clear()
+                self.stats.addr_cache_resets += 1
+            src_ip = texts[src] = _ip(src)
+            dst_ip = texts[dst] = _ip(dst)
+        src_ep = (src_ip, seg.sport)
+        dst_ep = (dst_ip, seg.dport)
         if client_is_src:
-            keys, client, server, d = (seg.key, rev), src_ep, dst_ep, 0
+            keys, client, server, d = (key, rev), src_ep, dst_ep, 0
         else:
-            keys, client, server, d = (rev, seg.key), dst_ep, src_ep, 1
+            keys, client, server, d = (rev, key), dst_ep, src_ep, 1
         self._next_id += 1
         flow = Flow(self._next_id, keys, client, server, transport, seg.ts_ns)
         flow.midstream = midstream
@@ -1058,12 +1098,9 @@ class FlowTable:
     def _udp_datagram(self, seg: Segment) -> None:
         entry = self._udp.get(seg.key)
         if entry is None:
-            pd = self._rules.match(17, seg.dport, seg.src, seg.dst)
-            ps = self._rules.match(17, seg.sport, seg.src, seg.dst)
-            if pd is not None and (ps is None or seg.dport <= seg.sport):
-                entry = self._create(seg, 17, pd, True, midstream=False)
-            elif ps is not None:
-                entry = self._create(seg, 17, ps, False, midstream=False)
+            server = self._rules.udp_server(seg.sport, seg.dport, seg.src, seg.dst)
+            if server is not None:
+                entry = self._create(seg, 17, server[0], server[1], midstream=False)
             elif self.detection is not None:
                 entry = self._create(seg, 17, DETECT, seg.dport <= seg.sport, midstream=False)
             else:

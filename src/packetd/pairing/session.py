@@ -53,6 +53,7 @@ from packetd.protocols.registry import ProtocolSpec, Registry
 
 MAX_RESETS = 8  # consecutive decode errors before a connection is given up as not this protocol
 _DIRS = (Direction.C2S, Direction.S2C)
+_PAIR_KEY = operator.attrgetter("pair_key")  # the keyed matcher's key of a message (one for all sessions)
 _REQUEST, _RESPONSE, _ONEWAY, _UNANSWERED = Role.REQUEST, Role.RESPONSE, Role.ONEWAY, Role.UNANSWERED
 
 
@@ -172,13 +173,17 @@ class Session:
         self._born = True
         spec = self._spec
         self._matcher = self._new_matcher(spec)
+        stats = self._stats
+        # positional (options, midstream, upgrade_request, transport, counters, shared): once per
+        # connection, a third of the keyword call's cost
         self._decoder = spec.factory(
             DecoderContext(
-                options=self._options_for(spec.name),
-                midstream=self._midstream,
-                transport=self._transport,
-                counters=self._stats.counters,
-                shared=self._stats.shared,
+                self._options_for(spec.name),
+                self._midstream,
+                None,
+                self._transport,
+                stats.counters,
+                stats.shared,
             )
         )
 
@@ -427,7 +432,7 @@ class Session:
     def _new_matcher(self, spec: ProtocolSpec) -> Matcher:
         pairing = self._stats_for(spec.name).pairing
         if spec.pairing == "keyed":
-            return KeyedMatcher(self._emit, pairing, operator.attrgetter("pair_key"))
+            return KeyedMatcher(self._emit, pairing, _PAIR_KEY)
         if spec.pairing == "oneway":
             return OneWayMatcher(self._emit, pairing)
         return FifoMatcher(self._emit, pairing)

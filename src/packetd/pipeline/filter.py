@@ -17,11 +17,11 @@ The sampling decision is a hash of the trace id, so every span of one trace is k
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
 from packetd.pairing.roundtrip import Roundtrip
+from packetd.pipeline.servermatch import ServerMatch
 from packetd.pipeline.spans import span_ids
 from packetd.protocols.base import Kind
 from packetd.units import parse_duration
@@ -51,29 +51,6 @@ def _duration(cfg: Mapping[str, Any], key: str, where: str) -> int:
         raise FilterConfigError(f"{where}.{key}: {exc}") from None
 
 
-class _ServerMatch:
-    """`10.0.0.0/8`, `10.1.2.3`, `:443`, `10.1.2.3:8080`, `[::1]:80`."""
-
-    def __init__(self, text: str) -> None:
-        self.net: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
-        self.port: int | None = None
-        host = text
-        if text.startswith("["):
-            host, _, rest = text[1:].partition("]")
-            if rest.startswith(":"):
-                self.port = int(rest[1:])
-        elif text.count(":") == 1:
-            host, _, port = text.partition(":")
-            self.port = int(port)
-        if host:
-            self.net = ipaddress.ip_network(host, strict=False)
-
-    def __call__(self, addr: str, port: int) -> bool:
-        if self.port is not None and port != self.port:
-            return False
-        return self.net is None or ipaddress.ip_address(addr) in self.net
-
-
 class _Rule:
     def __init__(self, cfg: Mapping[str, Any], where: str) -> None:
         _check_keys(cfg, _RULE_KEYS, f"roundtripsfilter.{where}")
@@ -86,7 +63,7 @@ class _Rule:
                 f"roundtripsfilter.{where}.kinds: unknown kind(s) {', '.join(sorted(bad))}; allowed: {', '.join(Kind.ALL)}"
             )
         try:
-            self.servers = [_ServerMatch(str(s)) for s in cfg.get("servers", []) or []]
+            self.servers = [ServerMatch(str(s)) for s in cfg.get("servers", []) or []]
         except ValueError as exc:
             raise FilterConfigError(f"roundtripsfilter.{where}.servers: {exc}") from None
         self.empty = not (self.protocols or self.statuses or self.kinds or self.servers)

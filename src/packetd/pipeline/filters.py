@@ -28,7 +28,7 @@ from typing import Any
 
 from packetd._values import value
 from packetd.pairing.roundtrip import Process, Roundtrip
-from packetd.pipeline.filter import _ServerMatch
+from packetd.pipeline.servermatch import ServerMatch
 from packetd.protocols.base import Kind
 
 _STATUS_CLASS = re.compile(r"^[1-5]xx$", re.IGNORECASE)
@@ -183,9 +183,9 @@ def _regex(text: str) -> re.Pattern[str]:
         ) from None
 
 
-def _address(text: str, flag: str) -> _ServerMatch:
+def _address(text: str, flag: str) -> ServerMatch:
     try:
-        return _ServerMatch(text)
+        return ServerMatch(text)
     except ValueError:
         raise FilterError(
             f"{flag} '{text}': not an address; write an address (10.0.0.5, ::1), a CIDR (10.0.0.0/8), "

@@ -10,8 +10,9 @@ and one message may span many, so each direction keeps a buffer bounded by the l
 state (65535 bytes).
 
 A message is parsed once per engine: what the bytes after the id parse to is remembered (MAX_PARSED, in
-`DecoderContext.shared`), since resolvers repeat the same questions with new ids and get the same answers;
-names are read once per message (a compression pointer to a name already read takes it from there).
+`DecoderContext.shared`, as a shared `messages.Parsed`), since resolvers repeat the same questions with new
+ids and get the same answers: a message parsed before costs one copy of its bytes after the id (the key),
+one lookup and one small object. Names are read once per message (a compression pointer to a name already read takes it from there).
 
 Pairing is by (id, first question) through the keyed matcher (`pair_key`). The decoder remembers the keys
 of queries it has seen and not yet seen answered (bounded): a second query with the same key before the
@@ -72,7 +73,7 @@ from packetd.protocols.base import (
     Message,
     SwapRoles,
 )
-from packetd.protocols.dns.messages import Answer, DnsMessage, Edns, Query, Question, Record
+from packetd.protocols.dns.messages import Answer, DnsMessage, Edns, Parsed, Query, Question, Record, parsed
 from packetd.protocols.dns.options import DnsOptions
 
 _C2S = Direction.C2S  # a module constant: reading an enum member from its class costs ~0.25 us (3.11)
@@ -318,70 +319,58 @@ _RDATA: dict[int, Callable[[bytes, int, int, _Memo], Any]] = {
 }
 
 
-# what a message parses to, apart from its id: (max_records it was parsed with, header bits, questions,
-# answers, authority, additional, counts, EDNS, pair key without the id, its record fields once built)
-_Parsed = tuple[
-    int,
-    int,
-    tuple[Question, ...],
-    tuple[Record, ...],
-    tuple[Record, ...],
-    tuple[Record, ...],
-    tuple[int, int, int, int],
-    Edns | None,
-    tuple[str, int, int],
-    list[tuple[Any, ...]],
-]
 # messages remembered by their bytes after the id, per engine (`DecoderContext.shared`): a resolver asks the
 # same questions again and again (a new id, the same bytes otherwise) and gets the same answers, so most
-# messages are parsed once. Values are immutable (tuples, strings) but for the dicts of a few record types'
-# data, which no output changes. The oldest go first beyond the bound; that loses no data, only the
+# messages are parsed once, and a message parsed before costs one copy of its bytes (the key) and one
+# lookup. Values are immutable (tuples, strings) but for the dicts of a few record types' data and the
+# JSON view, which no output changes. The oldest go first beyond the bound; that loses no data, only the
 # saving, so it is not counted.
 MAX_PARSED = 4096
 _POINTS_INTO_HEADER = -1  # memo key set when a compression pointer pointed into the header (the id)
 
 
 def parse_message(
-    buf: bytes,
+    buf: memoryview,
     start_ns: int,
     end_ns: int,
     size: int,
     flags: int,
     transport: str,
     max_records: int,
-    parsed: dict[bytes, _Parsed] | None = None,
+    store: dict[bytes, Parsed] | None = None,
 ) -> DnsMessage:
-    """One whole DNS message → `Query` or `Answer`; DecodeError when it does not parse. `parsed`: the
-    messages parsed before, by their bytes after the id (MAX_PARSED)."""
+    """One whole DNS message → `Query` or `Answer`; DecodeError when it does not parse. `store`: the
+    messages parsed before, by their bytes after the id (MAX_PARSED); the message's bytes are copied once
+    for its key, and again, whole, only when they were not parsed before."""
     if len(buf) < HEADER_SIZE:
         raise DecodeError("short message")
     (ident,) = _U16.unpack_from(buf, 0)
-    if parsed is None:
-        p = _parse(buf, max_records)
+    if store is None:
+        p = _parse(buf.tobytes(), max_records)
     else:
-        rest = buf[2:]
-        hit = parsed.get(rest)
-        if hit is not None and hit[0] == max_records:
+        rest = buf[2:].tobytes()
+        hit = store.get(rest)
+        if hit is not None and hit.max_records == max_records:
             p = hit
         else:
-            p = _parse(buf, max_records)
-            if p[0] >= 0:  # not when a name read the id (a pointer into the header): then it depends on it
-                if len(parsed) >= MAX_PARSED and rest not in parsed:
-                    del parsed[next(iter(parsed))]
-                parsed[rest] = p
-    _, bits, questions, answers, authority, additional, counts, edns, key, view = p
-    cls = Answer if bits & 0x8000 else Query
+            p = _parse(buf.tobytes(), max_records)
+            # not when a name read the id (a pointer into the header): the result depends on it
+            if p.max_records >= 0:
+                if len(store) >= MAX_PARSED and rest not in store:
+                    del store[next(iter(store))]
+                store[rest] = p
+    bits = p.bits
     if bits & 0x8200 == 0x8200:
         flags |= Flag.TRUNCATED  # TC: the answer did not fit (the client retries over TCP)
-    return cls(
-        start_ns, end_ns, size, flags,
-        ident, bits, questions, answers, authority, additional,
-        counts, edns, transport, (ident, key[0], key[1], key[2]), view,
-    )  # fmt: skip
+    key = p.key
+    pair_key = (ident, key[0], key[1], key[2])
+    if bits & 0x8000:
+        return Answer(start_ns, end_ns, size, flags, ident, transport, pair_key, p)
+    return Query(start_ns, end_ns, size, flags, ident, transport, pair_key, p)
 
 
-def _parse(buf: bytes, max_records: int) -> _Parsed:
-    """Everything but the id of one whole message (its first field: -1 when a name read the id)."""
+def _parse(buf: bytes, max_records: int) -> Parsed:
+    """Everything but the id of one whole message (its `max_records`: -1 when a name read the id)."""
     n = len(buf)
     _ident, bits, qd, an, ns, ar = _HEADER.unpack_from(buf, 0)
     if qd > 255:
@@ -409,10 +398,9 @@ def _parse(buf: bytes, max_records: int) -> _Parsed:
         authority, pos, _ = _section(buf, pos, ns, False, memo, max_records, empty_rdata_ok)
     if ar:
         additional, pos, edns = _section(buf, pos, ar, True, memo, max_records, empty_rdata_ok)
-    key = (questions[0][0].lower(), questions[0][1], questions[0][2]) if questions else ("", 0, 0)
-    return (
+    return parsed(
         -1 if _POINTS_INTO_HEADER in memo else max_records, bits, tuple(questions), answers, authority,
-        additional, (qd, an, ns, ar), edns, key, [],
+        additional, (qd, an, ns, ar), edns,
     )  # fmt: skip
 
 
@@ -494,7 +482,7 @@ class DnsDecoder:
         opts = ctx.options if isinstance(ctx.options, DnsOptions) else _DEFAULT_OPTIONS
         self._max_records = opts.max_records
         # messages parsed before on any flow of this engine (MAX_PARSED); a decoder on its own keeps its own
-        self._parsed: dict[bytes, _Parsed] = (
+        self._parsed: dict[bytes, Parsed] = (
             ctx.shared.setdefault("dns_parsed", {}) if ctx.shared is not None else {}
         )
         self._udp = ctx.transport == "udp"
@@ -508,9 +496,7 @@ class DnsDecoder:
     # -- the Decoder interface ---------------------------------------------------------------------------
     def receive(self, direction: Direction, data: memoryview, ts_ns: int) -> Sequence[Message]:
         if self._udp:
-            msg = parse_message(
-                bytes(data), ts_ns, ts_ns, len(data), 0, "udp", self._max_records, self._parsed
-            )
+            msg = parse_message(data, ts_ns, ts_ns, len(data), 0, "udp", self._max_records, self._parsed)
             out: list[Message] = []
             self._track(direction, msg, out)
             return out
@@ -574,7 +560,7 @@ class DnsDecoder:
                 side.need = need
             need = side.need
             if not buf and n - pos >= need:
-                body = data[pos : pos + need].tobytes()
+                body = data[pos : pos + need]  # parse_message copies what it keeps
                 pos += need
             else:
                 take = min(need - len(buf), n - pos)
@@ -582,7 +568,7 @@ class DnsDecoder:
                 pos += take
                 if len(buf) < need:
                     break
-                body = bytes(buf)
+                body = memoryview(bytes(buf))  # a copy: buf is cleared and refilled
                 buf.clear()
             start = side.start_ns if side.start_ns >= 0 else ts_ns
             msg = parse_message(

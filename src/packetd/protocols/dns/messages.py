@@ -1,9 +1,11 @@
 """DNS messages (queries and responses) and their record fields.
 
-A message keeps what the decoder parsed (header, questions, EDNS) and the resource records as compact
-tuples; names and record data are already decoded, so serialising a record never fails. The JSON-ready
-form of all that is built once per distinct message (`view`) and shared by the messages parsed from the
-same bytes: outputs read what `to_json` returns and never change it.
+A message keeps its id, transport and size, and a `Parsed`: what the decoder parsed from its bytes after
+the id (header bits, questions, the resource records as compact tuples, EDNS) and what follows from that
+alone (pair key, operation, status), shared by every message parsed from the same bytes. Names and record
+data are already decoded, so serialising a record never fails. The JSON-ready form is built once per
+distinct message (`Parsed.view`): each message's `to_json` is a copy of that dict with its own id,
+transport and size; outputs read the values in it and never change them.
 """
 
 from __future__ import annotations
@@ -139,10 +141,12 @@ def _records(rrs: tuple[Record, ...]) -> list[dict[str, Any]]:
 
 
 @value
-class DnsMessage(Message):
-    """One DNS message; `Query` and `Answer` differ only in role."""
+class Parsed:
+    """What the bytes of one message after its id parse to, and what its record fields and semantics follow
+    from alone. One per distinct message: every message parsed from the same bytes (decoder.MAX_PARSED)
+    shares it, so `to_json`'s values are shared too: outputs read them, nothing may change them."""
 
-    id: int
+    max_records: int  # the bound it was parsed with (-1: a name read the id, so it is not shared)
     bits: int  # the header's second 16-bit word: QR, OPCODE, AA, TC, RD, RA, Z, AD, CD, RCODE
     questions: tuple[Question, ...]
     answers: tuple[Record, ...]
@@ -150,79 +154,137 @@ class DnsMessage(Message):
     additional: tuple[Record, ...]
     counts: tuple[int, int, int, int]  # QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT as sent
     edns: Edns | None
+    key: tuple[str, int, int]  # the pair key without the id: (lower-cased first question name, type, class)
+    operation: str  # DnsMessage.operation()
+    status: str  # Answer.status()
+    error: bool  # Answer.is_error()
+    # the record fields built once, on the first to_json: a dict in their order, with "id", "transport" and
+    # "size" (the message's own) still to be set in each copy
+    view: list[dict[str, Any]] = field(default_factory=list, compare=False, repr=False)
+
+
+def parsed(
+    max_records: int,
+    bits: int,
+    questions: tuple[Question, ...],
+    answers: tuple[Record, ...],
+    authority: tuple[Record, ...],
+    additional: tuple[Record, ...],
+    counts: tuple[int, int, int, int],
+    edns: Edns | None,
+) -> Parsed:
+    """A `Parsed` with what follows from the sections computed now (once per distinct message)."""
+    key = (questions[0][0].lower(), questions[0][1], questions[0][2]) if questions else ("", 0, 0)
+    opcode = (bits >> 11) & 0xF
+    # QUERY: the first question's type (what was asked); any other opcode: its name (UPDATE's zone section
+    # holds an SOA "question" that says nothing of the update)
+    if opcode == 0 and questions:
+        operation = type_name(questions[0][1])
+    else:
+        operation = OPCODES.get(opcode) or str(opcode)
+    rcode = bits & 0xF
+    if edns is not None:
+        rcode |= edns.ext_rcode << 4  # RFC 6891 §6.1.3: a 12-bit RCODE
+    return Parsed(
+        max_records, bits, questions, answers, authority, additional, counts, edns, key,
+        operation, rcode_name(rcode), rcode != 0, [],
+    )  # fmt: skip
+
+
+@value
+class DnsMessage(Message):
+    """One DNS message; `Query` and `Answer` differ only in role. What follows from its bytes after the id
+    is in `parsed`, shared by the messages parsed from the same bytes."""
+
+    id: int
     transport: str  # "udp" | "tcp"
     pair_key: tuple[int, str, int, int]  # (id, lower-cased first question name, type, class)
-    # the record fields built from the parsed message, once (to_json); messages parsed from the same bytes
-    # (decoder.MAX_PARSED) share it, so the values `to_json` returns are shared too: outputs read them,
-    # nothing may change them
-    view: list[tuple[Any, ...]] = field(default_factory=list, compare=False, repr=False)
+    parsed: Parsed
+
+    @property
+    def bits(self) -> int:
+        return self.parsed.bits
+
+    @property
+    def questions(self) -> tuple[Question, ...]:
+        return self.parsed.questions
+
+    @property
+    def answers(self) -> tuple[Record, ...]:
+        return self.parsed.answers
+
+    @property
+    def authority(self) -> tuple[Record, ...]:
+        return self.parsed.authority
+
+    @property
+    def additional(self) -> tuple[Record, ...]:
+        return self.parsed.additional
+
+    @property
+    def counts(self) -> tuple[int, int, int, int]:
+        return self.parsed.counts
+
+    @property
+    def edns(self) -> Edns | None:
+        return self.parsed.edns
 
     @property
     def opcode(self) -> int:
-        return (self.bits >> 11) & 0xF
+        return (self.parsed.bits >> 11) & 0xF
 
     @property
     def rcode(self) -> int:
-        rcode = self.bits & 0xF
-        if self.edns is not None:
-            rcode |= self.edns.ext_rcode << 4  # RFC 6891 §6.1.3: a 12-bit RCODE
+        rcode = self.parsed.bits & 0xF
+        edns = self.parsed.edns
+        if edns is not None:
+            rcode |= edns.ext_rcode << 4  # RFC 6891 §6.1.3: a 12-bit RCODE
         return rcode
 
     def operation(self) -> str:
-        """QUERY: the first question's type (what was asked); any other opcode: its name (UPDATE's zone
-        section holds an SOA "question" that says nothing of the update)."""
-        opcode = (self.bits >> 11) & 0xF  # (properties and helpers inlined: once per record, per method)
-        if opcode == 0 and self.questions:
-            qtype = self.questions[0][1]
-            return TYPES.get(qtype) or f"TYPE{qtype}"
-        return OPCODES.get(opcode) or str(opcode)
+        """QUERY: the first question's type (what was asked); any other opcode: its name."""
+        return self.parsed.operation
 
     def to_json(self) -> dict[str, Any]:
-        v = self.view[0] if self.view else self._view()
-        out: dict[str, Any] = {
-            "id": self.id,
-            "opcode": v[0],
-            "flags": v[1],
-            "questions": v[2],
-            "answers": v[3],
-            "authority": v[4],
-            "additional": v[5],
-            "counts": v[6],
-            "edns": v[7],
-            "transport": self.transport,
-            "size": self.size,
-        }
-        if v[8] is not None:
-            out["rcode"] = v[8]
+        p = self.parsed
+        out = (p.view[0] if p.view else _view(p)).copy()  # a dict copy: a third of building it anew
+        out["id"] = self.id
+        out["transport"] = self.transport
+        out["size"] = self.size
         return out
 
-    def _view(self) -> tuple[Any, ...]:
-        """The record fields that follow from the parsed message alone (not its id, transport, size),
-        built once and kept in `view`, which every message parsed from the same bytes shares."""
-        qd, an, ns, ar = self.counts
-        bits = self.bits
-        opcode = (bits >> 11) & 0xF
-        types, classes = TYPES, CLASSES
-        v = (
-            OPCODES.get(opcode) or str(opcode),
-            flag_list(bits),
-            [
-                {
-                    "name": name,
-                    "type": types.get(qtype) or f"TYPE{qtype}",
-                    "class": classes.get(qclass) or f"CLASS{qclass}",
-                }
-                for name, qtype, qclass in self.questions
-            ],
-            _records(self.answers) if self.answers else [],
-            _records(self.authority) if self.authority else [],
-            _records(self.additional) if self.additional else [],
-            {"questions": qd, "answers": an, "authority": ns, "additional": ar},
-            self.edns.to_json() if self.edns is not None else None,
-            rcode_name(self.rcode) if bits & 0x8000 else None,
-        )
-        self.view.append(v)
-        return v
+
+def _view(p: Parsed) -> dict[str, Any]:
+    """The record fields that follow from the parsed message alone, in their order ("id", "transport" and
+    "size" are placeholders each message sets in its copy), built once and kept in `p.view`."""
+    qd, an, ns, ar = p.counts
+    bits = p.bits
+    opcode = (bits >> 11) & 0xF
+    types, classes = TYPES, CLASSES
+    v: dict[str, Any] = {
+        "id": 0,
+        "opcode": OPCODES.get(opcode) or str(opcode),
+        "flags": flag_list(bits),
+        "questions": [
+            {
+                "name": name,
+                "type": types.get(qtype) or f"TYPE{qtype}",
+                "class": classes.get(qclass) or f"CLASS{qclass}",
+            }
+            for name, qtype, qclass in p.questions
+        ],
+        "answers": _records(p.answers) if p.answers else [],
+        "authority": _records(p.authority) if p.authority else [],
+        "additional": _records(p.additional) if p.additional else [],
+        "counts": {"questions": qd, "answers": an, "authority": ns, "additional": ar},
+        "edns": p.edns.to_json() if p.edns is not None else None,
+        "transport": "",
+        "size": 0,
+    }
+    if bits & 0x8000:
+        v["rcode"] = p.status
+    p.view.append(v)
+    return v
 
 
 @value
@@ -239,10 +301,7 @@ class Answer(DnsMessage):
     ROLE: ClassVar[Role] = Role.RESPONSE
 
     def status(self) -> str:
-        rcode = self.bits & 0xF
-        if self.edns is not None:
-            rcode |= self.edns.ext_rcode << 4  # the 12-bit RCODE, as `rcode`
-        return RCODES.get(rcode) or str(rcode)
+        return self.parsed.status
 
     def is_error(self) -> bool:
-        return bool(self.bits & 0xF) or (self.edns is not None and self.edns.ext_rcode != 0)
+        return self.parsed.error
