@@ -17,6 +17,7 @@ import json
 import os
 import random
 import struct
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,6 +26,8 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.legacy_records import LegacyRecordBatchBuilder
 
 from packetd.engine import Rule
+from packetd.protocols.base import DecodeError
+from packetd.protocols.framing import Short, zigzag_varint
 from packetd.protocols.kafka import decoder as decoder_mod
 from packetd.protocols.kafka import schema
 from packetd.protocols.kafka.schema import (
@@ -36,6 +39,7 @@ from packetd.protocols.kafka.schema import (
     compiled_for,
     first_group,
     plan_for,
+    records_summary,
     walk,
 )
 from packetd.protocols.kafka.schema_data import SCHEMAS
@@ -313,3 +317,114 @@ def test_real_capture(monkeypatch: pytest.MonkeyPatch) -> None:
     with open(REAL[: -len(".pcap")] + ".json") as f:
         port = int(json.load(f)["port"])
     assert corpus_walks(monkeypatch, REAL, (Rule(protocol="kafka", ports=(port,)),)) > 4000
+
+
+# -- records ---------------------------------------------------------------------------------------------------
+_BATCH = struct.Struct(">qiibIhiqqqhii")
+
+
+def reference_records_summary(buf: bytes, start: int, end: int, declared: int) -> tuple[int, int, Any]:
+    """records_summary as it was: the whole 61-byte batch header unpacked, every varint read by call."""
+    count = 0
+    headers = None
+    p = start
+    first = True
+    while p + 17 <= end:
+        (batch_len,) = struct.unpack_from(">i", buf, p + 8)
+        magic = buf[p + 16]
+        if batch_len < 0:
+            raise DecodeError("bad record batch length")
+        if magic == 2:
+            if p + 61 > end:
+                break
+            fields = _BATCH.unpack_from(buf, p)
+            attrs, n = fields[5], fields[12]
+            if n < 0:
+                raise DecodeError("bad record count")
+            count += n
+            if first and n > 0 and not attrs & 0x20:
+                headers = reference_headers(buf, p + 61, min(p + 12 + batch_len, end), attrs & 7)
+        elif magic in (0, 1):
+            count += 1
+        else:
+            raise DecodeError("bad record magic", str(magic))
+        first = False
+        p += 12 + batch_len
+    return count, declared, headers
+
+
+def reference_headers(buf: bytes, p: int, end: int, codec: int) -> dict[str, bytes] | None:
+    if codec == 1:
+        try:
+            data = zlib.decompressobj(wbits=31).decompress(buf[p:end], schema.MAX_TRACE_INFLATE)
+        except zlib.error:
+            return None
+        buf, p, end = data, 0, len(data)
+    elif codec != 0:
+        return None
+    try:
+        _length, p = zigzag_varint(buf, p, end)
+        p += 1
+        _ts, p = zigzag_varint(buf, p, end)
+        _od, p = zigzag_varint(buf, p, end)
+        klen, p = zigzag_varint(buf, p, end)
+        p += max(klen, 0)
+        vlen, p = zigzag_varint(buf, p, end)
+        p += max(vlen, 0)
+        n, p = zigzag_varint(buf, p, end)
+        headers: dict[str, bytes] = {}
+        for _ in range(min(n, 64)):
+            hk, p = zigzag_varint(buf, p, end)
+            if hk < 0 or p + hk > end:
+                return headers
+            key = buf[p : p + hk].decode("utf-8", "replace")
+            p += hk
+            hv, p = zigzag_varint(buf, p, end)
+            if hv >= 0:
+                if p + hv > end:
+                    return headers
+                headers[key] = bytes(buf[p : p + hv])
+                p += hv
+        return headers
+    except Short:
+        return None
+
+
+def record_batches(rng: random.Random) -> Iterator[bytes]:
+    """Batches of `batch`, and v2 ones with long keys and values, many headers, a 200-byte record, odd
+    varint encodings (a redundant continuation byte), timestamps far apart."""
+    for _ in range(40):
+        yield batch(rng)
+    for _ in range(40):
+        b = DefaultRecordBatchBuilder(magic=2, compression_type=rng.choice((0, 0, 1)), is_transactional=False,
+                                      producer_id=-1, producer_epoch=-1, base_sequence=-1, batch_size=1 << 20)  # fmt: skip
+        headers = [(rng.choice(("traceparent", "k", "", "caf\u00e9")), rng.randbytes(rng.choice((0, 5, 70, 200))))
+                   for _ in range(rng.choice((0, 1, 3, 70)))]  # fmt: skip
+        key = rng.choice((None, b"", b"k" * 100))
+        b.append(0, timestamp=rng.choice((0, 1 << 40)), key=key, value=rng.randbytes(rng.choice((0, 10, 300))),
+                 headers=headers)  # fmt: skip
+        b.append(1, timestamp=5, key=None, value=b"v", headers=[])
+        yield bytes(b.build())
+
+
+def summary_outcome(fn: Callable[[bytes, int, int, int], Any], buf: bytes, end: int) -> str:
+    try:
+        return repr(fn(buf, 0, end, len(buf)))
+    except Exception as exc:  # the same exception is what is compared
+        return f"{type(exc).__name__}{exc.args}"
+
+
+def test_records_summary() -> None:
+    """records_summary against the reference on whole batches, batches cut anywhere, and mutated ones."""
+    rng = random.Random(7)
+    for data in record_batches(rng):
+        cases = [data, data + data] + [data[:cut] for cut in range(0, len(data), max(1, len(data) // 120))]
+        for _ in range(40):
+            m = bytearray(data)
+            for _ in range(rng.randint(1, 3)):
+                m[rng.randrange(len(m))] = rng.choice((0x00, 0x7F, 0x80, 0xFF, 0x20, rng.randrange(256)))
+            cases.append(bytes(m))
+        for buf in cases:
+            for end in (len(buf), max(0, len(buf) - 3)):
+                got = summary_outcome(records_summary, buf, end)
+                assert got == summary_outcome(reference_records_summary, buf, end), buf.hex()

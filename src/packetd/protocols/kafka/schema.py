@@ -662,30 +662,32 @@ class _Source:
 
 
 # -- records ---------------------------------------------------------------------------------------------------
-_BATCH = struct.Struct(">qiibIhiqqqhii")  # RecordBatch v2 header, 61 bytes (KIP-98)
+# RecordBatch v2 header, 61 bytes (KIP-98): base offset q, batch length i, leader epoch i, magic b, crc I,
+# attributes h, last offset delta i, first / max timestamp q q, producer id q, epoch h, base sequence i,
+# record count i. Read: the length and magic (first 17 bytes), then the attributes and the count.
+_BATCH_HEAD = struct.Struct(">8xi4xB")
+_BATCH_V2 = struct.Struct(">21xh34xi")
 
 
 def records_summary(buf: bytes, start: int, end: int, declared: int) -> tuple[int, int, Any]:
     """(record count, declared bytes, first record's headers or None) of a records field.
 
     `end` may fall short of start + declared when the body was not kept whole: batches past it are not
-    counted (the count is a lower bound then; the record says `parsed: false`).
+    counted (the count is a lower bound then; the record says `parsed: false`). Batches are read only as far
+    as their headers (and the first one's first record's headers): the records are not walked.
     """
     count = 0
     headers = None
     p = start
     first = True
     while p + 17 <= end:
-        (batch_len,) = _I32.unpack_from(buf, p + 8)
-        magic = buf[p + 16]
+        batch_len, magic = _BATCH_HEAD.unpack_from(buf, p)
         if batch_len < 0:
             raise DecodeError("bad record batch length")
         if magic == 2:
             if p + 61 > end:
                 break
-            _base, _blen, _epoch, _magic, _crc, attrs, _lod, _bts, _mts, _pid, _pep, _bseq, n = (
-                _BATCH.unpack_from(buf, p)
-            )
+            attrs, n = _BATCH_V2.unpack_from(buf, p)
             if n < 0:
                 raise DecodeError("bad record count")
             count += n
@@ -701,7 +703,11 @@ def records_summary(buf: bytes, start: int, end: int, declared: int) -> tuple[in
 
 
 def _first_record_headers(buf: bytes, p: int, end: int, codec: int) -> dict[str, bytes] | None:
-    """Header keys and values of the first record of a batch (none: compression we do not inflate)."""
+    """Header keys and values of the first record of a batch (none: compression we do not inflate).
+
+    Record v2: length, attributes (int8), timestamp delta, offset delta, key length, key, value length,
+    value, header count, then (key length, key, value length, value) each; lengths and deltas are zig-zag
+    varints, read here inline when they are one byte (two for the record's length): nearly always."""
     if codec == 1:  # gzip
         try:
             data = zlib.decompressobj(wbits=31).decompress(buf[p:end], MAX_TRACE_INFLATE)
@@ -711,28 +717,61 @@ def _first_record_headers(buf: bytes, p: int, end: int, codec: int) -> dict[str,
     elif codec != 0:
         return None  # snappy, lz4, zstd: not inflated for a header (bounded work per batch)
     try:
-        _length, p = zigzag_varint(buf, p, end)
+        if p + 1 < end and buf[p] >= 0x80 and buf[p + 1] < 0x80:
+            p += 2  # the record's length, 64-8191 bytes
+        else:
+            _length, p = zigzag_varint(buf, p, end)
         p += 1  # attributes
-        _ts, p = zigzag_varint(buf, p, end)
-        _od, p = zigzag_varint(buf, p, end)
-        klen, p = zigzag_varint(buf, p, end)
-        p += max(klen, 0)
-        vlen, p = zigzag_varint(buf, p, end)
-        p += max(vlen, 0)
+        if p + 1 < end and buf[p] < 0x80 and buf[p + 1] < 0x80:
+            p += 2  # the deltas of the first record (0 and 0, mostly)
+        else:
+            _ts, p = zigzag_varint(buf, p, end)
+            _od, p = zigzag_varint(buf, p, end)
+        if p < end and buf[p] < 0x80:
+            klen = buf[p]
+            klen = (klen >> 1) ^ -(klen & 1)
+            p += 1
+        else:
+            klen, p = zigzag_varint(buf, p, end)
+        if klen > 0:
+            p += klen
+        if p < end and buf[p] < 0x80:
+            vlen = buf[p]
+            vlen = (vlen >> 1) ^ -(vlen & 1)
+            p += 1
+        else:
+            vlen, p = zigzag_varint(buf, p, end)
+        if vlen > 0:
+            p += vlen
         n, p = zigzag_varint(buf, p, end)
-        headers: dict[str, bytes] = {}
-        for _ in range(min(n, 64)):
-            hk, p = zigzag_varint(buf, p, end)
-            if hk < 0 or p + hk > end:
-                return headers
-            key = buf[p : p + hk].decode("utf-8", "replace")
-            p += hk
-            hv, p = zigzag_varint(buf, p, end)
-            if hv >= 0:
-                if p + hv > end:
-                    return headers
-                headers[key] = bytes(buf[p : p + hv])
-                p += hv
-        return headers
+        return _record_headers(buf, p, end, n)
     except Short:
         return None
+
+
+def _record_headers(buf: bytes, p: int, end: int, n: int) -> dict[str, bytes]:
+    """`n` headers (at most 64) from `p`: those read whole before the bytes end (Short inside a length)."""
+    headers: dict[str, bytes] = {}
+    for _ in range(min(n, 64)):
+        if p < end and buf[p] < 0x80:
+            hk = buf[p]
+            hk = (hk >> 1) ^ -(hk & 1)
+            p += 1
+        else:
+            hk, p = zigzag_varint(buf, p, end)
+        if hk < 0 or p + hk > end:
+            return headers
+        key = buf[p : p + hk].decode("utf-8", "replace")
+        p += hk
+        if p < end and buf[p] < 0x80:
+            hv = buf[p]
+            hv = (hv >> 1) ^ -(hv & 1)
+            p += 1
+        else:
+            hv, p = zigzag_varint(buf, p, end)
+        if hv >= 0:
+            if p + hv > end:
+                return headers
+            headers[key] = bytes(buf[p : p + hv])
+            p += hv
+    return headers
