@@ -33,6 +33,12 @@ def load(src: str) -> dict[str, ModuleType]:
     names = ("packetd.capture.pcapfile", "packetd.engine", "packetd.pairing.session",
              "packetd.protocols.base", "packetd.protocols.registry")  # fmt: skip
     mods = {n: importlib.import_module(n) for n in names}
+    # a spec's factory imports its decoder module on the first decoder made (protocols/spec.py): make one
+    # of each now, while this tree's modules are the ones in sys.modules, or it would import the other's
+    ctx = mods["packetd.protocols.base"].DecoderContext
+    for spec in specs(mods).values():
+        if not isinstance(spec, type):
+            spec.factory(ctx())
     sys.path.remove(src)
     return mods
 

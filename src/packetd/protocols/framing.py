@@ -40,6 +40,15 @@ class Short(Exception):
 def uvarint(buf: bytes, p: int, end: int) -> tuple[int, int]:
     """An unsigned LEB128 varint at `p` (Kafka's flexible versions, protobuf) → (value, next offset).
     Raises Short when the bytes end inside it, DecodeError when it is longer than 64 bits."""
+    if p + 1 < end:
+        # one or two bytes (< 16384): Kafka's callers read the one-byte case inline, so the two-byte one
+        # (a record's length, a compact length of 127-16382) is what reaches here most
+        b = buf[p]
+        if b < 0x80:
+            return b, p + 1
+        c = buf[p + 1]
+        if c < 0x80:
+            return (b & 0x7F) | (c << 7), p + 2
     shift = value = 0
     while True:
         if p >= end:
@@ -109,11 +118,26 @@ class LengthPrefixed:
         side = self._sides[direction]
         if not side.synced:
             return self._resync(direction, side, data, ts_ns)
-        out: list[Message] = []
-        pos = 0
         n = len(data)
         head_size = self.HEAD.size
+        if side.head is None and not side.buf and n >= head_size:
+            # one whole message (a response, most of the time): no loop, no buffering
+            head = self.HEAD.unpack_from(data, 0)
+            length = self.body_length(head)
+            if head_size + length == n and length <= self._keep_limit:
+                flags = side.flags
+                side.flags = 0
+                side.start_ns = -1
+                return [self.message(direction, head, data[head_size:].tobytes(), ts_ns, ts_ns, flags)]
+        out: list[Message] = []
+        pos = 0
         while pos < n:
+            if side.head is None and not side.buf:
+                # whole messages in a row (a client's pipelined requests): each sliced out without a copy
+                # into the side's buffer, the side's fields untouched until one is cut by the segment's end
+                pos = self._whole(direction, side, data, pos, ts_ns, out)
+                if pos >= n:
+                    break
             if side.head is None:
                 buf = side.buf
                 if not buf:
@@ -179,6 +203,29 @@ class LengthPrefixed:
         return NO_MESSAGES
 
     # -- inside ----------------------------------------------------------------------------------------------
+    def _whole(self, direction: Direction, side: FrameSide, data: memoryview, pos: int, ts: int,
+               out: list[Message]) -> int:  # fmt: skip
+        """The whole messages (head and a body within `_keep_limit`) from `pos` on: the offset after them."""
+        n = len(data)
+        unpack = self.HEAD.unpack_from
+        head_size = self.HEAD.size
+        limit = self._keep_limit
+        body_length = self.body_length
+        message = self.message
+        while n - pos >= head_size:
+            head = unpack(data, pos)
+            length = body_length(head)
+            start = pos + head_size
+            end = start + length
+            if end > n or length > limit:
+                break  # read again by the general path, which keeps or counts what this segment has
+            flags = side.flags
+            if flags:
+                side.flags = 0
+            out.append(message(direction, head, data[start:end].tobytes(), ts, ts, flags))
+            pos = end
+        return pos
+
     def _emit(self, direction: Direction, side: FrameSide, body: bytes, ts: int, out: list[Message]) -> None:
         head = side.head
         assert head is not None

@@ -47,7 +47,7 @@ from packetd.protocols.base import DecodeError, DecoderContext, Direction, Messa
 from packetd.protocols.framing import FrameSide, LengthPrefixed, Short
 from packetd.protocols.kafka.messages import KafkaOneway, KafkaRequest, KafkaResponse, TopicSummary
 from packetd.protocols.kafka.options import KafkaOptions
-from packetd.protocols.kafka.schema import Reader, flexible_request, flexible_response, plan_for, walk
+from packetd.protocols.kafka.schema import compiled_for, flexible_request, flexible_response, skip_tagged
 from packetd.protocols.kafka.schema_data import API_NAMES, SCHEMAS
 from packetd.protocols.traceparent import parse_traceparent
 
@@ -59,7 +59,8 @@ MAX_API_VERSION = 64  # the highest version of any API today is 18; a larger one
 MAX_CLIENT_ID = 1024  # a longer client id is not a header
 
 _I32 = struct.Struct(">i")
-_REQ = struct.Struct(">hhih")
+_REQ = struct.Struct(">hhih")  # api key, api version, correlation id, client id length
+_REQ_HEAD = struct.Struct(">hhi")
 _RESP_CORR = struct.Struct(">i")
 _SIZE_CORR = struct.Struct(">ii")
 _PRODUCE, _FETCH, _METADATA = 0, 1, 3
@@ -104,33 +105,49 @@ class KafkaDecoder(LengthPrefixed):
         return self._response(body, complete, start, ts, size, flags)
 
     def _request(self, body: bytes, complete: bool, start: int, end: int, size: int, flags: int) -> Message:
-        if len(body) < 8:
+        n = len(body)
+        if n < 8:
             raise DecodeError("short request header")
-        api_key, version, corr = struct.unpack_from(">hhi", body, 0)
+        if n >= 10:
+            api_key, version, corr, clen = _REQ.unpack_from(body, 0)
+        else:
+            api_key, version, corr = _REQ_HEAD.unpack_from(body, 0)
+            clen = None
         if api_key not in API_NAMES or not 0 <= version <= MAX_API_VERSION:
             raise DecodeError("bad request header", f"{api_key}/{version}")
-        r = Reader(body, 8)
+        pos = 8
         client_id = None
         if not (api_key == 7 and version == 0):  # ControlledShutdown v0: request header v0, no client id
-            try:
-                client_id = r.string(False)  # a classic nullable string even in header v2
-            except Short:
-                raise DecodeError("short request header") from None
+            # a classic nullable string even in header v2
+            if clen is None:
+                raise DecodeError("short request header")
+            pos = 10
+            if clen >= 0:
+                pos += clen
+                if pos > n:
+                    raise DecodeError("short request header")
+                client_id = body[10:pos].decode("utf-8", "replace")
+            elif clen != -1:
+                raise DecodeError("bad string length")
         flexible = flexible_request(api_key, version)
-        if len(self._inflight) >= MAX_INFLIGHT:
-            del self._inflight[next(iter(self._inflight))]
-        self._inflight[corr] = (api_key, version)
+        inflight = self._inflight
+        if len(inflight) >= MAX_INFLIGHT:
+            del inflight[next(iter(inflight))]
+        inflight[corr] = (api_key, version)
         group_id = acks = None
         topics: tuple[TopicSummary, ...] = ()
         trace = None
         parsed = False
-        plan = plan_for(api_key, version, False)
-        if plan is not None and flexible is not None:
+        compiled = compiled_for(api_key, version, False)
+        if compiled is not None and flexible is not None:
             fields: dict[str, Any] = {}
             try:
                 if flexible:
-                    r.tagged()
-                walk(plan[0], r, flexible, fields)
+                    if pos < n and body[pos] == 0:
+                        pos += 1  # no tagged fields in the header: the common case
+                    else:
+                        pos = skip_tagged(body, pos, n)
+                compiled[0](body, pos, n, fields)
                 parsed = complete
             except Short:
                 parsed = False
@@ -138,7 +155,7 @@ class KafkaDecoder(LengthPrefixed):
                 # the size framed the message: a body we cannot read costs its fields, not the stream
                 self._count("body_errors")
                 fields = {}
-            group_id = _first_group(fields)
+            group_id = compiled[2](fields)
             if api_key == _PRODUCE:
                 acks = fields.get("Acks")
                 topics, headers = self._topics(fields.get("TopicData", ()), "Name", "PartitionData", "Index")
@@ -148,14 +165,16 @@ class KafkaDecoder(LengthPrefixed):
                         trace = parse_traceparent(tp, headers.get("tracestate"))
             elif api_key == _FETCH:
                 topics, _ = self._topics(fields.get("Topics", ()), "Topic", "Partitions", "Partition")
-        cls = KafkaOneway if api_key == _PRODUCE and acks == 0 else KafkaRequest
-        if cls is KafkaOneway:
-            self._inflight.pop(corr, None)  # no response will come
-        return cls(start, end, size, flags, api_key, version, corr, client_id, group_id, acks, topics, trace,
-                   parsed, corr)  # fmt: skip
+        if api_key == _PRODUCE and acks == 0:
+            inflight.pop(corr, None)  # no response will come
+            return KafkaOneway(start, end, size, flags, api_key, version, corr, client_id, group_id, acks,
+                               topics, trace, parsed, corr)  # fmt: skip
+        return KafkaRequest(start, end, size, flags, api_key, version, corr, client_id, group_id, acks, topics,
+                            trace, parsed, corr)  # fmt: skip
 
     def _response(self, body: bytes, complete: bool, start: int, end: int, size: int, flags: int) -> Message:
-        if len(body) < 4:
+        n = len(body)
+        if n < 4:
             raise DecodeError("short response header")
         (corr,) = _RESP_CORR.unpack_from(body, 0)
         api = self._inflight.pop(corr, None)
@@ -163,16 +182,19 @@ class KafkaDecoder(LengthPrefixed):
             return KafkaResponse(start, end, size, flags, -1, corr, None, (), 0, None, (), False, corr)
         api_key, version = api
         flexible = flexible_response(api_key, version)
-        plan = plan_for(api_key, version, True)
-        if plan is None or flexible is None:
+        compiled = compiled_for(api_key, version, True)
+        if compiled is None or flexible is None:
             return KafkaResponse(start, end, size, flags, api_key, corr, None, (), 0, None, (), False, corr)
-        r = Reader(body, 4)
+        pos = 4
         fields: dict[str, Any] = {}
         parsed = complete
         try:
             if flexible:
-                r.tagged()
-            walk(plan[0], r, plan[1], fields)
+                if pos < n and body[pos] == 0:
+                    pos += 1
+                else:
+                    pos = skip_tagged(body, pos, n)
+            compiled[0](body, pos, n, fields)
         except Short:
             parsed = False
         except DecodeError:
@@ -180,15 +202,14 @@ class KafkaDecoder(LengthPrefixed):
             fields = {}
             parsed = False
         errors: list[tuple[str, int]] = []
-        _collect_errors(fields, "", errors)
-        top = fields.get("ErrorCode")
+        compiled[1](fields, errors)
         topics: tuple[TopicSummary, ...] = ()
         if api_key == _FETCH:
             topics, _ = self._topics(fields.get("Responses", ()), "Topic", "Partitions", "PartitionIndex")
         elif api_key == _METADATA:
             self._learn_topic_ids(fields.get("Topics", ()))
         return KafkaResponse(
-            start, end, size, flags, api_key, corr, top, tuple(errors), len(errors),
+            start, end, size, flags, api_key, corr, fields.get("ErrorCode"), tuple(errors), len(errors),
             fields.get("ThrottleTimeMs"), topics, parsed, corr,
         )  # fmt: skip
 
@@ -228,33 +249,6 @@ class KafkaDecoder(LengthPrefixed):
                     del ids[next(iter(ids))]
                     self._count("topic_ids_evicted")
                 ids[tid] = name
-
-
-def _first_group(fields: dict[str, Any]) -> str | None:
-    """The request's group id: top level, or the first of its Groups (OffsetFetch >= 8, DescribeGroups...)."""
-    group = fields.get("GroupId")
-    if group is not None:
-        return str(group)
-    for v in fields.values():
-        if isinstance(v, list):
-            for item in v:
-                found = _first_group(item)
-                if found is not None:
-                    return found
-    return None
-
-
-def _collect_errors(fields: dict[str, Any], path: str, out: list[tuple[str, int]]) -> None:
-    """Non-zero ErrorCode values, top level first, then nested in schema order."""
-    code = fields.get("ErrorCode")
-    if code:
-        out.append((path + "ErrorCode", code))
-    for key, v in fields.items():
-        if isinstance(v, list):
-            for item in v:
-                _collect_errors(item, f"{path}{key}.", out)
-        elif isinstance(v, dict):
-            _collect_errors(v, f"{path}{key}.", out)
 
 
 # api key 0-92 and version 0-64 as they sit in a request header (big-endian int16s)

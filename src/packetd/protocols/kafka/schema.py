@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from packetd.protocols.base import DecodeError
@@ -234,7 +235,7 @@ def _walk(plan: Plan, buf: bytes, pos: int, end: int, flexible: bool, out: dict[
     if flexible:
         if pos < end and buf[pos] == 0:
             return pos + 1  # no tagged fields: the common case
-        pos = _tagged(buf, pos, end)
+        pos = skip_tagged(buf, pos, end)
     return pos
 
 
@@ -269,7 +270,7 @@ def _count(buf: bytes, pos: int, end: int, flexible: bool) -> tuple[int, int]:
     return n, pos
 
 
-def _tagged(buf: bytes, pos: int, end: int) -> int:
+def skip_tagged(buf: bytes, pos: int, end: int) -> int:
     """Past a tagged-field section (KIP-482): count, then (tag, size, data) each."""
     n, pos = _uvarint(buf, pos, end)
     for _ in range(n):
@@ -365,31 +366,328 @@ def _skip_bytes(buf: bytes, pos: int, end: int, flexible: bool) -> int:
     return pos
 
 
+def first_group(fields: dict[str, Any]) -> str | None:
+    """The request's group id: top level, or the first of its Groups (OffsetFetch >= 8, DescribeGroups...).
+    The reference of a compiled plan's `group`."""
+    group = fields.get("GroupId")
+    if group is not None:
+        return str(group)
+    for v in fields.values():
+        if isinstance(v, list):
+            for item in v:
+                found = first_group(item)
+                if found is not None:
+                    return found
+    return None
+
+
+def collect_errors(fields: dict[str, Any], path: str, out: list[tuple[str, int]]) -> None:
+    """Non-zero ErrorCode values, top level first, then nested in schema order. The reference of a compiled
+    plan's `errors`."""
+    code = fields.get("ErrorCode")
+    if code:
+        out.append((path + "ErrorCode", code))
+    for key, v in fields.items():
+        if isinstance(v, list):
+            for item in v:
+                collect_errors(item, f"{path}{key}.", out)
+        elif isinstance(v, dict):
+            collect_errors(v, f"{path}{key}.", out)
+
+
+# -- compiled walkers -------------------------------------------------------------------------------------
+# `walk` interprets a plan step by step: the reference. The hot path runs the same plan compiled into Python
+# source once (`compiled_for`): one function per (plan, encoding) with every step unrolled, the encoding
+# (classic or flexible) decided at compile time, consecutive fixed-size fields read by one precompiled
+# struct, and subtrees that store nothing walked without their dicts. It stores the same keys in the same
+# order, ends at the same offset and raises the same Short / DecodeError at the same field as `walk`
+# (tests/protocols/kafka/test_schema.py checks it for every schema and version). With it, the two readers of
+# the walked fields: `errors` (non-zero ErrorCode values as (path, code), top level first, then nested in
+# schema order) and `group` (the first GroupId, top level or in the arrays, depth first), unrolled likewise.
+# every (api key, version, direction) a request header can name: 52 schemas x versions 0-64 (the decoder's
+# MAX_API_VERSION) x 2 directions = 6760 keys, so nothing is ever evicted
+MAX_COMPILED_KEYS = 8192
+# distinct (plan, flexible) pairs over all of those keys: 306 (the functions are shared between the keys)
+MAX_COMPILED_PLANS = 1024
+
+Walker = Callable[[bytes, int, int, dict[str, Any]], int]
+Errors = Callable[[dict[str, Any], list[tuple[str, int]]], None]
+Group = Callable[[dict[str, Any]], str | None]
+Compiled = tuple[Walker, Errors, Group]
+_COMPILED: dict[tuple[int, int, bool], Compiled] = {}
+_BY_PLAN: dict[tuple[Plan, bool], Compiled] = {}
+_FIXED_OPS = (OP_SKIP, OP_I16, OP_I32, OP_UUID)
+_FORMAT = {OP_I16: "h", OP_I32: "i", OP_UUID: "16s"}
+
+
+def compiled_for(api_key: int, version: int, response: bool) -> Compiled | None:
+    """The compiled (walk, errors, group) of an API version's plan; None when no schema is known."""
+    key = (api_key, version, response)
+    found = _COMPILED.get(key)
+    if found is not None:
+        return found
+    plan = plan_for(api_key, version, response)
+    if plan is None:
+        return None
+    found = _BY_PLAN.get(plan)
+    if found is None:
+        found = compile_plan(plan[0], plan[1])
+        if len(_BY_PLAN) < MAX_COMPILED_PLANS:
+            _BY_PLAN[plan] = found
+    if len(_COMPILED) < MAX_COMPILED_KEYS:
+        _COMPILED[key] = found
+    return found
+
+
+def compile_plan(plan: Plan, flexible: bool) -> Compiled:
+    """The plan's walker, errors and group functions, from generated source (see above)."""
+    gen = _Source(flexible)
+    gen.line(0, "def walk(buf, pos, end, o0):")
+    gen.struct(plan, 0, "o0", 1)
+    gen.line(1, "return pos")
+    gen.line(0, "def errors(o0, out):")
+    if not gen.errors(plan, "o0", "", 1):
+        gen.line(1, "return")
+    gen.line(0, "def group(o0):")
+    gen.group(plan, "o0", 1)
+    gen.line(1, "return None")
+    names: dict[str, Any] = {
+        "Short": Short, "DecodeError": DecodeError, "MAX_ARRAY": MAX_ARRAY, "_I16": _I16.unpack_from,
+        "_I32": _I32.unpack_from, "_string_length": _string_length, "_count": _count, "skip_tagged": skip_tagged,
+        "_records": _records, "_skip_bytes": _skip_bytes, "_skip_array": _skip_array, "str": str,
+    }  # fmt: skip
+    names.update(gen.structs)
+    # the source is built here from schema_data.py alone, never from captured bytes
+    exec(compile("\n".join(gen.lines), "<kafka schema walker>", "exec"), names)
+    return names["walk"], names["errors"], names["group"]
+
+
+def _has(plan: Plan | None, name: str, struct_too: bool) -> bool:
+    """Whether a field `name` is stored anywhere in the plan (through arrays, and structs if `struct_too`)."""
+    if plan is None:
+        return False
+    for step in plan:
+        if step[0] == name and step[4]:
+            return True
+        if step[4] and (step[1] == OP_ARRAY or (struct_too and step[1] == OP_STRUCT)):
+            if _has(step[3], name, struct_too):
+                return True
+    return False
+
+
+class _Source:
+    """Python source of one plan's functions; `o<depth>` is the dict of the struct at that depth (None: the
+    subtree stores nothing and is only walked past)."""
+
+    def __init__(self, flexible: bool) -> None:
+        self.flexible = flexible
+        self.lines: list[str] = []
+        self.structs: dict[str, Any] = {}
+
+    def line(self, ind: int, text: str) -> None:
+        self.lines.append("    " * ind + text)
+
+    # -- walk ----------------------------------------------------------------------------------------------
+    def struct(self, plan: Plan, depth: int, out: str | None, ind: int) -> None:
+        """One struct's fields (as `_walk`), then its tagged fields when flexible."""
+        if depth > MAX_DEPTH:
+            self.line(ind, 'raise DecodeError("schema nesting too deep")')
+            return
+        i = 0
+        while i < len(plan):
+            j = i
+            while j < len(plan) and plan[j][1] in _FIXED_OPS:
+                j += 1
+            if j - i >= 2:
+                self.fixed_run(plan[i:j], out, ind)
+                i = j
+                continue
+            self.step(plan[i], depth, out, ind)
+            i += 1
+        if self.flexible:
+            self.line(ind, "if pos < end and buf[pos] == 0:")
+            self.line(ind + 1, "pos += 1")
+            self.line(ind, "else:")
+            self.line(ind + 1, "pos = skip_tagged(buf, pos, end)")
+
+    def fixed_run(self, steps: Plan, out: str | None, ind: int) -> None:
+        """Fixed-size fields in a row: one struct read when all are there, else field by field."""
+        fmt = ">" + "".join(_FORMAT.get(s[1], f"{s[2]}x") for s in steps)
+        name = f"_S{len(self.structs)}"
+        self.structs[name] = struct.Struct(fmt).unpack_from
+        total = sum(s[2] for s in steps)
+        shown = [s for s in steps if s[1] != OP_SKIP]
+        assert out is not None  # a run of two or more holds a shown field (skips are merged)
+        self.line(ind, f"if pos + {total} <= end:")
+        if any(s[1] == OP_UUID for s in shown):  # a uuid is stored as hex: all through locals, in order
+            self.line(ind + 1, f"{', '.join(f'u{k}' for k in range(len(shown)))}, = {name}(buf, pos)")
+            for k, s in enumerate(shown):
+                self.line(ind + 1, f"{out}[{s[0]!r}] = u{k}{'.hex()' if s[1] == OP_UUID else ''}")
+        else:
+            self.line(ind + 1, f"{', '.join(f'{out}[{s[0]!r}]' for s in shown)}, = {name}(buf, pos)")
+        self.line(ind + 1, f"pos += {total}")
+        self.line(ind, "else:")
+        for s in steps:
+            self.step(s, 0, out, ind + 1)
+
+    def step(self, step: tuple[str, int, int, Any, bool], depth: int, out: str | None, ind: int) -> None:
+        name, op, arg, sub, interesting = step
+        store = out if interesting else None
+        if op == OP_SKIP:
+            self.line(ind, f"pos += {arg}")
+            self.line(ind, "if pos > end:")
+            self.line(ind + 1, "raise Short")
+        elif op in (OP_I16, OP_I32, OP_UUID):
+            assert out is not None
+            self.line(ind, f"if pos + {arg} > end:")
+            self.line(ind + 1, "raise Short")
+            if op == OP_UUID:
+                self.line(ind, f"{out}[{name!r}] = buf[pos : pos + 16].hex()")
+            else:
+                self.line(ind, f"{out}[{name!r}] = {'_I16' if op == OP_I16 else '_I32'}(buf, pos)[0]")
+            self.line(ind, f"pos += {arg}")
+        elif op == OP_STRING:
+            self.string(name, store, ind)
+        elif op == OP_ARRAY:
+            self.array(name, sub, depth, store, ind)
+        elif op == OP_STRUCT:
+            child = f"o{depth + 1}" if store is not None else None
+            if child is not None:
+                self.line(ind, f"{child} = {store}[{name!r}] = {{}}")
+            self.struct(sub, depth + 1, child, ind)
+        elif op == OP_BYTES:
+            self.line(ind, f"pos = _skip_bytes(buf, pos, end, {self.flexible})")
+        elif op == OP_RECORDS:
+            assert out is not None
+            self.line(ind, f"pos = _records(buf, pos, end, {self.flexible}, {name!r}, {out})")
+        elif op == OP_UNKNOWN:
+            self.line(ind, f"raise DecodeError('unknown schema kind', {name!r})")
+        else:
+            self.line(ind, f"pos = _skip_array({op}, {arg}, buf, pos, end, {self.flexible})")
+
+    def string(self, name: str, out: str | None, ind: int) -> None:
+        """A string (as `_walk`): stored in `out` when given, else skipped."""
+        if self.flexible:
+            self.line(ind, "if pos < end and buf[pos] < 0x80:")  # one-byte compact length: nearly all
+            self.line(ind + 1, "k = buf[pos] - 1")
+            self.line(ind + 1, "pos += 1")
+            self.line(ind, "else:")
+            self.line(ind + 1, "k, pos = _string_length(buf, pos, end, True)")
+        else:
+            self.line(ind, "if pos + 2 > end:")
+            self.line(ind + 1, "raise Short")
+            self.line(ind, "k = _I16(buf, pos)[0]")
+            self.line(ind, "pos += 2")
+            self.line(ind, "if k < -1:")
+            self.line(ind + 1, 'raise DecodeError("bad string length")')
+        if out is None:
+            self.line(ind, "if k > 0:")
+            self.line(ind + 1, "pos += k")
+            self.line(ind + 1, "if pos > end:")
+            self.line(ind + 2, "raise Short")
+            return
+        self.line(ind, "if k < 0:")
+        self.line(ind + 1, f"{out}[{name!r}] = None")
+        self.line(ind, "else:")
+        self.line(ind + 1, "if pos + k > end:")
+        self.line(ind + 2, "raise Short")
+        self.line(ind + 1, f"{out}[{name!r}] = buf[pos : pos + k].decode('utf-8', 'replace')")
+        self.line(ind + 1, "pos += k")
+
+    def array(self, name: str, sub: Plan, depth: int, out: str | None, ind: int) -> None:
+        """An array of structs (as `_other`): a list of dicts in `out` when given, else walked past."""
+        n = f"n{depth}"
+        if self.flexible:
+            self.line(ind, "if pos < end and buf[pos] < 0x80:")
+            self.line(ind + 1, f"{n} = buf[pos] - 1")
+            self.line(ind + 1, "pos += 1")
+            self.line(ind, "else:")
+            self.line(ind + 1, f"{n}, pos = _count(buf, pos, end, True)")
+        else:
+            self.line(ind, "if pos + 4 > end:")
+            self.line(ind + 1, "raise Short")
+            self.line(ind, f"{n} = _I32(buf, pos)[0]")
+            self.line(ind, "pos += 4")
+            self.line(ind, f"if {n} < -1 or {n} > MAX_ARRAY:")
+            self.line(ind + 1, 'raise DecodeError("bad array length")')
+        items = f"l{depth}"
+        child = f"o{depth + 1}"
+        if out is not None:
+            self.line(ind, f"{items} = {out}[{name!r}] = []")
+        body = len(self.lines)
+        self.line(ind, f"for _ in range({n}):")
+        if out is not None:
+            self.line(ind + 1, f"{child} = {{}}")
+            self.line(ind + 1, f"{items}.append({child})")
+        self.struct(sub, depth + 1, child if out is not None else None, ind + 1)
+        if len(self.lines) == body + 1:
+            del self.lines[body:]  # nothing to read or store per element
+
+    # -- readers of the walked fields ------------------------------------------------------------------------
+    def errors(self, plan: Plan, out: str, path: str, ind: int) -> bool:
+        """As `_collect_errors`: this struct's ErrorCode, then its arrays' and structs' in schema order."""
+        wrote = False
+        if any(s[0] == "ErrorCode" and s[4] for s in plan):
+            self.line(ind, f"code = {out}.get('ErrorCode')")
+            self.line(ind, "if code:")
+            self.line(ind + 1, f"out.append(({path + 'ErrorCode'!r}, code))")
+            wrote = True
+        depth = int(out[1:])
+        child = f"o{depth + 1}"
+        for name, op, _arg, sub, interesting in plan:
+            if not interesting or not _has(sub, "ErrorCode", True):
+                continue
+            if op == OP_ARRAY:
+                self.line(ind, f"for {child} in {out}.get({name!r}, ()):")
+            elif op == OP_STRUCT:
+                self.line(ind, f"{child} = {out}.get({name!r})")
+                self.line(ind, f"if {child} is not None:")
+            else:
+                continue
+            self.errors(sub, child, f"{path}{name}.", ind + 1)
+            wrote = True
+        return wrote
+
+    def group(self, plan: Plan, out: str, ind: int) -> None:
+        """As `_first_group`: this struct's GroupId, then depth first through its arrays (not structs)."""
+        if any(s[0] == "GroupId" and s[4] for s in plan):
+            self.line(ind, f"g = {out}.get('GroupId')")
+            self.line(ind, "if g is not None:")
+            self.line(ind + 1, "return str(g)")
+        child = f"o{int(out[1:]) + 1}"
+        for name, op, _arg, sub, interesting in plan:
+            if interesting and op == OP_ARRAY and _has(sub, "GroupId", False):
+                self.line(ind, f"for {child} in {out}.get({name!r}, ()):")
+                self.group(sub, child, ind + 1)
+
+
 # -- records ---------------------------------------------------------------------------------------------------
-_BATCH = struct.Struct(">qiibIhiqqqhii")  # RecordBatch v2 header, 61 bytes (KIP-98)
+# RecordBatch v2 header, 61 bytes (KIP-98): base offset q, batch length i, leader epoch i, magic b, crc I,
+# attributes h, last offset delta i, first / max timestamp q q, producer id q, epoch h, base sequence i,
+# record count i. Read: the length and magic (first 17 bytes), then the attributes and the count.
+_BATCH_HEAD = struct.Struct(">8xi4xB")
+_BATCH_V2 = struct.Struct(">21xh34xi")
 
 
 def records_summary(buf: bytes, start: int, end: int, declared: int) -> tuple[int, int, Any]:
     """(record count, declared bytes, first record's headers or None) of a records field.
 
     `end` may fall short of start + declared when the body was not kept whole: batches past it are not
-    counted (the count is a lower bound then; the record says `parsed: false`).
+    counted (the count is a lower bound then; the record says `parsed: false`). Batches are read only as far
+    as their headers (and the first one's first record's headers): the records are not walked.
     """
     count = 0
     headers = None
     p = start
     first = True
     while p + 17 <= end:
-        (batch_len,) = _I32.unpack_from(buf, p + 8)
-        magic = buf[p + 16]
+        batch_len, magic = _BATCH_HEAD.unpack_from(buf, p)
         if batch_len < 0:
             raise DecodeError("bad record batch length")
         if magic == 2:
             if p + 61 > end:
                 break
-            _base, _blen, _epoch, _magic, _crc, attrs, _lod, _bts, _mts, _pid, _pep, _bseq, n = (
-                _BATCH.unpack_from(buf, p)
-            )
+            attrs, n = _BATCH_V2.unpack_from(buf, p)
             if n < 0:
                 raise DecodeError("bad record count")
             count += n
@@ -405,7 +703,11 @@ def records_summary(buf: bytes, start: int, end: int, declared: int) -> tuple[in
 
 
 def _first_record_headers(buf: bytes, p: int, end: int, codec: int) -> dict[str, bytes] | None:
-    """Header keys and values of the first record of a batch (none: compression we do not inflate)."""
+    """Header keys and values of the first record of a batch (none: compression we do not inflate).
+
+    Record v2: length, attributes (int8), timestamp delta, offset delta, key length, key, value length,
+    value, header count, then (key length, key, value length, value) each; lengths and deltas are zig-zag
+    varints, read here inline when they are one byte (two for the record's length): nearly always."""
     if codec == 1:  # gzip
         try:
             data = zlib.decompressobj(wbits=31).decompress(buf[p:end], MAX_TRACE_INFLATE)
@@ -415,28 +717,61 @@ def _first_record_headers(buf: bytes, p: int, end: int, codec: int) -> dict[str,
     elif codec != 0:
         return None  # snappy, lz4, zstd: not inflated for a header (bounded work per batch)
     try:
-        _length, p = zigzag_varint(buf, p, end)
+        if p + 1 < end and buf[p] >= 0x80 and buf[p + 1] < 0x80:
+            p += 2  # the record's length, 64-8191 bytes
+        else:
+            _length, p = zigzag_varint(buf, p, end)
         p += 1  # attributes
-        _ts, p = zigzag_varint(buf, p, end)
-        _od, p = zigzag_varint(buf, p, end)
-        klen, p = zigzag_varint(buf, p, end)
-        p += max(klen, 0)
-        vlen, p = zigzag_varint(buf, p, end)
-        p += max(vlen, 0)
+        if p + 1 < end and buf[p] < 0x80 and buf[p + 1] < 0x80:
+            p += 2  # the deltas of the first record (0 and 0, mostly)
+        else:
+            _ts, p = zigzag_varint(buf, p, end)
+            _od, p = zigzag_varint(buf, p, end)
+        if p < end and buf[p] < 0x80:
+            klen = buf[p]
+            klen = (klen >> 1) ^ -(klen & 1)
+            p += 1
+        else:
+            klen, p = zigzag_varint(buf, p, end)
+        if klen > 0:
+            p += klen
+        if p < end and buf[p] < 0x80:
+            vlen = buf[p]
+            vlen = (vlen >> 1) ^ -(vlen & 1)
+            p += 1
+        else:
+            vlen, p = zigzag_varint(buf, p, end)
+        if vlen > 0:
+            p += vlen
         n, p = zigzag_varint(buf, p, end)
-        headers: dict[str, bytes] = {}
-        for _ in range(min(n, 64)):
-            hk, p = zigzag_varint(buf, p, end)
-            if hk < 0 or p + hk > end:
-                return headers
-            key = buf[p : p + hk].decode("utf-8", "replace")
-            p += hk
-            hv, p = zigzag_varint(buf, p, end)
-            if hv >= 0:
-                if p + hv > end:
-                    return headers
-                headers[key] = bytes(buf[p : p + hv])
-                p += hv
-        return headers
+        return _record_headers(buf, p, end, n)
     except Short:
         return None
+
+
+def _record_headers(buf: bytes, p: int, end: int, n: int) -> dict[str, bytes]:
+    """`n` headers (at most 64) from `p`: those read whole before the bytes end (Short inside a length)."""
+    headers: dict[str, bytes] = {}
+    for _ in range(min(n, 64)):
+        if p < end and buf[p] < 0x80:
+            hk = buf[p]
+            hk = (hk >> 1) ^ -(hk & 1)
+            p += 1
+        else:
+            hk, p = zigzag_varint(buf, p, end)
+        if hk < 0 or p + hk > end:
+            return headers
+        key = buf[p : p + hk].decode("utf-8", "replace")
+        p += hk
+        if p < end and buf[p] < 0x80:
+            hv = buf[p]
+            hv = (hv >> 1) ^ -(hv & 1)
+            p += 1
+        else:
+            hv, p = zigzag_varint(buf, p, end)
+        if hv >= 0:
+            if p + hv > end:
+                return headers
+            headers[key] = bytes(buf[p : p + hv])
+            p += hv
+    return headers
