@@ -57,6 +57,7 @@ test: setup test-deps lint typecheck
 TEST_COMPILED ?= 1
 
 # -- the optional compiled build (issue 15): the modules of src/packetd/buildinfo.py compiled by mypyc ---
+# and the C accelerator of L2-L4 decoding, src/packetd/net/_packet.c (PACKETD_PURE=1 at run time turns it off).
 # `make wheel`: the binary wheel in dist/ (setup.py: PACKETD_COMPILE=1; built with this venv's mypy, which
 # type-checks what it compiles, hence --no-build-isolation). `make compiled`: .venv-compiled with that wheel
 # and the dev extras (bench/vs_tshark.py measures it beside .venv). The default `pip install .` stays pure.

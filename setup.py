@@ -13,6 +13,10 @@ compiled module to every other for mypy, which reorders mypy's processing of the
 the protocol packages and the registry, and mypy then reports "Cannot determine type" for module constants
 (`http1.SPEC`, `http1.messages.DEFAULT_HEADERS`) that plain `mypy` checks cleanly; per-module groups keep
 mypy's own order, so the compiled build type-checks exactly when `make typecheck` does.
+
+The same flag (or PACKETD_CEXT=1 alone) also builds the small C accelerator of L2-L4 decoding,
+src/packetd/net/_packet.c (see net/packet.py's _accelerator). optional=True: without a working compiler the
+build goes on without it, and net/packet.py decodes every frame itself.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import os
 import runpy
 
-from setuptools import setup
+from setuptools import Extension, setup
 
 ext_modules = []
 if os.environ.get("PACKETD_COMPILE") == "1":
@@ -32,6 +36,16 @@ if os.environ.get("PACKETD_COMPILE") == "1":
     # mypy's cache of this build apart from `make typecheck`'s .mypy_cache: mypyc adds its own entries
     ext_modules = mypycify(
         ["--cache-dir", os.path.join("build", "mypyc-cache"), *paths], opt_level="3", separate=True
+    )
+
+if os.environ.get("PACKETD_COMPILE") == "1" or os.environ.get("PACKETD_CEXT") == "1":
+    ext_modules.append(
+        Extension(
+            "packetd.net._packet",
+            [os.path.join("src", "packetd", "net", "_packet.c")],
+            extra_compile_args=["-Wall", "-Wextra"] if os.name == "posix" else [],
+            optional=True,
+        )
     )
 
 setup(ext_modules=ext_modules)

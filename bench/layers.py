@@ -13,7 +13,9 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+# after site-packages: an interpreter with packetd installed (the compiled wheel in .venv-compiled) measures
+# that build, not src/
+sys.path.append(os.path.join(os.path.dirname(__file__), "..", "src"))
 
 from packetd.capture.pcapfile import CaptureFile
 from packetd.engine import Engine, EngineConfig, Rule

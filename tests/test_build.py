@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.machinery
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -46,6 +47,23 @@ def test_the_build_is_the_one_this_run_expects() -> None:
     else:
         assert extensions in ([], sorted(files)), f"a mixed build: {extensions}"
     assert buildinfo.build() == ("compiled" if extensions else "pure")
+
+
+def test_the_c_accelerator_is_there_exactly_in_the_compiled_build() -> None:
+    """net/_packet.c ships with the compiled build (setup.py) and is in use unless PACKETD_PURE=1; the pure
+    run has none (so tests/net/test_cext.py runs, un-skipped, in the compiled pass)."""
+    from packetd.net import packet
+
+    expected = os.environ.get("PACKETD_EXPECT_BUILD")
+    origin = importlib.util.find_spec(buildinfo.ACCELERATOR)
+    if expected == "compiled":
+        assert origin is not None and str(origin.origin).endswith(EXT), origin
+        if os.environ.get("PACKETD_PURE") != "1":
+            assert packet.FAST_DECODE is not None
+            assert buildinfo.accelerator() == "on"
+    elif expected == "pure":
+        assert origin is None, f"an accelerator in the pure run: {origin.origin}"
+        assert packet.FAST_DECODE is None and buildinfo.accelerator() == "absent"
 
 
 def test_every_compiled_module_ships_its_python_source_beside_it() -> None:
@@ -85,6 +103,7 @@ def test_version_says_compiled() -> None:
     out = subprocess.run([sys.executable, "-m", "packetd", "version"], capture_output=True, text=True,
                          check=True, timeout=60, cwd="/")  # fmt: skip
     assert "Build: compiled" in out.stdout.splitlines()
+    assert "C accelerator: on" in out.stdout.splitlines()
 
 
 def test_slot_names_are_the_sources_slots_in_either_build() -> None:

@@ -66,6 +66,20 @@ COMPILED_MODULES: tuple[str, ...] = (
 
 _EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 
+# the hand-written C accelerator of L2-L4 decoding (net/_packet.c), built beside the mypyc modules by the
+# same flag (setup.py) but not one of them: net/packet.py imports it if present (and not PACKETD_PURE=1)
+ACCELERATOR = "packetd.net._packet"
+
+
+def accelerator() -> str:
+    """'on' when net/packet.py decodes through the C accelerator, 'off' when it is installed but
+    PACKETD_PURE=1 turned it off, 'absent' when it is not built."""
+    from packetd.net.packet import FAST_DECODE
+
+    if FAST_DECODE is not None:
+        return "on"
+    return "off" if importlib.util.find_spec(ACCELERATOR) is not None else "absent"
+
 
 def module_origin(name: str) -> str:
     """The file `import name` loads (or already loaded): an extension module's .so or the .py."""

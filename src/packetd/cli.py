@@ -129,9 +129,10 @@ def version() -> None:
     click.echo(f"Version: {__version__}")
     click.echo(f"GitHash: {_git_hash()}")
     click.echo(f"Python: {sys.version.split()[0]}")
-    from packetd.buildinfo import build
+    from packetd.buildinfo import accelerator, build
 
     click.echo(f"Build: {build()}")  # pure Python, or the mypyc-compiled hot path (issue 15)
+    click.echo(f"C accelerator: {accelerator()}")  # net/_packet.c: on, off (PACKETD_PURE=1), absent
     try:
         from packetd.capture import libpcap
 

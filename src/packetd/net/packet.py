@@ -33,7 +33,9 @@ incoming copy); in SLL/SLL2 files (`tcpdump -i any`) the outgoing copy on a loop
 
 from __future__ import annotations
 
+import os
 import struct
+from collections.abc import Callable
 
 from packetd.net.reassembly import Reassembler
 
@@ -220,6 +222,27 @@ class NetStats:
         self.loopback_duplicates = 0
 
 
+FastDecode = Callable[[int, int, memoryview, int], Segment | None]
+
+
+def _accelerator() -> FastDecode | None:
+    """The optional C accelerator's decode (net/_packet.c, built by the compiled build), or None: not built,
+    or PACKETD_PURE=1. It decodes the common case (Ethernet/SLL/NULL/raw → IPv4/IPv6 without fragments or
+    extension headers → TCP/UDP) into the same Segment as the code below, and returns None for any other
+    frame, which this module then decodes (and counts) itself; tests/net/test_cext.py holds them equal."""
+    if os.environ.get("PACKETD_PURE") == "1":
+        return None
+    try:
+        from packetd.net import _packet
+    except ImportError:
+        return None
+    _packet.init(Segment)
+    return _packet.decode
+
+
+FAST_DECODE = _accelerator()
+
+
 class PacketDecoder:
     """Frames to segments, with counters for everything that is not a segment."""
 
@@ -227,20 +250,26 @@ class PacketDecoder:
         self.stats = NetStats()
         self._v4 = 4 in ip_versions
         self._v6 = 6 in ip_versions
+        # _packet.decode's ipv argument: bit 0 IPv4, bit 1 IPv6
+        self._ipv = int(4 in ip_versions) | int(6 in ip_versions) << 1
         self.reassembler = Reassembler()
+        self.fast: FastDecode | None = FAST_DECODE  # None: every frame takes the pure path below
 
     def decode(self, ts_ns: int, linktype: int, data: memoryview) -> Segment | None:
         """The segment in `data`, or None (counted in `stats`)."""
         stats = self.stats
         stats.frames += 1
+        fast = self.fast
+        if fast is not None:
+            seg = fast(ts_ns, linktype, data, self._ipv)
+            if seg is not None:
+                stats.segments += 1
+                return seg
         n = len(data)
         try:
             if linktype == LINKTYPE_ETHERNET:
                 ethertype = data[12] << 8 | data[13]
                 off = 14
-                while ethertype in _VLAN_TAGS:
-                    ethertype = data[off + 2] << 8 | data[off + 3]
-                    off += 4
             elif linktype == LINKTYPE_LINUX_SLL:
                 if (data[0] << 8 | data[1]) == _PACKET_OUTGOING and (
                     data[2] << 8 | data[3]
@@ -249,18 +278,12 @@ class PacketDecoder:
                     return None
                 ethertype = data[14] << 8 | data[15]
                 off = 16
-                while ethertype in _VLAN_TAGS:
-                    ethertype = data[off + 2] << 8 | data[off + 3]
-                    off += 4
             elif linktype == LINKTYPE_LINUX_SLL2:
                 if data[10] == _PACKET_OUTGOING and (data[8] << 8 | data[9]) == _ARPHRD_LOOPBACK:
                     stats.loopback_duplicates += 1
                     return None
                 ethertype = data[0] << 8 | data[1]
                 off = 20
-                while ethertype in _VLAN_TAGS:
-                    ethertype = data[off + 2] << 8 | data[off + 3]
-                    off += 4
             elif linktype in _RAW_TYPES:
                 off = 0
                 v = data[0] >> 4
@@ -277,6 +300,10 @@ class PacketDecoder:
             else:
                 stats.bad_linktype += 1
                 return None
+            # VLAN tags (only Ethernet and Linux cooked frames have them: the others' ethertype is IP or 0)
+            while ethertype in _VLAN_TAGS:
+                ethertype = data[off + 2] << 8 | data[off + 3]
+                off += 4
             if ethertype == ETH_IPV4:
                 if not self._v4:
                     stats.filtered_ip_version += 1
