@@ -107,6 +107,14 @@ class SelfMetrics(Collector):
         ):
             tcp.add_metric([key], flows.get(key, 0))
         yield tcp
+        memos = CounterMetricFamily(
+            "packetd_memo_resets",
+            "Bounded memos emptied because they were full (work is redone, nothing is lost)",
+            labels=["memo"],
+        )
+        for key, n in sorted(w.get("memo_resets", {}).items()):
+            memos.add_metric([key], n)
+        yield memos
         resets = CounterMetricFamily(
             "packetd_decode_resets", "Decoder resets after malformed input", labels=["protocol", "reason"]
         )

@@ -30,6 +30,7 @@ import logging.handlers
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -75,7 +76,21 @@ def stats_snapshot(engine: Engine, source: Any, extra: dict[str, Any]) -> dict[s
         }
     net = {k: getattr(engine.net.stats, k) for k in slot_names(type(engine.net.stats))}
     flows = {k: getattr(engine.flows.stats, k) for k in slot_names(type(engine.flows.stats))}
-    snapshot = {"protocols": protocols, "net": net, "flows": flows, "kernel": source.stats(), **extra}
+    # bounded memos that empty themselves when full (speed lost, never a field): how often they did. The
+    # HTTP/1 line memo is a module's, counted only once a rule or detection has imported its decoder
+    http1 = sys.modules.get("packetd.protocols.http1.messages")
+    memos = {
+        "addr_texts": flows["addr_cache_resets"],
+        "http1_header_lines": getattr(http1, "line_cache_resets", 0),
+    }
+    snapshot = {
+        "protocols": protocols,
+        "net": net,
+        "flows": flows,
+        "memo_resets": memos,
+        "kernel": source.stats(),
+        **extra,
+    }
     det = engine.detection_stats  # detection by content: what it handed where, and what nobody claimed
     if det.started:
         snapshot["detection"] = {
