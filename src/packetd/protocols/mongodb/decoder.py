@@ -394,6 +394,7 @@ class MongoDecoder(LengthPrefixed):
             command = "find"
             if doc is not None:
                 try:
+                    _check_structure(doc)
                     q = RawBSONDocument(doc)
                     # a command wrapped for mongos ({$query: {cmd...}, $readPreference: ...}) is unwrapped
                     # only when the wrapper is the first key: `query` is also an argument of findandmodify
@@ -485,9 +486,107 @@ def _decoded(doc: bytes) -> dict[str, Any] | None:
 
 
 def _document(doc: bytes) -> Mapping[str, Any]:
-    """The document to read fields from: decoded whole when that reads the same (`_decoded`), else raw."""
+    """The document to read fields from: decoded whole when that reads the same (`_decoded`), else raw;
+    InvalidBSON, before the bson package sees it, when an element lies outside its container."""
+    _check_structure(doc)
     whole = _decoded(doc)
     return whole if whole is not None else RawBSONDocument(doc)
+
+
+# ----- the extent of every array element, checked before the bson package reads a document -----
+# pymongo's C reader (4.20.1, the newest release) bounds an element of an *array* by what is left from the
+# array's start, not from the element: an element near an array's end may claim a size past the array, and
+# the reader then reads the bytes after the document (valgrind: "Invalid read of size 1" in get_value; seen
+# here as two different errors for the same bytes, depending on what lay after them in memory). On bytes
+# from the network that could put this process's memory into a record, or crash it, so no document reaches
+# the bson package before every element of every array in it is shown to lie inside its array, by the
+# BSON 1.1 sizes. Elements of documents it bounds by what is left of the document, correctly: a document
+# (or sub-document) with no 0x04 byte in it, hence no array, is passed as it is, in one bytes.find. Values
+# are not judged here (UTF-8, booleans, subtypes): the bson package still does that, with its own errors.
+# tests/protocols/mongodb/test_structure.py holds it to pymongo's pure-Python reader, which cannot leave
+# the buffer.
+_VARIABLE = {2: -1, 13: -1, 14: -1, 3: -2, 4: -2, 5: -3, 11: -4, 12: -5, 15: -6}  # string, code, symbol;
+# document, array; binary; regular expression; DBPointer; code with scope
+_FIXED = {1: 8, 6: 0, 7: 12, 8: 1, 9: 8, 10: 0, 16: 4, 17: 8, 18: 8, 19: 16, 127: 0, 255: 0}  # value bytes
+_KINDS: list[int] = [_FIXED.get(k, _VARIABLE.get(k, -9)) for k in range(256)]  # -9: no such type
+
+
+def _string_end(doc: bytes, pos: int, end: int) -> int:
+    """The offset after the BSON string (int32 length counting its NUL, bytes, NUL) at `pos`; -1 if it
+    does not lie inside `end`."""
+    if pos + 4 > end:
+        return -1
+    stop: int = pos + 4 + _I32.unpack_from(doc, pos)[0]
+    return stop if pos + 4 < stop <= end and doc[stop - 1] == 0 else -1
+
+
+def _structure_error(doc: bytes) -> str:
+    """Why `doc` is not one BSON document whose arrays hold their elements; "" if it is (see above)."""
+    n = len(doc)
+    if n < 5 or _I32.unpack_from(doc, 0)[0] != n or doc[n - 1] != 0:
+        return "bad document length"
+    if doc.find(b"\x04", 4) < 0:
+        return ""
+    # the terminating NUL of each open container but the innermost (`end`); at most n // 5 entries (a
+    # container is >= 5 bytes), so bounded by the document, which the decoder bounds by max_parse_bytes
+    stack: list[int] = []
+    find, unpack, kinds = doc.find, _I32.unpack_from, _KINDS  # locals: this loop runs once per element
+    end = n - 1
+    pos = 4
+    while True:
+        if pos == end:  # the container's terminating NUL
+            if not stack:
+                return ""
+            end = stack.pop()
+            pos += 1
+            continue
+        code = doc[pos]
+        kind = kinds[code]
+        pos = find(b"\x00", pos + 1, end) + 1  # the value, after the element's name
+        if pos == 0:
+            return "bad element name"
+        if kind >= 0:
+            stop = pos + kind
+        elif kind == -1:  # the commonest variable type, inline: int32 length counting its NUL, bytes, NUL
+            stop = pos + 4 + unpack(doc, pos)[0] if pos + 4 <= end else -1
+            if stop <= pos + 4 or stop > end or doc[stop - 1] != 0:
+                return "bad element length"
+        elif kind == -2 or kind == -6:
+            length: int = unpack(doc, pos)[0] if pos + 4 <= end else 0
+            stop = pos + length
+            if kind == -6:  # code with scope: int32 total, string, document ending with the total
+                scope = _string_end(doc, pos + 4, stop) if length >= 14 and stop <= end else -1
+                if scope < 0 or scope + 4 > stop or unpack(doc, scope)[0] != stop - scope:
+                    return "bad code-with-scope length"
+                pos, length = scope, stop - scope
+            if length < 5 or stop > end or doc[stop - 1] != 0:
+                return "bad nested document length"
+            if code == 4 or find(b"\x04", pos + 4, stop) >= 0:  # an array, or one may be in it
+                stack.append(end)
+                end = stop - 1
+                pos += 4
+                continue
+        elif kind == -3:  # binary: int32 length, subtype, bytes (subtype 2: an inner int32 length first)
+            length = unpack(doc, pos)[0] if pos + 5 <= end else -1
+            stop = pos + 5 + length if length >= 0 and (doc[pos + 4] != 2 or length >= 4) else -1
+        elif kind == -4:  # regular expression: pattern and options, two cstrings
+            first = find(b"\x00", pos, end)
+            stop = find(b"\x00", first + 1, end) + 1 if first >= 0 else -1
+        elif kind == -5:  # DBPointer: string, 12-byte ObjectId
+            stop = _string_end(doc, pos, end)
+            stop = stop + 12 if stop >= 0 else -1
+        else:
+            return f"unknown element type {code}"
+        if stop <= 0 or stop > end:
+            return "bad element length"
+        pos = stop
+
+
+def _check_structure(doc: bytes) -> None:
+    """InvalidBSON (which the callers report as DecodeError "bad BSON") unless `_structure_error` passes."""
+    why = _structure_error(doc)
+    if why:
+        raise bson.InvalidBSON(why)
 
 
 def _quote(s: str) -> str:
