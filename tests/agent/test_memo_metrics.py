@@ -91,3 +91,34 @@ def test_http1_header_line_memo_resets_are_exported() -> None:
         messages.line_cache_resets
     )
     assert counter_sum(text, "packetd_memo_resets_total", memo="addr_texts") == 0
+
+
+def test_http1_header_name_decisions_resets_are_exported() -> None:
+    # one request whose header block holds MAX_DECISION_NAMES + 1 distinct names into emptied tables: the
+    # name table of the redact set is full at the last name and emptied for it, once
+    messages._LINES.clear()
+    messages._DECISIONS.clear()
+    before = messages.decision_resets
+    records: list[Roundtrip] = []
+    engine = Engine(EngineConfig(rules=(Rule(protocol="http", ports=(80,)),)), records.append)
+    client, cport = "10.0.0.1", 40001
+    engine.frame(0, 1, memoryview(ethernet(ipv4_tcp(client, SERVER, cport, 80, 1000, 0, SYN))))
+    engine.frame(1, 1, memoryview(ethernet(ipv4_tcp(SERVER, client, 80, cport, 5000, 1001, SYN | ACK))))
+    n = messages.MAX_DECISION_NAMES + 1
+    req = b"GET /r HTTP/1.1\r\n" + b"".join(b"X-N%d: v\r\n" % i for i in range(n)) + b"\r\n"
+    resp = b"HTTP/1.1 204 No Content\r\n\r\n"
+    seq, sseq, ts = 1001, 5001, 10
+    for at in range(0, len(req), 1400):  # in segments of an Ethernet MTU
+        chunk = req[at : at + 1400]
+        engine.frame(ts, 1, memoryview(ethernet(ipv4_tcp(client, SERVER, cport, 80, seq, sseq, ACK, chunk))))
+        seq += len(chunk)
+        ts += 1
+    engine.frame(ts, 1, memoryview(ethernet(ipv4_tcp(SERVER, client, 80, cport, sseq, seq, PSH | ACK, resp))))
+    assert len(records) == 1
+    headers = records[0].to_json()["request"]["headers"]  # parsed when written, as outputs do
+    assert len(headers) == n and headers[f"x-n{n - 1}"] == ["v"]
+    assert messages.decision_resets - before == 1
+    text = _scrape(engine)
+    assert (
+        counter_sum(text, "packetd_memo_resets_total", memo="http1_header_names") == messages.decision_resets
+    )

@@ -82,6 +82,7 @@ def stats_snapshot(engine: Engine, source: Any, extra: dict[str, Any]) -> dict[s
     memos = {
         "addr_texts": flows["addr_cache_resets"],
         "http1_header_lines": getattr(http1, "line_cache_resets", 0),
+        "http1_header_names": getattr(http1, "decision_resets", 0),
     }
     snapshot = {
         "protocols": protocols,

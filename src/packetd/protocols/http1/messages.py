@@ -21,10 +21,13 @@ MAX_HEADER_VALUE = 4096  # a record keeps at most this many characters of one he
 
 
 # redact set → header name → whether policy.header_value may change its value: one dict lookup per field
-# instead of the predicate's calls; bounded (names are the peer's to choose), emptied when full
+# instead of the predicate's calls; bounded (names are the peer's to choose), emptied when full, the names
+# of one set at MAX_DECISION_NAMES, every set (and its line memo) at MAX_DECISION_SETS redact sets: each
+# emptying counts in `decision_resets` (the names are judged again, nothing else is lost)
 _DECISIONS: dict[frozenset[str], dict[str, bool]] = {}
 MAX_DECISION_SETS = 64
 MAX_DECISION_NAMES = 4096
+decision_resets = 0
 # redact set → header line → its (name, value) in the record, for lines no redaction changes: a connection
 # sends most of its header lines again on every message (Host, User-Agent, Server, Content-Type, ...), so a
 # line is split, stripped and judged once. Bounded: at most MAX_CACHED_LINES lines of at most
@@ -38,18 +41,22 @@ line_cache_resets = 0
 
 
 def _decide(names: frozenset[str], decided: dict[str, bool], key: str) -> bool:
+    global decision_resets
     hit = policy.header_changes(names)(key)
     if len(decided) >= MAX_DECISION_NAMES:
         decided.clear()
+        decision_resets += 1
     decided[key] = hit
     return hit
 
 
 def _tables(names: frozenset[str]) -> tuple[dict[str, bool], dict[str, tuple[str, str]]]:
     """The name decisions and the line memo of one redact set (made on its first block)."""
+    global decision_resets
     if len(_DECISIONS) >= MAX_DECISION_SETS:
         _DECISIONS.clear()
         _LINES.clear()
+        decision_resets += 1
     decided = _DECISIONS[names] = {}
     lines = _LINES[names] = {}
     return decided, lines
