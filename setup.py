@@ -47,5 +47,15 @@ if os.environ.get("PACKETD_COMPILE") == "1" or os.environ.get("PACKETD_CEXT") ==
             optional=True,
         )
     )
+    # the C twin of the MongoDB decoder's check of BSON array extents (mongodb/_extent.c; decoder.py's
+    # _fast_structure): optional the same way, the Python function stays the reference
+    ext_modules.append(
+        Extension(
+            "packetd.protocols.mongodb._extent",
+            [os.path.join("src", "packetd", "protocols", "mongodb", "_extent.c")],
+            extra_compile_args=["-Wall", "-Wextra"] if os.name == "posix" else [],
+            optional=True,
+        )
+    )
 
 setup(ext_modules=ext_modules)

@@ -69,6 +69,8 @@ _EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 # the hand-written C accelerator of L2-L4 decoding (net/_packet.c), built beside the mypyc modules by the
 # same flag (setup.py) but not one of them: net/packet.py imports it if present (and not PACKETD_PURE=1)
 ACCELERATOR = "packetd.net._packet"
+# (and one more hand-written C file the same way: protocols/mongodb/_extent.c, the C twin of the MongoDB
+# decoder's check of BSON array extents; decoder.FAST_STRUCTURE says whether it is in use)
 
 
 def accelerator() -> str:

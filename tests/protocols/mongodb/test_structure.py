@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import pickle
+import random
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import bson
@@ -29,9 +32,16 @@ from bson.regex import Regex
 from hypothesis import given, settings
 
 from packetd.protocols.base import DecodeError, DecoderContext
-from packetd.protocols.mongodb.decoder import MongoDecoder, _structure_error
+from packetd.protocols.mongodb.decoder import FAST_STRUCTURE, MongoDecoder, _structure_error
 from tests.helpers.decoding import C2S
 from tests.protocols.mongodb.test_fastread import DOCS, RICH, command_bytes
+
+# the check in Python (the reference) and its C twin (mongodb/_extent.c, present in the compiled build):
+# every case runs through both
+IMPLS = [pytest.param(_structure_error, id="python")]
+if FAST_STRUCTURE is not None:
+    IMPLS.append(pytest.param(FAST_STRUCTURE, id="c"))
+Check = Callable[[bytes], str]
 
 # the pure-Python reader: bson imported with its C extension blocked; reads pickled documents from stdin,
 # writes one verdict per document: ["ok", the decoded value encoded again, in hex] or ["error", ""] (encoded
@@ -71,14 +81,23 @@ EXTRA = {"code": Code("f(x)", {"x": [1, "two", {"three": 3}]}), "re": Regex("^a.
          "nested": [[[[]]], {"": {"": [None, True, 1.5]}}]}  # fmt: skip
 
 
+def test_the_compiled_build_checks_in_c() -> None:
+    if os.environ.get("PACKETD_EXPECT_BUILD") == "compiled":
+        assert FAST_STRUCTURE is not None
+    else:
+        assert FAST_STRUCTURE is None
+
+
+@pytest.mark.parametrize("check", IMPLS)
 @settings(max_examples=300, deadline=None)
-@given(DOCS)
-def test_every_document_bson_encodes_passes(doc: dict[str, Any]) -> None:
-    assert _structure_error(bson.encode(doc)) == ""
+@given(doc=DOCS)
+def test_every_document_bson_encodes_passes(check: Check, doc: dict[str, Any]) -> None:
+    assert check(bson.encode(doc)) == ""
 
 
-def test_every_bson_type_passes() -> None:
-    assert _structure_error(bson.encode({**RICH, **EXTRA})) == ""
+@pytest.mark.parametrize("check", IMPLS)
+def test_every_bson_type_passes(check: Check) -> None:
+    assert check(bson.encode({**RICH, **EXTRA})) == ""
 
 
 def _mutants() -> list[bytes]:
@@ -96,12 +115,13 @@ def _mutants() -> list[bytes]:
     return out
 
 
-def test_the_check_agrees_with_the_memory_safe_reader() -> None:
+@pytest.mark.parametrize("check", IMPLS)
+def test_the_check_agrees_with_the_memory_safe_reader(check: Check) -> None:
     docs = _mutants()
     pure = pure_verdicts(docs)
     passed = refused = 0
     for doc, (verdict, value) in zip(docs, pure, strict=True):
-        why = _structure_error(doc)
+        why = check(doc)
         if verdict == "ok":  # the pure reader accepts it: so must the check, and C must read the same
             assert why == "", (doc, why)
         if why == "":
@@ -128,6 +148,7 @@ def _array_overrun(pad: int) -> bytes:
 def test_an_array_element_past_its_array_never_reaches_bson(pad: int) -> None:
     doc = _array_overrun(pad)
     assert _structure_error(doc) == "bad nested document length"
+    assert FAST_STRUCTURE is None or FAST_STRUCTURE(doc) == "bad nested document length"
     body = struct.pack("<IB", 0, 0) + doc
     msg = struct.pack("<iiii", 16 + len(body), 7, 0, 2013) + body
     for _ in range(3):  # the same outcome every time (pymongo's own text varied with memory contents)
@@ -178,8 +199,29 @@ CRAFTED = [
 ]  # fmt: skip
 
 
+@pytest.mark.parametrize("check", IMPLS)
 @pytest.mark.parametrize(("doc", "why"), CRAFTED)
-def test_crafted_documents(doc: bytes, why: str) -> None:
-    assert _structure_error(doc) == why
+def test_crafted_documents(check: Check, doc: bytes, why: str) -> None:
+    assert check(doc) == why
     if why == "":  # what the check passes, the C reader reads inside the document as the pure one does
         assert c_verdict(doc) == pure_verdicts([doc])[0]
+
+
+@pytest.mark.skipif(FAST_STRUCTURE is None, reason="the C twin is built only by the compiled build")
+def test_the_c_twin_answers_as_python_does() -> None:
+    """The mutants, the crafted documents, truncations and random byte changes of them: the same text."""
+    assert FAST_STRUCTURE is not None
+    base = _mutants() + [doc for doc, _ in CRAFTED] + [_array_overrun(p) for p in (0, 100, 5000)]
+    rng = random.Random(15)
+    docs = list(base)
+    for _ in range(50_000):
+        d = bytearray(rng.choice(base))
+        for _ in range(rng.randint(1, 3)):
+            if d:
+                d[rng.randrange(len(d))] = rng.randrange(256)
+        if rng.random() < 0.3 and len(d) > 4:
+            d = d[: rng.randrange(len(d))]
+        docs.append(bytes(d))
+    differ = [d for d in docs if FAST_STRUCTURE(d) != _structure_error(d)]
+    assert differ == []
+    assert sum(_structure_error(d) == "" for d in docs) > 5000  # both outcomes were exercised

@@ -45,10 +45,11 @@ Wire format (MongoDB Wire Protocol; all integers little-endian):
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import bson
@@ -582,9 +583,26 @@ def _structure_error(doc: bytes) -> str:
         pos = stop
 
 
+def _fast_structure() -> Callable[[bytes], str] | None:
+    """The C twin of `_structure_error` (mongodb/_extent.c, built by the compiled build), or None: not
+    built, or PACKETD_PURE=1. The same answer for the same bytes: tests/protocols/mongodb/test_structure.py
+    runs every case through both."""
+    if os.environ.get("PACKETD_PURE") == "1":
+        return None
+    try:
+        from packetd.protocols.mongodb import _extent  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    fn: Callable[[bytes], str] = _extent.structure_error
+    return fn
+
+
+FAST_STRUCTURE = _fast_structure()
+
+
 def _check_structure(doc: bytes) -> None:
     """InvalidBSON (which the callers report as DecodeError "bad BSON") unless `_structure_error` passes."""
-    why = _structure_error(doc)
+    why = FAST_STRUCTURE(doc) if FAST_STRUCTURE is not None else _structure_error(doc)
     if why:
         raise bson.InvalidBSON(why)
 
