@@ -27,16 +27,17 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 
-# Compiled, kafka's decoder failed the suite (mypyc checks the declared types at run time, so a value that
-# does not match its annotation raises): TypeError "list object expected; got tuple" in message(). Left pure
-# until that annotation is made true; capture/pcapfile too: its test of page release wraps a method of one
-# CaptureFile instance, which a native class does not allow; and protocols/framing.py, whose LengthPrefixed
-# the pure kafka decoder subclasses (an interpreted class cannot inherit from a compiled one).
-# (http1's and http2's decoders are compiled since their two failures were fixed in the sources: a bytes
-# slice whose start lay past its end, which mypyc's native slice turns into SystemError "Negative size
-# passed to PyBytes_FromStringAndSize" where Python gives b"", and a variable assigned bytes and then an int.
-# Both are patterns to avoid in every module listed here.)
-_NOT_YET = {("kafka", "decoder")}
+# capture/pcapfile is left pure: its test of page release wraps a method of one CaptureFile instance, which a
+# native class does not allow. Fixed in the sources, patterns to avoid in every module listed here (mypyc
+# checks the declared types at run time, so a value that does not match its annotation raises):
+#  * kafka's decoder passed `fields.get("Topics", ())` (a tuple when absent) to a parameter declared
+#    `list[...]`: TypeError "list object expected; got tuple". Declare what is really passed (Iterable).
+#  * http1's decoder sliced bytes with a start past the end, which mypyc's native slice turns into
+#    SystemError "Negative size passed to PyBytes_FromStringAndSize" where Python gives b"".
+#  * http2's decoder assigned one variable bytes and then an int.
+# A class that subclasses one of these modules' classes must be compiled too (an interpreted class cannot
+# inherit from a compiled one): framing.LengthPrefixed is subclassed by kafka's and mongodb's decoders, both
+# listed.
 
 # the per-packet and per-message path of `watch -r FILE`: L2-L4 decode, the flow table, pairing, the
 # record's JSON, the file reader, and each protocol's decoder and semantics (metric labels, span names)
@@ -49,6 +50,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "packetd.pairing.session",
     "packetd.pairing.matchers",
     "packetd.pairing.roundtrip",
+    "packetd.protocols.framing",
     "packetd.protocols.redact",
     "packetd.protocols.traceparent",
     "packetd.pipeline.summary",
@@ -60,7 +62,6 @@ COMPILED_MODULES: tuple[str, ...] = (
         f"packetd.protocols.{p}.{m}"
         for p in ("amqp", "dns", "http1", "http2", "kafka", "mongodb", "mysql", "postgresql", "redis")
         for m in ("decoder", "semantics")
-        if (p, m) not in _NOT_YET
     ),
 )
 

@@ -41,13 +41,22 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from packetd.protocols.base import DecodeError, DecoderContext, Direction, Message
 from packetd.protocols.framing import FrameSide, LengthPrefixed, Short
 from packetd.protocols.kafka.messages import KafkaOneway, KafkaRequest, KafkaResponse, TopicSummary
 from packetd.protocols.kafka.options import KafkaOptions
-from packetd.protocols.kafka.schema import compiled_for, flexible_request, flexible_response, skip_tagged
+from packetd.protocols.kafka.schema import (
+    Errors,
+    Group,
+    Walker,
+    compiled_for,
+    flexible_request,
+    flexible_response,
+    skip_tagged,
+)
 from packetd.protocols.kafka.schema_data import API_NAMES, SCHEMAS
 from packetd.protocols.traceparent import parse_traceparent
 
@@ -65,6 +74,33 @@ _RESP_CORR = struct.Struct(">i")
 _SIZE_CORR = struct.Struct(">ii")
 _PRODUCE, _FETCH, _METADATA = 0, 1, 3
 _GROUP_KEYS = ("GroupId",)
+# (api key, version) → the connection's _Api, keyed by api_key * 128 + version (versions are 0-64, checked
+# first: an int key, no tuple built per message). A client speaks one version of each API it uses (~15 on a
+# librdkafka connection), so the bound is never reached by a real one; a peer cycling through versions
+# empties the memo when full (counted: api_memo_resets), at most every MAX_APIS requests.
+MAX_APIS = 256
+
+
+class _Api:
+    """What one (api key, version) needs to decode its requests and their responses: looked up once per
+    connection, then carried with each request in flight, so that a message costs one dict lookup (the
+    request's) and its response none. The functions are None when no schema is shipped for the API (records:
+    name and ids only)."""
+
+    __slots__ = ("errors", "flexible", "group", "resp_flexible", "resp_walk", "walk")
+
+    def __init__(self, api_key: int, version: int) -> None:
+        flexible = flexible_request(api_key, version)
+        resp_flexible = flexible_response(api_key, version)
+        req = compiled_for(api_key, version, False)
+        resp = compiled_for(api_key, version, True)
+        # all four are None exactly when the API's schema is unknown (schema.py: SCHEMAS.get(api_key))
+        self.flexible = bool(flexible)
+        self.resp_flexible = bool(resp_flexible)
+        self.walk: Walker | None = req[0] if req is not None else None
+        self.group: Group | None = req[2] if req is not None else None
+        self.resp_walk: Walker | None = resp[0] if resp is not None else None
+        self.errors: Errors | None = resp[1] if resp is not None else None
 
 
 class KafkaDecoder(LengthPrefixed):
@@ -80,7 +116,8 @@ class KafkaDecoder(LengthPrefixed):
         self._topic_ids: dict[str, str] = shared.setdefault("kafka_topic_ids", {})
         self._sides = (FrameSide(not ctx.midstream), FrameSide(not ctx.midstream))
         self._keep_limit = self._opts.max_parse_bytes
-        self._inflight: dict[int, tuple[int, int]] = {}  # correlation id → (api key, api version)
+        self._inflight: dict[int, tuple[int, _Api]] = {}  # correlation id → (api key, its _Api)
+        self._apis: dict[int, _Api] = {}  # api_key * 128 + version → _Api (MAX_APIS)
 
     # -- framing (protocols/framing.py) --------------------------------------------------------------------
     def body_length(self, head: tuple[int, ...]) -> int:
@@ -129,33 +166,23 @@ class KafkaDecoder(LengthPrefixed):
                 client_id = body[10:pos].decode("utf-8", "replace")
             elif clen != -1:
                 raise DecodeError("bad string length")
-        flexible = flexible_request(api_key, version)
+        key = api_key * 128 + version
+        api = self._apis.get(key)
+        if api is None:
+            api = self._api(api_key, version, key)
         inflight = self._inflight
         if len(inflight) >= MAX_INFLIGHT:
             del inflight[next(iter(inflight))]
-        inflight[corr] = (api_key, version)
+        inflight[corr] = (api_key, api)
         group_id = acks = None
         topics: tuple[TopicSummary, ...] = ()
         trace = None
         parsed = False
-        compiled = compiled_for(api_key, version, False)
-        if compiled is not None and flexible is not None:
-            fields: dict[str, Any] = {}
-            try:
-                if flexible:
-                    if pos < n and body[pos] == 0:
-                        pos += 1  # no tagged fields in the header: the common case
-                    else:
-                        pos = skip_tagged(body, pos, n)
-                compiled[0](body, pos, n, fields)
-                parsed = complete
-            except Short:
-                parsed = False
-            except DecodeError:
-                # the size framed the message: a body we cannot read costs its fields, not the stream
-                self._count("body_errors")
-                fields = {}
-            group_id = compiled[2](fields)
+        walk = api.walk
+        group = api.group
+        if walk is not None and group is not None:
+            fields, parsed = self._body(walk, api.flexible, body, pos, complete)
+            group_id = group(fields)
             if api_key == _PRODUCE:
                 acks = fields.get("Acks")
                 topics, headers = self._topics(fields.get("TopicData", ()), "Name", "PartitionData", "Index")
@@ -177,32 +204,17 @@ class KafkaDecoder(LengthPrefixed):
         if n < 4:
             raise DecodeError("short response header")
         (corr,) = _RESP_CORR.unpack_from(body, 0)
-        api = self._inflight.pop(corr, None)
-        if api is None:
+        entry = self._inflight.pop(corr, None)
+        if entry is None:
             return KafkaResponse(start, end, size, flags, -1, corr, None, (), 0, None, (), False, corr)
-        api_key, version = api
-        flexible = flexible_response(api_key, version)
-        compiled = compiled_for(api_key, version, True)
-        if compiled is None or flexible is None:
+        api_key, api = entry
+        walk = api.resp_walk
+        collect = api.errors
+        if walk is None or collect is None:
             return KafkaResponse(start, end, size, flags, api_key, corr, None, (), 0, None, (), False, corr)
-        pos = 4
-        fields: dict[str, Any] = {}
-        parsed = complete
-        try:
-            if flexible:
-                if pos < n and body[pos] == 0:
-                    pos += 1
-                else:
-                    pos = skip_tagged(body, pos, n)
-            compiled[0](body, pos, n, fields)
-        except Short:
-            parsed = False
-        except DecodeError:
-            self._count("body_errors")  # e.g. an ApiVersions v0 body answering an unsupported version
-            fields = {}
-            parsed = False
+        fields, parsed = self._body(walk, api.resp_flexible, body, 4, complete)
         errors: list[tuple[str, int]] = []
-        compiled[1](fields, errors)
+        collect(fields, errors)
         topics: tuple[TopicSummary, ...] = ()
         if api_key == _FETCH:
             topics, _ = self._topics(fields.get("Responses", ()), "Topic", "Partitions", "PartitionIndex")
@@ -213,12 +225,43 @@ class KafkaDecoder(LengthPrefixed):
             fields.get("ThrottleTimeMs"), topics, parsed, corr,
         )  # fmt: skip
 
+    def _body(
+        self, walk: Walker, flexible: bool, body: bytes, pos: int, complete: bool
+    ) -> tuple[dict[str, Any], bool]:
+        """The fields a body's walk stored, from `pos` (after the header's fixed part), and whether it was
+        read whole: not when cut (Short: the fields read so far) or unreadable (DecodeError: none)."""
+        n = len(body)
+        fields: dict[str, Any] = {}
+        try:
+            if flexible:
+                if pos < n and body[pos] == 0:
+                    pos += 1  # no tagged fields in the header: the common case
+                else:
+                    pos = skip_tagged(body, pos, n)
+            walk(body, pos, n, fields)
+        except Short:
+            return fields, False
+        except DecodeError:
+            # the size framed the message: a body we cannot read costs its fields, not the stream (e.g. an
+            # ApiVersions v0 body answering an unsupported version)
+            self._count("body_errors")
+            return {}, False
+        return fields, complete
+
+    def _api(self, api_key: int, version: int, key: int) -> _Api:
+        apis = self._apis
+        if len(apis) >= MAX_APIS:
+            apis.clear()
+            self._count("api_memo_resets")
+        api = apis[key] = _Api(api_key, version)
+        return api
+
     def _count(self, name: str) -> None:
         self._counters[name] = self._counters.get(name, 0) + 1
 
     # -- topics --------------------------------------------------------------------------------------------
     def _topics(
-        self, items: list[dict[str, Any]], name_key: str, parts_key: str, index_key: str
+        self, items: Iterable[dict[str, Any]], name_key: str, parts_key: str, index_key: str
     ) -> tuple[tuple[TopicSummary, ...], Any]:
         """Produce / Fetch topics (partitions, records, record bytes), and the first record headers found."""
         out = []
@@ -240,7 +283,7 @@ class KafkaDecoder(LengthPrefixed):
             out.append(TopicSummary(name, topic_id, tuple(parts), records, nbytes))
         return tuple(out), headers
 
-    def _learn_topic_ids(self, topics: list[dict[str, Any]]) -> None:
+    def _learn_topic_ids(self, topics: Iterable[dict[str, Any]]) -> None:
         ids = self._topic_ids
         for t in topics:
             tid, name = t.get("TopicId"), t.get("Name")
@@ -283,7 +326,7 @@ def _find_request(chunk: bytes) -> tuple[int, int]:
     return -1, keep
 
 
-def _find_response(chunk: bytes, inflight: dict[int, tuple[int, int]]) -> tuple[int, int]:
+def _find_response(chunk: bytes, inflight: dict[int, tuple[int, _Api]]) -> tuple[int, int]:
     """(offset of a size followed by the correlation id of a request in flight, or -1; keep from)."""
     best = -1
     for corr in list(inflight)[-64:]:  # the most recent requests: responses come in order
