@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+import orjson
 
 from packetd import __version__
 from packetd.capture import bpf
@@ -26,7 +27,7 @@ from packetd.capture.source import TICK, Source, resolve_engine
 from packetd.engine import Engine, EngineConfig, Rule, RuleError, check_rules, default_rules, parse_rule
 from packetd.export.progress import Progress, for_file
 from packetd.export.rotating import RotatingFile
-from packetd.export.text import TextFormatter
+from packetd.export.text import TextFormatter, terminal_width
 from packetd.flow.ports import PortTally
 from packetd.flow.table import DEFAULT_MAX_MEMORY_MB, FlowConfig, flows_for_memory
 from packetd.pairing.roundtrip import Roundtrip, dumps
@@ -714,6 +715,7 @@ def open_live(opts: WatchOptions, rules: list[Rule]) -> Source:
 
 # -- output ---------------------------------------------------------------------------------------------------
 OUTPUT_BATCH = 64 * 1024  # record bytes held before one write(2): a write per record cost ~5 µs of CPU each
+_orjson_dumps, _APPEND_NEWLINE = orjson.dumps, orjson.OPT_APPEND_NEWLINE  # roundtrip.dumps, inline
 OUTPUT_LATENCY_S = 0.1  # live: records wait at most this long for the batch to fill (and a tick flushes)
 
 
@@ -734,7 +736,11 @@ class Output:
         self.fmt = fmt
         self._json = fmt == "json"
         color = opts.color if opts.color is not None else (stdout_tty and "NO_COLOR" not in os.environ)
-        self._text = TextFormatter(color=bool(color))
+        if stdout_tty:
+            self._text = TextFormatter(color=bool(color))  # the window's width, asked for every line
+        else:  # a pipe or a file: $COLUMNS or the fallback, which nothing outside the process changes
+            width = terminal_width()
+            self._text = TextFormatter(color=bool(color), width=lambda: width)
         if opts.roundtrips_file:
             try:
                 self._file = RotatingFile(
@@ -747,9 +753,24 @@ class Output:
         self._held = 0
         self._each = stdout_tty  # a person reads it: no batching
         self._due = 0.0  # live: when the oldest batched record has waited OUTPUT_LATENCY_S
+        if self._json and self._file is None and not self._each and not live:
+            # a capture file's JSON lines to a pipe or a file: only the batch's size flushes (and the
+            # flushes before a read from a pipe, and at the end), so the per-record tests are left out
+            self.write = self._write_json_batched  # type: ignore[method-assign]
+
+    def _write_json_batched(self, rt: Roundtrip) -> None:
+        """`write` for a capture file's JSON lines to a pipe or a file (the same bytes as `dumps`)."""
+        line = _orjson_dumps(rt.to_json(), option=_APPEND_NEWLINE)
+        self._batch.append(line)
+        self._held += len(line)
+        if self._held >= OUTPUT_BATCH:
+            self.flush()
 
     def write(self, rt: Roundtrip) -> None:
-        line = dumps(rt) if self._json else (self._text.format(rt) + "\n").encode()
+        self.emit_line(dumps(rt) if self._json else (self._text.format(rt) + "\n").encode())
+
+    def emit_line(self, line: bytes) -> None:
+        """One record's line, already made (--workers N: the workers make them), batched as `write`'s."""
         if self._file is not None:
             self._file.write_line(line)
             return

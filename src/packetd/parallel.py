@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from packetd.capture.pcapfile import CaptureFile
 from packetd.capture.shmring import BATCH_BYTES, ITEM, TICK_LINKTYPE, Ring, read_batch
 from packetd.engine import Engine, EngineConfig, import_decoders
 from packetd.export.progress import for_file
@@ -363,7 +364,9 @@ class _FileRun:
         user_filter = cli._offline_filter(opts)
         source = cli.open_source(opts, rules)
         output = cli.Output(opts, False)
-        emit = output._file.write_line if output._file is not None else output._out.write
+        emit = output.emit_line  # batched; flushed before a read from a pipe may wait, and at the end
+        if isinstance(source, CaptureFile):
+            source.before_read = output.flush
         make_line = _line_maker(output.fmt, output._text)
         frames: Iterable[tuple[int, int, memoryview]] = source
         if user_filter is not None:
@@ -644,7 +647,7 @@ def _run_live(opts: WatchOptions, n: int) -> int:
     rules = cli.build_rules(opts.protos)  # usage errors once, before any worker starts
     cli._check_live_expression(opts)
     output = cli.Output(opts, True)
-    emit = output._file.write_line if output._file is not None else output._out.write
+    emit = output.emit_line  # batched as watch's own records are (flushed after every poll below)
     make_line = _line_maker(output.fmt, output._text)
     # the agent's scheme: a group id of this process (a second watch has its own), a worker per socket
     group = ((os.getpid() << 4) + 1) & 0xFFFF

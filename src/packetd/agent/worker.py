@@ -208,13 +208,13 @@ class Worker:
     def _sink(self, rt: Roundtrip) -> None:
         if self.k8s is not None:
             rt = self.k8s.attach(rt)
-        self.pipelines.process(rt)
+        line = self.pipelines.process(rt)  # the record's JSON line when a pipeline made it
         if self.consumers.get("watch"):
             watch = self.outbox.watch
             if len(watch) >= MAX_PENDING_WATCH:
                 self.outbox.dropped["watch"] += 1
             else:
-                watch.append(dumps(rt))
+                watch.append(line if line is not None else dumps(rt))
 
     # -- shipping ----------------------------------------------------------------------------------------------
     def _sender(self) -> None:

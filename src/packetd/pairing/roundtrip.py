@@ -217,12 +217,15 @@ class Roundtrip:
             client["k8s"] = ck.to_json() if ck is not None else None
             server["k8s"] = sk.to_json() if sk is not None else None
         # rfc3339_ns's cached second, inline (start and end of a record almost always fall in it)
-        ts = first.start_ns
-        ns = ts - _sec_start
-        start_time = f"{_sec_prefix}.{ns:09d}Z" if 0 <= ns < _NS and _sec_start >= 0 else rfc3339_ns(ts)
-        ts = last.end_ns
-        ns = ts - _sec_start
-        end_time = f"{_sec_prefix}.{ns:09d}Z" if 0 <= ns < _NS and _sec_start >= 0 else rfc3339_ns(ts)
+        # (`prefix + "%09dZ" % ns`: the cheapest spelling of it, ~40 ns under the f-string with a format spec)
+        ns = first.start_ns - _sec_start
+        start_time = (
+            _sec_prefix + "%09dZ" % ns if 0 <= ns < _NS and _sec_start >= 0 else rfc3339_ns(first.start_ns)
+        )
+        ns = last.end_ns - _sec_start  # the globals again: rfc3339_ns may have moved them to a new second
+        end_time = (
+            _sec_prefix + "%09dZ" % ns if 0 <= ns < _NS and _sec_start >= 0 else rfc3339_ns(last.end_ns)
+        )
         return {
             "protocol": self.protocol,
             "kind": self.kind,
@@ -243,8 +246,8 @@ class Roundtrip:
 
 MAX_TIME_S = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second RFC 3339 can write
 _NS = 1_000_000_000
-# the second rfc3339_ns wrote last: its first nanosecond and its text (records come in time order, so the
-# start and end of one record, and of the next ones, almost always fall in it)
+# the second rfc3339_ns wrote last: its first nanosecond and its text with the dot, "2024-05-01T12:00:00."
+# (records come in time order, so the start and end of one record, and of the next ones, almost always fall in it)
 _sec_start = -1
 _sec_prefix = ""
 
@@ -259,7 +262,7 @@ def rfc3339_ns(ts_ns: int) -> str:
     """RFC 3339 UTC with nanoseconds: 2024-05-01T12:00:00.123456789Z (the per-second prefix is cached)."""
     ns = ts_ns - _sec_start
     if 0 <= ns < _NS and _sec_start >= 0:
-        return f"{_sec_prefix}.{ns:09d}Z"
+        return _sec_prefix + "%09dZ" % ns
     return _rfc3339_new_second(ts_ns)
 
 
@@ -269,9 +272,9 @@ def _rfc3339_new_second(ts_ns: int) -> str:
     if not 0 <= sec <= MAX_TIME_S:  # RFC 3339 years are 0000-9999 (gmtime fails near 2^55 s): clamp
         sec, ns = (0, 0) if sec < 0 else (MAX_TIME_S, _NS - 1)
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{ns:09d}Z"
-    _sec_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    _sec_prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
     _sec_start = sec * _NS
-    return f"{_sec_prefix}.{ns:09d}Z"
+    return _sec_prefix + "%09dZ" % ns
 
 
 def has_flag(rt: Roundtrip, flag: int) -> bool:

@@ -136,10 +136,13 @@ class Pipelines:
                 )
             self._runs.append((kind, filters, output))
 
-    def process(self, rt: Roundtrip) -> None:
+    def process(self, rt: Roundtrip) -> bytes | None:
+        """Run the record through every pipeline; its JSON line when a lines or logs pipeline made it (the
+        caller reuses it rather than serialising the record again), else None."""
         # the record's redacted JSON, built once per roundtrip for every output that reads it (spans, OTLP
         # metrics, lines, logs) and not at all when only the Prometheus metrics run
         rec: dict[str, Any] | None = None
+        made: bytes | None = None
         for kind, filters, output in self._runs:
             for f in filters:
                 if not f.accept(rt):
@@ -157,11 +160,12 @@ class Pipelines:
                         self.spans.append(span)
                 else:
                     rec = rec or rt.to_json()
-                    line = dumps(rt, rec)
+                    line = made = made or dumps(rt, rec)
                     if self._lines_on:
                         self.lines.append(line)
                     if self._logs_on:
                         self.logs.append(log_entry(rt, line))
+        return made
 
     def filter_stats(self) -> dict[str, dict[str, Any]]:
         return {name: {"kept": f.kept, "dropped": dict(f.dropped)} for name, f in self.filters.items()}
