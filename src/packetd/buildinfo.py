@@ -49,6 +49,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "packetd.pairing.session",
     "packetd.pairing.matchers",
     "packetd.pairing.roundtrip",
+    "packetd.pairing.dns_udp",
     "packetd.protocols.redact",
     "packetd.protocols.traceparent",
     "packetd.pipeline.summary",

@@ -19,6 +19,7 @@ import dns.message
 import dns.rrset
 import pytest
 
+from packetd.buildinfo import slot_names
 from packetd.capture.pcapwrite import ethernet, ipv4_udp
 from packetd.engine import Engine, EngineConfig, Rule
 from packetd.flow.table import FlowConfig
@@ -100,7 +101,7 @@ class Pair:
 
 def _stats(engine: Engine) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "flows": {k: getattr(engine.flows.stats, k) for k in engine.flows.stats.__slots__},
+        "flows": {k: getattr(engine.flows.stats, k) for k in slot_names(type(engine.flows.stats))},
     }
     for name, st in engine.protocol_stats.items():
         out[name] = {
@@ -111,7 +112,7 @@ def _stats(engine: Engine) -> dict[str, Any]:
             "sync_lost": st.sync_lost,
             "gave_up": st.gave_up,
             "counters": dict(st.counters),
-            "pairing": {k: getattr(st.pairing, k) for k in st.pairing.__slots__},
+            "pairing": {k: getattr(st.pairing, k) for k in slot_names(type(st.pairing))},
         }
     return out
 
