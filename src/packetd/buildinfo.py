@@ -50,6 +50,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "packetd.pairing.session",
     "packetd.pairing.matchers",
     "packetd.pairing.roundtrip",
+    "packetd.pairing.dns_udp",
     "packetd.protocols.framing",
     "packetd.protocols.redact",
     "packetd.protocols.traceparent",

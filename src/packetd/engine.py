@@ -23,6 +23,7 @@ from packetd.net.packet import PROTO_TCP, PacketDecoder
 from packetd.pairing.roundtrip import Roundtrip
 from packetd.pairing.session import ProtocolStats, Session
 from packetd.protocols.classify import classifier
+from packetd.protocols.dns import SPEC as DNS_SPEC
 from packetd.protocols.registry import REGISTRY, Registry
 
 RULE_EXAMPLE = "'http;80,8080;127.0.0.1'"
@@ -167,6 +168,8 @@ def import_decoders(rules: Iterable[Rule], registry: Registry = REGISTRY) -> Non
 
 
 RecordSink = Callable[[Roundtrip], None]
+
+
 # told of every new connection (client, server, transport 6/17) once, when its flow is created: the I/O
 # layer's process attribution looks the connection's sockets up while they still exist
 ConnectionHook = Callable[[Endpoint, Endpoint, int], None]
@@ -297,8 +300,16 @@ class Engine:
     ) -> StreamHandler:
         if self._on_connection is not None:
             self._on_connection(client, server, transport)
+        spec = self.registry[protocol]
+        if transport != PROTO_TCP and not midstream and spec is DNS_SPEC:
+            # a stub resolver's one query per socket: no decoder, matcher or context (pairing/dns_udp.py)
+            from packetd.pairing.dns_udp import DnsUdpSession  # here: the DNS decoder on first use
+
+            return DnsUdpSession(
+                spec, self.registry, client, server, self._sink, self._stats_for, self._options_for
+            )
         return Session(
-            self.registry[protocol],
+            spec,
             self.registry,
             client,
             server,

@@ -260,6 +260,17 @@ class Session:
         """Every request was answered (a UDP conversation's flow may then go: see FlowTable)."""
         return self._decoder is None or self._matcher.settled()
 
+    def resume(self, seq: int, request: Message | None, key: Any) -> None:
+        """Take over a UDP DNS conversation that pairing/dns_udp.py began: born, `seq` records emitted, its
+        first message decoded (no role swap), `request` (under the decoder's `key`) pending."""
+        self._birth()
+        self._seq = seq
+        resume = getattr(self._decoder, "resume", None)
+        if resume is not None:
+            resume(key)
+        if request is not None:
+            self._matcher.request(request)
+
     @property
     def protocol(self) -> str:
         return self._spec.name

@@ -530,6 +530,13 @@ class DnsDecoder:
         side.need = -1
         return NO_MESSAGES
 
+    def resume(self, key: tuple[int, str, int, int] | None) -> None:
+        """Go on from a conversation begun without a decoder (pairing/dns_udp.py): a message was produced,
+        and the query under `key` (if any) is pending, not retransmitted."""
+        self._produced = True
+        if key is not None:
+            self._pending[key] = False
+
     # -- TCP framing ---------------------------------------------------------------------------------------
     def _receive_tcp(self, direction: Direction, data: memoryview, ts_ns: int) -> Sequence[Message]:
         side = self._sides[direction]
