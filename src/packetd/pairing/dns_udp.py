@@ -30,7 +30,7 @@ from typing import Any
 from packetd.pairing.roundtrip import Endpoint, Roundtrip
 from packetd.pairing.session import ProtocolStats, RecordSink, Session
 from packetd.protocols.base import DecodeError, Kind
-from packetd.protocols.dns.decoder import MAX_PARSED, parse_message
+from packetd.protocols.dns.decoder import MAX_PARSED, SHARED_PARSED, parse_message
 from packetd.protocols.dns.messages import Answer, DnsMessage, Parsed, Query
 from packetd.protocols.dns.options import DnsOptions
 from packetd.protocols.registry import ProtocolSpec, Registry
@@ -94,7 +94,7 @@ class DnsUdpSession:
             # what Session._birth reads, at the same moment (the first byte)
             opts = self._options_for(self._spec.name)
             self._max_records = (opts if isinstance(opts, DnsOptions) else _DEFAULT_OPTIONS).max_records
-            self._store = self._stats.shared.setdefault("dns_parsed", {})
+            self._store = self._stats.shared.setdefault(SHARED_PARSED, {})
             if direction == 0:
                 msg = self._parse(data, ts_ns)
                 if isinstance(msg, Query):

@@ -326,6 +326,7 @@ _RDATA: dict[int, Callable[[bytes, int, int, _Memo], Any]] = {
 # JSON view, which no output changes. The oldest go first beyond the bound; that loses no data, only the
 # saving, so it is not counted.
 MAX_PARSED = 4096
+SHARED_PARSED = "dns_parsed"  # the store's key in the engine's per-protocol `shared` dict
 _POINTS_INTO_HEADER = -1  # memo key set when a compression pointer pointed into the header (the id)
 
 
@@ -483,7 +484,7 @@ class DnsDecoder:
         self._max_records = opts.max_records
         # messages parsed before on any flow of this engine (MAX_PARSED); a decoder on its own keeps its own
         self._parsed: dict[bytes, Parsed] = (
-            ctx.shared.setdefault("dns_parsed", {}) if ctx.shared is not None else {}
+            ctx.shared.setdefault(SHARED_PARSED, {}) if ctx.shared is not None else {}
         )
         self._udp = ctx.transport == "udp"
         self._transport = "udp" if self._udp else "tcp"
