@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-import orjson
 
 from packetd import __version__
 from packetd.capture import bpf
@@ -715,7 +714,6 @@ def open_live(opts: WatchOptions, rules: list[Rule]) -> Source:
 
 # -- output ---------------------------------------------------------------------------------------------------
 OUTPUT_BATCH = 64 * 1024  # record bytes held before one write(2): a write per record cost ~5 µs of CPU each
-_orjson_dumps, _APPEND_NEWLINE = orjson.dumps, orjson.OPT_APPEND_NEWLINE  # roundtrip.dumps, inline
 OUTPUT_LATENCY_S = 0.1  # live: records wait at most this long for the batch to fill (and a tick flushes)
 
 
@@ -759,8 +757,8 @@ class Output:
             self.write = self._write_json_batched  # type: ignore[method-assign]
 
     def _write_json_batched(self, rt: Roundtrip) -> None:
-        """`write` for a capture file's JSON lines to a pipe or a file (the same bytes as `dumps`)."""
-        line = _orjson_dumps(rt.to_json(), option=_APPEND_NEWLINE)
+        """`write` for a capture file's JSON lines to a pipe or a file."""
+        line = dumps(rt)
         self._batch.append(line)
         self._held += len(line)
         if self._held >= OUTPUT_BATCH:
