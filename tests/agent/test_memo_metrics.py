@@ -54,17 +54,24 @@ def test_address_memo_resets_are_exported() -> None:
     )
 
 
+def _http_connection(cport: int) -> tuple[Engine, list[Roundtrip]]:
+    """An Engine with HTTP on port 80 and one handshaken connection from 10.0.0.1:`cport` (ISNs 1000/5000)."""
+    records: list[Roundtrip] = []
+    engine = Engine(EngineConfig(rules=(Rule(protocol="http", ports=(80,)),)), records.append)
+    client = "10.0.0.1"
+    engine.frame(0, 1, memoryview(ethernet(ipv4_tcp(client, SERVER, cport, 80, 1000, 0, SYN))))
+    engine.frame(1, 1, memoryview(ethernet(ipv4_tcp(SERVER, client, 80, cport, 5000, 1001, SYN | ACK))))
+    return engine, records
+
+
 def test_http1_header_line_memo_resets_are_exported() -> None:
     # requests of one distinct header line each, 2 * MAX_CACHED_LINES + 1 of them, into an emptied memo:
     # it is full after request 2 048 and after request 4 096, and emptied by the next request each time
     messages._LINES.clear()
     messages._DECISIONS.clear()
     before = messages.line_cache_resets
-    records: list[Roundtrip] = []
-    engine = Engine(EngineConfig(rules=(Rule(protocol="http", ports=(80,)),)), records.append)
     client, cport = "10.0.0.1", 40000
-    engine.frame(0, 1, memoryview(ethernet(ipv4_tcp(client, SERVER, cport, 80, 1000, 0, SYN))))
-    engine.frame(1, 1, memoryview(ethernet(ipv4_tcp(SERVER, client, 80, cport, 5000, 1001, SYN | ACK))))
+    engine, records = _http_connection(cport)
     seq, sseq = 1001, 5001
     n = 2 * messages.MAX_CACHED_LINES + 1
     resp = b"HTTP/1.1 204 No Content\r\n\r\n"  # no header line: only the requests' lines are memoised
@@ -99,11 +106,8 @@ def test_http1_header_name_decisions_resets_are_exported() -> None:
     messages._LINES.clear()
     messages._DECISIONS.clear()
     before = messages.decision_resets
-    records: list[Roundtrip] = []
-    engine = Engine(EngineConfig(rules=(Rule(protocol="http", ports=(80,)),)), records.append)
     client, cport = "10.0.0.1", 40001
-    engine.frame(0, 1, memoryview(ethernet(ipv4_tcp(client, SERVER, cport, 80, 1000, 0, SYN))))
-    engine.frame(1, 1, memoryview(ethernet(ipv4_tcp(SERVER, client, 80, cport, 5000, 1001, SYN | ACK))))
+    engine, records = _http_connection(cport)
     n = messages.MAX_DECISION_NAMES + 1
     req = b"GET /r HTTP/1.1\r\n" + b"".join(b"X-N%d: v\r\n" % i for i in range(n)) + b"\r\n"
     resp = b"HTTP/1.1 204 No Content\r\n\r\n"
