@@ -10,7 +10,7 @@ One-way messages (`Role.ONEWAY`) never reach a matcher: the session records them
 
 Each matcher is bounded (a request whose answer never comes cannot hold memory forever) by the one
 `MAX_PENDING` of protocols/base.py. In order, a request beyond the bound is not tracked (counted under
-`evicted`) but keeps its place (base.PendingQueue): its response is dropped when it comes, so the
+`evicted`) but keeps its place (pending.PendingQueue): its response is dropped when it comes, so the
 pairing never shifts. Keyed, the oldest request is evicted as an `unanswered` record (counted): keys
 cannot shift. A response with no request is counted as an orphan and dropped: a record is never
 invented.
@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from packetd.protocols.base import MAX_PENDING, Direction, Flag, Kind, Message, PendingQueue
+from packetd.protocols.base import MAX_PENDING, Direction, Flag, Kind, Message
+from packetd.protocols.pending import PendingQueue
 
 Emit = Callable[[str, Message | None, Message | None, int], None]  # (kind, request, response, flags)
 

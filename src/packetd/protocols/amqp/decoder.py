@@ -65,8 +65,8 @@ from packetd.protocols.base import (
     Direction,
     Flag,
     Message,
-    PendingQueue,
 )
+from packetd.protocols.pending import PendingQueue
 from packetd.protocols.traceparent import parse_traceparent
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"

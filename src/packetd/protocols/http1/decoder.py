@@ -61,13 +61,13 @@ from packetd.protocols.base import (
     Flag,
     HandOver,
     Message,
-    PendingQueue,
     StopDecoding,
     SwapRoles,
     SyncLost,
 )
 from packetd.protocols.http1.messages import Request, Response
 from packetd.protocols.http1.options import HttpOptions
+from packetd.protocols.pending import PendingQueue
 from packetd.protocols.traceparent import parse_traceparent
 
 MAX_HEAD = 64 * 1024  # start line + header block; nginx's default large_client_header_buffers is 4 x 8 KiB

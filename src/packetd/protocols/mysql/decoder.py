@@ -69,7 +69,6 @@ from packetd.protocols.base import (
     Direction,
     Flag,
     Message,
-    PendingQueue,
     StopDecoding,
     SyncLost,
 )
@@ -84,6 +83,7 @@ from packetd.protocols.mysql.messages import (
 )
 from packetd.protocols.mysql.options import MysqlOptions
 from packetd.protocols.mysql.phases import SIDES, Conn, Event, Phase, step
+from packetd.protocols.pending import PendingQueue
 
 MAX_PAYLOAD = 0xFFFFFF  # a payload of this length continues in the next packet
 MAX_ERROR = 256  # characters kept of an error message

@@ -69,10 +69,10 @@ from packetd.protocols.base import (
     Direction,
     Flag,
     Message,
-    PendingQueue,
     StopDecoding,
     SyncLost,
 )
+from packetd.protocols.pending import PendingQueue
 from packetd.protocols.postgresql.messages import (
     ClientNotice,
     LostRequest,

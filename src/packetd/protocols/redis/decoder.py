@@ -66,9 +66,9 @@ from packetd.protocols.base import (
     Direction,
     Flag,
     Message,
-    PendingQueue,
     SyncLost,
 )
+from packetd.protocols.pending import PendingQueue
 from packetd.protocols.redis.messages import TYPE_NAMES, Push, Request, Response, UnrepliedRequest
 from packetd.protocols.redis.options import RedisOptions
 
