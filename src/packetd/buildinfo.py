@@ -61,6 +61,11 @@ COMPILED_MODULES: tuple[str, ...] = (
     # interpreted class cannot do once those are compiled ("interpreted classes cannot inherit from compiled")
     "packetd.pipeline.fanout",
     "packetd.engine",
+    # per-record work apart from the messages modules that hold it (those cannot be compiled, see above):
+    # the HTTP/1 header block's fields, HTTP/2's and gRPC's, AMQP's method and property arguments
+    "packetd.protocols.http1.headers",
+    "packetd.protocols.http2.fields",
+    "packetd.protocols.amqp.spec",
     *(
         f"packetd.protocols.{p}.{m}"
         for p in ("amqp", "dns", "http1", "http2", "kafka", "mongodb", "mysql", "postgresql", "redis")

@@ -17,7 +17,7 @@ from packetd.capture.pcapwrite import ethernet, ipv4_tcp, ipv4_udp
 from packetd.engine import Engine, EngineConfig, Rule
 from packetd.flow.table import MAX_ADDR_TEXTS
 from packetd.pairing.roundtrip import Roundtrip
-from packetd.protocols.http1 import messages
+from packetd.protocols.http1 import headers
 from tests.agent.test_e2e import counter_sum
 
 SERVER = "10.0.0.53"
@@ -50,7 +50,7 @@ def test_address_memo_resets_are_exported() -> None:
     text = _scrape(engine)
     assert counter_sum(text, "packetd_memo_resets_total", memo="addr_texts") == 1
     assert counter_sum(text, "packetd_memo_resets_total", memo="http1_header_lines") == (
-        messages.line_cache_resets
+        headers.line_cache_resets
     )
 
 
@@ -67,13 +67,13 @@ def _http_connection(cport: int) -> tuple[Engine, list[Roundtrip]]:
 def test_http1_header_line_memo_resets_are_exported() -> None:
     # requests of one distinct header line each, 2 * MAX_CACHED_LINES + 1 of them, into an emptied memo:
     # it is full after request 2 048 and after request 4 096, and emptied by the next request each time
-    messages._LINES.clear()
-    messages._DECISIONS.clear()
-    before = messages.line_cache_resets
+    headers._LINES.clear()
+    headers._DECISIONS.clear()
+    before = headers.line_cache_resets
     client, cport = "10.0.0.1", 40000
     engine, records = _http_connection(cport)
     seq, sseq = 1001, 5001
-    n = 2 * messages.MAX_CACHED_LINES + 1
+    n = 2 * headers.MAX_CACHED_LINES + 1
     resp = b"HTTP/1.1 204 No Content\r\n\r\n"  # no header line: only the requests' lines are memoised
     for i in range(n):
         req = b"GET /r HTTP/1.1\r\nX-Request-Number: %d\r\n\r\n" % i
@@ -92,10 +92,10 @@ def test_http1_header_line_memo_resets_are_exported() -> None:
     assert len(records) == n
     for i, r in enumerate(records):  # header fields are parsed when the record is written, as outputs do
         assert r.to_json()["request"]["headers"]["x-request-number"] == [str(i)]
-    assert messages.line_cache_resets - before == 2
+    assert headers.line_cache_resets - before == 2
     text = _scrape(engine)
     assert counter_sum(text, "packetd_memo_resets_total", memo="http1_header_lines") == (
-        messages.line_cache_resets
+        headers.line_cache_resets
     )
     assert counter_sum(text, "packetd_memo_resets_total", memo="addr_texts") == 0
 
@@ -103,12 +103,12 @@ def test_http1_header_line_memo_resets_are_exported() -> None:
 def test_http1_header_name_decisions_resets_are_exported() -> None:
     # one request whose header block holds MAX_DECISION_NAMES + 1 distinct names into emptied tables: the
     # name table of the redact set is full at the last name and emptied for it, once
-    messages._LINES.clear()
-    messages._DECISIONS.clear()
-    before = messages.decision_resets
+    headers._LINES.clear()
+    headers._DECISIONS.clear()
+    before = headers.decision_resets
     client, cport = "10.0.0.1", 40001
     engine, records = _http_connection(cport)
-    n = messages.MAX_DECISION_NAMES + 1
+    n = headers.MAX_DECISION_NAMES + 1
     req = b"GET /r HTTP/1.1\r\n" + b"".join(b"X-N%d: v\r\n" % i for i in range(n)) + b"\r\n"
     resp = b"HTTP/1.1 204 No Content\r\n\r\n"
     seq, sseq, ts = 1001, 5001, 10
@@ -119,10 +119,10 @@ def test_http1_header_name_decisions_resets_are_exported() -> None:
         ts += 1
     engine.frame(ts, 1, memoryview(ethernet(ipv4_tcp(SERVER, client, 80, cport, sseq, seq, PSH | ACK, resp))))
     assert len(records) == 1
-    headers = records[0].to_json()["request"]["headers"]  # parsed when written, as outputs do
-    assert len(headers) == n and headers[f"x-n{n - 1}"] == ["v"]
-    assert messages.decision_resets - before == 1
+    fields = records[0].to_json()["request"]["headers"]  # parsed when written, as outputs do
+    assert len(fields) == n and fields[f"x-n{n - 1}"] == ["v"]
+    assert headers.decision_resets - before == 1
     text = _scrape(engine)
     assert (
-        counter_sum(text, "packetd_memo_resets_total", memo="http1_header_names") == messages.decision_resets
+        counter_sum(text, "packetd_memo_resets_total", memo="http1_header_names") == headers.decision_resets
     )

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from packetd.protocols.base import Direction
-from packetd.protocols.http1 import messages as http1_messages
+from packetd.protocols.http1 import headers as http1_headers
 from packetd.protocols.http1.decoder import Http1Decoder
-from packetd.protocols.http1.messages import parse_header_block
+from packetd.protocols.http1.headers import parse_header_block
 from packetd.protocols.http1.options import HttpOptions
 from packetd.protocols.options import parse_assignments
 from packetd.protocols.redact import (
@@ -50,23 +50,23 @@ def test_a_header_line_seen_again_reads_the_same_and_a_redacted_value_is_never_r
     names = frozenset({"authorization", "x-line-memo-test"})  # a set of its own: a fresh memo
     assert parse_header_block(block, names) == want
     assert parse_header_block(block, names) == want  # the second time from the line memo
-    memo = http1_messages._LINES[names]
+    memo = http1_headers._LINES[names]
     assert "s3cr3t" not in repr(memo) and "pw@" not in repr(memo)
     assert memo == {"Accept:  */* ": ("accept", "*/*"), "Accept: x": ("accept", "x")}
 
 
 def test_the_header_line_memo_is_bounded() -> None:
     names = frozenset({"x-line-memo-bound"})
-    resets = http1_messages.line_cache_resets
-    n = http1_messages.MAX_CACHED_LINES + 1
+    resets = http1_headers.line_cache_resets
+    n = http1_headers.MAX_CACHED_LINES + 1
     block = "".join(f"\r\nX-{i}: {i}" for i in range(n)).encode()
     headers = parse_header_block(block, names)
     assert headers == {f"x-{i}": [str(i)] for i in range(n)}
-    assert len(http1_messages._LINES[names]) == 1  # emptied when full, then the last line
-    assert http1_messages.line_cache_resets == resets + 1
-    long_line = b"\r\nX-Long: " + b"v" * http1_messages.MAX_CACHED_LINE
-    assert parse_header_block(long_line, names) == {"x-long": ["v" * http1_messages.MAX_CACHED_LINE]}
-    assert len(http1_messages._LINES[names]) == 1  # too long to be remembered
+    assert len(http1_headers._LINES[names]) == 1  # emptied when full, then the last line
+    assert http1_headers.line_cache_resets == resets + 1
+    long_line = b"\r\nX-Long: " + b"v" * http1_headers.MAX_CACHED_LINE
+    assert parse_header_block(long_line, names) == {"x-long": ["v" * http1_headers.MAX_CACHED_LINE]}
+    assert len(http1_headers._LINES[names]) == 1  # too long to be remembered
 
 
 def test_a_folded_value_of_a_kept_header_is_unfolded() -> None:

@@ -78,7 +78,7 @@ def stats_snapshot(engine: Engine, source: Any, extra: dict[str, Any]) -> dict[s
     flows = {k: getattr(engine.flows.stats, k) for k in slot_names(type(engine.flows.stats))}
     # bounded memos that empty themselves when full (speed lost, never a field): how often they did. The
     # HTTP/1 line memo is a module's, counted only once a rule or detection has imported its decoder
-    http1 = sys.modules.get("packetd.protocols.http1.messages")
+    http1 = sys.modules.get("packetd.protocols.http1.headers")
     memos = {
         "addr_texts": flows["addr_cache_resets"],
         "http1_header_lines": getattr(http1, "line_cache_resets", 0),

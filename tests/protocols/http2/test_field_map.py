@@ -8,8 +8,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from packetd.protocols.http2 import messages as mod
-from packetd.protocols.http2.messages import MAX_FIELD_MAPS, MAX_MAPPED_BYTES, field_map
+from packetd.protocols.http2 import fields as mod
+from packetd.protocols.http2.fields import MAX_FIELD_MAPS, MAX_MAPPED_BYTES, field_map
 
 NAMES = st.sampled_from([b"content-type", b"authorization", b"x-token", b"grpc-message", b"host", b"te",
                          b"x-bin", b"cookie", b"x-a"])  # fmt: skip

@@ -82,14 +82,8 @@ from packetd.protocols.base import (
     SyncLost,
 )
 from packetd.protocols.http1.messages import Request as Http1Request
-from packetd.protocols.http2.messages import (
-    Fields,
-    GrpcRequest,
-    GrpcResponse,
-    Http2Request,
-    Http2Response,
-    field_value,
-)
+from packetd.protocols.http2.fields import Fields, field_value
+from packetd.protocols.http2.messages import GrpcRequest, GrpcResponse, Http2Request, Http2Response
 from packetd.protocols.http2.options import Http2Options
 from packetd.protocols.traceparent import parse_traceparent
 
