@@ -1,4 +1,4 @@
-"""HTTP/1 header blocks into the record's `headers` object: `parse_header_block` and its bounded memos.
+"""HTTP/1 request heads into record fields: `parse_header_block` (and its bounded memos), `split_target`.
 
 Apart from messages.py so that the compiled build compiles it (buildinfo.COMPILED_MODULES): messages.py
 cannot be compiled (its `@value` classes, buildinfo.py says why), and this is the per-record work of an
@@ -128,3 +128,33 @@ def _parse_folded(text_block: str, names: frozenset[str]) -> dict[str, list[str]
         else:
             lst.append(value)
     return headers
+
+
+def split_target(target: str) -> tuple[str | None, str | None, str, str | None]:
+    """Request-target (RFC 9112 §3.2) → (scheme, authority, path, query) for all four forms."""
+    scheme = authority = None
+    rest = target
+    if target.startswith("/"):
+        pass  # origin-form
+    elif target == "*":
+        return None, None, "*", None  # asterisk-form (OPTIONS *)
+    elif "://" in target:  # absolute-form (proxies)
+        scheme, _, rest = target.partition("://")
+        slash = rest.find("/")
+        if slash < 0:
+            authority, rest = rest, "/"
+        else:
+            authority, rest = rest[:slash], rest[slash:]
+        q = authority.find("?")
+        if q >= 0:
+            authority, rest = authority[:q], "/" + authority[q:]
+    else:
+        return None, target, "", None  # authority-form (CONNECT host:port)
+    path, sep, query = rest.partition("?")
+    frag = (query if sep else path).find("#")
+    if frag >= 0:
+        if sep:
+            query = query[:frag]
+        else:
+            path = path[:frag]
+    return scheme, authority, path, (query if sep else None)

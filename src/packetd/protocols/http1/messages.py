@@ -12,42 +12,12 @@ from typing import Any, ClassVar
 from packetd._values import value
 from packetd.protocols import redact as policy
 from packetd.protocols.base import Message, Role, TraceContext
-from packetd.protocols.http1.headers import parse_header_block
+from packetd.protocols.http1.headers import parse_header_block, split_target
 
 # header names and query parameters whose values are replaced (the decision: protocols/redact.py)
 DEFAULT_REDACTED = policy.DEFAULT_HEADERS
 DEFAULT_QUERY_REDACTED = policy.DEFAULT_QUERY
 REDACTED = policy.REDACTED
-
-
-def split_target(target: str) -> tuple[str | None, str | None, str, str | None]:
-    """Request-target (RFC 9112 §3.2) → (scheme, authority, path, query) for all four forms."""
-    scheme = authority = None
-    rest = target
-    if target.startswith("/"):
-        pass  # origin-form
-    elif target == "*":
-        return None, None, "*", None  # asterisk-form (OPTIONS *)
-    elif "://" in target:  # absolute-form (proxies)
-        scheme, _, rest = target.partition("://")
-        slash = rest.find("/")
-        if slash < 0:
-            authority, rest = rest, "/"
-        else:
-            authority, rest = rest[:slash], rest[slash:]
-        q = authority.find("?")
-        if q >= 0:
-            authority, rest = authority[:q], "/" + authority[q:]
-    else:
-        return None, target, "", None  # authority-form (CONNECT host:port)
-    path, sep, query = rest.partition("?")
-    frag = (query if sep else path).find("#")
-    if frag >= 0:
-        if sep:
-            query = query[:frag]
-        else:
-            path = path[:frag]
-    return scheme, authority, path, (query if sep else None)
 
 
 @value
