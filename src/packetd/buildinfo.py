@@ -35,6 +35,8 @@ import importlib.util
 #  * http1's decoder sliced bytes with a start past the end, which mypyc's native slice turns into
 #    SystemError "Negative size passed to PyBytes_FromStringAndSize" where Python gives b"".
 #  * http2's decoder assigned one variable bytes and then an int.
+#  * kafka's schema sliced a gzip batch `buf[p:end]` with p past end (a batch_len under 49): same SystemError.
+#  * a tuple kept in a module dict and returned twice is reboxed by compiled code: equal, not identical.
 # A class that subclasses one of these modules' classes must be compiled too (an interpreted class cannot
 # inherit from a compiled one): framing.LengthPrefixed is subclassed by kafka's and mongodb's decoders, both
 # listed.
@@ -66,6 +68,8 @@ COMPILED_MODULES: tuple[str, ...] = (
     "packetd.protocols.http1.headers",
     "packetd.protocols.http2.fields",
     "packetd.protocols.amqp.spec",
+    # Kafka's schema plans and their generated walkers' helpers (varints, record-batch headers)
+    "packetd.protocols.kafka.schema",
     *(
         f"packetd.protocols.{p}.{m}"
         for p in ("amqp", "dns", "http1", "http2", "kafka", "mongodb", "mysql", "postgresql", "redis")

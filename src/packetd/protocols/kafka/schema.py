@@ -709,6 +709,8 @@ def _first_record_headers(buf: bytes, p: int, end: int, codec: int) -> dict[str,
     value, header count, then (key length, key, value length, value) each; lengths and deltas are zig-zag
     varints, read here inline when they are one byte (two for the record's length): nearly always."""
     if codec == 1:  # gzip
+        if p >= end:
+            return None  # a batch shorter than its header (compiled, buf[p:end] with p > end raises)
         try:
             data = zlib.decompressobj(wbits=31).decompress(buf[p:end], MAX_TRACE_INFLATE)
         except zlib.error:
