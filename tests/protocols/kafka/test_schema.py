@@ -214,6 +214,12 @@ def check(plan: tuple[Plan, bool], compiled: Compiled, body: bytes, pos: int = 0
     compiled[1](fields, got_errors)
     assert got_errors == ref_errors
     assert compiled[2](fields) == first_group(fields)
+    # walk_errors: the same end, the same errors, the top level's scalars and strings (not its arrays)
+    fused_errors: list[tuple[str, int]] = []
+    fused = outcome(lambda out: compiled[3](body, pos, len(body), out, fused_errors))
+    top = {k: v for k, v in fields.items() if not isinstance(v, (list, dict))}
+    assert fused == (ref[0], repr(top)), body.hex()
+    assert fused_errors == ref_errors, body.hex()
 
 
 def versions(api_key: int) -> range:
@@ -295,7 +301,11 @@ def corpus_walks(monkeypatch: pytest.MonkeyPatch, path: str, rules: tuple[Rule, 
             seen.append((api_key, version, response, bytes(buf[:end]), pos))
             return compiled[0](buf, pos, end, out)
 
-        return walker, compiled[1], compiled[2]
+        def walker_errors(buf: bytes, pos: int, end: int, out: dict[str, Any], errs: list[Any]) -> int:
+            seen.append((api_key, version, response, bytes(buf[:end]), pos))
+            return compiled[3](buf, pos, end, out, errs)
+
+        return walker, compiled[1], compiled[2], walker_errors
 
     # the spies go into the memo compiled_for reads first, for every key a request header can name (the
     # decoder's call of compiled_for is a native one in the compiled build: patching the name would not do)

@@ -52,6 +52,7 @@ from packetd.protocols.kafka.schema import (
     Errors,
     Group,
     Walker,
+    WalkErrors,
     compiled_for,
     flexible_request,
     flexible_response,
@@ -87,7 +88,7 @@ class _Api:
     request's) and its response none. The functions are None when no schema is shipped for the API (records:
     name and ids only)."""
 
-    __slots__ = ("errors", "flexible", "group", "resp_flexible", "resp_walk", "walk")
+    __slots__ = ("errors", "flexible", "group", "resp_flexible", "resp_walk", "resp_walk_errors", "walk")
 
     def __init__(self, api_key: int, version: int) -> None:
         flexible = flexible_request(api_key, version)
@@ -101,6 +102,10 @@ class _Api:
         self.group: Group | None = req[2] if req is not None else None
         self.resp_walk: Walker | None = resp[0] if resp is not None else None
         self.errors: Errors | None = resp[1] if resp is not None else None
+        # a response whose record reads only its top level and its errors (not Fetch's topics, Metadata's
+        # topic ids): walked and searched for errors in one pass, without the nested dicts (schema.py)
+        walk_errors = resp[3] if resp is not None and api_key not in (_FETCH, _METADATA) else None
+        self.resp_walk_errors: WalkErrors | None = walk_errors
 
 
 class KafkaDecoder(LengthPrefixed):
@@ -212,9 +217,13 @@ class KafkaDecoder(LengthPrefixed):
         collect = api.errors
         if walk is None or collect is None:
             return KafkaResponse(start, end, size, flags, api_key, corr, None, (), 0, None, (), False, corr)
-        fields, parsed = self._body(walk, api.resp_flexible, body, 4, complete)
         errors: list[tuple[str, int]] = []
-        collect(fields, errors)
+        fused = api.resp_walk_errors
+        if fused is not None:
+            fields, parsed = self._body(walk, api.resp_flexible, body, 4, complete, fused, errors)
+        else:
+            fields, parsed = self._body(walk, api.resp_flexible, body, 4, complete)
+            collect(fields, errors)
         topics: tuple[TopicSummary, ...] = ()
         if api_key == _FETCH:
             topics, _ = self._topics(fields.get("Responses", ()), "Topic", "Partitions", "PartitionIndex")
@@ -226,10 +235,12 @@ class KafkaDecoder(LengthPrefixed):
         )  # fmt: skip
 
     def _body(
-        self, walk: Walker, flexible: bool, body: bytes, pos: int, complete: bool
-    ) -> tuple[dict[str, Any], bool]:
+        self, walk: Walker, flexible: bool, body: bytes, pos: int, complete: bool,
+        fused: WalkErrors | None = None, errors: list[tuple[str, int]] | None = None,
+    ) -> tuple[dict[str, Any], bool]:  # fmt: skip
         """The fields a body's walk stored, from `pos` (after the header's fixed part), and whether it was
-        read whole: not when cut (Short: the fields read so far) or unreadable (DecodeError: none)."""
+        read whole: not when cut (Short: the fields read so far) or unreadable (DecodeError: none). With
+        `fused` and `errors`: walked by `fused` instead, which also fills `errors` (emptied on DecodeError)."""
         n = len(body)
         fields: dict[str, Any] = {}
         try:
@@ -238,10 +249,15 @@ class KafkaDecoder(LengthPrefixed):
                     pos += 1  # no tagged fields in the header: the common case
                 else:
                     pos = skip_tagged(body, pos, n)
-            walk(body, pos, n, fields)
+            if fused is None or errors is None:
+                walk(body, pos, n, fields)
+            else:
+                fused(body, pos, n, fields, errors)
         except Short:
             return fields, False
         except DecodeError:
+            if errors is not None:
+                errors.clear()
             # the size framed the message: a body we cannot read costs its fields, not the stream (e.g. an
             # ApiVersions v0 body answering an unsupported version)
             self._count("body_errors")

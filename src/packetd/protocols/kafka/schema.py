@@ -404,6 +404,12 @@ def collect_errors(fields: dict[str, Any], path: str, out: list[tuple[str, int]]
 # (tests/protocols/kafka/test_schema.py checks it for every schema and version). With it, the two readers of
 # the walked fields: `errors` (non-zero ErrorCode values as (path, code), top level first, then nested in
 # schema order) and `group` (the first GroupId, top level or in the arrays, depth first), unrolled likewise.
+# And `walk_errors`, for a response whose record needs only its top-level fields and its errors (all but
+# Fetch's and Metadata's): the walk and `errors` in one pass, with no dict or list below the top level and
+# no nested string decoded. It stores the top level's scalars and strings as `walk` does (not its arrays
+# and structs), appends to `errs` what
+# `errors` would find in what `walk` had stored by then (the same list after a whole walk, a Short or a
+# DecodeError), and ends or raises as `walk` does.
 # every (api key, version, direction) a request header can name: 52 schemas x versions 0-64 (the decoder's
 # MAX_API_VERSION) x 2 directions = 6760 keys, so nothing is ever evicted
 MAX_COMPILED_KEYS = 8192
@@ -413,7 +419,8 @@ MAX_COMPILED_PLANS = 1024
 Walker = Callable[[bytes, int, int, dict[str, Any]], int]
 Errors = Callable[[dict[str, Any], list[tuple[str, int]]], None]
 Group = Callable[[dict[str, Any]], str | None]
-Compiled = tuple[Walker, Errors, Group]
+WalkErrors = Callable[[bytes, int, int, dict[str, Any], list[tuple[str, int]]], int]
+Compiled = tuple[Walker, Errors, Group, WalkErrors]
 _COMPILED: dict[tuple[int, int, bool], Compiled] = {}
 _BY_PLAN: dict[tuple[Plan, bool], Compiled] = {}
 _FIXED_OPS = (OP_SKIP, OP_I16, OP_I32, OP_UUID)
@@ -440,7 +447,7 @@ def compiled_for(api_key: int, version: int, response: bool) -> Compiled | None:
 
 
 def compile_plan(plan: Plan, flexible: bool) -> Compiled:
-    """The plan's walker, errors and group functions, from generated source (see above)."""
+    """The plan's walker, errors, group and walk_errors functions, from generated source (see above)."""
     gen = _Source(flexible)
     gen.line(0, "def walk(buf, pos, end, o0):")
     gen.struct(plan, 0, "o0", 1)
@@ -451,6 +458,9 @@ def compile_plan(plan: Plan, flexible: bool) -> Compiled:
     gen.line(0, "def group(o0):")
     gen.group(plan, "o0", 1)
     gen.line(1, "return None")
+    gen.line(0, "def walk_errors(buf, pos, end, o0, errs):")
+    gen.e_struct(plan, 0, "o0", "", 1)
+    gen.line(1, "return pos")
     names: dict[str, Any] = {
         "Short": Short, "DecodeError": DecodeError, "MAX_ARRAY": MAX_ARRAY, "_I16": _I16.unpack_from,
         "_I32": _I32.unpack_from, "_string_length": _string_length, "_count": _count, "skip_tagged": skip_tagged,
@@ -459,7 +469,7 @@ def compile_plan(plan: Plan, flexible: bool) -> Compiled:
     names.update(gen.structs)
     # the source is built here from schema_data.py alone, never from captured bytes
     exec(compile("\n".join(gen.lines), "<kafka schema walker>", "exec"), names)
-    return names["walk"], names["errors"], names["group"]
+    return names["walk"], names["errors"], names["group"], names["walk_errors"]
 
 
 def _has(plan: Plan | None, name: str, struct_too: bool) -> bool:
@@ -473,6 +483,11 @@ def _has(plan: Plan | None, name: str, struct_too: bool) -> bool:
             if _has(step[3], name, struct_too):
                 return True
     return False
+
+
+def _holds_errors(step: tuple[str, int, int, Any, bool]) -> bool:
+    """Whether a step is an array or struct whose stored fields hold an ErrorCode (what `errors` visits)."""
+    return step[4] and step[1] in (OP_ARRAY, OP_STRUCT) and _has(step[3], "ErrorCode", True)
 
 
 class _Source:
@@ -596,6 +611,22 @@ class _Source:
 
     def array(self, name: str, sub: Plan, depth: int, out: str | None, ind: int) -> None:
         """An array of structs (as `_other`): a list of dicts in `out` when given, else walked past."""
+        n = self.count(depth, ind)
+        items = f"l{depth}"
+        child = f"o{depth + 1}"
+        if out is not None:
+            self.line(ind, f"{items} = {out}[{name!r}] = []")
+        body = len(self.lines)
+        self.line(ind, f"for _ in range({n}):")
+        if out is not None:
+            self.line(ind + 1, f"{child} = {{}}")
+            self.line(ind + 1, f"{items}.append({child})")
+        self.struct(sub, depth + 1, child if out is not None else None, ind + 1)
+        if len(self.lines) == body + 1:
+            del self.lines[body:]  # nothing to read or store per element
+
+    def count(self, depth: int, ind: int) -> str:
+        """An array's element count (as `_count`), into the variable it returns."""
         n = f"n{depth}"
         if self.flexible:
             self.line(ind, "if pos < end and buf[pos] < 0x80:")
@@ -610,18 +641,111 @@ class _Source:
             self.line(ind, "pos += 4")
             self.line(ind, f"if {n} < -1 or {n} > MAX_ARRAY:")
             self.line(ind + 1, 'raise DecodeError("bad array length")')
-        items = f"l{depth}"
-        child = f"o{depth + 1}"
-        if out is not None:
-            self.line(ind, f"{items} = {out}[{name!r}] = []")
-        body = len(self.lines)
-        self.line(ind, f"for _ in range({n}):")
-        if out is not None:
-            self.line(ind + 1, f"{child} = {{}}")
-            self.line(ind + 1, f"{items}.append({child})")
-        self.struct(sub, depth + 1, child if out is not None else None, ind + 1)
-        if len(self.lines) == body + 1:
-            del self.lines[body:]  # nothing to read or store per element
+        return n
+
+    # -- walk_errors: the walk of a struct that keeps only its errors (and the top level's own fields) -------
+    def e_struct(self, plan: Plan, depth: int, out: str | None, path: str | None, ind: int) -> None:
+        """As `struct`, storing in `out` (the top level) or nothing (below), each non-zero ErrorCode in
+        `errs` where `errors` puts it: a struct's own before its children's, so when the struct's
+        ErrorCode comes after a field that holds errors, it goes in at the length `errs` had on entry.
+        `path` None: a subtree `errors` does not visit (walked past, its ErrorCode fields too)."""
+        if depth > MAX_DEPTH:
+            self.line(ind, 'raise DecodeError("schema nesting too deep")')
+            return
+        code_at = next(
+            (k for k, s in enumerate(plan) if s[0] == "ErrorCode" and s[4] and path is not None), None
+        )
+        mark = None
+        if code_at is not None and any(_holds_errors(s) for s in plan[:code_at]):
+            mark = f"m{depth}"
+            self.line(ind, f"{mark} = len(errs)")
+        i = 0
+        while i < len(plan):
+            j = i
+            while j < len(plan) and plan[j][1] in _FIXED_OPS:
+                j += 1
+            if j - i >= 2:
+                self.e_fixed_run(plan[i:j], depth, out, path, mark, ind)
+                i = j
+                continue
+            self.e_step(plan[i], depth, out, path, mark, ind)
+            i += 1
+        if self.flexible:
+            self.line(ind, "if pos < end and buf[pos] == 0:")
+            self.line(ind + 1, "pos += 1")
+            self.line(ind, "else:")
+            self.line(ind + 1, "pos = skip_tagged(buf, pos, end)")
+
+    def e_error(self, var: str, path: str, mark: str | None, ind: int) -> None:
+        self.line(ind, f"if {var}:")
+        if mark is None:
+            self.line(ind + 1, f"errs.append(({path + 'ErrorCode'!r}, {var}))")
+        else:
+            self.line(ind + 1, f"errs.insert({mark}, ({path + 'ErrorCode'!r}, {var}))")
+
+    def e_fixed_run(
+        self, steps: Plan, depth: int, out: str | None, path: str | None, mark: str | None, ind: int
+    ) -> None:
+        """As `fixed_run`: one struct read when all are there (only the fields kept), else field by field."""
+        keep_code = path is not None
+        kept = [
+            s for s in steps if s[1] != OP_SKIP and (out is not None or (keep_code and s[0] == "ErrorCode"))
+        ]
+        total = sum(s[2] for s in steps)
+        if not kept:
+            self.line(ind, f"pos += {total}")
+            self.line(ind, "if pos > end:")
+            self.line(ind + 1, "raise Short")
+            return
+        fmt = ">" + "".join(_FORMAT[s[1]] if s in kept else f"{s[2]}x" for s in steps)
+        name = f"_S{len(self.structs)}"
+        self.structs[name] = struct.Struct(fmt).unpack_from
+        self.line(ind, f"if pos + {total} <= end:")
+        self.line(ind + 1, f"{', '.join(f'u{k}' for k in range(len(kept)))}, = {name}(buf, pos)")
+        for k, s in enumerate(kept):
+            if out is not None:
+                self.line(ind + 1, f"{out}[{s[0]!r}] = u{k}{'.hex()' if s[1] == OP_UUID else ''}")
+            if s[0] == "ErrorCode" and path is not None:
+                self.e_error(f"u{k}", path, mark, ind + 1)
+        self.line(ind + 1, f"pos += {total}")
+        self.line(ind, "else:")
+        for s in steps:
+            self.e_step(s, depth, out, path, mark, ind + 1)
+
+    def e_step(
+        self, step: tuple[str, int, int, Any, bool], depth: int, out: str | None, path: str | None,
+        mark: str | None, ind: int,
+    ) -> None:  # fmt: skip
+        name, op, arg, sub, interesting = step
+        if op in (OP_I16, OP_I32, OP_UUID) and name == "ErrorCode" and path is not None:
+            self.line(ind, f"if pos + {arg} > end:")
+            self.line(ind + 1, "raise Short")
+            self.line(ind, f"code = {'_I16' if op == OP_I16 else '_I32'}(buf, pos)[0]")
+            if out is not None:
+                self.line(ind, f"{out}['ErrorCode'] = code")
+            self.e_error("code", path, mark, ind)
+            self.line(ind, f"pos += {arg}")
+        elif op in (OP_I16, OP_I32, OP_UUID) and out is None:
+            self.line(ind, f"pos += {arg}")
+            self.line(ind, "if pos > end:")
+            self.line(ind + 1, "raise Short")
+        elif op == OP_ARRAY or op == OP_STRUCT:  # walked with no dict (errors kept where `errors` looks)
+            errors = path is not None and interesting and _has(sub, "ErrorCode", True)
+            body = len(self.lines)
+            if op == OP_ARRAY:
+                n = self.count(depth, ind)
+                body = len(self.lines)
+                self.line(ind, f"for _ in range({n}):")
+                ind += 1
+            self.e_struct(sub, depth + 1, None, f"{path}{name}." if errors else None, ind)
+            if op == OP_ARRAY and len(self.lines) == body + 1:
+                del self.lines[body:]  # nothing to read per element
+        elif op == OP_STRING and out is None:
+            self.string(name, None, ind)
+        elif op == OP_RECORDS and out is None:
+            self.line(ind, f"pos = _records(buf, pos, end, {self.flexible}, {name!r}, {{}})")
+        else:
+            self.step(step, depth, out, ind)
 
     # -- readers of the walked fields ------------------------------------------------------------------------
     def errors(self, plan: Plan, out: str, path: str, ind: int) -> bool:
