@@ -86,3 +86,13 @@ def test_edge_cases() -> None:
     assert parse_traceparent(b"01" + VALID[2:] + b"more") is None  # but only after a '-'
     assert parse_traceparent(b"01" + VALID[2:]) is not None
     assert parse_traceparent(VALID.upper()) == parse_traceparent(VALID)
+
+
+def test_every_flags_byte() -> None:
+    """`sampled` is read from the flags' second hex digit: every byte, in both cases, against the expression."""
+    for flags in range(256):
+        for text in (b"%02x" % flags, b"%02X" % flags):
+            raw = VALID[:53] + text
+            got = parse_traceparent(raw)
+            assert got is not None and got == reference(raw)
+            assert got.sampled is bool(flags & 1)

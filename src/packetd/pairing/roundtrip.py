@@ -7,7 +7,7 @@ error, times, flags) from them only when a record is serialised.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -217,14 +217,19 @@ class Roundtrip:
             client["k8s"] = ck.to_json() if ck is not None else None
             server["k8s"] = sk.to_json() if sk is not None else None
         # rfc3339_ns's cached second, inline (start and end of a record almost always fall in it)
-        # (`prefix + "%09dZ" % ns`: the cheapest spelling of it, ~40 ns under the f-string with a format spec)
+        # (nine digits as `str(ns + _NS)[1:]`: compiled, half the time of `"%09dZ" % ns`, whose generic
+        # formatter was ~1 800 instructions a call; the same in the pure build)
         ns = first.start_ns - _sec_start
         start_time = (
-            _sec_prefix + "%09dZ" % ns if 0 <= ns < _NS and _sec_start >= 0 else rfc3339_ns(first.start_ns)
+            f"{_sec_prefix}{str(ns + _NS)[1:]}Z"
+            if 0 <= ns < _NS and _sec_start >= 0
+            else rfc3339_ns(first.start_ns)
         )
         ns = last.end_ns - _sec_start  # the globals again: rfc3339_ns may have moved them to a new second
         end_time = (
-            _sec_prefix + "%09dZ" % ns if 0 <= ns < _NS and _sec_start >= 0 else rfc3339_ns(last.end_ns)
+            f"{_sec_prefix}{str(ns + _NS)[1:]}Z"
+            if 0 <= ns < _NS and _sec_start >= 0
+            else rfc3339_ns(last.end_ns)
         )
         return {
             "protocol": self.protocol,
@@ -245,7 +250,7 @@ class Roundtrip:
 
 
 MAX_TIME_S = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second RFC 3339 can write
-_NS = 1_000_000_000
+_NS: Final = 1_000_000_000  # Final: a constant in the compiled build, not a globals lookup
 # the second rfc3339_ns wrote last: its first nanosecond and its text with the dot, "2024-05-01T12:00:00."
 # (records come in time order, so the start and end of one record, and of the next ones, almost always fall in it)
 _sec_start = -1
@@ -262,7 +267,7 @@ def rfc3339_ns(ts_ns: int) -> str:
     """RFC 3339 UTC with nanoseconds: 2024-05-01T12:00:00.123456789Z (the per-second prefix is cached)."""
     ns = ts_ns - _sec_start
     if 0 <= ns < _NS and _sec_start >= 0:
-        return _sec_prefix + "%09dZ" % ns
+        return f"{_sec_prefix}{str(ns + _NS)[1:]}Z"
     return _rfc3339_new_second(ts_ns)
 
 
@@ -274,7 +279,7 @@ def _rfc3339_new_second(ts_ns: int) -> str:
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{ns:09d}Z"
     _sec_prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
     _sec_start = sec * _NS
-    return _sec_prefix + "%09dZ" % ns
+    return f"{_sec_prefix}{str(ns + _NS)[1:]}Z"
 
 
 def has_flag(rt: Roundtrip, flag: int) -> bool:

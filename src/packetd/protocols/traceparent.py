@@ -13,13 +13,16 @@ keeps the expression as the truth.
 
 from __future__ import annotations
 
+from typing import Final
+
 from packetd.protocols.base import TraceContext
 
-_ZERO_TRACE = b"0" * 32
-_ZERO_SPAN = b"0" * 16
-_HEX = b"0123456789abcdef"
-_DASHES = b"---"
-MAX_TRACESTATE = 512  # W3C allows 32 members of up to 256 chars; we keep a useful prefix, never more
+# Final: constants in the compiled build, where a plain module global is a dict lookup at every use
+_ZERO_TRACE: Final = b"0" * 32
+_ZERO_SPAN: Final = b"0" * 16
+_HEX: Final = b"0123456789abcdef"
+_DASHES: Final = b"---"
+MAX_TRACESTATE: Final = 512  # W3C allows 32 members of up to 256 chars; we keep a useful prefix, never more
 
 
 def parse_traceparent(raw: bytes | None, tracestate: bytes | None = None) -> TraceContext | None:
@@ -42,9 +45,9 @@ def parse_traceparent(raw: bytes | None, tracestate: bytes | None = None) -> Tra
     state = None
     if tracestate:
         state = tracestate.strip()[:MAX_TRACESTATE].decode("latin-1")
-    return TraceContext(
-        trace_id=trace_id.decode(),
-        parent_span_id=span_id.decode(),
-        sampled=bool(int(s[53:55], 16) & 1),
-        tracestate=state,
-    )
+    # sampled: the low bit of the flags byte, which is the low bit of its second hex digit ('0'-'9' are
+    # 0x30-0x39, of their value's parity; 'a'-'f' are 0x61-0x66, of the other parity), without int(..., 16)
+    c = s[54]
+    sampled = (c & 1) == 1 if c <= 0x39 else (c & 1) == 0
+    # positional (trace_id, parent_span_id, sampled, tracestate): no keyword parsing in the @value __init__
+    return TraceContext(trace_id.decode(), span_id.decode(), sampled, state)
