@@ -68,35 +68,36 @@ import heapq
 import socket
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 from packetd._values import value
 from packetd.flow.detect import DETECT, UNDETECTED, Detecting, Detection
 from packetd.net.packet import ACK, FIN, PROTO_TCP, RST, SYN, Segment
 
-MASK = 0xFFFFFFFF
-HALF = 0x80000000
-MAX_OOO_BYTES = 256 * 1024  # per direction: four times a default Linux initial receive window
+# Final (here and in net.packet): literals inlined by the compiled build, not a globals lookup at each use
+MASK: Final = 0xFFFFFFFF
+HALF: Final = 0x80000000
+MAX_OOO_BYTES: Final = 256 * 1024  # per direction: four times a default Linux initial receive window
 # The segment count is bounded too, for the bookkeeping each buffered segment costs beyond its payload
 # (~160 bytes: its bytes object, the (payload, time) tuple, dict slot and heap entry; tests/flow measures it).
 # Sized from the byte budget so that segments of 64 bytes or more reach the byte bound first, and a stream
 # of one-byte segments still reorders over 4096 of them (16 times the old 256-segment cap); at worst ~0.65 MiB
 # of bookkeeping per direction, only while a hole is open.
-OOO_MIN_SEGMENT = 64
-MAX_OOO_SEGMENTS = MAX_OOO_BYTES // OOO_MIN_SEGMENT
-HOLE_TIMEOUT_NS = (
+OOO_MIN_SEGMENT: Final = 64
+MAX_OOO_SEGMENTS: Final = MAX_OOO_BYTES // OOO_MIN_SEGMENT
+HOLE_TIMEOUT_NS: Final = (
     2_000_000_000  # a real loss is retransmitted within an RTO (Linux: 200 ms - 2 min; typ. < 1 s)
 )
-SWEEP_INTERVAL_NS = 5_000_000_000  # packet time between idle/hole sweeps (an O(flows) walk)
-CLOSED_LINGER_NS = 10_000_000_000  # how long a closed tuple swallows late segments
+SWEEP_INTERVAL_NS: Final = 5_000_000_000  # packet time between idle/hole sweeps (an O(flows) walk)
+CLOSED_LINGER_NS: Final = 10_000_000_000  # how long a closed tuple swallows late segments
 # The receive window assumed for an RST check when the real one is unknown (the handshake, and with it the
 # window scale, was not seen; or the receiver never sent a segment): generous, since wrongly ignoring a real
 # RST keeps a dead connection until it idles out, while a blind RST guessing a sequence number lands in it
 # with a chance of 1 in 256. 16 MiB is the usual tuned net.core.rmem_max (Linux's default maximum is 6 MiB).
-UNKNOWN_RST_WINDOW = 16 * 1024 * 1024
+UNKNOWN_RST_WINDOW: Final = 16 * 1024 * 1024
 MAX_CLOSED = 65536  # remembered closed tuples (two per connection): 10 s of 3000 closes/s; ~6 MiB
 # the flags that decide whether a segment is a bare SYN (ECE/CWR of an ECN SYN, PSH, URG do not matter)
-_SYN_KIND = SYN | ACK | FIN | RST
+_SYN_KIND: Final = SYN | ACK | FIN | RST
 EVICTION_SAMPLE = 16  # flows looked at to choose an eviction victim
 # addresses whose text is remembered for the endpoints of new flows (one inet_ntop per address, not two per
 # flow: a DNS stub resolver makes a flow per query between the same two hosts). A node's peers are mostly few

@@ -42,7 +42,7 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from packetd.protocols.base import DecodeError, DecoderContext, Direction, Message
 from packetd.protocols.framing import FrameSide, LengthPrefixed, Short
@@ -62,24 +62,27 @@ from packetd.protocols.kafka.schema_data import API_NAMES, SCHEMAS
 from packetd.protocols.traceparent import parse_traceparent
 
 _C2S = Direction.C2S  # a module constant: reading an enum member from its class costs ~0.25 us (3.11)
-MAX_MESSAGE = 512 * 1024 * 1024  # sizes above this are not Kafka (fetch.max.bytes defaults to 50 MB)
-MAX_INFLIGHT = 1024  # requests remembered by correlation id until their response (deeper than any client)
-MAX_TOPIC_IDS = 65536  # topic id → name entries shared by all connections of one engine
-MAX_API_VERSION = 64  # the highest version of any API today is 18; a larger one is not a header
-MAX_CLIENT_ID = 1024  # a longer client id is not a header
+MAX_MESSAGE: Final = 512 * 1024 * 1024  # sizes above this are not Kafka (fetch.max.bytes defaults to 50 MB)
+MAX_INFLIGHT: Final = 1024  # requests kept by correlation id until their response (deeper than any client)
+MAX_TOPIC_IDS: Final = 65536  # topic id → name entries shared by all connections of one engine
+MAX_API_VERSION: Final = 64  # the highest version of any API today is 18; a larger one is not a header
+MAX_CLIENT_ID: Final = 1024  # a longer client id is not a header
 
 _I32 = struct.Struct(">i")
 _REQ = struct.Struct(">hhih")  # api key, api version, correlation id, client id length
 _REQ_HEAD = struct.Struct(">hhi")
 _RESP_CORR = struct.Struct(">i")
 _SIZE_CORR = struct.Struct(">ii")
-_PRODUCE, _FETCH, _METADATA = 0, 1, 3
+# Final (the ints above too): literals inlined by the compiled build, not a globals lookup at each use
+_PRODUCE: Final = 0
+_FETCH: Final = 1
+_METADATA: Final = 3
 _GROUP_KEYS = ("GroupId",)
 # (api key, version) → the connection's _Api, keyed by api_key * 128 + version (versions are 0-64, checked
 # first: an int key, no tuple built per message). A client speaks one version of each API it uses (~15 on a
 # librdkafka connection), so the bound is never reached by a real one; a peer cycling through versions
 # empties the memo when full (counted: api_memo_resets), at most every MAX_APIS requests.
-MAX_APIS = 256
+MAX_APIS: Final = 256
 
 
 class _Api:
