@@ -26,7 +26,7 @@ Generic by design: the flow layer knows no protocol; the engine supplies `classi
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from packetd.flow.table import Flow, StreamHandler
@@ -39,19 +39,19 @@ Factory = Callable[[str, tuple[str, int], tuple[str, int], bool, int], "StreamHa
 DETECT = "?"  # the protocol a flow is created with when detection decides it (FlowTable._create)
 UNDETECTED = "-"  # a flow no detector claimed: no handler, its packets cost one lookup (FlowTable)
 
-DETECT_WINDOW = 512  # bytes of each direction shown to the detectors (protocols/detection.py: why 512)
+DETECT_WINDOW: Final = 512  # bytes of each direction shown to the detectors (protocols/detection.py: why 512)
 # Data events kept before a last decision: a handshake's first exchange (TLS hello + reply, MySQL greeting
 # + login + OK, PostgreSQL SSLRequest + N + StartupMessage) is done within 8; 16 leaves room for a request
 # line cut into small segments. A connection undecided after 16 is not decided by more of the same.
-DETECT_SEGMENTS = 16
+DETECT_SEGMENTS: Final = 16
 # Segment starts of each direction tried as message starts on a connection joined mid-stream: each costs
 # two runs of every detector per event, so the first few only (the bound keeps a flow from paying more).
-MAX_REALIGN = 6
+MAX_REALIGN: Final = 6
 # Payload bytes kept for the replay: the detectors see 512 per direction, but the replay needs every byte;
 # 16 KiB per connection while undecided (a loopback TSO segment may be 64 KiB: the one that crosses the
 # bound is kept, then the decision is made). 1000 connections in detection at once: ~16 MiB at worst.
-DETECT_BUFFER = 16 * 1024
-MAX_UNDETECTED_PORTS = 1024  # distinct (transport, server port) counters of undetected connections
+DETECT_BUFFER: Final = 16 * 1024
+MAX_UNDETECTED_PORTS: Final = 1024  # distinct (transport, server port) counters of undetected connections
 
 
 class DetectionStats:

@@ -12,9 +12,12 @@ The server end of a segment: a SYN's destination and a SYN-ACK's source are cert
 
 from __future__ import annotations
 
+from typing import Final
+
 from packetd.net.packet import ACK, PROTO_TCP, SYN, Segment
 
-MAX_PORTS = 4096  # distinct (transport, port) pairs counted; a port scan beyond that is counted in `overflow`
+# distinct (transport, port) pairs counted; a port scan beyond that is counted in `overflow`
+MAX_PORTS: Final = 4096
 
 
 class PortTally:

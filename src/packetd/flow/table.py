@@ -85,9 +85,8 @@ MAX_OOO_BYTES: Final = 256 * 1024  # per direction: four times a default Linux i
 # of bookkeeping per direction, only while a hole is open.
 OOO_MIN_SEGMENT: Final = 64
 MAX_OOO_SEGMENTS: Final = MAX_OOO_BYTES // OOO_MIN_SEGMENT
-HOLE_TIMEOUT_NS: Final = (
-    2_000_000_000  # a real loss is retransmitted within an RTO (Linux: 200 ms - 2 min; typ. < 1 s)
-)
+# a real loss is retransmitted within an RTO (Linux: 200 ms - 2 min; typ. < 1 s)
+HOLE_TIMEOUT_NS: Final = 2_000_000_000
 SWEEP_INTERVAL_NS: Final = 5_000_000_000  # packet time between idle/hole sweeps (an O(flows) walk)
 CLOSED_LINGER_NS: Final = 10_000_000_000  # how long a closed tuple swallows late segments
 # The receive window assumed for an RST check when the real one is unknown (the handshake, and with it the
@@ -98,12 +97,12 @@ UNKNOWN_RST_WINDOW: Final = 16 * 1024 * 1024
 MAX_CLOSED = 65536  # remembered closed tuples (two per connection): 10 s of 3000 closes/s; ~6 MiB
 # the flags that decide whether a segment is a bare SYN (ECE/CWR of an ECN SYN, PSH, URG do not matter)
 _SYN_KIND: Final = SYN | ACK | FIN | RST
-EVICTION_SAMPLE = 16  # flows looked at to choose an eviction victim
+EVICTION_SAMPLE: Final = 16  # flows looked at to choose an eviction victim
 # addresses whose text is remembered for the endpoints of new flows (one inet_ntop per address, not two per
 # flow: a DNS stub resolver makes a flow per query between the same two hosts). A node's peers are mostly few
 # (its servers, their clients behind a few load balancers); 4096 texts are ~0.4 MiB. Emptied when full
 # (`FlowStats.addr_cache_resets` counts it: only the saving is lost)
-MAX_ADDR_TEXTS = 4096
+MAX_ADDR_TEXTS: Final = 4096
 
 
 class StreamHandler(Protocol):
@@ -130,9 +129,10 @@ HalfOpen = tuple[int, int, int, int, int, int, str, int]
 # it the two deques of decoder and matcher); a half-open one (a bare SYN: a SYN flood, a scan) ~350 bytes,
 # since it is a tuple until its second segment. Budgeting every flow at the established cost keeps a table
 # full of either within the budget.
-FLOW_BYTES = 4608
-DEFAULT_MAX_MEMORY_MB = 256  # 58 254 flows (the former fixed 65 536 were ~290 MiB, not the "128" it said)
-MIN_FLOWS = 1024  # a budget too small to be useful still tracks this many
+FLOW_BYTES: Final = 4608
+# 58 254 flows (the former fixed 65 536 were ~290 MiB, not the "128" it said)
+DEFAULT_MAX_MEMORY_MB: Final = 256
+MIN_FLOWS: Final = 1024  # a budget too small to be useful still tracks this many
 
 
 def flows_for_memory(max_memory_mb: int) -> int:

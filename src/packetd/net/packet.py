@@ -41,16 +41,16 @@ from typing import Final
 from packetd.net.reassembly import Reassembler
 
 # link types
-LINKTYPE_NULL = 0
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW_DLT12 = 12  # DLT_RAW on most BSDs and Linux
-LINKTYPE_RAW_DLT14 = 14  # DLT_RAW on OpenBSD
-LINKTYPE_RAW = 101
-LINKTYPE_LOOP = 108
-LINKTYPE_LINUX_SLL = 113
-LINKTYPE_IPV4 = 228
-LINKTYPE_IPV6 = 229
-LINKTYPE_LINUX_SLL2 = 276
+LINKTYPE_NULL: Final = 0
+LINKTYPE_ETHERNET: Final = 1
+LINKTYPE_RAW_DLT12: Final = 12  # DLT_RAW on most BSDs and Linux
+LINKTYPE_RAW_DLT14: Final = 14  # DLT_RAW on OpenBSD
+LINKTYPE_RAW: Final = 101
+LINKTYPE_LOOP: Final = 108
+LINKTYPE_LINUX_SLL: Final = 113
+LINKTYPE_IPV4: Final = 228
+LINKTYPE_IPV6: Final = 229
+LINKTYPE_LINUX_SLL2: Final = 276
 SUPPORTED_LINKTYPES = frozenset(
     {
         LINKTYPE_NULL,
@@ -67,17 +67,17 @@ SUPPORTED_LINKTYPES = frozenset(
 )
 _RAW_TYPES = frozenset({LINKTYPE_RAW, LINKTYPE_RAW_DLT12, LINKTYPE_RAW_DLT14, LINKTYPE_IPV4, LINKTYPE_IPV6})
 
-ETH_IPV4 = 0x0800
-ETH_IPV6 = 0x86DD
-ETH_PPPOE_SESSION = 0x8864
-ETH_MPLS = 0x8847
-ETH_MPLS_MULTICAST = 0x8848
+ETH_IPV4: Final = 0x0800
+ETH_IPV6: Final = 0x86DD
+ETH_PPPOE_SESSION: Final = 0x8864
+ETH_MPLS: Final = 0x8847
+ETH_MPLS_MULTICAST: Final = 0x8848
 _ENCAPSULATIONS = frozenset({ETH_PPPOE_SESSION, ETH_MPLS, ETH_MPLS_MULTICAST})
-_PPP_IPV4 = 0x0021
-_PPP_IPV6 = 0x0057
+_PPP_IPV4: Final = 0x0021
+_PPP_IPV6: Final = 0x0057
 _VLAN_TAGS = frozenset({0x8100, 0x88A8, 0x9100})
-_PACKET_OUTGOING = 4
-_ARPHRD_LOOPBACK = 772
+_PACKET_OUTGOING: Final = 4
+_ARPHRD_LOOPBACK: Final = 772
 # AF_INET6 of OpenBSD/NetBSD, FreeBSD, macOS: NULL and LOOP are BSD formats (Linux never writes them, and
 # its AF_INET6 = 10 is not IPv6 on a BSD; Wireshark does not read 10 as IPv6 either)
 _AF_INET6 = frozenset({24, 28, 30})
@@ -98,8 +98,8 @@ ACK: Final = 0x10
 # and HIP (139) have the same shape but carry no upper layer (RFC 6275 §6.1.1, RFC 7401 §5.1: next
 # header 59), so they end the walk like ESP.
 _IPV6_SKIP = frozenset({0, 43, 60, 140})
-_IPV6_FRAG = 44
-_IP_AH = 51  # authentication header, in IPv4 and IPv6 alike
+_IPV6_FRAG: Final = 44
+_IP_AH: Final = 51  # authentication header, in IPv4 and IPv6 alike
 
 _TCP = struct.Struct("!HHIIBB")  # sport dport seq ack offset flags (the window is read apart: a frame
 # snapped inside the fixed header's last 6 bytes still decodes, with an unknown window)
@@ -111,8 +111,8 @@ _IPV4_FRAG = struct.Struct("!HHH")  # total length, id, flags+offset (at ip+2)
 # IPv4 header without options followed by the TCP header's first 14 bytes:
 # vihl tos total id frag ttl proto csum src dst | sport dport seq ack offset flags window
 _V4TCP = struct.Struct("!BxHxxHxBxx4s4sHHIIBBH")
-_TCP_OPT_WSCALE = 3  # RFC 7323 §2.2: kind 3, length 3, shift count
-_MAX_WSCALE = 14  # RFC 7323 §2.3: a larger shift is used as 14
+_TCP_OPT_WSCALE: Final = 3  # RFC 7323 §2.2: kind 3, length 3, shift count
+_MAX_WSCALE: Final = 14  # RFC 7323 §2.3: a larger shift is used as 14
 
 
 def _wscale(data: memoryview, off: int, end: int) -> int:

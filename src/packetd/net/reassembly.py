@@ -18,13 +18,15 @@ Bounds: at most `MAX_DATAGRAMS` datagrams in progress, `MAX_FRAGMENTS` fragments
 
 from __future__ import annotations
 
-MAX_DATAGRAMS = 256  # datagrams being reassembled at once; beyond this the oldest is dropped
-MAX_DATAGRAM = 65535  # largest reassembled payload (IPv4 total length is 16 bits); bigger is an attack
-MAX_FRAGMENTS = 256  # per datagram: 64 KiB in 1280-byte IPv6 fragments is 52; more means a flood
-MAX_PENDING_BYTES = 4 * 1024 * 1024  # held across all datagrams: Linux's ipfrag_high_thresh
-TIMEOUT_NS = 30 * 1_000_000_000  # RFC 8200 §4.5: 60 s; 30 s is Linux's ipfrag_time
+from typing import Final
 
-_V6 = -1  # the protocol part of an IPv6 key (IPv6 fragments are not keyed by next header)
+MAX_DATAGRAMS: Final = 256  # datagrams being reassembled at once; beyond this the oldest is dropped
+MAX_DATAGRAM: Final = 65535  # largest reassembled payload (IPv4 total length is 16 bits); bigger is an attack
+MAX_FRAGMENTS: Final = 256  # per datagram: 64 KiB in 1280-byte IPv6 fragments is 52; more means a flood
+MAX_PENDING_BYTES: Final = 4 * 1024 * 1024  # held across all datagrams: Linux's ipfrag_high_thresh
+TIMEOUT_NS: Final = 30 * 1_000_000_000  # RFC 8200 §4.5: 60 s; 30 s is Linux's ipfrag_time
+
+_V6: Final = -1  # the protocol part of an IPv6 key (IPv6 fragments are not keyed by next header)
 
 
 class ReassemblyStats:

@@ -249,7 +249,7 @@ class Roundtrip:
         }
 
 
-MAX_TIME_S = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second RFC 3339 can write
+MAX_TIME_S: Final = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second RFC 3339 can write
 _NS: Final = 1_000_000_000  # Final: a constant in the compiled build, not a globals lookup
 # the second rfc3339_ns wrote last: its first nanosecond and its text with the dot, "2024-05-01T12:00:00."
 # (records come in time order, so the start and end of one record, and of the next ones, almost always fall in it)

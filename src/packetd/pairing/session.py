@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from packetd.pairing.matchers import FifoMatcher, KeyedMatcher, Matcher, OneWayMatcher, PairingStats
 from packetd.pairing.roundtrip import Endpoint, Roundtrip
@@ -51,7 +51,7 @@ from packetd.protocols.base import (
 from packetd.protocols.classify import DETECTED, TunnelDetector, classifier
 from packetd.protocols.registry import ProtocolSpec, Registry
 
-MAX_RESETS = 8  # consecutive decode errors before a connection is given up as not this protocol
+MAX_RESETS: Final = 8  # consecutive decode errors before a connection is given up as not this protocol
 _DIRS = (Direction.C2S, Direction.S2C)
 _PAIR_KEY = operator.attrgetter("pair_key")  # the keyed matcher's key of a message (one for all sessions)
 _REQUEST, _RESPONSE, _ONEWAY, _UNANSWERED = Role.REQUEST, Role.RESPONSE, Role.ONEWAY, Role.UNANSWERED

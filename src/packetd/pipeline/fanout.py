@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from typing import Any
+from typing import Any, Final
 from zlib import crc32
 
 from packetd.flow.ports import MAX_PORTS, PortTally
@@ -51,10 +51,10 @@ from packetd.pipeline import summary as _summary
 from packetd.pipeline.summary import OTHER, EndpointStats, LatencyHistogram, Summary
 
 # a frame that is not a segment (counted only) goes to this worker
-OTHER_WORKER = 0
+OTHER_WORKER: Final = 0
 # datagrams whose fragments are held: the reassembler keeps at most MAX_DATAGRAMS in progress (oldest
 # dropped first), so any datagram older than that many newer ones can no longer complete; twice is slack
-MAX_HELD_DATAGRAMS = 2 * MAX_DATAGRAMS
+MAX_HELD_DATAGRAMS: Final = 2 * MAX_DATAGRAMS
 
 
 def worker_max_keys() -> int:
@@ -210,7 +210,7 @@ class Merger:
 
 # live: records held for the slowest worker at most; beyond, the oldest go out anyway (`overflow`): a
 # worker that falls a window behind must not grow the reader's memory
-MAX_LIVE_HELD = 100_000
+MAX_LIVE_HELD: Final = 100_000
 
 
 class WindowMerger:

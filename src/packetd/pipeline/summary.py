@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Final
 
 from packetd.pairing.roundtrip import Endpoint, Roundtrip, endpoint_text
 from packetd.pipeline.metrics import PathTemplater
@@ -23,10 +24,10 @@ from packetd.protocols.base import Kind, Message
 from packetd.units import format_duration
 
 MAX_ENDPOINTS = 1000  # rows kept; more distinct endpoints than this fold into "(other)"
-MAX_FOLDED_KEYS = 10_000  # distinct folded endpoints counted exactly up to here (then "more than")
-MAX_PATH = 60  # characters of the path shown
-FOLD_EVERY = 1024  # durations an endpoint holds before bucketing them (LatencyHistogram.pending)
-MAX_MEMO = 10_000  # raw (server, protocol, operation, path) keys remembered (Summary._memo)
+MAX_FOLDED_KEYS: Final = 10_000  # distinct folded endpoints counted exactly up to here (then "more than")
+MAX_PATH: Final = 60  # characters of the path shown
+FOLD_EVERY: Final = 1024  # durations an endpoint holds before bucketing them (LatencyHistogram.pending)
+MAX_MEMO: Final = 10_000  # raw (server, protocol, operation, path) keys remembered (Summary._memo)
 _GROWTH = math.log(1.02)
 OTHER = ("(other)", "", "", "")
 

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from packetd.protocols.base import NO_MESSAGES, DecodeError, Direction, Flag, Message
 
 # bytes searched for a message start after a gap before the connection is declared lost: a few segments'
 # worth of a bulk transfer, so a connection that is not what its rule says costs a bounded scan
-MAX_RESYNC_SCAN = 4 * 1024 * 1024
+MAX_RESYNC_SCAN: Final = 4 * 1024 * 1024
 
 
 class Short(Exception):

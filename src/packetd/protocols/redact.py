@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
+from typing import Final
 from urllib.parse import unquote_plus
 
 from packetd.protocols.sqltext import normalize
@@ -106,8 +107,9 @@ AUTH_SCHEMES = frozenset(
     }
 )
 # distinct `redact` sets seen (one per configured decoder option, so a handful); bounded all the same
-_RULE_CACHE = 64
-_NAME_CACHE = 4096  # header-name decisions remembered per rule set (real traffic uses a few dozen names)
+_RULE_CACHE: Final = 64
+# header-name decisions remembered per rule set (real traffic uses a few dozen names)
+_NAME_CACHE: Final = 4096
 
 
 @functools.lru_cache(maxsize=_RULE_CACHE)
@@ -221,7 +223,7 @@ def body(text: str, content_type: str | None, params: frozenset[str]) -> str:
 # normalising the literals (a regex pass) is most of what such a record costs; the least recently used
 # beyond this many (each at most a decoder's statement cap) are recomputed when seen again
 # (`statement.cache_info()`). 2048: what MySQL's and PostgreSQL's memos of 1024 each held together.
-MAX_STATEMENT_TEXTS = 2048
+MAX_STATEMENT_TEXTS: Final = 2048
 
 
 @functools.lru_cache(maxsize=MAX_STATEMENT_TEXTS)
@@ -238,7 +240,8 @@ def statement(raw: bytes, truncated: bool, keep_literals: bool, dialect: str) ->
 # a quote character that opens or closes a quoted run: not between two word characters (the apostrophe of
 # "doesn't" is neither)
 _QUOTE = re.compile(r"(?<!\w)['\"`]|['\"`](?!\w)")
-MESSAGE_CAP = 256  # characters the MySQL, PostgreSQL and Redis decoders keep of an error message (MAX_ERROR)
+# characters the MySQL, PostgreSQL and Redis decoders keep of an error message (MAX_ERROR)
+MESSAGE_CAP: Final = 256
 
 
 def server_message(text: str | None) -> str | None:

@@ -44,7 +44,7 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from packetd.protocols.amqp.messages import AmqpMethod, Content, Oneway, Request, Response
 from packetd.protocols.amqp.options import AmqpOptions
@@ -70,14 +70,16 @@ from packetd.protocols.pending import PendingQueue
 from packetd.protocols.traceparent import parse_traceparent
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
-FRAME_END = 0xCE
-MAX_FRAME_BUFFER = 1024 * 1024  # a method or content-header frame; RabbitMQ's default frame_max is 128 KiB
-MAX_FRAME_SIZE = 0x7FFFFFFF  # frame sizes above 2^31-1 are not AMQP (the reference's bound)
-MAX_CHANNELS = 2048  # channels tracked per connection (RabbitMQ's default channel_max)
-MAX_RESYNC_SCAN = 4 * 1024 * 1024  # bytes searched for a frame start before giving up on the connection
+FRAME_END: Final = 0xCE
+# a method or content-header frame; RabbitMQ's default frame_max is 128 KiB
+MAX_FRAME_BUFFER: Final = 1024 * 1024
+MAX_FRAME_SIZE: Final = 0x7FFFFFFF  # frame sizes above 2^31-1 are not AMQP (the reference's bound)
+MAX_CHANNELS: Final = 2048  # channels tracked per connection (RabbitMQ's default channel_max)
+# bytes searched for a frame start before giving up on the connection
+MAX_RESYNC_SCAN: Final = 4 * 1024 * 1024
 # distinct content-header property blocks remembered per connection (publishers repeat theirs; one with a
 # per-message id or timestamp only misses: the cache is cleared when full, one dict of small bytes keys)
-MAX_PROPERTY_CACHE = 64
+MAX_PROPERTY_CACHE: Final = 64
 
 _HEADER = struct.Struct("!BHI")
 _METHOD_ID = struct.Struct("!HH")

@@ -12,7 +12,7 @@ Wire types (spec §4.2.5): octet, short (16), long (32), longlong (64), shortstr
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Final
 
 from packetd.protocols.base import DecodeError
 
@@ -143,7 +143,7 @@ BASIC_PROPERTIES = (
     ("cluster_id", "shortstr"),
 )  # fmt: skip
 
-MAX_TABLE_DEPTH = 8  # nested tables/arrays deeper than this are not real messages
+MAX_TABLE_DEPTH: Final = 8  # nested tables/arrays deeper than this are not real messages
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _U64 = struct.Struct("!Q")

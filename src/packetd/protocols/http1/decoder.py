@@ -49,7 +49,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from enum import IntEnum
-from typing import Any
+from typing import Any, Final
 
 from packetd.protocols import tls
 from packetd.protocols.base import (
@@ -70,17 +70,19 @@ from packetd.protocols.http1.options import HttpOptions
 from packetd.protocols.pending import PendingQueue
 from packetd.protocols.traceparent import parse_traceparent
 
-MAX_HEAD = 64 * 1024  # start line + header block; nginx's default large_client_header_buffers is 4 x 8 KiB
-MAX_START_LINE = 8 * 1024  # a request line longer than this is garbage, not a message waiting to complete
-MAX_CHUNK_LINE = 4 * 1024  # chunk-size line with extensions
+# start line + header block; nginx's default large_client_header_buffers is 4 x 8 KiB
+MAX_HEAD: Final = 64 * 1024
+# a request line longer than this is garbage, not a message waiting to complete
+MAX_START_LINE: Final = 8 * 1024
+MAX_CHUNK_LINE: Final = 4 * 1024  # chunk-size line with extensions
 # a method token longer than this is not a method (the longest registered, UPDATEREDIRECTREF, has 17)
-MAX_METHOD = 64
-MAX_VERSION = 16  # characters kept of a malformed request line's version token
+MAX_METHOD: Final = 64
+MAX_VERSION: Final = 16  # characters kept of a malformed request line's version token
 TUNNEL = "CONNECT tunnel"  # StopDecoding.reason of a tunnel this decoder does not read
-MAX_PAUSED = 256 * 1024  # client bytes held while an Upgrade/CONNECT answer is awaited
+MAX_PAUSED: Final = 256 * 1024  # client bytes held while an Upgrade/CONNECT answer is awaited
 # bytes searched for a start line before the connection is declared not HTTP (a DecodeError; the session
 # gives up after a few): a joined download may be long, but regex-searching gigabytes of it is not free
-MAX_RESYNC_SKIP = 16 * 1024 * 1024
+MAX_RESYNC_SKIP: Final = 16 * 1024 * 1024
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 §3.4
 
 # token characters (RFC 9110 §5.6.2): a method is valid when deleting these leaves nothing.

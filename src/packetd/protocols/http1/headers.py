@@ -8,9 +8,11 @@ HTTP/1 record (every line of both header blocks, every record). The counters `de
 
 from __future__ import annotations
 
+from typing import Final
+
 from packetd.protocols import redact as policy
 
-MAX_HEADER_VALUE = 4096  # a record keeps at most this many characters of one header value
+MAX_HEADER_VALUE: Final = 4096  # a record keeps at most this many characters of one header value
 
 
 # redact set → header name → whether policy.header_value may change its value: one dict lookup per field
@@ -18,8 +20,8 @@ MAX_HEADER_VALUE = 4096  # a record keeps at most this many characters of one he
 # of one set at MAX_DECISION_NAMES, every set (and its line memo) at MAX_DECISION_SETS redact sets: each
 # emptying counts in `decision_resets` (the names are judged again, nothing else is lost)
 _DECISIONS: dict[frozenset[str], dict[str, bool]] = {}
-MAX_DECISION_SETS = 64
-MAX_DECISION_NAMES = 4096
+MAX_DECISION_SETS: Final = 64
+MAX_DECISION_NAMES: Final = 4096
 decision_resets = 0
 # redact set → header line → its (name, value) in the record, for lines no redaction changes: a connection
 # sends most of its header lines again on every message (Host, User-Agent, Server, Content-Type, ...), so a
@@ -28,8 +30,8 @@ decision_resets = 0
 # traffic with that many distinct short lines only loses the memo, never a field). A value a redaction
 # changes (a credential) is never kept here.
 _LINES: dict[frozenset[str], dict[str, tuple[str, str]]] = {}
-MAX_CACHED_LINES = 2048
-MAX_CACHED_LINE = 256
+MAX_CACHED_LINES: Final = 2048
+MAX_CACHED_LINE: Final = 256
 line_cache_resets = 0
 
 

@@ -66,6 +66,7 @@ import re
 import struct
 from collections.abc import Callable, Sequence
 from enum import IntEnum
+from typing import Final
 
 import hpack
 from hpack.table import HeaderTable
@@ -91,28 +92,29 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 §3.4
 # A header block (compressed, across HEADERS + CONTINUATION). Servers refuse far less: nghttp2 and Go cap the
 # decoded header list at 64 KiB by default; a block larger than this is an attack, not a request.
 MAX_HEADER_BLOCK = 256 * 1024
-MAX_HEADER_LIST = 256 * 1024  # decoded size of one header list (hpack's RFC 7541 §4.1 accounting)
+MAX_HEADER_LIST: Final = 256 * 1024  # decoded size of one header list (hpack's RFC 7541 §4.1 accounting)
 # The largest HPACK dynamic table accepted from SETTINGS or a size update: memory per direction. Real stacks
 # use 4 KiB (default) to 64 KiB.
-MAX_HPACK_TABLE = 1024 * 1024
+MAX_HPACK_TABLE: Final = 1024 * 1024
 # bytes kept of a control frame: SETTINGS, PING, RST_STREAM, WINDOW_UPDATE are far smaller; only GOAWAY's
 # debug data (which no record shows) is longer, and skipped
-MAX_CONTROL_PAYLOAD = 4096
+MAX_CONTROL_PAYLOAD: Final = 4096
 # Open streams per connection. Servers advertise SETTINGS_MAX_CONCURRENT_STREAMS of 100-250 (grpc-go and
 # nghttp2 100, Go net/http 250); the oldest stream is evicted past this (its request flagged truncated).
 MAX_STREAMS = 1024
-MAX_RESYNC_SCAN = 64 * 1024  # offsets tried for a frame boundary per segment while joining mid-connection
-MAX_RESYNC_SKIP = (
-    16 * 1024 * 1024
-)  # bytes skipped looking for a frame boundary before giving up (DecodeError)
+# offsets tried for a frame boundary per segment while joining mid-connection
+MAX_RESYNC_SCAN: Final = 64 * 1024
+# bytes skipped looking for a frame boundary before giving up (DecodeError)
+MAX_RESYNC_SKIP: Final = 16 * 1024 * 1024
 # A stream the client reset before any response was seen is held this long (capture time) before it is
 # declared unanswered: a capture near the client sees the RST_STREAM before a response the server had
 # already sent (both are on the wire, crossing); one round trip brings that response. 1 s covers WAN round
 # trips. A server frame for a stream the client opened after the reset ends the wait at once (the server
 # read the RST before it, and TCP keeps the server's frames in order).
-RESET_GRACE_NS = 1_000_000_000
-MAX_HELD_RESETS = 128  # such streams held per connection (cancellation bursts); the oldest is let go first
-MAX_INTERIM = 8  # 1xx responses kept per stream (more: dropped, the response flagged truncated)
+RESET_GRACE_NS: Final = 1_000_000_000
+# such streams held per connection (cancellation bursts); the oldest is let go first
+MAX_HELD_RESETS: Final = 128
+MAX_INTERIM: Final = 8  # 1xx responses kept per stream (more: dropped, the response flagged truncated)
 # Trailer fields kept per stream half. One trailer block is the protocol; more blocks (malformed, RFC 9113
 # §8.1) are appended up to this many fields, then dropped and the message flagged truncated.
 MAX_TRAILER_FIELDS = 256
@@ -120,7 +122,7 @@ MAX_TRAILER_FIELDS = 256
 # block bytes again and again (all indexed: `:method POST`, the path, `grpc-status: 0`); while the dynamic
 # table is unchanged the same bytes decode to the same fields, and pure-Python HPACK decoding is the
 # single largest cost per call. Cleared when full.
-MAX_BLOCK_CACHE = 512
+MAX_BLOCK_CACHE: Final = 512
 
 # frame types
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
@@ -128,7 +130,7 @@ DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDO
 )
 # flags
 END_STREAM, ACK, END_HEADERS, PADDED, PRIO = 0x1, 0x1, 0x4, 0x8, 0x20
-SETTINGS_HEADER_TABLE_SIZE = 0x1
+SETTINGS_HEADER_TABLE_SIZE: Final = 0x1
 
 _HDR = struct.Struct(">IBI")  # (length << 8 | type), flags, R + stream id
 _U32 = struct.Struct(">I")

@@ -7,6 +7,8 @@ record (each header block's fields, the status and path of each call).
 
 from __future__ import annotations
 
+from typing import Final
+
 from packetd.protocols import redact as policy
 from packetd.protocols.http1.headers import MAX_HEADER_VALUE
 
@@ -50,9 +52,9 @@ GRPC_STATUS: tuple[str, ...] = (
     "DATA_LOSS",
     "UNAUTHENTICATED",
 )
-UNKNOWN = 2
-CANCELLED = 1
-INTERNAL = 13
+UNKNOWN: Final = 2
+CANCELLED: Final = 1
+INTERNAL: Final = 13
 
 # grpc/doc/http-grpc-status-mapping.md: an HTTP status without grpc-status
 _HTTP_TO_GRPC = {400: INTERNAL, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}
@@ -113,9 +115,9 @@ def split_grpc_path(path: str | None) -> tuple[str, str]:
 # once it is indexed, and the decoder hands out the very same fields tuple for it (its block cache), so the
 # same record maps are built again and again; each is built once here and copied out. Bounded in entries
 # and in what each keeps alive (lists of few, short fields only); cleared when full.
-MAX_FIELD_MAPS = 256
-MAX_MAPPED_FIELDS = 64
-MAX_MAPPED_BYTES = 8 * 1024
+MAX_FIELD_MAPS: Final = 256
+MAX_MAPPED_FIELDS: Final = 64
+MAX_MAPPED_BYTES: Final = 8 * 1024
 _field_maps: dict[
     tuple[Fields, frozenset[str], frozenset[bytes]], tuple[tuple[str, tuple[str, ...]], ...]
 ] = {}

@@ -23,15 +23,15 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from packetd.protocols.base import DecodeError
 from packetd.protocols.framing import Short, uvarint, zigzag_varint
 from packetd.protocols.kafka.schema_data import SCHEMAS
 
-MAX_ARRAY = 1_000_000  # elements in one array: more than any real message carries in 100 MB
-MAX_DEPTH = 8  # struct nesting in the schemas is at most 4 deep
-MAX_TRACE_INFLATE = 64 * 1024  # bytes of a gzip batch inflated to read its first record's headers
+MAX_ARRAY: Final = 1_000_000  # elements in one array: more than any real message carries in 100 MB
+MAX_DEPTH: Final = 8  # struct nesting in the schemas is at most 4 deep
+MAX_TRACE_INFLATE: Final = 64 * 1024  # bytes of a gzip batch inflated to read its first record's headers
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
@@ -43,19 +43,19 @@ _INTS = frozenset({"PartitionIndex", "Index", "Partition", "ThrottleTimeMs"})
 
 
 # plan steps: what the walker does with one field, decided once when the plan is compiled
-OP_SKIP = 0  # fixed-size and not shown (consecutive ones merged): `arg` bytes
-OP_I16 = 1  # an int16 shown (ErrorCode, Acks)
-OP_I32 = 2  # an int32 shown (partition indexes, ThrottleTimeMs)
-OP_UUID = 3  # a uuid shown (TopicId), as hex
-OP_STRING = 4  # a string; shown when `interesting`
-OP_BYTES = 5  # bytes: skipped by length
-OP_RECORDS = 6  # records: summarised (records_summary)
-OP_STRUCT = 7  # `{}`: one child struct
-OP_ARRAY = 8  # `[]`: an array of structs
-OP_FIXED_ARRAY = 9  # `[]int32`...: an array of a fixed-size primitive of `arg` bytes, skipped
-OP_STRING_ARRAY = 10  # `[]string`, skipped
-OP_BYTES_ARRAY = 11  # any other `[]kind`: length-prefixed elements, skipped
-OP_UNKNOWN = 12  # a kind this walker does not know (name: the kind): DecodeError when reached
+OP_SKIP: Final = 0  # fixed-size and not shown (consecutive ones merged): `arg` bytes
+OP_I16: Final = 1  # an int16 shown (ErrorCode, Acks)
+OP_I32: Final = 2  # an int32 shown (partition indexes, ThrottleTimeMs)
+OP_UUID: Final = 3  # a uuid shown (TopicId), as hex
+OP_STRING: Final = 4  # a string; shown when `interesting`
+OP_BYTES: Final = 5  # bytes: skipped by length
+OP_RECORDS: Final = 6  # records: summarised (records_summary)
+OP_STRUCT: Final = 7  # `{}`: one child struct
+OP_ARRAY: Final = 8  # `[]`: an array of structs
+OP_FIXED_ARRAY: Final = 9  # `[]int32`...: an array of a fixed-size primitive of `arg` bytes, skipped
+OP_STRING_ARRAY: Final = 10  # `[]string`, skipped
+OP_BYTES_ARRAY: Final = 11  # any other `[]kind`: length-prefixed elements, skipped
+OP_UNKNOWN: Final = 12  # a kind this walker does not know (name: the kind): DecodeError when reached
 _SHOWN_FIXED = {"int16": OP_I16, "int32": OP_I32, "uuid": OP_UUID}
 _KIND_OPS = {"string": OP_STRING, "bytes": OP_BYTES, "records": OP_RECORDS, "{}": OP_STRUCT, "[]": OP_ARRAY}
 
@@ -412,9 +412,9 @@ def collect_errors(fields: dict[str, Any], path: str, out: list[tuple[str, int]]
 # DecodeError), and ends or raises as `walk` does.
 # every (api key, version, direction) a request header can name: 52 schemas x versions 0-64 (the decoder's
 # MAX_API_VERSION) x 2 directions = 6760 keys, so nothing is ever evicted
-MAX_COMPILED_KEYS = 8192
+MAX_COMPILED_KEYS: Final = 8192
 # distinct (plan, flexible) pairs over all of those keys: 306 (the functions are shared between the keys)
-MAX_COMPILED_PLANS = 1024
+MAX_COMPILED_PLANS: Final = 1024
 
 Walker = Callable[[bytes, int, int, dict[str, Any]], int]
 Errors = Callable[[dict[str, Any], list[tuple[str, int]]], None]

@@ -50,7 +50,7 @@ import re
 import struct
 import zlib
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import bson
 import cramjam
@@ -70,11 +70,11 @@ from packetd.protocols.mongodb.messages import (
 )
 from packetd.protocols.mongodb.options import MongoOptions
 
-HEADER_SIZE = 16
-MAX_MESSAGE = 48 * 1000 * 1000  # maxMessageSizeBytes of every MongoDB server since 2.6
-MAX_EXHAUST = 64  # exhaust streams tracked per connection (one per exhaust cursor or awaitable hello)
-MAX_SUMMARY = 1024  # characters of the command summary a record keeps
-MAX_SUMMARY_DEPTH = 4  # nested documents summarised; deeper ones become "{...}"
+HEADER_SIZE: Final = 16
+MAX_MESSAGE: Final = 48 * 1000 * 1000  # maxMessageSizeBytes of every MongoDB server since 2.6
+MAX_EXHAUST: Final = 64  # exhaust streams tracked per connection (one per exhaust cursor or awaitable hello)
+MAX_SUMMARY: Final = 1024  # characters of the command summary a record keeps
+MAX_SUMMARY_DEPTH: Final = 4  # nested documents summarised; deeper ones become "{...}"
 
 _HEADER = struct.Struct("<iiii")
 _I32 = struct.Struct("<i")

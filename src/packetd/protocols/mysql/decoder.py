@@ -60,6 +60,7 @@ import struct
 import zlib
 from collections.abc import Callable, Sequence
 from enum import IntEnum
+from typing import Final
 
 from packetd.protocols.base import (
     MAX_PENDING,
@@ -85,32 +86,32 @@ from packetd.protocols.mysql.options import MysqlOptions
 from packetd.protocols.mysql.phases import SIDES, Conn, Event, Phase, step
 from packetd.protocols.pending import PendingQueue
 
-MAX_PAYLOAD = 0xFFFFFF  # a payload of this length continues in the next packet
-MAX_ERROR = 256  # characters kept of an error message
+MAX_PAYLOAD: Final = 0xFFFFFF  # a payload of this length continues in the next packet
+MAX_ERROR: Final = 256  # characters kept of an error message
 # commands beyond MAX_PENDING in flight are not tracked but keep their command byte (framing their answers
 # needs it), one byte each; this many of them and the connection is given up (counted)
-MAX_UNTRACKED = 16 * MAX_PENDING
-MAX_STATEMENTS = 256  # prepared statements remembered per connection (id → text)
-MAX_LOGIN = 4096  # bytes kept of a login request (user, database, plugin, connection attributes)
-MAX_SERVER_KEEP = 1040  # bytes kept of a server packet: an ERR with 256 four-byte characters
-ATTR_MARGIN = 4096  # bytes of query attributes kept in front of a COM_QUERY's text
-MAX_SYNC_TRIES = 512  # candidate packet headers tried per segment while resynchronising
-INFLATE_WINDOW = 256 * 1024  # bytes inflated at a time from a compressed frame
+MAX_UNTRACKED: Final = 16 * MAX_PENDING
+MAX_STATEMENTS: Final = 256  # prepared statements remembered per connection (id → text)
+MAX_LOGIN: Final = 4096  # bytes kept of a login request (user, database, plugin, connection attributes)
+MAX_SERVER_KEEP: Final = 1040  # bytes kept of a server packet: an ERR with 256 four-byte characters
+ATTR_MARGIN: Final = 4096  # bytes of query attributes kept in front of a COM_QUERY's text
+MAX_SYNC_TRIES: Final = 512  # candidate packet headers tried per segment while resynchronising
+INFLATE_WINDOW: Final = 256 * 1024  # bytes inflated at a time from a compressed frame
 
 # capability flags (include/mysql_com.h)
-CLIENT_CONNECT_WITH_DB = 1 << 3
-CLIENT_COMPRESS = 1 << 5
-CLIENT_PROTOCOL_41 = 1 << 9
-CLIENT_SSL = 1 << 11
-CLIENT_SECURE_CONNECTION = 1 << 15
-CLIENT_PLUGIN_AUTH = 1 << 19
-CLIENT_CONNECT_ATTRS = 1 << 20
-CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA = 1 << 21
-CLIENT_DEPRECATE_EOF = 1 << 24
-CLIENT_ZSTD_COMPRESSION = 1 << 26
-CLIENT_QUERY_ATTRIBUTES = 1 << 27
-SERVER_MORE_RESULTS_EXISTS = 0x0008
-SERVER_STATUS_CURSOR_EXISTS = 0x0040
+CLIENT_CONNECT_WITH_DB: Final = 1 << 3
+CLIENT_COMPRESS: Final = 1 << 5
+CLIENT_PROTOCOL_41: Final = 1 << 9
+CLIENT_SSL: Final = 1 << 11
+CLIENT_SECURE_CONNECTION: Final = 1 << 15
+CLIENT_PLUGIN_AUTH: Final = 1 << 19
+CLIENT_CONNECT_ATTRS: Final = 1 << 20
+CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA: Final = 1 << 21
+CLIENT_DEPRECATE_EOF: Final = 1 << 24
+CLIENT_ZSTD_COMPRESSION: Final = 1 << 26
+CLIENT_QUERY_ATTRIBUTES: Final = 1 << 27
+SERVER_MORE_RESULTS_EXISTS: Final = 0x0008
+SERVER_STATUS_CURSOR_EXISTS: Final = 0x0040
 
 COM_QUIT, COM_INIT_DB, COM_QUERY, COM_FIELD_LIST = 0x01, 0x02, 0x03, 0x04
 COM_STATISTICS, COM_CHANGE_USER, COM_BINLOG_DUMP = 0x09, 0x11, 0x12

@@ -59,7 +59,7 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Final, NoReturn
 
 from packetd.protocols.base import (
     MAX_PENDING,
@@ -92,16 +92,17 @@ from packetd.protocols.sqltext import split_statements
 _STARTUP, _ANSWER, _AUTH, _READY, _DEAD = Phase.STARTUP, Phase.ANSWER, Phase.AUTH, Phase.READY, Phase.DEAD
 _C2S, _S2C = Direction.C2S, Direction.S2C
 
-SMALL = 10_000  # PQ_SMALL_MESSAGE_LIMIT: the server refuses longer messages of the small types
-LARGE = 0x3FFFFFFF  # PQ_LARGE_MESSAGE_LIMIT (MaxAllocSize - 1): the longest message PostgreSQL accepts
-MAX_STARTUP = 10_000  # MAX_STARTUP_PACKET_LENGTH
-MAX_NAME = 256  # bytes kept of a statement / portal / channel name (PostgreSQL's own NAMEDATALEN is 64)
-MAX_FIELDS = 4096  # bytes kept of an ErrorResponse / NoticeResponse body
-MAX_ERROR = 256  # characters kept of an error message
-MAX_STATEMENTS = 256  # prepared statements remembered per connection (name → text)
-MAX_PORTALS = 64  # portals remembered per connection (name → statement name)
-MAX_SYNC_TRIES = 512  # candidate header positions tried per segment while resynchronising
-MAX_SYNC_CHAIN = 64  # headers followed from a candidate before it is believed
+SMALL: Final = 10_000  # PQ_SMALL_MESSAGE_LIMIT: the server refuses longer messages of the small types
+LARGE: Final = 0x3FFFFFFF  # PQ_LARGE_MESSAGE_LIMIT (MaxAllocSize - 1): the longest message PostgreSQL accepts
+MAX_STARTUP: Final = 10_000  # MAX_STARTUP_PACKET_LENGTH
+# bytes kept of a statement / portal / channel name (PostgreSQL's own NAMEDATALEN is 64)
+MAX_NAME: Final = 256
+MAX_FIELDS: Final = 4096  # bytes kept of an ErrorResponse / NoticeResponse body
+MAX_ERROR: Final = 256  # characters kept of an error message
+MAX_STATEMENTS: Final = 256  # prepared statements remembered per connection (name → text)
+MAX_PORTALS: Final = 64  # portals remembered per connection (name → statement name)
+MAX_SYNC_TRIES: Final = 512  # candidate header positions tried per segment while resynchronising
+MAX_SYNC_CHAIN: Final = 64  # headers followed from a candidate before it is believed
 
 _I32 = struct.Struct(">i")
 _TYPED = struct.Struct(">Bi")
@@ -112,7 +113,7 @@ _TAG_WITH_OID = "INSERT"
 
 # type byte → (minimum length, maximum length, body bytes kept): the length counts itself (4 bytes)
 _Bounds = tuple[int, int, int]
-_STATEMENT = -1  # "kept" marker: the statement cap (+ names) decides
+_STATEMENT: Final = -1  # "kept" marker: the statement cap (+ names) decides
 _FRONTEND: dict[int, _Bounds] = {
     ord("Q"): (5, LARGE, _STATEMENT),
     ord("P"): (8, LARGE, _STATEMENT),

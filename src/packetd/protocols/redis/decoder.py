@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Final
 
 from packetd.protocols.base import (
     MAX_PENDING,
@@ -72,15 +73,15 @@ from packetd.protocols.pending import PendingQueue
 from packetd.protocols.redis.messages import TYPE_NAMES, Push, Request, Response, UnrepliedRequest
 from packetd.protocols.redis.options import RedisOptions
 
-MAX_LINE = 64 * 1024  # one type line or inline command; Redis's own PROTO_INLINE_MAX_SIZE is 64 KiB
-MAX_BULK = 512 * 1024 * 1024  # Redis's proto-max-bulk-len default: a longer declared string is garbage
-MAX_ELEMENTS = 2**31 - 1  # declared aggregate length (Redis keeps lengths in a C int)
-MAX_DEPTH = 64  # nested aggregates; real replies nest a few levels (COMMAND DOCS: 6)
-MAX_CAPTURE = 128  # bytes kept of the command name, subcommand, key, pub/sub kind
-MAX_ERROR = 256  # characters kept of an error message
-MAX_SYNC_WINDOW = 64  # bytes carried between segments while searching for a command start
+MAX_LINE: Final = 64 * 1024  # one type line or inline command; Redis's own PROTO_INLINE_MAX_SIZE is 64 KiB
+MAX_BULK: Final = 512 * 1024 * 1024  # Redis's proto-max-bulk-len default: a longer declared string is garbage
+MAX_ELEMENTS: Final = 2**31 - 1  # declared aggregate length (Redis keeps lengths in a C int)
+MAX_DEPTH: Final = 64  # nested aggregates; real replies nest a few levels (COMMAND DOCS: 6)
+MAX_CAPTURE: Final = 128  # bytes kept of the command name, subcommand, key, pub/sub kind
+MAX_ERROR: Final = 256  # characters kept of an error message
+MAX_SYNC_WINDOW: Final = 64  # bytes carried between segments while searching for a command start
 
-_CR = 13
+_CR: Final = 13
 _STAR = ord("*")
 _DOLLAR = ord("$")
 _SEMI = ord(";")
@@ -95,8 +96,8 @@ _LINE_TYPES = frozenset(b"+-:_,#(")
 _BULK_TYPES = frozenset(b"$!=")
 _AGGR_TYPES = frozenset(b"*~>")
 _SERVER_TYPES = frozenset(b"+-:$*_,#!=(%~|>")
-_STREAM = -1  # stack entry of a streamed aggregate (ends with ".")
-_ATTR = 1 << 40  # stack entries above this belong to an attribute (its pairs are not elements)
+_STREAM: Final = -1  # stack entry of a streamed aggregate (ends with ".")
+_ATTR: Final = 1 << 40  # stack entries above this belong to an attribute (its pairs are not elements)
 
 # Commands whose second word names a subcommand (Redis 7 "container" commands and the older ones that
 # behave the same way). The subcommand itself is never looked up: any word of the right shape is taken.
@@ -217,7 +218,7 @@ def _int(raw: bytes, what: str) -> int:
 
 
 _NAMES: dict[bytes, str] = {}
-MAX_NAMES = 4096  # command names remembered upper-cased (a bounded cache: names are a small set)
+MAX_NAMES: Final = 4096  # command names remembered upper-cased (a bounded cache: names are a small set)
 
 
 def _name(raw: bytes | None) -> str:
