@@ -157,11 +157,11 @@ class Roundtrip:
 
     @property
     def trace(self) -> TraceContext | None:
-        if self.request is not None:
+        if self.request is not None and self.request.TRACED:
             ctx = self.request.trace_context()
             if ctx is not None:
                 return ctx
-        return self.response.trace_context() if self.response is not None else None
+        return self.response.trace_context() if self.response is not None and self.response.TRACED else None
 
     @property
     def all_flags(self) -> int:
@@ -182,7 +182,8 @@ class Roundtrip:
             first = req
             operation = req.operation()
             flags |= req.flags
-            trace = req.trace_context()
+            if req.TRACED:  # (Message.TRACED: most classes cannot carry one, and the call costs)
+                trace = req.trace_context()
             req_json: dict[str, Any] | None = req.to_json()
         else:
             req_json = None
@@ -191,7 +192,7 @@ class Roundtrip:
             status: str | None = resp.status()
             error = resp.is_error()
             flags |= resp.flags
-            if trace is None:
+            if trace is None and resp.TRACED:
                 trace = resp.trace_context()
             resp_json: dict[str, Any] | None = resp.to_json()
             if req is None:
