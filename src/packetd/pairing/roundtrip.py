@@ -87,26 +87,104 @@ class K8sMeta:
 K8sPair = tuple["K8sMeta | None", "K8sMeta | None"]  # (client's, server's)
 
 
-@value
-class Roundtrip:
-    """A request and its response (or one of them alone, by `kind`) on one connection."""
+# Roundtrip's fields in their order (its constructor's, equality's and the repr's)
+_FIELD_NAMES: Final = (
+    "protocol",
+    "kind",
+    "client",
+    "server",
+    "request",
+    "response",
+    "flags",
+    "seq",
+    "processes",
+    "k8s",
+)
 
-    protocol: str
-    kind: str
-    client: Endpoint
-    server: Endpoint
-    request: Message | None
-    response: Message | None
-    flags: int = 0
-    # the record's ordinal on its connection (1, 2, ...; 0: not known): four pipelined commands answered in
-    # one segment share endpoints and times, and only this tells their span ids apart (pipeline/spans.py)
-    seq: int = 0
-    # set by the I/O layer when process attribution is on (then `client.process` / `server.process` are in
-    # the JSON, null when not found); None when it is off (a capture file: its processes are not this host's)
-    processes: Processes | None = None
-    # set by the agent when `kubernetes.enabled` and its index has synced (then `client.k8s` / `server.k8s`
-    # are in the JSON, null for an address the API does not know); None when off or not synced
-    k8s: K8sPair | None = None
+
+class Roundtrip:
+    """A request and its response (or one of them alone, by `kind`) on one connection.
+
+    A value like the messages (STYLE.md), but a plain class rather than `@value`: in the compiled build
+    mypyc makes it a native class (its fields in a C struct), which it cannot do for a decorated class.
+    Every record is built once and read ~30 times (its JSON, the summary, metrics, spans), and compiled
+    code reads a decorated class's field through the generic getattr (~165 instructions) where a native
+    field is a load. What `@value` gives, by hand: slots, positional or keyword construction, equality
+    over all fields, the repr, unhashable; the fields are Final, so mypy rejects assigning one.
+    """
+
+    __slots__ = (
+        "client",
+        "flags",
+        "k8s",
+        "kind",
+        "processes",
+        "protocol",
+        "request",
+        "response",
+        "seq",
+        "server",
+    )
+
+    def __init__(
+        self,
+        protocol: str,
+        kind: str,
+        client: Endpoint,
+        server: Endpoint,
+        request: Message | None,
+        response: Message | None,
+        flags: int = 0,
+        # the record's ordinal on its connection (1, 2, ...; 0: not known): four pipelined commands answered
+        # in one segment share endpoints and times, and only this tells their span ids apart (pipeline/spans.py)
+        seq: int = 0,
+        # set by the I/O layer when process attribution is on (then `client.process` / `server.process` are
+        # in the JSON, null when not found); None when it is off (a capture file: its processes are not this
+        # host's)
+        processes: Processes | None = None,
+        # set by the agent when `kubernetes.enabled` and its index has synced (then `client.k8s` / `server.k8s`
+        # are in the JSON, null for an address the API does not know); None when off or not synced
+        k8s: K8sPair | None = None,
+    ) -> None:
+        self.protocol: Final = protocol
+        self.kind: Final = kind
+        self.client: Final = client
+        self.server: Final = server
+        self.request: Final = request
+        self.response: Final = response
+        self.flags: Final = flags
+        self.seq: Final = seq
+        self.processes: Final = processes
+        self.k8s: Final = k8s
+
+    def _fields(self) -> tuple[object, ...]:
+        return (
+            self.protocol,
+            self.kind,
+            self.client,
+            self.server,
+            self.request,
+            self.response,
+            self.flags,
+            self.seq,
+            self.processes,
+            self.k8s,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Roundtrip) or type(other) is not type(self):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __reduce__(self) -> tuple[type[Roundtrip], tuple[object, ...]]:
+        # pickled by its constructor: a native class's default pickling builds it with no arguments first
+        return (Roundtrip, self._fields())
+
+    __hash__ = None  # type: ignore[assignment]  # equal by value, as a value class: unhashable
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={v!r}" for n, v in zip(_FIELD_NAMES, self._fields(), strict=True))
+        return f"Roundtrip({shown})"
 
     def attributed(self, processes: Processes | None, k8s: K8sPair | None) -> Roundtrip:
         """A copy naming who talks (the record is a value): its processes and its k8s objects."""
