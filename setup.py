@@ -58,4 +58,14 @@ if os.environ.get("PACKETD_COMPILE") == "1" or os.environ.get("PACKETD_CEXT") ==
         )
     )
 
+    # the C twin of the Redis decoder's whole-command scan (redis/_resp.c; decoder.py's FAST_COMMAND)
+    ext_modules.append(
+        Extension(
+            "packetd.protocols.redis._resp",
+            [os.path.join("src", "packetd", "protocols", "redis", "_resp.c")],
+            extra_compile_args=["-Wall", "-Wextra"] if os.name == "posix" else [],
+            optional=True,
+        )
+    )
+
 setup(ext_modules=ext_modules)

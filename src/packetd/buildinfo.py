@@ -83,7 +83,8 @@ _EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 # same flag (setup.py) but not one of them: net/packet.py imports it if present (and not PACKETD_PURE=1)
 ACCELERATOR = "packetd.net._packet"
 # (and one more hand-written C file the same way: protocols/mongodb/_extent.c, the C twin of the MongoDB
-# decoder's check of BSON array extents; decoder.FAST_STRUCTURE says whether it is in use)
+# decoder's check of BSON array extents; decoder.FAST_STRUCTURE says whether it is in use; and
+# protocols/redis/_resp.c, the C twin of the Redis decoder's scan of a whole command array, decoder.C_FAST_COMMAND)
 
 
 def accelerator() -> str:

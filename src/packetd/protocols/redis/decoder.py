@@ -55,8 +55,9 @@ Wire format (RESP: https://redis.io/docs/latest/develop/reference/protocol-spec/
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from packetd.protocols.base import (
@@ -265,6 +266,31 @@ def _fast_command(b: bytes, pos: int, n: int, parts: list[bytes | None]) -> tupl
     return p, nargs
 
 
+FastCommand = Callable[[bytes, int, int, list[bytes | None]], tuple[int, int]]
+
+
+def _c_fast_command() -> FastCommand | None:
+    """The C twin of `_fast_command` (redis/_resp.c, built by the compiled build), or None: not built,
+    built with another MAX_CAPTURE, or PACKETD_PURE=1. The same answers and the same stores into `parts`
+    for the same arguments: tests/protocols/redis/test_fast_command.py runs every case through both."""
+    if os.environ.get("PACKETD_PURE") == "1":
+        return None
+    try:
+        from packetd.protocols.redis import _resp  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    if _resp.MAX_CAPTURE != MAX_CAPTURE:
+        return None
+    fn: FastCommand = _resp.fast_command
+    return fn
+
+
+# what _client calls for a whole command array: in C ~0.5k instructions a command against ~10k for the
+# Python function compiled by mypyc (callgrind, redis-py's commands; bytes.find and int() of each length)
+C_FAST_COMMAND: Final = _c_fast_command()
+FAST_COMMAND: Final[FastCommand] = C_FAST_COMMAND if C_FAST_COMMAND is not None else _fast_command
+
+
 # A bulk string that runs past its segment is counted, not buffered: `skip` is what is still to come of it
 # (payload and CRLF); when it is one of the elements the record needs, `cap` collects its first `want` bytes
 # for `parts[capidx]`. The same for both directions (client arguments, server reply elements).
@@ -410,7 +436,7 @@ class RedisDecoder:
                 return
             b = found
             n = len(b)
-        fast = _fast_command
+        fast = FAST_COMMAND
         while pos < n:
             if c.start < 0:
                 c.start = ts
