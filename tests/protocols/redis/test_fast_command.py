@@ -127,6 +127,14 @@ def test_not_plain(fast: Fast, wire: bytes) -> None:
 
 
 @pytest.mark.parametrize("fast", IMPLS)
+def test_crlf_at_the_start(fast: Fast) -> None:
+    # no number between the start and the CRLF (a hypothesis find: the compiled Python function's slice
+    # b[pos + 1 : pos] raised SystemError there)
+    assert run(fast, b"**2\r\n", 3)[0] == (0, 0)
+    assert run(fast, b"\r\n")[0] == (0, 0)
+
+
+@pytest.mark.parametrize("fast", IMPLS)
 def test_stores_before_giving_up(fast: Fast) -> None:
     # the first two arguments are whole, the third is cut: both implementations have stored the two
     wire = packed("SET", "k", "value")[:-3]

@@ -237,8 +237,8 @@ def _fast_command(b: bytes, pos: int, n: int, parts: list[bytes | None]) -> tupl
     """A whole command array at b[pos] (a `*`): (end, arguments); (0, 0) when it is not all here or not
     plain, and the general parser takes it (the same result, a line at a time)."""
     j = b.find(b"\r\n", pos)
-    if j < 0:
-        return 0, 0
+    if j <= pos:  # (j == pos: no number, as int(b"") refuses; and no slice ending before its start, which
+        return 0, 0  # the compiled build's native slice turns into SystemError, see buildinfo.py)
     try:
         nargs = int(b[pos + 1 : j])
     except ValueError:
